@@ -1,0 +1,272 @@
+"""A folder of image files, read lazily: recursive, sorted, optionally labelled by subfolder.
+
+Layout rules (``root`` is ``data.root``):
+
+- if ``root`` has a ``train/`` or ``test/`` subfolder, the split's subfolder is used (a split
+  that is missing falls back to the other one, with a warning); otherwise ``root`` serves
+  every split;
+- images are found recursively by extension (case-insensitive); hidden files and folders
+  (``.name``) are ignored; paths are sorted, so the order is the same on every machine;
+- with ``labels=true``, when no image lies directly in the folder and at least two of its
+  immediate subfolders hold images, those subfolders are the classes (sorted by name);
+  otherwise the dataset is unlabelled (label -1, ``num_classes`` 0).
+
+Every file's header is checked when the dataset is built (cheap: no pixel decoding); pixels
+are decoded when an item is read. An unreadable file is a :class:`DataError` naming it; with
+``skip_bad=true`` it is left out instead (or, found only when decoded, replaced by the next
+good item), listed in ``skipped`` and reported by one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from edgegan.data.base import DataWarning, check_image_params, check_limit
+from edgegan.data.transforms import (
+    BICUBIC,
+    center_crop,
+    load_image,
+    probe_image,
+    resize_shorter,
+    to_tensor,
+)
+from edgegan.errors import DataError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SPLITS = ("train", "test")
+_WHERE = "dataset 'folder'"
+
+
+def _extensions(value: object) -> tuple[str, ...]:
+    if value is None:
+        return IMAGE_EXTENSIONS
+    if isinstance(value, str):  # "png,jpg" from a command-line override
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not value:
+        raise DataError(f"{_WHERE}: extensions must be a list such as [png, jpg], got {value!r}")
+    out = []
+    for ext in value:
+        ext = str(ext).strip().lower()
+        if not ext:
+            continue
+        out.append(ext if ext.startswith(".") else "." + ext)
+    if not out:
+        raise DataError(f"{_WHERE}: extensions is empty")
+    return tuple(sorted(set(out)))
+
+
+def list_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+    """Relative POSIX paths of the image files under ``root``, recursively, sorted.
+
+    Symlinked folders are followed once (a link cycle is not entered twice)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in filenames:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
+                continue
+            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
+            found.append(Path(rel).as_posix())
+    return sorted(found)
+
+
+def _probe_all(paths: list[Path]) -> list[str | None]:
+    """The header check of each file: ``None`` when fine, else the error message."""
+
+    def check(path: Path) -> str | None:
+        try:
+            probe_image(path)
+        except DataError as exc:
+            return str(exc)
+        return None
+
+    if len(paths) <= 64:
+        return [check(p) for p in paths]
+    # Opening headers is mostly I/O: threads hide the latency of large or network folders.
+    with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(check, paths, chunksize=64))
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    if split not in SPLITS:
+        raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    present = [s for s in SPLITS if (root / s).is_dir()]
+    if not present:
+        return root
+    if split in present:
+        return root / split
+    other = present[0]
+    warnings.warn(
+        f"{root} has no '{split}' folder; using '{other}' for the {split} split",
+        DataWarning,
+        stacklevel=4,
+    )
+    return root / other
+
+
+class ImageFolderDataset(Dataset):
+    """Images under a folder, decoded, resized and center-cropped on access."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        image_size: int = 64,
+        channels: int = 3,
+        labels: bool = True,
+        skip_bad: bool = False,
+        extensions: list | tuple | str | None = None,
+        limit: int = 0,
+    ) -> None:
+        check_image_params(image_size, channels, _WHERE)
+        check_limit(limit, _WHERE)
+        if not isinstance(root, (str, Path)) or str(root) == "":
+            raise DataError(f"{_WHERE} needs a folder of images: set data.root=DIR")
+        base = Path(root).expanduser()
+        if not base.exists():
+            raise DataError(f"image folder not found: {base}")
+        if not base.is_dir():
+            raise DataError(f"not a folder: {base} (data.root must be a folder of images)")
+        folder = _split_folder(base, split)
+        exts = _extensions(extensions)
+        rel_paths = list_images(folder, exts)
+        if not rel_paths:
+            raise DataError(
+                f"no images in {folder} (looked recursively for {', '.join(exts)} files)"
+            )
+
+        top = [p.split("/", 1)[0] if "/" in p else None for p in rel_paths]
+        classes = sorted({t for t in top if t is not None})
+        labelled = bool(labels) and None not in top and len(classes) >= 2
+        if labels and not labelled and None in top and classes:
+            warnings.warn(
+                f"{folder} holds images both directly and in subfolders: treating it as "
+                "unlabelled (put every image in a class subfolder for labels)",
+                DataWarning,
+                stacklevel=3,
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        self.class_names: list[str] = classes if labelled else []
+        self.root = folder
+        self.split = split
+        self.image_size = image_size
+        self.channels = channels
+        self.skip_bad = bool(skip_bad)
+        self.skipped: list[str] = []
+        self._bad: set[int] = set()
+        self._warned_lazy = False
+
+        if limit:
+            rel_paths, top = rel_paths[:limit], top[:limit]
+        paths = [folder / p for p in rel_paths]
+        errors = _probe_all(paths)
+        samples: list[tuple[str, int]] = []
+        for path, t, err in zip(paths, top, errors, strict=True):
+            if err is not None:
+                if not self.skip_bad:
+                    raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
+                self.skipped.append(str(path))
+                continue
+            samples.append((str(path), index[t] if labelled else -1))
+        if not samples:
+            raise DataError(f"no readable images in {folder} ({len(self.skipped)} unreadable)")
+        if self.skipped:
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable image(s) in {folder} "
+                f"(first: {self.skipped[0]})",
+                DataWarning,
+                stacklevel=3,
+            )
+        self.samples = samples
+
+    # -- the dataset contract ------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.image_size, self.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode, resize (shorter side, bicubic, antialiased), center-crop, scale to [-1, 1]."""
+        path, _ = self.samples[index]
+        img = load_image(path, self.channels, draft_size=self.image_size)
+        img = center_crop(resize_shorter(img, self.image_size, BICUBIC), self.image_size)
+        return to_tensor(img)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self.samples)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images")
+        if not self.skip_bad:
+            return self.load(index), self.samples[index][1]
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                return self.load(i), self.samples[i][1]
+            except DataError as exc:
+                self._bad.add(i)
+                self.skipped.append(self.samples[i][0])
+                if not self._warned_lazy:
+                    self._warned_lazy = True
+                    warnings.warn(
+                        f"{exc}; skipping it and any further unreadable image (skip_bad)",
+                        DataWarning,
+                        stacklevel=2,
+                    )
+        raise DataError(f"no readable images left in {self.root}")
+
+    def __repr__(self) -> str:
+        c, h, w = self.image_shape
+        return (
+            f"ImageFolderDataset({len(self)} images {c}x{h}x{w}, {self.num_classes} classes, "
+            f"{self.split} split of {self.root})"
+        )
+
+
+def build_folder(
+    root: str = "",
+    split: str = "train",
+    image_size: int = 64,
+    channels: int = 3,
+    labels: bool = True,
+    skip_bad: bool = False,
+    extensions: list | None = None,
+    limit: int = 0,
+) -> ImageFolderDataset:
+    """Images under a folder (PNG/JPEG/BMP/WebP), labelled by class subfolder when present."""
+    return ImageFolderDataset(
+        root,
+        split=split,
+        image_size=image_size,
+        channels=channels,
+        labels=labels,
+        skip_bad=skip_bad,
+        extensions=extensions,
+        limit=limit,
+    )

@@ -1,0 +1,90 @@
+"""Reading the IDX format of MNIST and Fashion-MNIST (plain or gzip-compressed)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from edgegan.errors import DataError
+
+# IDX type codes -> numpy dtypes (big-endian where it matters).
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (``.gz`` or not) into an array of its stored shape."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"IDX file not found: {path}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"not an IDX file (bad magic number): {path}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"truncated IDX header: {path}")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[raw[2]])
+    count = int(np.prod(shape)) if shape else 0
+    if len(raw) - header != count * dtype.itemsize:
+        raise DataError(
+            f"IDX file {path} holds {len(raw) - header} bytes of data, expected "
+            f"{count * dtype.itemsize} for shape {shape}"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
+
+
+# File-name stems of the two splits; the bundled 10k subset uses "train"/"test", the
+# original distribution "train"/"t10k".
+_SPLIT_STEMS = {"train": ("train",), "test": ("test", "t10k")}
+
+
+def find_split_files(root: str | Path, split: str) -> tuple[Path, Path]:
+    """Locate ``<stem>-images-idx3-ubyte[.gz]`` and ``<stem>-labels-idx1-ubyte[.gz]``."""
+    root = Path(root)
+    if split not in _SPLIT_STEMS:
+        raise DataError(f"unknown split '{split}'; splits: train, test")
+    if not root.is_dir():
+        raise DataError(f"dataset folder not found: {root}")
+    for stem in _SPLIT_STEMS[split]:
+        for sep in ("-", "."):  # "t10k-images-idx3-ubyte" and the "t10k-images.idx3-ubyte" copies
+            for suffix in (".gz", ""):
+                images = root / f"{stem}-images{sep}idx3-ubyte{suffix}"
+                labels = root / f"{stem}-labels{sep}idx1-ubyte{suffix}"
+                if images.is_file() and labels.is_file():
+                    return images, labels
+    stem = _SPLIT_STEMS[split][0]
+    raise DataError(
+        f"no IDX files for split '{split}' in {root} (expected e.g. "
+        f"{stem}-images-idx3-ubyte.gz and {stem}-labels-idx1-ubyte.gz)"
+    )
+
+
+def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, H, W)`` uint8 and labels ``(N,)`` int64 of one split of an IDX folder."""
+    images_path, labels_path = find_split_files(root, split)
+    images = read_idx(images_path)
+    labels = read_idx(labels_path).astype(np.int64)
+    if images.ndim != 3:
+        raise DataError(f"{images_path}: expected images of shape (N, H, W), got {images.shape}")
+    if labels.shape != (images.shape[0],):
+        raise DataError(
+            f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in {root}"
+        )
+    return images.astype(np.uint8), labels
+
+
+def bundled_mnist_dir() -> Path:
+    """The folder of the 10,000 real MNIST digits shipped inside the package."""
+    return Path(__file__).resolve().parent / "assets" / "mnist10k"

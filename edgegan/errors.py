@@ -1,0 +1,47 @@
+"""User-facing errors: the CLI prints their message as one line and exits with `exit_code`."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class EdgeganError(Exception):
+    """A mistake the user can fix (bad config, unknown name, missing file): exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(EdgeganError):
+    """An invalid preset, config file or ``key=value`` override."""
+
+
+class UnknownNameError(EdgeganError):
+    """A plugin part, preset or key that does not exist."""
+
+
+class PluginError(EdgeganError):
+    """A plugin that failed to load, or two plugins that claim the same name."""
+
+
+class DataError(EdgeganError):
+    """A dataset that is missing, empty or holds unreadable files."""
+
+
+class TrainingDiverged(EdgeganError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 1
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(what: str, name: str, choices: Iterable[str]) -> UnknownNameError:
+    """Build the standard "unknown X 'y'; known: ..." error with a suggestion."""
+    choices = sorted(set(choices))
+    known = ", ".join(choices) if choices else "none"
+    return UnknownNameError(f"unknown {what} '{name}'{did_you_mean(name, choices)}; known: {known}")

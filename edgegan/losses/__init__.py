@@ -1,0 +1,54 @@
+"""Adversarial losses and discriminator penalties.
+
+Importing this package does not import torch (the CLI imports ``edgegan.losses.plugin`` at
+start); the names below load their module on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgegan.losses.adversarial import (
+        AdversarialLoss,
+        HingeLoss,
+        LSGANLoss,
+        MinimaxLoss,
+        NonSaturatingLoss,
+        WGANGPLoss,
+    )
+    from edgegan.losses.penalties import gradient_penalty, r1_penalty
+
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "AdversarialLoss",
+            "HingeLoss",
+            "LSGANLoss",
+            "MinimaxLoss",
+            "NonSaturatingLoss",
+            "WGANGPLoss",
+        ),
+        "edgegan.losses.adversarial",
+    ),
+    "gradient_penalty": "edgegan.losses.penalties",
+    "r1_penalty": "edgegan.losses.penalties",
+}
+
+__all__ = [
+    "AdversarialLoss",
+    "HingeLoss",
+    "LSGANLoss",
+    "MinimaxLoss",
+    "NonSaturatingLoss",
+    "WGANGPLoss",
+    "gradient_penalty",
+    "r1_penalty",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

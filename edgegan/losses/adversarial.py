@@ -1,0 +1,155 @@
+"""Adversarial losses: minimax, non-saturating (bce), least squares, hinge and WGAN-GP.
+
+Each loss maps discriminator logits (``r`` on real data, ``f`` on generated data) of any
+shape, ``(N,)``, ``(N, 1)`` or patch maps ``(N, 1, h, w)``, to a scalar: every term is a mean
+over all elements. ``d_loss`` is minimised by the discriminator, ``g_loss`` by the generator.
+Logits in fp16/bf16 (autocast) are promoted to float32 first. See docs/losses.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from edgegan.errors import EdgeganError
+from edgegan.losses.penalties import gradient_penalty
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    # Only low precision is promoted, so float64 inputs (exact tests) stay float64.
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _logistic_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    # -log sigmoid(r) = softplus(-r) and -log(1 - sigmoid(f)) = softplus(f), without overflow.
+    return F.softplus(-_f32(real_logits)).mean() + F.softplus(_f32(fake_logits)).mean()
+
+
+class AdversarialLoss:
+    """Base class: ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)``."""
+
+    name = ""
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+class MinimaxLoss(AdversarialLoss):
+    """The original objective of Goodfellow et al. (2014), saturating generator loss.
+
+    ``d_loss = mean(softplus(-r)) + mean(softplus(f))``
+    (= -log D(x) - log(1 - D(G(z))), D = sigmoid of the logit);
+    ``g_loss = -mean(softplus(f))`` (= log(1 - D(G(z))), minimised by G).
+    """
+
+    name = "minimax"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return _logistic_d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -F.softplus(_f32(fake_logits)).mean()
+
+
+class NonSaturatingLoss(AdversarialLoss):
+    """Binary cross-entropy with the non-saturating generator loss (Goodfellow et al. 2014).
+
+    ``d_loss = mean(softplus(-r)) + mean(softplus(f))``;
+    ``g_loss = mean(softplus(-f))`` (= -log D(G(z))): strong gradients while D rejects fakes.
+    """
+
+    name = "bce"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return _logistic_d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-_f32(fake_logits)).mean()
+
+
+class LSGANLoss(AdversarialLoss):
+    """Least squares GAN (Mao et al. 2017) with targets 1 (real) and 0 (fake).
+
+    ``d_loss = 0.5 * (mean((r - 1)^2) + mean(f^2))``; ``g_loss = mean((f - 1)^2)``.
+    The 0.5 on D only follows the CycleGAN/pix2pix reference, which halves D's loss to slow
+    D relative to G; Mao et al. halve both, which only rescales G's learning rate.
+    """
+
+    name = "lsgan"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        r, f = _f32(real_logits), _f32(fake_logits)
+        return 0.5 * ((r - 1).pow(2).mean() + f.pow(2).mean())
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return (_f32(fake_logits) - 1).pow(2).mean()
+
+
+class HingeLoss(AdversarialLoss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018).
+
+    ``d_loss = mean(relu(1 - r)) + mean(relu(1 + f))``; ``g_loss = -mean(f)``.
+    """
+
+    name = "hinge"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1 - _f32(real_logits)).mean() + F.relu(1 + _f32(fake_logits)).mean()
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -_f32(fake_logits).mean()
+
+
+class WGANGPLoss(AdversarialLoss):
+    """Wasserstein loss with gradient penalty (Gulrajani et al. 2017).
+
+    ``d_loss = mean(f) - mean(r) + drift * mean(r^2)``; ``g_loss = -mean(f)``;
+    ``d_penalty = gp_weight * mean((||grad D(x_hat)||_2 - 1)^2)`` at random interpolates
+    ``x_hat`` of real and fake samples. The drift term (Karras et al. 2018) keeps the critic's
+    output near zero; it is off by default.
+    """
+
+    name = "wgan-gp"
+
+    def __init__(self, gp_weight: float = 10.0, drift: float = 0.0) -> None:
+        if gp_weight < 0 or drift < 0:
+            raise EdgeganError(
+                f"wgan-gp needs gp_weight >= 0 and drift >= 0; got {gp_weight}, {drift}"
+            )
+        self.gp_weight = float(gp_weight)
+        self.drift = float(drift)
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        r, f = _f32(real_logits), _f32(fake_logits)
+        loss = f.mean() - r.mean()
+        if self.drift:
+            loss = loss + self.drift * r.pow(2).mean()
+        return loss
+
+    def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -_f32(fake_logits).mean()
+
+    def d_penalty(
+        self,
+        discriminator: Callable[..., torch.Tensor],
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The gradient penalty, weighted; added to ``d_loss`` by the trainer."""
+        return self.gp_weight * gradient_penalty(discriminator, real, fake, labels)
+
+
+LOSSES: dict[str, type[AdversarialLoss]] = {
+    cls.name: cls for cls in (MinimaxLoss, NonSaturatingLoss, LSGANLoss, HingeLoss, WGANGPLoss)
+}
+"""The built-in losses by registered name."""

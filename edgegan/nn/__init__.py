@@ -1,0 +1,28 @@
+"""Built-in networks.
+
+Importing this package does not import torch (the CLI imports ``edgegan.nn.plugin`` at
+start); the names below load their module on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgegan.nn.dcgan import DCGANDiscriminator, DCGANGenerator
+    from edgegan.nn.init import init_weights
+
+_LAZY = {
+    "DCGANGenerator": "edgegan.nn.dcgan",
+    "DCGANDiscriminator": "edgegan.nn.dcgan",
+    "init_weights": "edgegan.nn.init",
+}
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_weights"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

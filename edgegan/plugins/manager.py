@@ -1,0 +1,264 @@
+"""Loading plugins (built-in and entry points), isolating failures, and listing them.
+
+Built-in parts are plugins too: the modules in :data:`BUILTIN_PLUGINS` are registered through
+the same hooks as external packages. Loading follows these rules:
+
+- an entry point that fails to import is reported (a :class:`PluginWarning`, and in
+  ``edgegan plugins``) and skipped; ``EDGEGAN_STRICT_PLUGINS=1`` turns that into an error;
+- ``EDGEGAN_LOAD_PLUGINS=a,b`` loads only those external plugins, ``EDGEGAN_DISABLE_PLUGINS=a,b``
+  skips those (by entry-point or distribution name);
+- ``EDGEGAN_DISABLE_PLUGIN_AUTOLOAD=1`` loads no external plugin unless named in
+  ``EDGEGAN_LOAD_PLUGINS`` (the test suite sets it);
+- two plugins registering one name is an error naming both distributions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pluggy
+
+from edgegan.errors import PluginError
+from edgegan.plugins import hookspecs
+from edgegan.registry import KINDS, Entry, Registry, validate_registration
+
+ENTRY_POINT_GROUP = "edgegan"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "edgegan.nn.plugin",
+    "edgegan.losses.plugin",
+    "edgegan.data.plugin",
+    "edgegan.metrics.plugin",
+    "edgegan.train.callbacks",
+)
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load and was skipped."""
+
+
+@dataclass
+class PluginInfo:
+    """What ``edgegan plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _env_list(name: str) -> set[str] | None:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class PluginManager:
+    """Loads plugins once and builds one :class:`Registry` per kind on first use."""
+
+    def __init__(self, *, load_entry_points: bool = True, strict: bool | None = None) -> None:
+        self.strict = _env_flag("EDGEGAN_STRICT_PLUGINS") if strict is None else strict
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._registries: dict[str, Registry] | None = None
+        from edgegan import __version__
+
+        for module_name in BUILTIN_PLUGINS:
+            module = importlib.import_module(module_name)
+            self.register(
+                module, name=module_name, distribution="edgegan", version=__version__, builtin=True
+            )
+        if load_entry_points:
+            self._load_entry_points()
+
+    # -- loading -------------------------------------------------------------------------
+    def register(
+        self,
+        plugin: Any,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str = "",
+        builtin: bool = False,
+    ) -> None:
+        """Register a plugin object (a module or any object with hook implementations)."""
+        if name in self.infos:
+            raise PluginError(f"a plugin named '{name}' is already registered")
+        self.pm.register(plugin, name=name)
+        hooks = sorted(
+            h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("edgegan_")
+        )
+        self.infos[name] = PluginInfo(name, distribution or name, version, builtin, hooks)
+        self._registries = None
+
+    def _fail(self, info: PluginInfo, message: str) -> None:
+        info.error = message
+        if self.strict:
+            raise PluginError(message + " (EDGEGAN_STRICT_PLUGINS is set)")
+        warnings.warn(message, PluginWarning, stacklevel=3)
+
+    def _load_entry_points(self) -> None:
+        allow = _env_list("EDGEGAN_LOAD_PLUGINS")
+        deny = _env_list("EDGEGAN_DISABLE_PLUGINS") or set()
+        autoload = not _env_flag("EDGEGAN_DISABLE_PLUGIN_AUTOLOAD")
+        if allow is None and not autoload:
+            return
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist is not None else ep.name
+            version = ep.dist.version if ep.dist is not None else ""
+            names = {ep.name, dist}
+            if names & deny or (allow is not None and not names & allow):
+                continue
+            if ep.name in self.infos:
+                raise PluginError(
+                    f"two plugins are named '{ep.name}': distributions "
+                    f"{self.infos[ep.name].distribution} and {dist}"
+                )
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                info = PluginInfo(ep.name, dist, version, False)
+                self.infos[ep.name] = info
+                self._fail(
+                    info,
+                    f"plugin '{ep.name}' ({dist} {version}) failed to load: "
+                    f"{type(exc).__name__}: {exc}",
+                )
+                continue
+            try:
+                self.register(plugin, name=ep.name, distribution=dist, version=version)
+            except Exception as exc:  # e.g. a hook whose arguments do not match the spec
+                info = PluginInfo(ep.name, dist, version, False)
+                self.infos[ep.name] = info
+                self._fail(
+                    info,
+                    f"plugin '{ep.name}' ({dist} {version}) is not a valid edgegan plugin: "
+                    f"{type(exc).__name__}: {exc}",
+                )
+
+    # -- registries ----------------------------------------------------------------------
+    def _collect(self) -> dict[str, Registry]:
+        registries = {kind: Registry(kind) for kind in KINDS}
+        collected: dict[str, list[Entry]] = {}
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, hookspecs.HOOKS[kind])
+            # Call each implementation on its own so every entry records its plugin.
+            for impl in hook.get_hookimpls():
+                info = self.infos[impl.plugin_name]
+                if info.error:
+                    continue
+                entries: list[Entry] = []
+
+                def register(
+                    name: str,
+                    factory: Any,
+                    *,
+                    role: str | None = None,
+                    description: str = "",
+                    _kind: str = kind,
+                    _info: PluginInfo = info,
+                    _entries: list[Entry] = entries,
+                    **meta: Any,
+                ) -> None:
+                    validate_registration(_kind, name, factory, role, _info.name)
+                    doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+                    _entries.append(
+                        Entry(
+                            kind=_kind,
+                            name=name,
+                            factory=factory,
+                            role=role,
+                            description=description or (doc[0] if doc else ""),
+                            plugin=_info.name,
+                            distribution=_info.distribution,
+                            version=_info.version,
+                            meta=meta,
+                        )
+                    )
+
+                try:
+                    impl.function(register=register)
+                except PluginError as exc:
+                    self._fail(info, str(exc))
+                    continue
+                except Exception as exc:
+                    self._fail(
+                        info,
+                        f"plugin '{info.name}' failed in {hookspecs.HOOKS[kind]}: "
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                    continue
+                collected.setdefault(info.name, []).extend(entries)
+        # Add in loading order (built-ins first), so that a name clash names the later plugin
+        # as the one to disable; a plugin that failed in any hook is skipped as a whole.
+        for info in self.infos.values():
+            if info.error:
+                continue
+            for entry in collected.get(info.name, []):
+                registries[entry.kind].add(entry)
+                label = f"{entry.name} ({entry.role})" if entry.role else entry.name
+                info.provides.setdefault(entry.kind, []).append(label)
+        return registries
+
+    @property
+    def registries(self) -> dict[str, Registry]:
+        if self._registries is None:
+            self._registries = self._collect()
+        return self._registries
+
+    def registry(self, kind: str) -> Registry:
+        if kind not in KINDS:
+            raise PluginError(f"unknown kind '{kind}'; kinds: {', '.join(KINDS)}")
+        return self.registries[kind]
+
+    def plugin_infos(self) -> tuple[list[PluginInfo], str | None]:
+        """All plugins (built-in first) with what each provides, and the registry error (a
+        name conflict, say) if collecting the parts failed."""
+        for info in self.infos.values():
+            info.provides = {}
+        self._registries = None
+        error = None
+        try:
+            _ = self.registries
+        except PluginError as exc:
+            error = str(exc)
+        return sorted(self.infos.values(), key=lambda i: (not i.builtin, i.name)), error
+
+
+_MANAGER: PluginManager | None = None
+
+
+def get_manager() -> PluginManager:
+    """The process-wide plugin manager (loaded on first call)."""
+    global _MANAGER
+    if _MANAGER is None:
+        _MANAGER = PluginManager()
+    return _MANAGER
+
+
+def reset_manager(manager: PluginManager | None = None) -> None:
+    """Forget the loaded plugins (tests), or install ``manager`` as the process-wide one."""
+    global _MANAGER
+    _MANAGER = manager
+
+
+def registry(kind: str) -> Registry:
+    """Shortcut: ``get_manager().registry(kind)``."""
+    return get_manager().registry(kind)

@@ -1,0 +1,207 @@
+"""Named registries of plugin parts: conflicts, did-you-mean and provenance.
+
+Every part (network, loss, dataset, metric, exporter, callback) is an :class:`Entry` in the
+:class:`Registry` of its kind. Entries remember which plugin (and distribution) registered
+them, so ``edgegan list`` and conflict errors can name it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgegan.errors import EdgeganError, PluginError, did_you_mean, unknown
+
+KINDS: tuple[str, ...] = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
+"""The kinds of parts a plugin can register, one hook each (``edgegan_register_<kind>``)."""
+
+MODEL_ROLES: tuple[str, ...] = ("generator", "discriminator")
+
+# Singular nouns for messages ("unknown loss 'x'").
+_NOUN = {
+    "models": "model",
+    "losses": "loss",
+    "datasets": "dataset",
+    "metrics": "metric",
+    "exporters": "exporter",
+    "callbacks": "callback",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered part."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    role: str | None = None
+    description: str = ""
+    plugin: str = ""
+    distribution: str = ""
+    version: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``generator 'dcgan'`` or ``loss 'hinge'``: how messages name this entry."""
+        return f"{self.role or _NOUN[self.kind]} '{self.name}'"
+
+
+class Registry:
+    """The parts of one kind, keyed by (name, role)."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown registry kind {kind!r}")
+        self.kind = kind
+        self._entries: dict[tuple[str, str | None], Entry] = {}
+
+    def add(self, entry: Entry) -> None:
+        key = (entry.name, entry.role)
+        other = self._entries.get(key)
+        if other is not None:
+            raise PluginError(
+                f"{entry.label} is registered twice: by plugin '{other.plugin}' "
+                f"(distribution {other.distribution}) and by plugin '{entry.plugin}' "
+                f"(distribution {entry.distribution}); uninstall one or set "
+                f"EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+            )
+        self._entries[key] = entry
+
+    def get(self, name: str, role: str | None = None) -> Entry:
+        entry = self._entries.get((name, role))
+        if entry is None:
+            what = role or _NOUN[self.kind]
+            raise unknown(what, name, self.names(role))
+        return entry
+
+    def names(self, role: str | None = None) -> list[str]:
+        return sorted(n for (n, r) in self._entries if r == role)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, tuple):
+            return key in self._entries
+        return (key, None) in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: (e.name, e.role or "")))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def build(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        role: str | None = None,
+    ) -> Any:
+        """Look up ``name`` and call its factory (see :func:`call_factory`)."""
+        return call_factory(self.get(name, role), params or {}, context or {})
+
+
+def factory_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword parameters a factory accepts, and whether it takes ``**kwargs``."""
+    sig = inspect.signature(factory)
+    accepted: dict[str, inspect.Parameter] = {}
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            accepted[p.name] = p
+    return accepted, var_kw
+
+
+def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -> Any:
+    """Check ``value`` against the type of the parameter's default; int -> float is allowed."""
+    default = param.default
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return value
+    expected = type(default)
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        if isinstance(value, str):  # YAML reads "1e-4" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif expected is str:
+        ok = isinstance(value, str)
+    elif expected in (tuple, list):
+        ok = isinstance(value, (list, tuple))
+        if ok:
+            value = expected(value)
+    else:
+        return value
+    if not ok:
+        raise EdgeganError(
+            f"parameter '{name}' of {entry.label} must be {expected.__name__}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    """Call ``entry.factory`` with the config's ``params`` plus the task's ``context``.
+
+    ``params`` are what the user wrote; each must be a parameter of the factory (unless it
+    takes ``**kwargs``) and match the type of its default. ``context`` (image shape, latent
+    size, number of classes, ...) is passed only for the names the factory accepts, so a
+    factory declares just the context it needs.
+    """
+    accepted, var_kw = factory_parameters(entry.factory)
+    kwargs: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in context:
+            raise EdgeganError(
+                f"parameter '{key}' of {entry.label} is set by the task ({key}={context[key]!r});"
+                " remove it from the config"
+            )
+        if key not in accepted and not var_kw:
+            names = sorted(k for k in accepted if k not in context)
+            raise EdgeganError(
+                f"unknown parameter '{key}' for {entry.label}{did_you_mean(key, names)}; "
+                f"accepted: {', '.join(names) or 'none'}"
+            )
+        kwargs[key] = _check_type(entry, key, value, accepted[key]) if key in accepted else value
+    for key, value in context.items():
+        if key in accepted or var_kw:
+            kwargs[key] = value
+    missing = [
+        n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in kwargs
+    ]
+    if missing:
+        raise EdgeganError(f"{entry.label} needs parameter(s): {', '.join(missing)}")
+    return entry.factory(**kwargs)
+
+
+def validate_registration(kind: str, name: Any, factory: Any, role: Any, plugin: str) -> None:
+    """Reject malformed ``register(...)`` calls with a message naming the plugin."""
+    if not isinstance(name, str) or not name or name.strip() != name:
+        raise PluginError(
+            f"plugin '{plugin}' registered a {_NOUN[kind]} with invalid name {name!r}"
+        )
+    if not callable(factory):
+        raise PluginError(
+            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' with a non-callable factory"
+        )
+    if kind != "models" and role is not None:
+        raise PluginError(
+            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' with role {role!r}; "
+            "only models take a role"
+        )
+    if kind == "models" and role not in MODEL_ROLES:
+        raise PluginError(
+            f"plugin '{plugin}' registered model '{name}' with role {role!r}; "
+            f"role must be one of {', '.join(MODEL_ROLES)}"
+        )

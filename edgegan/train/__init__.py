@@ -1,0 +1,24 @@
+"""Training: the trainer loop and the tasks it drives.
+
+    from edgegan.config import load_config
+    from edgegan.train import train
+    result = train(load_config("dcgan-mnist", ["train.steps=200"]), out_dir="runs/demo")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgegan.train.trainer import Trainer, TrainResult, train
+
+__all__ = ["TrainResult", "Trainer", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing edgegan.train (e.g. for the callbacks plugin) must not import torch.
+    if name in __all__:
+        from edgegan.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(name)

@@ -1,0 +1,57 @@
+"""Built-in training callbacks, registered through the same hook as external ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgegan import hookimpl
+from edgegan.errors import ConfigError
+
+
+class TensorBoardCallback:
+    """Writes the logged scalars and each sample grid to TensorBoard (``RUN/tensorboard``)."""
+
+    def __init__(self, run_dir: Path, log_dir: str = "tensorboard") -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "train.tensorboard=true needs the tensorboard package: "
+                "pip install 'edgegan[tensorboard]'"
+            ) from None
+        self._writer_cls = SummaryWriter
+        self.log_dir = Path(run_dir) / log_dir
+        self.writer: Any = None
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.writer = self._writer_cls(str(self.log_dir))
+
+    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if key != "step" and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, step)
+
+    def on_checkpoint(self, trainer: Any, path: Path) -> None:
+        if self.writer is not None:
+            images = trainer.sample(trainer.fixed["z"][:64], _first(trainer.fixed.get("labels")))
+            self.writer.add_images("samples", (images + 1) / 2, trainer.step)
+            self.writer.flush()
+
+    def on_train_end(self, trainer: Any) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _first(labels: Any) -> Any:
+    return None if labels is None else labels[:64]
+
+
+def build_tensorboard(run_dir: Path, log_dir: str = "tensorboard") -> TensorBoardCallback:
+    """TensorBoard logging of metrics and samples (``train.tensorboard=true``)."""
+    return TensorBoardCallback(run_dir, log_dir)
+
+
+@hookimpl
+def edgegan_register_callbacks(register: Any) -> None:
+    register("tensorboard", build_tensorboard)

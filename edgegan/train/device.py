@@ -1,0 +1,85 @@
+"""Device selection and mixed precision (autocast + per-optimiser gradient scaling)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from edgegan.errors import ConfigError
+
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got '{name}'") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device=cuda but CUDA is not available; use train.device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"train.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif device.type != "cpu":
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got '{name}'")
+    return device
+
+
+class Precision:
+    """Autocast context and loss scaling for one training run.
+
+    ``bf16`` needs no scaling; ``fp16`` gets one GradScaler per optimiser because the
+    generator and discriminator steps overflow independently.
+    """
+
+    def __init__(self, mode: str, device: torch.device) -> None:
+        if mode not in AMP_MODES:
+            raise ConfigError(f"train.amp must be one of {', '.join(AMP_MODES)}, got '{mode}'")
+        if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("train.amp=bf16 is not supported on this GPU; use train.amp=fp16")
+        self.mode, self.device = mode, device
+        self.dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        if self.dtype is None:
+            yield
+        else:
+            with torch.autocast(self.device.type, dtype=self.dtype):
+                yield
+
+    def scaler(self, name: str) -> torch.amp.GradScaler | None:
+        if self.mode != "fp16":
+            return None
+        if name not in self.scalers:
+            self.scalers[name] = torch.amp.GradScaler(self.device.type)
+        return self.scalers[name]
+
+    def step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward ``loss`` and step ``optimizer`` (scaled in fp16 mode)."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler = self.scaler(name)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    def state_dict(self) -> dict:
+        return {k: s.state_dict() for k, s in self.scalers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, s in state.items():
+            scaler = self.scaler(name)
+            if scaler is not None:
+                scaler.load_state_dict(s)

@@ -1,0 +1,116 @@
+"""Task ``gan``: an (optionally class-conditional) GAN, trained by alternating updates.
+
+Each step does ``train.d_steps`` discriminator updates on real and detached fake samples, then
+one generator update through the discriminator with its weights frozen, as the adversarial
+objective prescribes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from edgegan.errors import ConfigError
+from edgegan.plugins.manager import get_manager
+from edgegan.train.task import Task, register_task
+
+
+def model_context(config: Any, dataset: Any) -> dict[str, Any]:
+    """The context every model factory receives: image shape, latent size, classes."""
+    c, h, w = dataset.image_shape
+    if h != w:
+        raise ConfigError(f"the gan task needs square images, the dataset gives {h}x{w}")
+    classes = int(getattr(dataset, "num_classes", 0) or 0)
+    if config.model.conditional and classes == 0:
+        classes = 0  # an unlabelled dataset trains an unconditional GAN
+    return {
+        "channels": int(c),
+        "image_size": int(h),
+        "latent_dim": config.model.latent_dim,
+        "num_classes": classes if config.model.conditional else 0,
+    }
+
+
+@register_task
+class GANTask(Task):
+    name = "gan"
+    networks = ("generator", "discriminator")
+    optimizers = {"g": (("generator",), "g"), "d": (("discriminator",), "d")}
+    sample_network = "generator"
+
+    def build_networks(self) -> None:
+        manager = get_manager()
+        models = manager.registry("models")
+        self.context = model_context(self.config, self.dataset)
+        g, d = self.config.model.generator, self.config.model.discriminator
+        self.generator = models.build(g.name, g.params, self.context, role="generator")
+        self.discriminator = models.build(d.name, d.params, self.context, role="discriminator")
+        self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
+        self.num_classes = self.context["num_classes"]
+        self.latent_dim = self.context["latent_dim"]
+
+    def generator_spec(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "network": "generator",
+            "latent_dim": self.latent_dim,
+            "num_classes": self.num_classes,
+            "image_shape": list(self.dataset.image_shape),
+            "class_names": list(getattr(self.dataset, "class_names", []) or []),
+            "value_range": [-1.0, 1.0],
+        }
+
+    def sample_inputs(self, n: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        if self.num_classes == 0:
+            return z, None
+        if labels is None:
+            labels = torch.randint(0, self.num_classes, (n,), device=self.device)
+        return z, labels
+
+    def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.config.train
+        G, D, loss, amp = self.generator, self.discriminator, self.loss, self.precision
+        out: dict[str, torch.Tensor] = {}
+        d_penalty = getattr(loss, "d_penalty", None)
+        for i in range(cfg.d_steps):
+            real, labels = batches.next()
+            n = real.shape[0]
+            labels = labels if self.num_classes else None
+            z, fake_labels = self.sample_inputs(n, labels)
+            with amp.autocast():
+                with torch.no_grad():
+                    fake = G(z, fake_labels)
+                d_real = D(real, labels)
+                d_fake = D(fake, fake_labels)
+                d_loss = loss.d_loss(d_real, d_fake)
+            total = d_loss
+            if d_penalty is not None:
+                # Penalties differentiate through D: keep them in full precision.
+                pen = d_penalty(D, real.float(), fake.float(), labels)
+                total = total + pen
+                out["d_penalty"] = pen.detach()
+            r1_step = cfg.r1_gamma > 0 and (step * cfg.d_steps + i) % cfg.r1_every == 0
+            if r1_step:
+                from edgegan.losses.penalties import r1_penalty
+
+                r1 = r1_penalty(D, real.float(), labels)
+                total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
+                out["r1"] = r1.detach()
+            amp.step("d", total, self.optims["d"])
+        out["d_loss"] = d_loss.detach()
+        out["d_real"] = d_real.detach().float().mean()
+        out["d_fake"] = d_fake.detach().float().mean()
+
+        # Generator update: D's weights get no gradients (saves their backward).
+        D.requires_grad_(False)
+        try:
+            z, fake_labels = self.sample_inputs(n, labels)
+            with amp.autocast():
+                g_loss = loss.g_loss(D(G(z, fake_labels), fake_labels))
+            amp.step("g", g_loss, self.optims["g"])
+        finally:
+            D.requires_grad_(True)
+        out["g_loss"] = g_loss.detach()
+        return out

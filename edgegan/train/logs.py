@@ -1,0 +1,105 @@
+"""Run-directory outputs that are not checkpoints: metrics JSONL, progress, run-dir naming."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import ConfigError
+
+
+def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") -> Path:
+    """The run directory: ``out`` if given (it must not hold files), else ``runs/NAME``,
+    ``runs/NAME-2``, ... so that no earlier run is ever overwritten."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(
+                f"run directory {path} already exists and is not empty; choose another --out "
+                f"or continue it with --resume {path}"
+            )
+        return path
+    root = Path(root)
+    path, i = root / name, 1
+    while path.exists():
+        i += 1
+        path = root / f"{name}-{i}"
+    return path
+
+
+class MetricsLog:
+    """Appends one JSON object per line; a resumed run appends to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._f = open(path, "a", buffering=1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            for k, v in record.items()
+        }
+        self._f.write(json.dumps(clean) + "\n")
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class ProgressBar:
+    """A rich progress bar with ETA on a terminal; periodic plain lines otherwise (CI logs)."""
+
+    def __init__(self, total: int, start: int, enabled: bool, description: str) -> None:
+        self.enabled = enabled
+        self.total, self.description = total, description
+        self._bar = None
+        self._last_line = 0.0
+        self._t0, self._s0 = time.monotonic(), start
+        if not enabled:
+            return
+        if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
+            self._task = self._bar.add_task(description, total=total, completed=start, info="")
+            self._bar.start()
+
+    def update(self, step: int, info: str = "") -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, info=info)
+            return
+        now = time.monotonic()
+        if now - self._last_line >= 30 or step == self.total:
+            self._last_line = now
+            done = step - self._s0
+            rate = done / max(now - self._t0, 1e-9)
+            eta = (self.total - step) / rate if rate > 0 else float("inf")
+            eta_s = f"{eta / 60:.1f} min" if math.isfinite(eta) else "?"
+            print(f"{self.description}: step {step}/{self.total}  eta {eta_s}  {info}",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

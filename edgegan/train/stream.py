@@ -1,0 +1,112 @@
+"""A resumable, deterministic stream of training batches.
+
+The batch order is a function of (seed, number of batches consumed): every epoch is a fresh
+permutation drawn from its own generator, so a resumed run sees exactly the batches the
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from edgegan.errors import DataError
+
+# Datasets up to this size are kept whole on the training device and sliced per batch.
+RESIDENT_LIMIT_BYTES = 1 << 30
+
+
+class BatchIndices(Sampler[list[int]]):
+    """Index batches from batch ``start`` on (drop_last: every batch is full)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0) -> None:
+        self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
+        self.per_epoch = size // batch_size
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=g)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n = self.start
+        while True:
+            epoch, pos = divmod(n, self.per_epoch)
+            order = self.epoch_order(epoch)
+            for p in range(pos, self.per_epoch):
+                yield order[p * self.batch_size : (p + 1) * self.batch_size].tolist()
+            n = (epoch + 1) * self.per_epoch
+
+    def __len__(self) -> int:  # DataLoader asks; the stream is endless
+        return 2**62
+
+
+class BatchStream:
+    """Endless ``(images, labels)`` batches on ``device``; ``consumed`` is its whole state."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        num_workers: int = 0,
+        consumed: int = 0,
+    ) -> None:
+        size = len(dataset)  # type: ignore[arg-type]
+        if size < batch_size:
+            raise DataError(
+                f"the dataset has {size} images, fewer than train.batch_size={batch_size}"
+            )
+        self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
+        self.num_workers = num_workers
+        self.consumed = consumed
+        images = getattr(dataset, "images", None)
+        labels = getattr(dataset, "labels", None)
+        self.resident = (
+            isinstance(images, torch.Tensor)
+            and isinstance(labels, torch.Tensor)
+            and images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
+        )
+        if self.resident:
+            # Small in-memory datasets live on the device: a batch is one gather, no copies.
+            self.images = images.to(device)
+            self.labels = labels.to(device)
+        self._iter: Iterator[Any] | None = None
+
+    def _start(self) -> Iterator[Any]:
+        sampler = BatchIndices(len(self.dataset), self.batch_size, self.seed, self.consumed)  # type: ignore[arg-type]
+        if self.resident:
+            return iter(sampler)
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=self.num_workers > 0,
+        )
+        return iter(loader)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._iter is None:
+            self._iter = self._start()
+        item = next(self._iter)
+        self.consumed += 1
+        if self.resident:
+            idx = torch.as_tensor(item, device=self.device)
+            return self.images.index_select(0, idx), self.labels.index_select(0, idx)
+        images, labels = item
+        non_blocking = self.device.type == "cuda"
+        return (
+            images.to(self.device, non_blocking=non_blocking),
+            torch.as_tensor(labels).to(self.device, non_blocking=non_blocking),
+        )
+
+    def state_dict(self) -> dict[str, int]:
+        return {"consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.consumed = int(state["consumed"])
+        self._iter = None

@@ -1,0 +1,103 @@
+"""The declarative base of training tasks (``gan``, and later ``cyclegan``).
+
+A task names its networks and optimisers; the trainer checkpoints, logs and schedules them
+generically from those names, as the reference CycleGAN's BaseModel does, without a global
+options object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from edgegan.config import Config, OptimConfig
+from edgegan.errors import unknown
+from edgegan.train.device import Precision
+
+
+class Task:
+    """Base class: subclasses set the class attributes and implement :meth:`train_step`."""
+
+    name: ClassVar[str]
+    #: attribute names of the networks to build, train and checkpoint
+    networks: ClassVar[tuple[str, ...]]
+    #: optimiser name -> (networks it updates, the config.optim section it reads)
+    optimizers: ClassVar[dict[str, tuple[tuple[str, ...], str]]]
+    #: the network sampled and exported (its EMA copy when train.ema is on)
+    sample_network: ClassVar[str]
+
+    def __init__(self, config: Config, dataset: Any, device: torch.device, precision: Precision):
+        self.config, self.dataset, self.device, self.precision = config, dataset, device, precision
+        self.build_networks()
+        for name in self.networks:
+            getattr(self, name).to(device).train()
+        self.optims: dict[str, torch.optim.Optimizer] = {
+            opt: self._make_optimizer(nets, getattr(config.optim, section))
+            for opt, (nets, section) in self.optimizers.items()
+        }
+
+    def build_networks(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _make_optimizer(self, nets: tuple[str, ...], cfg: OptimConfig) -> torch.optim.Optimizer:
+        params = [p for n in nets for p in getattr(self, n).parameters()]
+        fused = self.device.type == "cuda"  # the fused kernel is CUDA-only
+        return torch.optim.Adam(
+            params,
+            lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            weight_decay=cfg.weight_decay,
+            fused=fused or None,
+        )
+
+    def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:  # pragma: no cover
+        """One generator update (and the discriminator updates before it); returns scalar
+        tensors to log. ``batches.next()`` yields ``(images, labels)`` on the device."""
+        raise NotImplementedError
+
+    def generator_spec(self) -> dict[str, Any]:
+        """What sampling and export need to rebuild and drive the sampled network."""
+        return {}
+
+    # -- generic state ---------------------------------------------------------------------
+    def module(self, name: str) -> nn.Module:
+        return getattr(self, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "networks": {n: self.module(n).state_dict() for n in self.networks},
+            "optimizers": {n: o.state_dict() for n, o in self.optims.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for n in self.networks:
+            self.module(n).load_state_dict(state["networks"][n])
+        for n, o in self.optims.items():
+            o.load_state_dict(state["optimizers"][n])
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Task-specific state to checkpoint (an image pool, say)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str) -> type[Task]:
+    import edgegan.train.gan  # noqa: F401  (registers the built-in tasks)
+
+    if name not in TASKS:
+        raise unknown("task", name, TASKS)
+    return TASKS[name]

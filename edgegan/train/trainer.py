@@ -1,0 +1,389 @@
+"""The training loop: devices, AMP, EMA, checkpoints, samples, metrics, signals, budgets.
+
+Everything task-specific lives in the task (:mod:`edgegan.train.gan`); the trainer drives any
+task generically through its declared networks and optimisers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgegan import __version__
+from edgegan.config import Config
+from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
+from edgegan.plugins.manager import get_manager
+from edgegan.train import checkpoint as ckpt_io
+from edgegan.train.device import Precision, resolve_device
+from edgegan.train.ema import EMA
+from edgegan.train.logs import MetricsLog, ProgressBar, new_run_dir
+from edgegan.train.stream import BatchStream
+from edgegan.train.task import Task, get_task
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    run_dir: Path
+    step: int
+    seconds: float
+    stopped_by: str  # "steps" | "max_seconds" | "signal"
+    checkpoint: Path
+    eval: dict[str, float] = field(default_factory=dict)
+
+
+def _validate(config: Config) -> None:
+    t = config.train
+    checks = [
+        (t.steps > 0, "train.steps must be > 0"),
+        (t.batch_size > 0, "train.batch_size must be > 0"),
+        (t.d_steps >= 1, "train.d_steps must be >= 1"),
+        (t.r1_every >= 1, "train.r1_every must be >= 1"),
+        (t.r1_gamma >= 0, "train.r1_gamma must be >= 0"),
+        (0 <= t.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
+        (t.max_seconds is None or t.max_seconds > 0, "train.max_seconds must be > 0"),
+        (t.sample_every >= 0 and t.checkpoint_every >= 0, "intervals must be >= 0 (0: off)"),
+        (t.log_every > 0, "train.log_every must be > 0"),
+        (t.lr_schedule in ("constant", "linear"), "train.lr_schedule must be constant or linear"),
+        (config.model.latent_dim > 0, "model.latent_dim must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def _lr_factor(schedule: str, total: int):
+    """Constant, or linear decay to zero over the second half (the CycleGAN schedule)."""
+    if schedule == "constant":
+        return lambda step: 1.0
+    half = total // 2
+    return lambda step: 1.0 if step < half else max(0.0, (total - step) / max(total - half, 1))
+
+
+class Trainer:
+    """Builds a run from a :class:`Config` and trains it; see :func:`train`."""
+
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False) -> None:
+        _validate(config)
+        self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
+        t = config.train
+        self.device = resolve_device(t.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        torch.manual_seed(config.seed)
+        self.precision = Precision(t.amp, self.device)
+        manager = get_manager()
+        self.dataset = manager.registry("datasets").build(
+            config.data.name, config.data.params, {"split": "train"}
+        )
+        for attr in ("image_shape", "__len__", "__getitem__"):
+            if not hasattr(self.dataset, attr):
+                raise EdgeganError(
+                    f"dataset '{config.data.name}' does not provide '{attr}' (see the plugin docs)"
+                )
+        self.task: Task = get_task(config.task)(config, self.dataset, self.device, self.precision)
+        self.stream = BatchStream(
+            self.dataset, t.batch_size, config.seed, self.device, num_workers=t.num_workers
+        )
+        sampled = self.task.module(self.task.sample_network)
+        self.ema = EMA(sampled, t.ema_decay, t.ema_start) if t.ema else None
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(t.lr_schedule, t.steps))
+            for name, opt in self.task.optims.items()
+        }
+        self.callbacks = [
+            manager.registry("callbacks").build(c.name, c.params, {"run_dir": self.run_dir})
+            for c in self._callback_configs()
+        ]
+        self.fixed = self._fixed_inputs()
+        self.step = 0
+        self.elapsed = 0.0  # training seconds before this process (resumed runs)
+        self._stop: str | None = None
+        self.last_checkpoint: tuple[Path, int] | None = None
+
+    def _callback_configs(self) -> list[Any]:
+        from edgegan.config import PartConfig
+
+        configs = list(self.config.callbacks)
+        if self.config.train.tensorboard and not any(c.name == "tensorboard" for c in configs):
+            configs.append(PartConfig("tensorboard"))
+        return configs
+
+    def _fixed_inputs(self) -> dict[str, torch.Tensor]:
+        """Fixed latents (and labels: one row per class) for comparable sample grids; drawn
+        from their own generator so they do not disturb the training RNG."""
+        n = self.config.train.sample_grid
+        g = torch.Generator().manual_seed(self.config.seed + 12345)
+        fixed = {"z": torch.randn(n, self.task.latent_dim, generator=g)}
+        k = getattr(self.task, "num_classes", 0)
+        if k:
+            fixed["labels"] = (torch.arange(n) // max(1, math.ceil(n / k))) % k
+        return fixed
+
+    # -- sampling ----------------------------------------------------------------------------
+    def sampler_module(self) -> torch.nn.Module:
+        return self.ema.shadow if self.ema else self.task.module(self.task.sample_network)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        net = self.sampler_module()
+        was_training = net.training
+        net.eval()
+        try:
+            out = net(z.to(self.device), None if labels is None else labels.to(self.device))
+        finally:
+            net.train(was_training)
+        return out.float().clamp(-1, 1).cpu()
+
+    def save_samples(self, name: str) -> Path:
+        from edgegan.data.transforms import make_grid, save_png
+
+        images = self.sample(self.fixed["z"], self.fixed.get("labels"))
+        k = getattr(self.task, "num_classes", 0)
+        nrow = math.ceil(len(images) / k) if k else math.ceil(math.sqrt(len(images)))
+        path = self.run_dir / "samples" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_png(make_grid(images, nrow=nrow), path)
+        return path
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": ckpt_io.FORMAT_VERSION,
+            "edgegan_version": __version__,
+            "task": self.config.task,
+            "step": self.step,
+            "elapsed": self.elapsed + self._session_seconds(),
+            "config": self.config.to_dict(),
+            "spec": self.task.generator_spec(),
+            **self.task.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scalers": self.precision.state_dict(),
+            "data": self.stream.state_dict(),
+            "fixed": self.fixed,
+            "rng": ckpt_io.rng_state(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt_io.atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
+        self.last_checkpoint = (path, self.step)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_checkpoint"):
+                cb.on_checkpoint(self, path)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = ckpt_io.load_checkpoint(path, map_location=self.device)
+        if state.get("task") != self.config.task:
+            raise EdgeganError(f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'")
+        try:
+            self.task.load_state_dict(state)
+            if self.ema:
+                if state.get("ema") is None:
+                    raise EdgeganError(f"{path} has no EMA weights; resume with train.ema=false")
+                self.ema.load_state_dict(state["ema"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise EdgeganError(
+                f"the checkpoint does not fit the configured networks (was the model config "
+                f"changed?): {first}"
+            ) from None
+        for n, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][n])
+        self.precision.load_state_dict(state.get("scalers", {}))
+        self.stream.load_state_dict(state["data"])
+        self.fixed = state["fixed"]
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed", 0.0))
+        ckpt_io.set_rng_state(state["rng"])
+        self.last_checkpoint = (path, self.step)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _session_seconds(self) -> float:
+        return time.monotonic() - self._t0 if hasattr(self, "_t0") else 0.0
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop == "signal":  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop = "signal"
+            self.signal_name = signal.Signals(signum).name
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        return old
+
+    def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            if not torch.isfinite(value).all():
+                where = (
+                    f"the last good checkpoint is {self.last_checkpoint[0]} "
+                    f"(step {self.last_checkpoint[1]})"
+                    if self.last_checkpoint
+                    else "no checkpoint had been written yet"
+                )
+                raise TrainingDiverged(
+                    f"{key} became {value.item()} at step {self.step}: training stopped; {where}. "
+                    "Try a lower learning rate, another loss or train.amp=off"
+                )
+
+    def fit(self) -> TrainResult:
+        t = self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        log = MetricsLog(self.run_dir / "metrics.jsonl")
+        bar = ProgressBar(t.steps, self.step, t.progress, f"train {self.config.task}")
+        old_handlers = self._install_signal_handlers()
+        self._t0 = time.monotonic()
+        # On the CPU a finiteness check is free; on a GPU it syncs, so check at log time.
+        check_every = 1 if self.device.type == "cpu" else min(10, t.log_every)
+        window: dict[str, torch.Tensor] = {}
+        window_steps, window_t0 = 0, time.monotonic()
+        stopped_by = "steps"
+        try:
+            for cb in self.callbacks:
+                if hasattr(cb, "on_train_start"):
+                    cb.on_train_start(self)
+            while self.step < t.steps:
+                values = self.task.train_step(self.stream, self.step)
+                if self.ema:
+                    self.ema.update(self.task.module(self.task.sample_network), self.step)
+                for s in self.schedulers.values():
+                    s.step()
+                self.step += 1
+                for k, v in values.items():
+                    window[k] = window.get(k, 0.0) + v.float()
+                window_steps += 1
+                if self.step % check_every == 0 or self.step % t.log_every == 0:
+                    self._check_finite(values)
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    self._check_finite(window)
+                    now = time.monotonic()
+                    record = self._log_record(window, window_steps, now - window_t0)
+                    log.write(record)
+                    for cb in self.callbacks:
+                        if hasattr(cb, "on_step_end"):
+                            cb.on_step_end(self, self.step, record)
+                    info = f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}"
+                    bar.update(self.step, info)
+                    window, window_steps, window_t0 = {}, 0, now
+                if t.sample_every and self.step % t.sample_every == 0:
+                    self.save_samples(f"step_{self.step:07d}")
+                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if t.max_seconds is not None and self._session_seconds() >= t.max_seconds:
+                    stopped_by = "max_seconds"
+                    break
+                if self._stop:
+                    stopped_by = "signal"
+                    break
+            if window_steps:
+                self._check_finite(window)
+            path = self.save_checkpoint()
+            self.save_samples("final")
+        finally:
+            bar.close()
+            log.close()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+        seconds = self.elapsed + self._session_seconds()
+        result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
+        if stopped_by != "signal":
+            result.eval = self.evaluate()
+        for cb in self.callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(self)
+        self.write_report(result)
+        return result
+
+    def _log_record(self, window: dict[str, torch.Tensor], n: int, dt: float) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": self.step, "time": round(self.elapsed + self._session_seconds(), 3)}
+        record.update({k: float(v) / n for k, v in window.items()})
+        record["step_time"] = dt / n
+        record["images_per_sec"] = n * self.config.train.batch_size / max(dt, 1e-9)
+        for name, s in self.schedulers.items():
+            record[f"lr_{name}"] = s.get_last_lr()[0]
+        return record
+
+    def evaluate(self) -> dict[str, float]:
+        """Score the final sampled network with the configured metric, when one applies."""
+        ev = self.config.eval
+        if not ev.at_end or self.config.data.name != "mnist" or self.config.task != "gan":
+            return {}
+        from edgegan.metrics.evaluate import evaluate_tensors
+
+        g = torch.Generator().manual_seed(self.config.seed + 777)
+        z = torch.randn(ev.num_samples, self.task.latent_dim, generator=g)
+        k = self.task.num_classes
+        labels = torch.arange(ev.num_samples) % k if k else None
+        images = torch.cat(
+            [
+                self.sample(z[i : i + 500], None if labels is None else labels[i : i + 500])
+                for i in range(0, ev.num_samples, 500)
+            ]
+        )
+        scores = evaluate_tensors(images, labels, reference="mnist:test", metric=ev.metric)
+        with open(self.run_dir / "eval.json", "w") as f:
+            json.dump(scores, f, indent=2)
+        return scores
+
+    def write_report(self, result: TrainResult) -> None:
+        images = result.step * self.config.train.batch_size
+        lines = [
+            f"# edgegan run: {self.run_dir.name}",
+            "",
+            f"- task: {self.config.task}, preset: {self.config.preset or '-'}",
+            f"- device: {self.device}, amp: {self.config.train.amp}",
+            f"- steps: {result.step} of {self.config.train.steps} (stopped by {result.stopped_by})",
+            f"- training time: {result.seconds:.1f} s ({images / max(result.seconds, 1e-9):.0f} "
+            "images/s over the run)",
+            f"- checkpoint: {result.checkpoint.relative_to(self.run_dir)}",
+            "- samples: samples/final.png",
+        ]
+        if result.eval:
+            lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
+        (self.run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def train(
+    config: Config, out_dir: str | Path | None = None, resume: str | Path | None = None
+) -> TrainResult:
+    """Train ``config`` into a new run directory, or continue the run in ``resume``.
+
+    Everything is built (and so validated) before the run directory is created, so a bad
+    config leaves nothing behind.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        checkpoint = run_dir / CHECKPOINT
+        if not checkpoint.is_file():
+            raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
+        trainer = Trainer(config, run_dir, resume=True)
+        trainer.load_checkpoint(checkpoint)
+        if trainer.step >= config.train.steps:
+            raise ConfigError(
+                f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
+                f"{trainer.step} to train further"
+            )
+    else:
+        run_dir = new_run_dir(out_dir, config.preset or config.task)
+        trainer = Trainer(config, run_dir)
+    return trainer.fit()

@@ -1,0 +1,386 @@
+"""Built-in datasets (mnist, idx, folder) and the image helpers in edgegan.data.transforms."""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgegan.data import folder as folder_mod
+from edgegan.data import mnist as mnist_mod
+from edgegan.data import plugin as data_plugin
+from edgegan.data import transforms as T
+from edgegan.data.base import DataWarning, TensorImageDataset, uint8_stack_to_tensor
+from edgegan.data.folder import build_folder
+from edgegan.data.mnist import FASHION_MNIST_NAMES, build_idx, build_mnist
+from edgegan.errors import DataError, EdgeganError
+from edgegan.plugins.manager import PluginManager
+
+
+def check_contract(ds, shape, num_classes):
+    assert ds.image_shape == shape
+    assert ds.num_classes == num_classes == len(ds.class_names)
+    x, y = ds[0]
+    assert isinstance(x, torch.Tensor) and x.dtype == torch.float32
+    assert tuple(x.shape) == shape
+    assert isinstance(y, int)
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    if num_classes == 0:
+        assert y == -1
+    else:
+        assert 0 <= y < num_classes
+
+
+# -- mnist (bundled) ---------------------------------------------------------------------------
+
+
+def test_mnist_bundled_test_split_28():
+    ds = build_mnist(split="test", image_size=28)
+    assert len(ds) == 2000
+    check_contract(ds, (1, 28, 28), 10)
+    assert ds.class_names == [str(i) for i in range(10)]
+    assert ds.images.shape == (2000, 1, 28, 28) and ds.images.dtype == torch.float32
+    assert ds.labels.shape == (2000,) and ds.labels.dtype == torch.int64
+    assert float(ds.images.min()) == -1.0 and float(ds.images.max()) == 1.0
+    # Stratified split documented in the data README.
+    counts = np.bincount(ds.labels.numpy(), minlength=10).tolist()
+    assert counts == [200, 225, 198, 206, 196, 173, 203, 214, 189, 196]
+    # Real digits: mostly background with some ink.
+    ink = (ds.images > 0).float().mean().item()
+    assert 0.05 < ink < 0.4
+
+
+def test_mnist_resize_rgb_and_limit():
+    ds = build_mnist(split="train", image_size=32, channels=3, limit=50)
+    assert len(ds) == 50
+    check_contract(ds, (3, 32, 32), 10)
+    assert ds.images.shape == (50, 3, 32, 32)
+    assert torch.equal(ds.images[:, 0], ds.images[:, 2])
+    small = build_mnist(split="train", image_size=28, limit=50)
+    assert torch.equal(small.labels, ds.labels)  # limit keeps the first N, no shuffling
+    # Same digits as Pillow's bilinear resize (within one grey level).
+    ref = np.stack(
+        [
+            np.asarray(Image.fromarray(T.to_uint8(im)[:, :, 0]).resize((32, 32), T.BILINEAR))
+            for im in small.images[:10]
+        ]
+    )
+    got = T.to_uint8(ds.images[:10, :1])[..., 0].astype(int)
+    assert np.abs(got - ref.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"split": "val"}, "unknown split"),
+        ({"channels": 2}, "channels"),
+        ({"image_size": 0}, "image_size"),
+        ({"limit": -1}, "limit"),
+    ],
+)
+def test_mnist_bad_params(kwargs, match):
+    with pytest.raises(DataError, match=match):
+        build_mnist(**kwargs)
+
+
+# -- idx -----------------------------------------------------------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    data = header + array.tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def make_idx_folder(root: Path, n=(6, 4), size=28, test_stem="t10k", sep="-", gz=(True, False)):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = {}
+    for split, stem, count, z in (
+        ("train", "train", n[0], gz[0]),
+        ("test", test_stem, n[1], gz[1]),
+    ):
+        images = rng.integers(0, 256, size=(count, size, size), dtype=np.uint8)
+        images[:, 0, 0] = 0
+        images[:, 0, 1] = 255
+        labels = np.arange(count, dtype=np.uint8) % 3
+        suffix = ".gz" if z else ""
+        write_idx(root / f"{stem}-images{sep}idx3-ubyte{suffix}", images, z)
+        write_idx(root / f"{stem}-labels{sep}idx1-ubyte{suffix}", labels, z)
+        out[split] = (images, labels)
+    return out
+
+
+@pytest.mark.parametrize("test_stem", ["t10k", "test"])
+def test_idx_folder_both_namings(tmp_path, test_stem):
+    data = make_idx_folder(tmp_path / "digits", test_stem=test_stem)
+    for split, count in (("train", 6), ("test", 4)):
+        ds = build_idx(root=str(tmp_path / "digits"), split=split)
+        assert len(ds) == count
+        check_contract(ds, (1, 28, 28), 10)
+        images, labels = data[split]
+        assert ds.labels.tolist() == labels.tolist()
+        expected = torch.from_numpy(images).float() / 127.5 - 1
+        assert torch.allclose(ds.images[:, 0], expected, atol=1e-6)
+        assert float(ds.images[0, 0, 0, 0]) == -1.0 and float(ds.images[0, 0, 0, 1]) == 1.0
+
+
+def test_idx_dotted_names_resize_limit_and_class_names(tmp_path):
+    make_idx_folder(tmp_path / "fashion-mnist", sep=".", gz=(False, False))
+    ds = build_idx(root=str(tmp_path / "fashion-mnist"), image_size=16, channels=3, limit=5)
+    assert len(ds) == 5
+    check_contract(ds, (3, 16, 16), 10)
+    assert ds.class_names == FASHION_MNIST_NAMES  # "fashion" in the path
+    named = build_idx(root=str(tmp_path / "fashion-mnist"), class_names=["a", "b", "c"])
+    assert named.class_names == ["a", "b", "c"] and named.num_classes == 3
+    assert build_idx(root=str(tmp_path / "fashion-mnist"), class_names="x,y,z").num_classes == 3
+    with pytest.raises(DataError, match="class names"):
+        build_idx(root=str(tmp_path / "fashion-mnist"), class_names=["a", "b"])
+
+
+def test_idx_errors(tmp_path, monkeypatch):
+    root = tmp_path / "bad"
+    make_idx_folder(root)
+    raw = bytearray((root / "t10k-images-idx3-ubyte").read_bytes())
+    raw[2] = 0x42
+    (root / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="bad magic.*t10k-images-idx3-ubyte"):
+        build_idx(root=str(root), split="test")
+    (root / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="no IDX files for split 'test'"):
+        build_idx(root=str(root), split="test")
+    with pytest.raises(DataError, match="not found"):
+        build_idx(root=str(tmp_path / "missing"))
+    monkeypatch.setattr(mnist_mod, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    with pytest.raises(DataError, match="data.root"):
+        build_idx()
+
+
+def test_resize_matches_pillow_non_square():
+    rng = np.random.default_rng(1)
+    for shape in ((3, 20, 37), (3, 37, 20)):
+        images = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        got = T.to_uint8(uint8_stack_to_tensor(images, 16, 1))[..., 0].astype(int)
+        ref = np.stack(
+            [
+                np.asarray(T.center_crop(T.resize_shorter(Image.fromarray(im), 16, T.BILINEAR), 16))
+                for im in images
+            ]
+        ).astype(int)
+        assert got.shape == (3, 16, 16)
+        assert np.abs(got - ref).max() <= 1
+
+
+# -- folder --------------------------------------------------------------------------------------
+
+
+def save(path: Path, size=(12, 10), color=(200, 30, 30), mode="RGB", fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path, format=fmt)
+    return path
+
+
+def test_folder_classes_from_subfolders(tmp_path):
+    save(tmp_path / "cats" / "a.png")
+    save(tmp_path / "cats" / "nested" / "deep" / "b.JPG", fmt="JPEG")
+    save(tmp_path / "dogs" / "c.bmp")
+    save(tmp_path / "dogs" / "d.webp", fmt="WEBP")
+    (tmp_path / "dogs" / "notes.txt").write_text("not an image")
+    save(tmp_path / "dogs" / ".hidden.png")
+    (tmp_path / "empty").mkdir()
+    ds = build_folder(root=str(tmp_path), image_size=8)
+    assert len(ds) == 4
+    check_contract(ds, (3, 8, 8), 2)
+    assert ds.class_names == ["cats", "dogs"]
+    assert [y for _, y in ds.samples] == [0, 0, 1, 1]
+    assert [Path(p).name for p in ds.paths] == ["a.png", "b.JPG", "c.bmp", "d.webp"]
+    unlabelled = build_folder(root=str(tmp_path), image_size=8, labels=False)
+    assert unlabelled.num_classes == 0 and unlabelled[3][1] == -1
+    only_png = build_folder(root=str(tmp_path), image_size=8, extensions=["PNG"])
+    assert len(only_png) == 1
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 8, 8) and y.tolist() == [0, 0, 1, 1]
+
+
+def test_folder_flat_is_unlabelled_and_grey(tmp_path):
+    save(tmp_path / "x1.png", color=(255, 255, 255))
+    save(tmp_path / "x2.png", mode="RGBA", color=(0, 0, 0, 0))  # transparent -> white
+    save(tmp_path / "sub" / "x3.png", color=(0, 0, 0))
+    with pytest.warns(DataWarning, match="both directly and in subfolders"):
+        ds = build_folder(root=str(tmp_path), image_size=6, channels=1)
+    assert len(ds) == 3
+    check_contract(ds, (1, 6, 6), 0)
+    assert [Path(p).name for p in ds.paths] == ["x3.png", "x1.png", "x2.png"]  # sorted paths
+    assert torch.all(ds[0][0] == -1) and torch.all(ds[1][0] == 1) and torch.all(ds[2][0] == 1)
+
+
+def test_folder_resize_and_center_crop(tmp_path):
+    # 40x20: left half black, right half white; shorter side -> 16 (32x16), crop the centre.
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, 20:] = 255
+    Image.fromarray(arr).save(tmp_path / "wide.png")
+    tall = np.zeros((50, 10), np.uint8)
+    tall[:25] = 255
+    Image.fromarray(tall).save(tmp_path / "tall.png")
+    ds = build_folder(root=str(tmp_path), image_size=16, channels=3)
+    by_name = {Path(p).name: i for i, p in enumerate(ds.paths)}
+    x = ds[by_name["wide.png"]][0]
+    assert x.shape == (3, 16, 16)
+    assert torch.all(x[:, :, :6] == -1) and torch.all(x[:, :, 10:] == 1)
+    x = ds[by_name["tall.png"]][0]
+    assert x.shape == (3, 16, 16)  # 10x50 -> 16x80 -> centre 16 rows, all near the edge
+    assert torch.all(x[:, :6] == 1) and torch.all(x[:, 10:] == -1)
+
+
+def test_folder_splits(tmp_path):
+    save(tmp_path / "train" / "a" / "1.png")
+    save(tmp_path / "train" / "b" / "2.png")
+    save(tmp_path / "test" / "a" / "3.png")
+    assert len(build_folder(root=str(tmp_path), split="train", image_size=4)) == 2
+    test = build_folder(root=str(tmp_path), split="test", image_size=4)
+    assert [Path(p).name for p in test.paths] == ["3.png"] and test.num_classes == 0
+
+
+def test_folder_corrupt_file(tmp_path):
+    save(tmp_path / "a.png")
+    save(tmp_path / "c.png")
+    (tmp_path / "b.png").write_bytes(b"this is not a png")
+    with pytest.raises(DataError, match=r"b\.png"):
+        build_folder(root=str(tmp_path), image_size=8)
+    with pytest.warns(DataWarning, match="skipped 1 unreadable"):
+        ds = build_folder(root=str(tmp_path), image_size=8, skip_bad=True)
+    assert len(ds) == 2 and len(ds.skipped) == 1 and ds.skipped[0].endswith("b.png")
+
+
+def test_folder_corrupt_pixels_found_lazily(tmp_path):
+    save(tmp_path / "a.png", size=(64, 64))
+    good = save(tmp_path / "b.png", size=(64, 64), color=(0, 0, 255))
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "a.png").write_bytes(data[:60])  # header intact, pixels gone
+    ds = build_folder(root=str(tmp_path), image_size=8)
+    assert len(ds) == 2
+    with pytest.raises(DataError, match=r"a\.png"):
+        ds[0]
+    ds = build_folder(root=str(tmp_path), image_size=8, skip_bad=True)
+    with pytest.warns(DataWarning, match=r"a\.png"):
+        x, _ = ds[0]  # replaced by the next good item
+    assert torch.equal(x, ds.load(ds.paths.index(str(good))))
+    assert ds.skipped == [str(tmp_path / "a.png")]
+
+
+def test_folder_user_errors(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "readme.txt").write_text("x")
+    with pytest.raises(DataError, match="no images in .*empty"):
+        build_folder(root=str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="not found: .*missing"):
+        build_folder(root=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="data.root"):
+        build_folder()
+    save(tmp_path / "one" / "a.png")
+    with pytest.raises(DataError, match="image_size"):
+        build_folder(root=str(tmp_path / "one"), image_size=-3)
+
+
+# -- transforms ----------------------------------------------------------------------------------
+
+
+def test_make_grid_shape_and_layout():
+    images = torch.linspace(-1, 1, 10).view(10, 1, 1, 1).expand(10, 1, 8, 6)
+    grid = T.make_grid(images, nrow=4)
+    assert grid.dtype == np.uint8 and grid.shape == (3 * 10 + 2, 4 * 8 + 2, 1)
+    assert grid[0].max() == 0 and grid[:, :2].max() == 0  # padding
+    assert grid[2, 2, 0] == 0 and grid[2, 2 + 8, 0] == T.to_uint8(images[1])[0, 0, 0]
+    assert (grid[22:, 22:] == 0).all()  # the two empty cells of the last row
+    assert np.array_equal(T.make_grid(images.numpy(), nrow=4), grid)
+    rgb = T.make_grid(torch.zeros(3, 3, 4, 4), nrow=8, padding=1, pad_value=255)
+    assert rgb.shape == (4 + 2, 3 * 5 + 1, 3) and rgb[0, 0, 0] == 255 and rgb[1, 1, 0] == 128
+
+
+def test_to_uint8_to_tensor_and_save_png(tmp_path):
+    x = torch.tensor([[[-1.0, 0.0, 1.0, float("nan"), 5.0]]])
+    assert T.to_uint8(x).tolist() == [[[0], [128], [255], [128], [255]]]
+    img = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    t = T.to_tensor(img)
+    assert t.shape == (3, 5, 7) and t.dtype == torch.float32
+    assert np.array_equal(T.to_uint8(t), img)
+    path = T.save_png(t, tmp_path / "out" / "img.png")
+    assert np.array_equal(np.asarray(Image.open(path)), img)
+    T.save_png(T.make_grid(t[None, :1]), tmp_path / "grey.png")
+    assert Image.open(tmp_path / "grey.png").mode == "L"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["img.png"]  # no temp files
+
+
+def test_crops_and_flip():
+    img = Image.fromarray(np.arange(6 * 4, dtype=np.uint8).reshape(4, 6))
+    assert T.center_crop(img, 2).size == (2, 2)
+    assert np.asarray(T.center_crop(img, (2, 4))).tolist() == [[7, 8, 9, 10], [13, 14, 15, 16]]
+    import random
+
+    crop = T.random_crop(img, 3, random.Random(0))
+    assert crop.size == (3, 3)
+    assert np.asarray(T.hflip(img))[0].tolist() == [5, 4, 3, 2, 1, 0]
+    assert T.resize_shorter(img, 8).size == (12, 8)
+    with pytest.raises(DataError, match="cannot read image"):
+        T.load_image(__file__, 3)
+
+
+# -- registry --------------------------------------------------------------------------------
+
+
+def test_build_through_registry():
+    manager = PluginManager(load_entry_points=False)
+    datasets = manager.registry("datasets")
+    assert {"mnist", "idx", "folder"} <= set(datasets.names())
+    ds = datasets.build("mnist", {"limit": 100}, {"split": "test"})
+    assert len(ds) == 100 and ds.image_shape == (1, 32, 32) and ds.num_classes == 10
+    with pytest.raises(EdgeganError, match="unknown parameter 'imagesize'.*'image_size'"):
+        datasets.build("mnist", {"imagesize": 32}, {"split": "test"})
+    with pytest.raises(EdgeganError, match="'image_size' .* must be int"):
+        datasets.build("mnist", {"image_size": "32"}, {"split": "test"})
+    with pytest.raises(EdgeganError, match="set by the task"):
+        datasets.build("mnist", {"split": "train"}, {"split": "test"})
+
+
+@pytest.mark.parametrize(
+    "wrapper, real",
+    [
+        (data_plugin.mnist, build_mnist),
+        (data_plugin.idx, build_idx),
+        (data_plugin.folder, build_folder),
+    ],
+)
+def test_plugin_signatures_mirror_builders(wrapper, real):
+    def params(f):
+        return [(p.name, p.default) for p in inspect.signature(f).parameters.values()]
+
+    assert params(wrapper) == params(real)
+    assert params(folder_mod.ImageFolderDataset)[0][0] == "root"
+
+
+def test_plugin_module_does_not_import_torch():
+    code = "import sys, edgegan.data, edgegan.data.plugin; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tensor_dataset_base():
+    ds = TensorImageDataset(torch.zeros(3, 1, 2, 2))
+    assert ds.num_classes == 0 and ds.labels.tolist() == [-1, -1, -1] and ds[2][1] == -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labelled = TensorImageDataset(torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), ["a", "b"])
+    assert labelled.image_shape == (3, 4, 4) and labelled[1][1] == 1
+    with pytest.raises(ValueError):
+        TensorImageDataset(torch.zeros(2, 3, 4, 4), torch.tensor([0, 2]), ["a", "b"])

@@ -1,0 +1,208 @@
+"""Adversarial losses and penalties against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from edgegan.errors import EdgeganError
+from edgegan.losses.adversarial import (
+    LOSSES,
+    HingeLoss,
+    LSGANLoss,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    WGANGPLoss,
+)
+from edgegan.losses.penalties import gradient_penalty, r1_penalty
+from edgegan.nn.dcgan import DCGANDiscriminator
+from edgegan.plugins.manager import PluginManager
+
+R = [2.0, -1.0]
+F = [0.5, -3.0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny tensors: a second intra-op thread only adds sync cost, and on a busy 2-core
+    # machine OpenMP's spinning threads slow these tests tenfold.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sp(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+@pytest.fixture
+def logits() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor(R, dtype=torch.float64), torch.tensor(F, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def losses_registry():
+    return PluginManager(load_entry_points=False).registry("losses")
+
+
+LOGISTIC_D = mean([sp(-r) for r in R]) + mean([sp(f) for f in F])
+EXPECTED = {
+    # name: (d_loss, g_loss)
+    "minimax": (LOGISTIC_D, -mean([sp(f) for f in F])),
+    "bce": (LOGISTIC_D, mean([sp(-f) for f in F])),
+    "lsgan": (0.5 * (mean([1.0, 4.0]) + mean([0.25, 9.0])), mean([0.25, 16.0])),
+    "hinge": (mean([0.0, 2.0]) + mean([1.5, 0.0]), 1.25),
+    "wgan-gp": (mean(F) - mean(R), -mean(F)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_hand_computed_values(name, logits, losses_registry):
+    loss = losses_registry.build(name)
+    r, f = logits
+    d, g = EXPECTED[name]
+    assert loss.d_loss(r, f).item() == pytest.approx(d, abs=1e-12)
+    assert loss.g_loss(f).item() == pytest.approx(g, abs=1e-12)
+    assert loss.d_loss(r, f).dim() == 0 and loss.g_loss(f).dim() == 0
+
+
+def test_registered_names_match_classes(losses_registry):
+    assert losses_registry.names() == sorted(LOSSES)
+    for name, cls in LOSSES.items():
+        assert type(losses_registry.build(name)) is cls
+
+
+def test_minimax_saturates_where_bce_does_not():
+    # D confidently rejects a fake (f = -8): minimax's G gradient vanishes, bce's does not.
+    f = torch.tensor([-8.0], dtype=torch.float64, requires_grad=True)
+    (g_minimax,) = torch.autograd.grad(MinimaxLoss().g_loss(f), f)
+    (g_bce,) = torch.autograd.grad(NonSaturatingLoss().g_loss(f), f)
+    assert g_minimax.item() == pytest.approx(-1 / (1 + math.exp(8)))  # -sigmoid(f)
+    assert g_bce.item() == pytest.approx(-1 / (1 + math.exp(-8)))  # -sigmoid(-f)
+    r = torch.tensor(R)
+    assert torch.equal(MinimaxLoss().d_loss(r, f.detach()), NonSaturatingLoss().d_loss(r, f))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_extreme_logits_stay_finite(name):
+    big = torch.tensor([100.0, -100.0])
+    loss = LOSSES[name]()
+    assert torch.isfinite(loss.d_loss(big, -big)) and torch.isfinite(loss.g_loss(big))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_any_logit_shape_averages_all_elements(name):
+    torch.manual_seed(0)
+    r, f = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
+    loss = LOSSES[name]()
+    assert torch.allclose(loss.d_loss(r, f), loss.d_loss(r.flatten(), f.flatten()))
+    assert torch.allclose(loss.g_loss(f), loss.g_loss(f.reshape(-1, 1)))
+
+
+def test_low_precision_logits_are_promoted():
+    r, f = torch.tensor(R, dtype=torch.float16), torch.tensor(F, dtype=torch.bfloat16)
+    assert HingeLoss().d_loss(r, f).dtype == torch.float32
+
+
+def test_wgan_drift(logits):
+    r, f = logits
+    assert WGANGPLoss(drift=0.1).d_loss(r, f).item() == pytest.approx(-1.75 + 0.1 * 2.5)
+
+
+def test_only_wgan_gp_has_a_penalty():
+    assert [n for n, cls in LOSSES.items() if hasattr(cls(), "d_penalty")] == ["wgan-gp"]
+
+
+def test_loss_params_are_validated(losses_registry):
+    assert losses_registry.build("wgan-gp", {"gp_weight": 5}).gp_weight == 5.0
+    with pytest.raises(EdgeganError, match="gp_weight"):
+        losses_registry.build("wgan-gp", {"gp_weight": "x"})
+    with pytest.raises(EdgeganError, match="gp_weight"):
+        losses_registry.build("wgan-gp", {"gp_weight": -1.0})
+    with pytest.raises(EdgeganError, match="unknown parameter 'margin'"):
+        losses_registry.build("hinge", {"margin": 2.0})
+
+
+def test_lsgan_halves_only_d():
+    zero, one = torch.zeros(3), torch.ones(3)
+    assert LSGANLoss().d_loss(zero, one).item() == pytest.approx(1.0)  # 0.5 * (1 + 1)
+    assert LSGANLoss().g_loss(zero).item() == pytest.approx(1.0)
+
+
+# -- penalties ---------------------------------------------------------------------------------
+
+
+def linear_d(weight: torch.Tensor) -> nn.Module:
+    """D(x) = <w, flatten(x)>: its input gradient is w everywhere."""
+    lin = nn.Linear(weight.numel(), 1, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(weight.reshape(1, -1))
+    return nn.Sequential(nn.Flatten(), lin)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    real = torch.randn(5, 1, 2, 2, dtype=torch.float64)
+    fake = torch.randn(5, 1, 2, 2, dtype=torch.float64)
+    unit = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    assert gradient_penalty(linear_d(unit), real, fake).item() == pytest.approx(0.0, abs=1e-12)
+    # ||grad|| = 3 for every interpolate: (3 - 1)^2 = 4, and (3 - 2)^2 = 1 with target 2.
+    assert gradient_penalty(linear_d(3 * unit), real, fake).item() == pytest.approx(4.0)
+    assert gradient_penalty(linear_d(3 * unit), real, fake, target=2.0).item() == pytest.approx(1)
+
+
+def test_wgan_gp_penalty_trains_d():
+    u = torch.tensor([0.6, 0.0, 0.8, 0.0], dtype=torch.float64)
+    d = linear_d(3 * u)
+    real, fake = torch.randn(4, 1, 2, 2).double(), torch.randn(4, 1, 2, 2).double()
+    penalty = WGANGPLoss(gp_weight=10.0).d_penalty(d, real, fake)
+    assert penalty.item() == pytest.approx(40.0)
+    # d/dw 10 * (||w|| - 1)^2 = 20 * (||w|| - 1) * w / ||w|| = 40 u.
+    penalty.backward()
+    assert torch.allclose(d[1].weight.grad.flatten(), 40 * u)
+
+
+def test_gradient_penalty_through_a_conditional_convnet():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(1, 28, num_classes=3, ndf=4, norm="none", conditioning="concat")
+    real, fake = torch.rand(3, 1, 28, 28) * 2 - 1, torch.rand(3, 1, 28, 28) * 2 - 1
+    labels = torch.tensor([0, 1, 2])
+    torch.manual_seed(1)
+    first = WGANGPLoss().d_penalty(d, real, fake, labels)
+    first.backward()
+    assert all(p.grad is not None for n, p in d.named_parameters() if n.endswith("weight"))
+    assert d.head.weight.grad.abs().sum() > 0
+    torch.manual_seed(1)  # the interpolation draws from the global RNG
+    assert torch.equal(WGANGPLoss().d_penalty(d, real, fake, labels), first.detach())
+    assert not fake.requires_grad
+
+
+def test_r1_of_a_known_function():
+    # D(x) = a * sum(x^2): grad_x = 2 a x, so R1 = 4 a^2 mean ||x||^2 and dR1/da = 8 a mean ||x||^2.
+    a = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        return a * x.pow(2).flatten(1).sum(1)
+
+    real = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    sq = real.pow(2).flatten(1).sum(1).mean().item()
+    penalty = r1_penalty(d, real)
+    assert penalty.item() == pytest.approx(4 * 1.5**2 * sq)
+    penalty.backward()
+    assert a.grad.item() == pytest.approx(8 * 1.5 * sq)
+    assert not real.requires_grad
+
+
+def test_loss_plugin_does_not_import_torch():
+    code = "import sys, edgegan.losses.plugin, edgegan.nn.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

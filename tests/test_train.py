@@ -1,0 +1,219 @@
+"""Training end to end on tiny CPU configs: losses, networks, resume, guards, budgets."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from edgegan import hookimpl
+from edgegan.config import load_config
+from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
+from edgegan.plugins.manager import PluginManager, reset_manager
+from edgegan.train import train
+from edgegan.train.checkpoint import load_checkpoint
+
+TINY = [
+    "data.limit=256",
+    "model.latent_dim=16",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "train.batch_size=16",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.sample_grid=20",
+    "train.log_every=2",
+    "eval.at_end=false",
+]
+
+
+def tiny(*overrides: str, steps: int = 4):
+    return load_config("dcgan-mnist", [*TINY, f"train.steps={steps}", *overrides])
+
+
+@pytest.mark.parametrize("loss", ["bce", "minimax", "lsgan", "hinge", "wgan-gp"])
+def test_each_loss_trains(tmp_path, loss):
+    result = train(tiny(f"loss.name={loss}"), out_dir=tmp_path / "run")
+    assert result.step == 4
+    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    for key in ("d_loss", "g_loss", "d_real", "d_fake", "step_time", "images_per_sec"):
+        assert math.isfinite(records[-1][key])
+    if loss == "wgan-gp":
+        assert records[-1]["d_penalty"] >= 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.conditional=false"],
+        ["model.discriminator.conditioning=concat"],
+        ["model.discriminator.spectral_norm=false", "model.discriminator.norm=batch"],
+        ["data.image_size=28"],
+        ["data.image_size=64", "data.channels=3", "model.conditional=false"],
+        ["train.r1_gamma=1.0", "train.r1_every=2", "train.d_steps=2"],
+        ["train.lr_schedule=linear", "train.ema=false"],
+    ],
+    ids=["uncond", "concat", "bn-disc", "28px", "64px-rgb", "r1-dsteps", "linear-noema"],
+)
+def test_network_variants_train(tmp_path, overrides):
+    result = train(tiny(*overrides, steps=2), out_dir=tmp_path / "run")
+    assert result.step == 2
+    assert (tmp_path / "run/samples/final.png").is_file()
+
+
+def test_run_dir_contents_and_checkpoint_is_weights_only(tmp_path):
+    result = train(tiny("train.checkpoint_every=2", "train.sample_every=2"), out_dir=tmp_path / "r")
+    run = result.run_dir
+    for name in ("config.yaml", "metrics.jsonl", "report.md", "checkpoints/last.pt",
+                 "samples/step_0000002.png", "samples/final.png"):
+        assert (run / name).is_file(), name
+    state = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    assert state["step"] == 4
+    assert set(state["networks"]) == {"generator", "discriminator"}
+    assert set(state["optimizers"]) == {"g", "d"}
+    assert state["spec"]["num_classes"] == 10 and state["spec"]["latent_dim"] == 16
+    assert "torch" in state["rng"] and state["data"]["consumed"] == 4
+
+
+def _weights(run_dir):
+    state = load_checkpoint(run_dir / "checkpoints/last.pt")
+    return state
+
+
+@pytest.mark.parametrize("extra", [[], ["loss.name=wgan-gp", "train.amp=bf16"]], ids=["bce", "gp-bf16"])
+def test_resume_is_exact(tmp_path, extra):
+    steps = ["train.checkpoint_every=3", *extra]
+    full = train(tiny(*steps, steps=6), out_dir=tmp_path / "full")
+    half = train(tiny(*steps, steps=3), out_dir=tmp_path / "half")
+    assert half.step == 3
+    from edgegan.config import load_run_config
+
+    resumed = train(load_run_config(half.run_dir, ["train.steps=6"]), resume=half.run_dir)
+    assert resumed.step == 6
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    for part in ("networks",):
+        for net in a[part]:
+            for key, value in a[part][net].items():
+                assert torch.equal(value, b[part][net][key]), f"{net}.{key}"
+    for key, value in a["ema"].items():
+        assert torch.equal(value, b["ema"][key]), f"ema.{key}"
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 3, 4, 6]
+
+
+def test_resume_refuses_finished_run(tmp_path):
+    from edgegan.config import load_run_config
+
+    done = train(tiny(steps=2), out_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="already at step 2"):
+        train(load_run_config(done.run_dir), resume=done.run_dir)
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(tiny(steps=1), out_dir=out)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_bad_config_writes_nothing(tmp_path):
+    with pytest.raises(EdgeganError, match="unknown parameter 'ngff'"):
+        train(tiny("model.generator.ngff=3"), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+class _NaNAfter:
+    """A loss that turns NaN on its 7th generator step."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def d_loss(self, real, fake):
+        return torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
+
+    def g_loss(self, fake):
+        self.calls += 1
+        loss = torch.nn.functional.softplus(-fake).mean()
+        return loss * float("nan") if self.calls >= 7 else loss
+
+
+class _TestPlugin:
+    @hookimpl
+    def edgegan_register_losses(self, register):
+        register("nan-after-6", _NaNAfter)
+
+
+def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_TestPlugin(), name="test-plugin")
+    reset_manager(manager)
+    with pytest.raises(TrainingDiverged, match=r"g_loss became nan at step 7.*step 5"):
+        train(tiny("loss.name=nan-after-6", "train.checkpoint_every=5", steps=20),
+              out_dir=tmp_path / "r")
+    state = load_checkpoint(tmp_path / "r/checkpoints/last.pt")
+    assert state["step"] == 5
+    for value in state["networks"]["generator"].values():
+        assert torch.isfinite(value.float()).all()
+
+
+def test_wall_clock_budget_stops_and_saves(tmp_path):
+    result = train(tiny("train.max_seconds=0.5", steps=100000), out_dir=tmp_path / "r")
+    assert result.stopped_by == "max_seconds"
+    assert 0 < result.step < 100000
+    assert load_checkpoint(result.checkpoint)["step"] == result.step
+
+
+class _SignalAt:
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, step, metrics):
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _SignalPlugin:
+    @hookimpl
+    def edgegan_register_callbacks(self, register):
+        register("signal-at", lambda at=2: _SignalAt(at))
+
+
+def test_sigterm_saves_and_stops_cleanly(tmp_path):
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_SignalPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    cfg = load_config("dcgan-mnist", [*TINY, "train.steps=50"])
+    from edgegan.config import PartConfig
+
+    cfg.callbacks = [PartConfig("signal-at", {"at": 4})]
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert result.stopped_by == "signal"
+    assert result.step == 4
+    assert load_checkpoint(result.checkpoint)["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_conditional_sampling_draws_chosen_classes(tmp_path):
+    from edgegan.sampling import generate, load_run_generator, make_latents
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    gen = load_run_generator(run)
+    out = generate(gen, 5, seed=3, labels=[3, 3, 7])
+    assert out["images"].shape == (5, 1, 32, 32)
+    assert out["labels"].tolist() == [3, 3, 7, 3, 3]
+    assert float(out["images"].min()) >= -1 and float(out["images"].max()) <= 1
+    assert (out["latents"] == make_latents(5, 16, 3)).all()
+    again = generate(gen, 5, seed=3, labels=[3, 3, 7])
+    assert (again["images"] == out["images"]).all()
+    # The label really conditions the output.
+    other = generate(gen, 5, seed=3, labels=[1])
+    assert not (other["images"] == out["images"]).all()
+    with pytest.raises(EdgeganError, match="out of range"):
+        generate(gen, 2, labels=[10])
