@@ -89,25 +89,48 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option("--num", type=int, help="Number of images.")
 @click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
-@click.option("--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True
+)
 @click.option("--backend", type=click.Choice(["torch"]), default="torch", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
-def infer(run_dir: str, out: str, num: int | None, labels: str | None, seed: int, fmt: str,
-          backend: str, device: str, overwrite: bool) -> None:
+def infer(
+    run_dir: str,
+    out: str,
+    num: int | None,
+    labels: str | None,
+    seed: int,
+    fmt: str,
+    backend: str,
+    device: str,
+    overwrite: bool,
+) -> None:
     """Sample images from a trained run's generator (EMA weights)."""
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
 
-    paths = run_infer(run_dir, out, num=num, labels=parse_labels(labels), seed=seed, fmt=fmt,
-                      device=device, overwrite=overwrite)
+    paths = run_infer(
+        run_dir,
+        out,
+        num=num,
+        labels=parse_labels(labels),
+        seed=seed,
+        fmt=fmt,
+        device=device,
+        overwrite=overwrite,
+    )
     click.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
 @cli.command(name="eval")
 @click.argument("samples", type=click.Path())
-@click.option("--reference", default="mnist:test", show_default=True,
-              help="Reference data: mnist[:train|test] or idx:FOLDER[:split].")
+@click.option(
+    "--reference",
+    default="mnist:test",
+    show_default=True,
+    help="Reference data: mnist[:train|test] or idx:FOLDER[:split].",
+)
 @click.option("--metric", default="digits", show_default=True, help="A registered metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
@@ -156,10 +179,14 @@ def list_cmd(kind: str) -> None:
     if not entries:
         click.echo(f"no {kind} registered")
         return
-    rows = [(e.name, e.role or "", e.plugin, e.description) for e in entries]
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    for name, role, plugin, desc in rows:
-        click.echo(f"{name:<{w[0]}}  {role:<{w[1]}}  {plugin:<{w[2]}}  {desc}".rstrip())
+    with_role = any(e.role for e in entries)
+    rows = [
+        (e.name, *([e.role or ""] if with_role else []), e.plugin, e.description) for e in entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [f"{c:<{w}}" for c, w in zip(row, widths, strict=False)] + [row[-1]]
+        click.echo("  ".join(cells).rstrip())
 
 
 @cli.group()

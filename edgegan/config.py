@@ -229,7 +229,9 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"{source}{where}: invalid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -249,6 +251,11 @@ def load_source(source: str | None) -> dict[str, Any]:
         return data
     names = preset_names()
     if source not in names:
+        if "." in source:  # most likely a key given without "=value"
+            raise ConfigError(
+                f"'{source}' is neither a preset nor a config file; to set a key write "
+                f"{source}=VALUE"
+            )
         raise unknown("preset", source, names)
     text = (resources.files("edgegan") / "presets" / f"{source}.yaml").read_text()
     data = _load_yaml(text, f"preset {source}")

@@ -35,7 +35,9 @@ def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndar
         return np.arange(num, dtype=np.int64) % num_classes
     bad = [v for v in labels if not 0 <= v < num_classes]
     if bad:
-        raise EdgeganError(f"label {bad[0]} is out of range: the generator has {num_classes} classes")
+        raise EdgeganError(
+            f"label {bad[0]} is out of range: the generator has {num_classes} classes"
+        )
     return np.resize(np.asarray(labels, dtype=np.int64), num)
 
 
@@ -85,7 +87,9 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     }
     g = config.model.generator
     module = get_manager().registry("models").build(g.name, g.params, context, role="generator")
-    weights = state["ema"] if ema and state.get("ema") is not None else state["networks"]["generator"]
+    weights = (
+        state["ema"] if ema and state.get("ema") is not None else state["networks"]["generator"]
+    )
     module.load_state_dict(weights)
     module.to(torch.device(device)).eval()
     return RunGenerator(module, spec, run_dir, int(state["step"]))
@@ -111,7 +115,11 @@ def generate(
     with torch.no_grad():
         for i in range(0, num, batch_size):
             z = torch.from_numpy(latents[i : i + batch_size]).to(device)
-            y = None if label_arr is None else torch.from_numpy(label_arr[i : i + batch_size]).to(device)
+            y = (
+                None
+                if label_arr is None
+                else torch.from_numpy(label_arr[i : i + batch_size]).to(device)
+            )
             outs.append(gen.module(z, y).float().clamp(-1, 1).cpu().numpy())
     result = {"images": np.concatenate(outs), "latents": latents}
     if label_arr is not None:

@@ -39,7 +39,9 @@ def tiny(*overrides: str, steps: int = 4):
 def test_each_loss_trains(tmp_path, loss):
     result = train(tiny(f"loss.name={loss}"), out_dir=tmp_path / "run")
     assert result.step == 4
-    records = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in records] == [2, 4]
     for key in ("d_loss", "g_loss", "d_real", "d_fake", "step_time", "images_per_sec"):
         assert math.isfinite(records[-1][key])
@@ -69,8 +71,14 @@ def test_network_variants_train(tmp_path, overrides):
 def test_run_dir_contents_and_checkpoint_is_weights_only(tmp_path):
     result = train(tiny("train.checkpoint_every=2", "train.sample_every=2"), out_dir=tmp_path / "r")
     run = result.run_dir
-    for name in ("config.yaml", "metrics.jsonl", "report.md", "checkpoints/last.pt",
-                 "samples/step_0000002.png", "samples/final.png"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "report.md",
+        "checkpoints/last.pt",
+        "samples/step_0000002.png",
+        "samples/final.png",
+    ):
         assert (run / name).is_file(), name
     state = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert state["step"] == 4
@@ -85,7 +93,9 @@ def _weights(run_dir):
     return state
 
 
-@pytest.mark.parametrize("extra", [[], ["loss.name=wgan-gp", "train.amp=bf16"]], ids=["bce", "gp-bf16"])
+@pytest.mark.parametrize(
+    "extra", [[], ["loss.name=wgan-gp", "train.amp=bf16"]], ids=["bce", "gp-bf16"]
+)
 def test_resume_is_exact(tmp_path, extra):
     steps = ["train.checkpoint_every=3", *extra]
     full = train(tiny(*steps, steps=6), out_dir=tmp_path / "full")
@@ -136,7 +146,9 @@ class _NaNAfter:
         self.calls = 0
 
     def d_loss(self, real, fake):
-        return torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
+        return (
+            torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
+        )
 
     def g_loss(self, fake):
         self.calls += 1
@@ -155,8 +167,10 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     manager.register(_TestPlugin(), name="test-plugin")
     reset_manager(manager)
     with pytest.raises(TrainingDiverged, match=r"g_loss became nan at step 7.*step 5"):
-        train(tiny("loss.name=nan-after-6", "train.checkpoint_every=5", steps=20),
-              out_dir=tmp_path / "r")
+        train(
+            tiny("loss.name=nan-after-6", "train.checkpoint_every=5", steps=20),
+            out_dir=tmp_path / "r",
+        )
     state = load_checkpoint(tmp_path / "r/checkpoints/last.pt")
     assert state["step"] == 5
     for value in state["networks"]["generator"].values():

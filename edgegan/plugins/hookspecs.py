@@ -14,7 +14,6 @@ not at module import, so that ``edgegan --help`` stays fast.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pluggy
 
@@ -67,7 +66,9 @@ def edgegan_register_exporters(register: Register) -> None:
 def edgegan_register_callbacks(register: Register) -> None:
     """Register training callbacks: factories returning an object with any of the methods
     ``on_train_start(trainer)``, ``on_step_end(trainer, step, metrics)``,
-    ``on_checkpoint(trainer, path)``, ``on_train_end(trainer)``. Context: ``run_dir``."""
+    ``on_checkpoint(trainer, path)``, ``on_train_end(trainer)``. ``on_step_end`` runs every
+    ``train.log_every`` steps with the metrics averaged since the last call. Context:
+    ``run_dir``."""
 
 
 HOOKS: dict[str, str] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-from edgegan.errors import PluginError
+from edgegan.errors import PluginError, did_you_mean
 from edgegan.plugins import hookspecs
 from edgegan.registry import KINDS, Entry, Registry, validate_registration
 
@@ -102,6 +102,11 @@ class PluginManager:
         if name in self.infos:
             raise PluginError(f"a plugin named '{name}' is already registered")
         self.pm.register(plugin, name=name)
+        typos = [h.name for h in self.pm.get_hookcallers(plugin) or [] if not h.has_spec()]
+        if typos:  # e.g. edgegan_register_model: pluggy would silently never call it
+            self.pm.unregister(plugin)
+            hints = [f"'{t}'{did_you_mean(t, hookspecs.HOOKS.values())}" for t in sorted(typos)]
+            raise PluginError(f"plugin '{name}' implements unknown hook(s): {', '.join(hints)}")
         hooks = sorted(
             h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("edgegan_")
         )

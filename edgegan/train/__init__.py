@@ -1,8 +1,8 @@
 """Training: the trainer loop and the tasks it drives.
 
-    from edgegan.config import load_config
-    from edgegan.train import train
-    result = train(load_config("dcgan-mnist", ["train.steps=200"]), out_dir="runs/demo")
+from edgegan.config import load_config
+from edgegan.train import train
+result = train(load_config("dcgan-mnist", ["train.steps=200"]), out_dir="runs/demo")
 """
 
 from __future__ import annotations

@@ -96,8 +96,11 @@ class ProgressBar:
             rate = done / max(now - self._t0, 1e-9)
             eta = (self.total - step) / rate if rate > 0 else float("inf")
             eta_s = f"{eta / 60:.1f} min" if math.isfinite(eta) else "?"
-            print(f"{self.description}: step {step}/{self.total}  eta {eta_s}  {info}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{self.description}: step {step}/{self.total}  eta {eta_s}  {info}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self._bar is not None:

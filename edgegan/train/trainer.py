@@ -189,7 +189,9 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = ckpt_io.load_checkpoint(path, map_location=self.device)
         if state.get("task") != self.config.task:
-            raise EdgeganError(f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'")
+            raise EdgeganError(
+                f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'"
+            )
         try:
             self.task.load_state_dict(state)
             if self.ema:
@@ -315,7 +317,10 @@ class Trainer:
         return result
 
     def _log_record(self, window: dict[str, torch.Tensor], n: int, dt: float) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": self.step, "time": round(self.elapsed + self._session_seconds(), 3)}
+        record: dict[str, Any] = {
+            "step": self.step,
+            "time": round(self.elapsed + self._session_seconds(), 3),
+        }
         record.update({k: float(v) / n for k, v in window.items()})
         record["step_time"] = dt / n
         record["images_per_sec"] = n * self.config.train.batch_size / max(dt, 1e-9)

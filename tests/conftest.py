@@ -1,0 +1,76 @@
+"""Shared fixtures: no autoloaded plugins, a fresh plugin manager per test, fake plugins."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests see only the built-in plugins and the ones they name in EDGEGAN_LOAD_PLUGINS, never
+# whatever happens to be installed in the environment. Set before edgegan is imported.
+os.environ["EDGEGAN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+for _var in ("EDGEGAN_LOAD_PLUGINS", "EDGEGAN_DISABLE_PLUGINS", "EDGEGAN_STRICT_PLUGINS"):
+    os.environ.pop(_var, None)
+
+from edgegan.plugins.manager import reset_manager  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_manager() -> Iterator[None]:
+    """Each test loads plugins afresh (and leaves no manager behind)."""
+    reset_manager()
+    yield
+    reset_manager()
+
+
+FakePlugin = Callable[..., str]
+
+
+@pytest.fixture
+def fake_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePlugin]:
+    """Install fake plugin distributions that ``importlib.metadata`` really finds.
+
+    ``fake_plugin(source, dist="edgegan-fake", version="1.0", name=None, module=None,
+    target=None)`` writes ``<module>.py`` holding ``source`` (dedented) and a
+    ``<dist>-<version>.dist-info`` (METADATA, ``entry_points.txt`` with ``[edgegan]
+    name = target``) into a fresh folder put first on ``sys.path``. ``name`` (the entry point)
+    defaults to the distribution name, ``module`` to the distribution name with ``_`` for
+    ``-``, ``target`` to the module. Returns the entry-point name. Call it several times for
+    several distributions; the modules are unloaded after the test.
+    """
+    modules: list[str] = []
+
+    def make(
+        source: str,
+        *,
+        dist: str = "edgegan-fake",
+        version: str = "1.0",
+        name: str | None = None,
+        module: str | None = None,
+        target: str | None = None,
+    ) -> str:
+        module = module or re.sub(r"[^A-Za-z0-9_]", "_", dist)
+        name = name or dist
+        site = tmp_path / f"site-{dist}-{version}"
+        if site.exists():
+            raise ValueError(f"fake distribution {dist} {version} is already installed")
+        info = site / f"{re.sub(r'[^A-Za-z0-9.]', '_', dist)}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[edgegan]\n{name} = {target or module}\n")
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        sys.modules.pop(module, None)
+        modules.append(module)
+        monkeypatch.syspath_prepend(str(site))  # also invalidates the import caches
+        importlib.invalidate_caches()
+        return name
+
+    yield make
+    for module in modules:
+        sys.modules.pop(module, None)

@@ -1,0 +1,152 @@
+"""The command line: fast start, one-line errors with exit code 2, commands end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgegan.cli import cli
+
+TINY = [
+    "data.limit=128",
+    "model.latent_dim=16",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "train.batch_size=16",
+    "train.steps=2",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.sample_grid=10",
+    "eval.at_end=false",
+]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "edgegan", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["list", "models"], ["config", "list"]])
+def test_light_commands_do_not_import_torch(args):
+    code = (
+        f"import sys\nfrom edgegan.cli import main\nsys.argv=['edgegan', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "dcgan-mnst"], "unknown preset 'dcgan-mnst' (did you mean 'dcgan-mnist'?)"),
+        (["train", "train.stepz=5"], "unknown config key 'train.stepz' (did you mean 'steps'?)"),
+        (["train", "train.steps=many"], "config 'train.steps' must be int, got str 'many'"),
+        (["train", "dcgan-mnist", "train.steps"], "bad override 'train.steps': expected key=val"),
+        (["train", "train.steps"], "to set a key write train.steps=VALUE"),
+        (["train", "missing.yaml"], "config file not found: missing.yaml"),
+        (["train", "loss.name=hingee"], "unknown loss 'hingee' (did you mean 'hinge'?)"),
+        (
+            ["train", "model.generator.name=dcgn"],
+            "unknown generator 'dcgn' (did you mean 'dcgan'?)",
+        ),
+        (["train", "data.name=mnsit"], "unknown dataset 'mnsit' (did you mean 'mnist'?)"),
+        (["train", "model.generator.ngf=wide"], "parameter 'ngf' of generator 'dcgan' must be int"),
+        (["train", "train.device=tpu"], "train.device must be auto, cpu, cuda or cuda:N"),
+        (["infer", "no-such-run", "--num", "2", "--out", "o"], "run directory not found"),
+        (["eval", "no-such-samples"], "no-such-samples"),
+        (["config", "show", "nope"], "unknown preset 'nope'"),
+    ],
+)
+def test_user_mistakes_are_one_line_exit_2(tmp_path, args, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgegan", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_show_resolves_overrides():
+    result = CliRunner().invoke(
+        cli, ["config", "show", "dcgan-mnist", "loss.name=lsgan", "train.steps=7"]
+    )
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.output)
+    assert data["loss"] == {"name": "lsgan"}
+    assert data["train"]["steps"] == 7
+    assert data["preset"] == "dcgan-mnist"
+
+
+def test_list_shows_builtins_with_provenance():
+    result = CliRunner().invoke(cli, ["list", "losses"])
+    assert result.exit_code == 0
+    for name in ("bce", "minimax", "lsgan", "hinge", "wgan-gp"):
+        assert name in result.output
+    assert "edgegan.losses.plugin" in result.output
+
+
+@pytest.mark.slow
+def test_train_resume_infer_via_cli(tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", *TINY, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 2 steps" in proc.stdout
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["steps"] == 2
+    # A second run into the same folder is refused, and the first run is untouched.
+    again = run("train", *TINY, "--out", str(out))
+    assert again.returncode == 2 and "not empty" in again.stderr
+    proc = run("train", "--resume", str(out), "train.steps=3")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 steps" in proc.stdout
+
+    samples = tmp_path / "samples"
+    proc = run("infer", str(out), "--labels", "3,3,7", "--seed", "5", "--out", str(samples))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in samples.iterdir())
+    assert names == ["000000_label3.png", "000001_label3.png", "000002_label7.png"]
+
+    npz_dir = tmp_path / "npz"
+    proc = run("infer", str(out), "--num", "12", "--format", "npz", "--out", str(npz_dir))
+    assert proc.returncode == 0, proc.stderr
+    data = np.load(npz_dir / "images.npz")
+    assert data["images"].shape == (12, 32, 32, 1) and data["images"].dtype == np.uint8
+    assert data["labels"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    # Same seed, same images; a non-empty --out is refused without --overwrite.
+    proc = run("infer", str(out), "--num", "12", "--format", "npz", "--out", str(npz_dir))
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    proc = run(
+        "infer", str(out), "--num", "12", "--format", "npz", "--out", str(npz_dir), "--overwrite"
+    )
+    assert proc.returncode == 0
+    assert (np.load(npz_dir / "images.npz")["images"] == data["images"]).all()
+
+    proc = run("eval", str(npz_dir / "images.npz"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert '"fd"' in proc.stdout and '"label_accuracy"' in proc.stdout
+
+    bad = run("infer", str(out), "--labels", "12", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "out of range" in bad.stderr
+    assert not (tmp_path / "bad").exists()

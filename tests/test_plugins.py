@@ -1,0 +1,594 @@
+"""Plugin loading through real entry points, isolation of broken plugins, and the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgegan.errors import EdgeganError, PluginError, UnknownNameError
+from edgegan.plugins.manager import PluginWarning, get_manager, registry
+from edgegan.registry import Entry, call_factory
+
+TOY = """
+from edgegan import hookimpl
+
+
+def build_generator(*, latent_dim, channels, image_size, num_classes=0, width: int = 8):
+    return ("generator", latent_dim, channels, image_size, num_classes, width)
+
+
+def build_discriminator(*, channels, image_size, num_classes=0):
+    return ("discriminator", channels, image_size, num_classes)
+
+
+class ToyLoss:
+    '''A toy loss.'''
+
+    def __init__(self, margin: float = 1.0):
+        self.margin = margin
+
+    def d_loss(self, real_logits, fake_logits):
+        return 0.0
+
+    def g_loss(self, fake_logits):
+        return 0.0
+
+
+def build_dataset(*, split: str = "train", size: int = 4):
+    return [split] * size
+
+
+@hookimpl
+def edgegan_register_models(register):
+    register("{name}", build_generator, role="generator", description="toy G")
+    register("{name}", build_discriminator, role="discriminator")
+
+
+@hookimpl
+def edgegan_register_losses(register):
+    register("{name}", ToyLoss, flavour="sweet")
+
+
+@hookimpl
+def edgegan_register_datasets(register):
+    register("{name}", build_dataset)
+"""
+
+
+def toy(name: str = "toy") -> str:
+    return TOY.replace("{name}", name)
+
+
+def one_loss(name: str) -> str:
+    return f"""
+from edgegan import hookimpl
+
+class Loss:
+    def d_loss(self, real_logits, fake_logits):
+        return 0.0
+
+    def g_loss(self, fake_logits):
+        return 0.0
+
+@hookimpl
+def edgegan_register_losses(register):
+    register({name!r}, Loss)
+"""
+
+
+def info(name: str):
+    return get_manager().infos[name]
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def test_plugin_found_through_entry_points_with_provenance(fake_plugin, monkeypatch):
+    name = fake_plugin(toy(), dist="edgegan-toy", version="1.2.3", name="toy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", name)
+
+    for kind, role in [
+        ("models", "generator"),
+        ("models", "discriminator"),
+        ("losses", None),
+        ("datasets", None),
+    ]:
+        entry = registry(kind).get("toy", role)
+        assert (entry.plugin, entry.distribution, entry.version) == ("toy", "edgegan-toy", "1.2.3")
+
+    gen = registry("models").get("toy", "generator")
+    assert gen.description == "toy G"
+    loss = registry("losses").get("toy")
+    assert loss.description == "A toy loss."  # first line of the factory's docstring
+    assert loss.meta == {"flavour": "sweet"}
+
+    plugin = info("toy")
+    assert not plugin.builtin and plugin.error is None
+    assert plugin.hooks == [
+        "edgegan_register_datasets",
+        "edgegan_register_losses",
+        "edgegan_register_models",
+    ]
+    assert plugin.provides == {
+        "models": ["toy (generator)", "toy (discriminator)"],
+        "losses": ["toy"],
+        "datasets": ["toy"],
+    }
+    infos, error = get_manager().plugin_infos()
+    assert error is None
+    assert infos[-1].name == "toy" and all(i.builtin for i in infos[:-1])  # built-ins first
+
+    built = registry("models").build(
+        "toy",
+        {"width": 3},
+        {"latent_dim": 16, "channels": 1, "image_size": 28, "num_classes": 10},
+        role="generator",
+    )
+    assert built == ("generator", 16, 1, 28, 10, 3)
+    assert registry("datasets").build("toy", {"size": 2}, {"split": "test"}) == ["test", "test"]
+
+
+def test_entry_point_may_name_an_object(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("objloss", dict)
+
+    plugin = Plugin()
+    """
+    name = fake_plugin(source, dist="edgegan-obj", target="edgegan_obj:plugin")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", name)
+    assert registry("losses").get("objloss").plugin == "edgegan-obj"
+
+
+def test_builtins_are_plugins_too():
+    manager = get_manager()
+    builtins = [i for i in manager.infos.values() if i.builtin]
+    assert builtins and all(i.distribution == "edgegan" and i.error is None for i in builtins)
+    assert all(not i.builtin for i in manager.infos.values() if i not in builtins)
+
+
+def test_autoload_is_off_in_tests(fake_plugin):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    assert "toy" not in get_manager().infos
+    assert "toy" not in registry("losses")
+
+
+def test_autoload_loads_installed_plugins(fake_plugin, monkeypatch):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.delenv("EDGEGAN_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "example")  # keep other installed ones out
+    assert registry("losses").get("toy").distribution == "edgegan-toy"
+
+
+@pytest.mark.parametrize("deny", ["toy", "edgegan-toy"])
+def test_disable_plugins_skips_by_entry_point_or_distribution(fake_plugin, monkeypatch, deny):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.delenv("EDGEGAN_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", f"example, {deny}")
+    assert "toy" not in get_manager().infos
+    assert "toy" not in registry("losses")
+
+
+def test_disable_wins_over_load(fake_plugin, monkeypatch):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", "toy")
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "toy")
+    assert "toy" not in get_manager().infos
+
+
+def test_allowlist_loads_only_named_plugins(fake_plugin, monkeypatch):
+    fake_plugin(toy("first"), dist="edgegan-first", name="first")
+    fake_plugin(toy("second"), dist="edgegan-second", name="second")
+    fake_plugin(toy("third"), dist="edgegan-third", name="third")
+    # Either the entry-point name or the distribution name selects a plugin.
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", "first,edgegan-third")
+    assert set(get_manager().infos) >= {"first", "third"}
+    assert "second" not in get_manager().infos
+    assert {"first", "third"} <= set(registry("losses").names())
+    assert "second" not in registry("losses").names()
+
+
+def test_plugin_failing_to_import_is_reported_and_skipped(fake_plugin, monkeypatch):
+    bad = fake_plugin(
+        "raise ImportError('needs frobnicate')\n", dist="edgegan-bad", version="0.3", name="bad"
+    )
+    good = fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{bad},{good}")
+    with pytest.warns(
+        PluginWarning,
+        match=r"plugin 'bad' \(edgegan-bad 0.3\) failed to load: "
+        r"ImportError: needs frobnicate",
+    ):
+        manager = get_manager()
+    infos, error = manager.plugin_infos()
+    assert error is None
+    listed = {i.name: i for i in infos}
+    assert "ImportError: needs frobnicate" in listed["bad"].error
+    assert listed["bad"].provides == {}
+    # Everything else still works: the built-ins and the healthy plugin.
+    assert all(i.error is None for i in infos if i.name != "bad")
+    assert registry("losses").get("toy").plugin == "toy"
+
+
+def test_strict_mode_turns_a_broken_plugin_into_an_error(fake_plugin, monkeypatch):
+    bad = fake_plugin("raise ImportError('needs frobnicate')\n", dist="edgegan-bad", name="bad")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", bad)
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"plugin 'bad'.*ImportError.*EDGEGAN_STRICT_PLUGINS"):
+        get_manager()
+
+
+def test_plugin_with_mismatched_hook_signature_is_reported(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(reg):
+        reg("never", dict)
+    """
+    bad = fake_plugin(source, dist="edgegan-sig", name="sig")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", bad)
+    with pytest.warns(PluginWarning, match="plugin 'sig' .* is not a valid edgegan plugin"):
+        get_manager()
+    assert info("sig").error
+    assert "never" not in registry("losses")
+
+
+def test_plugin_with_a_misspelt_hook_is_reported(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        register("typo-loss", dict)
+
+    @hookimpl
+    def edgegan_register_model(register):
+        register("typo-net", dict, role="generator")
+    """
+    monkeypatch.setenv(
+        "EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-typo", name="typo")
+    )
+    with pytest.warns(
+        PluginWarning,
+        match="unknown hook\\(s\\): 'edgegan_register_model' "
+        "\\(did you mean 'edgegan_register_models'\\?\\)",
+    ):
+        get_manager()
+    assert info("typo").error
+    assert "typo-loss" not in registry("losses")
+
+
+def test_plugin_whose_hook_raises_is_reported_and_skipped_as_a_whole(fake_plugin, monkeypatch):
+    source = (
+        toy("half")
+        + """
+@hookimpl
+def edgegan_register_metrics(register):
+    raise RuntimeError("boom")
+"""
+    )
+    bad = fake_plugin(source, dist="edgegan-half", name="half")
+    good = fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{bad},{good}")
+    with pytest.warns(
+        PluginWarning, match="plugin 'half' failed in edgegan_register_metrics: RuntimeError: boom"
+    ):
+        losses = registry("losses")
+    # Its other hooks ran fine, but a half-loaded plugin is not used at all.
+    assert "half" not in losses
+    assert ("half", "generator") not in registry("models")
+    assert "boom" in info("half").error
+    assert registry("losses").get("toy").plugin == "toy"
+
+
+def test_strict_mode_turns_a_failing_hook_into_an_error(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        raise RuntimeError("boom")
+    """
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-boom"))
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="RuntimeError: boom"):
+        registry("losses")
+
+
+# -- name conflicts --------------------------------------------------------------------------
+
+
+def test_two_plugins_registering_one_name_is_an_error_naming_both(fake_plugin, monkeypatch):
+    one = fake_plugin(one_loss("shared"), dist="edgegan-one", name="one")
+    two = fake_plugin(one_loss("shared"), dist="edgegan-two", name="two")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{one},{two}")
+    with pytest.raises(PluginError) as exc_info:
+        registry("losses")
+    message = str(exc_info.value)
+    assert "loss 'shared' is registered twice" in message
+    assert "edgegan-one" in message and "edgegan-two" in message
+    assert "EDGEGAN_DISABLE_PLUGINS=two" in message
+    # `edgegan plugins` still lists everything, with the conflict as the error.
+    infos, error = get_manager().plugin_infos()
+    assert error == message
+    assert {"one", "two"} <= {i.name for i in infos}
+
+
+def test_same_name_for_generator_and_discriminator_is_fine(fake_plugin, monkeypatch):
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(toy(), dist="edgegan-toy"))
+    models = registry("models")
+    assert ("toy", "generator") in models and ("toy", "discriminator") in models
+
+
+def test_plugin_clashing_with_a_builtin_is_an_error(fake_plugin, monkeypatch):
+    if "hinge" not in registry("losses"):
+        pytest.skip("the built-in loss 'hinge' is not registered yet")
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    clash = fake_plugin(one_loss("hinge"), dist="edgegan-clash", name="clash")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", clash)
+    with pytest.raises(PluginError) as exc_info:
+        registry("losses")
+    message = str(exc_info.value)
+    assert "loss 'hinge' is registered twice" in message
+    assert "distribution edgegan)" in message and "edgegan-clash" in message
+    assert "EDGEGAN_DISABLE_PLUGINS=clash" in message  # the plugin, not the built-in
+
+
+def test_two_distributions_with_one_entry_point_name(fake_plugin, monkeypatch):
+    fake_plugin(one_loss("a"), dist="edgegan-a", name="same")
+    fake_plugin(one_loss("b"), dist="edgegan-b", name="same")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", "same")
+    with pytest.raises(PluginError, match="two plugins are named 'same'") as exc_info:
+        get_manager()
+    assert "edgegan-a" in str(exc_info.value) and "edgegan-b" in str(exc_info.value)
+
+
+# -- lookups ---------------------------------------------------------------------------------
+
+
+def test_unknown_name_lists_known_names_and_the_closest(fake_plugin, monkeypatch):
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(toy("widget"), dist="edgegan-w"))
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown loss 'widgte' \(did you mean 'widget'\?\)"
+        r"; known: .*widget",
+    ):
+        registry("losses").get("widgte")
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown generator 'widgets' \(did you mean "
+        r"'widget'\?\)",
+    ):
+        registry("models").get("widgets", "generator")
+    with pytest.raises(UnknownNameError) as exc_info:
+        registry("datasets").get("zzzzzz")
+    assert "did you mean" not in str(exc_info.value)
+    assert "widget" in str(exc_info.value)
+
+
+def test_unknown_kind():
+    with pytest.raises(PluginError, match="unknown kind 'model'; kinds: models, losses"):
+        get_manager().registry("model")
+
+
+# -- invalid registrations -------------------------------------------------------------------
+
+INVALID = {
+    "non-callable factory": ('register("x", 42)', "losses", "non-callable factory"),
+    "model without role": ('register("x", dict)', "models", "role None"),
+    "model with an unknown role": (
+        'register("x", dict, role="critic")',
+        "models",
+        "role 'critic'; role must be one of generator, discriminator",
+    ),
+    "role on a loss": (
+        'register("x", dict, role="generator")',
+        "losses",
+        "only models take a role",
+    ),
+    "empty name": ('register("", dict)', "datasets", "invalid name ''"),
+    "non-string name": ("register(3, dict)", "metrics", "invalid name 3"),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+def test_invalid_registration_names_the_plugin(fake_plugin, monkeypatch, case):
+    call, kind, expected = INVALID[case]
+    source = f"""
+from edgegan import hookimpl
+
+@hookimpl
+def edgegan_register_{kind}(register):
+    {call}
+"""
+    name = fake_plugin(source, dist="edgegan-sloppy", name="sloppy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", name)
+    with pytest.warns(PluginWarning, match="plugin 'sloppy'") as record:
+        registry(kind)
+    assert expected in str(record[0].message)
+    assert expected in info("sloppy").error
+    assert "x" not in registry(kind)
+
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'sloppy'"):
+        registry(kind)
+
+
+# -- call_factory ----------------------------------------------------------------------------
+
+
+def build_model(
+    *,
+    channels,
+    image_size,
+    num_classes=0,
+    width: int = 64,
+    dropout: float = 0.0,
+    spectral_norm: bool = False,
+    act: str = "relu",
+    kernel: tuple = (3, 3),
+    extra=None,
+):
+    return dict(
+        channels=channels,
+        image_size=image_size,
+        num_classes=num_classes,
+        width=width,
+        dropout=dropout,
+        spectral_norm=spectral_norm,
+        act=act,
+        kernel=kernel,
+        extra=extra,
+    )
+
+
+MODEL = Entry(kind="models", name="toy", factory=build_model, role="generator", plugin="p")
+CONTEXT = {"channels": 1, "image_size": 28, "latent_dim": 64, "num_classes": 10}
+
+
+def test_call_factory_passes_params_and_only_accepted_context():
+    built = call_factory(MODEL, {"width": 32, "act": "gelu"}, CONTEXT)
+    assert built["width"] == 32 and built["act"] == "gelu"
+    assert (built["channels"], built["image_size"], built["num_classes"]) == (1, 28, 10)
+    # latent_dim is not a parameter of build_model, so it is not passed (no TypeError).
+
+
+def test_call_factory_coerces_compatible_types():
+    built = call_factory(MODEL, {"dropout": 1, "kernel": [5, 5], "extra": {"a": 1}}, CONTEXT)
+    assert built["dropout"] == 1.0 and isinstance(built["dropout"], float)
+    assert built["kernel"] == (5, 5)
+    assert built["extra"] == {"a": 1}  # no default type: passed as is
+    assert call_factory(MODEL, {"dropout": "1e-1"}, CONTEXT)["dropout"] == 0.1  # YAML 1.1 floats
+
+
+def test_call_factory_unknown_parameter_suggests_the_closest():
+    with pytest.raises(EdgeganError) as exc_info:
+        call_factory(MODEL, {"widht": 32}, CONTEXT)
+    message = str(exc_info.value)
+    assert "unknown parameter 'widht' for generator 'toy' (did you mean 'width'?)" in message
+    assert "accepted: act, dropout, extra, kernel, spectral_norm, width" in message
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"width": "wide"}, "parameter 'width' of generator 'toy' must be int, got str 'wide'"),
+        ({"width": 1.5}, "must be int, got float 1.5"),
+        ({"width": True}, "must be int, got bool True"),
+        ({"spectral_norm": 1}, "parameter 'spectral_norm' of generator 'toy' must be bool"),
+        ({"dropout": "lots"}, "must be float, got str 'lots'"),
+        ({"act": 3}, "must be str, got int 3"),
+        ({"kernel": 3}, "must be tuple, got int 3"),
+    ],
+)
+def test_call_factory_checks_types_against_defaults(params, expected):
+    with pytest.raises(EdgeganError) as exc_info:
+        call_factory(MODEL, params, CONTEXT)
+    assert expected in str(exc_info.value)
+
+
+def test_call_factory_missing_required_parameter():
+    def build(*, size, depth: int = 2):
+        return size
+
+    entry = Entry(kind="datasets", name="needy", factory=build, plugin="p")
+    with pytest.raises(EdgeganError, match="dataset 'needy' needs parameter\\(s\\): size"):
+        call_factory(entry, {"depth": 3}, {"split": "train"})
+    assert call_factory(entry, {"size": 7}, {}) == 7
+
+
+def test_call_factory_rejects_a_param_that_the_task_sets():
+    with pytest.raises(
+        EdgeganError,
+        match="parameter 'num_classes' of generator 'toy' is set by "
+        "the task \\(num_classes=10\\); remove it",
+    ):
+        call_factory(MODEL, {"num_classes": 3}, CONTEXT)
+    # Even for a context key this factory does not accept.
+    with pytest.raises(EdgeganError, match="'latent_dim' .* is set by the task"):
+        call_factory(MODEL, {"latent_dim": 3}, CONTEXT)
+
+
+def test_call_factory_var_kwargs_takes_everything():
+    def build(width: int = 1, **kwargs):
+        return width, kwargs
+
+    entry = Entry(kind="losses", name="open", factory=build, plugin="p")
+    width, kwargs = call_factory(entry, {"width": 2, "anything": "goes"}, {"split": "train"})
+    assert width == 2 and kwargs == {"anything": "goes", "split": "train"}
+
+
+def test_call_factory_with_a_class_factory():
+    class Loss:
+        def __init__(self, margin: float = 1.0):
+            self.margin = margin
+
+    entry = Entry(kind="losses", name="cls", factory=Loss, plugin="p")
+    assert call_factory(entry, {"margin": 2}, {"split": "x"}).margin == 2.0
+    with pytest.raises(
+        EdgeganError,
+        match="unknown parameter 'margn' for loss 'cls' "
+        "\\(did you mean 'margin'\\?\\); accepted: margin",
+    ):
+        call_factory(entry, {"margn": 2}, {})
+
+
+# -- the documented example ------------------------------------------------------------------
+
+
+def _documented_plugin() -> tuple[str, str]:
+    """The pyproject.toml and module of the complete plugin in "Writing a plugin"."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in (root / "docs" / "writing-a-plugin.md", root / "README.md"):
+        text = path.read_text() if path.is_file() else ""
+        start = text.find("### A complete plugin")
+        if start >= 0:
+            blocks = re.findall(r"```(toml|python)\n(.*?)```", text[start:], re.S)
+            return blocks[0][1], blocks[1][1]
+    pytest.skip("no 'A complete plugin' section in docs/writing-a-plugin.md or README.md")
+
+
+def test_the_documented_example_plugin_works(fake_plugin, monkeypatch, tmp_path):
+    import re
+
+    import torch
+
+    pyproject, module = _documented_plugin()
+    dist = re.search(r'^name = "(.+)"', pyproject, re.M).group(1)
+    version = re.search(r'^version = "(.+)"', pyproject, re.M).group(1)
+    ep_name, target = re.search(
+        r"\[project\.entry-points\.edgegan\]\n(\S+) = \"(.+)\"", pyproject
+    ).groups()
+    fake_plugin(module, dist=dist, version=version, name=ep_name, module=target)
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", ep_name)
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+
+    entry = registry("losses").get("smooth-bce")
+    assert (entry.distribution, entry.version) == (dist, version)
+    loss = registry("losses").build("smooth-bce", {"smoothing": 0.2})
+    real, fake = torch.tensor([3.0, -1.0]), torch.tensor([-2.0, 0.5])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        real, torch.full_like(real, 0.8)
+    ) + torch.nn.functional.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    assert torch.allclose(loss.d_loss(real, fake), expected)
+    assert torch.allclose(loss.g_loss(fake), torch.nn.functional.softplus(-fake).mean())
+    with pytest.raises(EdgeganError, match="did you mean 'smoothing'"):
+        registry("losses").build("smooth-bce", {"smothing": 0.2})
+
+    callback = registry("callbacks").build("csv-log", {}, {"run_dir": tmp_path})
+    callback.on_step_end(None, 10, {"step": 10, "g_loss": 1.5})
+    callback.on_step_end(None, 20, {"step": 20, "g_loss": 1.25})
+    callback.on_train_end(None)
+    assert (tmp_path / "metrics.csv").read_text().split() == ["step,g_loss", "10,1.5", "20,1.25"]
