@@ -1,0 +1,54 @@
+"""Metrics for generated images: feature-space Frechet distance, class coverage, confidence.
+
+Importing this package is cheap (no torch); the names below load their module on first use::
+
+    from edgegan.metrics import evaluate, evaluate_tensors, load_samples
+    from edgegan.metrics import frechet_distance, feature_stats
+    from edgegan.metrics import DigitsMetric, DigitClassifier, load_digit_classifier
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported eagerly (the module imports neither NumPy nor torch at load time): the function
+# ``evaluate`` shares its name with its module, and a lazy export would be shadowed by the
+# submodule attribute that the import system sets on this package.
+from edgegan.metrics.evaluate import evaluate, evaluate_tensors, load_samples
+
+_EXPORTS = {
+    "frechet_distance": "edgegan.metrics.frechet",
+    "feature_stats": "edgegan.metrics.frechet",
+    "DigitsMetric": "edgegan.metrics.digits",
+    "reference_stats": "edgegan.metrics.digits",
+    "DigitClassifier": "edgegan.metrics.classifier",
+    "load_digit_classifier": "edgegan.metrics.classifier",
+    "features": "edgegan.metrics.classifier",
+    "logits": "edgegan.metrics.classifier",
+}
+
+__all__ = [
+    "DigitClassifier",
+    "DigitsMetric",
+    "evaluate",
+    "evaluate_tensors",
+    "feature_stats",
+    "features",
+    "frechet_distance",
+    "load_digit_classifier",
+    "load_samples",
+    "logits",
+    "reference_stats",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgegan.metrics' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

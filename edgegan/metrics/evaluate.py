@@ -1,0 +1,210 @@
+"""``edgegan eval``: load generated samples, build a metric through the registry, run it.
+
+Samples are either a folder of PNG/JPEG images (sorted by file name; greyscale or RGB, all of
+one size; when every name ends in ``_label<k>``, as ``edgegan infer`` writes conditional
+samples, those are the labels) or an ``.npz`` file as ``edgegan infer --format npz`` writes
+it: ``images`` uint8 ``(N, H, W, C)`` (or ``(N, H, W)``) or float ``(N, C, H, W)`` in
+[-1, 1], optional integer ``labels`` ``(N,)`` (conditioning labels; -1 where none) and
+``latents`` (ignored).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import EdgeganError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def _read_image(path: Path) -> Any:
+    """One image file -> uint8 ``(H, W, 1)`` or ``(H, W, 3)``."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in _GREY_MODES:
+                if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit PNG: scale to 8 bits
+                    arr = np.asarray(im, dtype=np.float64) / 257.0
+                    return np.clip(np.round(arr), 0, 255).astype(np.uint8)[..., None]
+                return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise EdgeganError(f"cannot read image {path}: {exc}") from None
+
+
+_LABEL_IN_NAME = re.compile(r"_label(\d+)$")
+"""``edgegan infer`` names conditional samples ``000000_label3.png``."""
+
+
+def _labels_from_names(files: list[Path]) -> Any:
+    """Labels parsed from ``*_label<k>.<ext>`` names when every file has one, else None."""
+    matches = [_LABEL_IN_NAME.search(p.stem) for p in files]
+    if not all(matches):
+        return None
+    import torch
+
+    return torch.tensor([int(m.group(1)) for m in matches], dtype=torch.int64)
+
+
+def _load_folder(folder: Path) -> Any:
+    import numpy as np
+
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise EdgeganError(f"no PNG or JPEG images in {folder}")
+    arrays = [_read_image(p) for p in files]
+    size = arrays[0].shape[:2]
+    for p, a in zip(files, arrays, strict=True):
+        if a.shape[:2] != size:
+            raise EdgeganError(
+                f"images in {folder} differ in size: {files[0].name} is {size[1]}x{size[0]}, "
+                f"{p.name} is {a.shape[1]}x{a.shape[0]}"
+            )
+    if any(a.shape[2] == 3 for a in arrays):  # mixed grey and colour: make all RGB
+        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
+    return np.stack(arrays), _labels_from_names(files)  # (N, H, W, C) uint8, labels
+
+
+def _images_from_npz(path: Path, images: Any) -> Any:
+    import numpy as np
+    import torch
+
+    if images.dtype == np.uint8:
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise EdgeganError(
+                f"{path}: uint8 'images' must have shape (N, H, W, 1|3), got {images.shape}"
+            )
+        return (
+            torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        )
+    if images.dtype.kind == "f":
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise EdgeganError(
+                f"{path}: float 'images' must have shape (N, 1|3, H, W), got {images.shape}"
+            )
+        if images.size and not np.all(np.isfinite(images)):
+            raise EdgeganError(f"{path}: 'images' hold NaN or infinite values")
+        if images.size and (images.min() < -1.01 or images.max() > 1.01):
+            raise EdgeganError(
+                f"{path}: float 'images' must lie in [-1, 1], found "
+                f"[{images.min():.3g}, {images.max():.3g}] (store uint8 for [0, 255])"
+            )
+        return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {images.dtype}")
+
+
+def _load_npz(path: Path) -> tuple[Any, Any]:
+    import numpy as np
+    import torch
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "images" not in data.files:
+                raise EdgeganError(
+                    f"{path} has no 'images' array (found: {', '.join(data.files) or 'none'})"
+                )
+            images = data["images"]
+            labels = data["labels"] if "labels" in data.files else None
+    except EdgeganError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
+    if len(images) == 0:
+        raise EdgeganError(f"{path}: 'images' is empty")
+    x = _images_from_npz(path, images)
+    y = None
+    if labels is not None:
+        if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+            raise EdgeganError(
+                f"{path}: 'labels' must be integers of shape ({len(images)},), got "
+                f"{labels.dtype} {labels.shape}"
+            )
+        y = torch.from_numpy(labels.astype(np.int64))
+    return x, y
+
+
+def load_samples(path: str | Path) -> tuple[Any, Any]:
+    """Images ``(N, C, H, W)`` float32 in [-1, 1] and labels ``(N,)`` int64 or ``None``."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise EdgeganError(f"samples not found: {path}")
+    if path.is_dir():
+        arr, labels = _load_folder(path)
+        return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1, labels
+    if path.suffix.lower() == ".npz":
+        return _load_npz(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise EdgeganError(
+            f"{path} is a single image; pass the folder of sample images (a grid is not "
+            "evaluated) or an .npz written by `edgegan infer --format npz`"
+        )
+    raise EdgeganError(f"{path}: expected a folder of PNG/JPEG images or an .npz file")
+
+
+def build_metric(
+    metric: str = "digits",
+    reference: str | None = "mnist:test",
+    params: Mapping[str, Any] | None = None,
+) -> tuple[Any, bool]:
+    """Build ``metric`` through the plugin registry; returns the metric and whether the
+    reference was passed to its factory (otherwise it goes to ``compute``)."""
+    from edgegan.plugins.manager import get_manager
+    from edgegan.registry import factory_parameters
+
+    registry = get_manager().registry("metrics")
+    entry = registry.get(metric)
+    params = dict(params or {})
+    accepted, var_kw = factory_parameters(entry.factory)
+    by_factory = reference is not None and ("reference" in accepted or var_kw)
+    if by_factory:
+        params.setdefault("reference", reference)
+    return registry.build(metric, params, {}), by_factory
+
+
+def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str) -> dict:
+    if by_factory:
+        result = obj.compute(images, labels=labels)
+    else:
+        result = obj.compute(images, labels=labels, reference=reference)
+    return {str(k): float(v) for k, v in result.items()}
+
+
+def evaluate_tensors(
+    images: Any,
+    labels: Any = None,
+    reference: str = "mnist:test",
+    metric: str = "digits",
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1] (any device; the metric moves them)
+    with optional conditioning ``labels``; ``params`` go to the metric's factory."""
+    obj, by_factory = build_metric(metric, reference, params)
+    return _run(obj, by_factory, images, labels, reference)
+
+
+def evaluate(
+    samples_path: str | Path,
+    reference: str = "mnist:test",
+    metric: str = "digits",
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``."""
+    obj, by_factory = build_metric(metric, reference, params)  # bad names fail before loading
+    images, labels = load_samples(samples_path)
+    return _run(obj, by_factory, images, labels, reference)

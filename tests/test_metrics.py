@@ -1,0 +1,291 @@
+"""The eval engine: digit classifier asset, Frechet distance, the `digits` metric, loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgegan.data.idx import bundled_mnist_dir, load_idx_split
+from edgegan.errors import EdgeganError
+from edgegan.metrics import classifier as clf
+from edgegan.metrics.digits import DigitsMetric, parse_reference
+from edgegan.metrics.evaluate import evaluate, evaluate_tensors, load_samples
+from edgegan.metrics.frechet import feature_stats, frechet_distance
+
+
+@pytest.fixture(scope="module")
+def test_split() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2,000 bundled test digits as float (N, 1, 28, 28) in [-1, 1] and labels."""
+    images, labels = load_idx_split(bundled_mnist_dir(), "test")
+    x = torch.from_numpy(images).float().div(127.5).sub(1.0).unsqueeze(1)
+    return x, torch.from_numpy(labels)
+
+
+@pytest.fixture(scope="module")
+def metric() -> DigitsMetric:
+    return DigitsMetric(reference="mnist:test")
+
+
+# -- the shipped classifier ----------------------------------------------------------------
+
+
+def test_asset_loads_with_weights_only_and_matches_card() -> None:
+    state = torch.load(clf.WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    model = clf.DigitClassifier()
+    model.load_state_dict(state)
+    card = json.loads(clf.CARD_PATH.read_text())
+    assert card["arch_version"] == clf.ARCH_VERSION
+    assert card["sha256"] == clf.sha256_file(clf.WEIGHTS_PATH)
+    assert card["test_accuracy"] >= 0.985
+    assert clf.WEIGHTS_PATH.stat().st_size < 500_000
+
+
+def test_classifier_accuracy_on_bundled_test_digits(test_split) -> None:
+    x, y = test_split
+    feats, logits = clf.features_and_logits(x[:500])
+    assert feats.shape == (500, clf.FEATURE_DIM) and logits.shape == (500, 10)
+    acc = (logits.argmax(1) == y[:500]).float().mean().item()
+    assert acc >= 0.97
+    assert clf.load_digit_classifier() is clf.load_digit_classifier("cpu")  # cached
+
+
+def test_preprocess_grey_rgb_and_sizes(test_split) -> None:
+    x = test_split[0][:4]
+    grey = clf.preprocess(x)
+    assert grey.shape == (4, 1, 32, 32)
+    assert torch.allclose(clf.preprocess(x.repeat(1, 3, 1, 1)), grey, atol=1e-6)
+    assert torch.equal(clf.preprocess(grey), grey)  # 32x32 passes unchanged
+    u8 = ((x + 1) * 127.5).round().to(torch.uint8)
+    assert torch.allclose(clf.preprocess(u8), grey, atol=1e-5)
+    assert clf.preprocess(torch.zeros(2, 1, 64, 64)).shape == (2, 1, 32, 32)
+    with pytest.raises(EdgeganError, match="shape"):
+        clf.preprocess(torch.zeros(2, 2, 32, 32))
+
+
+# -- Frechet distance ----------------------------------------------------------------------
+
+
+def test_frechet_same_covariance_is_squared_mean_difference() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    sigma = a @ a.T + np.eye(5)
+    mu1, mu2 = rng.normal(size=5), rng.normal(size=5)
+    assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(
+        float(((mu1 - mu2) ** 2).sum()), rel=1e-9, abs=1e-9
+    )
+
+
+def test_frechet_diagonal_closed_form() -> None:
+    # Diagonal covariances: FD = |mu1-mu2|^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
+    # mu: (0, 0) vs (1, 2) -> 1 + 4 = 5; variances (1, 4) vs (4, 9) -> (1-2)^2 + (2-3)^2 = 2.
+    fd = frechet_distance([0, 0], np.diag([1.0, 4.0]), [1, 2], np.diag([4.0, 9.0]))
+    assert fd == pytest.approx(7.0, abs=1e-10)
+    # 1-d: (3 - 1)^2 + (sqrt(16) - sqrt(1))^2 = 4 + 9
+    assert frechet_distance([3.0], [[16.0]], [1.0], [[1.0]]) == pytest.approx(13.0, abs=1e-10)
+
+
+def test_frechet_symmetric_and_zero_for_identical() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(300, 8)), rng.normal(size=(200, 8)) * 1.5 + 0.3
+    (m1, s1), (m2, s2) = feature_stats(x), feature_stats(y)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(
+        frechet_distance(m2, s2, m1, s1), rel=1e-9
+    )
+    assert frechet_distance(m1, s1, m1, s1) == pytest.approx(0.0, abs=1e-9)
+    # rank-deficient covariance (fewer samples than dimensions) stays finite and >= 0
+    m3, s3 = feature_stats(rng.normal(size=(4, 8)))
+    assert frechet_distance(m3, s3, m3, s3) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="shape"):
+        frechet_distance(m1, s1, m1[:3], s1[:3, :3])
+
+
+def test_feature_stats_float64_and_torch() -> None:
+    mu, sigma = feature_stats(torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+    assert mu.dtype == np.float64 and sigma.shape == (2, 2)
+    np.testing.assert_allclose(mu, [1.0, 2.0])
+    np.testing.assert_allclose(sigma, [[2.0, 2.0], [2.0, 2.0]])
+
+
+# -- the digits metric ---------------------------------------------------------------------
+
+
+def test_real_digits_score_near_zero_and_full_coverage(metric, test_split) -> None:
+    x, y = test_split
+    out = metric.compute(x, labels=y)
+    assert out["fd"] < 1e-6
+    assert out["coverage"] == 1.0
+    assert out["class_entropy"] > 0.99
+    assert out["confidence"] > 0.95
+    assert out["label_accuracy"] > 0.98
+    assert out["num_samples"] == 2000.0
+    wrong = metric.compute(x[:500], labels=(y[:500] + 1) % 10)
+    assert wrong["label_accuracy"] < 0.05
+
+
+def test_noise_and_blank_images_score_far(metric, test_split) -> None:
+    real = metric.compute(test_split[0][:300])["fd"]
+    noise = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    blank = metric.compute(torch.full((300, 1, 28, 28), -1.0))
+    assert 0 < real < 2.0
+    assert metric.compute(noise)["fd"] > 50 * real and blank["fd"] > 50 * real
+    assert blank["coverage"] == pytest.approx(0.1) and blank["class_entropy"] == 0.0
+
+
+def test_single_class_collapse(metric, test_split) -> None:
+    x, y = test_split
+    ones = x[y == 1]
+    out = metric.compute(ones)
+    assert out["coverage"] == pytest.approx(0.1)
+    assert out["class_entropy"] < 0.1
+    assert out["fd"] > 10 * metric.compute(x[: len(ones)])["fd"]
+    # RGB samples at another size go through the same preprocessing
+    rgb = torch.nn.functional.interpolate(ones.repeat(1, 3, 1, 1), size=(64, 64), mode="bilinear")
+    assert metric.compute(rgb)["coverage"] == pytest.approx(0.1)
+
+
+def test_metric_input_errors(metric, test_split) -> None:
+    x = test_split[0][:10]
+    with pytest.raises(EdgeganError, match="at least 2"):
+        metric.compute(x[:1])
+    with pytest.raises(EdgeganError, match="labels"):
+        metric.compute(x, labels=torch.arange(5))
+    with pytest.raises(EdgeganError, match="0..9"):
+        metric.compute(x, labels=torch.full((10,), 12))
+    with pytest.raises(EdgeganError, match="NaN"):
+        metric.compute(torch.full((4, 1, 28, 28), float("nan")))
+    # -1 marks "no label": no label_accuracy
+    assert "label_accuracy" not in metric.compute(x, labels=torch.full((10,), -1))
+
+
+def test_reference_specs(tmp_path) -> None:
+    assert parse_reference("mnist")[2] == "test"
+    assert parse_reference("mnist:train")[2] == "train"
+    kind, folder, split = parse_reference(f"idx:{tmp_path}:train")
+    assert (kind, folder, split) == ("idx", tmp_path.resolve(), "train")
+    assert parse_reference(f"idx:{tmp_path}")[2] == "test"
+    for bad, match in [
+        ("cifar10", "unknown reference 'cifar10'"),
+        ("mnist:val", "unknown split 'val'"),
+        (f"idx:{tmp_path}/missing", "reference folder not found"),
+        ("", "invalid reference"),
+    ]:
+        with pytest.raises(EdgeganError, match=match):
+            parse_reference(bad)
+    with pytest.raises(EdgeganError, match="no IDX files"):
+        DigitsMetric(reference=f"idx:{tmp_path}").compute(torch.zeros(4, 1, 28, 28))
+
+
+# -- loading samples and evaluate() ---------------------------------------------------------
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def test_load_samples_png_folder(tmp_path, test_split) -> None:
+    x = test_split[0][:6]
+    arr = _u8(x)[:, 0]
+    for i, a in enumerate(arr):
+        Image.fromarray(a).save(tmp_path / f"{i:03d}.png")
+    Image.fromarray(np.repeat(arr[0][..., None], 3, axis=2)).save(tmp_path / "100.jpg", quality=100)
+    (tmp_path / "notes.txt").write_text("ignored")
+    images, labels = load_samples(tmp_path)
+    assert labels is None
+    assert images.shape == (7, 3, 28, 28) and images.dtype == torch.float32  # grey + RGB -> RGB
+    assert torch.allclose(images[:6, :1], x, atol=1e-6)
+    grey_only = tmp_path / "grey"
+    grey_only.mkdir()
+    for i, a in enumerate(arr[:3]):
+        Image.fromarray(a).save(grey_only / f"{i}.png")
+    assert load_samples(grey_only)[0].shape == (3, 1, 28, 28)
+    labelled = tmp_path / "labelled"  # edgegan infer's names for conditional samples
+    labelled.mkdir()
+    for i, a in enumerate(arr[:3]):
+        Image.fromarray(a).save(labelled / f"{i:06d}_label{7 - i}.png")
+    assert load_samples(labelled)[1].tolist() == [7, 6, 5]
+
+
+def test_load_samples_npz_formats(tmp_path, test_split) -> None:
+    x, y = test_split[0][:8], test_split[1][:8]
+    nhwc = np.ascontiguousarray(_u8(x).transpose(0, 2, 3, 1))
+    np.savez(
+        tmp_path / "u8.npz", images=nhwc, labels=y.numpy(), latents=np.zeros((8, 4), np.float32)
+    )
+    images, labels = load_samples(tmp_path / "u8.npz")
+    assert images.shape == (8, 1, 28, 28) and torch.allclose(images, x, atol=1e-6)
+    assert labels.dtype == torch.int64 and torch.equal(labels, y)
+    np.savez(tmp_path / "f.npz", images=x.numpy())
+    images, labels = load_samples(tmp_path / "f.npz")
+    assert labels is None and torch.equal(images, x)
+
+
+def test_load_samples_errors(tmp_path) -> None:
+    with pytest.raises(EdgeganError, match="not found"):
+        load_samples(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgeganError, match="no PNG or JPEG"):
+        load_samples(tmp_path / "empty")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(EdgeganError, match="cannot read"):
+        load_samples(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nokey.npz", x=np.zeros(3))
+    with pytest.raises(EdgeganError, match="no 'images'"):
+        load_samples(tmp_path / "nokey.npz")
+    np.savez(tmp_path / "range.npz", images=np.full((2, 1, 8, 8), 200.0, np.float32))
+    with pytest.raises(EdgeganError, match=r"\[-1, 1\]"):
+        load_samples(tmp_path / "range.npz")
+    np.savez(tmp_path / "labels.npz", images=np.zeros((2, 8, 8, 1), np.uint8), labels=np.zeros(3))
+    with pytest.raises(EdgeganError, match="labels"):
+        load_samples(tmp_path / "labels.npz")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"garbage")
+    with pytest.raises(EdgeganError, match="cannot read image"):
+        load_samples(tmp_path / "broken")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(EdgeganError, match="expected a folder"):
+        load_samples(tmp_path / "x.csv")
+
+
+def test_evaluate_end_to_end_npz(tmp_path, test_split) -> None:
+    x, y = test_split
+    nhwc = np.ascontiguousarray(_u8(x[:500]).transpose(0, 2, 3, 1))
+    np.savez(tmp_path / "samples.npz", images=nhwc, labels=y[:500].numpy())
+    out = evaluate(tmp_path / "samples.npz", reference="mnist:test")
+    assert set(out) == {
+        "fd",
+        "coverage",
+        "confidence",
+        "class_entropy",
+        "label_accuracy",
+        "num_samples",
+    }
+    assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
+    assert out["num_samples"] == 500 and out["coverage"] == 1.0
+    assert out["label_accuracy"] > 0.97
+    assert out["fd"] < 2.0  # a quarter of the reference split itself
+    direct = evaluate_tensors(x[:500], y[:500], reference="mnist")
+    assert direct["fd"] == pytest.approx(out["fd"], rel=1e-4, abs=1e-4)
+    with pytest.raises(EdgeganError, match="not found"):
+        evaluate(tmp_path / "nope.npz")
+    with pytest.raises(EdgeganError, match="unknown reference"):
+        evaluate(tmp_path / "samples.npz", reference="imagenet")
+    with pytest.raises(EdgeganError, match="unknown metric 'digit'.*did you mean 'digits'"):
+        evaluate(tmp_path / "samples.npz", metric="digit")
+
+
+def test_plugin_module_is_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import edgegan.metrics.plugin, edgegan.metrics; "
+        "from edgegan.metrics import evaluate; assert callable(evaluate); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
