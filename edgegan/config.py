@@ -67,6 +67,7 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update
     r1_gamma: float = 0.0  # R1 penalty weight on real data (0: off)
     r1_every: int = 1  # lazy R1: apply every N discriminator steps, scaled by N
+    augment: str = ""  # DiffAugment policy for D's inputs, e.g. "translation,cutout"
     ema: bool = True  # keep an EMA of the generator for sampling and export
     ema_decay: float = 0.999
     ema_start: int = 0  # step from which the EMA averages (it copies G before)

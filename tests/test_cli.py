@@ -132,7 +132,7 @@ def test_train_resume_infer_via_cli(tmp_path):
     proc = run("infer", str(out), "--num", "12", "--format", "npz", "--out", str(npz_dir))
     assert proc.returncode == 0, proc.stderr
     data = np.load(npz_dir / "images.npz")
-    assert data["images"].shape == (12, 32, 32, 1) and data["images"].dtype == np.uint8
+    assert data["images"].shape == (12, 28, 28, 1) and data["images"].dtype == np.uint8
     assert data["labels"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     # Same seed, same images; a non-empty --out is refused without --overwrite.
     proc = run("infer", str(out), "--num", "12", "--format", "npz", "--out", str(npz_dir))

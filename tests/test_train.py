@@ -59,8 +59,9 @@ def test_each_loss_trains(tmp_path, loss):
         ["data.image_size=64", "data.channels=3", "model.conditional=false"],
         ["train.r1_gamma=1.0", "train.r1_every=2", "train.d_steps=2"],
         ["train.lr_schedule=linear", "train.ema=false"],
+        ["train.augment=translation,cutout"],
     ],
-    ids=["uncond", "concat", "bn-disc", "28px", "64px-rgb", "r1-dsteps", "linear-noema"],
+    ids=["uncond", "concat", "bn-disc", "28px", "64px-rgb", "r1-dsteps", "linear-noema", "augment"],
 )
 def test_network_variants_train(tmp_path, overrides):
     result = train(tiny(*overrides, steps=2), out_dir=tmp_path / "run")
@@ -94,7 +95,9 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["loss.name=wgan-gp", "train.amp=bf16"]], ids=["bce", "gp-bf16"]
+    "extra",
+    [[], ["loss.name=wgan-gp", "train.amp=bf16", "train.augment=translation,cutout"]],
+    ids=["bce", "gp-bf16"],
 )
 def test_resume_is_exact(tmp_path, extra):
     steps = ["train.checkpoint_every=3", *extra]
@@ -220,7 +223,7 @@ def test_conditional_sampling_draws_chosen_classes(tmp_path):
     run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
     gen = load_run_generator(run)
     out = generate(gen, 5, seed=3, labels=[3, 3, 7])
-    assert out["images"].shape == (5, 1, 32, 32)
+    assert out["images"].shape == (5, 1, 28, 28)
     assert out["labels"].tolist() == [3, 3, 7, 3, 3]
     assert float(out["images"].min()) >= -1 and float(out["images"].max()) <= 1
     assert (out["latents"] == make_latents(5, 16, 3)).all()
@@ -231,3 +234,41 @@ def test_conditional_sampling_draws_chosen_classes(tmp_path):
     assert not (other["images"] == out["images"]).all()
     with pytest.raises(EdgeganError, match="out of range"):
         generate(gen, 2, labels=[10])
+
+
+def test_folder_dataset_trains_through_the_dataloader_path(tmp_path):
+    """Datasets without in-memory tensors go through a DataLoader with a resumable sampler."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(10):
+            img = (rng.random((40, 36, 3)) * 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / "data" / cls / f"{i}.png")
+    cfg = tiny(
+        "data.name=folder",
+        f"data.root={tmp_path / 'data'}",
+        "data.image_size=32",
+        "train.batch_size=4",
+        "train.num_workers=1",
+        steps=3,
+    )
+    result = train(cfg, out_dir=tmp_path / "run")
+    state = load_checkpoint(result.checkpoint)
+    assert state["spec"]["image_shape"] == [3, 32, 32]
+    assert state["spec"]["num_classes"] == 2 and state["spec"]["class_names"] == ["a", "b"]
+    assert state["data"]["consumed"] == 3
+
+
+def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tensorboard is installed: the missing-package error cannot be shown")
+    with pytest.raises(ConfigError, match=r"pip install 'edgegan\[tensorboard\]'"):
+        train(tiny("train.tensorboard=true"), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

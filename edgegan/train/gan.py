@@ -13,6 +13,7 @@ import torch
 
 from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
+from edgegan.train.augment import DiffAugment
 from edgegan.train.task import Task, register_task
 
 
@@ -32,6 +33,10 @@ def model_context(config: Any, dataset: Any) -> dict[str, Any]:
     }
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 @register_task
 class GANTask(Task):
     name = "gan"
@@ -47,6 +52,7 @@ class GANTask(Task):
         self.generator = models.build(g.name, g.params, self.context, role="generator")
         self.discriminator = models.build(d.name, d.params, self.context, role="discriminator")
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
+        self.augment = DiffAugment(self.config.train.augment)
         self.num_classes = self.context["num_classes"]
         self.latent_dim = self.context["latent_dim"]
 
@@ -74,6 +80,7 @@ class GANTask(Task):
         G, D, loss, amp = self.generator, self.discriminator, self.loss, self.precision
         out: dict[str, torch.Tensor] = {}
         d_penalty = getattr(loss, "d_penalty", None)
+        aug = self.augment if self.augment else _identity
         for i in range(cfg.d_steps):
             real, labels = batches.next()
             n = real.shape[0]
@@ -82,8 +89,8 @@ class GANTask(Task):
             with amp.autocast():
                 with torch.no_grad():
                     fake = G(z, fake_labels)
-                d_real = D(real, labels)
-                d_fake = D(fake, fake_labels)
+                d_real = D(aug(real), labels)
+                d_fake = D(aug(fake), fake_labels)
                 d_loss = loss.d_loss(d_real, d_fake)
             total = d_loss
             if d_penalty is not None:
@@ -108,7 +115,7 @@ class GANTask(Task):
         try:
             z, fake_labels = self.sample_inputs(n, labels)
             with amp.autocast():
-                g_loss = loss.g_loss(D(G(z, fake_labels), fake_labels))
+                g_loss = loss.g_loss(D(aug(G(z, fake_labels)), fake_labels))
             amp.step("g", g_loss, self.optims["g"])
         finally:
             D.requires_grad_(True)

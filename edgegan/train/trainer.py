@@ -187,7 +187,8 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: Path) -> None:
-        state = ckpt_io.load_checkpoint(path, map_location=self.device)
+        # Load on the CPU: load_state_dict moves weights and optimiser state to their devices.
+        state = ckpt_io.load_checkpoint(path, map_location="cpu")
         if state.get("task") != self.config.task:
             raise EdgeganError(
                 f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'"

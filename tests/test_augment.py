@@ -1,0 +1,48 @@
+"""DiffAugment: shapes, differentiability, what each transform does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgegan.errors import ConfigError
+from edgegan.train.augment import DiffAugment, cutout, translation
+
+
+def test_translation_moves_content_and_fills_background():
+    torch.manual_seed(0)
+    x = torch.full((64, 1, 8, 8), -1.0)
+    x[:, :, 3, 3] = 1.0  # one bright pixel
+    y = translation(x, ratio=0.25)
+    assert y.shape == x.shape
+    assert ((y == 1.0).sum(dim=(1, 2, 3)) <= 1).all()
+    moved = [tuple(torch.nonzero(img[0] == 1.0)[0].tolist()) for img in y if (img == 1).any()]
+    assert len(set(moved)) > 5  # different shifts per image
+    for r, c in moved:
+        assert abs(r - 3) <= 2 and abs(c - 3) <= 2
+    assert set(y.unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_translation_with_zero_ratio_is_identity():
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(translation(x, ratio=0.0), x)
+
+
+def test_cutout_blanks_one_square_per_image():
+    torch.manual_seed(1)
+    x = torch.ones(16, 2, 8, 8)
+    y = cutout(x, ratio=0.5)
+    blanked = (y == -1.0).all(dim=1).sum(dim=(1, 2))
+    assert (blanked == 16).all()  # a 4x4 square in every image
+
+
+def test_augment_is_differentiable():
+    x = torch.randn(4, 1, 16, 16, requires_grad=True)
+    DiffAugment("translation,cutout,brightness,contrast")(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_unknown_policy_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown augmentation 'rotate'"):
+        DiffAugment("translation,rotate")
+    assert not DiffAugment("")
