@@ -84,7 +84,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 
 
 @cli.command()
-@click.argument("run_dir", type=click.Path())
+@click.argument("target", metavar="RUN_DIR|BUNDLE", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
 @click.option("--num", type=int, help="Number of images.")
 @click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
@@ -92,26 +92,56 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True
 )
-@click.option("--backend", type=click.Choice(["torch"]), default="torch", show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime", "tensorrt"]),
+    default="torch",
+    show_default=True,
+    help="torch runs the run's generator; onnxruntime and tensorrt an exported bundle.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="Which of the bundle's graphs (or engines) to run.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Images per run.")
+@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
+@click.option("--compile", "compile_", is_flag=True, help="torch backend: torch.compile.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
 def infer(
-    run_dir: str,
+    target: str,
     out: str,
     num: int | None,
     labels: str | None,
     seed: int,
     fmt: str,
     backend: str,
+    precision: str,
     device: str,
+    batch_size: int,
+    threads: int | None,
+    compile_: bool,
     overwrite: bool,
 ) -> None:
-    """Sample images from a trained run's generator (EMA weights)."""
+    """Sample images from a run's generator (EMA weights) or an exported bundle.
+
+    The same --seed gives the same latents (and images, within each backend's precision) on
+    every backend. A run directory with a bundle in RUN_DIR/export runs that bundle on the
+    onnxruntime and tensorrt backends.
+    """
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
 
+    options: dict[str, Any] = {}
+    if threads is not None:
+        options["threads"] = threads
+    if compile_:
+        options["compile"] = True
     paths = run_infer(
-        run_dir,
+        target,
         out,
         num=num,
         labels=parse_labels(labels),
@@ -119,8 +149,173 @@ def infer(
         fmt=fmt,
         device=device,
         overwrite=overwrite,
+        backend=backend,
+        precision=precision,
+        batch_size=batch_size,
+        **options,
     )
     click.echo(f"wrote {len(paths)} file(s) to {out}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--onnx", "onnx_fp32", is_flag=True, help="FP32 ONNX (always exported).")
+@click.option("--fp16", is_flag=True, help="Also a mixed-precision FP16 graph (FP32 I/O).")
+@click.option("--int8", is_flag=True, help="Also a static Q/DQ INT8 graph.")
+@click.option("--out", type=click.Path(), help="Bundle folder (default: RUN_DIR/export).")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-21).")
+@click.option(
+    "--calib-samples",
+    type=int,
+    default=256,
+    show_default=True,
+    help="INT8 calibration inputs drawn from the latent prior.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+@click.option(
+    "--trt",
+    is_flag=True,
+    help="Also build TensorRT engines on this GPU (RUN_DIR may be an existing bundle).",
+)
+@click.option(
+    "--workspace-gb", type=float, default=2.0, show_default=True, help="TensorRT workspace."
+)
+@click.option("--min-batch", type=int, default=1, show_default=True, help="TensorRT profile.")
+@click.option("--opt-batch", type=int, default=1, show_default=True, help="TensorRT profile.")
+@click.option("--max-batch", type=int, default=64, show_default=True, help="TensorRT profile.")
+def export(
+    run_dir: str,
+    onnx_fp32: bool,
+    fp16: bool,
+    int8: bool,
+    out: str | None,
+    opset: int,
+    calib_samples: int,
+    overwrite: bool,
+    trt: bool,
+    workspace_gb: float,
+    min_batch: int,
+    opt_batch: int,
+    max_batch: int,
+) -> None:
+    """Export a trained generator to a bundle: ONNX graphs + edgegan.json, parity-checked.
+
+    FP32 ONNX is always written; --fp16 and --int8 derive from it. Each graph is run with
+    ONNX Runtime against the torch generator and the errors are stored in edgegan.json.
+    --trt builds a TensorRT engine per graph on this machine's GPU; `edgegan export BUNDLE
+    --trt` builds them from an existing bundle's graphs (on the device that will run them).
+    """
+    from edgegan.export.api import default_out, format_table, summary_rows
+    from edgegan.export.api import export as run_export
+    from edgegan.export.bundle import is_bundle
+
+    engine_options = {
+        "min_batch": min_batch,
+        "opt_batch": opt_batch,
+        "max_batch": max_batch,
+        "workspace_gb": workspace_gb,
+    }
+    if trt:
+        from edgegan.export.tensorrt import check_build_options, import_tensorrt
+
+        import_tensorrt()  # one line naming the extra, before any work
+        check_build_options(**engine_options)
+    if trt and is_bundle(run_dir):
+        if out or fp16 or int8 or onnx_fp32:
+            raise EdgeganError(
+                "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
+                "--int8 (export the run again to change them)"
+            )
+        _build_engines(run_dir, engine_options)
+        return
+    bundle = default_out(run_dir, out)
+    meta = run_export(
+        run_dir,
+        out=bundle,
+        fp16=fp16,
+        int8=int8,
+        opset=opset,
+        calib_samples=calib_samples,
+        overwrite=overwrite,
+    )
+    click.echo(format_table(summary_rows(meta, bundle)))
+    if trt:
+        _build_engines(str(bundle), engine_options)
+    click.echo(f"bundle: {bundle}")
+
+
+def _build_engines(bundle: str, options: dict[str, Any]) -> None:
+    from edgegan.export.tensorrt import build_engines, engine_rows
+
+    engines = build_engines(bundle, **options)
+    for line in engine_rows(engines):
+        click.echo(line)
+
+
+def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
+    try:
+        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise EdgeganError(f"--{what} must be a comma-separated list, got '{text}'") from None
+    if not values:
+        raise EdgeganError(f"--{what} is empty")
+    return values
+
+
+@cli.command()
+@click.argument("bundle", metavar="BUNDLE", type=click.Path())
+@click.option(
+    "--backends",
+    default="torch,onnxruntime,tensorrt",
+    show_default=True,
+    help="Comma-separated backends.",
+)
+@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
+@click.option("--batch-sizes", default="1,8", show_default=True)
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs.")
+@click.option("--iters", type=int, default=50, show_default=True, help="Timed runs.")
+@click.option(
+    "--device", default="cpu", show_default=True, help="torch/onnxruntime device (tensorrt: cuda)."
+)
+@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
+@click.option("--json", "json_file", type=click.Path(), help="Also write the results here.")
+def bench(
+    bundle: str,
+    backends: str,
+    precisions: str,
+    batch_sizes: str,
+    warmup: int,
+    iters: int,
+    device: str,
+    threads: int | None,
+    seed: int,
+    json_file: str | None,
+) -> None:
+    """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
+    precision and batch size. Combinations that cannot run here are listed with the reason."""
+    from pathlib import Path
+
+    from edgegan.runtime.bench import bench as run_bench
+    from edgegan.runtime.bench import print_table
+
+    result = run_bench(
+        bundle,
+        backends=_csv(backends, "backends"),
+        precisions=_csv(precisions, "precisions"),
+        batch_sizes=_csv(batch_sizes, "batch-sizes", int),
+        warmup=warmup,
+        iters=iters,
+        device=device,
+        seed=seed,
+        threads=threads,
+    )
+    print_table(result)
+    if json_file:
+        path = Path(json_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {path}")
 
 
 @cli.command(name="eval")

@@ -1,7 +1,10 @@
 """Sampling a trained generator: latents from a seed, labels, and PNG/NPZ outputs.
 
-Latents come from NumPy's PCG64 generator seeded by ``--seed``, not from torch, so that every
-backend (torch now, exported runtimes later) draws the very same vectors for the same seed.
+Pre- and post-processing live here and are shared by every backend (torch, ONNX Runtime,
+TensorRT), so they are identical by construction: latents come from NumPy's PCG64 generator
+seeded by ``--seed`` (not from torch), labels cycle through the classes, and outputs are
+clipped to the spec's value range and rounded to uint8 the same way. A backend only maps the
+named input arrays to the raw output array (:mod:`edgegan.runtime`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import numpy as np
 from edgegan.errors import EdgeganError
 
 FORMATS = ("png", "npz")
+INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
+INPUT_LABELS = "labels"
+OUTPUT_IMAGE = "image"
 
 
 def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -39,6 +45,35 @@ def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndar
             f"label {bad[0]} is out of range: the generator has {num_classes} classes"
         )
     return np.resize(np.asarray(labels, dtype=np.int64), num)
+
+
+def make_inputs(
+    spec: dict[str, Any], num: int, seed: int = 0, labels: list[int] | None = None
+) -> dict[str, np.ndarray]:
+    """The named inputs of a GAN generator for ``num`` images: ``z`` (float32, from
+    :func:`make_latents`) and, when conditional, ``labels`` (int64, from :func:`make_labels`).
+
+    ``spec`` is a run's generator spec or a bundle's ``spec`` (``latent_dim``,
+    ``num_classes``)."""
+    if num <= 0:
+        raise EdgeganError("--num must be a positive number of images")
+    inputs = {INPUT_LATENTS: make_latents(num, int(spec["latent_dim"]), seed)}
+    label_arr = make_labels(num, int(spec.get("num_classes") or 0), labels)
+    if label_arr is not None:
+        inputs[INPUT_LABELS] = label_arr
+    return inputs
+
+
+def value_range(spec: dict[str, Any]) -> tuple[float, float]:
+    """The (low, high) range of the generator's outputs, [-1, 1] unless the spec says other."""
+    low, high = spec.get("value_range") or (-1.0, 1.0)
+    return float(low), float(high)
+
+
+def postprocess(images: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:
+    """Raw generator outputs -> float32 clipped to the value range (every backend)."""
+    low, high = value_range(spec or {})
+    return np.clip(np.asarray(images, dtype=np.float32), low, high)
 
 
 def parse_labels(text: str | None) -> list[int] | None:
@@ -104,32 +139,39 @@ def generate(
 ) -> dict[str, np.ndarray]:
     """Sample ``num`` images: ``images`` float32 (N, C, H, W) in [-1, 1], ``latents``, and
     ``labels`` for conditional generators."""
-    import torch
+    from edgegan.runtime.torch_runner import TorchRunner
 
-    if num <= 0:
-        raise EdgeganError("--num must be a positive number of images")
-    latents = make_latents(num, gen.spec["latent_dim"], seed)
-    label_arr = make_labels(num, gen.spec["num_classes"], labels)
-    device = next(gen.module.parameters()).device
+    return sample(TorchRunner.from_generator(gen), num, seed, labels, batch_size)
+
+
+def sample(
+    runner: Any,
+    num: int,
+    seed: int = 0,
+    labels: list[int] | None = None,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
+    """Sample ``num`` images with any backend's runner (:class:`edgegan.runtime.Runner`):
+    ``images`` float32 (N, C, H, W) in the value range, ``latents``, and ``labels`` for
+    conditional generators. The inputs and the post-processing are the same on every backend.
+    """
+    inputs = make_inputs(runner.spec, num, seed, labels)
+    step = max(1, min(batch_size, runner.max_batch or batch_size))
     outs = []
-    with torch.no_grad():
-        for i in range(0, num, batch_size):
-            z = torch.from_numpy(latents[i : i + batch_size]).to(device)
-            y = (
-                None
-                if label_arr is None
-                else torch.from_numpy(label_arr[i : i + batch_size]).to(device)
-            )
-            outs.append(gen.module(z, y).float().clamp(-1, 1).cpu().numpy())
-    result = {"images": np.concatenate(outs), "latents": latents}
-    if label_arr is not None:
-        result["labels"] = label_arr
+    for i in range(0, num, step):
+        batch = {k: v[i : i + step] for k, v in inputs.items()}
+        outs.append(postprocess(runner.run(batch), runner.spec))
+    result = {"images": np.concatenate(outs), "latents": inputs[INPUT_LATENTS]}
+    if INPUT_LABELS in inputs:
+        result["labels"] = inputs[INPUT_LABELS]
     return result
 
 
-def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] float (N, C, H, W) -> uint8 (N, H, W, C), rounding to nearest."""
-    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+def to_uint8_nhwc(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """float (N, C, H, W) in ``value_range`` -> uint8 (N, H, W, C), rounding to nearest."""
+    low, high = value_range
+    scaled = (np.asarray(images, dtype=np.float32) - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
@@ -143,14 +185,19 @@ def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def write_outputs(result: dict[str, np.ndarray], out: Path, fmt: str) -> list[Path]:
+def write_outputs(
+    result: dict[str, np.ndarray],
+    out: Path,
+    fmt: str,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> list[Path]:
     """Write ``images.npz`` (uint8 NHWC ``images``, float ``raw``, ``latents``, ``labels``) or
     one PNG per image (``000000.png``, or ``000000_label3.png`` when conditional)."""
     from PIL import Image
 
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    images = to_uint8_nhwc(result["images"])
+    images = to_uint8_nhwc(result["images"], value_range)
     if fmt == "npz":
         path = out / "images.npz"
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
@@ -169,7 +216,7 @@ def write_outputs(result: dict[str, np.ndarray], out: Path, fmt: str) -> list[Pa
 
 
 def infer(
-    run_dir: str | Path,
+    target: str | Path,
     out: str | Path,
     num: int | None = None,
     labels: list[int] | None = None,
@@ -177,14 +224,26 @@ def infer(
     fmt: str = "png",
     device: str = "cpu",
     overwrite: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    batch_size: int = 256,
+    **runner_options: Any,
 ) -> list[Path]:
-    """Sample a run's generator to ``out`` (the API behind ``edgegan infer``)."""
+    """Sample a run's generator or an exported bundle to ``out`` on any backend (the API
+    behind ``edgegan infer``). ``target`` is a run directory or a bundle folder; the
+    onnxruntime and tensorrt backends need a bundle (see :func:`edgegan.runtime.open_runner`).
+    """
+    from edgegan.runtime import open_runner
+
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     if num is None:
         if not labels:
             raise EdgeganError("give --num N (or --labels, one image per label)")
         num = len(labels)
-    gen = load_run_generator(run_dir, device=device)
-    result = generate(gen, num, seed=seed, labels=labels)
-    return write_outputs(result, prepare_out_dir(out, overwrite), fmt)
+    if batch_size <= 0:
+        raise EdgeganError("--batch-size must be a positive number")
+    with open_runner(target, backend, precision, device=device, **runner_options) as runner:
+        result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
+        spec = runner.spec
+    return write_outputs(result, prepare_out_dir(out, overwrite), fmt, value_range(spec))

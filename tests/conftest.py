@@ -17,6 +17,9 @@ import pytest
 os.environ["EDGEGAN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 for _var in ("EDGEGAN_LOAD_PLUGINS", "EDGEGAN_DISABLE_PLUGINS", "EDGEGAN_STRICT_PLUGINS"):
     os.environ.pop(_var, None)
+# The test models are tiny: one thread is faster than two (no thread hand-offs) and keeps a
+# loaded CI machine from stalling on spinning OpenMP workers. Subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from edgegan.plugins.manager import reset_manager  # noqa: E402
 

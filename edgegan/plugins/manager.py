@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "edgegan.data.plugin",
     "edgegan.metrics.plugin",
     "edgegan.train.callbacks",
+    "edgegan.export.plugin",
 )
 
 

@@ -1,0 +1,205 @@
+"""``export()``: a run directory -> a verified bundle (the API behind ``edgegan export``).
+
+Everything is built in a temporary folder beside the destination and renamed into place at
+the end, so a failed export (an exporter error, parity out of tolerance, Ctrl-C) leaves
+nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import EdgeganError
+from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
+
+DEFAULT_OUT = "export"
+EXPORTER_NAMES: dict[str, str] = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}
+
+
+def default_out(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Where the bundle goes: ``out``, else ``RUN_DIR/export``."""
+    return Path(out) if out is not None else Path(run_dir) / DEFAULT_OUT
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EdgeganError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+
+
+def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
+    """The run's generator spec and which weights will be exported (``ema`` or
+    ``generator``), with one-line errors for anything that is not a GAN run."""
+    from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.trainer import CHECKPOINT
+
+    if not run_dir.exists():
+        raise EdgeganError(f"run directory not found: {run_dir}")
+    if not run_dir.is_dir():
+        raise EdgeganError(f"{run_dir} is not a run directory")
+    if is_bundle(run_dir):
+        raise EdgeganError(
+            f"{run_dir} is an export bundle, not a run directory; give the run it came from"
+        )
+    if not (run_dir / CHECKPOINT).is_file():
+        raise EdgeganError(
+            f"{run_dir} is not a run directory: no {CHECKPOINT} (train one with edgegan train)"
+        )
+    state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+    spec = state.get("spec")
+    if not isinstance(spec, dict) or "task" not in spec:
+        raise EdgeganError(f"{run_dir / CHECKPOINT} has no generator spec; cannot export it")
+    if spec["task"] != "gan":
+        raise EdgeganError(
+            f"{run_dir} is a '{spec['task']}' run; edgegan export handles 'gan' runs"
+        )
+    weights = "ema" if state.get("ema") is not None else "generator"
+    return dict(spec), weights
+
+
+def _bundle_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ``spec`` of ``edgegan.json``: the interface of the graphs."""
+    out = {k: v for k, v in spec.items() if k not in ("task", "network")}
+    if not int(out.get("num_classes") or 0):
+        out["class_names"] = []  # an unconditional generator takes no label
+    return out
+
+
+def _versions(exporter: str) -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    versions = {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    if exporter == "dynamo":
+        import onnxscript
+
+        versions["onnxscript"] = getattr(onnxscript, "__version__", "")
+    return versions
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
+    ``--overwrite``) folder only once the new one is complete."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    fp16: bool = False,
+    int8: bool = False,
+    opset: int = 18,
+    calib_samples: int = 256,
+    overwrite: bool = False,
+    exporter: str = "auto",
+) -> dict[str, Any]:
+    """Export a GAN run's generator (EMA weights) to a bundle and return its ``edgegan.json``.
+
+    FP32 ONNX is always exported (the other precisions derive from it and are compared with
+    the same torch reference); ``fp16`` and ``int8`` add the mixed-precision and Q/DQ graphs.
+    The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
+    unless ``overwrite``.
+    """
+    from edgegan import __version__
+    from edgegan.export.onnx import MAX_OPSET, MIN_OPSET, io_spec, resolve_exporter
+    from edgegan.plugins.manager import get_manager
+    from edgegan.sampling import load_run_generator
+
+    run_dir = Path(run_dir)
+    out = default_out(run_dir, out)
+    _check_out(out, overwrite)
+    if calib_samples < 1:
+        raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    which = resolve_exporter(exporter)
+    spec, weights = _load_spec(run_dir)
+    generator = load_run_generator(run_dir, device="cpu", ema=True)
+
+    registry = get_manager().registry("exporters")
+    params: dict[str, dict[str, Any]] = {
+        "fp32": {"opset": opset, "exporter": exporter},  # "auto" may fall back to legacy
+        "fp16": {"opset": opset},
+        "int8": {"opset": opset, "calib_samples": calib_samples},
+    }
+    precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        models: dict[str, Any] = {}
+        for precision in precisions:
+            exp = registry.build(EXPORTER_NAMES[precision], params[precision])
+            models[precision] = exp.export(generator.module, spec, tmp)
+        inputs, outputs = io_spec(spec)
+        meta: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "edgegan_version": __version__,
+            "task": spec["task"],
+            "source": {
+                "run_dir": str(run_dir.resolve()),
+                "step": generator.step,
+                "weights": weights,
+            },
+            "spec": _bundle_spec(spec),
+            "inputs": inputs,
+            "outputs": outputs,
+            "models": models,
+            "engines": {},
+            "versions": _versions(models["fp32"].get("exporter", which)),
+        }
+        write_bundle(tmp / BUNDLE_FILE, meta)
+        _check_out(out, overwrite)  # still free? (another process may have written there)
+        _install(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def summary_rows(meta: dict[str, Any], bundle: str | Path) -> list[tuple[str, ...]]:
+    """Rows of the table ``edgegan export`` prints: precision, file, size, max abs, PSNR."""
+    rows = [("precision", "file", "size", "max abs err", "PSNR dB")]
+    for precision, entry in meta["models"].items():
+        path = Path(bundle) / entry["file"]
+        size = path.stat().st_size if path.is_file() else 0
+        parity = entry.get("parity", {})
+        max_abs = parity.get("max_abs")
+        rows.append(
+            (
+                precision,
+                entry["file"],
+                f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 2**20:.1f} MB",
+                "-" if max_abs is None else f"{max_abs:.2e}",
+                "-" if parity.get("psnr") is None else f"{parity['psnr']:.1f}",
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,121 @@
+"""The export bundle: a folder of ONNX graphs (and engines) described by ``edgegan.json``.
+
+``edgegan.json`` is the contract between ``edgegan export`` and the runtimes (``edgegan infer``
+and ``edgegan bench``)::
+
+    {"format": 1, "edgegan_version": "0.1.0", "task": "gan",
+     "source": {"run_dir": ..., "step": 8000, "weights": "ema"},
+     "spec": {"latent_dim", "num_classes", "image_shape", "class_names", "value_range"},
+     "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", 64]}, ...],
+     "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 28, 28]}],
+     "models": {"fp32": {"file": "model.onnx", "opset", "exporter", "nodes", "parity"}, ...},
+     "engines": {},
+     "versions": {"torch", "onnx", "onnxruntime"}}
+
+This module imports nothing heavy: the runtimes read bundles without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import EdgeganError
+
+BUNDLE_FILE = "edgegan.json"
+FORMAT_VERSION = 1
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+MODEL_FILES: dict[str, str] = {
+    "fp32": "model.onnx",
+    "fp16": "model.fp16.onnx",
+    "int8": "model.int8.onnx",
+}
+REQUIRED_KEYS: tuple[str, ...] = ("format", "task", "spec", "inputs", "outputs", "models")
+
+
+class ExportError(EdgeganError):
+    """An export that failed (parity out of tolerance, an exporter error): exit code 1."""
+
+    exit_code = 1
+
+
+def _bundle_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path if path.name == BUNDLE_FILE or path.suffix == ".json" else path / BUNDLE_FILE
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Whether ``path`` is a bundle folder (one holding ``edgegan.json``)."""
+    path = Path(path)
+    return path.is_dir() and (path / BUNDLE_FILE).is_file()
+
+
+def read_bundle(path: str | Path) -> dict[str, Any]:
+    """Read and check a bundle's metadata; ``path`` is the folder or its ``edgegan.json``."""
+    file = _bundle_file(path)
+    if not file.is_file():
+        where = Path(path)
+        if where.is_dir():
+            raise EdgeganError(
+                f"{where} is not an export bundle (no {BUNDLE_FILE}); "
+                f"create one with: edgegan export RUN_DIR --out {where}"
+            )
+        raise EdgeganError(f"bundle not found: {where}")
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeganError(f"cannot read bundle metadata {file}: {exc}") from None
+    if not isinstance(meta, dict):
+        raise EdgeganError(f"{file} is not an edgegan bundle description (not a JSON object)")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise EdgeganError(f"{file} is not a valid edgegan bundle: missing {', '.join(missing)}")
+    if meta["format"] != FORMAT_VERSION:
+        raise EdgeganError(
+            f"{file} has bundle format {meta['format']!r}; this edgegan reads format "
+            f"{FORMAT_VERSION} (re-export the run with this version)"
+        )
+    if not isinstance(meta["models"], dict) or not isinstance(meta["spec"], dict):
+        raise EdgeganError(f"{file} is not a valid edgegan bundle: bad 'models' or 'spec'")
+    meta.setdefault("engines", {})
+    return meta
+
+
+def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
+    """Write ``edgegan.json`` atomically (temp file, fsync, rename); returns its path."""
+    file = _bundle_file(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return file
+
+
+def model_path(path: str | Path, precision: str = "fp32", meta: dict | None = None) -> Path:
+    """The ONNX file of ``precision`` in the bundle at ``path``, with a clear error when the
+    bundle was exported without it."""
+    path = Path(path)
+    folder = path.parent if path.name == BUNDLE_FILE else path
+    meta = meta if meta is not None else read_bundle(folder)
+    entry = meta["models"].get(precision)
+    if entry is None:
+        have = ", ".join(meta["models"]) or "none"
+        flag = {"fp16": " --fp16", "int8": " --int8"}.get(precision, "")
+        raise EdgeganError(
+            f"bundle {folder} has no {precision} model (it has: {have}); "
+            f"re-export with: edgegan export RUN_DIR{flag}"
+        )
+    file = folder / entry["file"]
+    if not file.is_file():
+        raise EdgeganError(f"bundle {folder} lists {entry['file']} but the file is missing")
+    return file

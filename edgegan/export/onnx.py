@@ -1,0 +1,311 @@
+"""FP32 ONNX export of a GAN generator: ``z`` [, ``labels``] -> ``image``, dynamic batch.
+
+The graph is traced from the generator in eval mode (BatchNorm on its running statistics, no
+dropout). BatchNorm layers that follow a convolution are folded into its weights first (exact
+algebra on the eval-mode affine map), which removes every BatchNormalization node from the
+graph, gives the INT8 quantiser per-channel weights that already include the BN scale, and
+lets every runtime see plain (transposed) convolutions. Parity against the unfolded torch
+generator is measured afterwards (see :mod:`edgegan.export.verify`).
+
+Two exporters are supported: torch's dynamo exporter (``torch.export`` + onnxscript; needs
+the ``onnxscript`` package) and the legacy TorchScript exporter. ``"auto"`` uses dynamo when
+onnxscript is installed; the measured comparison is in docs/export.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edgegan.errors import EdgeganError
+from edgegan.export.bundle import ExportError
+
+EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")
+MIN_OPSET = 17
+MAX_OPSET = 21
+BATCH = "batch"
+
+
+def io_spec(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The graph's inputs and outputs as recorded in ``edgegan.json``."""
+    inputs: list[dict[str, Any]] = [
+        {"name": "z", "dtype": "float32", "shape": [BATCH, int(spec["latent_dim"])]}
+    ]
+    if int(spec.get("num_classes") or 0) > 0:
+        inputs.append({"name": "labels", "dtype": "int64", "shape": [BATCH]})
+    shape = [BATCH, *(int(v) for v in spec["image_shape"])]
+    return inputs, [{"name": "image", "dtype": "float32", "shape": shape}]
+
+
+def resolve_exporter(exporter: str = "auto") -> str:
+    """``"dynamo"`` or ``"legacy"``: ``"auto"`` picks dynamo when onnxscript is installed."""
+    if exporter not in EXPORTERS:
+        raise EdgeganError(f"exporter must be one of {', '.join(EXPORTERS)}, got '{exporter}'")
+    has_onnxscript = importlib.util.find_spec("onnxscript") is not None
+    if exporter == "auto":
+        return "dynamo" if has_onnxscript else "legacy"
+    if exporter == "dynamo" and not has_onnxscript:
+        raise EdgeganError("the dynamo exporter needs onnxscript: pip install onnxscript")
+    return exporter
+
+
+def fold_batchnorm(module: Any) -> tuple[Any, int]:
+    """A copy of ``module`` with each eval-mode BatchNorm2d that directly follows a Conv2d or
+    ConvTranspose2d (in an ``nn.Sequential``) folded into that convolution; returns the copy
+    and the number of folded layers. Other modules are left as they are."""
+    import torch
+    from torch import nn
+
+    module = copy.deepcopy(module).eval()
+    folded = 0
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:], strict=False):
+            conv, bn = seq._modules[a], seq._modules[b]
+            if not (
+                isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+                and type(bn) is nn.BatchNorm2d
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and conv.groups == 1
+                and not hasattr(conv, "parametrizations")
+            ):
+                continue
+            with torch.no_grad():
+                scale = bn.running_var.double().add(bn.eps).rsqrt()
+                if bn.affine:
+                    scale = scale * bn.weight.double()
+                shift = -bn.running_mean.double() * scale
+                if bn.affine:
+                    shift = shift + bn.bias.double()
+                if conv.bias is not None:
+                    shift = shift + conv.bias.double() * scale
+                # Output channels are dim 0 of a Conv2d weight, dim 1 of a ConvTranspose2d's.
+                axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+                shape = [1] * conv.weight.dim()
+                shape[axis] = -1
+                weight = conv.weight.double() * scale.view(shape)
+                conv.weight = nn.Parameter(weight.to(conv.weight.dtype))
+                conv.bias = nn.Parameter(shift.to(conv.weight.dtype))
+            seq._modules[b] = nn.Identity()
+            folded += 1
+    return module, folded
+
+
+def _wrapper(generator: Any, conditional: bool) -> Any:
+    """An ``nn.Module`` with the graph's signature: ``forward(z, labels)`` or ``forward(z)``."""
+    from torch import nn
+
+    class ConditionalGraph(nn.Module):
+        def __init__(self, g: nn.Module) -> None:
+            super().__init__()
+            self.generator = g
+
+        def forward(self, z, labels):  # noqa: ANN001, ANN202 (traced)
+            return self.generator(z, labels)
+
+    class UnconditionalGraph(nn.Module):
+        def __init__(self, g: nn.Module) -> None:
+            super().__init__()
+            self.generator = g
+
+        def forward(self, z):  # noqa: ANN001, ANN202 (traced)
+            return self.generator(z)
+
+    return (ConditionalGraph if conditional else UnconditionalGraph)(generator).eval()
+
+
+def _example_inputs(spec: dict[str, Any], batch: int = 2) -> tuple[Any, ...]:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(batch, int(spec["latent_dim"]), generator=gen)
+    k = int(spec.get("num_classes") or 0)
+    if k > 0:
+        return z, torch.arange(batch, dtype=torch.int64) % k
+    return (z,)
+
+
+def _export_dynamo(wrapper: Any, args: tuple, names: list[str], opset: int) -> Any:
+    import torch
+
+    batch = torch.export.Dim(BATCH, min=1, max=65536)
+    # The dynamo exporter logs warnings that say nothing about this graph (torchvision ops
+    # not registered, deprecated pytree classes): keep them off the user's terminal.
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = _dynamo(wrapper, args, names, opset, batch)
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+    return program.model_proto
+
+
+def _dynamo(wrapper: Any, args: tuple, names: list[str], opset: int, batch: Any) -> Any:
+    import torch
+
+    return torch.onnx.export(
+        wrapper,
+        args,
+        dynamo=True,
+        input_names=names,
+        output_names=["image"],
+        dynamic_shapes=tuple({0: batch} for _ in names),
+        opset_version=opset,
+        optimize=True,
+        external_data=False,
+        verbose=False,
+    )
+
+
+def _export_legacy(wrapper: Any, args: tuple, names: list[str], opset: int, tmp: Path) -> Any:
+    import onnx
+    import torch
+
+    axes = {n: {0: BATCH} for n in [*names, "image"]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(tmp),  # the legacy exporter writes a file
+                dynamo=False,
+                input_names=names,
+                output_names=["image"],
+                dynamic_axes=axes,
+                opset_version=opset,
+            )
+        return onnx.load(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_metadata(model: Any, spec: dict[str, Any], extra: dict[str, str] | None = None) -> None:
+    """Put the generator's spec (JSON) and the producer in the graph's ``metadata_props``."""
+    from edgegan import __version__
+
+    props = {
+        "edgegan.spec": json.dumps(spec, sort_keys=True),
+        "edgegan.version": __version__,
+        "edgegan.task": str(spec.get("task", "gan")),
+        **(extra or {}),
+    }
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    for p in kept:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "edgegan"
+    model.producer_version = __version__
+    model.doc_string = f"edgegan {spec.get('task', 'gan')} generator: " + ", ".join(
+        f"{k}={spec[k]}" for k in ("latent_dim", "num_classes", "image_shape")
+    )
+
+
+def read_metadata(model: Any) -> dict[str, Any]:
+    """The ``metadata_props`` of an ONNX model (a ModelProto or path), ``edgegan.spec``
+    decoded from JSON."""
+    import onnx
+
+    if isinstance(model, (str, Path)):
+        model = onnx.load(str(model), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if "edgegan.spec" in props:
+        props["edgegan.spec"] = json.loads(props["edgegan.spec"])
+    return props
+
+
+def _run_exporter(
+    which: str, wrapper: Any, args: tuple, names: list[str], opset: int, path: Path
+) -> Any:
+    import torch
+
+    with torch.no_grad():
+        if which == "dynamo":
+            return _export_dynamo(wrapper, args, names, opset)
+        return _export_legacy(wrapper, args, names, opset, path.with_name(f".{path.name}.tmp"))
+
+
+def _export_failed(which: str, exc: BaseException) -> ExportError:
+    if isinstance(exc, ExportError):
+        return exc
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return ExportError(f"ONNX export ({which} exporter) failed: {type(exc).__name__}: {msg}")
+
+
+def export_onnx(
+    generator: Any,
+    spec: dict[str, Any],
+    path: str | Path,
+    opset: int = 18,
+    exporter: str = "auto",
+    fold_bn: bool = True,
+) -> dict[str, Any]:
+    """Export ``generator`` (any module with ``forward(z, labels=None)``) to ``path``.
+
+    Returns the ``models.fp32`` entry of ``edgegan.json`` without parity: ``file``, ``opset``,
+    ``exporter``, ``nodes``, ``folded_batchnorm``, ``export_seconds``.
+    """
+    import onnx
+
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    which = resolve_exporter(exporter)
+    path = Path(path)
+    conditional = int(spec.get("num_classes") or 0) > 0
+    module = generator.module if hasattr(generator, "module") else generator
+    folded = 0
+    if fold_bn:
+        module, folded = fold_batchnorm(module)
+    else:
+        module = copy.deepcopy(module)
+    module = module.to("cpu").float().eval()
+    wrapper = _wrapper(module, conditional)
+    args = _example_inputs(spec)
+    names = ["z", "labels"] if conditional else ["z"]
+    start = time.perf_counter()
+    fallback = None
+    try:
+        model = _run_exporter(which, wrapper, args, names, opset, path)
+    except Exception as exc:
+        if exporter != "auto" or which != "dynamo":
+            raise _export_failed(which, exc) from exc
+        # "auto": an exporter/onnxscript version mismatch should not block the export; the
+        # legacy exporter gives an equivalent graph (parity is checked either way).
+        fallback = f"dynamo failed ({type(exc).__name__}); used legacy"
+        which = "legacy"
+        try:
+            model = _run_exporter(which, wrapper, args, names, opset, path)
+        except Exception as exc2:
+            raise _export_failed(which, exc2) from exc2
+    seconds = time.perf_counter() - start
+    add_metadata(model, spec, {"edgegan.exporter": which})
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"the exported ONNX graph fails onnx.checker: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    opsets = {o.domain: o.version for o in model.opset_import}
+    return {
+        "file": path.name,
+        "opset": int(opsets.get("", opsets.get("ai.onnx", opset))),
+        "exporter": which,
+        "nodes": len(model.graph.node),
+        "folded_batchnorm": folded,
+        "export_seconds": round(seconds, 3),
+        **({"note": fallback} if fallback else {}),
+    }

@@ -1,0 +1,266 @@
+"""Reduced-precision graphs derived from the FP32 ONNX graph.
+
+- FP16: a mixed-precision graph with FP32 inputs and outputs (ONNX Runtime's
+  ``convert_float_to_float16`` with ``keep_io_types``); the op types in
+  :data:`FP16_BLOCK_OPS` stay in FP32.
+- INT8: static Q/DQ quantisation (ONNX Runtime's ``quantize_static``): per-channel symmetric
+  INT8 weights, symmetric INT8 activations (zero point 0, the form TensorRT requires), ranges
+  calibrated on inputs drawn from the latent prior. The nodes named by :data:`INT8_EXCLUDE`
+  stay in FP32.
+
+The block and exclusion lists were chosen by measurement (docs/export.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+from edgegan.export.bundle import ExportError
+
+# Numerically sensitive op types kept in FP32 in the FP16 graph (ONNX Runtime's defaults, the
+# normalisations and the reductions). Tanh is deliberately not blocked: measured, it changes
+# nothing (its output is bounded and FP16 has ~3 decimal digits on [-1, 1]).
+FP16_BLOCK_OPS: tuple[str, ...] = (
+    "InstanceNormalization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "BatchNormalization",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "ReduceL2",
+    "Softmax",
+    "Pow",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Range",
+    "CumSum",
+    "TopK",
+    "NonMaxSuppression",
+    "RandomUniformLike",
+    "Upsample",
+    "Resize",
+)
+
+# Compute nodes kept in FP32 in the INT8 graph, by role: "first" is the first convolution /
+# matrix product (DCGAN's project-and-reshape), "last" the one producing the image. Explicit
+# node names and op types are accepted too.
+INT8_EXCLUDE: tuple[str, ...] = ("last",)
+COMPUTE_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+ACTIVATIONS: tuple[str, ...] = ("s8", "u8")
+CALIBRATION_SEED = 1234
+CALIBRATION_BATCH = 32
+
+
+def _quiet_onnxruntime_tools() -> None:
+    for name in ("onnxruntime", "onnxruntime.quantization", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def to_fp16(
+    src: str | Path, dst: str | Path, block_ops: tuple[str, ...] = FP16_BLOCK_OPS
+) -> dict[str, Any]:
+    """Write the mixed-precision FP16 graph of ``src`` (FP32 ONNX) to ``dst``.
+
+    Returns the ``models.fp16`` entry of ``edgegan.json`` without parity.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from edgegan.export.onnx import read_metadata
+
+    model = onnx.load(str(src))
+    meta = read_metadata(model)
+    try:
+        half = convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=list(block_ops), disable_shape_infer=False
+        )
+    except Exception as exc:
+        raise ExportError(f"FP16 conversion failed: {type(exc).__name__}: {exc}") from exc
+    _finish(half, meta, dst, {"edgegan.precision": "fp16"})
+    return {
+        "file": Path(dst).name,
+        "opset": _opset(half),
+        "nodes": len(half.graph.node),
+        "io_dtype": "float32",
+        "blocked_ops": sorted({n.op_type for n in model.graph.node if n.op_type in set(block_ops)}),
+    }
+
+
+def toposort(graph: Any) -> None:
+    """Order ``graph.node`` topologically, in place, keeping the original order where it is
+    free (the FP16 converter appends its input casts after the nodes that read them)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            raise ExportError("the converted graph has a cycle or a dangling input")
+        first = ready[0]
+        ordered.append(first)
+        known.update(first.output)
+        pending.remove(first)
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered, strict=True):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _finish(model: Any, meta: dict[str, Any], dst: str | Path, extra: dict[str, str]) -> None:
+    """Restore the graph metadata, sort, check and save."""
+    import onnx
+
+    from edgegan.export.onnx import add_metadata
+
+    toposort(model.graph)
+    spec = meta.get("edgegan.spec", {})
+    keep = {k: v for k, v in meta.items() if k.startswith("edgegan.") and k != "edgegan.spec"}
+    add_metadata(model, spec, {**keep, **extra})
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        what = extra.get("edgegan.precision", "")
+        raise ExportError(f"the {what} graph fails onnx.checker: {exc}") from exc
+    onnx.save(model, str(dst))
+
+
+def _opset(model: Any) -> int:
+    opsets = {o.domain: o.version for o in model.opset_import}
+    return int(opsets.get("", opsets.get("ai.onnx", 0)))
+
+
+class LatentPriorReader:
+    """Calibration feeds for ``quantize_static``: ``z`` from N(0, I) (seeded), ``labels``
+    cycling over the classes, ``batch`` rows per feed, ``samples`` rows in all."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        samples: int,
+        seed: int = CALIBRATION_SEED,
+        batch: int = CALIBRATION_BATCH,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((samples, int(spec["latent_dim"])), dtype=np.float32)
+        k = int(spec.get("num_classes") or 0)
+        labels = np.arange(samples, dtype=np.int64) % k if k > 0 else None
+        self.feeds = []
+        for i in range(0, samples, batch):
+            feed = {"z": z[i : i + batch]}
+            if labels is not None:
+                feed["labels"] = labels[i : i + batch]
+            self.feeds.append(feed)
+        self._iter = iter(self.feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.feeds)
+
+
+def resolve_exclusions(model: Any, exclude: tuple[str, ...]) -> list[str]:
+    """Node names for ``exclude`` (roles ``first``/``last``, op types or node names)."""
+    compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    names: list[str] = []
+    for item in exclude:
+        if item == "first" and compute:
+            names.append(compute[0].name)
+        elif item == "last" and compute:
+            names.append(compute[-1].name)
+        else:
+            names += [n.name for n in model.graph.node if item in (n.name, n.op_type)]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def to_int8(
+    src: str | Path,
+    dst: str | Path,
+    spec: dict[str, Any],
+    calib_samples: int = 256,
+    exclude: tuple[str, ...] = INT8_EXCLUDE,
+    per_channel: bool = True,
+    activations: str = "s8",
+    preprocess: bool = True,
+) -> dict[str, Any]:
+    """Write the static Q/DQ INT8 graph of ``src`` (FP32 ONNX) to ``dst``, calibrated on
+    ``calib_samples`` latent-prior inputs. Returns the ``models.int8`` entry without parity.
+
+    ``activations``: ``"s8"`` (symmetric int8, zero point 0: what TensorRT accepts) or
+    ``"u8"`` (asymmetric uint8, for CPU-only graphs).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    from edgegan.export.onnx import read_metadata
+
+    if calib_samples < 1:
+        raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")
+    if activations not in ACTIVATIONS:
+        raise EdgeganError(f"activations must be one of {', '.join(ACTIVATIONS)}")
+    symmetric = activations == "s8"
+    _quiet_onnxruntime_tools()
+    meta = read_metadata(src)
+    with tempfile.TemporaryDirectory(prefix="edgegan-int8-") as tmp:
+        model_in = Path(src)
+        if preprocess:
+            model_in = Path(tmp) / "pre.onnx"
+            try:
+                quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+            except Exception:  # pre-processing only helps; quantise the graph as it is
+                model_in = Path(src)
+        model = onnx.load(str(model_in))
+        excluded = resolve_exclusions(model, exclude)
+        out = Path(tmp) / "int8.onnx"
+        try:
+            quantize_static(
+                str(model_in),
+                str(out),
+                LatentPriorReader(spec, calib_samples),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                },
+            )
+        except Exception as exc:
+            raise ExportError(f"INT8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+        quantized = onnx.load(str(out))
+    _finish(quantized, meta, dst, {"edgegan.precision": "int8"})
+    ops = [n.op_type for n in quantized.graph.node]
+    return {
+        "file": Path(dst).name,
+        "opset": _opset(quantized),
+        "nodes": len(ops),
+        "quantize_nodes": ops.count("QuantizeLinear"),
+        "dequantize_nodes": ops.count("DequantizeLinear"),
+        "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
+        "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
+        "calibration": {
+            "samples": int(calib_samples),
+            "source": "latent prior",
+            "method": "minmax",
+            "seed": CALIBRATION_SEED,
+        },
+        "excluded_nodes": excluded,
+    }

@@ -1,0 +1,389 @@
+"""TensorRT engines built from a bundle's ONNX graphs, on the device that will run them.
+
+TensorRT 10 and 11 (and TensorRT-RTX, the ``tensorrt_rtx`` module, same API family) build
+*strongly typed* networks here: the precision is the ONNX graph's own (``model.onnx`` FP32,
+``model.fp16.onnx`` mixed FP16, ``model.int8.onnx`` Q/DQ), never FP16/INT8 builder flags, which
+TensorRT 11 removed. For each precision the bundle gets
+
+- ``model.<precision>.engine``: the serialized plan as a plain file, which ``trtexec
+  --loadEngine`` and Triton's ``tensorrt_plan`` backend load as is;
+- ``timing.cache``: the builder's timing cache, reused by later builds on the same GPU;
+- ``edgegan.json["engines"][precision]``: the GPU, compute capability and TensorRT version it
+  was built with, the optimisation profile, the workspace limit and the measured parity.
+
+Engines are not portable across GPU models or TensorRT versions; :func:`check_engine` compares
+that record with the current device before an engine is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+from edgegan.runtime.base import PRECISIONS, TRT_EXTRA, BackendUnavailable
+
+TIMING_CACHE = "timing.cache"
+DEFAULT_WORKSPACE_GB = 2.0
+DEFAULT_BATCH = (1, 1, 64)  # min, opt, max of the optimisation profile
+
+
+class TensorRTMissing(BackendUnavailable):
+    """Neither ``tensorrt`` nor ``tensorrt_rtx`` can be imported."""
+
+
+class EngineBuildError(EdgeganError):
+    """The ONNX parser or the builder failed; the message carries TensorRT's own."""
+
+
+def import_tensorrt() -> ModuleType:
+    """``tensorrt`` when installed, else ``tensorrt_rtx``; else the one-line error naming the
+    extra to install."""
+    errors = []
+    for name in ("tensorrt", "tensorrt_rtx"):
+        try:
+            return __import__(name)
+        except (ImportError, OSError) as exc:  # OSError: the wheel is there, libnvinfer not
+            errors.append(exc)
+    raise TensorRTMissing(
+        f"TensorRT is not installed: {TRT_EXTRA} (TensorRT 10+ on a machine with an NVIDIA GPU)"
+    )
+
+
+def engine_file(precision: str) -> str:
+    return f"model.{precision}.engine"
+
+
+def version_major(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return 0
+
+
+def build_env(trt: ModuleType, device: str = "cuda:0") -> dict[str, str]:
+    """The GPU, compute capability and TensorRT library/version engines are built and run on."""
+    from edgegan.runtime.base import parse_device
+
+    kind, index = parse_device(device if str(device).startswith("cuda") else "cuda:0")
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("TensorRT needs a CUDA GPU; torch sees none on this machine")
+        major, minor = torch.cuda.get_device_capability(index)
+        name = torch.cuda.get_device_name(index)
+    except (ImportError, AssertionError, RuntimeError) as exc:
+        raise BackendUnavailable(f"TensorRT needs a CUDA GPU: {exc}") from None
+    return {
+        "gpu": name,
+        "compute_capability": f"{major}.{minor}",
+        "tensorrt_version": str(trt.__version__),
+        "library": trt.__name__,
+    }
+
+
+def check_engine(entry: dict[str, Any], env: dict[str, str], bundle: str | Path = "BUNDLE") -> None:
+    """Refuse an engine recorded as built for another GPU, compute capability or TensorRT."""
+    fields = (
+        ("library", "library"),
+        ("gpu", "GPU"),
+        ("compute_capability", "compute capability"),
+        ("tensorrt_version", "TensorRT"),
+    )
+    diffs = [
+        f"{label} {entry.get(key)!s} (here {env.get(key)!s})"
+        for key, label in fields
+        if key in entry and str(entry.get(key)) != str(env.get(key))
+    ]
+    missing = [label for key, label in fields if key != "library" and key not in entry]
+    if missing:
+        diffs.append(f"no record of its {', '.join(missing)}")
+    if diffs:
+        raise EdgeganError(
+            f"the engine {entry.get('file', '?')} was built for another device: "
+            f"{'; '.join(diffs)}; engines do not move between GPUs or TensorRT versions: "
+            f"rebuild it on this device with `edgegan export {bundle} --trt`"
+        )
+
+
+def _batches(min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int]:
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise EdgeganError(
+            "the batch sizes of the TensorRT profile must satisfy 1 <= --min-batch <= "
+            f"--opt-batch <= --max-batch; got {min_batch}, {opt_batch}, {max_batch}"
+        )
+    return min_batch, opt_batch, max_batch
+
+
+def check_build_options(
+    min_batch: int = DEFAULT_BATCH[0],
+    opt_batch: int = DEFAULT_BATCH[1],
+    max_batch: int = DEFAULT_BATCH[2],
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+) -> None:
+    """Refuse a bad profile or workspace before any work is done."""
+    _batches(min_batch, opt_batch, max_batch)
+    if not workspace_gb > 0:
+        raise EdgeganError(f"--workspace-gb must be positive, got {workspace_gb}")
+
+
+def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per engine for the CLI: file, GPU, TensorRT, profile, parity."""
+    lines = []
+    for precision, e in engines.items():
+        par = e.get("parity") or {}
+        batch = "/".join(
+            str(next(iter(e.get("profile", {}).get(k, {}).values()), ["?"])[0])
+            for k in ("min", "opt", "max")
+        )
+        parity = (
+            f"max abs {par['max_abs']:.2e}, PSNR {par['psnr']:.1f} dB vs fp32 ONNX"
+            if par
+            else "parity not measured"
+        )
+        lines.append(
+            f"engine {precision}: {e['file']} on {e.get('gpu')} (sm {e.get('compute_capability')}"
+            f", {e.get('library', 'tensorrt')} {e.get('tensorrt_version')}), batch {batch}, "
+            f"{parity}"
+        )
+    return lines
+
+
+def profile_shapes(
+    inputs: dict[str, list[int]],
+    batch: tuple[int, int, int] = DEFAULT_BATCH,
+    image_shape: list[int] | None = None,
+    shapes: dict[str, tuple[list[int], list[int], list[int]]] | None = None,
+) -> dict[str, tuple[list[int], list[int], list[int]]]:
+    """(min, opt, max) shapes per input from the network's input shapes (-1 = dynamic).
+
+    The first dynamic dimension is the batch; the dynamic H and W of a 4-D image input take
+    the spec's image size (fixed). ``shapes`` sets an input's three shapes outright.
+    """
+    mn_b, opt_b, mx_b = _batches(*batch)
+    out: dict[str, tuple[list[int], list[int], list[int]]] = {}
+    for name, dims in inputs.items():
+        if shapes and name in shapes:
+            out[name] = tuple(list(map(int, s)) for s in shapes[name])  # type: ignore[assignment]
+            continue
+        lo, mid, hi = [], [], []
+        for i, d in enumerate(dims):
+            d = int(d)
+            if d >= 0:
+                vals = (d, d, d)
+            elif i == 0:
+                vals = (mn_b, opt_b, mx_b)
+            elif len(dims) == 4 and i in (2, 3) and image_shape:
+                size = int(image_shape[i - 1])
+                vals = (size, size, size)
+            else:
+                raise EngineBuildError(
+                    f"input '{name}' has a dynamic dimension {i} of unknown size; "
+                    "give its profile shapes"
+                )
+            lo.append(vals[0])
+            mid.append(vals[1])
+            hi.append(vals[2])
+        out[name] = (lo, mid, hi)
+    return out
+
+
+def _make_logger(trt: ModuleType) -> Any:
+    """A TensorRT logger that keeps warnings and errors, for the error message of a failure."""
+
+    class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            sev = getattr(trt.ILogger, "Severity", trt.ILogger)
+            keep = [getattr(sev, n, None) for n in ("INTERNAL_ERROR", "ERROR", "WARNING")]
+            if severity in keep:
+                self.messages.append(str(msg))
+
+    return _Logger()
+
+
+def _network_flags(trt: ModuleType) -> int:
+    """Strongly typed: the flag on TensorRT 10 (and RTX); TensorRT 11 is only strongly typed
+    and merely tolerates the deprecated flag, so it is not passed there."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None or (trt.__name__ == "tensorrt" and version_major(trt.__version__) >= 11):
+        return 0
+    return 1 << int(flag)
+
+
+def build_engine(
+    trt: ModuleType,
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    batch: tuple[int, int, int] = DEFAULT_BATCH,
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    image_shape: list[int] | None = None,
+    shapes: dict[str, tuple[list[int], list[int], list[int]]] | None = None,
+    timing_cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """Parse ``onnx_path``, build a strongly typed engine and write the plan to
+    ``engine_path``; the timing cache is read from and written back to ``timing_cache``.
+    Returns the profile and workspace used."""
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(
+            f"TensorRT could not parse {Path(onnx_path).name}: "
+            + ("; ".join(errors) or "; ".join(logger.messages[-3:]) or "no message")
+        )
+    inputs = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        inputs[tensor.name] = [int(d) for d in tensor.shape]
+    prof = profile_shapes(inputs, batch, image_shape, shapes)
+
+    config = builder.create_builder_config()
+    workspace = int(workspace_gb * (1 << 30))
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    profile = builder.create_optimization_profile()
+    for name, (lo, mid, hi) in prof.items():
+        profile.set_shape(name, lo, mid, hi)
+    config.add_optimization_profile(profile)
+
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a foreign cache is refused
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        detail = "; ".join(logger.messages[-5:]) or "no message from TensorRT"
+        raise EngineBuildError(f"TensorRT could not build {Path(engine_path).name}: {detail}")
+    engine_path = Path(engine_path)
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    tmp.write_bytes(memoryview(plan).tobytes())
+    tmp.replace(engine_path)
+    if cache_path is not None:
+        cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()).tobytes())
+    return {
+        "profile": {
+            "min": {n: s[0] for n, s in prof.items()},
+            "opt": {n: s[1] for n, s in prof.items()},
+            "max": {n: s[2] for n, s in prof.items()},
+        },
+        "workspace": workspace,
+        "warnings": logger.messages[-10:],
+    }
+
+
+def _on_device(device: str) -> Any:
+    import contextlib
+
+    from edgegan.runtime.base import parse_device
+
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device(parse_device(device)[1])
+    except ImportError:  # pragma: no cover
+        pass
+    return contextlib.nullcontext()
+
+
+def build_engines(
+    bundle: str | Path,
+    precisions: list[str] | tuple[str, ...] | None = None,
+    *,
+    min_batch: int = DEFAULT_BATCH[0],
+    opt_batch: int = DEFAULT_BATCH[1],
+    max_batch: int = DEFAULT_BATCH[2],
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    device: str = "cuda:0",
+    verify: bool = True,
+    trt: ModuleType | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Build an engine for each precision's ONNX graph in the bundle (all of them by default)
+    on this machine's GPU, record them in ``edgegan.json`` and return ``meta["engines"]``.
+
+    With ``verify``, each engine is run against the bundle's FP32 graph on ONNX Runtime (CPU)
+    on fresh inputs and the max abs error and PSNR are stored with it.
+    """
+    from edgegan.export.bundle import read_bundle, write_bundle
+
+    bundle = Path(bundle)
+    check_build_options(min_batch, opt_batch, max_batch, workspace_gb)
+    batch = (min_batch, opt_batch, max_batch)
+    trt = trt or import_tensorrt()
+    meta = read_bundle(bundle)
+    models = meta.get("models") or {}
+    todo = list(precisions) if precisions else [p for p in PRECISIONS if p in models]
+    absent = [p for p in todo if p not in models]
+    if absent or not todo:
+        raise EdgeganError(
+            f"the bundle {bundle} has no ONNX graph for {', '.join(absent) or 'any precision'}; "
+            "export it first (edgegan export RUN --onnx --fp16 --int8)"
+        )
+    env = build_env(trt, device)
+    engines = dict(meta.get("engines") or {})
+    for precision in todo:
+        name = engine_file(precision)
+        t0 = time.perf_counter()
+        with _on_device(device):  # TensorRT builds for the calling thread's current device
+            info = build_engine(
+                trt,
+                bundle / models[precision]["file"],
+                bundle / name,
+                batch=batch,
+                workspace_gb=workspace_gb,
+                image_shape=(meta.get("spec") or {}).get("image_shape"),
+                timing_cache=bundle / TIMING_CACHE,
+            )
+        entry = {
+            "file": name,
+            "onnx": models[precision]["file"],
+            **env,
+            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": round(time.perf_counter() - t0, 2),
+            "strongly_typed": True,
+            "profile": info["profile"],
+            "workspace": info["workspace"],
+            "timing_cache": TIMING_CACHE,
+        }
+        engines[precision] = entry
+        meta["engines"] = engines
+        write_bundle(bundle, meta)  # recorded before the check, which reads the metadata
+        if verify:
+            entry["parity"] = engine_parity(bundle, precision, device)
+            write_bundle(bundle, meta)
+    return engines
+
+
+def engine_parity(
+    bundle: str | Path, precision: str, device: str = "cuda:0", batch: int | None = None
+) -> dict[str, float]:
+    """Run the engine and the bundle's FP32 graph (ONNX Runtime, CPU) on the same fresh
+    inputs: max abs error and PSNR of the engine against it."""
+    from edgegan.runtime import open_runner
+    from edgegan.runtime.bench import parity
+    from edgegan.sampling import make_inputs
+
+    with open_runner(bundle, "onnxruntime", "fp32", device="cpu") as ref:
+        with open_runner(bundle, "tensorrt", precision, device=device) as runner:
+            n = min(batch or 8, runner.max_batch or 8)
+            inputs = make_inputs(runner.spec, n, seed=1234)
+            out = runner.run(inputs)
+            if not np.isfinite(out).all():
+                raise EngineBuildError(
+                    f"the {precision} engine produced NaN or infinite values; it was kept in "
+                    "the bundle for inspection but should not be used"
+                )
+            return parity(out, ref.run(inputs), runner.spec)

@@ -1,0 +1,265 @@
+"""The one small interface every inference backend implements, and how a target is opened.
+
+A *target* is a run directory (``checkpoints/last.pt``) or an exported bundle (a folder with
+``edgegan.json``, written by ``edgegan export``). A :class:`Runner` maps named input arrays
+(``z`` float32 ``(N, latent_dim)``, ``labels`` int64 ``(N,)`` when conditional) to the raw
+output images, float32 ``(N, C, H, W)`` in the spec's value range. Everything around that
+(latents from a seed, labels, clipping, uint8) is shared in :mod:`edgegan.sampling`, so it is
+identical on every backend.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+RUN_EXPORT_DIR = "export"  # RUN/export: where a run's bundle is looked for by default
+TRT_EXTRA = "pip install 'edgegan[trt]'"
+GPU_EXTRA = "pip install 'edgegan[gpu]'"
+
+
+class BackendUnavailable(EdgeganError):
+    """A backend, precision or device that cannot run here (not installed, no GPU, no such
+    model in the bundle). One line; exit code 2."""
+
+
+@dataclass
+class Target:
+    """What a runner was asked to open: a bundle (with its metadata) and/or a run directory."""
+
+    path: Path
+    bundle: Path | None = None
+    meta: dict[str, Any] | None = None
+    run_dir: Path | None = None
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        if self.meta is not None:
+            return dict(self.meta["spec"])
+        from edgegan.sampling import load_run_generator
+
+        return dict(load_run_generator(self.run_dir).spec)  # type: ignore[arg-type]
+
+    def source_run(self) -> Path | None:
+        """The run directory the bundle was exported from, when it is still there."""
+        if self.run_dir is not None:
+            return self.run_dir
+        run = ((self.meta or {}).get("source") or {}).get("run_dir")
+        if not run:
+            return None
+        path = Path(run)
+        if not path.is_absolute() and self.bundle is not None:
+            # a relative path is tried as given (from the working directory), then beside
+            # the bundle
+            path = path if path.is_dir() else self.bundle / path
+        return path if _is_run_dir(path) else None
+
+
+def _is_run_dir(path: Path) -> bool:
+    from edgegan.train.trainer import CHECKPOINT
+
+    return (Path(path) / CHECKPOINT).is_file()
+
+
+def _is_bundle(path: Path) -> bool:
+    from edgegan.export.bundle import is_bundle
+
+    return is_bundle(path)
+
+
+def resolve_target(target: str | Path | Target, need_bundle: bool = False) -> Target:
+    """A path -> :class:`Target`. A run directory stands for its bundle in ``RUN/export``
+    when it has one; ``need_bundle`` turns a run without one into a clear error."""
+    if isinstance(target, Target):
+        if need_bundle and target.bundle is None:
+            return resolve_target(target.path, need_bundle=True)
+        return target
+    path = Path(target)
+    if not path.exists():
+        raise EdgeganError(
+            f"run directory not found: {path} (give a run directory or an exported bundle)"
+        )
+    if _is_bundle(path):
+        from edgegan.export.bundle import read_bundle
+
+        meta = read_bundle(path)
+        if meta.get("task", "gan") != "gan":
+            raise EdgeganError(
+                f"{path} is a '{meta.get('task')}' bundle; this command runs GAN generators"
+            )
+        return Target(path, bundle=path, meta=meta)
+    if _is_run_dir(path):
+        exported = path / RUN_EXPORT_DIR
+        if _is_bundle(exported):
+            from edgegan.export.bundle import read_bundle
+
+            return Target(path, bundle=exported, meta=read_bundle(exported), run_dir=path)
+        if need_bundle:
+            raise EdgeganError(
+                f"{path} is a run directory; this backend runs an exported bundle: "
+                f"run `edgegan export {path}` first, then pass the bundle folder"
+            )
+        return Target(path, run_dir=path)
+    raise EdgeganError(
+        f"{path} is neither a run directory (no checkpoints/last.pt) nor an exported bundle "
+        "(no edgegan.json)"
+    )
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``"cpu"`` -> ("cpu", 0); ``"cuda"`` / ``"cuda:1"`` -> ("cuda", 1)."""
+    text = str(device).strip().lower()
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise EdgeganError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
+    return kind, int(index or 0)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once)."""
+    if hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+    else:  # pragma: no cover - macOS, Windows
+        cpus = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(
+                (topo / "physical_package_id").read_text().strip()
+                + ":"
+                + (topo / "core_id").read_text().strip()
+            )
+        except OSError:
+            cores.add(f"cpu{cpu}")
+    return max(1, len(cores))
+
+
+def model_entry(target: Target, precision: str) -> dict[str, Any]:
+    """The bundle's ``models[precision]`` entry, or a clear error naming the export flag."""
+    check_precision(precision)
+    models = (target.meta or {}).get("models") or {}
+    entry = models.get(precision)
+    if not entry:
+        flag = {"fp32": "--onnx", "fp16": "--fp16", "int8": "--int8"}[precision]
+        have = ", ".join(sorted(models)) or "none"
+        raise BackendUnavailable(
+            f"the bundle {target.bundle} has no {precision} model (it has: {have}); "
+            f"export one with `edgegan export {target.source_run() or 'RUN'} {flag}`"
+        )
+    return entry
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise EdgeganError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+
+
+class Runner(ABC):
+    """One backend, precision and device, loaded and ready to run batches.
+
+    ``spec`` is the generator's interface (``latent_dim``, ``num_classes``, ``image_shape``,
+    ``value_range``); ``max_batch`` the largest batch it accepts (None: any).
+    """
+
+    name: str = ""
+    precision: str = "fp32"
+    device: str = "cpu"
+    spec: dict[str, Any]
+    max_batch: int | None = None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        from edgegan.sampling import INPUT_LABELS, INPUT_LATENTS
+
+        return (INPUT_LATENTS, INPUT_LABELS) if self.spec.get("num_classes") else (INPUT_LATENTS,)
+
+    def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        missing = [n for n in self.input_names if n not in inputs]
+        if missing:
+            raise EdgeganError(f"missing input(s) {', '.join(missing)} for {self.name}")
+        sizes = {int(np.shape(inputs[n])[0]) for n in self.input_names}
+        if len(sizes) != 1:
+            raise EdgeganError(f"inputs have different batch sizes: {sorted(sizes)}")
+        batch = sizes.pop()
+        if self.max_batch is not None and batch > self.max_batch:
+            raise EdgeganError(
+                f"batch {batch} is larger than this {self.name} runner takes ({self.max_batch})"
+            )
+
+    @abstractmethod
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Named inputs -> float32 images (N, C, H, W) on the host (raw, not yet clipped)."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (``run`` already returns host arrays)."""
+        return None
+
+    def close(self) -> None:
+        """Release the session, engine and buffers."""
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}/{self.precision}/{self.device}"
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+_OPTIONS: dict[str, set[str]] = {
+    "torch": {"compile"},
+    "onnxruntime": {"threads"},
+    "tensorrt": {"cuda_graphs"},
+}
+
+
+def open_runner(
+    target: str | Path | Target,
+    backend: str = "torch",
+    precision: str = "fp32",
+    device: str = "cpu",
+    **options: Any,
+) -> Runner:
+    """Open ``target`` (run directory or bundle) on ``backend`` at ``precision``.
+
+    Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
+    threads, default the physical cores); tensorrt ``cuda_graphs=False``. The tensorrt
+    backend always runs on CUDA (``device`` picks ``cuda:N``).
+    """
+    check_precision(precision)
+    allowed = _OPTIONS.get(backend, set())
+    extra = sorted(k for k in options if k not in allowed)
+    if backend in _OPTIONS and extra:
+        raise EdgeganError(
+            f"option {', '.join(extra)} does not apply to the {backend} backend"
+            + (f" (it takes: {', '.join(sorted(allowed))})" if allowed else "")
+        )
+    if backend == "torch":
+        from edgegan.runtime.torch_runner import TorchRunner
+
+        return TorchRunner.open(resolve_target(target), precision, device, **options)
+    if backend == "onnxruntime":
+        from edgegan.runtime.ort_runner import OrtRunner
+
+        return OrtRunner(resolve_target(target, need_bundle=True), precision, device, **options)
+    if backend == "tensorrt":
+        from edgegan.export.tensorrt import import_tensorrt
+        from edgegan.runtime.trt_runner import TrtRunner
+
+        import_tensorrt()  # the one-line "install the extra" error before anything else
+        return TrtRunner(resolve_target(target, need_bundle=True), precision, device, **options)
+    from edgegan.errors import unknown
+
+    raise unknown("backend", backend, BACKENDS)

@@ -1,0 +1,401 @@
+"""``edgegan bench``: latency, throughput, memory and parity per backend, precision and batch.
+
+For each combination: open the runner, ``warmup`` untimed runs, then ``iters`` timed runs
+(``time.perf_counter`` around ``runner.run``, which returns host arrays, so device work is
+included and finished), p50/p95/mean latency, images per second, the peak memory, and the
+parity of the outputs against PyTorch FP32 on the CPU on the very same inputs (max abs error
+and PSNR over the value range). Combinations that cannot run here are kept in the results with
+``status: "skipped"`` and the reason.
+
+Memory: on the CPU, the peak resident set size (VmHWM, reset through
+``/proc/self/clear_refs`` before each combination) above the RSS before the runner was opened,
+so it includes the loaded model and the working memory of the runs. On CUDA, the larger of
+torch's peak allocation and the device memory in use (``cudaMemGetInfo``, which also sees
+ONNX Runtime's and TensorRT's own allocations) above what was in use before.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+from edgegan.runtime.base import (
+    BACKENDS,
+    PRECISIONS,
+    Target,
+    check_precision,
+    open_runner,
+    parse_device,
+    physical_cores,
+    resolve_target,
+)
+
+BENCH_FORMAT = 1
+
+
+def parity(
+    images: np.ndarray, reference: np.ndarray, spec: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Max abs error and PSNR (dB over the value range's width, capped at
+    :data:`edgegan.export.verify.PSNR_CAP` for identical outputs) of ``images`` against
+    ``reference``, both clipped to the value range first as every backend's outputs are."""
+    from edgegan.export.verify import psnr
+    from edgegan.sampling import postprocess, value_range
+
+    low, high = value_range(spec or {})
+    a = postprocess(images, spec)
+    b = postprocess(reference, spec)
+    if a.shape != b.shape:
+        raise EdgeganError(f"output shapes differ: {a.shape} vs {b.shape}")
+    max_abs = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+    return {"max_abs": max_abs, "psnr": round(psnr(b, a, peak=high - low), 2)}
+
+
+# -- memory -------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class _HostMemory:
+    """Peak RSS above a baseline, resettable through /proc/self/clear_refs on Linux."""
+
+    def __init__(self) -> None:
+        self.baseline_kb = _status_kb("VmRSS") or 0
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            self.exact = True
+        except OSError:
+            self.exact = False
+
+    def peak_mb(self) -> float | None:
+        peak = _status_kb("VmHWM")
+        if peak is None:
+            import resource
+
+            # ru_maxrss is the process' lifetime peak (kB on Linux): an upper bound
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(max(0, peak - self.baseline_kb) / 1024, 2)
+
+
+class _DeviceMemory:
+    def __init__(self, index: int) -> None:
+        import torch
+
+        self.index = index
+        torch.cuda.synchronize(index)
+        torch.cuda.reset_peak_memory_stats(index)
+        self.torch_base = torch.cuda.memory_allocated(index)
+        free, total = torch.cuda.mem_get_info(index)
+        self.used_base = total - free
+        self.exact = True
+
+    def peak_mb(self) -> float:
+        import torch
+
+        torch.cuda.synchronize(self.index)
+        torch_peak = torch.cuda.max_memory_allocated(self.index) - self.torch_base
+        free, total = torch.cuda.mem_get_info(self.index)
+        used = total - free - self.used_base
+        return round(max(torch_peak, used, 0) / 2**20, 2)
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+def _backend_device(backend: str, device: str) -> str:
+    kind, index = parse_device(device)
+    return f"cuda:{index}" if backend == "tensorrt" else device
+
+
+def _require_cuda(device: str) -> None:
+    from edgegan.runtime.base import BackendUnavailable
+
+    try:
+        import torch
+
+        ok = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        ok = False
+    if not ok:
+        raise BackendUnavailable(f"{device}: no CUDA GPU here (torch sees none)")
+
+
+def _time_runs(runner: Any, inputs: dict[str, np.ndarray], warmup: int, iters: int) -> tuple:
+    for _ in range(warmup):
+        runner.run(inputs)
+    runner.synchronize()
+    times = []
+    out = None
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        out = runner.run(inputs)
+        runner.synchronize()
+        times.append(time.perf_counter() - t0)
+    return np.asarray(times) * 1e3, out
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware the figures were measured on."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "physical_cores": physical_cores(),
+    }
+    for mod in ("torch", "onnxruntime", "tensorrt", "tensorrt_rtx"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - absent or broken: just not recorded
+            continue
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def bench(
+    target: str | Path | Target,
+    backends: list[str] | tuple[str, ...] = BACKENDS,
+    precisions: list[str] | tuple[str, ...] = PRECISIONS,
+    batch_sizes: list[int] | tuple[int, ...] = (1, 8),
+    warmup: int = 10,
+    iters: int = 50,
+    device: str = "cpu",
+    seed: int = 0,
+    threads: int | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
+    results (``results``: one row per backend x precision x batch size)."""
+    for b in backends:
+        if b not in BACKENDS:
+            from edgegan.errors import unknown
+
+            raise unknown("backend", b, BACKENDS)
+    for p in precisions:
+        check_precision(p)
+    if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):
+        raise EdgeganError("--batch-sizes must be positive integers, e.g. 1,8")
+    if warmup < 0 or iters <= 0:
+        raise EdgeganError("--warmup must be >= 0 and --iters > 0")
+    parse_device(device)
+    target = resolve_target(target, need_bundle=True)
+    spec = dict(target.meta["spec"])  # type: ignore[index]
+    inputs = {b: _inputs(spec, int(b), seed) for b in batch_sizes}
+    reference, ref_name = _reference(target, inputs)
+
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        for precision in precisions:
+            rows += _bench_one(
+                target, backend, precision, device, inputs, reference, warmup, iters, threads
+            )
+            if progress:
+                progress(rows[-len(inputs) :])
+    return {
+        "format": BENCH_FORMAT,
+        "bundle": str(target.bundle),
+        "source_run": str(target.source_run()) if target.source_run() else None,
+        "spec": spec,
+        "device": device,
+        "reference": ref_name,
+        "warmup": warmup,
+        "iters": iters,
+        "seed": seed,
+        "environment": environment(),
+        "results": rows,
+    }
+
+
+def _inputs(spec: dict[str, Any], batch: int, seed: int) -> dict[str, np.ndarray]:
+    from edgegan.sampling import make_inputs
+
+    return make_inputs(spec, batch, seed)
+
+
+def _reference(target: Target, inputs: dict[int, dict[str, np.ndarray]]) -> tuple[dict, str]:
+    """Outputs of PyTorch FP32 on the CPU for each batch; ONNX Runtime FP32 when the run the
+    bundle came from is not here."""
+    for backend in ("torch", "onnxruntime"):
+        try:
+            with open_runner(target, backend, "fp32", device="cpu") as ref:
+                return {b: ref.run(x) for b, x in inputs.items()}, f"{backend}/fp32/cpu"
+        except EdgeganError:
+            continue
+    return {}, "none"
+
+
+def _row(backend: str, precision: str, device: str, batch: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+        "batch": batch,
+        **extra,
+    }
+
+
+def _bench_one(
+    target: Target,
+    backend: str,
+    precision: str,
+    device: str,
+    inputs: dict[int, dict[str, np.ndarray]],
+    reference: dict[int, np.ndarray],
+    warmup: int,
+    iters: int,
+    threads: int | None,
+) -> list[dict[str, Any]]:
+    dev = _backend_device(backend, device)
+    kind, index = parse_device(dev)
+    options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
+    try:
+        if backend == "tensorrt":
+            from edgegan.export.tensorrt import import_tensorrt
+
+            import_tensorrt()  # "not installed" says more than "no GPU"
+        if kind == "cuda":
+            _require_cuda(dev)
+        memory: Any = _DeviceMemory(index) if kind == "cuda" else _HostMemory()
+        t0 = time.perf_counter()
+        runner = open_runner(target, backend, precision, device=dev, **options)
+        load_s = time.perf_counter() - t0
+    except EdgeganError as exc:
+        return [_row(backend, precision, dev, b, status="skipped", reason=str(exc)) for b in inputs]
+    rows = []
+    try:
+        for batch, x in inputs.items():
+            if runner.max_batch is not None and batch > runner.max_batch:
+                reason = f"batch {batch} > the engine's max batch {runner.max_batch}"
+                rows.append(_row(backend, precision, dev, batch, status="skipped", reason=reason))
+                continue
+            try:
+                ms, out = _time_runs(runner, x, warmup, iters)
+            except Exception as exc:  # noqa: BLE001 - one failing combination, not the table
+                rows.append(
+                    _row(backend, precision, dev, batch, status="error", reason=str(exc)[:300])
+                )
+                continue
+            p50 = float(np.percentile(ms, 50))
+            rows.append(
+                _row(
+                    backend,
+                    precision,
+                    dev,
+                    batch,
+                    status="ok",
+                    reason="",
+                    latency_ms={
+                        "p50": round(p50, 4),
+                        "p95": round(float(np.percentile(ms, 95)), 4),
+                        "mean": round(float(ms.mean()), 4),
+                        "min": round(float(ms.min()), 4),
+                    },
+                    images_per_s=round(batch * 1e3 / p50, 1),
+                    peak_mem_mb=memory.peak_mb(),
+                    mem_kind="cuda" if kind == "cuda" else "rss",
+                    load_s=round(load_s, 3),
+                    parity=parity(out, reference[batch], runner.spec)
+                    if batch in reference
+                    else None,
+                    **({"threads": runner.threads} if hasattr(runner, "threads") else {}),
+                )
+            )
+    finally:
+        runner.close()
+    return rows
+
+
+# -- output ---------------------------------------------------------------------------------------
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The table's rows; the batch sizes of a combination skipped for one reason share a row."""
+    rows: list[list[str]] = []
+    for r in result["results"]:
+        if r["status"] != "ok":
+            prev = rows[-1] if rows else None
+            note = f"{r['status']}: {r['reason']}"
+            if prev and prev[:2] == [r["backend"], r["precision"]] and prev[-1] == note:
+                prev[2] += f",{r['batch']}"
+                continue
+            rows.append([r["backend"], r["precision"], str(r["batch"]), *["-"] * 6, note])
+            continue
+        par = r.get("parity") or {}
+        rows.append(
+            [
+                r["backend"],
+                r["precision"],
+                str(r["batch"]),
+                _fmt(r["latency_ms"]["p50"]),
+                _fmt(r["latency_ms"]["p95"]),
+                _fmt(r["images_per_s"], ".0f"),
+                _fmt(r["peak_mem_mb"], ".1f"),
+                _fmt(par.get("max_abs"), ".2e"),
+                _fmt(par.get("psnr"), ".1f"),
+                r["device"] + (f", {r['threads']} threads" if r.get("threads") else ""),
+            ]
+        )
+    return rows
+
+
+HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak MB",
+           "max abs", "PSNR dB", "device / note"]  # fmt: skip
+
+
+def print_table(result: dict[str, Any], console: Any = None) -> None:
+    """The results as a rich table (parity against ``result['reference']``)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: room for every column
+            console = Console(width=max(console.width, 150))
+    table = Table(
+        title=Text(
+            f"edgegan bench {result['bundle']}  (parity vs {result['reference']}; "
+            f"{result['warmup']} warm-up + {result['iters']} timed runs)"
+        ),
+        title_justify="left",
+    )
+    last = len(HEADERS) - 1
+    for i, h in enumerate(HEADERS):
+        table.add_column(
+            h,
+            justify="right" if 2 <= i <= 8 else "left",
+            no_wrap=i < last,
+            overflow="fold",
+            ratio=1 if i == last else None,
+        )
+    for row in table_rows(result):
+        table.add_row(*(Text(cell) for cell in row))  # plain text: "[trt]" is not markup
+    console.print(table)

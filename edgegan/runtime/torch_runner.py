@@ -1,0 +1,94 @@
+"""PyTorch eager (optionally torch.compile) on a run's EMA generator: the reference backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
+
+
+class TorchRunner(Runner):
+    """The run's generator in eval mode; fp32 anywhere, fp16 on CUDA (weights cast to half).
+
+    There is no torch int8 path: int8 is the bundle's Q/DQ graph (onnxruntime, tensorrt).
+    """
+
+    name = "torch"
+
+    def __init__(self, gen: Any, precision: str = "fp32", compile: bool = False) -> None:
+        import torch
+
+        self.gen = gen
+        self.spec = dict(gen.spec)
+        self.precision = precision
+        param = next(gen.module.parameters())
+        self._device = param.device
+        self.device = str(param.device)
+        self._dtype = torch.float16 if precision == "fp16" else torch.float32
+        module = gen.module
+        if precision == "fp16":
+            module = module.half()
+        self.module = torch.compile(module) if compile else module
+        self.compiled = bool(compile)
+
+    @classmethod
+    def from_generator(cls, gen: Any) -> TorchRunner:
+        """Wrap an already loaded :class:`edgegan.sampling.RunGenerator` (fp32)."""
+        return cls(gen)
+
+    @classmethod
+    def open(
+        cls, target: Target, precision: str = "fp32", device: str = "cpu", compile: bool = False
+    ) -> TorchRunner:
+        import torch
+
+        from edgegan.sampling import load_run_generator
+
+        kind, index = parse_device(device)
+        if precision == "int8":
+            raise BackendUnavailable(
+                "the torch backend has no int8 path; int8 is the bundle's Q/DQ graph: "
+                "use --backend onnxruntime or tensorrt"
+            )
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable(f"device {device}: torch sees no CUDA GPU")
+        if precision == "fp16" and kind != "cuda":
+            raise BackendUnavailable("torch fp16 runs on CUDA only; use --device cuda or fp32")
+        run_dir = target.source_run()
+        if run_dir is None:
+            source = ((target.meta or {}).get("source") or {}).get("run_dir")
+            raise EdgeganError(
+                f"the torch backend runs the run directory the bundle was exported from "
+                f"({source or 'not recorded'}), which is not here; "
+                "use --backend onnxruntime or tensorrt"
+            )
+        torch_device = f"cuda:{index}" if kind == "cuda" else "cpu"
+        return cls(load_run_generator(run_dir, device=torch_device), precision, compile)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        from edgegan.sampling import INPUT_LABELS, INPUT_LATENTS
+
+        self.check_inputs(inputs)
+        with torch.inference_mode():
+            z = torch.from_numpy(np.ascontiguousarray(inputs[INPUT_LATENTS], dtype=np.float32))
+            z = z.to(self._device, self._dtype)
+            y = None
+            if INPUT_LABELS in self.input_names:
+                y = torch.from_numpy(np.ascontiguousarray(inputs[INPUT_LABELS], dtype=np.int64))
+                y = y.to(self._device)
+            return self.module(z, y).float().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self._device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self._device)
+
+    def close(self) -> None:
+        self.module = None
+        self.gen = None

@@ -1,0 +1,313 @@
+"""Export: ONNX FP32/FP16/INT8 graphs, parity, the bundle format, errors and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgegan.errors import EdgeganError
+from edgegan.export import (
+    BUNDLE_FILE,
+    ExportError,
+    export,
+    is_bundle,
+    model_path,
+    read_bundle,
+    verify,
+    write_bundle,
+)
+from edgegan.export.onnx import fold_batchnorm, read_metadata
+from edgegan.sampling import load_run_generator
+
+TINY = [
+    "data.limit=128",
+    "model.latent_dim=16",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "train.batch_size=16",
+    "train.steps=2",
+    "train.device=cpu",
+    "train.progress=false",
+    "eval.at_end=false",
+    "train.sample_grid=10",
+]
+
+
+def _train(out: Path, *extra: str) -> Path:
+    from edgegan.config import load_config
+    from edgegan.plugins.manager import reset_manager
+    from edgegan.train import train
+
+    reset_manager()
+    train(load_config("dcgan-mnist", [*TINY, *extra]), out_dir=out)
+    reset_manager()
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export-runs")
+    return {
+        "cond": _train(root / "cond"),
+        "uncond": _train(root / "uncond", "model.conditional=false", "data.image_size=32"),
+    }
+
+
+@pytest.fixture(scope="module")
+def cond_bundle(runs: dict[str, Path]) -> tuple[Path, dict]:
+    """The conditional run exported at every precision (once for the module)."""
+    out = runs["cond"].parent / "cond-bundle"
+    return out, export(runs["cond"], out=out, fp16=True, int8=True, calib_samples=64)
+
+
+@pytest.fixture(scope="module")
+def uncond_bundle(runs: dict[str, Path]) -> tuple[Path, dict]:
+    return runs["uncond"] / "export", export(runs["uncond"])
+
+
+def _session(path: Path):
+    return verify.ort_session(path, threads=1)
+
+
+# -- FP32 graphs, parity, dynamic batch ---------------------------------------------------------
+def test_conditional_fp32_graph_matches_torch(cond_bundle):
+    out, meta = cond_bundle
+    fp32 = meta["models"]["fp32"]
+    assert fp32["file"] == "model.onnx" and fp32["opset"] == 18
+    assert fp32["exporter"] in ("dynamo", "legacy")
+    assert fp32["parity"]["max_abs"] <= verify.FP32_MAX_ABS
+    assert fp32["parity"]["samples"] == 64 and fp32["parity"]["psnr"] > 80
+    model = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.input] == ["z", "labels"]
+    assert [o.name for o in model.graph.output] == ["image"]
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}  # folded
+    assert meta["inputs"] == [
+        {"name": "z", "dtype": "float32", "shape": ["batch", 16]},
+        {"name": "labels", "dtype": "int64", "shape": ["batch"]},
+    ]
+    assert meta["outputs"] == [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 28, 28]}]
+
+
+def test_unconditional_32px_graph(uncond_bundle, runs):
+    out, meta = uncond_bundle
+    assert set(meta["models"]) == {"fp32"}
+    assert [i["name"] for i in meta["inputs"]] == ["z"]
+    assert meta["outputs"][0]["shape"] == ["batch", 1, 32, 32]
+    assert meta["models"]["fp32"]["parity"]["max_abs"] <= verify.FP32_MAX_ABS
+    assert meta["source"]["weights"] == "ema" and meta["source"]["step"] == 2
+    onnx.checker.check_model(str(out / "model.onnx"), full_check=True)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_dynamic_batch(cond_bundle, runs, batch):
+    out, _ = cond_bundle
+    gen = load_run_generator(runs["cond"])
+    rng = np.random.default_rng(batch)
+    z = rng.standard_normal((batch, 16), dtype=np.float32)
+    labels = rng.integers(0, 10, size=batch, dtype=np.int64)
+    (image,) = _session(out / "model.onnx").run(None, {"z": z, "labels": labels})
+    with torch.no_grad():
+        ref = gen.module(torch.from_numpy(z), torch.from_numpy(labels)).numpy()
+    assert image.shape == (batch, 1, 28, 28)
+    np.testing.assert_allclose(image, ref, atol=1e-4)
+
+
+def test_fold_batchnorm_is_exact():
+    from edgegan.nn.dcgan import DCGANGenerator
+
+    g = DCGANGenerator(8, 3, 64, num_classes=0, ngf=4)
+    for m in g.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    g.eval()
+    folded, n = fold_batchnorm(g)
+    assert n == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(z), g(z), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
+def test_exporter_plugin_on_a_64px_generator(tmp_path, exporter):
+    """The registered exporter works on any generator module, without a run."""
+    from edgegan.nn.dcgan import DCGANGenerator
+    from edgegan.plugins.manager import registry
+
+    assert {"onnx", "onnx-fp16", "onnx-int8"} <= set(registry("exporters").names())
+    g = DCGANGenerator(8, 3, 64, num_classes=0, ngf=4).eval()
+    spec = {"task": "gan", "latent_dim": 8, "num_classes": 0, "image_shape": [3, 64, 64]}
+    params = {"opset": 17, "exporter": exporter}
+    entry = registry("exporters").build("onnx", params).export(g, spec, tmp_path)
+    assert entry["opset"] == 17 and entry["exporter"] == exporter
+    assert entry["parity"]["max_abs"] <= verify.FP32_MAX_ABS
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    (image,) = _session(tmp_path / "model.onnx").run(None, {"z": np.zeros((2, 8), np.float32)})
+    assert image.shape == (2, 3, 64, 64)
+
+
+def test_auto_exporter_falls_back_to_legacy(tmp_path, monkeypatch):
+    from edgegan.export import onnx as onnx_export
+    from edgegan.nn.dcgan import DCGANGenerator
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("onnxscript mismatch")
+
+    monkeypatch.setattr(onnx_export, "_export_dynamo", broken)
+    g = DCGANGenerator(8, 1, 28, num_classes=3, ngf=4).eval()
+    spec = {"task": "gan", "latent_dim": 8, "num_classes": 3, "image_shape": [1, 28, 28]}
+    info = onnx_export.export_onnx(g, spec, tmp_path / "m.onnx", exporter="auto")
+    assert info["exporter"] == "legacy" and "dynamo failed" in info["note"]
+    assert verify.measure_parity(g, spec, tmp_path / "m.onnx")["max_abs"] <= 1e-4
+    with pytest.raises(ExportError, match=r"ONNX export \(dynamo exporter\) failed"):
+        onnx_export.export_onnx(g, spec, tmp_path / "m.onnx", exporter="dynamo")
+
+
+# -- metadata ------------------------------------------------------------------------------------
+def test_metadata_round_trip(cond_bundle, runs):
+    out, meta = cond_bundle
+    assert is_bundle(out) and not is_bundle(runs["cond"])
+    assert read_bundle(out) == meta == read_bundle(out / BUNDLE_FILE)
+    assert meta["format"] == 1 and meta["task"] == "gan" and meta["engines"] == {}
+    assert meta["spec"]["class_names"] == [str(i) for i in range(10)]
+    assert meta["spec"]["value_range"] == [-1.0, 1.0] and meta["spec"]["num_classes"] == 10
+    assert {"torch", "onnx", "onnxruntime"} <= set(meta["versions"])
+    for precision in ("fp32", "fp16", "int8"):
+        path = model_path(out, precision)
+        props = read_metadata(path)
+        assert props["edgegan.spec"]["latent_dim"] == 16
+        assert props["edgegan.spec"]["image_shape"] == [1, 28, 28]
+        assert onnx.load(str(path)).producer_name == "edgegan"
+    assert read_metadata(model_path(out, "int8"))["edgegan.precision"] == "int8"
+    # write_bundle is atomic and read back identically
+    copy = out.parent / "copy"
+    write_bundle(copy, meta)
+    assert read_bundle(copy) == meta and not list(copy.glob(".*tmp"))
+
+
+def test_read_bundle_errors(tmp_path, uncond_bundle):
+    with pytest.raises(EdgeganError, match="bundle not found"):
+        read_bundle(tmp_path / "nope")
+    with pytest.raises(EdgeganError, match="not an export bundle"):
+        read_bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text("{not json")
+    with pytest.raises(EdgeganError, match="cannot read bundle metadata"):
+        read_bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({"format": 99}))
+    with pytest.raises(EdgeganError, match="missing task"):
+        read_bundle(tmp_path)
+    meta = {**uncond_bundle[1], "format": 2}
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(EdgeganError, match="bundle format 2"):
+        read_bundle(tmp_path)
+    with pytest.raises(EdgeganError, match="has no int8 model.*--int8"):
+        model_path(uncond_bundle[0], "int8")
+
+
+# -- reduced precision ---------------------------------------------------------------------------
+def test_fp16_graph_has_fp32_io(cond_bundle):
+    out, meta = cond_bundle
+    fp16 = meta["models"]["fp16"]
+    model = onnx.load(str(out / fp16["file"]))
+    f32, f16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert model.graph.input[0].type.tensor_type.elem_type == f32
+    assert model.graph.output[0].type.tensor_type.elem_type == f32
+    assert any(t.data_type == f16 for t in model.graph.initializer)
+    assert fp16["parity"]["psnr"] >= 30
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_int8_graph_is_qdq(cond_bundle):
+    out, meta = cond_bundle
+    int8 = meta["models"]["int8"]
+    ops = {n.op_type for n in onnx.load(str(out / int8["file"])).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert int8["calibration"] == {
+        "samples": 64,
+        "source": "latent prior",
+        "method": "minmax",
+        "seed": 1234,
+    }
+    assert len(int8["excluded_nodes"]) == 1
+    assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
+    assert 0 < int8["parity"]["max_abs"] < 1
+
+
+# -- failures leave nothing behind ---------------------------------------------------------------
+def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
+    real = verify.torch_outputs
+
+    def noisy(generator, feeds):
+        return [o + 1e-2 for o in real(generator, feeds)]
+
+    monkeypatch.setattr(verify, "torch_outputs", noisy)
+    out = runs["uncond"].parent / "bad-bundle"
+    with pytest.raises(ExportError, match="does not match the torch generator") as info:
+        export(runs["uncond"], out=out)
+    assert info.value.exit_code == 1
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".bad-bundle")]
+
+
+def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(EdgeganError, match="is not empty; choose another folder or pass"):
+        export(runs["uncond"], out=out)
+    assert (out / "keep.txt").exists()
+    meta = export(runs["uncond"], out=out, overwrite=True)
+    assert not (out / "keep.txt").exists() and read_bundle(out) == meta
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
+    with pytest.raises(EdgeganError, match="run directory not found"):
+        export(tmp_path / "missing")
+    with pytest.raises(EdgeganError, match="no checkpoints/last.pt"):
+        export(tmp_path)
+    cyc = tmp_path / "cyc"
+    (cyc / "checkpoints").mkdir(parents=True)
+    state = torch.load(runs["uncond"] / "checkpoints/last.pt", weights_only=True)
+    state["spec"]["task"] = "cyclegan"
+    torch.save(state, cyc / "checkpoints/last.pt")
+    with pytest.raises(EdgeganError, match="is a 'cyclegan' run"):
+        export(cyc)
+    with pytest.raises(EdgeganError, match="is an export bundle, not a run directory"):
+        export(runs["uncond"] / "export")
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgegan", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+
+
+def test_cli_export_end_to_end(runs, tmp_path):
+    out = tmp_path / "bundle"
+    proc = _cli("export", str(runs["cond"]), "--onnx", "--fp16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:3] == ["precision", "file", "size"]
+    assert [ln.split()[0] for ln in lines[1:3]] == ["fp32", "fp16"]
+    assert read_bundle(out)["models"].keys() == {"fp32", "fp16"}
+    again = _cli("export", str(runs["cond"]), "--out", str(out))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "is not empty" in again.stderr

@@ -1,0 +1,573 @@
+"""Runtimes behind one interface: the same images for the same seed on every backend, the
+bench's JSON, and TensorRT: the one-line error without it, the builder's logic against a stub
+module, engine metadata checks, and a real build-run-parity test where TensorRT and CUDA exist.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgegan.cli import cli
+from edgegan.errors import EdgeganError
+from edgegan.export.bundle import read_bundle, write_bundle
+from edgegan.runtime import BackendUnavailable, open_runner, physical_cores, resolve_target
+from edgegan.runtime.base import parse_device
+from edgegan.sampling import make_inputs, postprocess, sample, to_uint8_nhwc
+
+TINY = [
+    "data.limit=128",
+    "model.latent_dim=16",
+    "model.generator.ngf=8",
+    "model.discriminator.ndf=8",
+    "train.batch_size=16",
+    "train.steps=2",
+    "train.device=cpu",
+    "train.progress=false",
+    "eval.at_end=false",
+    "train.sample_grid=10",
+]
+TRT_EXTRA = "pip install 'edgegan[trt]'"
+
+
+def _has_trt_and_cuda() -> bool:
+    if not any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_rtx")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _has_ort_cuda() -> bool:
+    import onnxruntime as ort
+    import torch
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+
+
+needs_trt = pytest.mark.skipif(
+    not _has_trt_and_cuda(), reason="needs TensorRT (or tensorrt_rtx) and a CUDA GPU"
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from edgegan.config import load_config
+    from edgegan.train import train
+
+    out = tmp_path_factory.mktemp("runtime") / "run"
+    train(load_config("dcgan-mnist", TINY), out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(run_dir) -> Path:
+    from edgegan.export import export
+
+    out = run_dir.parent / "bundle"
+    export(run_dir, out=out, fp16=True, int8=True, calib_samples=32)
+    return out
+
+
+def _needs_model(bundle: Path, precision: str) -> None:
+    if precision not in read_bundle(bundle)["models"]:
+        pytest.skip(f"the bundle has no {precision} graph")
+
+
+@pytest.fixture
+def bundle_copy(bundle, tmp_path) -> Path:
+    """A copy to modify (engine records, source run)."""
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    return out
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """Neither tensorrt nor tensorrt_rtx importable, whatever is installed."""
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)
+
+
+# -- shared pre/post-processing ------------------------------------------------------------------
+def test_inputs_and_postprocessing_are_shared():
+    spec = {"latent_dim": 4, "num_classes": 3, "value_range": [-1.0, 1.0]}
+    a, b = make_inputs(spec, 5, seed=7), make_inputs(spec, 5, seed=7)
+    assert a.keys() == {"z", "labels"}
+    assert a["z"].dtype == np.float32 and a["labels"].dtype == np.int64
+    np.testing.assert_array_equal(a["z"], b["z"])
+    assert a["labels"].tolist() == [0, 1, 2, 0, 1]
+    assert make_inputs({"latent_dim": 4, "num_classes": 0}, 2).keys() == {"z"}
+    raw = np.array([[[[-1.5, -1.0, 0.0, 1.0, 2.0]]]], dtype=np.float32)
+    assert postprocess(raw, spec).min() == -1.0 and postprocess(raw, spec).max() == 1.0
+    assert to_uint8_nhwc(postprocess(raw, spec))[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
+    # another value range maps the same way onto 0..255
+    assert to_uint8_nhwc(np.array([[[[0.0, 0.5, 1.0]]]]), (0.0, 1.0))[0, 0, :, 0].tolist() == [
+        0,
+        128,
+        255,
+    ]
+
+
+def test_sample_splits_batches_to_the_runner_limit():
+    class Echo:
+        spec = {"latent_dim": 3, "num_classes": 0, "image_shape": [1, 1, 3]}
+        max_batch = 2
+        seen: list[int] = []
+
+        def run(self, inputs):
+            self.seen.append(len(inputs["z"]))
+            return inputs["z"][:, None, None, :] * 10
+
+    runner = Echo()
+    result = sample(runner, 5, seed=0, batch_size=4)
+    assert runner.seen == [2, 2, 1]
+    assert result["images"].shape == (5, 1, 1, 3)
+    assert np.abs(result["images"]).max() <= 1.0  # clipped by the shared post-processing
+
+
+def test_devices_and_cores():
+    assert parse_device("cpu") == ("cpu", 0)
+    assert parse_device("cuda") == ("cuda", 0)
+    assert parse_device("cuda:1") == ("cuda", 1)
+    for bad in ("gpu", "cuda:x", "cpu:1"):
+        with pytest.raises(EdgeganError, match="unknown device"):
+            parse_device(bad)
+    assert physical_cores() >= 1
+
+
+# -- same images on every backend ------------------------------------------------------------------
+def test_torch_and_onnxruntime_fp32_agree(run_dir, bundle):
+    with (
+        open_runner(run_dir, "torch") as torch_runner,
+        open_runner(bundle, "onnxruntime", "fp32") as ort_runner,
+    ):
+        assert torch_runner.spec["latent_dim"] == ort_runner.spec["latent_dim"] == 16
+        inputs = make_inputs(ort_runner.spec, 16, seed=0)
+        a, b = torch_runner.run(inputs), ort_runner.run(inputs)
+    assert a.shape == b.shape == (16, 1, 28, 28) and b.dtype == np.float32
+    assert np.abs(a - b).max() < 1e-4
+
+
+def _available_combos() -> list[tuple[str, str, str]]:
+    combos = [("onnxruntime", p, "cpu") for p in ("fp32", "fp16", "int8")]
+    if _has_ort_cuda():
+        combos += [("onnxruntime", p, "cuda") for p in ("fp32", "fp16", "int8")]
+        combos += [("torch", "fp16", "cuda")]
+    return combos
+
+
+@pytest.mark.parametrize("backend, precision, device", _available_combos())
+def test_every_available_backend_samples_the_same_images(
+    run_dir, bundle, backend, precision, device
+):
+    from edgegan.runtime.bench import parity
+
+    target = run_dir if backend == "torch" else bundle
+    if backend != "torch":
+        _needs_model(bundle, precision)
+    with open_runner(run_dir, "torch") as ref:
+        expected = sample(ref, 20, seed=3, batch_size=8)
+    with open_runner(target, backend, precision, device=device) as runner:
+        got = sample(runner, 20, seed=3, batch_size=8)
+    np.testing.assert_array_equal(got["latents"], expected["latents"])
+    np.testing.assert_array_equal(got["labels"], expected["labels"])
+    err = parity(got["images"], expected["images"], runner.spec)
+    if precision == "fp32":
+        assert err["max_abs"] < 1e-4, err
+    else:
+        assert err["psnr"] >= {"fp16": 30.0, "int8": 20.0}[precision], err
+
+
+def test_cli_infer_bundle_matches_run(run_dir, bundle, tmp_path):
+    runner = CliRunner()
+    common = ["--num", "16", "--seed", "0", "--format", "npz"]
+    a = runner.invoke(cli, ["infer", str(run_dir), "--backend", "torch", *common,
+                            "--out", str(tmp_path / "t")])  # fmt: skip
+    assert a.exit_code == 0, a.output
+    b = runner.invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime", *common,
+                            "--batch-size", "5", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert b.exit_code == 0, b.output
+    t, o = np.load(tmp_path / "t/images.npz"), np.load(tmp_path / "o/images.npz")
+    np.testing.assert_array_equal(t["latents"], o["latents"])
+    np.testing.assert_array_equal(t["labels"], o["labels"])
+    assert t["images"].dtype == np.uint8 and t["images"].shape == (16, 28, 28, 1)
+    diff = np.abs(t["images"].astype(int) - o["images"].astype(int))
+    assert diff.max() <= 1
+
+
+def test_int8_and_fp16_through_cli(bundle, tmp_path):
+    for precision in [p for p in ("fp16", "int8") if p in read_bundle(bundle)["models"]]:
+        res = CliRunner().invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime",
+                                       "--precision", precision, "--labels", "3,7",
+                                       "--out", str(tmp_path / precision)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert sorted(p.name for p in (tmp_path / precision).iterdir()) == [
+            "000000_label3.png",
+            "000001_label7.png",
+        ]
+
+
+def test_run_dir_needs_a_bundle_for_exported_backends(run_dir, bundle, tmp_path):
+    res = CliRunner().invoke(
+        cli,
+        [
+            "infer",
+            str(run_dir),
+            "--backend",
+            "onnxruntime",
+            "--num",
+            "2",
+            "--out",
+            str(tmp_path / "o"),
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 2
+    assert "edgegan export" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    # a run with its bundle in RUN/export runs that bundle
+    run2 = tmp_path / "run2"
+    (run2 / "checkpoints").mkdir(parents=True)
+    shutil.copy(run_dir / "checkpoints/last.pt", run2 / "checkpoints/last.pt")
+    shutil.copytree(bundle, run2 / "export")
+    target = resolve_target(run2, need_bundle=True)
+    assert target.bundle == run2 / "export" and target.source_run() == run2
+    with open_runner(run2, "onnxruntime") as runner:
+        assert runner.run(make_inputs(runner.spec, 2)).shape == (2, 1, 28, 28)
+
+
+def test_clear_errors(bundle, bundle_copy, tmp_path):
+    with pytest.raises(EdgeganError, match="does not apply to the onnxruntime backend"):
+        open_runner(bundle, "onnxruntime", compile=True)
+    with pytest.raises(BackendUnavailable, match="no int8 path"):
+        open_runner(bundle, "torch", "int8")
+    with pytest.raises(EdgeganError, match="neither a run directory"):
+        open_runner(tmp_path, "onnxruntime")
+    meta = read_bundle(bundle_copy)
+    meta["models"].pop("fp16", None)
+    meta["source"]["run_dir"] = str(tmp_path / "gone")
+    write_bundle(bundle_copy, meta)
+    with pytest.raises(BackendUnavailable, match="no fp16 model.*--fp16"):
+        open_runner(bundle_copy, "onnxruntime", "fp16")
+    with pytest.raises(EdgeganError, match="which is not here; use --backend onnxruntime"):
+        open_runner(bundle_copy, "torch")
+
+
+# -- bench --------------------------------------------------------------------------------
+def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--precisions", "fp32,int8",
+                                   "--batch-sizes", "1,3", "--warmup", "1", "--iters", "3",
+                                   "--json", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "onnxruntime" in res.stdout and "p50 ms" in res.stdout
+    data = json.loads(out.read_text())
+    assert data["reference"] == "torch/fp32/cpu" and data["iters"] == 3
+    assert data["environment"]["onnxruntime"] and data["spec"]["latent_dim"] == 16
+    rows = {(r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
+    assert len(rows) == 3 * 2 * 2
+    for batch in (1, 3):
+        ok = rows[("onnxruntime", "fp32", batch)]
+        assert ok["status"] == "ok", ok
+        lat = ok["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p95"]
+        assert ok["images_per_s"] > 0 and ok["peak_mem_mb"] >= 0
+        assert ok["parity"]["max_abs"] < 1e-4 and ok["parity"]["psnr"] > 60
+        assert rows[("onnxruntime", "int8", batch)]["parity"]["psnr"] >= 20
+        assert rows[("torch", "fp32", batch)]["parity"]["max_abs"] == 0
+        assert "no int8 path" in rows[("torch", "int8", batch)]["reason"]
+        for precision in ("fp32", "int8"):
+            trt = rows[("tensorrt", precision, batch)]
+            assert trt["status"] == "skipped" and TRT_EXTRA in trt["reason"]
+
+
+def test_bench_rejects_bad_arguments(bundle):
+    from edgegan.runtime.bench import bench
+
+    with pytest.raises(EdgeganError, match="unknown backend 'onnx'"):
+        bench(bundle, backends=["onnx"])
+    with pytest.raises(EdgeganError, match="batch-sizes"):
+        bench(bundle, batch_sizes=[0])
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--batch-sizes", "1,x"])
+    assert res.exit_code == 2 and "comma-separated" in res.stderr
+
+
+# -- TensorRT without TensorRT ------------------------------------------------------------
+def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensorrt):
+    runner = CliRunner()
+    for args in (
+        ["export", str(run_dir), "--trt", "--out", str(tmp_path / "b")],
+        ["export", str(bundle), "--trt"],
+        ["infer", str(bundle), "--backend", "tensorrt", "--num", "2", "--out", str(tmp_path / "o")],
+    ):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and TRT_EXTRA in lines[0], res.stderr
+    assert not (tmp_path / "b").exists()  # nothing exported before the check
+    assert read_bundle(bundle)["engines"] == {}
+
+
+# -- TensorRT builder logic against a stub module -------------------------------------------------
+def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True):
+    """A stand-in for the ``tensorrt`` module that records what the builder asks of it."""
+    calls: list[tuple] = []
+    trt = types.ModuleType(name)
+    trt.__version__ = version
+    trt.calls = calls
+
+    class ILogger:
+        class Severity:
+            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+
+        def __init__(self):
+            pass
+
+    class Logger(ILogger):
+        WARNING = 2
+
+        def __init__(self, severity=2):
+            calls.append(("Logger",))
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 1
+
+    class MemoryPoolType:
+        WORKSPACE = "WORKSPACE"
+
+    class Tensor:
+        def __init__(self, name, shape):
+            self.name, self.shape = name, shape
+
+    class Network:
+        def __init__(self, flags):
+            calls.append(("create_network", flags))
+            self.inputs = []
+
+        @property
+        def num_inputs(self):
+            return len(self.inputs)
+
+        def get_input(self, i):
+            return self.inputs[i]
+
+    class OnnxParser:
+        num_errors = 1
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse_from_file(self, path):
+            calls.append(("parse_from_file", Path(path).name))
+            self.network.inputs = [Tensor("z", (-1, 16)), Tensor("labels", (-1,))]
+            return parse_ok
+
+        def get_error(self, i):
+            return "In node 3 (Foo): unsupported operator"
+
+    class TimingCache:
+        def __init__(self, data):
+            self.data = data
+
+        def serialize(self):
+            return b"CACHE:" + self.data
+
+    class Profile:
+        def set_shape(self, name, lo, opt, hi):
+            calls.append(("set_shape", name, tuple(lo), tuple(opt), tuple(hi)))
+
+    class Config:
+        def set_memory_pool_limit(self, pool, size):
+            calls.append(("set_memory_pool_limit", pool, size))
+
+        def add_optimization_profile(self, profile):
+            calls.append(("add_optimization_profile",))
+
+        def create_timing_cache(self, data):
+            calls.append(("create_timing_cache", bytes(data)))
+            self.cache = TimingCache(bytes(data))
+            return self.cache
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            calls.append(("set_timing_cache", ignore_mismatch))
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+        def set_flag(self, flag):  # must never be called: precision is in the graph
+            calls.append(("set_flag", flag))
+
+    class Builder:
+        def __init__(self, logger):
+            self.logger = logger
+
+        def create_network(self, flags):
+            return Network(flags)
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            calls.append(("build_serialized_network",))
+            if build_ok:
+                return b"PLAN"
+            self.logger.log(ILogger.Severity.ERROR, "no tactic fits the workspace")
+            return None
+
+    class Runtime:
+        def __init__(self, logger):
+            calls.append(("Runtime",))
+
+    for obj in (ILogger, Logger, NetworkDefinitionCreationFlag, MemoryPoolType, OnnxParser,
+                Builder, Runtime):  # fmt: skip
+        setattr(trt, obj.__name__, obj)
+    return trt
+
+
+H100 = {
+    "gpu": "NVIDIA H100 80GB HBM3",
+    "compute_capability": "9.0",
+    "tensorrt_version": "10.8.0",
+    "library": "tensorrt",
+}
+
+
+def test_builder_is_strongly_typed_with_profile_workspace_and_cache(tmp_path):
+    from edgegan.export.tensorrt import build_engine
+
+    onnx_path = tmp_path / "model.fp16.onnx"
+    onnx_path.write_bytes(b"onnx")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"old")
+    trt = make_stub_trt("10.8.0")
+    info = build_engine(trt, onnx_path, tmp_path / "model.fp16.engine", batch=(1, 4, 32),
+                        workspace_gb=0.5, timing_cache=cache)  # fmt: skip
+    calls = trt.calls
+    assert ("create_network", 1 << 1) in calls  # STRONGLY_TYPED on TensorRT 10
+    assert ("parse_from_file", "model.fp16.onnx") in calls
+    assert ("set_shape", "z", (1, 16), (4, 16), (32, 16)) in calls
+    assert ("set_shape", "labels", (1,), (4,), (32,)) in calls
+    assert ("set_memory_pool_limit", "WORKSPACE", 1 << 29) in calls
+    assert ("create_timing_cache", b"old") in calls and ("set_timing_cache", False) in calls
+    assert not [c for c in calls if c[0] == "set_flag"]  # no FP16/INT8 builder flags
+    assert (tmp_path / "model.fp16.engine").read_bytes() == b"PLAN"  # the plain plan
+    assert cache.read_bytes() == b"CACHE:old"
+    assert info["profile"]["max"] == {"z": [32, 16], "labels": [32]}
+    assert info["workspace"] == 1 << 29
+    # TensorRT 11 is strongly typed only: the deprecated flag is not passed
+    trt11 = make_stub_trt("11.0.1")
+    build_engine(trt11, onnx_path, tmp_path / "e11")
+    assert ("create_network", 0) in trt11.calls
+
+
+def test_builder_reports_parser_and_build_errors(tmp_path):
+    from edgegan.export.tensorrt import EngineBuildError, build_engine
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    with pytest.raises(EngineBuildError, match="could not parse model.onnx: In node 3"):
+        build_engine(make_stub_trt(parse_ok=False), onnx_path, tmp_path / "e")
+    with pytest.raises(EngineBuildError, match="no tactic fits the workspace"):
+        build_engine(make_stub_trt(build_ok=False), onnx_path, tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+
+
+def test_profile_shapes_and_options():
+    from edgegan.export.tensorrt import check_build_options, profile_shapes
+
+    shapes = profile_shapes({"x": [-1, 3, -1, -1]}, (1, 2, 8), image_shape=[3, 64, 64])
+    assert shapes["x"] == ([1, 3, 64, 64], [2, 3, 64, 64], [8, 3, 64, 64])
+    with pytest.raises(EdgeganError, match="min-batch"):
+        check_build_options(4, 2, 8)
+    with pytest.raises(EdgeganError, match="workspace"):
+        check_build_options(1, 1, 8, workspace_gb=0)
+
+
+def test_build_engines_records_metadata(bundle_copy, monkeypatch):
+    import edgegan.export.tensorrt as trt_mod
+
+    trt = make_stub_trt("10.8.0")
+    monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
+    engines = trt_mod.build_engines(bundle_copy, ["fp32", "int8"], max_batch=16, trt=trt,
+                                    verify=False)  # fmt: skip
+    meta = read_bundle(bundle_copy)
+    assert meta["engines"] == engines and set(engines) == {"fp32", "int8"}
+    e = engines["int8"]
+    assert e["file"] == "model.int8.engine" and e["onnx"] == "model.int8.onnx"
+    assert (bundle_copy / e["file"]).read_bytes() == b"PLAN"
+    assert e["gpu"] == H100["gpu"] and e["compute_capability"] == "9.0"
+    assert e["tensorrt_version"] == "10.8.0" and e["built_at"]
+    assert e["profile"]["max"]["z"] == [16, 16] and e["timing_cache"] == "timing.cache"
+    assert (bundle_copy / "timing.cache").is_file()
+    meta["models"].pop("fp16", None)
+    write_bundle(bundle_copy, meta)
+    with pytest.raises(EdgeganError, match="no ONNX graph for fp16"):
+        trt_mod.build_engines(bundle_copy, ["fp16"], trt=trt, verify=False)
+
+
+def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
+    import edgegan.export.tensorrt as trt_mod
+
+    trt = make_stub_trt("10.8.0")
+    monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
+    meta = read_bundle(bundle_copy)
+    meta["engines"]["fp32"] = {
+        "file": "model.fp32.engine",
+        "gpu": "NVIDIA A100-SXM4-40GB",
+        "compute_capability": "8.0",
+        "tensorrt_version": "10.3.0",
+        "library": "tensorrt",
+    }
+    write_bundle(bundle_copy, meta)
+    with pytest.raises(EdgeganError) as info:
+        open_runner(bundle_copy, "tensorrt", "fp32", device="cuda")
+    msg = str(info.value)
+    assert "compute capability 8.0 (here 9.0)" in msg and "TensorRT 10.3.0 (here 10.8.0)" in msg
+    assert f"edgegan export {bundle_copy} --trt" in msg
+    assert ("Runtime",) not in trt.calls  # refused before deserializing anything
+    with pytest.raises(BackendUnavailable, match="no int8 TensorRT engine"):
+        open_runner(bundle_copy, "tensorrt", "int8", device="cuda")
+    trt_mod.check_engine(dict(H100, file="model.fp32.engine"), H100)  # same device: fine
+
+
+# -- the real thing, where it exists ---------------------------------------------------------------
+@needs_trt
+def test_real_tensorrt_build_run_parity(bundle_copy):
+    from edgegan.export.tensorrt import build_engines
+    from edgegan.runtime.bench import parity
+
+    engines = build_engines(bundle_copy, ["fp32", "fp16"], max_batch=16)
+    assert engines["fp32"]["parity"]["max_abs"] < 1e-2
+    assert engines["fp16"]["parity"]["psnr"] >= 30
+    assert (bundle_copy / "model.fp32.engine").stat().st_size > 0
+    with (
+        open_runner(bundle_copy, "onnxruntime") as ref,
+        open_runner(bundle_copy, "tensorrt", "fp32", device="cuda") as runner,
+    ):
+        for n in (1, 5, 1):  # shape switches; the third run of a shape replays a CUDA graph
+            inputs = make_inputs(runner.spec, n, seed=n)
+            outs = [runner.run(inputs) for _ in range(3)]
+            np.testing.assert_array_equal(outs[1], outs[2])
+            assert parity(outs[2], ref.run(inputs), runner.spec)["max_abs"] < 1e-2
+
+
+@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
+def test_onnxruntime_cuda_iobinding_matches_cpu(bundle):
+    with (
+        open_runner(bundle, "onnxruntime") as cpu,
+        open_runner(bundle, "onnxruntime", device="cuda") as gpu,
+    ):
+        inputs = make_inputs(cpu.spec, 7, seed=1)
+        assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 1e-3
