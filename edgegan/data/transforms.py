@@ -7,9 +7,7 @@ functions that need it, so the grid and PNG helpers also serve torch-free code (
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -260,18 +258,9 @@ def save_png(image: Any, path: str | Path, compress_level: int = 3) -> Path:
             img = Image.fromarray(np.ascontiguousarray(arr))  # L, RGB or RGBA
         else:
             raise ValueError(f"cannot save an image of shape {arr.shape} as PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG", compress_level=compress_level)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from edgegan.fileio import atomic_write
+
+    atomic_write(path, lambda f: img.save(f, format="PNG", compress_level=compress_level))
     return path
 
 

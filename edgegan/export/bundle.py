@@ -18,11 +18,11 @@ This module imports nothing heavy: the runtimes read bundles without torch.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError
+from edgegan.fileio import atomic_write
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -86,18 +86,8 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
 def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``edgegan.json`` atomically (temp file, fsync, rename); returns its path."""
     file = _bundle_file(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(file, lambda f: f.write(text.encode("utf-8")))
     return file
 
 

@@ -1,0 +1,57 @@
+"""Quality against training length: train a preset once, scoring it at several step counts.
+
+The run is continued with ``--resume`` between the step counts; since resume is exact, the
+score at N steps is the score of a run of N steps. Prints one line per step count and a
+table, and writes JSON.
+
+    python tools/sweep_steps.py dcgan-mnist --steps 1500,2000,3000,4000 --json sweep.json \
+        train.augment=translation,cutout
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from edgegan.config import load_config, load_run_config
+from edgegan.train import train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("preset")
+    ap.add_argument("--steps", required=True, help="comma-separated, increasing")
+    ap.add_argument("--out", type=Path, help="the run directory (default: a temp dir)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    if steps != sorted(set(steps)):
+        ap.error("--steps must be increasing")
+    run = args.out or Path(tempfile.mkdtemp(prefix="edgegan-sweep-")) / "run"
+    fixed = ["train.max_seconds=null", "train.progress=false", "eval.at_end=true"]
+    rows = []
+    for i, n in enumerate(steps):
+        if i == 0:
+            config = load_config(args.preset, [*args.overrides, *fixed, f"train.steps={n}"])
+            result = train(config, out_dir=run)
+        else:
+            result = train(load_run_config(run, [f"train.steps={n}"]), resume=run)
+        row = {"steps": n, "train_seconds": round(result.seconds, 1)}
+        row.update({k: round(v, 4) for k, v in result.eval.items()})
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    keys = ["steps", "train_seconds", "fd", "coverage", "confidence", "label_accuracy"]
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
+    if args.json:
+        meta = {"command": " ".join(sys.argv), "run_dir": str(run)}
+        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
