@@ -128,7 +128,7 @@ def test_unsupported_size(size):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     (
-        ({"norm": "layer"}, "norm must be one of batch, none"),
+        ({"norm": "layer"}, "norm must be one of batch, instance, none"),
         ({"conditioning": "acgan"}, "conditioning must be one of projection, concat"),
         ({"init": "uniform"}, "init must be one of normal, xavier, kaiming, orthogonal"),
         ({"ndf": 0}, "ndf must be a positive integer"),

@@ -1,4 +1,5 @@
-"""Built-in datasets, registered like any plugin's: ``mnist``, ``idx`` and ``folder``.
+"""Built-in datasets, registered like any plugin's: ``mnist``, ``idx``, ``folder``,
+``unpaired`` and ``cyclegan-digits``.
 
 The factories here only import the dataset modules (and so torch) when called, keeping
 ``edgegan --help`` fast; their signatures mirror the ``build_*`` functions (a test checks it),
@@ -65,8 +66,60 @@ def folder(
     )
 
 
+def unpaired(
+    root: str = "",
+    split: str = "train",
+    load_size: int = 286,
+    crop_size: int = 256,
+    channels_a: int = 3,
+    channels_b: int = 3,
+    flip: bool = True,
+    serial_batches: bool = False,
+    skip_bad: bool = False,
+    limit: int = 0,
+) -> Any:
+    """Unpaired image folders ``root/trainA``, ``root/trainB`` (``testA``/``testB``), CycleGAN's
+    layout: resized to ``load_size``, cropped to ``crop_size``, flipped (train split)."""
+    from edgegan.data.unpaired import build_unpaired
+
+    return build_unpaired(
+        root=root,
+        split=split,
+        load_size=load_size,
+        crop_size=crop_size,
+        channels_a=channels_a,
+        channels_b=channels_b,
+        flip=flip,
+        serial_batches=serial_batches,
+        skip_bad=skip_bad,
+        limit=limit,
+    )
+
+
+def cyclegan_digits(
+    split: str = "train",
+    image_size: int = 32,
+    channels_a: int = 1,
+    serial_batches: bool = False,
+    limit: int = 0,
+) -> Any:
+    """Offline CycleGAN demo: bundled MNIST digits (A) and thickened, colour-mapped other
+    digits (B); the test split pairs each A with its true B."""
+    from edgegan.data.digits_domains import build_cyclegan_digits
+
+    return build_cyclegan_digits(
+        split=split,
+        image_size=image_size,
+        channels_a=channels_a,
+        serial_batches=serial_batches,
+        limit=limit,
+    )
+
+
 @hookimpl
 def edgegan_register_datasets(register: Any) -> None:
     register("mnist", mnist)
     register("idx", idx)
     register("folder", folder)
+    register("unpaired", unpaired)
+    register("cyclegan-digits", cyclegan_digits)

@@ -12,14 +12,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from edgegan.nn.dcgan import DCGANDiscriminator, DCGANGenerator
     from edgegan.nn.init import init_weights
+    from edgegan.nn.patchgan import NLayerDiscriminator, PixelDiscriminator
+    from edgegan.nn.resnet import ResnetGenerator
+    from edgegan.nn.unet import UnetGenerator
 
 _LAZY = {
     "DCGANGenerator": "edgegan.nn.dcgan",
     "DCGANDiscriminator": "edgegan.nn.dcgan",
     "init_weights": "edgegan.nn.init",
+    "NLayerDiscriminator": "edgegan.nn.patchgan",
+    "PixelDiscriminator": "edgegan.nn.patchgan",
+    "ResnetGenerator": "edgegan.nn.resnet",
+    "UnetGenerator": "edgegan.nn.unet",
 }
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "init_weights"]
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "NLayerDiscriminator",
+    "PixelDiscriminator",
+    "ResnetGenerator",
+    "UnetGenerator",
+    "init_weights",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from edgegan.errors import EdgeganError
 
-NORMS: tuple[str, ...] = ("batch", "none")
+NORMS: tuple[str, ...] = ("batch", "instance", "none")
 
 # The layers spectral normalisation constrains: everything with a weight matrix.
 _SN_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
@@ -29,9 +29,29 @@ def check_positive(what: str, value: int) -> int:
 
 
 def norm_2d(kind: str, channels: int) -> nn.Module:
-    """The normalisation layer after a conv: ``"batch"`` or ``"none"`` (identity)."""
+    """The normalisation layer after a conv, as the CycleGAN/pix2pix reference builds it.
+
+    ``"batch"``: BatchNorm2d (affine, running statistics); ``"instance"``: InstanceNorm2d
+    without affine parameters or running statistics (it normalises with the statistics of
+    each image, in training and in eval); ``"none"``: identity.
+    """
     check_choice("norm", kind, NORMS)
-    return nn.BatchNorm2d(channels) if kind == "batch" else nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    return nn.Identity()
+
+
+def conv_bias(norm: str) -> bool:
+    """Whether a conv followed by ``norm`` needs its own bias.
+
+    BatchNorm's shift makes a bias redundant; InstanceNorm without affine parameters removes
+    any per-channel constant, so the reference keeps a (useless but harmless) bias there.
+    Unlike the reference, which drops the bias with ``norm="none"`` too (leaving those convs
+    with no bias at all), a conv followed by no normalisation keeps its bias.
+    """
+    return norm != "batch"
 
 
 def apply_spectral_norm(module: nn.Module) -> nn.Module:

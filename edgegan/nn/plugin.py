@@ -12,6 +12,9 @@ from edgegan import hookimpl
 
 if TYPE_CHECKING:
     from edgegan.nn.dcgan import DCGANDiscriminator, DCGANGenerator
+    from edgegan.nn.patchgan import NLayerDiscriminator, PixelDiscriminator
+    from edgegan.nn.resnet import ResnetGenerator
+    from edgegan.nn.unet import UnetGenerator
 
 
 def build_dcgan_generator(
@@ -53,6 +56,195 @@ def build_dcgan_discriminator(
     )
 
 
+def _check_divisible(name: str, image_size: int, multiple: int) -> None:
+    from edgegan.errors import EdgeganError
+
+    if image_size % multiple:
+        raise EdgeganError(
+            f"{name} needs image_size divisible by {multiple}; got {image_size} "
+            f"(set data.crop_size to a multiple of {multiple})"
+        )
+
+
+def _resnet(
+    name: str,
+    n_blocks: int,
+    channels: int,
+    image_size: int,
+    channels_out: int,
+    ngf: int,
+    norm: str,
+    use_dropout: bool,
+    padding: str,
+    upsample: str,
+    init: str,
+    init_gain: float,
+) -> ResnetGenerator:
+    from edgegan.nn.resnet import ResnetGenerator
+
+    _check_divisible(name, image_size, ResnetGenerator.size_multiple)
+    return ResnetGenerator(
+        channels,
+        channels_out or channels,
+        ngf=ngf,
+        n_blocks=n_blocks,
+        norm=norm,
+        use_dropout=use_dropout,
+        padding=padding,
+        upsample=upsample,
+        init=init,
+        init_gain=init_gain,
+    )
+
+
+def build_resnet_9blocks(
+    channels: int,
+    image_size: int,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "instance",
+    use_dropout: bool = False,
+    padding: str = "reflect",
+    upsample: str = "transposed",
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> ResnetGenerator:
+    """CycleGAN ResNet generator, 9 residual blocks; channels_out 0 means the input's."""
+    return _resnet(
+        "resnet_9blocks",
+        9,
+        channels,
+        image_size,
+        channels_out,
+        ngf,
+        norm,
+        use_dropout,
+        padding,
+        upsample,
+        init,
+        init_gain,
+    )
+
+
+def build_resnet_6blocks(
+    channels: int,
+    image_size: int,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "instance",
+    use_dropout: bool = False,
+    padding: str = "reflect",
+    upsample: str = "transposed",
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> ResnetGenerator:
+    """CycleGAN ResNet generator, 6 residual blocks; channels_out 0 means the input's."""
+    return _resnet(
+        "resnet_6blocks",
+        6,
+        channels,
+        image_size,
+        channels_out,
+        ngf,
+        norm,
+        use_dropout,
+        padding,
+        upsample,
+        init,
+        init_gain,
+    )
+
+
+def _unet(
+    name: str,
+    num_downs: int,
+    channels: int,
+    image_size: int,
+    channels_out: int,
+    ngf: int,
+    norm: str,
+    use_dropout: bool,
+    init: str,
+    init_gain: float,
+) -> UnetGenerator:
+    from edgegan.nn.unet import UnetGenerator
+
+    _check_divisible(name, image_size, 2**num_downs)
+    return UnetGenerator(
+        channels,
+        channels_out or channels,
+        num_downs=num_downs,
+        ngf=ngf,
+        norm=norm,
+        use_dropout=use_dropout,
+        init=init,
+        init_gain=init_gain,
+    )
+
+
+def build_unet_128(
+    channels: int,
+    image_size: int,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "batch",
+    use_dropout: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> UnetGenerator:
+    """pix2pix U-Net generator, 7 downsamplings (image_size a multiple of 128)."""
+    return _unet(
+        "unet_128", 7, channels, image_size, channels_out, ngf, norm, use_dropout, init, init_gain
+    )
+
+
+def build_unet_256(
+    channels: int,
+    image_size: int,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "batch",
+    use_dropout: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> UnetGenerator:
+    """pix2pix U-Net generator, 8 downsamplings (image_size a multiple of 256)."""
+    return _unet(
+        "unet_256", 8, channels, image_size, channels_out, ngf, norm, use_dropout, init, init_gain
+    )
+
+
+def build_patchgan(
+    channels: int,
+    image_size: int,
+    ndf: int = 64,
+    n_layers: int = 3,
+    norm: str = "instance",
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> NLayerDiscriminator:
+    """PatchGAN discriminator (70x70 patches with n_layers 3), logits (N, 1, h, w)."""
+    from edgegan.nn.patchgan import NLayerDiscriminator, check_patch_size
+
+    check_patch_size(image_size, n_layers)
+    return NLayerDiscriminator(
+        channels, ndf=ndf, n_layers=n_layers, norm=norm, init=init, init_gain=init_gain
+    )
+
+
+def build_pixel_discriminator(
+    channels: int,
+    ndf: int = 64,
+    norm: str = "instance",
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> PixelDiscriminator:
+    """Per-pixel (1x1 PatchGAN) discriminator, logits (N, 1, H, W)."""
+    from edgegan.nn.patchgan import PixelDiscriminator
+
+    return PixelDiscriminator(channels, ndf=ndf, norm=norm, init=init, init_gain=init_gain)
+
+
 @hookimpl
 def edgegan_register_models(register: Any) -> None:
     register(
@@ -66,4 +258,23 @@ def edgegan_register_models(register: Any) -> None:
         build_dcgan_discriminator,
         role="discriminator",
         description="DCGAN discriminator; projection or concat conditioning, spectral norm",
+    )
+    for name, factory, what in (
+        ("resnet_9blocks", build_resnet_9blocks, "ResNet generator, 9 blocks (CycleGAN, 256 px)"),
+        ("resnet_6blocks", build_resnet_6blocks, "ResNet generator, 6 blocks (CycleGAN, 128 px)"),
+        ("unet_128", build_unet_128, "U-Net generator, 7 downsamplings (pix2pix)"),
+        ("unet_256", build_unet_256, "U-Net generator, 8 downsamplings (pix2pix)"),
+    ):
+        register(name, factory, role="generator", description=f"{what}; image-to-image")
+    register(
+        "patchgan",
+        build_patchgan,
+        role="discriminator",
+        description="PatchGAN discriminator (70x70 patches by default), patch logits",
+    )
+    register(
+        "pixel",
+        build_pixel_discriminator,
+        role="discriminator",
+        description="Pixel (1x1 PatchGAN) discriminator, per-pixel logits",
     )

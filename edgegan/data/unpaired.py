@@ -1,0 +1,296 @@
+"""Unpaired image folders for CycleGAN: ``root/trainA``, ``root/trainB`` (``testA``/``testB``).
+
+The layout of the public CycleGAN datasets (horse2zebra, ...), read as the reference
+implementation (junyanz/pytorch-CycleGAN-and-pix2pix, ``data/unaligned_dataset.py`` and
+``data/base_dataset.py``) reads it:
+
+- each domain folder is searched recursively for images, paths sorted; ``limit`` (the
+  reference's ``max_dataset_size``) keeps the first ``limit`` of each domain;
+- the length is ``max(len(A), len(B))``; item ``i`` takes ``A[i % len(A)]`` and ``B`` at a
+  uniformly random index (``random.randint``), or ``B[i % len(B)]`` with ``serial_batches``;
+- preprocessing ``resize_and_crop``: resize to ``load_size x load_size`` (bicubic, aspect ratio
+  ignored), crop ``crop_size``, flip left-right with probability 1/2; A and B draw their crop
+  and flip independently. Grey (``channels_*=1``) or RGB per domain; scaled to [-1, 1].
+
+Differences, all for the ``test`` split (the reference's ``test.py`` also switches flipping off
+and takes B serially, but still crops at random): the crop is the central one, there is no
+flip and B is taken serially, so the test split is deterministic. When every file in ``testB``
+has the name (path without extension) of a file in ``testA`` and vice versa, the split is
+*paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the same name, the ground
+truth for paired metrics (L1, PSNR, SSIM).
+
+Randomness comes from Python's ``random`` module (saved in checkpoints; the DataLoader seeds it
+in each worker), or from ``dataset.rng`` when set to a ``random.Random``.
+
+Every file's header is checked when the dataset is built; with ``skip_bad=true`` an unreadable
+file is left out (or, found only when decoded, replaced by the next good file of its domain).
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
+from edgegan.data.folder import _probe_all, list_images
+from edgegan.data.transforms import (
+    BICUBIC,
+    center_crop,
+    hflip,
+    load_image,
+    random_crop,
+    resize,
+    to_tensor,
+)
+from edgegan.errors import DataError
+
+# The folder dataset's extensions plus the reference's other ones (ppm, tif, tiff).
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".bmp",
+    ".jpeg",
+    ".jpg",
+    ".png",
+    ".ppm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+SPLITS = ("train", "test")
+_WHERE = "dataset 'unpaired'"
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DataError(f"{_WHERE}: {name} must be an integer in {low}..{high}, got {value!r}")
+    return value
+
+
+def _check_channels(name: str, value: object) -> int:
+    if isinstance(value, bool) or value not in (1, 3):
+        raise DataError(f"{_WHERE}: {name} must be 1 (grey) or 3 (RGB), got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _stem(rel: str) -> str:
+    return str(PurePosixPath(rel).with_suffix(""))
+
+
+class _Domain:
+    """The files of one domain folder, header-checked."""
+
+    def __init__(self, folder: Path, limit: int, skip_bad: bool) -> None:
+        if not folder.is_dir():
+            raise DataError(f"{_WHERE}: domain folder not found: {folder}")
+        rel = list_images(folder, IMAGE_EXTENSIONS)
+        if not rel:
+            raise DataError(
+                f"no images in {folder} (looked recursively for "
+                f"{', '.join(IMAGE_EXTENSIONS)} files)"
+            )
+        if limit:
+            rel = rel[:limit]
+        errors = _probe_all([folder / r for r in rel])
+        self.folder = folder
+        self.rel: list[str] = []
+        self.skipped: list[str] = []
+        for r, err in zip(rel, errors, strict=True):
+            if err is None:
+                self.rel.append(r)
+            elif skip_bad:
+                self.skipped.append(str(folder / r))
+            else:
+                raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
+        if not self.rel:
+            raise DataError(f"no readable images in {folder} ({len(self.skipped)} unreadable)")
+        if self.skipped:
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable image(s) in {folder} "
+                f"(first: {self.skipped[0]})",
+                DataWarning,
+                stacklevel=4,
+            )
+        self.bad: set[int] = set()
+
+    @property
+    def paths(self) -> list[str]:
+        return [str(self.folder / r) for r in self.rel]
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+
+class UnpairedImageDataset(Dataset):
+    """Two folders of images, A and B, for unpaired translation; items are dicts
+    ``{"A": (C_a, S, S), "B": (C_b, S, S), "A_path": str, "B_path": str}`` in [-1, 1]."""
+
+    num_classes = 0
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        load_size: int = 286,
+        crop_size: int = 256,
+        channels_a: int = 3,
+        channels_b: int = 3,
+        flip: bool = True,
+        serial_batches: bool = False,
+        skip_bad: bool = False,
+        limit: int = 0,
+    ) -> None:
+        if split not in SPLITS:
+            raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        self.load_size = _check_int("load_size", load_size, 1, MAX_IMAGE_SIZE)
+        self.crop_size = _check_int("crop_size", crop_size, 1, MAX_IMAGE_SIZE)
+        if crop_size > load_size:
+            raise DataError(
+                f"{_WHERE}: crop_size ({crop_size}) must not exceed load_size ({load_size})"
+            )
+        self.channels_a = _check_channels("channels_a", channels_a)
+        self.channels_b = _check_channels("channels_b", channels_b)
+        check_limit(limit, _WHERE)
+        if not isinstance(root, (str, Path)) or str(root) == "":
+            raise DataError(
+                f"{_WHERE} needs a folder holding trainA/ and trainB/ (testA/, testB/): "
+                "set data.root=DIR"
+            )
+        base = Path(root).expanduser()
+        if not base.is_dir():
+            raise DataError(f"image folder not found: {base}")
+        self.root = base
+        self.split = split
+        self.train = split == "train"
+        self.flip = bool(flip) and self.train
+        self.serial_batches = bool(serial_batches) or not self.train
+        self.skip_bad = bool(skip_bad)
+        self.rng: random.Random | None = None
+        self.class_names: list[str] = []
+        self._warned_lazy = False
+        self.domain_a = _Domain(base / f"{split}A", limit, self.skip_bad)
+        self.domain_b = _Domain(base / f"{split}B", limit, self.skip_bad)
+        self.paired = False
+        if not self.train:
+            stems_a = [_stem(r) for r in self.domain_a.rel]
+            by_stem_b = {_stem(r): r for r in self.domain_b.rel}
+            if len(set(stems_a)) == len(stems_a) == len(by_stem_b) == len(
+                self.domain_b.rel
+            ) and set(stems_a) == set(by_stem_b):
+                self.paired = True
+                self.domain_b.rel = [by_stem_b[s] for s in stems_a]  # B in A's order
+
+    # -- the dataset contract ------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.channels_a, self.crop_size, self.crop_size
+
+    @property
+    def image_shape_b(self) -> tuple[int, int, int]:
+        return self.channels_b, self.crop_size, self.crop_size
+
+    @property
+    def paths_a(self) -> list[str]:
+        return self.domain_a.paths
+
+    @property
+    def paths_b(self) -> list[str]:
+        return self.domain_b.paths
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.domain_a.skipped + self.domain_b.skipped
+
+    def __len__(self) -> int:
+        return max(len(self.domain_a), len(self.domain_b))
+
+    def transform(self, path: str, channels: int) -> torch.Tensor:
+        """The reference's ``resize_and_crop`` (+ flip) of one file, as a tensor in [-1, 1]."""
+        rng = self.rng or random
+        img = load_image(path, channels, draft_size=self.load_size)
+        img = resize(img, self.load_size, BICUBIC)
+        if self.train:
+            img = random_crop(img, self.crop_size, rng)
+        else:
+            img = center_crop(img, self.crop_size)
+        if self.flip and rng.random() < 0.5:
+            img = hflip(img)
+        return to_tensor(img)
+
+    def _load(self, domain: _Domain, index: int, channels: int) -> tuple[torch.Tensor, str]:
+        n = len(domain)
+        if not self.skip_bad:
+            path = str(domain.folder / domain.rel[index])
+            return self.transform(path, channels), path
+        for step in range(n):
+            i = (index + step) % n
+            if i in domain.bad:
+                continue
+            path = str(domain.folder / domain.rel[i])
+            try:
+                return self.transform(path, channels), path
+            except DataError as exc:
+                domain.bad.add(i)
+                domain.skipped.append(path)
+                if not self._warned_lazy:
+                    self._warned_lazy = True
+                    warnings.warn(
+                        f"{exc}; skipping it and any further unreadable image (skip_bad)",
+                        DataWarning,
+                        stacklevel=3,
+                    )
+        raise DataError(f"no readable images left in {domain.folder}")
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for {n} items")
+        size_a, size_b = len(self.domain_a), len(self.domain_b)
+        if self.serial_batches:
+            index_b = index % size_b
+        else:
+            index_b = (self.rng or random).randint(0, size_b - 1)
+        a, path_a = self._load(self.domain_a, index % size_a, self.channels_a)
+        b, path_b = self._load(self.domain_b, index_b, self.channels_b)
+        return {"A": a, "B": b, "A_path": path_a, "B_path": path_b}
+
+    def __repr__(self) -> str:
+        ca, h, w = self.image_shape
+        return (
+            f"UnpairedImageDataset({len(self.domain_a)} A {ca}x{h}x{w}, "
+            f"{len(self.domain_b)} B {self.channels_b}x{h}x{w}, {self.split} split of "
+            f"{self.root}{', paired' if self.paired else ''})"
+        )
+
+
+def build_unpaired(
+    root: str = "",
+    split: str = "train",
+    load_size: int = 286,
+    crop_size: int = 256,
+    channels_a: int = 3,
+    channels_b: int = 3,
+    flip: bool = True,
+    serial_batches: bool = False,
+    skip_bad: bool = False,
+    limit: int = 0,
+) -> UnpairedImageDataset:
+    """Unpaired image folders ``root/trainA``, ``root/trainB`` (``testA``/``testB``), CycleGAN's
+    layout: resized to ``load_size``, cropped to ``crop_size``, flipped (train split)."""
+    return UnpairedImageDataset(
+        root,
+        split=split,
+        load_size=load_size,
+        crop_size=crop_size,
+        channels_a=channels_a,
+        channels_b=channels_b,
+        flip=flip,
+        serial_batches=serial_batches,
+        skip_bad=skip_bad,
+        limit=limit,
+    )

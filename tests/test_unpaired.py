@@ -1,0 +1,252 @@
+"""The CycleGAN datasets: ``unpaired`` image folders and the ``cyclegan-digits`` demo."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgegan.data import plugin as data_plugin
+from edgegan.data.base import DataWarning
+from edgegan.data.digits_domains import (
+    build_cyclegan_digits,
+    dilate,
+    to_domain_b,
+    write_cyclegan_digits_folder,
+)
+from edgegan.data.mnist import build_mnist
+from edgegan.data.transforms import to_tensor, to_uint8
+from edgegan.data.unpaired import UnpairedImageDataset, build_unpaired
+from edgegan.errors import DataError
+from edgegan.plugins.manager import PluginManager
+
+
+def _write(path: Path, size: tuple[int, int], mode: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    shape = (h, w) if mode == "L" else (h, w, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture()
+def folders(tmp_path: Path) -> Path:
+    """trainA: 3 grey images (non-square); trainB: 5 RGB ones; testA/testB paired by name."""
+    root = tmp_path / "data"
+    for i in range(3):
+        _write(root / "trainA" / f"a{i}.png", (20 + i, 12), "L", i)
+    for i in range(5):
+        _write(root / "trainB" / f"b{i}.jpg", (16, 24 + i), "RGB", 10 + i)
+    for i in range(4):
+        _write(root / "testA" / f"x{i}.png", (16, 16), "RGB", 20 + i)
+        _write(
+            root / "testB" / f"x{i}.jpg" if i % 2 else root / "testB" / f"x{i}.png",
+            (18, 18),
+            "RGB",
+            30 + i,
+        )
+    return root
+
+
+def test_unpaired_train_shapes_length_and_sampling(folders):
+    ds = build_unpaired(str(folders), load_size=14, crop_size=10, channels_a=1, channels_b=3)
+    assert isinstance(ds, UnpairedImageDataset)
+    assert len(ds) == 5  # max(len(A), len(B))
+    assert ds.image_shape == (1, 10, 10) and ds.image_shape_b == (3, 10, 10)
+    assert ds.num_classes == 0 and ds.class_names == [] and ds.paired is False
+    item = ds[4]
+    assert set(item) == {"A", "B", "A_path", "B_path"}
+    assert item["A"].shape == (1, 10, 10) and item["B"].shape == (3, 10, 10)
+    assert item["A"].dtype == torch.float32
+    assert -1.0 <= float(item["A"].min()) and float(item["B"].max()) <= 1.0
+    assert item["A_path"].endswith("a1.png")  # A[i % len(A)]
+    # B at a random index (Python's random), serial with serial_batches.
+    random.seed(0)
+    picked = {Path(ds[0]["B_path"]).name for _ in range(40)}
+    assert len(picked) > 1
+    serial = build_unpaired(str(folders), load_size=14, crop_size=10, serial_batches=True)
+    assert [Path(serial[i]["B_path"]).name for i in range(5)] == [f"b{i}.jpg" for i in range(5)]
+    # Crops and flips are random: the same item differs between draws, and is reproducible.
+    random.seed(1)
+    first = [ds[0]["A"] for _ in range(6)]
+    assert any(not torch.equal(first[0], x) for x in first[1:])
+    random.seed(1)
+    again = [ds[0]["A"] for _ in range(6)]
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    with pytest.raises(IndexError):
+        ds[5]
+
+
+def test_unpaired_test_split_deterministic_and_paired(folders):
+    ds = build_unpaired(str(folders), split="test", load_size=14, crop_size=10)
+    assert ds.paired is True and len(ds) == 4
+    for i in range(4):
+        item = ds[i]
+        assert Path(item["A_path"]).stem == Path(item["B_path"]).stem == f"x{i}"
+        assert torch.equal(item["A"], ds[i]["A"]) and torch.equal(item["B"], ds[i]["B"])
+    # The central crop, no flip.
+    from edgegan.data import transforms as T
+
+    img = T.center_crop(T.resize(T.load_image(ds.paths_a[2], 3), 14), 10)
+    assert torch.equal(ds[2]["A"], T.to_tensor(img))
+    # Names that differ: not paired, B taken serially.
+    (folders / "testB" / "x3.jpg").rename(folders / "testB" / "y3.jpg")
+    ds = build_unpaired(str(folders), split="test", load_size=14, crop_size=10)
+    assert ds.paired is False
+    assert [Path(ds[i]["B_path"]).name for i in range(4)] == [
+        "x0.png",
+        "x1.jpg",
+        "x2.png",
+        "y3.jpg",
+    ]
+
+
+def test_unpaired_errors_and_skip_bad(folders, tmp_path):
+    import shutil
+
+    with pytest.raises(DataError, match="data.root"):
+        build_unpaired("")
+    with pytest.raises(DataError, match="crop_size"):
+        build_unpaired(str(folders), load_size=8, crop_size=10)
+    with pytest.raises(DataError, match="channels_a"):
+        build_unpaired(str(folders), channels_a=2)
+    with pytest.raises(DataError, match="unknown split"):
+        build_unpaired(str(folders), split="val")
+    (folders / "trainA" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.png.*skip_bad"):
+        build_unpaired(str(folders), load_size=14, crop_size=10)
+    with pytest.warns(DataWarning, match="skipped 1"):
+        ds = build_unpaired(str(folders), load_size=14, crop_size=10, skip_bad=True)
+    assert len(ds.domain_a) == 3 and ds.skipped[0].endswith("bad.png")
+    # A file that breaks after the header check is replaced by the next good one.
+    good = folders / "trainA" / "a0.png"
+    good.write_bytes(good.read_bytes()[:60])
+    with pytest.warns(DataWarning, match="a0.png"):
+        item = ds[0]
+    assert item["A_path"].endswith("a1.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ds[3]["A_path"].endswith("a1.png")  # already known bad: no second warning
+    shutil.rmtree(folders / "trainB")
+    with pytest.raises(DataError, match=r"trainB"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        build_unpaired(str(folders), skip_bad=True)
+    with pytest.raises(DataError, match="not found"):
+        build_unpaired(str(tmp_path / "nowhere"))
+
+
+def test_unpaired_limit(folders):
+    ds = build_unpaired(str(folders), load_size=14, crop_size=10, limit=2)
+    assert len(ds.domain_a) == 2 and len(ds.domain_b) == 2 and len(ds) == 2
+
+
+# -- cyclegan-digits ---------------------------------------------------------------------------
+
+
+def test_digits_train_domains_disjoint():
+    ds = build_cyclegan_digits(split="train", limit=64)
+    assert ds.paired is False and len(ds) == 64
+    assert ds.image_shape == (1, 32, 32) and ds.image_shape_b == (3, 32, 32)
+    assert ds.num_classes == 0 and ds.class_names == []
+    assert not set(ds.indices_a.tolist()) & set(ds.indices_b.tolist())
+    full = build_cyclegan_digits(split="train")
+    assert len(full.images_a) == len(full.images_b) == 4000
+    assert not set(full.indices_a.tolist()) & set(full.indices_b.tolist())
+    assert sorted(full.indices_a.tolist() + full.indices_b.tolist()) == list(range(8000))
+    item = ds[3]
+    assert item["A"].shape == (1, 32, 32) and item["B"].shape == (3, 32, 32)
+    assert item["A_path"] == "mnist10k/train/3" and item["B_path"].startswith("mnist10k/train/")
+    assert int(item["B_path"].rsplit("/", 1)[1]) >= 4000
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    assert batch["A"].shape == (2, 1, 32, 32) and len(batch["B_path"]) == 2
+    serial = build_cyclegan_digits(split="train", limit=64, serial_batches=True)
+    assert serial[5]["B_path"] == "mnist10k/train/4005"
+
+
+def test_digits_transform_thickens_and_colours():
+    ds = build_cyclegan_digits(split="test", limit=32)
+    a = ds.images_a
+    thick = dilate(a)
+    assert int((thick > 0).sum()) > int((a > 0).sum())  # more stroke pixels
+    b = ds.images_b
+    assert b.shape == (32, 3, 32, 32) and float(b.min()) >= -1 and float(b.max()) <= 1
+    # 8-bit levels, so PNG files hold B exactly.
+    pixels = to_uint8(b)
+    assert torch.equal(torch.stack([to_tensor(p) for p in pixels]), b)
+    # Background dark blue, stroke cores yellow.
+    bg = b[:, :, 0, 0].mean(0)
+    assert bg[2] > bg[0] and bg[2] > bg[1]
+    core = b.permute(1, 0, 2, 3)[:, a[:, 0] == 1.0]
+    assert core.shape[1] > 0 and (core[0] > 0.9).all() and (core[2] < 0).all()
+
+
+def test_digits_test_split_pairs_true_b():
+    ds = build_cyclegan_digits(split="test", limit=40)
+    assert ds.paired is True and len(ds) == 40
+    assert torch.equal(ds.images_b, to_domain_b(ds.images_a))
+    # A is exactly the "mnist" dataset's image of the same digit.
+    assert torch.equal(ds.images_a, build_mnist(split="test", limit=40).images)
+    item = ds[7]
+    assert item["A_path"] == item["B_path"] == "mnist10k/test/7"
+    assert torch.equal(item["B"], to_domain_b(item["A"]))
+    three = build_cyclegan_digits(split="test", limit=4, channels_a=3)
+    assert three.image_shape == (3, 32, 32)
+    assert torch.equal(three.images_b, ds.images_b[:4])
+
+
+def test_digits_errors():
+    with pytest.raises(DataError, match="unknown split"):
+        build_cyclegan_digits(split="val")
+    with pytest.raises(DataError, match="limit"):
+        build_cyclegan_digits(limit=-1)
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+
+def test_registry_builds_cyclegan_datasets(folders):
+    datasets = PluginManager(load_entry_points=False).registry("datasets")
+    ds = datasets.build("cyclegan-digits", {"limit": 64}, {"split": "test"})
+    assert len(ds) == 64 and ds.paired is True
+    ds = datasets.build(
+        "unpaired",
+        {"root": str(folders), "load_size": 12, "crop_size": 8, "channels_a": 1},
+        {"split": "train"},
+    )
+    assert ds.image_shape == (1, 8, 8) and len(ds) == 5
+
+
+@pytest.mark.parametrize(
+    "wrapper, real",
+    [
+        (data_plugin.unpaired, build_unpaired),
+        (data_plugin.cyclegan_digits, build_cyclegan_digits),
+    ],
+)
+def test_plugin_signatures_mirror_builders(wrapper, real):
+    def params(f):
+        return [(p.name, p.default) for p in inspect.signature(f).parameters.values()]
+
+    assert params(wrapper) == params(real)
+
+
+def test_digits_folder_round_trip(tmp_path):
+    """The PNG folders of the demo read back through ``unpaired`` exactly."""
+    counts = write_cyclegan_digits_folder(tmp_path, limit=6)
+    assert counts == {"trainA": 6, "trainB": 6, "testA": 6, "testB": 6}
+    assert sorted(p.name for p in (tmp_path / "trainB").iterdir())[0] == "04000.png"
+    kw = {"load_size": 32, "crop_size": 32, "channels_a": 1, "channels_b": 3}
+    test = build_unpaired(str(tmp_path), split="test", **kw)
+    assert test.paired is True and len(test) == 6
+    mem = build_cyclegan_digits(split="test", limit=6)
+    for i in range(6):
+        assert torch.equal(test[i]["A"], mem.images_a[i])
+        assert torch.equal(test[i]["B"], mem.images_b[i])
+    train = build_unpaired(str(tmp_path), split="train", serial_batches=True, flip=False, **kw)
+    assert torch.equal(train[2]["B"], build_cyclegan_digits(limit=6).images_b[2])
