@@ -111,6 +111,12 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
 @click.option("--compile", "compile_", is_flag=True, help="torch backend: torch.compile.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
+@click.option(
+    "--direction", type=click.Choice(["AtoB", "BtoA"]), help="cyclegan: which generator to run."
+)
+@click.option(
+    "--input", "input_path", type=click.Path(), help="cyclegan: an image or a folder to translate."
+)
 def infer(
     target: str,
     out: str,
@@ -125,13 +131,26 @@ def infer(
     threads: int | None,
     compile_: bool,
     overwrite: bool,
+    direction: str | None,
+    input_path: str | None,
 ) -> None:
-    """Sample images from a run's generator (EMA weights) or an exported bundle.
+    """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
+    cyclegan run, translate --input images (--direction AtoB|BtoA), keeping their names.
 
     The same --seed gives the same latents (and images, within each backend's precision) on
     every backend. A run directory with a bundle in RUN_DIR/export runs that bundle on the
     onnxruntime and tensorrt backends.
     """
+    if direction or input_path:
+        if not (direction and input_path):
+            raise EdgeganError("translating needs both --direction and --input")
+        if backend != "torch":
+            raise EdgeganError("cyclegan translation runs on the torch backend for now")
+        from edgegan.translate import translate
+
+        paths = translate(target, direction, input_path, out, device=device, overwrite=overwrite)
+        click.echo(f"wrote {len(paths)} translated image(s) to {out}")
+        return
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
 

@@ -82,6 +82,16 @@ class TrainConfig:
 
 
 @dataclass
+class CycleConfig:
+    """Settings of the ``cyclegan`` task (defaults as the reference implementation)."""
+
+    lambda_cycle: float = 10.0  # weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1
+    lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle
+    pool_size: int = 50  # image history pool of fakes shown to the discriminators
+    preview: int = 8  # images of each domain in a sample grid
+
+
+@dataclass
 class EvalConfig:
     at_end: bool = True  # evaluate the final EMA generator against the reference data
     metric: str = "digits"
@@ -98,6 +108,7 @@ class Config:
     optim: OptimsConfig = field(default_factory=OptimsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    cycle: CycleConfig = field(default_factory=CycleConfig)
     callbacks: list[PartConfig] = field(default_factory=list)
     preset: str | None = None  # which preset this config came from (informational)
 

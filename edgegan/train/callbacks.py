@@ -34,17 +34,13 @@ class TensorBoardCallback:
 
     def on_checkpoint(self, trainer: Any, path: Path) -> None:
         if self.writer is not None:
-            images = trainer.sample(trainer.fixed["z"][:64], _first(trainer.fixed.get("labels")))
-            self.writer.add_images("samples", (images + 1) / 2, trainer.step)
+            images, _ = trainer.task.preview(trainer, trainer.fixed)
+            self.writer.add_images("samples", (images[:64] + 1) / 2, trainer.step)
             self.writer.flush()
 
     def on_train_end(self, trainer: Any) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _first(labels: Any) -> Any:
-    return None if labels is None else labels[:64]
 
 
 def build_tensorboard(run_dir: Path, log_dir: str = "tensorboard") -> TensorBoardCallback:

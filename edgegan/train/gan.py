@@ -7,6 +7,7 @@ objective prescribes.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -66,6 +67,38 @@ class GANTask(Task):
             "class_names": list(getattr(self.dataset, "class_names", []) or []),
             "value_range": [-1.0, 1.0],
         }
+
+    def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """Fixed latents and, when conditional, labels giving one row per class; drawn from
+        their own generator so they do not disturb the training RNG."""
+        g = torch.Generator().manual_seed(seed)
+        fixed = {"z": torch.randn(n, self.latent_dim, generator=g)}
+        if self.num_classes:
+            per_class = max(1, math.ceil(n / self.num_classes))
+            fixed["labels"] = (torch.arange(n) // per_class) % self.num_classes
+        return fixed
+
+    def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        images = trainer.sample(fixed["z"], fixed.get("labels"))
+        k = self.num_classes
+        nrow = math.ceil(len(images) / k) if k else math.ceil(math.sqrt(len(images)))
+        return images, nrow
+
+    def evaluate(self, trainer: Any) -> dict[str, float]:
+        """The digit metric of the final generator, for runs on the bundled digits."""
+        ev = self.config.eval
+        if self.config.data.name != "mnist":
+            return {}
+        from edgegan.metrics.evaluate import evaluate_tensors
+
+        g = torch.Generator().manual_seed(self.config.seed + 777)
+        z = torch.randn(ev.num_samples, self.latent_dim, generator=g)
+        labels = torch.arange(ev.num_samples) % self.num_classes if self.num_classes else None
+        chunks = [
+            trainer.sample(z[i : i + 500], None if labels is None else labels[i : i + 500])
+            for i in range(0, ev.num_samples, 500)
+        ]
+        return evaluate_tensors(torch.cat(chunks), labels, reference="mnist:test", metric=ev.metric)
 
     def sample_inputs(self, n: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         z = torch.randn(n, self.latent_dim, device=self.device)

@@ -80,16 +80,22 @@ class BatchStream:
         sampler = BatchIndices(len(self.dataset), self.batch_size, self.seed, self.consumed)  # type: ignore[arg-type]
         if self.resident:
             return iter(sampler)
+        # The loader's own generator: creating an iterator draws a worker seed from it, which
+        # must not shift the global RNG (a resumed run creates one more iterator).
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.consumed)
         loader = DataLoader(
             self.dataset,
             batch_sampler=sampler,
+            generator=generator,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=self.num_workers > 0,
         )
         return iter(loader)
 
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next(self) -> Any:
+        """The next batch: ``(images, labels)``, or a dict of tensors for datasets whose items
+        are dicts (e.g. the unpaired ``{"A": ..., "B": ...}``), on the device."""
         if self._iter is None:
             self._iter = self._start()
         item = next(self._iter)
@@ -97,8 +103,13 @@ class BatchStream:
         if self.resident:
             idx = torch.as_tensor(item, device=self.device)
             return self.images.index_select(0, idx), self.labels.index_select(0, idx)
-        images, labels = item
         non_blocking = self.device.type == "cuda"
+        if isinstance(item, dict):
+            return {
+                k: v.to(self.device, non_blocking=non_blocking) if torch.is_tensor(v) else v
+                for k, v in item.items()
+            }
+        images, labels = item
         return (
             images.to(self.device, non_blocking=non_blocking),
             torch.as_tensor(labels).to(self.device, non_blocking=non_blocking),

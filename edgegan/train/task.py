@@ -61,6 +61,18 @@ class Task:
         """What sampling and export need to rebuild and drive the sampled network."""
         return {}
 
+    def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """Inputs kept for the whole run (and checkpointed) to draw comparable previews."""
+        return {}
+
+    def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Images ``(N, C, H, W)`` in [-1, 1] for a sample grid, and its images per row."""
+        raise NotImplementedError  # pragma: no cover - every task draws previews
+
+    def evaluate(self, trainer: Any) -> dict[str, float]:
+        """Scores of the final networks (``eval.at_end``); empty when none applies."""
+        return {}
+
     # -- generic state ---------------------------------------------------------------------
     def module(self, name: str) -> nn.Module:
         return getattr(self, name)
@@ -96,7 +108,8 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 def get_task(name: str) -> type[Task]:
-    import edgegan.train.gan  # noqa: F401  (registers the built-in tasks)
+    import edgegan.train.cyclegan  # noqa: F401  (registers the built-in tasks)
+    import edgegan.train.gan  # noqa: F401
 
     if name not in TASKS:
         raise unknown("task", name, TASKS)

@@ -7,7 +7,7 @@ task generically through its declared networks and optimisers.
 from __future__ import annotations
 
 import json
-import math
+import random
 import signal
 import threading
 import time
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from edgegan import __version__
@@ -83,7 +84,11 @@ class Trainer:
             torch.set_num_threads(t.threads)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        # Every RNG a run draws from (torch: noise, dropout; Python: image pools, unpaired
+        # pairing, crops; NumPy: third-party datasets) starts from the config's seed.
         torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed % 2**32)
         self.precision = Precision(t.amp, self.device)
         manager = get_manager()
         self.dataset = manager.registry("datasets").build(
@@ -108,7 +113,7 @@ class Trainer:
             manager.registry("callbacks").build(c.name, c.params, {"run_dir": self.run_dir})
             for c in self._callback_configs()
         ]
-        self.fixed = self._fixed_inputs()
+        self.fixed = self.task.fixed_inputs(config.train.sample_grid, config.seed + 12345)
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self._stop: str | None = None
@@ -122,28 +127,19 @@ class Trainer:
             configs.append(PartConfig("tensorboard"))
         return configs
 
-    def _fixed_inputs(self) -> dict[str, torch.Tensor]:
-        """Fixed latents (and labels: one row per class) for comparable sample grids; drawn
-        from their own generator so they do not disturb the training RNG."""
-        n = self.config.train.sample_grid
-        g = torch.Generator().manual_seed(self.config.seed + 12345)
-        fixed = {"z": torch.randn(n, self.task.latent_dim, generator=g)}
-        k = getattr(self.task, "num_classes", 0)
-        if k:
-            fixed["labels"] = (torch.arange(n) // max(1, math.ceil(n / k))) % k
-        return fixed
-
     # -- sampling ----------------------------------------------------------------------------
     def sampler_module(self) -> torch.nn.Module:
         return self.ema.shadow if self.ema else self.task.module(self.task.sample_network)
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        net = self.sampler_module()
+    def sample(self, *inputs: torch.Tensor | None, module: torch.nn.Module | None = None):
+        """Run ``module`` (default: the EMA or trained sampled network) in eval mode on
+        ``inputs``; returns CPU float images clipped to [-1, 1]."""
+        net = module if module is not None else self.sampler_module()
         was_training = net.training
         net.eval()
         try:
-            out = net(z.to(self.device), None if labels is None else labels.to(self.device))
+            out = net(*[None if x is None else x.to(self.device) for x in inputs])
         finally:
             net.train(was_training)
         return out.float().clamp(-1, 1).cpu()
@@ -151,11 +147,8 @@ class Trainer:
     def save_samples(self, name: str) -> Path:
         from edgegan.data.transforms import make_grid, save_png
 
-        images = self.sample(self.fixed["z"], self.fixed.get("labels"))
-        k = getattr(self.task, "num_classes", 0)
-        nrow = math.ceil(len(images) / k) if k else math.ceil(math.sqrt(len(images)))
+        images, nrow = self.task.preview(self, self.fixed)
         path = self.run_dir / "samples" / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         save_png(make_grid(images, nrow=nrow), path)
         return path
 
@@ -207,6 +200,11 @@ class Trainer:
             ) from None
         for n, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][n])
+            # The learning rate of the next step follows this config's schedule, so a run
+            # resumed with a larger train.steps decays over its new length.
+            factor = _lr_factor(self.config.train.lr_schedule, self.config.train.steps)
+            for group, base in zip(s.optimizer.param_groups, s.base_lrs, strict=True):
+                group["lr"] = base * factor(int(state["step"]))
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
         self.fixed = state["fixed"]
@@ -330,25 +328,14 @@ class Trainer:
         return record
 
     def evaluate(self) -> dict[str, float]:
-        """Score the final sampled network with the configured metric, when one applies."""
-        ev = self.config.eval
-        if not ev.at_end or self.config.data.name != "mnist" or self.config.task != "gan":
+        """Score the final network with the task's evaluation, when one applies; the scores
+        also go to ``eval.json``."""
+        if not self.config.eval.at_end:
             return {}
-        from edgegan.metrics.evaluate import evaluate_tensors
-
-        g = torch.Generator().manual_seed(self.config.seed + 777)
-        z = torch.randn(ev.num_samples, self.task.latent_dim, generator=g)
-        k = self.task.num_classes
-        labels = torch.arange(ev.num_samples) % k if k else None
-        images = torch.cat(
-            [
-                self.sample(z[i : i + 500], None if labels is None else labels[i : i + 500])
-                for i in range(0, ev.num_samples, 500)
-            ]
-        )
-        scores = evaluate_tensors(images, labels, reference="mnist:test", metric=ev.metric)
-        with open(self.run_dir / "eval.json", "w") as f:
-            json.dump(scores, f, indent=2)
+        scores = self.task.evaluate(self)
+        if scores:
+            with open(self.run_dir / "eval.json", "w") as f:
+                json.dump(scores, f, indent=2)
         return scores
 
     def write_report(self, result: TrainResult) -> None:

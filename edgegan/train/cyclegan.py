@@ -1,0 +1,185 @@
+"""Task ``cyclegan``: unpaired image-to-image translation (Zhu et al. 2017).
+
+Generators ``g_ab`` (A -> B) and ``g_ba`` (B -> A); discriminators ``d_b`` (real B vs
+``g_ab(a)``) and ``d_a`` (real A vs ``g_ba(b)``). The generators minimise the adversarial
+loss in both directions plus ``lambda_cycle * (|g_ba(g_ab(a)) - a|_1 + |g_ab(g_ba(b)) - b|_1)``
+plus the identity loss ``lambda_cycle * lambda_identity * (|g_ab(b) - b|_1 + |g_ba(a) - a|_1)``;
+then the discriminators are updated on real images and fakes drawn through the image pools,
+as the reference implementation does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from edgegan.errors import ConfigError, DataError
+from edgegan.plugins.manager import get_manager
+from edgegan.train.pool import ImagePool
+from edgegan.train.task import Task, register_task
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+@register_task
+class CycleGANTask(Task):
+    name = "cyclegan"
+    networks = ("g_ab", "g_ba", "d_a", "d_b")
+    optimizers = {"g": (("g_ab", "g_ba"), "g"), "d": (("d_a", "d_b"), "d")}
+    sample_network = "g_ab"
+
+    def build_networks(self) -> None:
+        manager = get_manager()
+        models = manager.registry("models")
+        if not hasattr(self.dataset, "image_shape_b"):
+            raise ConfigError(
+                f"the cyclegan task needs a two-domain dataset (e.g. unpaired, cyclegan-digits); "
+                f"'{self.config.data.name}' is not one"
+            )
+        ca, h, _ = self.dataset.image_shape
+        cb = self.dataset.image_shape_b[0]
+        self.channels_a, self.channels_b, self.size = int(ca), int(cb), int(h)
+        cyc = self.config.cycle
+        if cyc.lambda_identity > 0 and ca != cb:
+            raise ConfigError(
+                f"cycle.lambda_identity needs domains with equal channels (A has {ca}, B {cb}); "
+                "set cycle.lambda_identity=0 or make the channels equal"
+            )
+        g, d = self.config.model.generator, self.config.model.discriminator
+
+        def gen(c_in: int, c_out: int) -> Any:
+            ctx = {"channels": c_in, "channels_out": c_out, "image_size": self.size}
+            return models.build(g.name, g.params, ctx, role="generator")
+
+        def disc(c: int) -> Any:
+            ctx = {"channels": c, "image_size": self.size}
+            return models.build(d.name, d.params, ctx, role="discriminator")
+
+        self.g_ab, self.g_ba = gen(ca, cb), gen(cb, ca)
+        self.d_a, self.d_b = disc(ca), disc(cb)
+        self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
+        self.pool_a, self.pool_b = ImagePool(cyc.pool_size), ImagePool(cyc.pool_size)
+
+    def generator_spec(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "network": "g_ab",
+            "channels_a": self.channels_a,
+            "channels_b": self.channels_b,
+            "image_size": self.size,
+            "value_range": [-1.0, 1.0],
+        }
+
+    def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
+        cyc, amp, loss = self.config.cycle, self.precision, self.loss
+        batch = batches.next()
+        real_a, real_b = batch["A"], batch["B"]
+        lam, lam_idt = cyc.lambda_cycle, cyc.lambda_cycle * cyc.lambda_identity
+        out: dict[str, torch.Tensor] = {}
+
+        # Generators, with both discriminators frozen.
+        for d in (self.d_a, self.d_b):
+            d.requires_grad_(False)
+        try:
+            with amp.autocast():
+                fake_b = self.g_ab(real_a)
+                fake_a = self.g_ba(real_b)
+                cycle = F.l1_loss(self.g_ba(fake_b), real_a) + F.l1_loss(self.g_ab(fake_a), real_b)
+                adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
+                g_loss = adv + lam * cycle
+                if lam_idt > 0:
+                    idt = F.l1_loss(self.g_ab(real_b), real_b) + F.l1_loss(
+                        self.g_ba(real_a), real_a
+                    )
+                    g_loss = g_loss + lam_idt * idt
+                    out["idt"] = idt.detach()
+            amp.step("g", g_loss, self.optims["g"])
+        finally:
+            for d in (self.d_a, self.d_b):
+                d.requires_grad_(True)
+
+        # Discriminators, on fakes from the history pools.
+        pooled_b = self.pool_b.query(fake_b.detach())
+        pooled_a = self.pool_a.query(fake_a.detach())
+        with amp.autocast():
+            d_real_b, d_real_a = self.d_b(real_b), self.d_a(real_a)
+            d_loss = loss.d_loss(d_real_b, self.d_b(pooled_b)) + loss.d_loss(
+                d_real_a, self.d_a(pooled_a)
+            )
+        d_penalty = getattr(loss, "d_penalty", None)
+        if d_penalty is not None:
+            pen = d_penalty(self.d_b, real_b.float(), pooled_b.float(), None) + d_penalty(
+                self.d_a, real_a.float(), pooled_a.float(), None
+            )
+            d_loss = d_loss + pen
+            out["d_penalty"] = pen.detach()
+        amp.step("d", d_loss, self.optims["d"])
+        out.update(
+            g_loss=g_loss.detach(),
+            g_adv=adv.detach(),
+            cycle=cycle.detach(),
+            d_loss=d_loss.detach(),
+            d_real=0.5 * (d_real_a.detach().float().mean() + d_real_b.detach().float().mean()),
+        )
+        return out
+
+    # -- previews and evaluation ------------------------------------------------------------
+    def _eval_dataset(self) -> Any:
+        data = self.config.data
+        try:
+            return (
+                get_manager().registry("datasets").build(data.name, data.params, {"split": "test"})
+            )
+        except DataError:
+            return self.dataset  # no test split: preview the training data
+
+    def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        ds = self._eval_dataset()
+        k = min(self.config.cycle.preview, len(ds))
+        items = [ds[i] for i in range(k)]
+        return {
+            "A": torch.stack([it["A"] for it in items]),
+            "B": torch.stack([it["B"] for it in items]),
+        }
+
+    def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Rows: real A, fake B, reconstructed A, real B, fake A, reconstructed B."""
+        a, b = fixed["A"], fixed["B"]
+        fake_b = trainer.sample(a)  # EMA of g_ab when train.ema is on
+        fake_a = trainer.sample(b, module=self.g_ba)
+        rec_a = trainer.sample(fake_b, module=self.g_ba)
+        rec_b = trainer.sample(fake_a, module=self.g_ab)
+        rows = [a, fake_b, rec_a, b, fake_a, rec_b]
+        return torch.cat([_rgb(r) for r in rows]), len(a)
+
+    def evaluate(self, trainer: Any) -> dict[str, float]:
+        """L1/PSNR/SSIM of g_ab(A) against the true B (and g_ba(B) against A) when the test
+        split is paired."""
+        from edgegan.metrics.paired import paired_scores
+
+        ds = self._eval_dataset()
+        if ds is self.dataset or not getattr(ds, "paired", False):
+            return {}
+        n = min(len(ds), self.config.eval.num_samples)
+        scores: dict[str, list[float]] = {}
+        for i in range(0, n, 256):
+            items = [ds[j] for j in range(i, min(n, i + 256))]
+            a = torch.stack([it["A"] for it in items])
+            b = torch.stack([it["B"] for it in items])
+            chunk = paired_scores(trainer.sample(a), b, "ab_")
+            chunk.update(paired_scores(trainer.sample(b, module=self.g_ba), a, "ba_"))
+            for key, value in chunk.items():
+                scores.setdefault(key, []).append(value * len(items))
+        return {k: sum(v) / n for k, v in scores.items()}
+
+    # -- pools are part of the state -------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_a": self.pool_a.state_dict(), "pool_b": self.pool_b.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.pool_a.load_state_dict(state["pool_a"], self.device)
+        self.pool_b.load_state_dict(state["pool_b"], self.device)

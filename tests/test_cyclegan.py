@@ -1,0 +1,206 @@
+"""The cyclegan task: image pool, paired metrics, a few steps per network, exact resume."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from edgegan.config import load_config, load_run_config
+from edgegan.errors import ConfigError
+from edgegan.metrics.paired import l1, paired_scores, psnr, ssim
+from edgegan.train import train
+from edgegan.train.checkpoint import load_checkpoint
+from edgegan.train.pool import ImagePool
+from edgegan.train.trainer import _lr_factor
+
+TINY = [
+    "data.limit=64",
+    "model.generator.name=resnet_6blocks",
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=8",
+    "train.batch_size=4",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.max_seconds=null",
+    "eval.num_samples=16",
+    "cycle.preview=4",
+]
+
+
+def tiny(*overrides: str, steps: int = 3):
+    return load_config("cyclegan-digits", [*TINY, f"train.steps={steps}", *overrides])
+
+
+def test_pool_fills_then_mixes_old_and_new():
+    random.seed(0)
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # filling: the new images pass through
+    new = torch.full((64, 1, 1, 1), 9.0)
+    out = pool.query(new)
+    from_history = (out != 9.0).sum().item()
+    assert 0 < from_history <= 4  # each old image can be handed out once (it is replaced)
+    state = pool.state_dict()
+    other = ImagePool(4)
+    other.load_state_dict(state, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(pool.images, other.images, strict=True))
+    assert torch.equal(ImagePool(0).query(new), new)
+
+
+def test_paired_metrics_on_known_values():
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert psnr(x, x) == 100.0
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-5)
+    y = (x + 0.2).clamp(-1, 1)
+    mse = (((x + 1) / 2 - (y + 1) / 2) ** 2).flatten(1).mean(1)
+    assert psnr(x, y) == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), rel=1e-5)
+    assert l1(x, y) == pytest.approx(float((x - y).abs().mean()))
+    assert ssim(x, torch.rand_like(x) * 2 - 1) < 0.2
+    assert set(paired_scores(x, y, "ab_")) == {"ab_l1", "ab_psnr", "ab_ssim"}
+
+
+def test_linear_schedule_is_constant_then_decays_to_zero():
+    f = _lr_factor("linear", 100)
+    assert [f(0), f(49), f(50), f(75), f(100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+
+
+@pytest.mark.parametrize(
+    "generator, discriminator",
+    [
+        ("resnet_6blocks", "patchgan"),
+        ("resnet_9blocks", "pixel"),
+        ("unet_128", "patchgan"),
+    ],
+)
+def test_each_network_pair_trains(tmp_path, generator, discriminator):
+    extra = ["data.image_size=128"] if generator.startswith("unet") else []
+    result = train(
+        tiny(
+            f"model.generator.name={generator}",
+            f"model.discriminator.name={discriminator}",
+            *extra,
+            steps=2,
+        ),
+        out_dir=tmp_path / "run",
+    )
+    assert result.step == 2
+    assert (tmp_path / "run/samples/final.png").is_file()
+    for key in ("ab_psnr", "ba_psnr", "ab_ssim", "ab_l1"):
+        assert math.isfinite(result.eval[key])
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["loss.name=wgan-gp", "data.channels_a=3", "cycle.lambda_identity=0.5"]],
+    ids=["lsgan", "gp-idt"],
+)
+def test_cyclegan_resume_is_exact(tmp_path, extra):
+    steps = ["train.checkpoint_every=2", "cycle.pool_size=3", "eval.at_end=false", *extra]
+    full = train(tiny(*steps, steps=4), out_dir=tmp_path / "full")
+    half = train(tiny(*steps, steps=2), out_dir=tmp_path / "half")
+    resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+    a = load_checkpoint(full.checkpoint)
+    b = load_checkpoint(resumed.checkpoint)
+    for net in ("g_ab", "g_ba", "d_a", "d_b"):
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), f"{net}.{key}"
+    assert torch.equal(a["extra"]["pool_b"]["images"], b["extra"]["pool_b"]["images"])
+
+
+def test_identity_loss_needs_equal_channels(tmp_path):
+    with pytest.raises(ConfigError, match="lambda_identity needs domains with equal channels"):
+        train(tiny("cycle.lambda_identity=0.5"), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cyclegan_needs_a_two_domain_dataset(tmp_path):
+    cfg = tiny("data.name=mnist")
+    with pytest.raises(ConfigError, match="two-domain dataset"):
+        train(cfg, out_dir=tmp_path / "r")
+
+
+@pytest.mark.slow
+def test_unpaired_folder_train_and_translate_via_cli(tmp_path):
+    """The issue's flow: train `cyclegan` on a trainA/trainB folder of small greyscale images,
+    then translate testA keeping the file names."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from edgegan.data.digits_domains import write_cyclegan_digits_folder
+
+    data = tmp_path / "data"
+    write_cyclegan_digits_folder(data, image_size=32, limit=24)
+    for name in ("trainB", "testB"):  # make both domains greyscale, as in the issue
+        for p in (data / name).iterdir():
+            Image.open(p).convert("L").save(p)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgegan"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            *cmd,
+            "train",
+            "cyclegan",
+            f"data.root={data}",
+            "data.load_size=32",
+            "data.crop_size=32",
+            "data.channels_a=1",
+            "data.channels_b=1",
+            "train.max_seconds=900",
+            "train.steps=3",
+            "train.progress=false",
+            "model.generator.name=resnet_6blocks",
+            "model.generator.ngf=4",
+            "model.discriminator.ndf=8",
+            "eval.num_samples=8",
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ab_psnr" in (run / "eval.json").read_text()  # testA/testB share names: paired
+    out = tmp_path / "translated"
+    proc = subprocess.run(
+        [
+            *cmd,
+            "infer",
+            str(run),
+            "--direction",
+            "AtoB",
+            "--input",
+            str(data / "testA"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    inputs = sorted(p.name for p in (data / "testA").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == inputs
+    # Any size the generator accepts after padding: a 30x45 image comes back 30x45.
+    odd = tmp_path / "odd.png"
+    Image.new("L", (45, 30), 128).save(odd)
+    out2 = tmp_path / "odd-out"
+    proc = subprocess.run(
+        [*cmd, "infer", str(run), "--direction", "BtoA", "--input", str(odd), "--out", str(out2)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out2 / "odd.png").size == (45, 30)
