@@ -8,6 +8,7 @@ Logits in fp16/bf16 (autocast) are promoted to float32 first. See docs/losses.md
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import torch
@@ -27,16 +28,18 @@ def _logistic_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> to
     return F.softplus(-_f32(real_logits)).mean() + F.softplus(_f32(fake_logits)).mean()
 
 
-class AdversarialLoss:
+class AdversarialLoss(ABC):
     """Base class: ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)``."""
 
     name = ""
 
+    @abstractmethod
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The discriminator's loss to minimise."""
 
+    @abstractmethod
     def g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The generator's loss to minimise."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -7,6 +7,7 @@ options object.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -17,7 +18,7 @@ from edgegan.errors import unknown
 from edgegan.train.device import Precision
 
 
-class Task:
+class Task(ABC):
     """Base class: subclasses set the class attributes and implement :meth:`train_step`."""
 
     name: ClassVar[str]
@@ -38,8 +39,9 @@ class Task:
             for opt, (nets, section) in self.optimizers.items()
         }
 
-    def build_networks(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def build_networks(self) -> None:
+        """Create the networks named in :attr:`networks` (and the loss) as attributes."""
 
     def _make_optimizer(self, nets: tuple[str, ...], cfg: OptimConfig) -> torch.optim.Optimizer:
         params = [p for n in nets for p in getattr(self, n).parameters()]
@@ -52,10 +54,11 @@ class Task:
             fused=fused or None,
         )
 
-    def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:  # pragma: no cover
-        """One generator update (and the discriminator updates before it); returns scalar
-        tensors to log. ``batches.next()`` yields ``(images, labels)`` on the device."""
-        raise NotImplementedError
+    @abstractmethod
+    def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
+        """One generator update (and the discriminator updates that go with it); returns
+        scalar tensors to log, ``g_loss`` and ``d_loss`` among them. ``batches.next()`` yields
+        the next batch on the device."""
 
     def generator_spec(self) -> dict[str, Any]:
         """What sampling and export need to rebuild and drive the sampled network."""
@@ -65,9 +68,9 @@ class Task:
         """Inputs kept for the whole run (and checkpointed) to draw comparable previews."""
         return {}
 
+    @abstractmethod
     def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Images ``(N, C, H, W)`` in [-1, 1] for a sample grid, and its images per row."""
-        raise NotImplementedError  # pragma: no cover - every task draws previews
 
     def evaluate(self, trainer: Any) -> dict[str, float]:
         """Scores of the final networks (``eval.at_end``); empty when none applies."""
@@ -95,8 +98,8 @@ class Task:
         """Task-specific state to checkpoint (an image pool, say)."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`extra_state` returned (nothing by default)."""
 
 
 TASKS: dict[str, type[Task]] = {}
