@@ -10,21 +10,11 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from tiny import TINY_GAN
 
 from edgegan.cli import cli
 
-TINY = [
-    "data.limit=128",
-    "model.latent_dim=16",
-    "model.generator.ngf=8",
-    "model.discriminator.ndf=8",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.device=cpu",
-    "train.progress=false",
-    "train.sample_grid=10",
-    "eval.at_end=false",
-]
+TINY = TINY_GAN
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from tiny import TINY_GAN
 
 from edgegan.errors import EdgeganError
 from edgegan.export import (
@@ -27,18 +28,7 @@ from edgegan.export import (
 from edgegan.export.onnx import fold_batchnorm, read_metadata
 from edgegan.sampling import load_run_generator
 
-TINY = [
-    "data.limit=128",
-    "model.latent_dim=16",
-    "model.generator.ngf=8",
-    "model.discriminator.ndf=8",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.device=cpu",
-    "train.progress=false",
-    "eval.at_end=false",
-    "train.sample_grid=10",
-]
+TINY = TINY_GAN
 
 
 def _train(out: Path, *extra: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny import TINY_GAN
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
@@ -23,18 +24,7 @@ from edgegan.runtime import BackendUnavailable, open_runner, physical_cores, res
 from edgegan.runtime.base import parse_device
 from edgegan.sampling import make_inputs, postprocess, sample, to_uint8_nhwc
 
-TINY = [
-    "data.limit=128",
-    "model.latent_dim=16",
-    "model.generator.ngf=8",
-    "model.discriminator.ndf=8",
-    "train.batch_size=16",
-    "train.steps=2",
-    "train.device=cpu",
-    "train.progress=false",
-    "eval.at_end=false",
-    "train.sample_grid=10",
-]
+TINY = TINY_GAN
 TRT_EXTRA = "pip install 'edgegan[trt]'"
 
 
