@@ -79,6 +79,14 @@ class TrainConfig:
     tensorboard: bool = False
     num_workers: int = 0
     progress: bool = True
+    # The GPU fast path, each switch measured in docs/benchmarks.md (tools/bench_train.py).
+    channels_last: bool = False  # NHWC weights and batches (tensor cores prefer it)
+    compile: str = "off"  # torch.compile mode: off | default | reduce-overhead | max-autotune
+    fused_optim: bool = True  # fused Adam kernel on CUDA (ignored on the CPU)
+    cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the static shapes
+    pin_memory: bool = True  # page-locked host batches with non_blocking copies (CUDA)
+    # Keep an in-memory dataset whole on the device (null: when it fits in 1 GiB).
+    resident_data: bool | None = None
 
 
 @dataclass
@@ -96,6 +104,8 @@ class EvalConfig:
     at_end: bool = True  # evaluate the final EMA generator against the reference data
     metric: str = "digits"
     num_samples: int = 2000
+    every: int = 0  # also evaluate every N steps on val_samples and log val_* metrics (0: off)
+    val_samples: int = 200
 
 
 @dataclass

@@ -66,9 +66,10 @@ def edgegan_register_exporters(register: Register) -> None:
 def edgegan_register_callbacks(register: Register) -> None:
     """Register training callbacks: factories returning an object with any of the methods
     ``on_train_start(trainer)``, ``on_step_end(trainer, step, metrics)``,
-    ``on_checkpoint(trainer, path)``, ``on_train_end(trainer)``. ``on_step_end`` runs every
-    ``train.log_every`` steps with the metrics averaged since the last call. Context:
-    ``run_dir``."""
+    ``on_checkpoint(trainer, path)``, ``on_validation(trainer, step, scores)``,
+    ``on_train_end(trainer)``. ``on_step_end`` runs every ``train.log_every`` steps with the
+    metrics averaged since the last call; ``on_validation`` every ``eval.every`` steps with
+    the ``val_*`` scores. Context: ``run_dir``."""
 
 
 HOOKS: dict[str, str] = {

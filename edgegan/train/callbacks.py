@@ -32,6 +32,9 @@ class TensorBoardCallback:
             if key != "step" and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, step)
 
+    def on_validation(self, trainer: Any, step: int, scores: dict[str, float]) -> None:
+        self.on_step_end(trainer, step, scores)
+
     def on_checkpoint(self, trainer: Any, path: Path) -> None:
         if self.writer is not None:
             images, _ = trainer.task.preview(trainer, trainer.fixed)

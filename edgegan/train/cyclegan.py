@@ -129,13 +129,15 @@ class CycleGANTask(Task):
 
     # -- previews and evaluation ------------------------------------------------------------
     def _eval_dataset(self) -> Any:
-        data = self.config.data
-        try:
-            return (
-                get_manager().registry("datasets").build(data.name, data.params, {"split": "test"})
-            )
-        except DataError:
-            return self.dataset  # no test split: preview the training data
+        """The test split (built once: evaluation may run every ``eval.every`` steps)."""
+        if getattr(self, "_eval_ds", None) is None:
+            data = self.config.data
+            try:
+                registry = get_manager().registry("datasets")
+                self._eval_ds = registry.build(data.name, data.params, {"split": "test"})
+            except DataError:
+                self._eval_ds = self.dataset  # no test split: preview the training data
+        return self._eval_ds
 
     def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
         ds = self._eval_dataset()
@@ -156,15 +158,15 @@ class CycleGANTask(Task):
         rows = [a, fake_b, rec_a, b, fake_a, rec_b]
         return torch.cat([_rgb(r) for r in rows]), len(a)
 
-    def evaluate(self, trainer: Any) -> dict[str, float]:
-        """L1/PSNR/SSIM of g_ab(A) against the true B (and g_ba(B) against A) when the test
-        split is paired."""
+    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
+        """L1/PSNR/SSIM of g_ab(A) against the true B (and g_ba(B) against A) on the first
+        ``num_samples`` test pairs, when the test split is paired."""
         from edgegan.metrics.paired import paired_scores
 
         ds = self._eval_dataset()
         if ds is self.dataset or not getattr(ds, "paired", False):
             return {}
-        n = min(len(ds), self.config.eval.num_samples)
+        n = min(len(ds), num_samples or self.config.eval.num_samples)
         scores: dict[str, list[float]] = {}
         for i in range(0, n, 256):
             items = [ds[j] for j in range(i, min(n, i + 256))]

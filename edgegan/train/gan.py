@@ -84,19 +84,20 @@ class GANTask(Task):
         nrow = math.ceil(len(images) / k) if k else math.ceil(math.sqrt(len(images)))
         return images, nrow
 
-    def evaluate(self, trainer: Any) -> dict[str, float]:
-        """The digit metric of the final generator, for runs on the bundled digits."""
+    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
+        """The digit metric of the generator, for runs on the bundled digits."""
         ev = self.config.eval
         if self.config.data.name != "mnist":
             return {}
         from edgegan.metrics.evaluate import evaluate_tensors
 
+        n = num_samples or ev.num_samples
         g = torch.Generator().manual_seed(self.config.seed + 777)
-        z = torch.randn(ev.num_samples, self.latent_dim, generator=g)
-        labels = torch.arange(ev.num_samples) % self.num_classes if self.num_classes else None
+        z = torch.randn(n, self.latent_dim, generator=g)
+        labels = torch.arange(n) % self.num_classes if self.num_classes else None
         chunks = [
             trainer.sample(z[i : i + 500], None if labels is None else labels[i : i + 500])
-            for i in range(0, ev.num_samples, 500)
+            for i in range(0, n, 500)
         ]
         return evaluate_tensors(torch.cat(chunks), labels, reference="mnist:test", metric=ev.metric)
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from edgegan.errors import DataError
+from edgegan.train.fastpath import to_format
 
 # Datasets up to this size are kept whole on the training device and sliced per batch.
 RESIDENT_LIMIT_BYTES = 1 << 30
@@ -54,6 +55,9 @@ class BatchStream:
         device: torch.device,
         num_workers: int = 0,
         consumed: int = 0,
+        memory_format: torch.memory_format = torch.contiguous_format,
+        pin_memory: bool = True,
+        resident: bool | None = None,
     ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
         if size < batch_size:
@@ -63,13 +67,18 @@ class BatchStream:
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
         self.num_workers = num_workers
         self.consumed = consumed
+        self.memory_format = memory_format
+        self.pin_memory = pin_memory and device.type == "cuda"
         images = getattr(dataset, "images", None)
         labels = getattr(dataset, "labels", None)
-        self.resident = (
-            isinstance(images, torch.Tensor)
-            and isinstance(labels, torch.Tensor)
-            and images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
-        )
+        in_memory = isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)
+        if resident and not in_memory:
+            raise DataError(
+                "train.resident_data=true needs a dataset with in-memory 'images' and 'labels' "
+                "tensors; this one loads items one by one (use null or false)"
+            )
+        fits = in_memory and images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
+        self.resident = in_memory and (fits if resident is None else resident)
         if self.resident:
             # Small in-memory datasets live on the device: a batch is one gather, no copies.
             self.images = images.to(device)
@@ -88,7 +97,7 @@ class BatchStream:
             batch_sampler=sampler,
             generator=generator,
             num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
         return iter(loader)
@@ -100,10 +109,14 @@ class BatchStream:
             self._iter = self._start()
         item = next(self._iter)
         self.consumed += 1
+        return to_format(self._to_device(item), self.memory_format)
+
+    def _to_device(self, item: Any) -> Any:
         if self.resident:
             idx = torch.as_tensor(item, device=self.device)
             return self.images.index_select(0, idx), self.labels.index_select(0, idx)
-        non_blocking = self.device.type == "cuda"
+        # A copy from pinned memory can overlap the previous step's kernels.
+        non_blocking = self.pin_memory
         if isinstance(item, dict):
             return {
                 k: v.to(self.device, non_blocking=non_blocking) if torch.is_tensor(v) else v

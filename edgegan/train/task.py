@@ -16,6 +16,7 @@ from torch import nn
 from edgegan.config import Config, OptimConfig
 from edgegan.errors import unknown
 from edgegan.train.device import Precision
+from edgegan.train.fastpath import make_adam, memory_format
 
 
 class Task(ABC):
@@ -32,8 +33,9 @@ class Task(ABC):
     def __init__(self, config: Config, dataset: Any, device: torch.device, precision: Precision):
         self.config, self.dataset, self.device, self.precision = config, dataset, device, precision
         self.build_networks()
+        fmt = memory_format(config.train)
         for name in self.networks:
-            getattr(self, name).to(device).train()
+            getattr(self, name).to(device, memory_format=fmt).train()
         self.optims: dict[str, torch.optim.Optimizer] = {
             opt: self._make_optimizer(nets, getattr(config.optim, section))
             for opt, (nets, section) in self.optimizers.items()
@@ -45,14 +47,7 @@ class Task(ABC):
 
     def _make_optimizer(self, nets: tuple[str, ...], cfg: OptimConfig) -> torch.optim.Optimizer:
         params = [p for n in nets for p in getattr(self, n).parameters()]
-        fused = self.device.type == "cuda"  # the fused kernel is CUDA-only
-        return torch.optim.Adam(
-            params,
-            lr=cfg.lr,
-            betas=(cfg.beta1, cfg.beta2),
-            weight_decay=cfg.weight_decay,
-            fused=fused or None,
-        )
+        return make_adam(params, cfg, self.device, self.config.train.fused_optim)
 
     @abstractmethod
     def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
@@ -72,8 +67,9 @@ class Task(ABC):
     def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Images ``(N, C, H, W)`` in [-1, 1] for a sample grid, and its images per row."""
 
-    def evaluate(self, trainer: Any) -> dict[str, float]:
-        """Scores of the final networks (``eval.at_end``); empty when none applies."""
+    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
+        """Scores of the networks on ``num_samples`` (default ``eval.num_samples``) samples:
+        at the end (``eval.at_end``) and every ``eval.every`` steps; empty when none applies."""
         return {}
 
     # -- generic state ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from edgegan.config import Config
 from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import get_manager
 from edgegan.train import checkpoint as ckpt_io
+from edgegan.train import fastpath
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import MetricsLog, ProgressBar, new_run_dir
@@ -58,10 +59,13 @@ def _validate(config: Config) -> None:
         (t.log_every > 0, "train.log_every must be > 0"),
         (t.lr_schedule in ("constant", "linear"), "train.lr_schedule must be constant or linear"),
         (config.model.latent_dim > 0, "model.latent_dim must be > 0"),
+        (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
+        (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    fastpath.validate(t)
 
 
 def _lr_factor(schedule: str, total: int):
@@ -82,8 +86,7 @@ class Trainer:
         self.device = resolve_device(t.device)
         if t.threads:
             torch.set_num_threads(t.threads)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        fastpath.set_backends(t, self.device)
         # Every RNG a run draws from (torch: noise, dropout; Python: image pools, unpaired
         # pairing, crops; NumPy: third-party datasets) starts from the config's seed.
         torch.manual_seed(config.seed)
@@ -101,10 +104,19 @@ class Trainer:
                 )
         self.task: Task = get_task(config.task)(config, self.dataset, self.device, self.precision)
         self.stream = BatchStream(
-            self.dataset, t.batch_size, config.seed, self.device, num_workers=t.num_workers
+            self.dataset,
+            t.batch_size,
+            config.seed,
+            self.device,
+            num_workers=t.num_workers,
+            memory_format=fastpath.memory_format(t),
+            pin_memory=t.pin_memory,
+            resident=t.resident_data,
         )
         sampled = self.task.module(self.task.sample_network)
+        # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
         self.ema = EMA(sampled, t.ema_decay, t.ema_start) if t.ema else None
+        fastpath.compile_networks({n: self.task.module(n) for n in self.task.networks}, t)
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(t.lr_schedule, t.steps))
             for name, opt in self.task.optims.items()
@@ -264,6 +276,8 @@ class Trainer:
                 if hasattr(cb, "on_train_start"):
                     cb.on_train_start(self)
             while self.step < t.steps:
+                if t.compile == "reduce-overhead":
+                    fastpath.mark_step()
                 values = self.task.train_step(self.stream, self.step)
                 if self.ema:
                     self.ema.update(self.task.module(self.task.sample_network), self.step)
@@ -288,6 +302,8 @@ class Trainer:
                     window, window_steps, window_t0 = {}, 0, now
                 if t.sample_every and self.step % t.sample_every == 0:
                     self.save_samples(f"step_{self.step:07d}")
+                if self.config.eval.every and self.step % self.config.eval.every == 0:
+                    self.validate(log)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save_checkpoint()
                 if t.max_seconds is not None and self._session_seconds() >= t.max_seconds:
@@ -326,6 +342,21 @@ class Trainer:
         for name, s in self.schedulers.items():
             record[f"lr_{name}"] = s.get_last_lr()[0]
         return record
+
+    def validate(self, log: MetricsLog) -> dict[str, float]:
+        """Score the current (EMA) networks on ``eval.val_samples`` fixed samples and log the
+        scores as ``val_*`` (the same inputs every time, so the curve compares like with like).
+        """
+        t0 = time.monotonic()
+        scores = self.task.evaluate(self, num_samples=self.config.eval.val_samples)
+        if scores:
+            record = {"step": self.step, **{f"val_{k}": v for k, v in scores.items()}}
+            record["val_seconds"] = round(time.monotonic() - t0, 3)
+            log.write(record)
+            for cb in self.callbacks:
+                if hasattr(cb, "on_validation"):
+                    cb.on_validation(self, self.step, record)
+        return scores
 
     def evaluate(self) -> dict[str, float]:
         """Score the final network with the task's evaluation, when one applies; the scores

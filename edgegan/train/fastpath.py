@@ -1,0 +1,89 @@
+"""The GPU fast path: memory format, torch.compile, cuDNN autotuning, fused optimisers.
+
+Each switch is a ``train.*`` config item (see :class:`edgegan.config.TrainConfig`) measured on
+its own by ``tools/bench_train.py``. The trainer and the benchmark apply them through the same
+functions here, so what is measured is what trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgegan.errors import ConfigError
+
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def validate(train: Any) -> None:
+    """Reject unknown fast-path settings with one clear line each."""
+    if train.compile not in COMPILE_MODES:
+        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}")
+
+
+def memory_format(train: Any) -> torch.memory_format:
+    return torch.channels_last if train.channels_last else torch.contiguous_format
+
+
+def set_backends(train: Any, device: torch.device) -> None:
+    """Process-wide backend flags for a CUDA run (nothing to set on the CPU)."""
+    if device.type != "cuda":
+        return
+    # TF32 stays at PyTorch's defaults (on for cuDNN convs, off for matmuls) in every mode,
+    # so the plain FP32 baseline is the loop users of the reference code run.
+    torch.backends.cudnn.benchmark = bool(train.cudnn_benchmark)
+
+
+def prepare_networks(networks: dict[str, nn.Module], train: Any) -> None:
+    """Convert networks to the configured memory format, in place."""
+    if train.channels_last:
+        for net in networks.values():
+            net.to(memory_format=torch.channels_last)
+
+
+def compile_networks(networks: dict[str, nn.Module], train: Any) -> None:
+    """``torch.compile`` each network in place (``nn.Module.compile``), so state-dict keys,
+    EMA copies made before and checkpoints are those of the plain network.
+
+    ``reduce-overhead`` records CUDA graphs of the (static-shape) forward and backward passes.
+    """
+    if train.compile == "off":
+        return
+    for net in networks.values():
+        # dynamic=False: training shapes are static; a different last batch never occurs
+        # (the stream drops incomplete batches).
+        net.compile(mode=None if train.compile == "default" else train.compile, dynamic=False)
+
+
+def mark_step() -> None:
+    """Tell CUDA-graph trees a new iteration begins, so outputs of the previous one may be
+    overwritten (only matters with ``train.compile=reduce-overhead``)."""
+    mark = getattr(torch.compiler, "cudagraph_mark_step_begin", None)
+    if mark is not None:
+        mark()
+
+
+def to_format(x: Any, fmt: torch.memory_format) -> Any:
+    """``x`` (a tensor, tuple or dict of tensors) with 4-D tensors in memory format ``fmt``."""
+    if fmt is torch.contiguous_format:
+        return x
+    if torch.is_tensor(x):
+        return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
+    if isinstance(x, dict):
+        return {k: to_format(v, fmt) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_format(v, fmt) for v in x)
+    return x
+
+
+def make_adam(params: list[nn.Parameter], cfg: Any, device: torch.device, fused: bool) -> Any:
+    """Adam with the fused CUDA kernel when asked for and on CUDA (it is CUDA-only here)."""
+    return torch.optim.Adam(
+        params,
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        weight_decay=cfg.weight_decay,
+        fused=True if fused and device.type == "cuda" else None,
+    )

@@ -1,0 +1,167 @@
+"""The fast-path switches (memory format, compile, resident data, fused Adam) and validation
+during training. On the CPU these check correctness; tools/bench_train.py measures speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny import TINY_GAN
+
+from edgegan.config import load_config, load_run_config
+from edgegan.errors import ConfigError, DataError
+from edgegan.train import train
+from edgegan.train.checkpoint import load_checkpoint
+from edgegan.train.stream import BatchStream
+from edgegan.train.trainer import Trainer
+
+CUDA = torch.cuda.is_available()
+
+
+def gan(tmp_path, *overrides: str):
+    return load_config("dcgan-mnist", [*TINY_GAN, *overrides])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.compile=fast", "train.compile must be one of"),
+        ("train.resident_data=maybe", "train.resident_data' must be bool"),
+        ("eval.every=-1", "eval.every must be >= 0"),
+    ],
+)
+def test_bad_fast_path_settings_are_clear_errors(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(gan(tmp_path, override), out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_channels_last_trains_like_contiguous(tmp_path):
+    plain = train(gan(tmp_path, "train.steps=3"), out_dir=tmp_path / "plain")
+    config = gan(tmp_path, "train.steps=3", "train.channels_last=true")
+    trainer = Trainer(config, tmp_path / "nhwc")
+    conv = next(
+        m for m in trainer.task.generator.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    real, _ = trainer.stream.next()
+    assert real.is_contiguous(memory_format=torch.channels_last)
+    trainer.stream.load_state_dict({"consumed": 0})
+    nhwc = trainer.fit()
+    a = load_checkpoint(plain.checkpoint)["networks"]
+    b = load_checkpoint(nhwc.checkpoint)["networks"]
+    for net in a:
+        for key, value in a[net].items():
+            # Same maths in another memory layout: only the summation order differs.
+            torch.testing.assert_close(b[net][key], value, rtol=1e-4, atol=1e-4, msg=key)
+
+
+def test_resident_and_loader_paths_give_the_same_batches():
+    from edgegan.data.mnist import build_mnist
+
+    data = build_mnist(split="train", limit=64)
+    cpu = torch.device("cpu")
+    resident = BatchStream(data, 16, 3, cpu, resident=True)
+    loader = BatchStream(data, 16, 3, cpu, resident=False)
+    assert resident.resident and not loader.resident
+    for _ in range(6):  # crosses an epoch boundary (4 batches per epoch)
+        (xa, ya), (xb, yb) = resident.next(), loader.next()
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_resident_on_needs_an_in_memory_dataset(tmp_path):
+    config = load_config(
+        "cyclegan-digits",
+        ["data.limit=16", "train.device=cpu", "train.resident_data=true", "train.batch_size=4"],
+    )
+    with pytest.raises(DataError, match="resident_data=true needs"):
+        train(config, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_cyclegan_validation_is_logged_during_training(tmp_path):
+    config = load_config(
+        "cyclegan-digits",
+        [
+            "data.limit=32",
+            "model.generator.name=resnet_6blocks",
+            "model.generator.ngf=4",
+            "model.discriminator.ndf=8",
+            "train.batch_size=4",
+            "train.device=cpu",
+            "train.progress=false",
+            "train.log_every=2",
+            "train.steps=4",
+            "eval.every=2",
+            "eval.val_samples=8",
+            "eval.at_end=false",
+            "cycle.preview=4",
+        ],
+    )
+    result = train(config, out_dir=tmp_path / "run")
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val_ab_psnr" in r]
+    assert [r["step"] for r in val] == [2, 4]
+    assert all(r["val_ab_psnr"] > 0 and 0 <= r["val_ba_ssim"] <= 1 for r in val)
+    train_records = [r for r in records if "g_loss" in r]
+    assert [r["step"] for r in train_records] == [2, 4]
+
+
+@pytest.mark.slow
+def test_compiled_training_keeps_plain_checkpoints_and_resumes(tmp_path):
+    """torch.compile in place: checkpoints hold plain keys (no ``_orig_mod``), the EMA copy is
+    not compiled, and a compiled run resumes."""
+    pytest.importorskip("torch._inductor")
+    steps = ["train.compile=default", "train.checkpoint_every=2"]
+    result = train(gan(tmp_path, *steps, "train.steps=2"), out_dir=tmp_path / "run")
+    state = load_checkpoint(result.checkpoint)
+    keys = [k for net in state["networks"].values() for k in net] + list(state["ema"])
+    assert keys and not [k for k in keys if "_orig_mod" in k]
+    resumed = train(load_run_config(result.run_dir, ["train.steps=3"]), resume=result.run_dir)
+    assert resumed.step == 3
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["train.amp=bf16", "train.channels_last=true"],
+        ["train.amp=fp16", "train.channels_last=true", "train.fused_optim=false"],
+        ["train.amp=bf16", "train.channels_last=true", "train.compile=default"],
+    ],
+    ids=["fp32", "bf16-nhwc", "fp16-nhwc-unfused", "bf16-nhwc-compile"],
+)
+def test_cuda_training_fast_path(tmp_path, extra):
+    config = gan(tmp_path, "train.device=cuda", "train.steps=4", "train.log_every=2", *extra)
+    result = train(config, out_dir=tmp_path / "run")
+    assert result.step == 4
+    state = load_checkpoint(result.checkpoint)
+    assert all(torch.isfinite(v).all() for v in state["networks"]["generator"].values())
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_cuda_cyclegan_fast_path_resumes_exactly(tmp_path):
+    overrides = [
+        "data.limit=32",
+        "model.generator.ngf=8",
+        "model.discriminator.ndf=8",
+        "train.batch_size=4",
+        "train.device=cuda",
+        "train.progress=false",
+        "train.amp=bf16",
+        "train.channels_last=true",
+        "train.checkpoint_every=2",
+        "eval.at_end=false",
+        "cycle.preview=4",
+    ]
+    full = train(load_config("cyclegan-digits", [*overrides, "train.steps=4"]), tmp_path / "a")
+    half = train(load_config("cyclegan-digits", [*overrides, "train.steps=2"]), tmp_path / "b")
+    resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+    a = load_checkpoint(full.checkpoint)["networks"]
+    b = load_checkpoint(resumed.checkpoint)["networks"]
+    for net in a:
+        for key, value in a[net].items():
+            # cuDNN autotuning may pick other kernels in another process: allow rounding.
+            torch.testing.assert_close(b[net][key], value, rtol=1e-2, atol=1e-3, msg=key)
