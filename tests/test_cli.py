@@ -89,6 +89,16 @@ def test_config_show_resolves_overrides():
     assert data["preset"] == "dcgan-mnist"
 
 
+def test_on_off_values_stay_strings():
+    """YAML 1.1 reads off/on/yes/no as booleans; train.amp=off must stay the string 'off'."""
+    result = CliRunner().invoke(
+        cli, ["config", "show", "dcgan-mnist", "train.amp=off", "train.ema=false"]
+    )
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.output)
+    assert data["train"]["amp"] == "off" and data["train"]["ema"] is False
+
+
 def test_list_shows_builtins_with_provenance():
     result = CliRunner().invoke(cli, ["list", "losses"])
     assert result.exit_code == 0

@@ -258,6 +258,19 @@ class Trainer:
                     "Try a lower learning rate, another loss or train.amp=off"
                 )
 
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One step of the task, then the EMA and the learning-rate schedules; returns the
+        task's scalars (on the device: reading them syncs)."""
+        if self.config.train.compile == "reduce-overhead":
+            fastpath.mark_step()
+        values = self.task.train_step(self.stream, self.step)
+        if self.ema:
+            self.ema.update(self.task.module(self.task.sample_network), self.step)
+        for s in self.schedulers.values():
+            s.step()
+        self.step += 1
+        return values
+
     def fit(self) -> TrainResult:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -276,14 +289,7 @@ class Trainer:
                 if hasattr(cb, "on_train_start"):
                     cb.on_train_start(self)
             while self.step < t.steps:
-                if t.compile == "reduce-overhead":
-                    fastpath.mark_step()
-                values = self.task.train_step(self.stream, self.step)
-                if self.ema:
-                    self.ema.update(self.task.module(self.task.sample_network), self.step)
-                for s in self.schedulers.values():
-                    s.step()
-                self.step += 1
+                values = self.train_step()
                 for k, v in values.items():
                     window[k] = window.get(k, 0.0) + v.float()
                 window_steps += 1

@@ -1,0 +1,359 @@
+"""Training throughput (images/s) of the fast-path switches, against a plain FP32 eager loop.
+
+Issue 3/5 targets: CycleGAN at the reference settings (ResNet-9 generators, 70x70 PatchGAN,
+256x256, batch 1) at least 3x the images/s of a plain FP32 eager loop on CUDA, and at the best
+batch size at least 35% of the measured bf16 matmul peak in useful FLOPs; on the CPU no slower
+than the plain loop.
+
+Cases (``--cases``):
+  reference  the ``cyclegan`` preset at 256x256 on synthetic in-memory images (random crops
+             of 286x286 tensors, flips) so the figure is the training step, not JPEG decoding
+  demo       the ``cyclegan-digits`` preset on its real data
+  dcgan      the default ``dcgan-mnist`` preset on the bundled digits
+
+Variants (``--variants``) switch the fast path on one item at a time, cumulatively, so each
+row shows what its switch adds:
+  plain      FP32, eager, contiguous, cuDNN autotune off, unfused Adam, host data path
+  cudnn      + train.cudnn_benchmark        fused   + train.fused_optim
+  nhwc       + train.channels_last          bf16    + train.amp=bf16
+  compile    + train.compile=default        graphs  + train.compile=reduce-overhead
+  resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
+
+Each measurement builds a fresh Trainer through the same code as ``edgegan train`` (the
+switches are the same config items), runs ``--warmup`` steps (compilation, autotuning), then
+times ``--steps`` steps with the device synchronised. Useful FLOPs per image are counted once
+per case with ``torch.utils.flop_counter`` (forward and backward of every network call in a
+training step). Prints a table and writes JSON.
+
+    python tools/bench_train.py --device cuda --json runs/bench_train.json
+    python tools/bench_train.py --device cpu --cases demo,dcgan --variants plain,nhwc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgegan import hookimpl
+
+VARIANTS: dict[str, list[str]] = {
+    "plain": [
+        "train.amp=off",
+        "train.channels_last=false",
+        "train.compile=off",
+        "train.cudnn_benchmark=false",
+        "train.fused_optim=false",
+        "train.pin_memory=false",
+        "train.resident_data=false",
+    ],
+}
+_STEPS = [
+    ("cudnn", "train.cudnn_benchmark=true"),
+    ("fused", "train.fused_optim=true"),
+    ("nhwc", "train.channels_last=true"),
+    ("bf16", "train.amp=bf16"),
+    ("compile", "train.compile=default"),
+    ("graphs", "train.compile=reduce-overhead"),
+]
+for _name, _item in _STEPS:
+    _prev = list(VARIANTS)[-1]
+    _key = _item.split("=")[0]
+    VARIANTS[_name] = [x for x in VARIANTS[_prev] if not x.startswith(_key + "=")] + [_item]
+VARIANTS["resident"] = [x for x in VARIANTS["plain"] if "resident" not in x] + [
+    "train.resident_data=true"
+]
+VARIANTS["pinned"] = [x for x in VARIANTS["plain"] if "pin_memory" not in x] + [
+    "train.pin_memory=true"
+]
+
+COMMON = [
+    "train.progress=false",
+    "train.max_seconds=null",
+    "train.sample_every=0",
+    "train.checkpoint_every=0",
+    "train.log_every=1000000",
+    "train.tensorboard=false",
+    "eval.at_end=false",
+    "eval.every=0",
+]
+CASES: dict[str, tuple[str, list[str]]] = {
+    "reference": ("cyclegan", ["data.name=bench-unpaired"]),
+    "demo": ("cyclegan-digits", []),
+    "dcgan": ("dcgan-mnist", []),
+}
+
+
+# -- a synthetic two-domain dataset for the reference case -----------------------------------
+class SyntheticUnpaired:
+    """``n`` random RGB images per domain at ``load_size``, randomly cropped to ``crop_size``
+    and flipped per item as the reference pipeline does (tensor ops: no decoding cost)."""
+
+    paired = False
+
+    def __init__(self, load_size: int = 286, crop_size: int = 256, n: int = 32, split: str = ""):
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        self.a = torch.rand(n, 3, load_size, load_size, generator=g) * 2 - 1
+        self.b = torch.rand(n, 3, load_size, load_size, generator=g) * 2 - 1
+        self.load, self.crop = load_size, crop_size
+        self.image_shape = self.image_shape_b = (3, crop_size, crop_size)
+
+    def __len__(self) -> int:
+        return 1000  # as many items as a few hundred steps at the largest batch need
+
+    def _view(self, images: Any, i: int) -> Any:
+        import random
+
+        x = images[i % len(images)]
+        top, left = (random.randint(0, self.load - self.crop) for _ in range(2))
+        x = x[:, top : top + self.crop, left : left + self.crop]
+        return x.flip(-1) if random.random() < 0.5 else x
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"A": self._view(self.a, i), "B": self._view(self.b, i * 7 + 3)}
+
+
+class _BenchPlugin:
+    """Registers ``bench-unpaired`` through the public plugin hook, as a third party would."""
+
+    @hookimpl
+    def edgegan_register_datasets(self, register: Any) -> None:
+        def build(load_size: int = 286, crop_size: int = 256, split: str = "train") -> Any:
+            return SyntheticUnpaired(load_size, crop_size, split=split)
+
+        register("bench-unpaired", build)
+
+
+# -- measuring --------------------------------------------------------------------------------
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def flops_per_image(trainer: Any, batch: int) -> float:
+    """Useful FLOPs of one training step divided by the batch (forward and backward of every
+    network call: convolutions and matmuls, as torch's flop counter counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.train_step()
+    return counter.get_total_flops() / batch
+
+
+def measure(preset: str, overrides: list[str], warmup: int, steps: int, work: Path) -> dict:
+    import torch
+
+    from edgegan.config import load_config
+    from edgegan.train.trainer import Trainer
+
+    config = load_config(preset, overrides)
+    trainer = Trainer(config, work / f"run-{time.monotonic_ns()}")
+    device = trainer.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        trainer.train_step()
+    _sync(device)
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        values = trainer.train_step()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    finite = all(bool(torch.isfinite(v).all()) for v in values.values())
+    batch = config.train.batch_size
+    row = {
+        "batch_size": batch,
+        "steps": steps,
+        "seconds": seconds,
+        "step_ms": 1000 * seconds / steps,
+        "images_per_sec": steps * batch / seconds,
+        "warmup_seconds": warm_s,
+        "finite": finite,
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        row["peak_memory_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    row["_trainer"] = trainer
+    return row
+
+
+def bf16_matmul_peak(device: Any, n: int = 8192, iters: int = 20) -> float:
+    """Measured dense bf16 matmul TFLOP/s on this GPU (the yardstick of the 35% target)."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    torch.cuda.synchronize(device)
+    return 2 * n**3 * iters / (time.perf_counter() - t0) / 1e12
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--cases", default="reference,demo,dcgan")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="Comma-separated (default: all on CUDA; plain,nhwc,compile on the CPU).",
+    )
+    parser.add_argument(
+        "--batch-sizes", default="1", help="Reference case batch sizes, e.g. 1,4,16,32."
+    )
+    parser.add_argument(
+        "--curve-variant",
+        default=None,
+        help="Only this variant at batch sizes other than the first (the batch-size curve).",
+    )
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--json", help="Write the results here.")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from edgegan.plugins.manager import get_manager
+    from edgegan.train.device import resolve_device
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    if args.variants:
+        variants = args.variants.split(",")
+    else:
+        variants = [v for v in VARIANTS if v != "pinned"] if cuda else ["plain", "nhwc"]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    cases = args.cases.split(",")
+    if [c for c in cases if c not in CASES]:
+        parser.error(f"--cases: choose from {list(CASES)}")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    get_manager().register(_BenchPlugin(), "bench-train", version="tools")
+
+    results: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": " ".join(["python", "tools/bench_train.py", *(argv or sys.argv[1:])]),
+        "rows": [],
+    }
+    if cuda:
+        results["bf16_matmul_tflops"] = bf16_matmul_peak(device)
+        print(f"bf16 matmul peak: {results['bf16_matmul_tflops']:.0f} TFLOP/s", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for case in cases:
+            preset, case_overrides = CASES[case]
+            sizes = batch_sizes if case == "reference" else [None]
+            flops = None
+            for bi, batch in enumerate(sizes):
+                for variant in variants:
+                    if variant == "resident" and case != "dcgan":
+                        continue
+                    if bi > 0 and args.curve_variant and variant != args.curve_variant:
+                        continue
+                    if not cuda and variant not in ("plain", "nhwc", "compile", "resident"):
+                        continue  # AMP/fused/cuDNN/CUDA-graph switches are CUDA features
+                    overrides = [
+                        *COMMON,
+                        *case_overrides,
+                        f"train.device={device}",
+                        *VARIANTS[variant],
+                    ]
+                    if batch is not None:
+                        overrides.append(f"train.batch_size={batch}")
+                    try:
+                        row = measure(preset, overrides, args.warmup, args.steps, work)
+                    except Exception as exc:  # one failing switch must not lose the others
+                        row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+                        print(f"{case}/{variant}: {row['error']}", file=sys.stderr, flush=True)
+                    trainer = row.pop("_trainer", None)
+                    if trainer is not None and flops is None and variant == "plain":
+                        flops = flops_per_image(trainer, trainer.config.train.batch_size)
+                    del trainer
+                    if cuda:
+                        torch.cuda.empty_cache()
+                    row.update(case=case, variant=variant, preset=preset)
+                    if flops and "images_per_sec" in row:
+                        row["gflop_per_image"] = flops / 1e9
+                        row["tflops"] = flops * row["images_per_sec"] / 1e12
+                        if cuda:
+                            row["peak_fraction"] = row["tflops"] / results["bf16_matmul_tflops"]
+                    results["rows"].append(row)
+                    _print_row(row)
+    _add_speedups(results["rows"])
+    _print_table(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    """images/s of each row over the plain loop of the same case at batch 1 (or its batch)."""
+    base = {}
+    for r in rows:
+        if r.get("variant") == "plain" and "images_per_sec" in r:
+            base.setdefault(r["case"], r["images_per_sec"])
+    for r in rows:
+        if "images_per_sec" in r and r["case"] in base:
+            r["speedup_vs_plain"] = r["images_per_sec"] / base[r["case"]]
+
+
+def _print_row(row: dict) -> None:
+    if "error" in row:
+        return
+    print(
+        f"{row['case']:>9} {row['variant']:>8} batch {row['batch_size']:>3}: "
+        f"{row['images_per_sec']:9.1f} img/s  {row['step_ms']:8.2f} ms/step",
+        flush=True,
+    )
+
+
+def _print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"training throughput on {results['device']} (torch {results['torch']})")
+    cols = ("case", "variant", "batch", "img/s", "ms/step", "x plain", "GFLOP/img", "TFLOP/s")
+    for col in (*cols, "% peak"):
+        table.add_column(col, justify="right")
+    for r in results["rows"]:
+        if "error" in r:
+            table.add_row(r["case"], r["variant"], "-", r["error"][:40], *[""] * 5)
+            continue
+        table.add_row(
+            r["case"],
+            r["variant"],
+            str(r["batch_size"]),
+            f"{r['images_per_sec']:.1f}",
+            f"{r['step_ms']:.2f}",
+            f"{r.get('speedup_vs_plain', float('nan')):.2f}",
+            f"{r['gflop_per_image']:.1f}" if "tflops" in r else "-",
+            f"{r['tflops']:.2f}" if "tflops" in r else "-",
+            f"{100 * r['peak_fraction']:.1f}" if "peak_fraction" in r else "-",
+        )
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,287 @@
+"""One command for a CUDA machine: the GPU tests and the GPU benchmarks, into one results file.
+
+Sections (``--sections``, default all):
+  env     GPU, driver, torch/CUDA/cuDNN, onnxruntime providers, TensorRT (or TensorRT-RTX)
+  tests   the test files with CUDA/TensorRT paths (they skip on a CPU-only machine)
+  train   tools/bench_train.py: the fast-path switches against the plain FP32 eager loop
+          (CycleGAN reference 256x256 at batch 1, a batch-size curve, the demo, the DCGAN),
+          and a full default ``edgegan train`` run timed end to end
+  infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
+          generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
+          installed), FP16/INT8 graphs, parity against torch FP32
+
+Every section records what it ran, its exit status and its figures; a failing section does not
+stop the others. Results go to one JSON file (``--out``) and a log beside it; keep
+docs/benchmarks.md current with them.
+
+    python tools/gpu_check.py --out gpu_check.json
+    python tools/gpu_check.py --sections env,tests --out quick.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("env", "tests", "train", "infer")
+GPU_TESTS = [
+    "tests/test_fastpath.py",
+    "tests/test_runtime.py",
+    "tests/test_export.py",
+]
+
+
+def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``cmd`` from the repo root, stream its output into ``log`` and stdout."""
+    print(f"$ {' '.join(cmd)}", flush=True)
+    t0 = time.monotonic()
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            f.write(line)
+            tail = (tail + [line.rstrip()])[-40:]
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = -9
+    return {
+        "command": " ".join(cmd),
+        "rc": rc,
+        "seconds": round(time.monotonic() - t0, 1),
+        "tail": tail[-12:],
+    }
+
+
+def section_env() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(
+            gpu=p.name,
+            compute_capability=f"{p.major}.{p.minor}",
+            memory_gib=round(p.total_memory / 2**30, 1),
+            multiprocessors=p.multi_processor_count,
+        )
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        )
+        info["nvidia_smi"] = out.stdout.strip()
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["onnxruntime_providers"] = ort.get_available_providers()
+    except ImportError as exc:
+        info["onnxruntime"] = f"missing: {exc}"
+    for mod in ("tensorrt", "tensorrt_rtx"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except Exception as exc:  # ImportError, or a broken install's OSError
+            info[mod] = f"not importable: {type(exc).__name__}: {str(exc)[:120]}"
+    print(json.dumps(info, indent=2), flush=True)
+    return info
+
+
+def section_tests(log: Path, quick: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"]
+    if quick:
+        cmd += ["-m", "not slow"]
+    return run(cmd + GPU_TESTS, log, timeout=420)
+
+
+def section_train(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    py = sys.executable
+    steps = ["--warmup", "5", "--steps", "20"] if quick else ["--warmup", "10", "--steps", "50"]
+    bench_json = work / "bench_train.json"
+    out["bench_reference"] = run(
+        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "reference", *steps]
+        + ["--json", str(bench_json)],
+        log,
+    )
+    if bench_json.is_file():
+        out["bench_reference"]["results"] = json.loads(bench_json.read_text())
+    curve_json = work / "bench_curve.json"
+    sizes = "4,16" if quick else "2,4,8,16,32"
+    out["bench_curve"] = run(
+        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "reference"]
+        + ["--variants", "compile", "--batch-sizes", sizes, *steps, "--json", str(curve_json)],
+        log,
+    )
+    if curve_json.is_file():
+        out["bench_curve"]["results"] = json.loads(curve_json.read_text())
+    small_json = work / "bench_small.json"
+    out["bench_demo_dcgan"] = run(
+        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "demo,dcgan", *steps]
+        + ["--variants", "plain,cudnn,fused,nhwc,bf16,resident,graphs"]
+        + ["--json", str(small_json)],
+        log,
+    )
+    if small_json.is_file():
+        out["bench_demo_dcgan"]["results"] = json.loads(small_json.read_text())
+    # The default run end to end (data, sampling, checkpoints, the final evaluation included).
+    for name, extra in (
+        ("default", []),
+        ("default_fast", ["train.amp=bf16", "train.compile=reduce-overhead"]),
+    ):
+        res = run(
+            [py, "-m", "edgegan", "train", "--out", str(work / f"run-{name}")]
+            + ["train.progress=false", *extra],
+            log,
+        )
+        report = work / f"run-{name}" / "report.md"
+        res["report"] = report.read_text() if report.is_file() else None
+        out[f"train_{name}"] = res
+    return out
+
+
+def _random_unpaired_folder(root: Path, size: int = 256, n: int = 4) -> Path:
+    """trainA/trainB (and testA/testB) of random RGB PNGs: enough to build and export a
+    CycleGAN run at the reference size (the weights do not change the speed)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sub in ("trainA", "trainB", "testA", "testB"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / sub / f"{i}.png")
+    return root
+
+
+def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    py = sys.executable
+    iters = ["--warmup", "20", "--iters", "100" if quick else "300"]
+    common = ["train.progress=false", "train.steps=1", "eval.at_end=false"]
+    have_trt = any(_importable(m) for m in ("tensorrt", "tensorrt_rtx"))
+    trt = ["--trt"] if have_trt else []
+    # DCGAN generator (default preset).
+    out["dcgan_train"] = run(
+        [py, "-m", "edgegan", "train", "--out", str(work / "dcgan"), *common], log
+    )
+    out["dcgan_export"] = run(
+        [py, "-m", "edgegan", "export", str(work / "dcgan"), "--fp16", "--int8", *trt]
+        + ["--out", str(work / "dcgan-bundle")],
+        log,
+    )
+    dj = work / "bench_infer_dcgan.json"
+    out["dcgan_bench"] = run(
+        [py, "-m", "edgegan", "bench", str(work / "dcgan-bundle"), "--device", "cuda"]
+        + ["--batch-sizes", "1,64", *iters, "--json", str(dj)],
+        log,
+    )
+    if dj.is_file():
+        out["dcgan_bench"]["results"] = json.loads(dj.read_text())
+    # ResNet-9 CycleGAN generator at the reference settings (256x256).
+    data = _random_unpaired_folder(work / "unpaired")
+    out["resnet9_train"] = run(
+        [py, "-m", "edgegan", "train", "cyclegan", "--out", str(work / "cyc"), *common]
+        + [f"data.root={data}", "cycle.preview=2"],
+        log,
+    )
+    out["resnet9_export"] = run(
+        [py, "-m", "edgegan", "export", str(work / "cyc"), "--fp16", "--int8", *trt]
+        + ["--out", str(work / "cyc-bundle")],
+        log,
+    )
+    rj = work / "bench_infer_resnet9.json"
+    out["resnet9_bench"] = run(
+        [py, "-m", "edgegan", "bench", str(work / "cyc-bundle"), "--device", "cuda"]
+        + ["--batch-sizes", "1,8", *iters, "--json", str(rj)],
+        log,
+    )
+    if rj.is_file():
+        out["resnet9_bench"]["results"] = json.loads(rj.read_text())
+    return out
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="Fewer steps and iterations.")
+    parser.add_argument("--out", default="gpu_check.json", help="The results file.")
+    parser.add_argument("--work", help="Keep runs and bundles here (default: a temp folder).")
+    args = parser.parse_args(argv)
+    sections = args.sections.split(",")
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad:
+        parser.error(f"unknown section(s) {bad}; choose from {', '.join(SECTIONS)}")
+
+    import torch
+
+    if not torch.cuda.is_available() and sections != ["env"]:
+        print("gpu_check: torch sees no CUDA GPU; only the env section can run", file=sys.stderr)
+        return 2
+    out_path = Path(args.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    log = out_path.with_suffix(".log")
+    log.write_text("")
+    results: dict[str, Any] = {
+        "command": "python tools/gpu_check.py " + " ".join(argv or sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work) if args.work else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for section in sections:
+            t0 = time.monotonic()
+            print(f"== {section}", flush=True)
+            try:
+                if section == "env":
+                    results["env"] = section_env()
+                elif section == "tests":
+                    results["tests"] = section_tests(log, args.quick)
+                elif section == "train":
+                    results["train"] = section_train(log, work, args.quick)
+                else:
+                    results["infer"] = section_infer(log, work, args.quick)
+            except Exception as exc:  # record and go on with the next section
+                results[section] = {"error": f"{type(exc).__name__}: {exc}"}
+            results.setdefault("seconds", {})[section] = round(time.monotonic() - t0, 1)
+            out_path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out_path} and {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
