@@ -88,6 +88,11 @@ class TrainConfig:
     pin_memory: bool = True  # page-locked host batches with non_blocking copies (CUDA)
     # Keep an in-memory dataset whole on the device (null: when it fits in 1 GiB).
     resident_data: bool | None = None
+    # Distributed training under torchrun (docs/distributed.md); batch_size is then the
+    # global batch, split over the processes. No effect in a single process.
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (SyncBatchNorm, CUDA)
+    dist_backend: str = "auto"  # auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
+    dist_timeout: float = 1800.0  # seconds a collective waits (covers rank 0's final eval)
 
 
 @dataclass
