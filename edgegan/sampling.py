@@ -111,6 +111,10 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
     config = config_from_dict(state["config"])
     spec = dict(state["spec"])
+    if spec.get("task") == "cyclegan":
+        raise EdgeganError(
+            f"{run_dir} is a cyclegan run: translate images with --direction AtoB|BtoA --input"
+        )
     if spec.get("task") != "gan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; this command samples GANs")
     c, h, _ = spec["image_shape"]

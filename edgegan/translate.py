@@ -1,7 +1,12 @@
-"""Translating images with a trained CycleGAN (``edgegan infer RUN --direction AtoB --input``).
+"""Translating images with a CycleGAN generator (``edgegan infer TARGET --direction AtoB
+--input PATH``), on any backend.
 
-Images of any size are padded (edge replication) to a multiple the generator accepts, run
-through it, and cropped back, so each output has its input's size and file name (as PNG).
+Pre- and post-processing live here and are shared by every backend (torch on a run, ONNX
+Runtime and TensorRT on a bundle), so they are identical by construction: an image is read as
+uint8 with the generator's input channels, mapped onto the spec's value range, padded by edge
+replication to a multiple of ``size_multiple``, run, cropped back to its size, clipped and
+rounded to uint8. Each output has its input's size and relative file name (as PNG). A backend
+only maps the named input ``image`` to the raw ``translated`` array (:mod:`edgegan.runtime`).
 """
 
 from __future__ import annotations
@@ -9,15 +14,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError
+import numpy as np
 
-DIRECTIONS = ("AtoB", "BtoA")
+from edgegan.errors import EdgeganError
+from edgegan.export.signature import (
+    DIRECTIONS,
+    IMAGE,
+    NETWORKS,
+    check_direction,
+    direction_spec,
+    padded_size,
+)
+from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
+
+__all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def load_translator(run_dir: str | Path, direction: str, device: str = "cpu") -> tuple[Any, int]:
-    """The generator of one direction of a cyclegan run (EMA weights for A->B when kept),
-    in eval mode, and the number of channels it reads."""
+def load_translator(
+    run_dir: str | Path,
+    direction: str,
+    device: str = "cpu",
+    state: dict[str, Any] | None = None,
+) -> RunGenerator:
+    """The generator of one direction of a cyclegan run in eval mode (EMA weights for A->B
+    when the run kept them: the trainer averages the sampled network, ``g_ab``). Its
+    ``spec`` is the direction's (:func:`edgegan.export.signature.direction_spec`).
+    ``state``: the run's checkpoint when the caller has already loaded it."""
     import torch
 
     from edgegan.config import config_from_dict
@@ -25,23 +49,73 @@ def load_translator(run_dir: str | Path, direction: str, device: str = "cpu") ->
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
 
-    if direction not in DIRECTIONS:
-        raise EdgeganError(f"--direction must be AtoB or BtoA, got '{direction}'")
+    check_direction(direction)
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EdgeganError(f"run directory not found: {run_dir}")
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    if state is None:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise EdgeganError(f"run directory not found (no {CHECKPOINT}): {run_dir}")
+        state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
     spec = state["spec"]
     if spec.get("task") != "cyclegan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan")
-    ca, cb = spec["channels_a"], spec["channels_b"]
-    c_in, c_out, name = (ca, cb, "g_ab") if direction == "AtoB" else (cb, ca, "g_ba")
+    dspec = direction_spec(spec, direction)
     g = config_from_dict(state["config"]).model.generator
-    context = {"channels": c_in, "channels_out": c_out, "image_size": spec["image_size"]}
+    context = {
+        "channels": dspec["channels_in"],
+        "channels_out": dspec["channels_out"],
+        "image_size": dspec["image_size"],
+    }
     module = get_manager().registry("models").build(g.name, g.params, context, role="generator")
+    weights, _ = translator_weights(state, direction)
+    module.load_state_dict(weights)
+    module.to(torch.device(device)).eval()
+    dspec["size_multiple"] = int(getattr(module, "size_multiple", dspec["size_multiple"]))
+    return RunGenerator(module, dspec, run_dir, int(state["step"]))
+
+
+def translator_weights(state: dict[str, Any], direction: str) -> tuple[dict, str]:
+    """The state dict of ``direction``'s generator in a cyclegan checkpoint and which it is
+    (``ema`` or ``generator``)."""
     ema = state.get("ema") if direction == "AtoB" else None
-    module.load_state_dict(ema if ema is not None else state["networks"][name])
-    return module.to(torch.device(device)).eval(), c_in
+    if ema is not None:
+        return ema, "ema"
+    return state["networks"][NETWORKS[direction]], "generator"
+
+
+def preprocess(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """uint8 ``(H, W)`` or ``(H, W, C)`` -> float32 ``(C, H', W')`` in the value range, padded
+    (edge replication, bottom and right) to multiples of ``size_multiple``."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    low, high = value_range(spec)
+    x = arr.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+    h, w = x.shape[:2]
+    ph, pw = padded_size(h, w, int(spec["size_multiple"]))
+    if (ph, pw) != (h, w):
+        x = np.pad(x, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def translate_arrays(runner: Any, images: list[np.ndarray], batch_size: int = 8) -> list:
+    """Translate uint8 images (any sizes) with a runner: uint8 ``(H, W, C_out)`` each.
+    Consecutive images of the same padded size share a batch of up to ``batch_size``."""
+    spec = runner.spec
+    step = max(1, min(batch_size, runner.max_batch or batch_size))
+    inputs = [preprocess(img, spec) for img in images]
+    outputs: list[np.ndarray] = []
+    i = 0
+    while i < len(inputs):
+        j = i + 1
+        while j < len(inputs) and j - i < step and inputs[j].shape == inputs[i].shape:
+            j += 1
+        raw = runner.run({IMAGE: np.stack(inputs[i:j])})
+        out = to_uint8_nhwc(postprocess(raw, spec), value_range(spec))
+        for img, o in zip(images[i:j], out, strict=True):
+            h, w = np.asarray(img).shape[:2]
+            outputs.append(o[:h, :w])
+        i = j
+    return outputs
 
 
 def _inputs(path: Path) -> list[tuple[Path, Path]]:
@@ -57,33 +131,38 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
 
 
 def translate(
-    run_dir: str | Path,
+    target: str | Path,
     direction: str,
     input_path: str | Path,
     out: str | Path,
     device: str = "cpu",
     overwrite: bool = False,
+    backend: str = "torch",
+    precision: str = "fp32",
+    batch_size: int = 8,
+    **runner_options: Any,
 ) -> list[Path]:
-    """Translate an image or a folder of images; writes ``out/<same relative name>.png``."""
-    import torch
-    import torch.nn.functional as F
-
-    from edgegan.data.transforms import load_image, save_png, to_tensor
+    """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
+    backend); writes ``out/<same relative name>.png`` and returns the paths."""
+    from edgegan.data.transforms import load_image, save_png
+    from edgegan.runtime import open_runner
     from edgegan.sampling import prepare_out_dir
 
-    module, channels = load_translator(run_dir, direction, device)
+    check_direction(direction)
+    if batch_size <= 0:
+        raise EdgeganError("--batch-size must be a positive number")
     files = _inputs(Path(input_path))
-    out = prepare_out_dir(out, overwrite)
-    multiple = int(getattr(module, "size_multiple", 4))
-    dev = next(module.parameters()).device
-    written = []
-    with torch.no_grad():
-        for src, rel in files:
-            x = to_tensor(load_image(src, channels)).unsqueeze(0).to(dev)
-            h, w = x.shape[-2:]
-            ph, pw = (-h) % multiple, (-w) % multiple
-            if ph or pw:
-                x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-            y = module(x)[..., :h, :w].float().clamp(-1, 1).cpu()[0]
-            written.append(save_png(y, (out / rel).with_suffix(".png")))
+    with open_runner(
+        target, backend, precision, device=device, direction=direction, **runner_options
+    ) as runner:
+        out = prepare_out_dir(out, overwrite)
+        channels = int(runner.spec["channels_in"])
+        written = []
+        # a batch's worth of files at a time: memory stays bounded for large folders
+        for k in range(0, len(files), batch_size):
+            chunk = files[k : k + batch_size]
+            images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
+            outputs = translate_arrays(runner, images, batch_size)
+            for (_, rel), img in zip(chunk, outputs, strict=True):
+                written.append(save_png(img, (out / rel).with_suffix(".png")))
     return written

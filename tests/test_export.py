@@ -268,13 +268,15 @@ def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
         export(tmp_path / "missing")
     with pytest.raises(EdgeganError, match="no checkpoints/last.pt"):
         export(tmp_path)
-    cyc = tmp_path / "cyc"
-    (cyc / "checkpoints").mkdir(parents=True)
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
     state = torch.load(runs["uncond"] / "checkpoints/last.pt", weights_only=True)
-    state["spec"]["task"] = "cyclegan"
-    torch.save(state, cyc / "checkpoints/last.pt")
-    with pytest.raises(EdgeganError, match="is a 'cyclegan' run"):
-        export(cyc)
+    state["spec"]["task"] = "pix2pix"
+    torch.save(state, other / "checkpoints/last.pt")
+    with pytest.raises(EdgeganError, match="is a 'pix2pix' run; .* gan and cyclegan runs"):
+        export(other)
+    with pytest.raises(EdgeganError, match="--direction applies to cyclegan runs"):
+        export(runs["uncond"], out=tmp_path / "d", directions=["AtoB"])
     with pytest.raises(EdgeganError, match="is an export bundle, not a run directory"):
         export(runs["uncond"] / "export")
 

@@ -32,8 +32,8 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
-    """The run's generator spec and which weights will be exported (``ema`` or
-    ``generator``), with one-line errors for anything that is not a GAN run."""
+    """The run's generator spec and which weights a GAN export takes (``ema`` or
+    ``generator``), with one-line errors for anything that is not a GAN or cyclegan run."""
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
 
@@ -53,9 +53,9 @@ def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
     spec = state.get("spec")
     if not isinstance(spec, dict) or "task" not in spec:
         raise EdgeganError(f"{run_dir / CHECKPOINT} has no generator spec; cannot export it")
-    if spec["task"] != "gan":
+    if spec["task"] not in ("gan", "cyclegan"):
         raise EdgeganError(
-            f"{run_dir} is a '{spec['task']}' run; edgegan export handles 'gan' runs"
+            f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan and cyclegan runs"
         )
     weights = "ema" if state.get("ema") is not None else "generator"
     return dict(spec), weights
@@ -112,8 +112,11 @@ def export(
     calib_samples: int = 256,
     overwrite: bool = False,
     exporter: str = "auto",
+    directions: list[str] | tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Export a GAN run's generator (EMA weights) to a bundle and return its ``edgegan.json``.
+    """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
+    generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
+    both by default; see :mod:`edgegan.export.cyclegan`).
 
     FP32 ONNX is always exported (the other precisions derive from it and are compared with
     the same torch reference); ``fp16`` and ``int8`` add the mixed-precision and Q/DQ graphs.
@@ -121,9 +124,8 @@ def export(
     unless ``overwrite``.
     """
     from edgegan import __version__
-    from edgegan.export.onnx import MAX_OPSET, MIN_OPSET, io_spec, resolve_exporter
+    from edgegan.export.onnx import MAX_OPSET, MIN_OPSET, resolve_exporter
     from edgegan.plugins.manager import get_manager
-    from edgegan.sampling import load_run_generator
 
     run_dir = Path(run_dir)
     out = default_out(run_dir, out)
@@ -134,7 +136,8 @@ def export(
         raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     which = resolve_exporter(exporter)
     spec, weights = _load_spec(run_dir)
-    generator = load_run_generator(run_dir, device="cpu", ema=True)
+    if directions and spec["task"] != "cyclegan":
+        raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
 
     registry = get_manager().registry("exporters")
     params: dict[str, dict[str, Any]] = {
@@ -144,31 +147,39 @@ def export(
     }
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
 
+    def build(precision: str, **extra: Any) -> Any:
+        return registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        models: dict[str, Any] = {}
-        for precision in precisions:
-            exp = registry.build(EXPORTER_NAMES[precision], params[precision])
-            models[precision] = exp.export(generator.module, spec, tmp)
-        inputs, outputs = io_spec(spec)
+        if spec["task"] == "cyclegan":
+            from edgegan.export.cyclegan import export_graphs
+
+            parts = export_graphs(run_dir, spec, tmp, precisions, build, directions, calib_samples)
+        else:
+            parts = _gan_graphs(run_dir, spec, tmp, precisions, build)
+            parts["weights"] = weights
+        per_graph = parts["models"].values() if "directions" in parts else [parts["models"]]
+        used = next(iter(per_graph))["fp32"].get("exporter", which)
         meta: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "edgegan_version": __version__,
             "task": spec["task"],
+            **({"directions": parts["directions"]} if "directions" in parts else {}),
             "source": {
                 "run_dir": str(run_dir.resolve()),
-                "step": generator.step,
-                "weights": weights,
+                "step": parts["step"],
+                "weights": parts["weights"],
             },
-            "spec": _bundle_spec(spec),
-            "inputs": inputs,
-            "outputs": outputs,
-            "models": models,
+            "spec": parts["spec"],
+            "inputs": parts["inputs"],
+            "outputs": parts["outputs"],
+            "models": parts["models"],
             "engines": {},
-            "versions": _versions(models["fp32"].get("exporter", which)),
+            "versions": _versions(used),
         }
         write_bundle(tmp / BUNDLE_FILE, meta)
         _check_out(out, overwrite)  # still free? (another process may have written there)
@@ -179,10 +190,36 @@ def export(
     return meta
 
 
+def _gan_graphs(
+    run_dir: Path, spec: dict[str, Any], out_dir: Path, precisions: list[str], build: Any
+) -> dict[str, Any]:
+    """Export a GAN run's generator at each precision: the graph parts of ``edgegan.json``."""
+    from edgegan.export.signature import io_spec
+    from edgegan.sampling import load_run_generator
+
+    generator = load_run_generator(run_dir, device="cpu", ema=True)
+    models = {p: build(p).export(generator.module, spec, out_dir) for p in precisions}
+    inputs, outputs = io_spec(spec)
+    return {
+        "step": generator.step,
+        "spec": _bundle_spec(spec),
+        "inputs": inputs,
+        "outputs": outputs,
+        "models": models,
+    }
+
+
 def summary_rows(meta: dict[str, Any], bundle: str | Path) -> list[tuple[str, ...]]:
     """Rows of the table ``edgegan export`` prints: precision, file, size, max abs, PSNR."""
+    from edgegan.export.bundle import directions, graph_entries
+
     rows = [("precision", "file", "size", "max abs err", "PSNR dB")]
-    for precision, entry in meta["models"].items():
+    graphs = [
+        (precision, entry)
+        for d in directions(meta) or [None]
+        for precision, entry in graph_entries(meta, d).items()
+    ]
+    for precision, entry in graphs:
         path = Path(bundle) / entry["file"]
         size = path.stat().st_size if path.is_file() else 0
         parity = entry.get("parity", {})

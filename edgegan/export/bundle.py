@@ -12,6 +12,21 @@ and ``edgegan bench``)::
      "engines": {},
      "versions": {"torch", "onnx", "onnxruntime"}}
 
+A ``cyclegan`` bundle holds one graph per direction and precision (``model_AtoB.onnx``,
+``model_AtoB.fp16.onnx``, ``model_AtoB.int8.onnx``, the same for ``BtoA``); the
+per-graph parts are keyed by direction first::
+
+    {"task": "cyclegan", "directions": ["AtoB", "BtoA"],
+     "source": {..., "weights": {"AtoB": "ema", "BtoA": "generator"}},
+     "spec": {"channels_a", "channels_b", "image_size", "value_range", "size_multiple"},
+     "inputs": {"AtoB": [{"name": "image", "shape": ["batch", 1, "height", "width"]}], ...},
+     "outputs": {"AtoB": [{"name": "translated", ...}], ...},
+     "models": {"AtoB": {"fp32": {...}, "fp16": {...}}, "BtoA": {...}},
+     "engines": {"AtoB": {"fp16": {...}}}}
+
+:func:`graph_entries` and :func:`engine_entries` pick the ``{precision: entry}`` of a GAN
+bundle or of one direction, so the code around them is the same for both.
+
 This module imports nothing heavy: the runtimes read bundles without torch.
 """
 
@@ -91,13 +106,65 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     return file
 
 
-def model_path(path: str | Path, precision: str = "fp32", meta: dict | None = None) -> Path:
-    """The ONNX file of ``precision`` in the bundle at ``path``, with a clear error when the
-    bundle was exported without it."""
+def model_file(precision: str, direction: str | None = None, suffix: str = ".onnx") -> str:
+    """The file name of a graph: ``model.onnx``, ``model.fp16.onnx``; with a direction
+    ``model_AtoB.onnx``, ``model_AtoB.int8.onnx``. ``suffix=".engine"`` names the TensorRT
+    plan of that graph (always with its precision: ``model_AtoB.fp32.engine``)."""
+    stem = f"model_{direction}" if direction else "model"
+    if precision == "fp32" and suffix == ".onnx":
+        return stem + suffix
+    return f"{stem}.{precision}{suffix}"
+
+
+def directions(meta: dict[str, Any]) -> list[str]:
+    """The directions of a cyclegan bundle (empty for a GAN bundle)."""
+    return list(meta.get("directions") or [])
+
+
+def _per_graph(meta: dict[str, Any], key: str, direction: str | None) -> dict[str, Any]:
+    if not isinstance(meta.get(key), dict):
+        meta[key] = {}
+    table = meta[key]
+    have = directions(meta)
+    if not have:
+        if direction:
+            raise EdgeganError(
+                f"--direction applies to cyclegan bundles; this is a '{meta.get('task')}' bundle"
+            )
+        return table
+    if not direction:
+        raise EdgeganError(f"this is a cyclegan bundle: give --direction ({' or '.join(have)})")
+    if direction not in have:
+        raise EdgeganError(
+            f"the bundle has no {direction} graphs (it has: {', '.join(have)}); export the run "
+            f"again with --direction {direction}"
+        )
+    return table.setdefault(direction, {})
+
+
+def graph_entries(meta: dict[str, Any], direction: str | None = None) -> dict[str, Any]:
+    """``{precision: models entry}`` of a GAN bundle, or of one direction of a cyclegan
+    bundle (the dict inside ``meta``: changes to it are changes to ``meta``)."""
+    return _per_graph(meta, "models", direction)
+
+
+def engine_entries(meta: dict[str, Any], direction: str | None = None) -> dict[str, Any]:
+    """``{precision: engines entry}``, like :func:`graph_entries`."""
+    return _per_graph(meta, "engines", direction)
+
+
+def model_path(
+    path: str | Path,
+    precision: str = "fp32",
+    meta: dict | None = None,
+    direction: str | None = None,
+) -> Path:
+    """The ONNX file of ``precision`` (and ``direction``, in a cyclegan bundle) in the bundle
+    at ``path``, with a clear error when the bundle was exported without it."""
     path = Path(path)
     folder = path.parent if path.name == BUNDLE_FILE else path
     meta = meta if meta is not None else read_bundle(folder)
-    entry = meta["models"].get(precision)
+    entry = graph_entries(meta, direction).get(precision)
     if entry is None:
         have = ", ".join(meta["models"]) or "none"
         flag = {"fp16": " --fp16", "int8": " --int8"}.get(precision, "")

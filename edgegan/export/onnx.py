@@ -1,4 +1,6 @@
-"""FP32 ONNX export of a GAN generator: ``z`` [, ``labels``] -> ``image``, dynamic batch.
+"""FP32 ONNX export of a generator: a GAN's ``z`` [, ``labels``] -> ``image`` (dynamic batch), or
+one cyclegan direction's ``image`` -> ``translated`` (dynamic batch, height and width; see
+:mod:`edgegan.export.signature`).
 
 The graph is traced from the generator in eval mode (BatchNorm on its running statistics, no
 dropout). BatchNorm layers that follow a convolution are folded into its weights first (exact
@@ -25,22 +27,19 @@ from typing import Any
 
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import ExportError
+from edgegan.export.signature import (
+    BATCH,
+    dynamic_axes,
+    example_size,
+    input_names,
+    is_translator,
+    output_names,
+)
 
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "legacy")
 MIN_OPSET = 17
 MAX_OPSET = 21
-BATCH = "batch"
-
-
-def io_spec(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The graph's inputs and outputs as recorded in ``edgegan.json``."""
-    inputs: list[dict[str, Any]] = [
-        {"name": "z", "dtype": "float32", "shape": [BATCH, int(spec["latent_dim"])]}
-    ]
-    if int(spec.get("num_classes") or 0) > 0:
-        inputs.append({"name": "labels", "dtype": "int64", "shape": [BATCH]})
-    shape = [BATCH, *(int(v) for v in spec["image_shape"])]
-    return inputs, [{"name": "image", "dtype": "float32", "shape": shape}]
+MAX_DIM = 65536
 
 
 def resolve_exporter(exporter: str = "auto") -> str:
@@ -98,33 +97,38 @@ def fold_batchnorm(module: Any) -> tuple[Any, int]:
     return module, folded
 
 
-def _wrapper(generator: Any, conditional: bool) -> Any:
-    """An ``nn.Module`` with the graph's signature: ``forward(z, labels)`` or ``forward(z)``."""
+def _wrapper(generator: Any, num_inputs: int) -> Any:
+    """An ``nn.Module`` with the graph's signature: ``forward(a, b)`` (z, labels) or
+    ``forward(a)`` (z, or an image), so the exporter names exactly the graph's inputs."""
     from torch import nn
 
-    class ConditionalGraph(nn.Module):
+    class TwoInputGraph(nn.Module):
         def __init__(self, g: nn.Module) -> None:
             super().__init__()
             self.generator = g
 
-        def forward(self, z, labels):  # noqa: ANN001, ANN202 (traced)
-            return self.generator(z, labels)
+        def forward(self, a, b):  # noqa: ANN001, ANN202 (traced)
+            return self.generator(a, b)
 
-    class UnconditionalGraph(nn.Module):
+    class OneInputGraph(nn.Module):
         def __init__(self, g: nn.Module) -> None:
             super().__init__()
             self.generator = g
 
-        def forward(self, z):  # noqa: ANN001, ANN202 (traced)
-            return self.generator(z)
+        def forward(self, a):  # noqa: ANN001, ANN202 (traced)
+            return self.generator(a)
 
-    return (ConditionalGraph if conditional else UnconditionalGraph)(generator).eval()
+    return (TwoInputGraph if num_inputs == 2 else OneInputGraph)(generator).eval()
 
 
 def _example_inputs(spec: dict[str, Any], batch: int = 2) -> tuple[Any, ...]:
+    """Traced inputs; batch 2 and distinct sizes so no dynamic axis is specialised."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
+    if is_translator(spec):
+        h, w = example_size(spec)
+        return (torch.rand(batch, int(spec["channels_in"]), h, w, generator=gen) * 2 - 1,)
     z = torch.randn(batch, int(spec["latent_dim"]), generator=gen)
     k = int(spec.get("num_classes") or 0)
     if k > 0:
@@ -132,10 +136,22 @@ def _example_inputs(spec: dict[str, Any], batch: int = 2) -> tuple[Any, ...]:
     return (z,)
 
 
-def _export_dynamo(wrapper: Any, args: tuple, names: list[str], opset: int) -> Any:
+def _dynamo_shapes(spec: dict[str, Any]) -> tuple[dict[int, Any], ...]:
+    """torch.export dynamic shapes per input: the batch, and for a translator H and W as
+    multiples of ``size_multiple`` (derived dims, so the graph needs no shape arithmetic)."""
     import torch
 
-    batch = torch.export.Dim(BATCH, min=1, max=65536)
+    dims: dict[str, Any] = {BATCH: torch.export.Dim(BATCH, min=1, max=MAX_DIM)}
+    if is_translator(spec):
+        m = int(spec["size_multiple"])
+        for name in ("height", "width"):
+            root = torch.export.Dim(f"{name}_{m}", min=1, max=MAX_DIM // m)
+            dims[name] = m * root if m > 1 else root
+    axes = dynamic_axes(spec)
+    return tuple({i: dims[d] for i, d in axes[n].items()} for n in input_names(spec))
+
+
+def _export_dynamo(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int) -> Any:
     # The dynamo exporter logs warnings that say nothing about this graph (torchvision ops
     # not registered, deprecated pytree classes): keep them off the user's terminal.
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
@@ -145,23 +161,25 @@ def _export_dynamo(wrapper: Any, args: tuple, names: list[str], opset: int) -> A
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = _dynamo(wrapper, args, names, opset, batch)
+            program = _dynamo(wrapper, args, spec, opset)
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-    return program.model_proto
+    model = program.model_proto
+    _name_dynamic_dims(model, spec)
+    return model
 
 
-def _dynamo(wrapper: Any, args: tuple, names: list[str], opset: int, batch: Any) -> Any:
+def _dynamo(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int) -> Any:
     import torch
 
     return torch.onnx.export(
         wrapper,
         args,
         dynamo=True,
-        input_names=names,
-        output_names=["image"],
-        dynamic_shapes=tuple({0: batch} for _ in names),
+        input_names=input_names(spec),
+        output_names=output_names(spec),
+        dynamic_shapes=_dynamo_shapes(spec),
         opset_version=opset,
         optimize=True,
         external_data=False,
@@ -169,11 +187,29 @@ def _dynamo(wrapper: Any, args: tuple, names: list[str], opset: int, batch: Any)
     )
 
 
-def _export_legacy(wrapper: Any, args: tuple, names: list[str], opset: int, tmp: Path) -> Any:
+def _name_dynamic_dims(model: Any, spec: dict[str, Any]) -> None:
+    """Give the graph's dynamic input/output dimensions the names of :func:`io_spec`
+    (dynamo writes the symbols it traced, such as ``4*height_4``), everywhere they occur."""
+    rename: dict[str, str] = {}
+    tensors = {t.name: t for t in [*model.graph.input, *model.graph.output]}
+    for name, axes in dynamic_axes(spec).items():
+        dims = tensors[name].type.tensor_type.shape.dim
+        for i, new in axes.items():
+            old = dims[i].dim_param
+            if old and old != new:
+                rename[old] = new
+    if not rename:
+        return
+    for info in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+
+
+def _export_legacy(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int, tmp: Path) -> Any:
     import onnx
     import torch
 
-    axes = {n: {0: BATCH} for n in [*names, "image"]}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -182,9 +218,9 @@ def _export_legacy(wrapper: Any, args: tuple, names: list[str], opset: int, tmp:
                 args,
                 str(tmp),  # the legacy exporter writes a file
                 dynamo=False,
-                input_names=names,
-                output_names=["image"],
-                dynamic_axes=axes,
+                input_names=input_names(spec),
+                output_names=output_names(spec),
+                dynamic_axes=dynamic_axes(spec),
                 opset_version=opset,
             )
         return onnx.load(str(tmp))
@@ -210,8 +246,13 @@ def add_metadata(model: Any, spec: dict[str, Any], extra: dict[str, str] | None 
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "edgegan"
     model.producer_version = __version__
+    keys = (
+        ("direction", "channels_in", "channels_out", "value_range", "size_multiple")
+        if is_translator(spec)
+        else ("latent_dim", "num_classes", "image_shape")
+    )
     model.doc_string = f"edgegan {spec.get('task', 'gan')} generator: " + ", ".join(
-        f"{k}={spec[k]}" for k in ("latent_dim", "num_classes", "image_shape")
+        f"{k}={spec[k]}" for k in keys if k in spec
     )
 
 
@@ -229,14 +270,14 @@ def read_metadata(model: Any) -> dict[str, Any]:
 
 
 def _run_exporter(
-    which: str, wrapper: Any, args: tuple, names: list[str], opset: int, path: Path
+    which: str, wrapper: Any, args: tuple, spec: dict[str, Any], opset: int, path: Path
 ) -> Any:
     import torch
 
     with torch.no_grad():
         if which == "dynamo":
-            return _export_dynamo(wrapper, args, names, opset)
-        return _export_legacy(wrapper, args, names, opset, path.with_name(f".{path.name}.tmp"))
+            return _export_dynamo(wrapper, args, spec, opset)
+        return _export_legacy(wrapper, args, spec, opset, path.with_name(f".{path.name}.tmp"))
 
 
 def _export_failed(which: str, exc: BaseException) -> ExportError:
@@ -254,7 +295,9 @@ def export_onnx(
     exporter: str = "auto",
     fold_bn: bool = True,
 ) -> dict[str, Any]:
-    """Export ``generator`` (any module with ``forward(z, labels=None)``) to ``path``.
+    """Export ``generator`` to ``path``: a GAN generator (``forward(z, labels=None)``) or, when
+    ``spec`` is a translator's (:func:`edgegan.export.signature.direction_spec`), an
+    image-to-image generator (``forward(image)``).
 
     Returns the ``models.fp32`` entry of ``edgegan.json`` without parity: ``file``, ``opset``,
     ``exporter``, ``nodes``, ``folded_batchnorm``, ``export_seconds``.
@@ -265,7 +308,6 @@ def export_onnx(
         raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     which = resolve_exporter(exporter)
     path = Path(path)
-    conditional = int(spec.get("num_classes") or 0) > 0
     module = generator.module if hasattr(generator, "module") else generator
     folded = 0
     if fold_bn:
@@ -273,13 +315,12 @@ def export_onnx(
     else:
         module = copy.deepcopy(module)
     module = module.to("cpu").float().eval()
-    wrapper = _wrapper(module, conditional)
+    wrapper = _wrapper(module, len(input_names(spec)))
     args = _example_inputs(spec)
-    names = ["z", "labels"] if conditional else ["z"]
     start = time.perf_counter()
     fallback = None
     try:
-        model = _run_exporter(which, wrapper, args, names, opset, path)
+        model = _run_exporter(which, wrapper, args, spec, opset, path)
     except Exception as exc:
         if exporter != "auto" or which != "dynamo":
             raise _export_failed(which, exc) from exc
@@ -288,7 +329,7 @@ def export_onnx(
         fallback = f"dynamo failed ({type(exc).__name__}); used legacy"
         which = "legacy"
         try:
-            model = _run_exporter(which, wrapper, args, names, opset, path)
+            model = _run_exporter(which, wrapper, args, spec, opset, path)
         except Exception as exc2:
             raise _export_failed(which, exc2) from exc2
     seconds = time.perf_counter() - start

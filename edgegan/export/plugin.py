@@ -4,7 +4,9 @@ hook as a third-party plugin.
 Each factory returns an object with ``export(generator, spec, out_dir) -> dict``: it writes
 one graph into ``out_dir``, measures its parity against ``generator`` and returns the graph's
 ``models`` entry for ``edgegan.json`` (raising :class:`~edgegan.export.bundle.ExportError`
-when parity is out of tolerance). The FP16 and INT8 exporters derive from ``model.onnx`` in
+when parity is out of tolerance). ``spec`` is a GAN's or one cyclegan direction's
+(:mod:`edgegan.export.signature`), which also names the file (``model.onnx``,
+``model_AtoB.onnx``, ...). The FP16 and INT8 exporters derive from the FP32 graph in
 ``out_dir``, exporting it first when it is not there. This module is imported when the CLI
 starts: torch and onnx are imported only inside ``export``.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan import hookimpl
-from edgegan.export.bundle import MODEL_FILES
+from edgegan.export.bundle import model_file
 
 
 def _finish(generator: Any, spec: dict[str, Any], path: Path, precision: str, info: dict) -> dict:
@@ -26,8 +28,12 @@ def _finish(generator: Any, spec: dict[str, Any], path: Path, precision: str, in
     return {**info, "parity": verify.sanitize(parity)}
 
 
+def _path(out_dir: str | Path, spec: dict[str, Any], precision: str) -> Path:
+    return Path(out_dir) / model_file(precision, spec.get("direction"))
+
+
 class OnnxExporter:
-    """FP32 ONNX graph (z [, labels] -> image, dynamic batch), parity-checked."""
+    """FP32 ONNX graph (z [, labels] -> image, or image -> translated), parity-checked."""
 
     precision = "fp32"
 
@@ -39,7 +45,7 @@ class OnnxExporter:
     def export(self, generator: Any, spec: dict[str, Any], out_dir: str | Path) -> dict:
         from edgegan.export.onnx import export_onnx
 
-        path = Path(out_dir) / MODEL_FILES["fp32"]
+        path = _path(out_dir, spec, "fp32")
         info = export_onnx(
             generator, spec, path, self.opset, self.exporter, fold_bn=self.fold_batchnorm
         )
@@ -47,7 +53,7 @@ class OnnxExporter:
 
 
 def _fp32_graph(generator: Any, spec: dict[str, Any], out_dir: str | Path, opset: int) -> Path:
-    path = Path(out_dir) / MODEL_FILES["fp32"]
+    path = _path(out_dir, spec, "fp32")
     if not path.is_file():
         OnnxExporter(opset=opset).export(generator, spec, out_dir)
     return path
@@ -65,26 +71,44 @@ class OnnxFp16Exporter:
         from edgegan.export.precision import to_fp16
 
         src = _fp32_graph(generator, spec, out_dir, self.opset)
-        path = Path(out_dir) / MODEL_FILES["fp16"]
+        path = _path(out_dir, spec, "fp16")
         return _finish(generator, spec, path, self.precision, to_fp16(src, path))
 
 
 class OnnxInt8Exporter:
-    """Static Q/DQ INT8 ONNX graph calibrated on the latent prior, parity-checked."""
+    """Static Q/DQ INT8 ONNX graph calibrated on the latent prior (a GAN) or on
+    ``calibration`` images (a translator), parity-checked."""
 
     precision = "int8"
 
-    def __init__(self, opset: int = 18, calib_samples: int = 256, exclude: tuple = ()):
+    def __init__(
+        self,
+        opset: int = 18,
+        calib_samples: int = 256,
+        exclude: tuple = (),
+        calibration: Any = None,
+        calib_source: str = "",
+    ):
         self.opset = opset
         self.calib_samples = calib_samples
         self.exclude = tuple(exclude)
+        self.calibration = calibration
+        self.calib_source = calib_source
 
     def export(self, generator: Any, spec: dict[str, Any], out_dir: str | Path) -> dict:
-        from edgegan.export.precision import INT8_EXCLUDE, to_int8
+        from edgegan.export.precision import default_exclude, to_int8
 
         src = _fp32_graph(generator, spec, out_dir, self.opset)
-        path = Path(out_dir) / MODEL_FILES["int8"]
-        info = to_int8(src, path, spec, self.calib_samples, exclude=self.exclude or INT8_EXCLUDE)
+        path = _path(out_dir, spec, "int8")
+        info = to_int8(
+            src,
+            path,
+            spec,
+            self.calib_samples,
+            exclude=self.exclude or default_exclude(spec),
+            calibration=self.calibration,
+            calib_source=self.calib_source,
+        )
         return _finish(generator, spec, path, self.precision, info)
 
 

@@ -5,8 +5,8 @@
   :data:`FP16_BLOCK_OPS` stay in FP32.
 - INT8: static Q/DQ quantisation (ONNX Runtime's ``quantize_static``): per-channel symmetric
   INT8 weights, symmetric INT8 activations (zero point 0, the form TensorRT requires), ranges
-  calibrated on inputs drawn from the latent prior. The nodes named by :data:`INT8_EXCLUDE`
-  stay in FP32.
+  calibrated on inputs drawn from the latent prior (a GAN) or on images from the run's
+  dataset (a translator). The nodes named by :func:`default_exclude` stay in FP32.
 
 The block and exclusion lists were chosen by measurement (docs/export.md).
 """
@@ -22,6 +22,7 @@ import numpy as np
 
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import ExportError
+from edgegan.export.signature import input_names, is_translator
 
 # Numerically sensitive op types kept in FP32 in the FP16 graph (ONNX Runtime's defaults, the
 # normalisations and the reductions). Tanh is deliberately not blocked: measured, it changes
@@ -53,10 +54,13 @@ FP16_BLOCK_OPS: tuple[str, ...] = (
 # matrix product (DCGAN's project-and-reshape), "last" the one producing the image. Explicit
 # node names and op types are accepted too.
 INT8_EXCLUDE: tuple[str, ...] = ("last",)
+# For image-to-image generators (measured on the cyclegan generators, docs/export.md).
+TRANSLATOR_INT8_EXCLUDE: tuple[str, ...] = ("first", "last")
 COMPUTE_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ACTIVATIONS: tuple[str, ...] = ("s8", "u8")
 CALIBRATION_SEED = 1234
 CALIBRATION_BATCH = 32
+IMAGE_CALIBRATION_BATCH = 4
 
 
 def _quiet_onnxruntime_tools() -> None:
@@ -78,6 +82,9 @@ def to_fp16(
 
     model = onnx.load(str(src))
     meta = read_metadata(model)
+    # The exporter's intermediate type annotations would contradict the casts the converter
+    # puts around blocked ops (onnx.checker then refuses the graph): let it infer them anew.
+    del model.graph.value_info[:]
     try:
         half = convert_float_to_float16(
             model, keep_io_types=True, op_block_list=list(block_ops), disable_shape_infer=False
@@ -138,6 +145,22 @@ def _opset(model: Any) -> int:
     return int(opsets.get("", opsets.get("ai.onnx", 0)))
 
 
+class ArrayReader:
+    """Calibration feeds for ``quantize_static`` from an array of inputs (a translator's
+    images), ``batch`` rows per feed."""
+
+    def __init__(self, name: str, inputs: np.ndarray, batch: int = CALIBRATION_BATCH) -> None:
+        arr = np.ascontiguousarray(inputs, dtype=np.float32)
+        self.feeds = [{name: arr[i : i + batch]} for i in range(0, len(arr), batch)]
+        self._iter = iter(self.feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.feeds)
+
+
 class LatentPriorReader:
     """Calibration feeds for ``quantize_static``: ``z`` from N(0, I) (seeded), ``labels``
     cycling over the classes, ``batch`` rows per feed, ``samples`` rows in all."""
@@ -168,6 +191,11 @@ class LatentPriorReader:
         self._iter = iter(self.feeds)
 
 
+def default_exclude(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The nodes kept in FP32 in the INT8 graph of a generator of this kind."""
+    return TRANSLATOR_INT8_EXCLUDE if is_translator(spec) else INT8_EXCLUDE
+
+
 def resolve_exclusions(model: Any, exclude: tuple[str, ...]) -> list[str]:
     """Node names for ``exclude`` (roles ``first``/``last``, op types or node names)."""
     compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
@@ -191,9 +219,13 @@ def to_int8(
     per_channel: bool = True,
     activations: str = "s8",
     preprocess: bool = True,
+    calibration: np.ndarray | None = None,
+    calib_source: str = "",
 ) -> dict[str, Any]:
     """Write the static Q/DQ INT8 graph of ``src`` (FP32 ONNX) to ``dst``, calibrated on
-    ``calib_samples`` latent-prior inputs. Returns the ``models.int8`` entry without parity.
+    ``calib_samples`` latent-prior inputs, or for a translator on ``calibration`` (images
+    ``(N, C, H, W)`` in the value range, described by ``calib_source``). Returns the
+    ``models.int8`` entry without parity.
 
     ``activations``: ``"s8"`` (symmetric int8, zero point 0: what TensorRT accepts) or
     ``"u8"`` (asymmetric uint8, for CPU-only graphs).
@@ -214,6 +246,15 @@ def to_int8(
     if activations not in ACTIVATIONS:
         raise EdgeganError(f"activations must be one of {', '.join(ACTIVATIONS)}")
     symmetric = activations == "s8"
+    if is_translator(spec):
+        if calibration is None or not len(calibration):
+            raise EdgeganError("INT8 calibration of an image-to-image graph needs images")
+        # a few images a batch: one run holds every activation of its batch (GBs at 256 px)
+        reader: Any = ArrayReader(input_names(spec)[0], calibration, IMAGE_CALIBRATION_BATCH)
+        record = {"samples": len(calibration), "source": calib_source or "images"}
+    else:
+        reader = LatentPriorReader(spec, calib_samples)
+        record = {"samples": int(calib_samples), "source": "latent prior"}
     _quiet_onnxruntime_tools()
     meta = read_metadata(src)
     with tempfile.TemporaryDirectory(prefix="edgegan-int8-") as tmp:
@@ -231,7 +272,7 @@ def to_int8(
             quantize_static(
                 str(model_in),
                 str(out),
-                LatentPriorReader(spec, calib_samples),
+                reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
@@ -257,10 +298,9 @@ def to_int8(
         "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
         "calibration": {
-            "samples": int(calib_samples),
-            "source": "latent prior",
+            **record,
             "method": "minmax",
-            "seed": CALIBRATION_SEED,
+            **({} if is_translator(spec) else {"seed": CALIBRATION_SEED}),
         },
         "excluded_nodes": excluded,
     }

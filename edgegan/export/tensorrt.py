@@ -5,11 +5,17 @@ TensorRT 10 and 11 (and TensorRT-RTX, the ``tensorrt_rtx`` module, same API fami
 ``model.fp16.onnx`` mixed FP16, ``model.int8.onnx`` Q/DQ), never FP16/INT8 builder flags, which
 TensorRT 11 removed. For each precision the bundle gets
 
-- ``model.<precision>.engine``: the serialized plan as a plain file, which ``trtexec
-  --loadEngine`` and Triton's ``tensorrt_plan`` backend load as is;
+- ``model.<precision>.engine`` (``model_AtoB.<precision>.engine`` for a cyclegan direction):
+  the serialized plan as a plain file, which ``trtexec --loadEngine`` and Triton's
+  ``tensorrt_plan`` backend load as is;
 - ``timing.cache``: the builder's timing cache, reused by later builds on the same GPU;
-- ``edgegan.json["engines"][precision]``: the GPU, compute capability and TensorRT version it
-  was built with, the optimisation profile, the workspace limit and the measured parity.
+- ``edgegan.json["engines"][precision]`` (``["engines"][direction][precision]``): the GPU,
+  compute capability and TensorRT version it was built with, the optimisation profile, the
+  workspace limit and the measured parity.
+
+The optimisation profile spans ``--min-batch``/``--opt-batch``/``--max-batch`` and, for the
+dynamic height and width of an image-to-image graph, ``--min-size``/``--opt-size``/
+``--max-size`` (defaults: half, once and twice the run's image size).
 
 Engines are not portable across GPU models or TensorRT versions; :func:`check_engine` compares
 that record with the current device before an engine is loaded.
@@ -31,6 +37,7 @@ from edgegan.runtime.base import PRECISIONS, TRT_EXTRA, BackendUnavailable
 TIMING_CACHE = "timing.cache"
 DEFAULT_WORKSPACE_GB = 2.0
 DEFAULT_BATCH = (1, 1, 64)  # min, opt, max of the optimisation profile
+TRANSLATOR_BATCH = (1, 1, 8)  # image-to-image: activations grow with the batch *and* the size
 
 
 class TensorRTMissing(BackendUnavailable):
@@ -55,8 +62,10 @@ def import_tensorrt() -> ModuleType:
     )
 
 
-def engine_file(precision: str) -> str:
-    return f"model.{precision}.engine"
+def engine_file(precision: str, direction: str | None = None) -> str:
+    from edgegan.export.bundle import model_file
+
+    return model_file(precision, direction, ".engine")
 
 
 def version_major(version: str) -> int:
@@ -112,36 +121,82 @@ def check_engine(entry: dict[str, Any], env: dict[str, str], bundle: str | Path 
         )
 
 
-def _batches(min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int]:
-    if not 1 <= min_batch <= opt_batch <= max_batch:
+def _ordered(what: str, values: tuple[int | None, ...]) -> None:
+    """The given ones of (min, opt, max) must satisfy 1 <= min <= opt <= max."""
+    given = [int(v) for v in values if v is not None]
+    if any(v < 1 for v in given) or given != sorted(given):
+        shown = ", ".join("-" if v is None else str(v) for v in values)
         raise EdgeganError(
-            "the batch sizes of the TensorRT profile must satisfy 1 <= --min-batch <= "
-            f"--opt-batch <= --max-batch; got {min_batch}, {opt_batch}, {max_batch}"
+            f"the {what} of the TensorRT profile must satisfy 1 <= --min-{what} <= "
+            f"--opt-{what} <= --max-{what}; got {shown}"
         )
+
+
+def _batches(min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int]:
+    _ordered("batch", (min_batch, opt_batch, max_batch))
     return min_batch, opt_batch, max_batch
 
 
 def check_build_options(
-    min_batch: int = DEFAULT_BATCH[0],
-    opt_batch: int = DEFAULT_BATCH[1],
-    max_batch: int = DEFAULT_BATCH[2],
+    min_batch: int | None = None,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
     workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    min_size: int | None = None,
+    opt_size: int | None = None,
+    max_size: int | None = None,
 ) -> None:
-    """Refuse a bad profile or workspace before any work is done."""
-    _batches(min_batch, opt_batch, max_batch)
+    """Refuse a bad profile or workspace before any work is done (``None``: the default,
+    which depends on the bundle)."""
+    _ordered("batch", (min_batch, opt_batch, max_batch))
+    _ordered("size", (min_size, opt_size, max_size))
     if not workspace_gb > 0:
         raise EdgeganError(f"--workspace-gb must be positive, got {workspace_gb}")
 
 
+def resolve_profile(
+    spec: dict[str, Any],
+    batch: tuple[int | None, int | None, int | None] = (None, None, None),
+    size: tuple[int | None, int | None, int | None] = (None, None, None),
+) -> tuple[tuple[int, int, int], tuple[int, int, int] | None]:
+    """The (min, opt, max) batch and, for an image-to-image graph, square size of the
+    profile: the given values, the rest by default (a translator: batch 1/1/8, sizes half,
+    once and twice the image size; sizes are multiples of the spec's size multiple)."""
+    from edgegan.export.signature import is_translator, round_up
+
+    if not is_translator(spec):
+        if any(v is not None for v in size):
+            raise EdgeganError("--min-size/--opt-size/--max-size apply to cyclegan bundles")
+        defaults = DEFAULT_BATCH
+        return _batches(*(b or d for b, d in zip(batch, defaults, strict=True))), None
+    m, image = int(spec["size_multiple"]), int(spec["image_size"])
+    opt = size[1] or image
+    defaults_size = (max(m, round_up(opt // 2, m)), opt, round_up(2 * opt, m))
+    sizes = tuple(int(v or d) for v, d in zip(size, defaults_size, strict=True))
+    _ordered("size", sizes)
+    bad = [v for v in sizes if v % m]
+    if bad:
+        raise EdgeganError(f"TensorRT profile sizes must be multiples of {m}; got {bad[0]}")
+    b = _batches(*(v or d for v, d in zip(batch, TRANSLATOR_BATCH, strict=True)))
+    return b, sizes  # type: ignore[return-value]
+
+
 def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per engine for the CLI: file, GPU, TensorRT, profile, parity."""
+    """One line per engine for the CLI: file, GPU, TensorRT, profile, parity (``engines``:
+    ``{precision: entry}``, or ``{direction: {precision: entry}}`` for a cyclegan bundle)."""
+    from edgegan.export.signature import DIRECTIONS
+
+    flat = [
+        (f"{d} {p}", e) for d, per in engines.items() if d in DIRECTIONS for p, e in per.items()
+    ] or list(engines.items())
     lines = []
-    for precision, e in engines.items():
+    for precision, e in flat:
         par = e.get("parity") or {}
-        batch = "/".join(
-            str(next(iter(e.get("profile", {}).get(k, {}).values()), ["?"])[0])
-            for k in ("min", "opt", "max")
-        )
+        shapes = [next(iter(e.get("profile", {}).get(k, {}).values()), ["?"]) for k in
+                  ("min", "opt", "max")]  # fmt: skip
+        batch = "/".join(str(s[0]) for s in shapes)
+        if all(len(s) == 4 for s in shapes):
+            batch += ", size " + "/".join(f"{s[2]}x{s[3]}" for s in shapes)
         parity = (
             f"max abs {par['max_abs']:.2e}, PSNR {par['psnr']:.1f} dB vs fp32 ONNX"
             if par
@@ -160,11 +215,13 @@ def profile_shapes(
     batch: tuple[int, int, int] = DEFAULT_BATCH,
     image_shape: list[int] | None = None,
     shapes: dict[str, tuple[list[int], list[int], list[int]]] | None = None,
+    sizes: tuple[int, int, int] | None = None,
 ) -> dict[str, tuple[list[int], list[int], list[int]]]:
     """(min, opt, max) shapes per input from the network's input shapes (-1 = dynamic).
 
-    The first dynamic dimension is the batch; the dynamic H and W of a 4-D image input take
-    the spec's image size (fixed). ``shapes`` sets an input's three shapes outright.
+    The first dynamic dimension is the batch; the dynamic H and W of a 4-D image input span
+    ``sizes`` (min, opt, max) when given, else take the spec's image size (fixed). ``shapes``
+    sets an input's three shapes outright.
     """
     mn_b, opt_b, mx_b = _batches(*batch)
     out: dict[str, tuple[list[int], list[int], list[int]]] = {}
@@ -179,6 +236,8 @@ def profile_shapes(
                 vals = (d, d, d)
             elif i == 0:
                 vals = (mn_b, opt_b, mx_b)
+            elif len(dims) == 4 and i in (2, 3) and sizes:
+                vals = tuple(int(v) for v in sizes)  # type: ignore[assignment]
             elif len(dims) == 4 and i in (2, 3) and image_shape:
                 size = int(image_shape[i - 1])
                 vals = (size, size, size)
@@ -229,6 +288,7 @@ def build_engine(
     workspace_gb: float = DEFAULT_WORKSPACE_GB,
     image_shape: list[int] | None = None,
     shapes: dict[str, tuple[list[int], list[int], list[int]]] | None = None,
+    sizes: tuple[int, int, int] | None = None,
     timing_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Parse ``onnx_path``, build a strongly typed engine and write the plan to
@@ -248,7 +308,7 @@ def build_engine(
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         inputs[tensor.name] = [int(d) for d in tensor.shape]
-    prof = profile_shapes(inputs, batch, image_shape, shapes)
+    prof = profile_shapes(inputs, batch, image_shape, shapes, sizes)
 
     config = builder.create_builder_config()
     workspace = int(workspace_gb * (1 << 30))
@@ -303,83 +363,106 @@ def build_engines(
     bundle: str | Path,
     precisions: list[str] | tuple[str, ...] | None = None,
     *,
-    min_batch: int = DEFAULT_BATCH[0],
-    opt_batch: int = DEFAULT_BATCH[1],
-    max_batch: int = DEFAULT_BATCH[2],
+    min_batch: int | None = None,
+    opt_batch: int | None = None,
+    max_batch: int | None = None,
     workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    min_size: int | None = None,
+    opt_size: int | None = None,
+    max_size: int | None = None,
+    directions: list[str] | tuple[str, ...] | None = None,
     device: str = "cuda:0",
     verify: bool = True,
     trt: ModuleType | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Build an engine for each precision's ONNX graph in the bundle (all of them by default)
-    on this machine's GPU, record them in ``edgegan.json`` and return ``meta["engines"]``.
+    """Build an engine for each precision's ONNX graph in the bundle (all of them by default;
+    each direction's in a cyclegan bundle, or those of ``directions``) on this machine's GPU,
+    record them in ``edgegan.json`` and return ``meta["engines"]``. The profile is
+    :func:`resolve_profile`'s (``None``: the default).
 
     With ``verify``, each engine is run against the bundle's FP32 graph on ONNX Runtime (CPU)
     on fresh inputs and the max abs error and PSNR are stored with it.
     """
-    from edgegan.export.bundle import read_bundle, write_bundle
+    from edgegan.export import bundle as bundles
+    from edgegan.export.signature import direction_spec
 
     bundle = Path(bundle)
-    check_build_options(min_batch, opt_batch, max_batch, workspace_gb)
-    batch = (min_batch, opt_batch, max_batch)
+    check_build_options(min_batch, opt_batch, max_batch, workspace_gb, min_size, opt_size, max_size)
     trt = trt or import_tensorrt()
-    meta = read_bundle(bundle)
-    models = meta.get("models") or {}
-    todo = list(precisions) if precisions else [p for p in PRECISIONS if p in models]
-    absent = [p for p in todo if p not in models]
-    if absent or not todo:
-        raise EdgeganError(
-            f"the bundle {bundle} has no ONNX graph for {', '.join(absent) or 'any precision'}; "
-            "export it first (edgegan export RUN --onnx --fp16 --int8)"
-        )
-    env = build_env(trt, device)
-    engines = dict(meta.get("engines") or {})
-    for precision in todo:
-        name = engine_file(precision)
-        t0 = time.perf_counter()
-        with _on_device(device):  # TensorRT builds for the calling thread's current device
-            info = build_engine(
-                trt,
-                bundle / models[precision]["file"],
-                bundle / name,
-                batch=batch,
-                workspace_gb=workspace_gb,
-                image_shape=(meta.get("spec") or {}).get("image_shape"),
-                timing_cache=bundle / TIMING_CACHE,
+    meta = bundles.read_bundle(bundle)
+    graphs = []  # (direction, spec, {precision: models entry}, precisions, profile)
+    for d in directions or bundles.directions(meta) or [None]:
+        models = bundles.graph_entries(meta, d)
+        todo = list(precisions) if precisions else [p for p in PRECISIONS if p in models]
+        absent = [p for p in todo if p not in models]
+        if absent or not todo:
+            raise EdgeganError(
+                f"the bundle {bundle} has no {d + ' ' if d else ''}ONNX graph for "
+                f"{', '.join(absent) or 'any precision'}; "
+                "export it first (edgegan export RUN --onnx --fp16 --int8)"
             )
-        entry = {
-            "file": name,
-            "onnx": models[precision]["file"],
-            **env,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "build_seconds": round(time.perf_counter() - t0, 2),
-            "strongly_typed": True,
-            "profile": info["profile"],
-            "workspace": info["workspace"],
-            "timing_cache": TIMING_CACHE,
-        }
-        engines[precision] = entry
-        meta["engines"] = engines
-        write_bundle(bundle, meta)  # recorded before the check, which reads the metadata
-        if verify:
-            entry["parity"] = engine_parity(bundle, precision, device)
-            write_bundle(bundle, meta)
-    return engines
+        spec = direction_spec(meta["spec"], d) if d else dict(meta["spec"])
+        profile = resolve_profile(spec, (min_batch, opt_batch, max_batch),
+                                  (min_size, opt_size, max_size))  # fmt: skip
+        graphs.append((d, spec, models, todo, profile))
+    env = build_env(trt, device)
+    for d, spec, models, todo, (batch, sizes) in graphs:
+        for precision in todo:
+            name = engine_file(precision, d)
+            t0 = time.perf_counter()
+            with _on_device(device):  # TensorRT builds for the calling thread's current device
+                info = build_engine(
+                    trt,
+                    bundle / models[precision]["file"],
+                    bundle / name,
+                    batch=batch,
+                    workspace_gb=workspace_gb,
+                    image_shape=spec.get("image_shape"),
+                    sizes=sizes,
+                    timing_cache=bundle / TIMING_CACHE,
+                )
+            entry = {
+                "file": name,
+                "onnx": models[precision]["file"],
+                **env,
+                "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "build_seconds": round(time.perf_counter() - t0, 2),
+                "strongly_typed": True,
+                "profile": info["profile"],
+                "workspace": info["workspace"],
+                "timing_cache": TIMING_CACHE,
+            }
+            bundles.engine_entries(meta, d)[precision] = entry
+            bundles.write_bundle(bundle, meta)  # recorded before the check, which reads it
+            if verify:
+                size = (sizes[1], sizes[1]) if sizes else None
+                n = 2 if sizes else None  # a translator's reference runs on the CPU
+                entry["parity"] = engine_parity(bundle, precision, device, n, d, size)
+                bundles.write_bundle(bundle, meta)
+    return meta["engines"]
 
 
 def engine_parity(
-    bundle: str | Path, precision: str, device: str = "cuda:0", batch: int | None = None
+    bundle: str | Path,
+    precision: str,
+    device: str = "cuda:0",
+    batch: int | None = None,
+    direction: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, float]:
     """Run the engine and the bundle's FP32 graph (ONNX Runtime, CPU) on the same fresh
-    inputs: max abs error and PSNR of the engine against it."""
+    inputs (for a translator, images of ``size``, default the run's image size): max abs
+    error and PSNR of the engine against it."""
+    from edgegan.export.signature import make_feed
     from edgegan.runtime import open_runner
     from edgegan.runtime.bench import parity
-    from edgegan.sampling import make_inputs
 
-    with open_runner(bundle, "onnxruntime", "fp32", device="cpu") as ref:
-        with open_runner(bundle, "tensorrt", precision, device=device) as runner:
+    with open_runner(bundle, "onnxruntime", "fp32", device="cpu", direction=direction) as ref:
+        with open_runner(
+            bundle, "tensorrt", precision, device=device, direction=direction
+        ) as runner:
             n = min(batch or 8, runner.max_batch or 8)
-            inputs = make_inputs(runner.spec, n, seed=1234)
+            inputs = make_feed(runner.spec, n, seed=1234, size=size)
             out = runner.run(inputs)
             if not np.isfinite(out).all():
                 raise EngineBuildError(

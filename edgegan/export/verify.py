@@ -1,8 +1,10 @@
 """Parity: every exported graph is run with ONNX Runtime against the torch generator.
 
 The reference is the generator as trained (eval mode, FP32, on the CPU, BatchNorm unfolded),
-fed fresh seeded inputs at several batch sizes (1 and 7 among them, so the dynamic batch axis
-is exercised). The errors go into ``edgegan.json``; :func:`check_parity` fails an export whose
+fed fresh seeded inputs: a GAN's latents at several batch sizes (1 and 7 among them, so the
+dynamic batch axis is exercised), a translator's random images at two batch sizes and two
+image sizes (:func:`edgegan.export.signature.parity_sizes`: dynamic height and width too).
+The errors go into ``edgegan.json``; :func:`check_parity` fails an export whose
 FP32 graph is off by more than :data:`FP32_MAX_ABS`, or whose reduced-precision graphs fall
 below their PSNR floor.
 """
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.export.bundle import ExportError
+from edgegan.export.signature import is_translator, make_feed, parity_sizes
 
 PARITY_BATCH_SIZES: tuple[int, ...] = (1, 7, 56)  # 64 samples in all
 PARITY_SEED = 20240917  # not the calibration seed: parity inputs are never seen in calibration
@@ -40,7 +43,12 @@ def parity_inputs(
     batch_sizes: tuple[int, ...] = PARITY_BATCH_SIZES,
     seed: int = PARITY_SEED,
 ) -> list[dict[str, np.ndarray]]:
-    """Seeded feeds, one per batch size: ``z`` from the latent prior, ``labels`` uniform."""
+    """Seeded feeds: for a GAN one per batch size (``z`` from the latent prior, ``labels``
+    uniform); for a translator one per (batch, H, W) of ``parity_sizes`` (uniform images)."""
+    if is_translator(spec):
+        return [
+            make_feed(spec, n, seed + i, (h, w)) for i, (n, h, w) in enumerate(parity_sizes(spec))
+        ]
     rng = np.random.default_rng(seed)
     k = int(spec.get("num_classes") or 0)
     feeds = []
@@ -53,7 +61,8 @@ def parity_inputs(
 
 
 def torch_outputs(generator: Any, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    """The reference: the torch generator, FP32 on the CPU, for each feed."""
+    """The reference: the torch generator, FP32 on the CPU, for each feed (its arrays are
+    the positional arguments, in the graph's input order)."""
     import torch
 
     module = generator.module if hasattr(generator, "module") else generator
@@ -62,11 +71,8 @@ def torch_outputs(generator: Any, feeds: list[dict[str, np.ndarray]]) -> list[np
     outs = []
     with torch.no_grad():
         for feed in feeds:
-            z = torch.from_numpy(feed["z"]).to(device)
-            labels = feed.get("labels")
-            y = None if labels is None else torch.from_numpy(labels).to(device)
-            out = module(z, y) if y is not None else module(z)
-            outs.append(out.float().cpu().numpy())
+            args = [torch.from_numpy(v).to(device) for v in feed.values()]
+            outs.append(module(*args).float().cpu().numpy())
     return outs
 
 
@@ -85,24 +91,29 @@ def onnx_outputs(path: str | Path, feeds: list[dict[str, np.ndarray]]) -> list[n
     """Run the graph at ``path`` on each feed (only the inputs the graph declares)."""
     session = ort_session(path)
     names = {i.name for i in session.get_inputs()}
+    output = session.get_outputs()[0].name
     return [
-        session.run(["image"], {k: v for k, v in feed.items() if k in names})[0] for feed in feeds
+        session.run([output], {k: v for k, v in feed.items() if k in names})[0] for feed in feeds
     ]
 
 
-def compare(references: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, Any]:
-    """``max_abs``, ``mean_abs``, ``psnr`` (over the range 2.0) and ``samples``."""
-    ref = np.concatenate([r.reshape(len(r), -1) for r in references])
-    out = np.concatenate([o.reshape(len(o), -1) for o in outputs])
-    if ref.shape != out.shape:
-        raise ExportError(f"the ONNX graph returned shape {out.shape}; torch gave {ref.shape}")
+def compare(
+    references: list[np.ndarray], outputs: list[np.ndarray], peak: float = 2.0
+) -> dict[str, Any]:
+    """``max_abs``, ``mean_abs``, ``psnr`` (over the value range's width ``peak``) and
+    ``samples``."""
+    for r, o in zip(references, outputs, strict=True):
+        if r.shape != o.shape:
+            raise ExportError(f"the ONNX graph returned shape {o.shape}; torch gave {r.shape}")
+    ref = np.concatenate([r.ravel() for r in references])  # the feeds may differ in size
+    out = np.concatenate([o.ravel() for o in outputs])
     diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
     finite = bool(np.isfinite(out).all())
     return {
         "max_abs": float(diff.max()) if finite else float("nan"),
         "mean_abs": float(diff.mean()) if finite else float("nan"),
-        "psnr": round(psnr(ref, out), 2) if finite else 0.0,
-        "samples": int(ref.shape[0]),
+        "psnr": round(psnr(ref, out, peak), 2) if finite else 0.0,
+        "samples": sum(len(r) for r in references),
         "batch_sizes": [len(r) for r in references],
     }
 
@@ -116,7 +127,11 @@ def measure_parity(
 ) -> dict[str, Any]:
     """Parity of the ONNX graph at ``path`` against the torch generator (FP32)."""
     feeds = parity_inputs(spec, batch_sizes, seed)
-    return compare(torch_outputs(generator, feeds), onnx_outputs(path, feeds))
+    low, high = spec.get("value_range") or (-1.0, 1.0)
+    parity = compare(torch_outputs(generator, feeds), onnx_outputs(path, feeds), high - low)
+    if is_translator(spec):
+        parity["sizes"] = [list(next(iter(f.values())).shape[-2:]) for f in feeds]
+    return parity
 
 
 def check_parity(precision: str, parity: dict[str, Any], file: str = "") -> None:

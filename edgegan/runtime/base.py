@@ -1,11 +1,13 @@
 """The one small interface every inference backend implements, and how a target is opened.
 
 A *target* is a run directory (``checkpoints/last.pt``) or an exported bundle (a folder with
-``edgegan.json``, written by ``edgegan export``). A :class:`Runner` maps named input arrays
-(``z`` float32 ``(N, latent_dim)``, ``labels`` int64 ``(N,)`` when conditional) to the raw
-output images, float32 ``(N, C, H, W)`` in the spec's value range. Everything around that
-(latents from a seed, labels, clipping, uint8) is shared in :mod:`edgegan.sampling`, so it is
-identical on every backend.
+``edgegan.json``, written by ``edgegan export``), plus the direction for a cyclegan one. A
+:class:`Runner` maps named input arrays to the raw output images, float32 ``(N, C, H, W)`` in
+the spec's value range: a GAN's ``z`` float32 ``(N, latent_dim)`` and ``labels`` int64
+``(N,)`` when conditional, a translator's ``image`` float32 ``(N, C_in, H, W)``
+(:mod:`edgegan.export.signature`). Everything around that (latents from a seed, labels,
+image padding, clipping, uint8) is shared in :mod:`edgegan.sampling` and
+:mod:`edgegan.translate`, so it is identical on every backend.
 """
 
 from __future__ import annotations
@@ -40,14 +42,31 @@ class Target:
     bundle: Path | None = None
     meta: dict[str, Any] | None = None
     run_dir: Path | None = None
+    direction: str | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
+        """The interface of the graph a runner runs: the GAN's, or the direction's."""
         if self.meta is not None:
+            if self.direction:
+                from edgegan.export.signature import direction_spec
+
+                return direction_spec(self.meta["spec"], self.direction)
             return dict(self.meta["spec"])
+        return dict(self.load_generator().spec)
+
+    def load_generator(self, device: str = "cpu") -> Any:
+        """The run's generator (:class:`edgegan.sampling.RunGenerator`) for this target."""
+        run_dir = self.source_run()
+        if run_dir is None:
+            raise EdgeganError(f"{self.path}: the run the bundle came from is not here")
+        if self.direction:
+            from edgegan.translate import load_translator
+
+            return load_translator(run_dir, self.direction, device)
         from edgegan.sampling import load_run_generator
 
-        return dict(load_run_generator(self.run_dir).spec)  # type: ignore[arg-type]
+        return load_run_generator(run_dir, device=device)
 
     def source_run(self) -> Path | None:
         """The run directory the bundle was exported from, when it is still there."""
@@ -76,43 +95,63 @@ def _is_bundle(path: Path) -> bool:
     return is_bundle(path)
 
 
-def resolve_target(target: str | Path | Target, need_bundle: bool = False) -> Target:
+def _bundle_target(path: Path, bundle: Path, direction: str | None, run_dir: Path | None) -> Target:
+    from edgegan.export.bundle import graph_entries, read_bundle
+
+    meta = read_bundle(bundle)
+    if meta.get("task", "gan") not in ("gan", "cyclegan"):
+        raise EdgeganError(f"{bundle} is a '{meta.get('task')}' bundle, which edgegan cannot run")
+    graph_entries(meta, direction)  # a cyclegan bundle needs a direction it has; a GAN, none
+    return Target(path, bundle=bundle, meta=meta, run_dir=run_dir, direction=direction)
+
+
+def resolve_target(
+    target: str | Path | Target, need_bundle: bool = False, direction: str | None = None
+) -> Target:
     """A path -> :class:`Target`. A run directory stands for its bundle in ``RUN/export``
-    when it has one; ``need_bundle`` turns a run without one into a clear error."""
+    when it has one; ``need_bundle`` turns a run without one into a clear error.
+    ``direction`` (``AtoB``/``BtoA``) picks one generator of a cyclegan run or bundle."""
     if isinstance(target, Target):
         if need_bundle and target.bundle is None:
-            return resolve_target(target.path, need_bundle=True)
+            return resolve_target(target.path, need_bundle=True, direction=target.direction)
         return target
+    if direction is not None:
+        from edgegan.export.signature import check_direction
+
+        check_direction(direction)
     path = Path(target)
     if not path.exists():
         raise EdgeganError(
             f"run directory not found: {path} (give a run directory or an exported bundle)"
         )
     if _is_bundle(path):
-        from edgegan.export.bundle import read_bundle
-
-        meta = read_bundle(path)
-        if meta.get("task", "gan") != "gan":
-            raise EdgeganError(
-                f"{path} is a '{meta.get('task')}' bundle; this command runs GAN generators"
-            )
-        return Target(path, bundle=path, meta=meta)
+        return _bundle_target(path, path, direction, None)
     if _is_run_dir(path):
         exported = path / RUN_EXPORT_DIR
         if _is_bundle(exported):
-            from edgegan.export.bundle import read_bundle
-
-            return Target(path, bundle=exported, meta=read_bundle(exported), run_dir=path)
+            return _bundle_target(path, exported, direction, path)
         if need_bundle:
             raise EdgeganError(
                 f"{path} is a run directory; this backend runs an exported bundle: "
                 f"run `edgegan export {path}` first, then pass the bundle folder"
             )
-        return Target(path, run_dir=path)
+        return Target(path, run_dir=path, direction=direction)
     raise EdgeganError(
         f"{path} is neither a run directory (no checkpoints/last.pt) nor an exported bundle "
         "(no edgegan.json)"
     )
+
+
+def bundle_directions(target: str | Path | Target) -> list[str | None]:
+    """The directions of the cyclegan bundle at ``target`` (or in ``RUN/export``), or
+    ``[None]`` for a GAN bundle and anything else: one graph, no direction."""
+    from edgegan.export.bundle import directions, read_bundle
+
+    path = Path(target.path if isinstance(target, Target) else target)
+    for folder in (path, path / RUN_EXPORT_DIR):
+        if _is_bundle(folder):
+            return list(directions(read_bundle(folder))) or [None]
+    return [None]
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -146,14 +185,17 @@ def physical_cores() -> int:
 
 def model_entry(target: Target, precision: str) -> dict[str, Any]:
     """The bundle's ``models[precision]`` entry, or a clear error naming the export flag."""
+    from edgegan.export.bundle import graph_entries
+
     check_precision(precision)
-    models = (target.meta or {}).get("models") or {}
+    models = graph_entries(target.meta or {}, target.direction)
     entry = models.get(precision)
     if not entry:
         flag = {"fp32": "--onnx", "fp16": "--fp16", "int8": "--int8"}[precision]
         have = ", ".join(sorted(models)) or "none"
+        graphs = f"{target.direction} " if target.direction else ""
         raise BackendUnavailable(
-            f"the bundle {target.bundle} has no {precision} model (it has: {have}); "
+            f"the bundle {target.bundle} has no {graphs}{precision} model (it has: {have}); "
             f"export one with `edgegan export {target.source_run() or 'RUN'} {flag}`"
         )
     return entry
@@ -179,9 +221,9 @@ class Runner(ABC):
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        from edgegan.sampling import INPUT_LABELS, INPUT_LATENTS
+        from edgegan.export.signature import input_names
 
-        return (INPUT_LATENTS, INPUT_LABELS) if self.spec.get("num_classes") else (INPUT_LATENTS,)
+        return tuple(input_names(self.spec))
 
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         missing = [n for n in self.input_names if n not in inputs]
@@ -230,9 +272,11 @@ def open_runner(
     backend: str = "torch",
     precision: str = "fp32",
     device: str = "cpu",
+    direction: str | None = None,
     **options: Any,
 ) -> Runner:
-    """Open ``target`` (run directory or bundle) on ``backend`` at ``precision``.
+    """Open ``target`` (run directory or bundle; ``direction`` AtoB/BtoA for a cyclegan one)
+    on ``backend`` at ``precision``.
 
     Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
     threads, default the physical cores); tensorrt ``cuda_graphs=False``. The tensorrt
@@ -249,17 +293,19 @@ def open_runner(
     if backend == "torch":
         from edgegan.runtime.torch_runner import TorchRunner
 
-        return TorchRunner.open(resolve_target(target), precision, device, **options)
+        return TorchRunner.open(
+            resolve_target(target, direction=direction), precision, device, **options
+        )
     if backend == "onnxruntime":
         from edgegan.runtime.ort_runner import OrtRunner
 
-        return OrtRunner(resolve_target(target, need_bundle=True), precision, device, **options)
+        return OrtRunner(resolve_target(target, True, direction), precision, device, **options)
     if backend == "tensorrt":
         from edgegan.export.tensorrt import import_tensorrt
         from edgegan.runtime.trt_runner import TrtRunner
 
         import_tensorrt()  # the one-line "install the extra" error before anything else
-        return TrtRunner(resolve_target(target, need_bundle=True), precision, device, **options)
+        return TrtRunner(resolve_target(target, True, direction), precision, device, **options)
     from edgegan.errors import unknown
 
     raise unknown("backend", backend, BACKENDS)

@@ -28,6 +28,7 @@ from edgegan.runtime.base import (
     BACKENDS,
     PRECISIONS,
     Target,
+    bundle_directions,
     check_precision,
     open_runner,
     parse_device,
@@ -187,9 +188,13 @@ def bench(
     seed: int = 0,
     threads: int | None = None,
     progress: Any = None,
+    directions: list[str] | tuple[str, ...] | None = None,
+    size: Any = None,
 ) -> dict[str, Any]:
     """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
-    results (``results``: one row per backend x precision x batch size)."""
+    results (``results``: one row per backend x precision x batch size, and per direction
+    of a cyclegan bundle, whose inputs are random images of ``size``: ``N`` or ``"HxW"``,
+    default the run's image size)."""
     for b in backends:
         if b not in BACKENDS:
             from edgegan.errors import unknown
@@ -202,24 +207,39 @@ def bench(
     if warmup < 0 or iters <= 0:
         raise EdgeganError("--warmup must be >= 0 and --iters > 0")
     parse_device(device)
-    target = resolve_target(target, need_bundle=True)
-    spec = dict(target.meta["spec"])  # type: ignore[index]
-    inputs = {b: _inputs(spec, int(b), seed) for b in batch_sizes}
-    reference, ref_name = _reference(target, inputs)
+    from edgegan.export.signature import is_translator, make_feed, parse_size
 
     rows: list[dict[str, Any]] = []
-    for backend in backends:
-        for precision in precisions:
-            rows += _bench_one(
-                target, backend, precision, device, inputs, reference, warmup, iters, threads
-            )
-            if progress:
-                progress(rows[-len(inputs) :])
+    first: Target | None = None
+    hw = None
+    for direction in directions or bundle_directions(target):
+        t = resolve_target(target, need_bundle=True, direction=direction)
+        first = first or t
+        spec = t.spec
+        tags: dict[str, Any] = {}
+        if is_translator(spec):
+            hw = parse_size(size, spec)
+            tags = {"direction": direction, "size": list(hw)}
+        elif size is not None:
+            raise EdgeganError("--size applies to image-to-image (cyclegan) bundles")
+        inputs = {b: make_feed(spec, int(b), seed, hw) for b in batch_sizes}
+        reference, ref_name = _reference(t, inputs)
+        for backend in backends:
+            for precision in precisions:
+                rows += _bench_one(
+                    t, backend, precision, device, inputs, reference, warmup, iters, threads, tags
+                )
+                if progress:
+                    progress(rows[-len(inputs) :])
+    assert first is not None
     return {
         "format": BENCH_FORMAT,
-        "bundle": str(target.bundle),
-        "source_run": str(target.source_run()) if target.source_run() else None,
-        "spec": spec,
+        "bundle": str(first.bundle),
+        "source_run": str(first.source_run()) if first.source_run() else None,
+        "task": first.meta.get("task", "gan"),  # type: ignore[union-attr]
+        "spec": dict(first.meta["spec"]),  # type: ignore[index]
+        **({"directions": list(directions or bundle_directions(target))} if hw else {}),
+        **({"size": list(hw)} if hw else {}),
         "device": device,
         "reference": ref_name,
         "warmup": warmup,
@@ -228,12 +248,6 @@ def bench(
         "environment": environment(),
         "results": rows,
     }
-
-
-def _inputs(spec: dict[str, Any], batch: int, seed: int) -> dict[str, np.ndarray]:
-    from edgegan.sampling import make_inputs
-
-    return make_inputs(spec, batch, seed)
 
 
 def _reference(target: Target, inputs: dict[int, dict[str, np.ndarray]]) -> tuple[dict, str]:
@@ -248,8 +262,11 @@ def _reference(target: Target, inputs: dict[int, dict[str, np.ndarray]]) -> tupl
     return {}, "none"
 
 
-def _row(backend: str, precision: str, device: str, batch: int, **extra: Any) -> dict[str, Any]:
+def _row(
+    backend: str, precision: str, device: str, batch: int, tags: dict | None, **extra: Any
+) -> dict[str, Any]:
     return {
+        **(tags or {}),
         "backend": backend,
         "precision": precision,
         "device": device,
@@ -268,7 +285,9 @@ def _bench_one(
     warmup: int,
     iters: int,
     threads: int | None,
+    tags: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
+    """The rows of one backend and precision; ``tags`` (direction, size) head each row."""
     dev = _backend_device(backend, device)
     kind, index = parse_device(dev)
     options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
@@ -284,19 +303,26 @@ def _bench_one(
         runner = open_runner(target, backend, precision, device=dev, **options)
         load_s = time.perf_counter() - t0
     except EdgeganError as exc:
-        return [_row(backend, precision, dev, b, status="skipped", reason=str(exc)) for b in inputs]
+        return [
+            _row(backend, precision, dev, b, tags, status="skipped", reason=str(exc))
+            for b in inputs
+        ]
     rows = []
     try:
         for batch, x in inputs.items():
             if runner.max_batch is not None and batch > runner.max_batch:
                 reason = f"batch {batch} > the engine's max batch {runner.max_batch}"
-                rows.append(_row(backend, precision, dev, batch, status="skipped", reason=reason))
+                rows.append(
+                    _row(backend, precision, dev, batch, tags, status="skipped", reason=reason)
+                )
                 continue
             try:
                 ms, out = _time_runs(runner, x, warmup, iters)
             except Exception as exc:  # noqa: BLE001 - one failing combination, not the table
                 rows.append(
-                    _row(backend, precision, dev, batch, status="error", reason=str(exc)[:300])
+                    _row(
+                        backend, precision, dev, batch, tags, status="error", reason=str(exc)[:300]
+                    )
                 )
                 continue
             p50 = float(np.percentile(ms, 50))
@@ -306,6 +332,7 @@ def _bench_one(
                     precision,
                     dev,
                     batch,
+                    tags,
                     status="ok",
                     reason="",
                     latency_ms={
@@ -337,26 +364,28 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
-    """The table's rows; the batch sizes of a combination skipped for one reason share a row."""
+    """The table's rows (led by the direction for a cyclegan bundle); the batch sizes of a
+    combination skipped for one reason share a row."""
     rows: list[list[str]] = []
+    lead = 1 if result.get("directions") else 0
     for r in result["results"]:
+        key = ([r.get("direction", "")] if lead else []) + [r["backend"], r["precision"]]
         if r["status"] != "ok":
             prev = rows[-1] if rows else None
             note = f"{r['status']}: {r['reason']}"
-            if prev and prev[:2] == [r["backend"], r["precision"]] and prev[-1] == note:
-                prev[2] += f",{r['batch']}"
+            if prev and prev[: len(key)] == key and prev[-1] == note:
+                prev[len(key)] += f",{r['batch']}"
                 continue
-            rows.append([r["backend"], r["precision"], str(r["batch"]), *["-"] * 6, note])
+            rows.append([*key, str(r["batch"]), *["-"] * 6, note])
             continue
         par = r.get("parity") or {}
         rows.append(
             [
-                r["backend"],
-                r["precision"],
+                *key,
                 str(r["batch"]),
                 _fmt(r["latency_ms"]["p50"]),
                 _fmt(r["latency_ms"]["p95"]),
-                _fmt(r["images_per_s"], ".0f"),
+                _fmt(r["images_per_s"], ".0f" if r["images_per_s"] >= 10 else ".2f"),
                 _fmt(r["peak_mem_mb"], ".1f"),
                 _fmt(par.get("max_abs"), ".2e"),
                 _fmt(par.get("psnr"), ".1f"),
@@ -370,6 +399,11 @@ HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak M
            "max abs", "PSNR dB", "device / note"]  # fmt: skip
 
 
+def headers(result: dict[str, Any]) -> list[str]:
+    """The table's columns: :data:`HEADERS`, led by ``direction`` for a cyclegan bundle."""
+    return (["direction"] if result.get("directions") else []) + HEADERS
+
+
 def print_table(result: dict[str, Any], console: Any = None) -> None:
     """The results as a rich table (parity against ``result['reference']``)."""
     from rich.console import Console
@@ -380,18 +414,20 @@ def print_table(result: dict[str, Any], console: Any = None) -> None:
         console = Console()
         if not console.is_terminal:  # a pipe or a file: room for every column
             console = Console(width=max(console.width, 150))
+    size = "x".join(map(str, result["size"])) + " images; " if result.get("size") else ""
     table = Table(
         title=Text(
-            f"edgegan bench {result['bundle']}  (parity vs {result['reference']}; "
+            f"edgegan bench {result['bundle']}  ({size}parity vs {result['reference']}; "
             f"{result['warmup']} warm-up + {result['iters']} timed runs)"
         ),
         title_justify="left",
     )
-    last = len(HEADERS) - 1
-    for i, h in enumerate(HEADERS):
+    names = headers(result)
+    last, lead = len(names) - 1, len(names) - len(HEADERS)
+    for i, h in enumerate(names):
         table.add_column(
             h,
-            justify="right" if 2 <= i <= 8 else "left",
+            justify="right" if 2 + lead <= i <= 8 + lead else "left",
             no_wrap=i < last,
             overflow="fold",
             ratio=1 if i == last else None,

@@ -65,7 +65,7 @@ class OrtRunner(Runner):
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
         kind, index = parse_device(device)
-        self.spec = dict(target.meta["spec"])  # type: ignore[index]
+        self.spec = target.spec
         self.precision = precision
         self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
         self.threads = int(threads) if threads else physical_cores()

@@ -1,4 +1,5 @@
-"""PyTorch eager (optionally torch.compile) on a run's EMA generator: the reference backend."""
+"""PyTorch eager (optionally torch.compile) on a run's generator (EMA weights when kept): the
+reference backend, for a GAN or one direction of a cyclegan."""
 
 from __future__ import annotations
 
@@ -45,8 +46,6 @@ class TorchRunner(Runner):
     ) -> TorchRunner:
         import torch
 
-        from edgegan.sampling import load_run_generator
-
         kind, index = parse_device(device)
         if precision == "int8":
             raise BackendUnavailable(
@@ -66,22 +65,19 @@ class TorchRunner(Runner):
                 "use --backend onnxruntime or tensorrt"
             )
         torch_device = f"cuda:{index}" if kind == "cuda" else "cpu"
-        return cls(load_run_generator(run_dir, device=torch_device), precision, compile)
+        return cls(target.load_generator(torch_device), precision, compile)
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
-        from edgegan.sampling import INPUT_LABELS, INPUT_LATENTS
-
         self.check_inputs(inputs)
+        args = []
+        for name in self.input_names:  # positional, in the graph's order
+            arr = np.ascontiguousarray(inputs[name])
+            t = torch.from_numpy(arr).to(self._device)
+            args.append(t.to(self._dtype) if t.is_floating_point() else t.long())
         with torch.inference_mode():
-            z = torch.from_numpy(np.ascontiguousarray(inputs[INPUT_LATENTS], dtype=np.float32))
-            z = z.to(self._device, self._dtype)
-            y = None
-            if INPUT_LABELS in self.input_names:
-                y = torch.from_numpy(np.ascontiguousarray(inputs[INPUT_LABELS], dtype=np.int64))
-                y = y.to(self._device)
-            return self.module(z, y).float().cpu().numpy()
+            return self.module(*args).float().cpu().numpy()
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

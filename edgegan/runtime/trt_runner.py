@@ -63,6 +63,7 @@ class TrtRunner(Runner):
     ) -> None:
         import torch
 
+        from edgegan.export.bundle import engine_entries
         from edgegan.export.tensorrt import build_env, check_engine, import_tensorrt
 
         trt = import_tensorrt()
@@ -70,12 +71,13 @@ class TrtRunner(Runner):
         kind, index = parse_device(device if str(device).startswith("cuda") else "cuda")
         self.device = f"cuda:{index}"
         self.precision = precision
-        self.spec = dict(target.meta["spec"])  # type: ignore[index]
-        entry = ((target.meta or {}).get("engines") or {}).get(precision)
+        self.spec = target.spec
+        entry = engine_entries(dict(target.meta or {}), target.direction).get(precision)
         if not entry:
+            graphs = f"{target.direction} " if target.direction else ""
             raise BackendUnavailable(
-                f"the bundle {target.bundle} has no {precision} TensorRT engine; build the "
-                f"engines on this device with `edgegan export {target.bundle} --trt`"
+                f"the bundle {target.bundle} has no {graphs}{precision} TensorRT engine; build "
+                f"the engines on this device with `edgegan export {target.bundle} --trt`"
             )
         check_engine(entry, build_env(trt, self.device), target.bundle or "BUNDLE")
         path = target.bundle / entry["file"]  # type: ignore[operator]
@@ -120,9 +122,11 @@ class TrtRunner(Runner):
         }
         for n, buf in ins.items():
             if not self.context.set_input_shape(n, tuple(buf.shape)):
+                lo, _, hi = self.engine.get_tensor_profile_shape(n, 0)
                 raise EdgeganError(
                     f"input '{n}' of shape {tuple(buf.shape)} is outside the engine's profile "
-                    f"(batch up to {self.max_batch}); rebuild with a larger --max-batch"
+                    f"({tuple(lo)} to {tuple(hi)}); rebuild it with a wider profile "
+                    "(--max-batch, --min-size/--max-size)"
                 )
         outs = {}
         for n in self._out_names:

@@ -1,0 +1,99 @@
+"""The graphs of a cyclegan run: one image-to-image graph per direction and precision.
+
+``AtoB`` is ``g_ab`` (with its EMA weights when the run kept them), ``BtoA`` is ``g_ba``; each
+is exported, checked and described exactly like a GAN generator (the exporters are the same
+plugins; :mod:`edgegan.export.signature` supplies what differs), into ``model_AtoB.onnx``,
+``model_AtoB.fp16.onnx``, ``model_AtoB.int8.onnx`` and the same for ``BtoA``. The INT8 graphs
+are calibrated on images of their input domain from the run's own dataset: the test split,
+else the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import DataError, EdgeganError
+from edgegan.export.signature import DIRECTIONS, check_direction, io_spec
+
+DOMAINS: dict[str, str] = {"AtoB": "A", "BtoA": "B"}  # the domain each direction reads
+
+
+def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndarray, str]:
+    """Up to ``samples`` images ``(N, C, H, W)`` of ``direction``'s input domain from the
+    run's dataset (``data``: its config's data section; the test split, else the training
+    split) and a description of where they came from."""
+    from edgegan.plugins.manager import get_manager
+
+    domain = DOMAINS[check_direction(direction)]
+    problems = []
+    for split in ("test", "train"):
+        try:
+            ds = get_manager().registry("datasets").build(data.name, data.params, {"split": split})
+            n = min(int(samples), len(ds))
+            if n < 1:
+                problems.append(f"its {split} split is empty")
+                continue
+            images = np.stack([np.asarray(ds[i][domain], dtype=np.float32) for i in range(n)])
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        return images, f"dataset {data.name}, {split} split, domain {domain}, first {n}"
+    raise EdgeganError(
+        f"--int8 calibrates on images from the run's dataset '{data.name}', which cannot be "
+        f"read here ({'; '.join(problems)}); make the data available or export without --int8"
+    )
+
+
+def export_graphs(
+    run_dir: str | Path,
+    spec: dict[str, Any],
+    out_dir: Path,
+    precisions: list[str],
+    build: Callable[..., Any],
+    directions: list[str] | tuple[str, ...] | None = None,
+    calib_samples: int = 256,
+) -> dict[str, Any]:
+    """Export each direction of the cyclegan run at each precision into ``out_dir``.
+
+    ``build(precision, **params)`` returns the exporter plugin of a precision. Returns the
+    parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
+    ``outputs``, ``models``, and the ``step`` and ``weights`` of the run.
+    """
+    from edgegan.config import config_from_dict
+    from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.translate import load_translator, translator_weights
+
+    todo = list(dict.fromkeys(directions or DIRECTIONS))
+    for d in todo:
+        check_direction(d)
+    state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location="cpu")
+    parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
+    weights: dict[str, str] = {}
+    step = 0
+    for d in todo:
+        generator = load_translator(run_dir, d, device="cpu", state=state)
+        gspec, step = generator.spec, generator.step
+        weights[d] = translator_weights(state, d)[1]
+        models: dict[str, Any] = {}
+        for precision in precisions:
+            extra: dict[str, Any] = {}
+            if precision == "int8":
+                data = config_from_dict(state["config"]).data
+                images, source = calibration_images(data, d, calib_samples)
+                extra = {"calibration": images, "calib_source": source}
+            models[precision] = build(precision, **extra).export(generator.module, gspec, out_dir)
+        parts["models"][d] = models
+        parts["inputs"][d], parts["outputs"][d] = io_spec(gspec)
+        parts["spec"] = {
+            "channels_a": int(spec["channels_a"]),
+            "channels_b": int(spec["channels_b"]),
+            "image_size": int(spec["image_size"]),
+            "value_range": gspec["value_range"],
+            "size_multiple": gspec["size_multiple"],
+        }
+    return {**parts, "step": step, "weights": weights}

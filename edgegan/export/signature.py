@@ -1,0 +1,172 @@
+"""The signature of an exported graph: named inputs and outputs, dynamic axes and seeded inputs.
+
+edgegan exports two kinds of generator, told apart by their spec:
+
+- GAN (``task: gan``): ``z`` float32 ``[batch, latent_dim]`` [, ``labels`` int64 ``[batch]``]
+  -> ``image`` float32 ``[batch, C, H, W]``; the batch axis is dynamic.
+- Image-to-image, one direction of a ``cyclegan`` run (the spec has a ``direction``):
+  ``image`` float32 ``[batch, C_in, height, width]`` -> ``translated`` ``[batch, C_out,
+  height, width]``; batch, height and width are dynamic, height and width multiples of the
+  spec's ``size_multiple``.
+
+Everything that depends on the kind (the exporter's dynamic axes, parity and calibration
+inputs, the runtimes' inputs) asks this module, so the rest of the code is shared. It imports
+NumPy only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from edgegan.errors import EdgeganError
+
+BATCH, HEIGHT, WIDTH = "batch", "height", "width"
+IMAGE = "image"  # a GAN's output, a translator's input
+TRANSLATED = "translated"
+DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
+NETWORKS: dict[str, str] = {"AtoB": "g_ab", "BtoA": "g_ba"}
+DEFAULT_SIZE_MULTIPLE = 4
+
+
+def is_translator(spec: dict[str, Any]) -> bool:
+    """Whether ``spec`` describes an image-to-image graph (one cyclegan direction)."""
+    return bool(spec.get("direction"))
+
+
+def check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise EdgeganError(f"--direction must be AtoB or BtoA, got '{direction}'")
+    return direction
+
+
+def direction_spec(
+    spec: dict[str, Any], direction: str, size_multiple: int | None = None
+) -> dict[str, Any]:
+    """The spec of one direction's graph, from a cyclegan run's or bundle's spec
+    (``channels_a``, ``channels_b``, ``image_size``, ``value_range``)."""
+    check_direction(direction)
+    ca, cb = int(spec["channels_a"]), int(spec["channels_b"])
+    c_in, c_out = (ca, cb) if direction == "AtoB" else (cb, ca)
+    multiple = size_multiple or spec.get("size_multiple") or DEFAULT_SIZE_MULTIPLE
+    return {
+        "task": "cyclegan",
+        "direction": direction,
+        "network": NETWORKS[direction],
+        "channels_in": c_in,
+        "channels_out": c_out,
+        "image_size": int(spec["image_size"]),
+        "value_range": [float(v) for v in (spec.get("value_range") or (-1.0, 1.0))],
+        "size_multiple": int(multiple),
+    }
+
+
+def io_spec(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The graph's inputs and outputs as recorded in ``edgegan.json`` (a string dimension is
+    dynamic and named)."""
+    if is_translator(spec):
+        c_in, c_out = int(spec["channels_in"]), int(spec["channels_out"])
+        return (
+            [{"name": IMAGE, "dtype": "float32", "shape": [BATCH, c_in, HEIGHT, WIDTH]}],
+            [{"name": TRANSLATED, "dtype": "float32", "shape": [BATCH, c_out, HEIGHT, WIDTH]}],
+        )
+    inputs: list[dict[str, Any]] = [
+        {"name": "z", "dtype": "float32", "shape": [BATCH, int(spec["latent_dim"])]}
+    ]
+    if int(spec.get("num_classes") or 0) > 0:
+        inputs.append({"name": "labels", "dtype": "int64", "shape": [BATCH]})
+    shape = [BATCH, *(int(v) for v in spec["image_shape"])]
+    return inputs, [{"name": IMAGE, "dtype": "float32", "shape": shape}]
+
+
+def input_names(spec: dict[str, Any]) -> list[str]:
+    return [i["name"] for i in io_spec(spec)[0]]
+
+
+def output_names(spec: dict[str, Any]) -> list[str]:
+    return [o["name"] for o in io_spec(spec)[1]]
+
+
+def dynamic_axes(spec: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """``{tensor: {axis: name}}`` for every dynamic axis of the inputs and outputs."""
+    inputs, outputs = io_spec(spec)
+    return {
+        t["name"]: {i: d for i, d in enumerate(t["shape"]) if isinstance(d, str)}
+        for t in inputs + outputs
+    }
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-int(value) // int(multiple)) * int(multiple)
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The smallest size at least ``height`` x ``width`` that the graph accepts."""
+    return round_up(height, multiple), round_up(width, multiple)
+
+
+def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -> tuple[int, int]:
+    """An input size for a translator: ``N``, ``"HxW"`` or ``(H, W)``; ``None`` is the run's
+    image size. H and W must be positive multiples of the spec's ``size_multiple``."""
+    if size is None:
+        hw: tuple[int, int] = (int(spec["image_size"]),) * 2  # type: ignore[assignment]
+    elif isinstance(size, (tuple, list)):
+        hw = (int(size[0]), int(size[1]))
+    else:
+        text = str(size).lower()
+        try:
+            h, _, w = text.partition("x")
+            hw = (int(h), int(w or h))
+        except ValueError:
+            raise EdgeganError(
+                f"--size must be N or HxW (e.g. 256 or 192x320), got '{size}'"
+            ) from None
+    m = int(spec.get("size_multiple") or DEFAULT_SIZE_MULTIPLE)
+    if min(hw) <= 0 or hw[0] % m or hw[1] % m:
+        raise EdgeganError(
+            f"--size {hw[0]}x{hw[1]}: this generator takes sizes that are positive multiples "
+            f"of {m} (images are padded to that; e.g. --size {round_up(max(hw[0], 1), m)})"
+        )
+    return hw
+
+
+def random_images(spec: dict[str, Any], num: int, seed: int = 0, size: Any = None) -> np.ndarray:
+    """``(num, C_in, H, W)`` float32 images uniform over the value range (seeded)."""
+    h, w = parse_size(size, spec)
+    low, high = (float(v) for v in spec.get("value_range") or (-1.0, 1.0))
+    rng = np.random.default_rng(seed)
+    shape = (int(num), int(spec["channels_in"]), h, w)
+    return rng.uniform(low, high, size=shape).astype(np.float32)
+
+
+def make_feed(
+    spec: dict[str, Any], num: int, seed: int = 0, size: Any = None
+) -> dict[str, np.ndarray]:
+    """Seeded named inputs for ``num`` samples: latents [and labels] for a GAN
+    (:func:`edgegan.sampling.make_inputs`), random images of ``size`` for a translator."""
+    if num <= 0:
+        raise EdgeganError("the number of inputs must be positive")
+    if is_translator(spec):
+        return {IMAGE: random_images(spec, num, seed, size)}
+    from edgegan.sampling import make_inputs
+
+    return make_inputs(spec, num, seed)
+
+
+def parity_sizes(spec: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(batch, H, W) of a translator's parity feeds: two images at the run's size, then one
+    of another, non-square size (so dynamic batch, height and width are all exercised)."""
+    s, m = int(spec["image_size"]), int(spec["size_multiple"])
+    other = (max(m, round_up(math.ceil(s * 3 / 4), m)), round_up(math.ceil(s * 5 / 4), m))
+    if other == (s, s):
+        other = (s, s + m)
+    return [(2, s, s), (1, *other)]
+
+
+def example_size(spec: dict[str, Any]) -> tuple[int, int]:
+    """The H, W traced by the exporter: distinct multiples (2m, 3m), so that neither axis is
+    specialised to 1 or to the other."""
+    m = int(spec["size_multiple"])
+    return 2 * m, 3 * m
