@@ -107,7 +107,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     help="Which of the bundle's graphs (or engines) to run.",
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=int, default=256, show_default=True, help="Images per run.")
+@click.option("--batch-size", type=int, help="Images per run (default: 256; 8 when translating).")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
 @click.option("--compile", "compile_", is_flag=True, help="torch backend: torch.compile.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
@@ -127,7 +127,7 @@ def infer(
     backend: str,
     precision: str,
     device: str,
-    batch_size: int,
+    batch_size: int | None,
     threads: int | None,
     compile_: bool,
     overwrite: bool,
@@ -135,30 +135,43 @@ def infer(
     input_path: str | None,
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
-    cyclegan run, translate --input images (--direction AtoB|BtoA), keeping their names.
+    cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
+    names and sizes.
 
     The same --seed gives the same latents (and images, within each backend's precision) on
-    every backend. A run directory with a bundle in RUN_DIR/export runs that bundle on the
-    onnxruntime and tensorrt backends.
+    every backend; translation pre/post-processing is the same on every backend too. A run
+    directory with a bundle in RUN_DIR/export runs that bundle on the onnxruntime and
+    tensorrt backends.
     """
-    if direction or input_path:
-        if not (direction and input_path):
-            raise EdgeganError("translating needs both --direction and --input")
-        if backend != "torch":
-            raise EdgeganError("cyclegan translation runs on the torch backend for now")
-        from edgegan.translate import translate
-
-        paths = translate(target, direction, input_path, out, device=device, overwrite=overwrite)
-        click.echo(f"wrote {len(paths)} translated image(s) to {out}")
-        return
-    from edgegan.sampling import infer as run_infer
-    from edgegan.sampling import parse_labels
-
     options: dict[str, Any] = {}
     if threads is not None:
         options["threads"] = threads
     if compile_:
         options["compile"] = True
+    if direction or input_path:
+        if not (direction and input_path):
+            raise EdgeganError("translating needs both --direction and --input")
+        if num is not None or labels or fmt != "png":
+            raise EdgeganError("--num, --labels and --format npz sample GANs; translations are PNG")
+        from edgegan.translate import translate
+
+        paths = translate(
+            target,
+            direction,
+            input_path,
+            out,
+            device=device,
+            overwrite=overwrite,
+            backend=backend,
+            precision=precision,
+            batch_size=batch_size or 8,
+            **options,
+        )
+        click.echo(f"wrote {len(paths)} translated image(s) to {out}")
+        return
+    from edgegan.sampling import infer as run_infer
+    from edgegan.sampling import parse_labels
+
     paths = run_infer(
         target,
         out,
@@ -170,7 +183,7 @@ def infer(
         overwrite=overwrite,
         backend=backend,
         precision=precision,
-        batch_size=batch_size,
+        batch_size=batch_size or 256,
         **options,
     )
     click.echo(f"wrote {len(paths)} file(s) to {out}")
@@ -199,9 +212,19 @@ def infer(
 @click.option(
     "--workspace-gb", type=float, default=2.0, show_default=True, help="TensorRT workspace."
 )
-@click.option("--min-batch", type=int, default=1, show_default=True, help="TensorRT profile.")
-@click.option("--opt-batch", type=int, default=1, show_default=True, help="TensorRT profile.")
-@click.option("--max-batch", type=int, default=64, show_default=True, help="TensorRT profile.")
+@click.option("--min-batch", type=int, help="TensorRT profile (default 1).")
+@click.option("--opt-batch", type=int, help="TensorRT profile (default 1).")
+@click.option("--max-batch", type=int, help="TensorRT profile (default 64; cyclegan 8).")
+@click.option("--min-size", type=int, help="TensorRT profile, cyclegan H/W (default size/2).")
+@click.option("--opt-size", type=int, help="TensorRT profile, cyclegan H/W (default: the run's).")
+@click.option("--max-size", type=int, help="TensorRT profile, cyclegan H/W (default 2 x size).")
+@click.option(
+    "--direction",
+    "directions",
+    type=click.Choice(["AtoB", "BtoA"]),
+    multiple=True,
+    help="cyclegan: export (or build) only this direction (default: both).",
+)
 def export(
     run_dir: str,
     onnx_fp32: bool,
@@ -213,16 +236,23 @@ def export(
     overwrite: bool,
     trt: bool,
     workspace_gb: float,
-    min_batch: int,
-    opt_batch: int,
-    max_batch: int,
+    min_batch: int | None,
+    opt_batch: int | None,
+    max_batch: int | None,
+    min_size: int | None,
+    opt_size: int | None,
+    max_size: int | None,
+    directions: tuple[str, ...],
 ) -> None:
     """Export a trained generator to a bundle: ONNX graphs + edgegan.json, parity-checked.
 
-    FP32 ONNX is always written; --fp16 and --int8 derive from it. Each graph is run with
-    ONNX Runtime against the torch generator and the errors are stored in edgegan.json.
-    --trt builds a TensorRT engine per graph on this machine's GPU; `edgegan export BUNDLE
-    --trt` builds them from an existing bundle's graphs (on the device that will run them).
+    A GAN run gives z [, labels] -> image; a cyclegan run one image -> translated graph per
+    direction (dynamic batch, height and width). FP32 ONNX is always written; --fp16 and
+    --int8 derive from it (a cyclegan's INT8 is calibrated on the run's dataset). Each graph
+    is run with ONNX Runtime against the torch generator and the errors are stored in
+    edgegan.json. --trt builds a TensorRT engine per graph on this machine's GPU; `edgegan
+    export BUNDLE --trt` builds them from an existing bundle's graphs (on the device that
+    will run them).
     """
     from edgegan.export.api import default_out, format_table, summary_rows
     from edgegan.export.api import export as run_export
@@ -233,6 +263,9 @@ def export(
         "opt_batch": opt_batch,
         "max_batch": max_batch,
         "workspace_gb": workspace_gb,
+        "min_size": min_size,
+        "opt_size": opt_size,
+        "max_size": max_size,
     }
     if trt:
         from edgegan.export.tensorrt import check_build_options, import_tensorrt
@@ -245,7 +278,7 @@ def export(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
                 "--int8 (export the run again to change them)"
             )
-        _build_engines(run_dir, engine_options)
+        _build_engines(run_dir, {**engine_options, "directions": directions or None})
         return
     bundle = default_out(run_dir, out)
     meta = run_export(
@@ -256,6 +289,7 @@ def export(
         opset=opset,
         calib_samples=calib_samples,
         overwrite=overwrite,
+        directions=directions or None,
     )
     click.echo(format_table(summary_rows(meta, bundle)))
     if trt:
@@ -299,6 +333,10 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
 @click.option("--json", "json_file", type=click.Path(), help="Also write the results here.")
+@click.option("--size", help="cyclegan: input images N or HxW (default: the run's image size).")
+@click.option(
+    "--directions", help="cyclegan: comma-separated directions (default: all in the bundle)."
+)
 def bench(
     bundle: str,
     backends: str,
@@ -310,9 +348,12 @@ def bench(
     threads: int | None,
     seed: int,
     json_file: str | None,
+    size: str | None,
+    directions: str | None,
 ) -> None:
     """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
-    precision and batch size. Combinations that cannot run here are listed with the reason."""
+    precision and batch size (and direction of a cyclegan bundle, on random images of
+    --size). Combinations that cannot run here are listed with the reason."""
     from pathlib import Path
 
     from edgegan.runtime.bench import bench as run_bench
@@ -328,6 +369,8 @@ def bench(
         device=device,
         seed=seed,
         threads=threads,
+        directions=_csv(directions, "directions") if directions else None,
+        size=size,
     )
     print_table(result)
     if json_file:
