@@ -306,8 +306,10 @@ def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensor
 
 
 # -- TensorRT builder logic against a stub module -------------------------------------------------
-def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True):
-    """A stand-in for the ``tensorrt`` module that records what the builder asks of it."""
+def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True, inputs=None):
+    """A stand-in for the ``tensorrt`` module that records what the builder asks of it;
+    its parser gives the network ``inputs`` ({name: shape}, default a GAN's z and labels)."""
+    inputs = inputs or {"z": (-1, 16), "labels": (-1,)}
     calls: list[tuple] = []
     trt = types.ModuleType(name)
     trt.__version__ = version
@@ -356,7 +358,7 @@ def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=Tru
 
         def parse_from_file(self, path):
             calls.append(("parse_from_file", Path(path).name))
-            self.network.inputs = [Tensor("z", (-1, 16)), Tensor("labels", (-1,))]
+            self.network.inputs = [Tensor(n, shape) for n, shape in inputs.items()]
             return parse_ok
 
         def get_error(self, i):
@@ -482,6 +484,42 @@ def test_profile_shapes_and_options():
         check_build_options(4, 2, 8)
     with pytest.raises(EdgeganError, match="workspace"):
         check_build_options(1, 1, 8, workspace_gb=0)
+
+
+def test_image_to_image_profile_has_dynamic_height_width(tmp_path, monkeypatch):
+    """A cyclegan bundle: one engine per direction and precision, H/W from the size options."""
+    import edgegan.export.tensorrt as trt_mod
+
+    spec = {"channels_a": 1, "channels_b": 3, "image_size": 32, "value_range": [-1.0, 1.0],
+            "size_multiple": 4}  # fmt: skip
+    models = {d: {"fp32": {"file": f"model_{d}.onnx"}} for d in ("AtoB", "BtoA")}
+    meta = {"format": 1, "task": "cyclegan", "directions": ["AtoB", "BtoA"], "spec": spec,
+            "inputs": {}, "outputs": {}, "models": models}  # fmt: skip
+    write_bundle(tmp_path, meta)
+    for d in models:
+        (tmp_path / f"model_{d}.onnx").write_bytes(b"onnx")
+    trt = make_stub_trt(inputs={"image": (-1, 3, -1, -1)})
+    monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
+    engines = trt_mod.build_engines(tmp_path, trt=trt, verify=False, max_size=96)
+    assert ("set_shape", "image", (1, 3, 16, 16), (1, 3, 32, 32), (8, 3, 96, 96)) in trt.calls
+    assert set(engines) == {"AtoB", "BtoA"} and read_bundle(tmp_path)["engines"] == engines
+    e = engines["BtoA"]["fp32"]
+    assert e["file"] == "model_BtoA.fp32.engine" and e["onnx"] == "model_BtoA.onnx"
+    assert (tmp_path / e["file"]).read_bytes() == b"PLAN"
+    assert e["profile"]["max"] == {"image": [8, 3, 96, 96]}
+    rows = trt_mod.engine_rows(engines)
+    assert len(rows) == 2 and "engine AtoB fp32" in rows[0] and "size 16x16/32x32/96x96" in rows[0]
+    trt_mod.build_engines(tmp_path, trt=trt, verify=False, directions=["AtoB"], opt_size=64,
+                          min_size=64, max_batch=2)  # fmt: skip
+    assert ("set_shape", "image", (1, 3, 64, 64), (1, 3, 64, 64), (2, 3, 128, 128)) in trt.calls
+    with pytest.raises(EdgeganError, match="multiples of 4"):
+        trt_mod.build_engines(tmp_path, trt=trt, verify=False, opt_size=30)
+    with pytest.raises(EdgeganError, match="--min-size <= --opt-size"):
+        trt_mod.check_build_options(min_size=64, opt_size=32)
+    with pytest.raises(EdgeganError, match="apply to cyclegan bundles"):
+        trt_mod.resolve_profile(
+            {"latent_dim": 4, "image_shape": [1, 28, 28]}, size=(None, 64, None)
+        )
 
 
 def test_build_engines_records_metadata(bundle_copy, monkeypatch):

@@ -1,0 +1,254 @@
+"""Export and run cyclegan generators: one image -> translated graph per direction (dynamic
+batch, height and width), parity at two sizes, FP16/INT8 on CPU ONNX Runtime, metadata round
+trip, `edgegan infer --direction` on torch and onnxruntime, and the bench JSON."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from tiny import TINY_CYCLEGAN
+
+from edgegan.cli import cli
+from edgegan.errors import EdgeganError
+from edgegan.export import export, model_path, read_bundle, verify
+from edgegan.export.onnx import read_metadata
+from edgegan.export.signature import parse_size
+from edgegan.runtime import open_runner
+from edgegan.translate import load_translator
+
+GENERATORS = {
+    "resnet": ["model.generator.name=resnet_6blocks", "train.ema=true"],
+    "unet": ["model.generator.name=unet_128", "data.image_size=128"],
+}
+
+
+def _train(out: Path, *extra: str) -> Path:
+    from edgegan.config import load_config
+    from edgegan.train import train
+
+    overrides = [*TINY_CYCLEGAN, "train.steps=2", "eval.at_end=false", *extra]
+    train(load_config("cyclegan-digits", overrides), out_dir=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cyclegan-export")
+    return {name: _train(root / name, *extra) for name, extra in GENERATORS.items()}
+
+
+@pytest.fixture(scope="module")
+def bundles(runs: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
+    """Each run exported at every precision, the ResNet one through the CLI."""
+    out = {}
+    resnet = runs["resnet"].parent / "resnet-bundle"
+    res = CliRunner().invoke(cli, ["export", str(runs["resnet"]), "--fp16", "--int8",
+                                   "--calib-samples", "8", "--out", str(resnet)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "model_AtoB.int8.onnx" in res.stdout and "model_BtoA.fp16.onnx" in res.stdout
+    out["resnet"] = (resnet, read_bundle(resnet))
+    unet = runs["unet"].parent / "unet-bundle"
+    out["unet"] = (unet, export(runs["unet"], out=unet, fp16=True, int8=True, calib_samples=4))
+    return out
+
+
+# -- graphs and parity ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(GENERATORS))
+def test_each_direction_exports_with_parity(bundles, name):
+    out, meta = bundles[name]
+    multiple = {"resnet": 4, "unet": 128}[name]
+    size = {"resnet": 32, "unet": 128}[name]
+    assert meta["task"] == "cyclegan" and meta["directions"] == ["AtoB", "BtoA"]
+    assert meta["spec"] == {"channels_a": 1, "channels_b": 3, "image_size": size,
+                            "value_range": [-1.0, 1.0], "size_multiple": multiple}  # fmt: skip
+    assert meta["source"]["weights"] == {
+        "AtoB": "ema" if name == "resnet" else "generator",
+        "BtoA": "generator",
+    }
+    for d, (c_in, c_out) in {"AtoB": (1, 3), "BtoA": (3, 1)}.items():
+        assert meta["inputs"][d] == [
+            {"name": "image", "dtype": "float32", "shape": ["batch", c_in, "height", "width"]}
+        ]
+        assert meta["outputs"][d][0]["shape"] == ["batch", c_out, "height", "width"]
+        models = meta["models"][d]
+        assert {p: e["file"] for p, e in models.items()} == {
+            "fp32": f"model_{d}.onnx",
+            "fp16": f"model_{d}.fp16.onnx",
+            "int8": f"model_{d}.int8.onnx",
+        }
+        fp32 = models["fp32"]
+        assert fp32["exporter"] == "dynamo" and fp32["opset"] == 18
+        assert fp32["parity"]["max_abs"] <= verify.FP32_MAX_ABS
+        sizes = fp32["parity"]["sizes"]
+        assert len(sizes) == 2 and sizes[0] != sizes[1] and fp32["parity"]["batch_sizes"] == [2, 1]
+        model = onnx.load(str(out / fp32["file"]))
+        onnx.checker.check_model(model, full_check=True)
+        dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+        assert model.graph.input[0].name == "image" and dims == ["batch", c_in, "height", "width"]
+        assert model.graph.output[0].name == "translated"
+        ops = {n.op_type for n in model.graph.node}
+        assert not ops & {"BatchNormalization", "Dropout", "Shape"}  # eval mode, no shape math
+        assert models["fp16"]["parity"]["psnr"] >= verify.MIN_PSNR["fp16"]
+        int8 = models["int8"]
+        assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
+        assert int8["calibration"]["source"].startswith("dataset cyclegan-digits, test split")
+        assert int8["calibration"]["samples"] == (8 if name == "resnet" else 4)
+        assert len(int8["excluded_nodes"]) == 2  # first and last convolution
+
+
+def test_dynamic_height_width_match_torch(bundles, runs):
+    out, _ = bundles["resnet"]
+    for d in ("AtoB", "BtoA"):
+        gen = load_translator(runs["resnet"], d)
+        x = np.random.default_rng(5).uniform(-1, 1, (3, gen.spec["channels_in"], 20, 44))
+        x = x.astype(np.float32)
+        (y,) = verify.ort_session(out / f"model_{d}.onnx", threads=1).run(None, {"image": x})
+        with torch.no_grad():
+            ref = gen.module(torch.from_numpy(x)).numpy()
+        assert y.shape == ref.shape == (3, gen.spec["channels_out"], 20, 44)
+        np.testing.assert_allclose(y, ref, atol=1e-4)
+
+
+def test_metadata_round_trip(bundles):
+    out, meta = bundles["resnet"]
+    assert read_bundle(out) == meta
+    for d in ("AtoB", "BtoA"):
+        for precision in ("fp32", "fp16", "int8"):
+            path = model_path(out, precision, direction=d)
+            props = read_metadata(path)
+            spec = props["edgegan.spec"]
+            assert spec["direction"] == d and spec["size_multiple"] == 4
+            assert spec["value_range"] == [-1.0, 1.0] and spec["channels_in"] == (
+                1 if d == "AtoB" else 3
+            )
+            assert props["edgegan.task"] == "cyclegan"
+            assert onnx.load(str(path)).producer_name == "edgegan"
+    with pytest.raises(EdgeganError, match="cyclegan bundle: give --direction"):
+        model_path(out, "fp32")
+
+
+# -- infer: same images, same names, every backend --------------------------------------------
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    (folder / "sub").mkdir()
+    Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 256, (30, 45), dtype=np.uint8)).save(folder / "sub/b.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "c.jpg")
+    return folder
+
+
+def _infer(target: Path, out: Path, images: Path, *extra: str) -> dict[str, np.ndarray]:
+    res = CliRunner().invoke(cli, ["infer", str(target), "--direction", "AtoB", "--input",
+                                   str(images), "--out", str(out), *extra])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    return {f: np.asarray(Image.open(out / f)).astype(int) for f in files}
+
+
+def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
+    bundle, _ = bundles["resnet"]
+    ref = _infer(runs["resnet"], tmp_path / "torch", images)
+    assert sorted(ref) == ["a.png", "c.png", "sub/b.png"]
+    assert ref["sub/b.png"].shape == (30, 45, 3)  # padded to 32x48, cropped back
+    ort = _infer(bundle, tmp_path / "ort", images, "--backend", "onnxruntime", "--batch-size", "2")
+    q = _infer(bundle, tmp_path / "int8", images, "--backend", "onnxruntime", "--precision", "int8")
+    assert sorted(ort) == sorted(q) == sorted(ref)
+    for f, img in ref.items():
+        assert ort[f].shape == q[f].shape == img.shape
+        assert np.abs(ort[f] - img).max() <= 1  # fp32: at most one uint8 level
+        assert np.abs(q[f] - img).mean() < 8  # int8: close
+
+
+def test_translation_errors(runs, bundles, images, tmp_path):
+    bundle, _ = bundles["resnet"]
+    runner = CliRunner()
+    for args, msg in [
+        (["infer", str(bundle), "--backend", "onnxruntime", "--num", "2"], "give --direction"),
+        (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--num", "2"],
+         "translations are PNG"),
+        (["infer", str(runs["resnet"]), "--num", "2"], "is a cyclegan run"),
+        (["bench", str(bundle), "--size", "30"], "multiples of 4"),
+    ]:  # fmt: skip
+        res = runner.invoke(cli, [*args, "--out", str(tmp_path / "x")] if args[0] == "infer"
+                            else args)  # fmt: skip
+        assert res.exit_code == 2, (args, res.output)
+        assert msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert parse_size("48x64", {"size_multiple": 4, "image_size": 32}) == (48, 64)
+    with open_runner(bundle, "onnxruntime", direction="BtoA") as r:
+        assert r.spec["channels_in"] == 3 and r.input_names == ("image",)
+
+
+def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):
+    from edgegan.export.cyclegan import calibration_images
+
+    data = types.SimpleNamespace(name="unpaired", params={"root": str(tmp_path / "gone")})
+    with pytest.raises(EdgeganError, match="calibrates on images from the run's dataset"):
+        calibration_images(data, "AtoB", 8)
+
+
+# -- bench --------------------------------------------------------------------------------------
+def test_bench_json_shape(bundles, tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
+    monkeypatch.setitem(__import__("sys").modules, "tensorrt_rtx", None)
+    bundle, _ = bundles["resnet"]
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--precisions", "fp32,int8",
+                                   "--backends", "torch,onnxruntime,tensorrt", "--size", "24x40",
+                                   "--batch-sizes", "1,2", "--warmup", "1", "--iters", "2",
+                                   "--json", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "direction" in res.stdout and "24x40 images" in res.stdout
+    data = json.loads(out.read_text())
+    assert data["task"] == "cyclegan" and data["directions"] == ["AtoB", "BtoA"]
+    assert data["size"] == [24, 40] and data["reference"] == "torch/fp32/cpu"
+    rows = {(r["direction"], r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
+    assert len(rows) == 2 * 3 * 2 * 2
+    for d in ("AtoB", "BtoA"):
+        for b in (1, 2):
+            ok = rows[(d, "onnxruntime", "fp32", b)]
+            assert ok["status"] == "ok" and ok["size"] == [24, 40]
+            assert 0 < ok["latency_ms"]["p50"] <= ok["latency_ms"]["p95"]
+            assert ok["images_per_s"] > 0 and ok["parity"]["max_abs"] < 1e-4
+            assert rows[(d, "onnxruntime", "int8", b)]["parity"]["psnr"] >= 20
+            assert rows[(d, "torch", "fp32", b)]["parity"]["max_abs"] == 0
+            assert rows[(d, "tensorrt", "fp32", b)]["status"] == "skipped"
+
+
+# -- TensorRT, where it exists ---------------------------------------------------------------
+def _has_trt_and_cuda() -> bool:
+    import importlib.util
+
+    has_trt = any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_rtx"))
+    return has_trt and torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_trt_and_cuda(), reason="needs TensorRT and a CUDA GPU")
+def test_real_tensorrt_engines_take_any_size_in_the_profile(bundles, tmp_path):
+    import shutil
+
+    from edgegan.export.tensorrt import build_engines
+    from edgegan.runtime.bench import parity
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundles["resnet"][0], bundle)
+    engines = build_engines(bundle, ["fp32", "fp16"], max_size=64)
+    for d in ("AtoB", "BtoA"):
+        assert engines[d]["fp32"]["parity"]["max_abs"] < 1e-2
+        assert engines[d]["fp16"]["parity"]["psnr"] >= 30
+    with (
+        open_runner(bundle, "onnxruntime", direction="BtoA") as ref,
+        open_runner(bundle, "tensorrt", "fp32", device="cuda", direction="BtoA") as runner,
+    ):
+        for n, h, w in [(1, 16, 16), (2, 32, 48), (1, 64, 64), (1, 16, 16)]:
+            x = {"image": np.random.default_rng(h).uniform(-1, 1, (n, 3, h, w)).astype("f4")}
+            assert parity(runner.run(x), ref.run(x), runner.spec)["max_abs"] < 1e-2
