@@ -41,10 +41,12 @@ def test_channels_last_trains_like_contiguous(tmp_path):
     plain = train(gan(tmp_path, "train.steps=3"), out_dir=tmp_path / "plain")
     config = gan(tmp_path, "train.steps=3", "train.channels_last=true")
     trainer = Trainer(config, tmp_path / "nhwc")
-    conv = next(
-        m for m in trainer.task.generator.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)
+    convs = [m for m in trainer.task.generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    # The projection of the 1x1 latent keeps its layout (see edgegan.nn.layers.KEEP_CONTIGUOUS).
+    assert convs[0].weight.is_contiguous() and not convs[0].weight.is_contiguous(
+        memory_format=torch.channels_last
     )
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs[1:])
     real, _ = trainer.stream.next()
     assert real.is_contiguous(memory_format=torch.channels_last)
     trainer.stream.load_state_dict({"consumed": 0})
@@ -142,7 +144,10 @@ def test_cuda_training_fast_path(tmp_path, extra):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-def test_cuda_cyclegan_fast_path_resumes_exactly(tmp_path):
+def test_cuda_cyclegan_fast_path_resumes(tmp_path):
+    """A resumed CUDA run continues the uninterrupted one. cuDNN's backward kernels are not
+    bitwise deterministic, so the yardstick is the gap between two identical full runs: the
+    resumed run may differ from a full run by no more than that noise (with margin)."""
     overrides = [
         "data.limit=32",
         "model.generator.ngf=8",
@@ -156,12 +161,42 @@ def test_cuda_cyclegan_fast_path_resumes_exactly(tmp_path):
         "eval.at_end=false",
         "cycle.preview=4",
     ]
-    full = train(load_config("cyclegan-digits", [*overrides, "train.steps=4"]), tmp_path / "a")
+
+    def weights(run):
+        nets = load_checkpoint(run.checkpoint)["networks"]
+        return torch.cat([v.float().flatten() for n in sorted(nets) for v in nets[n].values()])
+
+    cfg = [*overrides, "train.steps=4"]
+    full = weights(train(load_config("cyclegan-digits", cfg), tmp_path / "a"))
+    again = weights(train(load_config("cyclegan-digits", cfg), tmp_path / "a2"))
     half = train(load_config("cyclegan-digits", [*overrides, "train.steps=2"]), tmp_path / "b")
     resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
-    a = load_checkpoint(full.checkpoint)["networks"]
-    b = load_checkpoint(resumed.checkpoint)["networks"]
-    for net in a:
-        for key, value in a[net].items():
-            # cuDNN autotuning may pick other kernels in another process: allow rounding.
-            torch.testing.assert_close(b[net][key], value, rtol=1e-2, atol=1e-3, msg=key)
+    assert resumed.step == 4
+    noise = (full - again).abs().max().item()
+    gap = (full - weights(resumed)).abs().max().item()
+    # A resume that lost optimiser state or the schedule would move weights by ~lr per step.
+    assert gap <= 3 * noise + 1e-5, (gap, noise)
+
+
+def test_auto_switches_resolve_per_device(tmp_path, monkeypatch):
+    from edgegan.train import fastpath
+
+    config = gan(tmp_path)
+    assert (config.train.amp, config.train.compile, config.train.channels_last) == (
+        "auto",
+        "auto",
+        None,
+    )
+    cpu = fastpath.resolve(config, torch.device("cpu")).train
+    assert (cpu.amp, cpu.compile, cpu.channels_last) == ("off", "off", False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    cuda = fastpath.resolve(config, torch.device("cuda")).train
+    assert (cuda.amp, cuda.compile, cuda.channels_last) == ("bf16", "reduce-overhead", True)
+    explicit = load_config("dcgan-mnist", ["train.amp=fp16", "train.compile=off"])
+    kept = fastpath.resolve(explicit, torch.device("cuda")).train
+    assert (kept.amp, kept.compile) == ("fp16", "off")
+    # The run records what was asked for; its report, what ran.
+    result = train(gan(tmp_path, "train.steps=1"), out_dir=tmp_path / "run")
+    saved = load_run_config(result.run_dir)
+    assert (saved.train.amp, saved.train.compile) == ("auto", "auto")
+    assert "amp: off, compile: off" in (result.run_dir / "report.md").read_text()

@@ -15,7 +15,14 @@ from torch import nn
 
 from edgegan.errors import EdgeganError
 from edgegan.nn.init import init_weights
-from edgegan.nn.layers import NORMS, apply_spectral_norm, check_choice, check_positive, norm_2d
+from edgegan.nn.layers import (
+    KEEP_CONTIGUOUS,
+    NORMS,
+    apply_spectral_norm,
+    check_choice,
+    check_positive,
+    norm_2d,
+)
 
 CONDITIONINGS: tuple[str, ...] = ("projection", "concat")
 
@@ -87,11 +94,9 @@ class DCGANGenerator(nn.Module):
 
         widths = [ngf * m for m in mults]
         # A kernel of the first stage's size on a 1x1 input is the DCGAN "project and reshape".
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(in_dim, widths[0], base, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-        ]
+        project = nn.ConvTranspose2d(in_dim, widths[0], base, 1, 0, bias=False)
+        setattr(project, KEEP_CONTIGUOUS, True)  # its input is 1x1 (see train.fastpath)
+        layers: list[nn.Module] = [project, nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
         for w_in, w_out in pairwise(widths):
             layers += [
                 nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),  # BN supplies the bias

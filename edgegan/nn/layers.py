@@ -15,6 +15,12 @@ NORMS: tuple[str, ...] = ("batch", "instance", "none")
 _SN_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
 
 
+#: A module with this attribute set to True keeps its weights in the default layout under
+#: ``train.channels_last``: a convolution on a 1x1 input (the DCGAN projection), where both
+#: layouts coincide and cuDNN's weight gradient and inductor's expected strides disagree.
+KEEP_CONTIGUOUS = "edgegan_contiguous_weights"
+
+
 def check_choice(what: str, value: str, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a one-line EdgeganError."""
     if value not in choices:

@@ -7,18 +7,60 @@ functions here, so what is measured is what trains.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
 from edgegan.errors import ConfigError
+from edgegan.nn.layers import KEEP_CONTIGUOUS
+from edgegan.train.device import AMP_MODES
 
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_MODES = (
+    "auto",
+    "off",
+    "default",
+    "reduce-overhead",
+    "max-autotune",
+    "max-autotune-no-cudagraphs",
+)
+
+
+def resolve(config: Any, device: torch.device) -> Any:
+    """A copy of ``config`` with the ``auto`` fast-path switches decided for ``device``.
+
+    On CUDA: bf16 autocast (when the GPU has it), channels-last, and ``torch.compile`` with
+    CUDA graphs (``reduce-overhead``), the combination measured fastest in
+    docs/benchmarks.md. On the CPU all three are off: bf16 there is slower and changes the
+    results, and compiling costs more than it saves on short runs.
+    """
+    t = config.train
+    cuda = device.type == "cuda"
+    amp = t.amp
+    if amp == "auto":
+        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
+    train = dataclasses.replace(
+        t,
+        amp=amp,
+        compile=("reduce-overhead" if cuda else "off") if t.compile == "auto" else t.compile,
+        channels_last=cuda if t.channels_last is None else t.channels_last,
+    )
+    return dataclasses.replace(config, train=train)
+
+
+def describe(train: Any) -> str:
+    """The resolved switches, for reports."""
+    return (
+        f"amp: {train.amp}, compile: {train.compile}, channels_last: {train.channels_last}, "
+        f"fused_optim: {train.fused_optim}"
+    )
 
 
 def validate(train: Any) -> None:
     """Reject unknown fast-path settings with one clear line each."""
+    if train.amp not in ("auto", *AMP_MODES):
+        raise ConfigError(f"train.amp must be one of auto, {', '.join(AMP_MODES)}")
     if train.compile not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}")
 
@@ -36,11 +78,16 @@ def set_backends(train: Any, device: torch.device) -> None:
     torch.backends.cudnn.benchmark = bool(train.cudnn_benchmark)
 
 
-def prepare_networks(networks: dict[str, nn.Module], train: Any) -> None:
-    """Convert networks to the configured memory format, in place."""
-    if train.channels_last:
-        for net in networks.values():
-            net.to(memory_format=torch.channels_last)
+def to_channels_last(net: nn.Module) -> nn.Module:
+    """Put the 4-D weights of ``net`` in channels-last layout, in place (parameters stay the
+    same objects, so optimisers built before or after see them)."""
+    for module in net.modules():
+        if getattr(module, KEEP_CONTIGUOUS, False):
+            continue
+        for p in module.parameters(recurse=False):
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return net
 
 
 def compile_networks(networks: dict[str, nn.Module], train: Any) -> None:

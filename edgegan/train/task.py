@@ -16,7 +16,7 @@ from torch import nn
 from edgegan.config import Config, OptimConfig
 from edgegan.errors import unknown
 from edgegan.train.device import Precision
-from edgegan.train.fastpath import make_adam, memory_format
+from edgegan.train.fastpath import make_adam, to_channels_last
 
 
 class Task(ABC):
@@ -32,10 +32,13 @@ class Task(ABC):
 
     def __init__(self, config: Config, dataset: Any, device: torch.device, precision: Precision):
         self.config, self.dataset, self.device, self.precision = config, dataset, device, precision
+        #: network name -> its DistributedDataParallel wrapper under torchrun (see train_module)
+        self.ddp: dict[str, nn.Module] = {}
         self.build_networks()
-        fmt = memory_format(config.train)
         for name in self.networks:
-            getattr(self, name).to(device, memory_format=fmt).train()
+            net = getattr(self, name).to(device).train()
+            if config.train.channels_last:
+                to_channels_last(net)
         self.optims: dict[str, torch.optim.Optimizer] = {
             opt: self._make_optimizer(nets, getattr(config.optim, section))
             for opt, (nets, section) in self.optimizers.items()
@@ -74,7 +77,18 @@ class Task(ABC):
 
     # -- generic state ---------------------------------------------------------------------
     def module(self, name: str) -> nn.Module:
+        """The plain network ``name`` (what EMA, samples, export and checkpoints see)."""
         return getattr(self, name)
+
+    def train_module(self, name: str) -> nn.Module:
+        """What :meth:`train_step` calls to *update* network ``name``: under torchrun its DDP
+        wrapper (which averages the gradients over the processes), else the network itself.
+
+        A network run with frozen weights (the discriminator inside the generator update)
+        must be called as :meth:`module`: its wrapper would expect gradients that never come.
+        """
+        wrapper = self.ddp.get(name)
+        return wrapper if wrapper is not None else getattr(self, name)
 
     def state_dict(self) -> dict[str, Any]:
         return {
