@@ -24,14 +24,26 @@ def _format_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> 
     return f"warning: {message}\n"
 
 
+def _is_main_process() -> bool:
+    """False in a torchrun worker of rank > 0 (rank 0 speaks for the job)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 class _Group(click.Group):
-    """Turns :class:`EdgeganError` into one line on stderr and its exit code."""
+    """Turns :class:`EdgeganError` into one line on stderr and its exit code.
+
+    Under torchrun every process fails alike on a bad config: rank 0 alone prints it, and
+    another rank only an error of its own (marked ``rank_local`` by the trainer).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EdgeganError as exc:
-            click.echo(f"error: {exc}", err=True)
+            if _is_main_process() or getattr(exc, "rank_local", False):
+                click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -50,6 +62,8 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     """Train a model: edgegan train [PRESET|CONFIG.yaml] [key=value ...]
 
     With no arguments, trains the default preset (dcgan-mnist) on the bundled digits.
+    Launched by torchrun (torchrun --nproc-per-node N -m edgegan train ...) it trains
+    data-parallel over N processes; train.batch_size is then the global batch.
     Keys are dotted paths, e.g. train.steps=2000 loss.name=hinge model.generator.ngf=32.
     """
     from edgegan.config import load_config, load_run_config
@@ -70,6 +84,8 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     from edgegan.train import train as run_training
 
     result = run_training(config, out_dir=out, resume=resume)
+    if not _is_main_process():
+        sys.exit(130 if result.stopped_by == "signal" else 0)
     if result.stopped_by == "signal":
         click.echo(
             f"interrupted at step {result.step}: checkpoint saved to {result.checkpoint}; "

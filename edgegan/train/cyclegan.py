@@ -80,21 +80,23 @@ class CycleGANTask(Task):
         real_a, real_b = batch["A"], batch["B"]
         lam, lam_idt = cyc.lambda_cycle, cyc.lambda_cycle * cyc.lambda_identity
         out: dict[str, torch.Tensor] = {}
+        # Under torchrun the networks being updated run through their DDP wrappers; the
+        # frozen discriminators of the generator update run plain (see Task.train_module).
+        g_ab, g_ba = self.train_module("g_ab"), self.train_module("g_ba")
+        d_a, d_b = self.train_module("d_a"), self.train_module("d_b")
 
         # Generators, with both discriminators frozen.
         for d in (self.d_a, self.d_b):
             d.requires_grad_(False)
         try:
             with amp.autocast():
-                fake_b = self.g_ab(real_a)
-                fake_a = self.g_ba(real_b)
-                cycle = F.l1_loss(self.g_ba(fake_b), real_a) + F.l1_loss(self.g_ab(fake_a), real_b)
+                fake_b = g_ab(real_a)
+                fake_a = g_ba(real_b)
+                cycle = F.l1_loss(g_ba(fake_b), real_a) + F.l1_loss(g_ab(fake_a), real_b)
                 adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
                 g_loss = adv + lam * cycle
                 if lam_idt > 0:
-                    idt = F.l1_loss(self.g_ab(real_b), real_b) + F.l1_loss(
-                        self.g_ba(real_a), real_a
-                    )
+                    idt = F.l1_loss(g_ab(real_b), real_b) + F.l1_loss(g_ba(real_a), real_a)
                     g_loss = g_loss + lam_idt * idt
                     out["idt"] = idt.detach()
             amp.step("g", g_loss, self.optims["g"])
@@ -106,14 +108,12 @@ class CycleGANTask(Task):
         pooled_b = self.pool_b.query(fake_b.detach())
         pooled_a = self.pool_a.query(fake_a.detach())
         with amp.autocast():
-            d_real_b, d_real_a = self.d_b(real_b), self.d_a(real_a)
-            d_loss = loss.d_loss(d_real_b, self.d_b(pooled_b)) + loss.d_loss(
-                d_real_a, self.d_a(pooled_a)
-            )
+            d_real_b, d_real_a = d_b(real_b), d_a(real_a)
+            d_loss = loss.d_loss(d_real_b, d_b(pooled_b)) + loss.d_loss(d_real_a, d_a(pooled_a))
         d_penalty = getattr(loss, "d_penalty", None)
         if d_penalty is not None:
-            pen = d_penalty(self.d_b, real_b.float(), pooled_b.float(), None) + d_penalty(
-                self.d_a, real_a.float(), pooled_a.float(), None
+            pen = d_penalty(d_b, real_b.float(), pooled_b.float(), None) + d_penalty(
+                d_a, real_a.float(), pooled_a.float(), None
             )
             d_loss = d_loss + pen
             out["d_penalty"] = pen.detach()

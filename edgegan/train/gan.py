@@ -112,6 +112,9 @@ class GANTask(Task):
     def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
         cfg = self.config.train
         G, D, loss, amp = self.generator, self.discriminator, self.loss, self.precision
+        # The network being updated runs through its DDP wrapper under torchrun (gradients
+        # averaged over ranks); the one that is not (G under no_grad, the frozen D) runs plain.
+        G_train, D_train = self.train_module("generator"), self.train_module("discriminator")
         out: dict[str, torch.Tensor] = {}
         d_penalty = getattr(loss, "d_penalty", None)
         aug = self.augment if self.augment else _identity
@@ -123,20 +126,20 @@ class GANTask(Task):
             with amp.autocast():
                 with torch.no_grad():
                     fake = G(z, fake_labels)
-                d_real = D(aug(real), labels)
-                d_fake = D(aug(fake), fake_labels)
+                d_real = D_train(aug(real), labels)
+                d_fake = D_train(aug(fake), fake_labels)
                 d_loss = loss.d_loss(d_real, d_fake)
             total = d_loss
             if d_penalty is not None:
                 # Penalties differentiate through D: keep them in full precision.
-                pen = d_penalty(D, real.float(), fake.float(), labels)
+                pen = d_penalty(D_train, real.float(), fake.float(), labels)
                 total = total + pen
                 out["d_penalty"] = pen.detach()
             r1_step = cfg.r1_gamma > 0 and (step * cfg.d_steps + i) % cfg.r1_every == 0
             if r1_step:
                 from edgegan.losses.penalties import r1_penalty
 
-                r1 = r1_penalty(D, real.float(), labels)
+                r1 = r1_penalty(D_train, real.float(), labels)
                 total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
                 out["r1"] = r1.detach()
             amp.step("d", total, self.optims["d"])
@@ -149,7 +152,7 @@ class GANTask(Task):
         try:
             z, fake_labels = self.sample_inputs(n, labels)
             with amp.autocast():
-                g_loss = loss.g_loss(D(aug(G(z, fake_labels)), fake_labels))
+                g_loss = loss.g_loss(D(aug(G_train(z, fake_labels)), fake_labels))
             amp.step("g", g_loss, self.optims["g"])
         finally:
             D.requires_grad_(True)

@@ -2,7 +2,9 @@
 
 The batch order is a function of (seed, number of batches consumed): every epoch is a fresh
 permutation drawn from its own generator, so a resumed run sees exactly the batches the
-uninterrupted run would have seen.
+uninterrupted run would have seen. Under DDP ``batch_size`` is the global batch and rank ``r``
+of ``N`` takes the ``r``-th contiguous slice of each one, so N processes together see exactly
+the batches one process would (and a resumed run, on any N, continues that order).
 """
 
 from __future__ import annotations
@@ -21,11 +23,24 @@ RESIDENT_LIMIT_BYTES = 1 << 30
 
 
 class BatchIndices(Sampler[list[int]]):
-    """Index batches from batch ``start`` on (drop_last: every batch is full)."""
+    """Index batches from batch ``start`` on (drop_last: every batch is full); with
+    ``world_size`` > 1, this ``rank``'s slice of each global batch of ``batch_size``."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of {world_size} cannot split a batch of {batch_size}")
         self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
         self.per_epoch = size // batch_size
+        per_rank = batch_size // world_size
+        self.shard = (rank * per_rank, (rank + 1) * per_rank)
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -36,8 +51,9 @@ class BatchIndices(Sampler[list[int]]):
         while True:
             epoch, pos = divmod(n, self.per_epoch)
             order = self.epoch_order(epoch)
+            lo, hi = self.shard
             for p in range(pos, self.per_epoch):
-                yield order[p * self.batch_size : (p + 1) * self.batch_size].tolist()
+                yield order[p * self.batch_size + lo : p * self.batch_size + hi].tolist()
             n = (epoch + 1) * self.per_epoch
 
     def __len__(self) -> int:  # DataLoader asks; the stream is endless
@@ -58,6 +74,8 @@ class BatchStream:
         memory_format: torch.memory_format = torch.contiguous_format,
         pin_memory: bool = True,
         resident: bool | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
         if size < batch_size:
@@ -66,7 +84,8 @@ class BatchStream:
             )
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
         self.num_workers = num_workers
-        self.consumed = consumed
+        self.consumed = consumed  # global batches, the same on every rank
+        self.rank, self.world_size = rank, world_size
         self.memory_format = memory_format
         self.pin_memory = pin_memory and device.type == "cuda"
         images = getattr(dataset, "images", None)
@@ -86,12 +105,22 @@ class BatchStream:
         self._iter: Iterator[Any] | None = None
 
     def _start(self) -> Iterator[Any]:
-        sampler = BatchIndices(len(self.dataset), self.batch_size, self.seed, self.consumed)  # type: ignore[arg-type]
+        sampler = BatchIndices(
+            len(self.dataset),  # type: ignore[arg-type]
+            self.batch_size,
+            self.seed,
+            self.consumed,
+            self.rank,
+            self.world_size,
+        )
         if self.resident:
             return iter(sampler)
         # The loader's own generator: creating an iterator draws a worker seed from it, which
         # must not shift the global RNG (a resumed run creates one more iterator).
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.consumed)
+        # Per rank, so that DataLoader workers of different ranks draw different crops.
+        generator = torch.Generator().manual_seed(
+            (self.seed + self.rank) * 1_000_003 + self.consumed
+        )
         loader = DataLoader(
             self.dataset,
             batch_sampler=sampler,

@@ -84,8 +84,10 @@ class Task(ABC):
         """What :meth:`train_step` calls to *update* network ``name``: under torchrun its DDP
         wrapper (which averages the gradients over the processes), else the network itself.
 
-        A network run with frozen weights (the discriminator inside the generator update)
-        must be called as :meth:`module`: its wrapper would expect gradients that never come.
+        A network run with frozen weights (the discriminator inside the generator update) is
+        called as :meth:`module`: no gradient reaches its weights, so there is nothing to
+        average, and its wrapper would only arm a reduction that never runs and re-broadcast
+        its buffers.
         """
         wrapper = self.ddp.get(name)
         return wrapper if wrapper is not None else getattr(self, name)

@@ -23,7 +23,7 @@ from edgegan.config import Config
 from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import get_manager
 from edgegan.train import checkpoint as ckpt_io
-from edgegan.train import fastpath
+from edgegan.train import distributed, fastpath
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import MetricsLog, ProgressBar, new_run_dir
@@ -79,11 +79,19 @@ def _lr_factor(schedule: str, total: int):
 class Trainer:
     """Builds a run from a :class:`Config` and trains it; see :func:`train`."""
 
-    def __init__(self, config: Config, run_dir: Path, resume: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        resume: bool = False,
+        dist: distributed.Distributed | None = None,
+    ) -> None:
         _validate(config)
         self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
         t = config.train
-        self.device = resolve_device(t.device)
+        # Under torchrun (see train()): this process's rank and device, cuda:LOCAL_RANK.
+        self.dist = dist or distributed.Distributed()
+        self.device = self.dist.device if self.dist.enabled else resolve_device(t.device)
         if t.threads:
             torch.set_num_threads(t.threads)
         fastpath.set_backends(t, self.device)
@@ -103,6 +111,7 @@ class Trainer:
                     f"dataset '{config.data.name}' does not provide '{attr}' (see the plugin docs)"
                 )
         self.task: Task = get_task(config.task)(config, self.dataset, self.device, self.precision)
+        self.dist.seed(config.seed)  # noise and augmentation: seed + rank (no-op in one process)
         self.stream = BatchStream(
             self.dataset,
             t.batch_size,
@@ -112,6 +121,8 @@ class Trainer:
             memory_format=fastpath.memory_format(t),
             pin_memory=t.pin_memory,
             resident=t.resident_data,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
@@ -134,6 +145,8 @@ class Trainer:
     def _callback_configs(self) -> list[Any]:
         from edgegan.config import PartConfig
 
+        if not self.dist.is_main:
+            return []  # callbacks run on rank 0, beside the run directory it writes
         configs = list(self.config.callbacks)
         if self.config.train.tensorboard and not any(c.name == "tensorboard" for c in configs):
             configs.append(PartConfig("tensorboard"))
@@ -184,7 +197,14 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        path = ckpt_io.atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
+        """Write the checkpoint (rank 0; every rank must call this, at the same step)."""
+        path = self.run_dir / CHECKPOINT
+        rng_ranks = self.dist.gather(ckpt_io.rng_state())  # each rank's noise stream
+        if self.dist.is_main:
+            state = self.state_dict()
+            if self.dist.enabled:
+                state["rng_ranks"] = rng_ranks
+            ckpt_io.atomic_save(state, path)
         self.last_checkpoint = (path, self.step)
         for cb in self.callbacks:
             if hasattr(cb, "on_checkpoint"):
@@ -222,7 +242,7 @@ class Trainer:
         self.fixed = state["fixed"]
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
-        ckpt_io.set_rng_state(state["rng"])
+        self.dist.restore_rng(state, self.config.seed)
         self.last_checkpoint = (path, self.step)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -245,18 +265,38 @@ class Trainer:
         return old
 
     def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
-        for key, value in values.items():
-            if not torch.isfinite(value).all():
-                where = (
-                    f"the last good checkpoint is {self.last_checkpoint[0]} "
-                    f"(step {self.last_checkpoint[1]})"
-                    if self.last_checkpoint
-                    else "no checkpoint had been written yet"
-                )
-                raise TrainingDiverged(
-                    f"{key} became {value.item()} at step {self.step}: training stopped; {where}. "
-                    "Try a lower learning rate, another loss or train.amp=off"
-                )
+        problem = next(
+            (f"{k} became {v.item()}" for k, v in values.items() if not torch.isfinite(v).all()),
+            None,
+        )
+        # Agreed over the ranks: all stop together, none waits in a collective.
+        problem = self.dist.first_problem(problem)
+        if problem is None:
+            return
+        where = (
+            f"the last good checkpoint is {self.last_checkpoint[0]} "
+            f"(step {self.last_checkpoint[1]})"
+            if self.last_checkpoint
+            else "no checkpoint had been written yet"
+        )
+        raise self.dist.agreed(
+            TrainingDiverged(
+                f"{problem} at step {self.step}: training stopped; {where}. "
+                "Try a lower learning rate, another loss or train.amp=off"
+            )
+        )
+
+    def _stop_reason(self, every: int) -> str | None:
+        """``max_seconds`` or ``signal`` when the loop must stop after this step. Under
+        torchrun the ranks agree (every ``every`` steps), so all stop at the same step."""
+        t = self.config.train
+        over = t.max_seconds is not None and self._session_seconds() >= t.max_seconds
+        signalled = self._stop is not None
+        if self.dist.enabled:
+            if self.step % every:
+                return None
+            over, signalled = self.dist.any(over, signalled)
+        return "max_seconds" if over else "signal" if signalled else None
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One step of the task, then the EMA and the learning-rate schedules; returns the
@@ -273,10 +313,13 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         t = self.config.train
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
-        log = MetricsLog(self.run_dir / "metrics.jsonl")
-        bar = ProgressBar(t.steps, self.step, t.progress, f"train {self.config.task}")
+        self.dist.wrap(self.task, t.sync_bn)  # DDP under torchrun (every rank, same order)
+        main = self.dist.is_main  # rank 0 alone writes the run directory
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        log = MetricsLog(self.run_dir / "metrics.jsonl") if main else None
+        bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         old_handlers = self._install_signal_handlers()
         self._t0 = time.monotonic()
         # On the CPU a finiteness check is free; on a GPU it syncs, so check at log time.
@@ -296,46 +339,50 @@ class Trainer:
                 if self.step % check_every == 0 or self.step % t.log_every == 0:
                     self._check_finite(values)
                 if self.step % t.log_every == 0 or self.step == t.steps:
+                    window = self.dist.mean(window)  # over the ranks, at log time only
                     self._check_finite(window)
                     now = time.monotonic()
                     record = self._log_record(window, window_steps, now - window_t0)
-                    log.write(record)
+                    if log is not None:
+                        log.write(record)
                     for cb in self.callbacks:
                         if hasattr(cb, "on_step_end"):
                             cb.on_step_end(self, self.step, record)
                     info = f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}"
                     bar.update(self.step, info)
                     window, window_steps, window_t0 = {}, 0, now
-                if t.sample_every and self.step % t.sample_every == 0:
+                if main and t.sample_every and self.step % t.sample_every == 0:
                     self.save_samples(f"step_{self.step:07d}")
-                if self.config.eval.every and self.step % self.config.eval.every == 0:
+                if main and self.config.eval.every and self.step % self.config.eval.every == 0:
                     self.validate(log)
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save_checkpoint()
-                if t.max_seconds is not None and self._session_seconds() >= t.max_seconds:
-                    stopped_by = "max_seconds"
-                    break
-                if self._stop:
-                    stopped_by = "signal"
+                stop = self._stop_reason(check_every)
+                if stop:
+                    stopped_by = stop
                     break
             if window_steps:
                 self._check_finite(window)
             path = self.save_checkpoint()
-            self.save_samples("final")
+            if main:
+                self.save_samples("final")
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
         seconds = self.elapsed + self._session_seconds()
         result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
-        if stopped_by != "signal":
-            result.eval = self.evaluate()
-        for cb in self.callbacks:
-            if hasattr(cb, "on_train_end"):
-                cb.on_train_end(self)
-        self.write_report(result)
-        return result
+        if main:
+            if stopped_by != "signal":
+                result.eval = self.evaluate()
+            for cb in self.callbacks:
+                if hasattr(cb, "on_train_end"):
+                    cb.on_train_end(self)
+            self.write_report(result)
+        # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
+        return self.dist.broadcast(result)
 
     def _log_record(self, window: dict[str, torch.Tensor], n: int, dt: float) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -349,7 +396,7 @@ class Trainer:
             record[f"lr_{name}"] = s.get_last_lr()[0]
         return record
 
-    def validate(self, log: MetricsLog) -> dict[str, float]:
+    def validate(self, log: MetricsLog | None) -> dict[str, float]:
         """Score the current (EMA) networks on ``eval.val_samples`` fixed samples and log the
         scores as ``val_*`` (the same inputs every time, so the curve compares like with like).
         """
@@ -358,7 +405,8 @@ class Trainer:
         if scores:
             record = {"step": self.step, **{f"val_{k}": v for k, v in scores.items()}}
             record["val_seconds"] = round(time.monotonic() - t0, 3)
-            log.write(record)
+            if log is not None:
+                log.write(record)
             for cb in self.callbacks:
                 if hasattr(cb, "on_validation"):
                     cb.on_validation(self, self.step, record)
@@ -381,7 +429,8 @@ class Trainer:
             f"# edgegan run: {self.run_dir.name}",
             "",
             f"- task: {self.config.task}, preset: {self.config.preset or '-'}",
-            f"- device: {self.device}, amp: {self.config.train.amp}",
+            f"- device: {self.device}, amp: {self.config.train.amp}"
+            + (f", {self.dist.describe()}" if self.dist.enabled else ""),
             f"- steps: {result.step} of {self.config.train.steps} (stopped by {result.stopped_by})",
             f"- training time: {result.seconds:.1f} s ({images / max(result.seconds, 1e-9):.0f} "
             "images/s over the run)",
@@ -399,21 +448,34 @@ def train(
     """Train ``config`` into a new run directory, or continue the run in ``resume``.
 
     Everything is built (and so validated) before the run directory is created, so a bad
-    config leaves nothing behind.
+    config leaves nothing behind. Under torchrun every process calls this: the processes
+    start a process group, agree on the run directory (rank 0 picks it) and on every error
+    before training, and train data-parallel (:mod:`edgegan.train.distributed`).
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        checkpoint = run_dir / CHECKPOINT
-        if not checkpoint.is_file():
-            raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
-        trainer = Trainer(config, run_dir, resume=True)
-        trainer.load_checkpoint(checkpoint)
-        if trainer.step >= config.train.steps:
-            raise ConfigError(
-                f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
-                f"{trainer.step} to train further"
+    with distributed.session(config) as dist:
+        if resume is not None:
+            trainer = dist.agree(lambda: _resumed(config, Path(resume), dist))
+        else:
+            run_dir = dist.agree(
+                lambda: (
+                    new_run_dir(out_dir, config.preset or config.task) if dist.is_main else None
+                ),
+                from_main=True,
             )
-    else:
-        run_dir = new_run_dir(out_dir, config.preset or config.task)
-        trainer = Trainer(config, run_dir)
-    return trainer.fit()
+            trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
+        return trainer.fit()
+
+
+def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Trainer:
+    """A trainer restored from the checkpoint in ``run_dir`` (every rank reads it)."""
+    checkpoint = run_dir / CHECKPOINT
+    if not checkpoint.is_file():
+        raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
+    trainer = Trainer(config, run_dir, resume=True, dist=dist)
+    trainer.load_checkpoint(checkpoint)
+    if trainer.step >= config.train.steps:
+        raise ConfigError(
+            f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
+            f"{trainer.step} to train further"
+        )
+    return trainer
