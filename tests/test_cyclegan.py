@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from tiny import TINY_CYCLEGAN as TINY
 
 from edgegan.config import load_config, load_run_config
 from edgegan.errors import ConfigError
@@ -15,20 +16,6 @@ from edgegan.train import train
 from edgegan.train.checkpoint import load_checkpoint
 from edgegan.train.pool import ImagePool
 from edgegan.train.trainer import _lr_factor
-
-TINY = [
-    "data.limit=64",
-    "model.generator.name=resnet_6blocks",
-    "model.generator.ngf=4",
-    "model.discriminator.ndf=8",
-    "train.batch_size=4",
-    "train.device=cpu",
-    "train.progress=false",
-    "train.log_every=2",
-    "train.max_seconds=null",
-    "eval.num_samples=16",
-    "cycle.preview=4",
-]
 
 
 def tiny(*overrides: str, steps: int = 3):
