@@ -164,27 +164,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, port: int, job: Any, args: tuple) -> None:
-    """A spawned rank: the torchrun environment, a gloo group, the test parts, then ``job``."""
+def _entry(rank: int, port: int, job: Any, args: tuple, backend: str, one_gpu: bool) -> None:
+    """A spawned rank: the torchrun environment, a process group, the test parts, ``job``.
+
+    ``one_gpu``: every rank is local rank 0 of its own node, so ``train.device=cuda`` puts
+    them all on cuda:0 (over gloo: NCCL refuses two ranks on one GPU)."""
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(WORLD),
+        LOCAL_RANK="0" if one_gpu else str(rank),
+        LOCAL_WORLD_SIZE="1" if one_gpu else str(WORLD),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
     _install_test_parts()
-    dist.init_process_group("gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend)
     try:
         job(rank, *args)
     finally:
         dist.destroy_process_group()
 
 
-def _spawn(job: Any, *args: Any) -> None:
-    mp.spawn(_entry, args=(_free_port(), job, args), nprocs=WORLD, join=True)
+def _spawn(job: Any, *args: Any, backend: str = "gloo", one_gpu: bool = False) -> None:
+    port = _free_port()
+    mp.spawn(_entry, args=(port, job, args, backend, one_gpu), nprocs=WORLD, join=True)
 
 
 # -- one 2-process session leaves every run the tests below inspect ---------------------------
@@ -308,6 +314,80 @@ def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     stops = [json.loads((ddp_runs / f"stop-{r}.json").read_text()) for r in range(WORLD)]
     assert stops[0] == stops[1] == ["signal", 4], stops  # signalled during step 4
     assert load_checkpoint(ddp_runs / "stop/checkpoints/last.pt")["step"] == 4
+
+
+# -- on CUDA (skipped without it) ------------------------------------------------------------
+CUDA = torch.cuda.is_available()
+
+
+def _keep_weights(root: Path, rank: int) -> None:
+    """Make every rank save its generator's weights after ``fit`` (rank 0's checkpoint alone
+    cannot show that the ranks stayed in step). Parameters only: without SyncBatchNorm each
+    rank's BatchNorm statistics follow its own slice of the batch."""
+    fit = Trainer.fit
+
+    def fit_and_keep(self: Trainer) -> Any:
+        result = fit(self)
+        net = self.task.module(self.task.sample_network)
+        weights = {k: v.detach().cpu() for k, v in net.named_parameters()}
+        torch.save(weights, root / f"{result.step}-{rank}.pt")
+        return result
+
+    Trainer.fit = fit_and_keep  # type: ignore[method-assign]
+
+
+def _one_gpu_job(rank: int, root: str) -> None:
+    out = Path(root)
+    _keep_weights(out, rank)
+    cuda = ["train.device=cuda", "train.dist_backend=gloo", "train.checkpoint_every=3"]
+    # The CUDA defaults: bf16 autocast, torch.compile with CUDA graphs, channels-last.
+    gan = train(load_config("dcgan-mnist", [*TINY_GAN, *cuda, "train.steps=3"]), out_dir=out / "g")
+    train(load_run_config(gan.run_dir, ["train.steps=5"]), resume=gan.run_dir)
+    cyc = [*TINY_CYCLEGAN, *cuda, "eval.at_end=false", "train.steps=4"]
+    train(load_config("cyclegan-digits", cyc), out_dir=out / "c")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_two_processes_on_one_gpu_with_the_fast_path(tmp_path):
+    """DDP around networks compiled with CUDA graphs, in bf16 and channels-last: a GAN trains
+    and resumes, a CycleGAN trains, and the ranks end with the same weights."""
+    _spawn(_one_gpu_job, str(tmp_path), one_gpu=True)
+    for step in (5, 4):  # the GAN after its resume, the CycleGAN
+        a, b = (torch.load(tmp_path / f"{step}-{r}.pt", weights_only=True) for r in range(WORLD))
+        _assert_close(a, b, f"generator at step {step}", atol=None)
+    state = load_checkpoint(tmp_path / "g/checkpoints/last.pt")
+    assert state["step"] == 5 and len(state["rng_ranks"]) == WORLD
+    assert "cuda:0" in (tmp_path / "g/report.md").read_text()
+
+
+def _nccl_job(rank: int, root: str) -> None:
+    torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions round differently per batch
+    GANTask.sample_inputs = _sliced_noise  # type: ignore[method-assign]
+    train(load_config("dcgan-mnist", NCCL_EQUAL), out_dir=Path(root) / "ddp")
+
+
+# The real DCGAN generator (BatchNorm) over the global batch through SyncBatchNorm; eager
+# FP32 so that one GPU and two compute the same sums.
+NCCL_EQUAL = [
+    *[o for o in GAN_EQUAL if not o.startswith("model.generator.name=")],
+    "train.device=cuda",
+    "train.sync_bn=true",
+    "train.amp=off",
+    "train.compile=off",
+    "train.channels_last=false",
+    "train.cudnn_benchmark=false",
+]
+
+
+@pytest.mark.skipif(not CUDA or torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_two_gpus_with_nccl_and_sync_bn_equal_one(tmp_path, monkeypatch):
+    _spawn(_nccl_job, str(tmp_path), backend="nccl")
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(GANTask, "sample_inputs", _sliced_noise)
+    train(load_config("dcgan-mnist", NCCL_EQUAL), out_dir=tmp_path / "single")
+    a = load_checkpoint(tmp_path / "single/checkpoints/last.pt")
+    b = load_checkpoint(tmp_path / "ddp/checkpoints/last.pt")
+    _assert_close(a["networks"], b["networks"], "networks", atol=1e-4)
 
 
 # -- fast checks without processes ------------------------------------------------------------
