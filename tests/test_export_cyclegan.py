@@ -101,6 +101,7 @@ def test_each_direction_exports_with_parity(bundles, name):
         assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
         assert int8["calibration"]["source"].startswith("dataset cyclegan-digits, test split")
         assert int8["calibration"]["samples"] == (8 if name == "resnet" else 4)
+        assert int8["calibration"]["method"] == "percentile"
         assert len(int8["excluded_nodes"]) == 2  # first and last convolution
 
 

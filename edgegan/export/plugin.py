@@ -96,18 +96,19 @@ class OnnxInt8Exporter:
         self.calib_source = calib_source
 
     def export(self, generator: Any, spec: dict[str, Any], out_dir: str | Path) -> dict:
-        from edgegan.export.precision import default_exclude, to_int8
+        from edgegan.export.precision import int8_defaults, to_int8
 
         src = _fp32_graph(generator, spec, out_dir, self.opset)
         path = _path(out_dir, spec, "int8")
+        options = {**int8_defaults(spec), **({"exclude": self.exclude} if self.exclude else {})}
         info = to_int8(
             src,
             path,
             spec,
             self.calib_samples,
-            exclude=self.exclude or default_exclude(spec),
             calibration=self.calibration,
             calib_source=self.calib_source,
+            **options,
         )
         return _finish(generator, spec, path, self.precision, info)
 
