@@ -63,7 +63,7 @@ class TrainConfig:
     max_seconds: float | None = None  # wall-clock budget: stop cleanly and save when reached
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA, off on the CPU) | off | bf16 | fp16 (scaled)
+    amp: str = "off"  # off | bf16 | fp16 (fp16 uses a gradient scaler)
     threads: int | None = None  # CPU threads for torch (None: torch's default)
     d_steps: int = 1  # discriminator updates per generator update
     r1_gamma: float = 0.0  # R1 penalty weight on real data (0: off)
@@ -81,10 +81,10 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     # The GPU fast path, each switch measured in docs/benchmarks.md (tools/bench_train.py).
-    channels_last: bool | None = None  # NHWC weights and batches (null: on CUDA)
-    # torch.compile mode: auto (reduce-overhead, i.e. with CUDA graphs, on CUDA; off on the
-    # CPU) | off | default | reduce-overhead | max-autotune | max-autotune-no-cudagraphs
-    compile: str = "auto"
+    channels_last: bool = False  # NHWC weights and batches (tensor cores prefer it)
+    # torch.compile mode: off | default | reduce-overhead (CUDA graphs) | max-autotune |
+    # max-autotune-no-cudagraphs
+    compile: str = "off"
     fused_optim: bool = True  # fused Adam kernel on CUDA (ignored on the CPU)
     cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the static shapes
     pin_memory: bool = True  # page-locked host batches with non_blocking copies (CUDA)

@@ -131,9 +131,11 @@ def test_compiled_training_keeps_plain_checkpoints_and_resumes(tmp_path):
         [],
         ["train.amp=bf16", "train.channels_last=true"],
         ["train.amp=fp16", "train.channels_last=true", "train.fused_optim=false"],
-        ["train.amp=bf16", "train.channels_last=true", "train.compile=default"],
+        # Not with channels_last: on torch 2.11 inductor's compiled backward asserts on
+        # ConvTranspose gradients there (docs/benchmarks.md); the reference nets compile fine.
+        ["train.amp=bf16", "train.compile=default"],
     ],
-    ids=["fp32", "bf16-nhwc", "fp16-nhwc-unfused", "bf16-nhwc-compile"],
+    ids=["fp32", "bf16-nhwc", "fp16-nhwc-unfused", "bf16-compile"],
 )
 def test_cuda_training_fast_path(tmp_path, extra):
     config = gan(tmp_path, "train.device=cuda", "train.steps=4", "train.log_every=2", *extra)
@@ -178,25 +180,7 @@ def test_cuda_cyclegan_fast_path_resumes(tmp_path):
     assert gap <= 3 * noise + 1e-5, (gap, noise)
 
 
-def test_auto_switches_resolve_per_device(tmp_path, monkeypatch):
-    from edgegan.train import fastpath
-
-    config = gan(tmp_path)
-    assert (config.train.amp, config.train.compile, config.train.channels_last) == (
-        "auto",
-        "auto",
-        None,
-    )
-    cpu = fastpath.resolve(config, torch.device("cpu")).train
-    assert (cpu.amp, cpu.compile, cpu.channels_last) == ("off", "off", False)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    cuda = fastpath.resolve(config, torch.device("cuda")).train
-    assert (cuda.amp, cuda.compile, cuda.channels_last) == ("bf16", "reduce-overhead", True)
-    explicit = load_config("dcgan-mnist", ["train.amp=fp16", "train.compile=off"])
-    kept = fastpath.resolve(explicit, torch.device("cuda")).train
-    assert (kept.amp, kept.compile) == ("fp16", "off")
-    # The run records what was asked for; its report, what ran.
-    result = train(gan(tmp_path, "train.steps=1"), out_dir=tmp_path / "run")
-    saved = load_run_config(result.run_dir)
-    assert (saved.train.amp, saved.train.compile) == ("auto", "auto")
-    assert "amp: off, compile: off" in (result.run_dir / "report.md").read_text()
+def test_report_names_the_switches_that_ran(tmp_path):
+    result = train(gan(tmp_path, "train.steps=1", "train.channels_last=true"), tmp_path / "run")
+    report = (result.run_dir / "report.md").read_text()
+    assert "amp: off, compile: off, channels_last: True" in report

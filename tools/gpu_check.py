@@ -3,9 +3,10 @@
 Sections (``--sections``, default all):
   env     GPU, driver, torch/CUDA/cuDNN, onnxruntime providers, TensorRT (or TensorRT-RTX)
   tests   the test files with CUDA/TensorRT paths (they skip on a CPU-only machine)
-  train   tools/bench_train.py: the fast-path switches against the plain FP32 eager loop
-          (CycleGAN reference 256x256 at batch 1, a batch-size curve, the demo, the DCGAN),
-          and a full default ``edgegan train`` run timed end to end
+  bench   tools/bench_train.py: the fast-path switches against the plain FP32 eager loop
+          (CycleGAN reference 256x256 at batch 1, a batch-size curve, the demo, the DCGAN)
+  runs    whole ``edgegan train`` runs of dcgan-mnist and cyclegan-digits, with the defaults
+          (the fast path) and as the plain FP32 eager loop: wall time, FD, PSNR
   infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
           generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
           installed), FP16/INT8 graphs, parity against torch FP32
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("env", "tests", "train", "infer")
+SECTIONS = ("env", "tests", "bench", "runs", "infer")
 GPU_TESTS = [
     "tests/test_fastpath.py",
     "tests/test_runtime.py",
@@ -118,49 +119,49 @@ def section_tests(log: Path, quick: bool) -> dict[str, Any]:
     return run(cmd + GPU_TESTS, log, timeout=420)
 
 
-def section_train(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+def section_bench(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    """tools/bench_train.py: every switch at batch 1 (reference CycleGAN), the batch-size curve
+    of the full fast path, and the demo and DCGAN cases."""
     out: dict[str, Any] = {}
     py = sys.executable
     steps = ["--warmup", "5", "--steps", "20"] if quick else ["--warmup", "10", "--steps", "50"]
-    bench_json = work / "bench_train.json"
-    out["bench_reference"] = run(
-        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "reference", *steps]
-        + ["--json", str(bench_json)],
-        log,
-    )
-    if bench_json.is_file():
-        out["bench_reference"]["results"] = json.loads(bench_json.read_text())
-    curve_json = work / "bench_curve.json"
-    sizes = "4,16" if quick else "2,4,8,16,32"
-    out["bench_curve"] = run(
-        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "reference"]
-        + ["--variants", "compile", "--batch-sizes", sizes, *steps, "--json", str(curve_json)],
-        log,
-    )
-    if curve_json.is_file():
-        out["bench_curve"]["results"] = json.loads(curve_json.read_text())
-    small_json = work / "bench_small.json"
-    out["bench_demo_dcgan"] = run(
-        [py, "tools/bench_train.py", "--device", "cuda", "--cases", "demo,dcgan", *steps]
-        + ["--variants", "plain,cudnn,fused,nhwc,bf16,resident,graphs"]
-        + ["--json", str(small_json)],
-        log,
-    )
-    if small_json.is_file():
-        out["bench_demo_dcgan"]["results"] = json.loads(small_json.read_text())
-    # The default run end to end (data, sampling, checkpoints, the final evaluation included).
-    for name, extra in (
-        ("default", []),
-        ("default_fast", ["train.amp=bf16", "train.compile=reduce-overhead"]),
+    sizes = "4,16" if quick else "1,4,8,16,32"
+    for name, args in (
+        ("reference", ["--cases", "reference"]),
+        ("curve", ["--cases", "reference", "--variants", "graphs", "--batch-sizes", sizes]),
+        ("demo_dcgan", ["--cases", "demo,dcgan"]),
     ):
+        path = work / f"bench_{name}.json"
         res = run(
-            [py, "-m", "edgegan", "train", "--out", str(work / f"run-{name}")]
-            + ["train.progress=false", *extra],
+            [py, "tools/bench_train.py", "--device", "cuda", *args, *steps] + ["--json", str(path)],
             log,
         )
-        report = work / f"run-{name}" / "report.md"
-        res["report"] = report.read_text() if report.is_file() else None
-        out[f"train_{name}"] = res
+        if path.is_file():
+            res["results"] = json.loads(path.read_text())
+        out[name] = res
+    return out
+
+
+PLAIN = ["train.amp=off", "train.compile=off", "train.channels_last=false"]
+
+
+def section_runs(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    """Whole ``edgegan train`` runs (data, samples, checkpoints, final evaluation), with the
+    defaults (the fast path on CUDA) and as the plain FP32 eager loop: time and quality."""
+    out: dict[str, Any] = {}
+    py = sys.executable
+    for preset in ("dcgan-mnist", "cyclegan-digits"):
+        for name, extra in (("default", []), ("plain", PLAIN)):
+            run_dir = work / f"{preset}-{name}"
+            res = run(
+                [py, "-m", "edgegan", "train", preset, "--out", str(run_dir)]
+                + ["train.progress=false", "train.max_seconds=null", *extra],
+                log,
+            )
+            for file in ("report.md", "eval.json"):
+                if (run_dir / file).is_file():
+                    res[file] = (run_dir / file).read_text()
+            out[f"{preset}_{name}"] = res
     return out
 
 
@@ -271,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
                     results["env"] = section_env()
                 elif section == "tests":
                     results["tests"] = section_tests(log, args.quick)
-                elif section == "train":
-                    results["train"] = section_train(log, work, args.quick)
+                elif section == "bench":
+                    results["bench"] = section_bench(log, work, args.quick)
+                elif section == "runs":
+                    results["runs"] = section_runs(log, work, args.quick)
                 else:
                     results["infer"] = section_infer(log, work, args.quick)
             except Exception as exc:  # record and go on with the next section

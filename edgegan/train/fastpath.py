@@ -7,7 +7,6 @@ functions here, so what is measured is what trains.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -15,38 +14,14 @@ from torch import nn
 
 from edgegan.errors import ConfigError
 from edgegan.nn.layers import KEEP_CONTIGUOUS
-from edgegan.train.device import AMP_MODES
 
 COMPILE_MODES = (
-    "auto",
     "off",
     "default",
     "reduce-overhead",
     "max-autotune",
     "max-autotune-no-cudagraphs",
 )
-
-
-def resolve(config: Any, device: torch.device) -> Any:
-    """A copy of ``config`` with the ``auto`` fast-path switches decided for ``device``.
-
-    On CUDA: bf16 autocast (when the GPU has it), channels-last, and ``torch.compile`` with
-    CUDA graphs (``reduce-overhead``), the combination measured fastest in
-    docs/benchmarks.md. On the CPU all three are off: bf16 there is slower and changes the
-    results, and compiling costs more than it saves on short runs.
-    """
-    t = config.train
-    cuda = device.type == "cuda"
-    amp = t.amp
-    if amp == "auto":
-        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "off"
-    train = dataclasses.replace(
-        t,
-        amp=amp,
-        compile=("reduce-overhead" if cuda else "off") if t.compile == "auto" else t.compile,
-        channels_last=cuda if t.channels_last is None else t.channels_last,
-    )
-    return dataclasses.replace(config, train=train)
 
 
 def describe(train: Any) -> str:
@@ -59,8 +34,6 @@ def describe(train: Any) -> str:
 
 def validate(train: Any) -> None:
     """Reject unknown fast-path settings with one clear line each."""
-    if train.amp not in ("auto", *AMP_MODES):
-        raise ConfigError(f"train.amp must be one of auto, {', '.join(AMP_MODES)}")
     if train.compile not in COMPILE_MODES:
         raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}")
 
