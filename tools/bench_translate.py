@@ -1,9 +1,11 @@
 """CPU speed target of issue 4: the CycleGAN ResNet-9 generator at 256x256, FP32/FP16/INT8.
 
 The reference settings (ngf 64, 9 residual blocks, instance norm, reflection padding,
-3 -> 3 channels; random weights: the speed does not depend on them) are exported through
+3 -> 3 channels; random weights: the speed does not depend on them, or the A->B generator of
+a trained cyclegan-digits run with ``--run``, whose INT8 PSNR means more) are exported through
 edgegan's own exporters (dynamo, opset 18, dynamic batch/H/W; the mixed FP16 graph; the Q/DQ
-INT8 graph calibrated on 256x256 colour digits of the ``cyclegan-digits`` B domain), then
+INT8 graph calibrated on 256x256 ``cyclegan-digits`` test images: colour B digits, or with
+``--run`` the domain A the generator reads), then
 timed at batch 1: torch eager, ONNX Runtime FP32 with several session settings (intra-op
 threads = physical cores, graph optimisation ALL; spinning on/off; sequential/parallel
 execution; one thread), FP16 and INT8. Each row gets its PSNR against torch FP32 on the timed
@@ -13,6 +15,7 @@ input and on held-out digits, its achieved GFLOP/s and the fraction of the FLOP 
 
     python tools/bench_translate.py --iters 20 --json docs/bench_translate.json
     python tools/bench_translate.py --iters 5            # a quick check (about 2 minutes)
+    python tools/bench_translate.py --run runs/r9 --iters 20   # a trained ResNet-9 run
 
 Targets: ORT FP32 within 15% of the floor; INT8 at least 1.5x faster than FP32 with PSNR >=
 30 dB against FP32. The load average before and after is recorded: another busy process
@@ -57,14 +60,15 @@ def flop_count(module: Any, channels: int, size: int) -> int:
     return int(counter.get_total_flops())
 
 
-def digits(size: int, count: int, offset: int) -> np.ndarray:
-    """``count`` colour digits (the cyclegan-digits B domain) at ``size``, from ``offset``."""
+def digits(size: int, count: int, offset: int, domain: str = "B", channels: int = 3) -> np.ndarray:
+    """``count`` cyclegan-digits test images of ``domain`` at ``size``, from ``offset`` (A:
+    grey digits repeated over ``channels``; B: colour digits)."""
     from edgegan.data.digits_domains import build_cyclegan_digits
 
-    ds = build_cyclegan_digits(split="test", image_size=size, limit=offset + count)
-    return np.stack(
-        [np.asarray(ds[i]["B"], dtype=np.float32) for i in range(offset, offset + count)]
-    )
+    ds = build_cyclegan_digits(split="test", image_size=size, limit=offset + count,
+                               channels_a=channels if domain == "A" else 1)  # fmt: skip
+    return np.stack([np.asarray(ds[i][domain], dtype=np.float32)
+                     for i in range(offset, offset + count)])  # fmt: skip
 
 
 def export_graphs(module: Any, spec: dict, work: Path, calib: np.ndarray, fp16: bool) -> dict:
@@ -116,6 +120,7 @@ def timed(run: Any, warmup: int, iters: int) -> tuple[np.ndarray, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", help="a cyclegan-digits run: time its A->B generator instead")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=9)
@@ -139,13 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
     load_before = os.getloadavg()
-    module = build_generator(args.ngf, args.blocks, 3, seed=0)
-    run_spec = {"channels_a": 3, "channels_b": 3, "image_size": args.size}
+    if args.run:
+        from edgegan.translate import load_translator
+
+        module = load_translator(args.run, "AtoB").module
+        domain, channels = "A", module.channels_in
+    else:
+        module = build_generator(args.ngf, args.blocks, 3, seed=0)
+        domain, channels = "B", 3
+    run_spec = {"channels_a": channels, "channels_b": module.channels_out, "image_size": args.size}
     spec = direction_spec(run_spec, "AtoB", module.size_multiple)
-    flops = flop_count(module, 3, args.size)
+    flops = flop_count(module, channels, args.size)
     floor_ms = flops / (args.peak_gflops * 1e9) * 1e3
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, args.size, args.size)).astype(np.float32)
-    held_out = digits(args.size, args.eval_samples, offset=args.calib_samples)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, channels, args.size, args.size))
+    x = x.astype(np.float32)
+    held_out = digits(args.size, args.eval_samples, args.calib_samples, domain, channels)
     with torch.inference_mode():
         ref = module(torch.from_numpy(x)).numpy()
         ref_digits = module(torch.from_numpy(held_out)).numpy()
@@ -166,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         })  # fmt: skip
         print(f"  {name}: p50 {p50:.1f} ms", flush=True)
 
-    print(f"ResNet-{args.blocks} ngf {args.ngf} at {args.size}x{args.size}: "
+    name = f"{args.run} A->B" if args.run else f"ResNet-{args.blocks} ngf {args.ngf}"
+    print(f"{name} at {args.size}x{args.size}: "
           f"{flops / 1e9:.1f} GFLOP/image, floor {floor_ms:.0f} ms at {args.peak_gflops:g} "
           f"GFLOP/s; {threads} threads", flush=True)  # fmt: skip
     with torch.inference_mode():
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="edgegan-bench-") as tmp:
         t0 = time.perf_counter()
-        calib = digits(args.size, args.calib_samples, offset=0)
+        calib = digits(args.size, args.calib_samples, 0, domain, channels)
         graphs = export_graphs(module, spec, Path(tmp), calib, not args.no_fp16)
         print(f"  exported and calibrated in {time.perf_counter() - t0:.0f} s", flush=True)
         settings = [
@@ -218,14 +232,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{TARGET_INT8_PSNR:g}); load {load_before[0]:.2f} -> {load_after[0]:.2f}")  # fmt: skip
     result = {
         "command": "python tools/bench_translate.py " + " ".join(argv or sys.argv[1:]),
-        "model": {
+        "model": {"run": args.run, "generator": "A->B", "size": args.size}
+        if args.run
+        else {
             "generator": f"resnet_{args.blocks}blocks",
             "ngf": args.ngf,
             "norm": "instance",
             "channels": "3->3",
             "size": args.size,
             "weights": "random (seed 0)",
-        },  # fmt: skip
+        },
         "peak_gflops": args.peak_gflops,
         "threads": threads,
         "warmup": args.warmup,
