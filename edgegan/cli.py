@@ -180,7 +180,7 @@ def infer(
             overwrite=overwrite,
             backend=backend,
             precision=precision,
-            batch_size=batch_size or 8,
+            batch_size=8 if batch_size is None else batch_size,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out}")
@@ -199,7 +199,7 @@ def infer(
         overwrite=overwrite,
         backend=backend,
         precision=precision,
-        batch_size=batch_size or 256,
+        batch_size=256 if batch_size is None else batch_size,
         **options,
     )
     click.echo(f"wrote {len(paths)} file(s) to {out}")
