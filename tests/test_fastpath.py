@@ -184,3 +184,21 @@ def test_report_names_the_switches_that_ran(tmp_path):
     result = train(gan(tmp_path, "train.steps=1", "train.channels_last=true"), tmp_path / "run")
     report = (result.run_dir / "report.md").read_text()
     assert "amp: off, compile: off, channels_last: True" in report
+
+
+def test_sampling_bypasses_the_compiled_network():
+    """Samples and evaluations run the plain forward: no compilation for eval mode or for
+    their batch sizes."""
+    from torch._dynamo.utils import counters
+
+    from edgegan.train import fastpath
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Tanh())
+    assert fastpath.eager(net) is net
+    net.compile()
+    before = dict(counters["stats"])
+    with torch.no_grad():
+        for n in (1, 3, 7):
+            out = fastpath.eager(net)(torch.randn(n, 1, 8, 8))
+            assert out.shape == (n, 2, 6, 6)
+    assert dict(counters["stats"]) == before

@@ -77,6 +77,15 @@ def compile_networks(networks: dict[str, nn.Module], train: Any) -> None:
         net.compile(mode=None if train.compile == "default" else train.compile, dynamic=False)
 
 
+def eager(net: nn.Module) -> Any:
+    """``net``'s uncompiled call, for sampling and evaluation: those run in eval mode, without
+    gradients and at other batch sizes, each of which would compile (and with
+    ``reduce-overhead`` record CUDA graphs) anew, for a handful of calls."""
+    if getattr(net, "_compiled_call_impl", None) is not None:  # set by nn.Module.compile
+        return net._call_impl
+    return net
+
+
 def mark_step() -> None:
     """Tell CUDA-graph trees a new iteration begins, so outputs of the previous one may be
     overwritten (only matters with ``train.compile=reduce-overhead``)."""
