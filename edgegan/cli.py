@@ -373,7 +373,7 @@ def bench(
     from pathlib import Path
 
     from edgegan.runtime.bench import bench as run_bench
-    from edgegan.runtime.bench import print_table
+    from edgegan.runtime.bench_table import print_table
 
     result = run_bench(
         bundle,

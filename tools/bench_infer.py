@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from edgegan.runtime.bench import bench, print_table
+    from edgegan.runtime.bench import bench
+    from edgegan.runtime.bench_table import print_table
 
     batches = [int(b) for b in args.batch_sizes.split(",")]
     precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]

@@ -13,9 +13,10 @@ TensorRT 11 removed. For each precision the bundle gets
   compute capability and TensorRT version it was built with, the optimisation profile, the
   workspace limit and the measured parity.
 
-The optimisation profile spans ``--min-batch``/``--opt-batch``/``--max-batch`` and, for the
-dynamic height and width of an image-to-image graph, ``--min-size``/``--opt-size``/
-``--max-size`` (defaults: half, once and twice the run's image size).
+The optimisation profile (:mod:`edgegan.export.trt_profile`) spans ``--min-batch``/
+``--opt-batch``/``--max-batch`` and, for the dynamic height and width of an image-to-image
+graph, ``--min-size``/``--opt-size``/``--max-size`` (defaults: half, once and twice the run's
+image size).
 
 Engines are not portable across GPU models or TensorRT versions; :func:`check_engine` compares
 that record with the current device before an engine is loaded.
@@ -32,20 +33,21 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
+from edgegan.export.trt_profile import (
+    DEFAULT_BATCH,
+    DEFAULT_WORKSPACE_GB,
+    EngineBuildError,
+    check_build_options,
+    profile_shapes,
+    resolve_profile,
+)
 from edgegan.runtime.base import PRECISIONS, TRT_EXTRA, BackendUnavailable
 
 TIMING_CACHE = "timing.cache"
-DEFAULT_WORKSPACE_GB = 2.0
-DEFAULT_BATCH = (1, 1, 64)  # min, opt, max of the optimisation profile
-TRANSLATOR_BATCH = (1, 1, 8)  # image-to-image: activations grow with the batch *and* the size
 
 
 class TensorRTMissing(BackendUnavailable):
     """Neither ``tensorrt`` nor ``tensorrt_rtx`` can be imported."""
-
-
-class EngineBuildError(EdgeganError):
-    """The ONNX parser or the builder failed; the message carries TensorRT's own."""
 
 
 def import_tensorrt() -> ModuleType:
@@ -121,66 +123,6 @@ def check_engine(entry: dict[str, Any], env: dict[str, str], bundle: str | Path 
         )
 
 
-def _ordered(what: str, values: tuple[int | None, ...]) -> None:
-    """The given ones of (min, opt, max) must satisfy 1 <= min <= opt <= max."""
-    given = [int(v) for v in values if v is not None]
-    if any(v < 1 for v in given) or given != sorted(given):
-        shown = ", ".join("-" if v is None else str(v) for v in values)
-        raise EdgeganError(
-            f"the {what} of the TensorRT profile must satisfy 1 <= --min-{what} <= "
-            f"--opt-{what} <= --max-{what}; got {shown}"
-        )
-
-
-def _batches(min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, int]:
-    _ordered("batch", (min_batch, opt_batch, max_batch))
-    return min_batch, opt_batch, max_batch
-
-
-def check_build_options(
-    min_batch: int | None = None,
-    opt_batch: int | None = None,
-    max_batch: int | None = None,
-    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    min_size: int | None = None,
-    opt_size: int | None = None,
-    max_size: int | None = None,
-) -> None:
-    """Refuse a bad profile or workspace before any work is done (``None``: the default,
-    which depends on the bundle)."""
-    _ordered("batch", (min_batch, opt_batch, max_batch))
-    _ordered("size", (min_size, opt_size, max_size))
-    if not workspace_gb > 0:
-        raise EdgeganError(f"--workspace-gb must be positive, got {workspace_gb}")
-
-
-def resolve_profile(
-    spec: dict[str, Any],
-    batch: tuple[int | None, int | None, int | None] = (None, None, None),
-    size: tuple[int | None, int | None, int | None] = (None, None, None),
-) -> tuple[tuple[int, int, int], tuple[int, int, int] | None]:
-    """The (min, opt, max) batch and, for an image-to-image graph, square size of the
-    profile: the given values, the rest by default (a translator: batch 1/1/8, sizes half,
-    once and twice the image size; sizes are multiples of the spec's size multiple)."""
-    from edgegan.export.signature import is_translator, round_up
-
-    if not is_translator(spec):
-        if any(v is not None for v in size):
-            raise EdgeganError("--min-size/--opt-size/--max-size apply to cyclegan bundles")
-        defaults = DEFAULT_BATCH
-        return _batches(*(b or d for b, d in zip(batch, defaults, strict=True))), None
-    m, image = int(spec["size_multiple"]), int(spec["image_size"])
-    opt = size[1] or image
-    defaults_size = (max(m, round_up(opt // 2, m)), opt, round_up(2 * opt, m))
-    sizes = tuple(int(v or d) for v, d in zip(size, defaults_size, strict=True))
-    _ordered("size", sizes)
-    bad = [v for v in sizes if v % m]
-    if bad:
-        raise EdgeganError(f"TensorRT profile sizes must be multiples of {m}; got {bad[0]}")
-    b = _batches(*(v or d for v, d in zip(batch, TRANSLATOR_BATCH, strict=True)))
-    return b, sizes  # type: ignore[return-value]
-
-
 def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
     """One line per engine for the CLI: file, GPU, TensorRT, profile, parity (``engines``:
     ``{precision: entry}``, or ``{direction: {precision: entry}}`` for a cyclegan bundle)."""
@@ -208,49 +150,6 @@ def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
             f"{parity}"
         )
     return lines
-
-
-def profile_shapes(
-    inputs: dict[str, list[int]],
-    batch: tuple[int, int, int] = DEFAULT_BATCH,
-    image_shape: list[int] | None = None,
-    shapes: dict[str, tuple[list[int], list[int], list[int]]] | None = None,
-    sizes: tuple[int, int, int] | None = None,
-) -> dict[str, tuple[list[int], list[int], list[int]]]:
-    """(min, opt, max) shapes per input from the network's input shapes (-1 = dynamic).
-
-    The first dynamic dimension is the batch; the dynamic H and W of a 4-D image input span
-    ``sizes`` (min, opt, max) when given, else take the spec's image size (fixed). ``shapes``
-    sets an input's three shapes outright.
-    """
-    mn_b, opt_b, mx_b = _batches(*batch)
-    out: dict[str, tuple[list[int], list[int], list[int]]] = {}
-    for name, dims in inputs.items():
-        if shapes and name in shapes:
-            out[name] = tuple(list(map(int, s)) for s in shapes[name])  # type: ignore[assignment]
-            continue
-        lo, mid, hi = [], [], []
-        for i, d in enumerate(dims):
-            d = int(d)
-            if d >= 0:
-                vals = (d, d, d)
-            elif i == 0:
-                vals = (mn_b, opt_b, mx_b)
-            elif len(dims) == 4 and i in (2, 3) and sizes:
-                vals = tuple(int(v) for v in sizes)  # type: ignore[assignment]
-            elif len(dims) == 4 and i in (2, 3) and image_shape:
-                size = int(image_shape[i - 1])
-                vals = (size, size, size)
-            else:
-                raise EngineBuildError(
-                    f"input '{name}' has a dynamic dimension {i} of unknown size; "
-                    "give its profile shapes"
-                )
-            lo.append(vals[0])
-            mid.append(vals[1])
-            hi.append(vals[2])
-        out[name] = (lo, mid, hi)
-    return out
 
 
 def _make_logger(trt: ModuleType) -> Any:

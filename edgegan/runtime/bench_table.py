@@ -1,0 +1,86 @@
+"""The table of ``edgegan bench``: one row per backend x precision x batch size (and
+direction of a cyclegan bundle), printed with rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    if value is None:
+        return "-"
+    return format(value, spec)
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The table's rows (led by the direction for a cyclegan bundle); the batch sizes of a
+    combination skipped for one reason share a row."""
+    rows: list[list[str]] = []
+    lead = 1 if result.get("directions") else 0
+    for r in result["results"]:
+        key = ([r.get("direction", "")] if lead else []) + [r["backend"], r["precision"]]
+        if r["status"] != "ok":
+            prev = rows[-1] if rows else None
+            note = f"{r['status']}: {r['reason']}"
+            if prev and prev[: len(key)] == key and prev[-1] == note:
+                prev[len(key)] += f",{r['batch']}"
+                continue
+            rows.append([*key, str(r["batch"]), *["-"] * 6, note])
+            continue
+        par = r.get("parity") or {}
+        rows.append(
+            [
+                *key,
+                str(r["batch"]),
+                _fmt(r["latency_ms"]["p50"]),
+                _fmt(r["latency_ms"]["p95"]),
+                _fmt(r["images_per_s"], ".0f" if r["images_per_s"] >= 10 else ".2f"),
+                _fmt(r["peak_mem_mb"], ".1f"),
+                _fmt(par.get("max_abs"), ".2e"),
+                _fmt(par.get("psnr"), ".1f"),
+                r["device"] + (f", {r['threads']} threads" if r.get("threads") else ""),
+            ]
+        )
+    return rows
+
+
+HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak MB",
+           "max abs", "PSNR dB", "device / note"]  # fmt: skip
+
+
+def headers(result: dict[str, Any]) -> list[str]:
+    """The table's columns: :data:`HEADERS`, led by ``direction`` for a cyclegan bundle."""
+    return (["direction"] if result.get("directions") else []) + HEADERS
+
+
+def print_table(result: dict[str, Any], console: Any = None) -> None:
+    """The results as a rich table (parity against ``result['reference']``)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a pipe or a file: room for every column
+            console = Console(width=max(console.width, 150))
+    size = "x".join(map(str, result["size"])) + " images; " if result.get("size") else ""
+    table = Table(
+        title=Text(
+            f"edgegan bench {result['bundle']}  ({size}parity vs {result['reference']}; "
+            f"{result['warmup']} warm-up + {result['iters']} timed runs)"
+        ),
+        title_justify="left",
+    )
+    names = headers(result)
+    last, lead = len(names) - 1, len(names) - len(HEADERS)
+    for i, h in enumerate(names):
+        table.add_column(
+            h,
+            justify="right" if 2 + lead <= i <= 8 + lead else "left",
+            no_wrap=i < last,
+            overflow="fold",
+            ratio=1 if i == last else None,
+        )
+    for row in table_rows(result):
+        table.add_row(*(Text(cell) for cell in row))  # plain text: "[trt]" is not markup
+    console.print(table)
