@@ -72,7 +72,10 @@ class TrainConfig:
     ema: bool = True  # keep an EMA of the generator for sampling and export
     ema_decay: float = 0.999
     ema_start: int = 0  # step from which the EMA averages (it copies G before)
-    lr_schedule: str = "constant"  # constant | linear (decay to zero over the last half)
+    lr_schedule: str = "constant"  # constant | linear | cosine | step (train/schedule.py)
+    lr_decay_start: int | None = None  # linear: the step decay starts (null: half-way)
+    lr_step: int | None = None  # step: multiply by lr_gamma every N steps (null: steps // 3)
+    lr_gamma: float = 0.1
     sample_every: int = 500
     checkpoint_every: int = 1000
     log_every: int = 50

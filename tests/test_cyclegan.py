@@ -15,7 +15,6 @@ from edgegan.metrics.paired import l1, paired_scores, psnr, ssim
 from edgegan.train import train
 from edgegan.train.checkpoint import load_checkpoint
 from edgegan.train.pool import ImagePool
-from edgegan.train.trainer import _lr_factor
 
 
 def tiny(*overrides: str, steps: int = 3):
@@ -48,11 +47,6 @@ def test_paired_metrics_on_known_values():
     assert l1(x, y) == pytest.approx(float((x - y).abs().mean()))
     assert ssim(x, torch.rand_like(x) * 2 - 1) < 0.2
     assert set(paired_scores(x, y, "ab_")) == {"ab_l1", "ab_psnr", "ab_ssim"}
-
-
-def test_linear_schedule_is_constant_then_decays_to_zero():
-    f = _lr_factor("linear", 100)
-    assert [f(0), f(49), f(50), f(75), f(100)] == [1.0, 1.0, 1.0, 0.5, 0.0]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from edgegan.config import Config
 from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import get_manager
 from edgegan.train import checkpoint as ckpt_io
-from edgegan.train import distributed, fastpath
+from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import MetricsLog, ProgressBar, new_run_dir
@@ -57,7 +57,6 @@ def _validate(config: Config) -> None:
         (t.max_seconds is None or t.max_seconds > 0, "train.max_seconds must be > 0"),
         (t.sample_every >= 0 and t.checkpoint_every >= 0, "intervals must be >= 0 (0: off)"),
         (t.log_every > 0, "train.log_every must be > 0"),
-        (t.lr_schedule in ("constant", "linear"), "train.lr_schedule must be constant or linear"),
         (config.model.latent_dim > 0, "model.latent_dim must be > 0"),
         (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
         (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
@@ -66,14 +65,7 @@ def _validate(config: Config) -> None:
         if not ok:
             raise ConfigError(message)
     fastpath.validate(t)
-
-
-def _lr_factor(schedule: str, total: int):
-    """Constant, or linear decay to zero over the second half (the CycleGAN schedule)."""
-    if schedule == "constant":
-        return lambda step: 1.0
-    half = total // 2
-    return lambda step: 1.0 if step < half else max(0.0, (total - step) / max(total - half, 1))
+    schedule.validate(t)
 
 
 class Trainer:
@@ -129,7 +121,7 @@ class Trainer:
         self.ema = EMA(sampled, t.ema_decay, t.ema_start) if t.ema else None
         fastpath.compile_networks({n: self.task.module(n) for n in self.task.networks}, t)
         self.schedulers = {
-            name: torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(t.lr_schedule, t.steps))
+            name: torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor(t))
             for name, opt in self.task.optims.items()
         }
         self.callbacks = [
@@ -234,7 +226,7 @@ class Trainer:
             s.load_state_dict(state["schedulers"][n])
             # The learning rate of the next step follows this config's schedule, so a run
             # resumed with a larger train.steps decays over its new length.
-            factor = _lr_factor(self.config.train.lr_schedule, self.config.train.steps)
+            factor = schedule.lr_factor(self.config.train)
             for group, base in zip(s.optimizer.param_groups, s.base_lrs, strict=True):
                 group["lr"] = base * factor(int(state["step"]))
         self.precision.load_state_dict(state.get("scalers", {}))

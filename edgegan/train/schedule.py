@@ -1,0 +1,43 @@
+"""Learning-rate schedules: a factor of the configured rate for each generator step.
+
+``constant``; ``linear`` (the CycleGAN schedule: constant, then linear decay to zero from
+``train.lr_decay_start``, by default half-way); ``cosine`` (half a cosine from 1 to 0 over the
+run); ``step`` (times ``train.lr_gamma`` every ``train.lr_step`` steps, by default a third of
+the run). Factors depend on the step alone, so a resumed run continues its schedule exactly,
+and a run resumed with a larger ``train.steps`` follows the schedule of its new length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from edgegan.errors import ConfigError
+
+SCHEDULES = ("constant", "linear", "cosine", "step")
+
+
+def validate(train: Any) -> None:
+    if train.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"train.lr_schedule must be one of {', '.join(SCHEDULES)}")
+    if train.lr_decay_start is not None and not 0 <= train.lr_decay_start < train.steps:
+        raise ConfigError("train.lr_decay_start must be in [0, train.steps)")
+    if train.lr_step is not None and train.lr_step <= 0:
+        raise ConfigError("train.lr_step must be > 0")
+    if not 0 < train.lr_gamma <= 1:
+        raise ConfigError("train.lr_gamma must be in (0, 1]")
+
+
+def lr_factor(train: Any) -> Callable[[int], float]:
+    """The factor of the base learning rate at each step, for ``train`` (a TrainConfig)."""
+    total, schedule = train.steps, train.lr_schedule
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "linear":
+        start = total // 2 if train.lr_decay_start is None else train.lr_decay_start
+        return lambda step: 1.0 if step < start else max(0.0, (total - step) / (total - start))
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    every = train.lr_step or max(1, total // 3)
+    return lambda step: train.lr_gamma ** (step // every)
