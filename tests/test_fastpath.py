@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from tiny import TINY_GAN
+from tiny import TINY_CYCLEGAN, TINY_GAN
 
 from edgegan.config import load_config, load_run_config
 from edgegan.errors import ConfigError, DataError
@@ -86,19 +86,11 @@ def test_cyclegan_validation_is_logged_during_training(tmp_path):
     config = load_config(
         "cyclegan-digits",
         [
-            "data.limit=32",
-            "model.generator.name=resnet_6blocks",
-            "model.generator.ngf=4",
-            "model.discriminator.ndf=8",
-            "train.batch_size=4",
-            "train.device=cpu",
-            "train.progress=false",
-            "train.log_every=2",
+            *TINY_CYCLEGAN,
             "train.steps=4",
             "eval.every=2",
             "eval.val_samples=8",
             "eval.at_end=false",
-            "cycle.preview=4",
         ],
     )
     result = train(config, out_dir=tmp_path / "run")

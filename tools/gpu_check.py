@@ -37,8 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("env", "tests", "bench", "runs", "infer")
 GPU_TESTS = [
     "tests/test_fastpath.py",
+    "tests/test_distributed.py",
     "tests/test_runtime.py",
     "tests/test_export.py",
+    "tests/test_export_cyclegan.py",
 ]
 
 
@@ -188,43 +190,30 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
     common = ["train.progress=false", "train.steps=1", "eval.at_end=false"]
     have_trt = any(_importable(m) for m in ("tensorrt", "tensorrt_rtx"))
     trt = ["--trt"] if have_trt else []
-    # DCGAN generator (default preset).
-    out["dcgan_train"] = run(
-        [py, "-m", "edgegan", "train", "--out", str(work / "dcgan"), *common], log
-    )
-    out["dcgan_export"] = run(
-        [py, "-m", "edgegan", "export", str(work / "dcgan"), "--fp16", "--int8", *trt]
-        + ["--out", str(work / "dcgan-bundle")],
-        log,
-    )
-    dj = work / "bench_infer_dcgan.json"
-    out["dcgan_bench"] = run(
-        [py, "-m", "edgegan", "bench", str(work / "dcgan-bundle"), "--device", "cuda"]
-        + ["--batch-sizes", "1,64", *iters, "--json", str(dj)],
-        log,
-    )
-    if dj.is_file():
-        out["dcgan_bench"]["results"] = json.loads(dj.read_text())
-    # ResNet-9 CycleGAN generator at the reference settings (256x256).
     data = _random_unpaired_folder(work / "unpaired")
-    out["resnet9_train"] = run(
-        [py, "-m", "edgegan", "train", "cyclegan", "--out", str(work / "cyc"), *common]
-        + [f"data.root={data}", "cycle.preview=2"],
-        log,
+    cases = (  # (name, train arguments, bench batch sizes)
+        ("dcgan", ["dcgan-mnist"], "1,64"),  # the default preset's generator
+        ("resnet9", ["cyclegan", f"data.root={data}", "cycle.preview=2"], "1,8"),  # 256x256
     )
-    out["resnet9_export"] = run(
-        [py, "-m", "edgegan", "export", str(work / "cyc"), "--fp16", "--int8", *trt]
-        + ["--out", str(work / "cyc-bundle")],
-        log,
-    )
-    rj = work / "bench_infer_resnet9.json"
-    out["resnet9_bench"] = run(
-        [py, "-m", "edgegan", "bench", str(work / "cyc-bundle"), "--device", "cuda"]
-        + ["--batch-sizes", "1,8", *iters, "--json", str(rj)],
-        log,
-    )
-    if rj.is_file():
-        out["resnet9_bench"]["results"] = json.loads(rj.read_text())
+    for name, train_args, batches in cases:
+        run_dir, bundle, result = work / name, work / f"{name}-bundle", work / f"{name}.json"
+        out[f"{name}_train"] = run(
+            [py, "-m", "edgegan", "train", train_args[0], "--out", str(run_dir)]
+            + [*common, *train_args[1:]],
+            log,
+        )
+        out[f"{name}_export"] = run(
+            [py, "-m", "edgegan", "export", str(run_dir), "--fp16", "--int8", *trt]
+            + ["--out", str(bundle)],
+            log,
+        )
+        out[f"{name}_bench"] = run(
+            [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
+            + ["--batch-sizes", batches, *iters, "--json", str(result)],
+            log,
+        )
+        if result.is_file():
+            out[f"{name}_bench"]["results"] = json.loads(result.read_text())
     return out
 
 
