@@ -83,6 +83,33 @@ def list_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> l
     return sorted(found)
 
 
+def readable_images(
+    paths: list[Path], folder: Path, skip_bad: bool, stacklevel: int = 2
+) -> list[int]:
+    """Indices of ``paths`` whose headers read, checked once when a dataset is built.
+
+    An unreadable file is an error naming it, unless ``skip_bad``: then it is left out with one
+    warning for the folder. No readable file at all is always an error.
+    """
+    ok, skipped = [], []
+    for i, (path, err) in enumerate(zip(paths, _probe_all(paths), strict=True)):
+        if err is None:
+            ok.append(i)
+        elif skip_bad:
+            skipped.append(str(path))
+        else:
+            raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
+    if not ok:
+        raise DataError(f"no readable images in {folder} ({len(skipped)} unreadable)")
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) in {folder} (first: {skipped[0]})",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return ok
+
+
 def _probe_all(paths: list[Path]) -> list[str | None]:
     """The header check of each file: ``None`` when fine, else the error message."""
 
@@ -172,25 +199,10 @@ class ImageFolderDataset(Dataset):
         if limit:
             rel_paths, top = rel_paths[:limit], top[:limit]
         paths = [folder / p for p in rel_paths]
-        errors = _probe_all(paths)
-        samples: list[tuple[str, int]] = []
-        for path, t, err in zip(paths, top, errors, strict=True):
-            if err is not None:
-                if not self.skip_bad:
-                    raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
-                self.skipped.append(str(path))
-                continue
-            samples.append((str(path), index[t] if labelled else -1))
-        if not samples:
-            raise DataError(f"no readable images in {folder} ({len(self.skipped)} unreadable)")
-        if self.skipped:
-            warnings.warn(
-                f"skipped {len(self.skipped)} unreadable image(s) in {folder} "
-                f"(first: {self.skipped[0]})",
-                DataWarning,
-                stacklevel=3,
-            )
-        self.samples = samples
+        ok = readable_images(paths, folder, self.skip_bad, stacklevel=3)
+        kept = set(ok)
+        self.skipped = [str(p) for i, p in enumerate(paths) if i not in kept]
+        self.samples = [(str(paths[i]), index[top[i]] if labelled else -1) for i in ok]
 
     # -- the dataset contract ------------------------------------------------------------
     @property

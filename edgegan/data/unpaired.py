@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
-from edgegan.data.folder import _probe_all, list_images
+from edgegan.data.folder import list_images, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -94,26 +94,10 @@ class _Domain:
             )
         if limit:
             rel = rel[:limit]
-        errors = _probe_all([folder / r for r in rel])
+        ok = set(readable_images([folder / r for r in rel], folder, skip_bad, stacklevel=4))
         self.folder = folder
-        self.rel: list[str] = []
-        self.skipped: list[str] = []
-        for r, err in zip(rel, errors, strict=True):
-            if err is None:
-                self.rel.append(r)
-            elif skip_bad:
-                self.skipped.append(str(folder / r))
-            else:
-                raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
-        if not self.rel:
-            raise DataError(f"no readable images in {folder} ({len(self.skipped)} unreadable)")
-        if self.skipped:
-            warnings.warn(
-                f"skipped {len(self.skipped)} unreadable image(s) in {folder} "
-                f"(first: {self.skipped[0]})",
-                DataWarning,
-                stacklevel=4,
-            )
+        self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]
+        self.skipped: list[str] = [str(folder / r) for i, r in enumerate(rel) if i not in ok]
         self.bad: set[int] = set()
 
     @property
