@@ -118,6 +118,15 @@ def test_dynamic_height_width_match_torch(bundles, runs):
         np.testing.assert_allclose(y, ref, atol=1e-4)
 
 
+def test_onnxruntime_threads_sleep_for_translators_and_spin_for_gans(bundles):
+    """Image-to-image graphs run long convolutions: spinning workers only steal cores."""
+    out, _ = bundles["resnet"]
+    with open_runner(out, "onnxruntime", direction="AtoB") as runner:
+        options = runner.session.get_session_options()
+        assert not runner.spinning
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_metadata_round_trip(bundles):
     out, meta = bundles["resnet"]
     assert read_bundle(out) == meta

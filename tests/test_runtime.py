@@ -143,6 +143,10 @@ def test_torch_and_onnxruntime_fp32_agree(run_dir, bundle):
         assert torch_runner.spec["latent_dim"] == ort_runner.spec["latent_dim"] == 16
         inputs = make_inputs(ort_runner.spec, 16, seed=0)
         a, b = torch_runner.run(inputs), ort_runner.run(inputs)
+        # A latent generator's calls are sub-millisecond: its worker threads spin between ops.
+        options = ort_runner.session.get_session_options()
+        assert ort_runner.spinning
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert a.shape == b.shape == (16, 1, 28, 28) and b.dtype == np.float32
     assert np.abs(a - b).max() < 1e-4
 

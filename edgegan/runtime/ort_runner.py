@@ -1,9 +1,14 @@
 """ONNX Runtime: the bundle's graph for the chosen precision, on the CPU or CUDA.
 
 CPU: graph optimisation ORT_ENABLE_ALL, sequential execution, intra-op threads = physical
-cores (``threads=`` to tune). CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``):
-the CUDA execution provider with IOBinding, so the inputs are copied to the device once, the
-output is allocated on the device by ONNX Runtime and copied back once.
+cores (``threads=`` to tune). Worker threads spin between the ops of latent generators (their
+calls take a fraction of a millisecond) and sleep for image-to-image graphs, whose long
+convolutions leave spinning threads nothing to do but steal cores (docs/benchmarks.md, the
+ResNet-9 at 256x256 on 2 cores: as fast when the CPU is quiet, 2.5x faster when it is not).
+
+CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``): the CUDA execution provider
+with IOBinding, so the inputs are copied to the device once, the output is allocated on the
+device by ONNX Runtime and copied back once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
+from edgegan.export.signature import is_translator
 from edgegan.runtime.base import (
     GPU_EXTRA,
     BackendUnavailable,
@@ -35,7 +41,7 @@ _NUMPY_TYPES = {
 }
 
 
-def session_options(threads: int | None = None) -> Any:
+def session_options(threads: int | None = None, spinning: bool = True) -> Any:
     """The tuned session options of the runner (also used by the benchmark tools)."""
     import onnxruntime as ort
 
@@ -44,6 +50,7 @@ def session_options(threads: int | None = None) -> Any:
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.intra_op_num_threads = int(threads) if threads else physical_cores()
     so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3  # errors only: no warnings about unused initialisers etc.
     return so
 
@@ -69,6 +76,7 @@ class OrtRunner(Runner):
         self.precision = precision
         self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
         self.threads = int(threads) if threads else physical_cores()
+        self.spinning = not is_translator(self.spec)
         self.model_path = path
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -83,7 +91,9 @@ class OrtRunner(Runner):
         else:
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(
-            str(path), sess_options=session_options(self.threads), providers=providers
+            str(path),
+            sess_options=session_options(self.threads, self.spinning),
+            providers=providers,
         )
         if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
