@@ -208,6 +208,11 @@ def _session(rank: int, root: str) -> None:
     train(load_config("dcgan-mnist", [*base, "train.steps=4"]), out_dir=out / "full")
     half = train(load_config("dcgan-mnist", [*base, "train.steps=2"]), out_dir=out / "half")
     train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+    # ... and a CycleGAN, whose image pools (one per rank) are part of what resumes.
+    cyc = [*TINY_CYCLEGAN, "eval.at_end=false", "train.checkpoint_every=2"]
+    train(load_config("cyclegan-digits", [*cyc, "train.steps=4"]), out_dir=out / "cyc-full")
+    half = train(load_config("cyclegan-digits", [*cyc, "train.steps=2"]), out_dir=out / "cyc-half")
+    train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
 
     # A NaN on rank 1 alone: both ranks stop at that step with one agreed error.
     nan = [*TINY_GAN, "loss.name=nan-on-rank-1", "train.steps=10"]
@@ -296,7 +301,7 @@ def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     """Per-rank randomness: each rank's RNG is checkpointed, so a resumed run continues bit
     for bit; a NaN or a signal that one rank sees stops every rank at the same step."""
     runs = sorted(p.name for p in ddp_runs.iterdir() if p.is_dir())
-    assert runs == ["cyclegan", "full", "gan", "half", "nan", "stop"]  # rank 0's only
+    assert runs == ["cyc-full", "cyc-half", "cyclegan", "full", "gan", "half", "nan", "stop"]
     full = load_checkpoint(ddp_runs / "full/checkpoints/last.pt")
     resumed = load_checkpoint(ddp_runs / "half/checkpoints/last.pt")
     assert resumed["step"] == 4
@@ -305,6 +310,13 @@ def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     for rank in range(WORLD):
         _assert_close(full["rng_ranks"][rank], resumed["rng_ranks"][rank], f"rng{rank}", None)
     assert not torch.equal(full["rng_ranks"][0]["torch"], full["rng_ranks"][1]["torch"])
+    # CycleGAN: every rank's image pool is checkpointed and restored to that rank.
+    full = load_checkpoint(ddp_runs / "cyc-full/checkpoints/last.pt")
+    resumed = load_checkpoint(ddp_runs / "cyc-half/checkpoints/last.pt")
+    _assert_close(full["networks"], resumed["networks"], "cyclegan networks", atol=None)
+    _assert_close(full["extra_ranks"], resumed["extra_ranks"], "pools", atol=None)
+    pools = [full["extra_ranks"][r]["pool_a"]["images"] for r in range(WORLD)]
+    assert pools[0].shape == pools[1].shape and not torch.equal(pools[0], pools[1])
 
     nan = [json.loads((ddp_runs / f"nan-{r}.json").read_text()) for r in range(WORLD)]
     assert all(o["agreed"] for o in nan), nan

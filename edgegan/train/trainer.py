@@ -68,6 +68,17 @@ def _validate(config: Config) -> None:
     schedule.validate(t)
 
 
+def _to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it moved to the CPU (to gather it between processes)."""
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
 class Trainer:
     """Builds a run from a :class:`Config` and trains it; see :func:`train`."""
 
@@ -192,10 +203,15 @@ class Trainer:
         """Write the checkpoint (rank 0; every rank must call this, at the same step)."""
         path = self.run_dir / CHECKPOINT
         rng_ranks = self.dist.gather(ckpt_io.rng_state())  # each rank's noise stream
+        # Each rank's task state (a CycleGAN's image pools hold that rank's fakes).
+        extra_ranks = (
+            self.dist.gather(_to_cpu(self.task.extra_state())) if self.dist.enabled else None
+        )
         if self.dist.is_main:
             state = self.state_dict()
             if self.dist.enabled:
                 state["rng_ranks"] = rng_ranks
+                state["extra_ranks"] = extra_ranks
             ckpt_io.atomic_save(state, path)
         self.last_checkpoint = (path, self.step)
         for cb in self.callbacks:
@@ -235,6 +251,9 @@ class Trainer:
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self.dist.restore_rng(state, self.config.seed)
+        extra_ranks = state.get("extra_ranks")
+        if self.dist.enabled and extra_ranks and len(extra_ranks) == self.dist.world_size:
+            self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
 
     # -- the loop ----------------------------------------------------------------------------
