@@ -6,6 +6,8 @@ import the network modules when they are called.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgegan import hookimpl
@@ -66,20 +68,40 @@ def _check_divisible(name: str, image_size: int, multiple: int) -> None:
         )
 
 
-def _resnet(
+def _variant(build: Callable[..., Any], name: str, doc: str, **fixed: Any) -> Callable[..., Any]:
+    """``build`` with ``fixed`` arguments bound, as the factory of the model ``name``.
+
+    Its signature, which the registry reads to accept, type-check and list parameters, shows
+    only the free ones: users of ``resnet_9blocks`` cannot set ``n_blocks``.
+    """
+
+    def factory(**kwargs: Any) -> Any:
+        return build(name=name, **fixed, **kwargs)
+
+    sig = inspect.signature(build)
+    free = [p for n, p in sig.parameters.items() if n not in fixed and n != "name"]
+    factory.__signature__ = sig.replace(parameters=free)  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = f"build_{name}"
+    factory.__doc__ = doc
+    return factory
+
+
+def build_resnet(
     name: str,
     n_blocks: int,
     channels: int,
     image_size: int,
-    channels_out: int,
-    ngf: int,
-    norm: str,
-    use_dropout: bool,
-    padding: str,
-    upsample: str,
-    init: str,
-    init_gain: float,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "instance",
+    use_dropout: bool = False,
+    padding: str = "reflect",
+    upsample: str = "transposed",
+    init: str = "normal",
+    init_gain: float = 0.02,
 ) -> ResnetGenerator:
+    """CycleGAN ResNet generator with ``n_blocks`` residual blocks; channels_out 0 means the
+    input's. Registered as ``resnet_9blocks`` and ``resnet_6blocks``."""
     from edgegan.nn.resnet import ResnetGenerator
 
     _check_divisible(name, image_size, ResnetGenerator.size_multiple)
@@ -97,76 +119,20 @@ def _resnet(
     )
 
 
-def build_resnet_9blocks(
-    channels: int,
-    image_size: int,
-    channels_out: int = 0,
-    ngf: int = 64,
-    norm: str = "instance",
-    use_dropout: bool = False,
-    padding: str = "reflect",
-    upsample: str = "transposed",
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> ResnetGenerator:
-    """CycleGAN ResNet generator, 9 residual blocks; channels_out 0 means the input's."""
-    return _resnet(
-        "resnet_9blocks",
-        9,
-        channels,
-        image_size,
-        channels_out,
-        ngf,
-        norm,
-        use_dropout,
-        padding,
-        upsample,
-        init,
-        init_gain,
-    )
-
-
-def build_resnet_6blocks(
-    channels: int,
-    image_size: int,
-    channels_out: int = 0,
-    ngf: int = 64,
-    norm: str = "instance",
-    use_dropout: bool = False,
-    padding: str = "reflect",
-    upsample: str = "transposed",
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> ResnetGenerator:
-    """CycleGAN ResNet generator, 6 residual blocks; channels_out 0 means the input's."""
-    return _resnet(
-        "resnet_6blocks",
-        6,
-        channels,
-        image_size,
-        channels_out,
-        ngf,
-        norm,
-        use_dropout,
-        padding,
-        upsample,
-        init,
-        init_gain,
-    )
-
-
-def _unet(
+def build_unet(
     name: str,
     num_downs: int,
     channels: int,
     image_size: int,
-    channels_out: int,
-    ngf: int,
-    norm: str,
-    use_dropout: bool,
-    init: str,
-    init_gain: float,
+    channels_out: int = 0,
+    ngf: int = 64,
+    norm: str = "batch",
+    use_dropout: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
 ) -> UnetGenerator:
+    """pix2pix U-Net generator with ``num_downs`` downsamplings (image_size a multiple of
+    2**num_downs). Registered as ``unet_128`` and ``unet_256``."""
     from edgegan.nn.unet import UnetGenerator
 
     _check_divisible(name, image_size, 2**num_downs)
@@ -182,36 +148,30 @@ def _unet(
     )
 
 
-def build_unet_128(
-    channels: int,
-    image_size: int,
-    channels_out: int = 0,
-    ngf: int = 64,
-    norm: str = "batch",
-    use_dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> UnetGenerator:
-    """pix2pix U-Net generator, 7 downsamplings (image_size a multiple of 128)."""
-    return _unet(
-        "unet_128", 7, channels, image_size, channels_out, ngf, norm, use_dropout, init, init_gain
-    )
-
-
-def build_unet_256(
-    channels: int,
-    image_size: int,
-    channels_out: int = 0,
-    ngf: int = 64,
-    norm: str = "batch",
-    use_dropout: bool = False,
-    init: str = "normal",
-    init_gain: float = 0.02,
-) -> UnetGenerator:
-    """pix2pix U-Net generator, 8 downsamplings (image_size a multiple of 256)."""
-    return _unet(
-        "unet_256", 8, channels, image_size, channels_out, ngf, norm, use_dropout, init, init_gain
-    )
+build_resnet_9blocks = _variant(
+    build_resnet,
+    "resnet_9blocks",
+    "CycleGAN ResNet generator, 9 residual blocks; channels_out 0 means the input's.",
+    n_blocks=9,
+)
+build_resnet_6blocks = _variant(
+    build_resnet,
+    "resnet_6blocks",
+    "CycleGAN ResNet generator, 6 residual blocks; channels_out 0 means the input's.",
+    n_blocks=6,
+)
+build_unet_128 = _variant(
+    build_unet,
+    "unet_128",
+    "pix2pix U-Net generator, 7 downsamplings (image_size a multiple of 128).",
+    num_downs=7,
+)
+build_unet_256 = _variant(
+    build_unet,
+    "unet_256",
+    "pix2pix U-Net generator, 8 downsamplings (image_size a multiple of 256).",
+    num_downs=8,
+)
 
 
 def build_patchgan(
