@@ -149,7 +149,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path = "",
         split: str = "train",
         image_size: int = 64,
         channels: int = 3,
@@ -261,24 +261,5 @@ class ImageFolderDataset(Dataset):
         )
 
 
-def build_folder(
-    root: str = "",
-    split: str = "train",
-    image_size: int = 64,
-    channels: int = 3,
-    labels: bool = True,
-    skip_bad: bool = False,
-    extensions: list | None = None,
-    limit: int = 0,
-) -> ImageFolderDataset:
-    """Images under a folder (PNG/JPEG/BMP/WebP), labelled by class subfolder when present."""
-    return ImageFolderDataset(
-        root,
-        split=split,
-        image_size=image_size,
-        channels=channels,
-        labels=labels,
-        skip_bad=skip_bad,
-        extensions=extensions,
-        limit=limit,
-    )
+#: The dataset's factory (the class itself: its parameters are the factory's).
+build_folder = ImageFolderDataset

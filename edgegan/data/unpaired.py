@@ -116,7 +116,7 @@ class UnpairedImageDataset(Dataset):
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path = "",
         split: str = "train",
         load_size: int = 286,
         crop_size: int = 256,
@@ -252,29 +252,5 @@ class UnpairedImageDataset(Dataset):
         )
 
 
-def build_unpaired(
-    root: str = "",
-    split: str = "train",
-    load_size: int = 286,
-    crop_size: int = 256,
-    channels_a: int = 3,
-    channels_b: int = 3,
-    flip: bool = True,
-    serial_batches: bool = False,
-    skip_bad: bool = False,
-    limit: int = 0,
-) -> UnpairedImageDataset:
-    """Unpaired image folders ``root/trainA``, ``root/trainB`` (``testA``/``testB``), CycleGAN's
-    layout: resized to ``load_size``, cropped to ``crop_size``, flipped (train split)."""
-    return UnpairedImageDataset(
-        root,
-        split=split,
-        load_size=load_size,
-        crop_size=crop_size,
-        channels_a=channels_a,
-        channels_b=channels_b,
-        flip=flip,
-        serial_batches=serial_batches,
-        skip_bad=skip_bad,
-        limit=limit,
-    )
+#: The dataset's factory (the class itself: its parameters are the factory's).
+build_unpaired = UnpairedImageDataset
