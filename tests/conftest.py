@@ -77,3 +77,23 @@ def fake_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
     yield make
     for module in modules:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module of tiny-tensor tests: a second thread only adds sync
+    cost, and on a busy 2-core machine OpenMP's spinning threads slow them tenfold."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models() -> object:
+    """The built-in model registry (no installed plugins)."""
+    from edgegan.plugins.manager import PluginManager
+
+    return PluginManager(load_entry_points=False).registry("models")

@@ -21,18 +21,7 @@ from edgegan.nn.resnet import ResnetGenerator
 from edgegan.nn.unet import UnetGenerator
 from edgegan.plugins.manager import PluginManager
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return PluginManager(load_entry_points=False).registry("models")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(m: nn.Module) -> int:

@@ -27,14 +27,7 @@ R = [2.0, -1.0]
 F = [0.5, -3.0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds sync cost, and on a busy 2-core
-    # machine OpenMP's spinning threads slow these tests tenfold.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sp(x: float) -> float:

@@ -12,24 +12,11 @@ from edgegan.errors import EdgeganError
 from edgegan.losses.adversarial import HingeLoss
 from edgegan.nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from edgegan.nn.init import INIT_KINDS, init_weights
-from edgegan.plugins.manager import PluginManager
 
 SIZES = (28, 32, 64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: a second intra-op thread only adds sync cost, and on a busy 2-core
-    # machine OpenMP's spinning threads slow these tests tenfold.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def models():
-    return PluginManager(load_entry_points=False).registry("models")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def labels_for(n: int, k: int) -> torch.Tensor:
