@@ -25,7 +25,7 @@ COMPILE_MODES = (
 
 
 def describe(train: Any) -> str:
-    """The resolved switches, for reports."""
+    """The switches a run trains with, for its report."""
     return (
         f"amp: {train.amp}, compile: {train.compile}, channels_last: {train.channels_last}, "
         f"fused_optim: {train.fused_optim}"
@@ -39,6 +39,7 @@ def validate(train: Any) -> None:
 
 
 def memory_format(train: Any) -> torch.memory_format:
+    """The layout of batches (and weights) for ``train.channels_last``."""
     return torch.channels_last if train.channels_last else torch.contiguous_format
 
 
