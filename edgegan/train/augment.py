@@ -9,6 +9,7 @@ global generator, so checkpoints (which save its state) make augmented runs resu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -17,18 +18,26 @@ import torch.nn.functional as F
 from edgegan.errors import ConfigError
 
 
+@functools.lru_cache(maxsize=16)
+def _grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices ``(1, h, 1)`` and ``(1, 1, w)``, made once per size and device
+    (every discriminator call augments: rebuilding them is launches for nothing)."""
+    return (
+        torch.arange(h, device=device).view(1, h, 1),
+        torch.arange(w, device=device).view(1, 1, w),
+    )
+
+
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
     """Shift each image by up to ``ratio`` of its size, filling with the background (-1)."""
     n, _, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device)
     dx = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device)
-    gy, gx = torch.meshgrid(
-        torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij"
-    )
+    gy, gx = _grid(h, w, x.device)
     # Gather from the padded image: index (y + dy, x + dx) shifted by the padding.
-    iy = (gy.unsqueeze(0) + dy + sh).clamp(0, h + 2 * sh - 1)
-    ix = (gx.unsqueeze(0) + dx + sw).clamp(0, w + 2 * sw - 1)
+    iy = (gy + (dy + sh)).clamp(0, h + 2 * sh - 1)
+    ix = (gx + (dx + sw)).clamp(0, w + 2 * sw - 1)
     padded = F.pad(x, (sw, sw, sh, sh), value=-1.0)
     flat = padded.flatten(2)  # (n, c, (h + 2sh) * (w + 2sw))
     index = (iy * (w + 2 * sw) + ix).flatten(1).unsqueeze(1).expand(-1, x.shape[1], -1)
@@ -41,8 +50,7 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     oy = torch.randint(0, h - ch + 1, (n, 1, 1), device=x.device)
     ox = torch.randint(0, w - cw + 1, (n, 1, 1), device=x.device)
-    gy = torch.arange(h, device=x.device).view(1, h, 1)
-    gx = torch.arange(w, device=x.device).view(1, 1, w)
+    gy, gx = _grid(h, w, x.device)
     inside = (gy >= oy) & (gy < oy + ch) & (gx >= ox) & (gx < ox + cw)
     return x.masked_fill(inside.unsqueeze(1), -1.0)
 
