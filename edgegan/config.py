@@ -84,6 +84,9 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     # The GPU fast path, each switch measured in docs/benchmarks.md (tools/bench_train.py).
+    # One call of a per-sample network on concatenated batches (real + fake for D; a
+    # CycleGAN generator's real, identity and cycle inputs) instead of one call per batch.
+    merge_calls: bool = True
     channels_last: bool = False  # NHWC weights and batches (tensor cores prefer it)
     # torch.compile mode: off | default | reduce-overhead (CUDA graphs) | max-autotune |
     # max-autotune-no-cudagraphs

@@ -63,6 +63,8 @@ class DCGANGenerator(nn.Module):
     sampling and export.
     """
 
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
+
     def __init__(
         self,
         latent_dim: int,
@@ -124,6 +126,8 @@ class DCGANDiscriminator(nn.Module):
     ``<embed(y), phi(x)>`` to the logit, phi(x) being the flattened last feature map;
     ``"concat"`` appends one-hot label maps to the input channels.
     """
+
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
 
     def __init__(
         self,

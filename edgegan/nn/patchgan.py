@@ -36,6 +36,8 @@ def receptive_field(n_layers: int = 3) -> int:
 class NLayerDiscriminator(nn.Module):
     """Images ``(N, C, H, W)`` -> patch logits ``(N, 1, h, w)``; ``labels`` are ignored."""
 
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
+
     def __init__(
         self,
         channels: int,
@@ -80,6 +82,8 @@ class NLayerDiscriminator(nn.Module):
 
 class PixelDiscriminator(nn.Module):
     """1x1-conv discriminator (a 1x1 PatchGAN): ``(N, C, H, W)`` -> logits ``(N, 1, H, W)``."""
+
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
 
     def __init__(
         self,

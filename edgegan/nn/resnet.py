@@ -66,6 +66,8 @@ class ResnetGenerator(nn.Module):
     padding (the 7x7 convs always reflect-pad, as in the reference).
     """
 
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
+
     size_multiple = 2**_N_DOWN
 
     def __init__(

@@ -89,6 +89,8 @@ class UnetGenerator(nn.Module):
     accepted and ignored so the call matches the other generators.
     """
 
+    per_sample = True  # no layer mixes samples but BatchNorm (see edgegan.train.merge)
+
     def __init__(
         self,
         channels_in: int,

@@ -82,7 +82,6 @@ class CycleGANTask(Task):
         out: dict[str, torch.Tensor] = {}
         # Under torchrun the networks being updated run through their DDP wrappers; the
         # frozen discriminators of the generator update run plain (see Task.train_module).
-        g_ab, g_ba = self.train_module("g_ab"), self.train_module("g_ba")
         d_a, d_b = self.train_module("d_a"), self.train_module("d_b")
 
         # Generators, with both discriminators frozen.
@@ -90,13 +89,20 @@ class CycleGANTask(Task):
             d.requires_grad_(False)
         try:
             with amp.autocast():
-                fake_b = g_ab(real_a)
-                fake_a = g_ba(real_b)
-                cycle = F.l1_loss(g_ba(fake_b), real_a) + F.l1_loss(g_ab(fake_a), real_b)
+                # Three generator calls, not six, where they are per-sample (merge_calls):
+                # g_ab on (real A, real B), g_ba on (real B, real A, fake B), g_ab on fake A.
+                if lam_idt > 0:
+                    fake_b, idt_b = self.call("g_ab", [real_a, real_b])
+                    fake_a, idt_a, rec_a = self.call("g_ba", [real_b, real_a, fake_b])
+                else:
+                    (fake_b,) = self.call("g_ab", [real_a])
+                    fake_a, rec_a = self.call("g_ba", [real_b, fake_b])
+                (rec_b,) = self.call("g_ab", [fake_a])
+                cycle = F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b)
                 adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
                 g_loss = adv + lam * cycle
                 if lam_idt > 0:
-                    idt = F.l1_loss(g_ab(real_b), real_b) + F.l1_loss(g_ba(real_a), real_a)
+                    idt = F.l1_loss(idt_b, real_b) + F.l1_loss(idt_a, real_a)
                     g_loss = g_loss + lam_idt * idt
                     out["idt"] = idt.detach()
             amp.step("g", g_loss, self.optims["g"])
@@ -108,8 +114,9 @@ class CycleGANTask(Task):
         pooled_b = self.pool_b.query(fake_b.detach())
         pooled_a = self.pool_a.query(fake_a.detach())
         with amp.autocast():
-            d_real_b, d_real_a = d_b(real_b), d_a(real_a)
-            d_loss = loss.d_loss(d_real_b, d_b(pooled_b)) + loss.d_loss(d_real_a, d_a(pooled_a))
+            d_real_b, d_fake_b = self.call("d_b", [real_b, pooled_b])
+            d_real_a, d_fake_a = self.call("d_a", [real_a, pooled_a])
+            d_loss = loss.d_loss(d_real_b, d_fake_b) + loss.d_loss(d_real_a, d_fake_a)
         d_penalty = getattr(loss, "d_penalty", None)
         if d_penalty is not None:
             pen = d_penalty(d_b, real_b.float(), pooled_b.float(), None) + d_penalty(

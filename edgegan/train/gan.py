@@ -126,8 +126,10 @@ class GANTask(Task):
             with amp.autocast():
                 with torch.no_grad():
                     fake = G(z, fake_labels)
-                d_real = D_train(aug(real), labels)
-                d_fake = D_train(aug(fake), fake_labels)
+                # One call of D on real and fake when it is per-sample (train.merge_calls).
+                d_real, d_fake = self.call(
+                    "discriminator", [aug(real), aug(fake)], [labels, fake_labels]
+                )
                 d_loss = loss.d_loss(d_real, d_fake)
             total = d_loss
             if d_penalty is not None:

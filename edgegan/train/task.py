@@ -15,6 +15,7 @@ from torch import nn
 
 from edgegan.config import Config, OptimConfig
 from edgegan.errors import unknown
+from edgegan.train import merge
 from edgegan.train.device import Precision
 from edgegan.train.fastpath import make_adam, to_channels_last
 
@@ -39,6 +40,11 @@ class Task(ABC):
             net = getattr(self, name).to(device).train()
             if config.train.channels_last:
                 to_channels_last(net)
+        #: network name -> whether its calls on several batches run as one (train.merge_calls)
+        self.merged = {
+            n: config.train.merge_calls and merge.per_sample(getattr(self, n))
+            for n in self.networks
+        }
         self.optims: dict[str, torch.optim.Optimizer] = {
             opt: self._make_optimizer(nets, getattr(config.optim, section))
             for opt, (nets, section) in self.optimizers.items()
@@ -91,6 +97,16 @@ class Task(ABC):
         """
         wrapper = self.ddp.get(name)
         return wrapper if wrapper is not None else getattr(self, name)
+
+    def call(
+        self,
+        name: str,
+        inputs: list[torch.Tensor],
+        labels: list[torch.Tensor | None] | None = None,
+    ) -> list[torch.Tensor]:
+        """Network ``name`` (its :meth:`train_module`) on each batch of ``inputs``: one call
+        on their concatenation when the network is per-sample (:mod:`edgegan.train.merge`)."""
+        return merge.call(self.train_module(name), inputs, labels, self.merged[name])
 
     def state_dict(self) -> dict[str, Any]:
         return {
