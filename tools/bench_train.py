@@ -13,7 +13,9 @@ Cases (``--cases``):
 
 Variants (``--variants``) switch the fast path on one item at a time, cumulatively, so each
 row shows what its switch adds:
-  plain      FP32, eager, contiguous, cuDNN autotune off, unfused Adam, host data path
+  plain      FP32, eager, contiguous, cuDNN autotune off, unfused Adam, host data path,
+             one call per batch (the reference loop)
+  merge      + train.merge_calls (one call of each per-sample network on concatenated batches)
   cudnn      + train.cudnn_benchmark        fused   + train.fused_optim
   nhwc       + train.channels_last          bf16    + train.amp=bf16
   compile    + train.compile=default        graphs  + train.compile=reduce-overhead
@@ -23,10 +25,13 @@ Each measurement builds a fresh Trainer through the same code as ``edgegan train
 switches are the same config items), runs ``--warmup`` steps (compilation, autotuning), then
 times ``--steps`` steps with the device synchronised. Useful FLOPs per image are counted once
 per case with ``torch.utils.flop_counter`` (forward and backward of every network call in a
-training step). Prints a table and writes JSON.
+training step). Eager variants also count the ATen operators one training step dispatches
+(``ops/step``): on a GPU each is a kernel launch or more, which is what bounds small-batch
+steps, so the count explains the CUDA speed-ups on any machine. Prints a table and writes
+JSON.
 
     python tools/bench_train.py --device cuda --json runs/bench_train.json
-    python tools/bench_train.py --device cpu --cases demo,dcgan --variants plain,nhwc
+    python tools/bench_train.py --device cpu --cases demo,dcgan --variants plain,merge,nhwc
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from edgegan import hookimpl
 
 VARIANTS: dict[str, list[str]] = {
     "plain": [
+        "train.merge_calls=false",
         "train.amp=off",
         "train.channels_last=false",
         "train.compile=off",
@@ -54,6 +60,7 @@ VARIANTS: dict[str, list[str]] = {
     ],
 }
 _STEPS = [
+    ("merge", "train.merge_calls=true"),
     ("cudnn", "train.cudnn_benchmark=true"),
     ("fused", "train.fused_optim=true"),
     ("nhwc", "train.channels_last=true"),
@@ -71,6 +78,9 @@ VARIANTS["resident"] = [x for x in VARIANTS["plain"] if "resident" not in x] + [
 VARIANTS["pinned"] = [x for x in VARIANTS["plain"] if "pin_memory" not in x] + [
     "train.pin_memory=true"
 ]
+
+# AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
+CPU_VARIANTS = ("plain", "merge", "nhwc", "compile", "resident")
 
 COMMON = [
     "train.progress=false",
@@ -150,6 +160,23 @@ def flops_per_image(trainer: Any, batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
+def ops_per_step(trainer: Any) -> int:
+    """ATen operators dispatched by one eager training step (views and in-place updates
+    included: each costs a dispatch, most a kernel launch on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            _Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count():
+        trainer.train_step()
+    return _Count.n
+
+
 def measure(preset: str, overrides: list[str], warmup: int, steps: int, work: Path) -> dict:
     import torch
 
@@ -212,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default=None,
-        help="Comma-separated (default: all on CUDA; plain,nhwc,compile on the CPU).",
+        help="Comma-separated (default: all on CUDA; plain,merge,nhwc on the CPU).",
     )
     parser.add_argument(
         "--batch-sizes", default="1", help="Reference case batch sizes, e.g. 1,4,16,32."
@@ -237,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         variants = args.variants.split(",")
     else:
-        variants = [v for v in VARIANTS if v != "pinned"] if cuda else ["plain", "nhwc"]
+        variants = [v for v in VARIANTS if v != "pinned"] if cuda else ["plain", "merge", "nhwc"]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -270,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     if bi > 0 and args.curve_variant and variant != args.curve_variant:
                         continue
-                    if not cuda and variant not in ("plain", "nhwc", "compile", "resident"):
+                    if not cuda and variant not in CPU_VARIANTS:
                         continue  # AMP/fused/cuDNN/CUDA-graph switches are CUDA features
                     overrides = [
                         *COMMON,
@@ -288,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                     trainer = row.pop("_trainer", None)
                     if trainer is not None and flops is None and variant == "plain":
                         flops = flops_per_image(trainer, trainer.config.train.batch_size)
+                    if trainer is not None and trainer.config.train.compile == "off":
+                        row["ops_per_step"] = ops_per_step(trainer)
                     del trainer
                     if cuda:
                         torch.cuda.empty_cache()
@@ -334,12 +363,13 @@ def _print_table(results: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"training throughput on {results['device']} (torch {results['torch']})")
-    cols = ("case", "variant", "batch", "img/s", "ms/step", "x plain", "GFLOP/img", "TFLOP/s")
+    cols = ("case", "variant", "batch", "img/s", "ms/step", "x plain", "ops/step", "GFLOP/img")
+    cols = (*cols, "TFLOP/s")
     for col in (*cols, "% peak"):
         table.add_column(col, justify="right")
     for r in results["rows"]:
         if "error" in r:
-            table.add_row(r["case"], r["variant"], "-", r["error"][:40], *[""] * 5)
+            table.add_row(r["case"], r["variant"], "-", r["error"][:40], *[""] * 6)
             continue
         table.add_row(
             r["case"],
@@ -348,6 +378,7 @@ def _print_table(results: dict) -> None:
             f"{r['images_per_sec']:.1f}",
             f"{r['step_ms']:.2f}",
             f"{r.get('speedup_vs_plain', float('nan')):.2f}",
+            str(r.get("ops_per_step", "-")),
             f"{r['gflop_per_image']:.1f}" if "tflops" in r else "-",
             f"{r['tflops']:.2f}" if "tflops" in r else "-",
             f"{100 * r['peak_fraction']:.1f}" if "peak_fraction" in r else "-",
