@@ -272,3 +272,34 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"pip install 'edgegan\[tensorboard\]'"):
         train(tiny("train.tensorboard=true"), out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_ema_follows_its_formula():
+    """Parameters and float buffers trail the model with the ramped decay; integer buffers
+    (BatchNorm's batch count) are copied; before ``start`` the shadow copies the model."""
+    import copy
+
+    from torch import nn
+
+    from edgegan.train.ema import EMA
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    ema = EMA(model, decay=0.9, start=1)
+    expected = copy.deepcopy(model).state_dict()
+    for step in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model(torch.randn(4, 1, 5, 5))  # moves the BatchNorm statistics
+        ema.update(model, step)
+        t = step - 1
+        decay = min(0.9, (1 + t) / (10 + t)) if step >= 1 else 0.0
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                expected[key] = expected[key] * decay + value * (1 - decay)
+            else:
+                expected[key] = value.clone()
+        for key, value in ema.shadow.state_dict().items():
+            torch.testing.assert_close(value, expected[key], msg=f"step {step}: {key}")
+    assert not ema.shadow.training and not any(p.requires_grad for p in ema.shadow.parameters())

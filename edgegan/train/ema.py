@@ -30,15 +30,27 @@ class EMA:
             self.shadow.load_state_dict(model.state_dict())
             return
         t = step - self.start
-        decay = min(self.decay, (1.0 + t) / (10.0 + t))
-        ema_p = [p for p in self.shadow.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1.0 - decay)
-        for b_ema, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
-            if b.dtype.is_floating_point:
-                b_ema.lerp_(b, 1.0 - decay)
-            else:
-                b_ema.copy_(b)
+        weight = 1.0 - min(self.decay, (1.0 + t) / (10.0 + t))
+        # Multi-tensor updates: a few kernel launches per step, not one per tensor.
+        averaged, copied = self._pairs(model)
+        if averaged[0]:
+            torch._foreach_lerp_(averaged[0], averaged[1], weight)
+        if copied[0]:
+            torch._foreach_copy_(copied[0], copied[1])
+
+    def _pairs(self, model: nn.Module) -> tuple[tuple[list, list], tuple[list, list]]:
+        """(shadow, model) tensors to average (parameters, float buffers such as BatchNorm
+        statistics) and to copy (integer buffers), listed once per model."""
+        if getattr(self, "_pairs_of", None) is not model:
+            ema_avg, src_avg, ema_copy, src_copy = [], [], [], []
+            for e, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
+                ema_avg.append(e)
+                src_avg.append(p)
+            for e, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+                (ema_avg if b.dtype.is_floating_point else ema_copy).append(e)
+                (src_avg if b.dtype.is_floating_point else src_copy).append(b)
+            self._pairs_of, self._cached = model, ((ema_avg, src_avg), (ema_copy, src_copy))
+        return self._cached
 
     def state_dict(self) -> dict:
         return self.shadow.state_dict()
