@@ -23,6 +23,8 @@ class EMA:
         self.start = start
         self.shadow = copy.deepcopy(model).eval()
         self.shadow.requires_grad_(False)
+        self._pairs_of: nn.Module | None = None  # the model _cached lists the tensors of
+        self._cached: tuple[tuple[list, list], tuple[list, list]] = (([], []), ([], []))
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
@@ -41,7 +43,7 @@ class EMA:
     def _pairs(self, model: nn.Module) -> tuple[tuple[list, list], tuple[list, list]]:
         """(shadow, model) tensors to average (parameters, float buffers such as BatchNorm
         statistics) and to copy (integer buffers), listed once per model."""
-        if getattr(self, "_pairs_of", None) is not model:
+        if self._pairs_of is not model:
             ema_avg, src_avg, ema_copy, src_copy = [], [], [], []
             for e, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
                 ema_avg.append(e)
