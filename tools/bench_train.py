@@ -169,12 +169,12 @@ def ops_per_step(trainer: Any) -> int:
         n = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            _Count.n += 1
+            self.n += 1
             return func(*args, **(kwargs or {}))
 
-    with _Count():
+    with _Count() as count:
         trainer.train_step()
-    return _Count.n
+    return count.n
 
 
 def measure(preset: str, overrides: list[str], warmup: int, steps: int, work: Path) -> dict:
