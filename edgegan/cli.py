@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from edgegan import __version__
 from edgegan.errors import EdgeganError
+
+if TYPE_CHECKING:
+    from edgegan.export.trt_profile import BuildOptions
 
 LIST_KINDS = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
 
@@ -274,27 +277,27 @@ def export(
     from edgegan.export.api import export as run_export
     from edgegan.export.bundle import is_bundle
 
-    engine_options = {
-        "min_batch": min_batch,
-        "opt_batch": opt_batch,
-        "max_batch": max_batch,
-        "workspace_gb": workspace_gb,
-        "min_size": min_size,
-        "opt_size": opt_size,
-        "max_size": max_size,
-    }
+    engine_options = None
     if trt:
-        from edgegan.export.tensorrt import check_build_options, import_tensorrt
+        from edgegan.export.tensorrt import BuildOptions, import_tensorrt
 
         import_tensorrt()  # one line naming the extra, before any work
-        check_build_options(**engine_options)
+        engine_options = BuildOptions(  # checked here, before any work
+            min_batch=min_batch,
+            opt_batch=opt_batch,
+            max_batch=max_batch,
+            min_size=min_size,
+            opt_size=opt_size,
+            max_size=max_size,
+            workspace_gb=workspace_gb,
+        )
     if trt and is_bundle(run_dir):
         if out or fp16 or int8 or onnx_fp32:
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
                 "--int8 (export the run again to change them)"
             )
-        _build_engines(run_dir, {**engine_options, "directions": directions or None})
+        _build_engines(run_dir, engine_options, directions)
         return
     bundle = default_out(run_dir, out)
     meta = run_export(
@@ -308,15 +311,17 @@ def export(
         directions=directions or None,
     )
     click.echo(format_table(summary_rows(meta, bundle)))
-    if trt:
+    if engine_options is not None:
         _build_engines(str(bundle), engine_options)
     click.echo(f"bundle: {bundle}")
 
 
-def _build_engines(bundle: str, options: dict[str, Any]) -> None:
+def _build_engines(
+    bundle: str, options: BuildOptions, directions: tuple[str, ...] | None = None
+) -> None:
     from edgegan.export.tensorrt import build_engines, engine_rows
 
-    engines = build_engines(bundle, **options)
+    engines = build_engines(bundle, options=options, directions=directions or None)
     for line in engine_rows(engines):
         click.echo(line)
 

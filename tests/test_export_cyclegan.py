@@ -246,12 +246,12 @@ def _has_trt_and_cuda() -> bool:
 def test_real_tensorrt_engines_take_any_size_in_the_profile(bundles, tmp_path):
     import shutil
 
-    from edgegan.export.tensorrt import build_engines
+    from edgegan.export.tensorrt import BuildOptions, build_engines
     from edgegan.runtime.bench import parity
 
     bundle = tmp_path / "bundle"
     shutil.copytree(bundles["resnet"][0], bundle)
-    engines = build_engines(bundle, ["fp32", "fp16"], max_size=64)
+    engines = build_engines(bundle, ["fp32", "fp16"], BuildOptions(max_size=64))
     for d in ("AtoB", "BtoA"):
         assert engines[d]["fp32"]["parity"]["max_abs"] < 1e-2
         assert engines[d]["fp16"]["parity"]["psnr"] >= 30

@@ -20,6 +20,7 @@ from tiny import TINY_GAN
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import read_bundle, write_bundle
+from edgegan.export.trt_profile import BuildOptions
 from edgegan.runtime import BackendUnavailable, open_runner, physical_cores, resolve_target
 from edgegan.runtime.base import parse_device
 from edgegan.sampling import make_inputs, postprocess, sample, to_uint8_nhwc
@@ -480,14 +481,18 @@ def test_builder_reports_parser_and_build_errors(tmp_path):
 
 
 def test_profile_shapes_and_options():
-    from edgegan.export.tensorrt import check_build_options, profile_shapes
+    from edgegan.export.tensorrt import profile_shapes
 
     shapes = profile_shapes({"x": [-1, 3, -1, -1]}, (1, 2, 8), image_shape=[3, 64, 64])
     assert shapes["x"] == ([1, 3, 64, 64], [2, 3, 64, 64], [8, 3, 64, 64])
     with pytest.raises(EdgeganError, match="min-batch"):
-        check_build_options(4, 2, 8)
+        BuildOptions(min_batch=4, opt_batch=2, max_batch=8)
+    with pytest.raises(EdgeganError, match="min-batch"):
+        BuildOptions(max_batch=0)
     with pytest.raises(EdgeganError, match="workspace"):
-        check_build_options(1, 1, 8, workspace_gb=0)
+        BuildOptions(workspace_gb=0)
+    options = BuildOptions(opt_batch=4, max_size=64)
+    assert options.batch == (None, 4, None) and options.size == (None, None, 64)
 
 
 def test_image_to_image_profile_has_dynamic_height_width(tmp_path, monkeypatch):
@@ -504,7 +509,8 @@ def test_image_to_image_profile_has_dynamic_height_width(tmp_path, monkeypatch):
         (tmp_path / f"model_{d}.onnx").write_bytes(b"onnx")
     trt = make_stub_trt(inputs={"image": (-1, 3, -1, -1)})
     monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
-    engines = trt_mod.build_engines(tmp_path, trt=trt, verify=False, max_size=96)
+    engines = trt_mod.build_engines(tmp_path, options=BuildOptions(max_size=96), trt=trt,
+                                    verify=False)  # fmt: skip
     assert ("set_shape", "image", (1, 3, 16, 16), (1, 3, 32, 32), (8, 3, 96, 96)) in trt.calls
     assert set(engines) == {"AtoB", "BtoA"} and read_bundle(tmp_path)["engines"] == engines
     e = engines["BtoA"]["fp32"]
@@ -513,13 +519,13 @@ def test_image_to_image_profile_has_dynamic_height_width(tmp_path, monkeypatch):
     assert e["profile"]["max"] == {"image": [8, 3, 96, 96]}
     rows = trt_mod.engine_rows(engines)
     assert len(rows) == 2 and "engine AtoB fp32" in rows[0] and "size 16x16/32x32/96x96" in rows[0]
-    trt_mod.build_engines(tmp_path, trt=trt, verify=False, directions=["AtoB"], opt_size=64,
-                          min_size=64, max_batch=2)  # fmt: skip
+    options = BuildOptions(opt_size=64, min_size=64, max_batch=2)
+    trt_mod.build_engines(tmp_path, options=options, trt=trt, verify=False, directions=["AtoB"])
     assert ("set_shape", "image", (1, 3, 64, 64), (1, 3, 64, 64), (2, 3, 128, 128)) in trt.calls
     with pytest.raises(EdgeganError, match="multiples of 4"):
-        trt_mod.build_engines(tmp_path, trt=trt, verify=False, opt_size=30)
+        trt_mod.build_engines(tmp_path, options=BuildOptions(opt_size=30), trt=trt, verify=False)
     with pytest.raises(EdgeganError, match="--min-size <= --opt-size"):
-        trt_mod.check_build_options(min_size=64, opt_size=32)
+        BuildOptions(min_size=64, opt_size=32)
     with pytest.raises(EdgeganError, match="apply to cyclegan bundles"):
         trt_mod.resolve_profile(
             {"latent_dim": 4, "image_shape": [1, 28, 28]}, size=(None, 64, None)
@@ -531,8 +537,8 @@ def test_build_engines_records_metadata(bundle_copy, monkeypatch):
 
     trt = make_stub_trt("10.8.0")
     monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
-    engines = trt_mod.build_engines(bundle_copy, ["fp32", "int8"], max_batch=16, trt=trt,
-                                    verify=False)  # fmt: skip
+    engines = trt_mod.build_engines(bundle_copy, ["fp32", "int8"], BuildOptions(max_batch=16),
+                                    trt=trt, verify=False)  # fmt: skip
     meta = read_bundle(bundle_copy)
     assert meta["engines"] == engines and set(engines) == {"fp32", "int8"}
     e = engines["int8"]
@@ -546,6 +552,31 @@ def test_build_engines_records_metadata(bundle_copy, monkeypatch):
     write_bundle(bundle_copy, meta)
     with pytest.raises(EdgeganError, match="no ONNX graph for fp16"):
         trt_mod.build_engines(bundle_copy, ["fp16"], trt=trt, verify=False)
+
+
+def test_cli_trt_options_reach_the_builder(bundle_copy, monkeypatch):
+    """`edgegan export BUNDLE --trt` with profile options: a bad profile is refused before
+    anything is built; good ones end up in the engine's profile and workspace."""
+    import edgegan.export.tensorrt as trt_mod
+
+    trt = make_stub_trt("10.8.0")
+    monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
+    monkeypatch.setattr(trt_mod, "engine_parity", lambda *a, **k: {"max_abs": 0.0, "psnr": 99.0})
+    runner = CliRunner()
+    bad = ["export", str(bundle_copy), "--trt", "--min-batch", "4", "--max-batch", "2"]
+    res = runner.invoke(cli, bad)
+    assert res.exit_code != 0 and "--min-batch <= --opt-batch" in res.stderr
+    assert not trt.calls and read_bundle(bundle_copy)["engines"] == {}
+    good = ["export", str(bundle_copy), "--trt", "--max-batch", "16", "--workspace-gb", "0.5"]
+    res = runner.invoke(cli, good)
+    assert res.exit_code == 0, res.output
+    engines = read_bundle(bundle_copy)["engines"]
+    assert set(engines) == set(read_bundle(bundle_copy)["models"])
+    for entry in engines.values():
+        assert entry["profile"]["min"]["z"] == [1, 16] and entry["profile"]["max"]["z"] == [16, 16]
+        assert entry["workspace"] == 1 << 29 and entry["parity"]["psnr"] == 99.0
+    assert "engine fp32" in res.output
 
 
 def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
@@ -577,10 +608,10 @@ def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
 # -- the real thing, where it exists ---------------------------------------------------------------
 @needs_trt
 def test_real_tensorrt_build_run_parity(bundle_copy):
-    from edgegan.export.tensorrt import build_engines
+    from edgegan.export.tensorrt import BuildOptions, build_engines
     from edgegan.runtime.bench import parity
 
-    engines = build_engines(bundle_copy, ["fp32", "fp16"], max_batch=16)
+    engines = build_engines(bundle_copy, ["fp32", "fp16"], BuildOptions(max_batch=16))
     assert engines["fp32"]["parity"]["max_abs"] < 1e-2
     assert engines["fp16"]["parity"]["psnr"] >= 30
     assert (bundle_copy / "model.fp32.engine").stat().st_size > 0

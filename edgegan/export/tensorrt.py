@@ -36,8 +36,8 @@ from edgegan.errors import EdgeganError
 from edgegan.export.trt_profile import (
     DEFAULT_BATCH,
     DEFAULT_WORKSPACE_GB,
+    BuildOptions,
     EngineBuildError,
-    check_build_options,
     profile_shapes,
     resolve_profile,
 )
@@ -261,14 +261,8 @@ def _on_device(device: str) -> Any:
 def build_engines(
     bundle: str | Path,
     precisions: list[str] | tuple[str, ...] | None = None,
+    options: BuildOptions | None = None,
     *,
-    min_batch: int | None = None,
-    opt_batch: int | None = None,
-    max_batch: int | None = None,
-    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    min_size: int | None = None,
-    opt_size: int | None = None,
-    max_size: int | None = None,
     directions: list[str] | tuple[str, ...] | None = None,
     device: str = "cuda:0",
     verify: bool = True,
@@ -277,7 +271,7 @@ def build_engines(
     """Build an engine for each precision's ONNX graph in the bundle (all of them by default;
     each direction's in a cyclegan bundle, or those of ``directions``) on this machine's GPU,
     record them in ``edgegan.json`` and return ``meta["engines"]``. The profile is
-    :func:`resolve_profile`'s (``None``: the default).
+    :func:`resolve_profile`'s from ``options`` (default: every value the bundle's default).
 
     With ``verify``, each engine is run against the bundle's FP32 graph on ONNX Runtime (CPU)
     on fresh inputs and the max abs error and PSNR are stored with it.
@@ -286,7 +280,7 @@ def build_engines(
     from edgegan.export.signature import direction_spec
 
     bundle = Path(bundle)
-    check_build_options(min_batch, opt_batch, max_batch, workspace_gb, min_size, opt_size, max_size)
+    options = options or BuildOptions()
     trt = trt or import_tensorrt()
     meta = bundles.read_bundle(bundle)
     graphs = []  # (direction, spec, {precision: models entry}, precisions, profile)
@@ -301,8 +295,7 @@ def build_engines(
                 "export it first (edgegan export RUN --onnx --fp16 --int8)"
             )
         spec = direction_spec(meta["spec"], d) if d else dict(meta["spec"])
-        profile = resolve_profile(spec, (min_batch, opt_batch, max_batch),
-                                  (min_size, opt_size, max_size))  # fmt: skip
+        profile = resolve_profile(spec, options.batch, options.size)
         graphs.append((d, spec, models, todo, profile))
     env = build_env(trt, device)
     for d, spec, models, todo, (batch, sizes) in graphs:
@@ -315,7 +308,7 @@ def build_engines(
                     bundle / models[precision]["file"],
                     bundle / name,
                     batch=batch,
-                    workspace_gb=workspace_gb,
+                    workspace_gb=options.workspace_gb,
                     image_shape=spec.get("image_shape"),
                     sizes=sizes,
                     timing_cache=bundle / TIMING_CACHE,

@@ -9,6 +9,7 @@ generator's ``size_multiple``). Pure logic: no TensorRT needed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from edgegan.errors import EdgeganError
@@ -38,21 +39,36 @@ def _batches(min_batch: int, opt_batch: int, max_batch: int) -> tuple[int, int, 
     return min_batch, opt_batch, max_batch
 
 
-def check_build_options(
-    min_batch: int | None = None,
-    opt_batch: int | None = None,
-    max_batch: int | None = None,
-    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    min_size: int | None = None,
-    opt_size: int | None = None,
-    max_size: int | None = None,
-) -> None:
-    """Refuse a bad profile or workspace before any work is done (``None``: the default,
-    which depends on the bundle)."""
-    _ordered("batch", (min_batch, opt_batch, max_batch))
-    _ordered("size", (min_size, opt_size, max_size))
-    if not workspace_gb > 0:
-        raise EdgeganError(f"--workspace-gb must be positive, got {workspace_gb}")
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a user chooses about a TensorRT engine: the optimisation profile's batch and
+    (image-to-image graphs) square size as (min, opt, max), and the builder's workspace.
+
+    ``None`` takes the default, which depends on the bundle (:func:`resolve_profile`).
+    Checked on construction, so a bad profile or workspace is refused before any work.
+    """
+
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    min_size: int | None = None
+    opt_size: int | None = None
+    max_size: int | None = None
+    workspace_gb: float = DEFAULT_WORKSPACE_GB
+
+    def __post_init__(self) -> None:
+        _ordered("batch", self.batch)
+        _ordered("size", self.size)
+        if not self.workspace_gb > 0:
+            raise EdgeganError(f"--workspace-gb must be positive, got {self.workspace_gb}")
+
+    @property
+    def batch(self) -> tuple[int | None, int | None, int | None]:
+        return self.min_batch, self.opt_batch, self.max_batch
+
+    @property
+    def size(self) -> tuple[int | None, int | None, int | None]:
+        return self.min_size, self.opt_size, self.max_size
 
 
 def resolve_profile(
