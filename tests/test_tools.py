@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ def test_bench_train_counts_what_merging_saves(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(TOOLS / "bench_train.py"), "--device", "cpu", "--cases", "dcgan"]
     cmd += ["--variants", "plain,merge", "--warmup", "1", "--steps", "2", "--json", str(out)]
+    cmd += ["--profile", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "ops/step" in proc.stdout
@@ -26,6 +28,76 @@ def test_bench_train_counts_what_merging_saves(tmp_path):
     # One discriminator call on real + fake instead of two: fewer operators per step.
     assert rows["merge"]["ops_per_step"] < 0.9 * rows["plain"]["ops_per_step"]
     assert rows["plain"]["speedup_vs_plain"] == 1.0
+    # The profile splits the step's operator time; convolutions are the largest share on a
+    # CPU, and the shares of the classes add up to the whole busy time.
+    assert "where a training step's operator time goes" in proc.stdout
+    for row in rows.values():
+        prof = row["profile"]
+        assert prof["steps"] == 1 and 0.5 < prof["busy_fraction"] <= 1.05
+        assert abs(sum(prof["share"].values()) - 1) < 1e-6
+        assert max(prof["share"], key=prof["share"].get) == "conv/matmul"
+        assert prof["conv_tflops"] > 0
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_classifies_gpu_kernels_and_cpu_operators():
+    time_class = _tool("bench_train").time_class
+    expected = {
+        "conv/matmul": [  # cuDNN / CUTLASS kernels (torch 2.11, H100), inductor, CPU ops
+            "sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128",
+            "sm90_xmma_dgrad_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc",
+            "cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn>",
+            "triton_tem_fused_convolution_0",
+            "aten::mkldnn_convolution",
+            "aten::mm",
+        ],
+        "norm/reduction": [
+            "triton_red_fused_convolution_backward_native_batch_norm_backward_3",
+            "triton_per_fused__native_batch_norm_legit_relu_7",
+            "void at::native::batch_norm_collect_statistics_kernel<float, float, float>",
+            "cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int, 512, true, 1, true>",
+        ],
+        "pad": [
+            "triton_poi_fused_reflection_pad2d_relu_2",
+            "void at::native::(anonymous namespace)::reflection_pad2d_out_kernel<float>",
+        ],
+        "pointwise": [
+            "triton_poi_fused_add_mul_tanh_5",
+            "void at::native::vectorized_elementwise_kernel<4, CUDAFunctor_add<float>>",
+            "aten::leaky_relu",
+        ],
+        "copy/layout": ["void cudnn::engines_precompiled::nchwToNhwcKernel<float>", "Memset"],
+        "optimizer": ["multi_tensor_apply_kernel<FusedAdam>", "aten::_foreach_lerp_"],
+    }
+    got = {cls: [time_class(name) for name in names] for cls, names in expected.items()}
+    assert got == {cls: [cls] * len(names) for cls, names in expected.items()}
+
+
+def test_gpu_check_env_runs_anywhere_and_gpu_sections_need_cuda(tmp_path):
+    import torch
+
+    out = tmp_path / "env.json"
+    cmd = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "env", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(out.read_text())["env"]
+    assert env["torch"] == torch.__version__
+    assert env["cuda_available"] == torch.cuda.is_available()
+    assert "onnxruntime_providers" in env and "tensorrt" in env
+    bad = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve,nope"]
+    proc = subprocess.run(bad, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown section(s) ['nope']" in proc.stderr
+    if not torch.cuda.is_available():
+        gpu = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve"]
+        proc = subprocess.run(gpu + ["--out", str(tmp_path / "c.json")], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2 and "sees no CUDA GPU" in proc.stderr
 
 
 def test_bench_default_repeats_the_comparison_per_seed(tmp_path):

@@ -20,6 +20,8 @@ row shows what its switch adds:
   nhwc       + train.channels_last          bf16    + train.amp=bf16
   compile    + train.compile=default        graphs  + train.compile=reduce-overhead
   resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
+  pinned     plain + pinned host batches (on request)
+  autotune   graphs with compile=max-autotune (on request: minutes of autotuning per shape)
 
 Each measurement builds a fresh Trainer through the same code as ``edgegan train`` (the
 switches are the same config items), runs ``--warmup`` steps (compilation, autotuning), then
@@ -27,11 +29,16 @@ times ``--steps`` steps with the device synchronised. Useful FLOPs per image are
 per case with ``torch.utils.flop_counter`` (forward and backward of every network call in a
 training step). Eager variants also count the ATen operators one training step dispatches
 (``ops/step``): on a GPU each is a kernel launch or more, which is what bounds small-batch
-steps, so the count explains the CUDA speed-ups on any machine. Prints a table and writes
-JSON.
+steps, so the count explains the CUDA speed-ups on any machine. ``--profile N`` then runs N
+more steps under torch.profiler and splits the step's kernel time (CPU: operator self time)
+into convolution/matmul, normalisation/reduction, padding, pointwise, copies and optimizer,
+with the TFLOP/s the convolutions reach inside their own kernels: where the time goes that
+the useful FLOPs do not use. Prints tables and writes JSON.
 
     python tools/bench_train.py --device cuda --json runs/bench_train.json
     python tools/bench_train.py --device cpu --cases demo,dcgan --variants plain,merge,nhwc
+    python tools/bench_train.py --device cuda --cases reference --variants graphs \
+        --batch-sizes 16 --profile 5
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -78,6 +86,12 @@ VARIANTS["resident"] = [x for x in VARIANTS["plain"] if "resident" not in x] + [
 VARIANTS["pinned"] = [x for x in VARIANTS["plain"] if "pin_memory" not in x] + [
     "train.pin_memory=true"
 ]
+# The full fast path with inductor's autotuned kernels (Triton conv/matmul templates timed
+# against cuDNN, and CUDA graphs): minutes of compilation per shape, so only on request.
+VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train.compile=")] + [
+    "train.compile=max-autotune"
+]
+ON_REQUEST = ("pinned", "autotune")
 
 # AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
 CPU_VARIANTS = ("plain", "merge", "nhwc", "compile", "resident")
@@ -177,15 +191,83 @@ def ops_per_step(trainer: Any) -> int:
     return count.n
 
 
-def measure(preset: str, overrides: list[str], warmup: int, steps: int, work: Path) -> dict:
-    import torch
+# Kernel (CUDA) or operator (CPU) names -> what the time is spent on; the first match wins.
+# Inductor's kernels say what they are in their prefix: templates (matmul/conv), reductions
+# (norms), pointwise; cuDNN's and cuBLAS's convolutions and GEMMs name their algorithm.
+TIME_CLASSES: tuple[tuple[str, str], ...] = (
+    ("optimizer", r"multi_tensor|adam|foreach|lerp"),
+    ("conv/matmul", r"^triton_tem"),
+    ("norm/reduction", r"^triton_(red|per)"),
+    ("pad", r"^triton_poi.*(reflection|pad)"),
+    ("pointwise", r"^triton_poi"),
+    ("copy/layout", r"nchwToNhwc|nhwcToNchw|transpose|memcpy|memset|copy|contiguous|clone|"
+     r"\bcat\b|CatArray|stack|fill|zero"),
+    ("pad", r"reflection|pad"),
+    ("norm/reduction", r"norm|welford|bn_[fb]w|reduce_kernel|reduction|\bsum\b|\bmean\b|\bvar\b"),
+    ("conv/matmul", r"conv|gemm|xmma|cutlass|cudnn|dgrad|wgrad|fprop|\bmm\b|addmm|bmm|matmul"),
+    ("pointwise", r""),
+)  # fmt: skip
 
+
+def time_class(name: str) -> str:
+    """The category of a kernel or operator name (:data:`TIME_CLASSES`)."""
+    return next(c for c, pattern in TIME_CLASSES if re.search(pattern, name, re.IGNORECASE))
+
+
+def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dict[str, Any]:
+    """Run ``steps`` training steps under torch.profiler; the kernel time (CUDA) or operator
+    self time (CPU) per step by :func:`time_class`, the busy fraction of the wall time, and
+    the TFLOP/s of the convolution/matmul time alone."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = trainer.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(trainer.device)
+        wall_us = (time.perf_counter() - t0) * 1e6
+    totals: dict[str, float] = {}
+    for evt in prof.key_averages():
+        if cuda:
+            if evt.device_type != DeviceType.CUDA:
+                continue  # CPU-side operators: their kernels are counted as kernels
+            us = evt.self_device_time_total
+        else:
+            us = evt.self_cpu_time_total
+        if us > 0:
+            cls = time_class(evt.key)
+            totals[cls] = totals.get(cls, 0.0) + us
+    busy = sum(totals.values())
+    out: dict[str, Any] = {
+        "steps": steps,
+        "wall_ms_per_step": wall_us / steps / 1e3,
+        "busy_ms_per_step": busy / steps / 1e3,
+        "busy_fraction": busy / wall_us if wall_us else 0.0,
+        "ms_per_step": {c: t / steps / 1e3 for c, t in sorted(totals.items(), key=lambda x: -x[1])},
+        "share": {c: t / busy for c, t in totals.items()} if busy else {},
+    }
+    conv_us = totals.get("conv/matmul", 0.0) / steps
+    if flops_per_step and conv_us:
+        out["conv_tflops"] = flops_per_step / conv_us / 1e6
+    return out
+
+
+def make_trainer(preset: str, overrides: list[str], work: Path) -> Any:
+    """A fresh Trainer built by the same code as ``edgegan train``."""
     from edgegan.config import load_config
     from edgegan.train.trainer import Trainer
 
-    config = load_config(preset, overrides)
-    trainer = Trainer(config, work / f"run-{time.monotonic_ns()}")
-    device = trainer.device
+    return Trainer(load_config(preset, overrides), work / f"run-{time.monotonic_ns()}")
+
+
+def measure(preset: str, overrides: list[str], warmup: int, steps: int, work: Path) -> dict:
+    import torch
+
+    trainer = make_trainer(preset, overrides, work)
+    config, device = trainer.config, trainer.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
@@ -239,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default=None,
-        help="Comma-separated (default: all on CUDA; plain,merge,nhwc on the CPU).",
+        help="Comma-separated (default: all but pinned,autotune on CUDA; plain,merge,nhwc on CPU).",
     )
     parser.add_argument(
         "--batch-sizes", default="1", help="Reference case batch sizes, e.g. 1,4,16,32."
@@ -251,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="After timing, profile N more steps: where the step's time goes (0: off).",
+    )
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
 
@@ -264,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         variants = args.variants.split(",")
     else:
-        variants = [v for v in VARIANTS if v != "pinned"] if cuda else ["plain", "merge", "nhwc"]
+        variants = (
+            [v for v in VARIANTS if v not in ON_REQUEST] if cuda else ["plain", "merge", "nhwc"]
+        )
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
@@ -290,7 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             preset, case_overrides = CASES[case]
             sizes = batch_sizes if case == "reference" else [None]
-            flops = None
+            # Useful FLOPs per image depend on the networks, not on the switches or the batch:
+            # counted once per case on a plain eager trainer (the counter cannot see into
+            # compiled graphs).
+            size = [] if sizes[0] is None else [f"train.batch_size={sizes[0]}"]
+            flop_trainer = make_trainer(
+                preset, [*COMMON, *case_overrides, f"train.device={device}", *VARIANTS["plain"],
+                         *size], work)  # fmt: skip
+            flops = flops_per_image(flop_trainer, flop_trainer.config.train.batch_size)
+            del flop_trainer
             for bi, batch in enumerate(sizes):
                 for variant in variants:
                     if variant == "resident" and case != "dcgan":
@@ -313,15 +412,16 @@ def main(argv: list[str] | None = None) -> int:
                         row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
                         print(f"{case}/{variant}: {row['error']}", file=sys.stderr, flush=True)
                     trainer = row.pop("_trainer", None)
-                    if trainer is not None and flops is None and variant == "plain":
-                        flops = flops_per_image(trainer, trainer.config.train.batch_size)
                     if trainer is not None and trainer.config.train.compile == "off":
                         row["ops_per_step"] = ops_per_step(trainer)
+                    if trainer is not None and args.profile > 0:
+                        per_step = flops * trainer.config.train.batch_size
+                        row["profile"] = profile_steps(trainer, args.profile, per_step)
                     del trainer
                     if cuda:
                         torch.cuda.empty_cache()
                     row.update(case=case, variant=variant, preset=preset)
-                    if flops and "images_per_sec" in row:
+                    if "images_per_sec" in row:
                         row["gflop_per_image"] = flops / 1e9
                         row["tflops"] = flops * row["images_per_sec"] / 1e12
                         if cuda:
@@ -330,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                     _print_row(row)
     _add_speedups(results["rows"])
     _print_table(results)
+    if args.profile > 0:
+        _print_profile(results)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -379,11 +481,40 @@ def _print_table(results: dict) -> None:
             f"{r['step_ms']:.2f}",
             f"{r.get('speedup_vs_plain', float('nan')):.2f}",
             str(r.get("ops_per_step", "-")),
-            f"{r['gflop_per_image']:.1f}" if "tflops" in r else "-",
+            f"{r['gflop_per_image']:.3g}" if "tflops" in r else "-",
             f"{r['tflops']:.2f}" if "tflops" in r else "-",
             f"{100 * r['peak_fraction']:.1f}" if "peak_fraction" in r else "-",
         )
     Console(width=120).print(table)
+
+
+def _print_profile(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [r for r in results["rows"] if "profile" in r]
+    classes = [c for c, _ in TIME_CLASSES]
+    classes = list(dict.fromkeys(classes))  # each once, in order
+    kernel = "kernel" if any(r["device"].startswith("cuda") for r in rows) else "operator"
+    table = Table(title=f"where a training step's {kernel} time goes (ms/step, share)")
+    for col in ("case", "variant", "batch", "wall ms", "busy", *classes, "conv TFLOP/s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        p = r["profile"]
+        cells = [
+            f"{p['ms_per_step'][c]:.2f} ({100 * p['share'][c]:.0f}%)" if c in p["share"] else "-"
+            for c in classes
+        ]
+        table.add_row(
+            r["case"],
+            r["variant"],
+            str(r["batch_size"]),
+            f"{p['wall_ms_per_step']:.2f}",
+            f"{100 * p['busy_fraction']:.0f}%",
+            *cells,
+            f"{p['conv_tflops']:.2f}" if "conv_tflops" in p else "-",
+        )
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Sections (``--sections``, default all):
   env     GPU, driver, torch/CUDA/cuDNN, onnxruntime providers, TensorRT (or TensorRT-RTX)
   tests   the test files with CUDA/TensorRT paths (they skip on a CPU-only machine)
   bench   tools/bench_train.py: the fast-path switches against the plain FP32 eager loop
-          (CycleGAN reference 256x256 at batch 1, a batch-size curve, the demo, the DCGAN)
+          (CycleGAN reference 256x256 at batch 1, the demo, the DCGAN)
+  curve   the full fast path's batch-size curve at the reference settings (the 35%-of-peak
+          target), each size profiled: where the step's kernel time goes
   runs    whole ``edgegan train`` runs of dcgan-mnist and cyclegan-digits as the plain FP32
           eager loop (the defaults) and with the fast path: wall time, FD, PSNR
   infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
@@ -17,6 +19,9 @@ docs/benchmarks.md current with them.
 
     python tools/gpu_check.py --out gpu_check.json
     python tools/gpu_check.py --sections env,tests --out quick.json
+
+A device call runs at most 10 minutes: run one or two sections per call (``curve`` alone
+compiles three batch sizes, about 100 s each).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("env", "tests", "bench", "runs", "infer")
+SECTIONS = ("env", "tests", "bench", "curve", "runs", "infer")
 GPU_TESTS = [
     "tests/test_fastpath.py",
     "tests/test_distributed.py",
@@ -121,27 +126,36 @@ def section_tests(log: Path, quick: bool) -> dict[str, Any]:
     return run(cmd + GPU_TESTS, log, timeout=420)
 
 
-def section_bench(log: Path, work: Path, quick: bool) -> dict[str, Any]:
-    """tools/bench_train.py: every switch at batch 1 (reference CycleGAN), the batch-size curve
-    of the full fast path, and the demo and DCGAN cases."""
-    out: dict[str, Any] = {}
+def _bench_train(name: str, args: list[str], log: Path, work: Path) -> dict[str, Any]:
+    path = work / f"bench_{name}.json"
     py = sys.executable
+    res = run([py, "tools/bench_train.py", "--device", "cuda", *args, "--json", str(path)], log)
+    if path.is_file():
+        res["results"] = json.loads(path.read_text())
+    return res
+
+
+def section_bench(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    """tools/bench_train.py: every switch at batch 1 (reference CycleGAN), then the demo and
+    DCGAN cases."""
     steps = ["--warmup", "5", "--steps", "20"] if quick else ["--warmup", "10", "--steps", "50"]
-    sizes = "4,16" if quick else "1,4,8,16,32"
-    for name, args in (
-        ("reference", ["--cases", "reference"]),
-        ("curve", ["--cases", "reference", "--variants", "graphs", "--batch-sizes", sizes]),
-        ("demo_dcgan", ["--cases", "demo,dcgan"]),
-    ):
-        path = work / f"bench_{name}.json"
-        res = run(
-            [py, "tools/bench_train.py", "--device", "cuda", *args, *steps] + ["--json", str(path)],
-            log,
+    return {
+        name: _bench_train(name, [*args, *steps], log, work)
+        for name, args in (
+            ("reference", ["--cases", "reference"]),
+            ("demo_dcgan", ["--cases", "demo,dcgan"]),
         )
-        if path.is_file():
-            res["results"] = json.loads(path.read_text())
-        out[name] = res
-    return out
+    }
+
+
+def section_curve(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+    """The full fast path (CUDA graphs) at growing batch sizes, each profiled for a few steps:
+    useful TFLOP/s against the bf16 peak, and the kernel-time split (convolutions vs norms,
+    padding, pointwise, copies) that says what keeps it from the peak."""
+    steps = ["--warmup", "4", "--steps", "10"]
+    sizes = "4,16" if quick else "4,16,32"
+    args = ["--cases", "reference", "--variants", "graphs", "--batch-sizes", sizes]
+    return {"graphs": _bench_train("curve", [*args, *steps, "--profile", "3"], log, work)}
 
 
 FAST = ["train.amp=bf16", "train.channels_last=true", "train.compile=reduce-overhead"]
@@ -264,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                     results["tests"] = section_tests(log, args.quick)
                 elif section == "bench":
                     results["bench"] = section_bench(log, work, args.quick)
+                elif section == "curve":
+                    results["curve"] = section_curve(log, work, args.quick)
                 elif section == "runs":
                     results["runs"] = section_runs(log, work, args.quick)
                 else:
