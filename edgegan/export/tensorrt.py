@@ -271,7 +271,7 @@ def build_engines(
     """Build an engine for each precision's ONNX graph in the bundle (all of them by default;
     each direction's in a cyclegan bundle, or those of ``directions``) on this machine's GPU,
     record them in ``edgegan.json`` and return ``meta["engines"]``. The profile is
-    :func:`resolve_profile`'s from ``options`` (default: every value the bundle's default).
+    :func:`resolve_profile`'s from ``options`` (``None``: the bundle's defaults).
 
     With ``verify``, each engine is run against the bundle's FP32 graph on ONNX Runtime (CPU)
     on fresh inputs and the max abs error and PSNR are stored with it.
