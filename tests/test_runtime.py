@@ -468,6 +468,21 @@ def test_builder_is_strongly_typed_with_profile_workspace_and_cache(tmp_path):
     assert ("create_network", 0) in trt11.calls
 
 
+def test_tensorrt_rtx_builds_strongly_typed_without_a_timing_cache(tmp_path):
+    """TensorRT-RTX ignores timing caches and deprecated their API: none is made or written."""
+    from edgegan.export.tensorrt import build_engine, uses_timing_cache
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    rtx = make_stub_trt("1.7.1", name="tensorrt_rtx")
+    assert not uses_timing_cache(rtx) and uses_timing_cache(make_stub_trt("10.8.0"))
+    build_engine(rtx, onnx_path, tmp_path / "e", timing_cache=tmp_path / "timing.cache")
+    assert ("create_network", 1 << 1) in rtx.calls  # the STRONGLY_TYPED flag
+    assert not [c for c in rtx.calls if "timing_cache" in c[0]]
+    assert not (tmp_path / "timing.cache").exists()
+    assert (tmp_path / "e").read_bytes() == b"PLAN"
+
+
 def test_builder_reports_parser_and_build_errors(tmp_path):
     from edgegan.export.tensorrt import EngineBuildError, build_engine
 

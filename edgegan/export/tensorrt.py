@@ -8,7 +8,8 @@ TensorRT 11 removed. For each precision the bundle gets
 - ``model.<precision>.engine`` (``model_AtoB.<precision>.engine`` for a cyclegan direction):
   the serialized plan as a plain file, which ``trtexec --loadEngine`` and Triton's
   ``tensorrt_plan`` backend load as is;
-- ``timing.cache``: the builder's timing cache, reused by later builds on the same GPU;
+- ``timing.cache``: the builder's timing cache, reused by later builds on the same GPU
+  (TensorRT only: TensorRT-RTX compiles its kernels just in time and keeps no timing cache);
 - ``edgegan.json["engines"][precision]`` (``["engines"][direction][precision]``): the GPU,
   compute capability and TensorRT version it was built with, the optimisation profile, the
   workspace limit and the measured parity.
@@ -191,7 +192,8 @@ def build_engine(
     timing_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Parse ``onnx_path``, build a strongly typed engine and write the plan to
-    ``engine_path``; the timing cache is read from and written back to ``timing_cache``.
+    ``engine_path``; the timing cache is read from and written back to ``timing_cache``
+    (TensorRT only: :func:`uses_timing_cache`).
     Returns the profile and workspace used."""
     logger = _make_logger(trt)
     builder = trt.Builder(logger)
@@ -217,10 +219,11 @@ def build_engine(
         profile.set_shape(name, lo, mid, hi)
     config.add_optimization_profile(profile)
 
-    cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a foreign cache is refused
+    cache_path = Path(timing_cache) if timing_cache and uses_timing_cache(trt) else None
+    if cache_path is not None:
+        cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+        cache = config.create_timing_cache(cache_bytes)
+        config.set_timing_cache(cache, False)  # ignore_mismatch=False: a foreign cache is refused
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -241,6 +244,13 @@ def build_engine(
         "workspace": workspace,
         "warnings": logger.messages[-10:],
     }
+
+
+def uses_timing_cache(trt: ModuleType) -> bool:
+    """TensorRT times tactics and keeps the timings in a cache; TensorRT-RTX compiles kernels
+    just in time, ignores a timing cache (it only forces a GPU query at build time) and
+    deprecated its API in 1.2, so none is made for it."""
+    return trt.__name__ != "tensorrt_rtx"
 
 
 def _on_device(device: str) -> Any:
@@ -322,7 +332,7 @@ def build_engines(
                 "strongly_typed": True,
                 "profile": info["profile"],
                 "workspace": info["workspace"],
-                "timing_cache": TIMING_CACHE,
+                "timing_cache": TIMING_CACHE if uses_timing_cache(trt) else None,
             }
             bundles.engine_entries(meta, d)[precision] = entry
             bundles.write_bundle(bundle, meta)  # recorded before the check, which reads it
