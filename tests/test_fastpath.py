@@ -194,3 +194,23 @@ def test_sampling_bypasses_the_compiled_network():
             out = fastpath.eager(net)(torch.randn(n, 1, 8, 8))
             assert out.shape == (n, 2, 6, 6)
     assert dict(counters["stats"]) == before
+
+
+def test_emulated_low_precision_on_the_cpu_warns(monkeypatch):
+    """AMP on a CPU without bf16/fp16 instructions is emulated (11x slower measured): say so."""
+    import warnings
+
+    from edgegan.train.device import Precision
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_amx_fp16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    cpu = torch.device("cpu")
+    with pytest.warns(UserWarning, match="train.amp=bf16 on a CPU without native bf16"):
+        Precision("bf16", cpu)
+    with pytest.warns(UserWarning, match="train.amp=fp16 on a CPU without native fp16"):
+        Precision("fp16", cpu)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Precision("bf16", cpu)  # AMX: native
+        Precision("off", cpu)
