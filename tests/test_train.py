@@ -99,6 +99,7 @@ def _weights(run_dir):
     [[], ["loss.name=wgan-gp", "train.amp=bf16", "train.augment=translation,cutout"]],
     ids=["bce", "gp-bf16"],
 )
+@pytest.mark.filterwarnings("ignore:train.amp=bf16 on a CPU")  # emulated bf16: slow, exact
 def test_resume_is_exact(tmp_path, extra):
     steps = ["train.checkpoint_every=3", *extra]
     full = train(tiny(*steps, steps=6), out_dir=tmp_path / "full")
