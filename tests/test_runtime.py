@@ -620,6 +620,30 @@ def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
     trt_mod.check_engine(dict(H100, file="model.fp32.engine"), H100)  # same device: fine
 
 
+def test_tensorrt_rtx_engines_move_between_rtx_gpus():
+    """RTX engines are portable across compute capabilities 8.6/8.9/12.0 (its support matrix);
+    TensorRT engines are not; neither crosses library versions."""
+    from edgegan.export.tensorrt import check_engine
+
+    def env(library, gpu, cc, version="1.7.1"):
+        return {"library": library, "gpu": gpu, "compute_capability": cc,
+                "tensorrt_version": version}  # fmt: skip
+
+    built = dict(env("tensorrt_rtx", "NVIDIA GeForce RTX 4090", "8.9"), file="model.engine")
+    check_engine(built, env("tensorrt_rtx", "NVIDIA GeForce RTX 5090", "12.0"))
+    check_engine(built, env("tensorrt_rtx", "NVIDIA RTX A6000", "8.6"))
+    for other, what in [
+        (env("tensorrt_rtx", "NVIDIA GeForce RTX 2080 Ti", "7.5"), "compute capability 8.9"),
+        (env("tensorrt_rtx", "NVIDIA GeForce RTX 5090", "12.0", "1.8.0"), "TensorRT 1.7.1"),
+        (env("tensorrt", "NVIDIA GeForce RTX 5090", "12.0"), "library tensorrt_rtx"),
+    ]:
+        with pytest.raises(EdgeganError, match=what):
+            check_engine(built, other)
+    trt_built = dict(env("tensorrt", "NVIDIA GeForce RTX 4090", "8.9", "10.8.0"), file="m")
+    with pytest.raises(EdgeganError, match="GPU NVIDIA GeForce RTX 4090"):
+        check_engine(trt_built, env("tensorrt", "NVIDIA GeForce RTX 5090", "12.0", "10.8.0"))
+
+
 # -- the real thing, where it exists ---------------------------------------------------------------
 @needs_trt
 def test_real_tensorrt_build_run_parity(bundle_copy):

@@ -19,8 +19,9 @@ The optimisation profile (:mod:`edgegan.export.trt_profile`) spans ``--min-batch
 graph, ``--min-size``/``--opt-size``/``--max-size`` (defaults: half, once and twice the run's
 image size).
 
-Engines are not portable across GPU models or TensorRT versions; :func:`check_engine` compares
-that record with the current device before an engine is loaded.
+Engines are not portable across GPU models or TensorRT versions (TensorRT-RTX engines are, across
+RTX GPUs of compute capability 8.6, 8.9 and 12.0); :func:`check_engine` compares that record with
+the current device before an engine is loaded.
 """
 
 from __future__ import annotations
@@ -100,14 +101,30 @@ def build_env(trt: ModuleType, device: str = "cuda:0") -> dict[str, str]:
     }
 
 
+# TensorRT-RTX builds engines that run on any GPU of these compute capabilities (its support
+# matrix: "portable across devices with compute capabilities 8.6, 8.9 and 12.0" by default).
+RTX_PORTABLE = frozenset({"8.6", "8.9", "12.0"})
+
+
 def check_engine(entry: dict[str, Any], env: dict[str, str], bundle: str | Path = "BUNDLE") -> None:
-    """Refuse an engine recorded as built for another GPU, compute capability or TensorRT."""
+    """Refuse an engine recorded as built for another GPU, compute capability or TensorRT
+    (a TensorRT-RTX engine moves freely between GPUs of :data:`RTX_PORTABLE`)."""
     fields = (
         ("library", "library"),
         ("gpu", "GPU"),
         ("compute_capability", "compute capability"),
         ("tensorrt_version", "TensorRT"),
     )
+    portable = (
+        entry.get("library") == env.get("library") == "tensorrt_rtx"
+        and {
+            str(entry.get("compute_capability")),
+            str(env.get("compute_capability")),
+        }
+        <= RTX_PORTABLE
+    )
+    if portable:
+        fields = (fields[0], fields[3])
     diffs = [
         f"{label} {entry.get(key)!s} (here {env.get(key)!s})"
         for key, label in fields
