@@ -232,8 +232,11 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
     totals: dict[str, float] = {}
     for evt in prof.key_averages():
         if cuda:
-            if evt.device_type != DeviceType.CUDA:
-                continue  # CPU-side operators: their kernels are counted as kernels
+            # Kernels only, as torch's own table sums them: CPU-side operators are counted
+            # through their kernels, and GPU-side user annotations (optimizer steps, compiled
+            # regions) span kernels already counted.
+            if evt.device_type != DeviceType.CUDA or getattr(evt, "is_user_annotation", False):
+                continue
             us = evt.self_device_time_total
         else:
             us = evt.self_cpu_time_total
