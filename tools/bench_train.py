@@ -252,6 +252,9 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         "ms_per_step": {c: t / steps / 1e3 for c, t in sorted(totals.items(), key=lambda x: -x[1])},
         "share": {c: t / busy for c, t in totals.items()} if busy else {},
     }
+    if not busy:  # e.g. a CUPTI that does not trace the kernels of CUDA graph replays
+        out["note"] = "no kernel time recorded: profile the compile variant (same kernels)"
+        print(f"profile: {out['note']}", file=sys.stderr, flush=True)
     conv_us = totals.get("conv/matmul", 0.0) / steps
     if flops_per_step and conv_us:
         out["conv_tflops"] = flops_per_step / conv_us / 1e6
