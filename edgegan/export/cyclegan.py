@@ -72,28 +72,28 @@ def export_graphs(
     for d in todo:
         check_direction(d)
     state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location="cpu")
+    data = config_from_dict(state["config"]).data  # where INT8 calibration images come from
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
     weights: dict[str, str] = {}
-    step = 0
     for d in todo:
         generator = load_translator(run_dir, d, device="cpu", state=state)
-        gspec, step = generator.spec, generator.step
+        gspec = generator.spec
         weights[d] = translator_weights(state, d)[1]
         models: dict[str, Any] = {}
         for precision in precisions:
             extra: dict[str, Any] = {}
             if precision == "int8":
-                data = config_from_dict(state["config"]).data
                 images, source = calibration_images(data, d, calib_samples)
                 extra = {"calibration": images, "calib_source": source}
             models[precision] = build(precision, **extra).export(generator.module, gspec, out_dir)
         parts["models"][d] = models
         parts["inputs"][d], parts["outputs"][d] = io_spec(gspec)
-        parts["spec"] = {
-            "channels_a": int(spec["channels_a"]),
-            "channels_b": int(spec["channels_b"]),
-            "image_size": int(spec["image_size"]),
-            "value_range": gspec["value_range"],
-            "size_multiple": gspec["size_multiple"],
-        }
-    return {**parts, "step": step, "weights": weights}
+    # Both directions come from one run and checkpoint: the last one's step and graph spec.
+    parts["spec"] = {
+        "channels_a": int(spec["channels_a"]),
+        "channels_b": int(spec["channels_b"]),
+        "image_size": int(spec["image_size"]),
+        "value_range": gspec["value_range"],
+        "size_multiple": gspec["size_multiple"],
+    }
+    return {**parts, "step": generator.step, "weights": weights}

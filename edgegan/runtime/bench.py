@@ -212,7 +212,8 @@ def bench(
     rows: list[dict[str, Any]] = []
     first: Target | None = None
     hw = None
-    for direction in directions or bundle_directions(target):
+    graphs = list(directions or bundle_directions(target))
+    for direction in graphs:
         t = resolve_target(target, need_bundle=True, direction=direction)
         first = first or t
         spec = t.spec
@@ -238,7 +239,7 @@ def bench(
         "source_run": str(first.source_run()) if first.source_run() else None,
         "task": first.meta.get("task", "gan"),  # type: ignore[union-attr]
         "spec": dict(first.meta["spec"]),  # type: ignore[index]
-        **({"directions": list(directions or bundle_directions(target))} if hw else {}),
+        **({"directions": graphs} if hw else {}),
         **({"size": list(hw)} if hw else {}),
         "device": device,
         "reference": ref_name,
