@@ -143,6 +143,10 @@ def test_metadata_round_trip(bundles):
             assert onnx.load(str(path)).producer_name == "edgegan"
     with pytest.raises(EdgeganError, match="cyclegan bundle: give --direction"):
         model_path(out, "fp32")
+    meta = read_bundle(out)
+    del meta["models"]["BtoA"]["int8"]
+    with pytest.raises(EdgeganError, match=r"no int8 model \(it has: fp32, fp16\)"):
+        model_path(out, "int8", meta=meta, direction="BtoA")  # the precisions, not directions
 
 
 # -- infer: same images, same names, every backend --------------------------------------------

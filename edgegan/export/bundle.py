@@ -164,9 +164,10 @@ def model_path(
     path = Path(path)
     folder = path.parent if path.name == BUNDLE_FILE else path
     meta = meta if meta is not None else read_bundle(folder)
-    entry = graph_entries(meta, direction).get(precision)
+    entries = graph_entries(meta, direction)
+    entry = entries.get(precision)
     if entry is None:
-        have = ", ".join(meta["models"]) or "none"
+        have = ", ".join(entries) or "none"  # this graph's precisions (not the directions)
         flag = {"fp16": " --fp16", "int8": " --int8"}.get(precision, "")
         raise EdgeganError(
             f"bundle {folder} has no {precision} model (it has: {have}); "
