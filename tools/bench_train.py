@@ -261,6 +261,13 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
     return out
 
 
+def run_overrides(case: str, device: Any, variant: str, batch: int | None) -> list[str]:
+    """The config overrides of one measurement: the benchmark's, the case's, the device, the
+    variant's switches and (when given) the batch size."""
+    size = [] if batch is None else [f"train.batch_size={batch}"]
+    return [*COMMON, *CASES[case][1], f"train.device={device}", *VARIANTS[variant], *size]
+
+
 def make_trainer(preset: str, overrides: list[str], work: Path) -> Any:
     """A fresh Trainer built by the same code as ``edgegan train``."""
     from edgegan.config import load_config
@@ -385,15 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for case in cases:
-            preset, case_overrides = CASES[case]
+            preset = CASES[case][0]
             sizes = batch_sizes if case == "reference" else [None]
             # Useful FLOPs per image depend on the networks, not on the switches or the batch:
             # counted once per case on a plain eager trainer (the counter cannot see into
             # compiled graphs).
-            size = [] if sizes[0] is None else [f"train.batch_size={sizes[0]}"]
             flop_trainer = make_trainer(
-                preset, [*COMMON, *case_overrides, f"train.device={device}", *VARIANTS["plain"],
-                         *size], work)  # fmt: skip
+                preset, run_overrides(case, device, "plain", sizes[0]), work
+            )
             flops = flops_per_image(flop_trainer, flop_trainer.config.train.batch_size)
             del flop_trainer
             for bi, batch in enumerate(sizes):
@@ -404,16 +410,14 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     if not cuda and variant not in CPU_VARIANTS:
                         continue  # AMP/fused/cuDNN/CUDA-graph switches are CUDA features
-                    overrides = [
-                        *COMMON,
-                        *case_overrides,
-                        f"train.device={device}",
-                        *VARIANTS[variant],
-                    ]
-                    if batch is not None:
-                        overrides.append(f"train.batch_size={batch}")
                     try:
-                        row = measure(preset, overrides, args.warmup, args.steps, work)
+                        row = measure(
+                            preset,
+                            run_overrides(case, device, variant, batch),
+                            args.warmup,
+                            args.steps,
+                            work,
+                        )
                     except Exception as exc:  # one failing switch must not lose the others
                         row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
                         print(f"{case}/{variant}: {row['error']}", file=sys.stderr, flush=True)
