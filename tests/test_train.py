@@ -304,3 +304,41 @@ def test_ema_follows_its_formula():
         for key, value in ema.shadow.state_dict().items():
             torch.testing.assert_close(value, expected[key], msg=f"step {step}: {key}")
     assert not ema.shadow.training and not any(p.requires_grad for p in ema.shadow.parameters())
+
+
+def test_plain_progress_eta_uses_the_latest_interval(monkeypatch, capsys):
+    """A compiled run's first step can take minutes; later estimates must not carry it."""
+    from edgegan.train import logs
+
+    clock = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(logs.sys.stderr, "isatty", lambda: False, raising=False)
+    bar = logs.ProgressBar(1000, 0, True, "train gan")
+    bar.note("compiling")
+    clock[0] += 300.0  # the first step, compilation included
+    bar.update(1)
+    clock[0] += 40.0  # 100 more steps at 2.5 steps/s
+    bar.update(101)
+    clock[0] += 10.0  # under 30 s since the last line: no line
+    bar.update(110)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "train gan: compiling"
+    assert lines[1].startswith("train gan: step 1/1000  eta 83.2 h")  # 999 steps at 300 s
+    assert lines[2].startswith("train gan: step 101/1000  eta 6.0 min")  # 899 / 2.5 s
+    assert len(lines) == 3
+
+
+def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monkeypatch):
+    from edgegan.train import fastpath
+
+    compiled = []
+    # Record the call instead of compiling: real compilation takes minutes on a 2-core CPU.
+    monkeypatch.setattr(fastpath, "compile_networks", lambda nets, t: compiled.append(set(nets)))
+    train(tiny("train.progress=true", "train.compile=default", steps=2), out_dir=tmp_path / "r")
+    err = capsys.readouterr().err
+    assert compiled == [{"generator", "discriminator"}]
+    assert f"train gan: training into {tmp_path / 'r'} on cpu" in err
+    assert "compiling the networks (train.compile=default)" in err
+    resumed = load_config("dcgan-mnist", [*TINY, "train.steps=3", "train.progress=true"])
+    train(resumed, resume=tmp_path / "r")
+    assert "train gan: resuming at step 2 into" in capsys.readouterr().err

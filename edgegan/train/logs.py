@@ -58,6 +58,7 @@ class ProgressBar:
         self._bar = None
         self._last_line = 0.0
         self._t0, self._s0 = time.monotonic(), start
+        self._last_step = start
         if not enabled:
             return
         if sys.stderr.isatty():
@@ -91,16 +92,32 @@ class ProgressBar:
             return
         now = time.monotonic()
         if now - self._last_line >= 30 or step == self.total:
-            self._last_line = now
-            done = step - self._s0
-            rate = done / max(now - self._t0, 1e-9)
+            # The rate since the previous line, not since the start: the first steps of a
+            # compiled run take minutes and would inflate every later estimate.
+            if self._last_line:
+                rate = (step - self._last_step) / max(now - self._last_line, 1e-9)
+            else:
+                rate = (step - self._s0) / max(now - self._t0, 1e-9)
+            self._last_line, self._last_step = now, step
             eta = (self.total - step) / rate if rate > 0 else float("inf")
-            eta_s = f"{eta / 60:.1f} min" if math.isfinite(eta) else "?"
+            eta_s = "?" if not math.isfinite(eta) else f"{eta / 60:.1f} min"
+            if math.isfinite(eta) and eta >= 7200:
+                eta_s = f"{eta / 3600:.1f} h"
             print(
                 f"{self.description}: step {step}/{self.total}  eta {eta_s}  {info}",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def note(self, text: str) -> None:
+        """One line of status above the bar (or among the plain lines)."""
+        if not self.enabled:
+            return
+        line = f"{self.description}: {text}"
+        if self._bar is not None:
+            self._bar.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

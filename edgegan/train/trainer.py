@@ -331,6 +331,13 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
         log = MetricsLog(self.run_dir / "metrics.jsonl") if main else None
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
+        how = f"resuming at step {self.step}" if self.step else "training"
+        bar.note(f"{how} into {self.run_dir} on {self.device}")
+        if t.compile != "off":
+            # Compilation happens inside the first steps: say so before minutes of silence.
+            bar.note(
+                f"compiling the networks (train.compile={t.compile}): the first steps are slow"
+            )
         old_handlers = self._install_signal_handlers()
         self._t0 = time.monotonic()
         # On the CPU a finiteness check is free; on a GPU it syncs, so check at log time.
