@@ -49,6 +49,15 @@ class Entry:
         """``generator 'dcgan'`` or ``loss 'hinge'``: how messages name this entry."""
         return f"{self.role or _NOUN[self.kind]} '{self.name}'"
 
+    @property
+    def origin(self) -> str:
+        """`` (plugin 'x', edgegan-x 1.0)`` for a part from an installed plugin, else ``''``:
+        what a message adds so the user knows whose part failed."""
+        if not self.plugin or self.distribution in ("", "edgegan"):
+            return ""
+        dist = f", {self.distribution} {self.version}".rstrip()
+        return f" (plugin '{self.plugin}'{dist})"
+
 
 class Registry:
     """The parts of one kind, keyed by (name, role)."""
@@ -119,9 +128,16 @@ def factory_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.P
 def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -> Any:
     """Check ``value`` against the type of the parameter's default; int -> float is allowed."""
     default = param.default
-    if default is inspect.Parameter.empty or default is None or value is None:
+    if default is inspect.Parameter.empty or default is None:
         return value
     expected = type(default)
+    if value is None:
+        # ``null`` only where the annotation admits it (``float | None = 1.0``).
+        if "None" in str(param.annotation) or "Optional" in str(param.annotation):
+            return value
+        raise EdgeganError(
+            f"parameter '{name}' of {entry.label} must be {expected.__name__}, got null"
+        )
     if expected is bool:
         ok = isinstance(value, bool)
     elif expected is int:
@@ -182,7 +198,10 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
     ]
     if missing:
         raise EdgeganError(f"{entry.label} needs parameter(s): {', '.join(missing)}")
-    return entry.factory(**kwargs)
+    try:
+        return entry.factory(**kwargs)
+    except ValueError as exc:  # the documented way for a factory to refuse a value
+        raise EdgeganError(f"{entry.label}{entry.origin}: {exc}") from exc
 
 
 def validate_registration(kind: str, name: Any, factory: Any, role: Any, plugin: str) -> None:

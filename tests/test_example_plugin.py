@@ -166,3 +166,20 @@ def test_cli_lists_the_example_plugin(tmp_path):
     assert example["builtin"] is False and not example["error"]
     assert "edgegan_register_models" in example["hooks"]
     assert "lsgan-chi2" in example["provides"]["losses"]
+
+
+def test_cli_a_plugin_factorys_value_error_is_one_line(tmp_path):
+    env = {**os.environ, "EDGEGAN_LOAD_PLUGINS": "example"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgegan", "train", "data.name=blobs", "data.channels=2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: dataset 'blobs' (plugin 'example', edgegan-example {VERSION}): "
+        "blobs has 1 or 3 channels, got 2"
+    )
+    assert not (tmp_path / "runs").exists()

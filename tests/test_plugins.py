@@ -590,3 +590,38 @@ def test_the_documented_example_plugin_works(fake_plugin, monkeypatch, tmp_path)
     callback.on_step_end(None, 20, {"step": 20, "g_loss": 1.25})
     callback.on_train_end(None)
     assert (tmp_path / "metrics.csv").read_text().split() == ["step,g_loss", "10,1.5", "20,1.25"]
+
+
+def test_call_factory_refuses_null_for_a_typed_parameter():
+    with pytest.raises(
+        EdgeganError, match="parameter 'width' of generator 'toy' must be int, got null"
+    ):
+        call_factory(MODEL, {"width": None}, CONTEXT)
+    assert call_factory(MODEL, {"extra": None}, CONTEXT)["extra"] is None  # default None
+
+    def build(*, scale: float | None = 1.0):
+        return scale
+
+    entry = Entry(kind="losses", name="opt", factory=build, plugin="p")
+    assert call_factory(entry, {"scale": None}, {}) is None  # the annotation admits None
+
+
+def test_a_factorys_value_error_is_one_line_naming_the_plugin():
+    def build(*, smoothing: float = 0.1):
+        if not 0 <= smoothing < 1:
+            raise ValueError("smoothing must be in [0, 1)")
+        return smoothing
+
+    entry = Entry(
+        kind="losses",
+        name="smooth",
+        factory=build,
+        plugin="sm",
+        distribution="edgegan-sm",
+        version="0.3",
+    )
+    with pytest.raises(EdgeganError) as exc_info:
+        call_factory(entry, {"smoothing": 1.5}, {})
+    assert str(exc_info.value) == (
+        "loss 'smooth' (plugin 'sm', edgegan-sm 0.3): smoothing must be in [0, 1)"
+    )
