@@ -137,9 +137,17 @@ def test_existing_run_dir_is_never_overwritten(tmp_path):
     assert (out / "keep.txt").read_text() == "precious"
 
 
-def test_bad_config_writes_nothing(tmp_path):
-    with pytest.raises(EdgeganError, match="unknown parameter 'ngff'"):
-        train(tiny("model.generator.ngff=3"), out_dir=tmp_path / "r")
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.generator.ngff=3", "unknown parameter 'ngff'"),
+        # The metric runs after training: a typo must still fail before it.
+        ("eval.metric=digts", "unknown metric 'digts' \\(did you mean 'digits'\\?\\)"),
+    ],
+)
+def test_bad_config_writes_nothing(tmp_path, override, message):
+    with pytest.raises(EdgeganError, match=message):
+        train(tiny(override, "eval.at_end=true"), out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from edgegan import contracts
 from edgegan.errors import ConfigError, DataError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.pool import ImagePool
@@ -62,6 +63,7 @@ class CycleGANTask(Task):
         self.g_ab, self.g_ba = gen(ca, cb), gen(cb, ca)
         self.d_a, self.d_b = disc(ca), disc(cb)
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
+        contracts.check_parts(self, [self.g_ab, self.g_ba], [self.d_a, self.d_b])
         self.pool_a, self.pool_b = ImagePool(cyc.pool_size), ImagePool(cyc.pool_size)
 
     def generator_spec(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from edgegan import contracts
 from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.augment import DiffAugment
@@ -48,6 +49,9 @@ class GANTask(Task):
     def build_networks(self) -> None:
         manager = get_manager()
         models = manager.registry("models")
+        data_entry = manager.registry("datasets").get(self.config.data.name)
+        if contracts.is_external(data_entry):
+            contracts.check_dataset(data_entry, self.dataset)
         self.context = model_context(self.config, self.dataset)
         g, d = self.config.model.generator, self.config.model.discriminator
         self.generator = models.build(g.name, g.params, self.context, role="generator")
@@ -56,6 +60,10 @@ class GANTask(Task):
         self.augment = DiffAugment(self.config.train.augment)
         self.num_classes = self.context["num_classes"]
         self.latent_dim = self.context["latent_dim"]
+        contracts.check_gan_parts(self)
+        ev = self.config.eval
+        if ev.at_end or ev.every:  # an unknown metric must fail now, not after training
+            manager.registry("metrics").get(ev.metric)
 
     def generator_spec(self) -> dict[str, Any]:
         return {

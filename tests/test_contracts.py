@@ -1,0 +1,213 @@
+"""A plugin part that breaks its interface fails before training, with one line naming it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from edgegan import hookimpl
+from edgegan.config import load_config
+from edgegan.errors import PluginError
+from edgegan.plugins.manager import PluginManager, reset_manager
+from edgegan.train import train
+
+SHAPE = (1, 8, 8)
+
+
+class GoodData(torch.utils.data.Dataset):
+    image_shape = SHAPE
+    num_classes = 2
+
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.rand(SHAPE) * 2 - 1, i % 2
+
+
+class GoodG(nn.Module):
+    def __init__(self, latent_dim, channels, image_size, num_classes=0):
+        super().__init__()
+        self.shape = (channels, image_size, image_size)
+        self.fc = nn.Linear(latent_dim, channels * image_size * image_size)
+
+    def forward(self, z, labels=None):
+        return torch.tanh(self.fc(z)).view(len(z), *self.shape)
+
+
+class GoodD(nn.Module):
+    def __init__(self, channels, image_size, num_classes=0):
+        super().__init__()
+        self.fc = nn.Linear(channels * image_size * image_size, 1)
+
+    def forward(self, x, labels=None):
+        return self.fc(x.flatten(1)).squeeze(1)
+
+
+class GoodLoss:
+    def d_loss(self, real, fake):
+        return torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+
+    def g_loss(self, fake):
+        return -fake.mean()
+
+
+def _data(item=None, shape=SHAPE):
+    class Data(GoodData):
+        image_shape = shape
+
+        def __getitem__(self, i):
+            return item() if item else super().__getitem__(i)
+
+    return lambda split="train": Data()
+
+
+def _g(forward):
+    class G(GoodG):
+        def forward(self, z, labels=None):
+            return forward(self, z)
+
+    return G
+
+
+def _d(forward):
+    class D(GoodD):
+        def forward(self, x, labels=None):
+            return forward(self, x)
+
+    return D
+
+
+def _loss(**methods):
+    return type("Loss", (GoodLoss,), methods)
+
+
+# name -> (plugin parts that replace the good ones, expected message fragment)
+BROKEN = {
+    "uint8 images": (
+        {"data": _data(lambda: (torch.zeros(SHAPE, dtype=torch.uint8), 0))},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) gives images as torch.uint8 tensor",
+    ),
+    "HWC images": (
+        {"data": _data(lambda: (torch.zeros(8, 8, 1), 0))},
+        "gives images of shape (8, 8, 1), its image_shape is (1, 8, 8)",
+    ),
+    "no label": ({"data": _data(lambda: torch.zeros(SHAPE))}, "gives a Tensor per item"),
+    "2-d image_shape": ({"data": _data(shape=(8, 8))}, "has image_shape (8, 8)"),
+    "0..255 pixels": (
+        {"data": _data(lambda: (torch.full(SHAPE, 200.0), 0))},
+        "gives images in [200, 200]; they must be in [-1, 1]",
+    ),
+    "float labels": ({"data": _data(lambda: (torch.zeros(SHAPE), 0.5))}, "labels as float"),
+    "flat generator output": (
+        {"g": _g(lambda self, z: torch.tanh(self.fc(z)))},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives (2, 64) for 2 latents; "
+        "it must give (2, 1, 8, 8)",
+    ),
+    "generator that raises": (
+        {"g": _g(lambda self, z: self.fc(z, 3))},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) failed on 2 latents: TypeError",
+    ),
+    "not a module": ({"g": lambda **kw: object()}, "built a object, not a torch.nn.Module"),
+    "scalar discriminator": (
+        {"d": _d(lambda self, x: self.fc(x.flatten(1)).mean())},
+        "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives () for 2 images",
+    ),
+    "per-sample loss": (
+        {"loss": _loss(g_loss=lambda self, fake: -fake)},
+        "loss 'bad' (plugin 'bad', edgegan-bad 9.9) g_loss returned (4,); it must return a scalar",
+    ),
+    "float loss": ({"loss": _loss(d_loss=lambda self, r, f: 0.0)}, "d_loss returned float"),
+    "no g_loss": ({"loss": type("NoG", (), {"d_loss": GoodLoss.d_loss})}, "has no g_loss"),
+    "constant loss": (
+        {"loss": _loss(g_loss=lambda self, fake: torch.tensor(0.0))},
+        "g_loss returned a tensor without gradients",
+    ),
+}
+
+
+def _plugin(**parts):
+    parts = {"data": _data(), "g": GoodG, "d": GoodD, "loss": GoodLoss, **parts}
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_datasets(self, register):
+            register("bad", parts["data"])
+
+        @hookimpl
+        def edgegan_register_models(self, register):
+            register("bad", parts["g"], role="generator")
+            register("bad", parts["d"], role="discriminator")
+
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("bad", parts["loss"])
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="bad", distribution="edgegan-bad", version="9.9")
+    reset_manager(manager)
+
+
+def _config():
+    names = ["data.name=bad", "model.generator.name=bad", "model.discriminator.name=bad"]
+    return load_config(
+        "dcgan-mnist",
+        [
+            *names,
+            "loss.name=bad",
+            "model.latent_dim=4",
+            "train.augment=",
+            "train.steps=2",
+            "train.batch_size=4",
+            "train.device=cpu",
+            "train.progress=false",
+            "train.sample_grid=4",
+            "eval.at_end=false",
+        ],
+    )
+
+
+def test_good_plugin_parts_pass_and_train(tmp_path):
+    _plugin()
+    assert train(_config(), out_dir=tmp_path / "r").step == 2
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_part_fails_before_the_run_dir_with_one_line(tmp_path, case):
+    parts, expected = BROKEN[case]
+    _plugin(**parts)
+    with pytest.raises(PluginError) as exc_info:
+        train(_config(), out_dir=tmp_path / "r")
+    message = str(exc_info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert not (tmp_path / "r").exists()
+
+
+def test_loss_check_leaves_a_stateful_loss_alone(tmp_path):
+    built = []
+
+    class Counting(GoodLoss):
+        def __init__(self):
+            self.calls = 0
+            built.append(self)  # the instance the factory built (a copy skips __init__)
+
+        def g_loss(self, fake):
+            self.calls += 1
+            return super().g_loss(fake)
+
+    _plugin(loss=Counting)
+    train(_config(), out_dir=tmp_path / "r")
+    assert [loss.calls for loss in built] == [2]  # the two training steps (the check used a copy)
+
+
+def test_cyclegan_checks_its_plugin_loss(tmp_path):
+    _plugin(loss=_loss(g_loss=lambda self, fake: -fake))
+    cfg = load_config(
+        "cyclegan-digits",
+        ["loss.name=bad", "train.steps=1", "train.device=cpu", "train.progress=false"],
+    )
+    with pytest.raises(PluginError, match="loss 'bad' .* g_loss returned \\(4,\\)"):
+        train(cfg, out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
