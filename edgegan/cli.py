@@ -443,6 +443,8 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"  hooks: {', '.join(info.hooks)}")
             for k, names in sorted(info.provides.items()):
                 click.echo(f"  {k}: {', '.join(names)}")
+            for conflict in info.conflicts:
+                click.echo(f"  conflict: {conflict}")
     if error:
         raise EdgeganError(error)
 

@@ -72,10 +72,14 @@ class Registry:
         key = (entry.name, entry.role)
         other = self._entries.get(key)
         if other is not None:
+            if other.plugin == entry.plugin:
+                raise PluginError(f"plugin '{entry.plugin}' registers {entry.label} twice")
+            # A built-in cannot be uninstalled: the plugin must rename its part.
+            fix = "rename it" if other.distribution == "edgegan" else "uninstall one"
             raise PluginError(
                 f"{entry.label} is registered twice: by plugin '{other.plugin}' "
                 f"(distribution {other.distribution}) and by plugin '{entry.plugin}' "
-                f"(distribution {entry.distribution}); uninstall one or set "
+                f"(distribution {entry.distribution}); {fix} or set "
                 f"EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
             )
         self._entries[key] = entry

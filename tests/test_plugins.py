@@ -231,7 +231,11 @@ def test_plugin_with_mismatched_hook_signature_is_reported(fake_plugin, monkeypa
     """
     bad = fake_plugin(source, dist="edgegan-sig", name="sig")
     monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", bad)
-    with pytest.warns(PluginWarning, match="plugin 'sig' .* is not a valid edgegan plugin"):
+    with pytest.warns(
+        PluginWarning,
+        match="plugin 'sig' .* is not a valid edgegan plugin: "
+        "hook edgegan_register_losses takes \\(reg\\); it must take \\(register\\)$",
+    ):
         get_manager()
     assert info("sig").error
     assert "never" not in registry("losses")
@@ -344,9 +348,107 @@ def test_two_distributions_with_one_entry_point_name(fake_plugin, monkeypatch):
     fake_plugin(one_loss("a"), dist="edgegan-a", name="same")
     fake_plugin(one_loss("b"), dist="edgegan-b", name="same")
     monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", "same")
+    manager = get_manager()  # loads: `edgegan plugins` must still list everything
     with pytest.raises(PluginError, match="two plugins are named 'same'") as exc_info:
+        registry("losses")
+    message = str(exc_info.value)
+    assert "edgegan-a and edgegan-b" in message
+    assert "EDGEGAN_DISABLE_PLUGINS=edgegan-b" in message
+    infos, error = manager.plugin_infos()
+    assert error == message
+    assert [(i.distribution, i.error) for i in infos if i.name == "same"] == [
+        ("edgegan-a", None),
+        ("edgegan-b", message),
+    ]
+    # The fix the message gives works.
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "edgegan-b")
+    assert registry("losses").get("a").distribution == "edgegan-a"
+    assert "b" not in registry("losses")
+
+
+def test_every_part_conflict_is_listed_on_its_plugin(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        register("hinge", dict)
+        register("own-loss", dict)
+        register("lsgan", dict)
+    """
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-clash"))
+    infos, error = get_manager().plugin_infos()
+    assert error.startswith("loss 'hinge' is registered twice")
+    assert "rename it or set EDGEGAN_DISABLE_PLUGINS=edgegan-clash" in error  # a built-in stays
+    assert error.endswith("(and 1 more: see `edgegan plugins`)")
+    (row,) = [i for i in infos if i.distribution == "edgegan-clash"]
+    assert [c.split(" is ")[0] for c in row.conflicts] == ["loss 'hinge'", "loss 'lsgan'"]
+    assert row.provides == {"losses": ["own-loss"]}
+
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 2
+    assert "  losses: own-loss\n  conflict: loss 'hinge' is registered twice" in result.output
+
+
+def test_a_plugin_registering_one_name_twice(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        register("twice", dict)
+        register("twice", dict)
+    """
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-dup", name="dup"))
+    with pytest.raises(PluginError, match="^plugin 'dup' registers loss 'twice' twice$"):
+        registry("losses")
+
+
+def test_two_entry_points_naming_one_module(fake_plugin, monkeypatch):
+    fake_plugin(one_loss("mine"), dist="edgegan-mine", name="mine")
+    fake_plugin("", dist="edgegan-alias", name="alias", target="edgegan_mine")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", "mine,alias")
+    with pytest.warns(PluginWarning, match="names the same module or object as plugin"):
         get_manager()
-    assert "edgegan-a" in str(exc_info.value) and "edgegan-b" in str(exc_info.value)
+    # Entry points load in name order: 'alias' came first, so 'mine' is the one refused;
+    # the message names both distributions.
+    assert "edgegan-alias" in info("mine").error and "edgegan-mine" in info("mine").error
+
+
+def test_a_plugin_without_hookimpl_is_reported(fake_plugin, monkeypatch):
+    source = """
+    def edgegan_register_losses(register):
+        register("undecorated", dict)
+    """
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-nodeco"))
+    with pytest.warns(PluginWarning, match="implements no edgegan hook; decorate .*hookimpl"):
+        get_manager()
+    assert "undecorated" not in registry("losses")
+
+
+@pytest.mark.parametrize("spelling", ["Edgegan_Toy", "edgegan.toy", "TOY"])
+def test_plugin_names_in_the_env_are_normalised(fake_plugin, monkeypatch, spelling):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", spelling)
+    assert registry("losses").get("toy").distribution == "edgegan-toy"
+
+
+def test_a_plugin_name_in_the_env_that_matches_nothing_warns(fake_plugin, monkeypatch):
+    fake_plugin(toy(), dist="edgegan-toy", name="toy")
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "edgegan-tyo")
+    with pytest.warns(
+        PluginWarning,
+        match="EDGEGAN_DISABLE_PLUGINS names 'edgegan-tyo', which is no installed plugin "
+        "\\(did you mean 'edgegan-toy'\\?\\)",
+    ):
+        get_manager()
 
 
 # -- lookups ---------------------------------------------------------------------------------

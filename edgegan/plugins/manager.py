@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as md
+import inspect
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -54,20 +56,43 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     provides: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
+    #: names this plugin registers that another plugin (or edgegan) already has
+    conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _norm(name: str) -> str:
+    """A distribution or entry-point name as packaging compares them (PEP 503):
+    ``Edgegan_Audit`` and ``edgegan-audit`` are one name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _env_list(name: str) -> set[str] | None:
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return None
-    return {p.strip() for p in raw.split(",") if p.strip()}
+    return {_norm(p.strip()) for p in raw.split(",") if p.strip()}
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _signature_problem(plugin: Any) -> str | None:
+    """Which hook of ``plugin`` does not take the one argument ``register``, if any."""
+    for hook in hookspecs.HOOKS.values():
+        fn = getattr(plugin, hook, None)
+        if not callable(fn):
+            continue
+        try:
+            params = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            continue
+        if params != ["register"]:
+            return f"hook {hook} takes ({', '.join(params)}); it must take (register)"
+    return None
 
 
 class PluginManager:
@@ -78,6 +103,8 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        #: plugin-name and part-name conflicts: errors on use, listed by `edgegan plugins`
+        self.conflicts: list[str] = []
         self._registries: dict[str, Registry] | None = None
         from edgegan import __version__
 
@@ -102,7 +129,16 @@ class PluginManager:
         """Register a plugin object (a module or any object with hook implementations)."""
         if name in self.infos:
             raise PluginError(f"a plugin named '{name}' is already registered")
-        self.pm.register(plugin, name=name)
+        other = self.pm.get_name(plugin)
+        if other is not None:
+            raise PluginError(
+                f"it names the same module or object as plugin '{other}' "
+                f"({self.infos[other].distribution}); each plugin needs its own"
+            )
+        try:
+            self.pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(_signature_problem(plugin) or " ".join(str(exc).split())) from None
         typos = [h.name for h in self.pm.get_hookcallers(plugin) or [] if not h.has_spec()]
         if typos:  # e.g. edgegan_register_model: pluggy would silently never call it
             self.pm.unregister(plugin)
@@ -124,19 +160,31 @@ class PluginManager:
         allow = _env_list("EDGEGAN_LOAD_PLUGINS")
         deny = _env_list("EDGEGAN_DISABLE_PLUGINS") or set()
         autoload = not _env_flag("EDGEGAN_DISABLE_PLUGIN_AUTOLOAD")
+        points = sorted(
+            md.entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda e: (e.name, e.dist.name if e.dist is not None else ""),
+        )
+        self._warn_unknown_names(points, allow, deny)
         if allow is None and not autoload:
             return
-        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in points:
             dist = ep.dist.name if ep.dist is not None else ep.name
             version = ep.dist.version if ep.dist is not None else ""
-            names = {ep.name, dist}
+            names = {_norm(ep.name), _norm(dist)}
             if names & deny or (allow is not None and not names & allow):
                 continue
             if ep.name in self.infos:
-                raise PluginError(
+                # Listed (so `edgegan plugins` still works) and an error on use, as a part
+                # name conflict is.
+                info = PluginInfo(ep.name, dist, version, False)
+                self.infos[f"{ep.name} ({dist})"] = info
+                info.error = (
                     f"two plugins are named '{ep.name}': distributions "
-                    f"{self.infos[ep.name].distribution} and {dist}"
+                    f"{self.infos[ep.name].distribution} and {dist}; uninstall one or set "
+                    f"EDGEGAN_DISABLE_PLUGINS={dist}"
                 )
+                self.conflicts.append(info.error)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not take the CLI down
@@ -153,10 +201,39 @@ class PluginManager:
             except Exception as exc:  # e.g. a hook whose arguments do not match the spec
                 info = PluginInfo(ep.name, dist, version, False)
                 self.infos[ep.name] = info
+                detail = (
+                    str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+                )
                 self._fail(
                     info,
                     f"plugin '{ep.name}' ({dist} {version}) is not a valid edgegan plugin: "
-                    f"{type(exc).__name__}: {exc}",
+                    + detail,
+                )
+                continue
+            if not self.infos[ep.name].hooks:
+                self._fail(
+                    self.infos[ep.name],
+                    f"plugin '{ep.name}' ({dist} {version}) implements no edgegan hook; "
+                    "decorate its hook functions with @edgegan.hookimpl",
+                )
+
+    def _warn_unknown_names(
+        self, points: list[md.EntryPoint], allow: set[str] | None, deny: set[str]
+    ) -> None:
+        """A name in EDGEGAN_LOAD_PLUGINS or EDGEGAN_DISABLE_PLUGINS that matches no installed
+        plugin is most likely a typo: say so rather than load or skip nothing in silence."""
+        known = {_norm(ep.name) for ep in points}
+        known |= {_norm(ep.dist.name) for ep in points if ep.dist is not None}
+        for var, names in (
+            ("EDGEGAN_LOAD_PLUGINS", allow or set()),
+            ("EDGEGAN_DISABLE_PLUGINS", deny),
+        ):
+            for name in sorted(names - known):
+                warnings.warn(
+                    f"{var} names '{name}', which is no installed plugin"
+                    f"{did_you_mean(name, known)}; installed: {', '.join(sorted(known)) or 'none'}",
+                    PluginWarning,
+                    stacklevel=4,
                 )
 
     # -- registries ----------------------------------------------------------------------
@@ -214,13 +291,26 @@ class PluginManager:
                 collected.setdefault(info.name, []).extend(entries)
         # Add in loading order (built-ins first), so that a name clash names the later plugin
         # as the one to disable; a plugin that failed in any hook is skipped as a whole.
+        # Every clash is collected (and listed by `edgegan plugins`) before any is raised.
+        errors = list(self.conflicts)
         for info in self.infos.values():
+            info.conflicts = []
             if info.error:
                 continue
             for entry in collected.get(info.name, []):
-                registries[entry.kind].add(entry)
+                try:
+                    registries[entry.kind].add(entry)
+                except PluginError as exc:
+                    info.conflicts.append(str(exc))
+                    errors.append(str(exc))
+                    continue
                 label = f"{entry.name} ({entry.role})" if entry.role else entry.name
                 info.provides.setdefault(entry.kind, []).append(label)
+        if errors:
+            more = (
+                f" (and {len(errors) - 1} more: see `edgegan plugins`)" if len(errors) > 1 else ""
+            )
+            raise PluginError(errors[0] + more)
         return registries
 
     @property
