@@ -244,6 +244,13 @@ def infer(
     multiple=True,
     help="cyclegan: export (or build) only this direction (default: both).",
 )
+@click.option(
+    "--with",
+    "artifacts",
+    multiple=True,
+    metavar="EXPORTER",
+    help="Also run this exporter plugin (edgegan list exporters); repeatable.",
+)
 def export(
     run_dir: str,
     onnx_fp32: bool,
@@ -262,6 +269,7 @@ def export(
     opt_size: int | None,
     max_size: int | None,
     directions: tuple[str, ...],
+    artifacts: tuple[str, ...],
 ) -> None:
     """Export a trained generator to a bundle: ONNX graphs + edgegan.json, parity-checked.
 
@@ -292,10 +300,10 @@ def export(
             workspace_gb=workspace_gb,
         )
     if trt and is_bundle(run_dir):
-        if out or fp16 or int8 or onnx_fp32:
+        if out or fp16 or int8 or onnx_fp32 or artifacts:
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
-                "--int8 (export the run again to change them)"
+                "--int8/--with (export the run again to change them)"
             )
         _build_engines(run_dir, engine_options, directions)
         return
@@ -309,8 +317,11 @@ def export(
         calib_samples=calib_samples,
         overwrite=overwrite,
         directions=directions or None,
+        artifacts=artifacts,
     )
     click.echo(format_table(summary_rows(meta, bundle)))
+    for name in meta.get("artifacts", {}):
+        click.echo(f"{name}: see artifacts.{name} in edgegan.json")
     if engine_options is not None:
         _build_engines(str(bundle), engine_options)
     click.echo(f"bundle: {bundle}")

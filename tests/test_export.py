@@ -303,3 +303,58 @@ def test_cli_export_end_to_end(runs, tmp_path):
     again = _cli("export", str(runs["cond"]), "--out", str(out))
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "is not empty" in again.stderr
+
+
+# -- exporter plugins beside the graphs (--with) ------------------------------------------------
+class _NpzExporter:
+    """Writes the generator's weights as .npz (a stand-in for a TFLite/CoreML converter)."""
+
+    def export(self, generator, spec, out_dir):
+        name = f"weights_{spec['direction']}.npz" if spec.get("direction") else "weights.npz"
+        state = {k: v.detach().cpu().numpy() for k, v in generator.state_dict().items()}
+        np.savez(Path(out_dir) / name, **state)
+        return {"file": name, "tensors": len(state)}
+
+
+class _ArtifactPlugin:
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_exporters(self, register):
+        register("weights-npz", _NpzExporter)
+        register("not-a-dict", lambda: type("X", (), {"export": lambda s, g, sp, o: ["x"]})())
+
+
+def artifact_plugin() -> None:
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_ArtifactPlugin(), name="art", distribution="edgegan-art", version="1.0")
+    reset_manager(manager)
+
+
+def test_exporter_plugin_runs_beside_the_graphs(runs, tmp_path):
+    artifact_plugin()
+    out = tmp_path / "b"
+    meta = export(runs["uncond"], out=out, artifacts=["weights-npz"])
+    report = meta["artifacts"]["weights-npz"]
+    assert report["file"] == "weights.npz" and read_bundle(out)["artifacts"] == meta["artifacts"]
+    saved = np.load(out / "weights.npz")
+    generator = load_run_generator(runs["uncond"], device="cpu", ema=True).module
+    assert len(saved.files) == report["tensors"] == len(generator.state_dict())
+    assert "artifacts" not in export(runs["uncond"], out=tmp_path / "plain")
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("weights-npy", "unknown exporter 'weights-npy' \\(did you mean 'weights-npz'\\?\\)"),
+        ("onnx-fp16", "'onnx-fp16' writes the bundle's ONNX graphs; ask for them with --fp16"),
+        ("not-a-dict", "exporter 'not-a-dict' \\(plugin 'art', edgegan-art 1.0\\) returned list"),
+    ],
+)
+def test_exporter_plugin_errors_write_nothing(runs, tmp_path, name, error):
+    artifact_plugin()
+    with pytest.raises(EdgeganError, match=error):
+        export(runs["uncond"], out=tmp_path / "b", artifacts=[name])
+    assert list(tmp_path.iterdir()) == []

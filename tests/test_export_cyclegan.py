@@ -266,3 +266,20 @@ def test_real_tensorrt_engines_take_any_size_in_the_profile(bundles, tmp_path):
         for n, h, w in [(1, 16, 16), (2, 32, 48), (1, 64, 64), (1, 16, 16)]:
             x = {"image": np.random.default_rng(h).uniform(-1, 1, (n, 3, h, w)).astype("f4")}
             assert parity(runner.run(x), ref.run(x), runner.spec)["max_abs"] < 1e-2
+
+
+def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
+    from test_export import artifact_plugin
+
+    artifact_plugin()
+    res = CliRunner().invoke(
+        cli, ["export", str(runs["unet"]), "--with", "weights-npz", "--out", str(tmp_path / "b")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "weights-npz: see artifacts.weights-npz in edgegan.json" in res.output
+    reports = read_bundle(tmp_path / "b")["artifacts"]["weights-npz"]
+    assert {d: r["file"] for d, r in reports.items()} == {
+        "AtoB": "weights_AtoB.npz",
+        "BtoA": "weights_BtoA.npz",
+    }
+    assert all((tmp_path / "b" / r["file"]).is_file() for r in reports.values())

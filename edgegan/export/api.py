@@ -86,6 +86,50 @@ def _versions(exporter: str) -> dict[str, str]:
     return versions
 
 
+def check_artifact_exporters(names: list[str] | tuple[str, ...]) -> None:
+    """Plugin exporters asked for with ``--with``: each must be registered and not one of the
+    built-in graph exporters (those are the ``--fp16``/``--int8`` flags)."""
+    from edgegan.plugins.manager import get_manager
+
+    registry = get_manager().registry("exporters")
+    for name in names:
+        registry.get(name)  # an unknown name: one line with the known ones
+        if name in EXPORTER_NAMES.values():
+            raise EdgeganError(
+                f"'{name}' writes the bundle's ONNX graphs; ask for them with --fp16/--int8, "
+                "and give --with the name of an exporter plugin"
+            )
+
+
+def run_artifact_exporters(
+    names: list[str] | tuple[str, ...], module: Any, spec: dict[str, Any], out_dir: Path
+) -> dict[str, Any]:
+    """Run each plugin exporter on the generator; return what each reports, which must be a
+    JSON object (it is kept under ``artifacts`` in ``edgegan.json``)."""
+    import json
+
+    from edgegan.errors import PluginError
+    from edgegan.plugins.manager import get_manager
+
+    registry = get_manager().registry("exporters")
+    results: dict[str, Any] = {}
+    for name in names:
+        entry = registry.get(name)
+        result = registry.build(name).export(module, spec, out_dir)
+        try:
+            json.dumps(result)
+            ok = isinstance(result, dict)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise PluginError(
+                f"exporter '{name}'{entry.origin} returned {type(result).__name__}; export() "
+                "must return a JSON-serialisable dict (what it wrote, for edgegan.json)"
+            )
+        results[name] = result
+    return results
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
     ``--overwrite``) folder only once the new one is complete."""
@@ -113,6 +157,7 @@ def export(
     overwrite: bool = False,
     exporter: str = "auto",
     directions: list[str] | tuple[str, ...] | None = None,
+    artifacts: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
     generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
@@ -120,6 +165,8 @@ def export(
 
     FP32 ONNX is always exported (the other precisions derive from it and are compared with
     the same torch reference); ``fp16`` and ``int8`` add the mixed-precision and Q/DQ graphs.
+    ``artifacts`` names exporter plugins that write something else beside the graphs (their
+    reports go under ``artifacts`` in ``edgegan.json``, per direction for a cyclegan run).
     The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
     unless ``overwrite``.
     """
@@ -135,6 +182,8 @@ def export(
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     which = resolve_exporter(exporter)
+    artifacts = list(dict.fromkeys(artifacts))
+    check_artifact_exporters(artifacts)
     spec, weights = _load_spec(run_dir)
     if directions and spec["task"] != "cyclegan":
         raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
@@ -158,9 +207,11 @@ def export(
         if spec["task"] == "cyclegan":
             from edgegan.export.cyclegan import export_graphs
 
-            parts = export_graphs(run_dir, spec, tmp, precisions, build, directions, calib_samples)
+            parts = export_graphs(
+                run_dir, spec, tmp, precisions, build, directions, calib_samples, artifacts
+            )
         else:
-            parts = _gan_graphs(run_dir, spec, tmp, precisions, build)
+            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts)
             parts["weights"] = weights
         per_graph = parts["models"].values() if "directions" in parts else [parts["models"]]
         used = next(iter(per_graph))["fp32"].get("exporter", which)
@@ -179,6 +230,7 @@ def export(
             "outputs": parts["outputs"],
             "models": parts["models"],
             "engines": {},
+            **({"artifacts": parts["artifacts"]} if parts.get("artifacts") else {}),
             "versions": _versions(used),
         }
         write_bundle(tmp / BUNDLE_FILE, meta)
@@ -191,9 +243,15 @@ def export(
 
 
 def _gan_graphs(
-    run_dir: Path, spec: dict[str, Any], out_dir: Path, precisions: list[str], build: Any
+    run_dir: Path,
+    spec: dict[str, Any],
+    out_dir: Path,
+    precisions: list[str],
+    build: Any,
+    artifacts: list[str],
 ) -> dict[str, Any]:
-    """Export a GAN run's generator at each precision: the graph parts of ``edgegan.json``."""
+    """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters):
+    the graph parts of ``edgegan.json``."""
     from edgegan.export.signature import io_spec
     from edgegan.sampling import load_run_generator
 
@@ -206,6 +264,7 @@ def _gan_graphs(
         "inputs": inputs,
         "outputs": outputs,
         "models": models,
+        "artifacts": run_artifact_exporters(artifacts, generator.module, spec, out_dir),
     }
 
 

@@ -56,14 +56,17 @@ def export_graphs(
     build: Callable[..., Any],
     directions: list[str] | tuple[str, ...] | None = None,
     calib_samples: int = 256,
+    artifacts: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Export each direction of the cyclegan run at each precision into ``out_dir``.
+    """Export each direction of the cyclegan run at each precision into ``out_dir`` (and run
+    the ``artifacts`` exporter plugins on each direction).
 
     ``build(precision, **params)`` returns the exporter plugin of a precision. Returns the
     parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
     ``outputs``, ``models``, and the ``step`` and ``weights`` of the run.
     """
     from edgegan.config import config_from_dict
+    from edgegan.export.api import run_artifact_exporters
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
     from edgegan.translate import load_translator, translator_weights
@@ -74,6 +77,7 @@ def export_graphs(
     state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location="cpu")
     data = config_from_dict(state["config"]).data  # where INT8 calibration images come from
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
+    parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
     for d in todo:
         generator = load_translator(run_dir, d, device="cpu", state=state)
@@ -87,6 +91,9 @@ def export_graphs(
                 extra = {"calibration": images, "calib_source": source}
             models[precision] = build(precision, **extra).export(generator.module, gspec, out_dir)
         parts["models"][d] = models
+        reports = run_artifact_exporters(artifacts, generator.module, gspec, out_dir)
+        for name, report in reports.items():
+            parts["artifacts"][name][d] = report
         parts["inputs"][d], parts["outputs"][d] = io_spec(gspec)
     # Both directions come from one run and checkpoint: the last one's step and graph spec.
     parts["spec"] = {
