@@ -8,7 +8,9 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +31,6 @@ def _format_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> 
 
 def _is_main_process() -> bool:
     """False in a torchrun worker of rank > 0 (rank 0 speaks for the job)."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -46,6 +46,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgeganError as exc:
             if _is_main_process() or getattr(exc, "rank_local", False):
+                if os.environ.get("EDGEGAN_DEBUG", "").strip() not in ("", "0"):
+                    # The traceback behind the one line (a plugin's bug, say).
+                    traceback.print_exception(exc, file=sys.stderr)
                 click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
 

@@ -24,6 +24,10 @@ class PluginError(EdgeganError):
     """A plugin that failed to load, or two plugins that claim the same name."""
 
 
+class CallbackError(PluginError):
+    """A training callback raised; the run stopped (after saving its last steps)."""
+
+
 class DataError(EdgeganError):
     """A dataset that is missing, empty or holds unreadable files."""
 

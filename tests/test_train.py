@@ -350,3 +350,54 @@ def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monke
     resumed = load_config("dcgan-mnist", [*TINY, "train.steps=3", "train.progress=true"])
     train(resumed, resume=tmp_path / "r")
     assert "train gan: resuming at step 2 into" in capsys.readouterr().err
+
+
+class _FailAt:
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, step, metrics):
+        if step == self.at:
+            raise OSError("disk full")
+
+
+class _FailPlugin:
+    @hookimpl
+    def edgegan_register_callbacks(self, register):
+        register("fail-at", lambda at=2: _FailAt(at))
+
+
+def test_a_failing_callback_names_itself_and_keeps_the_steps(tmp_path):
+    from edgegan.config import PartConfig
+    from edgegan.errors import CallbackError
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_FailPlugin(), name="failing", distribution="edgegan-failing", version="2.0")
+    reset_manager(manager)
+    cfg = tiny("train.checkpoint_every=4", steps=50)
+    cfg.callbacks = [PartConfig("fail-at", {"at": 6})]
+    with pytest.raises(CallbackError) as exc_info:
+        train(cfg, out_dir=tmp_path / "r")
+    assert str(exc_info.value) == (
+        "callback 'fail-at' (plugin 'failing', edgegan-failing 2.0) failed in on_step_end "
+        "at step 6: OSError: disk full"
+    )
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 6  # not 4
+    # The run continues from there once the callback is mended (here: left out).
+    cfg.callbacks = []
+    resumed = load_config("dcgan-mnist", [*TINY, "train.steps=8"])
+    assert train(resumed, resume=tmp_path / "r").step == 8
+
+
+def test_edgegan_debug_prints_the_traceback_behind_the_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    args = ["train", "model.generator.ngff=3", "--out", str(tmp_path / "r")]
+    quiet = CliRunner().invoke(cli, args)
+    assert quiet.exit_code == 2 and "Traceback" not in quiet.output
+    monkeypatch.setenv("EDGEGAN_DEBUG", "1")
+    loud = CliRunner().invoke(cli, args)
+    assert loud.exit_code == 2 and "Traceback" in loud.output
+    assert loud.output.rstrip().splitlines()[-1].startswith("error: unknown parameter 'ngff'")

@@ -20,7 +20,7 @@ import torch
 
 from edgegan import __version__
 from edgegan.config import Config
-from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
+from edgegan.errors import CallbackError, ConfigError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import get_manager
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
@@ -135,15 +135,34 @@ class Trainer:
             name: torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor(t))
             for name, opt in self.task.optims.items()
         }
-        self.callbacks = [
-            manager.registry("callbacks").build(c.name, c.params, {"run_dir": self.run_dir})
-            for c in self._callback_configs()
-        ]
+        callbacks = manager.registry("callbacks")
+        #: the callback objects, and the registry entry of each (for error messages)
+        self.callbacks: list[Any] = []
+        self._callback_entries: list[Any] = []
+        for c in self._callback_configs():
+            self.callbacks.append(callbacks.build(c.name, c.params, {"run_dir": self.run_dir}))
+            self._callback_entries.append(callbacks.get(c.name))
         self.fixed = self.task.fixed_inputs(config.train.sample_grid, config.seed + 12345)
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self._stop: str | None = None
         self.last_checkpoint: tuple[Path, int] | None = None
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook(trainer, *args)`` on each callback that has it. A callback that raises
+        stops the run with one line naming it and its plugin (EDGEGAN_DEBUG=1 shows the
+        traceback); ``fit`` first saves the steps trained since the last checkpoint."""
+        for entry, cb in zip(self._callback_entries, self.callbacks, strict=True):
+            fn = getattr(cb, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(self, *args)
+            except Exception as exc:
+                raise CallbackError(
+                    f"callback '{entry.name}'{entry.origin} failed in {hook} at step "
+                    f"{self.step}: {type(exc).__name__}: {exc}"
+                ) from exc
 
     def _callback_configs(self) -> list[Any]:
         from edgegan.config import PartConfig
@@ -214,9 +233,7 @@ class Trainer:
                 state["extra_ranks"] = extra_ranks
             ckpt_io.atomic_save(state, path)
         self.last_checkpoint = (path, self.step)
-        for cb in self.callbacks:
-            if hasattr(cb, "on_checkpoint"):
-                cb.on_checkpoint(self, path)
+        self._notify("on_checkpoint", path)
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -346,9 +363,7 @@ class Trainer:
         window_steps, window_t0 = 0, time.monotonic()
         stopped_by = "steps"
         try:
-            for cb in self.callbacks:
-                if hasattr(cb, "on_train_start"):
-                    cb.on_train_start(self)
+            self._notify("on_train_start")
             while self.step < t.steps:
                 values = self.train_step()
                 for k, v in values.items():
@@ -363,9 +378,7 @@ class Trainer:
                     record = self._log_record(window, window_steps, now - window_t0)
                     if log is not None:
                         log.write(record)
-                    for cb in self.callbacks:
-                        if hasattr(cb, "on_step_end"):
-                            cb.on_step_end(self, self.step, record)
+                    self._notify("on_step_end", self.step, record)
                     info = f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}"
                     bar.update(self.step, info)
                     window, window_steps, window_t0 = {}, 0, now
@@ -384,6 +397,14 @@ class Trainer:
             path = self.save_checkpoint()
             if main:
                 self.save_samples("final")
+        except CallbackError:
+            # Keep the work: the failure came between steps, so the state is whole. (Under
+            # torchrun saving is a collective that the other ranks are not in: no save.)
+            saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
+            if not self.dist.enabled and not saved and self.step > 0:
+                self.callbacks, self._callback_entries = [], []  # no hooks from the failed one
+                self.save_checkpoint()
+            raise
         finally:
             bar.close()
             if log is not None:
@@ -395,9 +416,7 @@ class Trainer:
         if main:
             if stopped_by != "signal":
                 result.eval = self.evaluate()
-            for cb in self.callbacks:
-                if hasattr(cb, "on_train_end"):
-                    cb.on_train_end(self)
+            self._notify("on_train_end")
             self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
@@ -425,9 +444,7 @@ class Trainer:
             record["val_seconds"] = round(time.monotonic() - t0, 3)
             if log is not None:
                 log.write(record)
-            for cb in self.callbacks:
-                if hasattr(cb, "on_validation"):
-                    cb.on_validation(self, self.step, record)
+            self._notify("on_validation", self.step, record)
         return scores
 
     def evaluate(self) -> dict[str, float]:
