@@ -225,7 +225,7 @@ def infer(
     show_default=True,
     help="INT8 calibration inputs drawn from the latent prior.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--overwrite", is_flag=True, help="Replace the bundle in --out.")
 @click.option(
     "--trt",
     is_flag=True,

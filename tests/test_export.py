@@ -253,14 +253,34 @@ def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
 
 def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):
     out = tmp_path / "b"
-    out.mkdir()
-    (out / "keep.txt").write_text("x")
+    export(runs["uncond"], out=out)
+    (out / "keep.txt").write_text("x")  # an old bundle, with a file of the user's
     with pytest.raises(EdgeganError, match="is not empty; choose another folder or pass"):
         export(runs["uncond"], out=out)
     assert (out / "keep.txt").exists()
     meta = export(runs["uncond"], out=out, overwrite=True)
     assert not (out / "keep.txt").exists() and read_bundle(out) == meta
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_overwrite_replaces_only_a_bundle_never_a_run(runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["uncond"], run, ignore=shutil.ignore_patterns("export"))
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for out, error in [
+        (run, "holds the run being exported"),
+        (tmp_path, "holds the run being exported"),  # a folder of runs
+    ]:
+        with pytest.raises(EdgeganError, match=error):
+            export(run, out=out, overwrite=True)
+    other = tmp_path / "other-run"
+    shutil.copytree(run, other)
+    with pytest.raises(EdgeganError, match="holds files but no bundle .*replaces only a bundle"):
+        export(run, out=other, overwrite=True)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert (other / "checkpoints/last.pt").is_file()
 
 
 def test_not_a_gan_run_is_one_line_error(runs, tmp_path):

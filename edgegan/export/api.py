@@ -24,11 +24,29 @@ def default_out(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return Path(out) if out is not None else Path(run_dir) / DEFAULT_OUT
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
+    """``out`` must be new or empty; ``overwrite`` replaces an existing bundle and nothing
+    else, since replacing means deleting the folder (a run directory, or a folder holding
+    runs, must never go that way)."""
     if out.exists() and not out.is_dir():
         raise EdgeganError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+    if run_dir is not None:
+        o, r = out.resolve(), run_dir.resolve()
+        if o == r or o in r.parents:
+            raise EdgeganError(
+                f"--out {out} holds the run being exported; choose a folder outside it "
+                "(the default is RUN_DIR/export)"
+            )
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise EdgeganError(
+                f"--out {out} is not empty; choose another folder or pass --overwrite"
+            )
+        if not is_bundle(out):
+            raise EdgeganError(
+                f"--out {out} holds files but no bundle (edgegan.json); --overwrite replaces "
+                "only a bundle: choose a new or empty folder"
+            )
 
 
 def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
@@ -176,7 +194,10 @@ def export(
 
     run_dir = Path(run_dir)
     out = default_out(run_dir, out)
-    _check_out(out, overwrite)
+    dest = out.resolve()  # "." or ".." have no name to put the temporary folder beside
+    if dest == Path(dest.anchor):
+        raise EdgeganError(f"--out {out} is a file system root; name a folder for the bundle")
+    _check_out(out, overwrite, run_dir)
     if calib_samples < 1:
         raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -199,8 +220,8 @@ def export(
     def build(precision: str, **extra: Any) -> Any:
         return registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
@@ -234,8 +255,8 @@ def export(
             "versions": _versions(used),
         }
         write_bundle(tmp / BUNDLE_FILE, meta)
-        _check_out(out, overwrite)  # still free? (another process may have written there)
-        _install(tmp, out)
+        _check_out(out, overwrite, run_dir)  # still free? (another process may write there)
+        _install(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
