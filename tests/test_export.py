@@ -283,6 +283,15 @@ def test_overwrite_replaces_only_a_bundle_never_a_run(runs, tmp_path):
     assert (other / "checkpoints/last.pt").is_file()
 
 
+def test_out_may_be_the_empty_working_directory(runs, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    meta = export(runs["uncond"], out=".")
+    assert read_bundle(here) == meta and (here / "model.onnx").is_file()
+    assert Path.cwd() == here and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
 def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
     with pytest.raises(EdgeganError, match="run directory not found"):
         export(tmp_path / "missing")

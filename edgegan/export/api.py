@@ -151,6 +151,13 @@ def run_artifact_exporters(
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
     ``--overwrite``) folder only once the new one is complete."""
+    if out.is_dir() and not any(out.iterdir()):
+        # An empty folder (maybe the shell's working directory) stays: the files move into
+        # it, edgegan.json last, so the folder is a bundle only once it is complete.
+        for child in sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE):
+            os.replace(child, out / child.name)
+        tmp.rmdir()
+        return
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
