@@ -401,3 +401,34 @@ def test_edgegan_debug_prints_the_traceback_behind_the_line(tmp_path, monkeypatc
     loud = CliRunner().invoke(cli, args)
     assert loud.exit_code == 2 and "Traceback" in loud.output
     assert loud.output.rstrip().splitlines()[-1].startswith("error: unknown parameter 'ngff'")
+
+
+def test_run_dirs_are_claimed_at_once_and_released_on_failure(tmp_path):
+    from edgegan.train.logs import CLAIM, new_run_dir, release_run_dir
+
+    root = tmp_path / "runs"
+    first = new_run_dir(None, "dcgan-mnist", root)
+    second = new_run_dir(None, "dcgan-mnist", root)  # before the first wrote anything
+    assert (first.name, second.name) == ("dcgan-mnist", "dcgan-mnist-2")
+    mine = new_run_dir(tmp_path / "out", "x")
+    with pytest.raises(EdgeganError, match="already exists and is not empty"):
+        new_run_dir(tmp_path / "out", "x")  # a second run given the same --out
+    for path in (second, first, mine):
+        release_run_dir(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # runs/ was made for them too
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    release_run_dir(new_run_dir(empty, "x"))
+    assert empty.is_dir() and not (empty / CLAIM).exists()  # the user's folder stays
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EdgeganError, match="cannot make the run directory .*file.*Not a dir"):
+        new_run_dir(None, "x", tmp_path / "file")
+    with pytest.raises(EdgeganError, match="is a file; give a folder"):
+        new_run_dir(tmp_path / "file", "x")
+
+
+def test_a_finished_run_keeps_no_claim_mark(tmp_path):
+    from edgegan.train.logs import CLAIM
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    assert not (run / CLAIM).exists() and (run / "config.yaml").is_file()

@@ -11,24 +11,80 @@ from typing import Any
 
 from edgegan.errors import ConfigError
 
+#: A file that marks a run directory as taken while its run is being built (removed once the
+#: run writes its config); it says whether the directory was made for the run.
+CLAIM = ".edgegan-claim"
+
 
 def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") -> Path:
-    """The run directory: ``out`` if given (it must not hold files), else ``runs/NAME``,
-    ``runs/NAME-2``, ... so that no earlier run is ever overwritten."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(
-                f"run directory {path} already exists and is not empty; choose another --out "
-                f"or continue it with --resume {path}"
-            )
-        return path
-    root = Path(root)
-    path, i = root / name, 1
-    while path.exists():
-        i += 1
-        path = root / f"{name}-{i}"
+    """Claim the run directory: ``out`` if given (it must not hold files), else ``runs/NAME``,
+    ``runs/NAME-2``, ... so that no earlier run is ever overwritten.
+
+    The directory is taken at once (made and marked with :data:`CLAIM`, which lists the
+    folders made for it), so two runs started together never share it. :func:`release_run_dir`
+    gives it back when the run fails before training.
+    """
+    try:
+        if out is not None:
+            return _claim(Path(out))
+        root = Path(root)
+        path, i = root / name, 1
+        while True:
+            made = _missing(path)
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
+                i += 1
+                path = root / f"{name}-{i}"
+                continue
+            (path / CLAIM).write_text("".join(f"{p}\n" for p in made))
+            return path
+    except (NotADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"cannot make the run directory {exc.filename}: {exc.strerror}") from None
+
+
+def _claim(path: Path) -> Path:
+    busy = ConfigError(
+        f"run directory {path} already exists and is not empty; choose another --out "
+        f"or continue it with --resume {path}"
+    )
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file; give a folder for the run")
+    made = _missing(path)
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        made = []
+        if any(path.iterdir()):
+            raise busy from None
+    try:
+        with open(path / CLAIM, "x") as f:
+            f.write("".join(f"{p}\n" for p in made))
+    except FileExistsError:  # another run claimed it a moment ago
+        raise busy from None
     return path
+
+
+def _missing(path: Path) -> list[str]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(str(path))
+        path = path.parent
+    return out
+
+
+def release_run_dir(path: Path) -> None:
+    """Undo :func:`new_run_dir` for a run that failed before training: remove the mark, and
+    the directories made for the run (``runs/`` too) that hold nothing else."""
+    mark = path / CLAIM
+    try:
+        made = mark.read_text().splitlines()
+        mark.unlink()
+        for d in made:  # deepest first
+            Path(d).rmdir()  # fails (and stops) at the first that is not empty
+    except OSError:
+        pass
 
 
 class MetricsLog:

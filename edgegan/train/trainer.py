@@ -26,7 +26,7 @@ from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
-from edgegan.train.logs import MetricsLog, ProgressBar, new_run_dir
+from edgegan.train.logs import CLAIM, MetricsLog, ProgressBar, new_run_dir, release_run_dir
 from edgegan.train.stream import BatchStream
 from edgegan.train.task import Task, get_task
 
@@ -346,6 +346,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+            (self.run_dir / CLAIM).unlink(missing_ok=True)  # the run's files now mark it
         log = MetricsLog(self.run_dir / "metrics.jsonl") if main else None
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         how = f"resuming at step {self.step}" if self.step else "training"
@@ -482,8 +483,9 @@ def train(
 ) -> TrainResult:
     """Train ``config`` into a new run directory, or continue the run in ``resume``.
 
-    Everything is built (and so validated) before the run directory is created, so a bad
-    config leaves nothing behind. Under torchrun every process calls this: the processes
+    The run directory is claimed first (two runs started together never share one), and
+    everything is built (and so validated) before anything is written there: a bad config
+    leaves nothing behind. Under torchrun every process calls this: the processes
     start a process group, agree on the run directory (rank 0 picks it) and on every error
     before training, and train data-parallel (:mod:`edgegan.train.distributed`).
     """
@@ -497,7 +499,12 @@ def train(
                 ),
                 from_main=True,
             )
-            trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
+            try:
+                trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
+            except BaseException:
+                if dist.is_main:  # a bad config (or Ctrl-C while building) leaves nothing
+                    release_run_dir(run_dir)
+                raise
         return trainer.fit()
 
 
