@@ -130,6 +130,28 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
     return [(p, p.relative_to(path)) for p in files]
 
 
+def _check_targets(files: list[tuple[Path, Path]], input_path: Path, out: Path) -> None:
+    """Refuse an ``out`` that would write among the inputs, and two inputs that would be
+    written to one file (``a.png`` and ``a.jpg`` both become ``a.png``)."""
+    o, i = out.resolve(), input_path.resolve()
+    if input_path.is_dir() and (o == i or i in o.parents):
+        raise EdgeganError(
+            f"--out {out} is inside --input {input_path}: the translations would mix with (or "
+            "replace) the inputs; choose a folder outside it"
+        )
+    seen: dict[Path, Path] = {}
+    for src, rel in files:
+        dst = rel.with_suffix(".png")
+        if (o / dst).resolve() == src.resolve():
+            raise EdgeganError(f"--out {out} would replace the input {src}; choose another")
+        if dst in seen:
+            raise EdgeganError(
+                f"{seen[dst]} and {src} would both be written as {dst}; rename one or "
+                "translate them into separate folders"
+            )
+        seen[dst] = src
+
+
 def translate(
     target: str | Path,
     direction: str,
@@ -152,6 +174,7 @@ def translate(
     if batch_size <= 0:
         raise EdgeganError("--batch-size must be a positive number")
     files = _inputs(Path(input_path))
+    _check_targets(files, Path(input_path), Path(out))
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:

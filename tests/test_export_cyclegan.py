@@ -192,6 +192,7 @@ def test_translation_errors(runs, bundles, images, tmp_path):
          "translations are PNG"),
         (["infer", str(runs["resnet"]), "--num", "2"], "is a cyclegan run"),
         (["bench", str(bundle), "--size", "30"], "multiples of 4"),
+        (["bench", str(bundle), "--size", "4"], "multiples of 4, at least 8 (images are padded"),
     ]:  # fmt: skip
         res = runner.invoke(cli, [*args, "--out", str(tmp_path / "x")] if args[0] == "infer"
                             else args)  # fmt: skip
@@ -200,6 +201,43 @@ def test_translation_errors(runs, bundles, images, tmp_path):
     assert parse_size("48x64", {"size_multiple": 4, "image_size": 32}) == (48, 64)
     with open_runner(bundle, "onnxruntime", direction="BtoA") as r:
         assert r.spec["channels_in"] == 3 and r.input_names == ("image",)
+
+
+def test_tiny_images_translate_on_every_backend(runs, bundles, tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    for name, shape in [("p.png", (3, 3)), ("q.png", (1, 6)), ("r.png", (4, 4))]:
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / name)
+    ref = _infer(runs["resnet"], tmp_path / "torch", folder)
+    ort = _infer(bundles["resnet"][0], tmp_path / "ort", folder, "--backend", "onnxruntime")
+    assert {f: a.shape for f, a in ref.items()} == {
+        "p.png": (3, 3, 3),
+        "q.png": (1, 6, 3),
+        "r.png": (4, 4, 3),
+    }
+    assert all(np.abs(ort[f] - ref[f]).max() <= 1 for f in ref)
+
+
+def test_translation_never_writes_over_inputs_or_itself(runs, images, tmp_path):
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    base = ["infer", str(runs["resnet"]), "--direction", "AtoB", "--overwrite"]
+    (folder / "a.jpg").write_bytes((folder / "c.jpg").read_bytes())
+    for args, msg in [
+        (["--input", str(folder), "--out", str(folder)], "is inside --input"),
+        (["--input", str(folder), "--out", str(folder / "sub")], "is inside --input"),
+        (["--input", str(folder / "a.png"), "--out", str(folder)], "would replace the input"),
+        (["--input", str(folder), "--out", str(tmp_path / "o")], "would both be written as a.png"),
+    ]:
+        res = CliRunner().invoke(cli, [*base, *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (tmp_path / "o").exists()
 
 
 def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):

@@ -102,9 +102,16 @@ def round_up(value: int, multiple: int) -> int:
     return -(-int(value) // int(multiple)) * int(multiple)
 
 
+#: The smallest side a translator is run at: smaller images are padded up to it. The ResNet
+#: generator's bottleneck is a quarter of the input, and at 1x1 its InstanceNorm (one value)
+#: and reflection padding fail; at 8 px it is 2x2.
+MIN_SIDE = 8
+
+
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """The smallest size at least ``height`` x ``width`` that the graph accepts."""
-    return round_up(height, multiple), round_up(width, multiple)
+    """The smallest size at least ``height`` x ``width`` (and :data:`MIN_SIDE`) that the graph
+    accepts."""
+    return round_up(max(height, MIN_SIDE), multiple), round_up(max(width, MIN_SIDE), multiple)
 
 
 def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -> tuple[int, int]:
@@ -124,10 +131,11 @@ def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -
                 f"--size must be N or HxW (e.g. 256 or 192x320), got '{size}'"
             ) from None
     m = int(spec.get("size_multiple") or DEFAULT_SIZE_MULTIPLE)
-    if min(hw) <= 0 or hw[0] % m or hw[1] % m:
+    if min(hw) < MIN_SIDE or hw[0] % m or hw[1] % m:
         raise EdgeganError(
-            f"--size {hw[0]}x{hw[1]}: this generator takes sizes that are positive multiples "
-            f"of {m} (images are padded to that; e.g. --size {round_up(max(hw[0], 1), m)})"
+            f"--size {hw[0]}x{hw[1]}: this generator takes sizes that are multiples of {m}, "
+            f"at least {MIN_SIDE} (images are padded to that; e.g. --size "
+            f"{padded_size(max(hw[0], 1), max(hw[0], 1), m)[0]})"
         )
     return hw
 
