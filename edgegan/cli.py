@@ -7,9 +7,12 @@ and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -35,22 +38,61 @@ def _is_main_process() -> bool:
 
 
 class _Group(click.Group):
-    """Turns :class:`EdgeganError` into one line on stderr and its exit code.
+    """Turns :class:`EdgeganError` and :class:`OSError` (a path that cannot be written, ...)
+    into one line on stderr and a non-zero exit code, Ctrl-C into exit 130, and SIGTERM into
+    an exception, so that cleanups run (EDGEGAN_DEBUG=1 prints the traceback too).
 
     Under torchrun every process fails alike on a bad config: rank 0 alone prints it, and
     another rank only an error of its own (marked ``rank_local`` by the trainer).
     """
 
     def invoke(self, ctx: click.Context) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
         except EdgeganError as exc:
-            if _is_main_process() or getattr(exc, "rank_local", False):
-                if os.environ.get("EDGEGAN_DEBUG", "").strip() not in ("", "0"):
-                    # The traceback behind the one line (a plugin's bug, say).
-                    traceback.print_exception(exc, file=sys.stderr)
-                click.echo(f"error: {exc}", err=True)
+            _report(exc, str(exc))
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path that cannot be read or written, a full disk, ...
+            if exc.errno == errno.EPIPE:
+                raise  # `edgegan list | head`: click ends quietly
+            where = f": {exc.filename}" if exc.filename else ""
+            _report(exc, f"{exc.strerror or exc}{where}")
+            ctx.exit(2 if exc.errno in _PATH_ERRNOS else 1)
+        except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+
+
+#: errors of a path the user gave (exit 2, as other input mistakes); others exit 1
+_PATH_ERRNOS = {
+    errno.ENOENT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.EROFS,
+    errno.ENOTEMPTY,
+}
+
+
+def _report(exc: BaseException, line: str) -> None:
+    if _is_main_process() or getattr(exc, "rank_local", False):
+        if os.environ.get("EDGEGAN_DEBUG", "").strip() not in ("", "0"):
+            # The traceback behind the one line (a plugin's bug, say).
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo(f"error: {line}", err=True)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # SIGTERM as an exception, so that cleanups run (an export's temporary folder, say);
+    # training installs its own handler, which saves a checkpoint first.
+    raise SystemExit(128 + signum)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

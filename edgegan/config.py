@@ -300,9 +300,15 @@ def load_source(source: str | None) -> dict[str, Any]:
     source = source or DEFAULT_PRESET
     path = Path(source)
     if source.endswith((".yaml", ".yml")) or path.is_file():
+        if path.is_dir():
+            raise ConfigError(f"{source} is a folder; give a config file (YAML) or a preset")
         if not path.is_file():
             raise ConfigError(f"config file not found: {source}")
-        data = _load_yaml(path.read_text(), source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
+        data = _load_yaml(text, source)
         data.setdefault("preset", None)
         return data
     names = preset_names()

@@ -150,3 +150,50 @@ def test_train_resume_infer_via_cli(tmp_path):
     bad = run("infer", str(out), "--labels", "12", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "out of range" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from edgegan import cli as cli_module
+
+    group = cli_module._Group()
+    raised: list[BaseException] = []
+
+    @group.command()
+    def boom() -> None:
+        raise raised[0]
+
+    @group.command()
+    def term() -> None:
+        import os
+        import signal
+
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        finally:
+            raised.append(RuntimeError("cleanup ran"))
+
+    cases = [
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/out"),
+            2,
+            "error: Permission denied: /ro/out",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/full/x.pt"),
+            1,
+            "error: No space left on device: /full/x.pt",
+        ),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ]
+    for exc, code, line in cases:
+        raised[:] = [exc]
+        result = CliRunner().invoke(group, ["boom"])
+        assert result.exit_code == code, result.output
+        assert result.output.strip() == line
+    raised.clear()
+    result = CliRunner().invoke(group, ["term"])
+    assert result.exit_code == 143 and str(raised[0]) == "cleanup ran"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 
 import pytest
@@ -432,3 +433,32 @@ def test_a_finished_run_keeps_no_claim_mark(tmp_path):
 
     run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
     assert not (run / CLAIM).exists() and (run / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.threads=-1", "train.threads must be > 0"),
+        ("optim.g.lr=-1", "optim.g.lr must be > 0"),
+        ("optim.d.beta2=1.5", "optim.d.beta1/beta2 must be in [0, 1)"),
+        ("train.sample_grid=0", "train.sample_grid must be > 0"),
+        ("eval.num_samples=0", "eval.num_samples must be > 0"),
+        ("train.num_workers=-1", "train.num_workers must be >= 0"),
+        ("cycle.pool_size=-1", "cycle.pool_size must be >= 0"),
+        ("cycle.preview=0", "cycle.preview must be > 0"),
+        ("cycle.lambda_cycle=-1", "cycle.lambda_cycle must be >= 0"),
+    ],
+)
+def test_out_of_range_settings_fail_before_the_run_dir(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(tiny(override), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="c.yaml: not a text \\(UTF-8\\) YAML file"):
+        load_config(str(tmp_path / "c.yaml"))
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(ConfigError, match="d.yaml is a folder; give a config file"):
+        load_config(str(tmp_path / "d.yaml"))

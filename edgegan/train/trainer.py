@@ -60,7 +60,23 @@ def _validate(config: Config) -> None:
         (config.model.latent_dim > 0, "model.latent_dim must be > 0"),
         (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
         (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
+        (config.eval.num_samples > 0, "eval.num_samples must be > 0"),
+        (t.sample_grid > 0, "train.sample_grid must be > 0"),
+        (t.threads is None or t.threads > 0, "train.threads must be > 0 (null: torch's default)"),
+        (t.num_workers >= 0, "train.num_workers must be >= 0"),
+        (t.ema_start >= 0, "train.ema_start must be >= 0"),
+        (config.cycle.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
+        (config.cycle.preview > 0, "cycle.preview must be > 0"),
+        (config.cycle.lambda_cycle >= 0, "cycle.lambda_cycle must be >= 0"),
+        (config.cycle.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
     ]
+    for name in ("g", "d"):
+        o = getattr(config.optim, name)
+        checks += [
+            (o.lr > 0, f"optim.{name}.lr must be > 0"),
+            (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim.{name}.beta1/beta2 must be in [0, 1)"),
+            (o.weight_decay >= 0, f"optim.{name}.weight_decay must be >= 0"),
+        ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
