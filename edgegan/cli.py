@@ -152,7 +152,9 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
 @click.option("--num", type=int, help="Number of images.")
 @click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latents."
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True
 )
@@ -172,7 +174,9 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=int, help="Images per run (default: 256; 8 when translating).")
-@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."
+)
 @click.option("--compile", "compile_", is_flag=True, help="torch backend: torch.compile.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
 @click.option(
@@ -407,8 +411,12 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option(
     "--device", default="cpu", show_default=True, help="torch/onnxruntime device (tensorrt: cuda)."
 )
-@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: cores).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."
+)
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the inputs."
+)
 @click.option("--json", "json_file", type=click.Path(), help="Also write the results here.")
 @click.option("--size", help="cyclegan: input images N or HxW (default: the run's image size).")
 @click.option(
@@ -433,9 +441,17 @@ def bench(
     --size). Combinations that cannot run here are listed with the reason."""
     from pathlib import Path
 
+    from edgegan.fileio import atomic_write
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table
 
+    if json_file:  # checked before minutes of benchmarking, not after
+        target = Path(json_file)
+        if target.is_dir():
+            raise EdgeganError(f"--json {target} is a folder; give a file name")
+        parent = next((p for p in target.parents if p.exists()), Path("."))
+        if not parent.is_dir():
+            raise EdgeganError(f"--json {target}: {parent} is a file, not a folder")
     result = run_bench(
         bundle,
         backends=_csv(backends, "backends"),
@@ -451,10 +467,8 @@ def bench(
     )
     print_table(result)
     if json_file:
-        path = Path(json_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {path}")
+        text = (json.dumps(result, indent=2) + "\n").encode()
+        click.echo(f"wrote {atomic_write(json_file, lambda f: f.write(text))}")
 
 
 @cli.command(name="eval")

@@ -294,6 +294,23 @@ def test_bench_rejects_bad_arguments(bundle):
     assert res.exit_code == 2 and "comma-separated" in res.stderr
 
 
+def test_bench_checks_json_path_and_infer_seed_first(bundle, bundle_copy, tmp_path):
+    (tmp_path / "file").write_text("keep")
+    for json_path, msg in [(tmp_path, "is a folder"), (tmp_path / "file/x.json", "is a file")]:
+        res = CliRunner().invoke(cli, ["bench", str(bundle), "--json", str(json_path)])
+        assert res.exit_code == 2 and msg in res.stderr and "p50" not in res.stdout, res.output
+    res = CliRunner().invoke(cli, ["infer", str(bundle), "--seed", "-1", "--out", "o"])
+    assert res.exit_code == 2 and "-1 is not in the range" in res.stderr
+    # A damaged graph: one line that says so, not a protobuf traceback.
+    onnx_file = bundle_copy / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:500])
+    res = CliRunner().invoke(cli, ["infer", str(bundle_copy), "--backend", "onnxruntime",
+                                   "--num", "2", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "onnxruntime cannot load" in res.stderr and "export the bundle again" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
 # -- TensorRT without TensorRT ------------------------------------------------------------
 def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensorrt):
     runner = CliRunner()

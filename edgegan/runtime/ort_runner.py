@@ -90,11 +90,18 @@ class OrtRunner(Runner):
             ]
         else:
             providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(
-            str(path),
-            sess_options=session_options(self.threads, self.spinning),
-            providers=providers,
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(path),
+                sess_options=session_options(self.threads, self.spinning),
+                providers=providers,
+            )
+        except Exception as exc:  # onnxruntime's own errors: truncated or foreign files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgeganError(
+                f"onnxruntime cannot load {path} ({first}); the file is damaged or not an ONNX "
+                "graph: export the bundle again"
+            ) from exc
         if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
             raise BackendUnavailable(
