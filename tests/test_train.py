@@ -462,3 +462,38 @@ def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
     (tmp_path / "d.yaml").mkdir()
     with pytest.raises(ConfigError, match="d.yaml is a folder; give a config file"):
         load_config(str(tmp_path / "d.yaml"))
+
+
+def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
+    import shutil
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    good = (run / "checkpoints/last.pt").read_bytes()
+    resume = load_config("dcgan-mnist", [*TINY, "train.steps=4"])
+
+    def refused(data: bytes | None, message: str, *overrides: str) -> None:
+        copy = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(run, copy)
+        if data is not None:
+            (copy / "checkpoints/last.pt").write_bytes(data)
+        cfg = load_config("dcgan-mnist", [*TINY, "train.steps=4", *overrides])
+        with pytest.raises(EdgeganError, match=message) as exc_info:
+            train(cfg, resume=copy)
+        assert "\n" not in str(exc_info.value) and "weights_only=False" not in str(exc_info.value)
+
+    refused(b"", "the file is empty")
+    refused(good[: len(good) // 2], "damaged or cut short")
+    refused(os.urandom(2000), "damaged or cut short")
+    state = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    state.pop("optimizers")
+    path = tmp_path / "no-optim.pt"
+    torch.save(state, path)
+    refused(path.read_bytes(), "lacks 'optimizers' \\(written by another edgegan version")
+    torch.save({"format": 1, "x": _FailAt(1)}, path)
+    refused(path.read_bytes(), "holds Python objects, not only tensors")
+    refused(
+        None,
+        "does not fit .* DCGANGenerator: (size mismatch|Missing key)",
+        "model.generator.ngf=16",
+    )
+    assert train(resume, resume=run).step == 4  # the original still resumes

@@ -6,6 +6,7 @@ one never executes code from the file.
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise EdgeganError(f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        raise EdgeganError(f"cannot load checkpoint {path}: {_why(path, exc)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise EdgeganError(f"{path} is not an edgegan checkpoint (format {FORMAT_VERSION})")
     return ckpt
+
+
+def _why(path: Path, exc: Exception) -> str:
+    """One line on why ``torch.load`` refused a file (its own messages run to paragraphs,
+    and for unsafe files advise ``weights_only=False``, which edgegan never does)."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+        return (
+            "it holds Python objects, not only tensors and plain data; edgegan loads checkpoints "
+            "with weights_only=True and so never runs code from a file"
+        )
+    if isinstance(exc, (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)):
+        return "the file is damaged or cut short (not a complete torch checkpoint)"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def rng_state() -> dict[str, Any]:

@@ -255,6 +255,15 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         # Load on the CPU: load_state_dict moves weights and optimiser state to their devices.
         state = ckpt_io.load_checkpoint(path, map_location="cpu")
+        try:
+            self._restore(path, state)
+        except KeyError as exc:
+            raise EdgeganError(
+                f"{path} lacks {exc} (written by another edgegan version, or edited); it "
+                "cannot be resumed"
+            ) from None
+
+    def _restore(self, path: Path, state: dict[str, Any]) -> None:
         if state.get("task") != self.config.task:
             raise EdgeganError(
                 f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'"
@@ -266,10 +275,12 @@ class Trainer:
                     raise EdgeganError(f"{path} has no EMA weights; resume with train.ema=false")
                 self.ema.load_state_dict(state["ema"])
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
+            # torch: "Error(s) in loading state_dict for G:\n\tsize mismatch for ...": the
+            # first line names the network, the second what does not fit.
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
             raise EdgeganError(
                 f"the checkpoint does not fit the configured networks (was the model config "
-                f"changed?): {first}"
+                f"changed?): {' '.join(lines[:2])}"
             ) from None
         for n, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][n])
