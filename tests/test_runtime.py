@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import types
@@ -690,3 +691,22 @@ def test_onnxruntime_cuda_iobinding_matches_cpu(bundle):
     ):
         inputs = make_inputs(cpu.spec, 7, seed=1)
         assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 1e-3
+
+
+def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_path):
+    import warnings
+
+    from edgegan.export import export
+    from edgegan.runtime import open_runner
+    from edgegan.runtime.base import StaleBundleWarning
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    export(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleBundleWarning)
+        open_runner(run, "onnxruntime").close()  # fresh: no warning
+    later = (run / "export/edgegan.json").stat().st_mtime + 60
+    os.utime(run / "checkpoints/last.pt", (later, later))  # as after `train --resume`
+    with pytest.warns(StaleBundleWarning, match="was exported before the run's last checkpoint"):
+        open_runner(run, "onnxruntime").close()

@@ -129,6 +129,7 @@ def resolve_target(
     if _is_run_dir(path):
         exported = path / RUN_EXPORT_DIR
         if _is_bundle(exported):
+            _warn_if_stale(path, exported)
             return _bundle_target(path, exported, direction, path)
         if need_bundle:
             raise EdgeganError(
@@ -140,6 +141,31 @@ def resolve_target(
         f"{path} is neither a run directory (no checkpoints/last.pt) nor an exported bundle "
         "(no edgegan.json)"
     )
+
+
+class StaleBundleWarning(UserWarning):
+    """A run's bundle (RUN/export) is older than the run's checkpoint."""
+
+
+def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
+    """Say so when the run trained on (``--resume``) after its bundle was exported: the
+    bundle's graphs then hold older weights than the torch backend and ``bench``'s reference."""
+    import warnings
+
+    from edgegan.export.bundle import BUNDLE_FILE
+    from edgegan.train.trainer import CHECKPOINT
+
+    try:
+        newer = (run_dir / CHECKPOINT).stat().st_mtime > (bundle / BUNDLE_FILE).stat().st_mtime
+    except OSError:
+        return
+    if newer:
+        warnings.warn(
+            f"{bundle} was exported before the run's last checkpoint: it holds older weights; "
+            f"run `edgegan export {run_dir} --overwrite` to export the latest",
+            StaleBundleWarning,
+            stacklevel=3,
+        )
 
 
 def bundle_directions(target: str | Path | Target) -> list[str | None]:
