@@ -152,9 +152,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
 @click.option("--num", type=int, help="Number of images.")
 @click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
-@click.option(
-    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the latents."
-)
+@click.option("--seed", type=click.IntRange(min=0), help="Seed of the latents (default 0).")
 @click.option(
     "--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True
 )
@@ -190,7 +188,7 @@ def infer(
     out: str,
     num: int | None,
     labels: str | None,
-    seed: int,
+    seed: int | None,
     fmt: str,
     backend: str,
     precision: str,
@@ -219,8 +217,10 @@ def infer(
     if direction or input_path:
         if not (direction and input_path):
             raise EdgeganError("translating needs both --direction and --input")
-        if num is not None or labels or fmt != "png":
-            raise EdgeganError("--num, --labels and --format npz sample GANs; translations are PNG")
+        if num is not None or labels or fmt != "png" or seed is not None:
+            raise EdgeganError(
+                "--num, --labels, --seed and --format npz sample GANs; translations are PNG"
+            )
         from edgegan.translate import translate
 
         paths = translate(
@@ -245,7 +245,7 @@ def infer(
         out,
         num=num,
         labels=parse_labels(labels),
-        seed=seed,
+        seed=0 if seed is None else seed,
         fmt=fmt,
         device=device,
         overwrite=overwrite,
@@ -269,7 +269,7 @@ def infer(
     type=int,
     default=256,
     show_default=True,
-    help="INT8 calibration inputs drawn from the latent prior.",
+    help="INT8 calibration inputs (latents for a GAN, the run's images for a cyclegan).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace the bundle in --out.")
 @click.option(

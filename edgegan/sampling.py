@@ -31,7 +31,8 @@ def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
 def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndarray | None:
     """Labels for a conditional generator: the given ones, else 0, 1, ..., K-1, 0, ...
 
-    ``labels`` shorter than ``num`` are repeated; each must be in ``[0, num_classes)``.
+    ``labels`` shorter than ``num`` are repeated (longer is an error: some would be
+    dropped); each must be in ``[0, num_classes)``.
     """
     if num_classes == 0:
         if labels:
@@ -39,6 +40,11 @@ def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndar
         return None
     if not labels:
         return np.arange(num, dtype=np.int64) % num_classes
+    if len(labels) > num:
+        raise EdgeganError(
+            f"--labels gives {len(labels)} labels for --num {num}; give at most {num} "
+            "(they repeat), or drop --num for one image per label"
+        )
     bad = [v for v in labels if not 0 <= v < num_classes]
     if bad:
         raise EdgeganError(

@@ -204,6 +204,16 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         read_bundle(tmp_path)
     with pytest.raises(EdgeganError, match="has no int8 model.*--int8"):
         model_path(uncond_bundle[0], "int8")
+    # The command rewrites this bundle: its own precisions, the missing one, its folder.
+    run = uncond_bundle[1]["source"]["run_dir"]
+    with pytest.raises(EdgeganError) as exc_info:
+        model_path(tmp_path, "fp16", meta=uncond_bundle[1])
+    assert str(exc_info.value).endswith(
+        f"export one with `edgegan export {run} --fp16 --out {tmp_path} --overwrite`"
+    )
+    with pytest.raises(EdgeganError) as exc_info:
+        model_path(uncond_bundle[0], "int8")  # RUN/export, export's default --out
+    assert str(exc_info.value).endswith(f"`edgegan export {run} --int8 --overwrite`")
 
 
 # -- reduced precision ---------------------------------------------------------------------------

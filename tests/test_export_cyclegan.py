@@ -145,7 +145,7 @@ def test_metadata_round_trip(bundles):
         model_path(out, "fp32")
     meta = read_bundle(out)
     del meta["models"]["BtoA"]["int8"]
-    with pytest.raises(EdgeganError, match=r"no int8 model \(it has: fp32, fp16\)"):
+    with pytest.raises(EdgeganError, match=r"no BtoA int8 model \(it has: fp32, fp16\)"):
         model_path(out, "int8", meta=meta, direction="BtoA")  # the precisions, not directions
 
 
@@ -190,6 +190,8 @@ def test_translation_errors(runs, bundles, images, tmp_path):
         (["infer", str(bundle), "--backend", "onnxruntime", "--num", "2"], "give --direction"),
         (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--num", "2"],
          "translations are PNG"),
+        (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--seed", "3"],
+         "--seed and --format npz sample GANs"),
         (["infer", str(runs["resnet"]), "--num", "2"], "is a cyclegan run"),
         (["bench", str(bundle), "--size", "30"], "multiples of 4"),
         (["bench", str(bundle), "--size", "4"], "multiples of 4, at least 8 (images are padded"),

@@ -231,7 +231,7 @@ def test_run_dir_needs_a_bundle_for_exported_backends(run_dir, bundle, tmp_path)
     # a run with its bundle in RUN/export runs that bundle
     run2 = tmp_path / "run2"
     (run2 / "checkpoints").mkdir(parents=True)
-    shutil.copy(run_dir / "checkpoints/last.pt", run2 / "checkpoints/last.pt")
+    shutil.copy2(run_dir / "checkpoints/last.pt", run2 / "checkpoints/last.pt")
     shutil.copytree(bundle, run2 / "export")
     target = resolve_target(run2, need_bundle=True)
     assert target.bundle == run2 / "export" and target.source_run() == run2
@@ -710,3 +710,11 @@ def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_pa
     os.utime(run / "checkpoints/last.pt", (later, later))  # as after `train --resume`
     with pytest.warns(StaleBundleWarning, match="was exported before the run's last checkpoint"):
         open_runner(run, "onnxruntime").close()
+
+
+def test_more_labels_than_images_is_refused():
+    from edgegan.sampling import make_labels
+
+    assert make_labels(5, 10, [3, 4]).tolist() == [3, 4, 3, 4, 3]  # shorter: repeated
+    with pytest.raises(EdgeganError, match="--labels gives 3 labels for --num 2"):
+        make_labels(2, 10, [3, 4, 5])

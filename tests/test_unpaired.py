@@ -118,6 +118,9 @@ def test_unpaired_errors_and_skip_bad(folders, tmp_path):
         build_unpaired(str(folders), channels_a=2)
     with pytest.raises(DataError, match="unknown split"):
         build_unpaired(str(folders), split="val")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(DataError, match="not a folder: .*a-file .*trainA/ and trainB/"):
+        build_unpaired(str(tmp_path / "a-file"))
     (folders / "trainA" / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="bad.png.*skip_bad"):
         build_unpaired(str(folders), load_size=14, crop_size=10)

@@ -144,6 +144,8 @@ class UnpairedImageDataset(Dataset):
                 "set data.root=DIR"
             )
         base = Path(root).expanduser()
+        if base.exists() and not base.is_dir():
+            raise DataError(f"not a folder: {base} (data.root must hold trainA/ and trainB/)")
         if not base.is_dir():
             raise DataError(f"image folder not found: {base}")
         self.root = base

@@ -153,6 +153,24 @@ def engine_entries(meta: dict[str, Any], direction: str | None = None) -> dict[s
     return _per_graph(meta, "engines", direction)
 
 
+def missing_model(
+    folder: str | Path, meta: dict[str, Any], precision: str, direction: str | None = None
+) -> str:
+    """The message for a bundle without a ``precision`` graph, with the command that rewrites
+    this very bundle with the precisions it has plus the missing one."""
+    entries = graph_entries(meta, direction)
+    have = ", ".join(entries) or "none"  # this graph's precisions (not the directions)
+    run = (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
+    default = Path(run) / "export"  # export's default --out
+    out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
+    flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
+    graph = f"{direction} " if direction else ""
+    return (
+        f"the bundle {folder} has no {graph}{precision} model (it has: {have}); export one "
+        f"with `edgegan export {run}{flags}{out} --overwrite`"
+    )
+
+
 def model_path(
     path: str | Path,
     precision: str = "fp32",
@@ -167,12 +185,7 @@ def model_path(
     entries = graph_entries(meta, direction)
     entry = entries.get(precision)
     if entry is None:
-        have = ", ".join(entries) or "none"  # this graph's precisions (not the directions)
-        flag = {"fp16": " --fp16", "int8": " --int8"}.get(precision, "")
-        raise EdgeganError(
-            f"bundle {folder} has no {precision} model (it has: {have}); "
-            f"re-export with: edgegan export RUN_DIR{flag}"
-        )
+        raise EdgeganError(missing_model(folder, meta, precision, direction))
     file = folder / entry["file"]
     if not file.is_file():
         raise EdgeganError(f"bundle {folder} lists {entry['file']} but the file is missing")

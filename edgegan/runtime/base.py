@@ -133,7 +133,8 @@ def resolve_target(
             return _bundle_target(path, exported, direction, path)
         if need_bundle:
             raise EdgeganError(
-                f"{path} is a run directory; this backend runs an exported bundle: "
+                f"{path} is a run directory without a bundle in {RUN_EXPORT_DIR}/; this needs "
+                "an exported bundle: "
                 f"run `edgegan export {path}` first, then pass the bundle folder"
             )
         return Target(path, run_dir=path, direction=direction)
@@ -217,12 +218,10 @@ def model_entry(target: Target, precision: str) -> dict[str, Any]:
     models = graph_entries(target.meta or {}, target.direction)
     entry = models.get(precision)
     if not entry:
-        flag = {"fp32": "--onnx", "fp16": "--fp16", "int8": "--int8"}[precision]
-        have = ", ".join(sorted(models)) or "none"
-        graphs = f"{target.direction} " if target.direction else ""
+        from edgegan.export.bundle import missing_model
+
         raise BackendUnavailable(
-            f"the bundle {target.bundle} has no {graphs}{precision} model (it has: {have}); "
-            f"export one with `edgegan export {target.source_run() or 'RUN'} {flag}`"
+            missing_model(target.bundle, target.meta or {}, precision, target.direction)
         )
     return entry
 
