@@ -548,14 +548,17 @@ def config() -> None:
 @click.argument("preset", required=False)
 @click.argument("overrides", nargs=-1)
 def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
-    """Print the resolved YAML of a preset (or config file) with overrides applied."""
-    from edgegan.config import load_config
+    """Print the resolved YAML of a preset (or config file) with overrides applied, after
+    checking its parts and their parameters as training would."""
+    from edgegan.config import check_parts, load_config
 
     args = list(overrides)
     if preset and "=" in preset:
         args.insert(0, preset)
         preset = None
-    click.echo(load_config(preset, args).to_yaml(), nl=False)
+    config = load_config(preset, args)
+    check_parts(config)
+    click.echo(config.to_yaml(), nl=False)
 
 
 @config.command("list")

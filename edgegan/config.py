@@ -385,6 +385,36 @@ def load_config(source: str | None = None, overrides: list[str] | None = None) -
     return config_from_dict(data)
 
 
+#: What tasks pass to factories (see the README's plugin docs): in a check without building,
+#: these names are known to be supplied.
+TASK_CONTEXT = {
+    "models": ("channels", "channels_out", "image_size", "latent_dim", "num_classes"),
+    "datasets": ("split",),
+    "callbacks": ("run_dir",),
+    "losses": (),
+}
+
+
+def check_parts(config: Config) -> None:
+    """Check every part the config names (dataset, networks, loss, callbacks) and its
+    parameters against the registered factories, as training would, without building them:
+    unknown names and parameters, wrong types, missing required parameters."""
+    from edgegan.plugins.manager import get_manager
+    from edgegan.registry import bind_params
+
+    manager = get_manager()
+    parts = [
+        ("datasets", config.data, None),
+        ("models", config.model.generator, "generator"),
+        ("models", config.model.discriminator, "discriminator"),
+        ("losses", config.loss, None),
+        *(("callbacks", c, None) for c in config.callbacks),
+    ]
+    for kind, part, role in parts:
+        entry = manager.registry(kind).get(part.name, role)
+        bind_params(entry, part.params, dict.fromkeys(TASK_CONTEXT[kind]))
+
+
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
     """The resolved config saved in a run directory, with overrides (for ``--resume``)."""
     path = Path(run_dir) / "config.yaml"

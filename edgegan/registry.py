@@ -179,6 +179,19 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
     size, number of classes, ...) is passed only for the names the factory accepts, so a
     factory declares just the context it needs.
     """
+    kwargs = bind_params(entry, params, context)
+    try:
+        return entry.factory(**kwargs)
+    except ValueError as exc:  # the documented way for a factory to refuse a value
+        raise EdgeganError(f"{entry.label}{entry.origin}: {exc}") from exc
+
+
+def bind_params(
+    entry: Entry, params: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments :func:`call_factory` passes, after every check it makes (names,
+    types, required parameters), without calling the factory: ``edgegan config show`` checks
+    a config this way."""
     accepted, var_kw = factory_parameters(entry.factory)
     kwargs: dict[str, Any] = {}
     for key, value in params.items():
@@ -202,10 +215,7 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
     ]
     if missing:
         raise EdgeganError(f"{entry.label} needs parameter(s): {', '.join(missing)}")
-    try:
-        return entry.factory(**kwargs)
-    except ValueError as exc:  # the documented way for a factory to refuse a value
-        raise EdgeganError(f"{entry.label}{entry.origin}: {exc}") from exc
+    return kwargs
 
 
 def validate_registration(kind: str, name: Any, factory: Any, role: Any, plugin: str) -> None:

@@ -59,6 +59,10 @@ def test_light_commands_do_not_import_torch(args):
         (["infer", "no-such-run", "--num", "2", "--out", "o"], "run directory not found"),
         (["eval", "no-such-samples"], "no-such-samples"),
         (["config", "show", "nope"], "unknown preset 'nope'"),
+        (
+            ["config", "show", "cyclegan-digits", "data.nosuch=5"],
+            "unknown parameter 'nosuch' for dataset 'cyclegan-digits'",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2(tmp_path, args, message):
