@@ -184,13 +184,20 @@ def to_uint8_nhwc(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files."""
+def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files.
+    Checked before the work too, so a long sampling run is not refused at its end."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgeganError(f"--out {out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+    return out
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """:func:`check_out_dir`, then make the folder."""
+    out = check_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -253,6 +260,7 @@ def infer(
         num = len(labels)
     if batch_size <= 0:
         raise EdgeganError("--batch-size must be a positive number")
+    check_out_dir(out, overwrite)
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
         result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
         spec = runner.spec

@@ -168,13 +168,14 @@ def translate(
     backend); writes ``out/<same relative name>.png`` and returns the paths."""
     from edgegan.data.transforms import load_image, save_png
     from edgegan.runtime import open_runner
-    from edgegan.sampling import prepare_out_dir
+    from edgegan.sampling import check_out_dir, prepare_out_dir
 
     check_direction(direction)
     if batch_size <= 0:
         raise EdgeganError("--batch-size must be a positive number")
     files = _inputs(Path(input_path))
     _check_targets(files, Path(input_path), Path(out))
+    check_out_dir(out, overwrite)
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:

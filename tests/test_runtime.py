@@ -718,3 +718,20 @@ def test_more_labels_than_images_is_refused():
     assert make_labels(5, 10, [3, 4]).tolist() == [3, 4, 3, 4, 3]  # shorter: repeated
     with pytest.raises(EdgeganError, match="--labels gives 3 labels for --num 2"):
         make_labels(2, 10, [3, 4, 5])
+
+
+def test_infer_refuses_a_non_empty_out_before_sampling(run_dir, tmp_path, monkeypatch):
+    import edgegan.runtime
+    from edgegan.sampling import infer
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.png").write_bytes(b"x")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the generator ran before --out was checked")
+
+    monkeypatch.setattr(edgegan.runtime, "open_runner", never)
+    with pytest.raises(EdgeganError, match="is not empty"):
+        infer(run_dir, out, num=30000)
+    assert (out / "keep.png").read_bytes() == b"x"
