@@ -367,6 +367,7 @@ def export(
         overwrite=overwrite,
         directions=directions or None,
         artifacts=artifacts,
+        progress=lambda line: click.echo(line, err=True),
     )
     click.echo(format_table(summary_rows(meta, bundle)))
     for name in meta.get("artifacts", {}):

@@ -339,6 +339,9 @@ def test_cli_export_end_to_end(runs, tmp_path):
     assert lines[0].split()[:3] == ["precision", "file", "size"]
     assert [ln.split()[0] for ln in lines[1:3]] == ["fp32", "fp16"]
     assert read_bundle(out)["models"].keys() == {"fp32", "fp16"}
+    progress = [ln.split(" done in ")[0] for ln in proc.stderr.splitlines() if " done in " in ln]
+    assert progress == ["export: model.onnx", "export: model.fp16.onnx"], proc.stderr
+    assert "parity" in proc.stderr
     again = _cli("export", str(runs["cond"]), "--out", str(out))
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "is not empty" in again.stderr

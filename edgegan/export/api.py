@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,7 @@ def export(
     exporter: str = "auto",
     directions: list[str] | tuple[str, ...] | None = None,
     artifacts: list[str] | tuple[str, ...] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
     generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
@@ -192,6 +195,7 @@ def export(
     the same torch reference); ``fp16`` and ``int8`` add the mixed-precision and Q/DQ graphs.
     ``artifacts`` names exporter plugins that write something else beside the graphs (their
     reports go under ``artifacts`` in ``edgegan.json``, per direction for a cyclegan run).
+    ``progress`` receives a line per graph as it is written and checked (the CLI prints them).
     The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
     unless ``overwrite``.
     """
@@ -225,7 +229,8 @@ def export(
     precisions = ["fp32"] + (["fp16"] if fp16 else []) + (["int8"] if int8 else [])
 
     def build(precision: str, **extra: Any) -> Any:
-        return registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
+        exporter = registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
+        return _Announced(exporter, precision, progress) if progress else exporter
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
@@ -268,6 +273,26 @@ def export(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+class _Announced:
+    """An exporter that reports each graph it writes (exports of large generators take
+    minutes, INT8 calibration most of them)."""
+
+    def __init__(self, exporter: Any, precision: str, progress: Callable[[str], None]) -> None:
+        self.exporter, self.precision, self.progress = exporter, precision, progress
+
+    def export(self, generator: Any, spec: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+        from edgegan.export.bundle import model_file
+
+        name = model_file(self.precision, spec.get("direction"))
+        t0 = time.monotonic()
+        self.progress(f"export: {name} ...")
+        entry = self.exporter.export(generator, spec, out_dir)
+        psnr = (entry.get("parity") or {}).get("psnr")
+        parity = f", parity {psnr:.1f} dB" if isinstance(psnr, (int, float)) else ""
+        self.progress(f"export: {name} done in {time.monotonic() - t0:.1f} s{parity}")
+        return entry
 
 
 def _gan_graphs(
