@@ -403,16 +403,75 @@ def check_parts(config: Config) -> None:
     from edgegan.registry import bind_params
 
     manager = get_manager()
-    parts = [
-        ("datasets", config.data, None),
-        ("models", config.model.generator, "generator"),
-        ("models", config.model.discriminator, "discriminator"),
-        ("losses", config.loss, None),
-        *(("callbacks", c, None) for c in config.callbacks),
-    ]
-    for kind, part, role in parts:
+    for _, kind, part, role in config_parts(config):
         entry = manager.registry(kind).get(part.name, role)
         bind_params(entry, part.params, dict.fromkeys(TASK_CONTEXT[kind]))
+
+
+def config_parts(config: Config) -> list[tuple[str, str, PartConfig, str | None]]:
+    """(key, registry kind, part, model role) of every part a config names; the keys are
+    ``data``, ``generator``, ``discriminator``, ``loss`` and ``callback:NAME``."""
+    return [
+        ("data", "datasets", config.data, None),
+        ("generator", "models", config.model.generator, "generator"),
+        ("discriminator", "models", config.model.discriminator, "discriminator"),
+        ("loss", "losses", config.loss, None),
+        *((f"callback:{c.name}", "callbacks", c, None) for c in config.callbacks),
+    ]
+
+
+def part_provenance(config: Config) -> dict[str, dict[str, str]]:
+    """Which plugin (distribution, version) gave each part of ``config``: kept in a run's
+    checkpoint so a run whose plugin is gone or changed can say which one it needs."""
+    from edgegan.plugins.manager import get_manager
+
+    manager = get_manager()
+    out = {}
+    for key, kind, part, role in config_parts(config):
+        e = manager.registry(kind).get(part.name, role)
+        out[key] = {
+            "name": e.name,
+            "plugin": e.plugin,
+            "distribution": e.distribution,
+            "version": e.version,
+        }
+    return out
+
+
+def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> str:
+    """For a run's recorded :func:`part_provenance`: ``"; the run was trained with generator
+    'tiny' of plugin 'audit' (edgegan-audit 0.2.0), which is not installed"`` (or is
+    installed at another version) for the first part from a plugin that is not as it was
+    (the part ``first`` is looked at first); else ``""``."""
+    from edgegan.plugins.manager import get_manager
+
+    manager = get_manager()
+    parts = parts or {}
+    for key in sorted(parts, key=lambda k: k != first):
+        e = parts[key]
+        if not isinstance(e, dict) or e.get("distribution") in (None, "", "edgegan"):
+            continue
+        kind, role = {
+            "data": ("datasets", None),
+            "generator": ("models", "generator"),
+            "discriminator": ("models", "discriminator"),
+            "loss": ("losses", None),
+        }.get(key, ("callbacks", None))
+        what = {"data": "dataset"}.get(key, key.split(":")[0])
+        registry = manager.registry(kind)
+        where = f"{what} '{e.get('name')}' of plugin '{e.get('plugin')}'"
+        if (e.get("name"), role) not in registry:
+            return (
+                f"; the run was trained with {where} ({e.get('distribution')} "
+                f"{e.get('version')}), which is not installed"
+            )
+        now = registry.get(e["name"], role)
+        if (now.distribution, now.version) != (e.get("distribution"), e.get("version")):
+            return (
+                f"; the run was trained with {where} from {e.get('distribution')} "
+                f"{e.get('version')}, installed now: {now.distribution} {now.version}"
+            )
+    return ""
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:

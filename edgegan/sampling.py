@@ -107,7 +107,6 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     import torch
 
     from edgegan.config import config_from_dict
-    from edgegan.plugins.manager import get_manager
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
 
@@ -130,14 +129,42 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
         "latent_dim": spec["latent_dim"],
         "num_classes": spec["num_classes"],
     }
-    g = config.model.generator
-    module = get_manager().registry("models").build(g.name, g.params, context, role="generator")
     weights = (
         state["ema"] if ema and state.get("ema") is not None else state["networks"]["generator"]
     )
-    module.load_state_dict(weights)
+    module = rebuild_generator(state, config.model.generator, context, weights)
     module.to(torch.device(device)).eval()
     return RunGenerator(module, spec, run_dir, int(state["step"]))
+
+
+def rebuild_generator(
+    state: dict[str, Any], part: Any, context: dict[str, Any], weights: dict[str, Any]
+) -> Any:
+    """A run's generator built from its config section ``part`` and loaded with ``weights``;
+    when the plugin that gave it is gone or changed, the error says which one the run used."""
+    from edgegan.config import provenance_hint
+    from edgegan.plugins.manager import get_manager
+
+    try:
+        module = (
+            get_manager()
+            .registry("models")
+            .build(part.name, part.params, context, role="generator")
+        )
+    except EdgeganError as exc:
+        hint = provenance_hint(state.get("parts"), "generator")
+        if not hint:
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise EdgeganError(
+            f"the checkpoint does not fit generator '{part.name}' as it is built now "
+            f"({' '.join(lines[:2])}){provenance_hint(state.get('parts'), 'generator')}"
+        ) from None
+    return module
 
 
 def generate(

@@ -45,7 +45,7 @@ def load_translator(
     import torch
 
     from edgegan.config import config_from_dict
-    from edgegan.plugins.manager import get_manager
+    from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
 
@@ -65,9 +65,8 @@ def load_translator(
         "channels_out": dspec["channels_out"],
         "image_size": dspec["image_size"],
     }
-    module = get_manager().registry("models").build(g.name, g.params, context, role="generator")
     weights, _ = translator_weights(state, direction)
-    module.load_state_dict(weights)
+    module = rebuild_generator(state, g, context, weights)
     module.to(torch.device(device)).eval()
     dspec["size_multiple"] = int(getattr(module, "size_multiple", dspec["size_multiple"]))
     return RunGenerator(module, dspec, run_dir, int(state["step"]))

@@ -127,7 +127,7 @@ BROKEN = {
 }
 
 
-def _plugin(**parts):
+def _plugin(version="9.9", **parts):
     parts = {"data": _data(), "g": GoodG, "d": GoodD, "loss": GoodLoss, **parts}
 
     class Plugin:
@@ -145,27 +145,27 @@ def _plugin(**parts):
             register("bad", parts["loss"])
 
     manager = PluginManager(load_entry_points=False)
-    manager.register(Plugin(), name="bad", distribution="edgegan-bad", version="9.9")
+    manager.register(Plugin(), name="bad", distribution="edgegan-bad", version=version)
     reset_manager(manager)
 
 
-def _config():
+def _config_overrides():
     names = ["data.name=bad", "model.generator.name=bad", "model.discriminator.name=bad"]
-    return load_config(
-        "dcgan-mnist",
-        [
-            *names,
-            "loss.name=bad",
-            "model.latent_dim=4",
-            "train.augment=",
-            "train.steps=2",
-            "train.batch_size=4",
-            "train.device=cpu",
-            "train.progress=false",
-            "train.sample_grid=4",
-            "eval.at_end=false",
-        ],
-    )
+    return [
+        *names,
+        "loss.name=bad",
+        "model.latent_dim=4",
+        "train.augment=",
+        "train.batch_size=4",
+        "train.device=cpu",
+        "train.progress=false",
+        "train.sample_grid=4",
+        "eval.at_end=false",
+    ]
+
+
+def _config():
+    return load_config("dcgan-mnist", [*_config_overrides(), "train.steps=2"])
 
 
 def test_good_plugin_parts_pass_and_train(tmp_path):
@@ -211,3 +211,35 @@ def test_cyclegan_checks_its_plugin_loss(tmp_path):
     with pytest.raises(PluginError, match="loss 'bad' .* g_loss returned \\(4,\\)"):
         train(cfg, out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_names_the_plugin_it_needs_when_it_is_gone_or_changed(tmp_path):
+    from edgegan.errors import EdgeganError
+    from edgegan.sampling import load_run_generator
+
+    _plugin()
+    run = train(_config(), out_dir=tmp_path / "r").run_dir
+    from edgegan.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "checkpoints/last.pt")["parts"]["generator"] == {
+        "name": "bad",
+        "plugin": "bad",
+        "distribution": "edgegan-bad",
+        "version": "9.9",
+    }
+    reset_manager(PluginManager(load_entry_points=False))  # the plugin is uninstalled
+    gone = "the run was trained with {} 'bad' of plugin 'bad' \\(edgegan-bad 9.9\\), which is not"
+    with pytest.raises(EdgeganError, match="unknown generator 'bad'.*" + gone.format("generator")):
+        load_run_generator(run)
+    resume = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=3"])
+    with pytest.raises(EdgeganError, match="unknown dataset 'bad'.*" + gone.format("dataset")):
+        train(resume, resume=run)
+
+    class Wider(GoodG):  # version 10.0 changed the generator
+        def __init__(self, latent_dim, channels, image_size, num_classes=0):
+            super().__init__(latent_dim + 1, channels, image_size, num_classes)
+
+    _plugin(g=Wider, version="10.0")
+    with pytest.raises(EdgeganError, match="does not fit generator 'bad' as it is built now .*"
+                       "installed now: edgegan-bad 10.0"):  # fmt: skip
+        load_run_generator(run)

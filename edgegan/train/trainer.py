@@ -19,8 +19,14 @@ import numpy as np
 import torch
 
 from edgegan import __version__
-from edgegan.config import Config
-from edgegan.errors import CallbackError, ConfigError, EdgeganError, TrainingDiverged
+from edgegan.config import Config, part_provenance, provenance_hint
+from edgegan.errors import (
+    CallbackError,
+    ConfigError,
+    EdgeganError,
+    PluginError,
+    TrainingDiverged,
+)
 from edgegan.plugins.manager import get_manager
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
@@ -121,6 +127,7 @@ class Trainer:
         np.random.seed(config.seed % 2**32)
         self.precision = Precision(t.amp, self.device)
         manager = get_manager()
+        self.parts = part_provenance(config)
         self.dataset = manager.registry("datasets").build(
             config.data.name, config.data.params, {"split": "train"}
         )
@@ -225,6 +232,7 @@ class Trainer:
             "elapsed": self.elapsed + self._session_seconds(),
             "config": self.config.to_dict(),
             "spec": self.task.generator_spec(),
+            "parts": self.parts,  # which plugin gave each part (infer/export/resume hints)
             **self.task.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
@@ -540,8 +548,14 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
         raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
-    trainer = Trainer(config, run_dir, resume=True, dist=dist)
-    trainer.load_checkpoint(checkpoint)
+    try:
+        trainer = Trainer(config, run_dir, resume=True, dist=dist)
+        trainer.load_checkpoint(checkpoint)
+    except EdgeganError as exc:  # a plugin part gone or changed? say which the run used
+        hint = provenance_hint(ckpt_io.load_checkpoint(checkpoint).get("parts"))
+        if not hint or isinstance(exc, PluginError):
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
     if trainer.step >= config.train.steps:
         raise ConfigError(
             f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
