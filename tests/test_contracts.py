@@ -53,6 +53,14 @@ class GoodLoss:
         return -fake.mean()
 
 
+class MeanPix:
+    """A plugin metric that needs no reference data."""
+
+    def compute(self, samples, labels=None, reference=None):
+        assert reference is None  # no digits here: no digit reference either
+        return {"mean": float(samples.mean()), "n": len(samples)}
+
+
 def _data(item=None, shape=SHAPE):
     class Data(GoodData):
         image_shape = shape
@@ -143,6 +151,10 @@ def _plugin(version="9.9", **parts):
         @hookimpl
         def edgegan_register_losses(self, register):
             register("bad", parts["loss"])
+
+        @hookimpl
+        def edgegan_register_metrics(self, register):
+            register("meanpix", MeanPix)
 
     manager = PluginManager(load_entry_points=False)
     manager.register(Plugin(), name="bad", distribution="edgegan-bad", version=version)
@@ -243,3 +255,19 @@ def test_a_run_names_the_plugin_it_needs_when_it_is_gone_or_changed(tmp_path):
     with pytest.raises(EdgeganError, match="does not fit generator 'bad' as it is built now .*"
                        "installed now: edgegan-bad 10.0"):  # fmt: skip
         load_run_generator(run)
+
+
+def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
+    import json
+
+    _plugin()
+    cfg = load_config(
+        "dcgan-mnist",
+        [*_config_overrides(), "train.steps=4", "eval.at_end=true", "eval.metric=meanpix",
+         "eval.num_samples=10", "eval.every=2", "eval.val_samples=6"],
+    )  # fmt: skip
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert result.eval["n"] == 10 and -1 <= result.eval["mean"] <= 1
+    assert json.loads((result.run_dir / "eval.json").read_text()) == result.eval
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]

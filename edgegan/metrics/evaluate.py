@@ -177,7 +177,7 @@ def build_metric(
     return registry.build(metric, params, {}), by_factory
 
 
-def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str) -> dict:
+def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str | None) -> dict:
     if by_factory:
         result = obj.compute(images, labels=labels)
     else:
@@ -188,7 +188,7 @@ def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str) -
 def evaluate_tensors(
     images: Any,
     labels: Any = None,
-    reference: str = "mnist:test",
+    reference: str | None = "mnist:test",
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
