@@ -727,3 +727,9 @@ def test_a_factorys_value_error_is_one_line_naming_the_plugin():
     assert str(exc_info.value) == (
         "loss 'smooth' (plugin 'sm', edgegan-sm 0.3): smoothing must be in [0, 1)"
     )
+
+
+def test_default_description_is_the_docstrings_first_paragraph():
+    exporters = registry("exporters")
+    assert exporters.get("onnx-int8").description.endswith("images (a translator), parity-checked.")
+    assert all("\n" not in e.description for kind in ("models", "losses") for e in registry(kind))

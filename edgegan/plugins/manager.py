@@ -261,7 +261,12 @@ class PluginManager:
                     **meta: Any,
                 ) -> None:
                     validate_registration(_kind, name, factory, role, _info.name)
-                    doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+                    # The docstring's first paragraph, as one line (a first line alone may
+                    # stop mid-sentence).
+                    doc = [
+                        " ".join((getattr(factory, "__doc__", None) or "").split("\n\n")[0].split())
+                    ]
+                    doc = doc if doc[0] else []
                     _entries.append(
                         Entry(
                             kind=_kind,
