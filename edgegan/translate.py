@@ -178,14 +178,27 @@ def translate(
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
+        made = [str(d) for d in (Path(out), *Path(out).parents) if not d.exists()]
         out = prepare_out_dir(out, overwrite)
         channels = int(runner.spec["channels_in"])
-        written = []
-        # a batch's worth of files at a time: memory stays bounded for large folders
-        for k in range(0, len(files), batch_size):
-            chunk = files[k : k + batch_size]
-            images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
-            outputs = translate_arrays(runner, images, batch_size)
-            for (_, rel), img in zip(chunk, outputs, strict=True):
-                written.append(save_png(img, (out / rel).with_suffix(".png")))
+        written: list[Path] = []
+        try:
+            # a batch's worth of files at a time: memory stays bounded for large folders
+            for k in range(0, len(files), batch_size):
+                chunk = files[k : k + batch_size]
+                images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
+                outputs = translate_arrays(runner, images, batch_size)
+                for (_, rel), img in zip(chunk, outputs, strict=True):
+                    dst = (out / rel).with_suffix(".png")
+                    made += [str(d) for d in dst.parents if out in d.parents and not d.exists()]
+                    written.append(save_png(img, dst))
+        except BaseException:
+            # An unreadable image halfway (or Ctrl-C): take back what this run wrote, so a
+            # failed run leaves no partial folder that looks like a result.
+            for path in written:
+                path.unlink(missing_ok=True)
+            for d in sorted(set(made), key=lambda m: -len(Path(m).parts)):  # deepest first
+                if Path(d).is_dir() and not any(Path(d).iterdir()):
+                    Path(d).rmdir()
+            raise
     return written

@@ -323,3 +323,17 @@ def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
         "BtoA": "weights_BtoA.npz",
     }
     assert all((tmp_path / "b" / r["file"]).is_file() for r in reports.values())
+
+
+def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path):
+    import shutil
+
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "sub" / "z.png").write_bytes(b"not an image")  # after a.png, c.jpg, sub/b.png
+    out = tmp_path / "deep" / "out"
+    res = CliRunner().invoke(cli, ["infer", str(runs["resnet"]), "--direction", "AtoB",
+                                   "--input", str(folder), "--out", str(out),
+                                   "--batch-size", "1"])  # fmt: skip
+    assert res.exit_code == 2 and "z.png" in res.stderr, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # deep/out/sub taken back
