@@ -309,6 +309,11 @@ def load_source(source: str | None) -> dict[str, Any]:
         except UnicodeDecodeError:
             raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
         data = _load_yaml(text, source)
+        if not data:  # would silently train the dataclass defaults, not a preset
+            raise ConfigError(
+                f"{source} is empty; start from a preset: "
+                f"edgegan config show dcgan-mnist > {source}"
+            )
         data.setdefault("preset", None)
         return data
     names = preset_names()

@@ -459,6 +459,9 @@ def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
     (tmp_path / "c.yaml").write_bytes(b"\xff\xfe")
     with pytest.raises(ConfigError, match="c.yaml: not a text \\(UTF-8\\) YAML file"):
         load_config(str(tmp_path / "c.yaml"))
+    (tmp_path / "e.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="e.yaml is empty; start from a preset"):
+        load_config(str(tmp_path / "e.yaml"))
     (tmp_path / "d.yaml").mkdir()
     with pytest.raises(ConfigError, match="d.yaml is a folder; give a config file"):
         load_config(str(tmp_path / "d.yaml"))

@@ -156,5 +156,5 @@ class DigitsMetric:
             known = y >= 0
             if known.any():
                 out["label_accuracy"] = float((pred[known] == y[known]).double().mean())
-        out["num_samples"] = float(n)
+        out["num_samples"] = int(n)
         return out

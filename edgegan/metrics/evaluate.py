@@ -182,7 +182,11 @@ def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str | 
         result = obj.compute(images, labels=labels)
     else:
         result = obj.compute(images, labels=labels, reference=reference)
-    return {str(k): float(v) for k, v in result.items()}
+    # Counts stay ints (num_samples 2000, not 2000.0); scores become plain floats.
+    return {
+        str(k): v if isinstance(v, int) and not isinstance(v, bool) else float(v)
+        for k, v in result.items()
+    }
 
 
 def evaluate_tensors(
