@@ -144,6 +144,7 @@ def rebuild_generator(
     when the plugin that gave it is gone or changed, the error says which one the run used."""
     from edgegan.config import provenance_hint
     from edgegan.plugins.manager import get_manager
+    from edgegan.train.checkpoint import mismatch
 
     try:
         module = (
@@ -159,10 +160,9 @@ def rebuild_generator(
     try:
         module.load_state_dict(weights)
     except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
         raise EdgeganError(
             f"the checkpoint does not fit generator '{part.name}' as it is built now "
-            f"({' '.join(lines[:2])}){provenance_hint(state.get('parts'), 'generator')}"
+            f"({mismatch(exc)}){provenance_hint(state.get('parts'), 'generator')}"
         ) from None
     return module
 

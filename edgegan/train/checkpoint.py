@@ -58,6 +58,13 @@ def _why(path: Path, exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
+def mismatch(exc: RuntimeError) -> str:
+    """One line from ``load_state_dict``'s error: its first line names the network
+    (``Error(s) in loading state_dict for G:``), the second what does not fit."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return " ".join(lines[:2])
+
+
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop touches, in a weights_only-safe form."""
     np_state = np.random.get_state()

@@ -283,12 +283,9 @@ class Trainer:
                     raise EdgeganError(f"{path} has no EMA weights; resume with train.ema=false")
                 self.ema.load_state_dict(state["ema"])
         except RuntimeError as exc:
-            # torch: "Error(s) in loading state_dict for G:\n\tsize mismatch for ...": the
-            # first line names the network, the second what does not fit.
-            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
             raise EdgeganError(
                 f"the checkpoint does not fit the configured networks (was the model config "
-                f"changed?): {' '.join(lines[:2])}"
+                f"changed?): {ckpt_io.mismatch(exc)}"
             ) from None
         for n, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][n])
