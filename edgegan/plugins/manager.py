@@ -263,17 +263,15 @@ class PluginManager:
                     validate_registration(_kind, name, factory, role, _info.name)
                     # The docstring's first paragraph, as one line (a first line alone may
                     # stop mid-sentence).
-                    doc = [
-                        " ".join((getattr(factory, "__doc__", None) or "").split("\n\n")[0].split())
-                    ]
-                    doc = doc if doc[0] else []
+                    text = inspect.cleandoc(getattr(factory, "__doc__", None) or "")
+                    summary = " ".join(text.split("\n\n")[0].split())
                     _entries.append(
                         Entry(
                             kind=_kind,
                             name=name,
                             factory=factory,
                             role=role,
-                            description=description or (doc[0] if doc else ""),
+                            description=description or summary,
                             plugin=_info.name,
                             distribution=_info.distribution,
                             version=_info.version,
