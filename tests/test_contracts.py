@@ -271,3 +271,11 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     assert json.loads((result.run_dir / "eval.json").read_text()) == result.eval
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]
+
+
+def test_the_digit_metric_on_other_data_says_it_is_skipped(tmp_path):
+    _plugin()
+    cfg = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=2", "eval.at_end=true"])
+    with pytest.warns(UserWarning, match="no final evaluation: eval.metric=digits scores runs on"):
+        result = train(cfg, out_dir=tmp_path / "r")
+    assert result.eval == {} and not (result.run_dir / "eval.json").exists()

@@ -44,7 +44,8 @@ def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndar
         return images, f"dataset {data.name}, {split} split, domain {domain}, first {n}"
     raise EdgeganError(
         f"--int8 calibrates on images from the run's dataset '{data.name}', which cannot be "
-        f"read here ({'; '.join(problems)}); make the data available or export without --int8"
+        f"read here ({'; '.join(dict.fromkeys(problems))}); make the data available or export "
+        "without --int8"
     )
 
 

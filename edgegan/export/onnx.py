@@ -333,7 +333,7 @@ def export_onnx(
         except Exception as exc2:
             raise _export_failed(which, exc2) from exc2
     seconds = time.perf_counter() - start
-    add_metadata(model, spec, {"edgegan.exporter": which})
+    add_metadata(model, spec, {"edgegan.exporter": which, "edgegan.precision": "fp32"})
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:

@@ -61,8 +61,9 @@ class Precision:
             warnings.warn(
                 f"train.amp={mode} on a CPU without native {mode} instructions "
                 f"({'AVX512-BF16/AMX' if mode == 'bf16' else 'AMX-FP16'}): it is emulated and "
-                "trains far slower than FP32 (bf16: 11x slower on a 2-core AVX2 CPU); "
-                "train.amp=off is the fast setting here",
+                "trains far slower than FP32"
+                + (" (11x slower on a 2-core AVX2 CPU)" if mode == "bf16" else "")
+                + "; train.amp=off is the fast setting here",
                 stacklevel=2,
             )
         self.mode, self.device = mode, device

@@ -8,6 +8,7 @@ objective prescribes.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -99,7 +100,14 @@ class GANTask(Task):
         ev = self.config.eval
         mnist = self.config.data.name == "mnist"
         if not mnist and ev.metric == "digits":
-            return {}  # the default metric scores digits only
+            if num_samples is None:  # the final evaluation (validation passes stay quiet)
+                warnings.warn(
+                    f"no final evaluation: eval.metric=digits scores runs on the bundled digits "
+                    f"(data.name=mnist), this one trains on '{self.config.data.name}'; set "
+                    "eval.metric to a metric for this data, or eval.at_end=false",
+                    stacklevel=2,
+                )
+            return {}
         from edgegan.metrics.evaluate import evaluate_tensors
 
         n = num_samples or ev.num_samples
