@@ -82,11 +82,16 @@ _PATH_ERRNOS = {
 
 
 def _report(exc: BaseException, line: str) -> None:
-    if _is_main_process() or getattr(exc, "rank_local", False):
+    # Under torchrun an error agreed by every rank is rank 0's to print; one of this rank's
+    # own (rank_local, or an OSError, which no rank agreed on) is printed here, with the rank.
+    # (rank_local errors carry their "[rank r]" already.)
+    other = not isinstance(exc, EdgeganError)
+    if _is_main_process() or other or getattr(exc, "rank_local", False):
         if os.environ.get("EDGEGAN_DEBUG", "").strip() not in ("", "0"):
             # The traceback behind the one line (a plugin's bug, say).
             traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"error: {line}", err=True)
+        rank = f"[rank {os.environ.get('RANK')}] " if other and not _is_main_process() else ""
+        click.echo(f"error: {rank}{line}", err=True)
 
 
 def _terminate(signum: int, frame: Any) -> None:

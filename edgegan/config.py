@@ -295,6 +295,21 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def _read_config_file(path: Path, source: str) -> dict[str, Any]:
+    """The mapping in a YAML config file: one line for a file that is not UTF-8 text, not
+    YAML or empty (which would silently mean the dataclass defaults, not a preset)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
+    data = _load_yaml(text, source)
+    if not data:
+        raise ConfigError(
+            f"{source} is empty; start from a preset: edgegan config show dcgan-mnist > {source}"
+        )
+    return data
+
+
 def load_source(source: str | None) -> dict[str, Any]:
     """The raw mapping of a preset name or a YAML file path (None: the default preset)."""
     source = source or DEFAULT_PRESET
@@ -304,16 +319,7 @@ def load_source(source: str | None) -> dict[str, Any]:
             raise ConfigError(f"{source} is a folder; give a config file (YAML) or a preset")
         if not path.is_file():
             raise ConfigError(f"config file not found: {source}")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
-        data = _load_yaml(text, source)
-        if not data:  # would silently train the dataclass defaults, not a preset
-            raise ConfigError(
-                f"{source} is empty; start from a preset: "
-                f"edgegan config show dcgan-mnist > {source}"
-            )
+        data = _read_config_file(path, source)
         data.setdefault("preset", None)
         return data
     names = preset_names()
@@ -484,5 +490,5 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
-    data = apply_overrides(_load_yaml(path.read_text(), str(path)), list(overrides or []))
+    data = apply_overrides(_read_config_file(path, str(path)), list(overrides or []))
     return config_from_dict(data)

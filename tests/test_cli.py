@@ -201,3 +201,27 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     raised.clear()
     result = CliRunner().invoke(group, ["term"])
     assert result.exit_code == 143 and str(raised[0]) == "cleanup ran"
+
+
+def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from edgegan import cli as cli_module
+    from edgegan.errors import EdgeganError
+
+    group = cli_module._Group()
+    raised: list[BaseException] = []
+
+    @group.command()
+    def boom() -> None:
+        raise raised[0]
+
+    monkeypatch.setenv("RANK", "1")
+    raised[:] = [OSError(errno.EIO, "disk gone", "/data/x.png")]
+    assert CliRunner().invoke(group, ["boom"]).output.strip() == (
+        "error: [rank 1] disk gone: /data/x.png"
+    )
+    raised[:] = [EdgeganError("bad key")]  # agreed by every rank: rank 0 prints it
+    assert CliRunner().invoke(group, ["boom"]).output.strip() == ""

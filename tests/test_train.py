@@ -500,3 +500,51 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
         "model.generator.ngf=16",
     )
     assert train(resume, resume=run).step == 4  # the original still resumes
+
+
+def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from edgegan.train.logs import RunLock
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    assert not (run / RunLock.NAME).exists()  # released at the end
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / RunLock.NAME).write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+        resume = load_config("dcgan-mnist", [*TINY, "train.steps=4"])
+        with pytest.raises(ConfigError, match="is being trained by another process"):
+            train(resume, resume=run)
+        assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2  # untouched
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Its process is gone: the lock is stale and taken over.
+    assert train(resume, resume=run).step == 4
+    assert not (run / RunLock.NAME).exists()
+
+
+def test_resume_applies_new_optimiser_settings_and_refuses_a_new_seed(tmp_path):
+    import json
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    cfg = load_config("dcgan-mnist", [*TINY, "train.steps=4", "optim.g.lr=0.001"])
+    train(cfg, resume=run)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and last["lr_g"] == pytest.approx(0.001)
+    with pytest.raises(ConfigError, match="seed=5 cannot apply to a resumed run"):
+        train(load_config("dcgan-mnist", [*TINY, "train.steps=6", "seed=5"]), resume=run)
+
+
+def test_resume_with_a_damaged_config_yaml_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    for data, message in [(b"\xff\xfe\x00", "not a text (UTF-8) YAML file"), (b"", "is empty")]:
+        (run / "config.yaml").write_bytes(data)
+        result = CliRunner().invoke(cli, ["train", "--resume", str(run), "train.steps=4"])
+        assert result.exit_code == 2 and message in result.output, result.output

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -85,6 +87,54 @@ def release_run_dir(path: Path) -> None:
             Path(d).rmdir()  # fails (and stops) at the first that is not empty
     except OSError:
         pass
+
+
+class RunLock:
+    """``RUN/.edgegan-lock`` while a process trains the run, so a second ``--resume`` of it
+    (or one started while the run trains) is refused instead of writing into it too. A lock
+    left by a process that died (same host, pid gone) is taken over."""
+
+    NAME = ".edgegan-lock"
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / self.NAME
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                with open(self.path, "x") as f:
+                    f.write(me + "\n")
+                self.held = True
+                return self
+            except FileExistsError:
+                if not self._stale():
+                    owner = self.path.read_text().strip() or "?"
+                    raise ConfigError(
+                        f"{self.path.parent} is being trained by another process ({owner}); "
+                        f"wait for it, or stop it and resume (remove {self.path} if no process "
+                        "holds it)"
+                    ) from None
+                self.path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot lock {self.path.parent} for training; try again")
+
+    def _stale(self) -> bool:
+        try:
+            host, pid = self.path.read_text().split()
+            if host != socket.gethostname():
+                return False  # another machine's process: cannot tell, so respect it
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):
+            return False  # unreadable or ours to keep: a PermissionError means it lives
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
 
 
 class MetricsLog:

@@ -32,7 +32,14 @@ from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
-from edgegan.train.logs import CLAIM, MetricsLog, ProgressBar, new_run_dir, release_run_dir
+from edgegan.train.logs import (
+    CLAIM,
+    MetricsLog,
+    ProgressBar,
+    RunLock,
+    new_run_dir,
+    release_run_dir,
+)
 from edgegan.train.stream import BatchStream
 from edgegan.train.task import Task, get_task
 
@@ -287,13 +294,25 @@ class Trainer:
                 f"the checkpoint does not fit the configured networks (was the model config "
                 f"changed?): {ckpt_io.mismatch(exc)}"
             ) from None
+        saved_seed = (state.get("config") or {}).get("seed", self.config.seed)
+        if saved_seed != self.config.seed:
+            raise ConfigError(
+                f"seed={self.config.seed} cannot apply to a resumed run: its random streams "
+                f"continue from the checkpoint (the run's seed is {saved_seed})"
+            )
         for n, s in self.schedulers.items():
             s.load_state_dict(state["schedulers"][n])
-            # The learning rate of the next step follows this config's schedule, so a run
-            # resumed with a larger train.steps decays over its new length.
+            # The optimiser settings are this config's (a resume may change optim.*.lr), and
+            # the learning rate of the next step follows its schedule, so a run resumed with a
+            # larger train.steps decays over its new length.
+            cfg = getattr(self.config.optim, self.task.optimizers[n][1])
+            s.base_lrs = [cfg.lr] * len(s.optimizer.param_groups)
             factor = schedule.lr_factor(self.config.train)
-            for group, base in zip(s.optimizer.param_groups, s.base_lrs, strict=True):
-                group["lr"] = base * factor(int(state["step"]))
+            for group in s.optimizer.param_groups:
+                group["initial_lr"] = cfg.lr
+                group["lr"] = cfg.lr * factor(int(state["step"]))
+                group["betas"] = (cfg.beta1, cfg.beta2)
+                group["weight_decay"] = cfg.weight_decay
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
         self.fixed = state["fixed"]
@@ -522,22 +541,35 @@ def train(
     before training, and train data-parallel (:mod:`edgegan.train.distributed`).
     """
     with distributed.session(config) as dist:
-        if resume is not None:
-            trainer = dist.agree(lambda: _resumed(config, Path(resume), dist))
-        else:
+        if resume is None:
             run_dir = dist.agree(
                 lambda: (
                     new_run_dir(out_dir, config.preset or config.task) if dist.is_main else None
                 ),
                 from_main=True,
             )
-            try:
-                trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
-            except BaseException:
-                if dist.is_main:  # a bad config (or Ctrl-C while building) leaves nothing
-                    release_run_dir(run_dir)
-                raise
-        return trainer.fit()
+        else:
+            run_dir = Path(resume)
+        # Rank 0 holds the run's lock from before it is built until training ends.
+        lock = RunLock(run_dir)
+        try:
+            if dist.is_main and run_dir.is_dir():
+                dist.agree(lock.acquire)
+            else:
+                dist.agree(lambda: None)
+            if resume is not None:
+                trainer = dist.agree(lambda: _resumed(config, run_dir, dist))
+            else:
+                try:
+                    trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
+                except BaseException:
+                    lock.release()
+                    if dist.is_main:  # a bad config (or Ctrl-C while building) leaves nothing
+                        release_run_dir(run_dir)
+                    raise
+            return trainer.fit()
+        finally:
+            lock.release()
 
 
 def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Trainer:
