@@ -445,19 +445,12 @@ def bench(
     """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
     precision and batch size (and direction of a cyclegan bundle, on random images of
     --size). Combinations that cannot run here are listed with the reason."""
-    from pathlib import Path
 
-    from edgegan.fileio import atomic_write
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table
+    from edgegan.scripting import check_json_path, write_json
 
-    if json_file:  # checked before minutes of benchmarking, not after
-        target = Path(json_file)
-        if target.is_dir():
-            raise EdgeganError(f"--json {target} is a folder; give a file name")
-        parent = next((p for p in target.parents if p.exists()), Path("."))
-        if not parent.is_dir():
-            raise EdgeganError(f"--json {target}: {parent} is a file, not a folder")
+    check_json_path(json_file)  # before minutes of benchmarking, not after
     result = run_bench(
         bundle,
         backends=_csv(backends, "backends"),
@@ -473,8 +466,7 @@ def bench(
     )
     print_table(result)
     if json_file:
-        text = (json.dumps(result, indent=2) + "\n").encode()
-        click.echo(f"wrote {atomic_write(json_file, lambda f: f.write(text))}")
+        click.echo(f"wrote {write_json(json_file, result)}")
 
 
 @cli.command(name="eval")

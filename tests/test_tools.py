@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
@@ -130,4 +132,42 @@ def test_bench_default_rejects_bad_seeds():
     cmd = [sys.executable, str(TOOLS / "bench_default.py"), "--seeds", "0,x"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "--seeds wants comma-separated integers" in proc.stderr
+    assert "--seeds: expected comma-separated integers, got '0,x'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "tool, args, message",
+    [
+        ("bench_default.py", ["--presets", "dcgan-mnist,nosuch"], "unknown preset 'nosuch'"),
+        ("sweep_steps.py", ["dcgan-mnist", "--steps", "2", "--json", "."], "is a folder"),
+        ("sweep_steps.py", ["nosuch", "--steps", "2"], "unknown preset 'nosuch'"),
+        ("bench_train.py", ["--device", "cpu", "--steps", "0"], "--steps must be at least 1"),
+        ("bench_train.py", ["--device", "tpu"], "train.device must be"),
+        ("bench_infer.py", ["--batch-sizes", "0"], "each value must be at least 1"),
+        ("bench_translate.py", ["--size", "30"], "--size must be a multiple of 4"),
+        ("make_cyclegan_digits_folder.py", ["."], "is not an empty folder"),
+        ("train_digit_classifier.py", ["--epochs", "0"], "--epochs, --batch-size and"),
+    ],
+)
+def test_tools_answer_mistakes_with_one_line(tool, args, message, tmp_path):
+    (tmp_path / "x").write_text("x")  # the working directory is not empty
+    proc = subprocess.run(
+        [sys.executable, str(TOOLS / tool), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_tools_interrupted_run_writes_no_results(capsys):
+    from types import SimpleNamespace
+
+    from edgegan.scripting import run, stopped
+
+    def main():
+        stopped(SimpleNamespace(stopped_by="signal", step=18))
+        raise AssertionError("went on after the interrupted run")
+
+    assert run(main) == 130
+    assert "interrupted: no results written" in capsys.readouterr().err
+    assert stopped(SimpleNamespace(stopped_by="steps")).stopped_by == "steps"

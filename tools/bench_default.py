@@ -15,7 +15,6 @@ adds the mean, min and max per preset and the ratio of the means.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 
 from edgegan.config import load_config
+from edgegan.scripting import check_json_path, int_list, run, stopped, write_json
 from edgegan.train import train
 
 METRICS = ("fd", "coverage", "confidence", "label_accuracy")
@@ -37,7 +37,7 @@ def run_one(preset: str, seconds: float | None, out: Path, extra: list[str]) -> 
         overrides += ["train.steps=1000000", f"train.max_seconds={seconds}"]
     config = load_config(preset, overrides)
     t0 = time.monotonic()
-    result = train(config, out_dir=out)
+    result = stopped(train(config, out_dir=out))
     wall = time.monotonic() - t0
     row = {
         "preset": preset,
@@ -85,17 +85,19 @@ def main() -> None:
         default=0.0,
         help="budget per preset; 0: the first preset's own run time (per seed)",
     )
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    ap.add_argument(
+        "--seeds", type=int_list(0), default=[0], help="comma-separated seeds, e.g. 0,1,2"
+    )
     ap.add_argument("--out", type=Path, help="keep the runs here (default: a temp dir)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("overrides", nargs="*", help="key=value applied to every preset")
     args = ap.parse_args()
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        ap.error(f"--seeds wants comma-separated integers, got {args.seeds!r}")
-    out = args.out or Path(tempfile.mkdtemp(prefix="edgegan-bench-"))
+    seeds = args.seeds
     presets = args.presets.split(",")
+    for preset in presets:  # every name and override checked before the first run
+        load_config(preset, args.overrides)
+    check_json_path(args.json)
+    out = args.out or Path(tempfile.mkdtemp(prefix="edgegan-bench-"))
     rows = []
     for seed in seeds:
         budget = args.seconds or None
@@ -110,7 +112,7 @@ def main() -> None:
     print(_table(header, [[r.get(h, "-") for h in header] for r in rows]))
     summary = summarise(rows, presets)
     if len(seeds) > 1:
-        print(f"\nOver seeds {args.seeds}:")
+        print(f"\nOver seeds {','.join(map(str, seeds))}:")
         stats = [
             [p, s["runs"], *(_spread(s.get(m)) for m in ("steps", "fd", "coverage"))]
             for p, s in summary.items()
@@ -129,7 +131,7 @@ def main() -> None:
             "seeds": seeds,
         }
         payload = {"meta": meta, "results": rows, "summary": summary}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(args.json, payload)
 
 
 def _spread(stat: dict | None) -> str:
@@ -139,4 +141,4 @@ def _spread(stat: dict | None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -18,11 +18,12 @@ the graph, and so the speed, is the same as a fully trained one's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from edgegan.scripting import check_json_path, int_list, run, write_json
 
 TARGET_SPEEDUP = 3.0
 
@@ -47,17 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", help="A trained run directory (default: a 1-step default run).")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--batch-sizes", default="1", help="Comma-separated, e.g. 1,8,64.")
+    parser.add_argument(
+        "--batch-sizes", type=int_list(1), default=[1], help="Comma-separated, e.g. 1,8,64."
+    )
     parser.add_argument("--no-int8", action="store_true", help="Skip the INT8 graph.")
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        parser.error("--iters must be at least 1 and --warmup at least 0")
+    check_json_path(args.json)
 
     from rich.console import Console
 
     from edgegan.runtime.bench import bench
     from edgegan.runtime.bench_table import print_table
 
-    batches = [int(b) for b in args.batch_sizes.split(",")]
+    batches = args.batch_sizes
     precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
     import torch
 
@@ -136,11 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch_one_thread": torch1,
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"wrote {args.json}")
+        console.print(f"wrote {write_json(args.json, result)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

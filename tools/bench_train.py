@@ -44,7 +44,6 @@ the useful FLOPs do not use. Prints tables and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import sys
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan import hookimpl
+from edgegan.scripting import check_json_path, int_list, run, write_json
 
 VARIANTS: dict[str, list[str]] = {
     "plain": [
@@ -337,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         help="Comma-separated (default: all but pinned,autotune on CUDA; plain,merge,nhwc on CPU).",
     )
     parser.add_argument(
-        "--batch-sizes", default="1", help="Reference case batch sizes, e.g. 1,4,16,32."
+        "--batch-sizes",
+        type=int_list(1),
+        default=[1],
+        help="Reference case batch sizes, e.g. 1,4,16,32.",
     )
     parser.add_argument(
         "--curve-variant",
@@ -345,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Only this variant at batch sizes other than the first (the batch-size curve).",
     )
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (at least 1)")
     parser.add_argument(
         "--profile",
         type=int,
@@ -355,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.profile < 0:
+        parser.error("--steps must be at least 1, --warmup and --profile at least 0")
+    check_json_path(args.json)
 
     import torch
 
@@ -375,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = args.cases.split(",")
     if [c for c in cases if c not in CASES]:
         parser.error(f"--cases: choose from {list(CASES)}")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    batch_sizes = args.batch_sizes
     get_manager().register(_BenchPlugin(), "bench-train", version="tools")
 
     results: dict[str, Any] = {
@@ -443,9 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile > 0:
         _print_profile(results)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(args.json, results)}")
+    if results["rows"] and all("error" in r for r in results["rows"]):
+        print("error: every measurement failed (see above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -528,4 +535,4 @@ def _print_profile(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -26,7 +26,6 @@ skews every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgegan.export.signature import MIN_SIDE
+from edgegan.scripting import check_json_path, run, write_json
 
 TARGET_FLOOR = 1.15  # ORT FP32 within 15% of the floor
 TARGET_INT8_SPEEDUP = 1.5
@@ -133,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fp16", action="store_true", help="skip the (slow on CPU) FP16 graph")
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
+    if args.size < MIN_SIDE or args.size % 4 or args.iters < 1 or args.warmup < 0:
+        parser.error(
+            f"--size must be a multiple of 4, at least {MIN_SIDE}; --iters at least 1, --warmup "
+            "at least 0"
+        )
+    check_json_path(args.json)
 
     import torch
 
@@ -254,9 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(args.json, result)}")
     return 0
 
 
@@ -272,4 +278,4 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgegan import scripting
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("env", "tests", "bench", "curve", "runs", "infer")
 GPU_TESTS = [
@@ -262,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available() and sections != ["env"]:
         print("gpu_check: torch sees no CUDA GPU; only the env section can run", file=sys.stderr)
         return 2
-    out_path = Path(args.out)
+    out_path = scripting.check_json_path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     log = out_path.with_suffix(".log")
+    if log == out_path:  # --out x.log: the log would overwrite the results
+        log = out_path.with_name(out_path.name + ".log")
     log.write_text("")
     results: dict[str, Any] = {
         "command": "python tools/gpu_check.py " + " ".join(argv or sys.argv[1:]),
@@ -293,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # record and go on with the next section
                 results[section] = {"error": f"{type(exc).__name__}: {exc}"}
             results.setdefault("seconds", {})[section] = round(time.monotonic() - t0, 1)
-            out_path.write_text(json.dumps(results, indent=2, default=str))
+            # after each section, so a call cut off by its time limit keeps what it measured
+            scripting.write_json(out_path, results, default=str)
     print(f"wrote {out_path} and {log}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(scripting.run(main))

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgegan.data.digits_domains import write_cyclegan_digits_folder  # noqa: E402
+from edgegan.errors import EdgeganError  # noqa: E402
+from edgegan.scripting import run  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--limit", type=int, default=0, help="at most N images per folder")
     args = parser.parse_args(argv)
-    counts = write_cyclegan_digits_folder(args.out, image_size=args.image_size, limit=args.limit)
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EdgeganError(f"{out} exists and is not an empty folder; give a new one")
+    print(f"writing the demo's images to {out} ...", flush=True)
+    counts = write_cyclegan_digits_folder(out, image_size=args.image_size, limit=args.limit)
     for name, n in counts.items():
         print(f"{args.out / name}: {n} images")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -11,36 +11,37 @@ table, and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from edgegan.config import load_config, load_run_config
+from edgegan.scripting import check_json_path, int_list, run, stopped, write_json
 from edgegan.train import train
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("preset")
-    ap.add_argument("--steps", required=True, help="comma-separated, increasing")
+    ap.add_argument("--steps", required=True, type=int_list(1), help="comma-separated, increasing")
     ap.add_argument("--out", type=Path, help="the run directory (default: a temp dir)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
-    steps = [int(s) for s in args.steps.split(",")]
+    args = ap.parse_intermixed_args()  # overrides before or after the options
+    steps = args.steps
     if steps != sorted(set(steps)):
         ap.error("--steps must be increasing")
-    run = args.out or Path(tempfile.mkdtemp(prefix="edgegan-sweep-")) / "run"
+    check_json_path(args.json)
+    run_dir = args.out or Path(tempfile.mkdtemp(prefix="edgegan-sweep-")) / "run"
     fixed = ["train.max_seconds=null", "train.progress=false", "eval.at_end=true"]
     rows = []
     for i, n in enumerate(steps):
         if i == 0:
             config = load_config(args.preset, [*args.overrides, *fixed, f"train.steps={n}"])
-            result = train(config, out_dir=run)
+            result = stopped(train(config, out_dir=run_dir))
         else:
-            result = train(load_run_config(run, [f"train.steps={n}"]), resume=run)
-        row = {"steps": n, "train_seconds": round(result.seconds, 1)}
+            result = stopped(train(load_run_config(run_dir, [f"train.steps={n}"]), resume=run_dir))
+        row = {"steps": result.step, "train_seconds": round(result.seconds, 1)}
         row.update({k: round(v, 4) for k, v in result.eval.items()})
         rows.append(row)
         print(row, file=sys.stderr, flush=True)
@@ -49,9 +50,9 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
     if args.json:
-        meta = {"command": " ".join(sys.argv), "run_dir": str(run)}
-        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        meta = {"command": " ".join(sys.argv), "run_dir": str(run_dir)}
+        write_json(args.json, {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -19,7 +19,6 @@ real-data Frechet distance floors measured with the new weights).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import sys
@@ -37,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 from edgegan.data.idx import bundled_mnist_dir, load_idx_split  # noqa: E402
 from edgegan.metrics import classifier as clf  # noqa: E402
 from edgegan.metrics.frechet import feature_stats, frechet_distance  # noqa: E402
+from edgegan.scripting import run, write_json  # noqa: E402
+from edgegan.train.checkpoint import atomic_save  # noqa: E402
 
 
 def pillow_resize_32(images: np.ndarray) -> torch.Tensor:
@@ -168,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
         help="only measure the real-data FD floors with the shipped asset",
     )
     args = p.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.threads < 1:
+        p.error("--epochs, --batch-size and --threads must be at least 1")
 
     if args.floors_only:
         torch.set_num_threads(args.threads)
         floors = measure_floors(args.seed)
         card = clf.read_card()
         card["real_data_fd"] = {k: float(f"{v:.4g}") for k, v in floors.items()}
-        clf.CARD_PATH.write_text(json.dumps(card, indent=2) + "\n")
+        write_json(clf.CARD_PATH, card)
         print(f"recorded the floors in {clf.CARD_PATH}")
         return 0
 
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / clf.WEIGHTS_PATH.name
     state = {k: v.detach().cpu().contiguous() for k, v in result["model"].state_dict().items()}
-    torch.save(state, weights)
+    atomic_save(state, weights)  # the shipped asset is replaced whole or not at all
     command = "python tools/train_digit_classifier.py " + " ".join(
         [
             f"--epochs {args.epochs}",
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "size_bytes": weights.stat().st_size,
     }
     card_path = args.out / clf.CARD_PATH.name
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_json(card_path, card)
     print(
         f"test accuracy {card['test_accuracy']:.4f}; wrote {weights} "
         f"({card['size_bytes']:,} bytes) and {card_path}"
@@ -221,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == clf.ASSET_DIR.resolve():
         clf._load.cache_clear()
         card["real_data_fd"] = {k: float(f"{v:.4g}") for k, v in measure_floors(args.seed).items()}
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        write_json(card_path, card)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))
