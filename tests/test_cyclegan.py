@@ -209,3 +209,22 @@ def test_demo_translates_close_to_the_truth(tmp_path):
     assert scores["ab_psnr"] >= 20.0, scores
     assert scores["ba_psnr"] >= 19.0, scores
     assert scores["ab_ssim"] >= 0.7, scores
+
+
+def test_a_folder_without_a_usable_test_split_says_it_is_not_evaluated(tmp_path):
+    from edgegan.data.digits_domains import write_cyclegan_digits_folder
+
+    data = tmp_path / "data"
+    write_cyclegan_digits_folder(data, image_size=32, limit=8)
+    (data / "testA" / "zero.png").write_bytes(b"")  # a broken file, not a missing split
+    cfg = tiny(
+        "data.name=unpaired",
+        f"data.root={data}",
+        "data.load_size=32",
+        "data.crop_size=32",
+        "data.channels_a=1",
+        steps=1,
+    )
+    with pytest.warns(UserWarning, match="no test split to evaluate on .*zero.png"):
+        result = train(cfg, out_dir=tmp_path / "r")
+    assert result.eval == {}

@@ -10,6 +10,7 @@ as the reference implementation does.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -144,8 +145,15 @@ class CycleGANTask(Task):
             try:
                 registry = get_manager().registry("datasets")
                 self._eval_ds = registry.build(data.name, data.params, {"split": "test"})
-            except DataError:
-                self._eval_ds = self.dataset  # no test split: preview the training data
+            except DataError as exc:
+                # No (usable) test split: preview the training data, and say why nothing is
+                # evaluated (a broken testA/ file must not pass for a missing one in silence).
+                warnings.warn(
+                    f"no test split to evaluate on ({exc}); previews show training images and "
+                    "the run gets no paired scores",
+                    stacklevel=2,
+                )
+                self._eval_ds = self.dataset
         return self._eval_ds
 
     def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
