@@ -486,3 +486,18 @@ def test_torchrun_trains_resumes_and_reports_errors_once(tmp_path):
         "error: train.batch_size=15 is the global batch, split over 2 processes: it must be "
         "divisible by 2 (e.g. train.batch_size=16)"
     ]
+
+
+def test_resuming_a_multi_process_run_in_one_process_says_so():
+    from edgegan.train.checkpoint import rng_state
+    from edgegan.train.distributed import Distributed
+
+    one = Distributed()
+    state = {"rng": rng_state(), "rng_ranks": [rng_state(), rng_state()], "step": 4}
+    with pytest.warns(UserWarning, match="saved by 2 processes and resumes in one"):
+        one.restore_rng(state, seed=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one.restore_rng({"rng": rng_state(), "step": 4}, seed=0)  # saved by one: quiet

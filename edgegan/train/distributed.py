@@ -235,6 +235,12 @@ class Distributed:
         saved = state.get("rng_ranks")
         if not self.enabled:
             set_rng_state(state["rng"])  # rank 0's stream
+            if saved is not None and len(saved) > 1:
+                warnings.warn(
+                    f"this run was saved by {len(saved)} processes and resumes in one: the data "
+                    "order continues exactly, the noise continues rank 0's stream",
+                    stacklevel=2,
+                )
             return
         if saved is not None and len(saved) == self.world_size:
             set_rng_state(saved[self.rank])
