@@ -230,6 +230,10 @@ def test_load_samples_errors(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgeganError, match="no PNG or JPEG"):
         load_samples(tmp_path / "empty")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"x")
+    with pytest.raises(EdgeganError, match="is a run directory: its final scores are in"):
+        load_samples(tmp_path / "run")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(EdgeganError, match="cannot read"):
         load_samples(tmp_path / "bad.npz")

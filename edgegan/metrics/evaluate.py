@@ -61,6 +61,12 @@ def _load_folder(folder: Path) -> Any:
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
+        if (folder / "checkpoints" / "last.pt").is_file():
+            raise EdgeganError(
+                f"{folder} is a run directory: its final scores are in {folder / 'eval.json'}; "
+                f"to score samples, write them with `edgegan infer {folder} --num N --out DIR` "
+                "and evaluate DIR"
+            )
         raise EdgeganError(f"no PNG or JPEG images in {folder}")
     arrays = [_read_image(p) for p in files]
     size = arrays[0].shape[:2]
