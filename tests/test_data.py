@@ -384,3 +384,23 @@ def test_tensor_dataset_base():
     assert labelled.image_shape == (3, 4, 4) and labelled[1][1] == 1
     with pytest.raises(ValueError):
         TensorImageDataset(torch.zeros(2, 3, 4, 4), torch.tensor([0, 2]), ["a", "b"])
+
+
+def test_list_images_follows_links_once_but_never_up_to_an_ancestor(tmp_path):
+    import os
+
+    from edgegan.data.folder import list_images
+
+    root = tmp_path / "data" / "trainA"
+    root.mkdir(parents=True)
+    (root / "a.png").write_bytes(b"x")
+    other = tmp_path / "data" / "trainB"
+    other.mkdir()
+    (other / "b.png").write_bytes(b"x")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "c.png").write_bytes(b"x")
+    os.symlink(tmp_path / "data", root / "loop")  # up: would add trainB to A
+    os.symlink(root, root / "self")  # a cycle
+    os.symlink(extra, root / "more")  # a folder elsewhere: followed
+    assert list_images(root) == ["a.png", "more/c.png"]

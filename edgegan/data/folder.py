@@ -64,12 +64,15 @@ def _extensions(value: object) -> tuple[str, ...]:
 def list_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, recursively, sorted.
 
-    Symlinked folders are followed once (a link cycle is not entered twice)."""
+    Symlinked folders are followed once (a link cycle is not entered twice), except a link
+    to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
+    would add trainB to domain A)."""
     found: list[str] = []
     seen: set[str] = set()
+    top = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        if real in seen or (real != top and top.startswith(real.rstrip(os.sep) + os.sep)):
             dirnames[:] = []
             continue
         seen.add(real)
