@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,6 +151,8 @@ def test_train_resume_infer_via_cli(tmp_path):
     proc = run("eval", str(npz_dir / "images.npz"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"fd"' in proc.stdout and '"label_accuracy"' in proc.stdout
+    assert "warning: an FD from 12 samples is biased upward" in proc.stderr
+    json.loads(proc.stdout)  # the warning stays off stdout
 
     bad = run("infer", str(out), "--labels", "12", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "out of range" in bad.stderr
