@@ -209,6 +209,11 @@ def test_emulated_low_precision_on_the_cpu_warns(monkeypatch):
         Precision("bf16", cpu)
     with pytest.warns(UserWarning, match="train.amp=fp16 on a CPU without native fp16"):
         Precision("fp16", cpu)
+    monkeypatch.setenv("RANK", "1")  # under torchrun only rank 0 says it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Precision("bf16", cpu)
+    monkeypatch.delenv("RANK")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

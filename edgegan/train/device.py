@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator
 
@@ -57,7 +58,8 @@ class Precision:
             raise ConfigError(f"train.amp must be one of {', '.join(AMP_MODES)}, got '{mode}'")
         if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("train.amp=bf16 is not supported on this GPU; use train.amp=fp16")
-        if mode != "off" and device.type == "cpu" and not native_cpu_precision(mode):
+        first_rank = os.environ.get("RANK", "0") == "0"  # under torchrun: said once
+        if mode != "off" and device.type == "cpu" and first_rank and not native_cpu_precision(mode):
             warnings.warn(
                 f"train.amp={mode} on a CPU without native {mode} instructions "
                 f"({'AVX512-BF16/AMX' if mode == 'bf16' else 'AMX-FP16'}): it is emulated and "
