@@ -396,14 +396,19 @@ def load_config(source: str | None = None, overrides: list[str] | None = None) -
     return config_from_dict(data)
 
 
-#: What tasks pass to factories (see the README's plugin docs): in a check without building,
-#: these names are known to be supplied.
-TASK_CONTEXT = {
-    "models": ("channels", "channels_out", "image_size", "latent_dim", "num_classes"),
-    "datasets": ("split",),
-    "callbacks": ("run_dir",),
-    "losses": (),
+#: What each task passes to the factories of its parts (the README's plugin docs), by
+#: config key: in a check without building, these names are known to be supplied.
+TASK_CONTEXT: dict[str, dict[str, tuple[str, ...]]] = {
+    "gan": {
+        "generator": ("channels", "image_size", "latent_dim", "num_classes"),
+        "discriminator": ("channels", "image_size", "latent_dim", "num_classes"),
+    },
+    "cyclegan": {
+        "generator": ("channels", "channels_out", "image_size"),
+        "discriminator": ("channels", "image_size"),
+    },
 }
+_PART_CONTEXT = {"data": ("split",), "loss": (), "callback": ("run_dir",)}
 
 
 def check_parts(config: Config) -> None:
@@ -414,9 +419,13 @@ def check_parts(config: Config) -> None:
     from edgegan.registry import bind_params
 
     manager = get_manager()
-    for _, kind, part, role in config_parts(config):
+    models = TASK_CONTEXT.get(config.task, {})
+    for key, kind, part, role in config_parts(config):
         entry = manager.registry(kind).get(part.name, role)
-        bind_params(entry, part.params, dict.fromkeys(TASK_CONTEXT[kind]))
+        context = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
+        if context is None:  # a task this check does not know: its names are unknown too
+            continue
+        bind_params(entry, part.params, dict.fromkeys(context))
 
 
 def config_parts(config: Config) -> list[tuple[str, str, PartConfig, str | None]]:

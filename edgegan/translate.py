@@ -182,6 +182,7 @@ def translate(
         out = prepare_out_dir(out, overwrite)
         channels = int(runner.spec["channels_in"])
         written: list[Path] = []
+        new_files: list[Path] = []
         try:
             # a batch's worth of files at a time: memory stays bounded for large folders
             for k in range(0, len(files), batch_size):
@@ -191,11 +192,14 @@ def translate(
                 for (_, rel), img in zip(chunk, outputs, strict=True):
                     dst = (out / rel).with_suffix(".png")
                     made += [str(d) for d in dst.parents if out in d.parents and not d.exists()]
+                    existed = dst.exists()  # --overwrite: replaced, not ours to delete
                     written.append(save_png(img, dst))
+                    if not existed:
+                        new_files.append(dst)
         except BaseException:
-            # An unreadable image halfway (or Ctrl-C): take back what this run wrote, so a
-            # failed run leaves no partial folder that looks like a result.
-            for path in written:
+            # An unreadable image halfway (or Ctrl-C): take back the files this run created,
+            # so a failed run leaves no partial folder that looks like a result.
+            for path in new_files:
                 path.unlink(missing_ok=True)
             for d in sorted(set(made), key=lambda m: -len(Path(m).parts)):  # deepest first
                 if Path(d).is_dir() and not any(Path(d).iterdir()):

@@ -64,6 +64,10 @@ def test_light_commands_do_not_import_torch(args):
             ["config", "show", "cyclegan-digits", "data.nosuch=5"],
             "unknown parameter 'nosuch' for dataset 'cyclegan-digits'",
         ),
+        (  # the context is the task's: a cyclegan gives a generator no latent_dim
+            ["config", "show", "cyclegan-digits", "model.generator.name=dcgan"],
+            "generator 'dcgan' needs parameter(s): latent_dim",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_exit_2(tmp_path, args, message):

@@ -365,6 +365,7 @@ class _ArtifactPlugin:
     def edgegan_register_exporters(self, register):
         register("weights-npz", _NpzExporter)
         register("not-a-dict", lambda: type("X", (), {"export": lambda s, g, sp, o: ["x"]})())
+        register("raises", lambda: type("Y", (), {"export": lambda s, g, sp, o: 1 / 0})())
 
 
 def artifact_plugin() -> None:
@@ -393,6 +394,7 @@ def test_exporter_plugin_runs_beside_the_graphs(runs, tmp_path):
         ("weights-npy", "unknown exporter 'weights-npy' \\(did you mean 'weights-npz'\\?\\)"),
         ("onnx-fp16", "'onnx-fp16' writes the bundle's ONNX graphs; ask for them with --fp16"),
         ("not-a-dict", "exporter 'not-a-dict' \\(plugin 'art', edgegan-art 1.0\\) returned list"),
+        ("raises", "exporter 'raises' \\(plugin 'art', edgegan-art 1.0\\) failed: ZeroDivision"),
     ],
 )
 def test_exporter_plugin_errors_write_nothing(runs, tmp_path, name, error):

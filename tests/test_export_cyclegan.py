@@ -337,3 +337,17 @@ def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path)
                                    "--batch-size", "1"])  # fmt: skip
     assert res.exit_code == 2 and "z.png" in res.stderr, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # deep/out/sub taken back
+    # With --overwrite into a folder of earlier files: those stay, even the replaced ones.
+    out = tmp_path / "old"
+    (out / "sub").mkdir(parents=True)
+    (out / "a.png").write_bytes(b"OLD")
+    (out / "notes.txt").write_text("keep")
+    res = CliRunner().invoke(cli, ["infer", str(runs["resnet"]), "--direction", "AtoB",
+                                   "--input", str(folder), "--out", str(out),
+                                   "--batch-size", "1", "--overwrite"])  # fmt: skip
+    assert res.exit_code == 2
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "a.png",
+        "notes.txt",
+        "sub",
+    ]

@@ -232,7 +232,10 @@ def test_load_samples_errors(tmp_path) -> None:
         load_samples(tmp_path / "empty")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"x")
-    with pytest.raises(EdgeganError, match="is a run directory: its final scores are in"):
+    with pytest.raises(EdgeganError, match="is a run directory \\(it has no final scores"):
+        load_samples(tmp_path / "run")
+    (tmp_path / "run" / "eval.json").write_text("{}")
+    with pytest.raises(EdgeganError, match="is a run directory \\(its final scores are in"):
         load_samples(tmp_path / "run")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(EdgeganError, match="cannot read"):

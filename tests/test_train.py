@@ -548,3 +548,36 @@ def test_resume_with_a_damaged_config_yaml_is_one_line(tmp_path):
         (run / "config.yaml").write_bytes(data)
         result = CliRunner().invoke(cli, ["train", "--resume", str(run), "train.steps=4"])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over(tmp_path):
+    import os
+    import socket
+
+    from edgegan.train.logs import CLAIM, RunLock, new_run_dir
+
+    host = socket.gethostname()
+    lock = RunLock(tmp_path)
+    lock.path.write_text(f"{host} {os.getpid()}\n")  # this very process: a crashed earlier try
+    assert lock._stale()
+    lock.path.write_text(f"{host} 1 0\n")  # pid 1 lives, but started at another time
+    assert lock._stale()
+    lock.path.write_text(f"other-host {os.getpid()}\n")  # cannot tell: respected
+    assert not lock._stale()
+    # A start killed while it was built leaves its claim and a stale lock: taken over.
+    out = tmp_path / "killed"
+    out.mkdir()
+    (out / CLAIM).write_text("")
+    (out / RunLock.NAME).write_text(f"{host} {os.getpid()}\n")
+    assert new_run_dir(out, "x") == out and sorted(p.name for p in out.iterdir()) == [CLAIM]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "f").write_text("x")
+    with pytest.raises(ConfigError, match="or empty it \\(it is no run: nothing to resume\\)"):
+        new_run_dir(tmp_path / "junk", "x")
+
+
+def test_a_failed_build_with_dotdot_in_out_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgeganError):
+        train(tiny("model.generator.ngff=3"), out_dir="a/../b")
+    assert list(tmp_path.iterdir()) == []

@@ -135,7 +135,14 @@ def run_artifact_exporters(
     results: dict[str, Any] = {}
     for name in names:
         entry = registry.get(name)
-        result = registry.build(name).export(module, spec, out_dir)
+        try:
+            result = registry.build(name).export(module, spec, out_dir)
+        except EdgeganError:
+            raise
+        except Exception as exc:  # the plugin's bug: one line naming it (EDGEGAN_DEBUG=1)
+            raise PluginError(
+                f"exporter '{name}'{entry.origin} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             json.dumps(result)
             ok = isinstance(result, dict)

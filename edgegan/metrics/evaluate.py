@@ -62,10 +62,15 @@ def _load_folder(folder: Path) -> Any:
     )
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
+            scores = folder / "eval.json"
+            where = (
+                f"its final scores are in {scores}"
+                if scores.is_file()
+                else "it has no final scores (eval.json) yet"
+            )
             raise EdgeganError(
-                f"{folder} is a run directory: its final scores are in {folder / 'eval.json'}; "
-                f"to score samples, write them with `edgegan infer {folder} --num N --out DIR` "
-                "and evaluate DIR"
+                f"{folder} is a run directory ({where}); to score samples, write them with "
+                f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
             )
         raise EdgeganError(f"no PNG or JPEG images in {folder}")
     arrays = [_read_image(p) for p in files]

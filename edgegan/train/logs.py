@@ -46,9 +46,14 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
 
 
 def _claim(path: Path) -> Path:
-    busy = ConfigError(
-        f"run directory {path} already exists and is not empty; choose another --out "
+    path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
+    how = (
         f"or continue it with --resume {path}"
+        if (path / "config.yaml").is_file()
+        else "or empty it (it is no run: nothing to resume)"
+    )
+    busy = ConfigError(
+        f"run directory {path} already exists and is not empty; choose another --out {how}"
     )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; give a folder for the run")
@@ -58,7 +63,11 @@ def _claim(path: Path) -> Path:
     except FileExistsError:
         made = []
         if any(path.iterdir()):
-            raise busy from None
+            if not run_dir_is_stale_start(path):
+                raise busy from None
+            # A start killed while building (kill -9, out of memory): take the folder over.
+            for name in (CLAIM, RunLock.NAME):
+                (path / name).unlink(missing_ok=True)
     try:
         with open(path / CLAIM, "x") as f:
             f.write("".join(f"{p}\n" for p in made))
@@ -89,6 +98,23 @@ def release_run_dir(path: Path) -> None:
         pass
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where
+    /proc is not there: with the pid it names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def run_dir_is_stale_start(path: Path) -> bool:
+    """Whether ``path`` holds only what a run's start leaves (its claim and lock) from a
+    process that is gone, e.g. killed while it was being built."""
+    names = {p.name for p in path.iterdir()}
+    return names == {CLAIM, RunLock.NAME} and RunLock(path)._stale()
+
+
 class RunLock:
     """``RUN/.edgegan-lock`` while a process trains the run, so a second ``--resume`` of it
     (or one started while the run trains) is refused instead of writing into it too. A lock
@@ -101,7 +127,7 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> RunLock:
-        me = f"{socket.gethostname()} {os.getpid()}"
+        me = f"{socket.gethostname()} {os.getpid()} {_started(os.getpid()) or ''}".rstrip()
         for _ in range(2):
             try:
                 with open(self.path, "x") as f:
@@ -120,16 +146,22 @@ class RunLock:
         raise ConfigError(f"cannot lock {self.path.parent} for training; try again")
 
     def _stale(self) -> bool:
+        """Whether the process that wrote the lock is gone: same host, and its pid is dead,
+        is this process (a container restarted as pid 1 again), or belongs to a process
+        started at another time (the pid was reused)."""
         try:
-            host, pid = self.path.read_text().split()
+            host, pid, *start = self.path.read_text().split()
             if host != socket.gethostname():
                 return False  # another machine's process: cannot tell, so respect it
+            if int(pid) == os.getpid():
+                return True
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return True
         except (OSError, ValueError):
-            return False  # unreadable or ours to keep: a PermissionError means it lives
-        return False
+            return False  # unreadable, or a PermissionError: the process lives
+        now = _started(int(pid))
+        return bool(start and now and start[0] != now)
 
     def release(self) -> None:
         if self.held:
