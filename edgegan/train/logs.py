@@ -14,7 +14,7 @@ from typing import Any
 from edgegan.errors import ConfigError
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
-#: run writes its config); it says whether the directory was made for the run.
+#: run writes its config); it lists the folders made for the run, to remove if it fails.
 CLAIM = ".edgegan-claim"
 
 
