@@ -24,3 +24,23 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def missing_dirs(path: str | Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: the folders
+    ``path.mkdir(parents=True)`` will make, to take back if the work that needs them fails."""
+    path, out = Path(path), []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
+    """Remove each of ``dirs`` that is an empty folder, deepest first (so a folder emptied by
+    removing a deeper one goes too); anything else stays."""
+    for d in sorted({Path(d) for d in dirs}, key=lambda p: -len(p.parts)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass

@@ -166,6 +166,7 @@ def translate(
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
     backend); writes ``out/<same relative name>.png`` and returns the paths."""
     from edgegan.data.transforms import load_image, save_png
+    from edgegan.fileio import missing_dirs, remove_empty_dirs
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_out_dir, prepare_out_dir
 
@@ -178,7 +179,7 @@ def translate(
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
-        made = [str(d) for d in (Path(out), *Path(out).parents) if not d.exists()]
+        made = missing_dirs(out)
         out = prepare_out_dir(out, overwrite)
         channels = int(runner.spec["channels_in"])
         written: list[Path] = []
@@ -191,7 +192,7 @@ def translate(
                 outputs = translate_arrays(runner, images, batch_size)
                 for (_, rel), img in zip(chunk, outputs, strict=True):
                     dst = (out / rel).with_suffix(".png")
-                    made += [str(d) for d in dst.parents if out in d.parents and not d.exists()]
+                    made += missing_dirs(dst.parent)  # subfolders of out
                     existed = dst.exists()  # --overwrite: replaced, not ours to delete
                     written.append(save_png(img, dst))
                     if not existed:
@@ -201,8 +202,6 @@ def translate(
             # so a failed run leaves no partial folder that looks like a result.
             for path in new_files:
                 path.unlink(missing_ok=True)
-            for d in sorted(set(made), key=lambda m: -len(Path(m).parts)):  # deepest first
-                if Path(d).is_dir() and not any(Path(d).iterdir()):
-                    Path(d).rmdir()
+            remove_empty_dirs(made)
             raise
     return written

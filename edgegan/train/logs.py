@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import ConfigError
+from edgegan.fileio import missing_dirs, remove_empty_dirs
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
@@ -32,7 +33,7 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
         root = Path(root)
         path, i = root / name, 1
         while True:
-            made = _missing(path)
+            made = missing_dirs(path)
             try:
                 path.mkdir(parents=True)
             except FileExistsError:
@@ -57,7 +58,7 @@ def _claim(path: Path) -> Path:
     )
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; give a folder for the run")
-    made = _missing(path)
+    made = missing_dirs(path)
     try:
         path.mkdir(parents=True)
     except FileExistsError:
@@ -76,15 +77,6 @@ def _claim(path: Path) -> Path:
     return path
 
 
-def _missing(path: Path) -> list[str]:
-    """``path`` and those of its parents that do not exist yet, deepest first."""
-    out = []
-    while not path.exists() and path != path.parent:
-        out.append(str(path))
-        path = path.parent
-    return out
-
-
 def release_run_dir(path: Path) -> None:
     """Undo :func:`new_run_dir` for a run that failed before training: remove the mark, and
     the directories made for the run (``runs/`` too) that hold nothing else."""
@@ -92,10 +84,9 @@ def release_run_dir(path: Path) -> None:
     try:
         made = mark.read_text().splitlines()
         mark.unlink()
-        for d in made:  # deepest first
-            Path(d).rmdir()  # fails (and stops) at the first that is not empty
     except OSError:
-        pass
+        return
+    remove_empty_dirs(made)
 
 
 def _started(pid: int) -> str | None:
