@@ -30,8 +30,8 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
     """``out`` must be new or empty; ``overwrite`` replaces an existing bundle and nothing
     else, since replacing means deleting the folder (a run directory, or a folder holding
     runs, must never go that way)."""
-    if out.exists() and not out.is_dir():
-        raise EdgeganError(f"--out {out} exists and is not a directory")
+    from edgegan.sampling import check_out_dir
+
     if run_dir is not None:
         o, r = out.resolve(), run_dir.resolve()
         if o == r or o in r.parents:
@@ -39,11 +39,8 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
                 f"--out {out} holds the run being exported; choose a folder outside it "
                 "(the default is RUN_DIR/export)"
             )
+    check_out_dir(out, overwrite)  # a file, or not empty without --overwrite
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise EdgeganError(
-                f"--out {out} is not empty; choose another folder or pass --overwrite"
-            )
         if not is_bundle(out):
             raise EdgeganError(
                 f"--out {out} holds files but no bundle (edgegan.json); --overwrite replaces "
