@@ -560,14 +560,14 @@ def config() -> None:
 def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
     """Print the resolved YAML of a preset (or config file) with overrides applied, after
     checking its parts and their parameters as training would."""
-    from edgegan.config import check_parts, load_config
+    from edgegan.config import check_part_params, load_config
 
     args = list(overrides)
     if preset and "=" in preset:
         args.insert(0, preset)
         preset = None
     config = load_config(preset, args)
-    check_parts(config)
+    check_part_params(config)
     click.echo(config.to_yaml(), nl=False)
 
 

@@ -410,8 +410,17 @@ TASK_CONTEXT: dict[str, dict[str, tuple[str, ...]]] = {
 }
 _PART_CONTEXT = {"data": ("split",), "loss": (), "callback": ("run_dir",)}
 
+#: The registry kind and model role of each part key (``callback:NAME`` is a callback).
+PART_KINDS: dict[str, tuple[str, str | None]] = {
+    "data": ("datasets", None),
+    "generator": ("models", "generator"),
+    "discriminator": ("models", "discriminator"),
+    "loss": ("losses", None),
+    "callback": ("callbacks", None),
+}
 
-def check_parts(config: Config) -> None:
+
+def check_part_params(config: Config) -> None:
     """Check every part the config names (dataset, networks, loss, callbacks) and its
     parameters against the registered factories, as training would, without building them:
     unknown names and parameters, wrong types, missing required parameters."""
@@ -431,13 +440,18 @@ def check_parts(config: Config) -> None:
 def config_parts(config: Config) -> list[tuple[str, str, PartConfig, str | None]]:
     """(key, registry kind, part, model role) of every part a config names; the keys are
     ``data``, ``generator``, ``discriminator``, ``loss`` and ``callback:NAME``."""
-    return [
-        ("data", "datasets", config.data, None),
-        ("generator", "models", config.model.generator, "generator"),
-        ("discriminator", "models", config.model.discriminator, "discriminator"),
-        ("loss", "losses", config.loss, None),
-        *((f"callback:{c.name}", "callbacks", c, None) for c in config.callbacks),
+    named = [
+        ("data", config.data),
+        ("generator", config.model.generator),
+        ("discriminator", config.model.discriminator),
+        ("loss", config.loss),
+        *((f"callback:{c.name}", c) for c in config.callbacks),
     ]
+    return [(key, _kind(key)[0], part, _kind(key)[1]) for key, part in named]
+
+
+def _kind(key: str) -> tuple[str, str | None]:
+    return PART_KINDS[key.split(":")[0]]
 
 
 def part_provenance(config: Config) -> dict[str, dict[str, str]]:
@@ -471,12 +485,7 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
         e = parts[key]
         if not isinstance(e, dict) or e.get("distribution") in (None, "", "edgegan"):
             continue
-        kind, role = {
-            "data": ("datasets", None),
-            "generator": ("models", "generator"),
-            "discriminator": ("models", "discriminator"),
-            "loss": ("losses", None),
-        }.get(key, ("callbacks", None))
+        kind, role = _kind(key)
         what = {"data": "dataset"}.get(key, key.split(":")[0])
         registry = manager.registry(kind)
         where = f"{what} '{e.get('name')}' of plugin '{e.get('plugin')}'"
@@ -492,6 +501,13 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
                 f"{e.get('version')}, installed now: {now.distribution} {now.version}"
             )
     return ""
+
+
+def with_provenance(exc: Exception, parts: dict[str, Any] | None, first: str | None = None) -> Any:
+    """``exc`` (same type) with :func:`provenance_hint` added, or ``exc`` itself when the
+    run's plugin parts are all as they were."""
+    hint = provenance_hint(parts, first)
+    return type(exc)(f"{exc}{hint}") if hint else exc
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:

@@ -142,7 +142,7 @@ def rebuild_generator(
 ) -> Any:
     """A run's generator built from its config section ``part`` and loaded with ``weights``;
     when the plugin that gave it is gone or changed, the error says which one the run used."""
-    from edgegan.config import provenance_hint
+    from edgegan.config import provenance_hint, with_provenance
     from edgegan.plugins.manager import get_manager
     from edgegan.train.checkpoint import mismatch
 
@@ -153,10 +153,7 @@ def rebuild_generator(
             .build(part.name, part.params, context, role="generator")
         )
     except EdgeganError as exc:
-        hint = provenance_hint(state.get("parts"), "generator")
-        if not hint:
-            raise
-        raise type(exc)(f"{exc}{hint}") from None
+        raise with_provenance(exc, state.get("parts"), "generator") from None
     try:
         module.load_state_dict(weights)
     except RuntimeError as exc:

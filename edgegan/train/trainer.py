@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from edgegan import __version__
-from edgegan.config import Config, part_provenance, provenance_hint
+from edgegan.config import Config, part_provenance, with_provenance
 from edgegan.errors import (
     CallbackError,
     ConfigError,
@@ -581,10 +581,9 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
         trainer = Trainer(config, run_dir, resume=True, dist=dist)
         trainer.load_checkpoint(checkpoint)
     except EdgeganError as exc:  # a plugin part gone or changed? say which the run used
-        hint = provenance_hint(ckpt_io.load_checkpoint(checkpoint).get("parts"))
-        if not hint or isinstance(exc, PluginError):
-            raise
-        raise type(exc)(f"{exc}{hint}") from None
+        if isinstance(exc, PluginError):
+            raise  # it names its plugin already
+        raise with_provenance(exc, ckpt_io.load_checkpoint(checkpoint).get("parts")) from None
     if trainer.step >= config.train.steps:
         raise ConfigError(
             f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
