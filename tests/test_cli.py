@@ -163,11 +163,8 @@ def test_train_resume_infer_via_cli(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
-    import errno
-
-    from click.testing import CliRunner
-
+def _raising_group():
+    """A CLI group like edgegan's with a command `boom` that raises ``raised[0]``."""
     from edgegan import cli as cli_module
 
     group = cli_module._Group()
@@ -176,6 +173,16 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     @group.command()
     def boom() -> None:
         raise raised[0]
+
+    return group, raised
+
+
+def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    group, raised = _raising_group()
 
     @group.command()
     def term() -> None:
@@ -215,16 +222,9 @@ def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
 
     from click.testing import CliRunner
 
-    from edgegan import cli as cli_module
     from edgegan.errors import EdgeganError
 
-    group = cli_module._Group()
-    raised: list[BaseException] = []
-
-    @group.command()
-    def boom() -> None:
-        raise raised[0]
-
+    group, raised = _raising_group()
     monkeypatch.setenv("RANK", "1")
     raised[:] = [OSError(errno.EIO, "disk gone", "/data/x.png")]
     assert CliRunner().invoke(group, ["boom"]).output.strip() == (

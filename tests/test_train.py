@@ -197,24 +197,35 @@ def test_wall_clock_budget_stops_and_saves(tmp_path):
     assert load_checkpoint(result.checkpoint)["step"] == result.step
 
 
-class _SignalAt:
-    def __init__(self, at: int) -> None:
-        self.at = at
+def _sigterm() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _disk_full() -> None:
+    raise OSError("disk full")
+
+
+class _AtStep:
+    """A callback that does ``action`` at the end of step ``at``."""
+
+    def __init__(self, at: int, action) -> None:
+        self.at, self.action = at, action
 
     def on_step_end(self, trainer, step, metrics):
         if step == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
+            self.action()
 
 
-class _SignalPlugin:
+class _StepPlugin:
     @hookimpl
     def edgegan_register_callbacks(self, register):
-        register("signal-at", lambda at=2: _SignalAt(at))
+        register("signal-at", lambda at=2: _AtStep(at, _sigterm))
+        register("fail-at", lambda at=2: _AtStep(at, _disk_full))
 
 
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
     manager = PluginManager(load_entry_points=False)
-    manager.register(_SignalPlugin(), name="signal-plugin")
+    manager.register(_StepPlugin(), name="signal-plugin")
     reset_manager(manager)
     cfg = load_config("dcgan-mnist", [*TINY, "train.steps=50"])
     from edgegan.config import PartConfig
@@ -353,27 +364,12 @@ def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monke
     assert "train gan: resuming at step 2 into" in capsys.readouterr().err
 
 
-class _FailAt:
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, trainer, step, metrics):
-        if step == self.at:
-            raise OSError("disk full")
-
-
-class _FailPlugin:
-    @hookimpl
-    def edgegan_register_callbacks(self, register):
-        register("fail-at", lambda at=2: _FailAt(at))
-
-
 def test_a_failing_callback_names_itself_and_keeps_the_steps(tmp_path):
     from edgegan.config import PartConfig
     from edgegan.errors import CallbackError
 
     manager = PluginManager(load_entry_points=False)
-    manager.register(_FailPlugin(), name="failing", distribution="edgegan-failing", version="2.0")
+    manager.register(_StepPlugin(), name="failing", distribution="edgegan-failing", version="2.0")
     reset_manager(manager)
     cfg = tiny("train.checkpoint_every=4", steps=50)
     cfg.callbacks = [PartConfig("fail-at", {"at": 6})]
@@ -492,7 +488,7 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
     path = tmp_path / "no-optim.pt"
     torch.save(state, path)
     refused(path.read_bytes(), "lacks 'optimizers' \\(written by another edgegan version")
-    torch.save({"format": 1, "x": _FailAt(1)}, path)
+    torch.save({"format": 1, "x": _AtStep(1, _disk_full)}, path)
     refused(path.read_bytes(), "holds Python objects, not only tensors")
     refused(
         None,
@@ -559,11 +555,11 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
     host = socket.gethostname()
     lock = RunLock(tmp_path)
     lock.path.write_text(f"{host} {os.getpid()}\n")  # this very process: a crashed earlier try
-    assert lock._stale()
+    assert lock.stale()
     lock.path.write_text(f"{host} 1 0\n")  # pid 1 lives, but started at another time
-    assert lock._stale()
+    assert lock.stale()
     lock.path.write_text(f"other-host {os.getpid()}\n")  # cannot tell: respected
-    assert not lock._stale()
+    assert not lock.stale()
     # A start killed while it was built leaves its claim and a stale lock: taken over.
     out = tmp_path / "killed"
     out.mkdir()

@@ -103,7 +103,7 @@ def run_dir_is_stale_start(path: Path) -> bool:
     """Whether ``path`` holds only what a run's start leaves (its claim and lock) from a
     process that is gone, e.g. killed while it was being built."""
     names = {p.name for p in path.iterdir()}
-    return names == {CLAIM, RunLock.NAME} and RunLock(path)._stale()
+    return names == {CLAIM, RunLock.NAME} and RunLock(path).stale()
 
 
 class RunLock:
@@ -126,7 +126,7 @@ class RunLock:
                 self.held = True
                 return self
             except FileExistsError:
-                if not self._stale():
+                if not self.stale():
                     owner = self.path.read_text().strip() or "?"
                     raise ConfigError(
                         f"{self.path.parent} is being trained by another process ({owner}); "
@@ -136,7 +136,7 @@ class RunLock:
                 self.path.unlink(missing_ok=True)
         raise ConfigError(f"cannot lock {self.path.parent} for training; try again")
 
-    def _stale(self) -> bool:
+    def stale(self) -> bool:
         """Whether the process that wrote the lock is gone: same host, and its pid is dead,
         is this process (a container restarted as pid 1 again), or belongs to a process
         started at another time (the pid was reused)."""
