@@ -420,6 +420,45 @@ PART_KINDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: The kind of generator each task drives, told apart by its factory's signature: a latent
+#: generator (z -> image) takes ``latent_dim``, an image-to-image one needs none. Without this
+#: check, a ResNet generator in a ``gan`` run failed at its first step with a traceback.
+GENERATOR_KINDS: dict[str, str] = {"gan": "latent", "cyclegan": "image-to-image"}
+_KIND_WORDS = {
+    "latent": "a latent generator (z -> image)",
+    "image-to-image": "an image-to-image generator",
+}
+
+
+def generator_kind(entry: Any) -> str | None:
+    """``latent`` or ``image-to-image`` for a generator's registry entry; None when its
+    factory takes ``**kwargs`` and its signature cannot tell."""
+    from edgegan.registry import factory_parameters
+
+    accepted, var_kw = factory_parameters(entry.factory)
+    latent = accepted.get("latent_dim")
+    if latent is None:
+        return None if var_kw else "image-to-image"
+    return "latent" if latent.default is latent.empty else None
+
+
+def check_generator_kind(task: str, entry: Any) -> None:
+    """Refuse a generator of the wrong kind for ``task`` with one line listing those that fit."""
+    from edgegan.plugins.manager import get_manager
+
+    wanted = GENERATOR_KINDS.get(task)
+    kind = generator_kind(entry)
+    if wanted is None or kind is None or kind == wanted:
+        return
+    registry = get_manager().registry("models")
+    fits = [e.name for e in registry if e.role == "generator" and generator_kind(e) == wanted]
+    names = ", ".join(fits) or "none installed"
+    raise ConfigError(
+        f"{entry.label}{entry.origin} is {_KIND_WORDS[kind]}; task {task} needs "
+        f"{_KIND_WORDS[wanted]}: set model.generator.name to one of: {names}"
+    )
+
+
 def check_part_params(config: Config) -> None:
     """Check every part the config names (dataset, networks, loss, callbacks) and its
     parameters against the registered factories, as training would, without building them:
@@ -431,6 +470,8 @@ def check_part_params(config: Config) -> None:
     models = TASK_CONTEXT.get(config.task, {})
     for key, kind, part, role in config_parts(config):
         entry = manager.registry(kind).get(part.name, role)
+        if role == "generator":
+            check_generator_kind(config.task, entry)
         context = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
         if context is None:  # a task this check does not know: its names are unknown too
             continue

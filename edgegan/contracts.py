@@ -124,6 +124,42 @@ def check_gan_networks(
         raise _fail(d_entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
 
 
+@torch.no_grad()
+def check_translator_networks(
+    g_entry: Entry,
+    generator: nn.Module,
+    d_entry: Entry,
+    discriminator: nn.Module,
+    shapes: tuple[tuple[int, int, int], tuple[int, int, int]],
+) -> None:
+    """Run an image-to-image generator on two images of its input shape (``shapes[0]``) and
+    the discriminator of its output domain on what it gives, which must have ``shapes[1]``;
+    in eval mode and on a random stream of their own, as :func:`check_gan_networks`."""
+    n = 2
+    source, target = ((n, *s) for s in shapes)
+    x = torch.rand(*source, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images = _call(g_entry, generator, f"{n} images {source[1:]}", x, None)
+    if not isinstance(images, torch.Tensor) or tuple(images.shape) != target:
+        raise _fail(
+            g_entry, f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}"
+        )
+    logits = _call(d_entry, discriminator, f"{n} images {target[1:]}", images, None)
+    if not isinstance(logits, torch.Tensor) or logits.dim() == 0 or logits.shape[0] != n:
+        raise _fail(d_entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
+
+
+def check_cyclegan_parts(task: Any) -> None:
+    """Every check above for the external parts of a built ``cyclegan`` task: both
+    directions, each generator with the discriminator of the domain it translates into."""
+    check_parts(task, [task.g_ab, task.g_ba], [task.d_a, task.d_b])
+    g_entry, d_entry, _ = _entries(task.config)
+    if is_external(g_entry) or is_external(d_entry):
+        a = (task.channels_a, task.size, task.size)
+        b = (task.channels_b, task.size, task.size)
+        check_translator_networks(g_entry, task.g_ab, d_entry, task.d_b, (a, b))
+        check_translator_networks(g_entry, task.g_ba, d_entry, task.d_a, (b, a))
+
+
 def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any) -> Any:
     was_training = net.training
     net.eval()

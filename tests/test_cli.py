@@ -64,9 +64,25 @@ def test_light_commands_do_not_import_torch(args):
             ["config", "show", "cyclegan-digits", "data.nosuch=5"],
             "unknown parameter 'nosuch' for dataset 'cyclegan-digits'",
         ),
-        (  # the context is the task's: a cyclegan gives a generator no latent_dim
+        (  # a latent generator cannot translate images, even when given a latent_dim
             ["config", "show", "cyclegan-digits", "model.generator.name=dcgan"],
-            "generator 'dcgan' needs parameter(s): latent_dim",
+            "generator 'dcgan' is a latent generator (z -> image); task cyclegan needs an "
+            "image-to-image generator: set model.generator.name to one of: resnet_6blocks, "
+            "resnet_9blocks, unet_128, unet_256",
+        ),
+        (
+            [
+                "train",
+                "cyclegan-digits",
+                "model.generator.name=dcgan",
+                "model.generator.latent_dim=8",
+            ],
+            "generator 'dcgan' is a latent generator (z -> image); task cyclegan needs",
+        ),
+        (  # an image-to-image generator given latents failed at step 1 with a traceback
+            ["train", "model.generator.name=resnet_6blocks"],
+            "generator 'resnet_6blocks' is an image-to-image generator; task gan needs a latent "
+            "generator (z -> image): set model.generator.name to one of: dcgan",
         ),
     ],
 )

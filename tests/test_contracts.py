@@ -225,6 +225,57 @@ def test_cyclegan_checks_its_plugin_loss(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+class GoodT(nn.Module):
+    """An image-to-image generator (task cyclegan)."""
+
+    def __init__(self, channels, channels_out, image_size):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels_out, 1)
+
+    def forward(self, x, labels=None):
+        return torch.tanh(self.conv(x))
+
+
+def _cyclegan(tmp_path, **parts):
+    _plugin(g=parts.get("g", GoodT), d=parts.get("d", GoodD))
+    names = ["model.generator.name=bad", "model.discriminator.name=bad"]
+    cfg = load_config(
+        "cyclegan-digits",
+        [*names, "train.steps=1", "train.device=cpu", "train.progress=false", "eval.at_end=false"],
+    )
+    return train(cfg, out_dir=tmp_path / "r")
+
+
+def test_good_translator_plugin_parts_pass_and_train(tmp_path):
+    assert _cyclegan(tmp_path).step == 1
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    (
+        (  # ignores channels_out: cyclegan-digits maps grey digits (1) to colour ones (3)
+            {"g": lambda channels, image_size: GoodT(channels, channels, image_size)},
+            "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives (2, 1, 32, 32) for 2 images "
+            "(1, 32, 32); it must give (2, 3, 32, 32)",
+        ),
+        (
+            {"g": type("NoLabels", (GoodT,), {"forward": lambda self, x: self.conv(x)})},
+            "generator 'bad' (plugin 'bad', edgegan-bad 9.9) failed on 2 images (1, 32, 32): "
+            "TypeError",
+        ),
+        (
+            {"d": _d(lambda self, x: self.fc(x.flatten(1)).mean())},
+            "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives () for 2 images",
+        ),
+    ),
+)
+def test_broken_translator_part_fails_before_the_run_dir(tmp_path, parts, expected):
+    with pytest.raises(PluginError) as exc_info:
+        _cyclegan(tmp_path, **parts)
+    assert expected in str(exc_info.value)
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_run_names_the_plugin_it_needs_when_it_is_gone_or_changed(tmp_path):
     from edgegan.errors import EdgeganError
     from edgegan.sampling import load_run_generator

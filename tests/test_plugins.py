@@ -733,3 +733,32 @@ def test_default_description_is_the_docstrings_first_paragraph():
     exporters = registry("exporters")
     assert exporters.get("onnx-int8").description.endswith("images (a translator), parity-checked.")
     assert all("\n" not in e.description for kind in ("models", "losses") for e in registry(kind))
+
+
+def test_generator_kind_is_read_from_the_factorys_signature():
+    from edgegan.config import check_generator_kind, generator_kind
+
+    def latent(latent_dim, channels):
+        return None
+
+    def optional_latent(channels, channels_out, latent_dim: int = 8):
+        return None
+
+    def translator(channels, channels_out):
+        return None
+
+    def anything(**kwargs):
+        return None
+
+    def kind(factory):
+        return generator_kind(Entry(kind="models", name="x", factory=factory, role="generator"))
+
+    assert kind(latent) == "latent"
+    assert kind(translator) == "image-to-image"
+    assert kind(optional_latent) is None  # could be either: left to the interface checks
+    assert kind(anything) is None
+    entry = Entry(kind="models", name="t", factory=translator, role="generator", plugin="p")
+    with pytest.raises(EdgeganError, match="generator 't' is an image-to-image generator"):
+        check_generator_kind("gan", entry)
+    check_generator_kind("cyclegan", entry)
+    check_generator_kind("some-plugin-task", entry)  # a task without a known kind: no check

@@ -64,7 +64,7 @@ def _check_divisible(name: str, image_size: int, multiple: int) -> None:
     if image_size % multiple:
         raise EdgeganError(
             f"{name} needs image_size divisible by {multiple}; got {image_size} "
-            f"(set data.crop_size to a multiple of {multiple})"
+            f"(set data.crop_size, or data.image_size, to a multiple of {multiple})"
         )
 
 

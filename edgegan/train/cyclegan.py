@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from edgegan import contracts
+from edgegan.config import check_generator_kind
 from edgegan.errors import ConfigError, DataError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.pool import ImagePool
@@ -52,6 +53,7 @@ class CycleGANTask(Task):
                 "set cycle.lambda_identity=0 or make the channels equal"
             )
         g, d = self.config.model.generator, self.config.model.discriminator
+        check_generator_kind(self.name, models.get(g.name, "generator"))
 
         def gen(c_in: int, c_out: int) -> Any:
             ctx = {"channels": c_in, "channels_out": c_out, "image_size": self.size}
@@ -64,7 +66,7 @@ class CycleGANTask(Task):
         self.g_ab, self.g_ba = gen(ca, cb), gen(cb, ca)
         self.d_a, self.d_b = disc(ca), disc(cb)
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
-        contracts.check_parts(self, [self.g_ab, self.g_ba], [self.d_a, self.d_b])
+        contracts.check_cyclegan_parts(self)
         self.pool_a, self.pool_b = ImagePool(cyc.pool_size), ImagePool(cyc.pool_size)
 
     def generator_spec(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from edgegan import contracts
+from edgegan.config import check_generator_kind
 from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.augment import DiffAugment
@@ -55,6 +56,7 @@ class GANTask(Task):
             contracts.check_dataset(data_entry, self.dataset)
         self.context = model_context(self.config, self.dataset)
         g, d = self.config.model.generator, self.config.model.discriminator
+        check_generator_kind(self.name, models.get(g.name, "generator"))
         self.generator = models.build(g.name, g.params, self.context, role="generator")
         self.discriminator = models.build(d.name, d.params, self.context, role="discriminator")
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
