@@ -161,6 +161,7 @@ def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -
         ok = isinstance(value, (list, tuple))
         if ok:
             value = expected(value)
+            value = _check_items(entry, name, value, default)
     else:
         return value
     if not ok:
@@ -169,6 +170,30 @@ def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -
             f"got {type(value).__name__} {value!r}"
         )
     return value
+
+
+def _check_items(entry: Entry, name: str, value: Any, default: Any) -> Any:
+    """Check a list/tuple value's elements when the default's are all of one plain type
+    (``(3, 3)``: ints), converting ints and numeric strings to float as for a float."""
+    kinds = {type(v) for v in default}
+    if len(kinds) != 1 or (item := kinds.pop()) not in (bool, int, float, str):
+        return value
+    out = []
+    for i, v in enumerate(value):
+        if item is float and isinstance(v, str):  # YAML 1.1 reads 1e-4 as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        if item is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if type(v) is not item:
+            raise EdgeganError(
+                f"parameter '{name}' of {entry.label} must be a {type(default).__name__} of "
+                f"{item.__name__}, got {type(v).__name__} {v!r} at index {i}"
+            )
+        out.append(v)
+    return type(value)(out)
 
 
 def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, Any]) -> Any:

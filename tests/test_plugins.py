@@ -568,6 +568,7 @@ def test_call_factory_coerces_compatible_types():
     built = call_factory(MODEL, {"dropout": 1, "kernel": [5, 5], "extra": {"a": 1}}, CONTEXT)
     assert built["dropout"] == 1.0 and isinstance(built["dropout"], float)
     assert built["kernel"] == (5, 5)
+    assert call_factory(MODEL, {"kernel": []}, CONTEXT)["kernel"] == ()
     assert built["extra"] == {"a": 1}  # no default type: passed as is
     assert call_factory(MODEL, {"dropout": "1e-1"}, CONTEXT)["dropout"] == 0.1  # YAML 1.1 floats
 
@@ -590,6 +591,12 @@ def test_call_factory_unknown_parameter_suggests_the_closest():
         ({"dropout": "lots"}, "must be float, got str 'lots'"),
         ({"act": 3}, "must be str, got int 3"),
         ({"kernel": 3}, "must be tuple, got int 3"),
+        (
+            {"kernel": [3, "3"]},
+            "'kernel' of generator 'toy' must be a tuple of int, got str '3' at index 1",
+        ),
+        ({"kernel": [3, 2.5]}, "must be a tuple of int, got float 2.5 at index 1"),
+        ({"kernel": [True, 3]}, "must be a tuple of int, got bool True at index 0"),
     ],
 )
 def test_call_factory_checks_types_against_defaults(params, expected):
@@ -762,3 +769,17 @@ def test_generator_kind_is_read_from_the_factorys_signature():
         check_generator_kind("gan", entry)
     check_generator_kind("cyclegan", entry)
     check_generator_kind("some-plugin-task", entry)  # a task without a known kind: no check
+
+
+def test_list_elements_are_checked_against_the_defaults():
+    def build(scales: list = [0.5, 1.0], names: tuple = ("a",), mixed: tuple = (1, "x")):  # noqa: B006
+        return scales, names, mixed
+
+    entry = Entry(kind="losses", name="l", factory=build, plugin="p")
+    scales, names, mixed = call_factory(entry, {"scales": [1, "1e-4"], "mixed": [None]}, {})
+    assert scales == [1.0, 0.0001] and all(type(v) is float for v in scales)
+    assert names == ("a",) and mixed == (None,)  # a mixed default's elements are unchecked
+    with pytest.raises(EdgeganError, match="'scales' of loss 'l' must be a list of float, got str"):
+        call_factory(entry, {"scales": ["big"]}, {})
+    with pytest.raises(EdgeganError, match="must be a tuple of str, got int 1 at index 0"):
+        call_factory(entry, {"names": [1]}, {})
