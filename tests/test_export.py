@@ -245,6 +245,26 @@ def test_int8_graph_is_qdq(cond_bundle):
     assert 0 < int8["parity"]["max_abs"] < 1
 
 
+def test_int8_export_leaves_the_programs_logging_as_it_was(uncond_bundle, tmp_path):
+    import logging
+
+    from edgegan.export.precision import to_int8
+
+    out, meta = uncond_bundle
+    root, ort = logging.getLogger(), logging.getLogger("onnxruntime")
+    before = root.level, ort.level
+    root.setLevel(logging.INFO)
+    ort.setLevel(logging.DEBUG)
+    try:
+        to_int8(out / meta["models"]["fp32"]["file"], tmp_path / "g.onnx", meta["spec"], 8)
+        # It used to set the root logger to ERROR for good: the program's INFO and WARNING
+        # lines vanished after an INT8 export.
+        assert (root.level, ort.level) == (logging.INFO, logging.DEBUG)
+    finally:
+        root.setLevel(before[0])
+        ort.setLevel(before[1])
+
+
 # -- failures leave nothing behind ---------------------------------------------------------------
 def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
     real = verify.torch_outputs

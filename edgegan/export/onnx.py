@@ -16,12 +16,14 @@ onnxscript is installed; the measured comparison is in docs/export.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,20 +153,29 @@ def _dynamo_shapes(spec: dict[str, Any]) -> tuple[dict[int, Any], ...]:
     return tuple({i: dims[d] for i, d in axes[n].items()} for n in input_names(spec))
 
 
-def _export_dynamo(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int) -> Any:
-    # The dynamo exporter logs warnings that say nothing about this graph (torchvision ops
-    # not registered, deprecated pytree classes): keep them off the user's terminal.
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Raise the named loggers (``""``: the root logger) to ERROR for the ``with`` block and
+    give them back their levels after it: a library call in an export must not change the
+    logging of the program that exports."""
+    loggers = [logging.getLogger(n) if n else logging.getLogger() for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = _dynamo(wrapper, args, spec, opset)
+        yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+def _export_dynamo(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int) -> Any:
+    # The dynamo exporter logs warnings and passes that say nothing about this graph
+    # (torchvision ops not registered, deprecated pytree classes, onnx_ir's passes).
+    with quiet_loggers("torch.onnx", "torch.export", "onnxscript", "onnx_ir"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = _dynamo(wrapper, args, spec, opset)
     model = program.model_proto
     _name_dynamic_dims(model, spec)
     return model

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -72,11 +71,6 @@ CALIBRATION_METHODS: dict[str, str] = {
 CALIBRATION_SEED = 1234
 CALIBRATION_BATCH = 32
 IMAGE_CALIBRATION_BATCH = 4
-
-
-def _quiet_onnxruntime_tools() -> None:
-    for name in ("onnxruntime", "onnxruntime.quantization", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def to_fp16(
@@ -255,7 +249,7 @@ def to_int8(
         quantize_static,
     )
 
-    from edgegan.export.onnx import read_metadata
+    from edgegan.export.onnx import quiet_loggers, read_metadata
 
     if calib_samples < 1:
         raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")
@@ -273,9 +267,13 @@ def to_int8(
     else:
         reader = LatentPriorReader(spec, calib_samples)
         record = {"samples": int(calib_samples), "source": "latent prior"}
-    _quiet_onnxruntime_tools()
     meta = read_metadata(src)
-    with tempfile.TemporaryDirectory(prefix="edgegan-int8-") as tmp:
+    # ONNX Runtime's quantisation tools log through the root logger too; quiet both while
+    # they run, and only then (a program that exports keeps its own logging).
+    with (
+        quiet_loggers("onnxruntime", "onnxruntime.quantization", ""),
+        tempfile.TemporaryDirectory(prefix="edgegan-int8-") as tmp,
+    ):
         model_in = Path(src)
         if preprocess:
             model_in = Path(tmp) / "pre.onnx"
