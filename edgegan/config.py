@@ -310,9 +310,9 @@ def _read_config_file(path: Path, source: str) -> dict[str, Any]:
     return data
 
 
-def load_source(source: str | None) -> dict[str, Any]:
+def load_source(source: str | Path | None) -> dict[str, Any]:
     """The raw mapping of a preset name or a YAML file path (None: the default preset)."""
-    source = source or DEFAULT_PRESET
+    source = str(source or DEFAULT_PRESET)
     path = Path(source)
     if source.endswith((".yaml", ".yml")) or path.is_file():
         if path.is_dir():
@@ -390,8 +390,13 @@ def _deep_copy(obj: Any) -> Any:
     return obj
 
 
-def load_config(source: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Resolve a preset name or YAML path plus ``key=value`` overrides into a Config."""
+def load_config(
+    source: str | Path | None = None, overrides: str | list[str] | None = None
+) -> Config:
+    """Resolve a preset name or YAML path plus ``key=value`` overrides (a list, or one
+    string) into a Config."""
+    if isinstance(overrides, str):  # one override, not its characters
+        overrides = [overrides]
     data = apply_overrides(load_source(source), list(overrides or []))
     return config_from_dict(data)
 

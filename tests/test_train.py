@@ -577,3 +577,9 @@ def test_a_failed_build_with_dotdot_in_out_leaves_nothing(tmp_path, monkeypatch)
     with pytest.raises(EdgeganError):
         train(tiny("model.generator.ngff=3"), out_dir="a/../b")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_config_takes_a_path_and_a_single_override(tmp_path):
+    (tmp_path / "c.yaml").write_text(load_config("dcgan-mnist").to_yaml())
+    cfg = load_config(tmp_path / "c.yaml", "train.steps=7")  # a Path; one override, not chars
+    assert cfg.train.steps == 7 and cfg.data.name == "mnist"
