@@ -395,9 +395,7 @@ def load_config(
 ) -> Config:
     """Resolve a preset name or YAML path plus ``key=value`` overrides (a list, or one
     string) into a Config."""
-    if isinstance(overrides, str):  # one override, not its characters
-        overrides = [overrides]
-    data = apply_overrides(load_source(source), list(overrides or []))
+    data = apply_overrides(load_source(source), _override_list(overrides))
     return config_from_dict(data)
 
 
@@ -556,10 +554,16 @@ def with_provenance(exc: Exception, parts: dict[str, Any] | None, first: str | N
     return type(exc)(f"{exc}{hint}") if hint else exc
 
 
-def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+def _override_list(overrides: str | list[str] | None) -> list[str]:
+    if isinstance(overrides, str):  # one override, not its characters
+        return [overrides]
+    return list(overrides or [])
+
+
+def load_run_config(run_dir: str | Path, overrides: str | list[str] | None = None) -> Config:
     """The resolved config saved in a run directory, with overrides (for ``--resume``)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
-    data = apply_overrides(_read_config_file(path, str(path)), list(overrides or []))
+    data = apply_overrides(_read_config_file(path, str(path)), _override_list(overrides))
     return config_from_dict(data)

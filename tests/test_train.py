@@ -583,3 +583,38 @@ def test_load_config_takes_a_path_and_a_single_override(tmp_path):
     (tmp_path / "c.yaml").write_text(load_config("dcgan-mnist").to_yaml())
     cfg = load_config(tmp_path / "c.yaml", "train.steps=7")  # a Path; one override, not chars
     assert cfg.train.steps == 7 and cfg.data.name == "mnist"
+
+
+def test_train_gives_back_threads_and_random_streams(tmp_path):
+    import random
+
+    import numpy as np
+
+    threads = torch.get_num_threads()
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    expected = random.random(), np.random.rand(), torch.rand(1)
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    train(tiny("train.threads=1", steps=2), out_dir=tmp_path / "r")
+    # Training seeded these from the config and ran on one thread; the program's own stay.
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(1), expected[2])
+    assert torch.get_num_threads() == threads
+
+
+def test_resume_through_the_api(tmp_path):
+    from edgegan.config import load_run_config
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    with pytest.raises(ConfigError, match="continues in its own directory"):
+        train(load_run_config(run, "train.steps=3"), out_dir=tmp_path / "other", resume=run)
+    assert not (tmp_path / "other").exists()
+    # No config: the run's own, as saved (here already trained to its end).
+    with pytest.raises(ConfigError, match="already at step 2; set train.steps=N"):
+        train(resume=run)
+    with pytest.raises(ConfigError, match="needs a config"):
+        train()
+    assert train(load_run_config(run, "train.steps=3"), out_dir=run, resume=run).step == 3

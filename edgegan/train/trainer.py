@@ -6,11 +6,13 @@ task generically through its declared networks and optimisers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 
 from edgegan import __version__
-from edgegan.config import Config, part_provenance, with_provenance
+from edgegan.config import Config, load_run_config, part_provenance, with_provenance
 from edgegan.errors import (
     CallbackError,
     ConfigError,
@@ -530,16 +532,65 @@ class Trainer:
 
 
 def train(
-    config: Config, out_dir: str | Path | None = None, resume: str | Path | None = None
+    config: Config | None = None,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> TrainResult:
     """Train ``config`` into a new run directory, or continue the run in ``resume``.
+
+    To resume, pass the run's own config, with any changes, as
+    ``load_run_config(run, overrides)`` gives it, or no config at all (the run's as saved);
+    a resumed run stays in its directory, so ``out_dir`` must be None or that directory.
 
     The run directory is claimed first (two runs started together never share one), and
     everything is built (and so validated) before anything is written there: a bad config
     leaves nothing behind. Under torchrun every process calls this: the processes
     start a process group, agree on the run directory (rank 0 picks it) and on every error
     before training, and train data-parallel (:mod:`edgegan.train.distributed`).
+
+    Ctrl-C or SIGTERM during training saves a checkpoint and returns normally, with
+    ``stopped_by == "signal"``: check it before using the result (a second Ctrl-C raises
+    KeyboardInterrupt at once). The thread count and the global random generators (torch,
+    NumPy, ``random``), which training sets from the config, are given back as they were.
     """
+    if resume is not None:
+        if out_dir is not None and Path(out_dir).resolve() != Path(resume).resolve():
+            raise ConfigError(
+                f"a resumed run continues in its own directory ({resume}); out_dir "
+                f"{out_dir} cannot be given with resume"
+            )
+        if config is None:
+            config = load_run_config(resume)
+    elif config is None:
+        raise ConfigError("train() needs a config (load_config(...)) or a run to resume")
+    with _process_state_kept():
+        return _train(config, out_dir, resume)
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Give back the torch thread count and the global random streams after training: a
+    program that trains and then goes on should find its process as it left it."""
+    threads = torch.get_num_threads()
+    py_state, np_state, torch_state = (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state(),
+    )
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None) -> TrainResult:
     with distributed.session(config) as dist:
         if resume is None:
             run_dir = dist.agree(
