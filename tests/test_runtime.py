@@ -712,6 +712,34 @@ def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_pa
         open_runner(run, "onnxruntime").close()
 
 
+def test_a_bundle_whose_run_trained_on_is_not_run_with_other_torch_weights(run_dir, tmp_path):
+    from edgegan.config import load_run_config
+    from edgegan.export import export
+    from edgegan.runtime.base import StaleBundleError, StaleBundleWarning
+    from edgegan.runtime.bench import bench
+    from edgegan.train import train
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    bundle = tmp_path / "b"
+    export(run, out=bundle, fp16=True)
+    step = read_bundle(bundle)["source"]["step"]
+    train(load_run_config(run, f"train.steps={step + 2}"), resume=run)
+    # The torch backend on the bundle used to run the run's newer weights silently, and
+    # bench took them as the reference: its FP32 graph showed a "parity" of 10 dB.
+    with pytest.raises(StaleBundleError) as info:
+        open_runner(bundle, "torch")
+    assert f"holds the weights of step {step}, but its run {run} is now at step {step + 2}" in str(
+        info.value
+    )
+    assert f"edgegan export {run.resolve()} --fp16 --out {bundle} --overwrite" in str(info.value)
+    open_runner(run, "torch").close()  # the run itself: its latest weights, as asked
+    with pytest.warns(StaleBundleWarning, match="parity is against onnxruntime fp32"):
+        result = bench(bundle, ["onnxruntime"], ["fp32"], [2], warmup=1, iters=2)
+    assert result["reference"] == "onnxruntime/fp32/cpu"
+    assert result["results"][0]["parity"]["max_abs"] == 0
+
+
 def test_more_labels_than_images_is_refused():
     from edgegan.sampling import make_labels
 

@@ -153,6 +153,18 @@ def engine_entries(meta: dict[str, Any], direction: str | None = None) -> dict[s
     return _per_graph(meta, "engines", direction)
 
 
+def export_command(folder: str | Path, meta: dict[str, Any], precision: str = "fp32") -> str:
+    """The command that writes the bundle in ``folder`` again from its run, with the
+    precisions it has (and ``precision``): ``--overwrite`` replaces the whole folder."""
+    first = (meta.get("directions") or [None])[0]
+    entries = graph_entries(meta, first) if meta.get("models") else {}
+    run = (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
+    default = Path(run) / "export"  # export's default --out
+    out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
+    flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
+    return f"edgegan export {run}{flags}{out} --overwrite"
+
+
 def missing_model(
     folder: str | Path, meta: dict[str, Any], precision: str, direction: str | None = None
 ) -> str:
@@ -160,14 +172,10 @@ def missing_model(
     this very bundle with the precisions it has plus the missing one."""
     entries = graph_entries(meta, direction)
     have = ", ".join(entries) or "none"  # this graph's precisions (not the directions)
-    run = (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
-    default = Path(run) / "export"  # export's default --out
-    out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
-    flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     graph = f"{direction} " if direction else ""
     return (
         f"the bundle {folder} has no {graph}{precision} model (it has: {have}); export one "
-        f"with `edgegan export {run}{flags}{out} --overwrite`"
+        f"with `{export_command(folder, meta, precision)}`"
     )
 
 

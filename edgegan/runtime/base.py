@@ -55,18 +55,34 @@ class Target:
             return dict(self.meta["spec"])
         return dict(self.load_generator().spec)
 
-    def load_generator(self, device: str = "cpu") -> Any:
-        """The run's generator (:class:`edgegan.sampling.RunGenerator`) for this target."""
+    def load_generator(self, device: str = "cpu", match_bundle: bool = False) -> Any:
+        """The run's generator (:class:`edgegan.sampling.RunGenerator`) for this target.
+
+        ``match_bundle``: it must hold the weights of the target's bundle, so a run that
+        trained on after the export (or another run's bundle) is refused with one line.
+        """
         run_dir = self.source_run()
         if run_dir is None:
             raise EdgeganError(f"{self.path}: the run the bundle came from is not here")
         if self.direction:
             from edgegan.translate import load_translator
 
-            return load_translator(run_dir, self.direction, device)
-        from edgegan.sampling import load_run_generator
+            generator = load_translator(run_dir, self.direction, device)
+        else:
+            from edgegan.sampling import load_run_generator
 
-        return load_run_generator(run_dir, device=device)
+            generator = load_run_generator(run_dir, device=device)
+        from edgegan.export.bundle import export_command
+
+        exported = ((self.meta or {}).get("source") or {}).get("step")
+        if match_bundle and self.bundle is not None and exported != generator.step:
+            raise StaleBundleError(
+                f"{self.bundle} holds the weights of step {exported}, but its run {run_dir} is "
+                f"now at step {generator.step}, so the torch generator is not the bundle's; "
+                f"export again (`{export_command(self.bundle, self.meta or {})}`) or give the "
+                "run directory to run its latest weights"
+            )
+        return generator
 
     def source_run(self) -> Path | None:
         """The run directory the bundle was exported from, when it is still there."""
@@ -148,12 +164,16 @@ class StaleBundleWarning(UserWarning):
     """A run's bundle (RUN/export) is older than the run's checkpoint."""
 
 
+class StaleBundleError(EdgeganError):
+    """The torch generator of a bundle's run no longer holds the bundle's weights."""
+
+
 def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
     """Say so when the run trained on (``--resume``) after its bundle was exported: the
     bundle's graphs then hold older weights than the torch backend and ``bench``'s reference."""
     import warnings
 
-    from edgegan.export.bundle import BUNDLE_FILE
+    from edgegan.export.bundle import BUNDLE_FILE, export_command, read_bundle
     from edgegan.train.trainer import CHECKPOINT
 
     try:
@@ -163,7 +183,7 @@ def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
     if newer:
         warnings.warn(
             f"{bundle} was exported before the run's last checkpoint: it holds older weights; "
-            f"run `edgegan export {run_dir} --overwrite` to export the latest",
+            f"run `{export_command(bundle, read_bundle(bundle))}` to export the latest",
             StaleBundleWarning,
             stacklevel=3,
         )

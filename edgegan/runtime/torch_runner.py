@@ -65,7 +65,9 @@ class TorchRunner(Runner):
                 "use --backend onnxruntime or tensorrt"
             )
         torch_device = f"cuda:{index}" if kind == "cuda" else "cpu"
-        return cls(target.load_generator(torch_device), precision, compile)
+        # Given a bundle, run its weights or nothing; given a run, run the run.
+        exact = target.run_dir is None
+        return cls(target.load_generator(torch_device, match_bundle=exact), precision, compile)
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
