@@ -90,10 +90,10 @@ def test_unpaired_test_split_deterministic_and_paired(folders):
         item = ds[i]
         assert Path(item["A_path"]).stem == Path(item["B_path"]).stem == f"x{i}"
         assert torch.equal(item["A"], ds[i]["A"]) and torch.equal(item["B"], ds[i]["B"])
-    # The central crop, no flip.
+    # As the reference's test.py: the whole image resized to crop_size (no crop), no flip.
     from edgegan.data import transforms as T
 
-    img = T.center_crop(T.resize(T.load_image(ds.paths_a[2], 3), 14), 10)
+    img = T.resize(T.load_image(ds.paths_a[2], 3), 10)
     assert torch.equal(ds[2]["A"], T.to_tensor(img))
     # Names that differ: not paired, B taken serially.
     (folders / "testB" / "x3.jpg").rename(folders / "testB" / "y3.jpg")

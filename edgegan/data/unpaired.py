@@ -12,9 +12,9 @@ implementation (junyanz/pytorch-CycleGAN-and-pix2pix, ``data/unaligned_dataset.p
   ignored), crop ``crop_size``, flip left-right with probability 1/2; A and B draw their crop
   and flip independently. Grey (``channels_*=1``) or RGB per domain; scaled to [-1, 1].
 
-Differences, all for the ``test`` split (the reference's ``test.py`` also switches flipping off
-and takes B serially, but still crops at random): the crop is the central one, there is no
-flip and B is taken serially, so the test split is deterministic. When every file in ``testB``
+The ``test`` split as the reference's ``test.py`` at its defaults: each image resized whole to
+``crop_size`` (its ``load_size`` defaults to ``crop_size``), no crop, no flip, B taken
+serially, so the test split is deterministic. When every file in ``testB``
 has the name (path without extension) of a file in ``testA`` and vice versa, the split is
 *paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the same name, the ground
 truth for paired metrics (L1, PSNR, SSIM).
@@ -40,7 +40,6 @@ from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
 from edgegan.data.folder import list_images, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
-    center_crop,
     hflip,
     load_image,
     random_crop,
@@ -196,12 +195,12 @@ class UnpairedImageDataset(Dataset):
     def transform(self, path: str, channels: int) -> torch.Tensor:
         """The reference's ``resize_and_crop`` (+ flip) of one file, as a tensor in [-1, 1]."""
         rng = self.rng or random
-        img = load_image(path, channels, draft_size=self.load_size)
-        img = resize(img, self.load_size, BICUBIC)
+        # The test split as the reference's test.py, whose load_size defaults to crop_size:
+        # the whole image resized to crop_size, no crop (nothing cut off the borders).
+        size = self.load_size if self.train else self.crop_size
+        img = resize(load_image(path, channels, draft_size=size), size, BICUBIC)
         if self.train:
             img = random_crop(img, self.crop_size, rng)
-        else:
-            img = center_crop(img, self.crop_size)
         if self.flip and rng.random() < 0.5:
             img = hflip(img)
         return to_tensor(img)
