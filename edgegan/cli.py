@@ -569,6 +569,11 @@ def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
     config = load_config(preset, args)
     check_part_params(config)
     click.echo(config.to_yaml(), nl=False)
+    if config.train.epochs is not None:
+        click.echo(
+            f"# train.epochs={config.train.epochs:g} sets train.steps from the data when the run "
+            "starts (train.steps=N instead clears it)"
+        )
 
 
 @config.command("list")

@@ -60,6 +60,9 @@ class OptimsConfig:
 @dataclass
 class TrainConfig:
     steps: int = 5000  # generator updates
+    # Passes over the training data; when set, it decides steps (whole batches of batch_size
+    # per epoch, as the reference CycleGAN's epochs). Setting train.steps clears it.
+    epochs: float | None = None
     max_seconds: float | None = None  # wall-clock budget: stop cleanly and save when reached
     batch_size: int = 64
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -360,6 +363,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """
     data = _deep_copy(data)
     parsed = [parse_override(o) for o in overrides]
+    keys = {tuple(k) for k, _ in parsed}
+    if ("train", "steps") in keys and ("train", "epochs") not in keys:
+        # The run's length given in steps: a preset's (or the run's) epochs no longer apply.
+        train = data.get("train")
+        if isinstance(train, dict) and train.get("epochs") is not None:
+            train["epochs"] = None
     parsed.sort(key=lambda kv: kv[0][-1] != "name")  # stable: name overrides first
     for keys, value in parsed:
         node = data

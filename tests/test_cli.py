@@ -114,6 +114,19 @@ def test_config_show_resolves_overrides():
     assert data["preset"] == "dcgan-mnist"
 
 
+def test_config_show_says_that_epochs_set_the_steps():
+    result = CliRunner().invoke(cli, ["config", "show", "cyclegan"])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.output)["train"]["epochs"] == 200
+    assert result.output.rstrip().endswith(
+        "# train.epochs=200 sets train.steps from the data when the run starts "
+        "(train.steps=N instead clears it)"
+    )
+    result = CliRunner().invoke(cli, ["config", "show", "cyclegan", "train.steps=9"])
+    assert "# train.epochs" not in result.output
+    assert yaml.safe_load(result.output)["train"]["epochs"] is None
+
+
 def test_on_off_values_stay_strings():
     """YAML 1.1 reads off/on/yes/no as booleans; train.amp=off must stay the string 'off'."""
     result = CliRunner().invoke(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from tiny import TINY_GAN
@@ -45,11 +46,14 @@ def test_step_multiplies_by_gamma():
         ("train.lr_decay_start=500", "train.lr_decay_start must be in"),
         ("train.lr_step=0", "train.lr_step must be > 0"),
         ("train.lr_gamma=0", "train.lr_gamma must be in"),
+        ("train.epochs=0", "train.epochs must be > 0"),
+        # 128 images in batches of 16, 1 epoch: 8 steps
+        ("train.epochs=1 train.lr_decay_start=8", "lr_decay_start must be in [0, train.steps=8)"),
     ],
 )
 def test_bad_schedule_settings_are_clear_errors(tmp_path, override, message):
-    config = load_config("dcgan-mnist", [*TINY_GAN, override])
-    with pytest.raises(ConfigError, match=message):
+    config = load_config("dcgan-mnist", [*TINY_GAN, *override.split()])
+    with pytest.raises(ConfigError, match=re.escape(message)):
         train(config, out_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -65,3 +69,31 @@ def test_a_run_logs_the_scheduled_rates(tmp_path):
     base = config.optim.g.lr
     expected = [base * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in range(1, 5)]
     assert rates == pytest.approx(expected)
+
+
+def test_epochs_set_the_run_length_from_the_data(tmp_path):
+    from edgegan.config import load_run_config
+
+    # 128 images in whole batches of 16: 8 batches an epoch; d_steps=2 takes two a step.
+    config = load_config("dcgan-mnist", [*TINY_GAN, "train.epochs=0.5"])
+    assert train(config, out_dir=tmp_path / "r").step == 4
+    assert config.train.steps != 4  # the caller's config is left as it was
+    config = load_config("dcgan-mnist", [*TINY_GAN, "train.epochs=1", "train.d_steps=2"])
+    run = train(config, out_dir=tmp_path / "d").run_dir
+    saved = load_run_config(run).train
+    assert (saved.epochs, saved.steps) == (1.0, 4)
+    # Resumed with more epochs, the run goes on to their length; train.steps clears epochs.
+    assert train(load_run_config(run, "train.epochs=1.5"), resume=run).step == 6
+    resumed = load_run_config(run, "train.steps=7")
+    assert (resumed.train.epochs, resumed.train.steps) == (None, 7)
+    assert train(resumed, resume=run).step == 7
+
+
+def test_the_cyclegan_preset_trains_for_the_references_200_epochs():
+    config = load_config("cyclegan", ["data.root=x"])
+    assert (config.train.epochs, config.train.lr_schedule, config.train.lr_decay_start) == (
+        200,
+        "linear",
+        None,  # half-way: 100 epochs constant, 100 decaying, as n_epochs/n_epochs_decay
+    )
+    assert load_config("cyclegan", ["train.steps=50"]).train.epochs is None

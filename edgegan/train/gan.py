@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from edgegan import contracts
-from edgegan.config import check_generator_kind
+from edgegan.config import Config, check_generator_kind
 from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.augment import DiffAugment
@@ -47,6 +47,10 @@ class GANTask(Task):
     networks = ("generator", "discriminator")
     optimizers = {"g": (("generator",), "g"), "d": (("discriminator",), "d")}
     sample_network = "generator"
+
+    @classmethod
+    def batches_per_step(cls, config: Config) -> int:
+        return config.train.d_steps  # each discriminator update takes a batch of its own
 
     def build_networks(self) -> None:
         manager = get_manager()

@@ -21,12 +21,27 @@ SCHEDULES = ("constant", "linear", "cosine", "step")
 def validate(train: Any) -> None:
     if train.lr_schedule not in SCHEDULES:
         raise ConfigError(f"train.lr_schedule must be one of {', '.join(SCHEDULES)}")
-    if train.lr_decay_start is not None and not 0 <= train.lr_decay_start < train.steps:
-        raise ConfigError("train.lr_decay_start must be in [0, train.steps)")
+    if train.epochs is not None and not train.epochs > 0:
+        raise ConfigError("train.epochs must be > 0 (null: train.steps sets the length)")
+    if train.epochs is None:  # with epochs, steps come from the data (steps_for_epochs)
+        check_decay_start(train)
     if train.lr_step is not None and train.lr_step <= 0:
         raise ConfigError("train.lr_step must be > 0")
     if not 0 < train.lr_gamma <= 1:
         raise ConfigError("train.lr_gamma must be in (0, 1]")
+
+
+def check_decay_start(train: Any) -> None:
+    if train.lr_decay_start is not None and not 0 <= train.lr_decay_start < train.steps:
+        raise ConfigError(f"train.lr_decay_start must be in [0, train.steps={train.steps})")
+
+
+def steps_for_epochs(train: Any, size: int, batches_per_step: int = 1) -> int:
+    """Generator steps for ``train.epochs`` passes over ``size`` items: an epoch is
+    ``size // batch_size`` whole batches (the last partial one is dropped, as the training
+    stream drops it), and a step takes ``batches_per_step`` of them."""
+    per_epoch = max(1, size // train.batch_size)
+    return max(1, math.ceil(train.epochs * per_epoch / batches_per_step))
 
 
 def lr_factor(train: Any) -> Callable[[int], float]:

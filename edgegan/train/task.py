@@ -50,6 +50,12 @@ class Task(ABC):
             for opt, (nets, section) in self.optimizers.items()
         }
 
+    @classmethod
+    def batches_per_step(cls, config: Config) -> int:
+        """Batches of the training stream that one generator step takes (``train.epochs``
+        counts steps with it)."""
+        return 1
+
     @abstractmethod
     def build_networks(self) -> None:
         """Create the networks named in :attr:`networks` (and the loss) as attributes."""

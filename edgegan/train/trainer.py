@@ -7,6 +7,7 @@ task generically through its declared networks and optimisers.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import random
 import signal
@@ -121,6 +122,8 @@ class Trainer:
         dist: distributed.Distributed | None = None,
     ) -> None:
         _validate(config)
+        if config.train.epochs is not None:  # steps are set from the data below: a copy
+            config = copy.deepcopy(config)
         self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
         t = config.train
         # Under torchrun (see train()): this process's rank and device, cuda:LOCAL_RANK.
@@ -145,7 +148,14 @@ class Trainer:
                 raise EdgeganError(
                     f"dataset '{config.data.name}' does not provide '{attr}' (see the plugin docs)"
                 )
-        self.task: Task = get_task(config.task)(config, self.dataset, self.device, self.precision)
+        task_class = get_task(config.task)
+        if t.epochs is not None:
+            t.steps = schedule.steps_for_epochs(
+                t, len(self.dataset), task_class.batches_per_step(config)
+            )
+            t.epochs = float(t.epochs)
+            schedule.check_decay_start(t)
+        self.task: Task = task_class(config, self.dataset, self.device, self.precision)
         self.dist.seed(config.seed)  # noise and augmentation: seed + rank (no-op in one process)
         self.stream = BatchStream(
             self.dataset,
@@ -404,6 +414,11 @@ class Trainer:
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         how = f"resuming at step {self.step}" if self.step else "training"
         bar.note(f"{how} into {self.run_dir} on {self.device}")
+        if t.epochs is not None:
+            bar.note(
+                f"train.epochs={t.epochs:g}: {t.steps} steps of batch {t.batch_size} "
+                f"({len(self.dataset)} images an epoch)"
+            )
         if t.compile != "off":
             # Compilation happens inside the first steps: say so before minutes of silence.
             bar.note(
@@ -635,9 +650,11 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
         if isinstance(exc, PluginError):
             raise  # it names its plugin already
         raise with_provenance(exc, ckpt_io.load_checkpoint(checkpoint).get("parts")) from None
-    if trainer.step >= config.train.steps:
+    t = trainer.config.train  # its steps come from train.epochs when that is set
+    if trainer.step >= t.steps:
+        longer = f"train.epochs above {t.epochs:g} or " if t.epochs is not None else ""
         raise ConfigError(
-            f"{run_dir} is already at step {trainer.step}; set train.steps=N with N > "
-            f"{trainer.step} to train further"
+            f"{run_dir} is already at step {trainer.step}; set {longer}train.steps=N with "
+            f"N > {trainer.step} to train further"
         )
     return trainer
