@@ -60,6 +60,9 @@ class _Group(click.Group):
             where = f": {exc.filename}" if exc.filename else ""
             _report(exc, f"{exc.strerror or exc}{where}")
             ctx.exit(2 if exc.errno in _PATH_ERRNOS else 1)
+        except MemoryError as exc:  # e.g. `infer --num 1000000000`: all images held at once
+            _report(exc, f"out of memory ({exc or 'MemoryError'}); ask for less at once")
+            ctx.exit(1)
         except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
             click.echo("interrupted", err=True)
             ctx.exit(130)

@@ -123,7 +123,9 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if not path.is_dir():
         raise EdgeganError(f"--input not found: {path}")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )  # a folder named x.png is a folder
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

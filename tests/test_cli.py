@@ -235,6 +235,11 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
             "error: No space left on device: /full/x.pt",
         ),
         (KeyboardInterrupt(), 130, "interrupted"),
+        (  # `infer --num 1000000000` was a numpy traceback
+            MemoryError("Unable to allocate 2.9 TiB"),
+            1,
+            "error: out of memory (Unable to allocate 2.9 TiB); ask for less at once",
+        ),
     ]
     for exc, code, line in cases:
         raised[:] = [exc]

@@ -242,6 +242,17 @@ def test_translation_never_writes_over_inputs_or_itself(runs, images, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_folder_named_like_an_image_is_not_an_input(images, tmp_path):
+    import shutil
+
+    from edgegan.translate import _inputs
+
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "album.png").mkdir()  # it used to end the translation: IsADirectoryError
+    assert [str(rel) for _, rel in _inputs(folder)] == ["a.png", "c.jpg", "sub/b.png"]
+
+
 def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):
     from edgegan.export.cyclegan import calibration_images
 
