@@ -514,6 +514,12 @@ def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
         with pytest.raises(ConfigError, match="is being trained by another process"):
             train(resume, resume=run)
         assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2  # untouched
+        # An export of it says that it is a snapshot of a run still training.
+        from edgegan.export import export
+        from edgegan.export.api import RunInTrainingWarning
+
+        with pytest.warns(RunInTrainingWarning, match="is being trained by another process"):
+            export(run, out=tmp_path / "b")
     finally:
         sleeper.kill()
         sleeper.wait()

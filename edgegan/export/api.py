@@ -48,6 +48,24 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
             )
 
 
+class RunInTrainingWarning(UserWarning):
+    """The run being exported is being trained by another process."""
+
+
+def _warn_if_training(run_dir: Path) -> None:
+    import warnings
+
+    from edgegan.train.logs import RunLock
+
+    if RunLock(run_dir).taken():
+        warnings.warn(
+            f"{run_dir} is being trained by another process: this exports its last "
+            "checkpoint; export again (--overwrite) when training ends",
+            RunInTrainingWarning,
+            stacklevel=3,
+        )
+
+
 def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
     """The run's generator spec and which weights a GAN export takes (``ema`` or
     ``generator``), with one-line errors for anything that is not a GAN or cyclegan run."""
@@ -221,6 +239,7 @@ def export(
     artifacts = list(dict.fromkeys(artifacts))
     check_artifact_exporters(artifacts)
     spec, weights = _load_spec(run_dir)
+    _warn_if_training(run_dir)
     if directions and spec["task"] != "cyclegan":
         raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
 

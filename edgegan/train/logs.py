@@ -154,6 +154,10 @@ class RunLock:
         now = _started(int(pid))
         return bool(start and now and start[0] != now)
 
+    def taken(self) -> bool:
+        """Whether another live process holds the lock (trains the run now)."""
+        return not self.held and self.path.is_file() and not self.stale()
+
     def release(self) -> None:
         if self.held:
             self.path.unlink(missing_ok=True)
