@@ -189,6 +189,13 @@ def sample(
     ``images`` float32 (N, C, H, W) in the value range, ``latents``, and ``labels`` for
     conditional generators. The inputs and the post-processing are the same on every backend.
     """
+    from edgegan.export.signature import is_translator
+
+    if is_translator(runner.spec):
+        raise EdgeganError(
+            f"{runner.spec['direction']} is an image-to-image generator: it translates images "
+            "(edgegan.translate.translate_arrays; infer --input) and samples nothing"
+        )
     inputs = make_inputs(runner.spec, num, seed, labels)
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     outs = []

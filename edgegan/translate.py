@@ -23,6 +23,7 @@ from edgegan.export.signature import (
     NETWORKS,
     check_direction,
     direction_spec,
+    is_translator,
     padded_size,
 )
 from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
@@ -100,6 +101,11 @@ def translate_arrays(runner: Any, images: list[np.ndarray], batch_size: int = 8)
     """Translate uint8 images (any sizes) with a runner: uint8 ``(H, W, C_out)`` each.
     Consecutive images of the same padded size share a batch of up to ``batch_size``."""
     spec = runner.spec
+    if not is_translator(spec):
+        raise EdgeganError(
+            "this is a GAN generator (latents -> images): it translates nothing; sample it "
+            "(edgegan.sampling.sample; infer --num)"
+        )
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     inputs = [preprocess(img, spec) for img in images]
     outputs: list[np.ndarray] = []

@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from tiny import TINY_CYCLEGAN
+from tiny import TINY_CYCLEGAN, TINY_GAN
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
@@ -362,3 +362,35 @@ def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path)
         "notes.txt",
         "sub",
     ]
+
+
+def test_runners_refuse_inputs_their_graph_cannot_take(bundles, tmp_path):
+    from edgegan.config import load_config
+    from edgegan.export import export
+    from edgegan.runtime import open_runner
+    from edgegan.sampling import sample
+    from edgegan.train import train
+    from edgegan.translate import translate_arrays
+
+    bundle, _ = bundles["resnet"]
+    gan = train(load_config("dcgan-mnist", TINY_GAN), out_dir=tmp_path / "g").run_dir
+    export(gan)
+    for backend in ("torch", "onnxruntime"):
+        # These were the backends' own errors (a torch RuntimeError, ORT's InvalidArgument),
+        # or a KeyError from deep inside.
+        with open_runner(bundle, backend, direction="AtoB") as translator:
+            c = translator.spec["channels_in"]
+            with pytest.raises(EdgeganError, match=f"input 'image' must have shape \\(\\?, {c}, "):
+                translator.run({"image": np.zeros((1, c + 1, 8, 8), np.float32)})
+            with pytest.raises(EdgeganError, match="multiples of 4; got 8x6"):
+                translator.run({"image": np.zeros((1, c, 8, 6), np.float32)})
+            with pytest.raises(EdgeganError, match="AtoB is an image-to-image generator"):
+                sample(translator, 2)
+        with open_runner(gan, backend) as generator:
+            labels = np.zeros(2, np.int64)
+            with pytest.raises(EdgeganError, match="input 'z' must have shape \\(\\?, 16\\)"):
+                generator.run({"z": np.zeros((2, 10), np.float32), "labels": labels})
+            with pytest.raises(EdgeganError, match="labels must be in \\[0, 10\\); got 0..11"):
+                generator.run({"z": np.zeros((2, 16), np.float32), "labels": labels + [0, 11]})
+            with pytest.raises(EdgeganError, match="this is a GAN generator"):
+                translate_arrays(generator, [np.zeros((8, 8), np.uint8)])

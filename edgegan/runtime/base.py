@@ -160,6 +160,19 @@ def resolve_target(
     )
 
 
+def _input_plan(spec: dict[str, Any]) -> tuple[list[tuple[str, list[tuple[int, Any]]]], int, int]:
+    """What :meth:`Runner.check_inputs` checks: each input's ``(axis, size or None)``, the
+    size multiple of a translator's H and W (0: none) and the number of classes."""
+    from edgegan.export.signature import io_spec, is_translator
+
+    shapes = [
+        (e["name"], [(i, d if isinstance(d, int) else None) for i, d in enumerate(e["shape"])])
+        for e in io_spec(spec)[0]
+    ]
+    multiple = int(spec["size_multiple"]) if is_translator(spec) else 0
+    return shapes, multiple, int(spec.get("num_classes") or 0)
+
+
 class StaleBundleWarning(UserWarning):
     """A run's bundle (RUN/export) is older than the run's checkpoint."""
 
@@ -271,10 +284,15 @@ class Runner(ABC):
         return tuple(input_names(self.spec))
 
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
-        missing = [n for n in self.input_names if n not in inputs]
+        """One line for inputs the graph cannot take (names, batch sizes, shapes, labels),
+        before a backend fails on them with its own error. Runs before every call: cheap."""
+        plan = self.__dict__.get("_input_plan")
+        if plan is None:  # once per runner
+            plan = self._input_plan = _input_plan(self.spec)
+        missing = [n for n, _ in plan[0] if n not in inputs]
         if missing:
             raise EdgeganError(f"missing input(s) {', '.join(missing)} for {self.name}")
-        sizes = {int(np.shape(inputs[n])[0]) for n in self.input_names}
+        sizes = {int(np.shape(inputs[n])[0]) for n, _ in plan[0]}
         if len(sizes) != 1:
             raise EdgeganError(f"inputs have different batch sizes: {sorted(sizes)}")
         batch = sizes.pop()
@@ -282,6 +300,24 @@ class Runner(ABC):
             raise EdgeganError(
                 f"batch {batch} is larger than this {self.name} runner takes ({self.max_batch})"
             )
+        shapes, multiple, classes = plan
+        for name, want in shapes:
+            got = np.shape(inputs[name])
+            if len(got) != len(want) or any(got[i] != d for i, d in want if d is not None):
+                shown = ", ".join("?" if d is None else str(d) for _, d in want)
+                raise EdgeganError(f"input '{name}' must have shape ({shown}); got {tuple(got)}")
+        if multiple:
+            h, w = np.shape(inputs[shapes[0][0]])[2:]
+            if h % multiple or w % multiple:
+                raise EdgeganError(
+                    f"image height and width must be multiples of {multiple}; got {h}x{w} (pad "
+                    "them: edgegan.translate.translate_arrays does)"
+                )
+        elif classes:
+            labels = np.asarray(inputs["labels"])
+            lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+            if lo < 0 or hi >= classes:
+                raise EdgeganError(f"labels must be in [0, {classes}); got {lo}..{hi}")
 
     @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
