@@ -8,7 +8,7 @@ them, so ``edgegan list`` and conflict errors can name it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,12 @@ class Registry:
     ) -> Any:
         """Look up ``name`` and call its factory (see :func:`call_factory`)."""
         return call_factory(self.get(name, role), params or {}, context or {})
+
+
+def name_list(value: str | Iterable[str]) -> list[str]:
+    """A list of names without repeats, in order; one name may stand for the list
+    (``"onnxruntime"`` is one backend, not its letters)."""
+    return list(dict.fromkeys([value] if isinstance(value, str) else value))
 
 
 def factory_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:

@@ -394,3 +394,9 @@ def test_runners_refuse_inputs_their_graph_cannot_take(bundles, tmp_path):
                 generator.run({"z": np.zeros((2, 16), np.float32), "labels": labels + [0, 11]})
             with pytest.raises(EdgeganError, match="this is a GAN generator"):
                 translate_arrays(generator, [np.zeros((8, 8), np.uint8)])
+
+
+def test_export_takes_one_direction_as_a_string(runs, tmp_path):
+    # "AtoB" used to be read as the directions "A", "t", "o", "B".
+    meta = export(runs["resnet"], out=tmp_path / "b", directions="AtoB")
+    assert meta["directions"] == ["AtoB"]

@@ -295,6 +295,15 @@ def test_bench_rejects_bad_arguments(bundle):
     assert res.exit_code == 2 and "comma-separated" in res.stderr
 
 
+def test_bench_takes_one_name_for_a_list_and_counts_repeats_once(bundle):
+    from edgegan.runtime.bench import bench
+
+    # "onnxruntime" used to be read letter by letter ("unknown backend 'o'"), and repeated
+    # names gave repeated rows.
+    res = bench(bundle, "onnxruntime", ["fp32", "fp32"], [1], warmup=0, iters=1)
+    assert [(r["backend"], r["precision"]) for r in res["results"]] == [("onnxruntime", "fp32")]
+
+
 def test_bench_checks_json_path_and_infer_seed_first(bundle, bundle_copy, tmp_path):
     (tmp_path / "file").write_text("keep")
     for json_path, msg in [(tmp_path, "is a folder"), (tmp_path / "file/x.json", "is a file")]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
+from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
 EXPORTER_NAMES: dict[str, str] = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}
@@ -236,7 +237,8 @@ def export(
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     which = resolve_exporter(exporter)
-    artifacts = list(dict.fromkeys(artifacts))
+    artifacts = name_list(artifacts)
+    directions = name_list(directions) if directions else None
     check_artifact_exporters(artifacts)
     spec, weights = _load_spec(run_dir)
     _warn_if_training(run_dir)

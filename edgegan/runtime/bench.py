@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
+from edgegan.registry import name_list
 from edgegan.runtime.base import (
     BACKENDS,
     PRECISIONS,
@@ -197,7 +198,9 @@ def bench(
     """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
     results (``results``: one row per backend x precision x batch size, and per direction
     of a cyclegan bundle, whose inputs are random images of ``size``: ``N`` or ``"HxW"``,
-    default the run's image size)."""
+    default the run's image size). A single name may stand for a list; repeats count once."""
+    backends, precisions = name_list(backends), name_list(precisions)
+    directions = name_list(directions) if directions else None
     for b in backends:
         if b not in BACKENDS:
             from edgegan.errors import unknown
