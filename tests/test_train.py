@@ -624,3 +624,14 @@ def test_resume_through_the_api(tmp_path):
     with pytest.raises(ConfigError, match="needs a config"):
         train()
     assert train(load_run_config(run, "train.steps=3"), out_dir=run, resume=run).step == 3
+
+
+def test_train_takes_a_preset_name_or_mapping_and_checks_edited_configs(tmp_path):
+    cfg = tiny(steps=1)
+    assert train(cfg.to_dict(), out_dir=tmp_path / "d").step == 1
+    cfg.train.steps = "10"  # edited by hand: the checks of load_config apply again
+    with pytest.raises(ConfigError, match="config 'train.steps' must be int, got str '10'"):
+        train(cfg, out_dir=tmp_path / "e")
+    assert not (tmp_path / "e").exists()
+    with pytest.raises(EdgeganError, match="unknown preset 'dcgan-mnst'"):
+        train("dcgan-mnst", out_dir=tmp_path / "p")

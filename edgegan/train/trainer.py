@@ -22,7 +22,14 @@ import numpy as np
 import torch
 
 from edgegan import __version__
-from edgegan.config import Config, load_run_config, part_provenance, with_provenance
+from edgegan.config import (
+    Config,
+    config_from_dict,
+    load_config,
+    load_run_config,
+    part_provenance,
+    with_provenance,
+)
 from edgegan.errors import (
     CallbackError,
     ConfigError,
@@ -547,11 +554,15 @@ class Trainer:
 
 
 def train(
-    config: Config | None = None,
+    config: Config | str | Path | dict[str, Any] | None = None,
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
 ) -> TrainResult:
     """Train ``config`` into a new run directory, or continue the run in ``resume``.
+
+    ``config`` is a :class:`Config` (``load_config(preset, overrides)``), a preset name or
+    YAML path, or a mapping as ``Config.to_dict`` gives it; it is checked again here, so a
+    field set to a value of the wrong type is one ConfigError.
 
     To resume, pass the run's own config, with any changes, as
     ``load_run_config(run, overrides)`` gives it, or no config at all (the run's as saved);
@@ -578,6 +589,10 @@ def train(
             config = load_run_config(resume)
     elif config is None:
         raise ConfigError("train() needs a config (load_config(...)) or a run to resume")
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    # Rebuilt from its plain form: the checks load_config makes apply to an edited Config.
+    config = config_from_dict(config if isinstance(config, dict) else config.to_dict())
     with _process_state_kept():
         return _train(config, out_dir, resume)
 
