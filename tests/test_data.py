@@ -404,3 +404,14 @@ def test_list_images_follows_links_once_but_never_up_to_an_ancestor(tmp_path):
     os.symlink(root, root / "self")  # a cycle
     os.symlink(extra, root / "more")  # a folder elsewhere: followed
     assert list_images(root) == ["a.png", "more/c.png"]
+
+
+def test_wide_and_float_greyscale_images_are_scaled_to_8_bits():
+    from edgegan.data.transforms import convert_channels
+
+    ramp16 = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16))
+    assert np.asarray(convert_channels(ramp16, 1)).tolist() == [[0, 128, 255]]
+    unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))  # a float TIFF
+    assert np.asarray(convert_channels(unit, 1)).tolist() == [[0, 128, 255]]  # was all black
+    byte_range = Image.fromarray(np.array([[0.0, 127.6, 300.0]], dtype=np.float32))
+    assert np.asarray(convert_channels(byte_range, 3))[0, :, 0].tolist() == [0, 128, 255]

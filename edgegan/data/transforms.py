@@ -35,11 +35,17 @@ def convert_channels(img: Image.Image, channels: int) -> Image.Image:
     """Convert any PIL image to ``L`` (channels=1) or ``RGB`` (channels=3).
 
     Transparent images are composited over white; 16/32-bit greyscale is scaled to 8 bits
-    (Pillow's own conversion would clip it).
+    (Pillow's own conversion would clip it), and floating-point greyscale (``F``, e.g. a
+    32-bit TIFF) is read as [0, 1] when no value exceeds 1, else as 0..255 (Pillow's
+    conversion made [0, 1] images black).
     """
     mode = _mode_for(channels)
     if img.mode == mode:
         return img
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        img = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8))
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
