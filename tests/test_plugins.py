@@ -783,3 +783,42 @@ def test_list_elements_are_checked_against_the_defaults():
         call_factory(entry, {"scales": ["big"]}, {})
     with pytest.raises(EdgeganError, match="must be a tuple of str, got int 1 at index 0"):
         call_factory(entry, {"names": [1]}, {})
+
+
+def test_a_plugin_registered_in_code_is_checked_at_once():
+    from edgegan import hookimpl
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    class Clash:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("hinge", object)
+
+    class Mine:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("my-hinge", object)
+
+    class Broken:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            raise RuntimeError("no")
+
+    manager = PluginManager(load_entry_points=False)
+    reset_manager(manager)
+    # A clash used to be accepted, and then broke every lookup of every kind.
+    with pytest.raises(PluginError, match="loss 'hinge' is registered twice"):
+        manager.register(Clash(), name="clash")
+    with pytest.raises(PluginError, match="plugin 'broken' failed in edgegan_register_losses"):
+        manager.register(Broken(), name="broken")
+    with pytest.raises(PluginError, match="plugin 'empty' implements no edgegan hook"):
+        manager.register(object(), name="empty")
+    assert not {"clash", "broken", "empty"} & set(manager.infos)  # refused, not half-there
+    manager.register(Mine(), name="mine")
+    assert "my-hinge" in manager.registry("losses").names()
+    with pytest.raises(PluginError, match="first call get_manager\\(\\).unregister\\('mine'\\)"):
+        manager.register(Mine(), name="mine")  # a notebook cell run twice
+    manager.unregister("mine")
+    manager.register(Mine(), name="mine")
+    with pytest.raises(PluginError, match="built into edgegan"):
+        manager.unregister("edgegan.losses.plugin")

@@ -125,10 +125,21 @@ class PluginManager:
         distribution: str | None = None,
         version: str = "",
         builtin: bool = False,
+        check: bool = True,
     ) -> None:
-        """Register a plugin object (a module or any object with hook implementations)."""
+        """Register a plugin object (a module or any object with hook implementations).
+
+        With ``check`` (registering in code), the plugin is checked at once and refused, left
+        unregistered, when it implements no edgegan hook, or when a hook fails or a part it
+        registers clashes with a registered one; the others stay usable. (Plugins found
+        through entry points are checked when the parts are first looked up, and listed with
+        their problems by ``edgegan plugins``.)
+        """
         if name in self.infos:
-            raise PluginError(f"a plugin named '{name}' is already registered")
+            raise PluginError(
+                f"a plugin named '{name}' is already registered (to replace it, first call "
+                f"get_manager().unregister('{name}'))"
+            )
         other = self.pm.get_name(plugin)
         if other is not None:
             raise PluginError(
@@ -148,6 +159,41 @@ class PluginManager:
             h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("edgegan_")
         )
         self.infos[name] = PluginInfo(name, distribution or name, version, builtin, hooks)
+        self._registries = None
+        if check and not builtin:
+            self._check_new(name)
+
+    def _check_new(self, name: str) -> None:
+        info = self.infos[name]
+        problem = None
+        if not info.hooks:
+            problem = (
+                f"plugin '{name}' implements no edgegan hook; decorate its hook functions "
+                "with @edgegan.hookimpl"
+            )
+        else:
+            with warnings.catch_warnings():  # its failure is raised below, not warned about
+                warnings.simplefilter("ignore", PluginWarning)
+                try:
+                    self._registries = self._collect()
+                except PluginError:  # its own problem, or another plugin's (left for later)
+                    self._registries = None
+            problem = info.error or (info.conflicts[0] if info.conflicts else None)
+        if problem:
+            self.unregister(name)
+            raise PluginError(problem)
+
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered as ``name`` (to register a new version of it in a
+        notebook, say); built-in plugins stay."""
+        info = self.infos.get(name)
+        if info is None:
+            raise PluginError(f"no plugin named '{name}' is registered")
+        if info.builtin:
+            raise PluginError(f"'{name}' is built into edgegan and cannot be unregistered")
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        del self.infos[name]
         self._registries = None
 
     def _fail(self, info: PluginInfo, message: str) -> None:
@@ -197,7 +243,7 @@ class PluginManager:
                 )
                 continue
             try:
-                self.register(plugin, name=ep.name, distribution=dist, version=version)
+                self.register(plugin, name=ep.name, distribution=dist, version=version, check=False)
             except Exception as exc:  # e.g. a hook whose arguments do not match the spec
                 info = PluginInfo(ep.name, dist, version, False)
                 self.infos[ep.name] = info
@@ -353,7 +399,9 @@ def get_manager() -> PluginManager:
 
 
 def reset_manager(manager: PluginManager | None = None) -> None:
-    """Forget the loaded plugins (tests), or install ``manager`` as the process-wide one."""
+    """Forget the loaded plugins, so that the next :func:`get_manager` loads the installed
+    ones again (after a ``pip install`` in a running process; tests), or install ``manager``
+    as the process-wide one."""
     global _MANAGER
     _MANAGER = manager
 
