@@ -295,6 +295,19 @@ def test_bench_rejects_bad_arguments(bundle):
     assert res.exit_code == 2 and "comma-separated" in res.stderr
 
 
+def test_bench_warms_each_backend_up_before_measuring(bundle, monkeypatch):
+    from edgegan.runtime import bench as bench_module
+
+    warmed = []
+    real = bench_module._warm_up_library
+    monkeypatch.setattr(
+        bench_module, "_warm_up_library", lambda t, b, *a: (warmed.append(b), real(t, b, *a))
+    )
+    bench_module.bench(bundle, ["torch", "onnxruntime"], ["fp32"], [1, 2], warmup=0, iters=1)
+    # Once each, before the rows: the first row measured no longer absorbs library setup.
+    assert warmed == ["torch", "onnxruntime"]
+
+
 def test_bench_takes_one_name_for_a_list_and_counts_repeats_once(bundle):
     from edgegan.runtime.bench import bench
 
