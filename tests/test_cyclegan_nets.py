@@ -47,16 +47,8 @@ REFERENCE_COUNTS = {
 
 @pytest.mark.parametrize(("role", "name"), sorted(REFERENCE_COUNTS))
 def test_reference_parameter_counts(models, role, name):
-    params = {"norm": "batch"} if name.startswith("unet") else {}  # pix2pix's U-Net
-    net = models.build(name, params, context(3, 256), role=role)
+    net = models.build(name, {}, context(3, 256), role=role)
     assert n_params(net) == REFERENCE_COUNTS[(role, name)]
-
-
-def test_unet_norm_defaults_to_instance_as_the_reference_cyclegan(models):
-    # The reference CycleGAN gives every network its --norm (instance); batch is pix2pix's.
-    net = models.build("unet_128", {"ngf": 4}, context(3, 128), role="generator")
-    kinds = {type(m) for m in net.modules()}
-    assert nn.InstanceNorm2d in kinds and nn.BatchNorm2d not in kinds
 
 
 @pytest.mark.parametrize("upsample", ("transposed", "resize"))

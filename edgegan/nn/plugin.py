@@ -126,14 +126,13 @@ def build_unet(
     image_size: int,
     channels_out: int = 0,
     ngf: int = 64,
-    norm: str = "instance",
+    norm: str = "batch",
     use_dropout: bool = False,
     init: str = "normal",
     init_gain: float = 0.02,
 ) -> UnetGenerator:
     """pix2pix U-Net generator with ``num_downs`` downsamplings (image_size a multiple of
-    2**num_downs); instance norm by default, as the reference CycleGAN gives every network
-    (pix2pix's own default is batch). Registered as ``unet_128`` and ``unet_256``."""
+    2**num_downs). Registered as ``unet_128`` and ``unet_256``."""
     from edgegan.nn.unet import UnetGenerator
 
     _check_divisible(name, image_size, 2**num_downs)

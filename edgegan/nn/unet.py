@@ -35,7 +35,7 @@ class UnetSkipConnectionBlock(nn.Module):
         submodule: nn.Module | None = None,
         outermost: bool = False,
         innermost: bool = False,
-        norm: str = "instance",
+        norm: str = "batch",
         use_dropout: bool = False,
     ) -> None:
         super().__init__()
@@ -97,7 +97,7 @@ class UnetGenerator(nn.Module):
         channels_out: int,
         num_downs: int = 8,
         ngf: int = 64,
-        norm: str = "instance",
+        norm: str = "batch",
         use_dropout: bool = False,
         init: str = "normal",
         init_gain: float = 0.02,
