@@ -61,7 +61,8 @@ class OptimsConfig:
 class TrainConfig:
     steps: int = 5000  # generator updates
     # Passes over the training data; when set, it decides steps (whole batches of batch_size
-    # per epoch, as the reference CycleGAN's epochs). Setting train.steps clears it.
+    # per epoch, as the reference CycleGAN's epochs). The override train.steps=N clears it;
+    # a Config edited in Python needs train.epochs = None for its steps to count.
     epochs: float | None = None
     max_seconds: float | None = None  # wall-clock budget: stop cleanly and save when reached
     batch_size: int = 64
@@ -443,15 +444,17 @@ _KIND_WORDS = {
 
 
 def generator_kind(entry: Any) -> str | None:
-    """``latent`` or ``image-to-image`` for a generator's registry entry; None when its
-    factory takes ``**kwargs`` and its signature cannot tell."""
+    """``latent`` for a generator whose factory requires ``latent_dim``, ``image-to-image``
+    for one that takes ``channels_out`` and does not; None when its signature cannot tell
+    (a latent generator of a fixed size may take neither: it is left to the interface
+    checks)."""
     from edgegan.registry import factory_parameters
 
-    accepted, var_kw = factory_parameters(entry.factory)
+    accepted, _ = factory_parameters(entry.factory)
     latent = accepted.get("latent_dim")
-    if latent is None:
-        return None if var_kw else "image-to-image"
-    return "latent" if latent.default is latent.empty else None
+    if latent is not None and latent.default is latent.empty:
+        return "latent"
+    return "image-to-image" if latent is None and "channels_out" in accepted else None
 
 
 def check_generator_kind(task: str, entry: Any) -> None:

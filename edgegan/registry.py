@@ -191,6 +191,8 @@ def _check_items(entry: Entry, name: str, value: Any, default: Any) -> Any:
                 v = float(v)
             except ValueError:
                 pass
+        if type(v).__module__ == "numpy" and hasattr(v, "item"):  # np.float64, built in code
+            v = v.item()  # (numpy is not imported here: the CLI loads this module at start)
         if item is float and isinstance(v, int) and not isinstance(v, bool):
             v = float(v)
         if type(v) is not item:

@@ -413,5 +413,7 @@ def test_wide_and_float_greyscale_images_are_scaled_to_8_bits():
     assert np.asarray(convert_channels(ramp16, 1)).tolist() == [[0, 128, 255]]
     unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))  # a float TIFF
     assert np.asarray(convert_channels(unit, 1)).tolist() == [[0, 128, 255]]  # was all black
+    hot = Image.fromarray(np.array([[0.0, 0.5, np.inf]], dtype=np.float32))  # inf: white
+    assert np.asarray(convert_channels(hot, 1)).tolist() == [[0, 128, 255]]
     byte_range = Image.fromarray(np.array([[0.0, 127.6, 300.0]], dtype=np.float32))
     assert np.asarray(convert_channels(byte_range, 3))[0, :, 0].tolist() == [0, 128, 255]

@@ -400,3 +400,10 @@ def test_export_takes_one_direction_as_a_string(runs, tmp_path):
     # "AtoB" used to be read as the directions "A", "t", "o", "B".
     meta = export(runs["resnet"], out=tmp_path / "b", directions="AtoB")
     assert meta["directions"] == ["AtoB"]
+    from edgegan.export.bundle import export_command
+
+    # The command that writes it again keeps it to its one direction.
+    run = runs["resnet"].resolve()
+    assert export_command(tmp_path / "b", meta) == (
+        f"edgegan export {run} --direction AtoB --out {tmp_path / 'b'} --overwrite"
+    )

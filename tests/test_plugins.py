@@ -757,6 +757,9 @@ def test_generator_kind_is_read_from_the_factorys_signature():
     def anything(**kwargs):
         return None
 
+    def fixed_latent(channels, image_size):  # a wrapped network of a fixed latent size
+        return None
+
     def kind(factory):
         return generator_kind(Entry(kind="models", name="x", factory=factory, role="generator"))
 
@@ -764,6 +767,7 @@ def test_generator_kind_is_read_from_the_factorys_signature():
     assert kind(translator) == "image-to-image"
     assert kind(optional_latent) is None  # could be either: left to the interface checks
     assert kind(anything) is None
+    assert kind(fixed_latent) is None
     entry = Entry(kind="models", name="t", factory=translator, role="generator", plugin="p")
     with pytest.raises(EdgeganError, match="generator 't' is an image-to-image generator"):
         check_generator_kind("gan", entry)
@@ -779,6 +783,9 @@ def test_list_elements_are_checked_against_the_defaults():
     scales, names, mixed = call_factory(entry, {"scales": [1, "1e-4"], "mixed": [None]}, {})
     assert scales == [1.0, 0.0001] and all(type(v) is float for v in scales)
     assert names == ("a",) and mixed == (None,)  # a mixed default's elements are unchecked
+    import numpy as np
+
+    assert call_factory(entry, {"scales": [np.float64(0.5), np.int64(2)]}, {})[0] == [0.5, 2.0]
     with pytest.raises(EdgeganError, match="'scales' of loss 'l' must be a list of float, got str"):
         call_factory(entry, {"scales": ["big"]}, {})
     with pytest.raises(EdgeganError, match="must be a tuple of str, got int 1 at index 0"):
@@ -822,3 +829,35 @@ def test_a_plugin_registered_in_code_is_checked_at_once():
     manager.register(Mine(), name="mine")
     with pytest.raises(PluginError, match="built into edgegan"):
         manager.unregister("edgegan.losses.plugin")
+
+
+def test_registering_in_code_leaves_other_plugins_failures_to_be_reported(fake_plugin, monkeypatch):
+    from edgegan import hookimpl
+
+    source = (
+        toy("half")
+        + "\n@hookimpl\ndef edgegan_register_metrics(register):\n    raise RuntimeError('boom')\n"
+    )
+    monkeypatch.setenv(
+        "EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-half", name="half")
+    )
+
+    class Mine:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("my-loss", object)
+
+    with pytest.warns(PluginWarning) as seen:  # the check of Mine keeps half's failure quiet
+        get_manager().register(Mine(), name="mine")
+        losses = registry("losses")  # ... and the lookup reports it, as without Mine
+    assert [str(w.message) for w in seen] == [
+        "plugin 'half' failed in edgegan_register_metrics: RuntimeError: boom"
+    ]
+    assert "my-loss" in losses and "half" not in losses
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    get_manager().register(Mine(), name="mine")
+    with pytest.raises(PluginError, match="boom.*EDGEGAN_STRICT_PLUGINS is set"):
+        registry("losses")

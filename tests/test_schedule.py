@@ -47,6 +47,7 @@ def test_step_multiplies_by_gamma():
         ("train.lr_step=0", "train.lr_step must be > 0"),
         ("train.lr_gamma=0", "train.lr_gamma must be in"),
         ("train.epochs=0", "train.epochs must be > 0"),
+        ("train.epochs=.inf", "train.epochs must be > 0"),
         # 128 images in batches of 16, 1 epoch: 8 steps
         ("train.epochs=1 train.lr_decay_start=8", "lr_decay_start must be in [0, train.steps=8)"),
     ],

@@ -43,8 +43,8 @@ def convert_channels(img: Image.Image, channels: int) -> Image.Image:
     if img.mode == mode:
         return img
     if img.mode == "F":
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), posinf=255.0, neginf=0.0)
+        top = 1.0 if arr[arr < 255.0].max(initial=0) <= 1.0 else 255.0  # inf does not decide
         img = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8))
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img).astype(np.float64)

@@ -162,6 +162,8 @@ def export_command(folder: str | Path, meta: dict[str, Any], precision: str = "f
     default = Path(run) / "export"  # export's default --out
     out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
+    if len(meta.get("directions") or []) == 1:  # exported with --direction: keep it so
+        flags += f" --direction {first}"
     return f"edgegan export {run}{flags}{out} --overwrite"
 
 

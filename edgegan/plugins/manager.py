@@ -172,11 +172,20 @@ class PluginManager:
                 "with @edgegan.hookimpl"
             )
         else:
+            # Other plugins' failures are not this check's to report: their state is put
+            # back, and the parts are collected again (warning, or raising when strict) at
+            # the next lookup if any of them failed.
+            others = {n: (i.error, list(i.conflicts)) for n, i in self.infos.items() if n != name}
             with warnings.catch_warnings():  # its failure is raised below, not warned about
                 warnings.simplefilter("ignore", PluginWarning)
                 try:
                     self._registries = self._collect()
-                except PluginError:  # its own problem, or another plugin's (left for later)
+                except PluginError:
+                    self._registries = None
+            for n, (error, conflicts) in others.items():
+                other = self.infos[n]
+                if (other.error, other.conflicts) != (error, conflicts):
+                    other.error, other.conflicts = error, conflicts
                     self._registries = None
             problem = info.error or (info.conflicts[0] if info.conflicts else None)
         if problem:

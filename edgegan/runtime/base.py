@@ -75,7 +75,8 @@ class Target:
         from edgegan.export.bundle import export_command
 
         exported = ((self.meta or {}).get("source") or {}).get("step")
-        if match_bundle and self.bundle is not None and exported != generator.step:
+        stale = exported is not None and exported != generator.step  # unrecorded: trusted
+        if match_bundle and self.bundle is not None and stale:
             raise StaleBundleError(
                 f"{self.bundle} holds the weights of step {exported}, but its run {run_dir} is "
                 f"now at step {generator.step}, so the torch generator is not the bundle's; "

@@ -21,7 +21,7 @@ SCHEDULES = ("constant", "linear", "cosine", "step")
 def validate(train: Any) -> None:
     if train.lr_schedule not in SCHEDULES:
         raise ConfigError(f"train.lr_schedule must be one of {', '.join(SCHEDULES)}")
-    if train.epochs is not None and not train.epochs > 0:
+    if train.epochs is not None and not (train.epochs > 0 and math.isfinite(train.epochs)):
         raise ConfigError("train.epochs must be > 0 (null: train.steps sets the length)")
     if train.epochs is None:  # with epochs, steps come from the data (steps_for_epochs)
         check_decay_start(train)
