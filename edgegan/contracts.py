@@ -119,9 +119,7 @@ def check_gan_networks(
     images = _call(g_entry, generator, f"{n} latents", z, labels)
     if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
         raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
-    logits = _call(d_entry, discriminator, f"{n} images {expected[1:]}", images, labels)
-    if not isinstance(logits, torch.Tensor) or logits.dim() == 0 or logits.shape[0] != n:
-        raise _fail(d_entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
+    _check_discriminator(d_entry, discriminator, images, labels)
 
 
 @torch.no_grad()
@@ -143,9 +141,17 @@ def check_translator_networks(
         raise _fail(
             g_entry, f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}"
         )
-    logits = _call(d_entry, discriminator, f"{n} images {target[1:]}", images, None)
+    _check_discriminator(d_entry, discriminator, images, None)
+
+
+def _check_discriminator(
+    entry: Entry, discriminator: nn.Module, images: torch.Tensor, labels: Any
+) -> None:
+    """The discriminator gives logits with one row per image (a PatchGAN map is fine)."""
+    n = len(images)
+    logits = _call(entry, discriminator, f"{n} images {tuple(images.shape[1:])}", images, labels)
     if not isinstance(logits, torch.Tensor) or logits.dim() == 0 or logits.shape[0] != n:
-        raise _fail(d_entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
+        raise _fail(entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
 
 
 def check_cyclegan_parts(task: Any) -> None:

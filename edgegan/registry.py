@@ -153,14 +153,8 @@ def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is float:
-        if isinstance(value, str):  # YAML reads "1e-4" as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok:
-            value = float(value)
+        value = _as_float(value)
+        ok = isinstance(value, float)
     elif expected is str:
         ok = isinstance(value, str)
     elif expected in (tuple, list):
@@ -178,6 +172,19 @@ def _check_type(entry: Entry, name: str, value: Any, param: inspect.Parameter) -
     return value
 
 
+def _as_float(value: Any) -> Any:
+    """``value`` as a float where a float parameter accepts it (an int, or a numeric string:
+    YAML 1.1 reads ``1e-4`` as one), else unchanged for the caller to refuse."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _check_items(entry: Entry, name: str, value: Any, default: Any) -> Any:
     """Check a list/tuple value's elements when the default's are all of one plain type
     (``(3, 3)``: ints), converting ints and numeric strings to float as for a float."""
@@ -186,15 +193,10 @@ def _check_items(entry: Entry, name: str, value: Any, default: Any) -> Any:
         return value
     out = []
     for i, v in enumerate(value):
-        if item is float and isinstance(v, str):  # YAML 1.1 reads 1e-4 as a string
-            try:
-                v = float(v)
-            except ValueError:
-                pass
         if type(v).__module__ == "numpy" and hasattr(v, "item"):  # np.float64, built in code
             v = v.item()  # (numpy is not imported here: the CLI loads this module at start)
-        if item is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
+        if item is float:
+            v = _as_float(v)
         if type(v) is not item:
             raise EdgeganError(
                 f"parameter '{name}' of {entry.label} must be a {type(default).__name__} of "
