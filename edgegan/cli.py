@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,15 @@ def _report(exc: BaseException, line: str) -> None:
             traceback.print_exception(exc, file=sys.stderr)
         rank = f"[rank {os.environ.get('RANK')}] " if other and not _is_main_process() else ""
         click.echo(f"error: {rank}{line}", err=True)
+    else:
+        # torchrun ends every worker as soon as one exits: were this silent rank first, rank 0
+        # would be killed before it printed the error. Wait for rank 0 to report and exit (the
+        # SIGTERM that follows ends this wait); exit on our own only if it never does.
+        time.sleep(SILENT_RANK_WAIT)
+
+
+#: seconds a worker of rank > 0 waits, on an error rank 0 reports, before exiting itself
+SILENT_RANK_WAIT = 20.0
 
 
 def _terminate(signum: int, frame: Any) -> None:

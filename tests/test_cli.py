@@ -264,5 +264,16 @@ def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
     assert CliRunner().invoke(group, ["boom"]).output.strip() == (
         "error: [rank 1] disk gone: /data/x.png"
     )
+    import edgegan.cli as cli_mod
+
+    waits: list[float] = []
+    monkeypatch.setattr(cli_mod.time, "sleep", waits.append)
     raised[:] = [EdgeganError("bad key")]  # agreed by every rank: rank 0 prints it
-    assert CliRunner().invoke(group, ["boom"]).output.strip() == ""
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.output.strip() == "" and result.exit_code == 2
+    # ... so this rank waits to be ended by torchrun after rank 0 has printed and exited:
+    # exiting first would make torchrun kill rank 0 before it reported (seen on the H100)
+    assert waits == [cli_mod.SILENT_RANK_WAIT]
+    monkeypatch.setenv("RANK", "0")
+    assert CliRunner().invoke(group, ["boom"]).output.strip() == "error: bad key"
+    assert waits == [cli_mod.SILENT_RANK_WAIT]  # rank 0 reports and exits at once
