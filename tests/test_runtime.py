@@ -351,13 +351,18 @@ def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensor
 
 
 # -- TensorRT builder logic against a stub module -------------------------------------------------
-def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True, inputs=None):
+def make_stub_trt(
+    version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True, inputs=None, load_ok=True
+):
     """A stand-in for the ``tensorrt`` module that records what the builder asks of it;
-    its parser gives the network ``inputs`` ({name: shape}, default a GAN's z and labels)."""
+    its parser gives the network ``inputs`` ({name: shape}, default a GAN's z and labels).
+    ``version=None``: no ``__version__``, as ``tensorrt_rtx``'s bindings; ``load_ok=False``:
+    a plan that builds but does not load on this GPU, as TensorRT-RTX's on an H100."""
     inputs = inputs or {"z": (-1, 16), "labels": (-1,)}
     calls: list[tuple] = []
     trt = types.ModuleType(name)
-    trt.__version__ = version
+    if version is not None:
+        trt.__version__ = version
     trt.calls = calls
 
     class ILogger:
@@ -465,6 +470,19 @@ def make_stub_trt(version="10.8.0", name="tensorrt", parse_ok=True, build_ok=Tru
     class Runtime:
         def __init__(self, logger):
             calls.append(("Runtime",))
+            self.logger = logger
+
+        def deserialize_cuda_engine(self, plan):
+            calls.append(("deserialize_cuda_engine", bytes(plan)))
+            if load_ok:
+                return object()
+            self.logger.log(  # what TensorRT-RTX 1.7.1 said on the H100
+                ILogger.Severity.ERROR,
+                "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine "
+                "cannot run on this GPU, which has compute capability 9.0. Supported compute "
+                "capabilities: 8.0 8.6 8.9 12.0 12.1 >12.0.)",
+            )
+            return None
 
     for obj in (ILogger, Logger, NetworkDefinitionCreationFlag, MemoryPoolType, OnnxParser,
                 Builder, Runtime):  # fmt: skip
@@ -533,6 +551,59 @@ def test_builder_reports_parser_and_build_errors(tmp_path):
     with pytest.raises(EngineBuildError, match="no tactic fits the workspace"):
         build_engine(make_stub_trt(build_ok=False), onnx_path, tmp_path / "e")
     assert not (tmp_path / "e").exists()
+
+
+def test_a_plan_this_gpu_cannot_load_is_refused_and_leaves_the_old_engine(tmp_path):
+    """TensorRT-RTX 1.7.1 built a plan on the H100 and then refused to load it there: the
+    export must fail in one line saying so, and not replace the engine already in place."""
+    from edgegan.export.tensorrt import EngineBuildError, build_engine
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    engine = tmp_path / "model.fp32.engine"
+    engine.write_bytes(b"OLD")
+    rtx = make_stub_trt(None, name="tensorrt_rtx", load_ok=False)
+    with pytest.raises(EngineBuildError) as info:
+        build_engine(rtx, onnx_path, engine)
+    line = str(info.value)
+    assert "built model.fp32.engine but cannot load it on this GPU" in line
+    assert "compute capability 9.0" in line and TRT_EXTRA in line
+    assert "\n" not in line
+    assert engine.read_bytes() == b"OLD" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.fp32.engine",
+        "model.onnx",
+    ]
+    # the same failure on TensorRT itself: its message, no advice to install it
+    with pytest.raises(EngineBuildError, match="compute capability 9.0") as info:
+        build_engine(make_stub_trt(load_ok=False), onnx_path, engine)
+    assert TRT_EXTRA not in str(info.value)
+    # a plan that loads is checked, then written
+    trt = make_stub_trt()
+    build_engine(trt, onnx_path, engine)
+    assert ("deserialize_cuda_engine", b"PLAN") in trt.calls and engine.read_bytes() == b"PLAN"
+
+
+def test_tensorrt_rtx_version_comes_from_its_distribution(monkeypatch):
+    """``tensorrt_rtx``'s bindings have no ``__version__`` (an export on the H100 failed with
+    an AttributeError): the installed distribution's version is recorded instead."""
+    from importlib import metadata
+
+    from edgegan.export import tensorrt as trt_mod
+
+    assert trt_mod.library_version(make_stub_trt("10.8.0")) == "10.8.0"
+    found = {"tensorrt-rtx-cu13-bindings": "1.7.1.116"}
+
+    def version(dist):
+        if dist in found:
+            return found[dist]
+        raise metadata.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(metadata, "version", version)
+    rtx = make_stub_trt(None, name="tensorrt_rtx")
+    assert trt_mod.library_version(rtx) == "1.7.1.116"
+    assert trt_mod._network_flags(rtx) == 1 << 1  # strongly typed, as on TensorRT 10
+    found.clear()
+    assert trt_mod.library_version(rtx) == "unknown"
 
 
 def test_profile_shapes_and_options():

@@ -79,6 +79,22 @@ def version_major(version: str) -> int:
         return 0
 
 
+def library_version(trt: Any) -> str:
+    """The TensorRT library's version. ``tensorrt_rtx``'s bindings have no ``__version__``:
+    its distribution's version is the library's."""
+    version = getattr(trt, "__version__", None)
+    if version:
+        return str(version)
+    from importlib import metadata
+
+    for dist in ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings", "tensorrt-rtx"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def build_env(trt: ModuleType, device: str = "cuda:0") -> dict[str, str]:
     """The GPU, compute capability and TensorRT library/version engines are built and run on."""
     from edgegan.runtime.base import parse_device
@@ -96,7 +112,7 @@ def build_env(trt: ModuleType, device: str = "cuda:0") -> dict[str, str]:
     return {
         "gpu": name,
         "compute_capability": f"{major}.{minor}",
-        "tensorrt_version": str(trt.__version__),
+        "tensorrt_version": library_version(trt),
         "library": trt.__name__,
     }
 
@@ -170,8 +186,11 @@ def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _make_logger(trt: ModuleType) -> Any:
-    """A TensorRT logger that keeps warnings and errors, for the error message of a failure."""
+def make_logger(trt: ModuleType, echo_warnings: bool = False) -> Any:
+    """A TensorRT logger that keeps its latest warnings and errors, for the error message of a
+    failure; with ``echo_warnings`` it also prints warnings (not errors: those go into the
+    failure's one line) on stderr."""
+    import sys
 
     class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
@@ -180,9 +199,14 @@ def _make_logger(trt: ModuleType) -> Any:
 
         def log(self, severity: Any, msg: str) -> None:
             sev = getattr(trt.ILogger, "Severity", trt.ILogger)
-            keep = [getattr(sev, n, None) for n in ("INTERNAL_ERROR", "ERROR", "WARNING")]
-            if severity in keep:
+            if severity in [getattr(sev, n, None) for n in ("INTERNAL_ERROR", "ERROR")]:
                 self.messages.append(str(msg))
+            elif severity == getattr(sev, "WARNING", None):
+                self.messages.append(str(msg))
+                if echo_warnings:
+                    print(f"TensorRT: {msg}", file=sys.stderr)
+            if len(self.messages) > 100:  # a long-lived runner's: the latest are what count
+                del self.messages[:-50]
 
     return _Logger()
 
@@ -191,7 +215,7 @@ def _network_flags(trt: ModuleType) -> int:
     """Strongly typed: the flag on TensorRT 10 (and RTX); TensorRT 11 is only strongly typed
     and merely tolerates the deprecated flag, so it is not passed there."""
     flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if flag is None or (trt.__name__ == "tensorrt" and version_major(trt.__version__) >= 11):
+    if flag is None or (trt.__name__ == "tensorrt" and version_major(library_version(trt)) >= 11):
         return 0
     return 1 << int(flag)
 
@@ -212,7 +236,7 @@ def build_engine(
     ``engine_path``; the timing cache is read from and written back to ``timing_cache``
     (TensorRT only: :func:`uses_timing_cache`).
     Returns the profile and workspace used."""
-    logger = _make_logger(trt)
+    logger = make_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
@@ -247,6 +271,7 @@ def build_engine(
         detail = "; ".join(logger.messages[-5:]) or "no message from TensorRT"
         raise EngineBuildError(f"TensorRT could not build {Path(engine_path).name}: {detail}")
     engine_path = Path(engine_path)
+    check_plan_loads(trt, plan, logger, engine_path.name)  # before it replaces an older one
     tmp = engine_path.with_name(engine_path.name + ".tmp")
     tmp.write_bytes(memoryview(plan).tobytes())
     tmp.replace(engine_path)
@@ -261,6 +286,29 @@ def build_engine(
         "workspace": workspace,
         "warnings": logger.messages[-10:],
     }
+
+
+def check_plan_loads(trt: ModuleType, plan: Any, logger: Any, name: str) -> None:
+    """Refuse a plan this GPU cannot load. TensorRT-RTX 1.7 builds a plan on an H100 (compute
+    capability 9.0) and then refuses to run it there: such a plan must not become the
+    bundle's engine."""
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise EngineBuildError(
+            f"TensorRT built {name} but cannot load it on this GPU: {load_failure(trt, logger)}"
+        )
+    del engine
+
+
+def load_failure(trt: ModuleType, logger: Any) -> str:
+    """What TensorRT said when it could not load a plan, and what to do about it."""
+    said = "; ".join(logger.messages[-2:]) or "no message from TensorRT"
+    if trt.__name__ == "tensorrt_rtx":
+        said += (
+            "; TensorRT-RTX runs only on the GPUs of its support matrix (not on an H100, "
+            f"measured): install TensorRT instead: {TRT_EXTRA}"
+        )
+    return said
 
 
 def uses_timing_cache(trt: ModuleType) -> bool:

@@ -64,7 +64,13 @@ class TrtRunner(Runner):
         import torch
 
         from edgegan.export.bundle import engine_entries
-        from edgegan.export.tensorrt import build_env, check_engine, import_tensorrt
+        from edgegan.export.tensorrt import (
+            build_env,
+            check_engine,
+            import_tensorrt,
+            load_failure,
+            make_logger,
+        )
 
         trt = import_tensorrt()
         self.trt = trt
@@ -86,14 +92,15 @@ class TrtRunner(Runner):
 
         self._torch_device = torch.device(self.device)
         torch.cuda.init()
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = make_logger(trt, echo_warnings=True)  # errors go into a failure's line
         # TensorRT works on the calling thread's current device: make it ours while loading
         with torch.cuda.device(self._torch_device):
             self.runtime = trt.Runtime(self.logger)
             self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if self.engine is None:
                 raise EdgeganError(
-                    f"TensorRT could not load {path.name}; rebuild it on this device with "
+                    f"TensorRT could not load {path.name}: {load_failure(trt, self.logger)}; "
+                    f"an engine from elsewhere is rebuilt on this device with "
                     f"`edgegan export {target.bundle} --trt`"
                 )
             self.context = self.engine.create_execution_context()
