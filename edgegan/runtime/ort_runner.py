@@ -55,6 +55,14 @@ def session_options(threads: int | None = None, spinning: bool = True) -> Any:
     return so
 
 
+def cuda_provider(index: int) -> Any:
+    """The CUDA execution provider for GPU ``index``. ``device_id`` is passed only when it is
+    not the default: onnxruntime 1.26+ logs "No registered plugin EP device found" for every
+    session given one (its plugin-EP lookup runs first), which filled bench's output on the
+    H100."""
+    return ("CUDAExecutionProvider", {"device_id": index}) if index else "CUDAExecutionProvider"
+
+
 class OrtRunner(Runner):
     name = "onnxruntime"
 
@@ -84,10 +92,7 @@ class OrtRunner(Runner):
                     "this onnxruntime has no CUDA execution provider: "
                     f"{GPU_EXTRA} (onnxruntime-gpu replaces the CPU package)"
                 )
-            providers: list[Any] = [
-                ("CUDAExecutionProvider", {"device_id": index}),
-                "CPUExecutionProvider",
-            ]
+            providers: list[Any] = [cuda_provider(index), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         try:
