@@ -776,7 +776,6 @@ def test_real_tensorrt_build_run_parity(bundle_copy):
             assert parity(outs[2], ref.run(inputs), runner.spec)["max_abs"] < 1e-2
 
 
-@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
 def test_onnxruntime_cuda_provider_names_a_device_only_when_not_the_first():
     """onnxruntime 1.31.1 on the H100 logged a plugin-EP warning for every session given
     ``device_id``; GPU 0 is its default, so none is passed for it."""
@@ -786,6 +785,7 @@ def test_onnxruntime_cuda_provider_names_a_device_only_when_not_the_first():
     assert cuda_provider(1) == ("CUDAExecutionProvider", {"device_id": 1})
 
 
+@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
 def test_onnxruntime_cuda_iobinding_matches_cpu(bundle):
     with (
         open_runner(bundle, "onnxruntime") as cpu,
