@@ -39,6 +39,15 @@ def test_bench_train_counts_what_merging_saves(tmp_path):
         assert abs(sum(prof["share"].values()) - 1) < 1e-6
         assert max(prof["share"], key=prof["share"].get) == "conv/matmul"
         assert prof["conv_tflops"] > 0
+        # the most expensive operators behind the shares, most expensive first
+        top = prof["top"]
+        assert 0 < len(top) <= 15 and top[0]["class"] == "conv/matmul"
+        assert [k["ms_per_step"] for k in top] == sorted(
+            (k["ms_per_step"] for k in top), reverse=True
+        )
+        assert sum(k["share"] for k in top) <= 1 + 1e-6
+        assert all(k["class"] in prof["share"] for k in top)
+    assert "the most expensive operators of each profiled row" in proc.stdout
 
 
 def _tool(name: str):

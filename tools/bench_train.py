@@ -209,6 +209,10 @@ TIME_CLASSES: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 
 
+#: how many of the most expensive kernels (operators on the CPU) a profile lists
+TOP_KERNELS = 15
+
+
 def time_class(name: str) -> str:
     """The category of a kernel or operator name (:data:`TIME_CLASSES`)."""
     return next(c for c, pattern in TIME_CLASSES if re.search(pattern, name, re.IGNORECASE))
@@ -230,6 +234,7 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         _sync(trainer.device)
         wall_us = (time.perf_counter() - t0) * 1e6
     totals: dict[str, float] = {}
+    kernels: dict[str, float] = {}
     for evt in prof.key_averages():
         if cuda:
             # Kernels only, as torch's own table sums them: CPU-side operators are counted
@@ -243,6 +248,7 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         if us > 0:
             cls = time_class(evt.key)
             totals[cls] = totals.get(cls, 0.0) + us
+            kernels[evt.key] = kernels.get(evt.key, 0.0) + us
     busy = sum(totals.values())
     out: dict[str, Any] = {
         "steps": steps,
@@ -251,6 +257,16 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         "busy_fraction": busy / wall_us if wall_us else 0.0,
         "ms_per_step": {c: t / steps / 1e3 for c, t in sorted(totals.items(), key=lambda x: -x[1])},
         "share": {c: t / busy for c, t in totals.items()} if busy else {},
+        # the kernels behind the shares: which copies or norms a step spends its time on
+        "top": [
+            {
+                "name": name[:200],
+                "class": time_class(name),
+                "ms_per_step": us / steps / 1e3,
+                "share": us / busy,
+            }
+            for name, us in sorted(kernels.items(), key=lambda x: -x[1])[:TOP_KERNELS]
+        ],
     }
     if not busy:  # e.g. a CUPTI that does not trace the kernels of CUDA graph replays
         out["note"] = "no kernel time recorded: profile the compile variant (same kernels)"
@@ -532,6 +548,15 @@ def _print_profile(results: dict) -> None:
             f"{p['conv_tflops']:.2f}" if "conv_tflops" in p else "-",
         )
     Console(width=160).print(table)
+    top = Table(title=f"the most expensive {kernel}s of each profiled row (ms/step, share)")
+    for col in ("case", "variant", "batch", "class", "ms", "share", kernel):
+        top.add_column(col, justify="left" if col == kernel else "right", overflow="fold")
+    for r in rows:
+        for k in r["profile"]["top"][:8]:
+            ms, share = f"{k['ms_per_step']:.2f}", f"{100 * k['share']:.1f}%"
+            top.add_row(r["case"], r["variant"], str(r["batch_size"]), k["class"], ms, share,
+                        k["name"][:90])  # fmt: skip
+    Console(width=160).print(top)
 
 
 if __name__ == "__main__":
