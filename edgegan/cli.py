@@ -34,8 +34,13 @@ def _format_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> 
 
 
 def _is_main_process() -> bool:
-    """False in a torchrun worker of rank > 0 (rank 0 speaks for the job)."""
-    return os.environ.get("RANK", "0") == "0"
+    """False in a worker of rank > 0 of a job of several processes (rank 0 speaks for the
+    job). A ``RANK`` without ``WORLD_SIZE`` > 1 is no such job, as
+    :func:`edgegan.train.distributed.launch_env` reads the environment too."""
+    try:
+        return os.environ.get("RANK", "0") == "0" or int(os.environ.get("WORLD_SIZE", 1)) <= 1
+    except ValueError:  # a malformed WORLD_SIZE: training reports it; speak here
+        return True
 
 
 class _Group(click.Group):
@@ -96,11 +101,14 @@ def _report(exc: BaseException, line: str) -> None:
             traceback.print_exception(exc, file=sys.stderr)
         rank = f"[rank {os.environ.get('RANK')}] " if other and not _is_main_process() else ""
         click.echo(f"error: {rank}{line}", err=True)
-    else:
+    elif "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun ends every worker as soon as one exits: were this silent rank first, rank 0
         # would be killed before it printed the error. Wait for rank 0 to report and exit (the
         # SIGTERM that follows ends this wait); exit on our own only if it never does.
-        time.sleep(SILENT_RANK_WAIT)
+        try:
+            time.sleep(SILENT_RANK_WAIT)
+        except KeyboardInterrupt:  # raised inside the caller's handler: it cannot catch it
+            raise SystemExit(130) from None
 
 
 #: seconds a worker of rank > 0 waits, on an error rank 0 reports, before exiting itself

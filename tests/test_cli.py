@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -256,24 +257,60 @@ def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
 
     from click.testing import CliRunner
 
+    import edgegan.cli as cli_mod
     from edgegan.errors import EdgeganError
 
     group, raised = _raising_group()
+    waits: list[float] = []
+    monkeypatch.setattr(cli_mod.time, "sleep", waits.append)
+    # RANK alone is no job of several processes: every error is this process's to print
     monkeypatch.setenv("RANK", "1")
+    raised[:] = [EdgeganError("bad key")]
+    assert CliRunner().invoke(group, ["boom"]).output.strip() == "error: bad key"
+    monkeypatch.setenv("WORLD_SIZE", "2")
     raised[:] = [OSError(errno.EIO, "disk gone", "/data/x.png")]
     assert CliRunner().invoke(group, ["boom"]).output.strip() == (
         "error: [rank 1] disk gone: /data/x.png"
     )
-    import edgegan.cli as cli_mod
-
-    waits: list[float] = []
-    monkeypatch.setattr(cli_mod.time, "sleep", waits.append)
     raised[:] = [EdgeganError("bad key")]  # agreed by every rank: rank 0 prints it
     result = CliRunner().invoke(group, ["boom"])
+    assert result.output.strip() == "" and result.exit_code == 2 and waits == []
+    # ... and under torchrun this rank waits to be ended after rank 0 has printed and exited:
+    # exiting first made torchrun kill rank 0 before it reported (seen on the H100)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    result = CliRunner().invoke(group, ["boom"])
     assert result.output.strip() == "" and result.exit_code == 2
-    # ... so this rank waits to be ended by torchrun after rank 0 has printed and exited:
-    # exiting first would make torchrun kill rank 0 before it reported (seen on the H100)
     assert waits == [cli_mod.SILENT_RANK_WAIT]
     monkeypatch.setenv("RANK", "0")
     assert CliRunner().invoke(group, ["boom"]).output.strip() == "error: bad key"
     assert waits == [cli_mod.SILENT_RANK_WAIT]  # rank 0 reports and exits at once
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_silent_rank_waiting_for_rank_0_ends_at_once_on_sigterm_or_ctrl_c(
+    monkeypatch, signum, code
+):
+    """torchrun sends SIGTERM to the other workers once rank 0 has exited: the waiting rank
+    must end then, with 143 (or 130 on Ctrl-C), not after its whole wait."""
+    import threading
+    import time
+
+    from click.testing import CliRunner
+
+    import edgegan.cli as cli_mod
+    from edgegan.errors import EdgeganError
+
+    group, raised = _raising_group()
+    raised[:] = [EdgeganError("bad key")]
+    for key, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("TORCHELASTIC_RUN_ID", "t")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(cli_mod, "SILENT_RANK_WAIT", 60.0)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))
+    t0 = time.monotonic()
+    timer.start()
+    try:
+        result = CliRunner().invoke(group, ["boom"])
+    finally:
+        timer.cancel()
+    assert result.exit_code == code and result.output.strip() == ""
+    assert time.monotonic() - t0 < 10
