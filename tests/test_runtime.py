@@ -351,8 +351,22 @@ def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensor
 
 
 # -- TensorRT builder logic against a stub module -------------------------------------------------
+#: what TensorRT-RTX 1.7.1 logged on the H100 (shortened), with a newline as TensorRT's have
+RTX_ON_HOPPER = (
+    "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine cannot run "
+    "on this GPU, which has compute capability 9.0. Supported compute capabilities: 8.0 8.6 "
+    "8.9 12.0 12.1 >12.0.\n)"
+)
+
+
 def make_stub_trt(
-    version="10.8.0", name="tensorrt", parse_ok=True, build_ok=True, inputs=None, load_ok=True
+    version="10.8.0",
+    name="tensorrt",
+    parse_ok=True,
+    build_ok=True,
+    inputs=None,
+    load_ok=True,
+    load_error=RTX_ON_HOPPER,
 ):
     """A stand-in for the ``tensorrt`` module that records what the builder asks of it;
     its parser gives the network ``inputs`` ({name: shape}, default a GAN's z and labels).
@@ -463,6 +477,7 @@ def make_stub_trt(
         def build_serialized_network(self, network, config):
             calls.append(("build_serialized_network",))
             if build_ok:
+                self.logger.log(ILogger.Severity.WARNING, "a warning of the build")
                 return b"PLAN"
             self.logger.log(ILogger.Severity.ERROR, "no tactic fits the workspace")
             return None
@@ -476,12 +491,7 @@ def make_stub_trt(
             calls.append(("deserialize_cuda_engine", bytes(plan)))
             if load_ok:
                 return object()
-            self.logger.log(  # what TensorRT-RTX 1.7.1 said on the H100
-                ILogger.Severity.ERROR,
-                "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error (The engine "
-                "cannot run on this GPU, which has compute capability 9.0. Supported compute "
-                "capabilities: 8.0 8.6 8.9 12.0 12.1 >12.0.)",
-            )
+            self.logger.log(ILogger.Severity.ERROR, load_error)
             return None
 
     for obj in (ILogger, Logger, NetworkDefinitionCreationFlag, MemoryPoolType, OnnxParser,
@@ -568,7 +578,8 @@ def test_a_plan_this_gpu_cannot_load_is_refused_and_leaves_the_old_engine(tmp_pa
     line = str(info.value)
     assert "built model.fp32.engine but cannot load it on this GPU" in line
     assert "compute capability 9.0" in line and TRT_EXTRA in line
-    assert "\n" not in line
+    assert "\n" not in line  # one line, though TensorRT's message has a newline
+    assert "a warning of the build" not in line  # only what loading the plan said
     assert engine.read_bytes() == b"OLD" and sorted(p.name for p in tmp_path.iterdir()) == [
         "model.fp32.engine",
         "model.onnx",
@@ -577,10 +588,38 @@ def test_a_plan_this_gpu_cannot_load_is_refused_and_leaves_the_old_engine(tmp_pa
     with pytest.raises(EngineBuildError, match="compute capability 9.0") as info:
         build_engine(make_stub_trt(load_ok=False), onnx_path, engine)
     assert TRT_EXTRA not in str(info.value)
+    # nor on TensorRT-RTX when what failed was not the GPU
+    damaged = make_stub_trt(None, "tensorrt_rtx", load_ok=False, load_error="magic tag wrong")
+    with pytest.raises(EngineBuildError, match="magic tag wrong") as info:
+        build_engine(damaged, onnx_path, engine)
+    assert TRT_EXTRA not in str(info.value)
     # a plan that loads is checked, then written
     trt = make_stub_trt()
     build_engine(trt, onnx_path, engine)
     assert ("deserialize_cuda_engine", b"PLAN") in trt.calls and engine.read_bytes() == b"PLAN"
+
+
+def test_trt_logger_gives_what_was_said_since_a_mark_on_one_line(capsys):
+    from edgegan.export.tensorrt import make_logger
+
+    trt = make_stub_trt()
+    sev = trt.ILogger.Severity
+    logger = make_logger(trt, echo_warnings=True)
+    assert logger.said() == "no message from TensorRT"
+    logger.log(sev.INFO, "not kept")
+    logger.log(sev.WARNING, "a warning\nover two lines")
+    mark = logger.count
+    for i in range(120):  # a long-lived runner: older messages are dropped, the mark holds
+        logger.log(sev.ERROR, f"error {i}")
+    assert logger.said(mark, last=2) == "error 118; error 119"
+    assert logger.said(logger.count) == "no message from TensorRT"  # nothing since
+    assert "error 0;" not in logger.said(mark, last=200)  # dropped, as the oldest
+    assert len(logger.messages) <= 100
+    # warnings are echoed (errors go into the failure's line instead), each on one line
+    assert capsys.readouterr().err == "TensorRT: a warning over two lines\n"
+    logger2 = make_logger(trt)
+    logger2.log(sev.WARNING, "a warning\nover two lines")
+    assert logger2.said() == "a warning over two lines"
 
 
 def test_tensorrt_rtx_version_comes_from_its_distribution(monkeypatch):

@@ -112,9 +112,11 @@ def section_env() -> dict[str, Any]:
         info["onnxruntime_providers"] = ort.get_available_providers()
     except ImportError as exc:
         info["onnxruntime"] = f"missing: {exc}"
+    from edgegan.export.tensorrt import library_version
+
     for mod in ("tensorrt", "tensorrt_rtx"):
         try:
-            info[mod] = __import__(mod).__version__
+            info[mod] = library_version(__import__(mod))  # tensorrt_rtx has no __version__
         except Exception as exc:  # ImportError, or a broken install's OSError
             info[mod] = f"not importable: {type(exc).__name__}: {str(exc)[:120]}"
     print(json.dumps(info, indent=2), flush=True)

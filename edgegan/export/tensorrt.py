@@ -26,6 +26,7 @@ the current device before an engine is loaded.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -87,7 +88,13 @@ def library_version(trt: Any) -> str:
         return str(version)
     from importlib import metadata
 
-    for dist in ("tensorrt-rtx-cu13-bindings", "tensorrt-rtx-cu12-bindings", "tensorrt-rtx"):
+    for dist in (
+        "tensorrt-rtx",
+        "tensorrt-rtx-cu13",
+        "tensorrt-rtx-cu12",
+        "tensorrt-rtx-cu13-bindings",
+        "tensorrt-rtx-cu12-bindings",
+    ):
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -187,26 +194,37 @@ def engine_rows(engines: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def make_logger(trt: ModuleType, echo_warnings: bool = False) -> Any:
-    """A TensorRT logger that keeps its latest warnings and errors, for the error message of a
-    failure; with ``echo_warnings`` it also prints warnings (not errors: those go into the
-    failure's one line) on stderr."""
+    """A TensorRT logger that keeps its latest warnings and errors for the one line of a
+    failure (:meth:`said`); with ``echo_warnings`` it also prints warnings (not errors: those
+    go into the failure's line) on stderr."""
     import sys
 
     class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[str] = []
+            self.count = 0  # messages kept so far, the dropped ones included
 
         def log(self, severity: Any, msg: str) -> None:
             sev = getattr(trt.ILogger, "Severity", trt.ILogger)
             if severity in [getattr(sev, n, None) for n in ("INTERNAL_ERROR", "ERROR")]:
-                self.messages.append(str(msg))
+                self._keep(msg)
             elif severity == getattr(sev, "WARNING", None):
-                self.messages.append(str(msg))
+                self._keep(msg)
                 if echo_warnings:
-                    print(f"TensorRT: {msg}", file=sys.stderr)
+                    print(f"TensorRT: {self.messages[-1]}", file=sys.stderr)
+
+        def _keep(self, msg: str) -> None:
+            self.messages.append(" ".join(str(msg).split()))  # one line: TensorRT's have \n
+            self.count += 1
             if len(self.messages) > 100:  # a long-lived runner's: the latest are what count
                 del self.messages[:-50]
+
+        def said(self, since: int = 0, last: int = 3) -> str:
+            """The last ``last`` messages logged after ``since`` (a ``count`` taken before
+            the call that failed), joined into one line."""
+            new = self.messages[len(self.messages) - min(self.count - since, len(self.messages)) :]
+            return "; ".join(new[-last:]) or "no message from TensorRT"
 
     return _Logger()
 
@@ -244,7 +262,7 @@ def build_engine(
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(
             f"TensorRT could not parse {Path(onnx_path).name}: "
-            + ("; ".join(errors) or "; ".join(logger.messages[-3:]) or "no message")
+            + ("; ".join(" ".join(e.split()) for e in errors) or logger.said())
         )
     inputs = {}
     for i in range(network.num_inputs):
@@ -268,7 +286,7 @@ def build_engine(
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        detail = "; ".join(logger.messages[-5:]) or "no message from TensorRT"
+        detail = logger.said(last=5)
         raise EngineBuildError(f"TensorRT could not build {Path(engine_path).name}: {detail}")
     engine_path = Path(engine_path)
     check_plan_loads(trt, plan, logger, engine_path.name)  # before it replaces an older one
@@ -292,18 +310,23 @@ def check_plan_loads(trt: ModuleType, plan: Any, logger: Any, name: str) -> None
     """Refuse a plan this GPU cannot load. TensorRT-RTX 1.7 builds a plan on an H100 (compute
     capability 9.0) and then refuses to run it there: such a plan must not become the
     bundle's engine."""
+    mark = logger.count  # the build's own warnings are not the reason
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if engine is None:
         raise EngineBuildError(
-            f"TensorRT built {name} but cannot load it on this GPU: {load_failure(trt, logger)}"
+            f"TensorRT built {name} but cannot load it on this GPU: "
+            + load_failure(trt, logger, mark)
         )
     del engine
 
 
-def load_failure(trt: ModuleType, logger: Any) -> str:
-    """What TensorRT said when it could not load a plan, and what to do about it."""
-    said = "; ".join(logger.messages[-2:]) or "no message from TensorRT"
-    if trt.__name__ == "tensorrt_rtx":
+def load_failure(trt: ModuleType, logger: Any, since: int = 0) -> str:
+    """What TensorRT said (after ``since``, see ``make_logger``) when it could not load a plan,
+    and, where TensorRT-RTX refused this GPU, what to do about it."""
+    said = logger.said(since)
+    if trt.__name__ == "tensorrt_rtx" and re.search(
+        r"compute capabilit|cannot run on this GPU", said, re.IGNORECASE
+    ):
         said += (
             "; TensorRT-RTX runs only on the GPUs of its support matrix (not on an H100, "
             f"measured): install TensorRT instead: {TRT_EXTRA}"

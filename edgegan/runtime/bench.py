@@ -156,9 +156,11 @@ def environment() -> dict[str, Any]:
         "processor": _cpu_name(),
         "physical_cores": physical_cores(),
     }
+    from edgegan.export.tensorrt import library_version
+
     for mod in ("torch", "onnxruntime", "tensorrt", "tensorrt_rtx"):
         try:
-            env[mod] = __import__(mod).__version__
+            env[mod] = library_version(__import__(mod))
         except Exception:  # noqa: BLE001 - absent or broken: just not recorded
             continue
     try:

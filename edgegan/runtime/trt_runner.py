@@ -96,14 +96,22 @@ class TrtRunner(Runner):
         # TensorRT works on the calling thread's current device: make it ours while loading
         with torch.cuda.device(self._torch_device):
             self.runtime = trt.Runtime(self.logger)
+            mark = self.logger.count
             self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
             if self.engine is None:
                 raise EdgeganError(
-                    f"TensorRT could not load {path.name}: {load_failure(trt, self.logger)}; "
+                    f"TensorRT could not load {path.name}: "
+                    f"{load_failure(trt, self.logger, mark)}; "
                     f"an engine from elsewhere is rebuilt on this device with "
                     f"`edgegan export {target.bundle} --trt`"
                 )
+            mark = self.logger.count
             self.context = self.engine.create_execution_context()
+            if self.context is None:
+                raise EdgeganError(
+                    f"TensorRT could not create an execution context for {path.name}: "
+                    f"{self.logger.said(mark)}"
+                )
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode
         self._in_names = [n for n in names if self.engine.get_tensor_mode(n) == mode.INPUT]
@@ -127,6 +135,7 @@ class TrtRunner(Runner):
         ins = {
             n: torch.empty(feed[n].shape, dtype=self._dtypes[n], device=dev) for n in self._in_names
         }
+        mark = self.logger.count
         for n, buf in ins.items():
             if not self.context.set_input_shape(n, tuple(buf.shape)):
                 lo, _, hi = self.engine.get_tensor_profile_shape(n, 0)
@@ -139,7 +148,9 @@ class TrtRunner(Runner):
         for n in self._out_names:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(n))
             if any(d < 0 for d in shape):
-                raise EdgeganError(f"TensorRT could not infer the shape of output '{n}'")
+                raise EdgeganError(
+                    f"TensorRT could not infer the shape of output '{n}': {self.logger.said(mark)}"
+                )
             outs[n] = torch.empty(shape, dtype=self._dtypes[n], device=dev)
         slot = _Slot(ins, outs)
         self._slots[key] = slot
@@ -164,8 +175,12 @@ class TrtRunner(Runner):
         self._bound = key
 
     def _enqueue(self) -> None:
+        mark = self.logger.count
         if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise EdgeganError("TensorRT failed to enqueue the engine (execute_async_v3)")
+            raise EdgeganError(
+                "TensorRT failed to enqueue the engine (execute_async_v3): "
+                + self.logger.said(mark)
+            )
 
     def _capture(self, slot: _Slot) -> None:
         """Capture the enqueue of this slot in a CUDA graph (after one eager run, which also
