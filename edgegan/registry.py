@@ -115,6 +115,17 @@ class Registry:
         """Look up ``name`` and call its factory (see :func:`call_factory`)."""
         return call_factory(self.get(name, role), params or {}, context or {})
 
+    def full_params(
+        self,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """``params`` with every other parameter of the factory at its default (see
+        :func:`full_params`)."""
+        return full_params(self.get(name, role), params or {}, context or {})
+
 
 def name_list(value: str | Iterable[str]) -> list[str]:
     """A list of names without repeats, in order; one name may stand for the list
@@ -219,6 +230,31 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
         return entry.factory(**kwargs)
     except ValueError as exc:  # the documented way for a factory to refuse a value
         raise EdgeganError(f"{entry.label}{entry.origin}: {exc}") from exc
+
+
+def full_params(
+    entry: Entry, params: Mapping[str, Any], context: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``params`` plus the default of each parameter the user left out, in the factory's
+    order: what a run records, so that it is rebuilt alike after a default changes (the
+    task's ``context`` and defaults that are no plain YAML values are left out)."""
+    accepted, _ = factory_parameters(entry.factory)
+    out: dict[str, Any] = {}
+    for key, p in accepted.items():
+        if key in params:
+            out[key] = params[key]
+        elif key not in context and p.default is not inspect.Parameter.empty:
+            if _plain(p.default):
+                out[key] = list(p.default) if isinstance(p.default, tuple) else p.default
+    out.update({k: v for k, v in params.items() if k not in out})  # a **kwargs factory's
+    return out
+
+
+def _plain(value: Any) -> bool:
+    """A value YAML writes and reads back as itself (tuples as lists)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
 
 
 def bind_params(

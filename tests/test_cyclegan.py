@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+import yaml
 from tiny import TINY_CYCLEGAN as TINY
 
 from edgegan.config import load_config, load_run_config
@@ -72,6 +73,11 @@ def test_each_network_pair_trains(tmp_path, generator, discriminator):
     assert (tmp_path / "run/samples/final.png").is_file()
     for key in ("ab_psnr", "ba_psnr", "ab_ssim", "ab_l1"):
         assert math.isfinite(result.eval[key])
+    # the run records each network's parameters, defaults included (the U-Net's norm)
+    model = yaml.safe_load((tmp_path / "run/config.yaml").read_text())["model"]
+    assert model["generator"]["name"] == generator and "norm" in model["generator"]
+    assert model["discriminator"]["name"] == discriminator and "ndf" in model["discriminator"]
+    assert "channels_out" not in model["generator"]  # the task's context
 
 
 @pytest.mark.parametrize(

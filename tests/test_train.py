@@ -635,3 +635,41 @@ def test_train_takes_a_preset_name_or_mapping_and_checks_edited_configs(tmp_path
     assert not (tmp_path / "e").exists()
     with pytest.raises(EdgeganError, match="unknown preset 'dcgan-mnst'"):
         train("dcgan-mnst", out_dir=tmp_path / "p")
+
+
+def test_a_run_records_its_networks_defaults_so_a_changed_default_still_rebuilds_it(tmp_path):
+    """config.yaml used to hold only the parameters the user set: a network whose default
+    changed afterwards (a plugin's update, or edgegan's own U-Net norm) no longer fit the
+    run's checkpoint. Every parameter is recorded now."""
+    import yaml
+
+    from edgegan.nn.plugin import build_dcgan_generator
+    from edgegan.plugins.manager import get_manager
+    from edgegan.sampling import load_run_generator
+
+    def plugin(default_ngf: int) -> object:
+        def wide(latent_dim, channels, image_size, num_classes=0, ngf=default_ngf, init="normal"):
+            return build_dcgan_generator(latent_dim, channels, image_size, num_classes, ngf, init)
+
+        class Wide:
+            @hookimpl
+            def edgegan_register_models(self, register):
+                register("wide", wide, role="generator")
+
+        return Wide()
+
+    get_manager().register(plugin(8), name="wide")
+    run = tmp_path / "run"
+    overrides = [o for o in TINY if not o.startswith("model.generator.")]  # ngf left default
+    overrides += ["model.generator.name=wide", "train.steps=2", "eval.at_end=false"]
+    train(load_config("dcgan-mnist", overrides), out_dir=run)
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert recorded["generator"] == {"name": "wide", "ngf": 8, "init": "normal"}
+    assert recorded["discriminator"]["ndf"] == 8 and "spectral_norm" in recorded["discriminator"]
+    assert "latent_dim" not in recorded["generator"]  # the task's context, not a parameter
+    # the plugin's next version widens its default: the run still loads as it was trained
+    get_manager().unregister("wide")
+    get_manager().register(plugin(16), name="wide")
+    gen = load_run_generator(run)  # before: "the checkpoint does not fit generator 'wide'"
+    as_trained = build_dcgan_generator(16, 1, 28, 10, ngf=8)
+    assert [p.shape for p in gen.module.parameters()] == [p.shape for p in as_trained.parameters()]
