@@ -278,6 +278,7 @@ def infer(
         backend=backend,
         precision=precision,
         batch_size=256 if batch_size is None else batch_size,
+        progress=True,
         **options,
     )
     click.echo(f"wrote {len(paths)} file(s) to {out}")

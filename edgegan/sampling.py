@@ -9,6 +9,8 @@ named input arrays to the raw output array (:mod:`edgegan.runtime`).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,20 @@ def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndar
     ``labels`` shorter than ``num`` are repeated (longer is an error: some would be
     dropped); each must be in ``[0, num_classes)``.
     """
+    return labels_at(np.arange(num), num, num_classes, labels)
+
+
+def labels_at(
+    index: np.ndarray, num: int, num_classes: int, labels: list[int] | None
+) -> np.ndarray | None:
+    """:func:`make_labels`'s labels of the images ``index`` (of ``num``), without making the
+    other ones: a long run of samples is written batch by batch."""
     if num_classes == 0:
         if labels:
             raise EdgeganError("--labels needs a class-conditional generator; this one is not")
         return None
     if not labels:
-        return np.arange(num, dtype=np.int64) % num_classes
+        return np.asarray(index, dtype=np.int64) % num_classes
     if len(labels) > num:
         raise EdgeganError(
             f"--labels gives {len(labels)} labels for --num {num}; give at most {num} "
@@ -50,7 +60,7 @@ def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndar
         raise EdgeganError(
             f"label {bad[0]} is out of range: the generator has {num_classes} classes"
         )
-    return np.resize(np.asarray(labels, dtype=np.int64), num)
+    return np.asarray(labels, dtype=np.int64)[np.asarray(index) % len(labels)]
 
 
 def make_inputs(
@@ -189,23 +199,44 @@ def sample(
     ``images`` float32 (N, C, H, W) in the value range, ``latents``, and ``labels`` for
     conditional generators. The inputs and the post-processing are the same on every backend.
     """
+    batches = list(iter_samples(runner, num, seed, labels, batch_size))
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def iter_samples(
+    runner: Any,
+    num: int,
+    seed: int = 0,
+    labels: list[int] | None = None,
+    batch_size: int = 256,
+) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`sample` one batch at a time (``images``, ``latents`` and ``labels`` of each), so
+    that ``num`` is bounded by the disk rather than by memory. The latents are drawn from the
+    seed's one stream in order: the same images for any batch size."""
     from edgegan.export.signature import is_translator
 
-    if is_translator(runner.spec):
+    spec = runner.spec
+    if is_translator(spec):
         raise EdgeganError(
-            f"{runner.spec['direction']} is an image-to-image generator: it translates images "
+            f"{spec['direction']} is an image-to-image generator: it translates images "
             "(edgegan.translate.translate_arrays; infer --input) and samples nothing"
         )
-    inputs = make_inputs(runner.spec, num, seed, labels)
+    if num <= 0:
+        raise EdgeganError("--num must be a positive number of images")
+    latent_dim, num_classes = int(spec["latent_dim"]), int(spec.get("num_classes") or 0)
+    labels_at(np.arange(0), num, num_classes, labels)  # refuse bad labels before any work
+    rng = np.random.default_rng(seed)  # make_latents' stream, drawn a batch at a time
     step = max(1, min(batch_size, runner.max_batch or batch_size))
-    outs = []
-    for i in range(0, num, step):
-        batch = {k: v[i : i + step] for k, v in inputs.items()}
-        outs.append(postprocess(runner.run(batch), runner.spec))
-    result = {"images": np.concatenate(outs), "latents": inputs[INPUT_LATENTS]}
-    if INPUT_LABELS in inputs:
-        result["labels"] = inputs[INPUT_LABELS]
-    return result
+    for start in range(0, num, step):
+        n = min(step, num - start)
+        batch = {INPUT_LATENTS: rng.standard_normal((n, latent_dim), dtype=np.float32)}
+        label_arr = labels_at(np.arange(start, start + n), num, num_classes, labels)
+        if label_arr is not None:
+            batch[INPUT_LABELS] = label_arr
+        out = {"images": postprocess(runner.run(batch), spec), "latents": batch[INPUT_LATENTS]}
+        if label_arr is not None:
+            out["labels"] = label_arr
+        yield out
 
 
 def to_uint8_nhwc(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -238,9 +269,11 @@ def write_outputs(
     out: Path,
     fmt: str,
     value_range: tuple[float, float] = (-1.0, 1.0),
+    start: int = 0,
 ) -> list[Path]:
     """Write ``images.npz`` (uint8 NHWC ``images``, float ``raw``, ``latents``, ``labels``) or
-    one PNG per image (``000000.png``, or ``000000_label3.png`` when conditional)."""
+    one PNG per image (``000000.png``, or ``000000_label3.png`` when conditional), numbered
+    from ``start``."""
     from PIL import Image
 
     if fmt not in FORMATS:
@@ -257,7 +290,7 @@ def write_outputs(
     labels = result.get("labels")
     for i, img in enumerate(images):
         suffix = f"_label{labels[i]}" if labels is not None else ""
-        path = out / f"{i:06d}{suffix}.png"
+        path = out / f"{start + i:06d}{suffix}.png"
         Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
         paths.append(path)
     return paths
@@ -275,13 +308,18 @@ def infer(
     backend: str = "torch",
     precision: str = "fp32",
     batch_size: int = 256,
+    progress: bool = False,
     **runner_options: Any,
 ) -> list[Path]:
     """Sample a run's generator or an exported bundle to ``out`` on any backend (the API
     behind ``edgegan infer``). ``target`` is a run directory or a bundle folder; the
     onnxruntime and tensorrt backends need a bundle (see :func:`edgegan.runtime.open_runner`).
+
+    PNGs are written batch by batch (memory holds one batch, whatever ``num``), with a
+    progress bar on stderr when ``progress``; ``npz`` is one file and holds them all.
     """
     from edgegan.runtime import open_runner
+    from edgegan.train.logs import ProgressBar
 
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -293,6 +331,19 @@ def infer(
         raise EdgeganError("--batch-size must be a positive number")
     check_out_dir(out, overwrite)
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
-        result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
-        spec = runner.spec
-    return write_outputs(result, prepare_out_dir(out, overwrite), fmt, value_range(spec))
+        vrange = value_range(runner.spec)
+        if fmt == "npz":
+            result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
+            return write_outputs(result, prepare_out_dir(out, overwrite), fmt, vrange)
+        batches = iter_samples(runner, num, seed=seed, labels=labels, batch_size=batch_size)
+        first = next(batches)  # the inputs and the runner work before the folder is made
+        folder = prepare_out_dir(out, overwrite)
+        bar = ProgressBar(num, 0, progress and num > len(first["images"]), "infer", "images")
+        paths: list[Path] = []
+        try:
+            for batch in itertools.chain([first], batches):
+                paths += write_outputs(batch, folder, fmt, vrange, start=len(paths))
+                bar.update(len(paths))
+        finally:
+            bar.close()
+        return paths

@@ -904,3 +904,63 @@ def test_infer_refuses_a_non_empty_out_before_sampling(run_dir, tmp_path, monkey
     with pytest.raises(EdgeganError, match="is not empty"):
         infer(run_dir, out, num=30000)
     assert (out / "keep.png").read_bytes() == b"x"
+
+
+def test_infer_writes_pngs_batch_by_batch_with_the_same_images_for_any_batch_size(
+    bundle, tmp_path, monkeypatch
+):
+    """`infer --num N` held all N images (and their latents) in memory before writing the
+    first file; it now writes each batch as it comes, and the batching changes nothing."""
+    import edgegan.runtime
+    from edgegan.runtime import open_runner as real_open_runner
+    from edgegan.sampling import infer, iter_samples
+
+    with open_runner(bundle, "onnxruntime") as runner:
+        whole = sample(runner, 10, seed=3, labels=[7, 2, 5])
+        parts = list(iter_samples(runner, 10, seed=3, labels=[7, 2, 5], batch_size=4))
+    assert [len(p["images"]) for p in parts] == [4, 4, 2]
+    for key in ("images", "latents", "labels"):
+        np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+    np.testing.assert_array_equal(whole["latents"], make_inputs(runner.spec, 10, seed=3)["z"])
+    assert whole["labels"].tolist() == [7, 2, 5, 7, 2, 5, 7, 2, 5, 7]
+
+    out = tmp_path / "o"
+    written_before: list[int] = []
+
+    class Watching:
+        """The runner, noting how many PNGs exist when each batch starts."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def run(self, inputs):
+            written_before.append(len(list(out.glob("*.png"))) if out.exists() else 0)
+            return self.inner.run(inputs)
+
+    monkeypatch.setattr(
+        edgegan.runtime, "open_runner", lambda *a, **k: Watching(real_open_runner(*a, **k))
+    )
+    paths = infer(bundle, out, num=10, seed=3, labels=[7, 2, 5], backend="onnxruntime",
+                  batch_size=4, progress=True)  # fmt: skip
+    assert written_before == [0, 4, 8]  # each batch written before the next one runs
+    assert [p.name for p in paths][:4] == [
+        "000000_label7.png",
+        "000001_label2.png",
+        "000002_label5.png",
+        "000003_label7.png",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
+    assert paths[-1].name == "000009_label7.png"
+    from PIL import Image
+
+    first = np.asarray(Image.open(out / "000000_label7.png"))
+    np.testing.assert_array_equal(first, to_uint8_nhwc(whole["images"][:1])[0, :, :, 0])

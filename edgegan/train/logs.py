@@ -185,9 +185,11 @@ class MetricsLog:
 class ProgressBar:
     """A rich progress bar with ETA on a terminal; periodic plain lines otherwise (CI logs)."""
 
-    def __init__(self, total: int, start: int, enabled: bool, description: str) -> None:
+    def __init__(
+        self, total: int, start: int, enabled: bool, description: str, unit: str = "step"
+    ) -> None:
         self.enabled = enabled
-        self.total, self.description = total, description
+        self.total, self.description, self.unit = total, description, unit
         self._bar = None
         self._last_line = 0.0
         self._t0, self._s0 = time.monotonic(), start
@@ -237,7 +239,7 @@ class ProgressBar:
             if math.isfinite(eta) and eta >= 7200:
                 eta_s = f"{eta / 3600:.1f} h"
             print(
-                f"{self.description}: step {step}/{self.total}  eta {eta_s}  {info}",
+                f"{self.description}: {self.unit} {step}/{self.total}  eta {eta_s}  {info}",
                 file=sys.stderr,
                 flush=True,
             )
