@@ -202,6 +202,20 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
     (tmp_path / BUNDLE_FILE).write_text(json.dumps(meta))
     with pytest.raises(EdgeganError, match="bundle format 2"):
         read_bundle(tmp_path)
+    # a bundle from elsewhere names its own files only: nothing outside its folder is read
+    good = uncond_bundle[1]
+    for bad in ("../run/checkpoints/last.pt", "/etc/passwd", "sub/model.onnx", "..", ""):
+        for section, entries in (
+            ("models", {**good["models"], "fp32": {**good["models"]["fp32"], "file": bad}}),
+            ("engines", {"fp16": {"file": bad}}),
+        ):
+            (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, section: entries}))
+            with pytest.raises(EdgeganError, match=f"its {section} list the file"):
+                read_bundle(tmp_path)
+    cyclegan_like = {**good, "models": {"AtoB": {"fp32": {"file": "../x.onnx"}}}}
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps(cyclegan_like))
+    with pytest.raises(EdgeganError, match="'../x.onnx'"):
+        read_bundle(tmp_path)
     with pytest.raises(EdgeganError, match="has no int8 model.*--int8"):
         model_path(uncond_bundle[0], "int8")
     # The command rewrites this bundle: its own precisions, the missing one, its folder.

@@ -95,7 +95,35 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta["models"], dict) or not isinstance(meta["spec"], dict):
         raise EdgeganError(f"{file} is not a valid edgegan bundle: bad 'models' or 'spec'")
     meta.setdefault("engines", {})
+    for section in ("models", "engines"):
+        for entry in _file_entries(meta[section]):
+            name = entry["file"]
+            # a bundle may come from elsewhere: its files are the bundle's own, by name only
+            if not _plain_name(name):
+                raise EdgeganError(
+                    f"{file} is not a valid edgegan bundle: its {section} list the file "
+                    f"{name!r}, which is not a file name inside the bundle"
+                )
     return meta
+
+
+def _file_entries(section: Any) -> list[dict[str, Any]]:
+    """The entries (``{"file": ...}``) of ``models`` or ``engines``, per direction too."""
+    if not isinstance(section, dict):
+        return []
+    if "file" in section:
+        return [section]
+    return [e for value in section.values() for e in _file_entries(value)]
+
+
+def _plain_name(name: Any) -> bool:
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and Path(name).name == name
+    )
 
 
 def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
