@@ -251,10 +251,12 @@ def full_params(
 
 
 def _plain(value: Any) -> bool:
-    """A value YAML writes and reads back as itself (tuples as lists)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """A value YAML writes and reads back as itself (tuples as lists). Exact types: an Enum
+    member or a numpy scalar is an int, float or str subclass that ``yaml.safe_dump``
+    refuses."""
+    if value is None or type(value) in (bool, int, float, str):
         return True
-    return isinstance(value, (list, tuple)) and all(_plain(v) for v in value)
+    return type(value) in (list, tuple) and all(_plain(v) for v in value)
 
 
 def bind_params(

@@ -861,3 +861,30 @@ def test_registering_in_code_leaves_other_plugins_failures_to_be_reported(fake_p
     get_manager().register(Mine(), name="mine")
     with pytest.raises(PluginError, match="boom.*EDGEGAN_STRICT_PLUGINS is set"):
         registry("losses")
+
+
+def test_full_params_records_plain_defaults_only():
+    """What a run records of a factory's defaults: YAML-plain values, never the task's
+    context; an Enum member or a numpy scalar (int/float/str subclasses that
+    yaml.safe_dump refuses) used to stop the run when config.yaml was written."""
+    import enum
+    import types
+
+    import numpy as np
+    import yaml
+
+    from edgegan.registry import full_params
+
+    class Init(str, enum.Enum):
+        NORMAL = "normal"
+
+    def factory(
+        channels, image_size, ngf=64, gain=np.sqrt(2.0), init=Init.NORMAL, k=(3, 3),
+        scale=None, name="x", flag=False, **extra,
+    ):  # fmt: skip
+        return None
+
+    entry = types.SimpleNamespace(factory=factory)
+    got = full_params(entry, {"ngf": 8, "more": 1}, {"channels": 1, "image_size": 28})
+    assert got == {"ngf": 8, "k": [3, 3], "scale": None, "name": "x", "flag": False, "more": 1}
+    assert yaml.safe_load(yaml.safe_dump(got)) == got
