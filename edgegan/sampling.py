@@ -211,8 +211,8 @@ def iter_samples(
     batch_size: int = 256,
 ) -> Iterator[dict[str, np.ndarray]]:
     """:func:`sample` one batch at a time (``images``, ``latents`` and ``labels`` of each), so
-    that ``num`` is bounded by the disk rather than by memory. The latents are drawn from the
-    seed's one stream in order: the same images for any batch size."""
+    that memory holds one batch whatever ``num``. The latents are drawn from the seed's one
+    stream in order: the same latents and labels for any batch size."""
     from edgegan.export.signature import is_translator
 
     spec = runner.spec
