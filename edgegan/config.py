@@ -410,7 +410,8 @@ def load_config(
 
 
 #: What each task passes to the factories of its parts (the README's plugin docs), by
-#: config key: in a check without building, these names are known to be supplied.
+#: config key: in a check without building, these names are known to be supplied, and a run
+#: records every parameter of its networks but these (``Task._record_network_params``).
 TASK_CONTEXT: dict[str, dict[str, tuple[str, ...]]] = {
     "gan": {
         "generator": ("channels", "image_size", "latent_dim", "num_classes"),

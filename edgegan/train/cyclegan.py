@@ -65,10 +65,6 @@ class CycleGANTask(Task):
 
         self.g_ab, self.g_ba = gen(ca, cb), gen(cb, ca)
         self.d_a, self.d_b = disc(ca), disc(cb)
-        # config.yaml records every parameter, so a default changed later rebuilds this run alike
-        ctx = {"channels": ca, "image_size": self.size}
-        g.params = models.full_params(g.name, g.params, {**ctx, "channels_out": cb}, "generator")
-        d.params = models.full_params(d.name, d.params, ctx, role="discriminator")
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
         contracts.check_cyclegan_parts(self)
         self.pool_a, self.pool_b = ImagePool(cyc.pool_size), ImagePool(cyc.pool_size)

@@ -63,9 +63,6 @@ class GANTask(Task):
         check_generator_kind(self.name, models.get(g.name, "generator"))
         self.generator = models.build(g.name, g.params, self.context, role="generator")
         self.discriminator = models.build(d.name, d.params, self.context, role="discriminator")
-        # config.yaml records every parameter, so a default changed later rebuilds this run alike
-        g.params = models.full_params(g.name, g.params, self.context, role="generator")
-        d.params = models.full_params(d.name, d.params, self.context, role="discriminator")
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
         self.augment = DiffAugment(self.config.train.augment)
         self.num_classes = self.context["num_classes"]

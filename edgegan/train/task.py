@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from edgegan.config import Config, OptimConfig
+from edgegan.config import TASK_CONTEXT, Config, OptimConfig
 from edgegan.errors import unknown
 from edgegan.train import merge
 from edgegan.train.device import Precision
@@ -36,6 +36,7 @@ class Task(ABC):
         #: network name -> its DistributedDataParallel wrapper under torchrun (see train_module)
         self.ddp: dict[str, nn.Module] = {}
         self.build_networks()
+        self._record_network_params()
         for name in self.networks:
             net = getattr(self, name).to(device).train()
             if config.train.channels_last:
@@ -55,6 +56,22 @@ class Task(ABC):
         """Batches of the training stream that one generator step takes (``train.epochs``
         counts steps with it)."""
         return 1
+
+    def _record_network_params(self) -> None:
+        """Put every parameter of the generator and discriminator, defaults included, into
+        the config that config.yaml and the checkpoints keep, so that a default changed later
+        rebuilds the run alike. Only where the task's context names are known
+        (:data:`~edgegan.config.TASK_CONTEXT`): those must stay out of the parameters."""
+        from edgegan.plugins.manager import get_manager
+
+        contexts = TASK_CONTEXT.get(self.name)
+        if contexts is None:
+            return
+        models = get_manager().registry("models")
+        for role in ("generator", "discriminator"):
+            part = getattr(self.config.model, role)
+            context = dict.fromkeys(contexts[role])
+            part.params = models.full_params(part.name, part.params, context, role)
 
     @abstractmethod
     def build_networks(self) -> None:
