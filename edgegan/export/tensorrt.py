@@ -223,7 +223,7 @@ def make_logger(trt: ModuleType, echo_warnings: bool = False) -> Any:
         def said(self, since: int = 0, last: int = 3) -> str:
             """The last ``last`` messages logged after ``since`` (a ``count`` taken before
             the call that failed), joined into one line."""
-            new = self.messages[len(self.messages) - min(self.count - since, len(self.messages)) :]
+            new = self.messages[-(self.count - since) :] if self.count > since else []
             return "; ".join(new[-last:]) or "no message from TensorRT"
 
     return _Logger()

@@ -287,7 +287,7 @@ class Runner(ABC):
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         """One line for inputs the graph cannot take (names, batch sizes, shapes, labels),
         before a backend fails on them with its own error. Runs before every call: cheap."""
-        plan = self.__dict__.get("_input_plan")
+        plan = getattr(self, "_input_plan", None)
         if plan is None:  # once per runner
             plan = self._input_plan = _input_plan(self.spec)
         missing = [n for n, _ in plan[0] if n not in inputs]

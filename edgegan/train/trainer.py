@@ -129,8 +129,8 @@ class Trainer:
         dist: distributed.Distributed | None = None,
     ) -> None:
         _validate(config)
-        if config.train.epochs is not None:  # steps are set from the data below: a copy
-            config = copy.deepcopy(config)
+        # A copy: training fills in steps (from train.epochs) and the networks' parameters
+        config = copy.deepcopy(config)
         self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
         t = config.train
         # Under torchrun (see train()): this process's rank and device, cuda:LOCAL_RANK.
