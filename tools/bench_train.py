@@ -233,7 +233,6 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
             trainer.train_step()
         _sync(trainer.device)
         wall_us = (time.perf_counter() - t0) * 1e6
-    totals: dict[str, float] = {}
     kernels: dict[str, float] = {}
     for evt in prof.key_averages():
         if cuda:
@@ -246,9 +245,11 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         else:
             us = evt.self_cpu_time_total
         if us > 0:
-            cls = time_class(evt.key)
-            totals[cls] = totals.get(cls, 0.0) + us
             kernels[evt.key] = kernels.get(evt.key, 0.0) + us
+    classes = {name: time_class(name) for name in kernels}
+    totals: dict[str, float] = {}
+    for name, us in kernels.items():
+        totals[classes[name]] = totals.get(classes[name], 0.0) + us
     busy = sum(totals.values())
     out: dict[str, Any] = {
         "steps": steps,
@@ -261,7 +262,7 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
         "top": [
             {
                 "name": name[:200],
-                "class": time_class(name),
+                "class": classes[name],
                 "ms_per_step": us / steps / 1e3,
                 "share": us / busy,
             }
