@@ -92,6 +92,9 @@ class TrainConfig:
     # CycleGAN generator's real, identity and cycle inputs) instead of one call per batch.
     merge_calls: bool = True
     channels_last: bool = False  # NHWC weights and batches (tensor cores prefer it)
+    # Instance norms that keep channels_last layout (nn.layers.LayoutInstanceNorm2d) instead
+    # of aten::instance_norm's copies to NCHW and back; same maths, same checkpoints.
+    layout_norm: bool = False
     # torch.compile mode: off | default | reduce-overhead (CUDA graphs) | max-autotune |
     # max-autotune-no-cudagraphs
     compile: str = "off"

@@ -231,3 +231,157 @@ def test_onnx_export_parity(tmp_path):
             want = g(x).numpy()
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# -- instance norms that keep the channels-last layout (train.layout_norm) -----------------
+def _dispatched(fn) -> dict[str, int]:
+    """ATen operators ``fn`` dispatches (forward and backward), by name."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as count:
+        fn()
+    return dict(count.ops)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_layout_instance_norm_matches_instance_norm(affine, channels_last):
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    torch.manual_seed(0)
+    plain = nn.InstanceNorm2d(6, affine=affine)
+    layout = LayoutInstanceNorm2d(6, affine=affine)
+    if affine:
+        nn.init.normal_(plain.weight)
+        nn.init.normal_(plain.bias)
+        layout.load_state_dict(plain.state_dict())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = (torch.randn(3, 6, 9, 7) * 3 + 2).contiguous(memory_format=fmt)
+    grad = torch.randn(3, 6, 9, 7)
+    outs, grads = [], []
+    for norm in (plain, layout):
+        xi = x.clone().requires_grad_()
+        y = norm(xi)
+        y.backward(grad)
+        outs.append(y)
+        grads.append(xi.grad)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-4)
+    assert outs[1].is_contiguous(memory_format=fmt)
+    if channels_last:  # what it is for: aten::instance_norm hands back NCHW
+        assert not outs[0].is_contiguous(memory_format=torch.channels_last)
+    if affine:
+        torch.testing.assert_close(layout.weight.grad, plain.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_layout_instance_norm_takes_half_precision_statistics_in_fp32():
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    torch.manual_seed(0)
+    # A large mean next to a small spread: bf16 statistics would lose the spread.
+    x = (torch.randn(2, 4, 16, 16) * 0.05 + 40).to(torch.bfloat16)
+    y = LayoutInstanceNorm2d(4)(x.contiguous(memory_format=torch.channels_last))
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
+    expected = nn.functional.instance_norm(x.float())
+    torch.testing.assert_close(y.float(), expected, rtol=0.02, atol=0.02)
+
+
+def test_keep_layout_norms_swaps_in_place_and_removes_the_layout_copies():
+    from edgegan.nn.layers import LayoutInstanceNorm2d, keep_layout_norms
+
+    torch.manual_seed(0)
+    net = ResnetGenerator(3, 3, ngf=8, n_blocks=2).to(memory_format=torch.channels_last)
+    plain = ResnetGenerator(3, 3, ngf=8, n_blocks=2).to(memory_format=torch.channels_last)
+    plain.load_state_dict(net.state_dict())
+    params = list(net.parameters())
+    norms = [m for m in net.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert keep_layout_norms(net) == len(norms) == 1 + 2 + 2 * 2 + 2  # in, down, blocks, up
+    assert all(type(m) is LayoutInstanceNorm2d for m in norms)
+    assert list(net.parameters()) == params  # optimisers built before still see them
+    assert keep_layout_norms(net) == 0  # already swapped
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    # BatchNorm-like instance norms with running statistics are left alone.
+    tracked = nn.Sequential(nn.InstanceNorm2d(4, track_running_stats=True))
+    assert keep_layout_norms(tracked) == 0
+
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain(x), rtol=1e-4, atol=1e-4)
+    ops = {}
+    for name, g in (("plain", plain), ("layout", net)):
+        ops[name] = _dispatched(lambda g=g: g(x.requires_grad_()).backward(grad))
+    copies = {k: v.get("clone", 0) + v.get("copy_", 0) for k, v in ops.items()}
+    # plain: one copy to NCHW per norm, forward and backward
+    assert copies["plain"] >= len(norms) and copies["layout"] == 0, copies
+    assert ops["plain"].get("native_batch_norm", 0) == len(norms)
+    assert "native_batch_norm" not in ops["layout"]
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_layout_norm_networks_export_plain_instance_norms(tmp_path, exporter):
+    """An exporter traces aten::instance_norm, so the ONNX graph keeps one node per norm."""
+    import onnx
+
+    from edgegan.export.onnx import resolve_exporter
+    from edgegan.nn.layers import keep_layout_norms
+
+    if exporter == "dynamo" and resolve_exporter() != "dynamo":
+        pytest.skip("the dynamo exporter needs onnxscript")
+    net = ResnetGenerator(3, 3, ngf=4, n_blocks=1).eval()
+    n = keep_layout_norms(net)
+    path = tmp_path / "g.onnx"
+    args = (torch.randn(1, 3, 16, 16),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' notes on training-mode norms
+        if exporter == "dynamo":
+            torch.onnx.export(net, args, str(path), dynamo=True, opset_version=18)
+        else:
+            torch.onnx.export(net, args, str(path), dynamo=False, opset_version=17)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert ops.count("InstanceNormalization") == n
+    assert "ReduceMean" not in ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+        ),
+    ],
+)
+def test_layout_instance_norm_compiles_under_autocast(device):
+    """What train.compile + amp=bf16 + channels_last run: the compiled norm in bf16 matches
+    the plain one and keeps the layout."""
+    pytest.importorskip("torch._inductor")
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 12, 12, device=device).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(4, 16, 12, 12, device=device)
+    results = []
+    for norm in (nn.InstanceNorm2d(16), torch.compile(LayoutInstanceNorm2d(16), dynamic=False)):
+        xi = x.clone().requires_grad_()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            y = norm(xi.to(torch.bfloat16))
+        y.backward(grad.to(y.dtype))
+        results.append((y.float(), xi.grad, y))
+    (y0, g0, _), (y1, g1, raw) = results
+    assert raw.dtype == torch.bfloat16 and raw.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y1, y0, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(g1, g0, rtol=0.05, atol=0.05)

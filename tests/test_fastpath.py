@@ -82,6 +82,47 @@ def test_resident_on_needs_an_in_memory_dataset(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _biases_before_instance_norms(net: torch.nn.Module) -> set[str]:
+    """State-dict keys of conv biases an instance norm follows (in registration order)."""
+    keys, last = set(), None
+    for name, module in net.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            last = f"{name}.bias" if module.bias is not None else None
+        elif isinstance(module, torch.nn.InstanceNorm2d) and last:
+            keys.add(last)
+    return keys
+
+
+def test_layout_norm_trains_like_plain_instance_norms(tmp_path):
+    """train.layout_norm changes how instance norms compute, not what: the same weights after
+    a few channels-last steps, plain checkpoints, and the report says it ran."""
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    common = [*TINY_CYCLEGAN, "train.steps=3", "eval.at_end=false", "train.channels_last=true"]
+    plain = train(load_config("cyclegan-digits", common), out_dir=tmp_path / "plain")
+    config = load_config("cyclegan-digits", [*common, "train.layout_norm=true"])
+    trainer = Trainer(config, tmp_path / "layout")
+    for name in trainer.task.networks:
+        net = getattr(trainer.task, name)
+        kinds = {type(m) for m in net.modules() if isinstance(m, torch.nn.InstanceNorm2d)}
+        assert kinds == {LayoutInstanceNorm2d}, name
+    # A conv bias right before an instance norm has no gradient but rounding noise, which
+    # Adam scales up to steps of lr either way (as between NCHW and channels_last runs).
+    cancelled = {
+        n: _biases_before_instance_norms(getattr(trainer.task, n)) for n in trainer.task.networks
+    }
+    layout = trainer.fit()
+    a = load_checkpoint(plain.checkpoint)["networks"]
+    b = load_checkpoint(layout.checkpoint)["networks"]
+    assert a.keys() == b.keys()
+    for net in a:
+        assert a[net].keys() == b[net].keys() and cancelled[net]
+        for key, value in a[net].items():
+            if key not in cancelled[net]:
+                torch.testing.assert_close(b[net][key], value, rtol=1e-4, atol=1e-4, msg=key)
+    assert "layout_norm: True" in (layout.run_dir / "report.md").read_text()
+
+
 def test_cyclegan_validation_is_logged_during_training(tmp_path):
     config = load_config(
         "cyclegan-digits",

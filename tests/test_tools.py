@@ -104,6 +104,10 @@ def test_gpu_check_env_runs_anywhere_and_gpu_sections_need_cuda(tmp_path):
     bad = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve,nope"]
     proc = subprocess.run(bad, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown section(s) ['nope']" in proc.stderr
+    bad = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve"]
+    proc = subprocess.run(bad + ["--curve-variants", "graphs-ln,nope"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "unknown curve variant(s) ['nope']" in proc.stderr
     if not torch.cuda.is_available():
         gpu = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve"]
         proc = subprocess.run(gpu + ["--out", str(tmp_path / "c.json")], capture_output=True,

@@ -19,6 +19,8 @@ row shows what its switch adds:
   cudnn      + train.cudnn_benchmark        fused   + train.fused_optim
   nhwc       + train.channels_last          bf16    + train.amp=bf16
   compile    + train.compile=default        graphs  + train.compile=reduce-overhead
+  nhwc-ln, bf16-ln, graphs-ln
+             that variant + train.layout_norm (instance norms that keep channels_last)
   resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
   pinned     plain + pinned host batches (on request)
   autotune   graphs with compile=max-autotune (on request: minutes of autotuning per shape)
@@ -60,6 +62,7 @@ VARIANTS: dict[str, list[str]] = {
         "train.merge_calls=false",
         "train.amp=off",
         "train.channels_last=false",
+        "train.layout_norm=false",
         "train.compile=off",
         "train.cudnn_benchmark=false",
         "train.fused_optim=false",
@@ -91,10 +94,14 @@ VARIANTS["pinned"] = [x for x in VARIANTS["plain"] if "pin_memory" not in x] + [
 VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train.compile=")] + [
     "train.compile=max-autotune"
 ]
+# Instance norms that keep the channels-last layout (train.layout_norm), each against the row
+# it extends: eager FP32 and bf16, and the full fast path.
+for _name in ("nhwc", "bf16", "graphs"):
+    VARIANTS[f"{_name}-ln"] = [*VARIANTS[_name], "train.layout_norm=true"]
 ON_REQUEST = ("pinned", "autotune")
 
 # AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
-CPU_VARIANTS = ("plain", "merge", "nhwc", "compile", "resident")
+CPU_VARIANTS = ("plain", "merge", "nhwc", "nhwc-ln", "compile", "resident")
 
 COMMON = [
     "train.progress=false",

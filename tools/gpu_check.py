@@ -21,7 +21,8 @@ docs/benchmarks.md current with them.
     python tools/gpu_check.py --sections env,tests --out quick.json
 
 A device call runs at most 10 minutes: run one or two sections per call (``curve`` alone
-compiles three batch sizes, about 100 s each).
+compiles three batch sizes, about 100 s each; ``--curve-variants graphs-ln
+--curve-sizes 16,32`` measures the layout-keeping instance norm in another call).
 """
 
 from __future__ import annotations
@@ -152,19 +153,23 @@ def section_bench(log: Path, work: Path, quick: bool) -> dict[str, Any]:
     }
 
 
-def section_curve(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+def section_curve(log: Path, work: Path, variants: list[str], sizes: list[int]) -> dict[str, Any]:
     """The full fast path (CUDA graphs) at growing batch sizes, each profiled for a few steps:
-    useful TFLOP/s against the bf16 peak, and the kernel-time split (convolutions vs norms,
-    padding, pointwise, copies) that says what keeps it from the peak. Each size runs in its
-    own process: torch 2.11's CUDA graph trees asserted when one process built a second
-    graphed trainer."""
+    useful TFLOP/s against the bf16 peak, the kernel-time split (convolutions vs norms,
+    padding, pointwise, copies) and the top kernels, which say what keeps it from the peak.
+    ``variants`` are bench_train's (``graphs-ln``: with instance norms that keep the
+    channels-last layout). Each variant and size runs in its own process: torch 2.11's CUDA
+    graph trees asserted when one process built a second graphed trainer."""
     steps = ["--warmup", "4", "--steps", "10", "--profile", "3"]
-    args = ["--cases", "reference", "--variants", "graphs"]
     return {
-        f"batch_{size}": _bench_train(
-            f"curve_{size}", [*args, "--batch-sizes", str(size), *steps], log, work
+        f"{variant}_batch_{size}": _bench_train(
+            f"curve_{variant}_{size}",
+            ["--cases", "reference", "--variants", variant, "--batch-sizes", str(size), *steps],
+            log,
+            work,
         )
-        for size in ((4, 16) if quick else (4, 16, 32))
+        for variant in variants
+        for size in sizes
     }
 
 
@@ -255,11 +260,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Fewer steps and iterations.")
     parser.add_argument("--out", default="gpu_check.json", help="The results file.")
     parser.add_argument("--work", help="Keep runs and bundles here (default: a temp folder).")
+    parser.add_argument(
+        "--curve-variants",
+        default="graphs",
+        help="bench_train variants the curve section runs, e.g. graphs,graphs-ln.",
+    )
+    parser.add_argument(
+        "--curve-sizes",
+        type=scripting.int_list(1),
+        help="The curve section's batch sizes (default 4,16,32; 4,16 with --quick).",
+    )
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     bad = [s for s in sections if s not in SECTIONS]
     if bad:
         parser.error(f"unknown section(s) {bad}; choose from {', '.join(SECTIONS)}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/, when loaded by path
+    from bench_train import VARIANTS
+
+    bad = [v for v in args.curve_variants.split(",") if v not in VARIANTS]
+    if bad:
+        parser.error(f"unknown curve variant(s) {bad}; choose from {', '.join(VARIANTS)}")
 
     import torch
 
@@ -291,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 elif section == "bench":
                     results["bench"] = section_bench(log, work, args.quick)
                 elif section == "curve":
-                    results["curve"] = section_curve(log, work, args.quick)
+                    sizes = args.curve_sizes or ([4, 16] if args.quick else [4, 16, 32])
+                    curve_variants = args.curve_variants.split(",")
+                    results["curve"] = section_curve(log, work, curve_variants, sizes)
                 elif section == "runs":
                     results["runs"] = section_runs(log, work, args.quick)
                 else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -47,6 +48,51 @@ def norm_2d(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
     return nn.Identity()
+
+
+class LayoutInstanceNorm2d(nn.InstanceNorm2d):
+    """InstanceNorm2d computed with tensor ops that keep the input's memory layout.
+
+    ``aten::instance_norm`` reshapes its input to ``(1, N*C, H, W)`` for a batch-norm
+    kernel: a channels-last input is copied to NCHW first, and the output comes back NCHW,
+    so the next convolution converts it again (measured on an H100: the largest kernel of an
+    eager channels-last CycleGAN step, docs/benchmarks.md). Here the statistics come from
+    ``var_mean`` over H and W and the output keeps the input's layout. Statistics are in
+    FP32 for half-precision inputs, and the result is cast back to the input's dtype, as
+    the fused kernel does. Same parameters and state dict as :class:`torch.nn.InstanceNorm2d`
+    (:func:`keep_layout_norms` swaps the class in place); exporters trace the plain operator
+    so the ONNX graph keeps one ``InstanceNormalization`` node.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_running_stats or x.dim() != 4 or _exporting():
+            return super().forward(x)
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+        y = (xf - mean) * torch.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y.to(x.dtype)
+
+
+def _exporting() -> bool:
+    """Whether an ONNX (TorchScript or dynamo) export is tracing the network."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(is_exporting and is_exporting())
+
+
+def keep_layout_norms(net: nn.Module) -> int:
+    """Make every plain InstanceNorm2d in ``net`` a :class:`LayoutInstanceNorm2d`, in place
+    (``train.layout_norm``); returns how many. Parameters, buffers and state-dict keys are
+    unchanged, so checkpoints and exports are those of the plain network."""
+    count = 0
+    for module in net.modules():
+        if type(module) is nn.InstanceNorm2d and not module.track_running_stats:
+            module.__class__ = LayoutInstanceNorm2d
+            count += 1
+    return count
 
 
 def conv_bias(norm: str) -> bool:

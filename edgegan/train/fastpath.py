@@ -28,7 +28,8 @@ def describe(train: Any) -> str:
     """The switches a run trains with, for its report."""
     return (
         f"amp: {train.amp}, compile: {train.compile}, channels_last: {train.channels_last}, "
-        f"fused_optim: {train.fused_optim}, merge_calls: {train.merge_calls}"
+        f"layout_norm: {train.layout_norm}, fused_optim: {train.fused_optim}, "
+        f"merge_calls: {train.merge_calls}"
     )
 
 

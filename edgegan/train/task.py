@@ -15,6 +15,7 @@ from torch import nn
 
 from edgegan.config import TASK_CONTEXT, Config, OptimConfig
 from edgegan.errors import unknown
+from edgegan.nn.layers import keep_layout_norms
 from edgegan.train import merge
 from edgegan.train.device import Precision
 from edgegan.train.fastpath import make_adam, to_channels_last
@@ -41,6 +42,8 @@ class Task(ABC):
             net = getattr(self, name).to(device).train()
             if config.train.channels_last:
                 to_channels_last(net)
+            if config.train.layout_norm:
+                keep_layout_norms(net)
         #: network name -> whether its calls on several batches run as one (train.merge_calls)
         self.merged = {
             n: config.train.merge_calls and merge.per_sample(getattr(self, n))
