@@ -209,6 +209,11 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option(
     "--input", "input_path", type=click.Path(), help="cyclegan: an image or a folder to translate."
 )
+@click.option(
+    "--cuda-graphs/--no-cuda-graphs",
+    default=None,
+    help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
+)
 def infer(
     target: str,
     out: str,
@@ -225,6 +230,7 @@ def infer(
     overwrite: bool,
     direction: str | None,
     input_path: str | None,
+    cuda_graphs: bool | None,
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
     cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
@@ -240,6 +246,8 @@ def infer(
         options["threads"] = threads
     if compile_:
         options["compile"] = True
+    if cuda_graphs is not None:
+        options["cuda_graphs"] = cuda_graphs
     if direction or input_path:
         if not (direction and input_path):
             raise EdgeganError("translating needs both --direction and --input")
@@ -450,6 +458,11 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option(
     "--directions", help="cyclegan: comma-separated directions (default: all in the bundle)."
 )
+@click.option(
+    "--cuda-graphs/--no-cuda-graphs",
+    default=None,
+    help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
+)
 def bench(
     bundle: str,
     backends: str,
@@ -463,6 +476,7 @@ def bench(
     json_file: str | None,
     size: str | None,
     directions: str | None,
+    cuda_graphs: bool | None,
 ) -> None:
     """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
     precision and batch size (and direction of a cyclegan bundle, on random images of
@@ -485,6 +499,7 @@ def bench(
         threads=threads,
         directions=_csv(directions, "directions") if directions else None,
         size=size,
+        cuda_graphs=cuda_graphs,
     )
     print_table(result)
     if json_file:

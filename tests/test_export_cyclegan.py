@@ -319,6 +319,31 @@ def test_real_tensorrt_engines_take_any_size_in_the_profile(bundles, tmp_path):
             assert parity(runner.run(x), ref.run(x), runner.spec)["max_abs"] < 1e-2
 
 
+def _has_ort_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
+@pytest.mark.parametrize("name", ["resnet", "unet"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_onnxruntime_cuda_graphs_take_any_size(bundles, name, precision):
+    """One CUDA graph per input size, replayed with new images when a size comes back."""
+    from edgegan.runtime.bench import parity
+
+    bundle = bundles[name][0]
+    with (
+        open_runner(bundle, "onnxruntime", precision, direction="AtoB") as ref,
+        open_runner(bundle, "onnxruntime", precision, "cuda", "AtoB", cuda_graphs=True) as gpu,
+    ):
+        m, c = gpu.spec["size_multiple"], gpu.spec["channels_in"]
+        for seed, (n, h, w) in enumerate([(1, m, m), (2, m, 2 * m), (1, m, m), (2, m, 2 * m)]):
+            x = {"image": np.random.default_rng(seed).uniform(-1, 1, (n, c, h, w)).astype("f4")}
+            assert parity(gpu.run(x), ref.run(x), gpu.spec)["psnr"] >= 40
+        assert len(gpu._graphs) == 2
+
+
 def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
     from test_export import artifact_plugin
 

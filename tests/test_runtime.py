@@ -822,6 +822,70 @@ def test_onnxruntime_cuda_provider_names_a_device_only_when_not_the_first():
 
     assert cuda_provider(0) == "CUDAExecutionProvider"
     assert cuda_provider(1) == ("CUDAExecutionProvider", {"device_id": 1})
+    graphs = {"enable_cuda_graph": "1"}
+    assert cuda_provider(0, **graphs) == ("CUDAExecutionProvider", graphs)
+    assert cuda_provider(2, **graphs) == ("CUDAExecutionProvider", {"device_id": 2, **graphs})
+
+
+def _graph_calls(spec: dict) -> list[dict]:
+    """Inputs whose shapes come back (batch 1 and 3 twice, with new values each time) and one
+    shape past a two-graph limit (5)."""
+    return [make_inputs(spec, b, seed=s) for s, b in enumerate((1, 3, 1, 5, 3, 1))]
+
+
+def test_onnxruntime_graph_slots_rebind_nothing_and_copy_new_inputs(bundle, monkeypatch):
+    """The CUDA-graph path's bookkeeping, on CPU buffers (onnxruntime has no graphs there and
+    ignores graph ids): one slot per input shape, bound once, whose buffers later calls copy
+    their inputs into; the same images as plain runs; shapes past MAX_GRAPHS run unbound."""
+    from edgegan.runtime import ort_runner
+
+    monkeypatch.setattr(ort_runner, "MAX_GRAPHS", 2)
+    with open_runner(bundle, "onnxruntime") as plain, open_runner(bundle, "onnxruntime") as g:
+        assert not g.cuda_graphs  # the option is for CUDA; on the CPU the plain path runs
+        g._binding, g.cuda_graphs = g.session.io_binding(), True
+        bound = {}
+        for inputs in _graph_calls(plain.spec):
+            np.testing.assert_allclose(g.run(inputs), plain.run(inputs), rtol=0, atol=1e-6)
+            for key, slot in g._graphs.items():
+                # the same buffers, call after call: a CUDA graph replays fixed addresses
+                assert bound.setdefault(key, (slot.binding, slot.output)) == (
+                    slot.binding,
+                    slot.output,
+                )
+        assert sorted(key[0][1][0] for key in g._graphs) == [1, 3]
+        ids = {
+            slot.run_options.get_run_config_entry(ort_runner.GRAPH_ID)
+            for slot in g._graphs.values()
+        }
+        assert ids == {"1", "2"}  # onnxruntime keeps graph id 0 for itself
+
+
+def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, tmp_path):
+    with pytest.raises(EdgeganError, match="option cuda_graphs does not apply to the torch"):
+        open_runner(bundle, "torch", cuda_graphs=True)
+    res = CliRunner().invoke(
+        cli, ["infer", str(bundle), "--cuda-graphs", "--num", "1", "--out", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "cuda_graphs does not apply to the torch" in res.stderr
+
+
+def test_bench_passes_cuda_graphs_to_the_runners_that_take_it(bundle, monkeypatch):
+    from edgegan.runtime import bench as bench_module
+
+    opened = []
+    real = bench_module.open_runner
+
+    def spy(target, backend, *args, **options):
+        opened.append((backend, options.get("cuda_graphs")))
+        return real(target, backend, *args, **options)
+
+    monkeypatch.setattr(bench_module, "open_runner", spy)
+    kw = {"warmup": 0, "iters": 1}
+    bench_module.bench(bundle, ["torch", "onnxruntime"], ["fp32"], [1], cuda_graphs=True, **kw)
+    assert set(opened) == {("torch", None), ("onnxruntime", True)}
+    opened.clear()
+    bench_module.bench(bundle, ["onnxruntime"], ["fp32"], [1], **kw)
+    assert set(opened) == {("onnxruntime", None)}
 
 
 @pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
@@ -832,6 +896,22 @@ def test_onnxruntime_cuda_iobinding_matches_cpu(bundle):
     ):
         inputs = make_inputs(cpu.spec, 7, seed=1)
         assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 1e-3
+
+
+@pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_onnxruntime_cuda_graphs_match_cpu_as_shapes_come_and_go(bundle, precision, monkeypatch):
+    from edgegan.runtime import ort_runner
+
+    monkeypatch.setattr(ort_runner, "MAX_GRAPHS", 2)
+    with (
+        open_runner(bundle, "onnxruntime", precision) as cpu,
+        open_runner(bundle, "onnxruntime", precision, "cuda", cuda_graphs=True) as gpu,
+    ):
+        assert gpu.cuda_graphs
+        for inputs in _graph_calls(cpu.spec):
+            assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 2e-2
+        assert len(gpu._graphs) == 2
 
 
 def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_path):

@@ -344,7 +344,7 @@ class Runner(ABC):
 
 _OPTIONS: dict[str, set[str]] = {
     "torch": {"compile"},
-    "onnxruntime": {"threads"},
+    "onnxruntime": {"threads", "cuda_graphs"},
     "tensorrt": {"cuda_graphs"},
 }
 
@@ -361,8 +361,9 @@ def open_runner(
     on ``backend`` at ``precision``.
 
     Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
-    threads, default the physical cores); tensorrt ``cuda_graphs=False``. The tensorrt
-    backend always runs on CUDA (``device`` picks ``cuda:N``).
+    threads, default the physical cores) and ``cuda_graphs=True`` (on CUDA: replay a CUDA
+    graph per input shape; off by default); tensorrt ``cuda_graphs=False`` (on by default).
+    The tensorrt backend always runs on CUDA (``device`` picks ``cuda:N``).
     """
     check_precision(precision)
     allowed = _OPTIONS.get(backend, set())

@@ -196,11 +196,14 @@ def bench(
     progress: Any = None,
     directions: list[str] | tuple[str, ...] | None = None,
     size: Any = None,
+    cuda_graphs: bool | None = None,
 ) -> dict[str, Any]:
     """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
     results (``results``: one row per backend x precision x batch size, and per direction
     of a cyclegan bundle, whose inputs are random images of ``size``: ``N`` or ``"HxW"``,
-    default the run's image size). A single name may stand for a list; repeats count once."""
+    default the run's image size). A single name may stand for a list; repeats count once.
+    ``cuda_graphs`` turns the CUDA graphs of the onnxruntime and tensorrt runners on or off
+    (None: each backend's default)."""
     backends, precisions = name_list(backends), name_list(precisions)
     directions = name_list(directions) if directions else None
     for b in backends:
@@ -233,13 +236,13 @@ def bench(
             raise EdgeganError("--size applies to image-to-image (cyclegan) bundles")
         inputs = {b: make_feed(spec, int(b), seed, hw) for b in batch_sizes}
         reference, ref_name = _reference(t, inputs)
-        if t is first:
-            for backend in backends:
-                _warm_up_library(t, backend, device, inputs[min(inputs)], threads)
         for backend in backends:
+            options = _runner_options(backend, threads, cuda_graphs)
+            if t is first:
+                _warm_up_library(t, backend, device, inputs[min(inputs)], options)
             for precision in precisions:
                 rows += _bench_one(
-                    t, backend, precision, device, inputs, reference, warmup, iters, threads, tags
+                    t, backend, precision, device, inputs, reference, warmup, iters, options, tags
                 )
                 if progress:
                     progress(rows[-len(inputs) :])
@@ -294,13 +297,20 @@ def _row(
     }
 
 
+def _runner_options(backend: str, threads: int | None, cuda_graphs: bool | None) -> dict:
+    """The open_runner options bench passes to ``backend``."""
+    options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
+    if cuda_graphs is not None and backend in ("onnxruntime", "tensorrt"):
+        options["cuda_graphs"] = cuda_graphs
+    return options
+
+
 def _warm_up_library(
-    target: Target, backend: str, device: str, x: dict[str, np.ndarray], threads: int | None
+    target: Target, backend: str, device: str, x: dict[str, np.ndarray], options: dict
 ) -> None:
     """Open and run the backend once before any row is measured: its one-time setup (the
     library's own allocations, kernels loaded) would otherwise count in whichever row runs
     first, which then showed ten times the memory of the same row run later."""
-    options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
     try:
         with open_runner(
             target, backend, "fp32", device=_backend_device(backend, device), **options
@@ -319,13 +329,12 @@ def _bench_one(
     reference: dict[int, np.ndarray],
     warmup: int,
     iters: int,
-    threads: int | None,
+    options: dict[str, Any],
     tags: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of one backend and precision; ``tags`` (direction, size) head each row."""
     dev = _backend_device(backend, device)
     kind, index = parse_device(dev)
-    options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
     try:
         if backend == "tensorrt":
             from edgegan.export.tensorrt import import_tensorrt
@@ -384,6 +393,7 @@ def _bench_one(
                     if batch in reference
                     else None,
                     **({"threads": runner.threads} if hasattr(runner, "threads") else {}),
+                    **({"cuda_graphs": True} if getattr(runner, "cuda_graphs", False) else {}),
                 )
             )
     finally:

@@ -8,11 +8,16 @@ ResNet-9 at 256x256 on 2 cores: as fast when the CPU is quiet, 2.5x faster when 
 
 CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``): the CUDA execution provider
 with IOBinding, so the inputs are copied to the device once, the output is allocated on the
-device by ONNX Runtime and copied back once.
+device by ONNX Runtime and copied back once. With ``cuda_graphs=True`` the session records
+each input shape's run in a CUDA graph (onnxruntime's ``enable_cuda_graph``) and replays it:
+graphs read and write fixed addresses, so each shape gets its own device buffers, bound once,
+that later calls copy into and out of (one graph id per shape, up to :data:`MAX_GRAPHS`;
+further shapes run without a graph).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,12 +60,38 @@ def session_options(threads: int | None = None, spinning: bool = True) -> Any:
     return so
 
 
-def cuda_provider(index: int) -> Any:
-    """The CUDA execution provider for GPU ``index``. ``device_id`` is passed only when it is
-    not the default: onnxruntime 1.26+ logs "No registered plugin EP device found" for every
-    session given one (its plugin-EP lookup runs first), which filled bench's output on the
-    H100."""
-    return ("CUDAExecutionProvider", {"device_id": index}) if index else "CUDAExecutionProvider"
+def cuda_provider(index: int, **options: Any) -> Any:
+    """The CUDA execution provider for GPU ``index`` with provider ``options``. ``device_id``
+    is passed only when it is not the default: onnxruntime 1.26+ logs "No registered plugin
+    EP device found" for every session given one (its plugin-EP lookup runs first), which
+    filled bench's output on the H100."""
+    if index:
+        options = {"device_id": index, **options}
+    return ("CUDAExecutionProvider", options) if options else "CUDAExecutionProvider"
+
+
+#: Input shapes one runner records CUDA graphs for; each holds its buffers and graph.
+MAX_GRAPHS = 4
+#: onnxruntime's run option naming a CUDA graph (0 is onnxruntime's own; -1: no graph)
+GRAPH_ID = "gpu_graph_id"
+
+
+@dataclass
+class _GraphSlot:
+    """The bound device buffers and run options of one input shape's CUDA graph."""
+
+    inputs: dict[str, Any]  # name -> OrtValue on the GPU
+    output: Any  # OrtValue on the GPU
+    binding: Any
+    run_options: Any
+
+
+def _run_options(graph_id: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry(GRAPH_ID, str(graph_id))
+    return options
 
 
 class OrtRunner(Runner):
@@ -72,6 +103,7 @@ class OrtRunner(Runner):
         precision: str = "fp32",
         device: str = "cpu",
         threads: int | None = None,
+        cuda_graphs: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -86,13 +118,15 @@ class OrtRunner(Runner):
         self.threads = int(threads) if threads else physical_cores()
         self.spinning = not is_translator(self.spec)
         self.model_path = path
+        self.cuda_graphs = bool(cuda_graphs) and kind == "cuda"
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(
                     "this onnxruntime has no CUDA execution provider: "
                     f"{GPU_EXTRA} (onnxruntime-gpu replaces the CPU package)"
                 )
-            providers: list[Any] = [cuda_provider(index), "CPUExecutionProvider"]
+            graph_option = {"enable_cuda_graph": "1"} if self.cuda_graphs else {}
+            providers: list[Any] = [cuda_provider(index, **graph_option), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         try:
@@ -103,6 +137,12 @@ class OrtRunner(Runner):
             )
         except Exception as exc:  # onnxruntime's own errors: truncated or foreign files
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if self.cuda_graphs and "graph" in first.lower():
+                # e.g. nodes onnxruntime places on the CPU, which a CUDA graph cannot hold
+                raise EdgeganError(
+                    f"onnxruntime cannot run {path.name} in CUDA graphs ({first}); "
+                    "run it without cuda_graphs"
+                ) from exc
             raise EdgeganError(
                 f"onnxruntime cannot load {path} ({first}); the file is damaged or not an ONNX "
                 "graph: export the bundle again"
@@ -119,6 +159,8 @@ class OrtRunner(Runner):
         self._output = self.session.get_outputs()[0].name
         self._device_id = index
         self._binding = self.session.io_binding() if kind == "cuda" else None
+        self._io_device = "cuda" if kind == "cuda" else "cpu"  # where bound buffers live
+        self._graphs: dict[tuple, _GraphSlot] = {}
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(inputs)
@@ -132,27 +174,59 @@ class OrtRunner(Runner):
         if self._binding is None:
             out = self.session.run([self._output], feed)[0]
             return np.asarray(out, dtype=np.float32)
-        return self._run_cuda(feed)
+        if self.cuda_graphs:
+            return self._run_graph(feed)
+        return np.asarray(self._run_cuda(feed), dtype=np.float32)
 
-    def _run_cuda(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def _run_cuda(self, feed: dict[str, np.ndarray], run_options: Any = None) -> np.ndarray:
         import onnxruntime as ort
 
-        io = self._binding
+        io, dev = self._binding, self._io_device
         io.clear_binding_inputs()
         io.clear_binding_outputs()
         # The OrtValues must outlive the run: keep them referenced in this frame.
         values = {
-            n: ort.OrtValue.ortvalue_from_numpy(a, "cuda", self._device_id) for n, a in feed.items()
+            n: ort.OrtValue.ortvalue_from_numpy(a, dev, self._device_id) for n, a in feed.items()
         }
         for n, v in values.items():
             io.bind_ortvalue_input(n, v)
-        io.bind_output(self._output, "cuda", self._device_id)  # allocated by ORT on the GPU
+        io.bind_output(self._output, dev, self._device_id)  # allocated by ORT on the GPU
         io.synchronize_inputs()
-        self.session.run_with_iobinding(io)
+        self.session.run_with_iobinding(io, run_options)
         io.synchronize_outputs()
         out = io.copy_outputs_to_cpu()[0]  # the one device -> host copy
-        return np.asarray(out, dtype=np.float32)
+        return out
+
+    def _run_graph(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Run in the CUDA graph of this input shape: copy the inputs into its bound buffers,
+        replay (the first runs of a shape capture it), copy the output back."""
+        key = tuple((n, a.shape) for n, a in feed.items())
+        slot = self._graphs.get(key)
+        if slot is None:
+            if len(self._graphs) >= MAX_GRAPHS:
+                return np.asarray(self._run_cuda(feed, _run_options(-1)), dtype=np.float32)
+            # An uncaptured run gives the output's shape and type for its fixed buffer.
+            out = self._run_cuda(feed, _run_options(-1))
+            slot = self._graphs[key] = self._bind_graph(feed, out, len(self._graphs) + 1)
+        else:
+            for n, a in feed.items():
+                slot.inputs[n].update_inplace(a)
+        self.session.run_with_iobinding(slot.binding, slot.run_options)
+        return np.asarray(slot.output.numpy(), dtype=np.float32)
+
+    def _bind_graph(self, feed: dict[str, np.ndarray], out: np.ndarray, graph_id: int) -> Any:
+        import onnxruntime as ort
+
+        dev, index = self._io_device, self._device_id
+        inputs = {n: ort.OrtValue.ortvalue_from_numpy(a, dev, index) for n, a in feed.items()}
+        output = ort.OrtValue.ortvalue_from_shape_and_type(out.shape, out.dtype.type, dev, index)
+        binding = self.session.io_binding()
+        for n, v in inputs.items():
+            binding.bind_ortvalue_input(n, v)
+        binding.bind_ortvalue_output(self._output, output)
+        return _GraphSlot(inputs, output, binding, _run_options(graph_id))
 
     def close(self) -> None:
+        self._graphs.clear()
         self._binding = None
         self.session = None
