@@ -11,7 +11,8 @@ Sections (``--sections``, default all):
           eager loop (the defaults) and with the fast path: wall time, FD, PSNR
   infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
           generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
-          installed), FP16/INT8 graphs, parity against torch FP32
+          installed), FP16/INT8 graphs, parity against torch FP32; then onnxruntime again
+          with its CUDA graphs (``--cuda-graphs``)
 
 Every section records what it ran, its exit status and its figures; a failing section does not
 stop the others. Results go to one JSON file (``--out``) and a log beside it; keep
@@ -243,7 +244,25 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
         )
         if result.is_file():
             out[f"{name}_bench"]["results"] = json.loads(result.read_text())
+        if _ort_cuda():  # onnxruntime's CUDA graphs, against the rows above
+            graphs = work / f"{name}-graphs.json"
+            out[f"{name}_bench_graphs"] = run(
+                [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
+                + ["--backends", "onnxruntime", "--precisions", "fp32,fp16", "--cuda-graphs"]
+                + ["--batch-sizes", batches, *iters, "--json", str(graphs)],
+                log,
+            )
+            if graphs.is_file():
+                out[f"{name}_bench_graphs"]["results"] = json.loads(graphs.read_text())
     return out
+
+
+def _ort_cuda() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def _importable(module: str) -> bool:
