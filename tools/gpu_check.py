@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("env", "tests", "bench", "curve", "runs", "infer")
 GPU_TESTS = [
     "tests/test_fastpath.py",
+    "tests/test_cyclegan_nets.py",  # the layout-keeping norm compiled on CUDA
     "tests/test_distributed.py",
     "tests/test_runtime.py",
     "tests/test_export.py",
