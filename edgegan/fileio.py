@@ -1,9 +1,11 @@
-"""Atomic file writes: a crash or Ctrl-C mid-write never leaves a half-written file behind."""
+"""Atomic file writes: a crash or Ctrl-C mid-write never leaves a half-written file behind;
+and output folders that a failed run takes back."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,3 +46,23 @@ def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
             d.rmdir()
         except OSError:
             pass
+
+
+@contextmanager
+def undo_new_files(root: str | Path) -> Iterator[Path]:
+    """A block that writes under ``root``: if it raises (Ctrl-C included), the files and
+    folders it created there are removed, ``root`` too when the block made it, and the error
+    goes on. Files that were there before stay (``--overwrite`` may have replaced them), so
+    a failed run neither loses earlier files nor leaves a partial result that looks whole."""
+    root = Path(root)
+    made = missing_dirs(root)
+    before = set(root.rglob("*")) if root.is_dir() else set()
+    try:
+        yield root
+    except BaseException:
+        new = [p for p in root.rglob("*") if p not in before] if root.is_dir() else []
+        for p in new:
+            if not p.is_dir():
+                p.unlink(missing_ok=True)
+        remove_empty_dirs([p for p in new if p.is_dir()] + made)
+        raise

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
+from edgegan.fileio import atomic_write
 
 FORMATS = ("png", "npz")
 INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
@@ -284,7 +285,7 @@ def write_outputs(
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
         if "labels" in result:
             arrays["labels"] = result["labels"]
-        np.savez_compressed(path, **arrays)
+        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
         return [path]
     paths = []
     labels = result.get("labels")
@@ -316,8 +317,10 @@ def infer(
     onnxruntime and tensorrt backends need a bundle (see :func:`edgegan.runtime.open_runner`).
 
     PNGs are written batch by batch (memory holds one batch, whatever ``num``), with a
-    progress bar on stderr when ``progress``; ``npz`` is one file and holds them all.
+    progress bar on stderr when ``progress``; ``npz`` is one file and holds them all. A run
+    that fails or is interrupted removes the files it wrote (earlier files stay).
     """
+    from edgegan.fileio import undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.train.logs import ProgressBar
 
@@ -334,16 +337,18 @@ def infer(
         vrange = value_range(runner.spec)
         if fmt == "npz":
             result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
-            return write_outputs(result, prepare_out_dir(out, overwrite), fmt, vrange)
+            with undo_new_files(out):
+                return write_outputs(result, prepare_out_dir(out, overwrite), fmt, vrange)
         batches = iter_samples(runner, num, seed=seed, labels=labels, batch_size=batch_size)
         first = next(batches)  # the inputs and the runner work before the folder is made
-        folder = prepare_out_dir(out, overwrite)
         bar = ProgressBar(num, 0, progress and num > len(first["images"]), "infer", "images")
         paths: list[Path] = []
         try:
-            for batch in itertools.chain([first], batches):
-                paths += write_outputs(batch, folder, fmt, vrange, start=len(paths))
-                bar.update(len(paths))
+            with undo_new_files(out):
+                folder = prepare_out_dir(out, overwrite)
+                for batch in itertools.chain([first], batches):
+                    paths += write_outputs(batch, folder, fmt, vrange, start=len(paths))
+                    bar.update(len(paths))
         finally:
             bar.close()
         return paths

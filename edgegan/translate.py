@@ -174,7 +174,7 @@ def translate(
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
     backend); writes ``out/<same relative name>.png`` and returns the paths."""
     from edgegan.data.transforms import load_image, save_png
-    from edgegan.fileio import missing_dirs, remove_empty_dirs
+    from edgegan.fileio import undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_out_dir, prepare_out_dir
 
@@ -187,29 +187,16 @@ def translate(
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
-        made = missing_dirs(out)
-        out = prepare_out_dir(out, overwrite)
         channels = int(runner.spec["channels_in"])
         written: list[Path] = []
-        new_files: list[Path] = []
-        try:
+        # An unreadable image halfway (or Ctrl-C) takes back what this run created.
+        with undo_new_files(out):
+            out = prepare_out_dir(out, overwrite)
             # a batch's worth of files at a time: memory stays bounded for large folders
             for k in range(0, len(files), batch_size):
                 chunk = files[k : k + batch_size]
                 images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
                 outputs = translate_arrays(runner, images, batch_size)
                 for (_, rel), img in zip(chunk, outputs, strict=True):
-                    dst = (out / rel).with_suffix(".png")
-                    made += missing_dirs(dst.parent)  # subfolders of out
-                    existed = dst.exists()  # --overwrite: replaced, not ours to delete
-                    written.append(save_png(img, dst))
-                    if not existed:
-                        new_files.append(dst)
-        except BaseException:
-            # An unreadable image halfway (or Ctrl-C): take back the files this run created,
-            # so a failed run leaves no partial folder that looks like a result.
-            for path in new_files:
-                path.unlink(missing_ok=True)
-            remove_empty_dirs(made)
-            raise
+                    written.append(save_png(img, (out / rel).with_suffix(".png")))
     return written

@@ -32,3 +32,32 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         atomic_write(path, boom)
     assert path.read_bytes() == b"precious"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("unreadable image"), KeyboardInterrupt()])
+def test_a_failed_block_takes_back_only_what_it_created(tmp_path, error):
+    from edgegan.fileio import undo_new_files
+
+    out = tmp_path / "a" / "b"
+    with pytest.raises(type(error)), undo_new_files(out):
+        (out / "sub").mkdir(parents=True)
+        (out / "sub" / "x.png").write_bytes(b"1")
+        raise error
+    assert list(tmp_path.iterdir()) == []  # a/ and a/b/ were made by the block: gone too
+
+    out.mkdir(parents=True)
+    (out / "old").mkdir()
+    (out / "old" / "keep.png").write_bytes(b"earlier")
+    (out / "replaced.png").write_bytes(b"earlier")
+    with pytest.raises(type(error)), undo_new_files(out):
+        (out / "old" / "new.png").write_bytes(b"1")
+        (out / "replaced.png").write_bytes(b"overwritten")  # --overwrite: not ours to delete
+        (out / "deep" / "er").mkdir(parents=True)
+        (out / "deep" / "er" / "y.png").write_bytes(b"1")
+        raise error
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert left == ["old", "old/keep.png", "replaced.png"]
+
+    with undo_new_files(out):  # no error: everything stays
+        (out / "z.png").write_bytes(b"1")
+    assert (out / "z.png").exists()

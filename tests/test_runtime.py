@@ -986,13 +986,66 @@ def test_infer_refuses_a_non_empty_out_before_sampling(run_dir, tmp_path, monkey
     assert (out / "keep.png").read_bytes() == b"x"
 
 
+def _before_each_run(monkeypatch, hook) -> None:
+    """Make the runners that edgegan.runtime.open_runner opens call ``hook()`` before each
+    batch."""
+    import edgegan.runtime
+
+    real = edgegan.runtime.open_runner
+
+    class Hooked:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def run(self, inputs):
+            hook()
+            return self.inner.run(inputs)
+
+    monkeypatch.setattr(edgegan.runtime, "open_runner", lambda *a, **k: Hooked(real(*a, **k)))
+
+
+@pytest.mark.parametrize("fmt", ["png", "npz"])
+def test_a_failed_infer_takes_back_its_files_and_keeps_earlier_ones(
+    bundle, tmp_path, monkeypatch, fmt
+):
+    """As a failed translation does: no partial folder that looks like a result."""
+    from edgegan.sampling import infer
+
+    calls = []
+
+    def third_batch_fails():
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    _before_each_run(monkeypatch, third_batch_fails)
+    kw = {"num": 10, "batch_size": 4, "backend": "onnxruntime", "fmt": fmt}
+    with pytest.raises(KeyboardInterrupt):
+        infer(bundle, tmp_path / "new" / "o", **kw)
+    assert not (tmp_path / "new").exists()  # the folders it made go too
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        infer(bundle, out, overwrite=True, **kw)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
 def test_infer_writes_pngs_batch_by_batch_with_the_same_images_for_any_batch_size(
     bundle, tmp_path, monkeypatch
 ):
     """`infer --num N` held all N images (and their latents) in memory before writing the
     first file; it now writes each batch as it comes, and the batching changes nothing."""
-    import edgegan.runtime
-    from edgegan.runtime import open_runner as real_open_runner
     from edgegan.sampling import infer, iter_samples
 
     with open_runner(bundle, "onnxruntime") as runner:
@@ -1007,27 +1060,9 @@ def test_infer_writes_pngs_batch_by_batch_with_the_same_images_for_any_batch_siz
     out = tmp_path / "o"
     written_before: list[int] = []
 
-    class Watching:
-        """The runner, noting how many PNGs exist when each batch starts."""
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.inner.__exit__(*exc)
-
-        def run(self, inputs):
-            written_before.append(len(list(out.glob("*.png"))) if out.exists() else 0)
-            return self.inner.run(inputs)
-
-    monkeypatch.setattr(
-        edgegan.runtime, "open_runner", lambda *a, **k: Watching(real_open_runner(*a, **k))
+    _before_each_run(  # how many PNGs exist when each batch starts
+        monkeypatch,
+        lambda: written_before.append(len(list(out.glob("*.png"))) if out.exists() else 0),
     )
     paths = infer(bundle, out, num=10, seed=3, labels=[7, 2, 5], backend="onnxruntime",
                   batch_size=4, progress=True)  # fmt: skip
