@@ -26,13 +26,23 @@ DEFAULT_PRESET = "dcgan-mnist"
 
 @dataclass
 class PartConfig:
-    """A plugin part chosen by name, with the parameters for its factory."""
+    """A plugin part chosen by name, with the parameters for its factory.
+
+    ``defaults``: what a run recorded of the parameters its user left out (a network's
+    factory defaults at training time, ``Task._record_network_params``), kept apart from
+    ``params`` so that a later version of the factory may drop one of them with a warning
+    instead of refusing the run. In YAML it is the part's ``defaults`` key, which, like
+    ``name``, no factory parameter may be called."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.params}
+        return {"name": self.name, **self.params, **self._defaults_entry()}
+
+    def _defaults_entry(self) -> dict[str, Any]:
+        return {"defaults": dict(self.defaults)} if self.defaults else {}
 
 
 @dataclass
@@ -155,7 +165,7 @@ class Config:
 
 def _to_plain(obj: Any) -> Any:
     if isinstance(obj, PartConfig):
-        return {"name": obj.name, **{k: _to_plain(v) for k, v in obj.params.items()}}
+        return _to_plain(obj.to_dict())
     if dataclasses.is_dataclass(obj):
         return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
@@ -233,7 +243,13 @@ def _part(value: Any, path: str) -> PartConfig:
     name = params.pop("name")
     if not isinstance(name, str):
         raise ConfigError(f"config '{path}.name' must be a string, got {name!r}")
-    return PartConfig(name, params)
+    defaults = params.pop("defaults", None) or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(
+            f"config '{path}.defaults' holds a run's recorded defaults and must be a mapping, "
+            f"got {defaults!r}"
+        )
+    return PartConfig(name, params, defaults)
 
 
 def _from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
@@ -483,7 +499,7 @@ def check_part_params(config: Config) -> None:
     parameters against the registered factories, as training would, without building them:
     unknown names and parameters, wrong types, missing required parameters."""
     from edgegan.plugins.manager import get_manager
-    from edgegan.registry import bind_params
+    from edgegan.registry import bind_params, with_recorded_defaults
 
     manager = get_manager()
     models = TASK_CONTEXT.get(config.task, {})
@@ -494,7 +510,10 @@ def check_part_params(config: Config) -> None:
         context = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
         if context is None:  # a task this check does not know: its names are unknown too
             continue
-        bind_params(entry, part.params, dict.fromkeys(context))
+        context = dict.fromkeys(context)
+        bind_params(
+            entry, with_recorded_defaults(entry, part.params, part.defaults, context), context
+        )
 
 
 def config_parts(config: Config) -> list[tuple[str, str, PartConfig, str | None]]:

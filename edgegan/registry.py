@@ -8,6 +8,7 @@ them, so ``edgegan list`` and conflict errors can name it.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,20 +112,63 @@ class Registry:
         params: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         role: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Look up ``name`` and call its factory (see :func:`call_factory`)."""
-        return call_factory(self.get(name, role), params or {}, context or {})
+        """Look up ``name`` and call its factory (see :func:`call_factory`) with ``params``
+        over a run's recorded ``defaults`` (see :func:`with_recorded_defaults`)."""
+        entry, context = self.get(name, role), context or {}
+        params = with_recorded_defaults(entry, params or {}, defaults or {}, context)
+        return call_factory(entry, params, context)
 
-    def full_params(
+    def recorded_defaults(
         self,
         name: str,
         params: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         role: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``params`` with every other parameter of the factory at its default (see
-        :func:`full_params`)."""
-        return full_params(self.get(name, role), params or {}, context or {})
+        """What a run records beside the user's ``params``: the value of every other
+        parameter it was built with (its recorded ``defaults`` where it had them, the
+        factory's defaults for the rest; see :func:`full_params`)."""
+        entry, params, context = self.get(name, role), params or {}, context or {}
+        used = with_recorded_defaults(entry, params, defaults or {}, context, warn=False)
+        return {k: v for k, v in full_params(entry, used, context).items() if k not in params}
+
+
+class StaleDefaultWarning(UserWarning):
+    """A run recorded a default for a parameter its network's factory no longer takes."""
+
+
+def with_recorded_defaults(
+    entry: Entry,
+    params: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    context: Mapping[str, Any],
+    warn: bool = True,
+) -> dict[str, Any]:
+    """``params`` over the ``defaults`` a run recorded for the parameters its user left out.
+
+    A recorded default that the factory no longer takes (a plugin's later version removed
+    the parameter) is dropped with a :class:`StaleDefaultWarning`: the user never set it, so
+    it must not stop the run from loading. A parameter the user set is never dropped."""
+    if not defaults:
+        return dict(params)
+    accepted, var_kw = factory_parameters(entry.factory)
+    stale = [
+        k
+        for k in defaults
+        if k not in params and (k in context or (k not in accepted and not var_kw))
+    ]
+    if stale and warn:
+        warnings.warn(
+            f"{entry.label} no longer takes {', '.join(stale)}: the run's recorded "
+            "default(s) for it are ignored",
+            StaleDefaultWarning,
+            stacklevel=3,
+        )
+    kept = {k: v for k, v in defaults.items() if k not in params and k not in stale}
+    return {**kept, **params}
 
 
 def name_list(value: str | Iterable[str]) -> list[str]:

@@ -161,7 +161,7 @@ def rebuild_generator(
         module = (
             get_manager()
             .registry("models")
-            .build(part.name, part.params, context, role="generator")
+            .build(part.name, part.params, context, "generator", part.defaults)
         )
     except EdgeganError as exc:
         raise with_provenance(exc, state.get("parts"), "generator") from None

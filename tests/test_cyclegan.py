@@ -73,11 +73,11 @@ def test_each_network_pair_trains(tmp_path, generator, discriminator):
     assert (tmp_path / "run/samples/final.png").is_file()
     for key in ("ab_psnr", "ba_psnr", "ab_ssim", "ab_l1"):
         assert math.isfinite(result.eval[key])
-    # the run records each network's parameters, defaults included (the U-Net's norm)
+    # the run records each network's parameters, defaults apart (the U-Net's norm)
     model = yaml.safe_load((tmp_path / "run/config.yaml").read_text())["model"]
-    assert model["generator"]["name"] == generator and "norm" in model["generator"]
+    assert model["generator"]["name"] == generator and "norm" in model["generator"]["defaults"]
     assert model["discriminator"]["name"] == discriminator and "ndf" in model["discriminator"]
-    assert "channels_out" not in model["generator"]  # the task's context
+    assert "channels_out" not in model["generator"]["defaults"]  # the task's context
 
 
 @pytest.mark.parametrize(

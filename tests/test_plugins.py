@@ -888,3 +888,36 @@ def test_full_params_records_plain_defaults_only():
     got = full_params(entry, {"ngf": 8, "more": 1}, {"channels": 1, "image_size": 28})
     assert got == {"ngf": 8, "k": [3, 3], "scale": None, "name": "x", "flag": False, "more": 1}
     assert yaml.safe_load(yaml.safe_dump(got)) == got
+
+
+def test_recorded_defaults_sit_under_the_users_params_and_stale_ones_go_with_a_warning():
+    import types
+    import warnings
+
+    from edgegan.config import ConfigError, config_from_dict, load_config
+    from edgegan.registry import StaleDefaultWarning, with_recorded_defaults
+
+    def factory(channels, ngf=64, norm="batch"):
+        return None
+
+    entry = types.SimpleNamespace(factory=factory, label="generator 'g'")
+    ctx = {"channels": 1}
+    recorded = {"ngf": 8, "norm": "instance", "dropout": True, "channels": 3}
+    with pytest.warns(StaleDefaultWarning, match="'g' no longer takes dropout, channels"):
+        got = with_recorded_defaults(entry, {"ngf": 32}, recorded, ctx)
+    assert got == {"norm": "instance", "ngf": 32}  # the user's value wins
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert with_recorded_defaults(entry, {"ngf": 32}, {}, ctx) == {"ngf": 32}
+        # a parameter the user set is passed on, unknown or not: the factory's check refuses it
+        assert with_recorded_defaults(entry, {"dropout": True}, {}, ctx) == {"dropout": True}
+
+    # YAML: the part's `defaults` key, apart from the parameters, and back
+    data = load_config("dcgan-mnist").to_dict()
+    data["model"]["generator"] = {"name": "dcgan", "ngf": 16, "defaults": {"init": "normal"}}
+    part = config_from_dict(data).model.generator
+    assert (part.params, part.defaults) == ({"ngf": 16}, {"init": "normal"})
+    assert config_from_dict(data).to_dict()["model"]["generator"] == data["model"]["generator"]
+    data["model"]["generator"]["defaults"] = "normal"
+    with pytest.raises(ConfigError, match="'model.generator.defaults' holds a run's recorded"):
+        config_from_dict(data)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from edgegan import hookimpl
-from edgegan.config import load_config
+from edgegan.config import load_config, load_run_config
 from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import PluginManager, reset_manager
 from edgegan.train import train
@@ -106,7 +106,6 @@ def test_resume_is_exact(tmp_path, extra):
     full = train(tiny(*steps, steps=6), out_dir=tmp_path / "full")
     half = train(tiny(*steps, steps=3), out_dir=tmp_path / "half")
     assert half.step == 3
-    from edgegan.config import load_run_config
 
     resumed = train(load_run_config(half.run_dir, ["train.steps=6"]), resume=half.run_dir)
     assert resumed.step == 6
@@ -122,7 +121,6 @@ def test_resume_is_exact(tmp_path, extra):
 
 
 def test_resume_refuses_finished_run(tmp_path):
-    from edgegan.config import load_run_config
 
     done = train(tiny(steps=2), out_dir=tmp_path / "r")
     with pytest.raises(ConfigError, match="already at step 2"):
@@ -612,7 +610,6 @@ def test_train_gives_back_threads_and_random_streams(tmp_path):
 
 
 def test_resume_through_the_api(tmp_path):
-    from edgegan.config import load_run_config
 
     run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
     with pytest.raises(ConfigError, match="continues in its own directory"):
@@ -640,21 +637,25 @@ def test_train_takes_a_preset_name_or_mapping_and_checks_edited_configs(tmp_path
 def test_a_run_records_its_networks_defaults_so_a_changed_default_still_rebuilds_it(tmp_path):
     """config.yaml used to hold only the parameters the user set: a network whose default
     changed afterwards (a plugin's update, or edgegan's own U-Net norm) no longer fit the
-    run's checkpoint. Every parameter is recorded now."""
+    run's checkpoint. Every parameter is recorded now, the defaults apart from what the user
+    set, so a default the plugin later drops is ignored with a warning, not a refusal."""
     import yaml
 
     from edgegan.nn.plugin import build_dcgan_generator
     from edgegan.plugins.manager import get_manager
     from edgegan.sampling import load_run_generator
 
-    def plugin(default_ngf: int) -> object:
+    def plugin(default_ngf: int, with_init: bool = True) -> object:
         def wide(latent_dim, channels, image_size, num_classes=0, ngf=default_ngf, init="normal"):
             return build_dcgan_generator(latent_dim, channels, image_size, num_classes, ngf, init)
+
+        def wide_without_init(latent_dim, channels, image_size, num_classes=0, ngf=default_ngf):
+            return build_dcgan_generator(latent_dim, channels, image_size, num_classes, ngf)
 
         class Wide:
             @hookimpl
             def edgegan_register_models(self, register):
-                register("wide", wide, role="generator")
+                register("wide", wide if with_init else wide_without_init, role="generator")
 
         return Wide()
 
@@ -664,12 +665,28 @@ def test_a_run_records_its_networks_defaults_so_a_changed_default_still_rebuilds
     overrides += ["model.generator.name=wide", "train.steps=2", "eval.at_end=false"]
     train(load_config("dcgan-mnist", overrides), out_dir=run)
     recorded = yaml.safe_load((run / "config.yaml").read_text())["model"]
-    assert recorded["generator"] == {"name": "wide", "ngf": 8, "init": "normal"}
-    assert recorded["discriminator"]["ndf"] == 8 and "spectral_norm" in recorded["discriminator"]
-    assert "latent_dim" not in recorded["generator"]  # the task's context, not a parameter
+    assert recorded["generator"] == {"name": "wide", "defaults": {"ngf": 8, "init": "normal"}}
+    disc = dict(recorded["discriminator"])
+    defaults = disc.pop("defaults")
+    assert disc["ndf"] == 8 and defaults and not set(defaults) & set(disc)  # kept apart
+    assert "latent_dim" not in recorded["generator"]["defaults"]  # the task's context
     # the plugin's next version widens its default: the run still loads as it was trained
     get_manager().unregister("wide")
     get_manager().register(plugin(16), name="wide")
     gen = load_run_generator(run)  # before: "the checkpoint does not fit generator 'wide'"
     as_trained = build_dcgan_generator(16, 1, 28, 10, ngf=8)
-    assert [p.shape for p in gen.module.parameters()] == [p.shape for p in as_trained.parameters()]
+    shapes = [p.shape for p in as_trained.parameters()]
+    assert [p.shape for p in gen.module.parameters()] == shapes
+    # ... and a resumed run keeps the recorded default, not the plugin's new one
+    resumed = train(load_run_config(run, ["train.steps=3"]), out_dir=run, resume=run)
+    assert resumed.step == 3
+    recorded = yaml.safe_load((run / "config.yaml").read_text())["model"]["generator"]
+    assert recorded["defaults"] == {"ngf": 8, "init": "normal"}
+    # a later version drops `init`: the recorded default goes with a warning, the run loads
+    get_manager().unregister("wide")
+    get_manager().register(plugin(16, with_init=False), name="wide")
+    from edgegan.registry import StaleDefaultWarning
+
+    with pytest.warns(StaleDefaultWarning, match="generator 'wide' no longer takes init"):
+        gen = load_run_generator(run)
+    assert [p.shape for p in gen.module.parameters()] == shapes

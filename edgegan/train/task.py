@@ -61,8 +61,9 @@ class Task(ABC):
         return 1
 
     def _record_network_params(self) -> None:
-        """Put every parameter of the generator and discriminator, defaults included, into
-        the config that config.yaml and the checkpoints keep, so that a default changed later
+        """Record every parameter of the generator and discriminator that the user left
+        out, at the value the networks were built with, in the config that config.yaml and
+        the checkpoints keep (``PartConfig.defaults``), so that a default changed later
         rebuilds the run alike. Only where the task's context names are known
         (:data:`~edgegan.config.TASK_CONTEXT`): those must stay out of the parameters."""
         from edgegan.plugins.manager import get_manager
@@ -74,7 +75,9 @@ class Task(ABC):
         for role in ("generator", "discriminator"):
             part = getattr(self.config.model, role)
             context = dict.fromkeys(contexts[role])
-            part.params = models.full_params(part.name, part.params, context, role)
+            part.defaults = models.recorded_defaults(
+                part.name, part.params, context, role, part.defaults
+            )
 
     @abstractmethod
     def build_networks(self) -> None:
