@@ -98,7 +98,8 @@ VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train
 # it extends: eager FP32 and bf16, and the full fast path.
 for _name in ("nhwc", "bf16", "graphs"):
     VARIANTS[f"{_name}-ln"] = [*VARIANTS[_name], "train.layout_norm=true"]
-ON_REQUEST = ("pinned", "autotune")
+# On request: the layout-norm variants add a compile each, and mean nothing for the DCGAN.
+ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "graphs-ln")
 
 # AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
 CPU_VARIANTS = ("plain", "merge", "nhwc", "nhwc-ln", "compile", "resident")

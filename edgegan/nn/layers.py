@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,18 +62,53 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
     FP32 for half-precision inputs, and the result is cast back to the input's dtype, as
     the fused kernel does. Same parameters and state dict as :class:`torch.nn.InstanceNorm2d`
     (:func:`keep_layout_norms` swaps the class in place); exporters trace the plain operator
-    so the ONNX graph keeps one ``InstanceNormalization`` node.
+    so the ONNX graph keeps one ``InstanceNormalization`` node, and inputs the plain module
+    refuses (one spatial element) go to it for its error.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats or x.dim() != 4 or _exporting():
+        if self.track_running_stats or x.dim() != 4 or x[0, 0].numel() < 2 or _exporting():
             return super().forward(x)
-        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
-        y = (xf - mean) * torch.rsqrt(var + self.eps)
+        y = _InstanceNorm.apply(x, self.eps)
         if self.affine:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        return y.to(x.dtype)
+            w, b = self.weight.view(1, -1, 1, 1), self.bias.view(1, -1, 1, 1)
+            y = (y * w + b).to(x.dtype)
+        return y
+
+
+def _stats_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+class _InstanceNorm(torch.autograd.Function):
+    """``(x - mean) / sqrt(var + eps)`` over H, W that saves only ``x`` for the backward pass
+    (autograd through the same ops would keep an FP32 copy and an intermediate: 4x the
+    memory of a bf16 input). The backward recomputes the statistics with differentiable
+    ops, so a gradient penalty's double backward (R1, WGAN-GP) gets every term."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.eps = eps
+        return _normalise(x, eps)[0].to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        xhat, rstd = _normalise(x, ctx.eps)
+        g = grad.to(xhat.dtype)
+        dims = (2, 3)
+        mean_g = g.mean(dim=dims, keepdim=True)
+        mean_gx = (g * xhat).mean(dim=dims, keepdim=True)
+        return ((g - mean_g - xhat * mean_gx) * rstd).to(x.dtype), None
+
+
+def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` normalised over H, W in the statistics' dtype, and ``1 / sqrt(var + eps)``."""
+    xf = x.to(_stats_dtype(x))
+    var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+    rstd = torch.rsqrt(var + eps)
+    return (xf - mean) * rstd, rstd
 
 
 def _exporting() -> bool:
