@@ -827,37 +827,84 @@ def test_onnxruntime_cuda_provider_names_a_device_only_when_not_the_first():
     assert cuda_provider(2, **graphs) == ("CUDAExecutionProvider", {"device_id": 2, **graphs})
 
 
+#: batch sizes of successive calls: 1 and 3 come back (new values each time), 5 comes back
+#: past a two-graph limit
+GRAPH_BATCHES = (1, 3, 1, 5, 3, 1, 5, 1)
+
+
 def _graph_calls(spec: dict) -> list[dict]:
-    """Inputs whose shapes come back (batch 1 and 3 twice, with new values each time) and one
-    shape past a two-graph limit (5)."""
-    return [make_inputs(spec, b, seed=s) for s, b in enumerate((1, 3, 1, 5, 3, 1))]
+    return [make_inputs(spec, b, seed=s) for s, b in enumerate(GRAPH_BATCHES)]
+
+
+def _graph_path_on_the_cpu(runner):
+    """``runner`` (CPU) taking the CUDA-graph path with CPU buffers: onnxruntime has no
+    graphs there and ignores graph ids, so its bookkeeping runs as it would on CUDA."""
+    runner._binding, runner.cuda_graphs = runner.session.io_binding(), True
+    return runner
 
 
 def test_onnxruntime_graph_slots_rebind_nothing_and_copy_new_inputs(bundle, monkeypatch):
-    """The CUDA-graph path's bookkeeping, on CPU buffers (onnxruntime has no graphs there and
-    ignores graph ids): one slot per input shape, bound once, whose buffers later calls copy
-    their inputs into; the same images as plain runs; shapes past MAX_GRAPHS run unbound."""
+    """A shape's first call runs without a graph; from its second, one slot per shape, bound
+    once, whose buffers later calls copy their inputs into; the same images as plain runs
+    (outputs are not views of a buffer the next call overwrites); no slot past MAX_GRAPHS."""
     from edgegan.runtime import ort_runner
 
     monkeypatch.setattr(ort_runner, "MAX_GRAPHS", 2)
+    with pytest.raises(EdgeganError, match="cuda_graphs needs a CUDA device"):
+        open_runner(bundle, "onnxruntime", cuda_graphs=True)
     with open_runner(bundle, "onnxruntime") as plain, open_runner(bundle, "onnxruntime") as g:
-        assert not g.cuda_graphs  # the option is for CUDA; on the CPU the plain path runs
-        g._binding, g.cuda_graphs = g.session.io_binding(), True
-        bound = {}
+        _graph_path_on_the_cpu(g)
+        bound, outs, graphed = {}, [], []
         for inputs in _graph_calls(plain.spec):
-            np.testing.assert_allclose(g.run(inputs), plain.run(inputs), rtol=0, atol=1e-6)
+            outs.append((g.run(inputs), plain.run(inputs)))
+            graphed.append(g.graphed(inputs))
             for key, slot in g._graphs.items():
                 # the same buffers, call after call: a CUDA graph replays fixed addresses
                 assert bound.setdefault(key, (slot.binding, slot.output)) == (
                     slot.binding,
                     slot.output,
                 )
+        for got, want in outs:
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        assert graphed == [False, False, True, False, True, True, False, True]
         assert sorted(key[0][1][0] for key in g._graphs) == [1, 3]
+        assert [s.runs for s in g._graphs.values()] == [3, 1]
         ids = {
             slot.run_options.get_run_config_entry(ort_runner.GRAPH_ID)
             for slot in g._graphs.values()
         }
-        assert ids == {"1", "2"}  # onnxruntime keeps graph id 0 for itself
+        assert ids == {"1", "2"}
+
+
+def test_bench_table_marks_rows_that_ran_in_a_cuda_graph(bundle):
+    from edgegan.runtime.bench import bench
+    from edgegan.runtime.bench_table import table_rows
+
+    result = bench(bundle, "onnxruntime", "fp32", [1, 2], warmup=0, iters=1)
+    assert not any("cuda_graphs" in r for r in result["results"])  # the CPU has none
+    result["results"][1]["cuda_graphs"] = True  # as a CUDA row whose shape had a graph
+    notes = [row[-1] for row in table_rows(result)]
+    assert not notes[0].endswith("CUDA graph") and notes[1].endswith(", CUDA graph")
+
+
+def test_onnxruntime_shape_whose_capture_fails_runs_without_a_graph(bundle):
+    with open_runner(bundle, "onnxruntime") as plain, open_runner(bundle, "onnxruntime") as g:
+        _graph_path_on_the_cpu(g)
+        real = g.session.run_with_iobinding
+
+        def capture_fails(binding, options=None):
+            if options is not None and options.get_run_config_entry("gpu_graph_id") != "-1":
+                raise RuntimeError("Error in execution: capture failed\nmore")
+            return real(binding, options)
+
+        g.session.run_with_iobinding = capture_fails
+        x = make_inputs(plain.spec, 2, seed=0)
+        g.run(x)
+        with pytest.warns(RuntimeWarning, match=r"for z \(2, 16\).*\(Error in execution: capture"):
+            out = g.run(x)
+        np.testing.assert_allclose(out, plain.run(x), atol=1e-6)
+        assert not g._graphs and not g.graphed(x)
+        np.testing.assert_allclose(g.run(x), plain.run(x), atol=1e-6)  # no slot, no warning
 
 
 def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, tmp_path):
@@ -908,10 +955,12 @@ def test_onnxruntime_cuda_graphs_match_cpu_as_shapes_come_and_go(bundle, precisi
         open_runner(bundle, "onnxruntime", precision) as cpu,
         open_runner(bundle, "onnxruntime", precision, "cuda", cuda_graphs=True) as gpu,
     ):
-        assert gpu.cuda_graphs
+        options = gpu.session.get_provider_options()["CUDAExecutionProvider"]
+        assert gpu.cuda_graphs and options["enable_cuda_graph"] == "1"
+        tol = 1e-3 if precision == "fp32" else 2e-2
         for inputs in _graph_calls(cpu.spec):
-            assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 2e-2
-        assert len(gpu._graphs) == 2
+            assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < tol
+        assert len(gpu._graphs) == 2 and all(s.runs >= 2 for s in gpu._graphs.values())
 
 
 def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_path):

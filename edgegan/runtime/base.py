@@ -332,6 +332,10 @@ class Runner(ABC):
         """Release the session, engine and buffers."""
         return None
 
+    def graphed(self, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether calls with inputs of these shapes now replay a CUDA graph."""
+        return False
+
     def describe(self) -> str:
         return f"{self.name}/{self.precision}/{self.device}"
 

@@ -393,7 +393,7 @@ def _bench_one(
                     if batch in reference
                     else None,
                     **({"threads": runner.threads} if hasattr(runner, "threads") else {}),
-                    **({"cuda_graphs": True} if getattr(runner, "cuda_graphs", False) else {}),
+                    **({"cuda_graphs": True} if runner.graphed(x) else {}),
                 )
             )
     finally:

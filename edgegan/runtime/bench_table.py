@@ -38,7 +38,9 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 _fmt(r["peak_mem_mb"], ".1f"),
                 _fmt(par.get("max_abs"), ".2e"),
                 _fmt(par.get("psnr"), ".1f"),
-                r["device"] + (f", {r['threads']} threads" if r.get("threads") else ""),
+                r["device"]
+                + (f", {r['threads']} threads" if r.get("threads") else "")
+                + (", CUDA graph" if r.get("cuda_graphs") else ""),
             ]
         )
     return rows

@@ -10,13 +10,15 @@ CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``): the CUDA execu
 with IOBinding, so the inputs are copied to the device once, the output is allocated on the
 device by ONNX Runtime and copied back once. With ``cuda_graphs=True`` the session records
 each input shape's run in a CUDA graph (onnxruntime's ``enable_cuda_graph``) and replays it:
-graphs read and write fixed addresses, so each shape gets its own device buffers, bound once,
-that later calls copy into and out of (one graph id per shape, up to :data:`MAX_GRAPHS`;
-further shapes run without a graph).
+graphs read and write fixed addresses, so a shape seen a second time gets its own device
+buffers, bound once, that later calls copy into and out of (one graph id per shape, up to
+:data:`MAX_GRAPHS`; further shapes, and a shape whose capture fails, run without a graph,
+and a graph onnxruntime refuses at load runs without graphs, each with a warning).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +74,8 @@ def cuda_provider(index: int, **options: Any) -> Any:
 
 #: Input shapes one runner records CUDA graphs for; each holds its buffers and graph.
 MAX_GRAPHS = 4
-#: onnxruntime's run option naming a CUDA graph (0 is onnxruntime's own; -1: no graph)
+#: onnxruntime's run option naming a CUDA graph (-1: run without one; 0, the id of runs that
+#: name none, is left unused)
 GRAPH_ID = "gpu_graph_id"
 
 
@@ -84,6 +87,12 @@ class _GraphSlot:
     output: Any  # OrtValue on the GPU
     binding: Any
     run_options: Any
+    runs: int = 0  # onnxruntime captures within the first runs of a graph id
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _run_options(graph_id: int) -> Any:
@@ -118,7 +127,9 @@ class OrtRunner(Runner):
         self.threads = int(threads) if threads else physical_cores()
         self.spinning = not is_translator(self.spec)
         self.model_path = path
-        self.cuda_graphs = bool(cuda_graphs) and kind == "cuda"
+        if cuda_graphs and kind != "cuda":
+            raise EdgeganError("cuda_graphs needs a CUDA device (--device cuda)")
+        self.cuda_graphs = bool(cuda_graphs)
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(
@@ -130,23 +141,23 @@ class OrtRunner(Runner):
         else:
             providers = ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(
-                str(path),
-                sess_options=session_options(self.threads, self.spinning),
-                providers=providers,
-            )
+            self.session = self._session(path, providers)
         except Exception as exc:  # onnxruntime's own errors: truncated or foreign files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if self.cuda_graphs and "graph" in first.lower():
-                # e.g. nodes onnxruntime places on the CPU, which a CUDA graph cannot hold
+            first = _first_line(exc)
+            if not (self.cuda_graphs and "graph capture" in first.lower()):
                 raise EdgeganError(
-                    f"onnxruntime cannot run {path.name} in CUDA graphs ({first}); "
-                    "run it without cuda_graphs"
+                    f"onnxruntime cannot load {path} ({first}); the file is damaged or not an "
+                    "ONNX graph: export the bundle again"
                 ) from exc
-            raise EdgeganError(
-                f"onnxruntime cannot load {path} ({first}); the file is damaged or not an ONNX "
-                "graph: export the bundle again"
-            ) from exc
+            # e.g. Memcpy nodes to shape ops onnxruntime placed on the CPU
+            warnings.warn(
+                f"onnxruntime cannot capture {path.name} in CUDA graphs ({first}); it runs "
+                "without them",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.cuda_graphs = False
+            self.session = self._session(path, [cuda_provider(index), "CPUExecutionProvider"])
         if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
             raise BackendUnavailable(
@@ -161,6 +172,19 @@ class OrtRunner(Runner):
         self._binding = self.session.io_binding() if kind == "cuda" else None
         self._io_device = "cuda" if kind == "cuda" else "cpu"  # where bound buffers live
         self._graphs: dict[tuple, _GraphSlot] = {}
+        #: input shapes run once -> their output's shape and type (a second run binds a graph)
+        self._seen: dict[tuple, tuple[tuple, Any]] = {}
+        self._ungraphed: set[tuple] = set()  # shapes whose capture failed
+        self._next_graph_id = 1
+
+    def _session(self, path: Any, providers: list[Any]) -> Any:
+        import onnxruntime as ort
+
+        return ort.InferenceSession(
+            str(path),
+            sess_options=session_options(self.threads, self.spinning),
+            providers=providers,
+        )
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_inputs(inputs)
@@ -197,36 +221,73 @@ class OrtRunner(Runner):
         out = io.copy_outputs_to_cpu()[0]  # the one device -> host copy
         return out
 
+    def _key(self, feed: dict[str, np.ndarray]) -> tuple:
+        return tuple((n, a.shape) for n, a in feed.items())
+
     def _run_graph(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run in the CUDA graph of this input shape: copy the inputs into its bound buffers,
-        replay (the first runs of a shape capture it), copy the output back."""
-        key = tuple((n, a.shape) for n, a in feed.items())
+        run (onnxruntime captures the graph in the first runs of its id, then replays it),
+        copy the output back. A shape's first call runs without a graph (a one-off shape
+        costs nothing more) and gives the output's shape and type for its fixed buffer; its
+        second binds the buffers."""
+        key = self._key(feed)
         slot = self._graphs.get(key)
         if slot is None:
-            if len(self._graphs) >= MAX_GRAPHS:
-                return np.asarray(self._run_cuda(feed, _run_options(-1)), dtype=np.float32)
-            # An uncaptured run gives the output's shape and type for its fixed buffer.
-            out = self._run_cuda(feed, _run_options(-1))
-            slot = self._graphs[key] = self._bind_graph(feed, out, len(self._graphs) + 1)
-        else:
-            for n, a in feed.items():
-                slot.inputs[n].update_inplace(a)
-        self.session.run_with_iobinding(slot.binding, slot.run_options)
-        return np.asarray(slot.output.numpy(), dtype=np.float32)
+            if key not in self._seen or key in self._ungraphed or len(self._graphs) >= MAX_GRAPHS:
+                out = self._run_cuda(feed, _run_options(-1))
+                self._seen[key] = (out.shape, out.dtype.type)
+                return np.asarray(out, dtype=np.float32)
+            slot = self._graphs[key] = self._bind_graph(feed, *self._seen[key])
+        for n, a in feed.items():
+            slot.inputs[n].update_inplace(a)
+        slot.binding.synchronize_inputs()
+        try:
+            self.session.run_with_iobinding(slot.binding, slot.run_options)
+        except Exception as exc:
+            if slot.runs >= 2:  # it captured and replayed before: not a capture problem
+                raise EdgeganError(
+                    f"onnxruntime failed in a CUDA graph: {_first_line(exc)}"
+                ) from exc
+            del self._graphs[key]
+            self._ungraphed.add(key)
+            shapes = ", ".join(f"{n} {tuple(s)}" for n, s in key)
+            warnings.warn(
+                f"onnxruntime could not capture a CUDA graph for {shapes} "
+                f"({_first_line(exc)}); those inputs run without one",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return np.asarray(self._run_cuda(feed, _run_options(-1)), dtype=np.float32)
+        slot.runs += 1
+        out = slot.output.numpy()  # on CUDA a new host array; on the CPU the bound buffer
+        if self._io_device == "cpu":
+            return out.astype(np.float32, copy=True)
+        return np.asarray(out, dtype=np.float32)
 
-    def _bind_graph(self, feed: dict[str, np.ndarray], out: np.ndarray, graph_id: int) -> Any:
+    def _bind_graph(self, feed: dict[str, np.ndarray], shape: tuple, dtype: Any) -> _GraphSlot:
         import onnxruntime as ort
 
         dev, index = self._io_device, self._device_id
-        inputs = {n: ort.OrtValue.ortvalue_from_numpy(a, dev, index) for n, a in feed.items()}
-        output = ort.OrtValue.ortvalue_from_shape_and_type(out.shape, out.dtype.type, dev, index)
+        # On the CPU an OrtValue would wrap the caller's array: give it its own.
+        inputs = {
+            n: ort.OrtValue.ortvalue_from_numpy(a.copy() if dev == "cpu" else a, dev, index)
+            for n, a in feed.items()
+        }
+        output = ort.OrtValue.ortvalue_from_shape_and_type(shape, dtype, dev, index)
         binding = self.session.io_binding()
         for n, v in inputs.items():
             binding.bind_ortvalue_input(n, v)
         binding.bind_ortvalue_output(self._output, output)
-        return _GraphSlot(inputs, output, binding, _run_options(graph_id))
+        slot = _GraphSlot(inputs, output, binding, _run_options(self._next_graph_id))
+        self._next_graph_id += 1
+        return slot
+
+    def graphed(self, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether calls with these inputs' shapes run in a CUDA graph (bench's label)."""
+        return self.cuda_graphs and self._key(self._feed(inputs)) in self._graphs
 
     def close(self) -> None:
         self._graphs.clear()
+        self._seen.clear()
         self._binding = None
         self.session = None

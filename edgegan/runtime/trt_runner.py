@@ -223,6 +223,11 @@ class TrtRunner(Runner):
             out = slot.outputs[self._out_names[0]].float().cpu()  # waits for the stream
         return out.numpy()
 
+    def graphed(self, inputs: dict[str, np.ndarray]) -> bool:
+        key = tuple((n, np.shape(inputs[n])) for n in self._in_names if n in inputs)
+        slot = self._slots.get(key)
+        return slot is not None and slot.graph is not None and self._bound == key
+
     def synchronize(self) -> None:
         self.stream.synchronize()
 
