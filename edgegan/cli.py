@@ -214,6 +214,13 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     default=None,
     help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
 )
+@click.option(
+    "--ort-option",
+    "ort_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An onnxruntime CUDA execution provider option, e.g. prefer_nhwc=1 (repeatable).",
+)
 def infer(
     target: str,
     out: str,
@@ -231,6 +238,7 @@ def infer(
     direction: str | None,
     input_path: str | None,
     cuda_graphs: bool | None,
+    ort_options: tuple[str, ...],
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
     cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
@@ -248,6 +256,8 @@ def infer(
         options["compile"] = True
     if cuda_graphs is not None:
         options["cuda_graphs"] = cuda_graphs
+    if ort_options:
+        options["provider_options"] = _key_values(ort_options, "ort-option")
     if direction or input_path:
         if not (direction and input_path):
             raise EdgeganError("translating needs both --direction and --input")
@@ -422,6 +432,17 @@ def _build_engines(
         click.echo(line)
 
 
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs (a repeated option) as a dict."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise EdgeganError(f"--{what} takes KEY=VALUE, got '{pair}'")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
     try:
         values = [cast(v.strip()) for v in text.split(",") if v.strip()]
@@ -463,6 +484,13 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
     default=None,
     help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
 )
+@click.option(
+    "--ort-option",
+    "ort_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An onnxruntime CUDA execution provider option, e.g. prefer_nhwc=1 (repeatable).",
+)
 def bench(
     bundle: str,
     backends: str,
@@ -477,6 +505,7 @@ def bench(
     size: str | None,
     directions: str | None,
     cuda_graphs: bool | None,
+    ort_options: tuple[str, ...],
 ) -> None:
     """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
     precision and batch size (and direction of a cyclegan bundle, on random images of
@@ -500,6 +529,7 @@ def bench(
         directions=_csv(directions, "directions") if directions else None,
         size=size,
         cuda_graphs=cuda_graphs,
+        ort_options=_key_values(ort_options, "ort-option"),
     )
     print_table(result)
     if json_file:

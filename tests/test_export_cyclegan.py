@@ -328,16 +328,28 @@ def _has_ort_cuda() -> bool:
 @pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
 @pytest.mark.parametrize("name", ["resnet", "unet"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_onnxruntime_cuda_graphs_take_any_size(bundles, name, precision):
-    """One CUDA graph per input size, replayed with new images when a size comes back."""
+@pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "prefer_nhwc"])
+def test_onnxruntime_cuda_graphs_take_any_size(bundles, name, precision, nhwc):
+    """One CUDA graph per input size, replayed with new images when a size comes back; also
+    with the CUDA provider's NHWC kernels (``--ort-option prefer_nhwc=1``)."""
     from edgegan.export.signature import MIN_SIDE
     from edgegan.runtime.bench import parity
 
     bundle = bundles[name][0]
     with (
         open_runner(bundle, "onnxruntime", precision, direction="AtoB") as ref,
-        open_runner(bundle, "onnxruntime", precision, "cuda", "AtoB", cuda_graphs=True) as gpu,
+        open_runner(
+            bundle,
+            "onnxruntime",
+            precision,
+            "cuda",
+            "AtoB",
+            cuda_graphs=True,
+            provider_options={"prefer_nhwc": "1"} if nhwc else None,
+        ) as gpu,
     ):
+        options = gpu.session.get_provider_options()["CUDAExecutionProvider"]
+        assert options["enable_cuda_graph"] == "1" and options["prefer_nhwc"] == str(int(nhwc))
         # the smallest sizes the generator takes (a ResNet's bottleneck needs 2x2 to pad)
         m = max(gpu.spec["size_multiple"], MIN_SIDE)
         c = gpu.spec["channels_in"]

@@ -907,6 +907,18 @@ def test_onnxruntime_shape_whose_capture_fails_runs_without_a_graph(bundle):
         np.testing.assert_allclose(g.run(x), plain.run(x), atol=1e-6)  # no slot, no warning
 
 
+def test_onnxruntime_provider_options_are_for_cuda_and_checked(bundle, tmp_path):
+    with pytest.raises(EdgeganError, match="provider options are for the CUDA execution"):
+        open_runner(bundle, "onnxruntime", provider_options={"prefer_nhwc": "1"})
+    for cmd in ("infer", "bench"):
+        extra = ["--num", "1", "--out", str(tmp_path / cmd)] if cmd == "infer" else []
+        res = CliRunner().invoke(cli, [cmd, str(bundle), "--ort-option", "prefer_nhwc", *extra])
+        assert res.exit_code == 2 and "--ort-option takes KEY=VALUE, got 'prefer_nhwc'" in (
+            res.stderr
+        )
+        assert len(res.stderr.strip().splitlines()) == 1
+
+
 def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, tmp_path):
     with pytest.raises(EdgeganError, match="option cuda_graphs does not apply to the torch"):
         open_runner(bundle, "torch", cuda_graphs=True)
@@ -933,6 +945,20 @@ def test_bench_passes_cuda_graphs_to_the_runners_that_take_it(bundle, monkeypatc
     opened.clear()
     bench_module.bench(bundle, ["onnxruntime"], ["fp32"], [1], **kw)
     assert set(opened) == {("onnxruntime", None)}
+    # provider options reach onnxruntime only, and the results say which were used
+    opened.clear()
+    monkeypatch.setattr(
+        bench_module,
+        "open_runner",
+        lambda t, backend, *a, **o: (
+            opened.append((backend, o.get("provider_options"))),
+            real(t, backend, *a, **{k: v for k, v in o.items() if k != "provider_options"}),
+        )[1],
+    )
+    ort = {"prefer_nhwc": "1"}
+    res = bench_module.bench(bundle, ["torch", "onnxruntime"], ["fp32"], [1], ort_options=ort, **kw)
+    assert {(b, str(o)) for b, o in opened} == {("torch", "None"), ("onnxruntime", str(ort))}
+    assert res["ort_options"] == ort and "cuda_graphs" not in res
 
 
 @pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")

@@ -12,7 +12,8 @@ Sections (``--sections``, default all):
   infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
           generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
           installed), FP16/INT8 graphs, parity against torch FP32; then onnxruntime again
-          with its CUDA graphs (``--cuda-graphs``)
+          with its CUDA graphs (``--cuda-graphs``), and with its NHWC kernels too
+          (``--ort-option prefer_nhwc=1``)
 
 Every section records what it ran, its exit status and its figures; a failing section does not
 stop the others. Results go to one JSON file (``--out``) and a log beside it; keep
@@ -245,17 +246,27 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
         )
         if result.is_file():
             out[f"{name}_bench"]["results"] = json.loads(result.read_text())
-        if _ort_cuda():  # onnxruntime's CUDA graphs, against the rows above
-            graphs = work / f"{name}-graphs.json"
-            out[f"{name}_bench_graphs"] = run(
+        if not _ort_cuda():
+            continue
+        # onnxruntime's CUDA graphs, then with its NHWC kernels too (cuDNN's Hopper kernels
+        # are NHWC: an NCHW graph pays for conversions), against the rows above
+        for variant, flags in ORT_VARIANTS:
+            path = work / f"{name}-{variant}.json"
+            out[f"{name}_bench_{variant}"] = run(
                 [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
-                + ["--backends", "onnxruntime", "--precisions", "fp32,fp16", "--cuda-graphs"]
-                + ["--batch-sizes", batches, *iters, "--json", str(graphs)],
+                + ["--backends", "onnxruntime", "--precisions", "fp32,fp16", *flags]
+                + ["--batch-sizes", batches, *iters, "--json", str(path)],
                 log,
             )
-            if graphs.is_file():
-                out[f"{name}_bench_graphs"]["results"] = json.loads(graphs.read_text())
+            if path.is_file():
+                out[f"{name}_bench_{variant}"]["results"] = json.loads(path.read_text())
     return out
+
+
+ORT_VARIANTS = (
+    ("graphs", ["--cuda-graphs"]),
+    ("graphs_nhwc", ["--cuda-graphs", "--ort-option", "prefer_nhwc=1"]),
+)
 
 
 def _ort_cuda() -> bool:

@@ -348,7 +348,7 @@ class Runner(ABC):
 
 _OPTIONS: dict[str, set[str]] = {
     "torch": {"compile"},
-    "onnxruntime": {"threads", "cuda_graphs"},
+    "onnxruntime": {"threads", "cuda_graphs", "provider_options"},
     "tensorrt": {"cuda_graphs"},
 }
 
@@ -365,8 +365,10 @@ def open_runner(
     on ``backend`` at ``precision``.
 
     Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
-    threads, default the physical cores) and ``cuda_graphs=True`` (on CUDA: replay a CUDA
-    graph per input shape; off by default); tensorrt ``cuda_graphs=False`` (on by default).
+    threads, default the physical cores), ``cuda_graphs=True`` (on CUDA: replay a CUDA
+    graph per input shape; off by default) and ``provider_options`` (more CUDA execution
+    provider options, e.g. ``{"prefer_nhwc": "1"}``); tensorrt ``cuda_graphs=False`` (on by
+    default).
     The tensorrt backend always runs on CUDA (``device`` picks ``cuda:N``).
     """
     check_precision(precision)

@@ -197,13 +197,15 @@ def bench(
     directions: list[str] | tuple[str, ...] | None = None,
     size: Any = None,
     cuda_graphs: bool | None = None,
+    ort_options: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
     results (``results``: one row per backend x precision x batch size, and per direction
     of a cyclegan bundle, whose inputs are random images of ``size``: ``N`` or ``"HxW"``,
     default the run's image size). A single name may stand for a list; repeats count once.
     ``cuda_graphs`` turns the CUDA graphs of the onnxruntime and tensorrt runners on or off
-    (None: each backend's default)."""
+    (None: each backend's default); ``ort_options`` are more options of onnxruntime's CUDA
+    execution provider (e.g. ``{"prefer_nhwc": "1"}``)."""
     backends, precisions = name_list(backends), name_list(precisions)
     directions = name_list(directions) if directions else None
     for b in backends:
@@ -237,7 +239,7 @@ def bench(
         inputs = {b: make_feed(spec, int(b), seed, hw) for b in batch_sizes}
         reference, ref_name = _reference(t, inputs)
         for backend in backends:
-            options = _runner_options(backend, threads, cuda_graphs)
+            options = _runner_options(backend, threads, cuda_graphs, ort_options)
             if t is first:
                 _warm_up_library(t, backend, device, inputs[min(inputs)], options)
             for precision in precisions:
@@ -260,6 +262,8 @@ def bench(
         "warmup": warmup,
         "iters": iters,
         "seed": seed,
+        **({"cuda_graphs": cuda_graphs} if cuda_graphs is not None else {}),
+        **({"ort_options": dict(ort_options)} if ort_options else {}),
         "environment": environment(),
         "results": rows,
     }
@@ -297,11 +301,15 @@ def _row(
     }
 
 
-def _runner_options(backend: str, threads: int | None, cuda_graphs: bool | None) -> dict:
+def _runner_options(
+    backend: str, threads: int | None, cuda_graphs: bool | None, ort_options: dict | None
+) -> dict:
     """The open_runner options bench passes to ``backend``."""
     options: dict[str, Any] = {"threads": threads} if backend == "onnxruntime" else {}
     if cuda_graphs is not None and backend in ("onnxruntime", "tensorrt"):
         options["cuda_graphs"] = cuda_graphs
+    if ort_options and backend == "onnxruntime":
+        options["provider_options"] = dict(ort_options)
     return options
 
 

@@ -113,6 +113,7 @@ class OrtRunner(Runner):
         device: str = "cpu",
         threads: int | None = None,
         cuda_graphs: bool = False,
+        provider_options: dict[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -129,6 +130,12 @@ class OrtRunner(Runner):
         self.model_path = path
         if cuda_graphs and kind != "cuda":
             raise EdgeganError("cuda_graphs needs a CUDA device (--device cuda)")
+        if provider_options and kind != "cuda":
+            raise EdgeganError(
+                "provider options are for the CUDA execution provider (--device cuda)"
+            )
+        #: extra CUDA execution provider options, e.g. {"prefer_nhwc": "1"}
+        self.provider_options = {str(k): str(v) for k, v in (provider_options or {}).items()}
         self.cuda_graphs = bool(cuda_graphs)
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -137,13 +144,20 @@ class OrtRunner(Runner):
                     f"{GPU_EXTRA} (onnxruntime-gpu replaces the CPU package)"
                 )
             graph_option = {"enable_cuda_graph": "1"} if self.cuda_graphs else {}
-            providers: list[Any] = [cuda_provider(index, **graph_option), "CPUExecutionProvider"]
+            cuda = cuda_provider(index, **self.provider_options, **graph_option)
+            providers: list[Any] = [cuda, "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
         try:
             self.session = self._session(path, providers)
         except Exception as exc:  # onnxruntime's own errors: truncated or foreign files
             first = _first_line(exc)
+            if self.provider_options and "graph capture" not in first.lower():
+                shown = ", ".join(f"{k}={v}" for k, v in self.provider_options.items())
+                raise EdgeganError(
+                    f"onnxruntime cannot load {path} with the provider options {shown} "
+                    f"({first}); check them, or export the bundle again if the file is damaged"
+                ) from exc
             if not (self.cuda_graphs and "graph capture" in first.lower()):
                 raise EdgeganError(
                     f"onnxruntime cannot load {path} ({first}); the file is damaged or not an "
@@ -157,7 +171,8 @@ class OrtRunner(Runner):
                 stacklevel=2,
             )
             self.cuda_graphs = False
-            self.session = self._session(path, [cuda_provider(index), "CPUExecutionProvider"])
+            cuda = cuda_provider(index, **self.provider_options)
+            self.session = self._session(path, [cuda, "CPUExecutionProvider"])
         if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
             raise BackendUnavailable(
