@@ -48,21 +48,46 @@ def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
             pass
 
 
+class NewFiles:
+    """What a block of writes created, to take back if it fails: see :func:`undo_new_files`."""
+
+    def __init__(self, root: Path) -> None:
+        self.files: list[Path] = []
+        self.dirs: list[Path] = missing_dirs(root)
+
+    def file(self, path: str | Path) -> Path:
+        """Call before writing ``path``: it is this run's to remove unless it was there
+        already (``--overwrite`` replaces it; removing it would lose it). Returns ``path``."""
+        path = Path(path)
+        if not path.exists():
+            self.files.append(path)
+        return path
+
+    def folder(self, path: str | Path) -> Path:
+        """Call before making folder ``path`` (and its parents)."""
+        self.dirs += missing_dirs(path)
+        return Path(path)
+
+    def remove(self) -> None:
+        for path in self.files:
+            path.unlink(missing_ok=True)
+        remove_empty_dirs(self.dirs)
+
+
 @contextmanager
-def undo_new_files(root: str | Path) -> Iterator[Path]:
-    """A block that writes under ``root``: if it raises (Ctrl-C included), the files and
-    folders it created there are removed, ``root`` too when the block made it, and the error
-    goes on. Files that were there before stay (``--overwrite`` may have replaced them), so
-    a failed run neither loses earlier files nor leaves a partial result that looks whole."""
-    root = Path(root)
-    made = missing_dirs(root)
-    before = set(root.rglob("*")) if root.is_dir() else set()
+def undo_new_files(root: str | Path) -> Iterator[NewFiles]:
+    """A block that writes under ``root`` and records what it creates with the yielded
+    :class:`NewFiles`: if the block raises (Ctrl-C included), those files go, and the folders
+    it made (``root`` too) if they are left empty; then the error goes on, even if taking
+    back fails. Only what the block recorded is touched, never files others write there
+    meanwhile, so a failed run neither loses earlier files nor leaves a partial result that
+    looks whole."""
+    new = NewFiles(Path(root))
     try:
-        yield root
+        yield new
     except BaseException:
-        new = [p for p in root.rglob("*") if p not in before] if root.is_dir() else []
-        for p in new:
-            if not p.is_dir():
-                p.unlink(missing_ok=True)
-        remove_empty_dirs([p for p in new if p.is_dir()] + made)
+        try:
+            new.remove()
+        except BaseException:  # noqa: BLE001 - the block's error is the one to report
+            pass
         raise

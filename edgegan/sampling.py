@@ -271,10 +271,13 @@ def write_outputs(
     fmt: str,
     value_range: tuple[float, float] = (-1.0, 1.0),
     start: int = 0,
+    track: Any = None,
 ) -> list[Path]:
     """Write ``images.npz`` (uint8 NHWC ``images``, float ``raw``, ``latents``, ``labels``) or
     one PNG per image (``000000.png``, or ``000000_label3.png`` when conditional), numbered
-    from ``start``."""
+    from ``start``. ``track(path)`` is called before each file is written
+    (:meth:`edgegan.fileio.NewFiles.file`)."""
+    track = track or (lambda path: path)
     from PIL import Image
 
     if fmt not in FORMATS:
@@ -285,14 +288,14 @@ def write_outputs(
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
         if "labels" in result:
             arrays["labels"] = result["labels"]
-        atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(track(path), lambda f: np.savez_compressed(f, **arrays))
         return [path]
     paths = []
     labels = result.get("labels")
     for i, img in enumerate(images):
         suffix = f"_label{labels[i]}" if labels is not None else ""
         path = out / f"{start + i:06d}{suffix}.png"
-        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(path)
+        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(track(path))
         paths.append(path)
     return paths
 
@@ -337,17 +340,19 @@ def infer(
         vrange = value_range(runner.spec)
         if fmt == "npz":
             result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
-            with undo_new_files(out):
-                return write_outputs(result, prepare_out_dir(out, overwrite), fmt, vrange)
+            with undo_new_files(out) as new:
+                folder = prepare_out_dir(out, overwrite)
+                return write_outputs(result, folder, fmt, vrange, track=new.file)
         batches = iter_samples(runner, num, seed=seed, labels=labels, batch_size=batch_size)
         first = next(batches)  # the inputs and the runner work before the folder is made
         bar = ProgressBar(num, 0, progress and num > len(first["images"]), "infer", "images")
         paths: list[Path] = []
         try:
-            with undo_new_files(out):
+            with undo_new_files(out) as new:
                 folder = prepare_out_dir(out, overwrite)
                 for batch in itertools.chain([first], batches):
-                    paths += write_outputs(batch, folder, fmt, vrange, start=len(paths))
+                    start = len(paths)
+                    paths += write_outputs(batch, folder, fmt, vrange, start, new.file)
                     bar.update(len(paths))
         finally:
             bar.close()

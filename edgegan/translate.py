@@ -190,7 +190,7 @@ def translate(
         channels = int(runner.spec["channels_in"])
         written: list[Path] = []
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
-        with undo_new_files(out):
+        with undo_new_files(out) as new:
             out = prepare_out_dir(out, overwrite)
             # a batch's worth of files at a time: memory stays bounded for large folders
             for k in range(0, len(files), batch_size):
@@ -198,5 +198,7 @@ def translate(
                 images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
                 outputs = translate_arrays(runner, images, batch_size)
                 for (_, rel), img in zip(chunk, outputs, strict=True):
-                    written.append(save_png(img, (out / rel).with_suffix(".png")))
+                    dst = (out / rel).with_suffix(".png")
+                    new.folder(dst.parent)  # save_png makes subfolders of out
+                    written.append(save_png(img, new.file(dst)))
     return written

@@ -35,13 +35,13 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
 
 
 @pytest.mark.parametrize("error", [RuntimeError("unreadable image"), KeyboardInterrupt()])
-def test_a_failed_block_takes_back_only_what_it_created(tmp_path, error):
+def test_a_failed_block_takes_back_only_what_it_recorded(tmp_path, error):
     from edgegan.fileio import undo_new_files
 
     out = tmp_path / "a" / "b"
-    with pytest.raises(type(error)), undo_new_files(out):
-        (out / "sub").mkdir(parents=True)
-        (out / "sub" / "x.png").write_bytes(b"1")
+    with pytest.raises(type(error)), undo_new_files(out) as new:
+        new.folder(out / "sub").mkdir(parents=True)
+        new.file(out / "sub" / "x.png").write_bytes(b"1")
         raise error
     assert list(tmp_path.iterdir()) == []  # a/ and a/b/ were made by the block: gone too
 
@@ -49,15 +49,27 @@ def test_a_failed_block_takes_back_only_what_it_created(tmp_path, error):
     (out / "old").mkdir()
     (out / "old" / "keep.png").write_bytes(b"earlier")
     (out / "replaced.png").write_bytes(b"earlier")
-    with pytest.raises(type(error)), undo_new_files(out):
-        (out / "old" / "new.png").write_bytes(b"1")
-        (out / "replaced.png").write_bytes(b"overwritten")  # --overwrite: not ours to delete
-        (out / "deep" / "er").mkdir(parents=True)
-        (out / "deep" / "er" / "y.png").write_bytes(b"1")
+    with pytest.raises(type(error)), undo_new_files(out) as new:
+        new.file(out / "old" / "new.png").write_bytes(b"1")
+        new.file(out / "replaced.png").write_bytes(b"overwritten")  # --overwrite: not ours
+        new.folder(out / "deep" / "er").mkdir(parents=True)
+        new.file(out / "deep" / "er" / "y.png").write_bytes(b"1")
+        (out / "theirs.png").write_bytes(b"another process's")  # never recorded: stays
         raise error
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
-    assert left == ["old", "old/keep.png", "replaced.png"]
+    assert left == ["old", "old/keep.png", "replaced.png", "theirs.png"]
 
-    with undo_new_files(out):  # no error: everything stays
-        (out / "z.png").write_bytes(b"1")
+    with undo_new_files(out) as new:  # no error: everything stays
+        new.file(out / "z.png").write_bytes(b"1")
     assert (out / "z.png").exists()
+
+
+def test_the_blocks_error_survives_a_failing_cleanup(tmp_path, monkeypatch):
+    from edgegan.fileio import NewFiles, undo_new_files
+
+    def broken(self):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(NewFiles, "remove", broken)
+    with pytest.raises(KeyboardInterrupt), undo_new_files(tmp_path / "o"):
+        raise KeyboardInterrupt
