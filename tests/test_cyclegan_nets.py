@@ -335,6 +335,19 @@ def test_layout_instance_norm_takes_half_precision_statistics_in_fp32():
     assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last)
     expected = nn.functional.instance_norm(x.float())
     torch.testing.assert_close(y.float(), expected, rtol=0.02, atol=0.02)
+    # with affine parameters: rounded to bf16 once, after the affine step in FP32 (as the
+    # fused kernel does), not after the norm and again after the affine step
+    affine = LayoutInstanceNorm2d(4, affine=True)
+    nn.init.normal_(affine.weight, std=3)
+    nn.init.normal_(affine.bias)
+    x = torch.randn(2, 4, 16, 16).to(torch.bfloat16)
+    with torch.no_grad():
+        y = affine(x.contiguous(memory_format=torch.channels_last))
+    once = nn.functional.instance_norm(x.float(), weight=affine.weight, bias=affine.bias)
+    assert y.dtype == torch.bfloat16
+    assert (y != once.to(torch.bfloat16)).float().mean() < 0.01
+    # an empty batch is an empty result, as with the plain module
+    assert LayoutInstanceNorm2d(4)(torch.randn(0, 4, 8, 8)).shape == (0, 4, 8, 8)
 
 
 def test_keep_layout_norms_swaps_in_place_and_removes_the_layout_copies():

@@ -67,13 +67,14 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.track_running_stats or x.dim() != 4 or x[0, 0].numel() < 2 or _exporting():
+        if self.track_running_stats or x.dim() != 4 or x.shape[2] * x.shape[3] < 2:
             return super().forward(x)
-        y = _InstanceNorm.apply(x, self.eps)
+        if _exporting():
+            return super().forward(x)
+        y = _InstanceNorm.apply(x, self.eps)  # in the statistics' dtype: one rounding below
         if self.affine:
-            w, b = self.weight.view(1, -1, 1, 1), self.bias.view(1, -1, 1, 1)
-            y = (y * w + b).to(x.dtype)
-        return y
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y.to(x.dtype)
 
 
 def _stats_dtype(x: torch.Tensor) -> torch.dtype:
@@ -90,7 +91,7 @@ class _InstanceNorm(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.eps = eps
-        return _normalise(x, eps)[0].to(x.dtype)
+        return _normalise(x, eps)[0]  # FP32 for half inputs: the caller casts once
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
