@@ -436,10 +436,12 @@ def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:
     """``KEY=VALUE`` pairs (a repeated option) as a dict."""
     out: dict[str, str] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, sep, value = (part.strip() for part in pair.partition("="))
+        if not sep or not key or not value:
             raise EdgeganError(f"--{what} takes KEY=VALUE, got '{pair}'")
-        out[key.strip()] = value.strip()
+        if key in out:
+            raise EdgeganError(f"--{what} {key} is given twice")
+        out[key] = value
     return out
 
 

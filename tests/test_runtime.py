@@ -827,9 +827,9 @@ def test_onnxruntime_cuda_provider_names_a_device_only_when_not_the_first():
     assert cuda_provider(2, **graphs) == ("CUDAExecutionProvider", {"device_id": 2, **graphs})
 
 
-#: batch sizes of successive calls: 1 and 3 come back (new values each time), 5 comes back
-#: past a two-graph limit
-GRAPH_BATCHES = (1, 3, 1, 5, 3, 1, 5, 1)
+#: batch sizes of successive calls: 1 and 3 come back (new values each time) until each
+#: replays, 5 comes back past a two-graph limit
+GRAPH_BATCHES = (1, 3, 1, 5, 3, 1, 5, 1, 3)
 
 
 def _graph_calls(spec: dict) -> list[dict]:
@@ -866,9 +866,11 @@ def test_onnxruntime_graph_slots_rebind_nothing_and_copy_new_inputs(bundle, monk
                 )
         for got, want in outs:
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
-        assert graphed == [False, False, True, False, True, True, False, True]
+        # bench's label: a shape replays from its slot's second run (onnxruntime captures in
+        # a graph id's first runs)
+        assert graphed == [False, False, False, False, False, True, False, True, True]
         assert sorted(key[0][1][0] for key in g._graphs) == [1, 3]
-        assert [s.runs for s in g._graphs.values()] == [3, 1]
+        assert [s.runs for s in g._graphs.values()] == [3, 2]
         ids = {
             slot.run_options.get_run_config_entry(ort_runner.GRAPH_ID)
             for slot in g._graphs.values()
@@ -908,15 +910,32 @@ def test_onnxruntime_shape_whose_capture_fails_runs_without_a_graph(bundle):
 
 
 def test_onnxruntime_provider_options_are_for_cuda_and_checked(bundle, tmp_path):
+    from edgegan.runtime.ort_runner import _provider_options
+
     with pytest.raises(EdgeganError, match="provider options are for the CUDA execution"):
         open_runner(bundle, "onnxruntime", provider_options={"prefer_nhwc": "1"})
+    assert _provider_options({"prefer_nhwc": True, "gpu_mem_limit": 2**30}) == {
+        "prefer_nhwc": "1",
+        "gpu_mem_limit": "1073741824",
+    }
+    for bad, message in [
+        ({"enable_cuda_graph": "1"}, "option enable_cuda_graph itself: use --cuda-graphs"),
+        ({"device_id": "0"}, "use --device cuda:N"),
+        ({"prefer_nhwc": None}, "must be a string or integer, got None"),
+    ]:  # fmt: skip
+        with pytest.raises(EdgeganError, match=message):
+            _provider_options(bad)
     for cmd in ("infer", "bench"):
         extra = ["--num", "1", "--out", str(tmp_path / cmd)] if cmd == "infer" else []
-        res = CliRunner().invoke(cli, [cmd, str(bundle), "--ort-option", "prefer_nhwc", *extra])
-        assert res.exit_code == 2 and "--ort-option takes KEY=VALUE, got 'prefer_nhwc'" in (
-            res.stderr
-        )
-        assert len(res.stderr.strip().splitlines()) == 1
+        for opts, message in [
+            (["prefer_nhwc"], "--ort-option takes KEY=VALUE, got 'prefer_nhwc'"),
+            (["prefer_nhwc="], "--ort-option takes KEY=VALUE, got 'prefer_nhwc='"),
+            (["a=1", "a=2"], "--ort-option a is given twice"),
+        ]:
+            args = [x for o in opts for x in ("--ort-option", o)]
+            res = CliRunner().invoke(cli, [cmd, str(bundle), *args, *extra])
+            assert res.exit_code == 2 and message in res.stderr, res.output
+            assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, tmp_path):
@@ -1092,7 +1111,8 @@ def _before_each_run(monkeypatch, hook) -> None:
 def test_a_failed_infer_takes_back_its_files_and_keeps_earlier_ones(
     bundle, tmp_path, monkeypatch, fmt
 ):
-    """As a failed translation does: no partial folder that looks like a result."""
+    """As a failed translation does: no partial folder that looks like a result. PNGs: the
+    third batch fails after two were written; npz: the one file's write fails midway."""
     from edgegan.sampling import infer
 
     calls = []
@@ -1102,7 +1122,14 @@ def test_a_failed_infer_takes_back_its_files_and_keeps_earlier_ones(
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    _before_each_run(monkeypatch, third_batch_fails)
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    if fmt == "png":
+        _before_each_run(monkeypatch, third_batch_fails)
+    else:
+        monkeypatch.setattr(np, "savez_compressed", half_written)
     kw = {"num": 10, "batch_size": 4, "backend": "onnxruntime", "fmt": fmt}
     with pytest.raises(KeyboardInterrupt):
         infer(bundle, tmp_path / "new" / "o", **kw)

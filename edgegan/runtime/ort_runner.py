@@ -90,6 +90,35 @@ class _GraphSlot:
     runs: int = 0  # onnxruntime captures within the first runs of a graph id
 
 
+#: CUDA provider options the runner sets itself (--device, --cuda-graphs)
+_RUNNER_OPTIONS = {
+    "device_id": "--device cuda:N",
+    "enable_cuda_graph": "--cuda-graphs",
+    "has_user_compute_stream": None,
+    "user_compute_stream": None,
+}
+
+
+def _provider_options(options: dict[str, Any]) -> dict[str, str]:
+    """Provider options as onnxruntime takes them (strings; booleans as 1/0), refusing those
+    the runner owns."""
+    out: dict[str, str] = {}
+    for key, value in options.items():
+        key = str(key)
+        if key in _RUNNER_OPTIONS:
+            use = _RUNNER_OPTIONS[key]
+            raise EdgeganError(
+                f"the runner sets the provider option {key} itself"
+                + (f": use {use}" if use else "")
+            )
+        if isinstance(value, bool):
+            value = int(value)
+        if not isinstance(value, (str, int)):
+            raise EdgeganError(f"provider option {key} must be a string or integer, got {value!r}")
+        out[key] = str(value)
+    return out
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -135,7 +164,7 @@ class OrtRunner(Runner):
                 "provider options are for the CUDA execution provider (--device cuda)"
             )
         #: extra CUDA execution provider options, e.g. {"prefer_nhwc": "1"}
-        self.provider_options = {str(k): str(v) for k, v in (provider_options or {}).items()}
+        self.provider_options = _provider_options(provider_options or {})
         self.cuda_graphs = bool(cuda_graphs)
         if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -172,7 +201,12 @@ class OrtRunner(Runner):
             )
             self.cuda_graphs = False
             cuda = cuda_provider(index, **self.provider_options)
-            self.session = self._session(path, [cuda, "CPUExecutionProvider"])
+            try:
+                self.session = self._session(path, [cuda, "CPUExecutionProvider"])
+            except Exception as exc2:
+                raise EdgeganError(
+                    f"onnxruntime cannot load {path} ({_first_line(exc2)})"
+                ) from exc2
         if kind == "cuda" and self.session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
             raise BackendUnavailable(
@@ -195,10 +229,13 @@ class OrtRunner(Runner):
     def _session(self, path: Any, providers: list[Any]) -> Any:
         import onnxruntime as ort
 
+        # No fallback: onnxruntime would print a box to stdout and retry on the CPU when the
+        # CUDA provider refuses its options; the error is ours to report in one line.
         return ort.InferenceSession(
             str(path),
             sess_options=session_options(self.threads, self.spinning),
             providers=providers,
+            enable_fallback=0,
         )
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -272,7 +309,11 @@ class OrtRunner(Runner):
                 RuntimeWarning,
                 stacklevel=3,
             )
-            return np.asarray(self._run_cuda(feed, _run_options(-1)), dtype=np.float32)
+            try:
+                out = self._run_cuda(feed, _run_options(-1))
+            except Exception as exc2:  # not the graph, then: say what onnxruntime said
+                raise EdgeganError(f"onnxruntime failed: {_first_line(exc2)}") from exc2
+            return np.asarray(out, dtype=np.float32)
         slot.runs += 1
         out = slot.output.numpy()  # on CUDA a new host array; on the CPU the bound buffer
         if self._io_device == "cpu":
@@ -298,8 +339,11 @@ class OrtRunner(Runner):
         return slot
 
     def graphed(self, inputs: dict[str, np.ndarray]) -> bool:
-        """Whether calls with these inputs' shapes run in a CUDA graph (bench's label)."""
-        return self.cuda_graphs and self._key(self._feed(inputs)) in self._graphs
+        """Whether calls with these inputs' shapes replay a CUDA graph now (bench's label):
+        onnxruntime captures within a graph id's first two runs."""
+        key = tuple((n, np.shape(inputs[n])) for n in self._inputs if n in inputs)
+        slot = self._graphs.get(key) if self.cuda_graphs else None
+        return slot is not None and slot.runs >= 2
 
     def close(self) -> None:
         self._graphs.clear()
