@@ -32,7 +32,8 @@ class PartConfig:
     factory defaults at training time, ``Task._record_network_params``), kept apart from
     ``params`` so that a later version of the factory may drop one of them with a warning
     instead of refusing the run. In YAML it is the part's ``defaults`` key, which, like
-    ``name``, no factory parameter may be called."""
+    ``name``, no network factory parameter may be called (only the networks record them:
+    :data:`RECORDED_PARTS`)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -234,6 +235,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     )
 
 
+#: The parts whose recorded defaults a run keeps under their ``defaults`` key.
+RECORDED_PARTS = ("model.generator", "model.discriminator")
+
+
 def _part(value: Any, path: str) -> PartConfig:
     if isinstance(value, str):
         return PartConfig(value)
@@ -243,7 +248,9 @@ def _part(value: Any, path: str) -> PartConfig:
     name = params.pop("name")
     if not isinstance(name, str):
         raise ConfigError(f"config '{path}.name' must be a string, got {name!r}")
-    defaults = params.pop("defaults", None) or {}
+    # Only the networks' parts record defaults (Task._record_network_params); elsewhere a
+    # `defaults` key is an ordinary parameter of the factory.
+    defaults = params.pop("defaults", None) or {} if path in RECORDED_PARTS else {}
     if not isinstance(defaults, dict):
         raise ConfigError(
             f"config '{path}.defaults' holds a run's recorded defaults and must be a mapping, "

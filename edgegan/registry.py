@@ -150,20 +150,29 @@ def with_recorded_defaults(
     """``params`` over the ``defaults`` a run recorded for the parameters its user left out.
 
     A recorded default that the factory no longer takes (a plugin's later version removed
-    the parameter) is dropped with a :class:`StaleDefaultWarning`: the user never set it, so
-    it must not stop the run from loading. A parameter the user set is never dropped."""
+    the parameter, or changed its type) is dropped with a :class:`StaleDefaultWarning`: the
+    user never set it, so it must not stop the run from loading. A parameter the user set is
+    never dropped."""
     if not defaults:
         return dict(params)
     accepted, var_kw = factory_parameters(entry.factory)
-    stale = [
-        k
-        for k in defaults
-        if k not in params and (k in context or (k not in accepted and not var_kw))
-    ]
+
+    def fits(key: str) -> bool:
+        if key in context:
+            return False
+        if key not in accepted:
+            return var_kw
+        try:
+            _check_type(entry, key, defaults[key], accepted[key])
+        except EdgeganError:
+            return False
+        return True
+
+    stale = [k for k in defaults if k not in params and not fits(k)]
     if stale and warn:
         warnings.warn(
-            f"{entry.label} no longer takes {', '.join(stale)}: the run's recorded "
-            "default(s) for it are ignored",
+            f"{entry.label} no longer takes the run's recorded default(s) for "
+            f"{', '.join(stale)} (removed, or of another type now): its own defaults apply",
             StaleDefaultWarning,
             stacklevel=3,
         )

@@ -903,9 +903,11 @@ def test_recorded_defaults_sit_under_the_users_params_and_stale_ones_go_with_a_w
     entry = types.SimpleNamespace(factory=factory, label="generator 'g'")
     ctx = {"channels": 1}
     recorded = {"ngf": 8, "norm": "instance", "dropout": True, "channels": 3}
-    with pytest.warns(StaleDefaultWarning, match="'g' no longer takes dropout, channels"):
+    with pytest.warns(StaleDefaultWarning, match=r"for dropout, channels \(removed, or of"):
         got = with_recorded_defaults(entry, {"ngf": 32}, recorded, ctx)
     assert got == {"norm": "instance", "ngf": 32}  # the user's value wins
+    with pytest.warns(StaleDefaultWarning, match="for norm "):  # a str parameter now
+        assert with_recorded_defaults(entry, {}, {"ngf": 8, "norm": 2}, ctx) == {"ngf": 8}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert with_recorded_defaults(entry, {"ngf": 32}, {}, ctx) == {"ngf": 32}
@@ -921,3 +923,8 @@ def test_recorded_defaults_sit_under_the_users_params_and_stale_ones_go_with_a_w
     data["model"]["generator"]["defaults"] = "normal"
     with pytest.raises(ConfigError, match="'model.generator.defaults' holds a run's recorded"):
         config_from_dict(data)
+    # only the networks record defaults: elsewhere `defaults` is a parameter like any other
+    data["model"]["generator"]["defaults"] = {}
+    data["loss"] = {"name": "bce", "defaults": {"x": 1}}
+    loss = config_from_dict(data).loss
+    assert (loss.params, loss.defaults) == ({"defaults": {"x": 1}}, {})

@@ -687,6 +687,9 @@ def test_a_run_records_its_networks_defaults_so_a_changed_default_still_rebuilds
     get_manager().register(plugin(16, with_init=False), name="wide")
     from edgegan.registry import StaleDefaultWarning
 
-    with pytest.warns(StaleDefaultWarning, match="generator 'wide' no longer takes init"):
+    with pytest.warns(
+        StaleDefaultWarning,
+        match="generator 'wide' no longer takes the run's recorded default.s. for init ",
+    ):
         gen = load_run_generator(run)
     assert [p.shape for p in gen.module.parameters()] == shapes
