@@ -173,6 +173,22 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
 
 
+def _gpu_runner_options(command: Any) -> Any:
+    """``--cuda-graphs/--no-cuda-graphs`` and ``--ort-option``, shared by infer and bench."""
+    command = click.option(
+        "--ort-option",
+        "ort_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An onnxruntime CUDA execution provider option, e.g. prefer_nhwc=1 (repeatable).",
+    )(command)
+    return click.option(
+        "--cuda-graphs/--no-cuda-graphs",
+        default=None,
+        help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
+    )(command)
+
+
 @cli.command()
 @click.argument("target", metavar="RUN_DIR|BUNDLE", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
@@ -209,18 +225,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 @click.option(
     "--input", "input_path", type=click.Path(), help="cyclegan: an image or a folder to translate."
 )
-@click.option(
-    "--cuda-graphs/--no-cuda-graphs",
-    default=None,
-    help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
-)
-@click.option(
-    "--ort-option",
-    "ort_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An onnxruntime CUDA execution provider option, e.g. prefer_nhwc=1 (repeatable).",
-)
+@_gpu_runner_options
 def infer(
     target: str,
     out: str,
@@ -481,18 +486,7 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option(
     "--directions", help="cyclegan: comma-separated directions (default: all in the bundle)."
 )
-@click.option(
-    "--cuda-graphs/--no-cuda-graphs",
-    default=None,
-    help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
-)
-@click.option(
-    "--ort-option",
-    "ort_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An onnxruntime CUDA execution provider option, e.g. prefer_nhwc=1 (repeatable).",
-)
+@_gpu_runner_options
 def bench(
     bundle: str,
     backends: str,
