@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgegan.data.folder import KNOWN_IMAGE_EXTENSIONS, warn_left_out
 from edgegan.errors import EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
@@ -129,9 +130,15 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if not path.is_dir():
         raise EdgeganError(f"--input not found: {path}")
-    files = sorted(
-        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )  # a folder named x.png is a folder
+    candidates = [p for p in path.rglob("*") if p.is_file()]  # a folder named x.png is one
+    files = sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES)
+    other: dict[str, int] = {}
+    for p in candidates:
+        ext = p.suffix.lower()
+        if ext in KNOWN_IMAGE_EXTENSIONS and ext not in IMAGE_SUFFIXES:
+            other[ext] = other.get(ext, 0) + 1
+    if other:
+        warn_left_out(other, path, "translate", IMAGE_SUFFIXES, stacklevel=3)
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

@@ -448,3 +448,18 @@ def test_export_takes_one_direction_as_a_string(runs, tmp_path):
     assert export_command(tmp_path / "b", meta) == (
         f"edgegan export {run} --direction AtoB --out {tmp_path / 'b'} --overwrite"
     )
+
+
+def test_translate_says_which_image_files_it_leaves_out(runs, images, tmp_path):
+    import shutil
+
+    from edgegan.data.base import DataWarning
+    from edgegan.translate import translate
+
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    Image.new("RGB", (16, 16)).save(folder / "sub" / "anim.gif")
+    (folder / "notes.txt").write_text("no warning for this")
+    with pytest.warns(DataWarning, match=r"translate: left out 1 \.gif under .*in \(it reads"):
+        written = translate(runs["resnet"], "AtoB", folder, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["a.png", "b.png", "c.png"]

@@ -253,3 +253,12 @@ def test_digits_folder_round_trip(tmp_path):
         assert torch.equal(test[i]["B"], mem.images_b[i])
     train = build_unpaired(str(tmp_path), split="train", serial_batches=True, flip=False, **kw)
     assert torch.equal(train[2]["B"], build_cyclegan_digits(limit=6).images_b[2])
+
+
+def test_unpaired_domains_say_which_image_files_they_leave_out(folders):
+    from edgegan.data.base import DataWarning
+
+    Image.new("RGB", (16, 16)).save(folders / "trainA" / "odd.gif")
+    with pytest.warns(DataWarning, match=r"dataset 'unpaired': left out 1 \.gif under .*trainA"):
+        ds = build_unpaired(str(folders), load_size=14, crop_size=10)
+    assert len(ds.domain_a.rel) == 3

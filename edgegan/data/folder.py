@@ -39,6 +39,10 @@ from edgegan.data.transforms import (
 from edgegan.errors import DataError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+#: Extensions of image files Pillow reads, to say which ones a listing leaves out.
+KNOWN_IMAGE_EXTENSIONS = frozenset(
+    ".png .jpg .jpeg .bmp .webp .gif .tif .tiff .ppm .pgm .pbm .pnm .tga .jp2 .ico".split()
+)
 SPLITS = ("train", "test")
 _WHERE = "dataset 'folder'"
 
@@ -61,13 +65,18 @@ def _extensions(value: object) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
-def list_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
+def list_images(
+    root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, where: str | None = None
+) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, recursively, sorted.
 
     Symlinked folders are followed once (a link cycle is not entered twice), except a link
     to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
-    would add trainB to domain A)."""
+    would add trainB to domain A). With ``where`` (what lists them), image files of other
+    kinds (``.gif`` when ``extensions`` has none) are not left out silently: one
+    :class:`DataWarning` counts them."""
     found: list[str] = []
+    other: dict[str, int] = {}
     seen: set[str] = set()
     top = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -79,11 +88,28 @@ def list_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> l
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
         for name in filenames:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
+            ext = os.path.splitext(name)[1].lower()
+            if name.startswith(".") or ext not in extensions:
+                if not name.startswith(".") and ext in KNOWN_IMAGE_EXTENSIONS:
+                    other[ext] = other.get(ext, 0) + 1
                 continue
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             found.append(Path(rel).as_posix())
+    if where and other:
+        warn_left_out(other, root, where, extensions, stacklevel=3)
     return sorted(found)
+
+
+def warn_left_out(
+    counts: dict[str, int], root: Path, where: str, extensions: tuple[str, ...], stacklevel: int
+) -> None:
+    """One warning for the image files under ``root`` left out for their extension."""
+    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items()))
+    warnings.warn(
+        f"{where}: left out {kinds} under {root} (it reads {', '.join(extensions)})",
+        DataWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def readable_images(
@@ -172,7 +198,7 @@ class ImageFolderDataset(Dataset):
             raise DataError(f"not a folder: {base} (data.root must be a folder of images)")
         folder = _split_folder(base, split)
         exts = _extensions(extensions)
-        rel_paths = list_images(folder, exts)
+        rel_paths = list_images(folder, exts, f"{_WHERE} (data.extensions adds kinds)")
         if not rel_paths:
             raise DataError(
                 f"no images in {folder} (looked recursively for {', '.join(exts)} files)"
