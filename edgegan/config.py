@@ -126,7 +126,17 @@ class CycleConfig:
     """Settings of the ``cyclegan`` task (defaults as the reference implementation)."""
 
     lambda_cycle: float = 10.0  # weight of |F(G(a)) - a|_1 + |G(F(b)) - b|_1
-    lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle
+    # The reference's lambda_A and lambda_B: the weights of domain A's cycle |F(G(a)) - a|_1
+    # and B's |G(F(b)) - b|_1 (null: lambda_cycle), and of each domain's identity loss.
+    lambda_a: float | None = None
+    lambda_b: float | None = None
+    lambda_identity: float = 0.5  # identity loss weight, relative to the cycle weights
+
+    def cycle_weights(self) -> tuple[float, float]:
+        """The cycle-loss weights of domains A and B."""
+        a, b = self.lambda_a, self.lambda_b
+        return (self.lambda_cycle if a is None else a, self.lambda_cycle if b is None else b)
+
     pool_size: int = 50  # image history pool of fakes shown to the discriminators
     preview: int = 8  # images of each domain in a sample grid
 

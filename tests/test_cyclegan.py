@@ -234,3 +234,42 @@ def test_a_folder_without_a_usable_test_split_says_it_is_not_evaluated(tmp_path)
     with pytest.warns(UserWarning, match="no test split to evaluate on .*zero.png"):
         result = train(cfg, out_dir=tmp_path / "r")
     assert result.eval == {}
+
+
+def test_cycle_losses_take_the_references_separate_weights(tmp_path):
+    """cycle.lambda_a / lambda_b (the reference's lambda_A / lambda_B): each domain's cycle
+    loss gets its own weight; unset, both are lambda_cycle, bit for bit as before."""
+    import json
+
+    weighted = train(
+        tiny("cycle.lambda_a=3", "cycle.lambda_b=5", "train.log_every=1", steps=2),
+        out_dir=tmp_path / "w",
+    )
+    records = [json.loads(x) for x in (weighted.run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in records if "cycle_a" in r]
+    assert len(records) == 2
+    for r in records:
+        assert r["cycle"] == pytest.approx(r["cycle_a"] + r["cycle_b"], rel=1e-5)
+        want = r["g_adv"] + 3 * r["cycle_a"] + 5 * r["cycle_b"]
+        assert r["g_loss"] == pytest.approx(want, rel=1e-5)
+    # with identity losses (equal channels): each domain's weighted by its own lambda
+    idt = train(
+        tiny("cycle.lambda_a=3", "cycle.lambda_b=5", "train.log_every=1", "data.channels_a=3",
+             "cycle.lambda_identity=0.5", steps=1),
+        out_dir=tmp_path / "i",
+    )  # fmt: skip
+    r = [json.loads(x) for x in (idt.run_dir / "metrics.jsonl").read_text().splitlines()]
+    r = next(x for x in r if "idt_a" in x)
+    assert r["idt"] == pytest.approx(r["idt_a"] + r["idt_b"], rel=1e-5)
+    want = (
+        r["g_adv"] + 3 * r["cycle_a"] + 5 * r["cycle_b"] + 0.5 * (3 * r["idt_a"] + 5 * r["idt_b"])
+    )
+    assert r["g_loss"] == pytest.approx(want, rel=1e-5)
+    default = train(tiny(steps=2), out_dir=tmp_path / "d")
+    same = train(tiny("cycle.lambda_a=10", "cycle.lambda_b=10", steps=2), out_dir=tmp_path / "s")
+    a, b = load_checkpoint(default.checkpoint), load_checkpoint(same.checkpoint)
+    for net in a["networks"]:
+        for key, value in a["networks"][net].items():
+            assert torch.equal(b["networks"][net][key], value), (net, key)
+    with pytest.raises(ConfigError, match="cycle.lambda_b must be >= 0"):
+        train(tiny("cycle.lambda_b=-1", steps=1), out_dir=tmp_path / "bad")

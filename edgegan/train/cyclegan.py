@@ -2,8 +2,10 @@
 
 Generators ``g_ab`` (A -> B) and ``g_ba`` (B -> A); discriminators ``d_b`` (real B vs
 ``g_ab(a)``) and ``d_a`` (real A vs ``g_ba(b)``). The generators minimise the adversarial
-loss in both directions plus ``lambda_cycle * (|g_ba(g_ab(a)) - a|_1 + |g_ab(g_ba(b)) - b|_1)``
-plus the identity loss ``lambda_cycle * lambda_identity * (|g_ab(b) - b|_1 + |g_ba(a) - a|_1)``;
+loss in both directions plus the cycle losses
+``lambda_a * |g_ba(g_ab(a)) - a|_1 + lambda_b * |g_ab(g_ba(b)) - b|_1`` and the identity
+loss ``lambda_identity * (lambda_b * |g_ab(b) - b|_1 + lambda_a * |g_ba(a) - a|_1)``
+(``lambda_a`` and ``lambda_b`` default to ``lambda_cycle``, as the reference's to 10);
 then the discriminators are updated on real images and fakes drawn through the image pools,
 as the reference implementation does.
 """
@@ -83,7 +85,8 @@ class CycleGANTask(Task):
         cyc, amp, loss = self.config.cycle, self.precision, self.loss
         batch = batches.next()
         real_a, real_b = batch["A"], batch["B"]
-        lam, lam_idt = cyc.lambda_cycle, cyc.lambda_cycle * cyc.lambda_identity
+        lam_a, lam_b = cyc.cycle_weights()
+        use_idt = cyc.lambda_identity * max(lam_a, lam_b) > 0
         out: dict[str, torch.Tensor] = {}
         # Under torchrun the networks being updated run through their DDP wrappers; the
         # frozen discriminators of the generator update run plain (see Task.train_module).
@@ -96,20 +99,33 @@ class CycleGANTask(Task):
             with amp.autocast():
                 # Three generator calls, not six, where they are per-sample (merge_calls):
                 # g_ab on (real A, real B), g_ba on (real B, real A, fake B), g_ab on fake A.
-                if lam_idt > 0:
+                if use_idt:
                     fake_b, idt_b = self.call("g_ab", [real_a, real_b])
                     fake_a, idt_a, rec_a = self.call("g_ba", [real_b, real_a, fake_b])
                 else:
                     (fake_b,) = self.call("g_ab", [real_a])
                     fake_a, rec_a = self.call("g_ba", [real_b, fake_b])
                 (rec_b,) = self.call("g_ab", [fake_a])
-                cycle = F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b)
+                cycle_a, cycle_b = F.l1_loss(rec_a, real_a), F.l1_loss(rec_b, real_b)
+                cycle = cycle_a + cycle_b
                 adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
-                g_loss = adv + lam * cycle
-                if lam_idt > 0:
-                    idt = F.l1_loss(idt_b, real_b) + F.l1_loss(idt_a, real_a)
-                    g_loss = g_loss + lam_idt * idt
-                    out["idt"] = idt.detach()
+                # (one product when the weights are equal: the sum as before, to the bit)
+                if lam_a == lam_b:
+                    g_loss = adv + lam_a * cycle
+                else:
+                    g_loss = adv + lam_a * cycle_a + lam_b * cycle_b
+                if use_idt:
+                    # g_ab(b) is B's identity (the reference's idt_A, weighted by lambda_B)
+                    idt_loss_b, idt_loss_a = F.l1_loss(idt_b, real_b), F.l1_loss(idt_a, real_a)
+                    idt = idt_loss_b + idt_loss_a
+                    w = cyc.lambda_identity
+                    if lam_a == lam_b:
+                        g_loss = g_loss + lam_a * w * idt
+                    else:
+                        g_loss = g_loss + w * (lam_b * idt_loss_b + lam_a * idt_loss_a)
+                    out.update(
+                        idt=idt.detach(), idt_a=idt_loss_a.detach(), idt_b=idt_loss_b.detach()
+                    )
             amp.step("g", g_loss, self.optims["g"])
         finally:
             for d in (self.d_a, self.d_b):
@@ -134,6 +150,8 @@ class CycleGANTask(Task):
             g_loss=g_loss.detach(),
             g_adv=adv.detach(),
             cycle=cycle.detach(),
+            cycle_a=cycle_a.detach(),
+            cycle_b=cycle_b.detach(),
             d_loss=d_loss.detach(),
             d_real=0.5 * (d_real_a.detach().float().mean() + d_real_b.detach().float().mean()),
         )

@@ -91,6 +91,14 @@ def _validate(config: Config) -> None:
         (config.cycle.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
         (config.cycle.preview > 0, "cycle.preview must be > 0"),
         (config.cycle.lambda_cycle >= 0, "cycle.lambda_cycle must be >= 0"),
+        (
+            config.cycle.lambda_a is None or config.cycle.lambda_a >= 0,
+            "cycle.lambda_a must be >= 0",
+        ),
+        (
+            config.cycle.lambda_b is None or config.cycle.lambda_b >= 0,
+            "cycle.lambda_b must be >= 0",
+        ),
         (config.cycle.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
     ]
     for name in ("g", "d"):
