@@ -131,14 +131,17 @@ class CycleConfig:
     lambda_a: float | None = None
     lambda_b: float | None = None
     lambda_identity: float = 0.5  # identity loss weight, relative to the cycle weights
+    pool_size: int = 50  # image history pool of fakes shown to the discriminators
+    preview: int = 8  # images of each domain in a sample grid
 
     def cycle_weights(self) -> tuple[float, float]:
         """The cycle-loss weights of domains A and B."""
         a, b = self.lambda_a, self.lambda_b
         return (self.lambda_cycle if a is None else a, self.lambda_cycle if b is None else b)
 
-    pool_size: int = 50  # image history pool of fakes shown to the discriminators
-    preview: int = 8  # images of each domain in a sample grid
+    def uses_identity(self) -> bool:
+        """Whether the identity losses weigh anything (they need equal channels)."""
+        return self.lambda_identity * max(self.cycle_weights()) > 0
 
 
 @dataclass

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.data.folder import KNOWN_IMAGE_EXTENSIONS, warn_left_out
 from edgegan.errors import EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
@@ -130,15 +129,14 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if not path.is_dir():
         raise EdgeganError(f"--input not found: {path}")
-    candidates = [p for p in path.rglob("*") if p.is_file()]  # a folder named x.png is one
-    files = sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES)
-    other: dict[str, int] = {}
-    for p in candidates:
-        ext = p.suffix.lower()
-        if ext in KNOWN_IMAGE_EXTENSIONS and ext not in IMAGE_SUFFIXES:
-            other[ext] = other.get(ext, 0) + 1
-    if other:
-        warn_left_out(other, path, "translate", IMAGE_SUFFIXES, stacklevel=3)
+    from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, left_out_kinds, warn_left_out
+
+    # by name first, then is_file: a folder named x.png is a folder
+    images = [p for p in path.rglob("*") if p.suffix.lower() in KNOWN_IMAGE_EXTENSIONS]
+    images = [p for p in images if p.is_file()]
+    files = sorted(p for p in images if p.suffix.lower() in IMAGE_SUFFIXES)
+    kinds = left_out_kinds([p.name for p in images], IMAGE_SUFFIXES)
+    warn_left_out(kinds, path, "translate", IMAGE_SUFFIXES, 3, "convert them to read them")
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

@@ -460,6 +460,7 @@ def test_translate_says_which_image_files_it_leaves_out(runs, images, tmp_path):
     shutil.copytree(images, folder)
     Image.new("RGB", (16, 16)).save(folder / "sub" / "anim.gif")
     (folder / "notes.txt").write_text("no warning for this")
-    with pytest.warns(DataWarning, match=r"translate: left out 1 \.gif under .*in \(it reads"):
+    with pytest.warns(DataWarning, match=r"translate: left out 1 \.gif under .*in \(it reads") as w:
         written = translate(runs["resnet"], "AtoB", folder, tmp_path / "out")
+    assert w[0].filename == __file__
     assert sorted(p.name for p in written) == ["a.png", "b.png", "c.png"]

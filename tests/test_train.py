@@ -441,6 +441,7 @@ def test_a_finished_run_keeps_no_claim_mark(tmp_path):
         ("cycle.pool_size=-1", "cycle.pool_size must be >= 0"),
         ("cycle.preview=0", "cycle.preview must be > 0"),
         ("cycle.lambda_cycle=-1", "cycle.lambda_cycle must be >= 0"),
+        ("cycle.lambda_a=-1", "cycle.lambda_a must be >= 0"),
     ],
 )
 def test_out_of_range_settings_fail_before_the_run_dir(tmp_path, override, message):

@@ -259,6 +259,7 @@ def test_unpaired_domains_say_which_image_files_they_leave_out(folders):
     from edgegan.data.base import DataWarning
 
     Image.new("RGB", (16, 16)).save(folders / "trainA" / "odd.gif")
-    with pytest.warns(DataWarning, match=r"dataset 'unpaired': left out 1 \.gif under .*trainA"):
+    with pytest.warns(DataWarning, match=r"unpaired': left out 1 \.gif under .*trainA") as seen:
         ds = build_unpaired(str(folders), load_size=14, crop_size=10)
+    assert "convert them" in str(seen[0].message) and seen[0].filename == __file__
     assert len(ds.domain_a.rel) == 3

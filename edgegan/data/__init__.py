@@ -10,7 +10,7 @@ from typing import Any
 
 _EXPORTS = {
     "TensorImageDataset": "edgegan.data.base",
-    "DataWarning": "edgegan.data.base",
+    "DataWarning": "edgegan.data.files",
     "IdxDataset": "edgegan.data.mnist",
     "build_mnist": "edgegan.data.mnist",
     "build_idx": "edgegan.data.mnist",

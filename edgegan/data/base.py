@@ -17,14 +17,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from edgegan.data.files import DataWarning  # noqa: F401 - its home before files.py
 from edgegan.data.transforms import BILINEAR
 from edgegan.errors import DataError
 
 MAX_IMAGE_SIZE = 4096
-
-
-class DataWarning(UserWarning):
-    """Something in a dataset was skipped or adjusted (unreadable files, a missing split)."""
 
 
 def check_image_params(image_size: int, channels: int, where: str) -> None:

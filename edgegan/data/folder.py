@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import DataWarning, check_image_params, check_limit
+from edgegan.data.files import left_out_kinds, warn_left_out
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -39,10 +40,6 @@ from edgegan.data.transforms import (
 from edgegan.errors import DataError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-#: Extensions of image files Pillow reads, to say which ones a listing leaves out.
-KNOWN_IMAGE_EXTENSIONS = frozenset(
-    ".png .jpg .jpeg .bmp .webp .gif .tif .tiff .ppm .pgm .pbm .pnm .tga .jp2 .ico".split()
-)
 SPLITS = ("train", "test")
 _WHERE = "dataset 'folder'"
 
@@ -66,7 +63,11 @@ def _extensions(value: object) -> tuple[str, ...]:
 
 
 def list_images(
-    root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, where: str | None = None
+    root: Path,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    where: str | None = None,
+    hint: str = "",
+    stacklevel: int = 2,
 ) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, recursively, sorted.
 
@@ -74,7 +75,8 @@ def list_images(
     to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
     would add trainB to domain A). With ``where`` (what lists them), image files of other
     kinds (``.gif`` when ``extensions`` has none) are not left out silently: one
-    :class:`DataWarning` counts them."""
+    :class:`DataWarning` counts them (``hint``: what to do; ``stacklevel`` as for
+    ``warnings.warn``, from the caller)."""
     found: list[str] = []
     other: dict[str, int] = {}
     seen: set[str] = set()
@@ -87,29 +89,17 @@ def list_images(
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
+        if where:
+            for ext, n in left_out_kinds(filenames, extensions).items():
+                other[ext] = other.get(ext, 0) + n
         for name in filenames:
-            ext = os.path.splitext(name)[1].lower()
-            if name.startswith(".") or ext not in extensions:
-                if not name.startswith(".") and ext in KNOWN_IMAGE_EXTENSIONS:
-                    other[ext] = other.get(ext, 0) + 1
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
                 continue
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             found.append(Path(rel).as_posix())
-    if where and other:
-        warn_left_out(other, root, where, extensions, stacklevel=3)
+    if where:
+        warn_left_out(other, root, where, extensions, stacklevel + 1, hint)
     return sorted(found)
-
-
-def warn_left_out(
-    counts: dict[str, int], root: Path, where: str, extensions: tuple[str, ...], stacklevel: int
-) -> None:
-    """One warning for the image files under ``root`` left out for their extension."""
-    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items()))
-    warnings.warn(
-        f"{where}: left out {kinds} under {root} (it reads {', '.join(extensions)})",
-        DataWarning,
-        stacklevel=stacklevel + 1,
-    )
 
 
 def readable_images(
@@ -198,7 +188,9 @@ class ImageFolderDataset(Dataset):
             raise DataError(f"not a folder: {base} (data.root must be a folder of images)")
         folder = _split_folder(base, split)
         exts = _extensions(extensions)
-        rel_paths = list_images(folder, exts, f"{_WHERE} (data.extensions adds kinds)")
+        # Only with the default kinds: a narrowed data.extensions leaves the rest out on purpose.
+        where = _WHERE if extensions is None else None
+        rel_paths = list_images(folder, exts, where, "data.extensions adds kinds", stacklevel=2)
         if not rel_paths:
             raise DataError(
                 f"no images in {folder} (looked recursively for {', '.join(exts)} files)"

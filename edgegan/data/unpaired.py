@@ -85,7 +85,7 @@ class _Domain:
     def __init__(self, folder: Path, limit: int, skip_bad: bool) -> None:
         if not folder.is_dir():
             raise DataError(f"{_WHERE}: domain folder not found: {folder}")
-        rel = list_images(folder, IMAGE_EXTENSIONS, _WHERE)
+        rel = list_images(folder, IMAGE_EXTENSIONS, _WHERE, "convert them to read them", 3)
         if not rel:
             raise DataError(
                 f"no images in {folder} (looked recursively for "

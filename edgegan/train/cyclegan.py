@@ -49,7 +49,7 @@ class CycleGANTask(Task):
         cb = self.dataset.image_shape_b[0]
         self.channels_a, self.channels_b, self.size = int(ca), int(cb), int(h)
         cyc = self.config.cycle
-        if cyc.lambda_identity > 0 and ca != cb:
+        if cyc.uses_identity() and ca != cb:
             raise ConfigError(
                 f"cycle.lambda_identity needs domains with equal channels (A has {ca}, B {cb}); "
                 "set cycle.lambda_identity=0 or make the channels equal"
@@ -86,7 +86,7 @@ class CycleGANTask(Task):
         batch = batches.next()
         real_a, real_b = batch["A"], batch["B"]
         lam_a, lam_b = cyc.cycle_weights()
-        use_idt = cyc.lambda_identity * max(lam_a, lam_b) > 0
+        use_idt = cyc.uses_identity()
         out: dict[str, torch.Tensor] = {}
         # Under torchrun the networks being updated run through their DDP wrappers; the
         # frozen discriminators of the generator update run plain (see Task.train_module).
