@@ -38,6 +38,13 @@ class TrainingDiverged(EdgeganError):
     exit_code = 1
 
 
+def first_line(exc: BaseException, empty: str = "") -> str:
+    """The first line of ``exc``'s message (libraries' run over many lines; edgegan's errors
+    are one line), or ``empty`` when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else empty
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, first_line
 from edgegan.export.bundle import ExportError
 from edgegan.export.signature import (
     BATCH,
@@ -294,7 +294,7 @@ def _run_exporter(
 def _export_failed(which: str, exc: BaseException) -> ExportError:
     if isinstance(exc, ExportError):
         return exc
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    msg = first_line(exc)
     return ExportError(f"ONNX export ({which} exporter) failed: {type(exc).__name__}: {msg}")
 
 

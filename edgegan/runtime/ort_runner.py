@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, first_line
 from edgegan.export.signature import is_translator
 from edgegan.runtime.base import (
     GPU_EXTRA,
@@ -120,8 +120,7 @@ def _provider_options(options: dict[str, Any]) -> dict[str, str]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc, type(exc).__name__)
 
 
 def _run_options(graph_id: int) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, first_line
 from edgegan.fileio import atomic_write
 
 FORMAT_VERSION = 1
@@ -54,8 +54,7 @@ def _why(path: Path, exc: Exception) -> str:
         )
     if isinstance(exc, (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)):
         return "the file is damaged or cut short (not a complete torch checkpoint)"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}".rstrip(": ")
+    return f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")
 
 
 def mismatch(exc: RuntimeError) -> str:

@@ -109,20 +109,13 @@ class CycleGANTask(Task):
                 cycle_a, cycle_b = F.l1_loss(rec_a, real_a), F.l1_loss(rec_b, real_b)
                 cycle = cycle_a + cycle_b
                 adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
-                # (one product when the weights are equal: the sum as before, to the bit)
-                if lam_a == lam_b:
-                    g_loss = adv + lam_a * cycle
-                else:
-                    g_loss = adv + lam_a * cycle_a + lam_b * cycle_b
+                g_loss = adv + _weighted(cycle_a, cycle_b, lam_a, lam_b)
                 if use_idt:
                     # g_ab(b) is B's identity (the reference's idt_A, weighted by lambda_B)
                     idt_loss_b, idt_loss_a = F.l1_loss(idt_b, real_b), F.l1_loss(idt_a, real_a)
                     idt = idt_loss_b + idt_loss_a
                     w = cyc.lambda_identity
-                    if lam_a == lam_b:
-                        g_loss = g_loss + lam_a * w * idt
-                    else:
-                        g_loss = g_loss + w * (lam_b * idt_loss_b + lam_a * idt_loss_a)
+                    g_loss = g_loss + _weighted(idt_loss_a, idt_loss_b, lam_a * w, lam_b * w)
                     out.update(
                         idt=idt.detach(), idt_a=idt_loss_a.detach(), idt_b=idt_loss_b.detach()
                     )
@@ -222,3 +215,9 @@ class CycleGANTask(Task):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.pool_a.load_state_dict(state["pool_a"], self.device)
         self.pool_b.load_state_dict(state["pool_b"], self.device)
+
+
+def _weighted(a: torch.Tensor, b: torch.Tensor, w_a: float, w_b: float) -> torch.Tensor:
+    """``w_a * a + w_b * b``, as one product of the sum when the weights are equal: the
+    arithmetic of the single-lambda loss, to the bit."""
+    return w_a * (a + b) if w_a == w_b else w_a * a + w_b * b

@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from edgegan.errors import ConfigError, EdgeganError
+from edgegan.errors import ConfigError, EdgeganError, first_line
 from edgegan.train.device import resolve_device
 
 if TYPE_CHECKING:
@@ -396,7 +396,7 @@ def session(config: Config) -> Iterator[Distributed]:
                 dist.init_process_group(backend, timeout=timeout)
                 started = True
         except (RuntimeError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc, type(exc).__name__)
             raise DistributedError(f"cannot start the process group: {first}") from None
         handle = Distributed(env.rank, env.world_size, env.local_rank, device, backend)
         yield handle

@@ -69,7 +69,7 @@ class TrainResult:
 
 
 def _validate(config: Config) -> None:
-    t = config.train
+    t, cyc = config.train, config.cycle
     checks = [
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
@@ -88,18 +88,12 @@ def _validate(config: Config) -> None:
         (t.threads is None or t.threads > 0, "train.threads must be > 0 (null: torch's default)"),
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
         (t.ema_start >= 0, "train.ema_start must be >= 0"),
-        (config.cycle.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
-        (config.cycle.preview > 0, "cycle.preview must be > 0"),
-        (config.cycle.lambda_cycle >= 0, "cycle.lambda_cycle must be >= 0"),
-        (
-            config.cycle.lambda_a is None or config.cycle.lambda_a >= 0,
-            "cycle.lambda_a must be >= 0",
-        ),
-        (
-            config.cycle.lambda_b is None or config.cycle.lambda_b >= 0,
-            "cycle.lambda_b must be >= 0",
-        ),
-        (config.cycle.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
+        (cyc.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
+        (cyc.preview > 0, "cycle.preview must be > 0"),
+        (cyc.lambda_cycle >= 0, "cycle.lambda_cycle must be >= 0"),
+        (cyc.lambda_a is None or cyc.lambda_a >= 0, "cycle.lambda_a must be >= 0"),
+        (cyc.lambda_b is None or cyc.lambda_b >= 0, "cycle.lambda_b must be >= 0"),
+        (cyc.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
     ]
     for name in ("g", "d"):
         o = getattr(config.optim, name)
