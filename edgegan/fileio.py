@@ -1,5 +1,6 @@
-"""Atomic file writes: a crash or Ctrl-C mid-write never leaves a half-written file behind;
-and output folders that a failed run takes back."""
+"""Output files and folders: atomic writes (a crash or Ctrl-C mid-write never leaves a
+half-written file behind), ``--out`` folders that never clobber earlier files, and what a
+failed run takes back."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from edgegan.errors import EdgeganError
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -26,6 +29,24 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files.
+    Checked before the work too, so a long sampling run is not refused at its end."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise EdgeganError(f"--out {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+    return out
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """:func:`check_out_dir`, then make the folder."""
+    out = check_out_dir(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def missing_dirs(path: str | Path) -> list[Path]:

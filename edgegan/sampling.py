@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
-from edgegan.fileio import atomic_write
+from edgegan.fileio import atomic_write, check_out_dir, prepare_out_dir
 
 FORMATS = ("png", "npz")
 INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
@@ -245,24 +245,6 @@ def to_uint8_nhwc(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 
     low, high = value_range
     scaled = (np.asarray(images, dtype=np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
-
-
-def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files.
-    Checked before the work too, so a long sampling run is not refused at its end."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EdgeganError(f"--out {out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
-    return out
-
-
-def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """:func:`check_out_dir`, then make the folder."""
-    out = check_out_dir(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def write_outputs(

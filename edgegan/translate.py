@@ -179,9 +179,8 @@ def translate(
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
     backend); writes ``out/<same relative name>.png`` and returns the paths."""
     from edgegan.data.transforms import load_image, save_png
-    from edgegan.fileio import undo_new_files
+    from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
-    from edgegan.sampling import check_out_dir, prepare_out_dir
 
     check_direction(direction)
     if batch_size <= 0:

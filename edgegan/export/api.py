@@ -31,7 +31,7 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
     """``out`` must be new or empty; ``overwrite`` replaces an existing bundle and nothing
     else, since replacing means deleting the folder (a run directory, or a folder holding
     runs, must never go that way)."""
-    from edgegan.sampling import check_out_dir
+    from edgegan.fileio import check_out_dir
 
     if run_dir is not None:
         o, r = out.resolve(), run_dir.resolve()
