@@ -407,6 +407,32 @@ def test_layout_norm_networks_export_plain_instance_norms(tmp_path, exporter):
     assert "ReduceMean" not in ops
 
 
+def test_layout_instance_norm_is_traced_where_dynamo_folds_is_exporting(monkeypatch):
+    """Dynamo in torch 2.11 folds ``torch.compiler.is_exporting()`` to True while it traces
+    for torch.compile; the norm asked that and traced the plain op in every compiled graph
+    (on the H100). Simulated here: the compiled graph must still hold the norm's own ops."""
+    pytest.importorskip("torch._dynamo")
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    # True while dynamo traces, as torch 2.11 answers (dynamo's own calls outside a trace
+    # still get False)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: torch.compiler.is_compiling())
+    torch._dynamo.reset()
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    y = torch.compile(LayoutInstanceNorm2d(8), backend=record, dynamic=False)(x)
+    torch._dynamo.reset()
+    targets = [str(node.target) for gm in graphs for node in gm.graph.nodes]
+    assert targets and not any("instance_norm" in t for t in targets), targets
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, nn.InstanceNorm2d(8)(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "device",

@@ -113,9 +113,16 @@ def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _exporting() -> bool:
-    """Whether an ONNX (TorchScript or dynamo) export is tracing the network."""
+    """Whether an ONNX (TorchScript or dynamo) export is tracing the network.
+
+    torch.export's flag is read, not ``torch.compiler.is_exporting()``: dynamo in torch
+    2.11 folds that call to True while it traces for ``torch.compile`` too, which kept this
+    norm out of every compiled graph (found on the H100, docs/benchmarks.md)."""
     if torch.onnx.is_in_onnx_export():
         return True
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    if flag is not None:
+        return bool(flag)
     is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
     return bool(is_exporting and is_exporting())
 
