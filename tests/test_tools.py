@@ -47,7 +47,39 @@ def test_bench_train_counts_what_merging_saves(tmp_path):
         )
         assert sum(k["share"] for k in top) <= 1 + 1e-6
         assert all(k["class"] in prof["share"] for k in top)
+        # which operators ran them: a convolution's backward under its autograd node
+        for k in top:
+            assert 0 < len(k["launched_by"]) <= 3
+            assert sum(c["ms_per_step"] for c in k["launched_by"]) <= k["ms_per_step"] * 1.001
+        by_name = {k["name"]: k for k in top}
+        chains = [c["ops"] for c in by_name["aten::convolution_backward"]["launched_by"]]
+        assert any("ConvolutionBackward0" in c for c in chains), chains
     assert "the most expensive operators of each profiled row" in proc.stdout
+    assert "launched by (ms)" in proc.stdout
+
+
+def test_bench_train_names_the_operators_that_launch_each_kernel():
+    """On CUDA a kernel is charged to the chain of operators that launched it: what makes a
+    copy kernel's time actionable (on the H100: copies inside convolution_backward)."""
+    from types import SimpleNamespace as NS
+
+    bench = _tool("bench_train")
+    Kernel = NS
+    conv_bwd = NS(name="aten::convolution_backward", cpu_parent=None, kernels=[])
+    contiguous = NS(name="aten::contiguous", cpu_parent=conv_bwd, kernels=[])
+    clone = NS(name="aten::clone", cpu_parent=contiguous, kernels=[])
+    copy_a = NS(name="aten::copy_", cpu_parent=clone, kernels=[Kernel(name="copy_k", duration=30)])
+    to = NS(name="aten::to", cpu_parent=conv_bwd, kernels=[])
+    copy_b = NS(name="aten::copy_", cpu_parent=to, kernels=[Kernel(name="copy_k", duration=10)])
+    copy_c = NS(name="aten::copy_", cpu_parent=clone, kernels=[Kernel(name="copy_k", duration=5)])
+    other = NS(name="aten::add", cpu_parent=None, kernels=[Kernel(name="add_k", duration=7)])
+    found = bench._launchers([conv_bwd, copy_a, copy_b, copy_c, other], {"copy_k"}, cuda=True)
+    assert found == {
+        "copy_k": {
+            "aten::copy_ < aten::clone < aten::contiguous < aten::convolution_backward": 35,
+            "aten::copy_ < aten::to < aten::convolution_backward": 10,
+        }
+    }
 
 
 def _tool(name: str):

@@ -96,10 +96,10 @@ VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train
 ]
 # Instance norms that keep the channels-last layout (train.layout_norm), each against the row
 # it extends: eager FP32 and bf16, and the full fast path.
-for _name in ("nhwc", "bf16", "graphs"):
+for _name in ("nhwc", "bf16", "compile", "graphs"):
     VARIANTS[f"{_name}-ln"] = [*VARIANTS[_name], "train.layout_norm=true"]
 # On request: the layout-norm variants add a compile each, and mean nothing for the DCGAN.
-ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "graphs-ln")
+ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln")
 
 # AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
 CPU_VARIANTS = ("plain", "merge", "nhwc", "nhwc-ln", "compile", "resident")
@@ -226,6 +226,40 @@ def time_class(name: str) -> str:
     return next(c for c, pattern in TIME_CLASSES if re.search(pattern, name, re.IGNORECASE))
 
 
+#: how many operator chains each listed kernel names as its launchers
+LAUNCHERS = 3
+
+
+def _launchers(events: Any, names: set[str], cuda: bool) -> dict[str, dict[str, float]]:
+    """Kernel (CPU: operator) name -> the chains of operators that ran it -> microseconds.
+
+    A chain is the innermost operator and up to three callers (``aten::copy_ <
+    aten::contiguous < aten::convolution_backward``): which layer's ops pay for a copy
+    kernel, where the kernel's name alone says nothing."""
+    found: dict[str, dict[str, float]] = {}
+    for evt in events:
+        if cuda:
+            pairs = [(k.name[:200], k.duration) for k in getattr(evt, "kernels", ())]
+            chain_start = evt
+        else:
+            pairs = [(evt.key[:200], evt.self_cpu_time_total)]
+            chain_start = evt.cpu_parent
+        pairs = [(n, us) for n, us in pairs if n in names and us > 0]
+        if not pairs:
+            continue
+        chain: list[str] = []
+        node = chain_start
+        while node is not None and len(chain) < 4:
+            if not chain or chain[-1] != node.name:
+                chain.append(node.name)
+            node = node.cpu_parent
+        key = " < ".join(chain) or "(top level)"
+        for name, us in pairs:
+            found.setdefault(name, {})
+            found[name][key] = found[name].get(key, 0.0) + us
+    return found
+
+
 def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dict[str, Any]:
     """Run ``steps`` training steps under torch.profiler; the kernel time (CUDA) or operator
     self time (CPU) per step by :func:`time_class`, the busy fraction of the wall time, and
@@ -277,6 +311,14 @@ def profile_steps(trainer: Any, steps: int, flops_per_step: float | None) -> dic
             for name, us in sorted(kernels.items(), key=lambda x: -x[1])[:TOP_KERNELS]
         ],
     }
+    launchers = _launchers(prof.events(), {t["name"] for t in out["top"]}, cuda)
+    for entry in out["top"]:
+        entry["launched_by"] = [
+            {"ops": chain, "ms_per_step": us / steps / 1e3}
+            for chain, us in sorted(launchers.get(entry["name"], {}).items(), key=lambda x: -x[1])[
+                :LAUNCHERS
+            ]
+        ]
     if not busy:  # e.g. a CUPTI that does not trace the kernels of CUDA graph replays
         out["note"] = "no kernel time recorded: profile the compile variant (same kernels)"
         print(f"profile: {out['note']}", file=sys.stderr, flush=True)
@@ -558,13 +600,15 @@ def _print_profile(results: dict) -> None:
         )
     Console(width=160).print(table)
     top = Table(title=f"the most expensive {kernel}s of each profiled row (ms/step, share)")
-    for col in ("case", "variant", "batch", "class", "ms", "share", kernel):
-        top.add_column(col, justify="left" if col == kernel else "right", overflow="fold")
+    for col in ("case", "variant", "batch", "class", "ms", "share", kernel, "launched by (ms)"):
+        top.add_column(col, justify="right" if col in ("batch", "ms", "share") else "left",
+                       overflow="fold")  # fmt: skip
     for r in rows:
         for k in r["profile"]["top"][:8]:
             ms, share = f"{k['ms_per_step']:.2f}", f"{100 * k['share']:.1f}%"
+            by = "; ".join(f"{c['ops']} ({c['ms_per_step']:.1f})" for c in k.get("launched_by", []))
             top.add_row(r["case"], r["variant"], str(r["batch_size"]), k["class"], ms, share,
-                        k["name"][:90])  # fmt: skip
+                        k["name"][:60], by[:200])  # fmt: skip
     Console(width=160).print(top)
 
 
