@@ -185,7 +185,7 @@ def _gpu_runner_options(command: Any) -> Any:
     return click.option(
         "--cuda-graphs/--no-cuda-graphs",
         default=None,
-        help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: tensorrt only).",
+        help="On CUDA, replay CUDA graphs in onnxruntime and tensorrt (default: on).",
     )(command)
 
 

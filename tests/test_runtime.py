@@ -919,7 +919,7 @@ def test_onnxruntime_provider_options_are_for_cuda_and_checked(bundle, tmp_path)
         "gpu_mem_limit": "1073741824",
     }
     for bad, message in [
-        ({"enable_cuda_graph": "1"}, "option enable_cuda_graph itself: use --cuda-graphs"),
+        ({"enable_cuda_graph": "1"}, "itself: use --cuda-graphs/--no-cuda-graphs"),
         ({"device_id": "0"}, "use --device cuda:N"),
         ({"prefer_nhwc": None}, "must be a string or integer, got None"),
     ]:  # fmt: skip
@@ -980,12 +980,43 @@ def test_bench_passes_cuda_graphs_to_the_runners_that_take_it(bundle, monkeypatc
     assert res["ort_options"] == ort and "cuda_graphs" not in res
 
 
+def test_onnxruntime_uses_cuda_graphs_by_default_on_cuda_only(bundle, monkeypatch):
+    """Measured on an H100 (docs/benchmarks.md), CUDA graphs are the CUDA default; the CPU has
+    none, and False turns them off. The CUDA provider is faked: which options it gets."""
+    import onnxruntime as ort
+
+    from edgegan.runtime.ort_runner import OrtRunner
+
+    with open_runner(bundle, "onnxruntime") as cpu:
+        assert cpu.cuda_graphs is False
+    real_session = OrtRunner._session
+    given = []
+
+    def session(self, path, providers):
+        given.append(providers[0])
+        real = real_session(self, path, ["CPUExecutionProvider"])
+        return types.SimpleNamespace(
+            get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            get_inputs=real.get_inputs,
+            get_outputs=real.get_outputs,
+            io_binding=real.io_binding,
+        )
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider"])
+    monkeypatch.setattr(OrtRunner, "_session", session)
+    assert open_runner(bundle, "onnxruntime", device="cuda").cuda_graphs is True
+    off = open_runner(bundle, "onnxruntime", device="cuda", cuda_graphs=False)
+    assert off.cuda_graphs is False
+    assert given == [("CUDAExecutionProvider", {"enable_cuda_graph": "1"}), "CUDAExecutionProvider"]
+
+
 @pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
 def test_onnxruntime_cuda_iobinding_matches_cpu(bundle):
     with (
         open_runner(bundle, "onnxruntime") as cpu,
-        open_runner(bundle, "onnxruntime", device="cuda") as gpu,
+        open_runner(bundle, "onnxruntime", device="cuda", cuda_graphs=False) as gpu,
     ):
+        assert not gpu.cuda_graphs
         inputs = make_inputs(cpu.spec, 7, seed=1)
         assert np.abs(cpu.run(inputs) - gpu.run(inputs)).max() < 1e-3
 
@@ -998,7 +1029,7 @@ def test_onnxruntime_cuda_graphs_match_cpu_as_shapes_come_and_go(bundle, precisi
     monkeypatch.setattr(ort_runner, "MAX_GRAPHS", 2)
     with (
         open_runner(bundle, "onnxruntime", precision) as cpu,
-        open_runner(bundle, "onnxruntime", precision, "cuda", cuda_graphs=True) as gpu,
+        open_runner(bundle, "onnxruntime", precision, "cuda") as gpu,  # graphs: the default
     ):
         options = gpu.session.get_provider_options()["CUDAExecutionProvider"]
         assert gpu.cuda_graphs and options["enable_cuda_graph"] == "1"

@@ -11,9 +11,9 @@ Sections (``--sections``, default all):
           eager loop (the defaults) and with the fast path: wall time, FD, PSNR
   infer   ``edgegan bench`` on CUDA for the DCGAN generator and the ResNet-9 CycleGAN
           generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
-          installed), FP16/INT8 graphs, parity against torch FP32; then onnxruntime again
-          with its CUDA graphs (``--cuda-graphs``), and with its NHWC kernels too
-          (``--ort-option prefer_nhwc=1``)
+          installed), FP16/INT8 graphs, parity against torch FP32 (onnxruntime and
+          TensorRT replay CUDA graphs, their default); then onnxruntime again without them
+          (``--no-cuda-graphs``), and with its NHWC kernels (``--ort-option prefer_nhwc=1``)
 
 Every section records what it ran, its exit status and its figures; a failing section does not
 stop the others. Results go to one JSON file (``--out``) and a log beside it; keep
@@ -23,8 +23,10 @@ docs/benchmarks.md current with them.
     python tools/gpu_check.py --sections env,tests --out quick.json
 
 A device call runs at most 10 minutes: run one or two sections per call (``curve`` alone
-compiles three batch sizes, about 100 s each; ``--curve-variants graphs-ln
---curve-sizes 16,32`` measures the layout-keeping instance norm in another call).
+compiles three batch sizes, about 100-150 s each; ``--curve-variants graphs,graphs-ln
+--curve-sizes 32`` measures the layout-keeping instance norm in about 300 s; ``bench``
+took over 480 s on the H100 even with ``--quick``: run its cases in two calls with
+tools/bench_train.py). Measured section times: tests 318 s, infer --quick 193 s.
 """
 
 from __future__ import annotations
@@ -248,8 +250,8 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
             out[f"{name}_bench"]["results"] = json.loads(result.read_text())
         if not _ort_cuda():
             continue
-        # onnxruntime's CUDA graphs, then with its NHWC kernels too (cuDNN's Hopper kernels
-        # are NHWC: an NCHW graph pays for conversions), against the rows above
+        # onnxruntime without its CUDA graphs, then with its NHWC kernels (cuDNN's Hopper
+        # kernels are NHWC: an NCHW graph pays for conversions), against the rows above
         for variant, flags in ORT_VARIANTS:
             path = work / f"{name}-{variant}.json"
             out[f"{name}_bench_{variant}"] = run(
@@ -264,8 +266,8 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
 
 
 ORT_VARIANTS = (
-    ("graphs", ["--cuda-graphs"]),
-    ("graphs_nhwc", ["--cuda-graphs", "--ort-option", "prefer_nhwc=1"]),
+    ("no_graphs", ["--no-cuda-graphs"]),
+    ("nhwc", ["--ort-option", "prefer_nhwc=1"]),
 )
 
 

@@ -365,8 +365,8 @@ def open_runner(
     on ``backend`` at ``precision``.
 
     Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
-    threads, default the physical cores), ``cuda_graphs=True`` (on CUDA: replay a CUDA
-    graph per input shape; off by default) and ``provider_options`` (more CUDA execution
+    threads, default the physical cores), ``cuda_graphs=False`` (on CUDA it replays a CUDA
+    graph per input shape by default) and ``provider_options`` (more CUDA execution
     provider options, e.g. ``{"prefer_nhwc": "1"}``); tensorrt ``cuda_graphs=False`` (on by
     default).
     The tensorrt backend always runs on CUDA (``device`` picks ``cuda:N``).

@@ -8,7 +8,9 @@ ResNet-9 at 256x256 on 2 cores: as fast when the CPU is quiet, 2.5x faster when 
 
 CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``): the CUDA execution provider
 with IOBinding, so the inputs are copied to the device once, the output is allocated on the
-device by ONNX Runtime and copied back once. With ``cuda_graphs=True`` the session records
+device by ONNX Runtime and copied back once. With CUDA graphs (the default on CUDA,
+``cuda_graphs=False`` turns them off; measured on an H100, docs/benchmarks.md: 1.2x the plain
+runs for the ResNet-9 at batch 1, 2.3x for the DCGAN generator) the session records
 each input shape's run in a CUDA graph (onnxruntime's ``enable_cuda_graph``) and replays it:
 graphs read and write fixed addresses, so a shape seen a second time gets its own device
 buffers, bound once, that later calls copy into and out of (one graph id per shape, up to
@@ -90,10 +92,10 @@ class _GraphSlot:
     runs: int = 0  # onnxruntime captures within the first runs of a graph id
 
 
-#: CUDA provider options the runner sets itself (--device, --cuda-graphs)
+#: CUDA provider options the runner sets itself (--device, --cuda-graphs/--no-cuda-graphs)
 _RUNNER_OPTIONS = {
     "device_id": "--device cuda:N",
-    "enable_cuda_graph": "--cuda-graphs",
+    "enable_cuda_graph": "--cuda-graphs/--no-cuda-graphs",
     "has_user_compute_stream": None,
     "user_compute_stream": None,
 }
@@ -140,7 +142,7 @@ class OrtRunner(Runner):
         precision: str = "fp32",
         device: str = "cpu",
         threads: int | None = None,
-        cuda_graphs: bool = False,
+        cuda_graphs: bool | None = None,
         provider_options: dict[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -158,6 +160,8 @@ class OrtRunner(Runner):
         self.model_path = path
         if cuda_graphs and kind != "cuda":
             raise EdgeganError("cuda_graphs needs a CUDA device (--device cuda)")
+        if cuda_graphs is None:  # on by default where there are any
+            cuda_graphs = kind == "cuda"
         if provider_options and kind != "cuda":
             raise EdgeganError(
                 "provider options are for the CUDA execution provider (--device cuda)"
