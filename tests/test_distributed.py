@@ -37,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 from tiny import TINY_CYCLEGAN, TINY_GAN
 from torch import nn
 
 from edgegan import hookimpl
 from edgegan.config import load_config, load_run_config
+from edgegan.data import DataWarning
 from edgegan.errors import ConfigError, TrainingDiverged
 from edgegan.plugins.manager import PluginManager, reset_manager
 from edgegan.train import train
@@ -214,6 +217,24 @@ def _session(rank: int, root: str) -> None:
     half = train(load_config("cyclegan-digits", [*cyc, "train.steps=2"]), out_dir=out / "cyc-half")
     train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
 
+    # A data folder with an image kind it leaves out: every rank lists it, rank 0 alone warns.
+    folder = out / "folder-data" / "digits"
+    if rank == 0:
+        folder.mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (32, 32), (30 * i, 0, 0)).save(folder / f"{i}.png")
+        (folder / "skipped.gif").write_bytes(b"GIF89a")
+    dist.barrier()
+    on_folder = ["data.name=folder", f"data.root={folder.parent}", "data.image_size=32"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(
+            load_config("dcgan-mnist", [*TINY_GAN, *on_folder, "train.batch_size=4"]),
+            out_dir=out / "folder",
+        )
+    shown = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    (out / f"warnings-{rank}.json").write_text(json.dumps(shown))
+
     # A NaN on rank 1 alone: both ranks stop at that step with one agreed error.
     nan = [*TINY_GAN, "loss.name=nan-on-rank-1", "train.steps=10"]
     try:
@@ -297,11 +318,19 @@ def test_cyclegan_on_two_processes_equals_one(ddp_runs, tmp_path):
     _assert_same_training(tmp_path / "single", ddp_runs / "cyclegan")
 
 
+def test_warnings_about_the_shared_data_come_from_rank_zero_alone(ddp_runs):
+    """Every rank reads the same folder; a torchrun job shows its warning once."""
+    shown = [json.loads((ddp_runs / f"warnings-{r}.json").read_text()) for r in range(WORLD)]
+    assert len(shown[0]) == 1 and "left out 1 .gif" in shown[0][0], shown
+    assert shown[1:] == [[]] * (WORLD - 1)
+
+
 def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     """Per-rank randomness: each rank's RNG is checkpointed, so a resumed run continues bit
     for bit; a NaN or a signal that one rank sees stops every rank at the same step."""
     runs = sorted(p.name for p in ddp_runs.iterdir() if p.is_dir())
-    assert runs == ["cyc-full", "cyc-half", "cyclegan", "full", "gan", "half", "nan", "stop"]
+    expected = "cyc-full cyc-half cyclegan folder folder-data full gan half nan stop"
+    assert runs == expected.split()  # folder-data: the data, written by the session itself
     full = load_checkpoint(ddp_runs / "full/checkpoints/last.pt")
     resumed = load_checkpoint(ddp_runs / "half/checkpoints/last.pt")
     assert resumed["step"] == 4

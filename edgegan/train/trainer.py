@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from edgegan.config import (
     part_provenance,
     with_provenance,
 )
+from edgegan.data.files import DataWarning
 from edgegan.errors import (
     CallbackError,
     ConfigError,
@@ -38,6 +40,7 @@ from edgegan.errors import (
     TrainingDiverged,
 )
 from edgegan.plugins.manager import get_manager
+from edgegan.registry import StaleDefaultWarning
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
@@ -622,6 +625,20 @@ def _process_state_kept() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+@contextlib.contextmanager
+def _shared_warnings_from_rank_zero(dist: distributed.Distributed) -> Iterator[None]:
+    """Ranks > 0 drop the warnings every rank would give alike while the trainer is built
+    (about the data folder and the config they all read), so a torchrun job shows each
+    once, from rank 0. Warnings about one rank's own batches still come from that rank."""
+    if dist.is_main:
+        yield
+        return
+    with warnings.catch_warnings():
+        for category in (DataWarning, StaleDefaultWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
+
+
 def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None) -> TrainResult:
     with distributed.session(config) as dist:
         if resume is None:
@@ -641,10 +658,12 @@ def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None
             else:
                 dist.agree(lambda: None)
             if resume is not None:
-                trainer = dist.agree(lambda: _resumed(config, run_dir, dist))
+                with _shared_warnings_from_rank_zero(dist):
+                    trainer = dist.agree(lambda: _resumed(config, run_dir, dist))
             else:
                 try:
-                    trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
+                    with _shared_warnings_from_rank_zero(dist):
+                        trainer = dist.agree(lambda: Trainer(config, run_dir, dist=dist))
                 except BaseException:
                     lock.release()
                     if dist.is_main:  # a bad config (or Ctrl-C while building) leaves nothing
