@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgegan.data.files import READ_EXTENSIONS
 from edgegan.errors import EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
@@ -30,7 +31,7 @@ from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_ran
 
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
+IMAGE_SUFFIXES = READ_EXTENSIONS
 
 
 def load_translator(

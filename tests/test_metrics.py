@@ -210,6 +210,24 @@ def test_load_samples_png_folder(tmp_path, test_split) -> None:
     assert load_samples(labelled)[1].tolist() == [7, 6, 5]
 
 
+def test_load_samples_reads_the_common_kinds_and_warns_about_the_rest(tmp_path, test_split):
+    from edgegan.data import DataWarning
+
+    arr = _u8(test_split[0][:3])[:, 0]
+    for i, (a, ext) in enumerate(zip(arr, (".bmp", ".tiff", ".ppm"), strict=True)):
+        Image.fromarray(a).save(tmp_path / f"{i}{ext}")
+    Image.fromarray(arr[0]).save(tmp_path / "3.gif")
+    (tmp_path / "notes.txt").write_text("not an image: not counted")
+    with pytest.warns(DataWarning, match=r"eval: left out 1 \.gif under .*convert them"):
+        images, _ = load_samples(tmp_path)
+    assert images.shape == (3, 1, 28, 28)  # lossless kinds: the same pixels
+    assert torch.allclose(images[:, 0], test_split[0][:3, 0], atol=1e-6)
+    (tmp_path / "only").mkdir()
+    Image.fromarray(arr[0]).save(tmp_path / "only" / "0.gif")
+    with pytest.warns(DataWarning), pytest.raises(EdgeganError, match=r"no images \(\.png"):
+        load_samples(tmp_path / "only")
+
+
 def test_load_samples_npz_formats(tmp_path, test_split) -> None:
     x, y = test_split[0][:8], test_split[1][:8]
     nhwc = np.ascontiguousarray(_u8(x).transpose(0, 2, 3, 1))
@@ -228,7 +246,7 @@ def test_load_samples_errors(tmp_path) -> None:
     with pytest.raises(EdgeganError, match="not found"):
         load_samples(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EdgeganError, match="no PNG or JPEG"):
+    with pytest.raises(EdgeganError, match="no images"):
         load_samples(tmp_path / "empty")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"x")

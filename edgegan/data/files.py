@@ -18,6 +18,19 @@ KNOWN_IMAGE_EXTENSIONS = frozenset(
 )
 
 
+#: What ``infer --input``, ``eval`` and the unpaired dataset read from a folder of images.
+READ_EXTENSIONS: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".webp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+)
+
+
 def left_out_kinds(names: list[str], extensions: tuple[str, ...]) -> dict[str, int]:
     """How many of ``names`` (file names) are images of a kind not in ``extensions``, by
     extension; hidden files are not counted."""

@@ -37,6 +37,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
+from edgegan.data.files import READ_EXTENSIONS
 from edgegan.data.folder import list_images, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
@@ -49,16 +50,7 @@ from edgegan.data.transforms import (
 from edgegan.errors import DataError
 
 # The folder dataset's extensions plus the reference's other ones (ppm, tif, tiff).
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".bmp",
-    ".jpeg",
-    ".jpg",
-    ".png",
-    ".ppm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
 SPLITS = ("train", "test")
 _WHERE = "dataset 'unpaired'"
 

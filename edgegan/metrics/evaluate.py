@@ -1,11 +1,11 @@
 """``edgegan eval``: load generated samples, build a metric through the registry, run it.
 
-Samples are either a folder of PNG/JPEG images (sorted by file name; greyscale or RGB, all of
-one size; when every name ends in ``_label<k>``, as ``edgegan infer`` writes conditional
-samples, those are the labels) or an ``.npz`` file as ``edgegan infer --format npz`` writes
-it: ``images`` uint8 ``(N, H, W, C)`` (or ``(N, H, W)``) or float ``(N, C, H, W)`` in
-[-1, 1], optional integer ``labels`` ``(N,)`` (conditioning labels; -1 where none) and
-``latents`` (ignored).
+Samples are either a folder of images (PNG, JPEG, BMP, WebP, TIFF or PPM, sorted by file
+name; other image kinds are left out with a warning; greyscale or RGB, all of one size; when
+every name ends in ``_label<k>``, as ``edgegan infer`` writes conditional samples, those are
+the labels) or an ``.npz`` file as ``edgegan infer --format npz`` writes it: ``images``
+uint8 ``(N, H, W, C)`` (or ``(N, H, W)``) or float ``(N, C, H, W)`` in [-1, 1], optional
+integer ``labels`` ``(N,)`` (conditioning labels; -1 where none) and ``latents`` (ignored).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgegan.data.files import READ_EXTENSIONS, left_out_kinds, warn_left_out
 from edgegan.errors import EdgeganError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = READ_EXTENSIONS
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
@@ -57,9 +58,10 @@ def _labels_from_names(files: list[Path]) -> Any:
 def _load_folder(folder: Path) -> Any:
     import numpy as np
 
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    listed = [p for p in folder.iterdir() if p.is_file()]
+    files = sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES)
+    kinds = left_out_kinds([p.name for p in listed], IMAGE_SUFFIXES)
+    warn_left_out(kinds, folder, "eval", IMAGE_SUFFIXES, 3, "convert them to score them")
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
             scores = folder / "eval.json"
@@ -72,7 +74,7 @@ def _load_folder(folder: Path) -> Any:
                 f"{folder} is a run directory ({where}); to score samples, write them with "
                 f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
             )
-        raise EdgeganError(f"no PNG or JPEG images in {folder}")
+        raise EdgeganError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     arrays = [_read_image(p) for p in files]
     size = arrays[0].shape[:2]
     for p, a in zip(files, arrays, strict=True):
@@ -165,7 +167,7 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
             f"{path} is a single image; pass the folder of sample images (a grid is not "
             "evaluated) or an .npz written by `edgegan infer --format npz`"
         )
-    raise EdgeganError(f"{path}: expected a folder of PNG/JPEG images or an .npz file")
+    raise EdgeganError(f"{path}: expected a folder of images or an .npz file")
 
 
 def build_metric(
