@@ -309,6 +309,21 @@ def test_layout_instance_norm_has_exact_first_and_second_derivatives():
         LayoutInstanceNorm2d(3)(torch.randn(2, 3, 1, 1))
 
 
+def test_layout_instance_norm_warns_and_refuses_as_the_plain_one():
+    """Inputs the plain module warns about or refuses get the same warning or error."""
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    x = torch.randn(2, 3, 5, 5)
+    with pytest.warns(UserWarning, match="does not match num_features"):
+        y = LayoutInstanceNorm2d(4)(x)
+    torch.testing.assert_close(y, nn.InstanceNorm2d(3)(x))
+    with pytest.raises(ValueError, match=r"to match num_features \(4\), but got: 3"):
+        LayoutInstanceNorm2d(4, affine=True)(x)
+    with pytest.raises(RuntimeError, match="mixed dtype"):
+        LayoutInstanceNorm2d(3, affine=True)(x.double())
+    assert LayoutInstanceNorm2d(3)(x.double()).dtype == torch.float64  # no weights: fine
+
+
 def test_layout_instance_norm_saves_only_its_input_for_backward():
     """Autograd through var_mean and the FP32 upcast kept 4x the bytes of a bf16 input."""
     from edgegan.nn.layers import LayoutInstanceNorm2d

@@ -63,18 +63,27 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
     the fused kernel does. Same parameters and state dict as :class:`torch.nn.InstanceNorm2d`
     (:func:`keep_layout_norms` swaps the class in place); exporters trace the plain operator
     so the ONNX graph keeps one ``InstanceNormalization`` node, and inputs the plain module
-    refuses (one spatial element) go to it for its error.
+    refuses or warns about (one spatial element, another channel count, a float64 input with
+    float32 affine weights) go to it for its error or warning.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.track_running_stats or x.dim() != 4 or x.shape[2] * x.shape[3] < 2:
             return super().forward(x)
+        if x.shape[1] != self.num_features or _mixed_double(x, self.weight):
+            return super().forward(x)  # torch's own warning or error for these
         if _exporting():
             return super().forward(x)
         y = _InstanceNorm.apply(x, self.eps)  # in the statistics' dtype: one rounding below
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         return y.to(x.dtype)
+
+
+def _mixed_double(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """A float64 input with float32 affine weights, which the plain operator refuses (mixed
+    dtypes) and broadcasting would silently promote."""
+    return weight is not None and x.dtype == torch.float64 and weight.dtype != torch.float64
 
 
 def _stats_dtype(x: torch.Tensor) -> torch.dtype:
