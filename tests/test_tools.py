@@ -147,6 +147,30 @@ def test_gpu_check_env_runs_anywhere_and_gpu_sections_need_cuda(tmp_path):
         assert proc.returncode == 2 and "sees no CUDA GPU" in proc.stderr
 
 
+def test_gpu_check_saves_each_command_of_a_section_as_it_finishes(tmp_path, monkeypatch):
+    """A device call cut off mid-section keeps the commands that finished (CUDA and the
+    benchmark runs are faked: what is checked is when the results file is written)."""
+    import torch
+
+    gpu_check = _tool("gpu_check")
+    out = tmp_path / "curve.json"
+    seen_on_disk = []
+
+    def fake_bench(name, args, log, work):
+        saved = json.loads(out.read_text()).get("curve", {}) if out.is_file() else {}
+        seen_on_disk.append(sorted(saved))
+        return {"rc": 0, "name": name}
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpu_check, "_bench_train", fake_bench)
+    argv = ["--sections", "curve", "--curve-sizes", "4,16,32", "--out", str(out)]
+    assert gpu_check.main(argv) == 0
+    assert seen_on_disk == [[], ["graphs_batch_4"], ["graphs_batch_16", "graphs_batch_4"]]
+    curve = json.loads(out.read_text())["curve"]
+    assert sorted(curve) == ["graphs_batch_16", "graphs_batch_32", "graphs_batch_4"]
+    assert curve["graphs_batch_32"] == {"rc": 0, "name": "curve_graphs_32"}
+
+
 def test_bench_default_repeats_the_comparison_per_seed(tmp_path):
     out = tmp_path / "default.json"
     cmd = [sys.executable, str(TOOLS / "bench_default.py"), "--seeds", "0,1"]

@@ -16,7 +16,8 @@ Sections (``--sections``, default all):
           (``--no-cuda-graphs``), and with its NHWC kernels (``--ort-option prefer_nhwc=1``)
 
 Every section records what it ran, its exit status and its figures; a failing section does not
-stop the others. Results go to one JSON file (``--out``) and a log beside it; keep
+stop the others. Results go to one JSON file (``--out``), rewritten as each command of a
+section finishes (a call cut off by its time limit keeps those), and a log beside it; keep
 docs/benchmarks.md current with them.
 
     python tools/gpu_check.py --out gpu_check.json
@@ -86,6 +87,20 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
     }
 
 
+class Partial(dict):
+    """A section's results, written to the results file each time one of its commands
+    finishes: a device call cut off by its time limit keeps what it measured so far (the
+    H100's bench section outran a 480 s call and left nothing)."""
+
+    def __init__(self, save: Any) -> None:
+        super().__init__()
+        self._save = save
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._save()
+
+
 def section_env() -> dict[str, Any]:
     import torch
 
@@ -145,20 +160,20 @@ def _bench_train(name: str, args: list[str], log: Path, work: Path) -> dict[str,
     return res
 
 
-def section_bench(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+def section_bench(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> None:
     """tools/bench_train.py: every switch at batch 1 (reference CycleGAN), then the demo and
     DCGAN cases."""
     steps = ["--warmup", "5", "--steps", "20"] if quick else ["--warmup", "10", "--steps", "50"]
-    return {
-        name: _bench_train(name, [*args, *steps], log, work)
-        for name, args in (
-            ("reference", ["--cases", "reference"]),
-            ("demo_dcgan", ["--cases", "demo,dcgan"]),
-        )
-    }
+    for name, args in (
+        ("reference", ["--cases", "reference"]),
+        ("demo_dcgan", ["--cases", "demo,dcgan"]),
+    ):
+        out[name] = _bench_train(name, [*args, *steps], log, work)
 
 
-def section_curve(log: Path, work: Path, variants: list[str], sizes: list[int]) -> dict[str, Any]:
+def section_curve(
+    log: Path, work: Path, variants: list[str], sizes: list[int], out: dict[str, Any]
+) -> None:
     """The full fast path (CUDA graphs) at growing batch sizes, each profiled for a few steps:
     useful TFLOP/s against the bf16 peak, the kernel-time split (convolutions vs norms,
     padding, pointwise, copies) and the top kernels, which say what keeps it from the peak.
@@ -166,26 +181,23 @@ def section_curve(log: Path, work: Path, variants: list[str], sizes: list[int]) 
     channels-last layout). Each variant and size runs in its own process: torch 2.11's CUDA
     graph trees asserted when one process built a second graphed trainer."""
     steps = ["--warmup", "4", "--steps", "10", "--profile", "3"]
-    return {
-        f"{variant}_batch_{size}": _bench_train(
-            f"curve_{variant}_{size}",
-            ["--cases", "reference", "--variants", variant, "--batch-sizes", str(size), *steps],
-            log,
-            work,
-        )
-        for variant in variants
-        for size in sizes
-    }
+    for variant in variants:
+        for size in sizes:
+            out[f"{variant}_batch_{size}"] = _bench_train(
+                f"curve_{variant}_{size}",
+                ["--cases", "reference", "--variants", variant, "--batch-sizes", str(size), *steps],
+                log,
+                work,
+            )
 
 
 FAST = ["train.amp=bf16", "train.channels_last=true", "train.compile=reduce-overhead"]
 
 
-def section_runs(log: Path, work: Path, quick: bool) -> dict[str, Any]:
+def section_runs(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> None:
     """Whole ``edgegan train`` runs (data, samples, checkpoints, final evaluation) as the plain
     FP32 eager loop (the defaults) and with the fast path, each in its own process (CUDA
     graph trees are per process): wall time and quality (FD, PSNR)."""
-    out: dict[str, Any] = {}
     py = sys.executable
     for preset in ("dcgan-mnist", "cyclegan-digits"):
         for name, extra in (("plain", []), ("fast", FAST)):
@@ -199,7 +211,6 @@ def section_runs(log: Path, work: Path, quick: bool) -> dict[str, Any]:
                 if (run_dir / file).is_file():
                     res[file] = (run_dir / file).read_text()
             out[f"{preset}_{name}"] = res
-    return out
 
 
 def _random_unpaired_folder(root: Path, size: int = 256, n: int = 4) -> Path:
@@ -217,8 +228,7 @@ def _random_unpaired_folder(root: Path, size: int = 256, n: int = 4) -> Path:
     return root
 
 
-def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def section_infer(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> None:
     py = sys.executable
     iters = ["--warmup", "20", "--iters", "100" if quick else "300"]
     common = ["train.progress=false", "train.steps=1", "eval.at_end=false"]
@@ -241,28 +251,29 @@ def section_infer(log: Path, work: Path, quick: bool) -> dict[str, Any]:
             + ["--out", str(bundle)],
             log,
         )
-        out[f"{name}_bench"] = run(
+        res = run(
             [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
             + ["--batch-sizes", batches, *iters, "--json", str(result)],
             log,
         )
         if result.is_file():
-            out[f"{name}_bench"]["results"] = json.loads(result.read_text())
+            res["results"] = json.loads(result.read_text())
+        out[f"{name}_bench"] = res
         if not _ort_cuda():
             continue
         # onnxruntime without its CUDA graphs, then with its NHWC kernels (cuDNN's Hopper
         # kernels are NHWC: an NCHW graph pays for conversions), against the rows above
         for variant, flags in ORT_VARIANTS:
             path = work / f"{name}-{variant}.json"
-            out[f"{name}_bench_{variant}"] = run(
+            res = run(
                 [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
                 + ["--backends", "onnxruntime", "--precisions", "fp32,fp16", *flags]
                 + ["--batch-sizes", batches, *iters, "--json", str(path)],
                 log,
             )
             if path.is_file():
-                out[f"{name}_bench_{variant}"]["results"] = json.loads(path.read_text())
-    return out
+                res["results"] = json.loads(path.read_text())
+            out[f"{name}_bench_{variant}"] = res
 
 
 ORT_VARIANTS = (
@@ -334,29 +345,35 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+
+        def save() -> None:
+            scripting.write_json(out_path, results, default=str)
+
         for section in sections:
             t0 = time.monotonic()
             print(f"== {section}", flush=True)
+            out = Partial(save)  # saved after each command: a cut-off call keeps the rest
+            if section not in ("env", "tests"):
+                results[section] = out
             try:
                 if section == "env":
                     results["env"] = section_env()
                 elif section == "tests":
                     results["tests"] = section_tests(log, args.quick)
                 elif section == "bench":
-                    results["bench"] = section_bench(log, work, args.quick)
+                    section_bench(log, work, args.quick, out)
                 elif section == "curve":
                     sizes = args.curve_sizes or ([4, 16] if args.quick else [4, 16, 32])
                     curve_variants = args.curve_variants.split(",")
-                    results["curve"] = section_curve(log, work, curve_variants, sizes)
+                    section_curve(log, work, curve_variants, sizes, out)
                 elif section == "runs":
-                    results["runs"] = section_runs(log, work, args.quick)
+                    section_runs(log, work, args.quick, out)
                 else:
-                    results["infer"] = section_infer(log, work, args.quick)
+                    section_infer(log, work, args.quick, out)
             except Exception as exc:  # record and go on with the next section
-                results[section] = {"error": f"{type(exc).__name__}: {exc}"}
+                results[section] = {**out, "error": f"{type(exc).__name__}: {exc}"}
             results.setdefault("seconds", {})[section] = round(time.monotonic() - t0, 1)
-            # after each section, so a call cut off by its time limit keeps what it measured
-            scripting.write_json(out_path, results, default=str)
+            save()
     print(f"wrote {out_path} and {log}")
     return 0
 
