@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,10 @@ def _why(path: Path, exc: Exception) -> str:
             "it holds Python objects, not only tensors and plain data; edgegan loads checkpoints "
             "with weights_only=True and so never runs code from a file"
         )
-    if isinstance(exc, (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)):
+    # Not a zip (torch's format since 1.6): the legacy unpickler reads garbage and fails in
+    # any of several ways (KeyError, UnicodeDecodeError, ... for some random bytes).
+    damaged = (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)
+    if isinstance(exc, damaged) or not zipfile.is_zipfile(path):
         return "the file is damaged or cut short (not a complete torch checkpoint)"
     return f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")
 
