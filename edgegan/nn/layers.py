@@ -74,6 +74,8 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
             return super().forward(x)  # torch's own warning or error for these
         if _exporting():
             return super().forward(x)
+        if x.numel() == 0:  # an empty batch: var_mean would warn about zero degrees of freedom
+            return x.clone()
         y = _InstanceNorm.apply(x, self.eps)  # in the statistics' dtype: one rounding below
         if self.affine:
             y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
