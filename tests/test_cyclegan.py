@@ -11,6 +11,7 @@ import yaml
 from tiny import TINY_CYCLEGAN as TINY
 
 from edgegan.config import load_config, load_run_config
+from edgegan.data import DataWarning
 from edgegan.errors import ConfigError
 from edgegan.metrics.paired import l1, paired_scores, psnr, ssim
 from edgegan.train import train
@@ -231,7 +232,7 @@ def test_a_folder_without_a_usable_test_split_says_it_is_not_evaluated(tmp_path)
         "data.channels_a=1",
         steps=1,
     )
-    with pytest.warns(UserWarning, match="no test split to evaluate on .*zero.png"):
+    with pytest.warns(DataWarning, match="no test split to evaluate on .*zero.png"):
         result = train(cfg, out_dir=tmp_path / "r")
     assert result.eval == {}
 

@@ -321,6 +321,10 @@ def test_layout_instance_norm_warns_and_refuses_as_the_plain_one():
         LayoutInstanceNorm2d(4, affine=True)(x)
     with pytest.raises(RuntimeError, match="mixed dtype"):
         LayoutInstanceNorm2d(3, affine=True)(x.double())
+    with pytest.raises(RuntimeError, match="mixed dtype"):
+        LayoutInstanceNorm2d(3, affine=True).double()(x)
+    half = LayoutInstanceNorm2d(3, affine=True)(x.to(torch.bfloat16))  # autocast's mix: taken
+    assert half.dtype == torch.bfloat16
     assert LayoutInstanceNorm2d(3)(x.double()).dtype == torch.float64  # no weights: fine
 
 

@@ -1041,15 +1041,18 @@ def test_onnxruntime_cuda_graphs_match_cpu_as_shapes_come_and_go(bundle, precisi
 
 @pytest.mark.skipif(not _has_ort_cuda(), reason="needs onnxruntime-gpu and a CUDA GPU")
 def test_onnxruntime_cuda_graphs_run_the_int8_graph_as_plain_runs_do(bundle):
-    """CUDA graphs are the default for every precision: the Q/DQ graph replayed gives what
-    the same provider gives without graphs (where a capture fails it warns and runs plain)."""
+    """CUDA graphs are the default for every precision: the Q/DQ graph is captured and
+    replayed, and gives what the same provider gives without graphs (two sessions may pick
+    other convolution algorithms: a value may cross one quantisation step, rarely)."""
     _needs_model(bundle, "int8")
     with (
         open_runner(bundle, "onnxruntime", "int8", "cuda", cuda_graphs=False) as plain,
         open_runner(bundle, "onnxruntime", "int8", "cuda") as graphed,
     ):
         for inputs in _graph_calls(plain.spec):
-            assert np.abs(plain.run(inputs) - graphed.run(inputs)).max() < 1e-5
+            diff = np.abs(plain.run(inputs) - graphed.run(inputs))
+            assert diff.max() < 0.1 and (diff > 1e-4).mean() < 1e-3
+        assert graphed.cuda_graphs and graphed._graphs  # captured, not fallen back
 
 
 def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_path):

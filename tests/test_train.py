@@ -463,6 +463,18 @@ def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
         load_config(str(tmp_path / "d.yaml"))
 
 
+def test_an_unreadable_checkpoint_says_why_rather_than_damaged(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not read")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(EdgeganError, match=r"last.pt: PermissionError: \[Errno 13\] Permission"):
+        load_checkpoint(path)
+
+
 def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
     import shutil
 

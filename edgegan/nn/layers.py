@@ -63,14 +63,14 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
     the fused kernel does. Same parameters and state dict as :class:`torch.nn.InstanceNorm2d`
     (:func:`keep_layout_norms` swaps the class in place); exporters trace the plain operator
     so the ONNX graph keeps one ``InstanceNormalization`` node, and inputs the plain module
-    refuses or warns about (one spatial element, another channel count, a float64 input with
-    float32 affine weights) go to it for its error or warning.
+    refuses or warns about (one spatial element, another channel count, affine weights of
+    another dtype than a float32/float64 input) go to it for its error or warning.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.track_running_stats or x.dim() != 4 or x.shape[2] * x.shape[3] < 2:
             return super().forward(x)
-        if x.shape[1] != self.num_features or _mixed_double(x, self.weight):
+        if x.shape[1] != self.num_features or _mixed_dtypes(x, self.weight):
             return super().forward(x)  # torch's own warning or error for these
         if _exporting():
             return super().forward(x)
@@ -82,10 +82,13 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
         return y.to(x.dtype)
 
 
-def _mixed_double(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    """A float64 input with float32 affine weights, which the plain operator refuses (mixed
-    dtypes) and broadcasting would silently promote."""
-    return weight is not None and x.dtype == torch.float64 and weight.dtype != torch.float64
+def _mixed_dtypes(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Affine weights of another dtype than the input, which the plain operator refuses
+    (mixed dtypes) and broadcasting would silently promote; half-precision inputs with
+    float32 weights (autocast's case) it takes, and so does this norm."""
+    if weight is None or weight.dtype == x.dtype:
+        return False
+    return not (x.dtype in (torch.float16, torch.bfloat16) and weight.dtype == torch.float32)
 
 
 def _stats_dtype(x: torch.Tensor) -> torch.dtype:

@@ -55,6 +55,8 @@ def _why(path: Path, exc: Exception) -> str:
         )
     # Not a zip (torch's format since 1.6): the legacy unpickler reads garbage and fails in
     # any of several ways (KeyError, UnicodeDecodeError, ... for some random bytes).
+    if isinstance(exc, OSError):  # unreadable (permissions, I/O): say so, not "damaged"
+        return f"{type(exc).__name__}: {first_line(exc)}"
     damaged = (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)
     if isinstance(exc, damaged) or not zipfile.is_zipfile(path):
         return "the file is damaged or cut short (not a complete torch checkpoint)"

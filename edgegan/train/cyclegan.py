@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from edgegan import contracts
 from edgegan.config import check_generator_kind
+from edgegan.data.files import DataWarning
 from edgegan.errors import ConfigError, DataError
 from edgegan.plugins.manager import get_manager
 from edgegan.train.pool import ImagePool
@@ -164,6 +165,7 @@ class CycleGANTask(Task):
                 warnings.warn(
                     f"no test split to evaluate on ({exc}); previews show training images and "
                     "the run gets no paired scores",
+                    DataWarning,
                     stacklevel=2,
                 )
                 self._eval_ds = self.dataset
