@@ -20,7 +20,7 @@ from edgegan.data.files import READ_EXTENSIONS, left_out_kinds, warn_left_out
 from edgegan.errors import EdgeganError
 
 IMAGE_SUFFIXES = READ_EXTENSIONS
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
 
 
 def _read_image(path: Path) -> Any:
@@ -31,6 +31,10 @@ def _read_image(path: Path) -> Any:
     try:
         with Image.open(path) as im:
             im.load()
+            if im.mode == "F":  # a float TIFF: its range is unknown, clipping would blacken it
+                raise EdgeganError(
+                    f"cannot score {path}: a floating-point image; write 8-bit images (PNG)"
+                )
             if im.mode in _GREY_MODES:
                 if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit PNG: scale to 8 bits
                     arr = np.asarray(im, dtype=np.float64) / 257.0
