@@ -259,8 +259,8 @@ def infer(
         options["threads"] = threads
     if compile_:
         options["compile"] = True
-    if cuda_graphs is not None:
-        options["cuda_graphs"] = cuda_graphs
+    if cuda_graphs or (cuda_graphs is False and backend != "torch"):
+        options["cuda_graphs"] = cuda_graphs  # --no-cuda-graphs asks nothing of torch's runner
     if ort_options:
         options["provider_options"] = _key_values(ort_options, "ort-option")
     if direction or input_path:

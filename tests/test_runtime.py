@@ -945,6 +945,14 @@ def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, t
         cli, ["infer", str(bundle), "--cuda-graphs", "--num", "1", "--out", str(tmp_path)]
     )
     assert res.exit_code == 2 and "cuda_graphs does not apply to the torch" in res.stderr
+    # turning off what torch's runner does not have asks nothing of it (scripts that pass
+    # --no-cuda-graphs for every backend, as bench takes it)
+    out = tmp_path / "off"
+    res = CliRunner().invoke(
+        cli, ["infer", str(bundle), "--no-cuda-graphs", "--num", "1", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert len(list(out.glob("*.png"))) == 1
 
 
 def test_bench_passes_cuda_graphs_to_the_runners_that_take_it(bundle, monkeypatch):
