@@ -222,11 +222,15 @@ def test_load_samples_reads_the_common_kinds_and_warns_about_the_rest(tmp_path, 
         images, _ = load_samples(tmp_path)
     assert images.shape == (3, 1, 28, 28)  # lossless kinds: the same pixels
     assert torch.allclose(images[:, 0], test_split[0][:3, 0], atol=1e-6)
+    # float TIFFs in [0, 1] and 16-bit PNGs are scaled as the datasets scale them (not clipped)
     floats = tmp_path / "floats"
     floats.mkdir()
-    Image.fromarray(np.zeros((4, 4), np.float32)).save(floats / "0.tiff")
-    with pytest.raises(EdgeganError, match="0.tiff: a floating-point image"):
-        load_samples(floats)
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(floats / "0.tiff")
+    Image.fromarray(np.full((4, 4), 128 * 257, np.uint16)).save(floats / "1.png")  # 16-bit
+    images, _ = load_samples(floats)
+    assert images.shape == (2, 1, 4, 4) and torch.allclose(
+        images, torch.tensor(128 / 127.5 - 1), atol=1e-6
+    )
     (tmp_path / "only").mkdir()
     Image.fromarray(arr[0]).save(tmp_path / "only" / "0.gif")
     with pytest.warns(DataWarning), pytest.raises(EdgeganError, match=r"no images \(\.png"):

@@ -20,28 +20,25 @@ from edgegan.data.files import READ_EXTENSIONS, left_out_kinds, warn_left_out
 from edgegan.errors import EdgeganError
 
 IMAGE_SUFFIXES = READ_EXTENSIONS
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L"}
+_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
 def _read_image(path: Path) -> Any:
-    """One image file -> uint8 ``(H, W, 1)`` or ``(H, W, 3)``."""
+    """One image file -> uint8 ``(H, W, 1)`` or ``(H, W, 3)``, converted as the datasets
+    convert (16-bit and float greyscale scaled to 8 bits, transparency over white)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
+
+    from edgegan.data.transforms import convert_channels
+    from edgegan.errors import DataError
 
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode == "F":  # a float TIFF: its range is unknown, clipping would blacken it
-                raise EdgeganError(
-                    f"cannot score {path}: a floating-point image; write 8-bit images (PNG)"
-                )
             if im.mode in _GREY_MODES:
-                if im.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit PNG: scale to 8 bits
-                    arr = np.asarray(im, dtype=np.float64) / 257.0
-                    return np.clip(np.round(arr), 0, 255).astype(np.uint8)[..., None]
-                return np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+                return np.asarray(convert_channels(im, 1), dtype=np.uint8)[..., None]
+            return np.asarray(convert_channels(im, 3), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, DataError) as exc:
         raise EdgeganError(f"cannot read image {path}: {exc}") from None
 
 
