@@ -53,10 +53,10 @@ def _why(path: Path, exc: Exception) -> str:
             "it holds Python objects, not only tensors and plain data; edgegan loads checkpoints "
             "with weights_only=True and so never runs code from a file"
         )
-    # Not a zip (torch's format since 1.6): the legacy unpickler reads garbage and fails in
-    # any of several ways (KeyError, UnicodeDecodeError, ... for some random bytes).
     if isinstance(exc, OSError):  # unreadable (permissions, I/O): say so, not "damaged"
         return f"{type(exc).__name__}: {first_line(exc)}"
+    # Not a zip (torch's format since 1.6): the legacy unpickler reads garbage and fails in
+    # any of several ways (KeyError, UnicodeDecodeError, ... for some random bytes).
     damaged = (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)
     if isinstance(exc, damaged) or not zipfile.is_zipfile(path):
         return "the file is damaged or cut short (not a complete torch checkpoint)"
