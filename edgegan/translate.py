@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.data.files import READ_EXTENSIONS
+from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, pick_images
 from edgegan.errors import EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
@@ -30,8 +30,6 @@ from edgegan.export.signature import (
 from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
 
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
-
-IMAGE_SUFFIXES = READ_EXTENSIONS
 
 
 def load_translator(
@@ -130,14 +128,10 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if not path.is_dir():
         raise EdgeganError(f"--input not found: {path}")
-    from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, left_out_kinds, warn_left_out
-
     # by name first, then is_file: a folder named x.png is a folder
     images = [p for p in path.rglob("*") if p.suffix.lower() in KNOWN_IMAGE_EXTENSIONS]
-    images = [p for p in images if p.is_file()]
-    files = sorted(p for p in images if p.suffix.lower() in IMAGE_SUFFIXES)
-    kinds = left_out_kinds([p.name for p in images], IMAGE_SUFFIXES)
-    warn_left_out(kinds, path, "translate", IMAGE_SUFFIXES, 3, "convert them to read them")
+    files = pick_images([p for p in images if p.is_file()], path, "translate",
+                        "convert them to read them", 3)  # fmt: skip
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

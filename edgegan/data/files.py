@@ -18,7 +18,8 @@ KNOWN_IMAGE_EXTENSIONS = frozenset(
 )
 
 
-#: What ``infer --input``, ``eval`` and the unpaired dataset read from a folder of images.
+#: What ``infer --input``, ``eval`` and the unpaired dataset read from a folder of images:
+#: the reference CycleGAN's kinds (png, jpg, jpeg, ppm, bmp, tif, tiff) and webp.
 READ_EXTENSIONS: tuple[str, ...] = (
     ".png",
     ".jpg",
@@ -60,3 +61,13 @@ def warn_left_out(
         DataWarning,
         stacklevel=stacklevel + 1,
     )
+
+
+def pick_images(
+    files: list[Path], root: str | Path, where: str, hint: str, stacklevel: int
+) -> list[Path]:
+    """The ``files`` (existing files under ``root``) of a kind in :data:`READ_EXTENSIONS`,
+    sorted, and one :class:`DataWarning` for the image files of other kinds among them."""
+    kinds = left_out_kinds([p.name for p in files], READ_EXTENSIONS)
+    warn_left_out(kinds, root, where, READ_EXTENSIONS, stacklevel + 1, hint)
+    return sorted(p for p in files if p.suffix.lower() in READ_EXTENSIONS)

@@ -49,8 +49,6 @@ from edgegan.data.transforms import (
 )
 from edgegan.errors import DataError
 
-# The folder dataset's extensions plus the reference's other ones (ppm, tif, tiff).
-IMAGE_EXTENSIONS: tuple[str, ...] = READ_EXTENSIONS
 SPLITS = ("train", "test")
 _WHERE = "dataset 'unpaired'"
 
@@ -77,11 +75,10 @@ class _Domain:
     def __init__(self, folder: Path, limit: int, skip_bad: bool) -> None:
         if not folder.is_dir():
             raise DataError(f"{_WHERE}: domain folder not found: {folder}")
-        rel = list_images(folder, IMAGE_EXTENSIONS, _WHERE, "convert them to read them", 3)
+        rel = list_images(folder, READ_EXTENSIONS, _WHERE, "convert them to read them", 3)
         if not rel:
             raise DataError(
-                f"no images in {folder} (looked recursively for "
-                f"{', '.join(IMAGE_EXTENSIONS)} files)"
+                f"no images in {folder} (looked recursively for {', '.join(READ_EXTENSIONS)} files)"
             )
         if limit:
             rel = rel[:limit]

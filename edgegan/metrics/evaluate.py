@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgegan.data.files import READ_EXTENSIONS, left_out_kinds, warn_left_out
+from edgegan.data.files import READ_EXTENSIONS, pick_images
 from edgegan.errors import EdgeganError
 
-IMAGE_SUFFIXES = READ_EXTENSIONS
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -60,9 +59,7 @@ def _load_folder(folder: Path) -> Any:
     import numpy as np
 
     listed = [p for p in folder.iterdir() if p.is_file()]
-    files = sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES)
-    kinds = left_out_kinds([p.name for p in listed], IMAGE_SUFFIXES)
-    warn_left_out(kinds, folder, "eval", IMAGE_SUFFIXES, 3, "convert them to score them")
+    files = pick_images(listed, folder, "eval", "convert them to score them", 3)
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
             scores = folder / "eval.json"
@@ -75,7 +72,7 @@ def _load_folder(folder: Path) -> Any:
                 f"{folder} is a run directory ({where}); to score samples, write them with "
                 f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
             )
-        raise EdgeganError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise EdgeganError(f"no images ({', '.join(READ_EXTENSIONS)}) in {folder}")
     arrays = [_read_image(p) for p in files]
     size = arrays[0].shape[:2]
     for p, a in zip(files, arrays, strict=True):
@@ -163,7 +160,7 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
         return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1, labels
     if path.suffix.lower() == ".npz":
         return _load_npz(path)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if path.suffix.lower() in READ_EXTENSIONS:
         raise EdgeganError(
             f"{path} is a single image; pass the folder of sample images (a grid is not "
             "evaluated) or an .npz written by `edgegan infer --format npz`"
