@@ -120,6 +120,13 @@ class Registry:
         params = with_recorded_defaults(entry, params or {}, defaults or {}, context)
         return call_factory(entry, params, context)
 
+    def build_part(
+        self, part: Any, context: Mapping[str, Any] | None = None, role: str | None = None
+    ) -> Any:
+        """:meth:`build` a config part (:class:`edgegan.config.PartConfig`): its factory
+        called with its ``params`` over the ``defaults`` its run recorded."""
+        return self.build(part.name, part.params, context, role, part.defaults)
+
     def recorded_defaults(
         self,
         name: str,

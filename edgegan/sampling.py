@@ -158,11 +158,7 @@ def rebuild_generator(
     from edgegan.train.checkpoint import mismatch
 
     try:
-        module = (
-            get_manager()
-            .registry("models")
-            .build(part.name, part.params, context, "generator", part.defaults)
-        )
+        module = get_manager().registry("models").build_part(part, context, "generator")
     except EdgeganError as exc:
         raise with_provenance(exc, state.get("parts"), "generator") from None
     try:

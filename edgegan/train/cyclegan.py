@@ -60,11 +60,11 @@ class CycleGANTask(Task):
 
         def gen(c_in: int, c_out: int) -> Any:
             ctx = {"channels": c_in, "channels_out": c_out, "image_size": self.size}
-            return models.build(g.name, g.params, ctx, "generator", g.defaults)
+            return models.build_part(g, ctx, "generator")
 
         def disc(c: int) -> Any:
             ctx = {"channels": c, "image_size": self.size}
-            return models.build(d.name, d.params, ctx, "discriminator", d.defaults)
+            return models.build_part(d, ctx, "discriminator")
 
         self.g_ab, self.g_ba = gen(ca, cb), gen(cb, ca)
         self.d_a, self.d_b = disc(ca), disc(cb)

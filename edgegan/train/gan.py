@@ -61,10 +61,8 @@ class GANTask(Task):
         self.context = model_context(self.config, self.dataset)
         g, d = self.config.model.generator, self.config.model.discriminator
         check_generator_kind(self.name, models.get(g.name, "generator"))
-        self.generator = models.build(g.name, g.params, self.context, "generator", g.defaults)
-        self.discriminator = models.build(
-            d.name, d.params, self.context, "discriminator", d.defaults
-        )
+        self.generator = models.build_part(g, self.context, "generator")
+        self.discriminator = models.build_part(d, self.context, "discriminator")
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
         self.augment = DiffAugment(self.config.train.augment)
         self.num_classes = self.context["num_classes"]
