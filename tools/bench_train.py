@@ -19,7 +19,7 @@ row shows what its switch adds:
   cudnn      + train.cudnn_benchmark        fused   + train.fused_optim
   nhwc       + train.channels_last          bf16    + train.amp=bf16
   compile    + train.compile=default        graphs  + train.compile=reduce-overhead
-  nhwc-ln, bf16-ln, graphs-ln
+  nhwc-ln, bf16-ln, compile-ln, graphs-ln
              that variant + train.layout_norm (instance norms that keep channels_last)
   resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
   pinned     plain + pinned host batches (on request)
