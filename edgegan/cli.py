@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from edgegan import __version__
+from edgegan.config import COMPILE_MODES
 from edgegan.errors import EdgeganError
 
 if TYPE_CHECKING:
@@ -174,7 +175,25 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 
 
 def _gpu_runner_options(command: Any) -> Any:
-    """``--cuda-graphs/--no-cuda-graphs`` and ``--ort-option``, shared by infer and bench."""
+    """``--compile[=MODE]``, ``--channels-last`` (torch), ``--cuda-graphs/--no-cuda-graphs``
+    and ``--ort-option``, shared by infer and bench."""
+    command = click.option(
+        "--channels-last",
+        is_flag=True,
+        help="torch backend: weights and images in channels-last layout.",
+    )(command)
+    command = click.option(
+        "--compile",
+        "compile_",
+        is_flag=False,
+        flag_value="default",
+        default=None,
+        metavar="[MODE]",
+        type=click.Choice(COMPILE_MODES),
+        help="torch backend: torch.compile, with frozen weights, in MODE (default, "
+        "reduce-overhead for CUDA graphs, max-autotune, max-autotune-no-cudagraphs); "
+        "each input shape compiles on its first call.",
+    )(command)
     command = click.option(
         "--ort-option",
         "ort_options",
@@ -217,7 +236,6 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."
 )
-@click.option("--compile", "compile_", is_flag=True, help="torch backend: torch.compile.")
 @click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
 @click.option(
     "--direction", type=click.Choice(["AtoB", "BtoA"]), help="cyclegan: which generator to run."
@@ -238,12 +256,13 @@ def infer(
     device: str,
     batch_size: int | None,
     threads: int | None,
-    compile_: bool,
     overwrite: bool,
     direction: str | None,
     input_path: str | None,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
+    compile_: str | None,
+    channels_last: bool,
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
     cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
@@ -258,7 +277,9 @@ def infer(
     if threads is not None:
         options["threads"] = threads
     if compile_:
-        options["compile"] = True
+        options["compile"] = compile_
+    if channels_last:
+        options["channels_last"] = True
     if cuda_graphs or (cuda_graphs is False and backend != "torch"):
         options["cuda_graphs"] = cuda_graphs  # --no-cuda-graphs asks nothing of torch's runner
     if ort_options:
@@ -502,6 +523,8 @@ def bench(
     directions: str | None,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
+    compile_: str | None,
+    channels_last: bool,
 ) -> None:
     """Latency (p50/p95), images/s, peak memory and parity against torch FP32, per backend,
     precision and batch size (and direction of a cyclegan bundle, on random images of
@@ -526,6 +549,8 @@ def bench(
         size=size,
         cuda_graphs=cuda_graphs,
         ort_options=_key_values(ort_options, "ort-option"),
+        compile=compile_,
+        channels_last=channels_last,
     )
     print_table(result)
     if json_file:

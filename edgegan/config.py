@@ -24,6 +24,10 @@ from edgegan.errors import ConfigError, did_you_mean, unknown
 DEFAULT_PRESET = "dcgan-mnist"
 
 
+#: torch.compile's modes, for ``train.compile`` (besides ``off``) and the torch runner.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass
 class PartConfig:
     """A plugin part chosen by name, with the parameters for its factory.

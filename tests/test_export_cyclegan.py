@@ -360,6 +360,50 @@ def test_onnxruntime_cuda_graphs_take_any_size(bundles, name, precision, nhwc):
         assert len(gpu._graphs) == 2
 
 
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "device, precision, mode",
+    [
+        ("cpu", "fp32", "reduce-overhead"),
+        pytest.param("cuda", "fp16", "reduce-overhead", marks=_CUDA),
+        pytest.param("cuda", "fp32", "default", marks=_CUDA),
+    ],
+)
+def test_compiled_torch_runner_matches_eager(runs, device, precision, mode):
+    """The torch deploy path (``--compile MODE --channels-last``): frozen weights, norms that
+    keep the layout, one compile (and CUDA graph) per shape; the same images as eager."""
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+    from edgegan.runtime.bench import parity
+
+    run = runs["resnet"]
+    with (
+        open_runner(run, "torch", precision, device, "AtoB") as eager,
+        open_runner(
+            run, "torch", precision, device, "AtoB", compile=mode, channels_last=True
+        ) as fast,
+    ):
+        norms = [m for m in fast.gen.module.modules() if isinstance(m, LayoutInstanceNorm2d)]
+        assert norms and fast.compiled == mode and fast.channels_last
+        assert not any(isinstance(m, LayoutInstanceNorm2d) for m in eager.gen.module.modules())
+        assert fast.describe().endswith(f"(compiled {mode}, channels-last)")
+        c = fast.spec["channels_in"]
+        for seed, shape in enumerate([(1, c, 32, 32), (2, c, 24, 40), (1, c, 32, 32)] * 2):
+            x = {"image": np.random.default_rng(seed).uniform(-1, 1, shape).astype("f4")}
+            y, ref = fast.run(x), eager.run(x)
+            assert y.shape == ref.shape == (shape[0], fast.spec["channels_out"], *shape[2:])
+            assert parity(y, ref, fast.spec)["psnr"] >= (100 if precision == "fp32" else 50)
+
+
+def test_compile_and_layout_options_are_checked(runs):
+    with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of default, "):
+        open_runner(runs["resnet"], "torch", direction="AtoB", compile="fast")
+    with pytest.raises(EdgeganError, match="option channels_last does not apply to the onnx"):
+        open_runner(runs["resnet"], "onnxruntime", direction="AtoB", channels_last=True)
+
+
 def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
     from test_export import artifact_plugin
 

@@ -284,6 +284,45 @@ def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
             assert trt["status"] == "skipped" and TRT_EXTRA in trt["reason"]
 
 
+@pytest.mark.slow
+def test_bench_compiled_torch_rows(bundle, tmp_path):
+    """``--compile [MODE] --channels-last`` compile the torch rows (each batch size on its
+    first warm-up run, which the rows report) and say so in the JSON and the table."""
+    out = tmp_path / "bench.json"
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "torch,onnxruntime",
+                                   "--precisions", "fp32", "--batch-sizes", "1,3",
+                                   "--warmup", "2", "--iters", "3", "--compile",
+                                   "--channels-last", "--json", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "compiled default, channels-last" in res.stdout
+    data = json.loads(out.read_text())
+    assert data["compile"] == "default" and data["channels_last"] is True
+    for row in data["results"]:
+        assert row["status"] == "ok", row
+        assert row["first_run_s"] >= 0
+        if row["backend"] == "torch":
+            assert row["compile"] == "default" and row["channels_last"] is True
+            assert row["first_run_s"] > 0.1  # the compile
+            assert row["parity"]["max_abs"] < 1e-5
+        else:
+            assert "compile" not in row and "channels_last" not in row
+
+
+def test_compile_options_are_checked(bundle, tmp_path):
+    from edgegan.runtime.bench import bench
+
+    with pytest.raises(EdgeganError, match="apply to the torch backend's rows"):
+        bench(bundle, backends=["onnxruntime"], compile="default")
+    with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of"):
+        bench(bundle, backends=["torch"], compile="fast")
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--compile", "fast"])
+    assert res.exit_code == 2 and "'fast' is not one of 'default'" in res.stderr
+    args = ["--num", "2", "--backend", "onnxruntime", "--compile"]
+    res = CliRunner().invoke(cli, ["infer", str(bundle), "--out", str(tmp_path / "o"), *args])
+    assert res.exit_code != 0 and not (tmp_path / "o").exists()
+    assert "option compile does not apply to the onnxruntime backend" in res.stderr
+
+
 def test_bench_rejects_bad_arguments(bundle):
     from edgegan.runtime.bench import bench
 

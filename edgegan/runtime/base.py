@@ -347,7 +347,7 @@ class Runner(ABC):
 
 
 _OPTIONS: dict[str, set[str]] = {
-    "torch": {"compile"},
+    "torch": {"compile", "channels_last"},
     "onnxruntime": {"threads", "cuda_graphs", "provider_options"},
     "tensorrt": {"cuda_graphs"},
 }
@@ -364,11 +364,17 @@ def open_runner(
     """Open ``target`` (run directory or bundle; ``direction`` AtoB/BtoA for a cyclegan one)
     on ``backend`` at ``precision``.
 
-    Options: torch ``compile=True`` (torch.compile); onnxruntime ``threads=N`` (intra-op
-    threads, default the physical cores), ``cuda_graphs=False`` (on CUDA it replays a CUDA
-    graph per input shape by default) and ``provider_options`` (more CUDA execution
-    provider options, e.g. ``{"prefer_nhwc": "1"}``); tensorrt ``cuda_graphs=False`` (on by
-    default).
+    Options:
+
+    - torch: ``compile=True`` or a torch.compile mode such as ``"reduce-overhead"``
+      (compiled with frozen weights; each input shape compiles on its first call) and
+      ``channels_last=True`` (weights and images in channels-last layout);
+    - onnxruntime: ``threads=N`` (intra-op threads, default the physical cores),
+      ``cuda_graphs=False`` (on CUDA it replays a CUDA graph per input shape by default)
+      and ``provider_options`` (more CUDA execution provider options, e.g.
+      ``{"prefer_nhwc": "1"}``);
+    - tensorrt: ``cuda_graphs=False`` (on by default).
+
     The tensorrt backend always runs on CUDA (``device`` picks ``cuda:N``).
     """
     check_precision(precision)

@@ -135,8 +135,15 @@ def _require_cuda(device: str) -> None:
 
 
 def _time_runs(runner: Any, inputs: dict[str, np.ndarray], warmup: int, iters: int) -> tuple:
-    for _ in range(warmup):
+    """Latencies in ms of ``iters`` runs after ``warmup`` untimed ones, the last output, and
+    the seconds the first warm-up run took (a compile or graph capture shows there)."""
+    first_s = None
+    for i in range(warmup):
+        t0 = time.perf_counter()
         runner.run(inputs)
+        if i == 0:
+            runner.synchronize()
+            first_s = time.perf_counter() - t0
     runner.synchronize()
     times = []
     out = None
@@ -145,7 +152,7 @@ def _time_runs(runner: Any, inputs: dict[str, np.ndarray], warmup: int, iters: i
         out = runner.run(inputs)
         runner.synchronize()
         times.append(time.perf_counter() - t0)
-    return np.asarray(times) * 1e3, out
+    return np.asarray(times) * 1e3, out, first_s
 
 
 def environment() -> dict[str, Any]:
@@ -198,6 +205,8 @@ def bench(
     size: Any = None,
     cuda_graphs: bool | None = None,
     ort_options: dict[str, str] | None = None,
+    compile: bool | str | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Benchmark a bundle (or a run with a bundle in ``RUN/export``); returns the JSON-ready
     results (``results``: one row per backend x precision x batch size, and per direction
@@ -205,8 +214,15 @@ def bench(
     default the run's image size). A single name may stand for a list; repeats count once.
     ``cuda_graphs`` turns the CUDA graphs of the onnxruntime and tensorrt runners on or off
     (None: each backend's default); ``ort_options`` are more options of onnxruntime's CUDA
-    execution provider (e.g. ``{"prefer_nhwc": "1"}``)."""
+    execution provider (e.g. ``{"prefer_nhwc": "1"}``); ``compile`` (a torch.compile mode,
+    or True) and ``channels_last`` apply to the torch rows, whose first (warm-up) call then
+    compiles."""
+    from edgegan.runtime.torch_runner import compile_mode
+
+    compile = compile_mode(compile)
     backends, precisions = name_list(backends), name_list(precisions)
+    if (compile or channels_last) and "torch" not in backends:
+        raise EdgeganError("--compile and --channels-last apply to the torch backend's rows")
     directions = name_list(directions) if directions else None
     for b in backends:
         if b not in BACKENDS:
@@ -242,6 +258,9 @@ def bench(
             options = _runner_options(backend, threads, cuda_graphs, ort_options)
             if t is first:
                 _warm_up_library(t, backend, device, inputs[min(inputs)], options)
+            if backend == "torch":
+                # after the library's warm-up, which need not compile a graph it throws away
+                options.update(_torch_options(compile, channels_last))
             for precision in precisions:
                 rows += _bench_one(
                     t, backend, precision, device, inputs, reference, warmup, iters, options, tags
@@ -264,6 +283,7 @@ def bench(
         "seed": seed,
         **({"cuda_graphs": cuda_graphs} if cuda_graphs is not None else {}),
         **({"ort_options": dict(ort_options)} if ort_options else {}),
+        **_torch_options(compile, channels_last),
         "environment": environment(),
         "results": rows,
     }
@@ -311,6 +331,14 @@ def _runner_options(
     if ort_options and backend == "onnxruntime":
         options["provider_options"] = dict(ort_options)
     return options
+
+
+def _torch_options(compile: str | None, channels_last: bool) -> dict[str, Any]:
+    """The torch runner's options that bench was given (also recorded in rows and results)."""
+    return {
+        **({"compile": compile} if compile else {}),
+        **({"channels_last": True} if channels_last else {}),
+    }
 
 
 def _warm_up_library(
@@ -369,7 +397,7 @@ def _bench_one(
                 )
                 continue
             try:
-                ms, out = _time_runs(runner, x, warmup, iters)
+                ms, out, first_s = _time_runs(runner, x, warmup, iters)
             except Exception as exc:  # noqa: BLE001 - one failing combination, not the table
                 rows.append(
                     _row(
@@ -397,11 +425,17 @@ def _bench_one(
                     peak_mem_mb=memory.peak_mb(),
                     mem_kind="cuda" if kind == "cuda" else "rss",
                     load_s=round(load_s, 3),
+                    **({"first_run_s": round(first_s, 4)} if first_s is not None else {}),
                     parity=parity(out, reference[batch], runner.spec)
                     if batch in reference
                     else None,
                     **({"threads": runner.threads} if hasattr(runner, "threads") else {}),
                     **({"cuda_graphs": True} if runner.graphed(x) else {}),
+                    **(
+                        _torch_options(runner.compiled, runner.channels_last)
+                        if backend == "torch"
+                        else {}
+                    ),
                 )
             )
     finally:

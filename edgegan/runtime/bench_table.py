@@ -40,7 +40,9 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 _fmt(par.get("psnr"), ".1f"),
                 r["device"]
                 + (f", {r['threads']} threads" if r.get("threads") else "")
-                + (", CUDA graph" if r.get("cuda_graphs") else ""),
+                + (", CUDA graph" if r.get("cuda_graphs") else "")
+                + (f", compiled {r['compile']}" if r.get("compile") else "")
+                + (", channels-last" if r.get("channels_last") else ""),
             ]
         )
     return rows

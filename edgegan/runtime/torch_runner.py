@@ -1,5 +1,11 @@
 """PyTorch eager (optionally torch.compile) on a run's generator (EMA weights when kept): the
-reference backend, for a GAN or one direction of a cyclegan."""
+reference backend, for a GAN or one direction of a cyclegan.
+
+Compiled, it is also a GPU deploy path of its own: inductor fuses the memory-bound work
+between convolutions (pads, norms, activations) that eager mode and onnxruntime's CUDA
+provider run as separate kernels, and ``reduce-overhead`` replays CUDA graphs (the launches
+that dominate a batch-1 call).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +13,73 @@ from typing import Any
 
 import numpy as np
 
+from edgegan.config import COMPILE_MODES
 from edgegan.errors import EdgeganError
 from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
 
 
+def compile_mode(compile: bool | str | None) -> str | None:
+    """The torch.compile mode ``compile`` asks for (None: eager), or one clear error."""
+    if compile is None or compile is False or compile == "off":
+        return None
+    if compile is True:
+        return "default"
+    if compile not in COMPILE_MODES:
+        raise EdgeganError(f"compile mode '{compile}' is not one of {', '.join(COMPILE_MODES)}")
+    return str(compile)
+
+
+def for_inference(module: Any, mode: str | None, channels_last: bool = False) -> Any:
+    """``module`` (in eval mode) as the torch runner runs it: with ``channels_last``, its
+    4-D weights in channels-last layout, in place; with a torch.compile ``mode``, its instance
+    norms swapped for layout-keeping ones, in place, and the compiled module returned (frozen
+    weights, static shapes). ``mode`` None returns ``module`` itself."""
+    if channels_last:
+        from edgegan.train.fastpath import to_channels_last
+
+        to_channels_last(module)
+    if mode is None:
+        return module
+    import torch
+    import torch._inductor
+
+    from edgegan.nn.layers import keep_layout_norms
+
+    keep_layout_norms(module)
+    # Freezing folds the weights into the graph as constants (inference only); a mode's
+    # own options are spelled out because torch.compile takes a mode or options, not both.
+    # dynamic=False: each shape gets static kernels (and its own CUDA graph), the fastest
+    # for the fixed shapes of a deployment.
+    options = {**torch._inductor.list_mode_options(mode), "freezing": True}
+    return torch.compile(module, options=options, dynamic=False)
+
+
 class TorchRunner(Runner):
     """The run's generator in eval mode; fp32 anywhere, fp16 on CUDA (weights cast to half).
+
+    ``compile``: a torch.compile mode (:data:`edgegan.config.COMPILE_MODES`; ``True`` is
+    ``"default"``), with inductor's weight freezing (the runner only infers) and instance
+    norms that keep the input's layout (:class:`edgegan.nn.layers.LayoutInstanceNorm2d`:
+    inductor makes convolutions channels-last, and the plain norm's decomposition converts
+    back). Each input shape compiles once, on its first call (seconds to minutes).
+    ``channels_last``: weights and image inputs in channels-last layout (cuDNN's tensor-core
+    kernels on recent GPUs are NHWC).
 
     There is no torch int8 path: int8 is the bundle's Q/DQ graph (onnxruntime, tensorrt).
     """
 
     name = "torch"
 
-    def __init__(self, gen: Any, precision: str = "fp32", compile: bool = False) -> None:
+    def __init__(
+        self,
+        gen: Any,
+        precision: str = "fp32",
+        compile: bool | str = False,
+        channels_last: bool = False,
+    ) -> None:
         import torch
 
+        mode = compile_mode(compile)
         self.gen = gen
         self.spec = dict(gen.spec)
         self.precision = precision
@@ -32,8 +90,9 @@ class TorchRunner(Runner):
         module = gen.module
         if precision == "fp16":
             module = module.half()
-        self.module = torch.compile(module) if compile else module
-        self.compiled = bool(compile)
+        self.channels_last = bool(channels_last)
+        self.compiled: str | None = mode
+        self.module = for_inference(module, mode, self.channels_last)
 
     @classmethod
     def from_generator(cls, gen: Any) -> TorchRunner:
@@ -42,10 +101,16 @@ class TorchRunner(Runner):
 
     @classmethod
     def open(
-        cls, target: Target, precision: str = "fp32", device: str = "cpu", compile: bool = False
+        cls,
+        target: Target,
+        precision: str = "fp32",
+        device: str = "cpu",
+        compile: bool | str = False,
+        channels_last: bool = False,
     ) -> TorchRunner:
         import torch
 
+        compile_mode(compile)  # before loading anything
         kind, index = parse_device(device)
         if precision == "int8":
             raise BackendUnavailable(
@@ -67,7 +132,8 @@ class TorchRunner(Runner):
         torch_device = f"cuda:{index}" if kind == "cuda" else "cpu"
         # Given a bundle, run its weights or nothing; given a run, run the run.
         exact = target.run_dir is None
-        return cls(target.load_generator(torch_device, match_bundle=exact), precision, compile)
+        generator = target.load_generator(torch_device, match_bundle=exact)
+        return cls(generator, precision, compile, channels_last)
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
@@ -77,9 +143,21 @@ class TorchRunner(Runner):
         for name in self.input_names:  # positional, in the graph's order
             arr = np.ascontiguousarray(inputs[name])
             t = torch.from_numpy(arr).to(self._device)
-            args.append(t.to(self._dtype) if t.is_floating_point() else t.long())
+            t = t.to(self._dtype) if t.is_floating_point() else t.long()
+            if self.channels_last and t.dim() == 4:
+                t = t.contiguous(memory_format=torch.channels_last)
+            args.append(t)
         with torch.inference_mode():
+            if self.compiled is not None:
+                from edgegan.train.fastpath import mark_step
+
+                mark_step()  # the previous call's outputs were copied out: reuse them
             return self.module(*args).float().cpu().numpy()
+
+    def describe(self) -> str:
+        extras = [f"compiled {self.compiled}"] if self.compiled else []
+        extras += ["channels-last"] if self.channels_last else []
+        return super().describe() + (f" ({', '.join(extras)})" if extras else "")
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

@@ -12,16 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgegan.config import COMPILE_MODES
 from edgegan.errors import ConfigError
 from edgegan.nn.layers import KEEP_CONTIGUOUS
 
-COMPILE_MODES = (
-    "off",
-    "default",
-    "reduce-overhead",
-    "max-autotune",
-    "max-autotune-no-cudagraphs",
-)
+#: ``train.compile``: off, or one of torch.compile's modes.
+TRAIN_COMPILE = ("off", *COMPILE_MODES)
 
 
 def describe(train: Any) -> str:
@@ -35,8 +31,8 @@ def describe(train: Any) -> str:
 
 def validate(train: Any) -> None:
     """Reject unknown fast-path settings with one clear line each."""
-    if train.compile not in COMPILE_MODES:
-        raise ConfigError(f"train.compile must be one of {', '.join(COMPILE_MODES)}")
+    if train.compile not in TRAIN_COMPILE:
+        raise ConfigError(f"train.compile must be one of {', '.join(TRAIN_COMPILE)}")
 
 
 def memory_format(train: Any) -> torch.memory_format:
