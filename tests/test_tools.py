@@ -140,6 +140,9 @@ def test_gpu_check_env_runs_anywhere_and_gpu_sections_need_cuda(tmp_path):
     proc = subprocess.run(bad + ["--curve-variants", "graphs-ln,nope"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "unknown curve variant(s) ['nope']" in proc.stderr
+    for flag, what in (("--infer-cases", "infer case"), ("--infer-variants", "infer variant")):
+        proc = subprocess.run(bad + [flag, "nope"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"unknown {what}(s) ['nope']" in proc.stderr
     if not torch.cuda.is_available():
         gpu = [sys.executable, str(TOOLS / "gpu_check.py"), "--sections", "curve"]
         proc = subprocess.run(gpu + ["--out", str(tmp_path / "c.json")], capture_output=True,
@@ -169,6 +172,43 @@ def test_gpu_check_saves_each_command_of_a_section_as_it_finishes(tmp_path, monk
     curve = json.loads(out.read_text())["curve"]
     assert sorted(curve) == ["graphs_batch_16", "graphs_batch_32", "graphs_batch_4"]
     assert curve["graphs_batch_32"] == {"rc": 0, "name": "curve_graphs_32"}
+
+
+def test_gpu_check_infer_runs_the_cases_and_variants_asked_for(tmp_path, monkeypatch):
+    """Each variant is a bench process of its own against the case's bundle; the compiled
+    torch rows take one direction of the ResNet-9 (each shape compiles), and onnxruntime's
+    variants need its CUDA provider (commands faked: what is checked is what would run)."""
+    gpu_check = _tool("gpu_check")
+    commands = []
+
+    def fake_run(cmd, log, timeout=None):
+        commands.append(cmd[3:])  # after python -m edgegan
+        return {"rc": 0}
+
+    monkeypatch.setattr(gpu_check, "run", fake_run)
+    monkeypatch.setattr(gpu_check, "_random_unpaired_folder", lambda path: path)
+    bundle = str(tmp_path / "resnet9-bundle")
+    for ort_cuda in (True, False):
+        monkeypatch.setattr(gpu_check, "_ort_cuda", lambda have=ort_cuda: have)
+        commands.clear()
+        out = {}
+        variants = ("nhwc", "torch_compiled")
+        gpu_check.section_infer(tmp_path / "log", tmp_path, True, out, ("resnet9",), variants)
+        assert [c[:2] for c in commands[:2]] == [
+            ["train", "cyclegan"],
+            ["export", str(tmp_path / "resnet9")],
+        ]
+        benches = commands[2:]
+        assert [c[:2] for c in benches] == [["bench", bundle]] * (3 if ort_cuda else 2)
+        compiled = benches[-1]
+        assert compiled[compiled.index("--backends") + 1] == "torch"
+        assert compiled[compiled.index("--compile") + 1] == "reduce-overhead"
+        assert compiled[compiled.index("--directions") + 1] == "AtoB"
+        assert "--channels-last" in compiled
+        keys = ["resnet9_train", "resnet9_export", "resnet9_bench"]
+        keys += ["resnet9_bench_nhwc"] if ort_cuda else []
+        assert sorted(out) == sorted([*keys, "resnet9_bench_torch_compiled"])
+        assert any("prefer_nhwc=1" in c for c in benches) == ort_cuda
 
 
 def test_bench_default_repeats_the_comparison_per_seed(tmp_path):

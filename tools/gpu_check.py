@@ -13,7 +13,9 @@ Sections (``--sections``, default all):
           generator at 256x256 (torch eager FP32/FP16, onnxruntime CUDA EP, TensorRT when
           installed), FP16/INT8 graphs, parity against torch FP32 (onnxruntime and
           TensorRT replay CUDA graphs, their default); then onnxruntime again without them
-          (``--no-cuda-graphs``), and with its NHWC kernels (``--ort-option prefer_nhwc=1``)
+          (``--no-cuda-graphs``), and with its NHWC kernels (``--ort-option prefer_nhwc=1``),
+          and torch compiled (``--compile reduce-overhead --channels-last``; the ResNet-9's
+          AtoB only); ``--infer-cases`` and ``--infer-variants`` pick among them
 
 Every section records what it ran, its exit status and its figures; a failing section does not
 stop the others. Results go to one JSON file (``--out``), rewritten as each command of a
@@ -228,18 +230,29 @@ def _random_unpaired_folder(root: Path, size: int = 256, n: int = 4) -> Path:
     return root
 
 
-def section_infer(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> None:
+INFER_CASES = ("dcgan", "resnet9")
+
+
+def section_infer(
+    log: Path,
+    work: Path,
+    quick: bool,
+    out: dict[str, Any],
+    cases: tuple[str, ...] = INFER_CASES,
+    variants: tuple[str, ...] | None = None,
+) -> None:
     py = sys.executable
     iters = ["--warmup", "20", "--iters", "100" if quick else "300"]
     common = ["train.progress=false", "train.steps=1", "eval.at_end=false"]
     have_trt = any(_importable(m) for m in ("tensorrt", "tensorrt_rtx"))
     trt = ["--trt"] if have_trt else []
-    data = _random_unpaired_folder(work / "unpaired")
-    cases = (  # (name, train arguments, bench batch sizes)
+    variants = tuple(INFER_VARIANTS) if variants is None else variants
+    data = _random_unpaired_folder(work / "unpaired") if "resnet9" in cases else None
+    every_case = (  # (name, train arguments, bench batch sizes)
         ("dcgan", ["dcgan-mnist"], "1,64"),  # the default preset's generator
         ("resnet9", ["cyclegan", f"data.root={data}", "cycle.preview=2"], "1,8"),  # 256x256
     )
-    for name, train_args, batches in cases:
+    for name, train_args, batches in (c for c in every_case if c[0] in cases):
         run_dir, bundle, result = work / name, work / f"{name}-bundle", work / f"{name}.json"
         out[f"{name}_train"] = run(
             [py, "-m", "edgegan", "train", train_args[0], "--out", str(run_dir)]
@@ -259,16 +272,19 @@ def section_infer(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> No
         if result.is_file():
             res["results"] = json.loads(result.read_text())
         out[f"{name}_bench"] = res
-        if not _ort_cuda():
-            continue
-        # onnxruntime without its CUDA graphs, then with its NHWC kernels (cuDNN's Hopper
-        # kernels are NHWC: an NCHW graph pays for conversions), against the rows above
-        for variant, flags in ORT_VARIANTS:
+        # The same bundle again, one variant per bench process, against the rows above
+        for variant in variants:
+            backend, flags = INFER_VARIANTS[variant]
+            if backend == "onnxruntime" and not _ort_cuda():
+                continue
+            if name == "resnet9" and backend == "torch":
+                flags = [*flags, "--directions", "AtoB"]  # each shape compiles: one direction
             path = work / f"{name}-{variant}.json"
             res = run(
                 [py, "-m", "edgegan", "bench", str(bundle), "--device", "cuda"]
-                + ["--backends", "onnxruntime", "--precisions", "fp32,fp16", *flags]
-                + ["--batch-sizes", batches, *iters, "--json", str(path)],
+                + ["--backends", backend, *flags]
+                + ["--precisions", "fp32,fp16", "--batch-sizes", batches, *iters]
+                + ["--json", str(path)],
                 log,
             )
             if path.is_file():
@@ -276,10 +292,16 @@ def section_infer(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> No
             out[f"{name}_bench_{variant}"] = res
 
 
-ORT_VARIANTS = (
-    ("no_graphs", ["--no-cuda-graphs"]),
-    ("nhwc", ["--ort-option", "prefer_nhwc=1"]),
-)
+#: The infer section's extra bench runs (backend, bench flags), each against the default rows.
+INFER_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    # onnxruntime without its CUDA graphs, and with its NHWC kernels (cuDNN's Hopper
+    # kernels are NHWC: an NCHW graph pays for conversions)
+    "no_graphs": ("onnxruntime", ["--no-cuda-graphs"]),
+    "nhwc": ("onnxruntime", ["--ort-option", "prefer_nhwc=1"]),
+    # torch compiled, frozen, with CUDA graphs and NHWC: inductor fuses the pads, norms and
+    # activations between the convolutions (the FP16 deploy path without TensorRT)
+    "torch_compiled": ("torch", ["--compile", "reduce-overhead", "--channels-last"]),
+}
 
 
 def _ort_cuda() -> bool:
@@ -314,6 +336,17 @@ def main(argv: list[str] | None = None) -> int:
         type=scripting.int_list(1),
         help="The curve section's batch sizes (default 4,16,32; 4,16 with --quick).",
     )
+    parser.add_argument(
+        "--infer-cases",
+        default=",".join(INFER_CASES),
+        help="The generators the infer section benches: dcgan, resnet9 (default both).",
+    )
+    parser.add_argument(
+        "--infer-variants",
+        default=",".join(INFER_VARIANTS),
+        help="The infer section's extra bench runs (comma-separated; '' for none): "
+        + ", ".join(INFER_VARIANTS),
+    )
     args = parser.parse_args(argv)
     sections = args.sections.split(",")
     bad = [s for s in sections if s not in SECTIONS]
@@ -325,6 +358,16 @@ def main(argv: list[str] | None = None) -> int:
     bad = [v for v in args.curve_variants.split(",") if v not in VARIANTS]
     if bad:
         parser.error(f"unknown curve variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+
+    infer_cases = tuple(c for c in args.infer_cases.split(",") if c)
+    infer_variants = tuple(v for v in args.infer_variants.split(",") if v)
+    for what, given, known in (
+        ("infer case", infer_cases, INFER_CASES),
+        ("infer variant", infer_variants, tuple(INFER_VARIANTS)),
+    ):
+        bad = [v for v in given if v not in known]
+        if bad:
+            parser.error(f"unknown {what}(s) {bad}; choose from {', '.join(known)}")
 
     import torch
 
@@ -369,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif section == "runs":
                     section_runs(log, work, args.quick, out)
                 else:
-                    section_infer(log, work, args.quick, out)
+                    section_infer(log, work, args.quick, out, infer_cases, infer_variants)
             except Exception as exc:  # record and go on with the next section
                 results[section] = {**out, "error": f"{type(exc).__name__}: {exc}"}
             results.setdefault("seconds", {})[section] = round(time.monotonic() - t0, 1)
