@@ -5,14 +5,16 @@ The reference settings (ngf 64, 9 residual blocks, instance norm, reflection pad
 a trained cyclegan-digits run with ``--run``, whose INT8 PSNR means more) are exported through
 edgegan's own exporters (dynamo, opset 18, dynamic batch/H/W; the mixed FP16 graph; the Q/DQ
 INT8 graph calibrated on 256x256 ``cyclegan-digits`` test images: colour B digits, or with
-``--run`` the domain A the generator reads), then
-timed at batch 1: torch eager, ONNX Runtime FP32 with several session settings (intra-op
-threads = physical cores, graph optimisation ALL; spinning off (the runner's setting for
-image-to-image graphs) and on; sequential/parallel
-execution; one thread), FP16 and INT8. Each row gets its PSNR against torch FP32 on the timed
-input and on held-out digits, its achieved GFLOP/s and the fraction of the FLOP floor
-(FLOPs / ``--peak-gflops``; the issue's 2-core AVX2 CPU: 157 GFLOP/s FP32 FMA, so 99.1 GFLOP
--> 0.63 s). Prints a table and writes JSON.
+``--run`` the domain A the generator reads), then timed at batch 1: torch eager; torch
+compiled (``edgegan infer --compile``'s recipe: frozen weights, layout-keeping norms; NCHW
+and channels-last); ONNX Runtime FP32 with several session settings (intra-op threads =
+physical cores, graph optimisation ALL; spinning off (the runner's setting for
+image-to-image graphs) and on; sequential/parallel execution; one thread), FP16 and INT8.
+Each row gets its PSNR against torch FP32 on the timed input and on held-out digits, its
+achieved GFLOP/s and the fraction of the FLOP floor (FLOPs / ``--peak-gflops``; the issue's
+2-core AVX2 CPU: 157 GFLOP/s FP32 FMA, so 99.1 GFLOP -> 0.63 s) and of the rate a large
+FP32 ``torch.mm`` sustains on the same threads (measured first: the 157 is the nominal
+clock's peak, and this VM's cores run faster). Prints a table and writes JSON.
 
     python tools/bench_translate.py --iters 20 --json docs/bench_translate.json
     python tools/bench_translate.py --iters 5            # a quick check (about 2 minutes)
@@ -26,6 +28,7 @@ skews every figure.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -96,6 +99,19 @@ def export_graphs(module: Any, spec: dict, work: Path, calib: np.ndarray, fp16: 
     return {"paths": paths, "info": info}
 
 
+def sgemm_gflops(threads: int, n: int = 4096, reps: int = 3) -> float:
+    """FP32 matrix multiply rate (``torch.mm``, n x n) on ``threads`` threads: what this CPU
+    sustains, as against the nominal peak (a VM reports the base clock, not the boost)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def session(path: Path, threads: int, spinning: bool = False, parallel: bool = False) -> Any:
     import onnxruntime as ort
 
@@ -133,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-samples", type=int, default=8)
     parser.add_argument("--eval-samples", type=int, default=4, help="held-out digits for PSNR")
     parser.add_argument("--no-fp16", action="store_true", help="skip the (slow on CPU) FP16 graph")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="skip the compiled torch rows (compiles twice)"
+    )
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args(argv)
     if args.size < MIN_SIDE or args.size % 4 or args.iters < 1 or args.warmup < 0:
@@ -148,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgegan.export.verify import psnr
     from edgegan.runtime import physical_cores
     from edgegan.runtime.bench import environment
+    from edgegan.runtime.torch_runner import for_inference
 
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
@@ -164,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = direction_spec(run_spec, "AtoB", module.size_multiple)
     flops = flop_count(module, channels, args.size)
     floor_ms = flops / (args.peak_gflops * 1e9) * 1e3
+    sgemm = sgemm_gflops(threads)
     x = np.random.default_rng(0).uniform(-1, 1, (1, channels, args.size, args.size))
     x = x.astype(np.float32)
     held_out = digits(args.size, args.eval_samples, args.calib_samples, domain, channels)
@@ -182,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_s": round(1e3 / p50, 3),
             "gflops_per_s": round(flops / p50 / 1e6, 1),
             "floor_fraction": round(floor_ms / p50, 3),  # 1.0 = at the FLOP floor
+            "sgemm_fraction": round(flops / p50 / 1e6 / sgemm, 3),  # of torch.mm's rate
             "psnr_random": round(psnr(ref, out), 2),
             "psnr_digits": None if digits_out is None else round(psnr(ref_digits, digits_out), 2),
         })  # fmt: skip
@@ -190,10 +212,24 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{args.run} A->B" if args.run else f"ResNet-{args.blocks} ngf {args.ngf}"
     print(f"{name} at {args.size}x{args.size}: "
           f"{flops / 1e9:.1f} GFLOP/image, floor {floor_ms:.0f} ms at {args.peak_gflops:g} "
-          f"GFLOP/s; {threads} threads", flush=True)  # fmt: skip
+          f"GFLOP/s; {threads} threads; torch.mm sustains {sgemm:.0f} GFLOP/s",
+          flush=True)  # fmt: skip
     with torch.inference_mode():
         ms, out = timed(lambda: module(torch.from_numpy(x)).numpy(), args.warmup, args.iters)
-    add(f"torch eager fp32 ({threads} threads)", ms, out, ref_digits)
+        add(f"torch eager fp32 ({threads} threads)", ms, out, ref_digits)
+        if not args.no_compile:
+            for channels_last in (False, True):
+                # what `edgegan infer/bench --compile [--channels-last]` run
+                t0 = time.perf_counter()
+                fast = for_inference(copy.deepcopy(module), "default", channels_last)
+                fmt = torch.channels_last if channels_last else torch.contiguous_format
+                inputs = [torch.from_numpy(a).contiguous(memory_format=fmt) for a in (x, held_out)]
+                fast(inputs[0])  # compiles this shape
+                print(f"  compiled in {time.perf_counter() - t0:.0f} s", flush=True)
+                run = lambda f=fast, a=inputs[0]: f(a).numpy()  # noqa: E731
+                ms, out = timed(run, args.warmup, args.iters)
+                name = "torch compiled fp32" + (" (channels-last)" if channels_last else "")
+                add(name, ms, out, fast(inputs[1]).numpy())
 
     with tempfile.TemporaryDirectory(prefix="edgegan-bench-") as tmp:
         t0 = time.perf_counter()
@@ -223,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "gflop_per_image": round(flops / 1e9, 2),
         "floor_ms": round(floor_ms, 1),
+        "sgemm_gflops": round(sgemm, 1),
         "ort_fp32_ms": fp32["p50_ms"],
         "ort_fp32_over_floor": round(fp32["p50_ms"] / floor_ms, 3),
         "best_ort_fp32": best32["name"],
@@ -232,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         "int8_target_met": fp32["p50_ms"] / int8["p50_ms"] >= TARGET_INT8_SPEEDUP
         and (int8["psnr_digits"] or 0) >= TARGET_INT8_PSNR,
     }
+    compiled = [r for r in rows if r["name"].startswith("torch compiled")]
+    if compiled:
+        best = min(compiled, key=lambda r: r["p50_ms"])
+        summary["best_torch_compiled"] = best["name"]
+        summary["torch_compiled_ms"] = best["p50_ms"]
+        summary["ort_fp32_over_torch_compiled"] = round(fp32["p50_ms"] / best["p50_ms"], 3)
     _print_table(rows)
     print(f"{summary['gflop_per_image']} GFLOP/image; floor {summary['floor_ms']} ms; ORT FP32 "
           f"{fp32['p50_ms']} ms = {summary['ort_fp32_over_floor']}x the floor (target <= "
@@ -269,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
 def _print_table(rows: list[dict[str, Any]]) -> None:
     cols = [("name", "", "<"), ("p50_ms", "p50 ms", ">"), ("p95_ms", "p95 ms", ">"),
             ("images_per_s", "img/s", ">"), ("gflops_per_s", "GFLOP/s", ">"),
-            ("floor_fraction", "of floor", ">"), ("psnr_random", "PSNR rand", ">"),
+            ("floor_fraction", "of floor", ">"), ("sgemm_fraction", "of mm", ">"),
+            ("psnr_random", "PSNR rand", ">"),
             ("psnr_digits", "PSNR digits", ">")]  # fmt: skip
     cells = [[h for _, h, _ in cols]] + [[str(r[k]) for k, _, _ in cols] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
