@@ -183,6 +183,29 @@ def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
         assert np.abs(q[f] - img).mean() < 8  # int8: close
 
 
+@pytest.mark.slow
+def test_infer_compiled_torch_translates_like_eager(runs, images, tmp_path, monkeypatch):
+    """``infer --compile reduce-overhead --channels-last`` on a folder of several sizes
+    (each padded size compiles once): the same files as eager, within one uint8 level."""
+    compiled = []
+    real_compile = torch.compile
+
+    def spy(module, **kwargs):
+        compiled.append(kwargs)
+        return real_compile(module, **kwargs)
+
+    ref = _infer(runs["resnet"], tmp_path / "eager", images)
+    monkeypatch.setattr(torch, "compile", spy)
+    fast = _infer(runs["resnet"], tmp_path / "compiled", images, "--compile", "reduce-overhead",
+                  "--channels-last", "--batch-size", "1")  # fmt: skip
+    assert [(c["options"]["triton.cudagraphs"], c["options"]["freezing"]) for c in compiled] == [
+        (True, True)
+    ]
+    assert sorted(fast) == sorted(ref)
+    for f, img in ref.items():
+        assert fast[f].shape == img.shape and np.abs(fast[f] - img).max() <= 1
+
+
 def test_translation_errors(runs, bundles, images, tmp_path):
     bundle, _ = bundles["resnet"]
     runner = CliRunner()
