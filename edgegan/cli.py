@@ -192,7 +192,8 @@ def _gpu_runner_options(command: Any) -> Any:
         type=click.Choice(COMPILE_MODES),
         help="torch backend: torch.compile, with frozen weights, in MODE (default, "
         "reduce-overhead for CUDA graphs, max-autotune, max-autotune-no-cudagraphs); "
-        "each input shape compiles on its first call.",
+        "each input shape compiles on its first call. Give it after the target, or as "
+        "--compile=MODE.",
     )(command)
     command = click.option(
         "--ort-option",
@@ -276,6 +277,8 @@ def infer(
     options: dict[str, Any] = {}
     if threads is not None:
         options["threads"] = threads
+    if (compile_ or channels_last) and backend != "torch":
+        raise EdgeganError("--compile and --channels-last apply to the torch backend")
     if compile_:
         options["compile"] = compile_
     if channels_last:

@@ -400,6 +400,7 @@ def test_compiled_torch_runner_matches_eager(runs, device, precision, mode):
     keep the layout, one compile (and CUDA graph) per shape; the same images as eager."""
     from edgegan.nn.layers import LayoutInstanceNorm2d
     from edgegan.runtime.bench import parity
+    from edgegan.runtime.torch_runner import CompiledGenerator
 
     run = runs["resnet"]
     with (
@@ -412,12 +413,23 @@ def test_compiled_torch_runner_matches_eager(runs, device, precision, mode):
         assert norms and fast.compiled == mode and fast.channels_last
         assert not any(isinstance(m, LayoutInstanceNorm2d) for m in eager.gen.module.modules())
         assert fast.describe().endswith(f"(compiled {mode}, channels-last)")
+        assert isinstance(fast.module, CompiledGenerator)
         c = fast.spec["channels_in"]
         for seed, shape in enumerate([(1, c, 32, 32), (2, c, 24, 40), (1, c, 32, 32)] * 2):
             x = {"image": np.random.default_rng(seed).uniform(-1, 1, shape).astype("f4")}
             y, ref = fast.run(x), eager.run(x)
             assert y.shape == ref.shape == (shape[0], fast.spec["channels_out"], *shape[2:])
             assert parity(y, ref, fast.spec)["psnr"] >= (100 if precision == "fp32" else 50)
+        # The weights are frozen into the compiled graph: changing the module's changes
+        # nothing there (and would, were they graph inputs; conv biases before a norm may
+        # stay inputs, and halving those only moves rounding)
+        with torch.no_grad():
+            for p in fast.gen.module.parameters():
+                p.mul_(0.5)
+        assert parity(fast.run(x), y, fast.spec)["psnr"] >= 100
+        with torch.inference_mode():
+            changed = fast.gen.module(torch.from_numpy(x["image"]).to(device, fast._dtype))
+        assert parity(changed.float().cpu().numpy(), y, fast.spec)["psnr"] < 40
 
 
 def test_compile_and_layout_options_are_checked(runs):

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -287,11 +288,12 @@ def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
 @pytest.mark.slow
 def test_bench_compiled_torch_rows(bundle, tmp_path):
     """``--compile [MODE] --channels-last`` compile the torch rows (each batch size on its
-    first warm-up run, which the rows report) and say so in the JSON and the table."""
+    first warm-up run, which the rows report; compiled rows get warm-up runs even with
+    ``--warmup 0``, so no timed run compiles) and say so in the JSON and the table."""
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "torch,onnxruntime",
                                    "--precisions", "fp32", "--batch-sizes", "1,3",
-                                   "--warmup", "2", "--iters", "3", "--compile",
+                                   "--warmup", "0", "--iters", "3", "--compile",
                                    "--channels-last", "--json", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "compiled default, channels-last" in res.stdout
@@ -299,13 +301,14 @@ def test_bench_compiled_torch_rows(bundle, tmp_path):
     assert data["compile"] == "default" and data["channels_last"] is True
     for row in data["results"]:
         assert row["status"] == "ok", row
-        assert row["first_run_s"] >= 0
         if row["backend"] == "torch":
             assert row["compile"] == "default" and row["channels_last"] is True
             assert row["first_run_s"] > 0.1  # the compile
+            assert row["latency_ms"]["p95"] < 100 * row["latency_ms"]["min"]  # not timed
             assert row["parity"]["max_abs"] < 1e-5
         else:
             assert "compile" not in row and "channels_last" not in row
+            assert "first_run_s" not in row  # --warmup 0
 
 
 def test_compile_options_are_checked(bundle, tmp_path):
@@ -320,7 +323,65 @@ def test_compile_options_are_checked(bundle, tmp_path):
     args = ["--num", "2", "--backend", "onnxruntime", "--compile"]
     res = CliRunner().invoke(cli, ["infer", str(bundle), "--out", str(tmp_path / "o"), *args])
     assert res.exit_code != 0 and not (tmp_path / "o").exists()
-    assert "option compile does not apply to the onnxruntime backend" in res.stderr
+    assert "--compile and --channels-last apply to the torch backend" in res.stderr
+
+
+def test_compiled_generator_freezes_and_lifts_the_limit_while_a_shape_compiles(monkeypatch):
+    """Freezing and the recompile limit are read while dynamo traces a shape, not taken from
+    torch.compile's options: they are set around each new shape's first call (and only then:
+    setting them costs a tenth of a small generator's call), and restored; the last compiled
+    generator to close resets torch.compile's caches (its frozen weights, CUDA graphs)."""
+    import torch
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+
+    from edgegan.runtime.torch_runner import RECOMPILE_LIMIT, CompiledGenerator
+
+    seen = []
+
+    def fake_fn(x):
+        seen.append((tuple(x.shape), inductor_config.freezing,
+                     torch._dynamo.config.recompile_limit))  # fmt: skip
+        return x
+
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
+    before = inductor_config.freezing, torch._dynamo.config.recompile_limit
+    a, b = (
+        CompiledGenerator(torch.nn.Identity(), "default"),
+        CompiledGenerator(torch.nn.Identity(), "default"),
+    )
+    a.fn = fake_fn
+    for shape in [(1, 2), (1, 2), (3, 2), (1, 2)]:
+        a(torch.zeros(shape))
+    assert seen == [
+        ((1, 2), True, RECOMPILE_LIMIT),
+        ((1, 2), *before),
+        ((3, 2), True, RECOMPILE_LIMIT),
+        ((1, 2), *before),
+    ]
+    assert (inductor_config.freezing, torch._dynamo.config.recompile_limit) == before
+    a.close()
+    a.close()
+    assert resets == []  # b is still open
+    b.close()
+    assert resets == [1] and CompiledGenerator.open_count == 0
+
+
+@pytest.mark.slow
+def test_a_failed_compile_is_one_line(run_dir, tmp_path):
+    """Without a C++ compiler inductor cannot build CPU kernels: one line, nothing written."""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"),
+           "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}  # fmt: skip
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "edgegan", "infer", str(run_dir), "--num", "2", "--compile",
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0 and not out.exists()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "torch.compile could not compile the generator" in errors[0]
+    assert "run without --compile" in errors[0]
 
 
 def test_bench_rejects_bad_arguments(bundle):

@@ -29,29 +29,109 @@ def compile_mode(compile: bool | str | None) -> str | None:
     return str(compile)
 
 
+#: Shapes one compiled generator may compile before torch runs it eager (torch's default
+#: is 8, counted per code object: every runner of the same network class shares it).
+RECOMPILE_LIMIT = 64
+
+
+class CompiledGenerator:
+    """A generator compiled for inference: frozen weights (inductor folds them into the graph
+    as constants), static shapes (each input shape compiles once, with its own CUDA graph in
+    the modes that record them), compile failures as one :class:`EdgeganError` line.
+
+    Freezing and the recompile limit are inductor/dynamo settings read while a shape is
+    traced, not options of ``torch.compile``: they are set around the first call of each
+    shape only (setting them costs about 10 us, a tenth of a DCGAN call). Calls must run
+    without autograd (``torch.inference_mode``), as freezing requires. While any compiled
+    generator is open, torch.compile's caches are shared; closing the last one resets them
+    (:func:`torch.compiler.reset`), which frees the frozen weights and CUDA graphs.
+    """
+
+    open_count = 0
+
+    def __init__(self, module: Any, mode: str) -> None:
+        import torch
+        import torch._inductor
+
+        # a mode's own options are spelled out: torch.compile takes a mode or options
+        options = {**torch._inductor.list_mode_options(mode), "freezing": True}
+        self.mode = mode
+        self.fn = torch.compile(module, options=options, dynamic=False)
+        self._shapes: set[tuple] = set()
+        self._open = True
+        CompiledGenerator.open_count += 1
+
+    def __call__(self, *args: Any) -> Any:
+        key = tuple((tuple(a.shape), a.dtype, a.device, _layout(a)) for a in args)
+        if key in self._shapes:
+            return self.fn(*args)
+        result = self._compile_call(args)
+        self._shapes.add(key)
+        return result
+
+    def _compile_call(self, args: tuple) -> Any:
+        import torch._dynamo
+        import torch._inductor.config as inductor_config
+        from torch._dynamo.exc import BackendCompilerFailed
+
+        dynamo_config = torch._dynamo.config
+        limit = (
+            "recompile_limit"
+            if hasattr(dynamo_config, "recompile_limit")
+            else (
+                "cache_size_limit"  # torch < 2.6
+            )
+        )
+        saved = inductor_config.freezing, getattr(dynamo_config, limit)
+        inductor_config.freezing = True
+        setattr(dynamo_config, limit, max(saved[1], RECOMPILE_LIMIT))
+        try:
+            return self.fn(*args)
+        except BackendCompilerFailed as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            why = lines[0] if lines else type(exc).__name__
+            raise EdgeganError(
+                f"torch.compile could not compile the generator ({why[:300]}); "
+                "run without --compile (on the CPU it needs a C++ compiler, on CUDA triton)"
+            ) from exc
+        finally:
+            inductor_config.freezing = saved[0]
+            setattr(dynamo_config, limit, saved[1])
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.fn = None
+        CompiledGenerator.open_count -= 1
+        if CompiledGenerator.open_count == 0:
+            import torch
+
+            torch.compiler.reset()
+
+
+def _layout(t: Any) -> str:
+    import torch
+
+    return "nhwc" if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) else ""
+
+
 def for_inference(module: Any, mode: str | None, channels_last: bool = False) -> Any:
     """``module`` (in eval mode) as the torch runner runs it: with ``channels_last``, its
     4-D weights in channels-last layout, in place; with a torch.compile ``mode``, its instance
-    norms swapped for layout-keeping ones, in place, and the compiled module returned (frozen
-    weights, static shapes). ``mode`` None returns ``module`` itself."""
+    norms swapped for layout-keeping ones (inductor runs convolutions channels-last, and the
+    plain norm's decomposition converts back to NCHW around each), in place, and a
+    :class:`CompiledGenerator` returned. ``mode`` None returns ``module`` itself."""
     if channels_last:
         from edgegan.train.fastpath import to_channels_last
 
         to_channels_last(module)
     if mode is None:
         return module
-    import torch
-    import torch._inductor
-
     from edgegan.nn.layers import keep_layout_norms
 
     keep_layout_norms(module)
-    # Freezing folds the weights into the graph as constants (inference only); a mode's
-    # own options are spelled out because torch.compile takes a mode or options, not both.
-    # dynamic=False: each shape gets static kernels (and its own CUDA graph), the fastest
-    # for the fixed shapes of a deployment.
-    options = {**torch._inductor.list_mode_options(mode), "freezing": True}
-    return torch.compile(module, options=options, dynamic=False)
+    return CompiledGenerator(module, mode)
 
 
 class TorchRunner(Runner):
@@ -63,7 +143,8 @@ class TorchRunner(Runner):
     inductor makes convolutions channels-last, and the plain norm's decomposition converts
     back). Each input shape compiles once, on its first call (seconds to minutes).
     ``channels_last``: weights and image inputs in channels-last layout (cuDNN's tensor-core
-    kernels on recent GPUs are NHWC).
+    kernels on recent GPUs are NHWC). Both change ``gen.module`` in place (half precision,
+    weight layout, norm class): the runner owns the generator it is given.
 
     There is no torch int8 path: int8 is the bundle's Q/DQ graph (onnxruntime, tensorrt).
     """
@@ -166,5 +247,7 @@ class TorchRunner(Runner):
             torch.cuda.synchronize(self._device)
 
     def close(self) -> None:
+        if isinstance(self.module, CompiledGenerator):
+            self.module.close()
         self.module = None
         self.gen = None
