@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 ms, out = timed(run, args.warmup, args.iters)
                 name = "torch compiled fp32" + (" (channels-last)" if channels_last else "")
                 add(name, ms, out, fast(inputs[1]).numpy())
+                fast.close()
 
     with tempfile.TemporaryDirectory(prefix="edgegan-bench-") as tmp:
         t0 = time.perf_counter()
