@@ -187,20 +187,26 @@ def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
 def test_infer_compiled_torch_translates_like_eager(runs, images, tmp_path, monkeypatch):
     """``infer --compile reduce-overhead --channels-last`` on a folder of several sizes
     (each padded size compiles once): the same files as eager, within one uint8 level."""
-    compiled = []
-    real_compile = torch.compile
+    from edgegan.runtime.torch_runner import CompiledGenerator
+
+    compiled, traced = [], []
+    real_compile, real_call = torch.compile, CompiledGenerator._compile_call
 
     def spy(module, **kwargs):
         compiled.append(kwargs)
         return real_compile(module, **kwargs)
 
+    def spy_call(self, args):
+        traced.append(tuple(args[0].shape))
+        return real_call(self, args)
+
     ref = _infer(runs["resnet"], tmp_path / "eager", images)
     monkeypatch.setattr(torch, "compile", spy)
+    monkeypatch.setattr(CompiledGenerator, "_compile_call", spy_call)
     fast = _infer(runs["resnet"], tmp_path / "compiled", images, "--compile", "reduce-overhead",
                   "--channels-last", "--batch-size", "1")  # fmt: skip
-    assert [(c["options"]["triton.cudagraphs"], c["options"]["freezing"]) for c in compiled] == [
-        (True, True)
-    ]
+    assert [c["options"]["triton.cudagraphs"] for c in compiled] == [True]
+    assert sorted(traced) == [(1, 1, 32, 32), (1, 1, 32, 48)]  # each padded size once
     assert sorted(fast) == sorted(ref)
     for f, img in ref.items():
         assert fast[f].shape == img.shape and np.abs(fast[f] - img).max() <= 1

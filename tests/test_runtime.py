@@ -328,43 +328,55 @@ def test_compile_options_are_checked(bundle, tmp_path):
 
 def test_compiled_generator_freezes_and_lifts_the_limit_while_a_shape_compiles(monkeypatch):
     """Freezing and the recompile limit are read while dynamo traces a shape, not taken from
-    torch.compile's options: they are set around each new shape's first call (and only then:
-    setting them costs a tenth of a small generator's call), and restored; the last compiled
-    generator to close resets torch.compile's caches (its frozen weights, CUDA graphs)."""
+    torch.compile's options: they are set around each new shape's (and stride's) first call,
+    and only then (setting them costs a tenth of a small generator's call), and restored.
+    The last compiled generator to close resets torch.compile's caches (its frozen weights,
+    CUDA graphs); one dropped without close() still counts itself out."""
+    import gc
+
     import torch
     import torch._dynamo
     import torch._inductor.config as inductor_config
 
     from edgegan.runtime.torch_runner import RECOMPILE_LIMIT, CompiledGenerator
 
+    name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else (
+        "cache_size_limit")  # fmt: skip
     seen = []
 
     def fake_fn(x):
         seen.append((tuple(x.shape), inductor_config.freezing,
-                     torch._dynamo.config.recompile_limit))  # fmt: skip
+                     getattr(torch._dynamo.config, name)))  # fmt: skip
         return x
 
     resets = []
     monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
-    before = inductor_config.freezing, torch._dynamo.config.recompile_limit
-    a, b = (
-        CompiledGenerator(torch.nn.Identity(), "default"),
-        CompiledGenerator(torch.nn.Identity(), "default"),
-    )
-    a.fn = fake_fn
-    for shape in [(1, 2), (1, 2), (3, 2), (1, 2)]:
-        a(torch.zeros(shape))
-    assert seen == [
-        ((1, 2), True, RECOMPILE_LIMIT),
-        ((1, 2), *before),
-        ((3, 2), True, RECOMPILE_LIMIT),
-        ((1, 2), *before),
-    ]
-    assert (inductor_config.freezing, torch._dynamo.config.recompile_limit) == before
-    a.close()
-    a.close()
-    assert resets == []  # b is still open
-    b.close()
+    before = inductor_config.freezing, getattr(torch._dynamo.config, name)
+    assert CompiledGenerator.open_count == 0
+    a, b = (CompiledGenerator(torch.nn.Identity(), "default") for _ in range(2))
+    try:
+        a.fn = fake_fn
+        x = torch.zeros(4, 2)
+        for t in [x[:1], x[:1], x[:3], x[:1], x[::2]]:  # the last: a seen shape, new stride
+            a(t)
+        assert seen == [
+            ((1, 2), True, RECOMPILE_LIMIT),
+            ((1, 2), *before),
+            ((3, 2), True, RECOMPILE_LIMIT),
+            ((1, 2), *before),
+            ((2, 2), True, RECOMPILE_LIMIT),
+        ]
+        assert (inductor_config.freezing, getattr(torch._dynamo.config, name)) == before
+        a.close()
+        a.close()
+        assert resets == [] and CompiledGenerator.open_count == 1  # b is still open
+        c = CompiledGenerator(torch.nn.Identity(), "default")
+        del c
+        gc.collect()
+        assert resets == [] and CompiledGenerator.open_count == 1
+    finally:
+        a.close()
+        b.close()
     assert resets == [1] and CompiledGenerator.open_count == 0
 
 
@@ -380,7 +392,7 @@ def test_a_failed_compile_is_one_line(run_dir, tmp_path):
     assert proc.returncode != 0 and not out.exists()
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "torch.compile could not compile the generator" in errors[0]
+    assert "torch.compile could not compile the generator (InvalidCxxCompiler:" in errors[0]
     assert "run without --compile" in errors[0]
 
 

@@ -9,6 +9,8 @@ that dominate a batch-1 call).
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -41,13 +43,19 @@ class CompiledGenerator:
 
     Freezing and the recompile limit are inductor/dynamo settings read while a shape is
     traced, not options of ``torch.compile``: they are set around the first call of each
-    shape only (setting them costs about 10 us, a tenth of a DCGAN call). Calls must run
-    without autograd (``torch.inference_mode``), as freezing requires. While any compiled
-    generator is open, torch.compile's caches are shared; closing the last one resets them
-    (:func:`torch.compiler.reset`), which frees the frozen weights and CUDA graphs.
+    input shape and stride only (setting them costs about 10 us, a tenth of a DCGAN call),
+    under a lock, since they are process-wide. Calls must run without autograd
+    (``torch.inference_mode``), as freezing requires.
+
+    torch.compile's caches are per process: the :data:`RECOMPILE_LIMIT` counts the shapes of
+    every compiled generator of the same network class since the last reset, and the frozen
+    weights and CUDA graphs stay in them. Closing the last open compiled generator resets
+    them (:func:`torch.compiler.reset`, which also drops any other compiled code of the
+    process: it recompiles on its next call).
     """
 
     open_count = 0
+    _lock = threading.Lock()
 
     def __init__(self, module: Any, mode: str) -> None:
         import torch
@@ -58,11 +66,17 @@ class CompiledGenerator:
         self.mode = mode
         self.fn = torch.compile(module, options=options, dynamic=False)
         self._shapes: set[tuple] = set()
-        self._open = True
         CompiledGenerator.open_count += 1
+        # one that is dropped without close() still leaves the count (the reset waits for
+        # the next close: resetting from a garbage-collection callback could hit a compile)
+        self._release = weakref.finalize(self, CompiledGenerator._released)
+
+    @classmethod
+    def _released(cls) -> None:
+        cls.open_count -= 1
 
     def __call__(self, *args: Any) -> Any:
-        key = tuple((tuple(a.shape), a.dtype, a.device, _layout(a)) for a in args)
+        key = tuple((tuple(a.shape), a.stride(), a.dtype, a.device) for a in args)
         if key in self._shapes:
             return self.fn(*args)
         result = self._compile_call(args)
@@ -72,48 +86,48 @@ class CompiledGenerator:
     def _compile_call(self, args: tuple) -> Any:
         import torch._dynamo
         import torch._inductor.config as inductor_config
-        from torch._dynamo.exc import BackendCompilerFailed
+        from torch._dynamo.exc import TorchDynamoException
 
         dynamo_config = torch._dynamo.config
+        # renamed in torch 2.6
         limit = (
-            "recompile_limit"
-            if hasattr(dynamo_config, "recompile_limit")
-            else (
-                "cache_size_limit"  # torch < 2.6
-            )
+            "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
         )
-        saved = inductor_config.freezing, getattr(dynamo_config, limit)
-        inductor_config.freezing = True
-        setattr(dynamo_config, limit, max(saved[1], RECOMPILE_LIMIT))
-        try:
-            return self.fn(*args)
-        except BackendCompilerFailed as exc:
-            lines = [line for line in str(exc).splitlines() if line.strip()]
-            why = lines[0] if lines else type(exc).__name__
-            raise EdgeganError(
-                f"torch.compile could not compile the generator ({why[:300]}); "
-                "run without --compile (on the CPU it needs a C++ compiler, on CUDA triton)"
-            ) from exc
-        finally:
-            inductor_config.freezing = saved[0]
-            setattr(dynamo_config, limit, saved[1])
+        with CompiledGenerator._lock:
+            saved = inductor_config.freezing, getattr(dynamo_config, limit)
+            inductor_config.freezing = True
+            setattr(dynamo_config, limit, max(saved[1], RECOMPILE_LIMIT))
+            try:
+                return self.fn(*args)
+            except TorchDynamoException as exc:
+                raise EdgeganError(
+                    f"torch.compile could not compile the generator ({_cause(exc)}); run "
+                    "without --compile (on the CPU it needs a C++ compiler, on CUDA triton)"
+                ) from exc
+            finally:
+                inductor_config.freezing = saved[0]
+                setattr(dynamo_config, limit, saved[1])
 
     def close(self) -> None:
-        if not self._open:
+        if not self._release.alive:
             return
-        self._open = False
         self.fn = None
-        CompiledGenerator.open_count -= 1
-        if CompiledGenerator.open_count == 0:
+        self._release()
+        if CompiledGenerator.open_count <= 0:
             import torch
 
             torch.compiler.reset()
 
 
-def _layout(t: Any) -> str:
-    import torch
-
-    return "nhwc" if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) else ""
+def _cause(exc: BaseException) -> str:
+    """The root of a torch.compile failure, on one line: dynamo wraps it (a backend's
+    failure in BackendCompilerFailed, whose own first line says only which backend)."""
+    inner = getattr(exc, "inner_exception", None)
+    while isinstance(inner, BaseException) and getattr(inner, "inner_exception", None):
+        inner = inner.inner_exception  # InductorError around the compiler's own error
+    cause = inner if isinstance(inner, BaseException) else exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def for_inference(module: Any, mode: str | None, channels_last: bool = False) -> Any:
