@@ -309,6 +309,9 @@ def test_a_silent_rank_waiting_for_rank_0_ends_at_once_on_sigterm_or_ctrl_c(
     for key, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("TORCHELASTIC_RUN_ID", "t")):
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(cli_mod, "SILENT_RANK_WAIT", 60.0)
+    # Python's own Ctrl-C handler, as in a terminal: a process started in the background
+    # by a non-interactive shell (`cmd &`, as CI may be) inherits SIGINT ignored
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))
     t0 = time.monotonic()
     timer.start()
@@ -316,5 +319,6 @@ def test_a_silent_rank_waiting_for_rank_0_ends_at_once_on_sigterm_or_ctrl_c(
         result = CliRunner().invoke(group, ["boom"])
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, old)
     assert result.exit_code == code and result.output.strip() == ""
     assert time.monotonic() - t0 < 10
