@@ -287,9 +287,10 @@ def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
 
 @pytest.mark.slow
 def test_bench_compiled_torch_rows(bundle, tmp_path):
-    """``--compile [MODE] --channels-last`` compile the torch rows (each batch size on its
-    first warm-up run, which the rows report; compiled rows get warm-up runs even with
-    ``--warmup 0``, so no timed run compiles) and say so in the JSON and the table."""
+    """``--compile [MODE] --channels-last`` add compiled torch rows beside the eager ones
+    (each batch size compiles on its first warm-up run, which the rows report; compiled
+    rows get warm-up runs even with ``--warmup 0``, so no timed run compiles) and say so in
+    the JSON and the table."""
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "torch,onnxruntime",
                                    "--precisions", "fp32", "--batch-sizes", "1,3",
@@ -299,15 +300,19 @@ def test_bench_compiled_torch_rows(bundle, tmp_path):
     assert "compiled default, channels-last" in res.stdout
     data = json.loads(out.read_text())
     assert data["compile"] == "default" and data["channels_last"] is True
+    kinds = [(r["backend"], r["batch"], r.get("compile")) for r in data["results"]]
+    assert kinds == [("torch", 1, None), ("torch", 3, None), ("torch", 1, "default"),
+                     ("torch", 3, "default"), ("onnxruntime", 1, None),
+                     ("onnxruntime", 3, None)]  # fmt: skip
     for row in data["results"]:
         assert row["status"] == "ok", row
-        if row["backend"] == "torch":
-            assert row["compile"] == "default" and row["channels_last"] is True
+        if row.get("compile"):
+            assert row["backend"] == "torch" and row["channels_last"] is True
             assert row["first_run_s"] > 0.1  # the compile
             assert row["latency_ms"]["p95"] < 100 * row["latency_ms"]["min"]  # not timed
             assert row["parity"]["max_abs"] < 1e-5
         else:
-            assert "compile" not in row and "channels_last" not in row
+            assert "channels_last" not in row
             assert "first_run_s" not in row  # --warmup 0
 
 

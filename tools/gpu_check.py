@@ -14,9 +14,9 @@ Sections (``--sections``, default all):
           installed), FP16/INT8 graphs, parity against torch FP32 (onnxruntime and
           TensorRT replay CUDA graphs, their default); then onnxruntime again without them
           (``--no-cuda-graphs``), and with its NHWC kernels (``--ort-option prefer_nhwc=1``),
-          and torch compiled (``--compile reduce-overhead --channels-last``; for the
-          ResNet-9 its AtoB direction only); ``--infer-cases`` and ``--infer-variants``
-          pick among them
+          and torch compiled (``--compile reduce-overhead --channels-last``: compiled rows
+          beside eager ones; for the ResNet-9 its AtoB direction only); ``--infer-cases``
+          and ``--infer-variants`` pick among them
 
 Every section records what it ran, its exit status and its figures; a failing section does not
 stop the others. Results go to one JSON file (``--out``), rewritten as each command of a

@@ -217,9 +217,10 @@ def bench(
     default the run's image size). A single name may stand for a list; repeats count once.
     ``cuda_graphs`` turns the CUDA graphs of the onnxruntime and tensorrt runners on or off
     (None: each backend's default); ``ort_options`` are more options of onnxruntime's CUDA
-    execution provider (e.g. ``{"prefer_nhwc": "1"}``); ``compile`` (a torch.compile mode,
-    or True) and ``channels_last`` apply to the torch rows, which then get at least
-    :data:`COMPILED_WARMUP` warm-up runs (the first compiles; ``first_run_s``)."""
+    execution provider (e.g. ``{"prefer_nhwc": "1"}``). ``compile`` (a torch.compile mode,
+    or True) and ``channels_last`` add torch rows run that way beside the eager ones;
+    compiled rows get at least :data:`COMPILED_WARMUP` warm-up runs (the first compiles:
+    ``first_run_s``)."""
     from edgegan.runtime.torch_runner import compile_mode
 
     compile = compile_mode(compile)
@@ -261,15 +262,19 @@ def bench(
             options = _runner_options(backend, threads, cuda_graphs, ort_options)
             if t is first:
                 _warm_up_library(t, backend, device, inputs[min(inputs)], options)
-            if backend == "torch":
-                # after the library's warm-up, which need not compile a graph it throws away
-                options.update(_torch_options(compile, channels_last))
+            variants = [(options, tags)]
+            if backend == "torch" and (compile or channels_last):
+                # beside the eager rows, so one table compares them
+                extra = _torch_options(compile, channels_last)
+                variants.append(({**options, **extra}, {**tags, **extra}))
             for precision in precisions:
-                rows += _bench_one(
-                    t, backend, precision, device, inputs, reference, warmup, iters, options, tags
-                )
-                if progress:
-                    progress(rows[-len(inputs) :])
+                for opts, row_tags in variants:
+                    rows += _bench_one(
+                        t, backend, precision, device, inputs, reference, warmup, iters, opts,
+                        row_tags,
+                    )  # fmt: skip
+                    if progress:
+                        progress(rows[-len(inputs) :])
     assert first is not None
     return {
         "format": BENCH_FORMAT,
@@ -436,11 +441,6 @@ def _bench_one(
                     else None,
                     **({"threads": runner.threads} if hasattr(runner, "threads") else {}),
                     **({"cuda_graphs": True} if runner.graphed(x) else {}),
-                    **(
-                        _torch_options(runner.compiled, runner.channels_last)
-                        if backend == "torch"
-                        else {}
-                    ),
                 )
             )
     finally:

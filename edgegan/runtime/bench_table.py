@@ -21,7 +21,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
         key = ([r.get("direction", "")] if lead else []) + [r["backend"], r["precision"]]
         if r["status"] != "ok":
             prev = rows[-1] if rows else None
-            note = f"{r['status']}: {r['reason']}"
+            note = f"{r['status']}: {r['reason']}" + _variant(r)
             if prev and prev[: len(key)] == key and prev[-1] == note:
                 prev[len(key)] += f",{r['batch']}"
                 continue
@@ -41,11 +41,17 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 r["device"]
                 + (f", {r['threads']} threads" if r.get("threads") else "")
                 + (", CUDA graph" if r.get("cuda_graphs") else "")
-                + (f", compiled {r['compile']}" if r.get("compile") else "")
-                + (", channels-last" if r.get("channels_last") else ""),
+                + _variant(r),
             ]
         )
     return rows
+
+
+def _variant(row: dict[str, Any]) -> str:
+    """How a torch row ran, when not eager in the default layout."""
+    return (f", compiled {row['compile']}" if row.get("compile") else "") + (
+        ", channels-last" if row.get("channels_last") else ""
+    )
 
 
 HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak MB",
