@@ -192,8 +192,8 @@ def _gpu_runner_options(command: Any) -> Any:
         type=click.Choice(COMPILE_MODES),
         help="torch backend: torch.compile, with frozen weights, in MODE (default, "
         "reduce-overhead for CUDA graphs, max-autotune, max-autotune-no-cudagraphs); "
-        "each input shape compiles on its first call. Give it after the target, or as "
-        "--compile=MODE.",
+        "each input shape compiles on its first call; bench adds these rows beside the "
+        "eager ones. Give it after the target, or as --compile=MODE.",
     )(command)
     command = click.option(
         "--ort-option",

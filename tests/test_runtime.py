@@ -362,14 +362,16 @@ def test_compiled_generator_freezes_and_lifts_the_limit_while_a_shape_compiles(m
     try:
         a.fn = fake_fn
         x = torch.zeros(4, 2)
-        for t in [x[:1], x[:1], x[:3], x[:1], x[::2]]:  # the last: a seen shape, new stride
+        strided = torch.zeros(2, 4).t()[:1]  # a seen shape (1, 2), strides (1, 4)
+        for t in [x[:1], x[:1], x[:3], x[:1], strided, strided]:
             a(t)
         assert seen == [
             ((1, 2), True, RECOMPILE_LIMIT),
             ((1, 2), *before),
             ((3, 2), True, RECOMPILE_LIMIT),
             ((1, 2), *before),
-            ((2, 2), True, RECOMPILE_LIMIT),
+            ((1, 2), True, RECOMPILE_LIMIT),
+            ((1, 2), *before),
         ]
         assert (inductor_config.freezing, getattr(torch._dynamo.config, name)) == before
         a.close()
@@ -383,6 +385,28 @@ def test_compiled_generator_freezes_and_lifts_the_limit_while_a_shape_compiles(m
         a.close()
         b.close()
     assert resets == [1] and CompiledGenerator.open_count == 0
+
+
+def test_a_compile_failure_is_named_by_its_innermost_cause():
+    """dynamo wraps a backend's failure (BackendCompilerFailed, whose first line names only
+    the backend; InductorError around the compiler's own error): the line names the root."""
+    from edgegan.runtime.torch_runner import _cause
+
+    class Wrapped(RuntimeError):
+        def __init__(self, text, inner=None):
+            super().__init__(text)
+            self.inner_exception = inner
+
+    root = OSError("No working C++ compiler found\nmore detail")
+    assert _cause(Wrapped("backend='inductor' raised:", Wrapped("x", root))) == (
+        "OSError: No working C++ compiler found"
+    )
+    assert _cause(Wrapped("backend='inductor' raised:", "not an exception")) == (
+        "Wrapped: backend='inductor' raised:"
+    )
+    a, b = Wrapped("a"), Wrapped("b")
+    a.inner_exception, b.inner_exception = b, a  # a cycle ends, too
+    assert _cause(a) in ("Wrapped: a", "Wrapped: b")
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
         key = ([r.get("direction", "")] if lead else []) + [r["backend"], r["precision"]]
         if r["status"] != "ok":
             prev = rows[-1] if rows else None
-            note = f"{r['status']}: {r['reason']}" + _variant(r)
+            variant = _variant(r)
+            note = f"{r['status']}: {r['reason']}" + (f" [{variant[2:]}]" if variant else "")
             if prev and prev[: len(key)] == key and prev[-1] == note:
                 prev[len(key)] += f",{r['batch']}"
                 continue

@@ -122,10 +122,12 @@ class CompiledGenerator:
 def _cause(exc: BaseException) -> str:
     """The root of a torch.compile failure, on one line: dynamo wraps it (a backend's
     failure in BackendCompilerFailed, whose own first line says only which backend)."""
-    inner = getattr(exc, "inner_exception", None)
-    while isinstance(inner, BaseException) and getattr(inner, "inner_exception", None):
-        inner = inner.inner_exception  # InductorError around the compiler's own error
-    cause = inner if isinstance(inner, BaseException) else exc
+    cause: BaseException = exc
+    for _ in range(8):  # InductorError around the compiler's own error, ...
+        inner = getattr(cause, "inner_exception", None)
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
 
