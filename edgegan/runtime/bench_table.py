@@ -22,7 +22,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
         if r["status"] != "ok":
             prev = rows[-1] if rows else None
             variant = _variant(r)
-            note = f"{r['status']}: {r['reason']}" + (f" [{variant[2:]}]" if variant else "")
+            note = f"{r['status']}: {r['reason']}" + (f" [{', '.join(variant)}]" if variant else "")
             if prev and prev[: len(key)] == key and prev[-1] == note:
                 prev[len(key)] += f",{r['batch']}"
                 continue
@@ -42,16 +42,16 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 r["device"]
                 + (f", {r['threads']} threads" if r.get("threads") else "")
                 + (", CUDA graph" if r.get("cuda_graphs") else "")
-                + _variant(r),
+                + "".join(f", {part}" for part in _variant(r)),
             ]
         )
     return rows
 
 
-def _variant(row: dict[str, Any]) -> str:
+def _variant(row: dict[str, Any]) -> list[str]:
     """How a torch row ran, when not eager in the default layout."""
-    return (f", compiled {row['compile']}" if row.get("compile") else "") + (
-        ", channels-last" if row.get("channels_last") else ""
+    return ([f"compiled {row['compile']}"] if row.get("compile") else []) + (
+        ["channels-last"] if row.get("channels_last") else []
     )
 
 

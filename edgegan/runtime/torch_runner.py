@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, first_line
 from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
 
 
@@ -128,8 +128,7 @@ def _cause(exc: BaseException) -> str:
         if not isinstance(inner, BaseException) or inner is cause:
             break
         cause = inner
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[0] if lines else ''}"[:300]
+    return f"{type(cause).__name__}: {first_line(cause)}"[:300]
 
 
 def for_inference(module: Any, mode: str | None, channels_last: bool = False) -> Any:
