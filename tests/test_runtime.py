@@ -387,6 +387,35 @@ def test_compiled_generator_freezes_and_lifts_the_limit_while_a_shape_compiles(m
     assert resets == [1] and CompiledGenerator.open_count == 0
 
 
+def test_compiled_generator_autotunes_cudnn_on_cuda_calls_only():
+    """Compiled calls on CUDA run with cuDNN's autotuner on (the deploy path's counterpart of
+    onnxruntime's exhaustive search), first and later calls alike, and leave the flag as it
+    was; CPU calls never touch it. The inputs' devices are all the wrapper reads of them."""
+    import torch
+
+    from edgegan.runtime.torch_runner import CompiledGenerator
+
+    class OnCuda:  # what the wrapper reads of a CUDA tensor, without a GPU
+        shape, dtype, device = (1, 3), torch.float16, torch.device("cuda", 0)
+
+        def stride(self):
+            return (3, 1)
+
+    seen = []
+    gen = CompiledGenerator(torch.nn.Identity(), "default")
+    try:
+        gen.fn = lambda x: seen.append(torch.backends.cudnn.benchmark)
+        for before in (False, True):
+            torch.backends.cudnn.benchmark = before
+            for x in (OnCuda(), OnCuda(), torch.zeros(1, 3), torch.zeros(1, 3)):
+                gen(x)
+            assert torch.backends.cudnn.benchmark is before
+        assert seen == [True, True, False, False, True, True, True, True]
+    finally:
+        torch.backends.cudnn.benchmark = False
+        gen.close()
+
+
 def test_a_compile_failure_is_named_by_its_innermost_cause():
     """dynamo wraps a backend's failure (BackendCompilerFailed, whose first line names only
     the backend; InductorError around the compiler's own error): the line names the root."""

@@ -9,8 +9,10 @@ that dominate a batch-1 call).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,6 +49,13 @@ class CompiledGenerator:
     under a lock, since they are process-wide. Calls must run without autograd
     (``torch.inference_mode``), as freezing requires.
 
+    Calls on CUDA run with cuDNN's autotuner on (``torch.backends.cudnn.benchmark``, restored
+    after each call): shapes are static, so each convolution's algorithm is timed once, on
+    its shape's first calls, and the CUDA graphs recorded later replay the fastest. This is
+    the compiled path's counterpart of onnxruntime's exhaustive cuDNN search and TensorRT's
+    tactic timing; the eager torch runner keeps torch's default (heuristics), as a plain
+    PyTorch program would.
+
     torch.compile's caches are per process: the :data:`RECOMPILE_LIMIT` counts the shapes of
     every compiled generator of the same network class since the last reset, and the frozen
     weights and CUDA graphs stay in them. Closing the last open compiled generator resets
@@ -65,7 +74,7 @@ class CompiledGenerator:
         options = {**torch._inductor.list_mode_options(mode), "freezing": True}
         self.mode = mode
         self.fn = torch.compile(module, options=options, dynamic=False)
-        self._shapes: set[tuple] = set()
+        self._shapes: dict[tuple, bool] = {}  # input key -> on CUDA
         CompiledGenerator.open_count += 1
         # one that is dropped without close() still leaves the count (the reset waits for
         # the next close: resetting from a garbage-collection callback could hit a compile)
@@ -77,11 +86,17 @@ class CompiledGenerator:
 
     def __call__(self, *args: Any) -> Any:
         key = tuple((tuple(a.shape), a.stride(), a.dtype, a.device) for a in args)
-        if key in self._shapes:
+        cuda = self._shapes.get(key)
+        if cuda is None:
+            cuda = any(a.device.type == "cuda" for a in args)
+            with _cudnn_autotune(cuda):
+                result = self._compile_call(args)
+            self._shapes[key] = cuda
+            return result
+        if not cuda:
             return self.fn(*args)
-        result = self._compile_call(args)
-        self._shapes.add(key)
-        return result
+        with _cudnn_autotune(True):
+            return self.fn(*args)
 
     def _compile_call(self, args: tuple) -> Any:
         import torch._dynamo
@@ -117,6 +132,22 @@ class CompiledGenerator:
             import torch
 
             torch.compiler.reset()
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(on: bool) -> Iterator[None]:
+    """cuDNN's autotuner on for the block (when ``on``), then as it was."""
+    if not on:
+        yield
+        return
+    import torch
+
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 def _cause(exc: BaseException) -> str:
