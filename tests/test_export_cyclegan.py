@@ -549,3 +549,19 @@ def test_translate_says_which_image_files_it_leaves_out(runs, images, tmp_path):
         written = translate(runs["resnet"], "AtoB", folder, tmp_path / "out")
     assert w[0].filename == __file__
     assert sorted(p.name for p in written) == ["a.png", "b.png", "c.png"]
+
+
+def test_the_torch_backend_runs_a_run_whose_bundle_lacks_the_direction(runs, tmp_path):
+    """The torch backend runs the run itself: a RUN/export with only AtoB (or a damaged one)
+    used to refuse `infer RUN --direction BtoA` though nothing of the bundle was needed."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["resnet"], run, ignore=shutil.ignore_patterns("export"))
+    export(run, directions="AtoB")
+    with pytest.warns(UserWarning, match="export is not used: the bundle has no BtoA graphs"):
+        runner = open_runner(run, "torch", direction="BtoA")
+    with runner:
+        assert runner.spec["direction"] == "BtoA"
+    with pytest.raises(EdgeganError, match="the bundle has no BtoA graphs"):
+        open_runner(run, "onnxruntime", direction="BtoA")  # that one needs the bundle

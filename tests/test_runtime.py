@@ -1252,6 +1252,23 @@ def test_a_runs_bundle_older_than_its_checkpoint_is_warned_about(run_dir, tmp_pa
         open_runner(run, "onnxruntime").close()
 
 
+def test_the_torch_backend_runs_a_run_whose_bundle_is_damaged(run_dir, tmp_path):
+    """`infer RUN` on torch never reads RUN/export's graphs: a damaged edgegan.json there is
+    a warning, not a refusal; the backends that run the bundle still refuse it."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    (run / "export").mkdir()
+    (run / "export/edgegan.json").write_text("{bad")
+    with pytest.warns(UserWarning, match="export is not used: cannot read bundle metadata"):
+        res = CliRunner().invoke(cli, ["infer", str(run), "--num", "2", "--out",
+                                       str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "o").glob("*.png"))) == 2
+    res = CliRunner().invoke(cli, ["infer", str(run), "--backend", "onnxruntime", "--num", "2",
+                                   "--out", str(tmp_path / "p")])  # fmt: skip
+    assert res.exit_code == 2 and "cannot read bundle metadata" in res.stderr
+
+
 def test_a_bundle_whose_run_trained_on_is_not_run_with_other_torch_weights(run_dir, tmp_path):
     from edgegan.config import load_run_config
     from edgegan.export import export

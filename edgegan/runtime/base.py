@@ -126,7 +126,9 @@ def resolve_target(
     target: str | Path | Target, need_bundle: bool = False, direction: str | None = None
 ) -> Target:
     """A path -> :class:`Target`. A run directory stands for its bundle in ``RUN/export``
-    when it has one; ``need_bundle`` turns a run without one into a clear error.
+    when it has one; ``need_bundle`` turns a run without one into a clear error. Without
+    ``need_bundle`` (the torch backend), a run whose bundle cannot serve (unreadable, or
+    without ``direction``) stands for itself, with a warning.
     ``direction`` (``AtoB``/``BtoA``) picks one generator of a cyclegan run or bundle."""
     if isinstance(target, Target):
         if need_bundle and target.bundle is None:
@@ -146,8 +148,17 @@ def resolve_target(
     if _is_run_dir(path):
         exported = path / RUN_EXPORT_DIR
         if _is_bundle(exported):
-            _warn_if_stale(path, exported)
-            return _bundle_target(path, exported, direction, path)
+            if need_bundle:
+                _warn_if_stale(path, exported)
+                return _bundle_target(path, exported, direction, path)
+            try:
+                return _bundle_target(path, exported, direction, path)
+            except EdgeganError as exc:
+                # the torch backend runs the run itself: a bundle it cannot use (damaged, or
+                # without this direction) is no reason to refuse it
+                import warnings
+
+                warnings.warn(f"{exported} is not used: {exc}", stacklevel=2)
         if need_bundle:
             raise EdgeganError(
                 f"{path} is a run directory without a bundle in {RUN_EXPORT_DIR}/; this needs "
