@@ -95,9 +95,16 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta["models"], dict) or not isinstance(meta["spec"], dict):
         raise EdgeganError(f"{file} is not a valid edgegan bundle: bad 'models' or 'spec'")
     meta.setdefault("engines", {})
+    problem = _spec_problem(meta)
+    if problem:
+        raise EdgeganError(f"{file} is not a valid edgegan bundle: {problem}")
     for section in ("models", "engines"):
-        for entry in _file_entries(meta[section]):
-            name = entry["file"]
+        for where, entry in _file_entries(meta, section):
+            name = entry.get("file") if isinstance(entry, dict) else None
+            if name is None:
+                raise EdgeganError(
+                    f"{file} is not a valid edgegan bundle: {where} is not an entry with a 'file'"
+                )
             # a bundle may come from elsewhere: its files are the bundle's own, by name only
             if not _plain_name(name):
                 raise EdgeganError(
@@ -107,13 +114,66 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _file_entries(section: Any) -> list[dict[str, Any]]:
-    """The entries (``{"file": ...}``) of ``models`` or ``engines``, per direction too."""
-    if not isinstance(section, dict):
-        return []
-    if "file" in section:
-        return [section]
-    return [e for value in section.values() for e in _file_entries(value)]
+#: What a built-in task's spec must hold, as ``{key: least value}`` of integers (the
+#: runtimes read these to build inputs and check outputs).
+_SPEC_INTS: dict[str, dict[str, int]] = {
+    "gan": {"latent_dim": 1, "num_classes": 0},
+    "cyclegan": {"channels_a": 1, "channels_b": 1, "image_size": 1},
+}
+
+
+def _spec_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with a gan or cyclegan bundle's spec (None: nothing), so an edited or
+    truncated edgegan.json is one line here rather than a traceback in a runtime."""
+    spec, task = meta["spec"], meta.get("task")
+    for key, least in _SPEC_INTS.get(task, {}).items():
+        value = spec.get(key)
+        if not _is_int(value) or value < least:
+            return f"spec.{key} must be an integer >= {least}, got {value!r}"
+    if task == "gan":
+        shape = spec.get("image_shape")
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 3
+            or not all(_is_int(v) and v >= 1 for v in shape)
+        ):
+            return f"spec.image_shape must be [channels, height, width], got {shape!r}"
+    if task == "cyclegan":
+        have = meta.get("directions")
+        if not isinstance(have, list) or not have or not set(have) <= {"AtoB", "BtoA"}:
+            return f"directions must list AtoB and/or BtoA, got {have!r}"
+    value_range = spec.get("value_range", [-1.0, 1.0])
+    if not (
+        isinstance(value_range, list)
+        and len(value_range) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+        and value_range[0] < value_range[1]
+    ):
+        return f"spec.value_range must be [low, high], got {value_range!r}"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _file_entries(meta: dict[str, Any], section: str) -> list[tuple[str, Any]]:
+    """``(where, entry)`` of each graph in ``models`` or ``engines``: ``{precision: entry}``,
+    per direction in a cyclegan bundle."""
+    table = meta[section]
+    if not isinstance(table, dict):
+        return [(section, None)]
+    if meta.get("task") == "cyclegan":
+        groups = [(f"{section}.{d}", table[d]) for d in table]
+    else:
+        groups = [(section, table)]
+    entries: list[tuple[str, Any]] = []
+    for where, group in groups:
+        if not isinstance(group, dict):
+            entries.append((where, None))
+            continue
+        entries += [(f"{where}.{precision}", entry) for precision, entry in group.items()]
+    return entries
 
 
 def _plain_name(name: Any) -> bool:
