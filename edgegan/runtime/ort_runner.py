@@ -133,6 +133,33 @@ def _run_options(graph_id: int) -> Any:
     return options
 
 
+def signature_mismatch(session: Any, spec: dict[str, Any]) -> str | None:
+    """How an onnxruntime session's inputs and outputs disagree with the ones ``spec``
+    describes (names, and every dimension both give as a number), or None. The runners build
+    inputs and read outputs from the spec: a graph from another export would otherwise run
+    with inputs dropped or images of another shape."""
+    from edgegan.export.signature import io_spec
+
+    want_in, want_out = io_spec(spec)
+    got = {t.name: list(t.shape) for t in session.get_inputs()}
+    names = sorted(got), sorted(t["name"] for t in want_in)
+    if names[0] != names[1]:
+        return f"its inputs are {', '.join(names[0])}, the bundle's {', '.join(names[1])}"
+    outputs = session.get_outputs()
+    if outputs[0].name != want_out[0]["name"]:
+        return f"its output is {outputs[0].name}, the bundle's {want_out[0]['name']}"
+    got[outputs[0].name] = list(outputs[0].shape)
+    for tensor in want_in + want_out:
+        mine, theirs = got[tensor["name"]], tensor["shape"]
+        if len(mine) != len(theirs) or any(
+            isinstance(a, int) and isinstance(b, int) and a != b
+            for a, b in zip(mine, theirs, strict=True)
+        ):
+            shown = [", ".join(str(d) for d in dims) for dims in (mine, theirs)]
+            return f"'{tensor['name']}' is [{shown[0]}] in the graph, [{shown[1]}] in the bundle"
+    return None
+
+
 class OrtRunner(Runner):
     name = "onnxruntime"
 
@@ -215,6 +242,12 @@ class OrtRunner(Runner):
             raise BackendUnavailable(
                 "onnxruntime could not start its CUDA execution provider (CUDA/cuDNN "
                 "libraries not found?); see onnxruntime's CUDA requirements"
+            )
+        mismatch = signature_mismatch(self.session, self.spec)
+        if mismatch:
+            raise EdgeganError(
+                f"{path.name} does not match the bundle's edgegan.json ({mismatch}); the "
+                "bundle was edited or mixes files of two exports: export it again"
             )
         self._inputs = {
             i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()
