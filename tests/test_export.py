@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,7 @@ def test_auto_exporter_falls_back_to_legacy(tmp_path, monkeypatch):
 
 
 # -- metadata ------------------------------------------------------------------------------------
-def test_metadata_round_trip(cond_bundle, runs):
+def test_metadata_round_trip(cond_bundle, uncond_bundle, runs):
     out, meta = cond_bundle
     assert is_bundle(out) and not is_bundle(runs["cond"])
     assert read_bundle(out) == meta == read_bundle(out / BUNDLE_FILE)
@@ -181,6 +182,12 @@ def test_metadata_round_trip(cond_bundle, runs):
         assert props["edgegan.spec"]["image_shape"] == [1, 28, 28]
         assert onnx.load(str(path)).producer_name == "edgegan"
         assert props["edgegan.precision"] == precision  # each graph says what it is
+    # An unconditional graph names no classes, in edgegan.json and in the graph alike (the
+    # graph used to carry the dataset's ten).
+    uncond = read_bundle(uncond_bundle[0])
+    assert uncond["spec"]["num_classes"] == 0 and uncond["spec"]["class_names"] == []
+    props = read_metadata(model_path(uncond_bundle[0], "fp32"))
+    assert props["edgegan.spec"]["class_names"] == []
     # write_bundle is atomic and read back identically
     copy = out.parent / "copy"
     write_bundle(copy, meta)
@@ -212,10 +219,30 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
             (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, section: entries}))
             with pytest.raises(EdgeganError, match=f"its {section} list the file"):
                 read_bundle(tmp_path)
-    cyclegan_like = {**good, "models": {"AtoB": {"fp32": {"file": "../x.onnx"}}}}
+    cyclegan_like = {**good, "task": "cyclegan", "directions": ["AtoB"],
+                     "spec": {"channels_a": 1, "channels_b": 3, "image_size": 32},
+                     "models": {"AtoB": {"fp32": {"file": "../x.onnx"}}}}  # fmt: skip
     (tmp_path / BUNDLE_FILE).write_text(json.dumps(cyclegan_like))
     with pytest.raises(EdgeganError, match="'../x.onnx'"):
         read_bundle(tmp_path)
+    # An edited or truncated edgegan.json is one line here, not a traceback in a runtime.
+    spec = good["spec"]
+    for changes, message in [
+        ({"spec": {**spec, "latent_dim": "abc"}}, "spec.latent_dim must be an integer >= 1"),
+        ({"spec": {k: v for k, v in spec.items() if k != "latent_dim"}}, "spec.latent_dim"),
+        ({"spec": {**spec, "num_classes": -1}}, "spec.num_classes must be an integer >= 0"),
+        ({"spec": {**spec, "image_shape": [1, 28]}}, "spec.image_shape must be"),
+        ({"spec": {**spec, "value_range": [1, -1]}}, "spec.value_range must be"),
+        ({"models": {"fp32": "model.onnx"}}, "models.fp32 is not an entry with a 'file'"),
+        ({"models": {"fp32": {"opset": 18}}}, "models.fp32 is not an entry with a 'file'"),
+        ({"engines": ["x"]}, "engines is not an entry with a 'file'"),
+        ({**cyclegan_like, "directions": []}, "directions must list AtoB and/or BtoA"),
+        ({**cyclegan_like, "models": {"AtoB": None}}, "models.AtoB is not an entry"),
+        ({**cyclegan_like, "spec": {"channels_a": 1}}, "spec.channels_b must be an integer"),
+    ]:
+        (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, **changes}))
+        with pytest.raises(EdgeganError, match=f"is not a valid edgegan bundle: {message}"):
+            read_bundle(tmp_path)
     with pytest.raises(EdgeganError, match="has no int8 model.*--int8"):
         model_path(uncond_bundle[0], "int8")
     # The command rewrites this bundle: its own precisions, the missing one, its folder.
@@ -228,6 +255,31 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
     with pytest.raises(EdgeganError) as exc_info:
         model_path(uncond_bundle[0], "int8")  # RUN/export, export's default --out
     assert str(exc_info.value).endswith(f"`edgegan export {run} --int8 --overwrite`")
+
+
+def test_a_graph_that_disagrees_with_edgegan_json_is_refused(tmp_path, cond_bundle, uncond_bundle):
+    """The runners build inputs and read outputs from edgegan.json: a graph from another
+    export used to run with the labels silently dropped, or write images of another shape."""
+    from edgegan.runtime import open_runner
+
+    cond, uncond = cond_bundle[0], uncond_bundle[0]
+    for name, graph_from, spec_change, message in [
+        ("labels", uncond, {}, "its inputs are z, the bundle's labels, z"),
+        ("latent", cond, {"latent_dim": 32}, "'z' is \\[batch, 16\\] in the graph, "
+                                             "\\[batch, 32\\] in the bundle"),
+        ("shape", cond, {"image_shape": [1, 32, 32]}, "'image' is \\[batch, 1, 28, 28\\]"),
+    ]:  # fmt: skip
+        bundle = tmp_path / name
+        shutil.copytree(cond, bundle)
+        shutil.copy(graph_from / "model.onnx", bundle / "model.onnx")
+        meta = read_bundle(bundle)
+        meta["spec"].update(spec_change)
+        write_bundle(bundle, meta)
+        with pytest.raises(EdgeganError, match=f"model.onnx does not match the bundle's edgegan"
+                                               f".json \\({message}"):  # fmt: skip
+            open_runner(bundle, "onnxruntime")
+    with open_runner(cond, "onnxruntime") as runner:  # the bundle as exported
+        assert list(runner.input_names) == ["z", "labels"]
 
 
 # -- reduced precision ---------------------------------------------------------------------------

@@ -97,12 +97,17 @@ def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
     return dict(spec), weights
 
 
+def _graph_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A GAN run's spec as its graphs record it (``metadata_props``): an unconditional
+    generator takes no label, so it names no classes (its dataset's stay in the run)."""
+    if int(spec.get("num_classes") or 0):
+        return dict(spec)
+    return {**spec, "class_names": []}
+
+
 def _bundle_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The ``spec`` of ``edgegan.json``: the interface of the graphs."""
-    out = {k: v for k, v in spec.items() if k not in ("task", "network")}
-    if not int(out.get("num_classes") or 0):
-        out["class_names"] = []  # an unconditional generator takes no label
-    return out
+    return {k: v for k, v in _graph_spec(spec).items() if k not in ("task", "network")}
 
 
 def _versions(exporter: str) -> dict[str, str]:
@@ -334,6 +339,7 @@ def _gan_graphs(
     from edgegan.sampling import load_run_generator
 
     generator = load_run_generator(run_dir, device="cpu", ema=True)
+    spec = _graph_spec(spec)
     models = {p: build(p).export(generator.module, spec, out_dir) for p in precisions}
     inputs, outputs = io_spec(spec)
     return {
