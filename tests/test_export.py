@@ -345,6 +345,10 @@ def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
     assert info.value.exit_code == 1
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".bad-bundle")]
+    deep = runs["uncond"].parent / "new" / "a" / "bundle"
+    with pytest.raises(ExportError):
+        export(runs["uncond"], out=deep)
+    assert not (runs["uncond"].parent / "new").exists()  # the folders it made are gone too
 
 
 def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):

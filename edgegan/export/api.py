@@ -16,6 +16,7 @@ from typing import Any
 
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
+from edgegan.fileio import missing_dirs, remove_empty_dirs
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -262,10 +263,12 @@ def export(
         exporter = registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
         return _Announced(exporter, precision, progress) if progress else exporter
 
+    made = missing_dirs(dest.parent)  # taken back if the export fails
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    done = False
     try:
         if spec["task"] == "cyclegan":
             from edgegan.export.cyclegan import export_graphs
@@ -299,9 +302,12 @@ def export(
         write_bundle(tmp / BUNDLE_FILE, meta)
         _check_out(out, overwrite, run_dir)  # still free? (another process may write there)
         _install(tmp, dest)
+        done = True
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not done:
+            remove_empty_dirs(made)
     return meta
 
 
