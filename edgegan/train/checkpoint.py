@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 import random
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,43 @@ FORMAT_VERSION = 1
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
 
-    A crash (or Ctrl-C) mid-write leaves the previous file intact.
+    A crash (or Ctrl-C) mid-write leaves the previous file intact. ``obj`` must be plain data
+    (:func:`check_plain`): a value that ``torch.load(weights_only=True)`` would refuse is one
+    error now, not a run whose every checkpoint cannot be resumed, exported or sampled.
     """
+    check_plain(obj)
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+_PLAIN = (str, int, float, bool, bytes, type(None), torch.Size, torch.dtype, torch.device)
+
+
+def check_plain(obj: Any, where: str = "checkpoint") -> None:
+    """Raise :class:`EdgeganError` naming the first value in ``obj`` that is not a tensor,
+    plain Python data or a container of them (NumPy scalars and strings are not: they
+    unpickle only with ``weights_only=False``)."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN:
+        return
+    if isinstance(obj, dict) and type(obj) in (dict, OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in _PLAIN:
+                raise EdgeganError(f"cannot save {where}: a key is a {_type_name(key)}")
+            check_plain(value, f"{where}.{key}")
+        return
+    if type(obj) in (list, tuple):
+        for i, value in enumerate(obj):
+            check_plain(value, f"{where}[{i}]")
+        return
+    raise EdgeganError(
+        f"cannot save {where}: it is a {_type_name(obj)}, which torch.load(weights_only=True) "
+        "would refuse (a plugin's dataset or network gave a value that is not plain data, "
+        "such as a NumPy number: convert it with int(), float() or str())"
+    )
+
+
+def _type_name(obj: Any) -> str:
+    t = type(obj)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -76,9 +76,9 @@ class CycleGANTask(Task):
         return {
             "task": self.name,
             "network": "g_ab",
-            "channels_a": self.channels_a,
-            "channels_b": self.channels_b,
-            "image_size": self.size,
+            "channels_a": int(self.channels_a),
+            "channels_b": int(self.channels_b),
+            "image_size": int(self.size),
             "value_range": [-1.0, 1.0],
         }
 

@@ -76,10 +76,12 @@ class GANTask(Task):
         return {
             "task": self.name,
             "network": "generator",
-            "latent_dim": self.latent_dim,
-            "num_classes": self.num_classes,
-            "image_shape": list(self.dataset.image_shape),
-            "class_names": list(getattr(self.dataset, "class_names", []) or []),
+            # plain ints and strings: a plugin dataset may give NumPy ones, which a
+            # checkpoint cannot hold (weights_only loading)
+            "latent_dim": int(self.latent_dim),
+            "num_classes": int(self.num_classes),
+            "image_shape": [int(v) for v in self.dataset.image_shape],
+            "class_names": [str(c) for c in getattr(self.dataset, "class_names", []) or []],
             "value_range": [-1.0, 1.0],
         }
 
