@@ -189,6 +189,67 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
         assert torch.isfinite(value.float()).all()
 
 
+def test_weights_that_became_nan_are_never_checkpointed(tmp_path, monkeypatch):
+    """A step's update can make the weights NaN after its losses were checked (and on a GPU
+    losses are checked every few steps): the checkpoint of that step used to be written over
+    the last good one, while the error called it good."""
+    from edgegan.train.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def poisoned(self):
+        values = real(self)
+        if self.step == 4:  # after step 4's update; its losses stay finite
+            with torch.no_grad():
+                next(self.task.module("generator").parameters()).fill_(float("nan"))
+        return values
+
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 4.*step 2"):
+        train(tiny("train.checkpoint_every=2", steps=6), out_dir=tmp_path / "r")
+    state = load_checkpoint(tmp_path / "r/checkpoints/last.pt")
+    assert state["step"] == 2
+    for value in state["networks"]["generator"].values():
+        assert torch.isfinite(value.float()).all()
+
+
+def test_a_checkpoint_that_weights_only_loading_would_refuse_is_not_written(tmp_path):
+    """A plugin dataset with NumPy numbers in its image_shape or class_names trained, and then
+    no checkpoint of the run could be resumed, exported or sampled."""
+    import numpy as np
+
+    from edgegan.train.checkpoint import atomic_save, check_plain
+
+    check_plain({"a": [1, 2.0, "x", None, (True,)], "t": torch.zeros(2), "s": torch.Size([1])})
+    with pytest.raises(EdgeganError, match=r"cannot save checkpoint.spec.image_shape\[0\]: "
+                                           r"it is a numpy.int64"):  # fmt: skip
+        atomic_save({"spec": {"image_shape": [np.int64(1), 28, 28]}}, tmp_path / "c.pt")
+    with pytest.raises(EdgeganError, match="numpy.str_"):
+        check_plain({"class_names": [np.str_("zero")]})
+    with pytest.raises(EdgeganError, match="numpy.float64"):
+        check_plain({"lr": np.float64(0.1)})  # a float subclass, still refused by torch.load
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_metrics_average_each_value_over_its_own_steps_and_a_stop_logs_its_last_steps(tmp_path):
+    """r1 is computed every r1_every steps only: averaging it over every step of a log window
+    logged a third of it. A run stopped between log steps (time budget, signal) logged
+    nothing for its last steps."""
+    runs = {}
+    for every in (1, 3):
+        r = train(tiny("train.r1_gamma=1", "train.r1_every=3", f"train.log_every={every}",
+                       steps=6), out_dir=tmp_path / f"e{every}")  # fmt: skip
+        records = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").open()]
+        runs[every] = [rec["r1"] for rec in records if "r1" in rec]
+    # one R1 step in each window of 3: its value, not a third of it
+    assert len(runs[1]) == len(runs[3]) == 2
+    assert runs[3] == pytest.approx(runs[1], rel=1e-5)
+    r = train(tiny("train.max_seconds=0.000001", "train.log_every=50", steps=1000),
+              out_dir=tmp_path / "stopped")  # fmt: skip
+    records = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").open()]
+    assert r.stopped_by == "max_seconds" and [rec["step"] for rec in records] == [r.step]
+
+
 def test_wall_clock_budget_stops_and_saves(tmp_path):
     result = train(tiny("train.max_seconds=0.5", steps=100000), out_dir=tmp_path / "r")
     assert result.stopped_by == "max_seconds"
@@ -385,6 +446,73 @@ def test_a_failing_callback_names_itself_and_keeps_the_steps(tmp_path):
     assert train(resumed, resume=tmp_path / "r").step == 8
 
 
+class _Checkpoints:
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def on_checkpoint(self, trainer, path):
+        self.steps.append(trainer.step)
+
+
+def test_a_run_ending_on_a_checkpoint_step_saves_it_once(tmp_path):
+    seen = _Checkpoints()
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_callbacks(self, register):
+            register("count", lambda: seen)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="count")
+    reset_manager(manager)
+    from edgegan.config import PartConfig
+
+    cfg = tiny("train.checkpoint_every=2", steps=4)
+    cfg.callbacks = [PartConfig("count")]
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert seen.steps == [2, 4]  # was [2, 4, 4]: the final step written twice
+    assert result.checkpoint == tmp_path / "r/checkpoints/last.pt"
+    assert load_checkpoint(result.checkpoint)["step"] == 4
+
+
+def test_a_resumed_crash_logs_each_step_once_and_redraws_changed_previews(tmp_path, monkeypatch):
+    """A run that died after its checkpoint had logged steps it trains again on resume:
+    metrics.jsonl held them twice. A sample_grid changed on resume was ignored (the fixed
+    inputs came back from the checkpoint)."""
+    from edgegan.train.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def dies_at_5(self):
+        if self.step == 4:  # steps 1-4 logged, 3 checkpointed
+            raise RuntimeError("killed")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_5)
+    run = tmp_path / "r"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(tiny("train.checkpoint_every=3", "train.log_every=1", steps=6), out_dir=run)
+    metrics = run / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write('{"step": 5, "g_lo')  # a line the crash cut short
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 3
+    monkeypatch.setattr(Trainer, "train_step", real)
+    cfg = load_run_config(run, ["train.steps=6", "train.sample_grid=30"])
+    train(cfg, resume=run)
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert load_checkpoint(run / "checkpoints/last.pt")["fixed"]["z"].shape[0] == 30
+
+
+def test_a_run_that_saved_no_checkpoint_is_not_offered_for_resume(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: gan\n")  # what a run that failed at step 1 leaves
+    with pytest.raises(ConfigError, match="stopped before its first checkpoint") as info:
+        train(tiny(steps=1), out_dir=run)
+    assert "--resume" not in str(info.value)
+
+
 def test_edgegan_debug_prints_the_traceback_behind_the_line(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
@@ -433,8 +561,13 @@ def test_a_finished_run_keeps_no_claim_mark(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.threads=-1", "train.threads must be > 0"),
-        ("optim.g.lr=-1", "optim.g.lr must be > 0"),
+        ("train.threads=-1", "train.threads must be in 1..1024"),
+        ("train.threads=100000", "train.threads must be in 1..1024"),  # crashed the process
+        ("optim.g.lr=-1", "optim.g.lr must be a finite number > 0"),
+        ("optim.g.lr=.inf", "optim.g.lr must be a finite number > 0"),
+        ("optim.d.lr=1e39", "optim.d.lr must be a finite number > 0"),  # float32 overflow
+        ("seed=-1", "seed must be in [0, 2**32)"),
+        ("seed=100000000000000", "seed must be in [0, 2**32)"),  # overflowed at batch 1
         ("optim.d.beta2=1.5", "optim.d.beta1/beta2 must be in [0, 1)"),
         ("train.sample_grid=0", "train.sample_grid must be > 0"),
         ("eval.num_samples=0", "eval.num_samples must be > 0"),

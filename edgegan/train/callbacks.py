@@ -25,7 +25,10 @@ class TensorBoardCallback:
         self.writer: Any = None
 
     def on_train_start(self, trainer: Any) -> None:
-        self.writer = self._writer_cls(str(self.log_dir))
+        # A resumed run drops the events logged after its checkpoint (before a crash), as
+        # metrics.jsonl drops those records: the steps are trained and logged again.
+        purge = trainer.step + 1 if trainer.step else None
+        self.writer = self._writer_cls(str(self.log_dir), purge_step=purge)
 
     def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
         for key, value in metrics.items():

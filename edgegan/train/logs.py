@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import ConfigError
-from edgegan.fileio import missing_dirs, remove_empty_dirs
+from edgegan.fileio import atomic_write, missing_dirs, remove_empty_dirs
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
@@ -48,11 +48,12 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
 
 def _claim(path: Path) -> Path:
     path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
-    how = (
-        f"or continue it with --resume {path}"
-        if (path / "config.yaml").is_file()
-        else "or empty it (it is no run: nothing to resume)"
-    )
+    if (path / "checkpoints" / "last.pt").is_file():
+        how = f"or continue it with --resume {path}"
+    elif (path / "config.yaml").is_file():
+        how = "or remove it (a run that stopped before its first checkpoint: nothing to resume)"
+    else:
+        how = "or empty it (it is no run: nothing to resume)"
     busy = ConfigError(
         f"run directory {path} already exists and is not empty; choose another --out {how}"
     )
@@ -165,10 +166,17 @@ class RunLock:
 
 
 class MetricsLog:
-    """Appends one JSON object per line; a resumed run appends to the same file."""
+    """Appends one JSON object per line; a resumed run appends to the same file.
 
-    def __init__(self, path: Path) -> None:
+    ``upto``: the step a resumed run restarts from. Records of later steps (logged after
+    the checkpoint it resumes, before a crash) are dropped first, so the resumed run does not
+    log those steps twice.
+    """
+
+    def __init__(self, path: Path, upto: int | None = None) -> None:
         self.path = path
+        if upto is not None and path.is_file():
+            _keep_records_through(path, upto)
         self._f = open(path, "a", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -180,6 +188,23 @@ class MetricsLog:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _keep_records_through(path: Path, step: int) -> None:
+    """Rewrite ``path`` (atomically) without the records of steps after ``step``, and
+    without a last line a crash cut short."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if len(kept) != len(lines):
+        text = "".join(kept).encode("utf-8")
+        atomic_write(path, lambda f: f.write(text))
 
 
 class ProgressBar:

@@ -71,9 +71,15 @@ class TrainResult:
     eval: dict[str, float] = field(default_factory=dict)
 
 
+#: Beyond this torch's thread pool cannot start (100,000 threads crashed the process).
+MAX_THREADS = 1024
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the optimisers keep lr in float32
+
+
 def _validate(config: Config) -> None:
     t, cyc = config.train, config.cycle
     checks = [
+        (0 <= config.seed < 2**32, "seed must be in [0, 2**32)"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
         (t.d_steps >= 1, "train.d_steps must be >= 1"),
@@ -88,7 +94,10 @@ def _validate(config: Config) -> None:
         (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
         (config.eval.num_samples > 0, "eval.num_samples must be > 0"),
         (t.sample_grid > 0, "train.sample_grid must be > 0"),
-        (t.threads is None or t.threads > 0, "train.threads must be > 0 (null: torch's default)"),
+        (
+            t.threads is None or 0 < t.threads <= MAX_THREADS,
+            f"train.threads must be in 1..{MAX_THREADS} (null: torch's default)",
+        ),
         (t.num_workers >= 0, "train.num_workers must be >= 0"),
         (t.ema_start >= 0, "train.ema_start must be >= 0"),
         (cyc.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
@@ -101,7 +110,7 @@ def _validate(config: Config) -> None:
     for name in ("g", "d"):
         o = getattr(config.optim, name)
         checks += [
-            (o.lr > 0, f"optim.{name}.lr must be > 0"),
+            (0 < o.lr <= FLOAT32_MAX, f"optim.{name}.lr must be a finite number > 0"),
             (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim.{name}.beta1/beta2 must be in [0, 1)"),
             (o.weight_decay >= 0, f"optim.{name}.weight_decay must be >= 0"),
         ]
@@ -121,6 +130,10 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+#: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
+_PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
 
 
 class Trainer:
@@ -274,8 +287,10 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        """Write the checkpoint (rank 0; every rank must call this, at the same step)."""
+        """Write the checkpoint (rank 0; every rank must call this, at the same step). Weights
+        that are no longer finite are never written: the last good checkpoint stays."""
         path = self.run_dir / CHECKPOINT
+        self._check_weights_finite()
         rng_ranks = self.dist.gather(ckpt_io.rng_state())  # each rank's noise stream
         # Each rank's task state (a CycleGAN's image pools hold that rank's fakes).
         extra_ranks = (
@@ -339,7 +354,10 @@ class Trainer:
                 group["weight_decay"] = cfg.weight_decay
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
-        self.fixed = state["fixed"]
+        saved = state.get("config") or {}
+        previews = [(saved.get(s) or {}).get(k) for s, k in _PREVIEW_KEYS]
+        if previews == [getattr(getattr(self.config, s), k) for s, k in _PREVIEW_KEYS]:
+            self.fixed = state["fixed"]  # else the new sizes' inputs, drawn in __init__
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
         self.dist.restore_rng(state, self.config.seed)
@@ -372,6 +390,22 @@ class Trainer:
             (f"{k} became {v.item()}" for k, v in values.items() if not torch.isfinite(v).all()),
             None,
         )
+        self._diverged(problem)
+
+    def _check_weights_finite(self) -> None:
+        """Stop before a checkpoint would keep weights that are NaN or infinite: a step's
+        update can make them so after its losses were checked (and on a GPU the losses are
+        checked every few steps only)."""
+        tensors = [p.detach() for n in self.task.networks for p in self.task.module(n).parameters()]
+        if self.ema:
+            tensors += [p.detach() for p in self.ema.shadow.parameters()]
+        tensors = [t for t in tensors if t.is_floating_point() and t.numel()]
+        finite = True
+        if tensors:  # one multi-tensor kernel and one sync per checkpoint
+            finite = bool(torch.stack(torch._foreach_norm(tensors, float("inf"))).isfinite().all())
+        self._diverged(None if finite else "the weights became NaN or infinite")
+
+    def _diverged(self, problem: str | None) -> None:
         # Agreed over the ranks: all stop together, none waits in a collective.
         problem = self.dist.first_problem(problem)
         if problem is None:
@@ -422,7 +456,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
             (self.run_dir / CLAIM).unlink(missing_ok=True)  # the run's files now mark it
-        log = MetricsLog(self.run_dir / "metrics.jsonl") if main else None
+        metrics = self.run_dir / "metrics.jsonl"
+        log = MetricsLog(metrics, upto=self.step if self.resuming else None) if main else None
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         how = f"resuming at step {self.step}" if self.step else "training"
         bar.note(f"{how} into {self.run_dir} on {self.device}")
@@ -441,28 +476,34 @@ class Trainer:
         # On the CPU a finiteness check is free; on a GPU it syncs, so check at log time.
         check_every = 1 if self.device.type == "cpu" else min(10, t.log_every)
         window: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}  # steps that gave each value (r1: only its own steps)
         window_steps, window_t0 = 0, time.monotonic()
         stopped_by = "steps"
+
+        def log_window() -> None:
+            nonlocal window, counts, window_steps, window_t0
+            window = self.dist.mean(window)  # over the ranks, at log time only
+            self._check_finite(window)
+            now = time.monotonic()
+            record = self._log_record(window, counts, window_steps, now - window_t0)
+            if log is not None:
+                log.write(record)
+            self._notify("on_step_end", self.step, record)
+            bar.update(self.step, f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}")
+            window, counts, window_steps, window_t0 = {}, {}, 0, now
+
         try:
             self._notify("on_train_start")
             while self.step < t.steps:
                 values = self.train_step()
                 for k, v in values.items():
                     window[k] = window.get(k, 0.0) + v.float()
+                    counts[k] = counts.get(k, 0) + 1
                 window_steps += 1
                 if self.step % check_every == 0 or self.step % t.log_every == 0:
                     self._check_finite(values)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    window = self.dist.mean(window)  # over the ranks, at log time only
-                    self._check_finite(window)
-                    now = time.monotonic()
-                    record = self._log_record(window, window_steps, now - window_t0)
-                    if log is not None:
-                        log.write(record)
-                    self._notify("on_step_end", self.step, record)
-                    info = f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}"
-                    bar.update(self.step, info)
-                    window, window_steps, window_t0 = {}, 0, now
+                    log_window()
                 if main and t.sample_every and self.step % t.sample_every == 0:
                     self.save_samples(f"step_{self.step:07d}")
                 if main and self.config.eval.every and self.step % self.config.eval.every == 0:
@@ -473,9 +514,10 @@ class Trainer:
                 if stop:
                     stopped_by = stop
                     break
-            if window_steps:
-                self._check_finite(window)
-            path = self.save_checkpoint()
+            if window_steps:  # stopped early: the steps since the last record
+                log_window()
+            saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
+            path = self.last_checkpoint[0] if saved else self.save_checkpoint()  # type: ignore[index]
             if main:
                 self.save_samples("final")
         except CallbackError:
@@ -502,12 +544,14 @@ class Trainer:
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
 
-    def _log_record(self, window: dict[str, torch.Tensor], n: int, dt: float) -> dict[str, Any]:
+    def _log_record(
+        self, window: dict[str, torch.Tensor], counts: dict[str, int], n: int, dt: float
+    ) -> dict[str, Any]:
         record: dict[str, Any] = {
             "step": self.step,
             "time": round(self.elapsed + self._session_seconds(), 3),
         }
-        record.update({k: float(v) / n for k, v in window.items()})
+        record.update({k: float(v) / counts[k] for k, v in window.items()})
         record["step_time"] = dt / n
         record["images_per_sec"] = n * self.config.train.batch_size / max(dt, 1e-9)
         for name, s in self.schedulers.items():
