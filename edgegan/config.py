@@ -403,10 +403,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """Apply dotted ``key=value`` overrides to a raw config mapping (returns a new mapping).
 
     Setting the ``name`` of a part section to another part drops the old part's parameters;
-    ``name`` overrides are applied first, so ``loss.name=hinge loss.margin=2`` works.
+    ``name`` overrides are applied first, so ``loss.name=hinge loss.margin=2`` works. A name
+    given to the section itself (``loss=hinge``) is the same override as ``loss.name=hinge``.
     """
     data = _deep_copy(data)
-    parsed = [parse_override(o) for o in overrides]
+    parsed = [_as_name_override(*parse_override(o)) for o in overrides]
     keys = {tuple(k) for k, _ in parsed}
     if ("train", "steps") in keys and ("train", "epochs") not in keys:
         # The run's length given in steps: a preset's (or the run's) epochs no longer apply.
@@ -433,6 +434,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node.clear()
         node[last] = value
     return data
+
+
+def _as_name_override(keys: list[str], value: Any) -> tuple[list[str], Any]:
+    """``data=mnist`` -> (["data", "name"], "mnist"): a part section set to a name means its
+    ``name``, so that it is applied with (and like) the other name overrides, instead of
+    replacing the section after, or before, the overrides of its parameters."""
+    if isinstance(value, str) and tuple(keys) in _PART_SECTIONS:
+        return [*keys, "name"], value
+    return keys, value
 
 
 def _deep_copy(obj: Any) -> Any:

@@ -1,0 +1,39 @@
+"""Config overrides: a part section set to a name is the name override it spells."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgegan.config import apply_overrides, load_config
+
+
+@pytest.mark.parametrize(
+    ("part", "name", "param"),
+    [
+        ("data", "mnist", "limit=5"),  # the preset's part: its parameters stay
+        ("data", "folder", "root=/tmp/digits"),  # another part: the preset's are dropped
+        ("model.generator", "dcgan", "ngf=16"),
+        ("model.generator", "resnet_6blocks", "ngf=16"),
+        ("loss", "wgan-gp", "gp_weight=5"),
+    ],
+)
+def test_a_part_set_to_a_name_is_its_name_override(part, name, param):
+    expected = load_config("dcgan-mnist", [f"{part}.name={name}", f"{part}.{param}"]).to_dict()
+    for overrides in (
+        [f"{part}={name}", f"{part}.{param}"],
+        [f"{part}.{param}", f"{part}={name}"],
+        [f"{part}.{param}", f"{part}.name={name}"],
+    ):
+        assert load_config("dcgan-mnist", overrides).to_dict() == expected, overrides
+
+
+def test_a_part_set_to_the_preset_s_name_keeps_the_preset_s_parameters():
+    data = load_config("dcgan-mnist", ["data.limit=5", "data=mnist"]).to_dict()["data"]
+    assert data == {"name": "mnist", "image_size": 28, "limit": 5}
+
+
+def test_a_part_set_to_a_mapping_or_a_non_name_is_left_as_given():
+    raw = {"data": {"name": "mnist", "image_size": 28}}
+    replaced = apply_overrides(raw, ["data={name: folder, root: x}"])
+    assert replaced["data"] == {"name": "folder", "root": "x"}
+    assert apply_overrides(raw, ["data=5"])["data"] == 5  # refused by the config's types
