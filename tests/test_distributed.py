@@ -517,6 +517,35 @@ def test_torchrun_trains_resumes_and_reports_errors_once(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "mistake", [["train.device=tpu"], ["train.dist_backend=nccl", "train.device=cpu"]]
+)
+def test_device_and_backend_mistakes_are_reported_once(tmp_path, mistake):
+    """Every process makes them alike (they fail before the process group starts)."""
+    proc = _torchrun("dcgan-mnist", *CLI_TINY, *mistake, "--out", str(tmp_path / "r"), cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0
+    assert len(errors) == 1 and "[rank" not in errors[0], proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_device_mistakes_are_agreed_and_a_missing_gpu_is_rank_local(monkeypatch):
+    env = LaunchEnv(1, 2, 1, 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in ("tpu", "cuda"):  # the same on every process of the node
+        with pytest.raises(ConfigError) as caught:
+            rank_device(name, env)
+        assert getattr(caught.value, "agreed", False), name
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="one GPU") as caught:
+        rank_device("cuda:0", env)
+    assert getattr(caught.value, "agreed", False)
+    with pytest.raises(ConfigError, match="process 1 of this node needs cuda:1") as caught:
+        rank_device("cuda", env)  # this process's GPU alone is missing
+    assert not getattr(caught.value, "agreed", False)
+
+
 def test_resuming_a_multi_process_run_in_one_process_says_so():
     from edgegan.train.checkpoint import rng_state
     from edgegan.train.distributed import Distributed

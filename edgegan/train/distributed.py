@@ -108,16 +108,20 @@ def check_config(config: Config, world_size: int) -> None:
 
 def rank_device(name: str, env: LaunchEnv) -> torch.device:
     """``train.device`` for this process: ``cuda`` (or ``auto`` on a GPU machine) means
-    ``cuda:LOCAL_RANK``, one GPU per process."""
-    device = resolve_device(name)
-    if device.type != "cuda":
-        return device
-    if device.index is not None:
-        if env.local_world_size > 1:
+    ``cuda:LOCAL_RANK``, one GPU per process.
+
+    A mistake in ``train.device`` itself is made alike by every process (rank 0 alone
+    reports it); a process whose ``cuda:LOCAL_RANK`` is missing fails on its own."""
+    try:
+        device = resolve_device(name)
+        if device.type == "cuda" and device.index is not None and env.local_world_size > 1:
             raise ConfigError(
                 f"train.device={name} would put all {env.local_world_size} processes of this "
                 "node on one GPU; use train.device=cuda (process LOCAL_RANK uses cuda:LOCAL_RANK)"
             )
+    except EdgeganError as exc:
+        raise _agreed(exc) from None
+    if device.type != "cuda" or device.index is not None:
         return device
     count = torch.cuda.device_count()
     if env.local_rank >= count:
@@ -133,7 +137,9 @@ def _backend(config: Config, device: torch.device) -> str:
     if backend == "auto":
         return "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl" and device.type != "cuda":
-        raise ConfigError("train.dist_backend=nccl needs CUDA devices; use gloo on the CPU")
+        raise _agreed(
+            ConfigError("train.dist_backend=nccl needs CUDA devices; use gloo on the CPU")
+        )
     return backend
 
 
