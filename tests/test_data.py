@@ -20,6 +20,7 @@ from edgegan.data import plugin as data_plugin
 from edgegan.data import transforms as T
 from edgegan.data.base import DataWarning, TensorImageDataset, uint8_stack_to_tensor
 from edgegan.data.folder import build_folder
+from edgegan.data.idx import read_idx
 from edgegan.data.mnist import FASHION_MNIST_NAMES, build_idx, build_mnist
 from edgegan.errors import DataError, EdgeganError
 from edgegan.plugins.manager import PluginManager
@@ -165,6 +166,38 @@ def test_idx_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_mod, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     with pytest.raises(DataError, match="data.root"):
         build_idx()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        # a valid gzip header before a garbage deflate stream (zlib.error)
+        ("x.gz", gzip.compress(b"\0" * 64)[:10] + b"\xff" * 64, "cannot read IDX file"),
+        ("x", bytes([0, 0, 8, 0]), "declares 0 dimensions"),  # a 0-d array
+        ("x.gz", gzip.compress(bytes([0, 0, 8, 0]) + b"\1"), "declares 0 dimensions"),
+        # dimensions whose product passes int64 (np.prod wrapped it to 0)
+        (
+            "x",
+            bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (2**31, 2**31, 4)),
+            r"holds 0 bytes of data, expected 18446744073709551616",
+        ),
+    ],
+    ids=["bad-deflate", "0-d", "0-d-gz", "int64-overflow"],
+)
+def test_corrupt_idx_files_are_one_line_data_errors(tmp_path, name, content, match):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=match) as caught:
+        read_idx(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_a_corrupt_gzip_idx_split_is_a_data_error(tmp_path):
+    root = tmp_path / "digits"
+    make_idx_folder(root)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"")[:10] + b"\xff" * 99)
+    with pytest.raises(DataError, match="cannot read IDX file .*train-images"):
+        build_idx(root=str(root), split="train")
 
 
 def test_resize_matches_pillow_non_square():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +24,19 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = f.read()
     except FileNotFoundError:
         raise DataError(f"IDX file not found: {path}") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream
         raise DataError(f"cannot read IDX file {path}: {exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"not an IDX file (bad magic number): {path}")
     ndim = raw[3]
+    if ndim == 0:
+        raise DataError(f"IDX file {path} declares 0 dimensions (a data set has at least 1)")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"truncated IDX header: {path}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[raw[2]])
-    count = int(np.prod(shape)) if shape else 0
+    count = math.prod(shape)  # Python ints: dimensions whose product passes int64 do not wrap
     if len(raw) - header != count * dtype.itemsize:
         raise DataError(
             f"IDX file {path} holds {len(raw) - header} bytes of data, expected "
