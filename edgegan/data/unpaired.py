@@ -19,8 +19,9 @@ has the name (path without extension) of a file in ``testA`` and vice versa, the
 *paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the same name, the ground
 truth for paired metrics (L1, PSNR, SSIM).
 
-Randomness comes from Python's ``random`` module (saved in checkpoints; the DataLoader seeds it
-in each worker), or from ``dataset.rng`` when set to a ``random.Random``.
+Randomness comes from Python's ``random`` module (saved in checkpoints; in DataLoader workers
+reseeded for each batch, see :mod:`edgegan.train.stream`), or from ``dataset.rng`` when set to
+a ``random.Random`` (which a resumed run does not restore).
 
 Every file's header is checked when the dataset is built; with ``skip_bad=true`` an unreadable
 file is left out (or, found only when decoded, replaced by the next good file of its domain).

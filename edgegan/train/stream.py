@@ -5,17 +5,30 @@ permutation drawn from its own generator, so a resumed run sees exactly the batc
 uninterrupted run would have seen. Under DDP ``batch_size`` is the global batch and rank ``r``
 of ``N`` takes the ``r``-th contiguous slice of each one, so N processes together see exactly
 the batches one process would (and a resumed run, on any N, continues that order).
+
+Random draws made while loading an item (crops, flips, the unpaired B index) come from the
+global ``random``, ``numpy.random`` and ``torch`` generators. With ``num_workers=0`` they are
+drawn in the training process, whose generators are saved in checkpoints. In DataLoader
+workers, whose generators are not saved, each batch first reseeds all three from
+``(seed, rank, global batch number)``: a batch's draws do not depend on which worker loads it
+or on when the workers were started, so a resumed run loads the same batches as the
+uninterrupted one, and different ranks draw differently.
+
+An edgegan error raised in a worker comes out of :meth:`BatchStream.next` as the same error
+with its own one-line message (the DataLoader would carry the worker's whole traceback in it).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from edgegan.errors import DataError
+from edgegan.errors import DataError, EdgeganError
 from edgegan.train.fastpath import to_format
 
 # Datasets up to this size are kept whole on the training device and sliced per batch.
@@ -58,6 +71,77 @@ class BatchIndices(Sampler[list[int]]):
 
     def __len__(self) -> int:  # DataLoader asks; the stream is endless
         return 2**62
+
+
+class NumberedBatches(Sampler[tuple[int, list[int]]]):
+    """``(global batch number, indices)`` for each batch of ``batches``: the number lets a
+    DataLoader worker seed the batch's random draws (:class:`SeededItems`)."""
+
+    def __init__(self, batches: BatchIndices) -> None:
+        self.batches = batches
+
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        return enumerate(self.batches, self.batches.start)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def seed_batch(seed: int, rank: int, number: int) -> None:
+    """Reseed Python's ``random``, ``numpy.random`` and torch from (seed, rank, batch number)."""
+    py, npy, pt = np.random.SeedSequence([seed % 2**64, rank, number]).spawn(3)
+    random.seed(int.from_bytes(py.generate_state(4).tobytes(), "little"))
+    np.random.seed(npy.generate_state(4))
+    torch.manual_seed(int(pt.generate_state(1, np.uint64)[0]))
+
+
+class SeededItems(Dataset):
+    """``dataset`` fetched a batch at a time from :class:`NumberedBatches`: inside a DataLoader
+    worker each batch reseeds the worker's generators (:func:`seed_batch`) first. Other
+    attributes are the dataset's."""
+
+    def __init__(self, dataset: Dataset, seed: int, rank: int) -> None:
+        self.dataset, self.seed, self.rank = dataset, seed, rank
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def __getitems__(self, batch: tuple[int, list[int]]) -> list[Any]:
+        # torch's map-style fetcher passes the batch sampler's item whole and collates the list.
+        number, indices = batch
+        if get_worker_info() is not None:
+            seed_batch(self.seed, self.rank, number)
+        getitems = getattr(self.dataset, "__getitems__", None)
+        if getitems:
+            return getitems(indices)
+        return [self.dataset[i] for i in indices]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            dataset = self.__dict__["dataset"]
+        except KeyError:  # not set yet (unpickling in a spawned worker)
+            raise AttributeError(name) from None
+        return getattr(dataset, name)
+
+
+def worker_message(exc: BaseException) -> str | None:
+    """The original message of ``exc`` when a DataLoader re-raised it with the worker's
+    traceback as its message (``Caught X in DataLoader worker process N.``, ``Original
+    Traceback ...`` and, last, ``module.X: message``); ``None`` when it did not."""
+    text = str(exc)
+    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
+        return None
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ not in ("__main__", "builtins"):
+        name = f"{cls.__module__}.{name}"
+    if text.rstrip("\n").endswith(f"\n{name}"):  # raised without a message
+        return ""
+    _, found, message = text.rpartition(f"\n{name}: ")
+    return message.rstrip("\n") if found else None
 
 
 class BatchStream:
@@ -116,14 +200,14 @@ class BatchStream:
         if self.resident:
             return iter(sampler)
         # The loader's own generator: creating an iterator draws a worker seed from it, which
-        # must not shift the global RNG (a resumed run creates one more iterator).
-        # Per rank, so that DataLoader workers of different ranks draw different crops.
+        # must not shift the global RNG (a resumed run creates one more iterator). The workers'
+        # draws for a batch come from seed_batch, not from that worker seed.
         generator = torch.Generator().manual_seed(
             (self.seed + self.rank) * 1_000_003 + self.consumed
         )
         loader = DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
+            SeededItems(self.dataset, self.seed, self.rank),
+            batch_sampler=NumberedBatches(sampler),
             generator=generator,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -136,7 +220,14 @@ class BatchStream:
         are dicts (e.g. the unpaired ``{"A": ..., "B": ...}``), on the device."""
         if self._iter is None:
             self._iter = self._start()
-        item = next(self._iter)
+        try:
+            item = next(self._iter)
+        except EdgeganError as exc:
+            message = worker_message(exc)
+            if message is None:
+                raise
+            # One line, as from the training process, not the worker's whole traceback.
+            raise type(exc)(message) from None
         self.consumed += 1
         return to_format(self._to_device(item), self.memory_format)
 

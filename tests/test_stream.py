@@ -1,0 +1,164 @@
+"""BatchStream with DataLoader workers: one-line errors, and draws that resume bit for bit."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from edgegan.errors import DataError
+from edgegan.train.stream import BatchIndices, BatchStream, worker_message
+
+CPU = torch.device("cpu")
+TRUNCATED = "cannot read image /data/3.png: OSError: image file is truncated"
+
+
+class BrokenItem(Dataset):
+    """Eight items; item 3 raises ``error`` as a dataset does for an unreadable file."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        if index == 3:
+            raise self.error
+        return torch.full((1, 2, 2), float(index)), index
+
+
+class RandomDraws(Dataset):
+    """Items whose values are draws from Python's ``random``, ``numpy.random`` and torch, as
+    random crops, flips and the unpaired B index are."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int):
+        draws = [random.random(), float(np.random.rand()), float(torch.rand(()))]
+        return torch.tensor(draws, dtype=torch.float64), index
+
+
+def take(stream: BatchStream, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [stream.next() for _ in range(n)]
+
+
+def assert_same(a, b) -> None:
+    assert len(a) == len(b)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(ya, yb)
+        assert torch.equal(xa, xb)
+
+
+def error_from_stream(dataset: Dataset, num_workers: int) -> Exception:
+    stream = BatchStream(dataset, 4, 0, CPU, num_workers=num_workers)
+    with pytest.raises(Exception) as info:
+        take(stream, 2)  # the two batches of an epoch: one holds item 3
+    # Free the loader now: left to the garbage collector (the frames in the tracebacks hold
+    # it in a cycle), torch waits 5 s for its worker to stop.
+    exc = info.value
+    del info
+    for e in (exc, exc.__context__):
+        if e is not None:
+            e.__traceback__ = None
+    return exc
+
+
+# -- errors raised in workers ------------------------------------------------------------------
+
+
+class PluginDataError(DataError):
+    """An edgegan error subclass defined outside edgegan (as a plugin's would be)."""
+
+
+@pytest.mark.parametrize("cls", [DataError, PluginDataError])
+def test_a_worker_data_error_is_one_line_of_the_same_type(cls):
+    exc = error_from_stream(BrokenItem(cls(TRUNCATED)), num_workers=1)
+    assert type(exc) is cls
+    assert str(exc) == TRUNCATED
+    assert exc.__cause__ is None and exc.__suppress_context__  # raised ``from None``
+    # The same message as without workers.
+    direct = error_from_stream(BrokenItem(cls(TRUNCATED)), num_workers=0)
+    assert type(direct) is cls and str(direct) == str(exc)
+
+
+def test_other_worker_errors_keep_the_dataloader_message():
+    exc = error_from_stream(BrokenItem(ValueError("bad value")), num_workers=1)
+    assert type(exc) is ValueError
+    assert str(exc).startswith("Caught ValueError in DataLoader worker process 0.")
+    assert "Original Traceback" in str(exc) and "bad value" in str(exc)
+
+
+def test_worker_message_reads_the_last_line_of_the_traceback():
+    def wrapped(tail: str) -> DataError:
+        return DataError(
+            "Caught DataError in DataLoader worker process 0.\n"
+            "Original Traceback (most recent call last):\n"
+            '  File "x.py", line 1, in <module>\n'
+            "edgegan.errors.DataError: not this one\n\n"
+            "During handling of the above exception, another exception occurred:\n\n"
+            'Traceback (most recent call last):\n  File "x.py", line 2, in <module>\n' + tail
+        )
+
+    assert worker_message(wrapped("edgegan.errors.DataError: this one\n")) == "this one"
+    assert worker_message(wrapped("edgegan.errors.DataError: two\nlines\n")) == "two\nlines"
+    assert worker_message(wrapped("edgegan.errors.DataError\n")) == ""
+    assert worker_message(DataError(TRUNCATED)) is None  # not from a worker
+    assert worker_message(DataError("Caught my eye")) is None
+
+
+# -- worker randomness -------------------------------------------------------------------------
+
+
+def test_a_resumed_stream_with_workers_loads_the_same_batches():
+    """Resumed at batch k (here in the second epoch), the workers draw what the uninterrupted
+    run's did; and which worker loads a batch does not matter."""
+    whole = take(BatchStream(RandomDraws(), 4, 7, CPU, num_workers=1), 5)
+    for k in (2, 4):
+        resumed = BatchStream(RandomDraws(), 4, 7, CPU, num_workers=1, consumed=k)
+        assert_same(take(resumed, 5 - k), whole[k:])
+    assert_same(take(BatchStream(RandomDraws(), 4, 7, CPU, num_workers=2), 5), whole)
+    # The draws are random: not the same within a batch, nor across batches.
+    x = torch.cat([x for x, _ in whole])
+    assert len(set(x.flatten().tolist())) == x.numel()
+
+
+def test_ranks_draw_differently_with_workers():
+    ranks = [
+        take(BatchStream(RandomDraws(), 4, 7, CPU, num_workers=1, rank=r, world_size=2), 2)
+        for r in (0, 1)
+    ]
+    for (x0, y0), (x1, y1) in zip(*ranks, strict=True):
+        assert set(y0.tolist()).isdisjoint(y1.tolist())  # each rank its slice of the batch
+        assert not set(x0.flatten().tolist()) & set(x1.flatten().tolist())
+    # And each rank resumes bit for bit.
+    resumed = BatchStream(RandomDraws(), 4, 7, CPU, num_workers=1, rank=1, world_size=2, consumed=1)
+    assert_same(take(resumed, 1), ranks[1][1:])
+
+
+def test_without_workers_the_stream_draws_from_the_global_generators():
+    """num_workers=0: items load in the sampler's order in this process, drawing from the
+    global generators (saved in checkpoints), which nothing reseeds."""
+
+    def seed_all() -> None:
+        random.seed(5)
+        np.random.seed(5)
+        torch.manual_seed(5)
+
+    dataset = RandomDraws()
+    seed_all()
+    got = take(BatchStream(dataset, 4, 7, CPU, num_workers=0), 5)
+    after = random.random(), float(np.random.rand()), float(torch.rand(()))
+    seed_all()
+    order = iter(BatchIndices(len(dataset), 4, 7))
+    expected = [default_collate([dataset[i] for i in next(order)]) for _ in range(5)]
+    assert_same(got, expected)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == after
+    # A stream resumed at batch k loads the sampler's batches from k on.
+    indices = next(iter(BatchIndices(len(dataset), 4, 7, start=2)))
+    _, y = BatchStream(dataset, 4, 7, CPU, num_workers=0, consumed=2).next()
+    assert y.tolist() == indices
