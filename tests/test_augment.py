@@ -46,3 +46,25 @@ def test_unknown_policy_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown augmentation 'rotate'"):
         DiffAugment("translation,rotate")
     assert not DiffAugment("")
+
+
+@pytest.mark.parametrize("penalty", ["train.r1_gamma=1", "loss.name=wgan-gp"])
+def test_penalties_see_the_images_the_loss_sees(tmp_path, penalty):
+    """With train.augment, R1 and WGAN-GP's penalty took D's gradient at raw images, which
+    D never trains on: they now call D through the augmentation, as the loss does."""
+    from tiny import TINY_GAN
+
+    from edgegan.config import load_config
+    from edgegan.train.trainer import Trainer
+
+    cfg = load_config(
+        "dcgan-mnist",
+        [*TINY_GAN, penalty, "train.r1_every=1", "model.discriminator.norm=none"],
+    )
+    trainer = Trainer(cfg, tmp_path / "r")
+    trainer.task.augment = lambda x: x + 1000.0  # marks every augmented image
+    seen = []
+    net = trainer.task.module("discriminator")
+    net.register_forward_pre_hook(lambda m, args: seen.append(float(args[0].detach().min())))
+    trainer.train_step()
+    assert len(seen) >= 2 and min(seen) > 500, seen  # the penalty's call too

@@ -41,6 +41,15 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _through(aug: Any, discriminator: Any) -> Any:
+    """``discriminator`` called on ``aug(x)``: what a penalty differentiates w.r.t. ``x``."""
+
+    def seen(x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return discriminator(aug(x)) if labels is None else discriminator(aug(x), labels)
+
+    return seen
+
+
 @register_task
 class GANTask(Task):
     name = "gan"
@@ -160,16 +169,19 @@ class GANTask(Task):
                 )
                 d_loss = loss.d_loss(d_real, d_fake)
             total = d_loss
+            # Penalties smooth D where the loss trains it: through the augmentation (as
+            # DiffAugment's and StyleGAN2-ADA's R1 do), differentiated w.r.t. the images.
+            D_seen = D_train if aug is _identity else _through(aug, D_train)
             if d_penalty is not None:
                 # Penalties differentiate through D: keep them in full precision.
-                pen = d_penalty(D_train, real.float(), fake.float(), labels)
+                pen = d_penalty(D_seen, real.float(), fake.float(), labels)
                 total = total + pen
                 out["d_penalty"] = pen.detach()
             r1_step = cfg.r1_gamma > 0 and (step * cfg.d_steps + i) % cfg.r1_every == 0
             if r1_step:
                 from edgegan.losses.penalties import r1_penalty
 
-                r1 = r1_penalty(D_train, real.float(), labels)
+                r1 = r1_penalty(D_seen, real.float(), labels)
                 total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
                 out["r1"] = r1.detach()
             amp.step("d", total, self.optims["d"])
