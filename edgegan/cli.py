@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -143,10 +144,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     """
     from edgegan.config import load_config, load_run_config
 
-    source = None
-    overrides = list(args)
-    if overrides and "=" not in overrides[0]:
-        source = overrides.pop(0)
+    source, overrides = _source_and_overrides(list(args))
     if resume:
         if source:
             raise EdgeganError("--resume continues a run with its own config; drop the preset")
@@ -640,6 +638,16 @@ def list_cmd(kind: str) -> None:
         click.echo("  ".join(cells).rstrip())
 
 
+def _source_and_overrides(args: list[str]) -> tuple[str | None, list[str]]:
+    """``[PRESET|CONFIG.yaml] key=value ...`` split: the first argument is the source unless
+    it is an override (a config file whose path holds '=', ``sweep/lr=0.1/c.yaml``, is one)."""
+    if args:
+        first = args[0]
+        if "=" not in first or (first.endswith((".yaml", ".yml")) and Path(first).is_file()):
+            return first, args[1:]
+    return None, args
+
+
 @cli.group()
 def config() -> None:
     """Inspect presets and configs."""
@@ -652,13 +660,12 @@ def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
     """Print the resolved YAML of a preset (or config file) with overrides applied, after
     checking its parts and their parameters as training would."""
     from edgegan.config import check_part_params, load_config
+    from edgegan.train.trainer import check_config
 
-    args = list(overrides)
-    if preset and "=" in preset:
-        args.insert(0, preset)
-        preset = None
+    preset, args = _source_and_overrides([preset, *overrides] if preset else list(overrides))
     config = load_config(preset, args)
     check_part_params(config)
+    check_config(config)
     click.echo(config.to_yaml(), nl=False)
     if config.train.epochs is not None:
         click.echo(

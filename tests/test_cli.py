@@ -119,6 +119,32 @@ def test_config_show_resolves_overrides():
     assert data["preset"] == "dcgan-mnist"
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.steps=-1", "train.steps must be > 0"),
+        ("task=foo", "unknown task 'foo'"),
+        ("eval.metric=nosuch", "unknown metric 'nosuch'"),
+    ],
+)
+def test_config_show_refuses_what_training_refuses(override, message):
+    # It exited 0 for these, which `train` refuses.
+    result = CliRunner().invoke(cli, ["config", "show", "dcgan-mnist", override])
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_config_file_whose_path_holds_an_equals_sign_is_the_source(tmp_path):
+    folder = tmp_path / "sweep" / "lr=0.1"
+    folder.mkdir(parents=True)
+    shown = CliRunner().invoke(cli, ["config", "show", "dcgan-mnist", "train.steps=7"])
+    (folder / "config.yaml").write_text(shown.output)
+    # It was read as the override 'sweep/lr=...': "unknown config key".
+    result = CliRunner().invoke(cli, ["config", "show", str(folder / "config.yaml"), "seed=3"])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.output)
+    assert data["train"]["steps"] == 7 and data["seed"] == 3
+
+
 def test_config_show_says_that_epochs_set_the_steps():
     result = CliRunner().invoke(cli, ["config", "show", "cyclegan"])
     assert result.exit_code == 0, result.output

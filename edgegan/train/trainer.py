@@ -121,6 +121,16 @@ def _validate(config: Config) -> None:
     schedule.validate(t)
 
 
+def check_config(config: Config) -> None:
+    """What training refuses of a config before it builds anything (ranges, the task, the GAN
+    task's metric), so ``edgegan config show`` can refuse it too."""
+    _validate(config)
+    get_task(config.task)
+    ev = config.eval
+    if config.task == "gan" and (ev.at_end or ev.every):
+        get_manager().registry("metrics").get(ev.metric)
+
+
 def _to_cpu(obj: Any) -> Any:
     """``obj`` with every tensor in it moved to the CPU (to gather it between processes)."""
     if torch.is_tensor(obj):
