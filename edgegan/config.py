@@ -307,18 +307,44 @@ def preset_names() -> list[str]:
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML with only ``true``/``false`` as booleans (YAML 1.2). YAML 1.1 also reads
-    ``on``/``off``/``yes``/``no`` as booleans, which would turn ``train.amp=off`` into False."""
+    """YAML with YAML 1.2's booleans and numbers. YAML 1.1 (PyYAML's) also reads
+    ``on``/``off``/``yes``/``no`` as booleans (``train.amp=off`` would be False), ``010`` as
+    octal 8, ``1:30`` as the base-60 number 90, and ``1e-4`` as a string."""
 
 
-_BOOL = "tag:yaml.org,2002:bool"
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
     _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# decimal (a leading 0 is still decimal), 0x hex, 0o octal, 0b binary; _ separates digits
+_Loader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*(?=[eE]))"
+        r"(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    base = {"0x": 16, "0o": 8, "0b": 2}.get(text[:2], 10)
+    return sign * int(text[2:] if base != 10 else text, base)
+
+
+_Loader.add_constructor(_INT, _construct_int)
 
 
 def safe_load(text: str) -> Any:
@@ -393,6 +419,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if re.search(r"\s#", raw) and "#" not in str(value):
+        value = raw.strip()  # YAML read " #..." as a comment: `data.root=/data/run #2`
     return key.split("."), value
 
 

@@ -37,3 +37,25 @@ def test_a_part_set_to_a_mapping_or_a_non_name_is_left_as_given():
     replaced = apply_overrides(raw, ["data={name: folder, root: x}"])
     assert replaced["data"] == {"name": "folder", "root": "x"}
     assert apply_overrides(raw, ["data=5"])["data"] == 5  # refused by the config's types
+
+
+@pytest.mark.parametrize(
+    "raw, value",
+    [
+        ("010", 10),  # YAML 1.1: octal 8
+        ("1:30", "1:30"),  # YAML 1.1: base 60, 90
+        ("1e-4", 1e-4),  # YAML 1.1: the string '1e-4'
+        ("1E3", 1000.0),
+        ("[1e-4, 2]", [1e-4, 2]),
+        ("0x1f", 31),
+        ("1_000", 1000),
+        ("-.inf", float("-inf")),
+        ("off", "off"),  # not False
+        ("/data/run #2", "/data/run #2"),  # YAML: "/data/run" and a comment
+        ('"quoted #1"', "quoted #1"),
+    ],
+)
+def test_override_values_read_as_yaml_1_2(raw, value):
+    from edgegan.config import parse_override
+
+    assert parse_override(f"data.root={raw}")[1] == value
