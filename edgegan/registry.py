@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgegan.errors import EdgeganError, PluginError, did_you_mean, unknown
+from edgegan.errors import EdgeganError, PluginError, did_you_mean, first_line, unknown
 
 KINDS: tuple[str, ...] = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
 """The kinds of parts a plugin can register, one hook each (``edgegan_register_<kind>``)."""
@@ -284,12 +284,35 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
     takes ``**kwargs``) and match the type of its default. ``context`` (image shape, latent
     size, number of classes, ...) is passed only for the names the factory accepts, so a
     factory declares just the context it needs.
+
+    A factory's :class:`EdgeganError` is passed on as it is, and its ``ValueError`` (the
+    documented way to refuse a value) becomes one line naming the part and its plugin. Any
+    other exception from an installed plugin's factory (its optional dependency missing, its
+    bug) becomes a :class:`PluginError` naming the plugin; a built-in's is not caught (it is
+    edgegan's bug), nor is a ``MemoryError`` (the CLI tells the user to ask for less).
     """
     kwargs = bind_params(entry, params, context)
     try:
         return entry.factory(**kwargs)
+    except EdgeganError:
+        raise
     except ValueError as exc:  # the documented way for a factory to refuse a value
-        raise EdgeganError(f"{entry.label}{entry.origin}: {exc}") from exc
+        raise EdgeganError(f"{entry.label}{entry.origin}: {first_line(exc)}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:
+        if not entry.origin:
+            raise
+        raise PluginError(
+            f"{entry.label}{entry.origin} failed to build: {exception_line(exc)}"
+        ) from exc
+
+
+def exception_line(exc: BaseException) -> str:
+    """``RuntimeError: boom``: an exception's type and the first line of its message, as
+    messages about a plugin's failure show it (the traceback: ``EDGEGAN_DEBUG=1``)."""
+    text = first_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def full_params(
@@ -351,7 +374,9 @@ def bind_params(
     return kwargs
 
 
-def validate_registration(kind: str, name: Any, factory: Any, role: Any, plugin: str) -> None:
+def validate_registration(
+    kind: str, name: Any, factory: Any, role: Any, plugin: str, description: Any = None
+) -> None:
     """Reject malformed ``register(...)`` calls with a message naming the plugin."""
     if not isinstance(name, str) or not name or name.strip() != name:
         raise PluginError(
@@ -370,4 +395,9 @@ def validate_registration(kind: str, name: Any, factory: Any, role: Any, plugin:
         raise PluginError(
             f"plugin '{plugin}' registered model '{name}' with role {role!r}; "
             f"role must be one of {', '.join(MODEL_ROLES)}"
+        )
+    if description is not None and not isinstance(description, str):
+        raise PluginError(
+            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' with a description of type "
+            f"{type(description).__name__}; it must be a string"
         )

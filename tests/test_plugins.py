@@ -496,6 +496,12 @@ INVALID = {
     ),
     "empty name": ('register("", dict)', "datasets", "invalid name ''"),
     "non-string name": ("register(3, dict)", "metrics", "invalid name 3"),
+    # accepted, it used to break `edgegan list losses` for everyone (TypeError in join)
+    "non-string description": (
+        'register("x", dict, description=["least", "squares"])',
+        "losses",
+        "registered loss 'x' with a description of type list; it must be a string",
+    ),
 }
 
 
@@ -928,3 +934,246 @@ def test_recorded_defaults_sit_under_the_users_params_and_stale_ones_go_with_a_w
     data["loss"] = {"name": "bce", "defaults": {"x": 1}}
     loss = config_from_dict(data).loss
     assert (loss.params, loss.defaults) == ({"defaults": {"x": 1}}, {})
+
+
+# -- a broken plugin is one line naming it -----------------------------------------------------
+
+
+def test_a_plugin_factorys_other_failures_are_one_line_naming_the_plugin(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    def build_lazy(smoothing: float = 0.1):
+        import edgegan_no_such_module  # a heavy dependency, imported inside the factory
+
+    def build_sized(n=None):
+        return list(range(n))  # TypeError for a wrong user value: a default None is unchecked
+
+    def build_cuda(scale: float = 1.0):
+        raise RuntimeError("CUDA extension missing\\nsee the build log")
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        register("lazy", build_lazy)
+        register("cuda", build_cuda)
+
+    @hookimpl
+    def edgegan_register_datasets(register):
+        register("sized", build_sized)
+    """
+    monkeypatch.setenv(
+        "EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-lazy", version="0.2", name="lazy")
+    )
+    cases = [
+        (
+            "losses",
+            "lazy",
+            {},
+            "loss 'lazy' (plugin 'lazy', edgegan-lazy 0.2) failed to build: "
+            "ModuleNotFoundError: No module named 'edgegan_no_such_module'",
+        ),
+        (
+            "datasets",
+            "sized",
+            {"n": "ten"},
+            "dataset 'sized' (plugin 'lazy', edgegan-lazy 0.2) failed to build: "
+            "TypeError: 'str' object cannot be interpreted as an integer",
+        ),
+        (
+            "losses",
+            "cuda",
+            {},
+            "loss 'cuda' (plugin 'lazy', edgegan-lazy 0.2) failed to build: "
+            "RuntimeError: CUDA extension missing",  # the first line alone
+        ),
+    ]
+    for kind, name, params, expected in cases:
+        with pytest.raises(PluginError) as exc_info:
+            registry(kind).build(name, params, {"split": "train"})
+        assert str(exc_info.value) == expected
+        assert exc_info.value.__cause__ is not None  # EDGEGAN_DEBUG=1 shows the traceback
+
+
+def test_a_factorys_edgegan_error_passes_and_a_builtins_bug_is_not_blamed_on_a_plugin():
+    def refuse():
+        raise EdgeganError("no data under /nowhere")
+
+    def buggy():
+        raise RuntimeError("edgegan's own bug")
+
+    plugin = dict(plugin="p", distribution="edgegan-p", version="1.0")
+    with pytest.raises(EdgeganError) as exc_info:
+        call_factory(Entry(kind="datasets", name="d", factory=refuse, **plugin), {}, {})
+    assert str(exc_info.value) == "no data under /nowhere"
+    assert not isinstance(exc_info.value, PluginError)
+    builtin = dict(plugin="edgegan.losses.plugin", distribution="edgegan")
+    with pytest.raises(RuntimeError, match="edgegan's own bug"):
+        call_factory(Entry(kind="losses", name="l", factory=buggy, **builtin), {}, {})
+
+
+def test_a_plugin_without_metadata_is_named_by_its_entry_point(fake_plugin, monkeypatch, tmp_path):
+    name = fake_plugin(one_loss("bare-loss"), dist="edgegan-bare", name="bare")
+    # A .dist-info left without METADATA (a broken install): its distribution has no name.
+    (tmp_path / "site-edgegan-bare-1.0" / "edgegan_bare-1.0.dist-info" / "METADATA").unlink()
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", name)
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "edgegan-nothing")  # compared with dist names
+    with pytest.warns(PluginWarning, match="EDGEGAN_DISABLE_PLUGINS names 'edgegan-nothing'"):
+        entry = registry("losses").get("bare-loss")
+    assert (entry.plugin, entry.distribution, entry.version) == ("bare", "bare", "")
+    assert entry.origin == " (plugin 'bare', bare)"
+    infos, error = get_manager().plugin_infos()
+    assert error is None and [i.provides for i in infos if i.name == "bare"] == [
+        {"losses": ["bare-loss"]}
+    ]
+
+
+def test_a_plugin_calling_sys_exit_is_reported_not_fatal(fake_plugin, monkeypatch):
+    at_import = fake_plugin("import sys\nsys.exit('needs a GPU')\n", dist="edgegan-quit")
+    source = """
+    import sys
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        sys.exit("no GPU")
+    """
+    in_hook = fake_plugin(source, dist="edgegan-quit2")
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{at_import},{in_hook}")
+    with pytest.warns(PluginWarning) as seen:
+        losses = registry("losses")
+    assert [str(w.message) for w in seen] == [
+        "plugin 'edgegan-quit' (edgegan-quit 1.0) failed to load: SystemExit: needs a GPU",
+        "plugin 'edgegan-quit2' failed in edgegan_register_losses: SystemExit: no GPU",
+    ]
+    assert "hinge" in losses  # everything else still works
+
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="'edgegan-quit' .* SystemExit: needs a GPU"):
+        registry("losses")
+
+
+def test_sigterm_while_a_plugin_loads_still_stops_the_command(fake_plugin, monkeypatch):
+    import signal
+
+    def terminate(signum, frame):  # as the CLI's handler: SIGTERM as SystemExit
+        raise SystemExit(128 + signum)
+
+    source = "import signal\nsignal.raise_signal(signal.SIGTERM)\n"
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-slow"))
+    old = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with pytest.raises(SystemExit) as exc_info:
+            get_manager()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert exc_info.value.code == 128 + signal.SIGTERM
+
+
+def test_a_hook_returning_its_parts_is_refused(fake_plugin, monkeypatch):
+    source = """
+    from edgegan import hookimpl
+
+    class HingeLoss:
+        pass
+
+    @hookimpl
+    def edgegan_register_losses(register):  # old pluggy style: registered nothing, silently
+        return [("hinge2", HingeLoss)]
+    """
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-ret", name="ret"))
+    with pytest.warns(PluginWarning) as seen:
+        infos, error = get_manager().plugin_infos()
+    assert error is None
+    (row,) = [i for i in infos if i.name == "ret"]
+    assert row.error == (
+        "plugin 'ret': hook edgegan_register_losses returned a list; a hook must call "
+        "register(name, factory, ...) for each part, not return them"
+    )
+    assert [str(w.message) for w in seen] == [row.error]
+    assert "hinge2" not in registry("losses")
+
+    from edgegan import hookimpl
+
+    class Yields:
+        @hookimpl
+        def edgegan_register_metrics(self, register):
+            register("yielded", dict)
+            yield
+
+    with pytest.raises(PluginError, match="edgegan_register_metrics is a generator \\(it yields"):
+        get_manager().register(Yields(), name="yields")
+
+
+def test_multi_line_plugin_errors_are_shown_as_one_line(fake_plugin, monkeypatch):
+    hook = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        raise RuntimeError("boom\\nsecond line")
+    """
+    raises = fake_plugin(hook, dist="edgegan-raises", name="raises")
+    broken = fake_plugin(
+        "raise ImportError('needs frobnicate\\nbuilt for another Python')\n",
+        dist="edgegan-broken",
+        name="broken",
+    )
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{raises},{broken}")
+    with pytest.warns(PluginWarning) as seen:
+        infos, _ = get_manager().plugin_infos()
+    assert sorted(str(w.message) for w in seen) == [
+        "plugin 'broken' (edgegan-broken 1.0) failed to load: ImportError: needs frobnicate",
+        "plugin 'raises' failed in edgegan_register_losses: RuntimeError: boom",
+    ]
+    assert all("\n" not in (i.error or "") for i in infos)
+
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", raises)
+    monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError) as exc_info:
+        registry("losses")
+    assert str(exc_info.value) == (
+        "plugin 'raises' failed in edgegan_register_losses: RuntimeError: boom "
+        "(EDGEGAN_STRICT_PLUGINS is set)"
+    )
+
+
+def test_what_a_plugin_provides_is_not_repeated_by_each_lookup():
+    from edgegan import hookimpl
+    from edgegan.plugins.manager import PluginManager
+
+    class Mine:
+        @hookimpl
+        def edgegan_register_losses(self, register):
+            register("mine", dict)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Mine(), name="mine")
+    for _ in range(2):
+        manager._registries = None  # as after another register() or unregister()
+        assert "mine" in manager.registry("losses")
+    assert manager.infos["mine"].provides == {"losses": ["mine"]}
+
+
+def test_a_bad_hook_signature_blames_the_hook_pluggy_refuses():
+    from edgegan import hookimpl
+    from edgegan.plugins.manager import PluginManager
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_models(self, register, verbose=False):  # allowed: a default
+            pass
+
+        @hookimpl
+        def edgegan_register_losses(self, reg):
+            pass
+
+    with pytest.raises(
+        PluginError, match="^hook edgegan_register_losses takes \\(reg\\); it must take"
+    ):
+        PluginManager(load_entry_points=False).register(Plugin(), name="p")

@@ -19,15 +19,16 @@ import importlib.metadata as md
 import inspect
 import os
 import re
+import signal
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pluggy
 
-from edgegan.errors import PluginError, did_you_mean
+from edgegan.errors import PluginError, did_you_mean, first_line
 from edgegan.plugins import hookspecs
-from edgegan.registry import KINDS, Entry, Registry, validate_registration
+from edgegan.registry import KINDS, Entry, Registry, exception_line, validate_registration
 
 ENTRY_POINT_GROUP = "edgegan"
 
@@ -81,18 +82,69 @@ def _env_flag(name: str) -> bool:
 
 
 def _signature_problem(plugin: Any) -> str | None:
-    """Which hook of ``plugin`` does not take the one argument ``register``, if any."""
+    """Which hook of ``plugin`` does not take the one argument ``register``, if any: first
+    one that requires another argument (what pluggy refuses; an extra argument with a
+    default is allowed), else one that takes anything but ``register``."""
+    odd: list[tuple[str, list[str]]] = []
     for hook in hookspecs.HOOKS.values():
         fn = getattr(plugin, hook, None)
         if not callable(fn):
             continue
         try:
-            params = list(inspect.signature(fn).parameters)
+            params = inspect.signature(fn).parameters
         except (TypeError, ValueError):
             continue
-        if params != ["register"]:
-            return f"hook {hook} takes ({', '.join(params)}); it must take (register)"
+        names = list(params)
+        required = [
+            n
+            for n, p in params.items()
+            if p.default is inspect.Parameter.empty
+            and p.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            and n not in ("register", "self", "cls")
+        ]
+        if required:
+            return f"hook {hook} takes ({', '.join(names)}); it must take (register)"
+        if names != ["register"]:
+            odd.append((hook, names))
+    if odd:
+        hook, names = odd[0]
+        return f"hook {hook} takes ({', '.join(names)}); it must take (register)"
     return None
+
+
+def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+    """The distribution name and version of an entry point's package; the entry point's
+    name and no version when it has none (a ``.dist-info`` without ``METADATA``, say)."""
+    try:
+        dist = ep.dist
+        name, version = (dist.name, dist.version) if dist is not None else (None, None)
+    except Exception:  # unreadable metadata: still load and list the plugin
+        name, version = None, None
+    return (name if isinstance(name, str) and name else ep.name), (
+        version if isinstance(version, str) else ""
+    )
+
+
+def _from_signal(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by a signal handler (the CLI's SIGTERM handler raises
+    ``SystemExit``) rather than by the plugin: that stops the command, whatever the plugin
+    was doing."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    code = tb.tb_frame.f_code
+    return any(
+        getattr(signal.getsignal(sig), "__code__", None) is code
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    )
+
+
+def _origin(dist: str, version: str) -> str:
+    """``edgegan-x 1.0``, or ``edgegan-x`` when the version is unknown."""
+    return f"{dist} {version}".rstrip()
 
 
 class PluginManager:
@@ -216,15 +268,13 @@ class PluginManager:
         deny = _env_list("EDGEGAN_DISABLE_PLUGINS") or set()
         autoload = not _env_flag("EDGEGAN_DISABLE_PLUGIN_AUTOLOAD")
         points = sorted(
-            md.entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda e: (e.name, e.dist.name if e.dist is not None else ""),
+            md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, *_dist_of(e))
         )
         self._warn_unknown_names(points, allow, deny)
         if allow is None and not autoload:
             return
         for ep in points:
-            dist = ep.dist.name if ep.dist is not None else ep.name
-            version = ep.dist.version if ep.dist is not None else ""
+            dist, version = _dist_of(ep)
             names = {_norm(ep.name), _norm(dist)}
             if names & deny or (allow is not None and not names & allow):
                 continue
@@ -242,33 +292,35 @@ class PluginManager:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin must not take the CLI down
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take the CLI down
+                if _from_signal(exc):
+                    raise
                 info = PluginInfo(ep.name, dist, version, False)
                 self.infos[ep.name] = info
                 self._fail(
                     info,
-                    f"plugin '{ep.name}' ({dist} {version}) failed to load: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"plugin '{ep.name}' ({_origin(dist, version)}) failed to load: "
+                    + exception_line(exc),
                 )
                 continue
             try:
                 self.register(plugin, name=ep.name, distribution=dist, version=version, check=False)
-            except Exception as exc:  # e.g. a hook whose arguments do not match the spec
+            except (Exception, SystemExit) as exc:  # e.g. a hook not taking (register)
+                if _from_signal(exc):
+                    raise
                 info = PluginInfo(ep.name, dist, version, False)
                 self.infos[ep.name] = info
-                detail = (
-                    str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
-                )
+                detail = first_line(exc) if isinstance(exc, PluginError) else exception_line(exc)
                 self._fail(
                     info,
-                    f"plugin '{ep.name}' ({dist} {version}) is not a valid edgegan plugin: "
-                    + detail,
+                    f"plugin '{ep.name}' ({_origin(dist, version)}) is not a valid edgegan "
+                    "plugin: " + detail,
                 )
                 continue
             if not self.infos[ep.name].hooks:
                 self._fail(
                     self.infos[ep.name],
-                    f"plugin '{ep.name}' ({dist} {version}) implements no edgegan hook; "
+                    f"plugin '{ep.name}' ({_origin(dist, version)}) implements no edgegan hook; "
                     "decorate its hook functions with @edgegan.hookimpl",
                 )
 
@@ -278,7 +330,7 @@ class PluginManager:
         """A name in EDGEGAN_LOAD_PLUGINS or EDGEGAN_DISABLE_PLUGINS that matches no installed
         plugin is most likely a typo: say so rather than load or skip nothing in silence."""
         known = {_norm(ep.name) for ep in points}
-        known |= {_norm(ep.dist.name) for ep in points if ep.dist is not None}
+        known |= {_norm(_dist_of(ep)[0]) for ep in points}
         for var, names in (
             ("EDGEGAN_LOAD_PLUGINS", allow or set()),
             ("EDGEGAN_DISABLE_PLUGINS", deny),
@@ -315,7 +367,7 @@ class PluginManager:
                     _entries: list[Entry] = entries,
                     **meta: Any,
                 ) -> None:
-                    validate_registration(_kind, name, factory, role, _info.name)
+                    validate_registration(_kind, name, factory, role, _info.name, description)
                     # The docstring's first paragraph, as one line (a first line alone may
                     # stop mid-sentence).
                     text = inspect.cleandoc(getattr(factory, "__doc__", None) or "")
@@ -335,15 +387,29 @@ class PluginManager:
                     )
 
                 try:
-                    impl.function(register=register)
+                    result = impl.function(register=register)
                 except PluginError as exc:
-                    self._fail(info, str(exc))
+                    self._fail(info, first_line(exc))
                     continue
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:  # sys.exit() in a hook, too
+                    if _from_signal(exc):
+                        raise
                     self._fail(
                         info,
                         f"plugin '{info.name}' failed in {hookspecs.HOOKS[kind]}: "
-                        f"{type(exc).__name__}: {exc}",
+                        + exception_line(exc),
+                    )
+                    continue
+                if result is not None:  # old-style pluggy hook returning its parts: none kept
+                    what = (
+                        "is a generator (it yields)"
+                        if inspect.isgenerator(result)
+                        else f"returned a {type(result).__name__}"
+                    )
+                    self._fail(
+                        info,
+                        f"plugin '{info.name}': hook {hookspecs.HOOKS[kind]} {what}; a hook "
+                        "must call register(name, factory, ...) for each part, not return them",
                     )
                     continue
                 collected.setdefault(info.name, []).extend(entries)
@@ -352,7 +418,7 @@ class PluginManager:
         # Every clash is collected (and listed by `edgegan plugins`) before any is raised.
         errors = list(self.conflicts)
         for info in self.infos.values():
-            info.conflicts = []
+            info.conflicts, info.provides = [], {}
             if info.error:
                 continue
             for entry in collected.get(info.name, []):
