@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from edgegan.errors import PluginError
+from edgegan.errors import EdgeganError, PluginError, first_line
 from edgegan.registry import Entry
 
 #: Slack on the [-1, 1] value range of a dataset's images (float rounding of a rescale).
@@ -39,6 +41,21 @@ def _shape(x: Any) -> str:
     return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
 
 
+def _error(exc: BaseException) -> str:
+    """``TypeError: first line of its message``: an exception from a plugin, on one line."""
+    return f"{type(exc).__name__}: {first_line(exc, '(no message)')}"
+
+
+def _attr(entry: Entry, obj: Any, name: str, default: Any = None) -> Any:
+    """``getattr(obj, name, default)``, where a property that raises fails with one line."""
+    try:
+        return getattr(obj, name, default)
+    except EdgeganError:
+        raise
+    except Exception as exc:
+        raise _fail(entry, f"failed to give its {name}: {_error(exc)}") from exc
+
+
 def check_module(entry: Entry, net: Any) -> None:
     """A model factory must return a ``torch.nn.Module``."""
     if not isinstance(net, nn.Module):
@@ -46,18 +63,41 @@ def check_module(entry: Entry, net: Any) -> None:
 
 
 def check_dataset(entry: Entry, dataset: Any) -> None:
-    """``image_shape`` is (C, H, W) and item 0 is ``(float image of that shape in [-1, 1],
-    int label)``."""
-    shape = getattr(dataset, "image_shape", None)
+    """``image_shape`` is (C, H, W), ``num_classes`` an int >= 0 and item 0 is ``(float image
+    of that shape in [-1, 1], int label)``, the label in ``[0, num_classes)`` or -1 (none;
+    unchecked when ``num_classes`` is 0: the labels are not used then). An in-memory
+    ``labels`` tensor (which training may read instead of the items) is checked whole."""
+    shape = _attr(entry, dataset, "image_shape")
     if (
         not isinstance(shape, (tuple, list))
         or len(shape) != 3
         or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape)
     ):
         raise _fail(entry, f"has image_shape {shape!r}; it must be (C, H, W), positive ints")
-    if len(dataset) == 0:
+    num_classes = _attr(entry, dataset, "num_classes", 0)
+    if num_classes is None:  # absent or None: unlabelled, as the trainer reads it
+        num_classes = 0
+    if (
+        not isinstance(num_classes, numbers.Integral)
+        or isinstance(num_classes, bool)
+        or num_classes < 0
+    ):
+        raise _fail(
+            entry, f"has num_classes {num_classes!r}; it must be an int >= 0 (0: unlabelled)"
+        )
+    num_classes = int(num_classes)
+    try:
+        size = len(dataset)
+    except Exception as exc:
+        raise _fail(entry, f"has no length: {_error(exc)}") from exc
+    if size == 0:
         raise _fail(entry, "is empty")
-    item = dataset[0]
+    try:
+        item = dataset[0]
+    except EdgeganError:  # the plugin's own one-line message (a missing file, say)
+        raise
+    except Exception as exc:
+        raise _fail(entry, f"failed to give item 0: {_error(exc)}") from exc
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise _fail(entry, f"gives a {type(item).__name__} per item, not an (image, label) pair")
     image, label = item
@@ -75,30 +115,162 @@ def check_dataset(entry: Entry, dataset: Any) -> None:
         label = label.item()
     if not isinstance(label, numbers.Integral) or isinstance(label, bool):
         raise _fail(entry, f"gives labels as {type(label).__name__}; they must be ints (-1: none)")
+    if num_classes:
+        _check_label_range(entry, int(label), int(label), num_classes, "item 0 has label")
+        labels = _attr(entry, dataset, "labels")
+        if isinstance(labels, torch.Tensor):
+            integers = not (labels.is_floating_point() or labels.is_complex())
+            integers = integers and labels.dtype != torch.bool and labels.numel() > 0
+        else:
+            integers = isinstance(labels, np.ndarray) and labels.dtype.kind in "iu"
+            integers = integers and labels.size > 0
+        if integers:  # one pass over an in-memory array: cheap
+            lo_label, hi_label = int(labels.min()), int(labels.max())
+            _check_label_range(entry, lo_label, hi_label, num_classes, "its labels attribute holds")
 
 
-def check_loss(entry: Entry, loss: Any) -> None:
+def _check_label_range(entry: Entry, lo: int, hi: int, num_classes: int, what: str) -> None:
+    """Labels index class embeddings: one out of ``[-1, num_classes)`` fails mid-run (an
+    IndexError, or a device-side assert on CUDA)."""
+    if lo < -1 or hi >= num_classes:
+        found = f"{lo}" if lo == hi else f"values in [{lo}, {hi}]"
+        raise _fail(
+            entry,
+            f"{what} {found}, its num_classes is {num_classes}; labels must be in "
+            f"[0, {num_classes - 1}] (-1: none)",
+        )
+
+
+def check_loss(
+    entry: Entry,
+    loss: Any,
+    image_shape: tuple[int, int, int] = (1, 8, 8),
+    num_classes: int = 0,
+    discriminator: nn.Module | None = None,
+) -> None:
     """``d_loss(real, fake)`` and ``g_loss(fake)`` exist and return scalar tensors that carry
-    gradients, checked on a few zero logits (of a copy, so a loss that counts its calls
-    counts only the run's)."""
+    gradients, checked on a few zero logits, and an optional ``d_penalty(discriminator, real,
+    fake, labels)`` returns a scalar tensor, checked on two images of ``image_shape`` (and
+    labels when ``num_classes``) with a copy of the run's ``discriminator`` (a stand-in when
+    none is given or it cannot be copied); on a copy of the loss (so a loss that counts its
+    calls counts only the run's) and on a random stream of its own."""
     for method in ("d_loss", "g_loss"):
         if not callable(getattr(loss, method, None)):
             raise _fail(entry, f"has no {method} method")
+    penalty = getattr(loss, "d_penalty", None)
+    if penalty is not None and not callable(penalty):
+        raise _fail(entry, f"has a d_penalty that is a {type(penalty).__name__}, not a method")
     try:
         loss = copy.deepcopy(loss)
     except Exception:  # an uncopyable loss is checked as it is
         pass
     real = torch.zeros(4, requires_grad=True)
     fake = torch.zeros(4, requires_grad=True)
-    for method, args in (("d_loss", (real, fake)), ("g_loss", (fake,))):
+    with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
+        for method, args in (("d_loss", (real, fake)), ("g_loss", (fake,))):
+            try:
+                value = getattr(loss, method)(*args)
+            except Exception as exc:
+                raise _fail(entry, f"{method} failed on logits of shape (4,): {exc!r}") from exc
+            if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                raise _fail(
+                    entry, f"{method} returned {_shape(value)}; it must return a scalar tensor"
+                )
+            if not value.requires_grad:
+                raise _fail(entry, f"{method} returned a tensor without gradients from the logits")
+        if penalty is not None:
+            _check_penalty(entry, loss.d_penalty, tuple(image_shape), num_classes, discriminator)
+
+
+class _StandInDiscriminator(nn.Module):
+    """What :func:`_check_penalty` gives a loss's ``d_penalty``: ``forward(x, labels=None)``
+    returning one logit per image, as the interface promises of every discriminator."""
+
+    def __init__(self, image_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(int(np.prod(image_shape)), 1)
+
+    def forward(self, x: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        return self.fc(x.flatten(1)).squeeze(1)
+
+
+def _check_penalty(
+    entry: Entry,
+    penalty: Any,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    discriminator: nn.Module | None = None,
+) -> None:
+    """Call ``d_penalty(discriminator, real, fake, labels)`` as training does (positionally,
+    full precision, with autograd on: a gradient penalty differentiates through D). A copy of
+    the run's discriminator, so a penalty may use what that network offers, and the run's own
+    (spectral norm's vectors, BatchNorm statistics) is left as it was."""
+    net: nn.Module = _StandInDiscriminator(image_shape)
+    if discriminator is not None:
         try:
-            value = getattr(loss, method)(*args)
+            net = copy.deepcopy(discriminator).train()
+        except Exception:  # an uncopyable network: the stand-in has the interface's forward
+            pass
+    n = 2
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(n, *image_shape, generator=g) * 2 - 1
+    fake = torch.rand(n, *image_shape, generator=g) * 2 - 1
+    labels = torch.zeros(n, dtype=torch.long) if num_classes else None
+    what = f"(discriminator, real, fake, labels) with {n} images {image_shape}"
+    with torch.enable_grad():
+        try:
+            value = penalty(net, real, fake, labels)
         except Exception as exc:
-            raise _fail(entry, f"{method} failed on logits of shape (4,): {exc!r}") from exc
-        if not isinstance(value, torch.Tensor) or value.dim() != 0:
-            raise _fail(entry, f"{method} returned {_shape(value)}; it must return a scalar tensor")
-        if not value.requires_grad:
-            raise _fail(entry, f"{method} returned a tensor without gradients from the logits")
+            raise _fail(entry, f"d_penalty failed on {what}: {_error(exc)}") from exc
+    if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        raise _fail(entry, f"d_penalty returned {_shape(value)}; it must return a scalar tensor")
+
+
+def check_metric(entry: Entry, metric: Any) -> None:
+    """A metric factory must build an object with a ``compute`` method."""
+    if not callable(getattr(metric, "compute", None)):
+        raise _fail(entry, f"built a {type(metric).__name__} without a compute method")
+
+
+def call_metric(entry: Entry, metric: Any, samples: Any, **kwargs: Any) -> dict[str, Any]:
+    """``metric.compute(samples, **kwargs)``, whose result must be a non-empty mapping of
+    names (str) to numbers (NaN and infinities included: a score may be undefined), given
+    as Python or NumPy numbers or one-element tensors/arrays. Returns plain ``int`` counts
+    and ``float`` scores. An exception from an installed plugin's metric fails with one
+    line naming it (an :class:`EdgeganError` it raises is its own message, and passes)."""
+    try:
+        result = metric.compute(samples, **kwargs)
+    except EdgeganError:
+        raise
+    except Exception as exc:
+        if not is_external(entry):
+            raise  # edgegan's own bug: keep the traceback
+        what = f"{len(samples)} samples" if hasattr(samples, "__len__") else "its samples"
+        raise _fail(entry, f"compute failed on {what}: {_error(exc)}") from exc
+    expected = "it must return a dict of score names to numbers"
+    if not isinstance(result, Mapping):
+        raise _fail(entry, f"compute returned {type(result).__name__}; {expected}")
+    if not result:
+        raise _fail(
+            entry, f"compute returned no scores (an empty {type(result).__name__}); {expected}"
+        )
+    scores: dict[str, Any] = {}
+    for key, value in result.items():
+        if not isinstance(key, str):
+            raise _fail(entry, f"compute returned a score named {key!r}; names must be strings")
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            if (value.numel() if isinstance(value, torch.Tensor) else value.size) != 1:
+                shape = f"a {type(value).__name__} of shape {tuple(value.shape)}"
+                raise _fail(entry, f"compute returned score '{key}' as {shape}; {expected}")
+            value = value.item()
+        if not isinstance(value, numbers.Real):
+            raise _fail(
+                entry, f"compute returned score '{key}' as {type(value).__name__}; {expected}"
+            )
+        # Counts stay ints (num_samples 2000, not 2000.0); scores become plain floats.
+        integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        scores[key] = int(value) if integral else float(value)
+    return scores
 
 
 @torch.no_grad()
@@ -157,7 +329,9 @@ def _check_discriminator(
 def check_cyclegan_parts(task: Any) -> None:
     """Every check above for the external parts of a built ``cyclegan`` task: both
     directions, each generator with the discriminator of the domain it translates into."""
-    check_parts(task, [task.g_ab, task.g_ba], [task.d_a, task.d_b])
+    # d_penalty is called with the images of each domain and no labels: domain B's here
+    shape_b = (task.channels_b, task.size, task.size)
+    check_parts(task, [task.g_ab, task.g_ba], [task.d_a, task.d_b], shape_b, 0, task.d_b)
     g_entry, d_entry, _ = _entries(task.config)
     if is_external(g_entry) or is_external(d_entry):
         a = (task.channels_a, task.size, task.size)
@@ -172,7 +346,7 @@ def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any) -> Any:
     try:
         return net(*inputs)
     except Exception as exc:
-        raise _fail(entry, f"failed on {what}: {type(exc).__name__}: {exc}") from exc
+        raise _fail(entry, f"failed on {what}: {_error(exc)}") from exc
     finally:
         net.train(was_training)
 
@@ -188,21 +362,34 @@ def _entries(config: Any) -> tuple[Entry, Entry, Entry]:
     )
 
 
-def check_parts(task: Any, generators: list[nn.Module], discriminators: list[nn.Module]) -> None:
-    """Model types and the loss, for the external parts of a built task (any task)."""
+def check_parts(
+    task: Any,
+    generators: list[nn.Module],
+    discriminators: list[nn.Module],
+    image_shape: tuple[int, int, int] = (1, 8, 8),
+    num_classes: int = 0,
+    penalty_discriminator: nn.Module | None = None,
+) -> None:
+    """Model types and the loss, for the external parts of a built task (any task); the
+    loss's ``d_penalty`` on images of ``image_shape`` (with labels when ``num_classes``),
+    given a copy of ``penalty_discriminator``, the network that sees such images."""
     g_entry, d_entry, loss_entry = _entries(task.config)
     for entry, nets in ((g_entry, generators), (d_entry, discriminators)):
         if is_external(entry):
             for net in nets:
                 check_module(entry, net)
     if is_external(loss_entry):
-        check_loss(loss_entry, task.loss)
+        check_loss(loss_entry, task.loss, image_shape, num_classes, penalty_discriminator)
 
 
 def check_gan_parts(task: Any) -> None:
     """Every check above for the external parts of a built ``gan`` task (before its networks
     move to the device)."""
-    check_parts(task, [task.generator], [task.discriminator])
+    ctx = task.context
+    shape = (ctx["channels"], ctx["image_size"], ctx["image_size"])
+    check_parts(
+        task, [task.generator], [task.discriminator], shape, ctx["num_classes"], task.discriminator
+    )
     g_entry, d_entry, _ = _entries(task.config)
     if is_external(g_entry) or is_external(d_entry):
         check_gan_networks(g_entry, task.generator, d_entry, task.discriminator, task.context)

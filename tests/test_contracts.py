@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -71,6 +72,23 @@ def _data(item=None, shape=SHAPE):
     return lambda split="train": Data()
 
 
+def _dataset(**attrs):
+    """A factory of a :class:`GoodData` with ``attrs`` (class attributes or methods) replaced."""
+    return lambda split="train": type("Data", (GoodData,), attrs)()
+
+
+def _missing_cache(self, i):
+    return self.cache[i]  # a dataset that forgot to load: AttributeError
+
+
+def _no_len(self):
+    raise TypeError("object of type 'Data' has no len()")
+
+
+def _raise_over_lines(*args):
+    raise RuntimeError("needs the ext extension\n  build it with: pip install ext")
+
+
 def _g(forward):
     class G(GoodG):
         def forward(self, z, labels=None):
@@ -132,10 +150,74 @@ BROKEN = {
         {"loss": _loss(g_loss=lambda self, fake: torch.tensor(0.0))},
         "g_loss returned a tensor without gradients",
     ),
+    "item 0 raises": (
+        {"data": _dataset(__getitem__=_missing_cache)},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) failed to give item 0: AttributeError: "
+        "'Data' object has no attribute 'cache'",
+    ),
+    "item 0 raises an OSError": (
+        {"data": _data(lambda: open("/nonexistent/edgegan/x.png"))},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) failed to give item 0: FileNotFoundError",
+    ),
+    "no length": (
+        {"data": _dataset(__len__=_no_len)},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) has no length: TypeError",
+    ),
+    "num_classes str": (
+        {"data": _dataset(num_classes="ten")},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) has num_classes 'ten'; it must be an "
+        "int >= 0",
+    ),
+    "num_classes negative": ({"data": _dataset(num_classes=-1)}, "has num_classes -1;"),
+    "num_classes bool": ({"data": _dataset(num_classes=True)}, "has num_classes True;"),
+    "num_classes float": ({"data": _dataset(num_classes=10.0)}, "has num_classes 10.0;"),
+    "1-based labels": (  # num_classes 2, labels 1..2: item 0 has label 2
+        {"data": _dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), 2 - i % 2))},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) item 0 has label 2, its num_classes is "
+        "2; labels must be in [0, 1] (-1: none)",
+    ),
+    "label below -1": (
+        {"data": _data(lambda: (torch.zeros(SHAPE), -2))},
+        "item 0 has label -2, its num_classes is 2",
+    ),
+    "labels tensor out of range": (  # item 0 is fine, the in-memory labels are not
+        {"data": _dataset(labels=torch.tensor([0, 1, 2, 1]))},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) its labels attribute holds values in "
+        "[0, 2], its num_classes is 2",
+    ),
+    "labels array out of range": (
+        {"data": _dataset(labels=np.array([-3, 0, 1]))},
+        "its labels attribute holds values in [-3, 1]",
+    ),
+    "d_penalty without labels": (
+        {"loss": _loss(d_penalty=lambda self, d, real, fake: (d(real) ** 2).mean())},
+        "loss 'bad' (plugin 'bad', edgegan-bad 9.9) d_penalty failed on (discriminator, real, "
+        "fake, labels) with 2 images (1, 8, 8): TypeError",
+    ),
+    "float d_penalty": (
+        {"loss": _loss(d_penalty=lambda self, d, real, fake, labels: 0.0)},
+        "loss 'bad' (plugin 'bad', edgegan-bad 9.9) d_penalty returned float; it must return a "
+        "scalar tensor",
+    ),
+    "per-sample d_penalty": (
+        {"loss": _loss(d_penalty=lambda self, d, real, fake, labels: d(real, labels) ** 2)},
+        "d_penalty returned (2,); it must return a scalar tensor",
+    ),
+    "d_penalty that raises": (
+        {"loss": _loss(d_penalty=lambda self, d, real, fake, labels: d(real[:, :, :4], labels))},
+        "d_penalty failed on (discriminator, real, fake, labels) with 2 images (1, 8, 8): "
+        "RuntimeError",
+    ),
+    "d_penalty that raises over lines": (  # the first line of the message, on the one line
+        {"loss": _loss(d_penalty=_raise_over_lines)},
+        "d_penalty failed on (discriminator, real, fake, labels) with 2 images (1, 8, 8): "
+        "RuntimeError: needs the ext extension (see",
+    ),
+    "d_penalty not a method": ({"loss": _loss(d_penalty=3)}, "has a d_penalty that is a int"),
 }
 
 
-def _plugin(version="9.9", **parts):
+def _plugin(version="9.9", metric=MeanPix, **parts):
     parts = {"data": _data(), "g": GoodG, "d": GoodD, "loss": GoodLoss, **parts}
 
     class Plugin:
@@ -154,7 +236,7 @@ def _plugin(version="9.9", **parts):
 
         @hookimpl
         def edgegan_register_metrics(self, register):
-            register("meanpix", MeanPix)
+            register("meanpix", metric)
 
     manager = PluginManager(load_entry_points=False)
     manager.register(Plugin(), name="bad", distribution="edgegan-bad", version=version)
@@ -197,6 +279,70 @@ def test_broken_part_fails_before_the_run_dir_with_one_line(tmp_path, case):
     assert not (tmp_path / "r").exists()
 
 
+def _gradient_penalty(self, discriminator, real, fake, labels):
+    """A WGAN-GP style penalty: random interpolates, a gradient through the discriminator."""
+    _gradient_penalty.calls.append(None if labels is None else tuple(labels.shape))
+    t = torch.rand(len(real), 1, 1, 1)
+    x = (t * real + (1 - t) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(x, labels).sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+@pytest.mark.parametrize(
+    "data",
+    (
+        _dataset(num_classes=0, __getitem__=lambda self, i: (torch.zeros(SHAPE), 0)),
+        _dataset(num_classes=0, __getitem__=lambda self, i: (torch.zeros(SHAPE), -1)),
+        _dataset(num_classes=None, __getitem__=lambda self, i: (torch.zeros(SHAPE), -1)),
+        _dataset(num_classes=np.int64(2), labels=np.array([0, 1] * 16)),
+        _dataset(labels=torch.tensor([0, 1] * 16)),
+        _dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), -1)),  # -1: no label
+    ),
+    ids=["unlabelled 0", "unlabelled -1", "num_classes None", "numpy", "labels tensor", "-1"],
+)
+def test_valid_datasets_pass_the_checks_and_train(tmp_path, data):
+    _plugin(data=data)
+    assert train(_config(), out_dir=tmp_path / "r").step == 2
+
+
+def test_a_gradient_penalty_passes_and_trains(tmp_path):
+    _gradient_penalty.calls = []
+    _plugin(loss=_loss(d_penalty=_gradient_penalty))
+    assert train(_config(), out_dir=tmp_path / "r").step == 2
+    # the check (a copy of the run's discriminator, labels of the conditional run), then two
+    # steps
+    assert _gradient_penalty.calls == [(2,), (4,), (4,)]
+
+
+def test_the_penalty_check_gives_a_copy_of_the_runs_discriminator(tmp_path):
+    """A penalty may use what the run's discriminator offers (a stand-in network would have
+    refused a working plugin); the check leaves the run's own network as it was."""
+    seen = []
+
+    def uses_d(self, discriminator, real, fake, labels):
+        seen.append(discriminator)
+        if not isinstance(discriminator, GoodD):  # e.g. it reads the network's own layers
+            raise TypeError(f"not the run's discriminator: {type(discriminator).__name__}")
+        return discriminator(real, labels).pow(2).mean()
+
+    _plugin(loss=_loss(d_penalty=uses_d))
+    assert train(_config(), out_dir=tmp_path / "r").step == 2
+    assert seen[0] is not seen[1]  # the check's copy, then the run's network
+
+
+def test_the_loss_check_leaves_the_random_stream_alone():
+    from edgegan.contracts import check_loss
+    from edgegan.registry import Entry
+
+    entry = Entry("losses", "gp", _loss, plugin="gp", distribution="edgegan-gp", version="1")
+    _gradient_penalty.calls = []
+    state = torch.get_rng_state()
+    check_loss(entry, _loss(d_penalty=_gradient_penalty)(), (3, 4, 4), num_classes=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert _gradient_penalty.calls == [None]
+    check_loss(entry, _loss(d_penalty=None)())  # no penalty: as d_penalty absent
+
+
 def test_loss_check_leaves_a_stateful_loss_alone(tmp_path):
     built = []
 
@@ -221,6 +367,17 @@ def test_cyclegan_checks_its_plugin_loss(tmp_path):
         ["loss.name=bad", "train.steps=1", "train.device=cpu", "train.progress=false"],
     )
     with pytest.raises(PluginError, match="loss 'bad' .* g_loss returned \\(4,\\)"):
+        train(cfg, out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_cyclegan_checks_its_plugin_loss_penalty(tmp_path):
+    _plugin(loss=_loss(d_penalty=lambda self, d, real, fake: (d(real) ** 2).mean()))
+    cfg = load_config(
+        "cyclegan-digits",
+        ["loss.name=bad", "train.steps=1", "train.device=cpu", "train.progress=false"],
+    )
+    with pytest.raises(PluginError, match=r"d_penalty failed on .* 2 images \(3, 32, 32\)"):
         train(cfg, out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
 
@@ -322,6 +479,36 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     assert json.loads((result.run_dir / "eval.json").read_text()) == result.eval
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]
+
+
+class RaisingMetric:
+    def compute(self, samples, labels=None, reference=None):
+        raise RuntimeError("needs scipy")
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    (
+        (RaisingMetric, "compute failed on 10 samples: RuntimeError: needs scipy"),
+        (type("NoCompute", (), {}), "built a NoCompute without a compute method"),
+    ),
+)
+def test_a_broken_plugin_metric_stops_a_run_with_one_line(tmp_path, metric, expected):
+    _plugin(metric=metric)
+    cfg = load_config(
+        "dcgan-mnist",
+        [*_config_overrides(), "train.steps=2", "eval.at_end=true", "eval.metric=meanpix",
+         "eval.num_samples=10"],
+    )  # fmt: skip
+    with pytest.raises(PluginError) as exc_info:
+        train(cfg, out_dir=tmp_path / "r")
+    message = str(exc_info.value)
+    assert message.startswith("metric 'meanpix' (plugin 'bad', edgegan-bad 9.9) ")
+    assert expected in message and "\n" not in message
+    if metric is RaisingMetric:  # found when it runs, after training: the run is reported
+        assert "steps: 2 of 2" in (tmp_path / "r/report.md").read_text()
+    else:  # found when it is built, before the run directory
+        assert not (tmp_path / "r").exists()
 
 
 def test_the_digit_metric_on_other_data_says_it_is_skipped(tmp_path):

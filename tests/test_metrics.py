@@ -323,3 +323,148 @@ def test_plugin_module_is_torch_free() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- plugin metrics that break their interface: one line naming the plugin, never a traceback
+
+
+class _Mean:
+    def compute(self, samples, labels=None, reference=None):
+        return {"mean": float(samples.mean()), "n": len(samples)}
+
+
+def _compute(fn):
+    """A metric class whose ``compute`` returns ``fn(samples)``."""
+    return type(
+        "Metric", (), {"compute": lambda self, samples, labels=None, reference=None: fn(samples)}
+    )
+
+
+def _raise(exc):
+    def compute(samples):
+        raise exc
+
+    return compute
+
+
+BROKEN_METRICS = {
+    "empty": (_compute(lambda x: {}), "compute returned no scores (an empty dict)"),
+    "none": (_compute(lambda x: None), "compute returned NoneType; it must return a dict"),
+    "list": (_compute(lambda x: [("fd", 1.0)]), "compute returned list;"),
+    "raises": (
+        _compute(_raise(RuntimeError("needs scipy\n  pip install scipy"))),
+        "compute failed on 4 samples: RuntimeError: needs scipy (see",
+    ),
+    "no compute": (type("NoCompute", (), {}), "built a NoCompute without a compute method"),
+    "str score": (_compute(lambda x: {"fd": "low"}), "compute returned score 'fd' as str;"),
+    "None score": (_compute(lambda x: {"fd": None}), "returned score 'fd' as NoneType;"),
+    "vector score": (
+        _compute(lambda x: {"fd": x.mean((1, 2, 3))}),
+        "compute returned score 'fd' as a Tensor of shape (4,);",
+    ),
+    "int name": (_compute(lambda x: {0: 1.0}), "compute returned a score named 0;"),
+}
+
+
+def _metric_plugin(**metrics) -> None:
+    from edgegan import hookimpl
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_metrics(self, register):
+            for name, cls in metrics.items():
+                register(name, cls)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="mets", distribution="edgegan-mets", version="2.0")
+    reset_manager(manager)
+
+
+@pytest.mark.parametrize("case", list(BROKEN_METRICS))
+def test_a_broken_plugin_metric_fails_with_one_line_naming_it(tmp_path, case) -> None:
+    from edgegan.errors import PluginError
+
+    cls, expected = BROKEN_METRICS[case]
+    _metric_plugin(bad=cls)
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    np.savez(tmp_path / "s.npz", images=images.numpy())
+    for call in (
+        lambda: evaluate_tensors(images, reference=None, metric="bad"),
+        lambda: evaluate(tmp_path / "s.npz", metric="bad"),
+    ):
+        with pytest.raises(PluginError) as exc_info:
+            call()
+        message = str(exc_info.value)
+        assert message.startswith("metric 'bad' (plugin 'mets', edgegan-mets 2.0) ")
+        assert expected in message and "\n" not in message
+
+
+def test_a_metric_without_compute_fails_before_the_samples_load(tmp_path) -> None:
+    from edgegan.errors import PluginError
+
+    _metric_plugin(bad=BROKEN_METRICS["no compute"][0])
+    with pytest.raises(PluginError, match="without a compute method"):
+        evaluate(tmp_path / "missing.npz", metric="bad")
+
+
+def test_plugin_metric_scores_become_plain_numbers(tmp_path) -> None:
+    nan = float("nan")
+    scores = {
+        "mean": torch.tensor(0.25),  # a 0-d tensor, as `samples.mean()` gives
+        "n": np.int64(4),  # a count stays an int
+        "undefined": nan,  # NaN and infinities are scores too
+        "inf": float("inf"),
+        "np": np.float32(0.5),
+        "one": np.array([3]),
+        "ok": True,
+    }
+    _metric_plugin(good=_compute(lambda x: scores))
+    out = evaluate_tensors(torch.zeros(4, 1, 8, 8), reference=None, metric="good")
+    assert list(out) == list(scores)
+    assert [type(v) for v in out.values()] == [float, int, float, float, float, int, float]
+    assert out["mean"] == 0.25 and out["n"] == 4 and math.isnan(out["undefined"])
+    assert out["inf"] == math.inf and out["np"] == 0.5 and out["one"] == 3 and out["ok"] == 1.0
+
+
+def test_a_plugin_metrics_own_error_passes_as_it_is() -> None:
+    _metric_plugin(picky=_compute(_raise(EdgeganError("picky needs 3-channel samples"))))
+    with pytest.raises(EdgeganError) as exc_info:
+        evaluate_tensors(torch.zeros(4, 1, 8, 8), reference=None, metric="picky")
+    assert str(exc_info.value) == "picky needs 3-channel samples"
+
+
+def test_check_metric_finds_what_would_fail_after_training() -> None:
+    from edgegan.errors import PluginError, UnknownNameError
+    from edgegan.metrics.evaluate import check_metric
+
+    built = []
+
+    class Counted(_Mean):
+        def __init__(self):
+            built.append(self)
+
+    _metric_plugin(good=Counted, bad=BROKEN_METRICS["no compute"][0])
+    check_metric("good")
+    check_metric("digits", "mnist:test")  # built-in: looked up, not built
+    assert len(built) == 1
+    with pytest.raises(PluginError, match="metric 'bad' .* without a compute method"):
+        check_metric("bad")
+    with pytest.raises(UnknownNameError, match="unknown metric 'god'"):
+        check_metric("god")
+
+
+def test_cli_eval_with_a_metric_that_gives_no_scores_says_so_in_one_line(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    _metric_plugin(empty=BROKEN_METRICS["empty"][0])
+    np.savez(tmp_path / "s.npz", images=np.zeros((4, 8, 8), dtype=np.uint8))
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path / "s.npz"), "--metric", "empty"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: metric 'empty' (plugin 'mets', edgegan-mets 2.0) compute returned no scores (an "
+        "empty dict); it must return a dict of score names to numbers (see 'The interface of "
+        "each kind' in the README)"
+    ]

@@ -168,13 +168,12 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
     raise EdgeganError(f"{path}: expected a folder of images or an .npz file")
 
 
-def build_metric(
-    metric: str = "digits",
-    reference: str | None = "mnist:test",
-    params: Mapping[str, Any] | None = None,
-) -> tuple[Any, bool]:
-    """Build ``metric`` through the plugin registry; returns the metric and whether the
-    reference was passed to its factory (otherwise it goes to ``compute``)."""
+def _build(
+    metric: str, reference: str | None, params: Mapping[str, Any] | None
+) -> tuple[Any, Any, bool]:
+    """The registry entry of ``metric``, the metric built from it (checked to have a
+    ``compute`` method) and whether the reference was passed to its factory."""
+    from edgegan.contracts import check_metric
     from edgegan.plugins.manager import get_manager
     from edgegan.registry import factory_parameters
 
@@ -185,19 +184,44 @@ def build_metric(
     by_factory = reference is not None and ("reference" in accepted or var_kw)
     if by_factory:
         params.setdefault("reference", reference)
-    return registry.build(metric, params, {}), by_factory
+    obj = registry.build(metric, params, {})
+    check_metric(entry, obj)
+    return entry, obj, by_factory
 
 
-def _run(obj: Any, by_factory: bool, images: Any, labels: Any, reference: str | None) -> dict:
+def build_metric(
+    metric: str = "digits",
+    reference: str | None = "mnist:test",
+    params: Mapping[str, Any] | None = None,
+) -> tuple[Any, bool]:
+    """Build ``metric`` through the plugin registry; returns the metric and whether the
+    reference was passed to its factory (otherwise it goes to ``compute``). A metric
+    without a ``compute`` method fails here, with one line naming its plugin."""
+    _, obj, by_factory = _build(metric, reference, params)
+    return obj, by_factory
+
+
+def check_metric(metric: str, reference: str | None = None) -> None:
+    """Fail now, with one line, on what would fail a run's evaluation after its training: an
+    unknown ``metric``, or one from an installed plugin whose factory fails or builds no
+    ``compute`` method (that one is built once to see; edgegan's own are only looked up)."""
+    from edgegan.contracts import is_external
+    from edgegan.plugins.manager import get_manager
+
+    if is_external(get_manager().registry("metrics").get(metric)):
+        _build(metric, reference, None)
+
+
+def _run(
+    entry: Any, obj: Any, by_factory: bool, images: Any, labels: Any, reference: str | None
+) -> dict:
+    """``compute`` on the samples: a non-empty dict of plain ints (counts) and floats, or a
+    one-line error naming the metric's plugin (see :func:`edgegan.contracts.call_metric`)."""
+    from edgegan.contracts import call_metric
+
     if by_factory:
-        result = obj.compute(images, labels=labels)
-    else:
-        result = obj.compute(images, labels=labels, reference=reference)
-    # Counts stay ints (num_samples 2000, not 2000.0); scores become plain floats.
-    return {
-        str(k): v if isinstance(v, int) and not isinstance(v, bool) else float(v)
-        for k, v in result.items()
-    }
+        return call_metric(entry, obj, images, labels=labels)
+    return call_metric(entry, obj, images, labels=labels, reference=reference)
 
 
 def evaluate_tensors(
@@ -209,8 +233,8 @@ def evaluate_tensors(
 ) -> dict[str, float]:
     """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1] (any device; the metric moves them)
     with optional conditioning ``labels``; ``params`` go to the metric's factory."""
-    obj, by_factory = build_metric(metric, reference, params)
-    return _run(obj, by_factory, images, labels, reference)
+    entry, obj, by_factory = _build(metric, reference, params)
+    return _run(entry, obj, by_factory, images, labels, reference)
 
 
 def evaluate(
@@ -220,6 +244,7 @@ def evaluate(
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``."""
-    obj, by_factory = build_metric(metric, reference, params)  # bad names fail before loading
+    # bad names and metrics without compute fail before loading
+    entry, obj, by_factory = _build(metric, reference, params)
     images, labels = load_samples(samples_path)
-    return _run(obj, by_factory, images, labels, reference)
+    return _run(entry, obj, by_factory, images, labels, reference)

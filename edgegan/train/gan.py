@@ -78,8 +78,10 @@ class GANTask(Task):
         self.latent_dim = self.context["latent_dim"]
         contracts.check_gan_parts(self)
         ev = self.config.eval
-        if ev.at_end or ev.every:  # an unknown metric must fail now, not after training
-            manager.registry("metrics").get(ev.metric)
+        if ev.at_end or ev.every:  # an unknown or broken metric must fail now, not after training
+            from edgegan.metrics.evaluate import check_metric
+
+            check_metric(ev.metric, "mnist:test" if self.config.data.name == "mnist" else None)
 
     def generator_spec(self) -> dict[str, Any]:
         return {

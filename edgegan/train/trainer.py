@@ -548,7 +548,11 @@ class Trainer:
         result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
         if main:
             if stopped_by != "signal":
-                result.eval = self.evaluate()
+                try:
+                    result.eval = self.evaluate()
+                except EdgeganError:
+                    self.write_report(result)  # the training is whole: report it, then fail
+                    raise
             self._notify("on_train_end")
             self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
