@@ -605,7 +605,7 @@ def plugins(as_json: bool) -> None:
     else:
         for info in infos:
             kind = "built-in" if info.builtin else info.distribution
-            click.echo(f"{info.name} {info.version} ({kind})")
+            click.echo(f"{' '.join(filter(None, (info.name, info.version)))} ({kind})")
             if info.error:
                 click.echo(f"  error: {info.error}")
             if info.hooks:

@@ -457,6 +457,11 @@ class _ArtifactPlugin:
         register("not-a-dict", lambda: type("X", (), {"export": lambda s, g, sp, o: ["x"]})())
         register("raises", lambda: type("Y", (), {"export": lambda s, g, sp, o: 1 / 0})())
 
+        def lines(*args):
+            raise RuntimeError("boom\nsecond line")
+
+        register("raises-lines", lambda: type("Z", (), {"export": lambda s, g, sp, o: lines()})())
+
 
 def artifact_plugin() -> None:
     from edgegan.plugins.manager import PluginManager, reset_manager
@@ -485,6 +490,7 @@ def test_exporter_plugin_runs_beside_the_graphs(runs, tmp_path):
         ("onnx-fp16", "'onnx-fp16' writes the bundle's ONNX graphs; ask for them with --fp16"),
         ("not-a-dict", "exporter 'not-a-dict' \\(plugin 'art', edgegan-art 1.0\\) returned list"),
         ("raises", "exporter 'raises' \\(plugin 'art', edgegan-art 1.0\\) failed: ZeroDivision"),
+        ("raises-lines", "\\(plugin 'art', edgegan-art 1.0\\) failed: RuntimeError: boom$"),
     ],
 )
 def test_exporter_plugin_errors_write_nothing(runs, tmp_path, name, error):

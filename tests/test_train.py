@@ -262,7 +262,7 @@ def _sigterm() -> None:
 
 
 def _disk_full() -> None:
-    raise OSError("disk full")
+    raise OSError("disk full\n(while writing its log)")  # the message keeps its first line
 
 
 class _AtStep:

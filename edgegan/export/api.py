@@ -17,7 +17,7 @@ from typing import Any
 from edgegan.errors import EdgeganError
 from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
 from edgegan.fileio import missing_dirs, remove_empty_dirs
-from edgegan.registry import name_list
+from edgegan.registry import exception_line, name_list
 
 DEFAULT_OUT = "export"
 EXPORTER_NAMES: dict[str, str] = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}
@@ -163,7 +163,7 @@ def run_artifact_exporters(
             raise
         except Exception as exc:  # the plugin's bug: one line naming it (EDGEGAN_DEBUG=1)
             raise PluginError(
-                f"exporter '{name}'{entry.origin} failed: {type(exc).__name__}: {exc}"
+                f"exporter '{name}'{entry.origin} failed: {exception_line(exc)}"
             ) from exc
         try:
             json.dumps(result)

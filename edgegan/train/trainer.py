@@ -40,7 +40,7 @@ from edgegan.errors import (
     TrainingDiverged,
 )
 from edgegan.plugins.manager import get_manager
-from edgegan.registry import StaleDefaultWarning
+from edgegan.registry import StaleDefaultWarning, exception_line
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
@@ -238,7 +238,7 @@ class Trainer:
             except Exception as exc:
                 raise CallbackError(
                     f"callback '{entry.name}'{entry.origin} failed in {hook} at step "
-                    f"{self.step}: {type(exc).__name__}: {exc}"
+                    f"{self.step}: {exception_line(exc)}"
                 ) from exc
 
     def _callback_configs(self) -> list[Any]:
