@@ -532,8 +532,14 @@ def bench(
     --size). Combinations that cannot run here are listed with the reason."""
 
     from edgegan.runtime.bench import bench as run_bench
-    from edgegan.runtime.bench_table import print_table
+    from edgegan.runtime.bench_table import print_table, row_line
     from edgegan.scripting import check_json_path, write_json
+
+    def progress(rows: list[dict[str, Any]]) -> None:
+        # each row as it finishes, on stderr: a run cut short (a time limit) keeps them
+        for row in rows:
+            click.echo(f"bench: {row_line(row)}", err=True)
+        sys.stderr.flush()
 
     check_json_path(json_file)  # before minutes of benchmarking, not after
     result = run_bench(
@@ -552,6 +558,7 @@ def bench(
         ort_options=_key_values(ort_options, "ort-option"),
         compile=compile_,
         channels_last=channels_last,
+        progress=progress,
     )
     print_table(result)
     if json_file:

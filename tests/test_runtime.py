@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -265,6 +266,11 @@ def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
                                    "--json", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "onnxruntime" in res.stdout and "p50 ms" in res.stdout
+    # each row as it finishes, on stderr (a bench cut off by a time limit keeps them)
+    progress = [line for line in res.stderr.splitlines() if line.startswith("bench: ")]
+    assert len(progress) == 3 * 2 * 2
+    assert re.fullmatch(r"bench: onnxruntime fp32 batch 3: p50 [0-9.]+ ms", progress[5])
+    assert progress[-1].startswith("bench: tensorrt int8 batch 3: skipped (")
     data = json.loads(out.read_text())
     assert data["reference"] == "torch/fp32/cpu" and data["iters"] == 3
     assert data["environment"]["onnxruntime"] and data["spec"]["latent_dim"] == 16
@@ -298,6 +304,7 @@ def test_bench_compiled_torch_rows(bundle, tmp_path):
                                    "--channels-last", "--json", str(out)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "compiled default, channels-last" in res.stdout
+    assert "bench: torch fp32 batch 3 (compiled default, channels-last): p50 " in res.stderr
     data = json.loads(out.read_text())
     assert data["compile"] == "default" and data["channels_last"] is True
     kinds = [(r["backend"], r["batch"], r.get("compile")) for r in data["results"]]

@@ -280,3 +280,44 @@ def test_a_tools_interrupted_run_writes_no_results(capsys):
     assert run(main) == 130
     assert "interrupted: no results written" in capsys.readouterr().err
     assert stopped(SimpleNamespace(stopped_by="steps")).stopped_by == "steps"
+
+
+def test_gpu_check_kills_a_command_at_its_timeout_and_keeps_its_output(tmp_path):
+    """`run(..., timeout=...)` waited only after the command's output ended, that is after the
+    command had exited: a hung test run used the whole device call."""
+    import time
+
+    gpu_check = _tool("gpu_check")
+    log = tmp_path / "log"
+    code = "import time; print('started', flush=True); time.sleep(60)"
+    t0 = time.monotonic()
+    res = gpu_check.run([sys.executable, "-c", code], log, timeout=2)
+    assert time.monotonic() - t0 < 20
+    assert res["timed_out"] is True and res["rc"] != 0
+    assert res["tail"] == ["started"] and "started" in log.read_text()
+    assert "timed_out" not in gpu_check.run([sys.executable, "-c", "pass"], log, timeout=30)
+
+
+def test_bench_infer_without_onnxruntime_rows_still_reports(tmp_path, monkeypatch, capsys):
+    """When the onnxruntime rows do not run (its library cannot load, say), the summary
+    crashed on min() of nothing and wrote no JSON."""
+    import edgegan.runtime.bench as bench_module
+
+    real = bench_module.bench
+
+    def without_onnxruntime(target, backends, precisions, **kw):
+        result = real(target, ["torch"], ["fp32"], **kw)
+        result["results"] += [
+            {"backend": "onnxruntime", "precision": p, "batch": n, "device": "cpu",
+             "status": "skipped", "reason": "not loadable"}
+            for p in precisions for n in kw["batch_sizes"] if "onnxruntime" in backends
+        ]  # fmt: skip
+        return result
+
+    monkeypatch.setattr(bench_module, "bench", without_onnxruntime)
+    out = tmp_path / "b.json"
+    tool = _tool("bench_infer")
+    assert tool.main(["--warmup", "0", "--iters", "1", "--no-int8", "--batch-sizes", "1",
+                      "--json", str(out)]) == 0  # fmt: skip
+    assert "no comparison: a row did not run" in capsys.readouterr().out
+    assert json.loads(out.read_text())["target_met"] is False

@@ -105,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         torch1_ms = p50(torch1, "torch", "fp32", b)
         ort_ms = p50(tuned, "onnxruntime", "fp32", b)
         ort1_ms = p50(single, "onnxruntime", "fp32", b)
-        best = min(v for v in (ort_ms, ort1_ms) if v is not None)
-        torch_best = min(v for v in (torch_ms, torch1_ms) if v is not None)
+        if None in (torch_ms, torch1_ms, ort_ms, ort1_ms):
+            console.print(f"batch {b}: no comparison: a row did not run (see the tables above)")
+            continue
+        best = min(ort_ms, ort1_ms)
+        torch_best = min(torch_ms, torch1_ms)
         row = {
             "batch": b,
             "torch_eager_fp32_p50_ms": torch_ms,

@@ -511,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                             row["peak_fraction"] = row["tflops"] / results["bf16_matmul_tflops"]
                     results["rows"].append(row)
                     _print_row(row)
+                    if args.json:  # after each row: a run cut off by a time limit keeps them
+                        write_json(args.json, results)
     _add_speedups(results["rows"])
     _print_table(results)
     if args.profile > 0:

@@ -40,9 +40,11 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,30 +64,41 @@ GPU_TESTS = [
 
 
 def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, Any]:
-    """Run ``cmd`` from the repo root, stream its output into ``log`` and stdout."""
+    """Run ``cmd`` from the repo root, stream its output into ``log`` and stdout (each line
+    flushed: a device call cut off at its limit keeps the lines before it). After
+    ``timeout`` seconds the command is killed (rc -9, ``timed_out``)."""
     print(f"$ {' '.join(cmd)}", flush=True)
     t0 = time.monotonic()
-    with open(log, "a") as f:
+    with open(log, "a", buffering=1) as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
-        f.flush()
         proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        # Reading stops only at end of output: the timer, not wait(), enforces the timeout.
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
         tail: list[str] = []
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            f.write(line)
-            tail = (tail + [line.rstrip()])[-40:]
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = -9
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                f.write(line)
+                tail = (tail + [line.rstrip()])[-40:]
+            rc = proc.wait()
+        finally:
+            if timer:
+                timer.cancel()
+    timed_out = rc == -signal.SIGKILL and timeout is not None
+    seconds = time.monotonic() - t0
+    if timed_out:
+        print(f"(killed after {timeout:.0f} s)", flush=True)
     return {
         "command": " ".join(cmd),
         "rc": rc,
-        "seconds": round(time.monotonic() - t0, 1),
+        "seconds": round(seconds, 1),
+        **({"timed_out": True} if timed_out else {}),
         "tail": tail[-12:],
     }
 
@@ -405,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                 if section == "env":
                     results["env"] = section_env()
                 elif section == "tests":
+                    results["tests"] = {"status": "running (cut off?)"}  # kept if cut off
+                    save()
                     results["tests"] = section_tests(log, args.quick)
                 elif section == "bench":
                     section_bench(log, work, args.quick, out)
