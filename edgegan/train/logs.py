@@ -200,7 +200,8 @@ def _keep_records_through(path: Path, step: int) -> None:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not isinstance(record, dict) or int(record.get("step", 0)) <= step:
+        logged = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(logged, (int, float)) or logged <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
     if len(kept) != len(lines):
         text = "".join(kept).encode("utf-8")

@@ -412,7 +412,8 @@ class Trainer:
         tensors = [t for t in tensors if t.is_floating_point() and t.numel()]
         finite = True
         if tensors:  # one multi-tensor kernel and one sync per checkpoint
-            finite = bool(torch.stack(torch._foreach_norm(tensors, float("inf"))).isfinite().all())
+            norms = torch._foreach_norm(tensors, float("inf"))
+            finite = bool(torch.stack([n.float() for n in norms]).isfinite().all())
         self._diverged(None if finite else "the weights became NaN or infinite")
 
     def _diverged(self, problem: str | None) -> None:
