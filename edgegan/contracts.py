@@ -62,11 +62,12 @@ def check_module(entry: Entry, net: Any) -> None:
         raise _fail(entry, f"built a {type(net).__name__}, not a torch.nn.Module")
 
 
-def check_dataset(entry: Entry, dataset: Any) -> None:
+def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
     """``image_shape`` is (C, H, W), ``num_classes`` an int >= 0 and item 0 is ``(float image
     of that shape in [-1, 1], int label)``, the label in ``[0, num_classes)`` or -1 (none;
-    unchecked when ``num_classes`` is 0: the labels are not used then). An in-memory
-    ``labels`` tensor (which training may read instead of the items) is checked whole."""
+    unchecked when ``num_classes`` is 0 or the run is not ``conditional``: the labels are not
+    used then). In-memory ``images`` and ``labels`` tensors (which training reads instead of
+    the items) have their labels checked whole."""
     shape = _attr(entry, dataset, "image_shape")
     if (
         not isinstance(shape, (tuple, list))
@@ -77,6 +78,9 @@ def check_dataset(entry: Entry, dataset: Any) -> None:
     num_classes = _attr(entry, dataset, "num_classes", 0)
     if num_classes is None:  # absent or None: unlabelled, as the trainer reads it
         num_classes = 0
+    if isinstance(num_classes, numbers.Real) and not isinstance(num_classes, bool):
+        if float(num_classes).is_integer():  # 2.0 reads as 2, as the trainer's int() does
+            num_classes = int(num_classes)
     if (
         not isinstance(num_classes, numbers.Integral)
         or isinstance(num_classes, bool)
@@ -115,16 +119,16 @@ def check_dataset(entry: Entry, dataset: Any) -> None:
         label = label.item()
     if not isinstance(label, numbers.Integral) or isinstance(label, bool):
         raise _fail(entry, f"gives labels as {type(label).__name__}; they must be ints (-1: none)")
-    if num_classes:
+    if num_classes and conditional:
         _check_label_range(entry, int(label), int(label), num_classes, "item 0 has label")
         labels = _attr(entry, dataset, "labels")
-        if isinstance(labels, torch.Tensor):
-            integers = not (labels.is_floating_point() or labels.is_complex())
-            integers = integers and labels.dtype != torch.bool and labels.numel() > 0
-        else:
-            integers = isinstance(labels, np.ndarray) and labels.dtype.kind in "iu"
-            integers = integers and labels.size > 0
-        if integers:  # one pass over an in-memory array: cheap
+        # what the resident data path reads: both in-memory tensors (see BatchStream)
+        integers = isinstance(labels, torch.Tensor) and isinstance(
+            _attr(entry, dataset, "images"), torch.Tensor
+        )
+        integers = integers and not (labels.is_floating_point() or labels.is_complex())
+        integers = integers and labels.dtype != torch.bool and labels.numel() > 0
+        if integers:  # one pass over an in-memory tensor: cheap
             lo_label, hi_label = int(labels.min()), int(labels.max())
             _check_label_range(entry, lo_label, hi_label, num_classes, "its labels attribute holds")
 
@@ -233,7 +237,7 @@ def check_metric(entry: Entry, metric: Any) -> None:
 
 
 def call_metric(entry: Entry, metric: Any, samples: Any, **kwargs: Any) -> dict[str, Any]:
-    """``metric.compute(samples, **kwargs)``, whose result must be a non-empty mapping of
+    """``metric.compute(samples, **kwargs)``, whose result must be a (possibly empty) mapping of
     names (str) to numbers (NaN and infinities included: a score may be undefined), given
     as Python or NumPy numbers or one-element tensors/arrays. Returns plain ``int`` counts
     and ``float`` scores. An exception from an installed plugin's metric fails with one
@@ -251,9 +255,7 @@ def call_metric(entry: Entry, metric: Any, samples: Any, **kwargs: Any) -> dict[
     if not isinstance(result, Mapping):
         raise _fail(entry, f"compute returned {type(result).__name__}; {expected}")
     if not result:
-        raise _fail(
-            entry, f"compute returned no scores (an empty {type(result).__name__}); {expected}"
-        )
+        return {}  # no scores for these samples (too few, say): training goes on without
     scores: dict[str, Any] = {}
     for key, value in result.items():
         if not isinstance(key, str):
@@ -387,9 +389,9 @@ def check_gan_parts(task: Any) -> None:
     move to the device)."""
     ctx = task.context
     shape = (ctx["channels"], ctx["image_size"], ctx["image_size"])
-    check_parts(
-        task, [task.generator], [task.discriminator], shape, ctx["num_classes"], task.discriminator
-    )
+    # the penalty is checked with what training gives it (through the augmentation)
+    seen = task.penalty_discriminator(task.discriminator)
+    check_parts(task, [task.generator], [task.discriminator], shape, ctx["num_classes"], seen)
     g_entry, d_entry, _ = _entries(task.config)
     if is_external(g_entry) or is_external(d_entry):
         check_gan_networks(g_entry, task.generator, d_entry, task.discriminator, task.context)

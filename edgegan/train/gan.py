@@ -41,13 +41,23 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _through(aug: Any, discriminator: Any) -> Any:
-    """``discriminator`` called on ``aug(x)``: what a penalty differentiates w.r.t. ``x``."""
+class _Through(torch.nn.Module):
+    """``discriminator`` called on ``aug(x)``: what a penalty differentiates w.r.t. ``x``.
+    Otherwise it is the discriminator: its parameters and attributes are the network's, so a
+    plugin's penalty may use them."""
 
-    def seen(x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return discriminator(aug(x)) if labels is None else discriminator(aug(x), labels)
+    def __init__(self, aug: Any, discriminator: torch.nn.Module) -> None:
+        super().__init__()
+        self.aug, self.net = aug, discriminator
 
-    return seen
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(self.aug(x)) if labels is None else self.net(self.aug(x), labels)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("net"), name)
 
 
 @register_task
@@ -66,7 +76,7 @@ class GANTask(Task):
         models = manager.registry("models")
         data_entry = manager.registry("datasets").get(self.config.data.name)
         if contracts.is_external(data_entry):
-            contracts.check_dataset(data_entry, self.dataset)
+            contracts.check_dataset(data_entry, self.dataset, self.config.model.conditional)
         self.context = model_context(self.config, self.dataset)
         g, d = self.config.model.generator, self.config.model.discriminator
         check_generator_kind(self.name, models.get(g.name, "generator"))
@@ -82,6 +92,11 @@ class GANTask(Task):
             from edgegan.metrics.evaluate import check_metric
 
             check_metric(ev.metric, "mnist:test" if self.config.data.name == "mnist" else None)
+
+    def penalty_discriminator(self, discriminator: torch.nn.Module) -> torch.nn.Module:
+        """What the penalties (R1, a loss's ``d_penalty``) call: the discriminator, through
+        the augmentation when there is one (as the loss sees it)."""
+        return _Through(self.augment, discriminator) if self.augment else discriminator
 
     def generator_spec(self) -> dict[str, Any]:
         return {
@@ -173,7 +188,7 @@ class GANTask(Task):
             total = d_loss
             # Penalties smooth D where the loss trains it: through the augmentation (as
             # DiffAugment's and StyleGAN2-ADA's R1 do), differentiated w.r.t. the images.
-            D_seen = D_train if aug is _identity else _through(aug, D_train)
+            D_seen = self.penalty_discriminator(D_train)
             if d_penalty is not None:
                 # Penalties differentiate through D: keep them in full precision.
                 pen = d_penalty(D_seen, real.float(), fake.float(), labels)
