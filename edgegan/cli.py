@@ -584,6 +584,8 @@ def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
     from edgegan.metrics.evaluate import evaluate
 
     scores = evaluate(samples, reference=reference, metric=metric)
+    if not scores:
+        raise EdgeganError(f"metric '{metric}' gave no scores for {samples}")
     n = scores.get("num_samples")
     if "fd" in scores and isinstance(n, int) and n < FD_SAMPLES:
         click.echo(

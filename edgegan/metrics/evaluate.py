@@ -209,7 +209,19 @@ def check_metric(metric: str, reference: str | None = None) -> None:
     from edgegan.plugins.manager import get_manager
 
     if is_external(get_manager().registry("metrics").get(metric)):
-        _build(metric, reference, None)
+        import random
+
+        import numpy as np
+        import torch
+
+        # the build may draw (a layer's init): the run's random streams stay as they were
+        state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                _build(metric, reference, None)
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
 
 
 def _run(
