@@ -1106,6 +1106,15 @@ def test_a_hook_returning_its_parts_is_refused(fake_plugin, monkeypatch):
     with pytest.raises(PluginError, match="edgegan_register_metrics is a generator \\(it yields"):
         get_manager().register(Yields(), name="yields")
 
+    class RegistersAndReturns:  # what it returns is ignored: its parts are registered
+        @hookimpl
+        def edgegan_register_metrics(self, register):
+            register("kept", dict)
+            return ["kept"]
+
+    get_manager().register(RegistersAndReturns(), name="returns")
+    assert "kept" in registry("metrics")
+
 
 def test_multi_line_plugin_errors_are_shown_as_one_line(fake_plugin, monkeypatch):
     hook = """

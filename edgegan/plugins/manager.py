@@ -400,7 +400,7 @@ class PluginManager:
                         + exception_line(exc),
                     )
                     continue
-                if result is not None:  # old-style pluggy hook returning its parts: none kept
+                if result is not None and not entries:  # an old-style hook returning its parts
                     what = (
                         "is a generator (it yields)"
                         if inspect.isgenerator(result)

@@ -56,7 +56,7 @@ class BatchIndices(Sampler[list[int]]):
         self.shard = (rank * per_rank, (rank + 1) * per_rank)
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
         return torch.randperm(self.size, generator=g)
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -203,7 +203,7 @@ class BatchStream:
         # must not shift the global RNG (a resumed run creates one more iterator). The workers'
         # draws for a batch come from seed_batch, not from that worker seed.
         generator = torch.Generator().manual_seed(
-            (self.seed + self.rank) * 1_000_003 + self.consumed
+            ((self.seed + self.rank) * 1_000_003 + self.consumed) % 2**64
         )
         loader = DataLoader(
             SeededItems(self.dataset, self.seed, self.rank),

@@ -79,7 +79,7 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the optimisers keep lr in
 def _validate(config: Config) -> None:
     t, cyc = config.train, config.cycle
     checks = [
-        (0 <= config.seed < 2**32, "seed must be in [0, 2**32)"),
+        (-(2**63) <= config.seed < 2**63, "seed must be in [-2**63, 2**63)"),
         (t.steps > 0, "train.steps must be > 0"),
         (t.batch_size > 0, "train.batch_size must be > 0"),
         (t.d_steps >= 1, "train.d_steps must be >= 1"),
