@@ -175,7 +175,7 @@ class Config:
         return _to_plain(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False)
 
 
 # -- (de)serialisation ------------------------------------------------------------------------
@@ -323,7 +323,7 @@ _Loader.add_implicit_resolver(
 # decimal (a leading 0 is still decimal), 0x hex, 0o octal, 0b binary; _ separates digits
 _Loader.add_implicit_resolver(
     _INT,
-    re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$"),
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F][0-9a-fA-F_]*|0o[0-7][0-7_]*|0b[01][01_]*)$"),
     list("-+0123456789"),
 )
 _Loader.add_implicit_resolver(
@@ -345,6 +345,14 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 
 _Loader.add_constructor(_INT, _construct_int)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes what :class:`_Loader` reads back the same: a string that YAML 1.2 reads as a
+    number (``'1e5'``, ``'0o17'``) is quoted (config.yaml must round-trip on resume)."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 
 
 def safe_load(text: str) -> Any:

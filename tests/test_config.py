@@ -53,9 +53,22 @@ def test_a_part_set_to_a_mapping_or_a_non_name_is_left_as_given():
         ("off", "off"),  # not False
         ("/data/run #2", "/data/run #2"),  # YAML: "/data/run" and a comment
         ('"quoted #1"', "quoted #1"),
+        ("-0x10", -16),
+        ("0x_", "0x_"),  # a prefix without digits is text (it was a traceback)
+        ("0o_", "0o_"),
     ],
 )
 def test_override_values_read_as_yaml_1_2(raw, value):
     from edgegan.config import parse_override
 
     assert parse_override(f"data.root={raw}")[1] == value
+
+
+def test_config_yaml_reads_back_what_it_wrote():
+    """Strings YAML 1.2 reads as numbers are quoted when written: config.yaml is read back
+    on resume, export and infer."""
+    from edgegan.config import safe_load
+
+    cfg = load_config("dcgan-mnist", ["data.root='1e5'", "data.limit=7"])
+    data = safe_load(cfg.to_yaml())
+    assert data["data"]["root"] == "1e5" and data["data"]["limit"] == 7
