@@ -289,7 +289,11 @@ def test_gpu_check_kills_a_command_at_its_timeout_and_keeps_its_output(tmp_path)
 
     gpu_check = _tool("gpu_check")
     log = tmp_path / "log"
-    code = "import time; print('started', flush=True); time.sleep(60)"
+    # a child that keeps the output pipe open, as pytest's torchrun workers would
+    code = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
+        "'import time; time.sleep(60)']); print('started', flush=True); time.sleep(60)"
+    )
     t0 = time.monotonic()
     res = gpu_check.run([sys.executable, "-c", code], log, timeout=2)
     assert time.monotonic() - t0 < 20

@@ -71,11 +71,25 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
     t0 = time.monotonic()
     with open(log, "a", buffering=1) as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
+        # Its own process group: a timeout kills the command's children too (pytest's
+        # torchrun workers would keep the output pipe open, and this loop reading).
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
+
+        def kill() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
         # Reading stops only at end of output: the timer, not wait(), enforces the timeout.
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
         tail: list[str] = []
@@ -87,6 +101,9 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
                 f.write(line)
                 tail = (tail + [line.rstrip()])[-40:]
             rc = proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: the command's process group goes too
+            kill()
+            raise
         finally:
             if timer:
                 timer.cancel()
@@ -440,4 +457,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM as Ctrl-C: run() then stops the command it started (in a session of its own)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     raise SystemExit(scripting.run(main))
