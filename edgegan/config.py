@@ -348,11 +348,16 @@ _Loader.add_constructor(_INT, _construct_int)
 
 
 class _Dumper(yaml.SafeDumper):
-    """Writes what :class:`_Loader` reads back the same: a string that YAML 1.2 reads as a
-    number (``'1e5'``, ``'0o17'``) is quoted (config.yaml must round-trip on resume)."""
+    """Quotes every string that YAML 1.2 (:class:`_Loader`: ``'1e5'``, ``'0o17'``) or YAML
+    1.1 (other tools' ``yaml.safe_load``: ``'off'``, ``'010'``) would read as something
+    else, so config.yaml reads back the same in edgegan (resume, export) and elsewhere."""
 
 
-_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_Dumper.yaml_implicit_resolvers = {
+    first: _Loader.yaml_implicit_resolvers.get(first, [])
+    + yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])
+    for first in {*_Loader.yaml_implicit_resolvers, *yaml.SafeDumper.yaml_implicit_resolvers}
+}
 
 
 def safe_load(text: str) -> Any:
