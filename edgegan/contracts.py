@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgegan.errors import EdgeganError, PluginError, first_line
+from edgegan.errors import EdgeganError, PluginError, exception_line
 from edgegan.registry import Entry
 
 #: Slack on the [-1, 1] value range of a dataset's images (float rounding of a rescale).
@@ -43,7 +43,7 @@ def _shape(x: Any) -> str:
 
 def _error(exc: BaseException) -> str:
     """``TypeError: first line of its message``: an exception from a plugin, on one line."""
-    return f"{type(exc).__name__}: {first_line(exc, '(no message)')}"
+    return exception_line(exc, "(no message)")
 
 
 def _attr(entry: Entry, obj: Any, name: str, default: Any = None) -> Any:

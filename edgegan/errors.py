@@ -45,6 +45,14 @@ def first_line(exc: BaseException, empty: str = "") -> str:
     return text.splitlines()[0] if text else empty
 
 
+def exception_line(exc: BaseException, empty: str = "") -> str:
+    """``RuntimeError: boom``: an exception's type and the first line of its message (or
+    ``empty``), as messages about a plugin's or a library's failure show it; the type alone
+    when there is no text. The traceback: ``EDGEGAN_DEBUG=1``."""
+    text = first_line(exc, empty)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest choice, or an empty string."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)

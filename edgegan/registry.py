@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgegan.errors import EdgeganError, PluginError, did_you_mean, first_line, unknown
+from edgegan.errors import (
+    EdgeganError,
+    PluginError,
+    did_you_mean,
+    exception_line,
+    first_line,
+    unknown,
+)
 
 KINDS: tuple[str, ...] = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
 """The kinds of parts a plugin can register, one hook each (``edgegan_register_<kind>``)."""
@@ -306,13 +313,6 @@ def call_factory(entry: Entry, params: Mapping[str, Any], context: Mapping[str, 
         raise PluginError(
             f"{entry.label}{entry.origin} failed to build: {exception_line(exc)}"
         ) from exc
-
-
-def exception_line(exc: BaseException) -> str:
-    """``RuntimeError: boom``: an exception's type and the first line of its message, as
-    messages about a plugin's failure show it (the traceback: ``EDGEGAN_DEBUG=1``)."""
-    text = first_line(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def full_params(

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, exception_line
 from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
 from edgegan.fileio import missing_dirs, remove_empty_dirs
-from edgegan.registry import exception_line, name_list
+from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
 EXPORTER_NAMES: dict[str, str] = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}

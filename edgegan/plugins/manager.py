@@ -26,9 +26,9 @@ from typing import Any
 
 import pluggy
 
-from edgegan.errors import PluginError, did_you_mean, first_line
+from edgegan.errors import PluginError, did_you_mean, exception_line, first_line
 from edgegan.plugins import hookspecs
-from edgegan.registry import KINDS, Entry, Registry, exception_line, validate_registration
+from edgegan.registry import KINDS, Entry, Registry, validate_registration
 
 ENTRY_POINT_GROUP = "edgegan"
 

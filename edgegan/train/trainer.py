@@ -38,9 +38,10 @@ from edgegan.errors import (
     EdgeganError,
     PluginError,
     TrainingDiverged,
+    exception_line,
 )
 from edgegan.plugins.manager import get_manager
-from edgegan.registry import StaleDefaultWarning, exception_line
+from edgegan.registry import StaleDefaultWarning
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
