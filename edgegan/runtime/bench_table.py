@@ -58,8 +58,8 @@ def _variant(row: dict[str, Any]) -> list[str]:
 def row_line(row: dict[str, Any]) -> str:
     """One finished row on one line, as ``edgegan bench`` reports it while it runs (a run cut
     short keeps these): ``torch fp16 batch 1 (compiled reduce-overhead): p50 0.61 ms``."""
-    where = " ".join(str(row[k]) for k in ("direction",) if row.get(k))
-    what = f"{where + ' ' if where else ''}{row['backend']} {row['precision']} batch {row['batch']}"
+    where = f"{row['direction']} " if row.get("direction") else ""  # a cyclegan bundle's
+    what = f"{where}{row['backend']} {row['precision']} batch {row['batch']}"
     variant = _variant(row)
     what += f" ({', '.join(variant)})" if variant else ""
     if row.get("status") != "ok":
