@@ -531,9 +531,10 @@ def bench(
     precision and batch size (and direction of a cyclegan bundle, on random images of
     --size). Combinations that cannot run here are listed with the reason."""
 
+    from edgegan.fileio import write_json
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table, row_line
-    from edgegan.scripting import check_json_path, write_json
+    from edgegan.scripting import check_json_path
 
     def progress(rows: list[dict[str, Any]]) -> None:
         # each row as it finishes, on stderr: a run cut short (a time limit) keeps them
@@ -581,6 +582,7 @@ FD_SAMPLES = 2000
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
     """Score generated samples (a PNG folder or an .npz from `edgegan infer`)."""
+    from edgegan.fileio import strict_json
     from edgegan.metrics.evaluate import evaluate
 
     scores = evaluate(samples, reference=reference, metric=metric)
@@ -595,7 +597,7 @@ def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
             err=True,
         )
     if as_json:
-        click.echo(json.dumps(scores, indent=2))
+        click.echo(json.dumps(strict_json(scores), indent=2, allow_nan=False))
     else:
         width = max(len(k) for k in scores)
         for k, v in scores.items():

@@ -4,11 +4,13 @@ failed run takes back."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from edgegan.errors import EdgeganError
 
@@ -29,6 +31,25 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def strict_json(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None``: Python's ``json`` writes
+    them as ``NaN``/``Infinity``, which are not JSON (jq, JavaScript and Go refuse the file)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any, **dumps: Any) -> Path:
+    """``obj`` as indented, strict JSON (non-finite numbers as ``null``) at ``path``,
+    atomically (a crash leaves the old file)."""
+    text = json.dumps(strict_json(obj), indent=2, allow_nan=False, **dumps) + "\n"
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:

@@ -6,14 +6,13 @@ are written atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError
-from edgegan.fileio import atomic_write
+from edgegan.fileio import write_json  # noqa: F401  (re-exported for the tools)
 
 
 class Interrupted(Exception):
@@ -70,9 +69,3 @@ def check_json_path(path: str | Path | None) -> Path | None:
     if not parent.is_dir():
         raise EdgeganError(f"--json {path}: {parent} is a file, not a folder")
     return path
-
-
-def write_json(path: str | Path, obj: Any, **dumps: Any) -> Path:
-    """``obj`` as indented JSON at ``path``, atomically (a crash leaves the old file)."""
-    text = (json.dumps(obj, indent=2, **dumps) + "\n").encode()
-    return atomic_write(path, lambda f: f.write(text))

@@ -510,6 +510,25 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]
 
 
+class NanMetric:
+    def compute(self, samples, labels=None, reference=None):
+        return {"fd": float("nan"), "n": len(samples)}
+
+
+def test_a_runs_eval_json_is_strict_json_when_a_score_is_nan(tmp_path):
+    import json
+
+    _plugin(metric=NanMetric)
+    cfg = load_config(
+        "dcgan-mnist",
+        [*_config_overrides(), "train.steps=2", "eval.at_end=true", "eval.metric=meanpix",
+         "eval.num_samples=10"],
+    )  # fmt: skip
+    result = train(cfg, out_dir=tmp_path / "r")
+    text = (result.run_dir / "eval.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"fd": None, "n": 10}
+
+
 class RaisingMetric:
     def compute(self, samples, labels=None, reference=None):
         raise RuntimeError("needs scipy")

@@ -456,6 +456,8 @@ class _ArtifactPlugin:
         register("weights-npz", _NpzExporter)
         register("not-a-dict", lambda: type("X", (), {"export": lambda s, g, sp, o: ["x"]})())
         register("raises", lambda: type("Y", (), {"export": lambda s, g, sp, o: 1 / 0})())
+        nan = {"file": None, "psnr": float("nan")}
+        register("nan", lambda: type("N", (), {"export": lambda s, g, sp, o: nan})())
 
         def lines(*args):
             raise RuntimeError("boom\nsecond line")
@@ -481,6 +483,15 @@ def test_exporter_plugin_runs_beside_the_graphs(runs, tmp_path):
     generator = load_run_generator(runs["uncond"], device="cpu", ema=True).module
     assert len(saved.files) == report["tensors"] == len(generator.state_dict())
     assert "artifacts" not in export(runs["uncond"], out=tmp_path / "plain")
+
+
+def test_an_exporters_nan_is_written_as_null(runs, tmp_path):
+    """edgegan.json is strict JSON: a plugin's NaN used to fail the export at its very end."""
+    artifact_plugin()
+    export(runs["uncond"], out=tmp_path / "b", artifacts=["nan"])
+    text = (tmp_path / "b" / "edgegan.json").read_text()
+    assert "NaN" not in text
+    assert read_bundle(tmp_path / "b")["artifacts"]["nan"] == {"file": None, "psnr": None}
 
 
 @pytest.mark.parametrize(

@@ -73,3 +73,14 @@ def test_the_blocks_error_survives_a_failing_cleanup(tmp_path, monkeypatch):
     monkeypatch.setattr(NewFiles, "remove", broken)
     with pytest.raises(KeyboardInterrupt), undo_new_files(tmp_path / "o"):
         raise KeyboardInterrupt
+
+
+def test_write_json_writes_strict_json(tmp_path):
+    import json
+
+    from edgegan.fileio import write_json
+
+    obj = {"a": float("nan"), "b": [1.5, float("-inf"), {"c": float("inf")}], "d": (1, "x")}
+    text = write_json(tmp_path / "r.json", obj).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"a": None, "b": [1.5, None, {"c": None}], "d": [1, "x"]}

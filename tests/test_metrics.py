@@ -465,3 +465,17 @@ def test_cli_eval_with_a_metric_that_gives_no_scores_says_so_in_one_line(tmp_pat
     assert result.output.strip().splitlines() == [
         f"error: metric 'empty' gave no scores for {tmp_path / 's.npz'}"
     ]
+
+
+def test_cli_eval_json_is_strict_json_when_a_score_is_not_finite(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    _metric_plugin(odd=_compute(lambda x: {"fd": float("nan"), "top": float("inf"), "n": 4}))
+    np.savez(tmp_path / "s.npz", images=np.zeros((4, 8, 8), dtype=np.uint8))
+    args = ["eval", str(tmp_path / "s.npz"), "--metric", "odd", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    strict = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert strict == {"fd": None, "top": None, "n": 4}

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError
-from edgegan.fileio import atomic_write
+from edgegan.fileio import write_json
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -187,11 +187,10 @@ def _plain_name(name: Any) -> bool:
 
 
 def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
-    """Write ``edgegan.json`` atomically (temp file, fsync, rename); returns its path."""
+    """Write ``edgegan.json`` atomically (temp file, fsync, rename); returns its path.
+    Non-finite numbers (a plugin exporter's NaN) are written as ``null``."""
     file = _bundle_file(path)
-    text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
-    atomic_write(file, lambda f: f.write(text.encode("utf-8")))
-    return file
+    return write_json(file, meta)
 
 
 def model_file(precision: str, direction: str | None = None, suffix: str = ".onnx") -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import random
 import signal
 import threading
@@ -40,6 +39,7 @@ from edgegan.errors import (
     TrainingDiverged,
     exception_line,
 )
+from edgegan.fileio import write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.registry import StaleDefaultWarning
 from edgegan.train import checkpoint as ckpt_io
@@ -595,8 +595,7 @@ class Trainer:
             return {}
         scores = self.task.evaluate(self)
         if scores:
-            with open(self.run_dir / "eval.json", "w") as f:
-                json.dump(scores, f, indent=2)
+            write_json(self.run_dir / "eval.json", scores)
         return scores
 
     def write_report(self, result: TrainResult) -> None:
