@@ -313,6 +313,21 @@ def test_valid_datasets_pass_the_checks_and_train(tmp_path, data):
     assert train(_config(), out_dir=tmp_path / "r").step == 2
 
 
+def test_unlabelled_items_train_the_builtin_conditional_dcgan(tmp_path):
+    """Label -1 in a conditional run (the contract allows it): the built-in networks embed it
+    as no class; it used to stop the run at step 1 (an embedding IndexError)."""
+
+    def item(self, i):
+        return torch.rand(1, 28, 28) * 2 - 1, -1 if i % 3 == 0 else i % 2
+
+    _plugin(data=_dataset(image_shape=(1, 28, 28), __getitem__=item))
+    overrides = [*_config_overrides(), "train.steps=2"]
+    overrides += ["model.generator.name=dcgan", "model.generator.ngf=8"]
+    overrides += ["model.discriminator.name=dcgan", "model.discriminator.ndf=8", "loss.name=hinge"]
+    result = train(load_config("dcgan-mnist", overrides), out_dir=tmp_path / "r")
+    assert result.step == 2 and result.run_dir.joinpath("checkpoints/last.pt").is_file()
+
+
 def test_an_unconditional_run_does_not_check_labels_it_never_uses(tmp_path):
     _plugin(data=_dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), 5)))  # 5 >= 2
     cfg = _config()

@@ -70,6 +70,29 @@ def test_unconditional_networks_ignore_labels():
     assert torch.equal(g(z), g(z, torch.tensor([-1, -1])))
 
 
+@pytest.mark.parametrize("conditioning", ("projection", "concat"))
+def test_label_minus_one_is_no_class(conditioning):
+    """An unlabelled item (-1) in a conditional run: a zero class embedding for G, and D's
+    unconditional logit (no projection term, all-zero label maps)."""
+    torch.manual_seed(0)
+    g = DCGANGenerator(8, 1, 28, 4, ngf=8).eval()
+    d = DCGANDiscriminator(1, 28, 4, ndf=8, conditioning=conditioning).eval()
+    z, labels = torch.randn(3, 8), torch.tensor([2, -1, 0])
+    with torch.no_grad():
+        x = g(z, labels)
+        plain = g.net(torch.cat([z, torch.zeros(3, 8)], dim=1)[:, :, None, None])
+        assert torch.equal(x[1], plain[1]) and not torch.equal(x[0], plain[0])
+        assert torch.equal(x[[0, 2]], g(z[[0, 2]], labels[[0, 2]]))  # labelled rows unchanged
+        logits = d(x, labels)
+        if conditioning == "projection":
+            unconditional = d.head(d.features(x)).flatten()
+        else:
+            maps = torch.zeros(3, 4, 28, 28)
+            unconditional = d.head(d.features(torch.cat([x, maps], dim=1))).flatten()
+        assert torch.allclose(logits[1], unconditional[1])
+        assert not torch.allclose(logits[0], unconditional[0])
+
+
 def test_spectral_norm_constrains_weights():
     torch.manual_seed(0)
     d = DCGANDiscriminator(3, 32, 10, ndf=8, norm="none", spectral_norm=True)

@@ -55,6 +55,14 @@ def _check_labels(labels: torch.Tensor | None, num_classes: int, who: str) -> to
     return labels.long()
 
 
+def _embed(embed: nn.Module, labels: torch.Tensor) -> torch.Tensor:
+    """Class embeddings, zero for label -1 (an unlabelled item in a conditional run): the
+    generator then draws from no class in particular and the discriminator's projection term
+    drops out, leaving its unconditional logit. Two elementwise ops, no host sync."""
+    known = (labels >= 0).unsqueeze(1)
+    return embed(labels.clamp(min=0)) * known
+
+
 class DCGANGenerator(nn.Module):
     """z ``(N, latent_dim)`` (and labels ``(N,)`` if conditional) -> images in [-1, 1].
 
@@ -113,7 +121,7 @@ class DCGANGenerator(nn.Module):
         """Images ``(N, C, H, W)`` in [-1, 1]; ``labels`` are ignored when unconditional."""
         if self.embed is not None:
             labels = _check_labels(labels, self.num_classes, "generator")
-            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
+            z = torch.cat([z, _embed(self.embed, labels).to(z.dtype)], dim=1)
         return self.net(z[:, :, None, None])
 
 
@@ -183,9 +191,10 @@ class DCGANDiscriminator(nn.Module):
         labels = _check_labels(labels, self.num_classes, "discriminator")
         if self.conditioning == "concat":
             n, _, h, w = x.shape
-            maps = F.one_hot(labels, self.num_classes).to(x.dtype)[:, :, None, None]
+            maps = F.one_hot(labels.clamp(min=0), self.num_classes) * (labels >= 0)[:, None]
+            maps = maps.to(x.dtype)[:, :, None, None]  # all zero for label -1
             x = torch.cat([x, maps.expand(n, -1, h, w)], dim=1)
             return self.head(self.features(x)).flatten()
         feats = self.features(x)
-        proj = (self.embed(labels).to(feats.dtype) * feats.flatten(1)).sum(dim=1)
+        proj = (_embed(self.embed, labels).to(feats.dtype) * feats.flatten(1)).sum(dim=1)
         return self.head(feats).flatten() + proj
