@@ -111,6 +111,40 @@ def test_worker_message_reads_the_last_line_of_the_traceback():
     assert worker_message(DataError("Caught my eye")) is None
 
 
+class FailsOnce(Dataset):
+    """Eight items; item 3 raises while ``marker`` exists, and removes it (a file read while
+    still being written). A file, so that a worker process's failure is seen by the next."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        if index == 3 and self.marker.exists():
+            self.marker.unlink()
+            raise DataError("cannot read image 3.png")
+        return torch.full((1, 2, 2), float(index)), index
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_failed_batch_is_read_again_when_asked_again(tmp_path, num_workers):
+    marker = tmp_path / "fail"
+    expected = take(BatchStream(FailsOnce(marker), 4, 5, CPU), 4)  # no marker: no failure
+    marker.touch()
+    stream = BatchStream(FailsOnce(marker), 4, 5, CPU, num_workers=num_workers)
+    got, failures = [], 0
+    while len(got) < 4:
+        try:
+            got.append(stream.next())
+        except DataError:
+            failures += 1
+            assert stream.consumed == len(got)
+    assert failures == 1 and stream.consumed == 4
+    assert_same(got, expected)
+
+
 # -- worker randomness -------------------------------------------------------------------------
 
 

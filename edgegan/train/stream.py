@@ -222,8 +222,11 @@ class BatchStream:
             self._iter = self._start()
         try:
             item = next(self._iter)
-        except EdgeganError as exc:
-            message = worker_message(exc)
+        except BaseException as exc:
+            # A failed batch is not consumed: a caller that catches the error and asks again
+            # gets that batch again (a new iterator from ``consumed``), not the one after it.
+            self._iter = None
+            message = worker_message(exc) if isinstance(exc, EdgeganError) else None
             if message is None:
                 raise
             # One line, as from the training process, not the worker's whole traceback.
