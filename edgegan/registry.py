@@ -378,7 +378,11 @@ def validate_registration(
     kind: str, name: Any, factory: Any, role: Any, plugin: str, description: Any = None
 ) -> None:
     """Reject malformed ``register(...)`` calls with a message naming the plugin."""
-    if not isinstance(name, str) or not name or name.strip() != name:
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(c.isspace() or not c.isprintable() for c in name)
+    ):  # a name is a config value and a row of `edgegan list`: no spaces, tabs or newlines
         raise PluginError(
             f"plugin '{plugin}' registered a {_NOUN[kind]} with invalid name {name!r}"
         )

@@ -496,6 +496,9 @@ INVALID = {
     ),
     "empty name": ('register("", dict)', "datasets", "invalid name ''"),
     "non-string name": ("register(3, dict)", "metrics", "invalid name 3"),
+    # accepted, they broke `edgegan list`'s rows and cannot be typed as one config value
+    "name with a newline": ('register("a\\nb", dict)', "losses", "invalid name 'a\\nb'"),
+    "name with a space": ('register("my loss", dict)', "losses", "invalid name 'my loss'"),
     # accepted, it used to break `edgegan list losses` for everyone (TypeError in join)
     "non-string description": (
         'register("x", dict, description=["least", "squares"])',
@@ -740,6 +743,26 @@ def test_a_factorys_value_error_is_one_line_naming_the_plugin():
     assert str(exc_info.value) == (
         "loss 'smooth' (plugin 'sm', edgegan-sm 0.3): smoothing must be in [0, 1)"
     )
+
+
+def test_a_given_description_is_shown_as_its_first_paragraph_on_one_line(fake_plugin, monkeypatch):
+    source = """
+from edgegan import hookimpl
+
+@hookimpl
+def edgegan_register_losses(register):
+    register("wordy", dict, description="A loss\\n    over two lines.\\n\\nDetails.")
+"""
+    monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-w", name="w"))
+    assert registry("losses").get("wordy").description == "A loss over two lines."
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    rows = CliRunner().invoke(cli, ["list", "losses"]).output.splitlines()
+    assert [r for r in rows if "wordy" in r or "lines." in r] == [
+        next(r for r in rows if r.startswith("wordy ") and r.endswith("  A loss over two lines."))
+    ]
 
 
 def test_default_description_is_the_docstrings_first_paragraph():

@@ -368,9 +368,10 @@ class PluginManager:
                     **meta: Any,
                 ) -> None:
                     validate_registration(_kind, name, factory, role, _info.name, description)
-                    # The docstring's first paragraph, as one line (a first line alone may
-                    # stop mid-sentence).
-                    text = inspect.cleandoc(getattr(factory, "__doc__", None) or "")
+                    # A description, or else the docstring, as the first paragraph on one
+                    # line (a first line alone may stop mid-sentence; `edgegan list` shows one
+                    # row per part).
+                    text = inspect.cleandoc(description or getattr(factory, "__doc__", None) or "")
                     summary = " ".join(text.split("\n\n")[0].split())
                     _entries.append(
                         Entry(
@@ -378,7 +379,7 @@ class PluginManager:
                             name=name,
                             factory=factory,
                             role=role,
-                            description=description or summary,
+                            description=summary,
                             plugin=_info.name,
                             distribution=_info.distribution,
                             version=_info.version,
