@@ -58,6 +58,10 @@ def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgeganError(f"--out {out} exists and is not a directory")
+    if not out.exists():
+        parent = next((p for p in out.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():  # mkdir would say "File exists"
+            raise EdgeganError(f"--out {out}: {parent} is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     return out

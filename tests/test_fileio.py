@@ -84,3 +84,15 @@ def test_write_json_writes_strict_json(tmp_path):
     text = write_json(tmp_path / "r.json", obj).read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"a": None, "b": [1.5, None, {"c": None}], "d": [1, "x"]}
+
+
+def test_an_out_dir_under_a_file_is_one_clear_line(tmp_path):
+    from edgegan.errors import EdgeganError
+    from edgegan.fileio import check_out_dir
+
+    (tmp_path / "f").write_text("keep")
+    for out in (tmp_path / "f" / "x", tmp_path / "f" / "x" / "y"):
+        with pytest.raises(EdgeganError, match=f"^--out {out}: {tmp_path / 'f'} is not a dir"):
+            check_out_dir(out)
+    assert (tmp_path / "f").read_text() == "keep"
+    assert check_out_dir(tmp_path / "new" / "x") == tmp_path / "new" / "x"
