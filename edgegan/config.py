@@ -629,8 +629,8 @@ def part_provenance(config: Config) -> dict[str, dict[str, str]]:
 def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> str:
     """For a run's recorded :func:`part_provenance`: ``"; the run was trained with generator
     'tiny' of plugin 'audit' (edgegan-audit 0.2.0), which is not installed"`` (or is
-    installed at another version) for the first part from a plugin that is not as it was
-    (the part ``first`` is looked at first); else ``""``."""
+    installed but not loaded, or installed at another version) for the first part from a
+    plugin that is not as it was (the part ``first`` is looked at first); else ``""``."""
     from edgegan.plugins.manager import get_manager
 
     manager = get_manager()
@@ -646,7 +646,8 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
         if (e.get("name"), role) not in registry:
             return (
                 f"; the run was trained with {where} ({e.get('distribution')} "
-                f"{e.get('version')}), which is not installed"
+                f"{e.get('version')}), which "
+                + manager.absent(e.get("plugin"), e.get("distribution"))
             )
         now = registry.get(e["name"], role)
         if (now.distribution, now.version) != (e.get("distribution"), e.get("version")):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from edgegan.errors import EdgeganError, PluginError, UnknownNameError
@@ -1209,3 +1211,49 @@ def test_a_bad_hook_signature_blames_the_hook_pluggy_refuses():
         PluginError, match="^hook edgegan_register_losses takes \\(reg\\); it must take"
     ):
         PluginManager(load_entry_points=False).register(Plugin(), name="p")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"EDGEGAN_LOAD_PLUGINS": "edgegan-smooth"}, None),
+        ({}, "is installed but not loaded: EDGEGAN_DISABLE_PLUGIN_AUTOLOAD is set"),
+        (
+            {"EDGEGAN_LOAD_PLUGINS": "smooth", "EDGEGAN_DISABLE_PLUGINS": "edgegan-smooth"},
+            "is installed but not loaded: EDGEGAN_DISABLE_PLUGINS names it",
+        ),
+        ({"EDGEGAN_LOAD_PLUGINS": "other"}, "is not installed"),
+        (
+            {"EDGEGAN_LOAD_PLUGINS": "smooth", "broken": "1"},
+            "is installed but failed to load (`edgegan plugins` says why)",
+        ),
+    ],
+)
+def test_a_runs_missing_plugin_part_says_why_it_is_missing(fake_plugin, monkeypatch, env, expected):
+    """A resumed or exported run whose plugin is disabled used to say it 'is not installed'."""
+    from edgegan.config import provenance_hint
+    from edgegan.plugins.manager import reset_manager
+
+    env = dict(env)
+    source = "raise ImportError('needs scipy')" if env.pop("broken", None) else one_loss("smooth")
+    fake_plugin(source, dist="edgegan-smooth", name="smooth")
+    if env.get("EDGEGAN_LOAD_PLUGINS") == "other":
+        fake_plugin(one_loss("other"), dist="edgegan-other", name="other")
+        parts_dist = "edgegan-gone"
+    else:
+        parts_dist = "edgegan-smooth"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    reset_manager()
+    parts = {"loss": {"name": "smooth", "plugin": "smooth", "distribution": parts_dist,
+                      "version": "1.0"}}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        hint = provenance_hint(parts)
+    if expected is None:
+        assert hint == ""
+    else:
+        assert hint == (
+            f"; the run was trained with loss 'smooth' of plugin 'smooth' ({parts_dist} 1.0), "
+            f"which {expected}"
+        )

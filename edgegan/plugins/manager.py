@@ -157,6 +157,9 @@ class PluginManager:
         self.infos: dict[str, PluginInfo] = {}
         #: plugin-name and part-name conflicts: errors on use, listed by `edgegan plugins`
         self.conflicts: list[str] = []
+        #: installed plugins left unloaded, by normalised distribution name: why (the
+        #: environment variable that says so)
+        self.skipped: dict[str, str] = {}
         self._registries: dict[str, Registry] | None = None
         from edgegan import __version__
 
@@ -271,12 +274,18 @@ class PluginManager:
             md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, *_dist_of(e))
         )
         self._warn_unknown_names(points, allow, deny)
-        if allow is None and not autoload:
-            return
         for ep in points:
             dist, version = _dist_of(ep)
             names = {_norm(ep.name), _norm(dist)}
-            if names & deny or (allow is not None and not names & allow):
+            skip = None
+            if names & deny:
+                skip = "EDGEGAN_DISABLE_PLUGINS names it"
+            elif allow is not None and not names & allow:
+                skip = "EDGEGAN_LOAD_PLUGINS does not name it"
+            elif allow is None and not autoload:
+                skip = "EDGEGAN_DISABLE_PLUGIN_AUTOLOAD is set"
+            if skip:
+                self.skipped[_norm(dist)] = skip
                 continue
             if ep.name in self.infos:
                 # Listed (so `edgegan plugins` still works) and an error on use, as a part
@@ -323,6 +332,17 @@ class PluginManager:
                     f"plugin '{ep.name}' ({_origin(dist, version)}) implements no edgegan hook; "
                     "decorate its hook functions with @edgegan.hookimpl",
                 )
+
+    def absent(self, plugin: str | None, distribution: str | None) -> str:
+        """Why the parts of ``plugin`` from ``distribution`` are not registered: it is not
+        installed, left unloaded by the environment, or failed to load."""
+        skip = self.skipped.get(_norm(distribution or ""))
+        if skip:
+            return f"is installed but not loaded: {skip}"
+        info = self.infos.get(plugin or "")
+        if info is not None and info.error and info.distribution == distribution:
+            return "is installed but failed to load (`edgegan plugins` says why)"
+        return "is not installed"
 
     def _warn_unknown_names(
         self, points: list[md.EntryPoint], allow: set[str] | None, deny: set[str]
