@@ -21,6 +21,7 @@ from torch import nn
 
 from edgegan.errors import EdgeganError, PluginError, exception_line
 from edgegan.registry import Entry
+from edgegan.rng import random_state_kept
 
 #: Slack on the [-1, 1] value range of a dataset's images (float rounding of a rescale).
 RANGE_SLACK = 1e-3
@@ -170,7 +171,7 @@ def check_loss(
         pass
     real = torch.zeros(4, requires_grad=True)
     fake = torch.zeros(4, requires_grad=True)
-    with torch.random.fork_rng(devices=[]):  # the run's random stream stays as it was
+    with random_state_kept():  # the run's random streams stay as they were
         for method, args in (("d_loss", (real, fake)), ("g_loss", (fake,))):
             try:
                 value = getattr(loss, method)(*args)

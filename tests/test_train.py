@@ -121,6 +121,19 @@ def test_resume_is_exact(tmp_path, extra):
     assert [json.loads(x)["step"] for x in lines] == [2, 3, 4, 6]
 
 
+def test_validation_does_not_change_what_a_run_trains(tmp_path):
+    """Scoring the networks every eval.every steps builds the metric (a classifier's init) and
+    used to shift the run's random streams: the validated run trained other weights."""
+    plain = train(tiny(), out_dir=tmp_path / "plain")
+    validated = train(tiny("eval.every=2", "eval.val_samples=20"), out_dir=tmp_path / "val")
+    records = (validated.run_dir / "metrics.jsonl").read_text()
+    assert "val_fd" in records
+    a, b = _weights(plain.run_dir), _weights(validated.run_dir)
+    for net in a["networks"]:
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), f"{net}.{key}"
+
+
 def test_resume_refuses_finished_run(tmp_path):
 
     done = train(tiny(steps=2), out_dir=tmp_path / "r")

@@ -209,19 +209,10 @@ def check_metric(metric: str, reference: str | None = None) -> None:
     from edgegan.plugins.manager import get_manager
 
     if is_external(get_manager().registry("metrics").get(metric)):
-        import random
+        from edgegan.rng import random_state_kept
 
-        import numpy as np
-        import torch
-
-        # the build may draw (a layer's init): the run's random streams stay as they were
-        state = random.getstate(), np.random.get_state()
-        try:
-            with torch.random.fork_rng(devices=[]):
-                _build(metric, reference, None)
-        finally:
-            random.setstate(state[0])
-            np.random.set_state(state[1])
+        with random_state_kept():  # the build may draw (a layer's init)
+            _build(metric, reference, None)
 
 
 def _run(

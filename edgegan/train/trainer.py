@@ -42,6 +42,7 @@ from edgegan.errors import (
 from edgegan.fileio import write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.registry import StaleDefaultWarning
+from edgegan.rng import random_state_kept
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
@@ -579,7 +580,8 @@ class Trainer:
         scores as ``val_*`` (the same inputs every time, so the curve compares like with like).
         """
         t0 = time.monotonic()
-        scores = self.task.evaluate(self, num_samples=self.config.eval.val_samples)
+        with random_state_kept():  # a validated run trains the weights an unvalidated one does
+            scores = self.task.evaluate(self, num_samples=self.config.eval.val_samples)
         if scores:
             record = {"step": self.step, **{f"val_{k}": v for k, v in scores.items()}}
             record["val_seconds"] = round(time.monotonic() - t0, 3)
@@ -666,22 +668,12 @@ def _process_state_kept() -> Iterator[None]:
     """Give back the torch thread count and the global random streams after training: a
     program that trains and then goes on should find its process as it left it."""
     threads = torch.get_num_threads()
-    py_state, np_state, torch_state = (
-        random.getstate(),
-        np.random.get_state(),
-        torch.get_rng_state(),
-    )
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
-        yield
+        with random_state_kept():
+            yield
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
 
 
 @contextlib.contextmanager
