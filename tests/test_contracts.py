@@ -525,6 +525,25 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]
 
 
+def test_a_plugin_metric_is_built_once_per_run(tmp_path):
+    """Checked at the start, then scored at each validation and at the end: one build (a
+    metric that loads a network used to load it at every validation pass)."""
+    built = []
+
+    class Counted(MeanPix):
+        def __init__(self):
+            built.append(self)
+
+    _plugin(metric=Counted)
+    cfg = load_config(
+        "dcgan-mnist",
+        [*_config_overrides(), "train.steps=4", "eval.at_end=true", "eval.metric=meanpix",
+         "eval.num_samples=10", "eval.every=1", "eval.val_samples=6"],
+    )  # fmt: skip
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert result.eval["n"] == 10 and len(built) == 1
+
+
 class NanMetric:
     def compute(self, samples, labels=None, reference=None):
         return {"fd": float("nan"), "n": len(samples)}

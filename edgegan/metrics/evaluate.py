@@ -201,18 +201,21 @@ def build_metric(
     return obj, by_factory
 
 
-def check_metric(metric: str, reference: str | None = None) -> None:
+def check_metric(metric: str, reference: str | None = None) -> Scorer | None:
     """Fail now, with one line, on what would fail a run's evaluation after its training: an
     unknown ``metric``, or one from an installed plugin whose factory fails or builds no
-    ``compute`` method (that one is built once to see; edgegan's own are only looked up)."""
+    ``compute`` method. That one is built to see, and returned as a :class:`Scorer` for the
+    run to keep (a metric that loads a network is built once); edgegan's own are only looked
+    up (``None``)."""
     from edgegan.contracts import is_external
     from edgegan.plugins.manager import get_manager
 
-    if is_external(get_manager().registry("metrics").get(metric)):
-        from edgegan.rng import random_state_kept
+    if not is_external(get_manager().registry("metrics").get(metric)):
+        return None
+    from edgegan.rng import random_state_kept
 
-        with random_state_kept():  # the build may draw (a layer's init)
-            _build(metric, reference, None)
+    with random_state_kept():  # the build may draw (a layer's init)
+        return Scorer(metric, reference)
 
 
 def _run(
@@ -227,6 +230,24 @@ def _run(
     return call_metric(entry, obj, images, labels=labels, reference=reference)
 
 
+class Scorer:
+    """``metric`` built once (through the plugin registry, checked to have ``compute``) and
+    called on many sample sets: a run's validation passes and its final evaluation."""
+
+    def __init__(
+        self,
+        metric: str = "digits",
+        reference: str | None = "mnist:test",
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.name, self.reference = metric, reference
+        self.entry, self.metric, self.by_factory = _build(metric, reference, params)
+
+    def __call__(self, images: Any, labels: Any = None) -> dict[str, float]:
+        """Scores of images ``(N, C, H, W)`` in [-1, 1] with optional conditioning labels."""
+        return _run(self.entry, self.metric, self.by_factory, images, labels, self.reference)
+
+
 def evaluate_tensors(
     images: Any,
     labels: Any = None,
@@ -236,8 +257,7 @@ def evaluate_tensors(
 ) -> dict[str, float]:
     """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1] (any device; the metric moves them)
     with optional conditioning ``labels``; ``params`` go to the metric's factory."""
-    entry, obj, by_factory = _build(metric, reference, params)
-    return _run(entry, obj, by_factory, images, labels, reference)
+    return Scorer(metric, reference, params)(images, labels)
 
 
 def evaluate(
@@ -247,7 +267,5 @@ def evaluate(
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``."""
-    # bad names and metrics without compute fail before loading
-    entry, obj, by_factory = _build(metric, reference, params)
-    images, labels = load_samples(samples_path)
-    return _run(entry, obj, by_factory, images, labels, reference)
+    scorer = Scorer(metric, reference, params)  # bad names, no compute: fail before loading
+    return scorer(*load_samples(samples_path))

@@ -88,10 +88,14 @@ class GANTask(Task):
         self.latent_dim = self.context["latent_dim"]
         contracts.check_gan_parts(self)
         ev = self.config.eval
+        self._scorer: Any = None  # the metric, built once for every evaluation of the run
         if ev.at_end or ev.every:  # an unknown or broken metric must fail now, not after training
             from edgegan.metrics.evaluate import check_metric
 
-            check_metric(ev.metric, "mnist:test" if self.config.data.name == "mnist" else None)
+            self._scorer = check_metric(ev.metric, self._reference())
+
+    def _reference(self) -> str | None:
+        return "mnist:test" if self.config.data.name == "mnist" else None
 
     def penalty_discriminator(self, discriminator: torch.nn.Module) -> torch.nn.Module:
         """What the penalties (R1, a loss's ``d_penalty``) call: the discriminator, through
@@ -142,7 +146,7 @@ class GANTask(Task):
                     stacklevel=2,
                 )
             return {}
-        from edgegan.metrics.evaluate import evaluate_tensors
+        from edgegan.metrics.evaluate import Scorer
 
         n = num_samples or ev.num_samples
         g = torch.Generator().manual_seed(self.config.seed + 777)
@@ -152,8 +156,9 @@ class GANTask(Task):
             trainer.sample(z[i : i + 500], None if labels is None else labels[i : i + 500])
             for i in range(0, n, 500)
         ]
-        reference = "mnist:test" if mnist else None
-        return evaluate_tensors(torch.cat(chunks), labels, reference=reference, metric=ev.metric)
+        if self._scorer is None:
+            self._scorer = Scorer(ev.metric, self._reference())
+        return self._scorer(torch.cat(chunks), labels)
 
     def sample_inputs(self, n: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         z = torch.randn(n, self.latent_dim, device=self.device)
