@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import EdgeganError, first_line
+from edgegan.errors import EdgeganError, exception_line
 from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
 
 
@@ -159,7 +159,7 @@ def _cause(exc: BaseException) -> str:
         if not isinstance(inner, BaseException) or inner is cause:
             break
         cause = inner
-    return f"{type(cause).__name__}: {first_line(cause)}"[:300]
+    return exception_line(cause)[:300]
 
 
 def for_inference(module: Any, mode: str | None, channels_last: bool = False) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import EdgeganError, first_line
+from edgegan.errors import EdgeganError, exception_line
 from edgegan.fileio import atomic_write
 
 FORMAT_VERSION = 1
@@ -89,13 +89,13 @@ def _why(path: Path, exc: Exception) -> str:
             "with weights_only=True and so never runs code from a file"
         )
     if isinstance(exc, OSError):  # unreadable (permissions, I/O): say so, not "damaged"
-        return f"{type(exc).__name__}: {first_line(exc)}"
+        return exception_line(exc)
     # Not a zip (torch's format since 1.6): the legacy unpickler reads garbage and fails in
     # any of several ways (KeyError, UnicodeDecodeError, ... for some random bytes).
     damaged = (EOFError, RuntimeError, IndexError, pickle.UnpicklingError)
     if isinstance(exc, damaged) or not zipfile.is_zipfile(path):
         return "the file is damaged or cut short (not a complete torch checkpoint)"
-    return f"{type(exc).__name__}: {first_line(exc)}".rstrip(": ")
+    return exception_line(exc)
 
 
 def mismatch(exc: RuntimeError) -> str:
