@@ -328,6 +328,21 @@ def test_unlabelled_items_train_the_builtin_conditional_dcgan(tmp_path):
     assert result.step == 2 and result.run_dir.joinpath("checkpoints/last.pt").is_file()
 
 
+def test_a_lazy_datasets_label_out_of_range_stops_the_run_with_one_line(tmp_path):
+    """Item 0 is checked before the run; a later item's label is checked in its batch, on
+    the host (it used to be an IndexError in the embedding, a device-side assert on CUDA)."""
+    from edgegan.errors import DataError
+
+    _plugin(data=_dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), 7 if i == 5 else 1)))
+    expected = (
+        r"^the dataset's batch \d+ holds label 7; a conditional run's labels must be in "
+        r"\[0, 1\] \(-1: unlabelled\), or set model.conditional=false$"
+    )
+    cfg = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=20"])
+    with pytest.raises(DataError, match=expected):
+        train(cfg, out_dir=tmp_path / "r")
+
+
 def test_an_unconditional_run_does_not_check_labels_it_never_uses(tmp_path):
     _plugin(data=_dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), 5)))  # 5 >= 2
     cfg = _config()

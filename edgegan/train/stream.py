@@ -160,7 +160,11 @@ class BatchStream:
         resident: bool | None = None,
         rank: int = 0,
         world_size: int = 1,
+        num_classes: int = 0,
     ) -> None:
+        """``num_classes`` > 0 (a conditional run): every batch's labels are checked to lie
+        in ``[-1, num_classes)`` before they reach the device (an embedding fails on others,
+        on CUDA with a device-side assert); on the host, a few microseconds a batch."""
         size = len(dataset)  # type: ignore[arg-type]
         if size < batch_size:
             raise DataError(
@@ -171,6 +175,7 @@ class BatchStream:
         self.consumed = consumed  # global batches, the same on every rank
         self.rank, self.world_size = rank, world_size
         self.memory_format = memory_format
+        self.num_classes = num_classes
         self.pin_memory = pin_memory and device.type == "cuda"
         images = getattr(dataset, "images", None)
         labels = getattr(dataset, "labels", None)
@@ -182,6 +187,8 @@ class BatchStream:
             )
         fits = in_memory and images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
         self.resident = in_memory and (fits if resident is None else resident)
+        if in_memory and num_classes and labels.numel():
+            self._check_labels(labels, "its labels tensor holds")
         if self.resident:
             # Small in-memory datasets live on the device: a batch is one gather, no copies.
             self.images = images.to(device)
@@ -246,10 +253,22 @@ class BatchStream:
                 for k, v in item.items()
             }
         images, labels = item
+        labels = torch.as_tensor(labels)
+        if self.num_classes:
+            self._check_labels(labels, f"batch {self.consumed} holds")
         return (
             images.to(self.device, non_blocking=non_blocking),
-            torch.as_tensor(labels).to(self.device, non_blocking=non_blocking),
+            labels.to(self.device, non_blocking=non_blocking),
         )
+
+    def _check_labels(self, labels: torch.Tensor, where: str) -> None:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < -1 or hi >= self.num_classes:
+            found = f"label {lo}" if lo < -1 else f"label {hi}"
+            raise DataError(
+                f"the dataset's {where} {found}; a conditional run's labels must be in "
+                f"[0, {self.num_classes - 1}] (-1: unlabelled), or set model.conditional=false"
+            )
 
     def state_dict(self) -> dict[str, int]:
         return {"consumed": self.consumed}

@@ -205,6 +205,7 @@ class Trainer:
             resident=t.resident_data,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
+            num_classes=int(getattr(self.task, "num_classes", 0) or 0),
         )
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
