@@ -28,7 +28,21 @@ OUTPUT_IMAGE = "image"
 
 def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
     """``(num, latent_dim)`` float32 standard-normal latents, identical on every backend."""
-    return np.random.default_rng(seed).standard_normal((num, latent_dim), dtype=np.float32)
+    return _latent_stream(seed).standard_normal((num, latent_dim), dtype=np.float32)
+
+
+def _latent_stream(seed: int) -> np.random.Generator:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise EdgeganError(f"seed must be an integer >= 0, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
+def check_batch_size(batch_size: int) -> None:
+    """A positive int, as ``--batch-size`` takes."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+        raise EdgeganError(f"batch size must be a positive integer, got {batch_size!r}")
+    if batch_size <= 0:
+        raise EdgeganError("--batch-size must be a positive number")
 
 
 def make_labels(num: int, num_classes: int, labels: list[int] | None) -> np.ndarray | None:
@@ -115,12 +129,13 @@ class RunGenerator:
 
 def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = True) -> RunGenerator:
     """Rebuild the generator of a run directory from its config and last checkpoint."""
-    import torch
 
     from edgegan.config import config_from_dict
     from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.device import resolve_device
     from edgegan.train.trainer import CHECKPOINT
 
+    target = resolve_device(device, "device")  # before loading anything
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgeganError(f"run directory not found: {run_dir}")
@@ -144,7 +159,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
         state["ema"] if ema and state.get("ema") is not None else state["networks"]["generator"]
     )
     module = rebuild_generator(state, config.model.generator, context, weights)
-    module.to(torch.device(device)).eval()
+    module.to(target).eval()
     return RunGenerator(module, spec, run_dir, int(state["step"]))
 
 
@@ -155,10 +170,12 @@ def rebuild_generator(
     when the plugin that gave it is gone or changed, the error says which one the run used."""
     from edgegan.config import provenance_hint, with_provenance
     from edgegan.plugins.manager import get_manager
+    from edgegan.rng import random_state_kept
     from edgegan.train.checkpoint import mismatch
 
     try:
-        module = get_manager().registry("models").build_part(part, context, "generator")
+        with random_state_kept():  # the layers' init draws: the caller's streams stay as they were
+            module = get_manager().registry("models").build_part(part, context, "generator")
     except EdgeganError as exc:
         raise with_provenance(exc, state.get("parts"), "generator") from None
     try:
@@ -222,7 +239,8 @@ def iter_samples(
         raise EdgeganError("--num must be a positive number of images")
     latent_dim, num_classes = int(spec["latent_dim"]), int(spec.get("num_classes") or 0)
     labels_at(np.arange(0), num, num_classes, labels)  # refuse bad labels before any work
-    rng = np.random.default_rng(seed)  # make_latents' stream, drawn a batch at a time
+    check_batch_size(batch_size)
+    rng = _latent_stream(seed)  # make_latents' stream, drawn a batch at a time
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     for start in range(0, num, step):
         n = min(step, num - start)
@@ -311,8 +329,8 @@ def infer(
         if not labels:
             raise EdgeganError("give --num N (or --labels, one image per label)")
         num = len(labels)
-    if batch_size <= 0:
-        raise EdgeganError("--batch-size must be a positive number")
+    check_batch_size(batch_size)
+    _latent_stream(seed)  # a bad seed fails before the runner loads
     check_out_dir(out, overwrite)
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
         vrange = value_range(runner.spec)

@@ -42,12 +42,14 @@ def load_translator(
     when the run kept them: the trainer averages the sampled network, ``g_ab``). Its
     ``spec`` is the direction's (:func:`edgegan.export.signature.direction_spec`).
     ``state``: the run's checkpoint when the caller has already loaded it."""
-    import torch
 
     from edgegan.config import config_from_dict
     from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.device import resolve_device
     from edgegan.train.trainer import CHECKPOINT
+
+    target = resolve_device(device, "device")  # before loading anything
 
     check_direction(direction)
     run_dir = Path(run_dir)
@@ -67,7 +69,7 @@ def load_translator(
     }
     weights, _ = translator_weights(state, direction)
     module = rebuild_generator(state, g, context, weights)
-    module.to(torch.device(device)).eval()
+    module.to(target).eval()
     dspec["size_multiple"] = int(getattr(module, "size_multiple", dspec["size_multiple"]))
     return RunGenerator(module, dspec, run_dir, int(state["step"]))
 
@@ -105,6 +107,9 @@ def translate_arrays(runner: Any, images: list[np.ndarray], batch_size: int = 8)
             "this is a GAN generator (latents -> images): it translates nothing; sample it "
             "(edgegan.sampling.sample; infer --num)"
         )
+    from edgegan.sampling import check_batch_size
+
+    check_batch_size(batch_size)
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     inputs = [preprocess(img, spec) for img in images]
     outputs: list[np.ndarray] = []
@@ -176,10 +181,10 @@ def translate(
     from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
+    from edgegan.sampling import check_batch_size
 
     check_direction(direction)
-    if batch_size <= 0:
-        raise EdgeganError("--batch-size must be a positive number")
+    check_batch_size(batch_size)
     files = _inputs(Path(input_path))
     _check_targets(files, Path(input_path), Path(out))
     check_out_dir(out, overwrite)

@@ -479,3 +479,29 @@ def test_cli_eval_json_is_strict_json_when_a_score_is_not_finite(tmp_path) -> No
     assert result.exit_code == 0, result.output
     strict = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert strict == {"fd": None, "top": None, "n": 4}
+
+
+def test_evaluate_tensors_refuses_images_outside_minus_one_to_one() -> None:
+    """The .npz path refused them; tensors were scored (an FD of 532508 for [0, 255])."""
+    from edgegan.metrics import evaluate_tensors
+
+    with pytest.raises(
+        EdgeganError, match=r"images must be float tensors in \[-1, 1\], found \[200"
+    ):
+        evaluate_tensors(torch.full((50, 1, 28, 28), 200.0))
+
+
+def test_the_digit_metric_checks_its_device_and_keeps_the_callers_random_stream() -> None:
+    from edgegan.metrics import DigitsMetric
+    from edgegan.metrics.classifier import _load, load_digit_classifier
+
+    with pytest.raises(EdgeganError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        DigitsMetric(device="gpu")
+    with pytest.raises(EdgeganError, match="device must be auto"):
+        load_digit_classifier("gpu")
+    _load.cache_clear()  # loaded afresh: builds the network (its init draws)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_digit_classifier("cpu")
+    assert torch.equal(torch.rand(3), expected)

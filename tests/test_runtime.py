@@ -258,6 +258,65 @@ def test_clear_errors(bundle, bundle_copy, tmp_path):
         open_runner(bundle_copy, "torch")
 
 
+def test_api_arguments_are_checked_with_one_line(run_dir, bundle, tmp_path):
+    """What the CLI's option types check, the Python API checks too (these were numpy or
+    torch errors, an AssertionError, or silently accepted)."""
+    from edgegan.sampling import generate, infer, load_run_generator
+
+    for device, message in (("gpu", "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+                            ("cuda:99", "device=cuda:99 but")):  # fmt: skip
+        if device.startswith("cuda") and _torch_cuda():
+            continue
+        with pytest.raises(EdgeganError, match=re.escape(message)):
+            load_run_generator(run_dir, device=device)
+    gen = load_run_generator(run_dir)
+    with pytest.raises(EdgeganError, match="seed must be an integer >= 0, got -1"):
+        generate(gen, 2, seed=-1)
+    with pytest.raises(EdgeganError, match="seed must be an integer >= 0, got -1"):
+        infer(run_dir, tmp_path / "o", num=2, seed=-1)
+    with pytest.raises(EdgeganError, match="seed must be an integer >= 0"):
+        make_inputs({"latent_dim": 4}, 2, seed=1.5)
+    for size in (-5, 0):
+        with pytest.raises(EdgeganError, match="batch-size must be a positive number"):
+            generate(gen, 3, batch_size=size)
+    with pytest.raises(EdgeganError, match="batch size must be a positive integer, got 2.5"):
+        generate(gen, 3, batch_size=2.5)
+    for threads in (-1, "x"):
+        with pytest.raises(EdgeganError, match="threads must be an integer >= 1"):
+            open_runner(bundle, "onnxruntime", threads=threads)
+    assert not (tmp_path / "o").exists()
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_a_closed_runner_says_so(run_dir, bundle, backend):
+    runner = open_runner(run_dir if backend == "torch" else bundle, backend)
+    with runner:
+        inputs = make_inputs(runner.spec, 2)
+        assert runner.run(inputs).shape[0] == 2
+    with pytest.raises(EdgeganError, match=f"this {backend} runner is closed"):
+        runner.run(inputs)
+    with pytest.raises(EdgeganError, match="runner is closed"):
+        sample(runner, 2)
+
+
+def test_loading_a_generator_leaves_the_callers_random_stream_alone(run_dir):
+    import torch
+
+    from edgegan.sampling import load_run_generator
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_run_generator(run_dir)
+    assert torch.equal(torch.rand(3), expected)
+
+
 # -- bench --------------------------------------------------------------------------------
 def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
     out = tmp_path / "bench.json"

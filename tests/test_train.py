@@ -778,6 +778,18 @@ def test_train_gives_back_threads_and_random_streams(tmp_path):
     assert torch.get_num_threads() == threads
 
 
+def test_train_gives_back_cudnns_autotuner_flag(tmp_path, monkeypatch):
+    """A CUDA run turns cuDNN's autotuner on (train.cudnn_benchmark); stood in for here."""
+    from edgegan.train import fastpath
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    monkeypatch.setattr(
+        fastpath, "set_backends", lambda t, d: setattr(torch.backends.cudnn, "benchmark", True)
+    )
+    train(tiny(steps=1), out_dir=tmp_path / "r")
+    assert torch.backends.cudnn.benchmark is False
+
+
 def test_resume_through_the_api(tmp_path):
 
     run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir

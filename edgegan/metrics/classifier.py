@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgegan.errors import EdgeganError
+from edgegan.rng import random_state_kept
+from edgegan.train.device import resolve_device
 
 ARCH_VERSION = 1
 """Bumped whenever :class:`DigitClassifier` changes shape; the asset's card must match."""
@@ -135,7 +137,8 @@ def _load(device: str) -> DigitClassifier:
             f"digit classifier weights {WEIGHTS_PATH} do not match the sha256 in {CARD_PATH.name}"
         )
     state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
-    model = DigitClassifier()
+    with random_state_kept():  # the layers' init draws: the caller's streams stay as they were
+        model = DigitClassifier()
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
     # channels_last: ~1.5x faster convolutions on CPU (oneDNN), and fine on CUDA.
@@ -144,7 +147,7 @@ def _load(device: str) -> DigitClassifier:
 
 def load_digit_classifier(device: str | torch.device = "cpu") -> DigitClassifier:
     """The shipped classifier in eval mode on ``device`` (loaded once per device)."""
-    return _load(str(torch.device(device)))
+    return _load(str(resolve_device(device, "device")))
 
 
 def iter_batches(images: torch.Tensor | np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:

@@ -27,6 +27,7 @@ import torch
 from edgegan.errors import EdgeganError
 from edgegan.metrics import classifier as clf
 from edgegan.metrics.frechet import feature_stats, frechet_distance
+from edgegan.train.device import resolve_device
 
 MIN_CLASS_SHARE = 0.5 / clf.NUM_CLASSES
 """A class counts as covered when at least this share of samples is predicted as it."""
@@ -123,7 +124,7 @@ class DigitsMetric:
             raise EdgeganError(f"batch_size must be >= 1, got {batch_size}")
         self.reference = reference
         self.batch_size = batch_size
-        self.device = device
+        self.device = str(resolve_device(device, "device"))
 
     def compute(
         self, samples: Any, labels: Any = None, reference: str | None = None

@@ -118,6 +118,21 @@ def _images_from_npz(path: Path, images: Any) -> Any:
     raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {images.dtype}")
 
 
+def _check_range(images: Any) -> None:
+    """Float images in [-1, 1], as the ``.npz`` path requires: scores of images in [0, 255]
+    or [0, 1] would be numbers without meaning."""
+    import torch
+
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or not len(images):
+        return
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1.01 or hi > 1.01:  # NaN passes: a diverged generator's scores say so
+        raise EdgeganError(
+            f"images must be float tensors in [-1, 1], found [{lo:.3g}, {hi:.3g}] (from uint8 "
+            "x: x / 127.5 - 1)"
+        )
+
+
 def _load_npz(path: Path) -> tuple[Any, Any]:
     import numpy as np
     import torch
@@ -245,6 +260,7 @@ class Scorer:
 
     def __call__(self, images: Any, labels: Any = None) -> dict[str, float]:
         """Scores of images ``(N, C, H, W)`` in [-1, 1] with optional conditioning labels."""
+        _check_range(images)
         return _run(self.entry, self.metric, self.by_factory, images, labels, self.reference)
 
 

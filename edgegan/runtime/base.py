@@ -298,6 +298,11 @@ class Runner(ABC):
     def check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         """One line for inputs the graph cannot take (names, batch sizes, shapes, labels),
         before a backend fails on them with its own error. Runs before every call: cheap."""
+        if getattr(self, "_closed", False):
+            raise EdgeganError(
+                f"this {self.name} runner is closed (its with-block ended, or close() was "
+                "called); open another with edgegan.runtime.open_runner"
+            )
         plan = getattr(self, "_input_plan", None)
         if plan is None:  # once per runner
             plan = self._input_plan = _input_plan(self.spec)
@@ -340,8 +345,8 @@ class Runner(ABC):
         return None
 
     def close(self) -> None:
-        """Release the session, engine and buffers."""
-        return None
+        """Release the session, engine and buffers; later calls to ``run`` are refused."""
+        self._closed = True
 
     def graphed(self, inputs: dict[str, np.ndarray]) -> bool:
         """Whether calls with inputs of these shapes now replay a CUDA graph."""

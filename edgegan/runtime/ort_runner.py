@@ -182,6 +182,12 @@ class OrtRunner(Runner):
         self.spec = target.spec
         self.precision = precision
         self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
+        if threads is not None and (
+            not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 0
+        ):
+            raise EdgeganError(
+                f"threads must be an integer >= 1 (0: one per core), got {threads!r}"
+            )
         self.threads = int(threads) if threads else physical_cores()
         self.spinning = not is_translator(self.spec)
         self.model_path = path
@@ -382,6 +388,7 @@ class OrtRunner(Runner):
         return slot is not None and slot.runs >= 2
 
     def close(self) -> None:
+        super().close()
         self._graphs.clear()
         self._seen.clear()
         self._binding = None

@@ -293,6 +293,7 @@ class TorchRunner(Runner):
             torch.cuda.synchronize(self._device)
 
     def close(self) -> None:
+        super().close()
         if isinstance(self.module, CompiledGenerator):
             self.module.close()
         self.module = None

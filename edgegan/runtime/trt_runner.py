@@ -232,6 +232,7 @@ class TrtRunner(Runner):
         self.stream.synchronize()
 
     def close(self) -> None:
+        super().close()
         self._slots.clear()
         for attr in ("context", "engine", "runtime"):
             setattr(self, attr, None)

@@ -26,23 +26,25 @@ def native_cpu_precision(mode: str) -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in _NATIVE_CPU[mode])
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without it is a clear error."""
-    if name == "auto":
+def resolve_device(name: str | torch.device, key: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it, or for a device that is
+    neither, is a clear error naming ``key`` (the config key or the parameter)."""
+    if isinstance(name, str) and name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    wrong = ConfigError(f"{key} must be auto, cpu, cuda or cuda:N, got '{name}'")
     try:
         device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got '{name}'") from None
+    except (RuntimeError, ValueError, TypeError):
+        raise wrong from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but CUDA is not available; use train.device=cpu")
+            raise ConfigError(f"{key}={name} but CUDA is not available; use {key}=cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"train.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist"
+                f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist"
             )
     elif device.type != "cpu":
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got '{name}'")
+        raise wrong
     return device
 
 

@@ -666,15 +666,18 @@ def train(
 
 @contextlib.contextmanager
 def _process_state_kept() -> Iterator[None]:
-    """Give back the torch thread count and the global random streams after training: a
-    program that trains and then goes on should find its process as it left it."""
+    """Give back the torch thread count, cuDNN's autotuner flag and the global random streams
+    after training: a program that trains and then goes on should find its process as it
+    left it."""
     threads = torch.get_num_threads()
+    benchmark = torch.backends.cudnn.benchmark  # set for a CUDA run (fastpath.set_backends)
     try:
         with random_state_kept():
             yield
     finally:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 @contextlib.contextmanager
