@@ -202,6 +202,23 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
         assert torch.isfinite(value.float()).all()
 
 
+def test_a_failed_resume_leaves_config_yaml_as_its_checkpoint_needs(tmp_path):
+    """config.yaml was rewritten at the start of a resume: one that diverged before its first
+    checkpoint left the new settings beside the old checkpoint, and every later --resume
+    repeated the failure."""
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_TestPlugin(), name="test-plugin")
+    reset_manager(manager)
+    run = train(tiny("loss.name=nan-after-6", steps=2), out_dir=tmp_path / "r").run_dir
+    before = (run / "config.yaml").read_bytes()
+    with pytest.raises(TrainingDiverged, match="became nan .* checkpoint .* \\(step 2\\)"):
+        train(load_run_config(run, ["train.steps=20"]), resume=run)
+    assert (run / "config.yaml").read_bytes() == before
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
+    resumed = train(load_run_config(run, ["train.steps=4"]), resume=run)  # a good resume
+    assert resumed.step == 4 and load_run_config(run).train.steps == 4
+
+
 @pytest.mark.parametrize("seed", [-1, 100000000000000])
 def test_large_and_negative_seeds_train(tmp_path, seed):
     # 10**14 overflowed the data order's seed at the first batch; a seed of an older run

@@ -39,7 +39,7 @@ from edgegan.errors import (
     TrainingDiverged,
     exception_line,
 )
-from edgegan.fileio import write_json
+from edgegan.fileio import atomic_write, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.registry import StaleDefaultWarning
 from edgegan.rng import random_state_kept
@@ -162,6 +162,7 @@ class Trainer:
         # A copy: training fills in steps (from train.epochs) and the networks' parameters
         config = copy.deepcopy(config)
         self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
+        self._config_pending = False  # config.yaml waits for a resumed run's first checkpoint
         t = config.train
         # Under torchrun (see train()): this process's rank and device, cuda:LOCAL_RANK.
         self.dist = dist or distributed.Distributed()
@@ -315,9 +316,16 @@ class Trainer:
                 state["rng_ranks"] = rng_ranks
                 state["extra_ranks"] = extra_ranks
             ckpt_io.atomic_save(state, path)
+            if self._config_pending:
+                self._write_config()
         self.last_checkpoint = (path, self.step)
         self._notify("on_checkpoint", path)
         return path
+
+    def _write_config(self) -> None:
+        text = self.config.to_yaml().encode("utf-8")
+        atomic_write(self.run_dir / "config.yaml", lambda f: f.write(text))
+        self._config_pending = False
 
     def load_checkpoint(self, path: Path) -> None:
         # Load on the CPU: load_state_dict moves weights and optimiser state to their devices.
@@ -468,7 +476,12 @@ class Trainer:
         main = self.dist.is_main  # rank 0 alone writes the run directory
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+            # A resumed run's config.yaml changes with its first checkpoint: a resume that
+            # fails before one (a diverging lr, a callback) leaves the config that matches
+            # the checkpoint, so the next --resume is not the failed one again.
+            self._config_pending = self.resuming
+            if not self.resuming:
+                self._write_config()
             (self.run_dir / CLAIM).unlink(missing_ok=True)  # the run's files now mark it
         metrics = self.run_dir / "metrics.jsonl"
         log = MetricsLog(metrics, upto=self.step if self.resuming else None) if main else None
@@ -617,7 +630,8 @@ class Trainer:
         ]
         if result.eval:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
-        (self.run_dir / "report.md").write_text("\n".join(lines) + "\n")
+        text = ("\n".join(lines) + "\n").encode("utf-8")
+        atomic_write(self.run_dir / "report.md", lambda f: f.write(text))
 
 
 def train(
