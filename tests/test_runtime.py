@@ -980,6 +980,26 @@ def test_cli_trt_options_reach_the_builder(bundle_copy, monkeypatch):
     assert "engine fp32" in res.output
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--min-batch", "100"], "--min-batch <= --opt-batch <= --max-batch; got 100, 1, 64"),
+        (["--max-size", "64"], "--min-size/--opt-size/--max-size apply to cyclegan bundles"),
+    ],
+)
+def test_export_run_trt_checks_the_profile_before_exporting(run_dir, tmp_path, monkeypatch,
+                                                             options, message):  # fmt: skip
+    """A profile that only the run's graphs can refute (the defaults filled in, or sizes for
+    a GAN) was found after the whole export, leaving the bundle in --out."""
+    import edgegan.export.tensorrt as trt_mod
+
+    monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: make_stub_trt("10.8.0"))
+    res = CliRunner().invoke(cli, ["export", str(run_dir), "--trt", *options,
+                                   "--out", str(tmp_path / "b")])  # fmt: skip
+    assert res.exit_code == 2 and res.stderr.strip().splitlines()[-1].endswith(message)
+    assert "export:" not in res.stderr and not (tmp_path / "b").exists()
+
+
 def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
     import edgegan.export.tensorrt as trt_mod
 

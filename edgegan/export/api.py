@@ -98,6 +98,25 @@ def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
     return dict(spec), weights
 
 
+def check_engine_profile(
+    run_dir: str | Path, options: Any, directions: list[str] | tuple[str, ...] | None = None
+) -> None:
+    """``export RUN --trt``'s profile (:class:`~edgegan.export.trt_profile.BuildOptions`)
+    against the graphs the export will write, before it writes them: sizes given for a GAN,
+    or a min/opt/max out of order once the defaults fill in, would otherwise fail after the
+    whole export. (A size that is no multiple of the network's is found when the engine is
+    built: the multiple comes from the built network.)"""
+    from edgegan.export.signature import DIRECTIONS, direction_spec
+    from edgegan.export.trt_profile import resolve_profile
+
+    spec, _ = _load_spec(Path(run_dir))
+    if spec["task"] != "cyclegan":
+        resolve_profile(spec, options.batch, options.size)
+        return
+    for d in directions or DIRECTIONS:
+        resolve_profile(direction_spec(spec, d, size_multiple=1), options.batch, options.size)
+
+
 def _graph_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A GAN run's spec as its graphs record it (``metadata_props``): an unconditional
     generator takes no label, so it names no classes (its dataset's stay in the run)."""
