@@ -290,6 +290,21 @@ def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):
         calibration_images(data, "AtoB", 8)
 
 
+def test_int8_without_the_runs_data_fails_before_the_first_graph(runs, tmp_path, monkeypatch):
+    """It used to export and parity-check the FP32 and FP16 graphs of the first direction
+    (minutes at 256 px) before finding the data missing."""
+    import edgegan.export.cyclegan as cyc
+
+    def gone(data, direction, samples):
+        raise EdgeganError(f"--int8 calibrates on images ... ({direction})")
+
+    monkeypatch.setattr(cyc, "calibration_images", gone)
+    lines: list[str] = []
+    with pytest.raises(EdgeganError, match=r"--int8 calibrates on images \.\.\. \(AtoB\)"):
+        export(runs["resnet"], out=tmp_path / "b", fp16=True, int8=True, progress=lines.append)
+    assert lines == [] and not (tmp_path / "b").exists()
+
+
 # -- bench --------------------------------------------------------------------------------------
 def test_bench_json_shape(bundles, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)

@@ -80,6 +80,9 @@ def export_graphs(
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
     parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
+    if "int8" in precisions:  # data that cannot be read fails now, not after other graphs
+        for d in todo:
+            calibration_images(data, d, 1)
     for d in todo:
         generator = load_translator(run_dir, d, device="cpu", state=state)
         gspec = generator.spec
