@@ -23,7 +23,7 @@ import click
 
 from edgegan import __version__
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, os_error_line
 
 if TYPE_CHECKING:
     from edgegan.export.trt_profile import BuildOptions
@@ -65,9 +65,9 @@ class _Group(click.Group):
         except OSError as exc:  # a path that cannot be read or written, a full disk, ...
             if exc.errno == errno.EPIPE:
                 raise  # `edgegan list | head`: click ends quietly
-            where = f": {exc.filename}" if exc.filename else ""
-            _report(exc, f"{exc.strerror or exc}{where}")
-            ctx.exit(2 if exc.errno in _PATH_ERRNOS else 1)
+            line, code = os_error_line(exc)
+            _report(exc, line)
+            ctx.exit(code)
         except MemoryError as exc:  # e.g. `infer --num 1000000000`: all images held at once
             _report(exc, f"out of memory ({exc or 'MemoryError'}); ask for less at once")
             ctx.exit(1)
@@ -77,19 +77,6 @@ class _Group(click.Group):
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
-
-
-#: errors of a path the user gave (exit 2, as other input mistakes); others exit 1
-_PATH_ERRNOS = {
-    errno.ENOENT,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.EEXIST,
-    errno.EROFS,
-    errno.ENOTEMPTY,
-}
 
 
 def _report(exc: BaseException, line: str) -> None:
@@ -533,6 +520,7 @@ def bench(
     precision and batch size (and direction of a cyclegan bundle, on random images of
     --size). Combinations that cannot run here are listed with the reason."""
 
+    from edgegan.export.bundle import bundle_files
     from edgegan.fileio import write_json
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table, row_line
@@ -545,6 +533,10 @@ def bench(
         sys.stderr.flush()
 
     check_json_path(json_file)  # before minutes of benchmarking, not after
+    if json_file and Path(json_file).resolve() in bundle_files(bundle):
+        raise EdgeganError(
+            f"--json {json_file} is a file of the bundle {bundle}; write the results elsewhere"
+        )
     result = run_bench(
         bundle,
         backends=_csv(backends, "backends"),

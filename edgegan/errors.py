@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -64,3 +65,25 @@ def unknown(what: str, name: str, choices: Iterable[str]) -> UnknownNameError:
     choices = sorted(set(choices))
     known = ", ".join(choices) if choices else "none"
     return UnknownNameError(f"unknown {what} '{name}'{did_you_mean(name, choices)}; known: {known}")
+
+
+#: errors of a path the user gave (exit 2, as other input mistakes); others exit 1
+PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.EROFS,
+        errno.ENOTEMPTY,
+    }
+)
+
+
+def os_error_line(exc: OSError) -> tuple[str, int]:
+    """An OSError (a path that cannot be read or written, a full disk) as one line and an
+    exit code: 2 for a path's errors, as other input mistakes; 1 for the rest."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}", (2 if exc.errno in PATH_ERRNOS else 1)

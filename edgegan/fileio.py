@@ -52,9 +52,29 @@ def write_json(path: str | Path, obj: Any, **dumps: Any) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def check_not_empty(out: str | Path) -> None:
+    """``--out ''`` (an unset variable) means no folder, not the current one."""
+    if isinstance(out, str) and not out.strip():
+        raise EdgeganError("--out is empty; name a folder")
+
+
+def check_writable(path: str | Path, flag: str) -> None:
+    """``path`` (a file or folder to write, or to make) can be written: its folder, or the
+    nearest one that exists, and the folder itself when it exists. Checked before the work
+    that fills it, so a read-only place does not fail it at its end (with the name of a
+    temporary file)."""
+    path = Path(path)
+    nearest = next((p for p in path.parents if p.exists()), Path("."))
+    places = [path] if path.is_dir() else []
+    for place in [*places, nearest]:
+        if not os.access(place, os.W_OK | os.X_OK):
+            raise EdgeganError(f"{flag} {path}: cannot write in {place} (permission denied)")
+
+
 def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
     """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files.
     Checked before the work too, so a long sampling run is not refused at its end."""
+    check_not_empty(out)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgeganError(f"--out {out} exists and is not a directory")
@@ -62,6 +82,7 @@ def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
         parent = next((p for p in out.parents if p.exists()), None)
         if parent is not None and not parent.is_dir():  # mkdir would say "File exists"
             raise EdgeganError(f"--out {out}: {parent} is not a directory")
+    check_writable(out, "--out")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     return out

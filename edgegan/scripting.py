@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError
-from edgegan.fileio import write_json  # noqa: F401  (re-exported for the tools)
+from edgegan.errors import EdgeganError, os_error_line
+from edgegan.fileio import (
+    check_writable,
+    write_json,  # noqa: F401  (re-exported for the tools)
+)
 
 
 class Interrupted(Exception):
@@ -26,6 +29,10 @@ def run(main: Callable[[], int | None]) -> int:
     except EdgeganError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a results file that cannot be written, a full disk, ...
+        line, code = os_error_line(exc)
+        print(f"error: {line}", file=sys.stderr)
+        return code
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: no results written", file=sys.stderr)
         return 130
@@ -68,4 +75,5 @@ def check_json_path(path: str | Path | None) -> Path | None:
     parent = next((p for p in path.parents if p.exists()), Path("."))
     if not parent.is_dir():
         raise EdgeganError(f"--json {path}: {parent} is a file, not a folder")
+    check_writable(path, "--json")
     return path

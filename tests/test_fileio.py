@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,25 @@ def test_an_out_dir_under_a_file_is_one_clear_line(tmp_path):
             check_out_dir(out)
     assert (tmp_path / "f").read_text() == "keep"
     assert check_out_dir(tmp_path / "new" / "x") == tmp_path / "new" / "x"
+
+
+def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path, monkeypatch):
+    """As root (CI), permissions do not stop writes: os.access stands in for a read-only
+    folder. The work used to run in full, then fail naming a temporary file."""
+    from edgegan.errors import EdgeganError
+    from edgegan.fileio import check_out_dir
+    from edgegan.scripting import check_json_path
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and real(p, mode))
+    for path in (ro / "r.json", ro / "sub" / "r.json"):
+        with pytest.raises(EdgeganError, match=f"--json {path}: cannot write in {ro} "):
+            check_json_path(path)
+    for out in (ro, ro / "b"):
+        with pytest.raises(EdgeganError, match=f"--out {out}: cannot write in {ro} "):
+            check_out_dir(out)
+    assert check_json_path(tmp_path / "r.json") == tmp_path / "r.json"
+    with pytest.raises(EdgeganError, match="--out is empty"):
+        check_out_dir("")

@@ -317,6 +317,17 @@ def test_loading_a_generator_leaves_the_callers_random_stream_alone(run_dir):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_bench_json_never_overwrites_a_file_of_the_bundle(bundle_copy):
+    """--json B/edgegan.json replaced the bundle's metadata with the results (exit 0)."""
+    before = {p.name: p.read_bytes() for p in bundle_copy.iterdir()}
+    for name in ("edgegan.json", "model.onnx"):
+        args = ["bench", str(bundle_copy), "--backends", "onnxruntime", "--precisions", "fp32",
+                "--iters", "1", "--json", str(bundle_copy / name)]  # fmt: skip
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 2 and "is a file of the bundle" in res.stderr, res.output
+    assert {p.name: p.read_bytes() for p in bundle_copy.iterdir()} == before
+
+
 # -- bench --------------------------------------------------------------------------------
 def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
     out = tmp_path / "bench.json"

@@ -248,6 +248,12 @@ def test_bench_default_rejects_bad_seeds():
     "tool, args, message",
     [
         ("bench_default.py", ["--presets", "dcgan-mnist,nosuch"], "unknown preset 'nosuch'"),
+        ("bench_default.py", ["--seeds", "0,0"], "--seeds names one twice: 0,0"),
+        (
+            "bench_default.py",
+            ["--out", ".", "--presets", "dcgan-mnist,dcgan-textbook"],
+            "dcgan-textbook already exists and is not empty",
+        ),  # fmt: skip
         ("sweep_steps.py", ["dcgan-mnist", "--steps", "2", "--json", "."], "is a folder"),
         ("sweep_steps.py", ["nosuch", "--steps", "2"], "unknown preset 'nosuch'"),
         ("bench_train.py", ["--device", "cpu", "--steps", "0"], "--steps must be at least 1"),
@@ -260,6 +266,8 @@ def test_bench_default_rejects_bad_seeds():
 )
 def test_tools_answer_mistakes_with_one_line(tool, args, message, tmp_path):
     (tmp_path / "x").write_text("x")  # the working directory is not empty
+    (tmp_path / "dcgan-textbook").mkdir()  # nor is bench_default's folder for the second run
+    (tmp_path / "dcgan-textbook" / "notes.txt").write_text("x")
     proc = subprocess.run(
         [sys.executable, str(TOOLS / tool), *args],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
@@ -280,6 +288,18 @@ def test_a_tools_interrupted_run_writes_no_results(capsys):
     assert run(main) == 130
     assert "interrupted: no results written" in capsys.readouterr().err
     assert stopped(SimpleNamespace(stopped_by="steps")).stopped_by == "steps"
+
+
+def test_a_tools_os_error_is_one_line(capsys):
+    """A results file that cannot be written (read-only folder, full disk) was a traceback
+    after the whole benchmark."""
+    from edgegan.scripting import run
+
+    def main():
+        raise PermissionError(13, "Permission denied", "ro/.bench.json.1.tmp")
+
+    assert run(main) == 2
+    assert capsys.readouterr().err == "error: Permission denied: ro/.bench.json.1.tmp\n"
 
 
 def test_gpu_check_kills_a_command_at_its_timeout_and_keeps_its_output(tmp_path):

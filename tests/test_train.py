@@ -586,6 +586,8 @@ def test_run_dirs_are_claimed_at_once_and_released_on_failure(tmp_path):
         new_run_dir(None, "x", tmp_path / "file")
     with pytest.raises(EdgeganError, match="is a file; give a folder"):
         new_run_dir(tmp_path / "file", "x")
+    with pytest.raises(EdgeganError, match="--out is empty; name a folder"):
+        new_run_dir("", "x")  # an unset variable: not the current folder
 
 
 def test_a_finished_run_keeps_no_claim_mark(tmp_path):
@@ -704,6 +706,9 @@ def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
 
         with pytest.warns(RunInTrainingWarning, match="is being trained by another process"):
             export(run, out=tmp_path / "b")
+        # A new run given its folder: not told to remove a run that trains now.
+        with pytest.raises(ConfigError, match=r"choose another --out \(a process is training"):
+            train(tiny(steps=1), out_dir=run)
     finally:
         sleeper.kill()
         sleeper.wait()

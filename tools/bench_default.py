@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from edgegan.config import load_config
+from edgegan.errors import EdgeganError
 from edgegan.scripting import check_json_path, int_list, run, stopped, write_json
 from edgegan.train import train
 
@@ -97,12 +98,23 @@ def main() -> None:
     for preset in presets:  # every name and override checked before the first run
         load_config(preset, args.overrides)
     check_json_path(args.json)
+    for name, values in (("--presets", presets), ("--seeds", seeds)):
+        if len(set(values)) != len(values):  # two runs would want one folder
+            raise EdgeganError(f"{name} names one twice: {','.join(map(str, values))}")
     out = args.out or Path(tempfile.mkdtemp(prefix="edgegan-bench-"))
+    run_dirs = {
+        (seed, preset): out / (preset if len(seeds) == 1 else f"{preset}-seed{seed}")
+        for seed in seeds
+        for preset in presets
+    }
+    for run_dir in run_dirs.values():  # all free before the first run, not at the second
+        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+            raise EdgeganError(f"{run_dir} already exists and is not empty; choose another --out")
     rows = []
     for seed in seeds:
         budget = args.seconds or None
         for i, preset in enumerate(presets):
-            run_dir = out / (preset if len(seeds) == 1 else f"{preset}-seed{seed}")
+            run_dir = run_dirs[seed, preset]
             row = run_one(preset, budget, run_dir, [*args.overrides, f"seed={seed}"])
             rows.append(row)
             if i == 0 and budget is None:

@@ -186,6 +186,24 @@ def _plain_name(name: Any) -> bool:
     )
 
 
+def bundle_files(path: str | Path) -> set[Path]:
+    """The files a bundle folder holds for its own use (``edgegan.json``, the graphs and
+    engines it lists), resolved; empty for a folder that is no bundle."""
+    if not is_bundle(path):
+        return set()
+    folder = Path(path).resolve()
+    files = {folder / BUNDLE_FILE}
+    try:
+        meta = json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8"))
+        for section in ("models", "engines"):
+            for _, entry in _file_entries(meta, section) if section in meta else []:
+                if isinstance(entry, dict) and _plain_name(entry.get("file")):
+                    files.add(folder / entry["file"])
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass  # a damaged bundle: its edgegan.json at least
+    return files
+
+
 def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``edgegan.json`` atomically (temp file, fsync, rename); returns its path.
     Non-finite numbers (a plugin exporter's NaN) are written as ``null``."""

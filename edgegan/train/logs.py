@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import ConfigError
-from edgegan.fileio import atomic_write, missing_dirs, remove_empty_dirs
+from edgegan.fileio import atomic_write, check_not_empty, missing_dirs, remove_empty_dirs
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
@@ -29,6 +29,7 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
     """
     try:
         if out is not None:
+            check_not_empty(out)
             return _claim(Path(out))
         root = Path(root)
         path, i = root / name, 1
@@ -48,7 +49,9 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
 
 def _claim(path: Path) -> Path:
     path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
-    if (path / "checkpoints" / "last.pt").is_file():
+    if RunLock(path).taken():
+        how = "(a process is training it now)"
+    elif (path / "checkpoints" / "last.pt").is_file():
         how = f"or continue it with --resume {path}"
     elif (path / "config.yaml").is_file():
         how = "or remove it (a run that stopped before its first checkpoint: nothing to resume)"
