@@ -846,6 +846,26 @@ def test_a_plan_this_gpu_cannot_load_is_refused_and_leaves_the_old_engine(tmp_pa
     assert ("deserialize_cuda_engine", b"PLAN") in trt.calls and engine.read_bytes() == b"PLAN"
 
 
+def test_an_engine_write_cut_short_leaves_the_old_engine_and_no_temp_file(tmp_path, monkeypatch):
+    """A full disk while writing the plan: it was written without fsync and renamed over
+    the engine in place (and a failed write left its .tmp behind)."""
+    from edgegan.export.tensorrt import build_engine
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    engine = tmp_path / "model.fp32.engine"
+    engine.write_bytes(b"OLD")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        build_engine(make_stub_trt(), onnx_path, engine)
+    assert engine.read_bytes() == b"OLD"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fp32.engine", "model.onnx"]
+
+
 def test_trt_logger_gives_what_was_said_since_a_mark_on_one_line(capsys):
     from edgegan.export.tensorrt import make_logger
 

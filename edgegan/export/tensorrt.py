@@ -44,6 +44,7 @@ from edgegan.export.trt_profile import (
     profile_shapes,
     resolve_profile,
 )
+from edgegan.fileio import atomic_write
 from edgegan.runtime.base import PRECISIONS, TRT_EXTRA, BackendUnavailable
 
 TIMING_CACHE = "timing.cache"
@@ -290,11 +291,12 @@ def build_engine(
         raise EngineBuildError(f"TensorRT could not build {Path(engine_path).name}: {detail}")
     engine_path = Path(engine_path)
     check_plan_loads(trt, plan, logger, engine_path.name)  # before it replaces an older one
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    tmp.write_bytes(memoryview(plan).tobytes())
-    tmp.replace(engine_path)
+    # Atomically (temp file, fsync, rename; the temp file goes on failure): an engine or
+    # cache cut short by a full disk or Ctrl-C never replaces a good one.
+    atomic_write(engine_path, lambda f: f.write(memoryview(plan).tobytes()))
     if cache_path is not None:
-        cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()).tobytes())
+        cache = memoryview(config.get_timing_cache().serialize()).tobytes()
+        atomic_write(cache_path, lambda f: f.write(cache))
     return {
         "profile": {
             "min": {n: s[0] for n, s in prof.items()},
