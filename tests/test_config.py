@@ -27,6 +27,14 @@ def test_a_part_set_to_a_name_is_its_name_override(part, name, param):
         assert load_config("dcgan-mnist", overrides).to_dict() == expected, overrides
 
 
+def test_switching_a_part_drops_the_parameters_the_preset_gave_the_old_one():
+    """The test above compares two spellings; this one says what both must give."""
+    cfg = load_config("dcgan-mnist", ["model.generator.name=resnet_6blocks"])
+    assert cfg.model.generator.params == {}
+    cfg = load_config("dcgan-mnist", ["data=folder", "data.root=/tmp/digits"])
+    assert cfg.data.params == {"root": "/tmp/digits"}
+
+
 def test_a_part_set_to_the_preset_s_name_keeps_the_preset_s_parameters():
     data = load_config("dcgan-mnist", ["data.limit=5", "data=mnist"]).to_dict()["data"]
     assert data == {"name": "mnist", "image_size": 28, "limit": 5}

@@ -101,18 +101,8 @@ def test_parts_build_and_fit_together(example):
     assert uncond(torch.randn(2, 16)).shape == (2, 3, 32, 32)
 
 
-def _train_available() -> bool:
-    try:
-        from edgegan.train import train  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_train_a_few_steps_with_the_example_parts(example, tmp_path):
-    if not _train_available():
-        pytest.skip("edgegan.train.train is not available yet")
     from edgegan.config import load_config
     from edgegan.train import train
 
@@ -146,10 +136,6 @@ def test_train_a_few_steps_with_the_example_parts(example, tmp_path):
 
 
 def test_cli_lists_the_example_plugin(tmp_path):
-    try:
-        import edgegan.cli  # noqa: F401
-    except ImportError:
-        pytest.skip("edgegan.cli is not available yet")
     env = {**os.environ, "EDGEGAN_LOAD_PLUGINS": "example"}
     out = subprocess.run(
         [sys.executable, "-m", "edgegan", "plugins", "--json"],

@@ -505,3 +505,24 @@ def test_the_digit_metric_checks_its_device_and_keeps_the_callers_random_stream(
     torch.manual_seed(0)
     load_digit_classifier("cpu")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_cli_eval_scores_against_the_reference_it_is_given(tmp_path, test_split) -> None:
+    """--reference reaches the metric: the same samples score differently against the
+    train and test splits (no test passed the flag)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    x, y = test_split
+    nhwc = np.ascontiguousarray(_u8(x[:200]).transpose(0, 2, 3, 1))
+    np.savez(tmp_path / "s.npz", images=nhwc, labels=y[:200].numpy())
+    fds = {}
+    for split in ("train", "test"):
+        args = ["eval", str(tmp_path / "s.npz"), "--reference", f"mnist:{split}", "--json"]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        fds[split] = json.loads(res.stdout)["fd"]
+    assert fds["train"] != fds["test"]

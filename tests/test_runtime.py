@@ -287,6 +287,18 @@ def test_api_arguments_are_checked_with_one_line(run_dir, bundle, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_labels_outside_the_classes_are_refused_on_either_side(run_dir, bundle, backend):
+    """onnxruntime quietly reads label -1 as class 9 (a Gather from the end) and returns an
+    image: the check in front of every backend must refuse both ends."""
+    with open_runner(run_dir if backend == "torch" else bundle, backend) as runner:
+        inputs = make_inputs(runner.spec, 1)
+        for bad in (-1, 10):
+            inputs["labels"] = np.array([bad], dtype=np.int64)
+            with pytest.raises(EdgeganError, match=r"labels must be in \[0, 10\)"):
+                runner.run(inputs)
+
+
 def _torch_cuda() -> bool:
     import torch
 

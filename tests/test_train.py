@@ -298,6 +298,11 @@ def _sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _ctrl_c(times: int) -> None:
+    for _ in range(times):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 def _disk_full() -> None:
     raise OSError("disk full\n(while writing its log)")  # the message keeps its first line
 
@@ -318,6 +323,7 @@ class _StepPlugin:
     def edgegan_register_callbacks(self, register):
         register("signal-at", lambda at=2: _AtStep(at, _sigterm))
         register("fail-at", lambda at=2: _AtStep(at, _disk_full))
+        register("ctrl-c-at", lambda at=2, times=1: _AtStep(at, lambda: _ctrl_c(times)))
 
 
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
@@ -333,6 +339,36 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
     assert result.step == 4
     assert load_checkpoint(result.checkpoint)["step"] == 4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_ctrl_c_in_edgegan_train_saves_exits_130_and_says_how_to_resume(tmp_path):
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    run = tmp_path / "r"
+    args = ["train", "dcgan-mnist", *TINY, "train.steps=50", "callbacks=[{name: ctrl-c-at}]"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(run)])
+    assert res.exit_code == 130, res.output
+    assert f"interrupted at step 2: checkpoint saved to {run / 'checkpoints/last.pt'}" in res.stderr
+    assert f"continue with: edgegan train --resume {run}" in res.stderr
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    cfg = load_config("dcgan-mnist", [*TINY, "train.steps=50"])
+    from edgegan.config import PartConfig
+
+    cfg.callbacks = [PartConfig("ctrl-c-at", {"at": 2, "times": 2})]
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out_dir=tmp_path / "r")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
 
 
 def test_conditional_sampling_draws_chosen_classes(tmp_path):

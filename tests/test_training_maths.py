@@ -1,0 +1,176 @@
+"""What each training setting does to the weights, checked on single steps: penalties,
+d_steps, the generator's direction, the EMA, fp16 loss scaling, epoch order, atomic
+checkpoints and the export's parity gate. Each test fails if its setting is ignored."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tiny import TINY_GAN
+
+from edgegan.config import load_config
+from edgegan.train.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _trainer(tmp_path, *extra: str) -> Trainer:
+    cfg = load_config("dcgan-mnist", [*TINY_GAN, "train.augment=", *extra])
+    return Trainer(cfg, tmp_path / f"r{len(list(tmp_path.iterdir()))}")
+
+
+def _d_after_one_step(tmp_path, *extra: str) -> dict[str, torch.Tensor]:
+    trainer = _trainer(tmp_path, "model.discriminator.norm=none", *extra)
+    trainer.train_step()
+    return {k: v.clone() for k, v in trainer.task.discriminator.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_gradient_penalty_changes_the_discriminators_update(tmp_path):
+    off = _d_after_one_step(tmp_path, "loss.name=wgan-gp", "loss.gp_weight=0")
+    on = _d_after_one_step(tmp_path, "loss.name=wgan-gp", "loss.gp_weight=100")
+    assert not _same(off, on)
+
+
+def test_lazy_r1_is_applied_and_scaled_by_its_interval(tmp_path):
+    """R1 every k steps with gamma g is the same first update as every step with k * g."""
+    off = _d_after_one_step(tmp_path, "train.r1_gamma=0")
+    every1 = _d_after_one_step(tmp_path, "train.r1_gamma=2", "train.r1_every=1")
+    every4 = _d_after_one_step(tmp_path, "train.r1_gamma=0.5", "train.r1_every=4")
+    assert not _same(off, every1)
+    for key, value in every1.items():
+        torch.testing.assert_close(every4[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_d_steps_updates_the_discriminator_that_many_times_per_step(tmp_path):
+    trainer = _trainer(tmp_path, "train.d_steps=3")
+    trainer.train_step()
+    trainer.train_step()
+    assert trainer.stream.consumed == 6  # a batch per discriminator update
+    d_state = trainer.task.optims["d"].state_dict()["state"]
+    g_state = trainer.task.optims["g"].state_dict()["state"]
+    assert {int(s["step"]) for s in d_state.values()} == {6}
+    assert {int(s["step"]) for s in g_state.values()} == {2}
+
+
+def test_a_generator_step_lowers_its_loss_against_the_same_discriminator(tmp_path):
+    trainer = _trainer(tmp_path, "train.ema=false", "train.batch_size=64")
+    G, D, loss = trainer.task.generator, trainer.task.discriminator, trainer.task.loss
+    torch.manual_seed(1)
+    z, y = torch.randn(64, G.latent_dim), torch.arange(64) % 10
+    frozen = copy.deepcopy(D).eval()
+    with torch.no_grad():
+        before = loss.g_loss(frozen(G(z, y), y)).item()
+    trainer.train_step()
+    with torch.no_grad():
+        after = loss.g_loss(frozen(G(z, y), y)).item()
+    assert after < before
+
+
+def test_the_ema_follows_its_decay_and_is_what_sampling_loads(tmp_path):
+    from edgegan.sampling import load_run_generator
+    from edgegan.train import train
+    from edgegan.train.checkpoint import load_checkpoint
+
+    def run(decay: float):
+        cfg = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=3", f"train.ema_decay={decay}"])
+        run_dir = train(cfg, out_dir=tmp_path / str(decay)).run_dir
+        return run_dir, load_checkpoint(run_dir / "checkpoints/last.pt")
+
+    _, state = run(0.0)  # decay 0: the average is the generator after every step
+    assert _same(state["ema"], state["networks"]["generator"])
+    run_dir, state = run(0.5)
+    g, ema = state["networks"]["generator"], state["ema"]
+    assert any(not torch.equal(g[k], ema[k]) for k in ema if g[k].is_floating_point())
+    assert _same(ema, load_run_generator(run_dir).module.state_dict())  # infer samples it
+
+
+@pytest.mark.filterwarnings("ignore:train.amp=fp16 on a CPU")
+def test_fp16_loss_scaling_steps_both_optimisers_and_resumes_exactly(tmp_path):
+    """fp16 runs on the CPU too (emulated): its GradScalers must step the optimisers."""
+    from edgegan.config import load_run_config
+    from edgegan.train import train
+    from edgegan.train.checkpoint import load_checkpoint
+
+    def cfg(steps: int):
+        extra = ["train.amp=fp16", "train.checkpoint_every=2", f"train.steps={steps}"]
+        return load_config("dcgan-mnist", [*TINY_GAN, *extra])
+
+    full = load_checkpoint(train(cfg(4), out_dir=tmp_path / "full").checkpoint)
+    assert set(full["scalers"]) == {"g", "d"}
+    half = train(cfg(2), out_dir=tmp_path / "half")
+    at_2 = load_checkpoint(half.checkpoint)["networks"]
+    for net in ("generator", "discriminator"):  # steps 3 and 4 moved both (not only BN stats)
+        params = [k for k in at_2[net] if "running_" not in k and "num_batches" not in k]
+        params = [k for k in params if not k.endswith(("._u", "._v"))]  # SN's power iteration
+        assert all(not torch.equal(at_2[net][k], full["networks"][net][k]) for k in params), net
+    resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+    for net, weights in load_checkpoint(resumed.checkpoint)["networks"].items():
+        assert _same(weights, full["networks"][net]), net
+
+
+def test_every_epoch_is_a_fresh_permutation():
+    from edgegan.train.stream import BatchIndices
+
+    batches = BatchIndices(64, 8, 0)
+    orders = [batches.epoch_order(e) for e in range(3)]
+    assert all(sorted(o.tolist()) == list(range(64)) for o in orders)
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+
+
+def test_a_checkpoint_write_cut_short_keeps_the_previous_one(tmp_path, monkeypatch):
+    from edgegan.train.checkpoint import atomic_save
+
+    path = tmp_path / "last.pt"
+    atomic_save({"format": 1, "step": 1}, path)
+
+    def cut_short(obj, f, *args, **kwargs):
+        f.write(b"PK\x03")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"format": 1, "step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize(
+    ("precision", "parity", "error"),
+    [
+        ("fp32", {"max_abs": 5e-5, "psnr": 120.0}, None),
+        ("fp32", {"max_abs": 2e-4, "psnr": 90.0}, "max abs error 0.0002 > 0.0001"),
+        ("fp32", {"max_abs": float("nan"), "psnr": 0.0}, "produced NaN or infinite values"),
+        ("fp16", {"max_abs": 1e-2, "psnr": 29.9}, "PSNR 29.9 dB < 30 dB"),
+        ("fp16", {"max_abs": 1e-2, "psnr": 30.1}, None),
+        ("int8", {"max_abs": 0.1, "psnr": 19.9}, "PSNR 19.9 dB < 20 dB"),
+        ("int8", {"max_abs": float("inf"), "psnr": 25.0}, "NaN or infinite"),
+    ],
+)
+def test_the_export_parity_gate(precision, parity, error):
+    from edgegan.export.verify import ExportError, check_parity
+
+    if error is None:
+        check_parity(precision, parity, "model.onnx")
+    else:
+        with pytest.raises(ExportError, match=error.replace("(", r"\(").replace(".", r"\.")):
+            check_parity(precision, parity, "model.onnx")
+
+
+def test_the_gradient_penalty_changes_a_cyclegans_discriminators(tmp_path):
+    from tiny import TINY_CYCLEGAN
+
+    def after_one_step(gp_weight: int) -> dict[str, torch.Tensor]:
+        extra = ["loss.name=wgan-gp", f"loss.gp_weight={gp_weight}", "train.steps=1"]
+        cfg = load_config("cyclegan-digits", [*TINY_CYCLEGAN, *extra])
+        trainer = Trainer(cfg, tmp_path / f"c{gp_weight}")
+        trainer.train_step()
+        return {k: v.clone() for k, v in trainer.task.module("d_a").state_dict().items()}
+
+    assert not _same(after_one_step(0), after_one_step(100))
