@@ -259,15 +259,14 @@ def infer(
     directory with a bundle in RUN_DIR/export runs that bundle on the onnxruntime and
     tensorrt backends.
     """
+    from edgegan.runtime.bench import torch_options
+
     options: dict[str, Any] = {}
     if threads is not None:
         options["threads"] = threads
     if (compile_ or channels_last) and backend != "torch":
         raise EdgeganError("--compile and --channels-last apply to the torch backend")
-    if compile_:
-        options["compile"] = compile_
-    if channels_last:
-        options["channels_last"] = True
+    options.update(torch_options(compile_, channels_last))
     if cuda_graphs or (cuda_graphs is False and backend != "torch"):
         options["cuda_graphs"] = cuda_graphs  # --no-cuda-graphs asks nothing of torch's runner
     if ort_options:

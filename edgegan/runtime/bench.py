@@ -265,7 +265,7 @@ def bench(
             variants = [(options, tags)]
             if backend == "torch" and (compile or channels_last):
                 # beside the eager rows, so one table compares them
-                extra = _torch_options(compile, channels_last)
+                extra = torch_options(compile, channels_last)
                 variants.append(({**options, **extra}, {**tags, **extra}))
             for precision in precisions:
                 for opts, row_tags in variants:
@@ -291,7 +291,7 @@ def bench(
         "seed": seed,
         **({"cuda_graphs": cuda_graphs} if cuda_graphs is not None else {}),
         **({"ort_options": dict(ort_options)} if ort_options else {}),
-        **_torch_options(compile, channels_last),
+        **torch_options(compile, channels_last),
         "environment": environment(),
         "results": rows,
     }
@@ -341,8 +341,9 @@ def _runner_options(
     return options
 
 
-def _torch_options(compile: str | None, channels_last: bool) -> dict[str, Any]:
-    """The torch runner's options that bench was given (also recorded in rows and results)."""
+def torch_options(compile: str | None, channels_last: bool) -> dict[str, Any]:
+    """The torch runner's options for ``--compile``/``--channels-last`` (bench also records
+    them in its rows and results; infer passes them on)."""
     return {
         **({"compile": compile} if compile else {}),
         **({"channels_last": True} if channels_last else {}),
