@@ -17,8 +17,11 @@ from edgegan.errors import EdgeganError
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path``. The file gets the usual permissions (umask), unlike ``tempfile.mkstemp``'s 0600."""
-    path = Path(path)
+    ``path`` (the file a symlink ``path`` points to). The file gets the usual permissions
+    (umask), unlike ``tempfile.mkstemp``'s 0600."""
+    given = path = Path(path)
+    if path.is_symlink():  # write through a link (a shared timing cache), as open() would
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -30,7 +33,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return path
+    return given
 
 
 def strict_json(obj: Any) -> Any:
@@ -58,22 +61,26 @@ def check_not_empty(out: str | Path) -> None:
         raise EdgeganError("--out is empty; name a folder")
 
 
-def check_writable(path: str | Path, flag: str) -> None:
-    """``path`` (a file or folder to write, or to make) can be written: its folder, or the
-    nearest one that exists, and the folder itself when it exists. Checked before the work
-    that fills it, so a read-only place does not fail it at its end (with the name of a
-    temporary file)."""
+def check_writable(path: str | Path, flag: str, folder: bool = False, beside: bool = False) -> None:
+    """What writing ``path`` needs can be written, checked before the work that fills it (a
+    read-only place used to fail it at its end, naming a temporary file): an existing
+    ``folder`` itself (its files go inside); else the nearest existing folder above ``path``
+    (a file is written beside itself, a new folder made there). ``beside``: that folder too,
+    for a folder put in place by renaming (an export's bundle)."""
     path = Path(path)
-    nearest = next((p for p in path.parents if p.exists()), Path("."))
-    places = [path] if path.is_dir() else []
-    for place in [*places, nearest]:
+    inside = folder and path.is_dir()
+    places = [path] if inside else []
+    if beside or not inside:
+        places.append(next((p for p in path.parents if p.exists()), Path(".")))
+    for place in places:
         if not os.access(place, os.W_OK | os.X_OK):
-            raise EdgeganError(f"{flag} {path}: cannot write in {place} (permission denied)")
+            raise EdgeganError(f"{flag} {path}: {place} is not writable")
 
 
-def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+def check_out_dir(out: str | Path, overwrite: bool = False, beside: bool = False) -> Path:
     """``out`` must be new or empty, unless ``overwrite``: a run never clobbers earlier files.
-    Checked before the work too, so a long sampling run is not refused at its end."""
+    Checked before the work too, so a long sampling run is not refused at its end; and it
+    must be writable (``beside``: the folder it is in too, see :func:`check_writable`)."""
     check_not_empty(out)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -82,7 +89,7 @@ def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
         parent = next((p for p in out.parents if p.exists()), None)
         if parent is not None and not parent.is_dir():  # mkdir would say "File exists"
             raise EdgeganError(f"--out {out}: {parent} is not a directory")
-    check_writable(out, "--out")
+    check_writable(out, "--out", folder=True, beside=beside)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     return out

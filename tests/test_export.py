@@ -509,3 +509,19 @@ def test_exporter_plugin_errors_write_nothing(runs, tmp_path, name, error):
     with pytest.raises(EdgeganError, match=error):
         export(runs["uncond"], out=tmp_path / "b", artifacts=[name])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_into_a_folder_it_cannot_rename_into_is_refused_first(
+    runs, tmp_path, monkeypatch
+):
+    """The bundle is built beside --out and renamed into place: its parent must be writable
+    (as root, os.access stands in for a read-only folder)."""
+    import os
+
+    ro = tmp_path / "ro"
+    (ro / "out").mkdir(parents=True)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and real(p, mode))
+    with pytest.raises(EdgeganError, match=f"--out {ro / 'out'}: {ro} is not writable"):
+        export(runs["uncond"], out=ro / "out")
+    assert list((ro / "out").iterdir()) == []

@@ -111,11 +111,30 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and real(p, mode))
     for path in (ro / "r.json", ro / "sub" / "r.json"):
-        with pytest.raises(EdgeganError, match=f"--json {path}: cannot write in {ro} "):
+        with pytest.raises(EdgeganError, match=f"--json {path}: {ro} is not writable$"):
             check_json_path(path)
     for out in (ro, ro / "b"):
-        with pytest.raises(EdgeganError, match=f"--out {out}: cannot write in {ro} "):
+        with pytest.raises(EdgeganError, match=f"--out {out}: {ro} is not writable$"):
             check_out_dir(out)
     assert check_json_path(tmp_path / "r.json") == tmp_path / "r.json"
+    # A writable folder in a read-only one (a container's output mount): infer writes inside
+    # it, so it is fine; an export renames its bundle into place beside it, so it is not.
+    mount = ro / "out"
+    mount.mkdir()
+    assert check_out_dir(mount) == mount
+    with pytest.raises(EdgeganError, match=f"--out {mount}: {ro} is not writable$"):
+        check_out_dir(mount, beside=True)
     with pytest.raises(EdgeganError, match="--out is empty"):
         check_out_dir("")
+
+
+def test_atomic_write_writes_through_a_symlink(tmp_path):
+    """A linked file (a timing cache shared between bundles) keeps its link."""
+    shared = tmp_path / "shared.cache"
+    shared.write_bytes(b"old")
+    link = tmp_path / "bundle" / "timing.cache"
+    link.parent.mkdir()
+    link.symlink_to(shared)
+    assert atomic_write(link, lambda f: f.write(b"new")) == link
+    assert link.is_symlink() and shared.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "shared.cache"]

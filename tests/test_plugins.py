@@ -1227,6 +1227,10 @@ def test_a_bad_hook_signature_blames_the_hook_pluggy_refuses():
             {"EDGEGAN_LOAD_PLUGINS": "smooth", "broken": "1"},
             "is installed but failed to load (`edgegan plugins` says why)",
         ),
+        (  # installed and loaded, but its new version dropped the part
+            {"EDGEGAN_LOAD_PLUGINS": "smooth", "renamed": "1"},
+            "is installed at 1.0 but no longer provides it",
+        ),
     ],
 )
 def test_a_runs_missing_plugin_part_says_why_it_is_missing(fake_plugin, monkeypatch, env, expected):
@@ -1236,6 +1240,8 @@ def test_a_runs_missing_plugin_part_says_why_it_is_missing(fake_plugin, monkeypa
 
     env = dict(env)
     source = "raise ImportError('needs scipy')" if env.pop("broken", None) else one_loss("smooth")
+    if env.pop("renamed", None):
+        source = one_loss("smooth-v2")
     fake_plugin(source, dist="edgegan-smooth", name="smooth")
     if env.get("EDGEGAN_LOAD_PLUGINS") == "other":
         fake_plugin(one_loss("other"), dist="edgegan-other", name="other")

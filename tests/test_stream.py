@@ -145,6 +145,30 @@ def test_a_failed_batch_is_read_again_when_asked_again(tmp_path, num_workers):
     assert_same(got, expected)
 
 
+class BadLabel(Dataset):
+    """Eight items; item 3 has label 7, beyond four classes."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int):
+        return torch.full((1, 2, 2), float(index)), 7 if index == 3 else index % 4
+
+
+def test_a_batch_with_a_label_out_of_range_is_refused_and_not_consumed():
+    stream = BatchStream(BadLabel(), 4, 5, CPU, num_classes=4)
+    errors = []
+    while len(errors) < 2:
+        before = stream.consumed
+        try:
+            stream.next()
+        except DataError as exc:
+            assert stream.consumed == before  # asked again, the same batch fails again
+            errors.append(str(exc))
+    assert errors[0] == errors[1]
+    assert errors[0].startswith(f"the dataset's batch {before + 1} holds label 7; ")
+
+
 # -- worker randomness -------------------------------------------------------------------------
 
 

@@ -334,14 +334,17 @@ class PluginManager:
                 )
 
     def absent(self, plugin: str | None, distribution: str | None) -> str:
-        """Why the parts of ``plugin`` from ``distribution`` are not registered: it is not
-        installed, left unloaded by the environment, or failed to load."""
+        """Why a part of ``plugin`` from ``distribution`` is not registered: it is not
+        installed, left unloaded by the environment, failed to load, or no longer provides
+        the part."""
         skip = self.skipped.get(_norm(distribution or ""))
         if skip:
             return f"is installed but not loaded: {skip}"
         info = self.infos.get(plugin or "")
-        if info is not None and info.error and info.distribution == distribution:
-            return "is installed but failed to load (`edgegan plugins` says why)"
+        if info is not None and info.distribution == distribution:
+            if info.error:
+                return "is installed but failed to load (`edgegan plugins` says why)"
+            return f"is installed at {info.version} but no longer provides it"
         return "is not installed"
 
     def _warn_unknown_names(

@@ -229,6 +229,10 @@ class BatchStream:
             self._iter = self._start()
         try:
             item = next(self._iter)
+            if self.num_classes and not self.resident and not isinstance(item, dict):
+                labels = torch.as_tensor(item[1])  # on the host, before the device asserts
+                self._check_labels(labels, f"batch {self.consumed + 1} holds")
+                item = (item[0], labels)
         except BaseException as exc:
             # A failed batch is not consumed: a caller that catches the error and asks again
             # gets that batch again (a new iterator from ``consumed``), not the one after it.
@@ -254,8 +258,6 @@ class BatchStream:
             }
         images, labels = item
         labels = torch.as_tensor(labels)
-        if self.num_classes:
-            self._check_labels(labels, f"batch {self.consumed} holds")
         return (
             images.to(self.device, non_blocking=non_blocking),
             labels.to(self.device, non_blocking=non_blocking),
