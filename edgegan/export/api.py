@@ -41,7 +41,8 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
                 f"--out {out} holds the run being exported; choose a folder outside it "
                 "(the default is RUN_DIR/export)"
             )
-    check_out_dir(out, overwrite)  # a file, or not empty without --overwrite
+    # a file, or not empty without --overwrite; the bundle is renamed into place beside it
+    check_out_dir(out, overwrite, beside=True)
     if out.is_dir() and any(out.iterdir()):
         if not is_bundle(out):
             raise EdgeganError(
