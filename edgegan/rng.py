@@ -18,14 +18,15 @@ import torch
 
 @contextlib.contextmanager
 def random_state_kept() -> Iterator[None]:
-    """Restore ``random``, ``numpy.random``, torch's CPU and (when initialised) CUDA
-    generators on exit, whatever the block drew."""
+    """Restore ``random``, ``numpy.random``, torch's CPU and CUDA generators on exit,
+    whatever the block drew (CUDA's also when the block started CUDA)."""
     py_state, np_state, torch_state = (
         random.getstate(),
         np.random.get_state(),
         torch.get_rng_state(),
     )
     cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    seed = torch.initial_seed()
     try:
         yield
     finally:
@@ -34,3 +35,7 @@ def random_state_kept() -> Iterator[None]:
         torch.set_rng_state(torch_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+        elif torch.cuda.is_initialized():
+            # CUDA started inside the block: before, its generators held only the seeding
+            # torch.manual_seed queues for them (no draws without CUDA), which is this seed.
+            torch.cuda.manual_seed_all(seed)

@@ -190,7 +190,8 @@ class BatchStream:
         if in_memory and num_classes and labels.numel():
             self._check_labels(labels, "its labels tensor holds")
         if self.resident:
-            # Small in-memory datasets live on the device: a batch is one gather, no copies.
+            # Small in-memory datasets live on the device: a batch is one gather (and the copy
+            # of its indices), not a copy of its images.
             self.images = images.to(device)
             self.labels = labels.to(device)
         self._iter: Iterator[Any] | None = None
@@ -247,7 +248,12 @@ class BatchStream:
 
     def _to_device(self, item: Any) -> Any:
         if self.resident:
-            idx = torch.as_tensor(item, device=self.device)
+            idx = torch.as_tensor(item, dtype=torch.long)
+            if self.device.type == "cuda":
+                # Pinned and asynchronous: a list copied straight to the GPU is a synchronous
+                # copy, which waits for the steps already queued (a launch-bound DCGAN step
+                # could not be queued while the one before runs).
+                idx = idx.pin_memory().to(self.device, non_blocking=True)
             return self.images.index_select(0, idx), self.labels.index_select(0, idx)
         # A copy from pinned memory can overlap the previous step's kernels.
         non_blocking = self.pin_memory
