@@ -21,6 +21,7 @@ from edgegan.nn.layers import (
     apply_spectral_norm,
     check_choice,
     check_positive,
+    exporting,
     norm_2d,
 )
 
@@ -58,7 +59,11 @@ def _check_labels(labels: torch.Tensor | None, num_classes: int, who: str) -> to
 def _embed(embed: nn.Module, labels: torch.Tensor) -> torch.Tensor:
     """Class embeddings, zero for label -1 (an unlabelled item in a conditional run): the
     generator then draws from no class in particular and the discriminator's projection term
-    drops out, leaving its unconditional logit. Two elementwise ops, no host sync."""
+    drops out, leaving its unconditional logit. Two elementwise ops, no host sync. Not in
+    an exported graph: inference takes labels in [0, K) only (every runner checks), so the
+    graph keeps its plain Gather."""
+    if exporting():
+        return embed(labels)
     known = (labels >= 0).unsqueeze(1)
     return embed(labels.clamp(min=0)) * known
 

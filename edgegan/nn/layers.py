@@ -72,7 +72,7 @@ class LayoutInstanceNorm2d(nn.InstanceNorm2d):
             return super().forward(x)
         if x.shape[1] != self.num_features or _mixed_dtypes(x, self.weight):
             return super().forward(x)  # torch's own warning or error for these
-        if _exporting():
+        if exporting():
             return super().forward(x)
         if x.numel() == 0:  # an empty batch: var_mean would warn about zero degrees of freedom
             return x.clone()
@@ -126,7 +126,7 @@ def _normalise(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]
     return (xf - mean) * rstd, rstd
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     """Whether an ONNX (TorchScript or dynamo) export is tracing the network.
 
     torch.export's flag is read, not ``torch.compiler.is_exporting()``: dynamo in torch
