@@ -296,6 +296,33 @@ def write_outputs(
     return paths
 
 
+def _refuse_translator(target: Any) -> None:
+    """A cyclegan bundle or run asked to sample: say it translates (read from its
+    ``edgegan.json``, or its checkpoint's spec), rather than ask for ``--num``."""
+    from edgegan.export.bundle import is_bundle, read_bundle
+
+    path = Path(getattr(target, "path", target))
+    for folder in (path, path / "export"):
+        if is_bundle(folder):
+            if read_bundle(folder).get("task") == "cyclegan":
+                raise EdgeganError(
+                    f"{path} is a cyclegan bundle: translate images with --direction "
+                    "AtoB|BtoA --input"
+                )
+            return
+    checkpoint = path / "checkpoints" / "last.pt"
+    if checkpoint.is_file():
+        from edgegan.train.checkpoint import load_checkpoint
+
+        if (
+            load_checkpoint(checkpoint, map_location="cpu").get("spec", {}).get("task")
+            == "cyclegan"
+        ):
+            raise EdgeganError(
+                f"{path} is a cyclegan run: translate images with --direction AtoB|BtoA --input"
+            )
+
+
 def infer(
     target: str | Path,
     out: str | Path,
@@ -327,6 +354,7 @@ def infer(
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     if num is None:
         if not labels:
+            _refuse_translator(target)  # the likelier mistake: say that first
             raise EdgeganError("give --num N (or --labels, one image per label)")
         num = len(labels)
     check_batch_size(batch_size)

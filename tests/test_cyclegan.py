@@ -250,6 +250,7 @@ def test_cycle_losses_take_the_references_separate_weights(tmp_path):
     records = [r for r in records if "cycle_a" in r]
     assert len(records) == 2
     for r in records:
+        assert {"d_real", "d_fake"} <= set(r)  # as a GAN run logs them (README)
         assert r["cycle"] == pytest.approx(r["cycle_a"] + r["cycle_b"], rel=1e-5)
         want = r["g_adv"] + 3 * r["cycle_a"] + 5 * r["cycle_b"]
         assert r["g_loss"] == pytest.approx(want, rel=1e-5)

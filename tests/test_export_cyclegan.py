@@ -222,6 +222,9 @@ def test_translation_errors(runs, bundles, images, tmp_path):
         (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--seed", "3"],
          "--seed and --format npz sample GANs"),
         (["infer", str(runs["resnet"]), "--num", "2"], "is a cyclegan run"),
+        # without --num either: that it translates, not that it needs --num (docs/deploy.md)
+        (["infer", str(bundle)], "is a cyclegan bundle: translate images with --direction"),
+        (["infer", str(runs["unet"])], "is a cyclegan run: translate images with --direction"),
         (["bench", str(bundle), "--size", "30"], "multiples of 4"),
         (["bench", str(bundle), "--size", "4"], "multiples of 4, at least 8 (images are padded"),
     ]:  # fmt: skip

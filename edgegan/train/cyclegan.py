@@ -148,6 +148,7 @@ class CycleGANTask(Task):
             cycle_b=cycle_b.detach(),
             d_loss=d_loss.detach(),
             d_real=0.5 * (d_real_a.detach().float().mean() + d_real_b.detach().float().mean()),
+            d_fake=0.5 * (d_fake_a.detach().float().mean() + d_fake_b.detach().float().mean()),
         )
         return out
 
