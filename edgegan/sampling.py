@@ -24,6 +24,7 @@ FORMATS = ("png", "npz")
 INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
 INPUT_LABELS = "labels"
 OUTPUT_IMAGE = "image"
+TRANSLATE_HINT = "translate images with --direction AtoB|BtoA --input"
 
 
 def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -32,14 +33,18 @@ def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
 
 
 def _latent_stream(seed: int) -> np.random.Generator:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+    from edgegan.runtime.base import is_int
+
+    if not is_int(seed) or seed < 0:
         raise EdgeganError(f"seed must be an integer >= 0, got {seed!r}")
     return np.random.default_rng(seed)
 
 
 def check_batch_size(batch_size: int) -> None:
     """A positive int, as ``--batch-size`` takes."""
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+    from edgegan.runtime.base import is_int
+
+    if not is_int(batch_size):
         raise EdgeganError(f"batch size must be a positive integer, got {batch_size!r}")
     if batch_size <= 0:
         raise EdgeganError("--batch-size must be a positive number")
@@ -143,9 +148,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     config = config_from_dict(state["config"])
     spec = dict(state["spec"])
     if spec.get("task") == "cyclegan":
-        raise EdgeganError(
-            f"{run_dir} is a cyclegan run: translate images with --direction AtoB|BtoA --input"
-        )
+        raise EdgeganError(f"{run_dir} is a cyclegan run: {TRANSLATE_HINT}")
     if spec.get("task") != "gan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; this command samples GANs")
     c, h, _ = spec["image_shape"]
@@ -305,10 +308,7 @@ def _refuse_translator(target: Any) -> None:
     for folder in (path, path / "export"):
         if is_bundle(folder):
             if read_bundle(folder).get("task") == "cyclegan":
-                raise EdgeganError(
-                    f"{path} is a cyclegan bundle: translate images with --direction "
-                    "AtoB|BtoA --input"
-                )
+                raise EdgeganError(f"{path} is a cyclegan bundle: {TRANSLATE_HINT}")
             return
     checkpoint = path / "checkpoints" / "last.pt"
     if checkpoint.is_file():
@@ -318,9 +318,7 @@ def _refuse_translator(target: Any) -> None:
             load_checkpoint(checkpoint, map_location="cpu").get("spec", {}).get("task")
             == "cyclegan"
         ):
-            raise EdgeganError(
-                f"{path} is a cyclegan run: translate images with --direction AtoB|BtoA --input"
-            )
+            raise EdgeganError(f"{path} is a cyclegan run: {TRANSLATE_HINT}")
 
 
 def infer(

@@ -258,6 +258,15 @@ def _config():
     return load_config("dcgan-mnist", [*_config_overrides(), "train.steps=2"])
 
 
+def _metric_config(*overrides: str, steps: int = 2, at_end: bool = True):
+    """A plugin run scored at its end by the plugin metric 'meanpix' on 10 samples."""
+    return load_config(
+        "dcgan-mnist",
+        [*_config_overrides(), f"train.steps={steps}", f"eval.at_end={str(at_end).lower()}",
+         "eval.metric=meanpix", "eval.num_samples=10", *overrides],
+    )  # fmt: skip
+
+
 def test_good_plugin_parts_pass_and_train(tmp_path):
     _plugin()
     assert train(_config(), out_dir=tmp_path / "r").step == 2
@@ -528,11 +537,7 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     import json
 
     _plugin()
-    cfg = load_config(
-        "dcgan-mnist",
-        [*_config_overrides(), "train.steps=4", "eval.at_end=true", "eval.metric=meanpix",
-         "eval.num_samples=10", "eval.every=2", "eval.val_samples=6"],
-    )  # fmt: skip
+    cfg = _metric_config("eval.every=2", "eval.val_samples=6", steps=4)
     result = train(cfg, out_dir=tmp_path / "r")
     assert result.eval["n"] == 10 and -1 <= result.eval["mean"] <= 1
     assert json.loads((result.run_dir / "eval.json").read_text()) == result.eval
@@ -550,11 +555,7 @@ def test_a_plugin_metric_is_built_once_per_run(tmp_path):
             built.append(self)
 
     _plugin(metric=Counted)
-    cfg = load_config(
-        "dcgan-mnist",
-        [*_config_overrides(), "train.steps=4", "eval.at_end=true", "eval.metric=meanpix",
-         "eval.num_samples=10", "eval.every=1", "eval.val_samples=6"],
-    )  # fmt: skip
+    cfg = _metric_config("eval.every=1", "eval.val_samples=6", steps=4)
     result = train(cfg, out_dir=tmp_path / "r")
     assert result.eval["n"] == 10 and len(built) == 1
 
@@ -568,11 +569,7 @@ def test_a_runs_eval_json_is_strict_json_when_a_score_is_nan(tmp_path):
     import json
 
     _plugin(metric=NanMetric)
-    cfg = load_config(
-        "dcgan-mnist",
-        [*_config_overrides(), "train.steps=2", "eval.at_end=true", "eval.metric=meanpix",
-         "eval.num_samples=10"],
-    )  # fmt: skip
+    cfg = _metric_config()
     result = train(cfg, out_dir=tmp_path / "r")
     text = (result.run_dir / "eval.json").read_text()
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"fd": None, "n": 10}
@@ -592,11 +589,7 @@ class RaisingMetric:
 )
 def test_a_broken_plugin_metric_stops_a_run_with_one_line(tmp_path, metric, expected):
     _plugin(metric=metric)
-    cfg = load_config(
-        "dcgan-mnist",
-        [*_config_overrides(), "train.steps=2", "eval.at_end=true", "eval.metric=meanpix",
-         "eval.num_samples=10"],
-    )  # fmt: skip
+    cfg = _metric_config()
     with pytest.raises(PluginError) as exc_info:
         train(cfg, out_dir=tmp_path / "r")
     message = str(exc_info.value)
@@ -626,13 +619,8 @@ def test_checking_a_plugin_metric_early_leaves_the_runs_random_streams_alone(tmp
 
     _plugin(metric=Drawing)
     weights = []
-    for at_end in ("false", "true"):
-        cfg = load_config(
-            "dcgan-mnist",
-            [*_config_overrides(), "train.steps=2", f"eval.at_end={at_end}",
-             "eval.metric=meanpix", "eval.num_samples=10"],
-        )  # fmt: skip
-        run = train(cfg, out_dir=tmp_path / at_end).run_dir
+    for at_end in (False, True):
+        run = train(_metric_config(at_end=at_end), out_dir=tmp_path / str(at_end)).run_dir
         state = torch.load(run / "checkpoints/last.pt", weights_only=True)
         weights.append(state["networks"]["generator"])
     for key, value in weights[0].items():

@@ -6,22 +6,18 @@ import random
 
 import numpy as np
 import torch
+from tiny import draws, seed_all
 
 from edgegan.rng import random_state_kept
 
 
 def test_the_cpu_streams_come_back():
-    random.seed(1)
-    np.random.seed(1)
-    torch.manual_seed(1)
-    expected = random.random(), np.random.rand(), torch.rand(1)
-    random.seed(1)
-    np.random.seed(1)
-    torch.manual_seed(1)
+    seed_all(1)
+    expected = draws()
+    seed_all(1)
     with random_state_kept():
         random.random(), np.random.rand(), torch.rand(5), torch.nn.Linear(8, 8)
-    assert (random.random(), np.random.rand()) == expected[:2]
-    assert torch.equal(torch.rand(1), expected[2])
+    assert draws() == expected
 
 
 def test_cuda_started_inside_the_block_is_reseeded_as_its_queued_seeding_left_it(monkeypatch):

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from tiny import draws, seed_all
 from torch.utils.data import Dataset, default_collate
 
 from edgegan.errors import DataError
@@ -202,20 +203,15 @@ def test_without_workers_the_stream_draws_from_the_global_generators():
     """num_workers=0: items load in the sampler's order in this process, drawing from the
     global generators (saved in checkpoints), which nothing reseeds."""
 
-    def seed_all() -> None:
-        random.seed(5)
-        np.random.seed(5)
-        torch.manual_seed(5)
-
     dataset = RandomDraws()
-    seed_all()
+    seed_all(5)
     got = take(BatchStream(dataset, 4, 7, CPU, num_workers=0), 5)
-    after = random.random(), float(np.random.rand()), float(torch.rand(()))
-    seed_all()
+    after = draws()
+    seed_all(5)
     order = iter(BatchIndices(len(dataset), 4, 7))
     expected = [default_collate([dataset[i] for i in next(order)]) for _ in range(5)]
     assert_same(got, expected)
-    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == after
+    assert draws() == after
     # A stream resumed at batch k loads the sampler's batches from k on.
     indices = next(iter(BatchIndices(len(dataset), 4, 7, start=2)))
     _, y = BatchStream(dataset, 4, 7, CPU, num_workers=0, consumed=2).next()

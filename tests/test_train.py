@@ -11,6 +11,7 @@ import signal
 
 import pytest
 import torch
+from tiny import draws, seed_all
 
 from edgegan import hookimpl
 from edgegan.config import load_config, load_run_config
@@ -817,22 +818,13 @@ def test_load_config_takes_a_path_and_a_single_override(tmp_path):
 
 
 def test_train_gives_back_threads_and_random_streams(tmp_path):
-    import random
-
-    import numpy as np
-
     threads = torch.get_num_threads()
-    random.seed(123)
-    np.random.seed(123)
-    torch.manual_seed(123)
-    expected = random.random(), np.random.rand(), torch.rand(1)
-    random.seed(123)
-    np.random.seed(123)
-    torch.manual_seed(123)
+    seed_all(123)
+    expected = draws()
+    seed_all(123)
     train(tiny("train.threads=1", steps=2), out_dir=tmp_path / "r")
     # Training seeded these from the config and ran on one thread; the program's own stay.
-    assert (random.random(), np.random.rand()) == expected[:2]
-    assert torch.equal(torch.rand(1), expected[2])
+    assert draws() == expected
     assert torch.get_num_threads() == threads
 
 

@@ -1,4 +1,10 @@
-"""Tiny configurations shared by the tests that need a trained run quickly."""
+"""Tiny configurations shared by the tests that need a trained run quickly, and the
+global random streams' helpers of the tests that check a call keeps them."""
+
+import random
+
+import numpy as np
+import torch
 
 TINY_GAN = [
     "data.limit=128",
@@ -27,3 +33,16 @@ TINY_CYCLEGAN = [
     "eval.num_samples=16",
     "cycle.preview=4",
 ]
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random streams."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def draws() -> tuple[float, float, float]:
+    """The next value of each global random stream: equal after two runs of the same code
+    from the same seeds, whatever a call in between drew and gave back."""
+    return random.random(), float(np.random.rand()), float(torch.rand(()))

@@ -12,6 +12,7 @@ image padding, clipping, uint8) is shared in :mod:`edgegan.sampling` and
 
 from __future__ import annotations
 
+import numbers
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -224,6 +225,12 @@ def bundle_directions(target: str | Path | Target) -> list[str | None]:
         if _is_bundle(folder):
             return list(directions(read_bundle(folder))) or [None]
     return [None]
+
+
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer, not a bool: what an API argument given as a count or seed
+    must be (the CLI's option types check the same)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def parse_device(device: str) -> tuple[str, int]:

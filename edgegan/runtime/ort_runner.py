@@ -33,6 +33,7 @@ from edgegan.runtime.base import (
     BackendUnavailable,
     Runner,
     Target,
+    is_int,
     model_entry,
     parse_device,
     physical_cores,
@@ -182,9 +183,7 @@ class OrtRunner(Runner):
         self.spec = target.spec
         self.precision = precision
         self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
-        if threads is not None and (
-            not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 0
-        ):
+        if threads is not None and (not is_int(threads) or threads < 0):
             raise EdgeganError(
                 f"threads must be an integer >= 1 (0: one per core), got {threads!r}"
             )
