@@ -574,7 +574,7 @@ def check_part_params(config: Config) -> None:
     parameters against the registered factories, as training would, without building them:
     unknown names and parameters, wrong types, missing required parameters."""
     from edgegan.plugins.manager import get_manager
-    from edgegan.registry import bind_params, with_recorded_defaults
+    from edgegan.registry import SUPPLIED, bind_params, with_recorded_defaults
 
     manager = get_manager()
     models = TASK_CONTEXT.get(config.task, {})
@@ -585,7 +585,7 @@ def check_part_params(config: Config) -> None:
         context = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
         if context is None:  # a task this check does not know: its names are unknown too
             continue
-        context = dict.fromkeys(context)
+        context = dict.fromkeys(context, SUPPLIED)
         bind_params(
             entry, with_recorded_defaults(entry, part.params, part.defaults, context), context
         )

@@ -342,6 +342,17 @@ def _plain(value: Any) -> bool:
     return type(value) in (list, tuple) and all(_plain(v) for v in value)
 
 
+class _Supplied:
+    """A context value that the task supplies but a check without building cannot know
+    (``num_classes`` comes from the dataset)."""
+
+    def __repr__(self) -> str:
+        return "<supplied by the task>"
+
+
+SUPPLIED = _Supplied()
+
+
 def bind_params(
     entry: Entry, params: Mapping[str, Any], context: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -352,8 +363,9 @@ def bind_params(
     kwargs: dict[str, Any] = {}
     for key, value in params.items():
         if key in context:
+            known = "" if context[key] is SUPPLIED else f" ({key}={context[key]!r})"
             raise EdgeganError(
-                f"parameter '{key}' of {entry.label} is set by the task ({key}={context[key]!r});"
+                f"parameter '{key}' of {entry.label} is set by the task{known};"
                 " remove it from the config"
             )
         if key not in accepted and not var_kw:

@@ -125,6 +125,11 @@ def test_config_show_resolves_overrides():
         ("train.steps=-1", "train.steps must be > 0"),
         ("task=foo", "unknown task 'foo'"),
         ("eval.metric=nosuch", "unknown metric 'nosuch'"),
+        # Without the value training would name (10, from the dataset): it said None.
+        (
+            "model.generator.num_classes=3",
+            "parameter 'num_classes' of generator 'dcgan' is set by the task; remove it",
+        ),
     ],
 )
 def test_config_show_refuses_what_training_refuses(override, message):
