@@ -424,6 +424,14 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_direction_on_an_exported_gan_run_is_the_runs_one_line(uncond_bundle, runs, tmp_path):
+    """It warned that the run's bundle is not used, then refused the run for the same reason."""
+    run = runs["uncond"]
+    result = _cli("infer", str(run), "--direction", "AtoB", "--input", str(run), "--out", "o")
+    assert result.returncode == 2
+    assert result.stderr == f"error: {run} is a 'gan' run; --direction needs a cyclegan\n"
+
+
 def test_cli_export_end_to_end(runs, tmp_path):
     out = tmp_path / "bundle"
     proc = _cli("export", str(runs["cond"]), "--onnx", "--fp16", "--out", str(out))

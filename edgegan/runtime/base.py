@@ -123,6 +123,18 @@ def _bundle_target(path: Path, bundle: Path, direction: str | None, run_dir: Pat
     return Target(path, bundle=bundle, meta=meta, run_dir=run_dir, direction=direction)
 
 
+def _wrong_kind(bundle: Path, direction: str | None) -> bool:
+    """A readable bundle of the other kind than ``direction`` asks for: a GAN's with one, a
+    cyclegan's without."""
+    from edgegan.export.bundle import directions, read_bundle
+
+    try:
+        meta = read_bundle(bundle)
+    except EdgeganError:
+        return False
+    return bool(directions(meta)) != (direction is not None)
+
+
 def resolve_target(
     target: str | Path | Target, need_bundle: bool = False, direction: str | None = None
 ) -> Target:
@@ -156,10 +168,12 @@ def resolve_target(
                 return _bundle_target(path, exported, direction, path)
             except EdgeganError as exc:
                 # the torch backend runs the run itself: a bundle it cannot use (damaged, or
-                # without this direction) is no reason to refuse it
-                import warnings
+                # without this direction) is no reason to refuse it. A --direction given for a
+                # GAN (or none for a cyclegan) is the run's error too: it alone is said.
+                if not _wrong_kind(exported, direction):
+                    import warnings
 
-                warnings.warn(f"{exported} is not used: {exc}", stacklevel=2)
+                    warnings.warn(f"{exported} is not used: {exc}", stacklevel=2)
         if need_bundle:
             raise EdgeganError(
                 f"{path} is a run directory without a bundle in {RUN_EXPORT_DIR}/; this needs "
