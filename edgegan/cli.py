@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -157,6 +158,22 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     click.echo(f"{how}: {result.step} steps in {result.seconds:.0f} s -> {result.run_dir}")
     if result.eval:
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
+    for line in _next_commands(config.task, result):
+        click.echo(line, err=True)
+
+
+def _next_commands(task: str, result: Any) -> list[str]:
+    """What a finished run is for, as commands to copy (on stderr: stdout is the result)."""
+    run = shlex.quote(str(result.run_dir))
+    lines = []
+    if result.stopped_by == "max_seconds":
+        lines.append(f"continue with: edgegan train --resume {run}")
+    if task == "cyclegan":
+        use = f"edgegan infer {run} --direction AtoB --input IMAGES --out translated"
+    else:
+        use = f"edgegan infer {run} --num 64 --out samples"
+    lines.append(f"next: {use}  |  edgegan export {run}")
+    return lines
 
 
 def _gpu_runner_options(command: Any) -> Any:

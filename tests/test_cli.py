@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +175,23 @@ def test_on_off_values_stay_strings():
     assert data["train"]["amp"] == "off" and data["train"]["ema"] is False
 
 
+def test_a_finished_run_says_what_comes_next():
+    from types import SimpleNamespace
+
+    from edgegan.cli import _next_commands
+
+    done = SimpleNamespace(run_dir=Path("runs/my run"), stopped_by="steps")
+    assert _next_commands("cyclegan", done) == [
+        "next: edgegan infer 'runs/my run' --direction AtoB --input IMAGES --out translated"
+        "  |  edgegan export 'runs/my run'"
+    ]
+    budget = SimpleNamespace(run_dir=Path("runs/a"), stopped_by="max_seconds")
+    assert _next_commands("gan", budget) == [
+        "continue with: edgegan train --resume runs/a",
+        "next: edgegan infer runs/a --num 64 --out samples  |  edgegan export runs/a",
+    ]
+
+
 def test_list_shows_builtins_with_provenance():
     result = CliRunner().invoke(cli, ["list", "losses"])
     assert result.exit_code == 0
@@ -187,6 +206,14 @@ def test_train_resume_infer_via_cli(tmp_path):
     proc = run("train", *TINY, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "done: 2 steps" in proc.stdout
+    # The commands it suggests next run as printed.
+    (hint,) = [line for line in proc.stderr.splitlines() if line.startswith("next: ")]
+    sample, export = hint.removeprefix("next: ").split("  |  ")
+    assert sample == f"edgegan infer {out} --num 64 --out samples"
+    assert export == f"edgegan export {out}"
+    suggested = run(*shlex.split(sample)[1:-1], str(tmp_path / "suggested"))
+    assert suggested.returncode == 0, suggested.stderr
+    assert len(list((tmp_path / "suggested").glob("*.png"))) >= 64
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["steps"] == 2
     # A second run into the same folder is refused, and the first run is untouched.
