@@ -60,6 +60,10 @@ class _Group(click.Group):
         old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # click's own: four lines; one, as for our errors
+            if _is_main_process():
+                click.echo(f"error: {_usage_line(exc)}", err=True)
+            ctx.exit(exc.exit_code)
         except EdgeganError as exc:
             _report(exc, str(exc))
             ctx.exit(exc.exit_code)
@@ -78,6 +82,41 @@ class _Group(click.Group):
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line, in our style, with where to read more; an option
+    ``train`` lacks that is a config key (``--seed 1``) says how to set it."""
+    message = " ".join(exc.format_message().split()).rstrip(".")  # click's may span lines
+    message = message[:1].lower() + message[1:]
+    command = exc.ctx.command_path if exc.ctx is not None else "edgegan"
+    if isinstance(exc, click.NoSuchOption) and command.endswith(" train"):
+        name = exc.option_name.lstrip("-").replace("-", "_")
+        keys = [k for k in _config_keys() if k == name or k.endswith(f".{name}")]
+        if keys:  # click's "did you mean" would offer an option, not the key meant
+            message = f"no such option '{exc.option_name}'; train takes {keys[0]}=VALUE"
+        else:
+            message += "; train takes its settings as key=value, e.g. train.steps=2000"
+    return f"{message} (see {command} --help)"
+
+
+def _config_keys(cls: Any = None, prefix: str = "") -> list[str]:
+    """The dotted keys of :class:`~edgegan.config.Config` (``train.device``, ...)."""
+    import dataclasses
+    import typing
+
+    from edgegan.config import Config
+
+    cls = cls or Config
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            keys += _config_keys(kind, f"{prefix}{field.name}.")
+        else:
+            keys.append(f"{prefix}{field.name}")
+    return keys
 
 
 def _report(exc: BaseException, line: str) -> None:

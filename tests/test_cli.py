@@ -175,6 +175,35 @@ def test_on_off_values_stay_strings():
     assert data["train"]["amp"] == "off" and data["train"]["ema"] is False
 
 
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["infer", "r", "--seed", "-1", "--out", "o"],
+            "invalid value for '--seed': -1 is not in the range x>=0 (see edgegan infer --help)",
+        ),
+        (["infer", "r"], "missing option '--out' (see edgegan infer --help)"),
+        (["trian"], "no such command 'trian'. Did you mean 'train'? (see edgegan --help)"),
+        (
+            ["list"],
+            "missing argument '{models|losses|datasets|metrics|exporters|callbacks}'. Choose "
+            "from: models, losses, datasets, metrics, exporters, callbacks "
+            "(see edgegan list --help)",
+        ),
+        # train's settings are config keys, not options: it says which key was meant
+        (["train", "--device", "cpu"], "no such option '--device'; train takes train.device=VALUE"),
+        (["train", "--seed", "1"], "no such option '--seed'; train takes seed=VALUE"),
+        (["train", "--bogus"], "train takes its settings as key=value, e.g. train.steps=2000"),
+    ],
+)
+def test_usage_errors_are_one_line_like_every_other_error(args, line):
+    """click printed four lines (usage, a hint, a blank line, 'Error: ...')."""
+    result = CliRunner().invoke(cli, args, prog_name="edgegan")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert line in result.stderr, result.stderr
+
+
 def test_a_finished_run_says_what_comes_next():
     from types import SimpleNamespace
 
