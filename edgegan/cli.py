@@ -534,8 +534,13 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
     show_default=True,
     help="Comma-separated backends.",
 )
-@click.option("--precisions", default="fp32,fp16,int8", show_default=True)
-@click.option("--batch-sizes", default="1,8", show_default=True)
+@click.option(
+    "--precisions",
+    default="fp32,fp16,int8",
+    show_default=True,
+    help="Comma-separated graph precisions (those a bundle lacks are listed as skipped).",
+)
+@click.option("--batch-sizes", default="1,8", show_default=True, help="Comma-separated sizes.")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs.")
 @click.option("--iters", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option(
@@ -547,7 +552,13 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option(
     "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the inputs."
 )
-@click.option("--json", "json_file", type=click.Path(), help="Also write the results here.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(),
+    help="Also write the results here (replacing the file); '-': print them on stdout, the "
+    "table on stderr.",
+)
 @click.option("--size", help="cyclegan: input images N or HxW (default: the run's image size).")
 @click.option(
     "--directions", help="cyclegan: comma-separated directions (default: all in the bundle)."
@@ -576,7 +587,7 @@ def bench(
     --size). Combinations that cannot run here are listed with the reason."""
 
     from edgegan.export.bundle import bundle_files
-    from edgegan.fileio import write_json
+    from edgegan.fileio import strict_json, write_json
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table, row_line
     from edgegan.scripting import check_json_path
@@ -587,8 +598,10 @@ def bench(
             click.echo(f"bench: {row_line(row)}", err=True)
         sys.stderr.flush()
 
-    check_json_path(json_file)  # before minutes of benchmarking, not after
-    if json_file and Path(json_file).resolve() in bundle_files(bundle):
+    to_stdout = json_file == "-"
+    if not to_stdout:
+        check_json_path(json_file)  # before minutes of benchmarking, not after
+    if json_file and not to_stdout and Path(json_file).resolve() in bundle_files(bundle):
         raise EdgeganError(
             f"--json {json_file} is a file of the bundle {bundle}; write the results elsewhere"
         )
@@ -610,9 +623,16 @@ def bench(
         channels_last=channels_last,
         progress=progress,
     )
-    print_table(result)
-    if json_file:
-        click.echo(f"wrote {write_json(json_file, result)}")
+    from rich.console import Console
+
+    print_table(result, Console(stderr=to_stdout))
+    if not any(r["status"] == "ok" for r in result["results"]):
+        # nothing measured: a failure, and no results file replaces one that holds figures
+        raise EdgeganError("no backend, precision and batch size could run here (see above)")
+    if to_stdout:
+        click.echo(json.dumps(strict_json(result), indent=2, allow_nan=False))
+    elif json_file:
+        click.echo(f"wrote {write_json(json_file, result)}", err=True)
 
 
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).

@@ -1188,6 +1188,58 @@ def test_bench_table_marks_rows_that_ran_in_a_cuda_graph(bundle):
     assert not notes[0].endswith("CUDA graph") and notes[1].endswith(", CUDA graph")
 
 
+def test_bench_table_never_crops_a_figure(bundle):
+    """In a terminal narrower than the table rich cropped cells: 4379 images/s read 437."""
+    import io
+
+    from rich.console import Console
+
+    from edgegan.runtime.bench import bench
+    from edgegan.runtime.bench_table import print_table
+
+    result = bench(bundle, "onnxruntime", "fp32", [1, 2], warmup=0, iters=1)
+    result["results"][0]["images_per_s"] = 43791.0
+    for width, rich in ((80, False), (220, True)):
+        out = io.StringIO()
+        print_table(result, Console(file=out, force_terminal=True, width=width))
+        text = out.getvalue()
+        assert ("│" in text) == rich and "43791" in text, text
+        if not rich:  # whole rows, one a line, for grep and awk
+            line = next(x for x in text.splitlines() if "43791" in x)
+            assert line.split()[:3] == ["onnxruntime", "fp32", "1"] and "cpu" in line
+    out = io.StringIO()
+    print_table(result, Console(file=out, width=220))  # a pipe or a file: plain too
+    assert "│" not in out.getvalue() and "43791" in out.getvalue()
+
+
+def test_bench_json_dash_prints_the_results_on_stdout(bundle, tmp_path):
+    args = ["bench", str(bundle), "--backends", "onnxruntime", "--precisions", "fp32",
+            "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]  # fmt: skip
+    res = CliRunner().invoke(cli, [*args, "--json", "-"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)  # the whole of stdout; the table went to stderr
+    assert [r["status"] for r in data["results"]] == ["ok"] and "p50 ms" in res.stderr
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    res = CliRunner().invoke(cli, [*args, "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0 and f"wrote {tmp_path / 'b.json'}" in res.stderr
+    assert "wrote" not in res.stdout
+
+
+def test_bench_where_nothing_can_run_fails_and_keeps_the_results_file(
+    bundle, tmp_path, no_tensorrt
+):
+    """It exited 0 with every row skipped, and replaced --json with a file of no figures."""
+    kept = tmp_path / "bench.json"
+    kept.write_text('{"earlier": "figures"}')
+    args = ["bench", str(bundle), "--backends", "tensorrt", "--iters", "1", "--json", str(kept)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "skipped: TensorRT is not installed" in res.stdout
+    assert res.stderr.splitlines()[-1] == (
+        "error: no backend, precision and batch size could run here (see above)"
+    )
+    assert kept.read_text() == '{"earlier": "figures"}'
+
+
 def test_onnxruntime_shape_whose_capture_fails_runs_without_a_graph(bundle):
     with open_runner(bundle, "onnxruntime") as plain, open_runner(bundle, "onnxruntime") as g:
         _graph_path_on_the_cpu(g)

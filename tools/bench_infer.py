@@ -83,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(default_threads)
     load_after = os.getloadavg()
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=150)
     for result in (tuned, single, torch1):
         print_table(result, console)
 

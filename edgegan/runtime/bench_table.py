@@ -76,25 +76,45 @@ def headers(result: dict[str, Any]) -> list[str]:
     return (["direction"] if result.get("directions") else []) + HEADERS
 
 
+#: Columns the note needs at least beside the figures before a terminal's table is rich's.
+NOTE_WIDTH = 24
+
+
+def title(result: dict[str, Any]) -> str:
+    size = "x".join(map(str, result["size"])) + " images; " if result.get("size") else ""
+    return (
+        f"edgegan bench {result['bundle']}  ({size}parity vs {result['reference']}; "
+        f"{result['warmup']} warm-up + {result['iters']} timed runs)"
+    )
+
+
+def plain_table(result: dict[str, Any]) -> str:
+    """The table as aligned plain columns (for a pipe, a file or a narrow terminal: every
+    figure whole, one row per line, for grep and awk)."""
+    from edgegan.export.api import format_table
+
+    return (
+        title(result)
+        + "\n"
+        + format_table([tuple(headers(result)), *map(tuple, table_rows(result))])
+    )
+
+
 def print_table(result: dict[str, Any], console: Any = None) -> None:
-    """The results as a rich table (parity against ``result['reference']``)."""
+    """The results as a rich table in a terminal wide enough for every figure, else as
+    :func:`plain_table` (rich crops cells that do not fit: 4379 images/s showed as 437)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a pipe or a file: room for every column
-            console = Console(width=max(console.width, 150))
-    size = "x".join(map(str, result["size"])) + " images; " if result.get("size") else ""
-    table = Table(
-        title=Text(
-            f"edgegan bench {result['bundle']}  ({size}parity vs {result['reference']}; "
-            f"{result['warmup']} warm-up + {result['iters']} timed runs)"
-        ),
-        title_justify="left",
-    )
-    names = headers(result)
+    console = console or Console()
+    names, rows = headers(result), table_rows(result)
+    # rich's layout: each column padded by one space a side, a border before each and after
+    figures = sum(max(len(r[i]) for r in [names, *rows]) + 3 for i in range(len(names) - 1))
+    if not console.is_terminal or console.width < figures + NOTE_WIDTH + 4:
+        console.out(plain_table(result), highlight=False)
+        return
+    table = Table(title=Text(title(result)), title_justify="left")
     last, lead = len(names) - 1, len(names) - len(HEADERS)
     for i, h in enumerate(names):
         table.add_column(
@@ -104,6 +124,6 @@ def print_table(result: dict[str, Any], console: Any = None) -> None:
             overflow="fold",
             ratio=1 if i == last else None,
         )
-    for row in table_rows(result):
+    for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # plain text: "[trt]" is not markup
     console.print(table)
