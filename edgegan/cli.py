@@ -273,7 +273,12 @@ def _gpu_runner_options(command: Any) -> Any:
     show_default=True,
     help="Which of the bundle's graphs (or engines) to run.",
 )
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="auto, cpu, cuda or cuda:N (auto: cuda when torch sees a GPU).",
+)
 @click.option("--batch-size", type=int, help="Images per run (default: 256; 8 when translating).")
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."
@@ -544,7 +549,10 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed runs.")
 @click.option("--iters", type=int, default=50, show_default=True, help="Timed runs.")
 @click.option(
-    "--device", default="cpu", show_default=True, help="torch/onnxruntime device (tensorrt: cuda)."
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="torch/onnxruntime device: auto, cpu, cuda or cuda:N (tensorrt: cuda).",
 )
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."

@@ -459,7 +459,7 @@ def test_compiled_torch_runner_matches_eager(runs, device, precision, mode):
 def test_compile_and_layout_options_are_checked(runs):
     with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of default, "):
         open_runner(runs["resnet"], "torch", direction="AtoB", compile="fast")
-    with pytest.raises(EdgeganError, match="option channels_last does not apply to the onnx"):
+    with pytest.raises(EdgeganError, match="--channels-last does not apply to the onnx"):
         open_runner(runs["resnet"], "onnxruntime", direction="AtoB", channels_last=True)
 
 

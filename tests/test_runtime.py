@@ -138,6 +138,24 @@ def test_devices_and_cores():
     assert physical_cores() >= 1
 
 
+def test_device_auto_is_cuda_when_torch_sees_a_gpu(bundle, monkeypatch):
+    """As train.device=auto; infer and bench refused it ('unknown device')."""
+    import torch
+
+    from edgegan.runtime.base import resolve_auto
+    from edgegan.runtime.bench import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_auto("auto") == "cuda" and parse_device(" Auto ") == ("cuda", 0)
+    assert resolve_auto("cuda:1") == "cuda:1" and resolve_auto("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert parse_device("auto") == ("cpu", 0)
+    with open_runner(bundle, "onnxruntime", device="auto") as runner:
+        assert runner.device == "cpu"
+    result = bench(bundle, "onnxruntime", "fp32", [1], warmup=0, iters=1, device="auto")
+    assert [r["device"] for r in result["results"]] == ["cpu"]
+
+
 # -- same images on every backend ------------------------------------------------------------------
 def test_torch_and_onnxruntime_fp32_agree(run_dir, bundle):
     with (
@@ -1290,12 +1308,12 @@ def test_onnxruntime_provider_options_are_for_cuda_and_checked(bundle, tmp_path)
 
 
 def test_onnxruntime_cuda_graphs_is_an_onnxruntime_and_tensorrt_option(bundle, tmp_path):
-    with pytest.raises(EdgeganError, match="option cuda_graphs does not apply to the torch"):
+    with pytest.raises(EdgeganError, match="--cuda-graphs does not apply to the torch"):
         open_runner(bundle, "torch", cuda_graphs=True)
     res = CliRunner().invoke(
         cli, ["infer", str(bundle), "--cuda-graphs", "--num", "1", "--out", str(tmp_path)]
     )
-    assert res.exit_code == 2 and "cuda_graphs does not apply to the torch" in res.stderr
+    assert res.exit_code == 2 and "--cuda-graphs does not apply to the torch" in res.stderr
     # turning off what torch's runner does not have asks nothing of it (scripts that pass
     # --no-cuda-graphs for every backend, as bench takes it)
     out = tmp_path / "off"

@@ -248,11 +248,12 @@ def is_int(value: Any) -> bool:
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """``"cpu"`` -> ("cpu", 0); ``"cuda"`` / ``"cuda:1"`` -> ("cuda", 1)."""
-    text = str(device).strip().lower()
+    """``"cpu"`` -> ("cpu", 0); ``"cuda"`` / ``"cuda:1"`` -> ("cuda", 1); ``"auto"`` as
+    :func:`resolve_auto` picks."""
+    text = str(resolve_auto(device)).strip().lower()
     kind, _, index = text.partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise EdgeganError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
+        raise EdgeganError(f"unknown device '{device}'; use auto, cpu, cuda or cuda:N")
     return kind, int(index or 0)
 
 
@@ -388,6 +389,22 @@ _OPTIONS: dict[str, set[str]] = {
     "onnxruntime": {"threads", "cuda_graphs", "provider_options"},
     "tensorrt": {"cuda_graphs"},
 }
+#: The command-line option of each runner option, which errors name (as the API's do).
+_FLAGS = {"provider_options": "--ort-option"}
+
+
+def _flag(option: str) -> str:
+    return _FLAGS.get(option, "--" + option.replace("_", "-"))
+
+
+def resolve_auto(device: str) -> str:
+    """``auto``: ``cuda`` when torch sees a GPU, else ``cpu`` (as ``train.device=auto``);
+    any other name as given."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def open_runner(
@@ -415,12 +432,13 @@ def open_runner(
     The tensorrt backend always runs on CUDA (``device`` picks ``cuda:N``).
     """
     check_precision(precision)
+    device = resolve_auto(device)
     allowed = _OPTIONS.get(backend, set())
     extra = sorted(k for k in options if k not in allowed)
     if backend in _OPTIONS and extra:
         raise EdgeganError(
-            f"option {', '.join(extra)} does not apply to the {backend} backend"
-            + (f" (it takes: {', '.join(sorted(allowed))})" if allowed else "")
+            f"{', '.join(map(_flag, extra))} does not apply to the {backend} backend"
+            + (f" (it takes: {', '.join(sorted(map(_flag, allowed)))})" if allowed else "")
         )
     if backend == "torch":
         from edgegan.runtime.torch_runner import TorchRunner

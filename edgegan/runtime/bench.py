@@ -37,6 +37,7 @@ from edgegan.runtime.base import (
     open_runner,
     parse_device,
     physical_cores,
+    resolve_auto,
     resolve_target,
 )
 
@@ -239,6 +240,7 @@ def bench(
         raise EdgeganError("--batch-sizes must be positive integers, e.g. 1,8")
     if warmup < 0 or iters <= 0:
         raise EdgeganError("--warmup must be >= 0 and --iters > 0")
+    device = resolve_auto(device)
     parse_device(device)
     from edgegan.export.signature import is_translator, make_feed, parse_size
 
