@@ -227,6 +227,8 @@ def test_translation_errors(runs, bundles, images, tmp_path):
         (["infer", str(runs["unet"])], "is a cyclegan run: translate images with --direction"),
         (["bench", str(bundle), "--size", "30"], "multiples of 4"),
         (["bench", str(bundle), "--size", "4"], "multiples of 4, at least 8 (images are padded"),
+        (["bench", str(bundle), "--directions", "AtoB,CtoD"],
+         "--directions must be AtoB or BtoA, got 'CtoD'"),  # it named --direction
     ]:  # fmt: skip
         res = runner.invoke(cli, [*args, "--out", str(tmp_path / "x")] if args[0] == "infer"
                             else args)  # fmt: skip

@@ -36,9 +36,10 @@ def is_translator(spec: dict[str, Any]) -> bool:
     return bool(spec.get("direction"))
 
 
-def check_direction(direction: str) -> str:
+def check_direction(direction: str, option: str = "--direction") -> str:
+    """``direction`` if it is AtoB or BtoA, else an error naming ``option``."""
     if direction not in DIRECTIONS:
-        raise EdgeganError(f"--direction must be AtoB or BtoA, got '{direction}'")
+        raise EdgeganError(f"{option} must be AtoB or BtoA, got '{direction}'")
     return direction
 
 

@@ -229,6 +229,11 @@ def bench(
     if (compile or channels_last) and "torch" not in backends:
         raise EdgeganError("--compile and --channels-last apply to the torch backend's rows")
     directions = name_list(directions) if directions else None
+    if directions:
+        from edgegan.export.signature import check_direction
+
+        for direction in directions:
+            check_direction(direction, "--directions")
     for b in backends:
         if b not in BACKENDS:
             from edgegan.errors import unknown
