@@ -351,6 +351,7 @@ def infer(
             backend=backend,
             precision=precision,
             batch_size=8 if batch_size is None else batch_size,
+            progress=True,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out}")

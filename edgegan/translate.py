@@ -174,14 +174,17 @@ def translate(
     backend: str = "torch",
     precision: str = "fp32",
     batch_size: int = 8,
+    progress: bool = False,
     **runner_options: Any,
 ) -> list[Path]:
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
-    backend); writes ``out/<same relative name>.png`` and returns the paths."""
+    backend); writes ``out/<same relative name>.png`` and returns the paths. A progress bar
+    on stderr when ``progress`` and the images take more than one batch."""
     from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_batch_size
+    from edgegan.train.logs import ProgressBar
 
     check_direction(direction)
     check_batch_size(batch_size)
@@ -193,16 +196,21 @@ def translate(
     ) as runner:
         channels = int(runner.spec["channels_in"])
         written: list[Path] = []
+        bar = ProgressBar(len(files), 0, progress and len(files) > batch_size, "infer", "images")
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
-        with undo_new_files(out) as new:
-            out = prepare_out_dir(out, overwrite)
-            # a batch's worth of files at a time: memory stays bounded for large folders
-            for k in range(0, len(files), batch_size):
-                chunk = files[k : k + batch_size]
-                images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
-                outputs = translate_arrays(runner, images, batch_size)
-                for (_, rel), img in zip(chunk, outputs, strict=True):
-                    dst = (out / rel).with_suffix(".png")
-                    new.folder(dst.parent)  # save_png makes subfolders of out
-                    written.append(save_png(img, new.file(dst)))
+        try:
+            with undo_new_files(out) as new:
+                out = prepare_out_dir(out, overwrite)
+                # a batch's worth of files at a time: memory stays bounded for large folders
+                for k in range(0, len(files), batch_size):
+                    chunk = files[k : k + batch_size]
+                    images = [np.asarray(load_image(src, channels)) for src, _ in chunk]
+                    outputs = translate_arrays(runner, images, batch_size)
+                    for (_, rel), img in zip(chunk, outputs, strict=True):
+                        dst = (out / rel).with_suffix(".png")
+                        new.folder(dst.parent)  # save_png makes subfolders of out
+                        written.append(save_png(img, new.file(dst)))
+                    bar.update(len(written))
+        finally:
+            bar.close()
     return written

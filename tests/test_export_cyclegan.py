@@ -169,6 +169,15 @@ def _infer(target: Path, out: Path, images: Path, *extra: str) -> dict[str, np.n
     return {f: np.asarray(Image.open(out / f)).astype(int) for f in files}
 
 
+def test_translating_a_folder_shows_progress(runs, images, tmp_path):
+    """As sampling does: a folder of slow 256-px translations ran silently for minutes."""
+    args = ["infer", str(runs["resnet"]), "--direction", "AtoB", "--input", str(images)]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a"), "--batch-size", "1"])
+    assert res.exit_code == 0 and "infer: images 3/3" in res.stderr, res.output
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])  # one batch: no bar
+    assert res.exit_code == 0 and "infer:" not in res.stderr, res.output
+
+
 def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
     bundle, _ = bundles["resnet"]
     ref = _infer(runs["resnet"], tmp_path / "torch", images)
