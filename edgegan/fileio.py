@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,8 +74,17 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, beside: bo
     if beside or not inside:
         places.append(next((p for p in path.parents if p.exists()), Path(".")))
     for place in places:
-        if not os.access(place, os.W_OK | os.X_OK):
-            raise EdgeganError(f"{flag} {path}: {place} is not writable")
+        why = None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
+        if why is None:
+            # os.access says yes to root on a read-only mount or in /proc: make a file there
+            try:
+                fd, probe = tempfile.mkstemp(dir=place, prefix=".edgegan-probe-")
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as exc:
+                why = (exc.strerror or str(exc)).lower()
+        if why is not None:
+            raise EdgeganError(f"{flag} {path}: {place} is not writable ({why})")
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, beside: bool = False) -> Path:

@@ -111,10 +111,14 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != ro and real(p, mode))
     for path in (ro / "r.json", ro / "sub" / "r.json"):
-        with pytest.raises(EdgeganError, match=f"--json {path}: {ro} is not writable$"):
+        with pytest.raises(
+            EdgeganError, match=f"--json {path}: {ro} is not writable \\(permission denied\\)$"
+        ):
             check_json_path(path)
     for out in (ro, ro / "b"):
-        with pytest.raises(EdgeganError, match=f"--out {out}: {ro} is not writable$"):
+        with pytest.raises(
+            EdgeganError, match=f"--out {out}: {ro} is not writable \\(permission denied\\)$"
+        ):
             check_out_dir(out)
     assert check_json_path(tmp_path / "r.json") == tmp_path / "r.json"
     # A writable folder in a read-only one (a container's output mount): infer writes inside
@@ -122,10 +126,36 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
     mount = ro / "out"
     mount.mkdir()
     assert check_out_dir(mount) == mount
-    with pytest.raises(EdgeganError, match=f"--out {mount}: {ro} is not writable$"):
+    with pytest.raises(
+        EdgeganError, match=f"--out {mount}: {ro} is not writable \\(permission denied\\)$"
+    ):
         check_out_dir(mount, beside=True)
     with pytest.raises(EdgeganError, match="--out is empty"):
         check_out_dir("")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp_path):
+    """/proc (or a read-only mount, for root) passes os.access: train, export and infer
+    failed at their first write naming the path, or a temporary file, not the option."""
+    from edgegan.errors import EdgeganError
+    from edgegan.fileio import check_out_dir
+    from edgegan.scripting import check_json_path
+    from edgegan.train.logs import new_run_dir
+
+    out = Path("/proc/edgegan-test-out")
+    for check in (
+        check_out_dir,
+        lambda o: check_out_dir(o, beside=True),
+        lambda o: new_run_dir(o, "x"),
+    ):
+        with pytest.raises(EdgeganError, match=f"^--out {out}: /proc is not writable \\("):
+            check(out)
+    with pytest.raises(EdgeganError, match="^--json /proc/r.json: /proc is not writable \\("):
+        check_json_path("/proc/r.json")
+    assert not out.exists() and not list(tmp_path.iterdir())
+    check_out_dir(tmp_path / "fine")  # the probe leaves nothing behind
+    assert not list(tmp_path.iterdir())
 
 
 def test_atomic_write_writes_through_a_symlink(tmp_path):

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import ConfigError
-from edgegan.fileio import atomic_write, check_not_empty, missing_dirs, remove_empty_dirs
+from edgegan.fileio import (
+    atomic_write,
+    check_not_empty,
+    check_writable,
+    missing_dirs,
+    remove_empty_dirs,
+)
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
@@ -30,6 +36,9 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
     try:
         if out is not None:
             check_not_empty(out)
+            above = next((p for p in Path(out).parents if p.exists()), Path("."))
+            if above.is_dir():  # else _claim says what is in the way
+                check_writable(out, "--out", folder=True)
             return _claim(Path(out))
         root = Path(root)
         path, i = root / name, 1
@@ -43,7 +52,7 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
                 continue
             (path / CLAIM).write_text("".join(f"{p}\n" for p in made))
             return path
-    except (NotADirectoryError, PermissionError) as exc:
+    except OSError as exc:  # NotADirectoryError, PermissionError, a read-only mount, ...
         raise ConfigError(f"cannot make the run directory {exc.filename}: {exc.strerror}") from None
 
 
