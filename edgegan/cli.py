@@ -233,8 +233,8 @@ def _gpu_runner_options(command: Any) -> Any:
         type=click.Choice(COMPILE_MODES),
         help="torch backend: torch.compile, with frozen weights, in MODE (default, "
         "reduce-overhead for CUDA graphs, max-autotune, max-autotune-no-cudagraphs); "
-        "each input shape compiles on its first call; bench adds these rows beside the "
-        "eager ones. Give it after the target, or as --compile=MODE.",
+        "each input shape compiles on its first call (bench: compiled rows beside the "
+        "eager ones). Give it after the target, or as --compile=MODE.",
     )(command)
     command = click.option(
         "--ort-option",
@@ -257,7 +257,12 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the latents (default 0).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["png", "npz"]), default="png", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "npz"]),
+    default="png",
+    show_default=True,
+    help="One PNG per image, or one images.npz (uint8 images, raw floats, latents, labels).",
 )
 @click.option(
     "--backend",
@@ -283,7 +288,11 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads (default: cores)."
 )
-@click.option("--overwrite", is_flag=True, help="Allow writing into a non-empty --out.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Write into a non-empty --out (files of the same names are replaced, others kept).",
+)
 @click.option(
     "--direction", type=click.Choice(["AtoB", "BtoA"]), help="cyclegan: which generator to run."
 )
@@ -391,7 +400,9 @@ def infer(
     show_default=True,
     help="INT8 calibration inputs (latents for a GAN, the run's images for a cyclegan).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace the bundle in --out.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the bundle in --out (the whole folder goes)."
+)
 @click.option(
     "--trt",
     is_flag=True,
@@ -418,7 +429,8 @@ def infer(
     "artifacts",
     multiple=True,
     metavar="EXPORTER",
-    help="Also run this exporter plugin (edgegan list exporters); repeatable.",
+    help="Also run this artifact exporter from a plugin (edgegan list exporters shows the "
+    "installed ones; the built-in onnx* write the graphs themselves); repeatable.",
 )
 def export(
     run_dir: str,
