@@ -17,8 +17,8 @@ class TensorBoardCallback:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError(
-                "train.tensorboard=true needs the tensorboard package: "
-                "pip install 'edgegan[tensorboard]'"
+                "TensorBoard logging (train.tensorboard=true, or the callback 'tensorboard') "
+                "needs the tensorboard package: pip install 'edgegan[tensorboard]'"
             ) from None
         self._writer_cls = SummaryWriter
         self.log_dir = Path(run_dir) / log_dir
