@@ -721,11 +721,16 @@ def plugins(as_json: bool) -> None:
 
 @cli.command(name="list")
 @click.argument("kind", type=click.Choice(LIST_KINDS))
-def list_cmd(kind: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as plugins --json).")
+def list_cmd(kind: str, as_json: bool) -> None:
     """List the registered parts of one kind, with the plugin that provides each."""
     from edgegan.plugins.manager import get_manager
 
     entries = list(get_manager().registry(kind))
+    if as_json:
+        fields = ("name", "role", "plugin", "distribution", "version", "description")
+        click.echo(json.dumps([{f: getattr(e, f) for f in fields} for e in entries], indent=2))
+        return
     if not entries:
         click.echo(f"no {kind} registered")
         return

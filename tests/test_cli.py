@@ -227,6 +227,10 @@ def test_list_shows_builtins_with_provenance():
     for name in ("bce", "minimax", "lsgan", "hinge", "wgan-gp"):
         assert name in result.output
     assert "edgegan.losses.plugin" in result.output
+    shown = json.loads(CliRunner().invoke(cli, ["list", "models", "--json"]).output)
+    resnet = next(e for e in shown if e["name"] == "resnet_9blocks")
+    assert resnet["role"] == "generator" and resnet["plugin"] == "edgegan.nn.plugin"
+    assert resnet["distribution"] == "edgegan" and resnet["description"]
 
 
 @pytest.mark.slow
