@@ -46,3 +46,16 @@ def draws() -> tuple[float, float, float]:
     """The next value of each global random stream: equal after two runs of the same code
     from the same seeds, whatever a call in between drew and gave back."""
     return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def dequantized_constant_types(model) -> set[str]:
+    """The element types of the constants an ONNX graph's DequantizeLinear nodes read:
+    TensorRT parses INT8 ones only (an INT32 bias: "only activation types allowed")."""
+    from onnx import TensorProto
+
+    constants = {t.name: t.data_type for t in model.graph.initializer}
+    return {
+        TensorProto.DataType.Name(constants[n.input[0]])
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in constants
+    }

@@ -62,6 +62,10 @@ INT8_EXCLUDE: tuple[str, ...] = ("last",)
 TRANSLATOR_INT8_EXCLUDE: tuple[str, ...] = ("first", "last")
 TRANSLATOR_INT8_METHOD = "percentile"
 COMPUTE_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Biases stay float: TensorRT's parser refuses a DequantizeLinear of INT32 data ("only
+# activation types allowed as input to this layer"; onnx/onnx-tensorrt#850), and ONNX Runtime
+# quantises a float bias itself when it fuses the Q/DQ convolution.
+QUANTIZE_BIAS = False
 ACTIVATIONS: tuple[str, ...] = ("s8", "u8")
 CALIBRATION_METHODS: dict[str, str] = {
     "minmax": "MinMax",
@@ -205,17 +209,32 @@ def int8_defaults(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_exclusions(model: Any, exclude: tuple[str, ...]) -> list[str]:
-    """Node names for ``exclude`` (roles ``first``/``last``, op types or node names)."""
+    """Node names for ``exclude`` (roles ``first``/``last``, op types or node names). ``first``
+    is the first compute node with the nodes between it and the graph's inputs (a ResNet's
+    reflection pad): were those quantised, the raw input would be rounded to INT8 anyway."""
     compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS]
     names: list[str] = []
     for item in exclude:
         if item == "first" and compute:
-            names.append(compute[0].name)
+            names += [*_upstream(model, compute[0]), compute[0].name]
         elif item == "last" and compute:
             names.append(compute[-1].name)
         else:
             names += [n.name for n in model.graph.node if item in (n.name, n.op_type)]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def _upstream(model: Any, node: Any) -> list[str]:
+    """The names of the nodes ``node`` depends on, nearest the graph's inputs first."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    seen: list[str] = []
+    pending = list(node.input)
+    while pending:
+        source = producer.get(pending.pop())
+        if source is not None and source.name not in seen:
+            seen.append(source.name)
+            pending += source.input
+    return seen[::-1]
 
 
 def to_int8(
@@ -230,6 +249,7 @@ def to_int8(
     calibration: np.ndarray | None = None,
     calib_source: str = "",
     method: str = "minmax",
+    quantize_bias: bool = QUANTIZE_BIAS,
 ) -> dict[str, Any]:
     """Write the static Q/DQ INT8 graph of ``src`` (FP32 ONNX) to ``dst``, calibrated on
     ``calib_samples`` latent-prior inputs, or for a translator on ``calibration`` (images
@@ -300,6 +320,7 @@ def to_int8(
                     extra_options={
                         "ActivationSymmetric": symmetric,
                         "WeightSymmetric": True,
+                        "QuantizeBias": quantize_bias,
                     },
                 )
         except Exception as exc:
@@ -313,7 +334,7 @@ def to_int8(
         "nodes": len(ops),
         "quantize_nodes": ops.count("QuantizeLinear"),
         "dequantize_nodes": ops.count("DequantizeLinear"),
-        "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
+        "weights": "int8 symmetric, per-channel convolutions" if per_channel else "int8 symmetric",
         "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
         "calibration": {
             **record,
