@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from tiny import TINY_CYCLEGAN, TINY_GAN
+from tiny import TINY_CYCLEGAN, TINY_GAN, dequantized_constant_types
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
@@ -102,7 +102,18 @@ def test_each_direction_exports_with_parity(bundles, name):
         assert int8["calibration"]["source"].startswith("dataset cyclegan-digits, test split")
         assert int8["calibration"]["samples"] == (8 if name == "resnet" else 4)
         assert int8["calibration"]["method"] == "percentile"
-        assert len(int8["excluded_nodes"]) == 2  # first and last convolution
+        # first and last convolution, and the ResNet's reflection pad before the first (were
+        # it quantised, the raw image would still be rounded to INT8 before the FP32 conv)
+        ops = {n.name: n.op_type for n in onnx.load(str(out / int8["file"])).graph.node}
+        kinds = [ops[n] for n in int8["excluded_nodes"]]
+        assert kinds == (["Pad", "Conv", "Conv"] if name == "resnet" else ["Conv", "ConvTranspose"])
+        graph = onnx.load(str(out / int8["file"]))
+        assert dequantized_constant_types(graph) == {"INT8"}  # biases stay float (TensorRT)
+    for out, meta in bundles.values():
+        digests = meta["source"]["digest"]  # each direction's weights, for the torch backend
+        assert sorted(digests) == ["AtoB", "BtoA"] and digests["AtoB"] != digests["BtoA"]
+        with open_runner(out, "torch", direction="BtoA") as runner:  # its own run: they match
+            assert runner.spec["direction"] == "BtoA"
 
 
 def test_dynamic_height_width_match_torch(bundles, runs):

@@ -1496,6 +1496,28 @@ def test_a_bundle_whose_run_trained_on_is_not_run_with_other_torch_weights(run_d
     assert result["results"][0]["parity"]["max_abs"] == 0
 
 
+def test_a_bundle_whose_run_folder_holds_another_run_of_the_same_step_is_refused(run_dir, tmp_path):
+    """Its step alone matched: the torch backend ran the other run's weights, and bench blamed
+    the bundle's correct FP32 graph for the difference (a parity of 42 dB)."""
+    from edgegan.config import load_run_config
+    from edgegan.export import export
+    from edgegan.runtime.base import StaleBundleError
+    from edgegan.train import train
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export"))
+    bundle = tmp_path / "b"
+    meta = export(run, out=bundle)
+    assert len(meta["source"]["digest"]) == 64
+    open_runner(bundle, "torch").close()  # its own run: the same weights
+    other = load_run_config(run, "seed=77")
+    shutil.rmtree(run)
+    train(other, out_dir=run)
+    assert read_bundle(bundle)["source"]["step"] == load_run_config(run).train.steps
+    with pytest.raises(StaleBundleError, match=f"{run} holds other weights than {bundle} was"):
+        open_runner(bundle, "torch")
+
+
 def test_more_labels_than_images_is_refused():
     from edgegan.sampling import make_labels
 

@@ -310,6 +310,7 @@ def export(
                 "run_dir": str(run_dir.resolve()),
                 "step": parts["step"],
                 "weights": parts["weights"],
+                "digest": parts["digest"],
             },
             "spec": parts["spec"],
             "inputs": parts["inputs"],
@@ -361,15 +362,18 @@ def _gan_graphs(
 ) -> dict[str, Any]:
     """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters):
     the graph parts of ``edgegan.json``."""
+    from edgegan.export.bundle import weights_digest
     from edgegan.export.signature import io_spec
     from edgegan.sampling import load_run_generator
 
     generator = load_run_generator(run_dir, device="cpu", ema=True)
+    digest = weights_digest(generator.module)  # before an exporter could touch the module
     spec = _graph_spec(spec)
     models = {p: build(p).export(generator.module, spec, out_dir) for p in precisions}
     inputs, outputs = io_spec(spec)
     return {
         "step": generator.step,
+        "digest": digest,
         "spec": _bundle_spec(spec),
         "inputs": inputs,
         "outputs": outputs,

@@ -221,6 +221,32 @@ def model_file(precision: str, direction: str | None = None, suffix: str = ".onn
     return f"{stem}.{precision}{suffix}"
 
 
+def weights_digest(module: Any) -> str:
+    """sha256 of a network's parameters and buffers (names, dtypes, shapes and values): what
+    a bundle records of the weights its graphs were made from, so the torch backend can tell
+    that its run still holds them (the step alone cannot: another run trained as far may
+    have taken the run's folder)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def recorded_digest(meta: dict[str, Any], direction: str | None = None) -> str | None:
+    """The :func:`weights_digest` ``edgegan.json`` recorded for the graph(s) of ``direction``
+    (None for bundles written before it was recorded)."""
+    digest = (meta.get("source") or {}).get("digest")
+    if isinstance(digest, dict):
+        return digest.get(direction or "")
+    return digest if isinstance(digest, str) else None
+
+
 def directions(meta: dict[str, Any]) -> list[str]:
     """The directions of a cyclegan bundle (empty for a GAN bundle)."""
     return list(meta.get("directions") or [])

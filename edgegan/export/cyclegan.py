@@ -68,6 +68,7 @@ def export_graphs(
     """
     from edgegan.config import config_from_dict
     from edgegan.export.api import run_artifact_exporters
+    from edgegan.export.bundle import weights_digest
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.trainer import CHECKPOINT
     from edgegan.translate import load_translator, translator_weights
@@ -80,6 +81,7 @@ def export_graphs(
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
     parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
+    digests: dict[str, str] = {}
     if "int8" in precisions:  # data that cannot be read fails now, not after other graphs
         for d in todo:
             calibration_images(data, d, 1)
@@ -87,6 +89,7 @@ def export_graphs(
         generator = load_translator(run_dir, d, device="cpu", state=state)
         gspec = generator.spec
         weights[d] = translator_weights(state, d)[1]
+        digests[d] = weights_digest(generator.module)
         models: dict[str, Any] = {}
         for precision in precisions:
             extra: dict[str, Any] = {}
@@ -107,4 +110,4 @@ def export_graphs(
         "value_range": gspec["value_range"],
         "size_multiple": gspec["size_multiple"],
     }
-    return {**parts, "step": generator.step, "weights": weights}
+    return {**parts, "step": generator.step, "weights": weights, "digest": digests}

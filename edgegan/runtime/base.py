@@ -73,16 +73,28 @@ class Target:
             from edgegan.sampling import load_run_generator
 
             generator = load_run_generator(run_dir, device=device)
-        from edgegan.export.bundle import export_command
+        from edgegan.export.bundle import export_command, recorded_digest, weights_digest
 
-        exported = ((self.meta or {}).get("source") or {}).get("step")
-        stale = exported is not None and exported != generator.step  # unrecorded: trusted
-        if match_bundle and self.bundle is not None and stale:
+        if not match_bundle or self.bundle is None:
+            return generator
+        meta = self.meta or {}
+        exported = (meta.get("source") or {}).get("step")
+        again = (
+            f"export again (`{export_command(self.bundle, meta)}`) or give the run directory "
+            "to run its latest weights"
+        )
+        if exported is not None and exported != generator.step:  # unrecorded: trusted
             raise StaleBundleError(
                 f"{self.bundle} holds the weights of step {exported}, but its run {run_dir} is "
                 f"now at step {generator.step}, so the torch generator is not the bundle's; "
-                f"export again (`{export_command(self.bundle, self.meta or {})}`) or give the "
-                "run directory to run its latest weights"
+                + again
+            )
+        digest = recorded_digest(meta, self.direction)
+        if digest is not None and digest != weights_digest(generator.module):
+            raise StaleBundleError(
+                f"{run_dir} holds other weights than {self.bundle} was exported from (another "
+                f"run trained to step {generator.step} in its folder?), so the torch generator "
+                "is not the bundle's; " + again
             )
         return generator
 
