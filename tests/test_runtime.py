@@ -813,6 +813,30 @@ def test_builder_is_strongly_typed_with_profile_workspace_and_cache(tmp_path):
     assert ("create_network", 0) in trt11.calls
 
 
+def test_a_timing_cache_of_another_gpu_is_replaced_by_a_fresh_one(tmp_path):
+    """TensorRT refuses it (set_timing_cache returns False): the result was unchecked."""
+    from edgegan.export.tensorrt import build_engine
+
+    onnx_path = tmp_path / "model.onnx"
+    onnx_path.write_bytes(b"onnx")
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"foreign")
+    trt = make_stub_trt("10.8.0")
+    config = type(trt.Builder(None).create_builder_config())
+    config.set_timing_cache = lambda self, c, ignore: c.data != b"foreign"
+    info = build_engine(trt, onnx_path, tmp_path / "e", timing_cache=cache)
+    assert [c for c in trt.calls if c[0] == "create_timing_cache"] == [
+        ("create_timing_cache", b"foreign"),
+        ("create_timing_cache", b""),
+    ]
+    assert cache.read_bytes() == b"CACHE:"  # this GPU's, from the build
+    assert any("timing.cache is of another GPU" in w for w in info["warnings"])
+    config.get_timing_cache = lambda self: None  # none to keep: the old file stays
+    cache.write_bytes(b"kept")
+    build_engine(trt, onnx_path, tmp_path / "e2", timing_cache=cache)
+    assert cache.read_bytes() == b"kept" and (tmp_path / "e2").read_bytes() == b"PLAN"
+
+
 def test_tensorrt_rtx_builds_strongly_typed_without_a_timing_cache(tmp_path):
     """TensorRT-RTX ignores timing caches and deprecated their API: none is made or written."""
     from edgegan.export.tensorrt import build_engine, uses_timing_cache

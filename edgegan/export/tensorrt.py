@@ -283,7 +283,13 @@ def build_engine(
     if cache_path is not None:
         cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
         cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, False)  # ignore_mismatch=False: a foreign cache is refused
+        # ignore_mismatch=False: a cache of another GPU or TensorRT (a bundle built elsewhere)
+        # is refused; the build then starts a fresh one, which replaces it in the bundle
+        if not config.set_timing_cache(cache, False):
+            severity = getattr(trt.ILogger, "Severity", trt.ILogger)
+            logger.log(severity.WARNING, f"{cache_path.name} is of another GPU or TensorRT "
+                       "version: building with a new timing cache")  # fmt: skip
+            config.set_timing_cache(config.create_timing_cache(b""), False)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -294,8 +300,9 @@ def build_engine(
     # Atomically (temp file, fsync, rename; the temp file goes on failure): an engine or
     # cache cut short by a full disk or Ctrl-C never replaces a good one.
     atomic_write(engine_path, lambda f: f.write(memoryview(plan).tobytes()))
-    if cache_path is not None:
-        cache = memoryview(config.get_timing_cache().serialize()).tobytes()
+    timing = config.get_timing_cache() if cache_path is not None else None
+    if timing is not None:
+        cache = memoryview(timing.serialize()).tobytes()
         atomic_write(cache_path, lambda f: f.write(cache))
     return {
         "profile": {
