@@ -304,6 +304,9 @@ def test_int8_graph_is_qdq(cond_bundle):
     model = onnx.load(str(out / int8["file"]))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
     assert dequantized_constant_types(model) == {"INT8"}  # biases stay float (TensorRT)
+    # none of ONNX Runtime's leftovers: unused opset domains, its metadata
+    assert [o.domain for o in model.opset_import] == [""]
+    assert all(p.key.startswith("edgegan.") for p in model.metadata_props)
     assert int8["calibration"] == {
         "samples": 64,
         "source": "latent prior",

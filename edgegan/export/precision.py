@@ -140,6 +140,16 @@ def _finish(model: Any, meta: dict[str, Any], dst: str | Path, extra: dict[str, 
     toposort(model.graph)
     spec = meta.get("edgegan.spec", {})
     keep = {k: v for k, v in meta.items() if k.startswith("edgegan.") and k != "edgegan.spec"}
+    # ONNX Runtime's tools leave their own marks (metadata such as onnx.quant.pre_process,
+    # opset imports of domains no node uses): the bundle's graphs carry edgegan's only
+    ours = [p for p in model.metadata_props if p.key.startswith("edgegan.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(ours)
+    nodes = [*model.graph.node, *(n for f in model.functions for n in f.node)]
+    used = {n.domain for n in nodes} | {f.domain for f in model.functions} | {"", "ai.onnx"}
+    opsets = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(opsets)
     add_metadata(model, spec, {**keep, **extra})
     try:
         onnx.checker.check_model(model, full_check=True)
