@@ -106,9 +106,11 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise _fail(entry, f"gives a {type(item).__name__} per item, not an (image, label) pair")
     image, label = item
-    if not isinstance(image, torch.Tensor) or not image.is_floating_point():
+    if not isinstance(image, torch.Tensor) or image.dtype != torch.float32:
         what = f"{image.dtype} tensor" if isinstance(image, torch.Tensor) else type(image).__name__
-        raise _fail(entry, f"gives images as {what}; they must be float tensors")
+        hint = " (torch.from_numpy keeps NumPy's float64: add .float())"
+        hint = hint if isinstance(image, torch.Tensor) and image.dtype == torch.float64 else ""
+        raise _fail(entry, f"gives images as {what}; they must be float32 tensors{hint}")
     if tuple(image.shape) != tuple(shape):
         raise _fail(
             entry, f"gives images of shape {_shape(image)}, its image_shape is {tuple(shape)}"
@@ -294,7 +296,10 @@ def check_gan_networks(
     images = _call(g_entry, generator, f"{n} latents", z, labels)
     if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
         raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
+    _check_images(g_entry, images, f"{n} latents")
     _check_discriminator(d_entry, discriminator, images, labels)
+    _check_gradients(g_entry, generator, z, labels)
+    _check_gradients(d_entry, discriminator, images, labels)
 
 
 @torch.no_grad()
@@ -316,17 +321,58 @@ def check_translator_networks(
         raise _fail(
             g_entry, f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}"
         )
+    _check_images(g_entry, images, f"{n} images {source[1:]}")
     _check_discriminator(d_entry, discriminator, images, None)
+    _check_gradients(g_entry, generator, x, None)
+    _check_gradients(d_entry, discriminator, images, None)
+
+
+def _check_images(entry: Entry, images: torch.Tensor, what: str) -> None:
+    """A generator's images are float32 (what the discriminator, the losses and the exports
+    take: a float64 one was blamed on the discriminator), finite, and in [-1, 1] (a warning:
+    an output layer without tanh still trains, but samples and exports clip it)."""
+    if images.dtype != torch.float32:
+        raise _fail(entry, f"gives {images.dtype} images for {what}; it must give float32")
+    if not bool(torch.isfinite(images).all()):
+        raise _fail(entry, f"gives non-finite values (NaN or inf) for {what}")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+        import warnings
+
+        warnings.warn(
+            f"{entry.label}{entry.origin} gives values in [{lo:.4g}, {hi:.4g}] for {what}; "
+            "images are in [-1, 1] (end the network with tanh): samples and exports clip them",
+            stacklevel=2,
+        )
+
+
+def _check_gradients(entry: Entry, net: nn.Module, *inputs: Any) -> None:
+    """The output depends on the network's trainable parameters through autograd: one made
+    under ``torch.no_grad`` or detached failed at the first backward with a traceback
+    ("element 0 of tensors does not require grad")."""
+    if not any(p.requires_grad for p in net.parameters()):
+        return
+    with torch.enable_grad():
+        out = _call(entry, net, "inputs with gradients on", *inputs)
+    if isinstance(out, torch.Tensor) and not out.requires_grad:
+        raise _fail(
+            entry,
+            "gives outputs without gradients (made under torch.no_grad, or detached); "
+            "training needs them to depend on its parameters",
+        )
 
 
 def _check_discriminator(
     entry: Entry, discriminator: nn.Module, images: torch.Tensor, labels: Any
 ) -> None:
-    """The discriminator gives logits with one row per image (a PatchGAN map is fine)."""
+    """The discriminator gives floating-point logits with one row per image (a PatchGAN map
+    is fine)."""
     n = len(images)
     logits = _call(entry, discriminator, f"{n} images {tuple(images.shape[1:])}", images, labels)
     if not isinstance(logits, torch.Tensor) or logits.dim() == 0 or logits.shape[0] != n:
         raise _fail(entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
+    if not logits.is_floating_point():
+        raise _fail(entry, f"gives {logits.dtype} logits; they must be floating point")
 
 
 def check_cyclegan_parts(task: Any) -> None:

@@ -126,6 +126,34 @@ BROKEN = {
         "gives images in [200, 200]; they must be in [-1, 1]",
     ),
     "float labels": ({"data": _data(lambda: (torch.zeros(SHAPE), 0.5))}, "labels as float"),
+    "float64 images": (  # torch.from_numpy of a NumPy array: failed at step 1, a traceback
+        {"data": _data(lambda: (torch.zeros(SHAPE, dtype=torch.float64), 0))},
+        "gives images as torch.float64 tensor; they must be float32 tensors (torch.from_numpy "
+        "keeps NumPy's float64: add .float())",
+    ),
+    "float64 generator output": (  # it was blamed on the discriminator
+        {"g": _g(lambda self, z: torch.tanh(self.fc(z)).view(len(z), *self.shape).double())},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives torch.float64 images for 2 "
+        "latents; it must give float32",
+    ),
+    "NaN generator output": (  # it was "d_loss became nan at step 1 ... lower learning rate"
+        {"g": _g(lambda self, z: torch.full((len(z), *self.shape), float("nan")))},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives non-finite values (NaN or inf) "
+        "for 2 latents",
+    ),
+    "generator without gradients": (  # a traceback at the first backward
+        {"g": _g(lambda self, z: torch.tanh(self.fc(z)).view(len(z), *self.shape).detach())},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs without gradients",
+    ),
+    "integer logits": (
+        {"d": _d(lambda self, x: (self.fc(x.flatten(1)).squeeze(1) > 0).long())},
+        "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives torch.int64 logits; they "
+        "must be floating point",
+    ),
+    "discriminator without gradients": (
+        {"d": _d(lambda self, x: self.fc(x.flatten(1)).squeeze(1).detach())},
+        "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs without gradients",
+    ),
     "flat generator output": (
         {"g": _g(lambda self, z: torch.tanh(self.fc(z)))},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives (2, 64) for 2 latents; "
@@ -282,6 +310,14 @@ def test_broken_part_fails_before_the_run_dir_with_one_line(tmp_path, case):
     assert expected in message
     assert "\n" not in message
     assert not (tmp_path / "r").exists()
+
+
+def test_a_generator_outside_the_image_range_is_warned_about(tmp_path):
+    """No tanh: it trains, but samples and exports clip what it gives."""
+    _plugin(g=_g(lambda self, z: 50 * self.fc(z).view(len(z), *self.shape)))
+    said = r"generator 'bad' \(plugin 'bad', edgegan-bad 9.9\) gives values in \[-?[0-9.]+, "
+    with pytest.warns(UserWarning, match=said + r"[0-9.]+\] for 2 latents; images are in"):
+        assert train(_config(), out_dir=tmp_path / "r").step == 2
 
 
 def _gradient_penalty(self, discriminator, real, fake, labels):

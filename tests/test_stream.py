@@ -87,11 +87,18 @@ def test_a_worker_data_error_is_one_line_of_the_same_type(cls):
     assert type(direct) is cls and str(direct) == str(exc)
 
 
-def test_other_worker_errors_keep_the_dataloader_message():
-    exc = error_from_stream(BrokenItem(ValueError("bad value")), num_workers=1)
-    assert type(exc) is ValueError
-    assert str(exc).startswith("Caught ValueError in DataLoader worker process 0.")
-    assert "Original Traceback" in str(exc) and "bad value" in str(exc)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_datasets_own_failure_is_one_line_naming_it(workers):
+    """A plugin dataset's OSError was 'error: disk gone' (no dataset, no batch); another
+    error, the worker's whole traceback. The traceback stays the cause (EDGEGAN_DEBUG=1)."""
+    for error, line in [(OSError("disk gone"), "OSError: disk gone"),
+                        (ValueError("bad value\nmore"), "ValueError: bad value")]:  # fmt: skip
+        stream = BatchStream(BrokenItem(error), 4, 0, CPU, num_workers=workers, source="ds 'x'")
+        with pytest.raises(DataError) as info:
+            take(stream, 2)  # the two batches of an epoch: one holds item 3
+        assert str(info.value) == f"ds 'x' failed to give batch {stream.consumed + 1}: {line}"
+        assert isinstance(info.value.__cause__, type(error))
+        del info, stream
 
 
 def test_worker_message_reads_the_last_line_of_the_traceback():

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from edgegan.errors import DataError, EdgeganError
+from edgegan.errors import DataError, EdgeganError, exception_line
 from edgegan.train.fastpath import to_format
 
 # Datasets up to this size are kept whole on the training device and sliced per batch.
@@ -161,10 +161,13 @@ class BatchStream:
         rank: int = 0,
         world_size: int = 1,
         num_classes: int = 0,
+        source: str = "the dataset",
     ) -> None:
         """``num_classes`` > 0 (a conditional run): every batch's labels are checked to lie
         in ``[-1, num_classes)`` before they reach the device (an embedding fails on others,
-        on CUDA with a device-side assert); on the host, a few microseconds a batch."""
+        on CUDA with a device-side assert); on the host, a few microseconds a batch.
+        ``source`` names the dataset (its plugin too) in the one line of a batch that failed
+        to load."""
         size = len(dataset)  # type: ignore[arg-type]
         if size < batch_size:
             raise DataError(
@@ -176,6 +179,7 @@ class BatchStream:
         self.rank, self.world_size = rank, world_size
         self.memory_format = memory_format
         self.num_classes = num_classes
+        self.source = source
         self.pin_memory = pin_memory and device.type == "cuda"
         images = getattr(dataset, "images", None)
         labels = getattr(dataset, "labels", None)
@@ -238,11 +242,23 @@ class BatchStream:
             # A failed batch is not consumed: a caller that catches the error and asks again
             # gets that batch again (a new iterator from ``consumed``), not the one after it.
             self._iter = None
-            message = worker_message(exc) if isinstance(exc, EdgeganError) else None
+            if not isinstance(exc, Exception) or isinstance(exc, (MemoryError, StopIteration)):
+                raise  # Ctrl-C, exits, out of memory: as they are
+            message = worker_message(exc)  # a worker's: the traceback is its message
+            if isinstance(exc, EdgeganError):
+                if message is None:
+                    raise
+                # One line, as from the training process, not the worker's whole traceback.
+                raise type(exc)(message) from None
+            # A dataset's own failure (an unreadable file, its bug): one line naming it; the
+            # traceback is the cause (EDGEGAN_DEBUG=1 prints it).
             if message is None:
-                raise
-            # One line, as from the training process, not the worker's whole traceback.
-            raise type(exc)(message) from None
+                line = exception_line(exc)
+            else:
+                line = type(exc).__name__ + (f": {message.splitlines()[0]}" if message else "")
+            raise DataError(
+                f"{self.source} failed to give batch {self.consumed + 1}: {line}"
+            ) from exc
         self.consumed += 1
         return to_format(self._to_device(item), self.memory_format)
 

@@ -181,6 +181,7 @@ class Trainer:
         self.dataset = manager.registry("datasets").build(
             config.data.name, config.data.params, {"split": "train"}
         )
+        data_entry = manager.registry("datasets").get(config.data.name)
         for attr in ("image_shape", "__len__", "__getitem__"):
             if not hasattr(self.dataset, attr):
                 raise EdgeganError(
@@ -207,6 +208,7 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             num_classes=int(getattr(self.task, "num_classes", 0) or 0),
+            source=f"{data_entry.label}{data_entry.origin}",
         )
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
