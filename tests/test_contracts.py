@@ -633,6 +633,9 @@ def test_a_broken_plugin_metric_stops_a_run_with_one_line(tmp_path, metric, expe
     assert expected in message and "\n" not in message
     if metric is RaisingMetric:  # found when it runs, after training: the run is reported
         assert "steps: 2 of 2" in (tmp_path / "r/report.md").read_text()
+        hint = "(sample it with edgegan infer, score the samples with edgegan eval)"
+        assert message.endswith(f"; the trained run is saved in {tmp_path / 'r'} {hint}")
+        assert (tmp_path / "r/checkpoints/last.pt").is_file()
     else:  # found when it is built, before the run directory
         assert not (tmp_path / "r").exists()
 

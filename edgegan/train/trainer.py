@@ -569,8 +569,13 @@ class Trainer:
             if stopped_by != "signal":
                 try:
                     result.eval = self.evaluate()
-                except EdgeganError:
+                except EdgeganError as exc:
                     self.write_report(result)  # the training is whole: report it, then fail
+                    exc.args = (
+                        f"{exc}; the trained run is saved in {self.run_dir} (sample it with "
+                        "edgegan infer, score the samples with edgegan eval)",
+                        *exc.args[1:],
+                    )
                     raise
             self._notify("on_train_end")
             self.write_report(result)
