@@ -698,9 +698,11 @@ def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
     """List plugins: name, version, hooks, what each provides, load errors."""
-    from edgegan.plugins.manager import get_manager
+    from edgegan.plugins.manager import get_manager, misplaced_entry_points
 
     infos, error = get_manager().plugin_infos()
+    for line in misplaced_entry_points():
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
     else:

@@ -1263,3 +1263,21 @@ def test_a_runs_missing_plugin_part_says_why_it_is_missing(fake_plugin, monkeypa
             f"; the run was trained with loss 'smooth' of plugin 'smooth' ({parts_dist} 1.0), "
             f"which {expected}"
         )
+
+
+def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_path):
+    """[project.entry-points."edgegan.plugins"]: never loaded, and nothing said why."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    fake_plugin(one_loss("forgot-loss"), dist="edgegan-forgot")
+    points = tmp_path / "site-edgegan-forgot-1.0" / "edgegan_forgot-1.0.dist-info"
+    (points / "entry_points.txt").write_text("[edgegan.plugins]\nforgot = edgegan_forgot\n")
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0 and "forgot" not in result.stdout  # not loaded
+    assert result.stderr == (
+        "warning: edgegan-forgot declares the entry point 'forgot' in the group "
+        "'edgegan.plugins', which edgegan does not read: the group is 'edgegan' "
+        "([project.entry-points.edgegan] in its pyproject.toml)\n"
+    )

@@ -113,6 +113,30 @@ def _signature_problem(plugin: Any) -> str | None:
     return None
 
 
+def misplaced_entry_points() -> list[str]:
+    """One line per installed entry point in a group that looks like edgegan's but is not
+    (``edgegan.plugins``, ``edgegan_plugins``, ``Edgegan``): a plugin that declared one is never
+    loaded, and nothing else says why."""
+    lines = []
+    for distribution in md.distributions():
+        try:
+            points = list(distribution.entry_points)
+            dist = distribution.name or "a distribution without a name"
+        except Exception:  # unreadable metadata: nothing to say about it here
+            continue
+        for ep in points:
+            group = ep.group
+            squashed = re.sub(r"[^a-z]", "", group.lower())
+            if group == ENTRY_POINT_GROUP or not squashed.startswith(ENTRY_POINT_GROUP):
+                continue
+            lines.append(
+                f"{dist} declares the entry point '{ep.name}' in the group '{group}', which "
+                f"edgegan does not read: the group is '{ENTRY_POINT_GROUP}' "
+                f"([project.entry-points.{ENTRY_POINT_GROUP}] in its pyproject.toml)"
+            )
+    return sorted(set(lines))
+
+
 def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
     """The distribution name and version of an entry point's package; the entry point's
     name and no version when it has none (a ``.dist-info`` without ``METADATA``, say)."""
