@@ -498,6 +498,12 @@ def test_exporter_plugin_runs_beside_the_graphs(runs, tmp_path):
     generator = load_run_generator(runs["uncond"], device="cpu", ema=True).module
     assert len(saved.files) == report["tensors"] == len(generator.state_dict())
     assert "artifacts" not in export(runs["uncond"], out=tmp_path / "plain")
+    # The command bench and infer suggest to write the bundle again keeps the artifact (it
+    # dropped it, and --overwrite deleted weights.npz).
+    from edgegan.export.bundle import export_command
+
+    again = export_command(out, meta)
+    assert " --with weights-npz " in again and again.endswith(f"--out {out} --overwrite")
 
 
 def test_an_exporters_nan_is_written_as_null(runs, tmp_path):

@@ -295,6 +295,7 @@ def export_command(folder: str | Path, meta: dict[str, Any], precision: str = "f
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     if len(meta.get("directions") or []) == 1:  # exported with --direction: keep it so
         flags += f" --direction {first}"
+    flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
     return f"edgegan export {run}{flags}{out} --overwrite"
 
 
