@@ -382,8 +382,24 @@ def bind_params(
         n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in kwargs
     ]
     if missing:
-        raise EdgeganError(f"{entry.label} needs parameter(s): {', '.join(missing)}")
+        key = _CONFIG_KEYS.get((entry.kind, entry.role))
+        how = f" (set {key}.{missing[0]}=...)" if key else ""
+        raise EdgeganError(
+            f"{entry.label}{entry.origin} needs parameter(s): {', '.join(missing)}{how}"
+        )
     return kwargs
+
+
+#: Where a part's parameters go in a run's config, by (kind, role).
+_CONFIG_KEYS = {
+    ("datasets", None): "data",
+    ("models", "generator"): "model.generator",
+    ("models", "discriminator"): "model.discriminator",
+    ("losses", None): "loss",
+}
+
+#: The keys of a part's config that are not factory parameters.
+RESERVED_PARAMS = frozenset({"name", "defaults"})
 
 
 def validate_registration(
@@ -416,4 +432,16 @@ def validate_registration(
         raise PluginError(
             f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' with a description of type "
             f"{type(description).__name__}; it must be a string"
+        )
+    # A part's config keeps these two keys for itself (``name``: which part; ``defaults``:
+    # the defaults a run recorded): a factory parameter of either name could never be set.
+    try:
+        reserved = sorted(RESERVED_PARAMS & set(inspect.signature(factory).parameters))
+    except (TypeError, ValueError):  # no signature to read (a builtin): checked when called
+        reserved = []
+    if reserved:
+        raise PluginError(
+            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' whose factory takes "
+            f"'{reserved[0]}', which a part's config keeps for itself (name, defaults): "
+            "rename that parameter"
         )

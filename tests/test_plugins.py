@@ -507,6 +507,18 @@ INVALID = {
         "losses",
         "registered loss 'x' with a description of type list; it must be a string",
     ),
+    # accepted, 'name' could never be set (it picks the part) and 'defaults' failed on use
+    "factory parameter 'name'": (
+        'register("x", lambda name="a", size=1: None)',
+        "losses",
+        "registered loss 'x' whose factory takes 'name', which a part's config keeps for "
+        "itself (name, defaults): rename that parameter",
+    ),
+    "factory parameter 'defaults'": (
+        'register("x", lambda defaults=None: None)',
+        "datasets",
+        "whose factory takes 'defaults'",
+    ),
 }
 
 
@@ -620,9 +632,13 @@ def test_call_factory_missing_required_parameter():
     def build(*, size, depth: int = 2):
         return size
 
-    entry = Entry(kind="datasets", name="needy", factory=build, plugin="p")
-    with pytest.raises(EdgeganError, match="dataset 'needy' needs parameter\\(s\\): size"):
+    entry = Entry(kind="datasets", name="needy", factory=build, plugin="p", distribution="e-p")
+    with pytest.raises(EdgeganError) as info:
         call_factory(entry, {"depth": 3}, {"split": "train"})
+    # it named neither the plugin nor the key to set
+    assert str(info.value) == (
+        "dataset 'needy' (plugin 'p', e-p) needs parameter(s): size (set data.size=...)"
+    )
     assert call_factory(entry, {"size": 7}, {}) == 7
 
 

@@ -327,6 +327,26 @@ class _StepPlugin:
         register("ctrl-c-at", lambda at=2, times=1: _AtStep(at, lambda: _ctrl_c(times)))
 
 
+def test_a_callback_with_no_hook_is_warned_about(tmp_path):
+    """A misspelt hook (on_step) was accepted and never called, in silence."""
+
+    class Misspelt:
+        def on_step(self, trainer, step, metrics):
+            raise AssertionError("never called")
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_callbacks(self, register):
+            register("misspelt", Misspelt)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="cb", distribution="edgegan-cb", version="1.0")
+    reset_manager(manager)
+    with pytest.warns(UserWarning, match=r"callback 'misspelt' \(plugin 'cb', edgegan-cb 1.0\) "
+                      "has none of on_train_start, on_step_end, "):  # fmt: skip
+        train(tiny("callbacks=[misspelt]", steps=2), out_dir=tmp_path / "r")
+
+
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
     manager = PluginManager(load_entry_points=False)
     manager.register(_StepPlugin(), name="signal-plugin")

@@ -78,6 +78,10 @@ MAX_THREADS = 1024
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the optimisers keep lr in float32
 
 
+#: The methods a callback may have (README, "The interface of each kind").
+CALLBACK_HOOKS = ("on_train_start", "on_step_end", "on_checkpoint", "on_validation", "on_train_end")
+
+
 def _validate(config: Config) -> None:
     t, cyc = config.train, config.cycle
     checks = [
@@ -223,8 +227,17 @@ class Trainer:
         self.callbacks: list[Any] = []
         self._callback_entries: list[Any] = []
         for c in self._callback_configs():
-            self.callbacks.append(callbacks.build(c.name, c.params, {"run_dir": self.run_dir}))
-            self._callback_entries.append(callbacks.get(c.name))
+            callback = callbacks.build(c.name, c.params, {"run_dir": self.run_dir})
+            entry = callbacks.get(c.name)
+            if not any(callable(getattr(callback, hook, None)) for hook in CALLBACK_HOOKS):
+                # a misspelt hook (on_step) is otherwise never called, and nothing says so
+                warnings.warn(
+                    f"callback '{c.name}'{entry.origin} has none of {', '.join(CALLBACK_HOOKS)}: "
+                    "it is never called",
+                    stacklevel=2,
+                )
+            self.callbacks.append(callback)
+            self._callback_entries.append(entry)
         self.fixed = self.task.fixed_inputs(config.train.sample_grid, config.seed + 12345)
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
