@@ -478,6 +478,8 @@ class _ArtifactPlugin:
             raise RuntimeError("boom\nsecond line")
 
         register("raises-lines", lambda: type("Z", (), {"export": lambda s, g, sp, o: lines()})())
+        path = {"sizes": [1, {"file": Path("w.pt")}]}
+        register("path", lambda: type("P", (), {"export": lambda s, g, sp, o: path})())
 
 
 def artifact_plugin() -> None:
@@ -523,6 +525,8 @@ def test_an_exporters_nan_is_written_as_null(runs, tmp_path):
         ("not-a-dict", "exporter 'not-a-dict' \\(plugin 'art', edgegan-art 1.0\\) returned list"),
         ("raises", "exporter 'raises' \\(plugin 'art', edgegan-art 1.0\\) failed: ZeroDivision"),
         ("raises-lines", "\\(plugin 'art', edgegan-art 1.0\\) failed: RuntimeError: boom$"),
+        # it said "returned dict; ... must return a JSON-serialisable dict"
+        ("path", "returned a dict whose 'sizes\\[1\\].file' is a PosixPath; export\\(\\) must"),
     ],
 )
 def test_exporter_plugin_errors_write_nothing(runs, tmp_path, name, error):

@@ -168,7 +168,6 @@ def run_artifact_exporters(
 ) -> dict[str, Any]:
     """Run each plugin exporter on the generator; return what each reports, which must be a
     JSON object (it is kept under ``artifacts`` in ``edgegan.json``)."""
-    import json
 
     from edgegan.errors import PluginError
     from edgegan.plugins.manager import get_manager
@@ -185,18 +184,37 @@ def run_artifact_exporters(
             raise PluginError(
                 f"exporter '{name}'{entry.origin} failed: {exception_line(exc)}"
             ) from exc
-        try:
-            json.dumps(result)
-            ok = isinstance(result, dict)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+        bad = _not_json(result) if isinstance(result, dict) else ""
+        if not isinstance(result, dict) or bad:
+            what = f"a dict whose {bad}" if bad else type(result).__name__
             raise PluginError(
-                f"exporter '{name}'{entry.origin} returned {type(result).__name__}; export() "
-                "must return a JSON-serialisable dict (what it wrote, for edgegan.json)"
+                f"exporter '{name}'{entry.origin} returned {what}; export() must return a "
+                "JSON-serialisable dict (what it wrote, for edgegan.json: str(path), not a Path)"
             )
         results[name] = result
     return results
+
+
+def _not_json(value: Any, where: str = "") -> str:
+    """``"'file' is a PosixPath"``: the first value of ``value`` JSON cannot hold (keys must be
+    strings; NaN is fine, edgegan.json writes it as null), or ``""``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"key {key!r} is a {type(key).__name__}"
+            found = _not_json(item, f"{where}.{key}" if where else key)
+            if found:
+                return found
+        return ""
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _not_json(item, f"{where}[{i}]")
+            if found:
+                return found
+        return ""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return ""
+    return f"'{where}' is a {type(value).__name__}"
 
 
 def _install(tmp: Path, out: Path) -> None:
