@@ -84,11 +84,16 @@ class Registry:
                 raise PluginError(f"plugin '{entry.plugin}' registers {entry.label} twice")
             # A built-in cannot be uninstalled: the plugin must rename its part.
             fix = "rename it" if other.distribution == "edgegan" else "uninstall one"
+            in_code = entry.distribution == entry.plugin and not entry.version
+            fix += (
+                " in the plugin registered in code"
+                if in_code  # no distribution to uninstall or environment variable to skip it
+                else f" or set EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+            )
             raise PluginError(
                 f"{entry.label} is registered twice: by plugin '{other.plugin}' "
                 f"(distribution {other.distribution}) and by plugin '{entry.plugin}' "
-                f"(distribution {entry.distribution}); {fix} or set "
-                f"EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+                f"(distribution {entry.distribution}); {fix}"
             )
         self._entries[key] = entry
 

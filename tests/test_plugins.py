@@ -281,7 +281,9 @@ def edgegan_register_metrics(register):
     good = fake_plugin(toy(), dist="edgegan-toy", name="toy")
     monkeypatch.setenv("EDGEGAN_LOAD_PLUGINS", f"{bad},{good}")
     with pytest.warns(
-        PluginWarning, match="plugin 'half' failed in edgegan_register_metrics: RuntimeError: boom"
+        PluginWarning,
+        match="plugin 'half' \\(edgegan-half 1.0\\) failed in edgegan_register_metrics: "
+        "RuntimeError: boom",
     ):
         losses = registry("losses")
     # Its other hooks ran fine, but a half-loaded plugin is not used at all.
@@ -861,8 +863,10 @@ def test_a_plugin_registered_in_code_is_checked_at_once():
     manager = PluginManager(load_entry_points=False)
     reset_manager(manager)
     # A clash used to be accepted, and then broke every lookup of every kind.
-    with pytest.raises(PluginError, match="loss 'hinge' is registered twice"):
+    with pytest.raises(PluginError, match="loss 'hinge' is registered twice") as info:
         manager.register(Clash(), name="clash")
+    # no environment variable can skip a plugin registered in code
+    assert str(info.value).endswith("; rename it in the plugin registered in code")
     with pytest.raises(PluginError, match="plugin 'broken' failed in edgegan_register_losses"):
         manager.register(Broken(), name="broken")
     with pytest.raises(PluginError, match="plugin 'empty' implements no edgegan hook"):
@@ -898,7 +902,7 @@ def test_registering_in_code_leaves_other_plugins_failures_to_be_reported(fake_p
         get_manager().register(Mine(), name="mine")
         losses = registry("losses")  # ... and the lookup reports it, as without Mine
     assert [str(w.message) for w in seen] == [
-        "plugin 'half' failed in edgegan_register_metrics: RuntimeError: boom"
+        "plugin 'half' (edgegan-half 1.0) failed in edgegan_register_metrics: RuntimeError: boom"
     ]
     assert "my-loss" in losses and "half" not in losses
     monkeypatch.setenv("EDGEGAN_STRICT_PLUGINS", "1")
@@ -1084,7 +1088,8 @@ def test_a_plugin_calling_sys_exit_is_reported_not_fatal(fake_plugin, monkeypatc
         losses = registry("losses")
     assert [str(w.message) for w in seen] == [
         "plugin 'edgegan-quit' (edgegan-quit 1.0) failed to load: SystemExit: needs a GPU",
-        "plugin 'edgegan-quit2' failed in edgegan_register_losses: SystemExit: no GPU",
+        "plugin 'edgegan-quit2' (edgegan-quit2 1.0) failed in edgegan_register_losses: "
+        "SystemExit: no GPU",
     ]
     assert "hinge" in losses  # everything else still works
 
@@ -1130,8 +1135,8 @@ def test_a_hook_returning_its_parts_is_refused(fake_plugin, monkeypatch):
     assert error is None
     (row,) = [i for i in infos if i.name == "ret"]
     assert row.error == (
-        "plugin 'ret': hook edgegan_register_losses returned a list; a hook must call "
-        "register(name, factory, ...) for each part, not return them"
+        "plugin 'ret' (edgegan-ret 1.0): hook edgegan_register_losses returned a list; a hook "
+        "must call register(name, factory, ...) for each part, not return them"
     )
     assert [str(w.message) for w in seen] == [row.error]
     assert "hinge2" not in registry("losses")
@@ -1176,7 +1181,8 @@ def test_multi_line_plugin_errors_are_shown_as_one_line(fake_plugin, monkeypatch
         infos, _ = get_manager().plugin_infos()
     assert sorted(str(w.message) for w in seen) == [
         "plugin 'broken' (edgegan-broken 1.0) failed to load: ImportError: needs frobnicate",
-        "plugin 'raises' failed in edgegan_register_losses: RuntimeError: boom",
+        "plugin 'raises' (edgegan-raises 1.0) failed in edgegan_register_losses: "
+        "RuntimeError: boom",
     ]
     assert all("\n" not in (i.error or "") for i in infos)
 
@@ -1188,8 +1194,8 @@ def test_multi_line_plugin_errors_are_shown_as_one_line(fake_plugin, monkeypatch
     with pytest.raises(PluginError) as exc_info:
         registry("losses")
     assert str(exc_info.value) == (
-        "plugin 'raises' failed in edgegan_register_losses: RuntimeError: boom "
-        "(EDGEGAN_STRICT_PLUGINS is set)"
+        "plugin 'raises' (edgegan-raises 1.0) failed in edgegan_register_losses: "
+        "RuntimeError: boom (EDGEGAN_STRICT_PLUGINS is set)"
     )
 
 

@@ -166,6 +166,14 @@ def _from_signal(exc: BaseException) -> bool:
     )
 
 
+def _who(info: PluginInfo) -> str:
+    """``plugin 'x' (edgegan-x 1.0)``; ``plugin 'x'`` for one registered in code (no
+    version, its distribution its own name)."""
+    if info.distribution == info.name and not info.version:
+        return f"plugin '{info.name}'"
+    return f"plugin '{info.name}' ({_origin(info.distribution, info.version)})"
+
+
 def _origin(dist: str, version: str) -> str:
     """``edgegan-x 1.0``, or ``edgegan-x`` when the version is unknown."""
     return f"{dist} {version}".rstrip()
@@ -444,8 +452,7 @@ class PluginManager:
                         raise
                     self._fail(
                         info,
-                        f"plugin '{info.name}' failed in {hookspecs.HOOKS[kind]}: "
-                        + exception_line(exc),
+                        f"{_who(info)} failed in {hookspecs.HOOKS[kind]}: " + exception_line(exc),
                     )
                     continue
                 if result is not None and not entries:  # an old-style hook returning its parts
@@ -456,8 +463,8 @@ class PluginManager:
                     )
                     self._fail(
                         info,
-                        f"plugin '{info.name}': hook {hookspecs.HOOKS[kind]} {what}; a hook "
-                        "must call register(name, factory, ...) for each part, not return them",
+                        f"{_who(info)}: hook {hookspecs.HOOKS[kind]} {what}; a hook must call "
+                        "register(name, factory, ...) for each part, not return them",
                     )
                     continue
                 collected.setdefault(info.name, []).extend(entries)
