@@ -290,6 +290,15 @@ def check_gan_networks(
     eval mode (no statistics or power iterations move) and with their own random stream (the
     run's stays as it was)."""
     n = 2
+    classes = getattr(generator, "num_classes", None)
+    if context["num_classes"] and isinstance(classes, int) and classes != context["num_classes"]:
+        # its bundle would take labels that it ignores
+        raise _fail(
+            g_entry,
+            f"has num_classes {classes} in a conditional run of {context['num_classes']} "
+            "classes: build it with the num_classes its factory is given (or set "
+            "model.conditional=false)",
+        )
     z = torch.randn(n, context["latent_dim"], generator=torch.Generator().manual_seed(0))
     labels = torch.zeros(n, dtype=torch.long) if context["num_classes"] else None
     expected = (n, context["channels"], context["image_size"], context["image_size"])

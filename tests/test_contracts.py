@@ -145,6 +145,11 @@ BROKEN = {
         {"g": _g(lambda self, z: torch.tanh(self.fc(z)).view(len(z), *self.shape).detach())},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs without gradients",
     ),
+    "generator ignoring num_classes": (  # its bundle took labels that did nothing
+        {"g": type("Deaf", (GoodG,), {"num_classes": 0})},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) has num_classes 0 in a conditional "
+        "run of 2 classes",
+    ),
     "integer logits": (
         {"d": _d(lambda self, x: (self.fc(x.flatten(1)).squeeze(1) > 0).long())},
         "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives torch.int64 logits; they "
