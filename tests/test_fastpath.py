@@ -4,6 +4,7 @@ during training. On the CPU these check correctness; tools/bench_train.py measur
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -155,6 +156,20 @@ def test_compiled_training_keeps_plain_checkpoints_and_resumes(tmp_path):
     assert keys and not [k for k in keys if "_orig_mod" in k]
     resumed = train(load_run_config(result.run_dir, ["train.steps=3"]), resume=result.run_dir)
     assert resumed.step == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", ["loss.name=wgan-gp", "train.r1_gamma=1"])
+def test_compiled_training_takes_the_penalties(tmp_path, penalty):
+    """They differentiate D's gradient again, which torch's compiled backward cannot: the
+    first step failed ("does not currently support double backward"). They run eager."""
+    pytest.importorskip("torch._inductor")
+    r1_every = ["train.r1_every=1"] if "r1" in penalty else []
+    config = gan(tmp_path, "train.compile=default", "train.steps=2", penalty, *r1_every)
+    result = train(config, out_dir=tmp_path / "run")
+    records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    key = "r1" if "r1" in penalty else "d_penalty"
+    assert result.step == 2 and all(math.isfinite(r[key]) for r in records if "g_loss" in r)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -23,6 +23,7 @@ from edgegan.config import check_generator_kind
 from edgegan.data.files import DataWarning
 from edgegan.errors import ConfigError, DataError
 from edgegan.plugins.manager import get_manager
+from edgegan.train import fastpath
 from edgegan.train.pool import ImagePool
 from edgegan.train.task import Task, register_task
 
@@ -134,9 +135,10 @@ class CycleGANTask(Task):
             d_loss = loss.d_loss(d_real_b, d_fake_b) + loss.d_loss(d_real_a, d_fake_a)
         d_penalty = getattr(loss, "d_penalty", None)
         if d_penalty is not None:
-            pen = d_penalty(d_b, real_b.float(), pooled_b.float(), None) + d_penalty(
-                d_a, real_a.float(), pooled_a.float(), None
-            )
+            with fastpath.uncompiled(self.d_a, self.d_b):  # as the GAN task's penalties
+                pen = d_penalty(d_b, real_b.float(), pooled_b.float(), None) + d_penalty(
+                    d_a, real_a.float(), pooled_a.float(), None
+                )
             d_loss = d_loss + pen
             out["d_penalty"] = pen.detach()
         amp.step("d", d_loss, self.optims["d"])

@@ -7,6 +7,8 @@ functions here, so what is measured is what trains.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -82,6 +84,22 @@ def eager(net: nn.Module) -> Any:
     if getattr(net, "_compiled_call_impl", None) is not None:  # set by nn.Module.compile
         return net._call_impl
     return net
+
+
+@contextlib.contextmanager
+def uncompiled(*nets: nn.Module) -> Iterator[None]:
+    """Within the block each compiled network (``nn.Module.compile``) runs its eager call,
+    through a DDP wrapper too: for the penalties (R1, WGAN-GP's), which differentiate D's
+    gradient again, and torch's compiled backward cannot ("does not currently support double
+    backward"). The graph they build is eager; the rest of the step stays compiled."""
+    saved = [(n, n._compiled_call_impl) for n in nets if getattr(n, "_compiled_call_impl", None)]
+    for net, _ in saved:
+        net._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        for net, compiled in saved:
+            net._compiled_call_impl = compiled
 
 
 def mark_step() -> None:

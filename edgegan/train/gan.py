@@ -17,6 +17,7 @@ from edgegan import contracts
 from edgegan.config import Config, check_generator_kind
 from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
+from edgegan.train import fastpath
 from edgegan.train.augment import DiffAugment
 from edgegan.train.task import Task, register_task
 
@@ -193,19 +194,21 @@ class GANTask(Task):
             total = d_loss
             # Penalties smooth D where the loss trains it: through the augmentation (as
             # DiffAugment's and StyleGAN2-ADA's R1 do), differentiated w.r.t. the images.
+            # Penalties differentiate through D: keep them in full precision, and eager (a
+            # compiled D's backward cannot be differentiated again).
             D_seen = self.penalty_discriminator(D_train)
-            if d_penalty is not None:
-                # Penalties differentiate through D: keep them in full precision.
-                pen = d_penalty(D_seen, real.float(), fake.float(), labels)
-                total = total + pen
-                out["d_penalty"] = pen.detach()
             r1_step = cfg.r1_gamma > 0 and (step * cfg.d_steps + i) % cfg.r1_every == 0
-            if r1_step:
-                from edgegan.losses.penalties import r1_penalty
+            with fastpath.uncompiled(D):
+                if d_penalty is not None:
+                    pen = d_penalty(D_seen, real.float(), fake.float(), labels)
+                    total = total + pen
+                    out["d_penalty"] = pen.detach()
+                if r1_step:
+                    from edgegan.losses.penalties import r1_penalty
 
-                r1 = r1_penalty(D_seen, real.float(), labels)
-                total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
-                out["r1"] = r1.detach()
+                    r1 = r1_penalty(D_seen, real.float(), labels)
+                    total = total + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
+                    out["r1"] = r1.detach()
             amp.step("d", total, self.optims["d"])
         out["d_loss"] = d_loss.detach()
         out["d_real"] = d_real.detach().float().mean()
