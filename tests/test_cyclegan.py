@@ -105,6 +105,19 @@ def test_identity_loss_needs_equal_channels(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_the_gan_tasks_discriminator_settings_are_refused_not_ignored(tmp_path):
+    """train.d_steps, r1_gamma and augment: a cyclegan run trained without them, silently."""
+    with pytest.raises(ConfigError) as info:
+        train(tiny("train.d_steps=3", "train.r1_gamma=10"), out_dir=tmp_path / "r")
+    assert str(info.value).startswith(
+        "train.d_steps=3, train.r1_gamma=10: only task gan uses them, a cyclegan run would "
+        "ignore them; remove them"
+    )
+    with pytest.raises(ConfigError, match="train.augment='cutout': only task gan uses it"):
+        train(tiny("train.augment=cutout"), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_cyclegan_needs_a_two_domain_dataset(tmp_path):
     cfg = tiny("data.name=mnist")
     with pytest.raises(ConfigError, match="two-domain dataset"):

@@ -125,6 +125,23 @@ def _validate(config: Config) -> None:
             raise ConfigError(message)
     fastpath.validate(t)
     schedule.validate(t)
+    if config.task == "cyclegan":
+        # the GAN task's discriminator settings: a cyclegan run ignored them in silence
+        unused = [
+            f"train.{key}={value!r}" if isinstance(value, str) else f"train.{key}={value:g}"
+            for key, value, off in (
+                ("d_steps", t.d_steps, 1),
+                ("r1_gamma", t.r1_gamma, 0.0),
+                ("augment", t.augment, ""),
+            )
+            if value != off
+        ]
+        if unused:
+            it = "it" if len(unused) == 1 else "them"
+            raise ConfigError(
+                f"{', '.join(unused)}: only task gan uses {it}, a cyclegan run would ignore "
+                f"{it}; remove {it} (a cyclegan's gradient penalty: loss.name=wgan-gp)"
+            )
 
 
 def check_config(config: Config) -> None:
