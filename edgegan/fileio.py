@@ -69,18 +69,20 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, beside: bo
     (a file is written beside itself, a new folder made there). ``beside``: that folder too,
     for a folder put in place by renaming (an export's bundle)."""
     path = Path(path)
-    inside = folder and path.is_dir()
-    places = [path] if inside else []
+    # a link is written through (atomic_write writes beside its target): check there
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    inside = folder and real.is_dir()
+    places = [real] if inside else []
     if beside or not inside:
-        places.append(next((p for p in path.parents if p.exists()), Path(".")))
+        places.append(next((p for p in real.parents if p.exists()), Path(".")))
     for place in places:
         why = None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
         if why is None:
-            # os.access says yes to root on a read-only mount or in /proc: make a file there
+            # os.access says yes to root on a read-only mount or in /proc: make a file there,
+            # an unnamed one where the system has them (nothing left behind, none seen)
             try:
-                fd, probe = tempfile.mkstemp(dir=place, prefix=".edgegan-probe-")
-                os.close(fd)
-                os.unlink(probe)
+                with tempfile.TemporaryFile(dir=place, prefix=".edgegan-probe-"):
+                    pass
             except OSError as exc:
                 why = (exc.strerror or str(exc)).lower()
         if why is not None:

@@ -135,13 +135,20 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
-def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp_path):
+def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp_path, monkeypatch):
     """/proc (or a read-only mount, for root) passes os.access: train, export and infer
     failed at their first write naming the path, or a temporary file, not the option."""
     from edgegan.errors import EdgeganError
     from edgegan.fileio import check_out_dir
     from edgegan.scripting import check_json_path
     from edgegan.train.logs import new_run_dir
+
+    monkeypatch.setattr(os, "access", lambda *args: True)  # as for root, whoever runs this
+    link = tmp_path / "link.json"  # --json through a link: written beside the link's target
+    link.symlink_to("/proc/nope.json")
+    with pytest.raises(EdgeganError, match=f"^--json {link}: /proc is not writable \\("):
+        check_json_path(link)
+    link.unlink()
 
     out = Path("/proc/edgegan-test-out")
     for check in (
