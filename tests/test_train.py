@@ -502,6 +502,18 @@ def test_plain_progress_eta_uses_the_latest_interval(monkeypatch, capsys):
     assert len(lines) == 3
 
 
+def test_the_terminal_progress_bar_draws_on_stderr(monkeypatch, capsys):
+    """rich's Progress drew on stdout, the command's result (a translation's 'wrote ...')."""
+    from edgegan.train import logs
+
+    monkeypatch.setattr(logs.sys.stderr, "isatty", lambda: True, raising=False)
+    bar = logs.ProgressBar(10, 0, True, "infer", "images")
+    assert bar._bar is not None and bar._bar.console.stderr
+    bar.update(10)
+    bar.close()
+    assert capsys.readouterr().out == ""
+
+
 def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monkeypatch):
     from edgegan.train import fastpath
 

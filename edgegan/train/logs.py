@@ -235,6 +235,7 @@ class ProgressBar:
         if not enabled:
             return
         if sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -253,6 +254,7 @@ class ProgressBar:
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[info]}"),
                 transient=False,
+                console=Console(stderr=True),  # stdout is the command's result
             )
             self._task = self._bar.add_task(description, total=total, completed=start, info="")
             self._bar.start()
