@@ -55,6 +55,15 @@ class _Group(click.Group):
     another rank only an error of its own (marked ``rank_local`` by the trainer).
     """
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `edgegan --bogus`: before any command, one line too
+            if _is_main_process():
+                click.echo(f"error: {_usage_line(exc, ctx.command_path)}", err=True)
+            ctx.exit(exc.exit_code)
+            raise  # not reached: ctx.exit raises
+
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
@@ -62,7 +71,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:  # click's own: four lines; one, as for our errors
             if _is_main_process():
-                click.echo(f"error: {_usage_line(exc)}", err=True)
+                # an option missing its value carries no context: the command being parsed
+                sub = ctx.invoked_subcommand
+                where = f"{ctx.command_path} {sub}" if sub else ctx.command_path
+                click.echo(f"error: {_usage_line(exc, where)}", err=True)
             ctx.exit(exc.exit_code)
         except EdgeganError as exc:
             _report(exc, str(exc))
@@ -84,17 +96,23 @@ class _Group(click.Group):
                 signal.signal(signal.SIGTERM, old)
 
 
-def _usage_line(exc: click.UsageError) -> str:
-    """A click usage error as one line, in our style, with where to read more; an option
-    ``train`` lacks that is a config key (``--seed 1``) says how to set it."""
+def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
+    """A click usage error as one line, in our style, with where to read more (the command
+    of its context, else ``where``); an option ``train`` lacks that is a config key
+    (``--seed 1``) says how to set it."""
     message = " ".join(exc.format_message().split()).rstrip(".")  # click's may span lines
     message = message[:1].lower() + message[1:]
-    command = exc.ctx.command_path if exc.ctx is not None else "edgegan"
+    command = exc.ctx.command_path if exc.ctx is not None else where
     if isinstance(exc, click.NoSuchOption) and command.endswith(" train"):
         name = exc.option_name.lstrip("-").replace("-", "_")
         keys = [k for k in _config_keys() if k == name or k.endswith(f".{name}")]
-        if keys:  # click's "did you mean" would offer an option, not the key meant
+        if len(keys) == 1:  # click's "did you mean" would offer an option, not the key meant
             message = f"no such option '{exc.option_name}'; train takes {keys[0]}=VALUE"
+        elif keys:
+            message = (
+                f"no such option '{exc.option_name}'; train takes settings as key=value: "
+                + ", ".join(f"{k}=..." for k in keys)
+            )
         else:
             message += "; train takes its settings as key=value, e.g. train.steps=2000"
     return f"{message} (see {command} --help)"

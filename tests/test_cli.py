@@ -194,6 +194,10 @@ def test_on_off_values_stay_strings():
         (["train", "--device", "cpu"], "no such option '--device'; train takes train.device=VALUE"),
         (["train", "--seed", "1"], "no such option '--seed'; train takes seed=VALUE"),
         (["train", "--bogus"], "train takes its settings as key=value, e.g. train.steps=2000"),
+        (["train", "--name", "x"], "train takes settings as key=value: data.name=..., "),
+        # before any command, and an option missing its value (no context of its own)
+        (["--bogus"], "no such option '--bogus' (see edgegan --help)"),
+        (["bench", "b", "--json"], "option '--json' requires an argument (see edgegan bench"),
     ],
 )
 def test_usage_errors_are_one_line_like_every_other_error(args, line):
