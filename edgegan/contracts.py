@@ -278,7 +278,6 @@ def call_metric(entry: Entry, metric: Any, samples: Any, **kwargs: Any) -> dict[
     return scores
 
 
-@torch.no_grad()
 def check_gan_networks(
     g_entry: Entry,
     generator: nn.Module,
@@ -287,8 +286,9 @@ def check_gan_networks(
     context: dict[str, Any],
 ) -> None:
     """Run the generator on two latents (and labels) and the discriminator on its output, in
-    eval mode (no statistics or power iterations move) and with their own random stream (the
-    run's stays as it was)."""
+    eval mode (no statistics or power iterations move), with gradients on (a network whose
+    output cannot train is refused here, not at the first backward) and with their own random
+    stream (the run's stays as it was, whatever the networks draw)."""
     n = 2
     classes = getattr(generator, "num_classes", None)
     if context["num_classes"] and isinstance(classes, int) and classes != context["num_classes"]:
@@ -299,19 +299,17 @@ def check_gan_networks(
             "classes: build it with the num_classes its factory is given (or set "
             "model.conditional=false)",
         )
-    z = torch.randn(n, context["latent_dim"], generator=torch.Generator().manual_seed(0))
-    labels = torch.zeros(n, dtype=torch.long) if context["num_classes"] else None
-    expected = (n, context["channels"], context["image_size"], context["image_size"])
-    images = _call(g_entry, generator, f"{n} latents", z, labels)
-    if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
-        raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
-    _check_images(g_entry, images, f"{n} latents")
-    _check_discriminator(d_entry, discriminator, images, labels)
-    _check_gradients(g_entry, generator, z, labels)
-    _check_gradients(d_entry, discriminator, images, labels)
+    with random_state_kept():
+        z = torch.randn(n, context["latent_dim"], generator=torch.Generator().manual_seed(0))
+        labels = torch.zeros(n, dtype=torch.long) if context["num_classes"] else None
+        expected = (n, context["channels"], context["image_size"], context["image_size"])
+        images = _call(g_entry, generator, f"{n} latents", z, labels)
+        if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
+            raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
+        _check_images(g_entry, generator, images, f"{n} latents")
+        _check_discriminator(d_entry, discriminator, images.detach(), labels)
 
 
-@torch.no_grad()
 def check_translator_networks(
     g_entry: Entry,
     generator: nn.Module,
@@ -321,29 +319,32 @@ def check_translator_networks(
 ) -> None:
     """Run an image-to-image generator on two images of its input shape (``shapes[0]``) and
     the discriminator of its output domain on what it gives, which must have ``shapes[1]``;
-    in eval mode and on a random stream of their own, as :func:`check_gan_networks`."""
+    in eval mode, with gradients on and on a random stream of their own, as
+    :func:`check_gan_networks`."""
     n = 2
     source, target = ((n, *s) for s in shapes)
-    x = torch.rand(*source, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    images = _call(g_entry, generator, f"{n} images {source[1:]}", x, None)
-    if not isinstance(images, torch.Tensor) or tuple(images.shape) != target:
-        raise _fail(
-            g_entry, f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}"
-        )
-    _check_images(g_entry, images, f"{n} images {source[1:]}")
-    _check_discriminator(d_entry, discriminator, images, None)
-    _check_gradients(g_entry, generator, x, None)
-    _check_gradients(d_entry, discriminator, images, None)
+    with random_state_kept():
+        x = torch.rand(*source, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        images = _call(g_entry, generator, f"{n} images {source[1:]}", x, None)
+        if not isinstance(images, torch.Tensor) or tuple(images.shape) != target:
+            raise _fail(
+                g_entry,
+                f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}",
+            )
+        _check_images(g_entry, generator, images, f"{n} images {source[1:]}")
+        _check_discriminator(d_entry, discriminator, images.detach(), None)
 
 
-def _check_images(entry: Entry, images: torch.Tensor, what: str) -> None:
+def _check_images(entry: Entry, generator: nn.Module, images: torch.Tensor, what: str) -> None:
     """A generator's images are float32 (what the discriminator, the losses and the exports
-    take: a float64 one was blamed on the discriminator), finite, and in [-1, 1] (a warning:
-    an output layer without tanh still trains, but samples and exports clip it)."""
+    take: a float64 one was blamed on the discriminator), finite, carry gradients, and lie in
+    [-1, 1] (a warning: an output layer without tanh still trains, but samples and exports
+    clip it)."""
     if images.dtype != torch.float32:
         raise _fail(entry, f"gives {images.dtype} images for {what}; it must give float32")
     if not bool(torch.isfinite(images).all()):
         raise _fail(entry, f"gives non-finite values (NaN or inf) for {what}")
+    _check_gradients(entry, generator, images)
     lo, hi = float(images.min()), float(images.max())
     if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
         import warnings
@@ -355,15 +356,12 @@ def _check_images(entry: Entry, images: torch.Tensor, what: str) -> None:
         )
 
 
-def _check_gradients(entry: Entry, net: nn.Module, *inputs: Any) -> None:
-    """The output depends on the network's trainable parameters through autograd: one made
+def _check_gradients(entry: Entry, net: nn.Module, out: Any) -> None:
+    """``out`` depends on the network's trainable parameters through autograd: one made
     under ``torch.no_grad`` or detached failed at the first backward with a traceback
     ("element 0 of tensors does not require grad")."""
-    if not any(p.requires_grad for p in net.parameters()):
-        return
-    with torch.enable_grad():
-        out = _call(entry, net, "inputs with gradients on", *inputs)
-    if isinstance(out, torch.Tensor) and not out.requires_grad:
+    trainable = any(p.requires_grad for p in net.parameters())
+    if trainable and isinstance(out, torch.Tensor) and not out.requires_grad:
         raise _fail(
             entry,
             "gives outputs without gradients (made under torch.no_grad, or detached); "
@@ -382,6 +380,7 @@ def _check_discriminator(
         raise _fail(entry, f"gives {_shape(logits)} for {n} images; it must give ({n}, ...)")
     if not logits.is_floating_point():
         raise _fail(entry, f"gives {logits.dtype} logits; they must be floating point")
+    _check_gradients(entry, discriminator, logits)
 
 
 def check_cyclegan_parts(task: Any) -> None:
@@ -402,7 +401,8 @@ def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any) -> Any:
     was_training = net.training
     net.eval()
     try:
-        return net(*inputs)
+        with torch.enable_grad():  # as in training: the gradient checks need the graph
+            return net(*inputs)
     except Exception as exc:
         raise _fail(entry, f"failed on {what}: {_error(exc)}") from exc
     finally:

@@ -317,6 +317,26 @@ def test_broken_part_fails_before_the_run_dir_with_one_line(tmp_path, case):
     assert not (tmp_path / "r").exists()
 
 
+def test_the_network_checks_keep_the_runs_random_streams():
+    """A generator that draws noise inside moved the run's stream (its weights then depended
+    on whether its parts came from a plugin)."""
+    from edgegan.contracts import check_gan_networks
+    from edgegan.registry import Entry
+
+    class Noisy(GoodG):
+        def forward(self, z, labels=None):
+            return super().forward(z + torch.randn_like(z), labels)
+
+    entry = Entry(kind="models", name="n", factory=Noisy, role="generator", plugin="p")
+    context = {"latent_dim": 4, "num_classes": 0, "channels": 1, "image_size": 8}
+    generator, discriminator = Noisy(4, 1, 8), GoodD(1, 8)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    check_gan_networks(entry, generator, entry, discriminator, context)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_a_generator_outside_the_image_range_is_warned_about(tmp_path):
     """No tanh: it trains, but samples and exports clip what it gives."""
     _plugin(g=_g(lambda self, z: 50 * self.fc(z).view(len(z), *self.shape)))
