@@ -317,6 +317,24 @@ def test_broken_part_fails_before_the_run_dir_with_one_line(tmp_path, case):
     assert not (tmp_path / "r").exists()
 
 
+def _disk_gone(self, i):
+    if i:  # item 0, which the contract checks, reads fine
+        raise OSError("disk gone")
+    return GoodData.__getitem__(self, i)
+
+
+def test_a_plugin_dataset_failing_mid_run_is_named_with_its_batch(tmp_path):
+    """It was 'error: disk gone': no dataset, no plugin, no batch."""
+    from edgegan.errors import DataError
+
+    _plugin(data=_dataset(__getitem__=_disk_gone))
+    with pytest.raises(DataError) as info:
+        train(_config(), out_dir=tmp_path / "r")
+    assert str(info.value) == (
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) failed to give batch 1: OSError: disk gone"
+    )
+
+
 def test_the_network_checks_keep_the_runs_random_streams():
     """A generator that draws noise inside moved the run's stream (its weights then depended
     on whether its parts came from a plugin)."""

@@ -101,6 +101,19 @@ def test_a_datasets_own_failure_is_one_line_naming_it(workers):
         del info, stream
 
 
+def test_edgegan_datasets_and_out_of_memory_errors_pass_as_raised():
+    """Only a plugin's dataset (a source) is named: a built-in's bug keeps its traceback, and
+    out-of-memory or the pin-memory thread's errors are no dataset's."""
+    with pytest.raises(ValueError, match="^bad value$"):
+        take(BatchStream(BrokenItem(ValueError("bad value")), 4, 0, CPU), 2)
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        take(BatchStream(BrokenItem(oom), 4, 0, CPU, source="ds 'x'"), 2)
+    pinned = RuntimeError("Caught RuntimeError in pin memory thread for device 0.\nOriginal")
+    with pytest.raises(RuntimeError, match="pin memory thread"):
+        take(BatchStream(BrokenItem(pinned), 4, 0, CPU, source="ds 'x'"), 2)
+
+
 def test_worker_message_reads_the_last_line_of_the_traceback():
     def wrapped(tail: str) -> DataError:
         return DataError(

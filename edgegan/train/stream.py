@@ -144,6 +144,16 @@ def worker_message(exc: BaseException) -> str | None:
     return message.rstrip("\n") if found else None
 
 
+def _from_dataset(exc: BaseException) -> bool:
+    """Whether ``exc`` is a dataset's own failure to give an item (not Ctrl-C, an exit, out
+    of memory, or the pin-memory thread's CUDA error, which say nothing about the data)."""
+    if not isinstance(exc, Exception) or isinstance(exc, (MemoryError, StopIteration)):
+        return False
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return False
+    return "in pin memory thread" not in str(exc).split("\n", 1)[0]
+
+
 class BatchStream:
     """Endless ``(images, labels)`` batches on ``device``; ``consumed`` is its whole state."""
 
@@ -161,13 +171,13 @@ class BatchStream:
         rank: int = 0,
         world_size: int = 1,
         num_classes: int = 0,
-        source: str = "the dataset",
+        source: str | None = None,
     ) -> None:
         """``num_classes`` > 0 (a conditional run): every batch's labels are checked to lie
         in ``[-1, num_classes)`` before they reach the device (an embedding fails on others,
         on CUDA with a device-side assert); on the host, a few microseconds a batch.
-        ``source`` names the dataset (its plugin too) in the one line of a batch that failed
-        to load."""
+        ``source`` names a plugin's dataset (and the plugin) in the one line that a batch it
+        failed to give becomes; without it (edgegan's own datasets) errors pass as raised."""
         size = len(dataset)  # type: ignore[arg-type]
         if size < batch_size:
             raise DataError(
@@ -242,14 +252,14 @@ class BatchStream:
             # A failed batch is not consumed: a caller that catches the error and asks again
             # gets that batch again (a new iterator from ``consumed``), not the one after it.
             self._iter = None
-            if not isinstance(exc, Exception) or isinstance(exc, (MemoryError, StopIteration)):
-                raise  # Ctrl-C, exits, out of memory: as they are
             message = worker_message(exc)  # a worker's: the traceback is its message
             if isinstance(exc, EdgeganError):
                 if message is None:
                     raise
                 # One line, as from the training process, not the worker's whole traceback.
                 raise type(exc)(message) from None
+            if self.source is None or not _from_dataset(exc):
+                raise  # edgegan's own dataset's bug, out of memory, Ctrl-C: as they are
             # A dataset's own failure (an unreadable file, its bug): one line naming it; the
             # traceback is the cause (EDGEGAN_DEBUG=1 prints it).
             if message is None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan import __version__
+from edgegan import __version__, contracts
 from edgegan.config import (
     Config,
     config_from_dict,
@@ -229,7 +229,12 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             num_classes=int(getattr(self.task, "num_classes", 0) or 0),
-            source=f"{data_entry.label}{data_entry.origin}",
+            # a plugin's dataset is named in the line of a batch it fails to give
+            source=(
+                f"{data_entry.label}{data_entry.origin}"
+                if contracts.is_external(data_entry)
+                else None
+            ),
         )
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
