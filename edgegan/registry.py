@@ -84,12 +84,10 @@ class Registry:
                 raise PluginError(f"plugin '{entry.plugin}' registers {entry.label} twice")
             # A built-in cannot be uninstalled: the plugin must rename its part.
             fix = "rename it" if other.distribution == "edgegan" else "uninstall one"
-            in_code = entry.distribution == entry.plugin and not entry.version
-            fix += (
-                " in the plugin registered in code"
-                if in_code  # no distribution to uninstall or environment variable to skip it
-                else f" or set EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
-            )
+            fix += f" or set EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+            if entry.distribution == entry.plugin and not entry.version:
+                # registered in code: no distribution to uninstall, no variable skips it
+                fix = "rename it in the plugin registered in code"
             raise PluginError(
                 f"{entry.label} is registered twice: by plugin '{other.plugin}' "
                 f"(distribution {other.distribution}) and by plugin '{entry.plugin}' "
@@ -405,6 +403,9 @@ _CONFIG_KEYS = {
 
 #: The keys of a part's config that are not factory parameters.
 RESERVED_PARAMS = frozenset({"name", "defaults"})
+#: The kinds chosen by a part config (``name`` and parameters); metrics and exporters are
+#: chosen by name alone.
+PART_CONFIG_KINDS = frozenset({"datasets", "models", "losses", "callbacks"})
 
 
 def validate_registration(
@@ -439,14 +440,23 @@ def validate_registration(
             f"{type(description).__name__}; it must be a string"
         )
     # A part's config keeps these two keys for itself (``name``: which part; ``defaults``:
-    # the defaults a run recorded): a factory parameter of either name could never be set.
-    try:
-        reserved = sorted(RESERVED_PARAMS & set(inspect.signature(factory).parameters))
-    except (TypeError, ValueError):  # no signature to read (a builtin): checked when called
-        reserved = []
+    # the defaults a run recorded): a factory that requires a parameter of either name could
+    # never be built from a config (an optional one keeps its default, a bound one its value).
+    reserved = []
+    if kind in PART_CONFIG_KINDS:
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # no signature to read (a builtin): checked when called
+            params = {}
+        variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        reserved = [
+            p
+            for p in sorted(RESERVED_PARAMS & set(params))
+            if params[p].default is inspect.Parameter.empty and params[p].kind not in variadic
+        ]
     if reserved:
         raise PluginError(
-            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' whose factory takes "
+            f"plugin '{plugin}' registered {_NOUN[kind]} '{name}' whose factory requires "
             f"'{reserved[0]}', which a part's config keeps for itself (name, defaults): "
             "rename that parameter"
         )

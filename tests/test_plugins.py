@@ -510,18 +510,33 @@ INVALID = {
         "registered loss 'x' with a description of type list; it must be a string",
     ),
     # accepted, 'name' could never be set (it picks the part) and 'defaults' failed on use
-    "factory parameter 'name'": (
-        'register("x", lambda name="a", size=1: None)',
+    "factory requiring 'name'": (
+        'register("x", lambda name, size=1: None)',
         "losses",
-        "registered loss 'x' whose factory takes 'name', which a part's config keeps for "
+        "registered loss 'x' whose factory requires 'name', which a part's config keeps for "
         "itself (name, defaults): rename that parameter",
     ),
-    "factory parameter 'defaults'": (
-        'register("x", lambda defaults=None: None)',
+    "factory requiring 'defaults'": (
+        'register("x", lambda defaults: None)',
         "datasets",
-        "whose factory takes 'defaults'",
+        "whose factory requires 'defaults'",
     ),
 }
+
+
+def test_optional_or_bound_reserved_parameters_and_other_kinds_are_accepted():
+    """Refusing them skipped plugins that worked: an optional 'name' keeps its default, a
+    functools.partial's bound one its value, and a metric or exporter has no part config."""
+    import functools
+
+    from edgegan.registry import validate_registration
+
+    def net(size: int = 1, name: str = "small"):
+        return size
+
+    validate_registration("models", "n", functools.partial(net, name="big"), "generator", "p")
+    validate_registration("losses", "l", lambda name="a", defaults=None: None, None, "p")
+    validate_registration("metrics", "m", lambda name: None, None, "p")
 
 
 @pytest.mark.parametrize("case", list(INVALID))

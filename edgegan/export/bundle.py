@@ -232,6 +232,8 @@ def weights_digest(module: Any) -> str:
 
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if not isinstance(tensor, torch.Tensor):  # a module's extra state: no weights
+            continue
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes())
