@@ -550,3 +550,23 @@ def test_an_export_into_a_folder_it_cannot_rename_into_is_refused_first(
     with pytest.raises(EdgeganError, match=f"--out {ro / 'out'}: {ro} is not writable"):
         export(runs["uncond"], out=ro / "out")
     assert list((ro / "out").iterdir()) == []
+
+
+def test_weights_digest_covers_tensors_and_skips_extra_state():
+    """A module with get_extra_state (a dict) crashed the export in the digest."""
+    from edgegan.export.bundle import weights_digest
+
+    class Extra(torch.nn.Linear):
+        def get_extra_state(self):
+            return {"note": "kept aside"}
+
+        def set_extra_state(self, state):
+            pass
+
+    torch.manual_seed(0)
+    a, b = Extra(3, 2), Extra(3, 2)
+    b.load_state_dict(a.state_dict())
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        b.weight[0, 0] += 1e-6
+    assert weights_digest(a) != weights_digest(b)
