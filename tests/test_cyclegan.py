@@ -113,9 +113,11 @@ def test_the_gan_tasks_discriminator_settings_are_refused_not_ignored(tmp_path):
         "train.d_steps=3, train.r1_gamma=10: only task gan uses them, a cyclegan run would "
         "ignore them; remove them"
     )
+    assert "(train.d_steps=1 train.r1_gamma=0: resuming a run that set them)" in str(info.value)
     with pytest.raises(ConfigError, match="train.augment='cutout': only task gan uses it"):
         train(tiny("train.augment=cutout"), out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+    assert train(tiny("train.augment=,", steps=1), out_dir=tmp_path / "r").step == 1  # none
 
 
 def test_cyclegan_needs_a_two_domain_dataset(tmp_path):

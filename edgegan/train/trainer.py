@@ -132,15 +132,20 @@ def _validate(config: Config) -> None:
             for key, value, off in (
                 ("d_steps", t.d_steps, 1),
                 ("r1_gamma", t.r1_gamma, 0.0),
-                ("augment", t.augment, ""),
+                ("augment", t.augment.replace(",", " ").strip(), ""),  # "," is no policy
             )
             if value != off
         ]
         if unused:
             it = "it" if len(unused) == 1 else "them"
+            reset = " ".join(
+                f"train.{k}={v}" for k, v in (("d_steps", 1), ("r1_gamma", 0), ("augment", ""))
+                if any(u.startswith(f"train.{k}=") for u in unused)
+            )  # fmt: skip
             raise ConfigError(
                 f"{', '.join(unused)}: only task gan uses {it}, a cyclegan run would ignore "
-                f"{it}; remove {it} (a cyclegan's gradient penalty: loss.name=wgan-gp)"
+                f"{it}; remove {it}, or override {it} ({reset}: resuming a run that set "
+                f"{it}); a cyclegan's gradient penalty is loss.name=wgan-gp"
             )
 
 
