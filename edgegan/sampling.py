@@ -36,7 +36,7 @@ def _latent_stream(seed: int) -> np.random.Generator:
     from edgegan.runtime.base import is_int
 
     if not is_int(seed) or seed < 0:
-        raise EdgeganError(f"seed must be an integer >= 0, got {seed!r}")
+        raise EdgeganError(f"--seed must be an integer >= 0, got {seed!r}")
     return np.random.default_rng(seed)
 
 
@@ -45,7 +45,7 @@ def check_batch_size(batch_size: int) -> None:
     from edgegan.runtime.base import is_int
 
     if not is_int(batch_size):
-        raise EdgeganError(f"batch size must be a positive integer, got {batch_size!r}")
+        raise EdgeganError(f"--batch-size must be a positive integer, got {batch_size!r}")
     if batch_size <= 0:
         raise EdgeganError("--batch-size must be a positive number")
 

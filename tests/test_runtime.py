@@ -288,19 +288,19 @@ def test_api_arguments_are_checked_with_one_line(run_dir, bundle, tmp_path):
         with pytest.raises(EdgeganError, match=re.escape(message)):
             load_run_generator(run_dir, device=device)
     gen = load_run_generator(run_dir)
-    with pytest.raises(EdgeganError, match="seed must be an integer >= 0, got -1"):
+    with pytest.raises(EdgeganError, match="--seed must be an integer >= 0, got -1"):
         generate(gen, 2, seed=-1)
-    with pytest.raises(EdgeganError, match="seed must be an integer >= 0, got -1"):
+    with pytest.raises(EdgeganError, match="--seed must be an integer >= 0, got -1"):
         infer(run_dir, tmp_path / "o", num=2, seed=-1)
-    with pytest.raises(EdgeganError, match="seed must be an integer >= 0"):
+    with pytest.raises(EdgeganError, match="--seed must be an integer >= 0"):
         make_inputs({"latent_dim": 4}, 2, seed=1.5)
     for size in (-5, 0):
         with pytest.raises(EdgeganError, match="batch-size must be a positive number"):
             generate(gen, 3, batch_size=size)
-    with pytest.raises(EdgeganError, match="batch size must be a positive integer, got 2.5"):
+    with pytest.raises(EdgeganError, match="--batch-size must be a positive integer, got 2.5"):
         generate(gen, 3, batch_size=2.5)
     for threads in (-1, "x"):
-        with pytest.raises(EdgeganError, match="threads must be an integer >= 1"):
+        with pytest.raises(EdgeganError, match="--threads must be an integer >= 1"):
             open_runner(bundle, "onnxruntime", threads=threads)
     assert not (tmp_path / "o").exists()
 

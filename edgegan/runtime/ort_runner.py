@@ -185,7 +185,7 @@ class OrtRunner(Runner):
         self.device = "cpu" if kind == "cpu" else f"cuda:{index}"
         if threads is not None and (not is_int(threads) or threads < 0):
             raise EdgeganError(
-                f"threads must be an integer >= 1 (0: one per core), got {threads!r}"
+                f"--threads must be an integer >= 1 (0: one per core), got {threads!r}"
             )
         self.threads = int(threads) if threads else physical_cores()
         self.spinning = not is_translator(self.spec)
