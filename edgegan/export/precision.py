@@ -236,15 +236,16 @@ def resolve_exclusions(model: Any, exclude: tuple[str, ...]) -> list[str]:
 
 def _upstream(model: Any, node: Any) -> list[str]:
     """The names of the nodes ``node`` depends on, nearest the graph's inputs first."""
-    producer = {out: n for n in model.graph.node for out in n.output}
-    seen: list[str] = []
-    pending = list(node.input)
+    # "" is an omitted optional input or output: it links nothing
+    producer = {out: n for n in model.graph.node for out in n.output if out}
+    seen: list[Any] = []
+    pending = [name for name in node.input if name]
     while pending:
         source = producer.get(pending.pop())
-        if source is not None and source.name not in seen:
-            seen.append(source.name)
-            pending += source.input
-    return seen[::-1]
+        if source is not None and all(source is not n for n in seen):
+            seen.append(source)
+            pending += [name for name in source.input if name]
+    return [n.name for n in reversed(seen) if n.name]
 
 
 def to_int8(
