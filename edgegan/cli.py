@@ -24,7 +24,7 @@ import click
 
 from edgegan import __version__
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import EdgeganError, os_error_line
+from edgegan.errors import ConfigError, EdgeganError, os_error_line
 
 if TYPE_CHECKING:
     from edgegan.export.trt_profile import BuildOptions
@@ -195,7 +195,17 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
             raise EdgeganError("--resume continues a run with its own config; drop the preset")
         if out:
             raise EdgeganError("--resume writes into the run it continues; drop --out")
-        config = load_run_config(resume, overrides)
+        try:
+            config = load_run_config(resume, overrides)
+        except ConfigError as exc:
+            from edgegan.train.distributed import launch_env, rank_local
+
+            env = launch_env()
+            if env is not None and env.world_size > 1 and not Path(resume, "config.yaml").exists():
+                # What this node's disk holds: another node may see the run (no shared
+                # filesystem), and its processes then wait for this one; say which failed.
+                raise rank_local(exc, env.rank) from None
+            raise
     else:
         config = load_config(source, overrides)
 

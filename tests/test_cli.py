@@ -417,3 +417,29 @@ def test_a_silent_rank_waiting_for_rank_0_ends_at_once_on_sigterm_or_ctrl_c(
         signal.signal(signal.SIGINT, old)
     assert result.exit_code == code and result.output.strip() == ""
     assert time.monotonic() - t0 < 10
+
+
+def test_a_rank_that_cannot_see_the_run_it_resumes_says_so_at_once(monkeypatch, tmp_path):
+    """Multi-node without a shared filesystem: the node lacking the run printed nothing (the
+    error read as one every rank makes alike, rank 0's to print), waited, and left the nodes
+    that have it waiting in the process group for train.dist_timeout."""
+    import edgegan.cli as cli_mod
+
+    waits: list[float] = []
+    monkeypatch.setattr(cli_mod.time, "sleep", waits.append)
+    for key, value in (("RANK", "1"), ("WORLD_SIZE", "2"), ("TORCHELASTIC_RUN_ID", "t")):
+        monkeypatch.setenv(key, value)
+    missing = tmp_path / "run"
+    result = CliRunner().invoke(cli_mod.cli, ["train", "--resume", str(missing)])
+    assert result.exit_code == 2 and waits == []
+    assert result.output.strip() == (
+        f"error: [rank 1] not a run directory (no config.yaml): {missing}"
+    )
+    # A mistake every process makes alike (a bad override) stays rank 0's to print.
+    from edgegan.config import load_config
+
+    missing.mkdir()
+    (missing / "config.yaml").write_text(yaml.safe_dump(load_config("dcgan-mnist").to_dict()))
+    result = CliRunner().invoke(cli_mod.cli, ["train", "--resume", str(missing), "bogus.key=1"])
+    assert result.exit_code == 2 and result.output.strip() == ""
+    assert waits == [cli_mod.SILENT_RANK_WAIT]

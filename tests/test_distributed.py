@@ -559,3 +559,42 @@ def test_resuming_a_multi_process_run_in_one_process_says_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         one.restore_rng({"rng": rng_state(), "step": 4}, seed=0)  # saved by one: quiet
+
+
+@pytest.mark.parametrize(
+    "raised, expected",
+    [
+        (  # gloo, the rank waiting for a busy process 0 (the message seen with torch 2.13)
+            "[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:129] Timed out "
+            "waiting 3000ms for send operation to complete",
+            "error: [rank 1] a collective waited longer than train.dist_timeout=3 s: another "
+            "process is stuck, or was busy for longer (process 0 evaluates, validates, writes "
+            "samples and checkpoints while the others wait: raise train.dist_timeout): Timed "
+            "out waiting 3000ms for send operation to complete",
+        ),
+        (  # gloo, the other end of a lost process
+            "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by "
+            "peer [127.0.0.1]:55947. This is typically caused by a remote worker crashing.",
+            "error: [rank 1] a collective failed, most likely because another process failed "
+            "or was stopped (see its error): Connection closed by peer [127.0.0.1]:55947",
+        ),
+    ],
+)
+def test_a_collective_timeout_or_a_lost_peer_is_one_line_of_this_rank(
+    monkeypatch, capsys, raised, expected
+):
+    """A timeout was a 70-line traceback that blamed nothing (only lost peers were known)."""
+    import edgegan.train.distributed as distributed
+    from edgegan.cli import _report
+
+    config = load_config("dcgan-mnist", [*TINY_GAN, "train.dist_timeout=3"])
+    monkeypatch.setattr(distributed, "launch_env", lambda: LaunchEnv(1, 2, 1, 2))
+    monkeypatch.setattr(dist, "init_process_group", lambda *a, **k: None)  # no peers here
+    for key, value in (("RANK", "1"), ("WORLD_SIZE", "2")):
+        monkeypatch.setenv(key, value)
+    with pytest.raises(distributed.DistributedError) as caught:
+        with distributed.session(config):
+            raise RuntimeError(raised)
+    assert caught.value.rank_local and caught.value.__cause__ is None
+    _report(caught.value, str(caught.value))  # as the CLI prints it, on rank 1 too
+    assert capsys.readouterr().err.strip() == expected

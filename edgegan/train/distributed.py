@@ -49,6 +49,8 @@ BACKENDS = ("auto", "nccl", "gloo")
 
 # Fragments of what gloo raises (a plain RuntimeError) when a peer process is gone.
 _LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+# ... and when a collective waited past the process group's timeout (gloo; NCCL's watchdog).
+_TIMED_OUT = ("Timed out waiting", "timeout caused pair closure", "operation timeout")
 
 
 class DistributedError(EdgeganError):
@@ -146,6 +148,14 @@ def _backend(config: Config, device: torch.device) -> str:
 def _agreed(exc: BaseException) -> BaseException:
     """Mark an error that every rank raises alike: rank 0 alone reports it."""
     exc.agreed = True  # type: ignore[attr-defined]
+    return exc
+
+
+def rank_local(exc: EdgeganError, rank: int) -> EdgeganError:
+    """Mark an error of this rank alone (what one node's filesystem holds, a lost peer):
+    prefixed ``[rank r]``, and printed by every rank that raises it (see the CLI)."""
+    exc.args = (f"[rank {rank}] {exc}",)
+    exc.rank_local = True  # type: ignore[attr-defined]
     return exc
 
 
@@ -350,6 +360,10 @@ def _lost_peer(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _LOST_PEER)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TIMED_OUT)
+
+
 @contextmanager
 def session(config: Config) -> Iterator[Distributed]:
     """The distributed context of one training run.
@@ -408,20 +422,27 @@ def session(config: Config) -> Iterator[Distributed]:
         yield handle
     except EdgeganError as exc:
         if not getattr(exc, "agreed", False):
-            exc.args = (f"[rank {env.rank}] {exc}",)
-            exc.rank_local = True  # type: ignore[attr-defined]
+            rank_local(exc, env.rank)
         raise
     except Exception as exc:
-        if not _lost_peer(exc):
+        timed_out = _timed_out(exc)  # first: a timeout may be a DistError too
+        if not (timed_out or _lost_peer(exc)):
             raise
         # gloo's message: "[.../pair.cc:553] Connection closed by peer [addr]:port. This is..."
         first = re.sub(r"^\[[^\]]*\] ", "", str(exc).strip()).split(". ")[0]
-        lost = DistributedError(
-            f"[rank {env.rank}] a collective failed, most likely because another process "
-            f"failed or was stopped (see its error): {first}"
-        )
-        lost.rank_local = True  # type: ignore[attr-defined]
-        raise lost from None
+        if timed_out:
+            why = (
+                f"a collective waited longer than train.dist_timeout="
+                f"{config.train.dist_timeout:g} s: another process is stuck, or was busy "
+                "for longer (process 0 evaluates, validates, writes samples and checkpoints "
+                "while the others wait: raise train.dist_timeout)"
+            )
+        else:
+            why = (
+                "a collective failed, most likely because another process failed or was "
+                "stopped (see its error)"
+            )
+        raise rank_local(DistributedError(f"{why}: {first}"), env.rank) from None
     finally:
         if handle is not None:
             handle.release()
