@@ -345,7 +345,7 @@ def _check_images(entry: Entry, generator: nn.Module, images: torch.Tensor, what
     if not bool(torch.isfinite(images).all()):
         raise _fail(entry, f"gives non-finite values (NaN or inf) for {what}")
     _check_gradients(entry, generator, images)
-    lo, hi = float(images.min()), float(images.max())
+    lo, hi = float(images.detach().min()), float(images.detach().max())
     if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
         import warnings
 

@@ -639,6 +639,36 @@ def test_a_plugin_metric_is_built_once_per_run(tmp_path):
     assert result.eval["n"] == 10 and len(built) == 1
 
 
+def test_a_plugin_metric_is_built_by_process_0_alone(monkeypatch):
+    """Under torchrun the others only look it up (process 0 alone evaluates): each process
+    built it, loading whatever network it holds N times over."""
+    from edgegan.errors import EdgeganError
+    from edgegan.plugins.manager import get_manager
+    from edgegan.train.device import Precision
+    from edgegan.train.gan import GANTask
+
+    built = []
+
+    class Counted(MeanPix):
+        def __init__(self):
+            built.append(self)
+
+    _plugin(metric=Counted)
+    cfg = _metric_config()
+    data = get_manager().registry("datasets").build("bad", {}, {"split": "train"})
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    for rank, builds in ((1, 0), (0, 1)):
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        task = GANTask(cfg, data, cpu, Precision("off", cpu))
+        assert len(built) == builds and (task._scorer is not None) == bool(builds)
+        built.clear()
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    cfg.eval.metric = "nosuch"
+    with pytest.raises(EdgeganError, match="unknown metric 'nosuch'"):  # still checked there
+        GANTask(cfg, data, cpu, Precision("off", cpu))
+
+
 class NanMetric:
     def compute(self, samples, labels=None, reference=None):
         return {"fd": float("nan"), "n": len(samples)}

@@ -151,6 +151,12 @@ def _agreed(exc: BaseException) -> BaseException:
     return exc
 
 
+def is_main_process() -> bool:
+    """True but in a process of rank > 0 of a started process group (which evaluates
+    nothing and writes nothing: process 0 does)."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def rank_local(exc: EdgeganError, rank: int) -> EdgeganError:
     """Mark an error of this rank alone (what one node's filesystem holds, a lost peer):
     prefixed ``[rank r]``, and printed by every rank that raises it (see the CLI)."""

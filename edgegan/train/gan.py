@@ -92,8 +92,12 @@ class GANTask(Task):
         self._scorer: Any = None  # the metric, built once for every evaluation of the run
         if ev.at_end or ev.every:  # an unknown or broken metric must fail now, not after training
             from edgegan.metrics.evaluate import check_metric
+            from edgegan.train.distributed import is_main_process
 
-            self._scorer = check_metric(ev.metric, self._reference())
+            if is_main_process():
+                self._scorer = check_metric(ev.metric, self._reference())
+            else:  # process 0 alone evaluates: a metric that loads a network is built there
+                manager.registry("metrics").get(ev.metric)
 
     def _reference(self) -> str | None:
         return "mnist:test" if self.config.data.name == "mnist" else None
