@@ -284,7 +284,8 @@ def test_train_resume_infer_via_cli(tmp_path):
     proc = run("eval", str(npz_dir / "images.npz"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"fd"' in proc.stdout and '"label_accuracy"' in proc.stdout
-    assert "warning: an FD from 12 samples is biased upward" in proc.stderr
+    assert "warning: an FD from 12 samples means little" in proc.stderr  # the metric's
+    assert "biased upward" not in proc.stderr  # (the CLI's, for 129 to 1,999 samples)
     json.loads(proc.stdout)  # the warning stays off stdout
 
     bad = run("infer", str(out), "--labels", "12", "--out", str(tmp_path / "bad"))

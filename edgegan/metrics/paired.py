@@ -31,6 +31,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     x, y = _unit(pred), _unit(target)
     c = x.shape[1]
     window = min(window, x.shape[-1], x.shape[-2])
+    window -= 1 - window % 2  # odd, centred on a pixel (an 8 px image: 7, not 8)
     coords = torch.arange(window, dtype=torch.float32) - (window - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = (g / g.sum()).to(x.device)
