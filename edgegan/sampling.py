@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def parse_labels(text: str | None) -> list[int] | None:
 class RunGenerator:
     """A run's sampled network (EMA weights when trained with them), in eval mode."""
 
-    module: Any
+    module: Any = field(repr=False)  # its repr is the whole network
     spec: dict[str, Any]
     run_dir: Path
     step: int

@@ -283,6 +283,12 @@ def test_a_graph_that_disagrees_with_edgegan_json_is_refused(tmp_path, cond_bund
             open_runner(bundle, "onnxruntime")
     with open_runner(cond, "onnxruntime") as runner:  # the bundle as exported
         assert list(runner.input_names) == ["z", "labels"]
+        assert repr(runner) == "<OrtRunner onnxruntime/fp32/cpu>"  # not an address
+
+
+def test_a_run_generator_repr_leaves_the_network_out(runs):
+    gen = load_run_generator(runs["cond"])
+    assert repr(gen).startswith("RunGenerator(spec=") and "Conv" not in repr(gen)
 
 
 # -- reduced precision ---------------------------------------------------------------------------

@@ -883,6 +883,11 @@ def test_resume_through_the_api(tmp_path):
         train(resume=run)
     with pytest.raises(ConfigError, match="needs a config"):
         train()
+    # A preset's settings silently replaced the run's (the CLI refuses a preset with --resume)
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"continues with its own config: .*load_run_config\("):
+        train("dcgan-mnist", resume=run)
+    assert (run / "config.yaml").read_text() == before
     assert train(load_run_config(run, "train.steps=3"), out_dir=run, resume=run).step == 3
 
 

@@ -389,6 +389,9 @@ class Runner(ABC):
     def describe(self) -> str:
         return f"{self.name}/{self.precision}/{self.device}"
 
+    def __repr__(self) -> str:  # a notebook shows the runner, not an address
+        return f"<{type(self).__name__} {self.describe()}>"
+
     def __enter__(self) -> Runner:
         return self
 

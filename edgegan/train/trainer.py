@@ -693,7 +693,8 @@ def train(
     field set to a value of the wrong type is one ConfigError.
 
     To resume, pass the run's own config, with any changes, as
-    ``load_run_config(run, overrides)`` gives it, or no config at all (the run's as saved);
+    ``load_run_config(run, overrides)`` gives it, or no config at all (the run's as saved;
+    a preset name or YAML path is refused there: its settings would replace the run's);
     a resumed run stays in its directory, so ``out_dir`` must be None or that directory.
 
     The run directory is claimed first (two runs started together never share one), and
@@ -715,6 +716,11 @@ def train(
             )
         if config is None:
             config = load_run_config(resume)
+        elif isinstance(config, (str, Path)):  # a preset's settings would replace the run's
+            raise ConfigError(
+                f"a resumed run continues with its own config: pass no config, or "
+                f"load_run_config({str(resume)!r}, overrides), not {str(config)!r}"
+            )
     elif config is None:
         raise ConfigError("train() needs a config (load_config(...)) or a run to resume")
     if isinstance(config, (str, Path)):
