@@ -40,6 +40,14 @@ def _latent_stream(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def check_num(num: int) -> None:
+    """A positive int, as ``--num`` takes (2.5 was a bare TypeError inside NumPy)."""
+    from edgegan.runtime.base import is_int
+
+    if not is_int(num) or num <= 0:
+        raise EdgeganError(f"--num must be a positive number of images, got {num!r}")
+
+
 def check_batch_size(batch_size: int) -> None:
     """A positive int, as ``--batch-size`` takes."""
     from edgegan.runtime.base import is_int
@@ -91,8 +99,7 @@ def make_inputs(
 
     ``spec`` is a run's generator spec or a bundle's ``spec`` (``latent_dim``,
     ``num_classes``)."""
-    if num <= 0:
-        raise EdgeganError("--num must be a positive number of images")
+    check_num(num)
     inputs = {INPUT_LATENTS: make_latents(num, int(spec["latent_dim"]), seed)}
     label_arr = make_labels(num, int(spec.get("num_classes") or 0), labels)
     if label_arr is not None:
@@ -238,8 +245,7 @@ def iter_samples(
             f"{spec['direction']} is an image-to-image generator: it translates images "
             "(edgegan.translate.translate_arrays; infer --input) and samples nothing"
         )
-    if num <= 0:
-        raise EdgeganError("--num must be a positive number of images")
+    check_num(num)
     latent_dim, num_classes = int(spec["latent_dim"]), int(spec.get("num_classes") or 0)
     labels_at(np.arange(0), num, num_classes, labels)  # refuse bad labels before any work
     check_batch_size(batch_size)

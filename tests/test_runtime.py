@@ -299,6 +299,13 @@ def test_api_arguments_are_checked_with_one_line(run_dir, bundle, tmp_path):
             generate(gen, 3, batch_size=size)
     with pytest.raises(EdgeganError, match="--batch-size must be a positive integer, got 2.5"):
         generate(gen, 3, batch_size=2.5)
+    for num in (0, 2.5, "3"):  # 2.5 was a bare TypeError from NumPy
+        with pytest.raises(
+            EdgeganError, match=f"--num must be a positive number of images, got {num!r}"
+        ):
+            generate(gen, num)
+        with pytest.raises(EdgeganError, match="--num must be a positive number of images"):
+            make_inputs({"latent_dim": 4}, num)
     for threads in (-1, "x"):
         with pytest.raises(EdgeganError, match="--threads must be an integer >= 1"):
             open_runner(bundle, "onnxruntime", threads=threads)
