@@ -31,10 +31,35 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk's write names no file: "error: No space ..."
+            exc.filename = str(given)
+        raise
+    except RuntimeError as exc:
+        # torch.save's zip writer turns the full disk's OSError into "[enforce fail at
+        # inline_container.cc] unexpected pos": a traceback of 40 lines. Give the OSError.
+        cause = _os_error_behind(exc)
+        if cause is None:
+            raise
+        if cause.filename is None:
+            cause.filename = str(given)
+        raise cause from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return given
+
+
+def _os_error_behind(exc: BaseException) -> OSError | None:
+    """The first OSError in ``exc``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def strict_json(obj: Any) -> Any:
