@@ -283,7 +283,7 @@ def write_outputs(
     from ``start``. ``track(path)`` is called before each file is written
     (:meth:`edgegan.fileio.NewFiles.file`)."""
     track = track or (lambda path: path)
-    from PIL import Image
+    from edgegan.data.transforms import save_png
 
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
@@ -300,7 +300,9 @@ def write_outputs(
     for i, img in enumerate(images):
         suffix = f"_label{labels[i]}" if labels is not None else ""
         path = out / f"{start + i:06d}{suffix}.png"
-        Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(track(path))
+        # atomic: `--overwrite` replaces files in place, and a failed write must not leave a
+        # cut-off PNG where a good one was (nor a 0-byte one after kill -9)
+        save_png(img, track(path), compress_level=6, fsync=False)  # PIL's default level
         paths.append(path)
     return paths
 

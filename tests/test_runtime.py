@@ -1675,3 +1675,37 @@ def test_infer_writes_pngs_batch_by_batch_with_the_same_images_for_any_batch_siz
 
     first = np.asarray(Image.open(out / "000000_label7.png"))
     np.testing.assert_array_equal(first, to_uint8_nhwc(whole["images"][:1])[0, :, :, 0])
+
+
+def test_a_failed_infer_overwrite_leaves_each_earlier_png_whole(bundle, tmp_path, monkeypatch):
+    """PNGs were written in place: with --overwrite, a write that failed mid-file (a full
+    disk) left a cut-off PNG where a good one was, and kill -9 a 0-byte one."""
+    import errno
+
+    from PIL import Image
+
+    from edgegan.sampling import infer
+
+    out = tmp_path / "o"
+    infer(bundle, out, num=6, backend="onnxruntime")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_save, calls = Image.Image.save, []
+
+    def disk_fills_at_the_fourth(self, fp, *args, **kwargs):
+        calls.append(1)
+        if len(calls) < 4:
+            return real_save(self, fp, *args, **kwargs)
+        fp.write(b"\x89PNG cut") if hasattr(fp, "write") else Path(fp).write_bytes(b"\x89PNG")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_fills_at_the_fourth)
+    with pytest.raises(OSError, match="No space left"):
+        infer(bundle, out, num=6, seed=1, backend="onnxruntime", overwrite=True)
+    monkeypatch.undo()
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(after) == sorted(before)  # no temporary files left
+    names = sorted(before)
+    assert all(after[n] != before[n] for n in names[:3])  # the new seed's
+    assert all(after[n] == before[n] for n in names[3:])  # the earlier, whole
+    for name in names:
+        Image.open(out / name).load()

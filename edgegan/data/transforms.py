@@ -245,8 +245,9 @@ def _is_float(x: Any) -> bool:
     return np.issubdtype(dtype, np.floating)
 
 
-def save_png(image: Any, path: str | Path, compress_level: int = 3) -> Path:
-    """Write an image as PNG (atomically: a reader never sees a half-written file).
+def save_png(image: Any, path: str | Path, compress_level: int = 3, fsync: bool = True) -> Path:
+    """Write an image as PNG (atomically: a reader never sees a half-written file; ``fsync``
+    as :func:`edgegan.fileio.atomic_write` takes it).
 
     ``image``: a PIL image; a uint8 array ``(H, W)`` or ``(H, W, C)`` (C = 1, 3 or 4); or a
     float tensor/array ``(C, H, W)`` in [-1, 1]. Parent folders are created.
@@ -266,7 +267,9 @@ def save_png(image: Any, path: str | Path, compress_level: int = 3) -> Path:
             raise ValueError(f"cannot save an image of shape {arr.shape} as PNG")
     from edgegan.fileio import atomic_write
 
-    atomic_write(path, lambda f: img.save(f, format="PNG", compress_level=compress_level))
+    atomic_write(
+        path, lambda f: img.save(f, format="PNG", compress_level=compress_level), fsync=fsync
+    )
     return path
 
 
