@@ -836,6 +836,52 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
         new_run_dir(tmp_path / "junk", "x")
 
 
+def test_a_full_disk_leaves_no_empty_claim_and_an_old_empty_lock_is_stale(tmp_path, monkeypatch):
+    """A lock or claim was made, then filled: a full disk (or kill -9) between the two left
+    an empty one, which blocked the run for good ('being trained by another process (?)',
+    'not empty'), and the error named the run directory 'None'."""
+    import errno
+    import os
+    import time
+
+    import edgegan.train.logs as logs
+
+    lock = logs.RunLock(tmp_path)
+    lock.path.write_text("")
+    assert not lock.stale()  # its writer may be filling it this very moment
+    old = time.time() - 2 * logs.STALE_EMPTY_LOCK_S
+    os.utime(lock.path, (old, old))
+    assert lock.stale() and lock.acquire().held
+    lock.release()
+
+    real_open = open
+
+    class _Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(logs, "open", lambda *a, **k: _Full(real_open(*a, **k)), raising=False)
+    out = tmp_path / "new" / "deep"
+    with pytest.raises(ConfigError, match=f"cannot make the run directory {out}: No space left"):
+        logs.new_run_dir(out, "x")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(OSError, match="No space left"):
+        logs.RunLock(tmp_path).acquire()
+    assert not logs.RunLock(tmp_path).path.exists()
+
+
 def test_a_failed_build_with_dotdot_in_out_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EdgeganError):

@@ -50,10 +50,25 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
                 i += 1
                 path = root / f"{name}-{i}"
                 continue
-            (path / CLAIM).write_text("".join(f"{p}\n" for p in made))
+            _write_claim(path, made)
             return path
     except OSError as exc:  # NotADirectoryError, PermissionError, a read-only mount, ...
-        raise ConfigError(f"cannot make the run directory {exc.filename}: {exc.strerror}") from None
+        where = exc.filename or out or root  # a full disk's write names no file
+        raise ConfigError(f"cannot make the run directory {where}: {exc.strerror}") from None
+
+
+def _write_claim(path: Path, made: list[Path]) -> None:
+    """Mark ``path`` as claimed, listing the folders made for it. Made and filled at once or
+    not at all: an empty claim left by a full disk made the folder 'not empty' for good."""
+    claim = path / CLAIM
+    with open(claim, "x") as f:  # FileExistsError: another run claimed it a moment ago
+        try:
+            f.write("".join(f"{p}\n" for p in made))
+            f.flush()
+        except OSError:
+            claim.unlink(missing_ok=True)
+            remove_empty_dirs(made)
+            raise
 
 
 def _claim(path: Path) -> Path:
@@ -83,8 +98,7 @@ def _claim(path: Path) -> Path:
             for name in (CLAIM, RunLock.NAME):
                 (path / name).unlink(missing_ok=True)
     try:
-        with open(path / CLAIM, "x") as f:
-            f.write("".join(f"{p}\n" for p in made))
+        _write_claim(path, made)
     except FileExistsError:  # another run claimed it a moment ago
         raise busy from None
     return path
@@ -119,6 +133,10 @@ def run_dir_is_stale_start(path: Path) -> bool:
     return names == {CLAIM, RunLock.NAME} and RunLock(path).stale()
 
 
+#: seconds after which a lock (or claim) holding no owner is taken for a dead writer's
+STALE_EMPTY_LOCK_S = 10.0
+
+
 class RunLock:
     """``RUN/.edgegan-lock`` while a process trains the run, so a second ``--resume`` of it
     (or one started while the run trains) is refused instead of writing into it too. A lock
@@ -135,7 +153,12 @@ class RunLock:
         for _ in range(2):
             try:
                 with open(self.path, "x") as f:
-                    f.write(me + "\n")
+                    try:
+                        f.write(me + "\n")
+                        f.flush()
+                    except OSError:  # a full disk: no empty lock left to block the run
+                        self.path.unlink(missing_ok=True)
+                        raise
                 self.held = True
                 return self
             except FileExistsError:
@@ -162,7 +185,13 @@ class RunLock:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return True
-        except (OSError, ValueError):
+        except ValueError:  # empty or garbled: its writer died between making and filling
+            # it (a full disk, kill -9), unless it is filling it this very moment
+            try:
+                return time.time() - self.path.stat().st_mtime > STALE_EMPTY_LOCK_S
+            except OSError:
+                return False
+        except OSError:
             return False  # unreadable, or a PermissionError: the process lives
         now = _started(int(pid))
         return bool(start and now and start[0] != now)
