@@ -151,26 +151,35 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgeganError(f"run directory not found: {run_dir}")
-    state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
-    config = config_from_dict(state["config"])
-    spec = dict(state["spec"])
-    if spec.get("task") == "cyclegan":
-        raise EdgeganError(f"{run_dir} is a cyclegan run: {TRANSLATE_HINT}")
-    if spec.get("task") != "gan":
-        raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; this command samples GANs")
-    c, h, _ = spec["image_shape"]
-    context = {
-        "channels": c,
-        "image_size": h,
-        "latent_dim": spec["latent_dim"],
-        "num_classes": spec["num_classes"],
-    }
-    weights = (
-        state["ema"] if ema and state.get("ema") is not None else state["networks"]["generator"]
-    )
+    path = run_dir / CHECKPOINT
+    state = load_checkpoint(path, map_location="cpu")
+    try:
+        config = config_from_dict(state["config"])
+        spec = dict(state["spec"])
+        if spec.get("task") == "cyclegan":
+            raise EdgeganError(f"{run_dir} is a cyclegan run: {TRANSLATE_HINT}")
+        if spec.get("task") != "gan":
+            raise EdgeganError(
+                f"{run_dir} is a '{spec.get('task')}' run; this command samples GANs"
+            )
+        c, h, _ = spec["image_shape"]
+        context = {
+            "channels": c,
+            "image_size": h,
+            "latent_dim": spec["latent_dim"],
+            "num_classes": spec["num_classes"],
+        }
+        use_ema = ema and state.get("ema") is not None
+        weights = state["ema"] if use_ema else state["networks"]["generator"]
+        step = int(state["step"])
+    except KeyError as exc:  # as resume says it: a traceback of 40 lines before
+        raise EdgeganError(
+            f"{path} lacks {exc} (written by another edgegan version, or edited); it cannot "
+            "be sampled or exported"
+        ) from None
     module = rebuild_generator(state, config.model.generator, context, weights)
     module.to(target).eval()
-    return RunGenerator(module, spec, run_dir, int(state["step"]))
+    return RunGenerator(module, spec, run_dir, step)
 
 
 def rebuild_generator(

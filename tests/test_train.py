@@ -751,6 +751,17 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
         "model.generator.ngf=16",
     )
     assert train(resume, resume=run).step == 4  # the original still resumes
+    # ... and sampling or exporting one that lacks a key: a KeyError's traceback before
+    from edgegan.sampling import load_run_generator
+
+    for key in ("spec", "step", "config"):
+        edited = torch.load(run / "checkpoints/last.pt", weights_only=True)
+        edited.pop(key)
+        copy = tmp_path / f"lacks-{key}"
+        shutil.copytree(run, copy)
+        torch.save(edited, copy / "checkpoints/last.pt")
+        with pytest.raises(EdgeganError, match=f"last.pt lacks '{key}' \\(written by another"):
+            load_run_generator(copy)
 
 
 def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
