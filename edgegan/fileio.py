@@ -65,6 +65,17 @@ def _os_error_behind(exc: BaseException) -> OSError | None:
     return None
 
 
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (graphs and plans run large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def strict_json(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float replaced by ``None``: Python's ``json`` writes
     them as ``NaN``/``Infinity``, which are not JSON (jq, JavaScript and Go refuse the file)."""

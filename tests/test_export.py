@@ -286,6 +286,29 @@ def test_a_graph_that_disagrees_with_edgegan_json_is_refused(tmp_path, cond_bund
         assert repr(runner) == "<OrtRunner onnxruntime/fp32/cpu>"  # not an address
 
 
+def test_a_graph_with_other_weights_is_refused_by_its_digest(tmp_path, cond_bundle):
+    """The same interface with other weights (another run's export copied in) ran silently:
+    only bench's parity (16.7 dB) showed it, exiting 0."""
+    import shutil
+
+    from onnx import numpy_helper
+
+    from edgegan.runtime import open_runner
+
+    cond, meta = cond_bundle
+    assert all(len(e["sha256"]) == 64 for e in meta["models"].values())
+    bundle = tmp_path / "b"
+    shutil.copytree(cond, bundle)
+    graph = onnx.load(str(bundle / "model.onnx"))
+    first = graph.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * 1.5, first.name))
+    onnx.save(graph, str(bundle / "model.onnx"))
+    with pytest.raises(EdgeganError, match="model.onnx is not the graph the bundle's edgegan"):
+        open_runner(bundle, "onnxruntime")
+    with open_runner(bundle, "onnxruntime", precision="fp16"):  # the untouched ones still run
+        pass
+
+
 def test_a_run_generator_repr_leaves_the_network_out(runs):
     gen = load_run_generator(runs["cond"])
     assert repr(gen).startswith("RunGenerator(spec=") and "Conv" not in repr(gen)

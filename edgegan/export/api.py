@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError, exception_line
-from edgegan.export.bundle import BUNDLE_FILE, FORMAT_VERSION, is_bundle, write_bundle
+from edgegan.export.bundle import (
+    BUNDLE_FILE,
+    FORMAT_VERSION,
+    is_bundle,
+    record_graph_digests,
+    write_bundle,
+)
 from edgegan.fileio import missing_dirs, remove_empty_dirs
 from edgegan.registry import name_list
 
@@ -338,6 +344,7 @@ def export(
             **({"artifacts": parts["artifacts"]} if parts.get("artifacts") else {}),
             "versions": _versions(used),
         }
+        record_graph_digests(tmp, meta)
         write_bundle(tmp / BUNDLE_FILE, meta)
         _check_out(out, overwrite, run_dir)  # still free? (another process may write there)
         _install(tmp, dest)

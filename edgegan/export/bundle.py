@@ -211,6 +211,31 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     return write_json(file, meta)
 
 
+def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
+    """Add each ONNX graph's ``sha256`` to its ``models`` entry (of every direction), over
+    the files as they are finally written."""
+    from edgegan.fileio import sha256_file
+
+    for direction in meta.get("directions") or [None]:
+        for entry in graph_entries(meta, direction).values():
+            entry["sha256"] = sha256_file(Path(folder) / entry["file"])
+
+
+def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
+    """Refuse a graph that is not the one exported (a bundle written before graphs were
+    digested passes). Another export's graph of the same interface ran, silently, with
+    other weights: bench's parity alone said so (16.7 dB), exiting 0."""
+    from edgegan.fileio import sha256_file
+
+    expected = entry.get("sha256")
+    if isinstance(expected, str) and sha256_file(path) != expected:
+        raise EdgeganError(
+            f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
+            "sha256 differs): the bundle was edited or mixes files of two exports; export it "
+            "again"
+        )
+
+
 def model_file(precision: str, direction: str | None = None, suffix: str = ".onnx") -> str:
     """The file name of a graph: ``model.onnx``, ``model.fp16.onnx``; with a direction
     ``model_AtoB.onnx``, ``model_AtoB.int8.onnx``. ``suffix=".engine"`` names the TensorRT

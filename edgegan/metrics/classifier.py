@@ -13,7 +13,6 @@ scores ~0.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgegan.errors import EdgeganError
+from edgegan.fileio import sha256_file
 from edgegan.rng import random_state_kept
 from edgegan.train.device import resolve_device
 
@@ -100,10 +100,6 @@ def preprocess(images: torch.Tensor | np.ndarray) -> torch.Tensor:
             x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
         )
     return x
-
-
-def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_card() -> dict:
