@@ -141,9 +141,27 @@ def check_out_dir(out: str | Path, overwrite: bool = False, beside: bool = False
         if parent is not None and not parent.is_dir():  # mkdir would say "File exists"
             raise EdgeganError(f"--out {out}: {parent} is not a directory")
     check_writable(out, "--out", folder=True, beside=beside)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and not overwrite and any(not _dead_temp(p) for p in out.iterdir()):
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     return out
+
+
+def _dead_temp(path: Path) -> bool:
+    """A temporary file of :func:`atomic_write` whose process is gone (killed mid-write): a
+    folder holding only those looks empty (``ls``) and is (they are not results)."""
+    name = path.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    pid = name[:-4].rpartition(".")[2]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: another user's live process
+        return False
+    return False
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:

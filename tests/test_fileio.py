@@ -217,3 +217,23 @@ def test_a_full_disk_is_one_os_error_naming_the_file_and_keeps_the_old_one(tmp_p
         assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
         assert os_error_line(caught.value)[0] == f"No space left on device: {path}"
         assert path.read_bytes() == b"good" and os.listdir(tmp_path) == ["last.pt"]
+
+
+def test_an_out_dir_holding_only_a_killed_writes_temporary_file_counts_as_empty(tmp_path):
+    """kill -9 during `infer --format npz` left `.images.npz.PID.tmp`: the folder looked
+    empty (`ls`) but the next infer refused it as not empty."""
+    import subprocess
+    import sys
+
+    from edgegan.errors import EdgeganError
+    from edgegan.fileio import check_out_dir
+
+    out = tmp_path / "o"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (out / f".images.npz.{gone}.tmp").write_bytes(b"PK half")
+    assert check_out_dir(out) == out
+    (out / f".images.npz.{os.getppid()}.tmp").write_bytes(b"PK")  # a live writer's
+    with pytest.raises(EdgeganError, match="is not empty"):
+        check_out_dir(out)
