@@ -152,8 +152,13 @@ def _dead_temp(path: Path) -> bool:
     name = path.name
     if not (name.startswith(".") and name.endswith(".tmp")):
         return False
-    pid = name[:-4].rpartition(".")[2]
-    if not pid.isdigit() or int(pid) == os.getpid():
+    return pid_gone(name[:-4].rpartition(".")[2])
+
+
+def pid_gone(pid: str | int) -> bool:
+    """Whether the process ``pid`` (a temporary name's, of this host) has ended; False for
+    this process and for what is no pid."""
+    if not str(pid).isdigit() or int(pid) in (0, os.getpid()):
         return False
     try:
         os.kill(int(pid), 0)

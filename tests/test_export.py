@@ -399,6 +399,31 @@ def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+def test_a_bundle_left_aside_by_a_killed_overwrite_is_named_and_put_back(runs, tmp_path):
+    """export --overwrite renames the old bundle away, then the new one in: killed between
+    the two, no bundle was at --out ('run directory not found'), and nothing said where the
+    old one had gone."""
+    import subprocess
+    import sys
+
+    from edgegan.runtime import open_runner
+
+    out = tmp_path / "b"
+    export(runs["uncond"], out=out)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    aside = tmp_path / f".b.old-{gone}"
+    out.rename(aside)
+    with pytest.raises(EdgeganError, match=f"left the previous bundle at {aside}: rename it"):
+        open_runner(out, "onnxruntime")
+    with pytest.warns(UserWarning, match=f"previous bundle at {aside}: put back at"):
+        with pytest.raises(EdgeganError, match="not empty"):  # back, and kept: no --overwrite
+            export(runs["uncond"], out=out)
+    assert not aside.exists()
+    with open_runner(out, "onnxruntime"):
+        pass
+
+
 def test_overwrite_replaces_only_a_bundle_never_a_run(runs, tmp_path):
     import shutil
 

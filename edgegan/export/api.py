@@ -20,6 +20,7 @@ from edgegan.export.bundle import (
     FORMAT_VERSION,
     is_bundle,
     record_graph_digests,
+    set_aside,
     write_bundle,
 )
 from edgegan.fileio import missing_dirs, remove_empty_dirs
@@ -223,6 +224,22 @@ def _not_json(value: Any, where: str = "") -> str:
     return f"'{where}' is a {type(value).__name__}"
 
 
+def restore_set_aside(out: Path) -> None:
+    """Put back the previous bundle a killed ``--overwrite`` export left aside, where
+    nothing took its place (``out`` missing): there was no bundle at ``out`` at all, and
+    nothing said where it had gone."""
+    import warnings
+
+    left = set_aside(out)
+    if left and not out.exists():
+        os.replace(left[-1], out)
+        warnings.warn(
+            f"an interrupted export --overwrite had left the previous bundle at {left[-1]}: "
+            f"put back at {out}",
+            stacklevel=3,
+        )
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
     ``--overwrite``) folder only once the new one is complete."""
@@ -281,6 +298,7 @@ def export(
     dest = out.resolve()  # "." or ".." have no name to put the temporary folder beside
     if dest == Path(dest.anchor):
         raise EdgeganError(f"--out {out} is a file system root; name a folder for the bundle")
+    restore_set_aside(dest)
     _check_out(out, overwrite, run_dir)
     if calib_samples < 1:
         raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")

@@ -211,6 +211,18 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     return write_json(file, meta)
 
 
+def set_aside(out: Path) -> list[Path]:
+    """Bundles that an ``--overwrite`` export killed between its two renames left beside
+    ``out`` (``.NAME.old-PID``, its process gone): the previous bundle, whole."""
+    from edgegan.fileio import pid_gone
+
+    return sorted(
+        p
+        for p in out.parent.glob(f".{out.name}.old-*")
+        if p.is_dir() and pid_gone(p.name.rpartition("-")[2])
+    )
+
+
 def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
     """Add each ONNX graph's ``sha256`` to its ``models`` entry (of every direction), over
     the files as they are finally written."""

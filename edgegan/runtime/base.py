@@ -165,9 +165,16 @@ def resolve_target(
         check_direction(direction)
     path = Path(target)
     if not path.exists():
-        raise EdgeganError(
-            f"run directory not found: {path} (give a run directory or an exported bundle)"
+        from edgegan.export.bundle import set_aside
+
+        left = set_aside(path)
+        why = (
+            f"an interrupted export --overwrite left the previous bundle at {left[-1]}: "
+            "rename it back, or run that export again, which puts it back first"
+            if left
+            else "give a run directory or an exported bundle"
         )
+        raise EdgeganError(f"run directory not found: {path} ({why})")
     if _is_bundle(path):
         return _bundle_target(path, path, direction, None)
     if _is_run_dir(path):
