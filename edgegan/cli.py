@@ -707,8 +707,10 @@ def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
     if not scores:
         raise EdgeganError(f"metric '{metric}' gave no scores for {samples}")
     n = scores.get("num_samples")
-    # (at N <= 128 the metric itself has warned that the figure means nothing)
-    if "fd" in scores and isinstance(n, int) and 128 < n < FD_SAMPLES:
+    from edgegan.metrics.classifier import FEATURE_DIM
+
+    # (at N <= FEATURE_DIM the metric itself has warned that the figure means nothing)
+    if "fd" in scores and isinstance(n, int) and FEATURE_DIM < n < FD_SAMPLES:
         click.echo(
             f"warning: an FD from {n} samples is biased upward (real digits score about 0.95 "
             f"at 500, 0.25 at 2,000; docs/eval.md): compare FDs at equal N, "

@@ -143,7 +143,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     """Rebuild the generator of a run directory from its config and last checkpoint."""
 
     from edgegan.config import config_from_dict
-    from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.checkpoint import lacks, load_checkpoint
     from edgegan.train.device import resolve_device
     from edgegan.train.trainer import CHECKPOINT
 
@@ -173,10 +173,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
         weights = state["ema"] if use_ema else state["networks"]["generator"]
         step = int(state["step"])
     except KeyError as exc:  # as resume says it: a traceback of 40 lines before
-        raise EdgeganError(
-            f"{path} lacks {exc} (written by another edgegan version, or edited); it cannot "
-            "be sampled or exported"
-        ) from None
+        raise lacks(path, exc, "sampled or exported") from None
     module = rebuild_generator(state, config.model.generator, context, weights)
     module.to(target).eval()
     return RunGenerator(module, spec, run_dir, step)

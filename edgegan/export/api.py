@@ -18,6 +18,7 @@ from edgegan.errors import EdgeganError, exception_line
 from edgegan.export.bundle import (
     BUNDLE_FILE,
     FORMAT_VERSION,
+    aside_path,
     is_bundle,
     record_graph_digests,
     set_aside,
@@ -252,7 +253,7 @@ def _install(tmp: Path, out: Path) -> None:
         return
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = aside_path(out, os.getpid())
         os.replace(out, old)
     try:
         os.replace(tmp, out)

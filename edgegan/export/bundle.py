@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError
-from edgegan.fileio import write_json
+from edgegan.fileio import pid_gone, sha256_file, write_json
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -211,14 +211,18 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     return write_json(file, meta)
 
 
+def aside_path(out: Path, pid: int | str = "*") -> Path:
+    """Where ``export --overwrite`` (process ``pid``) puts the old bundle at ``out`` while it
+    moves the new one in (``"*"``: the pattern of any process's)."""
+    return out.with_name(f".{out.name}.old-{pid}")
+
+
 def set_aside(out: Path) -> list[Path]:
     """Bundles that an ``--overwrite`` export killed between its two renames left beside
     ``out`` (``.NAME.old-PID``, its process gone): the previous bundle, whole."""
-    from edgegan.fileio import pid_gone
-
     return sorted(
         p
-        for p in out.parent.glob(f".{out.name}.old-*")
+        for p in out.parent.glob(aside_path(out).name)
         if p.is_dir() and pid_gone(p.name.rpartition("-")[2])
     )
 
@@ -226,8 +230,6 @@ def set_aside(out: Path) -> list[Path]:
 def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
     """Add each ONNX graph's ``sha256`` to its ``models`` entry (of every direction), over
     the files as they are finally written."""
-    from edgegan.fileio import sha256_file
-
     for direction in meta.get("directions") or [None]:
         for entry in graph_entries(meta, direction).values():
             entry["sha256"] = sha256_file(Path(folder) / entry["file"])
@@ -237,8 +239,6 @@ def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
     """Refuse a graph that is not the one exported (a bundle written before graphs were
     digested passes). Another export's graph of the same interface ran, silently, with
     other weights: bench's parity alone said so (16.7 dB), exiting 0."""
-    from edgegan.fileio import sha256_file
-
     expected = entry.get("sha256")
     if isinstance(expected, str) and sha256_file(path) != expected:
         raise EdgeganError(

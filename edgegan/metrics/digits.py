@@ -115,11 +115,12 @@ def _check_labels(labels: Any, n: int) -> torch.Tensor | None:
     if arr.dtype.kind not in "iu":
         raise EdgeganError(f"labels must be integers, got dtype {arr.dtype}")
     y = torch.from_numpy(arr.astype(np.int64))
-    for bad in (int(y.max()) if n else 0, int(y.min()) if n else 0):
-        if not -1 <= bad < clf.NUM_CLASSES:
-            raise EdgeganError(
-                f"labels must be digit classes 0..{clf.NUM_CLASSES - 1} (or -1 for none), got {bad}"
-            )
+    lo, hi = (int(y.min()), int(y.max())) if n else (0, 0)
+    if lo < -1 or hi >= clf.NUM_CLASSES:
+        raise EdgeganError(
+            f"labels must be digit classes 0..{clf.NUM_CLASSES - 1} (or -1 for none), "
+            f"got {hi if hi >= clf.NUM_CLASSES else lo}"
+        )
     return y
 
 

@@ -22,6 +22,14 @@ from edgegan.fileio import atomic_write
 FORMAT_VERSION = 1
 
 
+def lacks(path: str | Path, exc: KeyError, use: str) -> EdgeganError:
+    """The one line for a checkpoint without a key that ``use`` (resumed, sampled, ...)
+    needs: a KeyError's traceback said no more."""
+    return EdgeganError(
+        f"{path} lacks {exc} (written by another edgegan version, or edited); it cannot be {use}"
+    )
+
+
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
 

@@ -127,21 +127,22 @@ def _validate(config: Config) -> None:
     schedule.validate(t)
     if config.task == "cyclegan":
         # the GAN task's discriminator settings: a cyclegan run ignored them in silence
-        unused = [
-            f"train.{key}={value!r}" if isinstance(value, str) else f"train.{key}={value:g}"
+        given = [
+            (key, value, off)  # off: the value that leaves the setting off
             for key, value, off in (
                 ("d_steps", t.d_steps, 1),
-                ("r1_gamma", t.r1_gamma, 0.0),
+                ("r1_gamma", t.r1_gamma, 0),
                 ("augment", t.augment.replace(",", " ").strip(), ""),  # "," is no policy
             )
             if value != off
         ]
-        if unused:
+        if given:
+            unused = [
+                f"train.{k}={v!r}" if isinstance(v, str) else f"train.{k}={v:g}"
+                for k, v, _ in given
+            ]
             it = "it" if len(unused) == 1 else "them"
-            reset = " ".join(
-                f"train.{k}={v}" for k, v in (("d_steps", 1), ("r1_gamma", 0), ("augment", ""))
-                if any(u.startswith(f"train.{k}=") for u in unused)
-            )  # fmt: skip
+            reset = " ".join(f"train.{k}={off}" for k, _, off in given)
             raise ConfigError(
                 f"{', '.join(unused)}: only task gan uses {it}, a cyclegan run would ignore "
                 f"{it}; remove {it}, or override {it} ({reset}: resuming a run that set "
@@ -375,10 +376,7 @@ class Trainer:
         try:
             self._restore(path, state)
         except KeyError as exc:
-            raise EdgeganError(
-                f"{path} lacks {exc} (written by another edgegan version, or edited); it "
-                "cannot be resumed"
-            ) from None
+            raise ckpt_io.lacks(path, exc, "resumed") from None
 
     def _restore(self, path: Path, state: dict[str, Any]) -> None:
         if state.get("task") != self.config.task:
