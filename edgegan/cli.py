@@ -508,7 +508,7 @@ def export(
             max_size=max_size,
             workspace_gb=workspace_gb,
         )
-    if trt and is_bundle(run_dir):
+    if engine_options is not None and is_bundle(run_dir):  # --trt on a bundle
         if out or fp16 or int8 or onnx_fp32 or artifacts:
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"

@@ -215,7 +215,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         raise errors[0]
     if tp is PartConfig:
         return _part(value, path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config '{path}' must be a mapping, got {value!r}")
         return _from_dict(tp, value, path)
@@ -449,8 +449,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """
     data = _deep_copy(data)
     parsed = [_as_name_override(*parse_override(o)) for o in overrides]
-    keys = {tuple(k) for k, _ in parsed}
-    if ("train", "steps") in keys and ("train", "epochs") not in keys:
+    given = {tuple(k) for k, _ in parsed}
+    if ("train", "steps") in given and ("train", "epochs") not in given:
         # The run's length given in steps: a preset's (or the run's) epochs no longer apply.
         train = data.get("train")
         if isinstance(train, dict) and train.get("epochs") is not None:
@@ -582,10 +582,10 @@ def check_part_params(config: Config) -> None:
         entry = manager.registry(kind).get(part.name, role)
         if role == "generator":
             check_generator_kind(config.task, entry)
-        context = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
-        if context is None:  # a task this check does not know: its names are unknown too
+        names = models.get(key) if role else _PART_CONTEXT[key.split(":")[0]]
+        if names is None:  # a task this check does not know: its names are unknown too
             continue
-        context = dict.fromkeys(context, SUPPLIED)
+        context = dict.fromkeys(names, SUPPLIED)
         bind_params(
             entry, with_recorded_defaults(entry, part.params, part.defaults, context), context
         )

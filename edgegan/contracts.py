@@ -73,7 +73,7 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
     if (
         not isinstance(shape, (tuple, list))
         or len(shape) != 3
-        or not all(isinstance(s, numbers.Integral) and s > 0 for s in shape)
+        or not all(isinstance(s, numbers.Integral) and s.__index__() > 0 for s in shape)
     ):
         raise _fail(entry, f"has image_shape {shape!r}; it must be (C, H, W), positive ints")
     num_classes = _attr(entry, dataset, "num_classes", 0)
@@ -81,7 +81,7 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
         num_classes = 0
     if isinstance(num_classes, numbers.Real) and not isinstance(num_classes, bool):
         if float(num_classes).is_integer():  # 2.0 reads as 2, as the trainer's int() does
-            num_classes = int(num_classes)
+            num_classes = int(num_classes)  # type: ignore[call-overload]
     if (
         not isinstance(num_classes, numbers.Integral)
         or isinstance(num_classes, bool)
@@ -274,7 +274,7 @@ def call_metric(entry: Entry, metric: Any, samples: Any, **kwargs: Any) -> dict[
             )
         # Counts stay ints (num_samples 2000, not 2000.0); scores become plain floats.
         integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        scores[key] = int(value) if integral else float(value)
+        scores[key] = int(value) if integral else float(value)  # type: ignore[call-overload]
     return scores
 
 

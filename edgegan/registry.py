@@ -385,8 +385,8 @@ def bind_params(
         n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in kwargs
     ]
     if missing:
-        key = _CONFIG_KEYS.get((entry.kind, entry.role))
-        how = f" (set {key}.{missing[0]}=...)" if key else ""
+        section = _CONFIG_KEYS.get((entry.kind, entry.role))
+        how = f" (set {section}.{missing[0]}=...)" if section else ""
         raise EdgeganError(
             f"{entry.label}{entry.origin} needs parameter(s): {', '.join(missing)}{how}"
         )
@@ -444,6 +444,7 @@ def validate_registration(
     # never be built from a config (an optional one keeps its default, a bound one its value).
     reserved = []
     if kind in PART_CONFIG_KINDS:
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(factory).parameters
         except (TypeError, ValueError):  # no signature to read (a builtin): checked when called

@@ -299,7 +299,7 @@ def write_outputs(
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
         if "labels" in result:
             arrays["labels"] = result["labels"]
-        atomic_write(track(path), lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(track(path), lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
         return [path]
     paths = []
     labels = result.get("labels")

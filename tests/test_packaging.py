@@ -40,3 +40,25 @@ def test_the_wheel_ships_its_data_and_type_marker(tmp_path):
             f"edgegan/{p.relative_to(ROOT / 'edgegan').as_posix()}"
             for p in (ROOT / "edgegan").glob(pattern)
         }, pattern
+
+
+@pytest.mark.parametrize("package", ["edgegan.data", "edgegan.metrics"])
+def test_lazy_exports_are_typed_listed_and_importable(package):
+    """A lazily exported name is in ``__all__``, imported under TYPE_CHECKING (so type
+    checkers see its real type, not ``Any``) from the module that defines it, and loads."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    typed = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom)
+                typed.update({alias.name: stmt.module for alias in stmt.names})
+    lazy = module._EXPORTS
+    assert typed == lazy
+    assert set(lazy) <= set(module.__all__)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name

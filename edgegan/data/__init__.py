@@ -6,7 +6,16 @@ Importing this package is cheap (no torch); the names below load their module on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real types for type checkers (at run time: loaded on first use)
+    from edgegan.data.base import TensorImageDataset
+    from edgegan.data.digits_domains import CycleganDigits, build_cyclegan_digits
+    from edgegan.data.files import DataWarning
+    from edgegan.data.folder import ImageFolderDataset, build_folder
+    from edgegan.data.idx import bundled_mnist_dir, load_idx_split, read_idx
+    from edgegan.data.mnist import IdxDataset, build_idx, build_mnist
+    from edgegan.data.unpaired import UnpairedImageDataset, build_unpaired
 
 _EXPORTS = {
     "TensorImageDataset": "edgegan.data.base",
@@ -25,7 +34,22 @@ _EXPORTS = {
     "bundled_mnist_dir": "edgegan.data.idx",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CycleganDigits",
+    "DataWarning",
+    "IdxDataset",
+    "ImageFolderDataset",
+    "TensorImageDataset",
+    "UnpairedImageDataset",
+    "build_cyclegan_digits",
+    "build_folder",
+    "build_idx",
+    "build_mnist",
+    "build_unpaired",
+    "bundled_mnist_dir",
+    "load_idx_split",
+    "read_idx",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -206,7 +206,7 @@ class ImageFolderDataset(Dataset):
                 DataWarning,
                 stacklevel=3,
             )
-        index = {c: i for i, c in enumerate(classes)}
+        index: dict[str | None, int] = {c: i for i, c in enumerate(classes)}
         self.class_names: list[str] = classes if labelled else []
         self.root = folder
         self.split = split

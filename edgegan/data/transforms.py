@@ -157,9 +157,9 @@ def random_crop(
     w, h = img.size
     if cw > w or ch > h:
         raise ValueError(f"crop {cw}x{ch} is larger than the image {w}x{h}")
-    rng = rng or random
-    left = rng.randint(0, w - cw)
-    top = rng.randint(0, h - ch)
+    source = rng or random
+    left = source.randint(0, w - cw)
+    top = source.randint(0, h - ch)
     return img.crop((left, top, left + cw, top + ch))
 
 

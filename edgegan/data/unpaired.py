@@ -63,7 +63,7 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
 def _check_channels(name: str, value: object) -> int:
     if isinstance(value, bool) or value not in (1, 3):
         raise DataError(f"{_WHERE}: {name} must be 1 (grey) or 3 (RGB), got {value!r}")
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def _stem(rel: str) -> str:
@@ -190,7 +190,7 @@ class UnpairedImageDataset(Dataset):
         size = self.load_size if self.train else self.crop_size
         img = resize(load_image(path, channels, draft_size=size), size, BICUBIC)
         if self.train:
-            img = random_crop(img, self.crop_size, rng)
+            img = random_crop(img, self.crop_size, self.rng)  # None: the global stream
         if self.flip and rng.random() < 0.5:
             img = hflip(img)
         return to_tensor(img)

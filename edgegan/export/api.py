@@ -430,10 +430,10 @@ def summary_rows(meta: dict[str, Any], bundle: str | Path) -> list[tuple[str, ..
     """Rows of the table ``edgegan export`` prints: precision, file, size, max abs, PSNR."""
     from edgegan.export.bundle import directions, graph_entries
 
-    rows = [("precision", "file", "size", "max abs err", "PSNR dB")]
+    rows: list[tuple[str, ...]] = [("precision", "file", "size", "max abs err", "PSNR dB")]
     graphs = [
         (precision, entry)
-        for d in directions(meta) or [None]
+        for d in directions(meta) or [None]  # type: ignore[list-item]  # None: a GAN's graphs
         for precision, entry in graph_entries(meta, d).items()
     ]
     for precision, entry in graphs:

@@ -99,11 +99,11 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     if problem:
         raise EdgeganError(f"{file} is not a valid edgegan bundle: {problem}")
     for section in ("models", "engines"):
-        for where, entry in _file_entries(meta, section):
+        for place, entry in _file_entries(meta, section):
             name = entry.get("file") if isinstance(entry, dict) else None
             if name is None:
                 raise EdgeganError(
-                    f"{file} is not a valid edgegan bundle: {where} is not an entry with a 'file'"
+                    f"{file} is not a valid edgegan bundle: {place} is not an entry with a 'file'"
                 )
             # a bundle may come from elsewhere: its files are the bundle's own, by name only
             if not _plain_name(name):
@@ -126,7 +126,7 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
     """What is wrong with a gan or cyclegan bundle's spec (None: nothing), so an edited or
     truncated edgegan.json is one line here rather than a traceback in a runtime."""
     spec, task = meta["spec"], meta.get("task")
-    for key, least in _SPEC_INTS.get(task, {}).items():
+    for key, least in _SPEC_INTS.get(str(task), {}).items():
         value = spec.get(key)
         if not _is_int(value) or value < least:
             return f"spec.{key} must be an integer >= {least}, got {value!r}"

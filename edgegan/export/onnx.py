@@ -74,6 +74,7 @@ def fold_batchnorm(module: Any) -> tuple[Any, int]:
                 and type(bn) is nn.BatchNorm2d
                 and bn.track_running_stats
                 and bn.running_mean is not None
+                and bn.running_var is not None
                 and conv.groups == 1
                 and not hasattr(conv, "parametrizations")
             ):

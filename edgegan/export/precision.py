@@ -197,7 +197,7 @@ class LatentPriorReader:
         labels = np.arange(samples, dtype=np.int64) % k if k > 0 else None
         self.feeds = []
         for i in range(0, samples, batch):
-            feed = {"z": z[i : i + batch]}
+            feed: dict[str, np.ndarray] = {"z": z[i : i + batch]}
             if labels is not None:
                 feed["labels"] = labels[i : i + batch]
             self.feeds.append(feed)

@@ -119,7 +119,7 @@ def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -
     """An input size for a translator: ``N``, ``"HxW"`` or ``(H, W)``; ``None`` is the run's
     image size. H and W must be positive multiples of the spec's ``size_multiple``."""
     if size is None:
-        hw: tuple[int, int] = (int(spec["image_size"]),) * 2  # type: ignore[assignment]
+        hw: tuple[int, int] = (int(spec["image_size"]),) * 2
     elif isinstance(size, (tuple, list)):
         hw = (int(size[0]), int(size[1]))
     else:

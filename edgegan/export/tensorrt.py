@@ -133,7 +133,7 @@ RTX_PORTABLE = frozenset({"8.6", "8.9", "12.0"})
 def check_engine(entry: dict[str, Any], env: dict[str, str], bundle: str | Path = "BUNDLE") -> None:
     """Refuse an engine recorded as built for another GPU, compute capability or TensorRT
     (a TensorRT-RTX engine moves freely between GPUs of :data:`RTX_PORTABLE`)."""
-    fields = (
+    fields: tuple[tuple[str, str], ...] = (
         ("library", "library"),
         ("gpu", "GPU"),
         ("compute_capability", "compute capability"),
@@ -200,7 +200,7 @@ def make_logger(trt: ModuleType, echo_warnings: bool = False) -> Any:
     go into the failure's line) on stderr."""
     import sys
 
-    class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
+    class _Logger(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[str] = []
@@ -301,7 +301,7 @@ def build_engine(
     # cache cut short by a full disk or Ctrl-C never replaces a good one.
     atomic_write(engine_path, lambda f: f.write(memoryview(plan).tobytes()))
     timing = config.get_timing_cache() if cache_path is not None else None
-    if timing is not None:
+    if cache_path is not None and timing is not None:
         cache = memoryview(timing.serialize()).tobytes()
         atomic_write(cache_path, lambda f: f.write(cache))
     return {
@@ -391,7 +391,7 @@ def build_engines(
     trt = trt or import_tensorrt()
     meta = bundles.read_bundle(bundle)
     graphs = []  # (direction, spec, {precision: models entry}, precisions, profile)
-    for d in directions or bundles.directions(meta) or [None]:
+    for d in directions or bundles.directions(meta) or [None]:  # type: ignore[list-item]
         models = bundles.graph_entries(meta, d)
         todo = list(precisions) if precisions else [p for p in PRECISIONS if p in models]
         absent = [p for p in todo if p not in models]

@@ -53,7 +53,9 @@ def parity_inputs(
     k = int(spec.get("num_classes") or 0)
     feeds = []
     for n in batch_sizes:
-        feed = {"z": rng.standard_normal((n, int(spec["latent_dim"])), dtype=np.float32)}
+        feed: dict[str, np.ndarray] = {
+            "z": rng.standard_normal((n, int(spec["latent_dim"])), dtype=np.float32)
+        }
         if k > 0:
             feed["labels"] = rng.integers(0, k, size=n, dtype=np.int64)
         feeds.append(feed)

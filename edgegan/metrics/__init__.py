@@ -10,12 +10,22 @@ Importing this package is cheap (no torch); the names below load their module on
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Imported eagerly (the module imports neither NumPy nor torch at load time): the function
 # ``evaluate`` shares its name with its module, and a lazy export would be shadowed by the
 # submodule attribute that the import system sets on this package.
 from edgegan.metrics.evaluate import Scorer, evaluate, evaluate_tensors, load_samples
+
+if TYPE_CHECKING:  # the real types for type checkers (at run time: loaded on first use)
+    from edgegan.metrics.classifier import (
+        DigitClassifier,
+        features,
+        load_digit_classifier,
+        logits,
+    )
+    from edgegan.metrics.digits import DigitsMetric, reference_stats
+    from edgegan.metrics.frechet import feature_stats, frechet_distance
 
 _EXPORTS = {
     "frechet_distance": "edgegan.metrics.frechet",

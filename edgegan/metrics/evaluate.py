@@ -49,11 +49,12 @@ _LABEL_IN_NAME = re.compile(r"_label(\d+)$")
 def _labels_from_names(files: list[Path]) -> Any:
     """Labels parsed from ``*_label<k>.<ext>`` names when every file has one, else None."""
     matches = [_LABEL_IN_NAME.search(p.stem) for p in files]
-    if not all(matches):
+    labels = [int(m.group(1)) for m in matches if m is not None]
+    if len(labels) < len(files):
         return None
     import torch
 
-    return torch.tensor([int(m.group(1)) for m in matches], dtype=torch.int64)
+    return torch.tensor(labels, dtype=torch.int64)
 
 
 def _load_folder(folder: Path) -> Any:

@@ -201,5 +201,6 @@ class DCGANDiscriminator(nn.Module):
             x = torch.cat([x, maps.expand(n, -1, h, w)], dim=1)
             return self.head(self.features(x)).flatten()
         feats = self.features(x)
+        assert self.embed is not None  # projection conditioning
         proj = (_embed(self.embed, labels).to(feats.dtype) * feats.flatten(1)).sum(dim=1)
         return self.head(feats).flatten() + proj

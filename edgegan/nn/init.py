@@ -13,9 +13,13 @@ INIT_KINDS: tuple[str, ...] = ("normal", "xavier", "kaiming", "orthogonal")
 
 def _weight(m: nn.Module) -> torch.Tensor:
     # Under spectral norm ``m.weight`` is computed; the trainable tensor is ``original``.
-    if parametrize.is_parametrized(m, "weight"):
-        return m.parametrizations.weight.original
-    return m.weight
+    weight = (
+        m.parametrizations.weight.original  # type: ignore[union-attr]
+        if parametrize.is_parametrized(m, "weight")
+        else m.weight
+    )
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 @torch.no_grad()

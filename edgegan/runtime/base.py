@@ -307,7 +307,9 @@ def model_entry(target: Target, precision: str) -> dict[str, Any]:
         from edgegan.export.bundle import missing_model
 
         raise BackendUnavailable(
-            missing_model(target.bundle, target.meta or {}, precision, target.direction)
+            missing_model(
+                target.bundle or target.path, target.meta or {}, precision, target.direction
+            )
         )
     return entry
 

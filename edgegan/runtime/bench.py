@@ -232,8 +232,8 @@ def bench(
     if directions:
         from edgegan.export.signature import check_direction
 
-        for direction in directions:
-            check_direction(direction, "--directions")
+        for name in directions:
+            check_direction(name, "--directions")
     for b in backends:
         if b not in BACKENDS:
             from edgegan.errors import unknown
@@ -252,7 +252,7 @@ def bench(
     rows: list[dict[str, Any]] = []
     first: Target | None = None
     hw = None
-    graphs = list(directions or bundle_directions(target))
+    graphs: list[str | None] = list(directions or bundle_directions(target))
     for direction in graphs:
         t = resolve_target(target, need_bundle=True, direction=direction)
         first = first or t

@@ -177,7 +177,7 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         entry = model_entry(target, precision)
-        path = target.bundle / entry["file"]  # type: ignore[operator]
+        path = target.bundle / entry["file"]
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
         kind, index = parse_device(device)
@@ -301,6 +301,7 @@ class OrtRunner(Runner):
         import onnxruntime as ort
 
         io, dev = self._binding, self._io_device
+        assert io is not None  # made with the session on CUDA
         io.clear_binding_inputs()
         io.clear_binding_outputs()
         # The OrtValues must outlive the run: keep them referenced in this frame.

@@ -73,7 +73,7 @@ class CompiledGenerator:
         # a mode's own options are spelled out: torch.compile takes a mode or options
         options = {**torch._inductor.list_mode_options(mode), "freezing": True}
         self.mode = mode
-        self.fn = torch.compile(module, options=options, dynamic=False)
+        self.fn: Any = torch.compile(module, options=options, dynamic=False)  # None when closed
         self._shapes: dict[tuple, bool] = {}  # input key -> on CUDA
         CompiledGenerator.open_count += 1
         # one that is dropped without close() still leaves the count (the reset waits for

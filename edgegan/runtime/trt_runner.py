@@ -86,7 +86,7 @@ class TrtRunner(Runner):
                 f"the engines on this device with `edgegan export {target.bundle} --trt`"
             )
         check_engine(entry, build_env(trt, self.device), target.bundle or "BUNDLE")
-        path = target.bundle / entry["file"]  # type: ignore[operator]
+        path = target.bundle / entry["file"]
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
 

@@ -115,7 +115,7 @@ def mismatch(exc: RuntimeError) -> str:
 
 def rng_state() -> dict[str, Any]:
     """Every RNG the training loop touches, in a weights_only-safe form."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],

@@ -44,12 +44,15 @@ class EMA:
         """(shadow, model) tensors to average (parameters, float buffers such as BatchNorm
         statistics) and to copy (integer buffers), listed once per model."""
         if self._pairs_of is not model:
-            ema_avg, src_avg, ema_copy, src_copy = [], [], [], []
+            ema_avg: list[torch.Tensor] = []
+            src_avg: list[torch.Tensor] = []
+            ema_copy: list[torch.Tensor] = []
+            src_copy: list[torch.Tensor] = []
             for e, p in zip(self.shadow.parameters(), model.parameters(), strict=True):
                 ema_avg.append(e)
                 src_avg.append(p)
-            for e, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
-                (ema_avg if b.dtype.is_floating_point else ema_copy).append(e)
+            for eb, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+                (ema_avg if b.dtype.is_floating_point else ema_copy).append(eb)
                 (src_avg if b.dtype.is_floating_point else src_copy).append(b)
             self._pairs_of, self._cached = model, ((ema_avg, src_avg), (ema_copy, src_copy))
         return self._cached

@@ -193,21 +193,22 @@ class BatchStream:
         self.pin_memory = pin_memory and device.type == "cuda"
         images = getattr(dataset, "images", None)
         labels = getattr(dataset, "labels", None)
-        in_memory = isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)
-        if resident and not in_memory:
+        self.resident = False
+        if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):  # in memory
+            fits = images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
+            self.resident = fits if resident is None else resident
+            if num_classes and labels.numel():
+                self._check_labels(labels, "its labels tensor holds")
+            if self.resident:
+                # Small in-memory datasets live on the device: a batch is one gather (and the
+                # copy of its indices), not a copy of its images.
+                self.images = images.to(device)
+                self.labels = labels.to(device)
+        elif resident:
             raise DataError(
                 "train.resident_data=true needs a dataset with in-memory 'images' and 'labels' "
                 "tensors; this one loads items one by one (use null or false)"
             )
-        fits = in_memory and images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
-        self.resident = in_memory and (fits if resident is None else resident)
-        if in_memory and num_classes and labels.numel():
-            self._check_labels(labels, "its labels tensor holds")
-        if self.resident:
-            # Small in-memory datasets live on the device: a batch is one gather (and the copy
-            # of its indices), not a copy of its images.
-            self.images = images.to(device)
-            self.labels = labels.to(device)
         self._iter: Iterator[Any] | None = None
 
     def _start(self) -> Iterator[Any]:
@@ -229,7 +230,7 @@ class BatchStream:
         )
         loader = DataLoader(
             SeededItems(self.dataset, self.seed, self.rank),
-            batch_sampler=NumberedBatches(sampler),
+            batch_sampler=NumberedBatches(sampler),  # type: ignore[arg-type]  # (number, indices)
             generator=generator,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

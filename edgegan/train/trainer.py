@@ -441,7 +441,7 @@ class Trainer:
             self._stop = "signal"
             self.signal_name = signal.Signals(signum).name
 
-        old = {}
+        old: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, handler)
         return old
@@ -768,6 +768,7 @@ def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None
                 ),
                 from_main=True,
             )
+            assert run_dir is not None  # every rank has rank 0's
         else:
             run_dir = Path(resume)
         # Rank 0 holds the run's lock from before it is built until training ends.
