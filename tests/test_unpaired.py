@@ -130,6 +130,10 @@ def test_unpaired_errors_and_skip_bad(folders, tmp_path):
     # A file that breaks after the header check is replaced by the next good one.
     good = folders / "trainA" / "a0.png"
     good.write_bytes(good.read_bytes()[:60])
+    (folders / "trainA" / "bad.png").unlink()
+    strict = build_unpaired(str(folders), load_size=14, crop_size=10)  # headers all read
+    with pytest.raises(DataError, match=r"a0\.png.*data\.skip_bad=true"):
+        strict[0]
     with pytest.warns(DataWarning, match="a0.png"):
         item = ds[0]
     assert item["A_path"].endswith("a1.png")

@@ -101,6 +101,9 @@ def list_images(
         warn_left_out(other, root, where, extensions, stacklevel + 1, hint)
     return sorted(found)
 
+#: Added to an unreadable file's error when ``skip_bad`` is off.
+SKIP_BAD_HINT = "(set data.skip_bad=true to skip unreadable files)"
+
 
 def readable_images(
     paths: list[Path], folder: Path, skip_bad: bool, stacklevel: int = 2
@@ -117,7 +120,7 @@ def readable_images(
         elif skip_bad:
             skipped.append(str(path))
         else:
-            raise DataError(f"{err} (set data.skip_bad=true to skip unreadable files)")
+            raise DataError(f"{err} {SKIP_BAD_HINT}")
     if not ok:
         raise DataError(f"no readable images in {folder} ({len(skipped)} unreadable)")
     if skipped:
@@ -255,7 +258,10 @@ class ImageFolderDataset(Dataset):
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} images")
         if not self.skip_bad:
-            return self.load(index), self.samples[index][1]
+            try:
+                return self.load(index), self.samples[index][1]
+            except DataError as exc:  # pixels that fail only when decoded, mid-training
+                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
         for step in range(n):
             i = (index + step) % n
             if i in self._bad:

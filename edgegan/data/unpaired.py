@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 
 from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
 from edgegan.data.files import READ_EXTENSIONS
-from edgegan.data.folder import list_images, readable_images
+from edgegan.data.folder import SKIP_BAD_HINT, list_images, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
     hflip,
@@ -199,7 +199,10 @@ class UnpairedImageDataset(Dataset):
         n = len(domain)
         if not self.skip_bad:
             path = str(domain.folder / domain.rel[index])
-            return self.transform(path, channels), path
+            try:
+                return self.transform(path, channels), path
+            except DataError as exc:  # pixels that fail only when decoded, mid-training
+                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
         for step in range(n):
             i = (index + step) % n
             if i in domain.bad:
