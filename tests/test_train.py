@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import random
 import re
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -550,6 +552,48 @@ def test_a_failing_callback_names_itself_and_keeps_the_steps(tmp_path):
     cfg.callbacks = []
     resumed = load_config("dcgan-mnist", [*TINY, "train.steps=8"])
     assert train(resumed, resume=tmp_path / "r").step == 8
+
+
+def test_a_failing_sample_png_keeps_the_steps(tmp_path, monkeypatch, capsys):
+    """A sample grid that cannot be written (a full disk, a lost mount) comes between steps:
+    the state is whole, so the steps since the last checkpoint are saved before the error."""
+    import edgegan.data.transforms as transforms
+
+    real = transforms.save_png
+
+    def failing(image, path, **kwargs):
+        if Path(path).name == "step_0000006.png":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real(image, path, **kwargs)
+
+    monkeypatch.setattr(transforms, "save_png", failing)
+    cfg = tiny("train.checkpoint_every=4", "train.sample_every=3", "train.progress=true", steps=8)
+    with pytest.raises(OSError, match="Input/output error"):
+        train(cfg, out_dir=tmp_path / "r")
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 6  # not 4
+    err = capsys.readouterr().err
+    assert "stopped by an error at step 6: checkpoint saved to" in err
+    assert f"continue with: edgegan train --resume {tmp_path / 'r'}" in err
+    monkeypatch.setattr(transforms, "save_png", real)
+    resumed = load_config("dcgan-mnist", [*TINY, "train.steps=8"])
+    assert train(resumed, resume=tmp_path / "r").step == 8
+
+
+def test_an_error_inside_a_step_saves_nothing(tmp_path, monkeypatch):
+    """An error inside a training step may leave the networks half-updated: no save."""
+    from edgegan.train.trainer import Trainer
+
+    real = Trainer.train_step
+
+    def failing(self):
+        if self.step == 5:
+            raise RuntimeError("boom")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(tiny("train.checkpoint_every=4", steps=8), out_dir=tmp_path / "r")
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 4
 
 
 class _Checkpoints:

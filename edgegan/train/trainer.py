@@ -546,6 +546,7 @@ class Trainer:
         counts: dict[str, int] = {}  # steps that gave each value (r1: only its own steps)
         window_steps, window_t0 = 0, time.monotonic()
         stopped_by = "steps"
+        between_steps = False  # samples and validation: a failure there leaves the state whole
 
         def log_window() -> None:
             nonlocal window, counts, window_steps, window_t0
@@ -571,10 +572,12 @@ class Trainer:
                     self._check_finite(values)
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     log_window()
+                between_steps = True
                 if main and t.sample_every and self.step % t.sample_every == 0:
                     self.save_samples(f"step_{self.step:07d}")
                 if main and self.config.eval.every and self.step % self.config.eval.every == 0:
                     self.validate(log)
+                between_steps = False
                 if t.checkpoint_every and self.step % t.checkpoint_every == 0:
                     self.save_checkpoint()
                 stop = self._stop_reason(check_every)
@@ -587,13 +590,24 @@ class Trainer:
             path = self.last_checkpoint[0] if saved else self.save_checkpoint()  # type: ignore[index]
             if main:
                 self.save_samples("final")
-        except CallbackError:
-            # Keep the work: the failure came between steps, so the state is whole. (Under
-            # torchrun saving is a collective that the other ranks are not in: no save.)
+        except Exception as exc:
+            # Keep the work when the failure came between steps (a callback, a sample PNG, a
+            # metric), so the state is whole. (Under torchrun saving is a collective that the
+            # other ranks are not in: no save.)
+            if not (between_steps or isinstance(exc, CallbackError)):
+                raise
             saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
             if not self.dist.enabled and not saved and self.step > 0:
                 self.callbacks, self._callback_entries = [], []  # no hooks from the failed one
-                self.save_checkpoint()
+                try:
+                    kept = self.save_checkpoint()
+                except Exception as save_error:  # a full disk fails both: report the first
+                    bar.note(f"the checkpoint at step {self.step} failed too: {save_error}")
+                else:
+                    bar.note(
+                        f"stopped by an error at step {self.step}: checkpoint saved to {kept}; "
+                        f"once mended, continue with: edgegan train --resume {self.run_dir}"
+                    )
             raise
         finally:
             bar.close()
