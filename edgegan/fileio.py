@@ -155,6 +155,21 @@ def _dead_temp(path: Path) -> bool:
     return pid_gone(name[:-4].rpartition(".")[2])
 
 
+def remove_dead_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder`` (its own files, not
+    its subfolders'); the paths removed. Only for a folder this process holds (a run under
+    its lock): the pid in a name is checked on this host."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if path.is_file() and _dead_temp(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def pid_gone(pid: str | int) -> bool:
     """Whether the process ``pid`` (a temporary name's, of this host) has ended; False for
     this process and for what is no pid."""

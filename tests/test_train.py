@@ -1062,3 +1062,22 @@ def test_a_run_records_its_networks_defaults_so_a_changed_default_still_rebuilds
     ):
         gen = load_run_generator(run)
     assert [p.shape for p in gen.module.parameters()] == shapes
+
+
+def test_a_resume_removes_the_temporary_files_of_a_killed_run(tmp_path):
+    """kill -9 while a checkpoint was written left `checkpoints/.last.pt.PID.tmp` (hundreds
+    of MB for a CycleGAN) for good; the next run in the directory removes it."""
+    import subprocess
+    import sys
+
+    train(tiny(), out_dir=tmp_path / "r")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = tmp_path / f"r/checkpoints/.last.pt.{gone}.tmp"
+    dead.write_bytes(b"PK half")
+    dead_grid = tmp_path / f"r/samples/.final.png.{gone}.tmp"
+    dead_grid.write_bytes(b"\x89PNG half")
+    live = tmp_path / f"r/checkpoints/.last.pt.{os.getppid()}.tmp"  # a live process's: kept
+    live.write_bytes(b"PK")
+    train(load_config("dcgan-mnist", [*TINY, "train.steps=6"]), resume=tmp_path / "r")
+    assert not dead.exists() and not dead_grid.exists() and live.exists()

@@ -39,7 +39,7 @@ from edgegan.errors import (
     TrainingDiverged,
     exception_line,
 )
-from edgegan.fileio import atomic_write, write_json
+from edgegan.fileio import atomic_write, remove_dead_temps, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.registry import StaleDefaultWarning
 from edgegan.rng import random_state_kept
@@ -523,6 +523,8 @@ class Trainer:
             if not self.resuming:
                 self._write_config()
             (self.run_dir / CLAIM).unlink(missing_ok=True)  # the run's files now mark it
+            for folder in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "samples"):
+                remove_dead_temps(folder)  # a killed run's half-written files (under our lock)
         metrics = self.run_dir / "metrics.jsonl"
         log = MetricsLog(metrics, upto=self.step if self.resuming else None) if main else None
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
