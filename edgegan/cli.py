@@ -91,6 +91,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except _Terminated as exc:  # after the cleanups: a killed job's log says why it ended
+            if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun ends its workers this way
+                click.echo("terminated (SIGTERM)", err=True)
+            ctx.exit(int(exc.code or 143))
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
@@ -162,10 +166,14 @@ def _report(exc: BaseException, line: str) -> None:
 SILENT_RANK_WAIT = 20.0
 
 
+class _Terminated(SystemExit):
+    """SIGTERM, raised where the main thread is, so that cleanups run (an export's temporary
+    folder, say); a SystemExit, so that no ``except Exception`` takes it for an error.
+    Training installs its own handler, which saves a checkpoint first."""
+
+
 def _terminate(signum: int, frame: Any) -> None:
-    # SIGTERM as an exception, so that cleanups run (an export's temporary folder, say);
-    # training installs its own handler, which saves a checkpoint first.
-    raise SystemExit(128 + signum)
+    raise _Terminated(128 + signum)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -350,6 +350,7 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     raised.clear()
     result = CliRunner().invoke(group, ["term"])
     assert result.exit_code == 143 and str(raised[0]) == "cleanup ran"
+    assert result.output.strip() == "terminated (SIGTERM)"  # was silent
 
 
 def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
