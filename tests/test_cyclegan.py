@@ -49,6 +49,11 @@ def test_paired_metrics_on_known_values():
     assert l1(x, y) == pytest.approx(float((x - y).abs().mean()))
     assert ssim(x, torch.rand_like(x) * 2 - 1) < 0.2
     assert set(paired_scores(x, y, "ab_")) == {"ab_l1", "ab_psnr", "ab_ssim"}
+    # Out of range (an API user's unclamped output): all three score the clamped pixels, as
+    # saved images would be (L1 alone scored the raw values, while PSNR said 100 dB).
+    over = x.clamp(-1, 1) * 1.5
+    scores = paired_scores(over, over.clamp(-1, 1))
+    assert scores["l1"] == 0.0 and scores["psnr"] == 100.0
 
 
 @pytest.mark.parametrize(

@@ -285,8 +285,9 @@ def evaluate_tensors(
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1] (any device; the metric moves them)
-    with optional conditioning ``labels``; ``params`` go to the metric's factory."""
+    """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1], a tensor (any device; the metric
+    moves them) or a NumPy array, with optional conditioning ``labels`` (tensor, array or
+    list); ``params`` go to the metric's factory."""
     return Scorer(metric, reference, params)(images, labels)
 
 

@@ -1,6 +1,7 @@
 """Metrics against paired ground truth: L1, PSNR and SSIM of translated images.
 
-Images are tensors ``(N, C, H, W)`` in [-1, 1]; PSNR and SSIM are computed on [0, 1]
+Images are tensors ``(N, C, H, W)`` in [-1, 1], clamped to it first as a saved image is (the
+three metrics score the same pixels); PSNR and SSIM are computed on [0, 1]
 (data range 1) per image and averaged, SSIM with the usual 11x11 Gaussian window
 (sigma 1.5, K1 = 0.01, K2 = 0.03) per channel, as in Wang et al. (2004).
 """
@@ -17,7 +18,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 def l1(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Mean absolute error in the [-1, 1] value range."""
-    return float((pred.float() - target.float()).abs().mean())
+    return float((pred.float().clamp(-1, 1) - target.float().clamp(-1, 1)).abs().mean())
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
