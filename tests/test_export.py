@@ -185,6 +185,12 @@ def test_metadata_round_trip(cond_bundle, uncond_bundle, runs):
         assert props["edgegan.spec"]["image_shape"] == [1, 28, 28]
         assert onnx.load(str(path)).producer_name == "edgegan"
         assert props["edgegan.precision"] == precision  # each graph says what it is
+        # The lowest IR version opset 18 allows (8), not onnx's newest (10, which
+        # onnxruntime < 1.18 refused), recorded with the I/O dtype and where parity ran.
+        entry = meta["models"][precision]
+        assert onnx.load(str(path)).ir_version == entry["ir_version"] == 8
+        assert entry["io_dtype"] == "float32"
+        assert entry["parity"]["provider"] == "CPUExecutionProvider"
     # An unconditional graph names no classes, in edgegan.json and in the graph alike (the
     # graph used to carry the dataset's ten).
     uncond = read_bundle(uncond_bundle[0])

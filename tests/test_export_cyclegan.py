@@ -152,6 +152,8 @@ def test_metadata_round_trip(bundles):
             )
             assert props["edgegan.task"] == "cyclegan"
             assert onnx.load(str(path)).producer_name == "edgegan"
+            assert onnx.load(str(path)).ir_version == meta["models"][d][precision]["ir_version"]
+    assert meta["spec"]["min_side"] == 8  # smaller inputs are padded up to it
     with pytest.raises(EdgeganError, match="cyclegan bundle: give --direction"):
         model_path(out, "fp32")
     meta = read_bundle(out)

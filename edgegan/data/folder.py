@@ -101,6 +101,7 @@ def list_images(
         warn_left_out(other, root, where, extensions, stacklevel + 1, hint)
     return sorted(found)
 
+
 #: Added to an unreadable file's error when ``skip_bad`` is off.
 SKIP_BAD_HINT = "(set data.skip_bad=true to skip unreadable files)"
 

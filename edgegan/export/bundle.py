@@ -18,7 +18,8 @@ per-graph parts are keyed by direction first::
 
     {"task": "cyclegan", "directions": ["AtoB", "BtoA"],
      "source": {..., "weights": {"AtoB": "ema", "BtoA": "generator"}},
-     "spec": {"channels_a", "channels_b", "image_size", "value_range", "size_multiple"},
+     "spec": {"channels_a", "channels_b", "image_size", "value_range", "size_multiple",
+              "min_side"},
      "inputs": {"AtoB": [{"name": "image", "shape": ["batch", 1, "height", "width"]}], ...},
      "outputs": {"AtoB": [{"name": "translated", ...}], ...},
      "models": {"AtoB": {"fp32": {...}, "fp16": {...}}, "BtoA": {...}},

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import DataError, EdgeganError
-from edgegan.export.signature import DIRECTIONS, check_direction, io_spec
+from edgegan.export.signature import DIRECTIONS, MIN_SIDE, check_direction, io_spec
 
 DOMAINS: dict[str, str] = {"AtoB": "A", "BtoA": "B"}  # the domain each direction reads
 
@@ -109,5 +109,6 @@ def export_graphs(
         "image_size": int(spec["image_size"]),
         "value_range": gspec["value_range"],
         "size_multiple": gspec["size_multiple"],
+        "min_side": MIN_SIDE,  # smaller inputs are padded up to it (a 4 px one fails the graph)
     }
     return {**parts, "step": generator.step, "weights": weights, "digest": digests}

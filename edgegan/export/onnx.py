@@ -240,6 +240,20 @@ def _export_legacy(wrapper: Any, args: tuple, spec: dict[str, Any], opset: int, 
         tmp.unlink(missing_ok=True)
 
 
+def lowest_ir_version(model: Any) -> int:
+    """Lower the graph's IR version to the lowest its opsets allow, and return it.
+
+    onnx writes its own newest IR version (10 since onnx 1.16), which onnxruntime before
+    1.18 refuses ("Unsupported model IR version: 10") although nothing in these graphs
+    needs it: opset 18 needs IR 8, so a bundle loads on onnxruntime 1.14 and newer (measured
+    with 1.14.1, 1.16.3, 1.17.3; docs/deploy.md). onnx.checker runs after this."""
+    import onnx
+
+    lowest = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
+    model.ir_version = min(int(model.ir_version), int(lowest))
+    return int(model.ir_version)
+
+
 def add_metadata(model: Any, spec: dict[str, Any], extra: dict[str, str] | None = None) -> None:
     """Put the generator's spec (JSON) and the producer in the graph's ``metadata_props``."""
     from edgegan import __version__
@@ -346,6 +360,7 @@ def export_onnx(
             raise _export_failed(which, exc2) from exc2
     seconds = time.perf_counter() - start
     add_metadata(model, spec, {"edgegan.exporter": which, "edgegan.precision": "fp32"})
+    lowest_ir_version(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
@@ -356,6 +371,8 @@ def export_onnx(
     return {
         "file": path.name,
         "opset": int(opsets.get("", opsets.get("ai.onnx", opset))),
+        "ir_version": int(model.ir_version),
+        "io_dtype": "float32",
         "exporter": which,
         "nodes": len(model.graph.node),
         "folded_batchnorm": folded,

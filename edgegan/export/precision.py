@@ -104,6 +104,7 @@ def to_fp16(
     return {
         "file": Path(dst).name,
         "opset": _opset(half),
+        "ir_version": int(half.ir_version),
         "nodes": len(half.graph.node),
         "io_dtype": "float32",
         "blocked_ops": sorted({n.op_type for n in model.graph.node if n.op_type in set(block_ops)}),
@@ -135,7 +136,7 @@ def _finish(model: Any, meta: dict[str, Any], dst: str | Path, extra: dict[str, 
     """Restore the graph metadata, sort, check and save."""
     import onnx
 
-    from edgegan.export.onnx import add_metadata
+    from edgegan.export.onnx import add_metadata, lowest_ir_version
 
     toposort(model.graph)
     spec = meta.get("edgegan.spec", {})
@@ -151,6 +152,7 @@ def _finish(model: Any, meta: dict[str, Any], dst: str | Path, extra: dict[str, 
     del model.opset_import[:]
     model.opset_import.extend(opsets)
     add_metadata(model, spec, {**keep, **extra})
+    lowest_ir_version(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
@@ -342,6 +344,8 @@ def to_int8(
     return {
         "file": Path(dst).name,
         "opset": _opset(quantized),
+        "ir_version": int(quantized.ir_version),
+        "io_dtype": "float32",  # Q/DQ inside: the inputs and output stay float32
         "nodes": len(ops),
         "quantize_nodes": ops.count("QuantizeLinear"),
         "dequantize_nodes": ops.count("DequantizeLinear"),
