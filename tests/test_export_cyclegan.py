@@ -205,6 +205,29 @@ def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
         assert np.abs(q[f] - img).mean() < 8  # int8: close
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_the_standalone_example_translates_as_edgegan_infer_does(
+    bundles, images, tmp_path, precision
+):
+    """examples/run_bundle.py (numpy, onnxruntime, Pillow; torch and edgegan unimportable)
+    reads, pads, runs and writes as infer does: the same files, sizes and pixels (FP16 too,
+    where another uint8 -> float formula changed a level in some pixels). The inputs hold an
+    RGB JPEG for a grey generator and a 30x45 image (padded, cropped back)."""
+    from tiny import run_standalone_example
+
+    bundle, _ = bundles["resnet"]
+    ref = _infer(bundle, tmp_path / "e", images, "--backend", "onnxruntime",
+                 "--precision", precision, "--batch-size", "1")  # fmt: skip
+    out = tmp_path / "s"
+    run_standalone_example(str(bundle), "--direction", "AtoB", "--input", str(images),
+                           "--precision", precision, "--out", str(out))  # fmt: skip
+    got = {p.relative_to(out).as_posix(): np.asarray(Image.open(p)).astype(int)
+           for p in out.rglob("*.png")}  # fmt: skip
+    assert sorted(got) == sorted(ref) == ["a.png", "c.png", "sub/b.png"]
+    for f, img in ref.items():
+        assert got[f].shape == img.shape and np.abs(got[f] - img).max() == 0, f
+
+
 @pytest.mark.slow
 def test_infer_compiled_torch_translates_like_eager(runs, images, tmp_path, monkeypatch):
     """``infer --compile reduce-overhead --channels-last`` on a folder of several sizes

@@ -220,6 +220,25 @@ def test_cli_infer_bundle_matches_run(run_dir, bundle, tmp_path):
     assert diff.max() <= 1
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_standalone_example_samples_as_edgegan_infer_does(bundle, tmp_path, precision):
+    """examples/run_bundle.py, with numpy, onnxruntime and Pillow only (torch and edgegan
+    unimportable), draws edgegan's latents and labels and gives its images."""
+    from tiny import run_standalone_example
+
+    args = ["--num", "12", "--seed", "5", "--labels", "3,7,1", "--precision", precision]
+    res = CliRunner().invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime", *args,
+                                   "--format", "npz", "--out", str(tmp_path / "e")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run_standalone_example(str(bundle), *args, "--out", str(tmp_path / "s.npz"))
+    e, s = np.load(tmp_path / "e/images.npz"), np.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(e["latents"], s["latents"])
+    np.testing.assert_array_equal(e["labels"], s["labels"])
+    assert list(s["labels"][:4]) == [3, 7, 1, 3]
+    assert e["images"].dtype == s["images"].dtype == np.uint8
+    assert np.abs(e["images"].astype(int) - s["images"].astype(int)).max() == 0
+
+
 def test_int8_and_fp16_through_cli(bundle, tmp_path):
     for precision in [p for p in ("fp16", "int8") if p in read_bundle(bundle)["models"]]:
         res = CliRunner().invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime",

@@ -59,3 +59,22 @@ def dequantized_constant_types(model) -> set[str]:
         for n in model.graph.node
         if n.op_type == "DequantizeLinear" and n.input[0] in constants
     }
+
+
+def run_standalone_example(*args: str) -> str:
+    """Run ``examples/run_bundle.py`` in a process where torch and edgegan cannot be
+    imported (as on a deployment machine that has only the bundle); its stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "run_bundle.py"
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = sys.modules['edgegan'] = None  # import -> ImportError\n"
+        f"sys.argv = {[str(script), *args]!r}\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
