@@ -805,7 +805,7 @@ def config() -> None:
 @click.argument("overrides", nargs=-1)
 def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
     """Print the resolved YAML of a preset (or config file) with overrides applied, after
-    checking its parts and their parameters as training would."""
+    checking its parts and their parameters (names and types) as training would."""
     from edgegan.config import check_part_params, load_config
     from edgegan.train.trainer import check_config
 
