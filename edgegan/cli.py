@@ -689,7 +689,7 @@ def bench(
     if to_stdout:
         click.echo(json.dumps(strict_json(result), indent=2, allow_nan=False))
     elif json_file:
-        click.echo(f"wrote {write_json(json_file, result)}", err=True)
+        click.echo(f"wrote {write_json(json_file, result, follow_symlinks=True)}", err=True)
 
 
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).

@@ -16,14 +16,25 @@ from typing import Any, BinaryIO
 from edgegan.errors import EdgeganError
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], fsync: bool = True) -> Path:
+def atomic_write(
+    path: str | Path,
+    write: Callable[[BinaryIO], object],
+    fsync: bool = True,
+    follow_symlinks: bool = False,
+) -> Path:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over
-    ``path`` (the file a symlink ``path`` points to). The file gets the usual permissions
-    (umask), unlike ``tempfile.mkstemp``'s 0600. ``fsync=False`` skips the fsync (about 1 ms
-    a file) where many small files are written: a crashed or killed process still leaves
-    the old file or the new one, whole; only a power cut may lose the newest."""
+    ``path``. The file gets the usual permissions (umask), unlike ``tempfile.mkstemp``'s
+    0600. ``fsync=False`` skips the fsync (about 1 ms a file) where many small files are
+    written: a crashed or killed process still leaves the old file or the new one, whole;
+    only a power cut may lose the newest.
+
+    A symlink ``path`` is replaced by the file, and what it pointed to is left alone: a run
+    or bundle folder may come from elsewhere, and a link in it (``report.md ->
+    ~/.bashrc``) must not make edgegan write outside it. ``follow_symlinks=True`` writes
+    the link's target instead, for paths the user chose (``--json FILE``) and a timing
+    cache shared between bundles."""
     given = path = Path(path)
-    if path.is_symlink():  # write through a link (a shared timing cache), as open() would
+    if follow_symlinks and path.is_symlink():  # as open() would
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -88,11 +99,13 @@ def strict_json(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: str | Path, obj: Any, **dumps: Any) -> Path:
+def write_json(path: str | Path, obj: Any, follow_symlinks: bool = False, **dumps: Any) -> Path:
     """``obj`` as indented, strict JSON (non-finite numbers as ``null``) at ``path``,
-    atomically (a crash leaves the old file)."""
+    atomically (a crash leaves the old file; symlinks as :func:`atomic_write`)."""
     text = json.dumps(strict_json(obj), indent=2, allow_nan=False, **dumps) + "\n"
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return atomic_write(
+        path, lambda f: f.write(text.encode("utf-8")), follow_symlinks=follow_symlinks
+    )
 
 
 def check_not_empty(out: str | Path) -> None:

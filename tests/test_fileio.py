@@ -165,16 +165,22 @@ def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp
     assert not list(tmp_path.iterdir())
 
 
-def test_atomic_write_writes_through_a_symlink(tmp_path):
-    """A linked file (a timing cache shared between bundles) keeps its link."""
+def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path):
+    """A linked file (a timing cache shared between bundles, a --json FILE) keeps its link
+    with follow_symlinks; otherwise the link is replaced and its target left alone: a run
+    folder from elsewhere holding `report.md -> ~/.bashrc` had `train --resume` rewrite the
+    user's .bashrc with text taken from the folder's config."""
     shared = tmp_path / "shared.cache"
     shared.write_bytes(b"old")
     link = tmp_path / "bundle" / "timing.cache"
     link.parent.mkdir()
     link.symlink_to(shared)
-    assert atomic_write(link, lambda f: f.write(b"new")) == link
+    assert atomic_write(link, lambda f: f.write(b"new"), follow_symlinks=True) == link
     assert link.is_symlink() and shared.read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "shared.cache"]
+    assert atomic_write(link, lambda f: f.write(b"mine")) == link
+    assert not link.is_symlink() and link.read_bytes() == b"mine"
+    assert shared.read_bytes() == b"new"  # untouched
 
 
 class _FullDisk:

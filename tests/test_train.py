@@ -449,6 +449,12 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
         with pytest.raises(ConfigError, match=needs):
             train(tiny(how), out_dir=tmp_path / f"r{i}")
         assert not (tmp_path / f"r{i}").exists()
+    # a config from elsewhere cannot point the event files outside the run
+    for bad in ("/tmp/elsewhere", "../up", ""):
+        with pytest.raises(ConfigError, match="log_dir must be a folder inside the run"):
+            train(tiny(f"callbacks=[{{name: tensorboard, log_dir: '{bad}'}}]"),
+                  out_dir=tmp_path / "r")  # fmt: skip
+        assert not (tmp_path / "r").exists()
 
 
 def test_ema_follows_its_formula():
@@ -1081,3 +1087,28 @@ def test_a_resume_removes_the_temporary_files_of_a_killed_run(tmp_path):
     live.write_bytes(b"PK")
     train(load_config("dcgan-mnist", [*TINY, "train.steps=6"]), resume=tmp_path / "r")
     assert not dead.exists() and not dead_grid.exists() and live.exists()
+
+
+def test_a_resumed_run_from_elsewhere_writes_nothing_through_its_links(tmp_path):
+    """A run folder from elsewhere with `report.md -> ~/.bashrc` (or its log, config, a
+    sample, the checkpoint linked outside): `--resume` rewrote those files with text from
+    the folder's config. Now it replaces the links and leaves their targets alone."""
+    train(tiny("eval.at_end=true", "eval.num_samples=200"), out_dir=tmp_path / "r")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    names = ["report.md", "metrics.jsonl", "config.yaml", "samples/final.png",
+             "checkpoints/last.pt", "eval.json"]  # fmt: skip
+    for name in names:
+        link = tmp_path / "r" / name
+        target = outside / link.name
+        target.write_bytes(link.read_bytes())
+        link.unlink()
+        link.symlink_to(target)
+    before = {p.name: p.read_bytes() for p in outside.iterdir()}
+    resumed = load_config("dcgan-mnist", [*TINY, "train.steps=6", "eval.at_end=true",
+                                          "eval.num_samples=200"])  # fmt: skip
+    assert train(resumed, resume=tmp_path / "r").step == 6
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
+    for name in names:
+        assert not (tmp_path / "r" / name).is_symlink(), name
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 6

@@ -143,7 +143,7 @@ def main() -> None:
             "seeds": seeds,
         }
         payload = {"meta": meta, "results": rows, "summary": summary}
-        write_json(args.json, payload)
+        write_json(args.json, payload, follow_symlinks=True)
 
 
 def _spread(stat: dict | None) -> str:

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_one_thread": torch1,
     }
     if args.json:
-        console.print(f"wrote {write_json(args.json, result)}")
+        console.print(f"wrote {write_json(args.json, result, follow_symlinks=True)}")
     return 0
 
 

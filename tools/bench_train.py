@@ -512,13 +512,13 @@ def main(argv: list[str] | None = None) -> int:
                     results["rows"].append(row)
                     _print_row(row)
                     if args.json:  # after each row: a run cut off by a time limit keeps them
-                        write_json(args.json, results)
+                        write_json(args.json, results, follow_symlinks=True)
     _add_speedups(results["rows"])
     _print_table(results)
     if args.profile > 0:
         _print_profile(results)
     if args.json:
-        print(f"wrote {write_json(args.json, results)}")
+        print(f"wrote {write_json(args.json, results, follow_symlinks=True)}")
     if results["rows"] and all("error" in r for r in results["rows"]):
         print("error: every measurement failed (see above)", file=sys.stderr)
         return 1

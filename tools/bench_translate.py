@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
     }
     if args.json:
-        print(f"wrote {write_json(args.json, result)}")
+        print(f"wrote {write_json(args.json, result, follow_symlinks=True)}")
     return 0
 
 

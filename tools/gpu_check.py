@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
 
         def save() -> None:
-            scripting.write_json(out_path, results, default=str)
+            scripting.write_json(out_path, results, follow_symlinks=True, default=str)
 
         for section in sections:
             t0 = time.monotonic()

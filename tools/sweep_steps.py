@@ -51,7 +51,7 @@ def main() -> None:
         print("| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |")
     if args.json:
         meta = {"command": " ".join(sys.argv), "run_dir": str(run_dir)}
-        write_json(args.json, {"meta": meta, "results": rows})
+        write_json(args.json, {"meta": meta, "results": rows}, follow_symlinks=True)
 
 
 if __name__ == "__main__":

@@ -216,6 +216,9 @@ class MetricsLog:
 
     def __init__(self, path: Path, upto: int | None = None) -> None:
         self.path = path
+        if path.is_symlink():  # appending would write where the link points, outside the run
+            text = path.read_bytes() if path.is_file() else b""
+            atomic_write(path, lambda f: f.write(text))  # a file of its own, same records
         if upto is not None and path.is_file():
             _keep_records_through(path, upto)
         self._f = open(path, "a", buffering=1)
@@ -239,7 +242,7 @@ def _keep_records_through(path: Path, step: int) -> None:
     for line in lines:
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # cut short, or nested past Python's limit
             continue
         logged = record.get("step") if isinstance(record, dict) else None
         if not isinstance(logged, (int, float)) or logged <= step:
