@@ -283,6 +283,7 @@ def test_a_graph_that_disagrees_with_edgegan_json_is_refused(tmp_path, cond_bund
         shutil.copy(graph_from / "model.onnx", bundle / "model.onnx")
         meta = read_bundle(bundle)
         meta["spec"].update(spec_change)
+        del meta["models"]["fp32"]["sha256"]  # as before digests (with one, it says so first)
         write_bundle(bundle, meta)
         with pytest.raises(EdgeganError, match=f"model.onnx does not match the bundle's edgegan"
                                                f".json \\({message}"):  # fmt: skip
@@ -313,6 +314,41 @@ def test_a_graph_with_other_weights_is_refused_by_its_digest(tmp_path, cond_bund
         open_runner(bundle, "onnxruntime")
     with open_runner(bundle, "onnxruntime", precision="fp16"):  # the untouched ones still run
         pass
+
+
+def test_a_graph_that_is_a_link_or_names_external_data_is_refused(tmp_path, cond_bundle):
+    """A bundle from elsewhere: a graph linked to a file outside it, or (without digests)
+    one whose tensors live in external files such as ../../secret, which onnxruntime
+    before 1.24 opened. Refused before onnxruntime reads anything."""
+    import os
+
+    from onnx import external_data_helper
+
+    from edgegan.runtime import open_runner
+
+    cond, _ = cond_bundle
+    bundle = tmp_path / "b"
+    shutil.copytree(cond, bundle)
+    outside = tmp_path / "outside.onnx"
+    os.replace(bundle / "model.onnx", outside)
+    (bundle / "model.onnx").symlink_to(outside)
+    with pytest.raises(EdgeganError, match=r"model.onnx in the bundle is a link \("):
+        open_runner(bundle, "onnxruntime")
+    (bundle / "model.onnx").unlink()
+    graph = onnx.load(str(outside))
+    external_data_helper.convert_model_to_external_data(
+        graph, all_tensors_to_one_file=True, location="secret.bin", size_threshold=0
+    )
+    for tensor in graph.graph.initializer:  # onnx.save refuses '..'; a hand-made file need not
+        for kv in tensor.external_data:
+            if kv.key == "location":
+                kv.value = "../secret.bin"
+    (bundle / "model.onnx").write_bytes(graph.SerializeToString())
+    meta = read_bundle(bundle)
+    del meta["models"]["fp32"]["sha256"]  # a digest would refuse the edited graph anyway
+    write_bundle(bundle, meta)
+    with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
+        open_runner(bundle, "onnxruntime")
 
 
 def test_a_run_generator_repr_leaves_the_network_out(runs):

@@ -249,6 +249,36 @@ def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
         )
 
 
+def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
+    """Before onnxruntime opens a bundle's graph: refuse a link (a bundle's graphs are its
+    own files), a graph other than the one exported (:func:`check_graph_digest`), and in a
+    bundle that records no digest, a graph whose tensors live in external data files: a
+    bundle from elsewhere could name ``../../secret`` there (onnxruntime before 1.24 read
+    such paths), and edgegan never writes external data."""
+    if path.is_symlink():
+        raise EdgeganError(
+            f"{path.name} in the bundle is a link ({path} -> {path.resolve()}); a bundle's "
+            "graphs are files of its own: copy the file in, or export again"
+        )
+    if isinstance(entry.get("sha256"), str):
+        check_graph_digest(path, entry)  # the exported graph: no external data
+        return
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a graph at all: onnxruntime says so in its own words
+        return
+    tensors = [*model.graph.initializer, *(
+        a.t for n in model.graph.node for a in n.attribute if a.HasField("t")
+    )]  # fmt: skip
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+        raise EdgeganError(
+            f"{path.name} keeps tensors in external data files, which edgegan never writes: "
+            "the bundle was not made by edgegan export, or was edited; export it again"
+        )
+
+
 def model_file(precision: str, direction: str | None = None, suffix: str = ".onnx") -> str:
     """The file name of a graph: ``model.onnx``, ``model.fp16.onnx``; with a direction
     ``model_AtoB.onnx``, ``model_AtoB.int8.onnx``. ``suffix=".engine"`` names the TensorRT

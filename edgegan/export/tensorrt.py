@@ -401,6 +401,8 @@ def build_engines(
                 f"{', '.join(absent) or 'any precision'}; "
                 "export it first (edgegan export RUN --onnx --fp16 --int8)"
             )
+        for p in todo:  # before any build: a link, another graph, external data files
+            bundles.check_graph_file(bundle / models[p]["file"], models[p])
         spec = direction_spec(meta["spec"], d) if d else dict(meta["spec"])
         profile = resolve_profile(spec, options.batch, options.size)
         graphs.append((d, spec, models, todo, profile))

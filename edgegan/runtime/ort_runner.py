@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError, first_line
-from edgegan.export.bundle import check_graph_digest
+from edgegan.export.bundle import check_graph_file
 from edgegan.export.signature import is_translator
 from edgegan.runtime.base import (
     GPU_EXTRA,
@@ -180,6 +180,7 @@ class OrtRunner(Runner):
         path = target.bundle / entry["file"]
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
+        check_graph_file(path, entry)  # before onnxruntime reads it (or any file it names)
         kind, index = parse_device(device)
         self.spec = target.spec
         self.precision = precision
@@ -255,7 +256,6 @@ class OrtRunner(Runner):
                 f"{path.name} does not match the bundle's edgegan.json ({mismatch}); the "
                 "bundle was edited or mixes files of two exports: export it again"
             )
-        check_graph_digest(path, entry)  # the same interface, other weights
         self._inputs = {
             i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()
         }
