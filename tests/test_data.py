@@ -330,6 +330,23 @@ def test_folder_corrupt_pixels_found_lazily(tmp_path):
     assert ds.skipped == [str(tmp_path / "a.png")]
 
 
+def test_a_fifo_named_like_an_image_is_not_listed(tmp_path):
+    """`mkfifo data/3.png` in a downloaded folder hung training for ever (opening it waits
+    for a writer); only regular files (or links to them) are images."""
+    import os
+
+    from edgegan.data.folder import list_images
+
+    save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "3.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    assert list_images(tmp_path) == ["a.png", "b.png"]  # listing opens nothing: no hang here
+    assert sorted(Path(p).name for p in build_folder(root=str(tmp_path)).paths) == [
+        "a.png",
+        "b.png",
+    ]
+
+
 def test_folder_user_errors(tmp_path):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "readme.txt").write_text("x")

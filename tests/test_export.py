@@ -248,6 +248,15 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         ({**cyclegan_like, "directions": []}, "directions must list AtoB and/or BtoA"),
         ({**cyclegan_like, "models": {"AtoB": None}}, "models.AtoB is not an entry"),
         ({**cyclegan_like, "spec": {"channels_a": 1}}, "spec.channels_b must be an integer"),
+        # a translator pads to these: 20000 padded 28 px inputs to 20000x20000 (gigabytes)
+        *(
+            (
+                {**cyclegan_like, "spec": {**cyclegan_like["spec"], key: bad}},
+                f"spec.{key} must be an integer in 1..1024, got {bad!r}",
+            )
+            for key in ("size_multiple", "min_side")
+            for bad in (20000, -3, "x")
+        ),  # fmt: skip
     ]:
         (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, **changes}))
         with pytest.raises(EdgeganError, match=f"is not a valid edgegan bundle: {message}"):

@@ -69,7 +69,8 @@ def list_images(
     hint: str = "",
     stacklevel: int = 2,
 ) -> list[str]:
-    """Relative POSIX paths of the image files under ``root``, recursively, sorted.
+    """Relative POSIX paths of the image files under ``root``, recursively, sorted (regular
+    files, or links to them).
 
     Symlinked folders are followed once (a link cycle is not entered twice), except a link
     to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
@@ -95,6 +96,8 @@ def list_images(
         for name in filenames:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
                 continue
+            if not os.path.isfile(os.path.join(dirpath, name)):
+                continue  # a FIFO or device named x.png: opening it would wait forever
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             found.append(Path(rel).as_posix())
     if where:

@@ -121,6 +121,11 @@ _SPEC_INTS: dict[str, dict[str, int]] = {
     "gan": {"latent_dim": 1, "num_classes": 0},
     "cyclegan": {"channels_a": 1, "channels_b": 1, "image_size": 1},
 }
+#: Optional integers and their range: a translator pads its inputs to these, so an edited
+#: 20000 padded a 28 px image to 20000x20000 (gigabytes) before anything failed.
+_SPEC_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "cyclegan": {"size_multiple": (1, 1024), "min_side": (1, 1024)},
+}
 
 
 def _spec_problem(meta: dict[str, Any]) -> str | None:
@@ -131,6 +136,10 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
         value = spec.get(key)
         if not _is_int(value) or value < least:
             return f"spec.{key} must be an integer >= {least}, got {value!r}"
+    for key, (low, high) in _SPEC_RANGES.get(str(task), {}).items():
+        value = spec.get(key)
+        if value is not None and (not _is_int(value) or not low <= value <= high):
+            return f"spec.{key} must be an integer in {low}..{high}, got {value!r}"
     if task == "gan":
         shape = spec.get("image_shape")
         if (
