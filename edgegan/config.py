@@ -378,7 +378,33 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping")
+    if _larger_than(data, MAX_CONFIG_VALUES):
+        # YAML aliases share one object: 1.8 KB of nested aliases ("billion laughs") loads
+        # at once, then every copy of the config expands it (2.4 GB, 28 s, before an error)
+        raise ConfigError(
+            f"{source}: more than {MAX_CONFIG_VALUES:,} values once its YAML aliases are "
+            "expanded; a config is a few hundred"
+        )
     return data
+
+
+#: The most values a config may hold with its aliases expanded.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _larger_than(data: Any, limit: int) -> bool:
+    """Whether ``data`` has more than ``limit`` values counting each alias's every use."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _read_config_file(path: Path, source: str) -> dict[str, Any]:
