@@ -88,6 +88,15 @@ class _Group(click.Group):
         except MemoryError as exc:  # e.g. `infer --num 1000000000`: all images held at once
             _report(exc, f"out of memory ({exc or 'MemoryError'}); ask for less at once")
             ctx.exit(1)
+        except RuntimeError as exc:
+            # torch's allocators say so in a RuntimeError (torch.OutOfMemoryError on CUDA):
+            # a network of absurd size from a checkpoint, a batch too large for the GPU
+            text = str(exc)
+            if type(exc).__name__ != "OutOfMemoryError" and "can't allocate memory" not in text:
+                raise
+            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            _report(exc, f"out of memory ({first}); ask for less at once")
+            ctx.exit(1)
         except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
             click.echo("interrupted", err=True)
             ctx.exit(130)

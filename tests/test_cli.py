@@ -341,12 +341,24 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
             1,
             "error: out of memory (Unable to allocate 2.9 TiB); ask for less at once",
         ),
+        (  # torch's CPU allocator (a checkpoint asking for latent_dim=10**9): a traceback
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                "memory: you tried to allocate 4000000000000 bytes. Error code 12"
+            ),
+            1,
+            "error: out of memory ([enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator:"
+            " can't allocate memory: you tried to allocate 4000000000000 bytes. Error code 12);"
+            " ask for less at once",
+        ),
     ]
     for exc, code, line in cases:
         raised[:] = [exc]
         result = CliRunner().invoke(group, ["boom"])
         assert result.exit_code == code, result.output
         assert result.output.strip() == line
+    raised[:] = [RuntimeError("a bug")]  # any other RuntimeError stays a traceback
+    assert isinstance(CliRunner().invoke(group, ["boom"]).exception, RuntimeError)
     raised.clear()
     result = CliRunner().invoke(group, ["term"])
     assert result.exit_code == 143 and str(raised[0]) == "cleanup ran"

@@ -261,6 +261,9 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, **changes}))
         with pytest.raises(EdgeganError, match=f"is not a valid edgegan bundle: {message}"):
             read_bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text("[" * 100_000)  # nested past Python's limit
+    with pytest.raises(EdgeganError, match="cannot read bundle metadata .*nested too deeply"):
+        read_bundle(tmp_path)
     with pytest.raises(EdgeganError, match="has no int8 model.*--int8"):
         model_path(uncond_bundle[0], "int8")
     # The command rewrites this bundle: its own precisions, the missing one, its folder.

@@ -251,7 +251,7 @@ def test_load_samples_npz_formats(tmp_path, test_split) -> None:
     assert labels is None and torch.equal(images, x)
 
 
-def test_load_samples_errors(tmp_path) -> None:
+def test_load_samples_errors(tmp_path, monkeypatch) -> None:
     with pytest.raises(EdgeganError, match="not found"):
         load_samples(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
@@ -280,6 +280,14 @@ def test_load_samples_errors(tmp_path) -> None:
     (tmp_path / "broken" / "a.png").write_bytes(b"garbage")
     with pytest.raises(EdgeganError, match="cannot read image"):
         load_samples(tmp_path / "broken")
+    # Pillow's decompression-bomb guard (an image of more than 178M pixels) was a traceback
+    from PIL import Image
+
+    (tmp_path / "bomb").mkdir()
+    Image.new("L", (40, 40)).save(tmp_path / "bomb" / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1,600 pixels: over twice that
+    with pytest.raises(EdgeganError, match=r"cannot read image .*a\.png: Image size"):
+        load_samples(tmp_path / "bomb")
     (tmp_path / "x.csv").write_text("1,2")
     with pytest.raises(EdgeganError, match="expected a folder"):
         load_samples(tmp_path / "x.csv")

@@ -765,6 +765,11 @@ def test_an_unreadable_checkpoint_says_why_rather_than_damaged(tmp_path, monkeyp
         load_checkpoint(path)
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
 def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
     import shutil
 
@@ -794,6 +799,10 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
     torch.save(state, path)
     refused(path.read_bytes(), "lacks 'optimizers' \\(written by another edgegan version")
     torch.save({"format": 1, "x": _AtStep(1, _disk_full)}, path)
+    refused(path.read_bytes(), "holds Python objects, not only tensors")
+    # a function such as os.system: torch words it otherwise ("unsupported GLOBAL posix.
+    # system whose module posix is blocked"), which read as a damaged file
+    torch.save({"format": 1, "x": _RunsCode()}, path)
     refused(path.read_bytes(), "holds Python objects, not only tensors")
     refused(
         None,

@@ -83,6 +83,8 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdgeganError(f"cannot read bundle metadata {file}: {exc}") from None
+    except RecursionError:  # nested past Python's limit: no edgegan.json is
+        raise EdgeganError(f"cannot read bundle metadata {file}: nested too deeply") from None
     if not isinstance(meta, dict):
         raise EdgeganError(f"{file} is not an edgegan bundle description (not a JSON object)")
     missing = [k for k in REQUIRED_KEYS if k not in meta]

@@ -40,6 +40,8 @@ def _read_image(path: Path) -> Any:
             return np.asarray(convert_channels(im, 3), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, DataError) as exc:
         raise EdgeganError(f"cannot read image {path}: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's guard: more pixels than 178M
+        raise EdgeganError(f"cannot read image {path}: {exc}") from None
 
 
 _LABEL_IN_NAME = re.compile(r"_label(\d+)$")

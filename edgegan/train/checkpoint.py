@@ -91,7 +91,9 @@ def _why(path: Path, exc: Exception) -> str:
     and for unsafe files advise ``weights_only=False``, which edgegan never does)."""
     if path.stat().st_size == 0:
         return "the file is empty"
-    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+    # torch's wording: "Unsupported global: GLOBAL x.Y ..." for a class, "unsupported GLOBAL
+    # posix.system whose module posix is blocked" for a function such as os.system
+    if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in str(exc).lower():
         return (
             "it holds Python objects, not only tensors and plain data; edgegan loads checkpoints "
             "with weights_only=True and so never runs code from a file"
