@@ -169,6 +169,30 @@ def test_auto_exporter_falls_back_to_legacy(tmp_path, monkeypatch):
         onnx_export.export_onnx(g, spec, tmp_path / "m.onnx", exporter="dynamo")
 
 
+def test_ctrl_c_in_the_dynamo_exporters_imports_stops_the_export(tmp_path, monkeypatch):
+    """A Ctrl-C landing in torch._dynamo's first import came back from torch as an
+    AttributeError, which the fallback took for a broken dynamo: the export went on with the
+    legacy exporter and finished, the signal ignored. The imports come first now."""
+    import importlib
+    import types
+
+    from edgegan.export import onnx as onnx_export
+    from edgegan.nn.dcgan import DCGANGenerator
+
+    def interrupted(name, *args, **kwargs):
+        if name == "torch._dynamo":  # (imported already here: the signal is simulated)
+            raise KeyboardInterrupt
+        return importlib.import_module(name, *args, **kwargs)
+
+    fake = types.SimpleNamespace(import_module=interrupted, util=importlib.util)
+    monkeypatch.setattr(onnx_export, "importlib", fake)  # edgegan's imports only
+    g = DCGANGenerator(8, 1, 28, ngf=4).eval()
+    spec = {"task": "gan", "latent_dim": 8, "num_classes": 0, "image_shape": [1, 28, 28]}
+    with pytest.raises(KeyboardInterrupt):
+        onnx_export.export_onnx(g, spec, tmp_path / "m.onnx", exporter="auto")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 # -- metadata ------------------------------------------------------------------------------------
 def test_metadata_round_trip(cond_bundle, uncond_bundle, runs):
     out, meta = cond_bundle

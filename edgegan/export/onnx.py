@@ -295,6 +295,28 @@ def read_metadata(model: Any) -> dict[str, Any]:
     return props
 
 
+#: What the dynamo exporter imports on its first use (seconds of imports).
+_DYNAMO_MODULES = (
+    "torch._dynamo",
+    "torch.export",
+    "onnxscript",
+    "torch.onnx._internal.exporter._core",
+)
+
+
+def _preload_dynamo() -> None:
+    """Import what the dynamo exporter needs before its fallback's ``try``: a Ctrl-C (or
+    SIGTERM) landing in those imports came back from torch as an AttributeError ("module
+    'torch._dynamo' has no attribute 'exc'"), which the fallback took for a broken dynamo
+    and finished the export with the legacy exporter, ignoring the signal. Here it stops
+    the export. A module that fails to import is left to the exporter (and its fallback)."""
+    for name in _DYNAMO_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a version mismatch: the export attempt says what, or falls back
+            pass
+
+
 def _run_exporter(
     which: str, wrapper: Any, args: tuple, spec: dict[str, Any], opset: int, path: Path
 ) -> Any:
@@ -343,6 +365,8 @@ def export_onnx(
     module = module.to("cpu").float().eval()
     wrapper = _wrapper(module, len(input_names(spec)))
     args = _example_inputs(spec)
+    if which == "dynamo":
+        _preload_dynamo()
     start = time.perf_counter()
     fallback = None
     try:
