@@ -471,6 +471,33 @@ def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
     assert not (runs["uncond"].parent / "new").exists()  # the folders it made are gone too
 
 
+def test_an_export_removes_what_killed_exports_left_and_runs_one_at_a_time(
+    runs, tmp_path, monkeypatch
+):
+    """kill -9 during an export left `.NAME.tmp-PID` folders (graphs of megabytes) that no
+    later export removed; two exports in threads left every warning silenced for good."""
+    from edgegan.export import api
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    dead = tmp_path / f".b.tmp-{gone}"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "model.onnx").write_bytes(b"half")
+    live = tmp_path / f".b.tmp-{os.getppid()}"  # a running export's: kept
+    live.mkdir()
+    held = []
+    real = api._gan_graphs
+
+    def spy(*args, **kwargs):
+        held.append(api._EXPORTING.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "_gan_graphs", spy)
+    export(runs["uncond"], out=tmp_path / "b")
+    assert not dead.exists() and live.is_dir() and held == [True]
+    assert not api._EXPORTING.locked()
+
+
 def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):
     out = tmp_path / "b"
     export(runs["uncond"], out=out)

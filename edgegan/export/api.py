@@ -7,8 +7,11 @@ nothing half-written.
 
 from __future__ import annotations
 
+import functools
+import glob
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +27,7 @@ from edgegan.export.bundle import (
     set_aside,
     write_bundle,
 )
-from edgegan.fileio import missing_dirs, remove_empty_dirs
+from edgegan.fileio import missing_dirs, pid_gone, remove_empty_dirs
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -265,6 +268,23 @@ def _install(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+#: Held while a bundle is exported: exports in two threads at once left process-wide state
+#: changed for good (every warning silenced, sys.stdout a StringIO, the root logger at
+#: ERROR: the save-and-restore of warnings filters, stdout and loggers is not thread-safe),
+#: and torch's export is not thread-safe either.
+_EXPORTING = threading.Lock()
+
+
+def _one_at_a_time(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _EXPORTING:
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@_one_at_a_time
 def export(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -330,6 +350,10 @@ def export(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    for left in dest.parent.glob(f".{glob.escape(dest.name)}.tmp-*"):
+        # a killed export's half-made bundle (megabytes for a cyclegan run): its pid is gone
+        if left.is_dir() and not left.is_symlink() and pid_gone(left.name.rpartition("-")[2]):
+            shutil.rmtree(left, ignore_errors=True)
     tmp.mkdir()
     done = False
     try:
