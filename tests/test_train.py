@@ -1121,3 +1121,19 @@ def test_a_resumed_run_from_elsewhere_writes_nothing_through_its_links(tmp_path)
     for name in names:
         assert not (tmp_path / "r" / name).is_symlink(), name
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 6
+
+
+def test_a_failed_run_stops_its_data_workers_even_while_its_error_is_kept(tmp_path):
+    """DataLoader workers lived on after a diverged (or interrupted) train() for as long as
+    the exception was kept (a notebook, a REPL, `except ... as e: err = e`)."""
+    import multiprocessing
+
+    cfg = tiny("train.num_workers=1", "train.resident_data=false", "optim.g.lr=1e30",
+               "optim.d.lr=1e30", steps=20)  # fmt: skip
+    kept = None
+    try:
+        train(cfg, out_dir=tmp_path / "r")
+    except TrainingDiverged as exc:
+        kept = exc  # its traceback holds the trainer, and the trainer its stream
+    assert kept is not None
+    assert multiprocessing.active_children() == []

@@ -252,7 +252,7 @@ class BatchStream:
         except BaseException as exc:
             # A failed batch is not consumed: a caller that catches the error and asks again
             # gets that batch again (a new iterator from ``consumed``), not the one after it.
-            self._iter = None
+            self.close()
             message = worker_message(exc)  # a worker's: the traceback is its message
             if isinstance(exc, EdgeganError):
                 if message is None:
@@ -304,6 +304,15 @@ class BatchStream:
                 f"the dataset's {where} {found}; a conditional run's labels must be in "
                 f"[0, {self.num_classes - 1}] (-1: unlabelled), or set model.conditional=false"
             )
+
+    def close(self) -> None:
+        """Stop the DataLoader's worker processes now. Left to the garbage collector, they
+        lived on as long as a kept exception (a notebook's, a REPL's ``sys.last_traceback``)
+        held the trainer. The next :meth:`next` starts a new iterator from ``consumed``."""
+        it, self._iter = self._iter, None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     def state_dict(self) -> dict[str, int]:
         return {"consumed": self.consumed}

@@ -612,6 +612,7 @@ class Trainer:
                     )
             raise
         finally:
+            self.stream.close()  # the DataLoader's workers, whatever ended the run
             bar.close()
             if log is not None:
                 log.close()
