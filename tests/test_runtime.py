@@ -293,6 +293,17 @@ def test_clear_errors(bundle, bundle_copy, tmp_path):
         open_runner(bundle_copy, "onnxruntime", "fp16")
     with pytest.raises(EdgeganError, match="which is not here; use --backend onnxruntime"):
         open_runner(bundle_copy, "torch")
+    # A relative run_dir (an edited bundle) is read beside the bundle, not from the working
+    # directory, which could hold any run of that name
+    meta["source"]["run_dir"] = "run"
+    write_bundle(bundle_copy, meta)
+    cwd = os.getcwd()
+    os.chdir(bundle.parent)  # holds the fixture's "run"
+    try:
+        with pytest.raises(EdgeganError, match="which is not here"):
+            open_runner(bundle_copy, "torch")
+    finally:
+        os.chdir(cwd)
 
 
 def test_api_arguments_are_checked_with_one_line(run_dir, bundle, tmp_path):

@@ -106,10 +106,12 @@ class Target:
         if not run:
             return None
         path = Path(run)
-        if not path.is_absolute() and self.bundle is not None:
-            # a relative path is tried as given (from the working directory), then beside
-            # the bundle
-            path = path if path.is_dir() else self.bundle / path
+        if not path.is_absolute():
+            # export writes an absolute path; a relative one (an edited or moved bundle) is
+            # the bundle's neighbour, never whatever the working directory holds by that name
+            if self.bundle is None:
+                return None
+            path = self.bundle / path
         return path if _is_run_dir(path) else None
 
 
