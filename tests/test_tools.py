@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -268,12 +269,16 @@ def test_tools_answer_mistakes_with_one_line(tool, args, message, tmp_path):
     (tmp_path / "x").write_text("x")  # the working directory is not empty
     (tmp_path / "dcgan-textbook").mkdir()  # nor is bench_default's folder for the second run
     (tmp_path / "dcgan-textbook" / "notes.txt").write_text("x")
+    temp = tmp_path / "temp"  # a refused command leaves no temporary folder behind
+    temp.mkdir()
     proc = subprocess.run(
         [sys.executable, str(TOOLS / tool), *args],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(temp)},
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not list(temp.iterdir())
 
 
 def test_a_tools_interrupted_run_writes_no_results(capsys):

@@ -32,13 +32,15 @@ def main() -> None:
     if steps != sorted(set(steps)):
         ap.error("--steps must be increasing")
     check_json_path(args.json)
-    run_dir = args.out or Path(tempfile.mkdtemp(prefix="edgegan-sweep-")) / "run"
     fixed = ["train.max_seconds=null", "train.progress=false", "eval.at_end=true"]
+    first = load_config(args.preset, [*args.overrides, *fixed, f"train.steps={steps[0]}"])
+    # made once the config is known good (a bad one left an empty temp folder behind)
+    run_dir = args.out or Path(tempfile.mkdtemp(prefix="edgegan-sweep-")) / "run"
+    print(f"sweep: the run trains in {run_dir}", file=sys.stderr, flush=True)
     rows = []
     for i, n in enumerate(steps):
         if i == 0:
-            config = load_config(args.preset, [*args.overrides, *fixed, f"train.steps={n}"])
-            result = stopped(train(config, out_dir=run_dir))
+            result = stopped(train(first, out_dir=run_dir))
         else:
             result = stopped(train(load_run_config(run_dir, [f"train.steps={n}"]), resume=run_dir))
         row = {"steps": result.step, "train_seconds": round(result.seconds, 1)}
