@@ -644,6 +644,14 @@ def test_bench_checks_json_path_and_infer_seed_first(bundle, bundle_copy, tmp_pa
     res = CliRunner().invoke(cli, ["infer", str(bundle_copy), "--backend", "onnxruntime",
                                    "--num", "2", "--out", str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2, res.output
+    assert "model.onnx is not the graph" in res.stderr and "the file is damaged" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    meta = read_bundle(bundle_copy)  # a bundle from before digests: onnxruntime's own word
+    del meta["models"]["fp32"]["sha256"]
+    write_bundle(bundle_copy, meta)
+    res = CliRunner().invoke(cli, ["infer", str(bundle_copy), "--backend", "onnxruntime",
+                                   "--num", "2", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 2, res.output
     assert "onnxruntime cannot load" in res.stderr and "export the bundle again" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 

@@ -255,8 +255,8 @@ def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
     if isinstance(expected, str) and sha256_file(path) != expected:
         raise EdgeganError(
             f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
-            "sha256 differs): the bundle was edited or mixes files of two exports; export it "
-            "again"
+            "sha256 differs): the file is damaged or was edited, or the bundle mixes files of "
+            "two exports; export it again"
         )
 
 
@@ -264,8 +264,8 @@ def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
     """Before onnxruntime opens a bundle's graph: refuse a link (a bundle's graphs are its
     own files), a graph other than the one exported (:func:`check_graph_digest`), and in a
     bundle that records no digest, a graph whose tensors live in external data files: a
-    bundle from elsewhere could name ``../../secret`` there (onnxruntime before 1.24 read
-    such paths), and edgegan never writes external data."""
+    bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22 read such
+    paths; 1.32 refuses them), and edgegan never writes external data."""
     if path.is_symlink():
         raise EdgeganError(
             f"{path.name} in the bundle is a link ({path} -> {path.resolve()}); a bundle's "

@@ -245,8 +245,8 @@ def lowest_ir_version(model: Any) -> int:
 
     onnx writes its own newest IR version (10 since onnx 1.16), which onnxruntime before
     1.18 refuses ("Unsupported model IR version: 10") although nothing in these graphs
-    needs it: opset 18 needs IR 8, so a bundle loads on onnxruntime 1.14 and newer (measured
-    with 1.14.1, 1.16.3, 1.17.3; docs/deploy.md). onnx.checker runs after this."""
+    needs it: opset 18 needs IR 8, so a bundle loads on onnxruntime 1.15 and newer (measured
+    with 1.15.1, 1.16.3, 1.17.3; docs/export.md). onnx.checker runs after this."""
     import onnx
 
     lowest = onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True)
