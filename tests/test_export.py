@@ -406,13 +406,7 @@ def test_fp16_graph_has_fp32_io(cond_bundle):
 
 
 def test_int8_graph_is_qdq(cond_bundle):
-
     out, meta = cond_bundle
-    # importing onnxruntime.quantization appended onnxruntime/transformers to sys.path, so a
-    # user's own `import constants` found onnxruntime's for the rest of the process (and its
-    # top-level float16, onnx_model, fusion_utils stayed in sys.modules)
-    assert not [p for p in sys.path if Path(p).parts[-2:] == ("onnxruntime", "transformers")]
-    assert not {"float16", "onnx_model", "fusion_utils"} & set(sys.modules)
     int8 = meta["models"]["int8"]
     model = onnx.load(str(out / int8["file"]))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}

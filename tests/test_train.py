@@ -449,12 +449,6 @@ def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch)
         with pytest.raises(ConfigError, match=needs):
             train(tiny(how), out_dir=tmp_path / f"r{i}")
         assert not (tmp_path / f"r{i}").exists()
-    # a config from elsewhere cannot point the event files outside the run
-    for bad in ("/tmp/elsewhere", "../up", ""):
-        with pytest.raises(ConfigError, match="log_dir must be a folder inside the run"):
-            train(tiny(f"callbacks=[{{name: tensorboard, log_dir: '{bad}'}}]"),
-                  out_dir=tmp_path / "r")  # fmt: skip
-        assert not (tmp_path / "r").exists()
 
 
 def test_ema_follows_its_formula():

@@ -77,38 +77,6 @@ CALIBRATION_BATCH = 32
 IMAGE_CALIBRATION_BATCH = 4
 
 
-def _onnxruntime_tools(fn: Any) -> Any:
-    """Run ``fn`` with onnxruntime's tool modules importable, then leave ``sys.path`` and
-    ``sys.modules`` as they were. Importing onnxruntime.quantization (or .transformers)
-    appends onnxruntime/transformers to ``sys.path``, and its code then imports modules from
-    there by top-level names (``float16``, ``onnx_model``, ``fusion_utils``): a user's own
-    ``import constants`` or ``import metrics`` found onnxruntime's for the rest of the
-    process."""
-    import functools
-    import importlib.util
-    import os
-    import sys
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        saved_path, saved_modules = list(sys.path), set(sys.modules)
-        found = importlib.util.find_spec("onnxruntime")
-        tools = os.path.join(os.path.dirname(found.origin or ""), "transformers") if found else ""
-        if tools and tools not in sys.path:
-            sys.path.append(tools)  # its lazy imports, on a second export too
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            sys.path[:] = saved_path
-            for name in set(sys.modules) - saved_modules:
-                origin = getattr(sys.modules[name], "__file__", None) or ""
-                if "." not in name and tools and origin.startswith(tools + os.sep):
-                    del sys.modules[name]  # a top-level name for one of its files
-
-    return call
-
-
-@_onnxruntime_tools
 def to_fp16(
     src: str | Path, dst: str | Path, block_ops: tuple[str, ...] = FP16_BLOCK_OPS
 ) -> dict[str, Any]:
@@ -282,7 +250,6 @@ def _upstream(model: Any, node: Any) -> list[str]:
     return [n.name for n in reversed(seen) if n.name]
 
 
-@_onnxruntime_tools
 def to_int8(
     src: str | Path,
     dst: str | Path,
