@@ -378,9 +378,11 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a YAML mapping")
-    if _larger_than(data, MAX_CONFIG_VALUES):
+    if _larger_than(data, max(MAX_CONFIG_VALUES, len(text))):
         # YAML aliases share one object: 1.8 KB of nested aliases ("billion laughs") loads
-        # at once, then every copy of the config expands it (2.4 GB, 28 s, before an error)
+        # at once, then every copy of the config expands it (2.4 GB, 28 s, before an error).
+        # Without aliases a value takes at least a character, so a long file of plain values
+        # (a plugin part's long list) is never refused here.
         raise ConfigError(
             f"{source}: more than {MAX_CONFIG_VALUES:,} values once its YAML aliases are "
             "expanded; a config is a few hundred"
@@ -388,7 +390,8 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-#: The most values a config may hold with its aliases expanded.
+#: The most values a config may hold with its aliases expanded (or its length in
+#: characters, for a longer file).
 MAX_CONFIG_VALUES = 100_000
 
 

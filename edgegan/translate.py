@@ -21,6 +21,7 @@ from edgegan.errors import EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
     IMAGE,
+    MIN_SIDE,
     NETWORKS,
     check_direction,
     direction_spec,
@@ -92,7 +93,8 @@ def preprocess(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     low, high = value_range(spec)
     x = arr.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
     h, w = x.shape[:2]
-    ph, pw = padded_size(h, w, int(spec["size_multiple"]))
+    least = int(spec.get("min_side") or MIN_SIDE)  # the bundle's, as a deployment reads it
+    ph, pw = padded_size(h, w, int(spec["size_multiple"]), least)
     if (ph, pw) != (h, w):
         x = np.pad(x, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     return np.ascontiguousarray(x.transpose(2, 0, 1))

@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 
 def open_graph(
@@ -79,12 +79,17 @@ def sample(
 # -- a cyclegan direction: image -> translated image ---------------------------------------
 def read_image(path: Path, channels: int) -> np.ndarray:
     """uint8 (H, W, C) as edgegan reads a file: EXIF orientation applied, transparency put on
-    white, 16-bit greyscale scaled to 8 bits, then Pillow's conversion to L or RGB."""
+    white, 16/32-bit greyscale scaled to 8 bits, floating-point greyscale read as [0, 1] when
+    no value exceeds 1 (else 0..255), then Pillow's conversion to L or RGB."""
     with Image.open(path) as im:
         im.load()
         img = ImageOps.exif_transpose(im)
     mode = "L" if channels == 1 else "RGB"
     if img.mode != mode:
+        if img.mode == "F":  # e.g. a 32-bit float TIFF
+            arr = np.nan_to_num(np.asarray(img, dtype=np.float64), posinf=255.0, neginf=0.0)
+            top = 1.0 if arr[arr < 255.0].max(initial=0) <= 1.0 else 255.0
+            img = Image.fromarray(np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8))
         if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             arr = np.asarray(img).astype(np.float64)
             top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
@@ -139,9 +144,11 @@ def main() -> None:
         root = args.input if args.input.is_dir() else args.input.parent
         found = args.input.rglob("*") if args.input.is_dir() else [args.input]
         files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        for path in files:
+        targets = [(args.out / p.relative_to(root)).with_suffix(".png") for p in files]
+        if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
+            raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")
+        for path, dst in zip(files, targets, strict=True):
             out = translate(meta, session, args.direction, read_image(path, channels))
-            dst = (args.out / path.relative_to(root)).with_suffix(".png")
             dst.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out).save(dst)
         print(f"{len(files)} images -> {args.out}")

@@ -105,3 +105,12 @@ def test_a_config_whose_aliases_expand_past_a_limit_is_refused_at_once(tmp_path)
     fine.write_text("preset: dcgan-mnist\noptim:\n  g: &adam {lr: 0.0003}\n  d: *adam\n")
     config = load_config(str(fine))
     assert config.optim.g.lr == config.optim.d.lr == 0.0003
+
+
+def test_a_long_config_without_aliases_is_not_taken_for_an_alias_bomb(tmp_path):
+    """The cap on expanded values counted every value: a config with a long list (a plugin
+    part's parameter of 150,000 numbers, 1 MB) was refused as if its aliases expanded."""
+    from edgegan.config import _load_yaml
+
+    text = "preset: dcgan-mnist\nvalues: [" + ", ".join(["1"] * 150_000) + "]\n"
+    assert len(_load_yaml(text, "long.yaml")["values"]) == 150_000

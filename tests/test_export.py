@@ -352,10 +352,13 @@ def test_a_graph_with_other_weights_is_refused_by_its_digest(tmp_path, cond_bund
         pass
 
 
-def test_a_graph_that_is_a_link_or_names_external_data_is_refused(tmp_path, cond_bundle):
-    """A bundle from elsewhere: a graph linked to a file outside it, or (without digests)
-    one whose tensors live in external files such as ../../secret, which onnxruntime
-    before 1.24 opened. Refused before onnxruntime reads anything."""
+def test_a_graph_that_names_external_data_is_refused_and_a_linked_one_is_checked(
+    tmp_path, cond_bundle
+):
+    """A bundle from elsewhere: (without digests) a graph whose tensors live in external
+    files such as ../secret.bin, which onnxruntime 1.22 opened, is refused before
+    onnxruntime reads anything. A graph that is a link (git-annex, DVC) runs when its
+    target is the exported graph."""
     import os
 
     from onnx import external_data_helper
@@ -368,8 +371,8 @@ def test_a_graph_that_is_a_link_or_names_external_data_is_refused(tmp_path, cond
     outside = tmp_path / "outside.onnx"
     os.replace(bundle / "model.onnx", outside)
     (bundle / "model.onnx").symlink_to(outside)
-    with pytest.raises(EdgeganError, match=r"model.onnx in the bundle is a link \("):
-        open_runner(bundle, "onnxruntime")
+    with open_runner(bundle, "onnxruntime"):  # the digest is the exported graph's
+        pass
     (bundle / "model.onnx").unlink()
     graph = onnx.load(str(outside))
     external_data_helper.convert_model_to_external_data(
@@ -468,28 +471,62 @@ def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
 def test_an_export_removes_what_killed_exports_left_and_runs_one_at_a_time(
     runs, tmp_path, monkeypatch
 ):
-    """kill -9 during an export left `.NAME.tmp-PID` folders (graphs of megabytes) that no
+    """kill -9 during an export left `.NAME.tmp-HOST-PID` folders (graphs of megabytes) that no
     later export removed; two exports in threads left every warning silenced for good."""
     from edgegan.export import api
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    dead = tmp_path / f".b.tmp-{gone}"
+    import socket
+
+    host = socket.gethostname()
+    dead = tmp_path / f".b.tmp-{host}-{gone}"
     (dead / "sub").mkdir(parents=True)
     (dead / "model.onnx").write_bytes(b"half")
-    live = tmp_path / f".b.tmp-{os.getppid()}"  # a running export's: kept
+    live = tmp_path / f".b.tmp-{host}-{os.getppid()}"  # a running export's: kept
     live.mkdir()
+    elsewhere = tmp_path / f".b.tmp-{host}x-{gone}"  # another host's (a shared disk): kept
+    elsewhere.mkdir()
+    import threading
+
     held = []
     real = api._gan_graphs
 
+    def taken_elsewhere() -> bool:
+        """Whether another thread finds the export lock taken."""
+        got = []
+
+        def probe() -> None:
+            got.append(api._EXPORTING.acquire(blocking=False))
+            if got[0]:
+                api._EXPORTING.release()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return not got[0]
+
     def spy(*args, **kwargs):
-        held.append(api._EXPORTING.locked())
+        held.append(taken_elsewhere())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(api, "_gan_graphs", spy)
     export(runs["uncond"], out=tmp_path / "b")
-    assert not dead.exists() and live.is_dir() and held == [True]
-    assert not api._EXPORTING.locked()
+    assert not dead.exists() and live.is_dir() and elsewhere.is_dir() and held == [True]
+    assert not taken_elsewhere()
+    # the lock is re-entrant: an export started from a progress callback (in the same
+    # thread) runs rather than waiting for ever on the one that called it
+    inner = []
+
+    def progress(line: str) -> None:
+        if not inner:
+            inner.append(export(runs["uncond"], out=tmp_path / "inner"))
+
+    outer = threading.Thread(target=export, args=(runs["uncond"],), daemon=True,  # (a hang)
+                             kwargs={"out": tmp_path / "outer", "progress": progress})  # fmt: skip
+    outer.start()
+    outer.join(timeout=60)
+    assert not outer.is_alive() and inner and (tmp_path / "outer" / BUNDLE_FILE).is_file()
 
 
 def test_non_empty_out_is_refused_unless_overwrite(runs, tmp_path):

@@ -214,17 +214,28 @@ def test_the_standalone_example_translates_as_edgegan_infer_does(
     reads, pads, runs and writes as infer does: the same files, sizes and pixels (FP16 too,
     where another uint8 -> float formula changed a level in some pixels). The inputs hold an
     RGB JPEG for a grey generator and a 30x45 image (padded, cropped back)."""
+    import shutil
+
     from tiny import run_standalone_example
 
     bundle, _ = bundles["resnet"]
-    ref = _infer(bundle, tmp_path / "e", images, "--backend", "onnxruntime",
+    inputs = tmp_path / "in"  # the fixture's, and the kinds edgegan converts on reading
+    shutil.copytree(images, inputs)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.random((20, 24), dtype=np.float32), mode="F").save(inputs / "f.tif")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 4), dtype=np.uint8)).save(inputs / "rgba.png")
+    Image.fromarray(rng.integers(0, 65536, (18, 22), dtype=np.uint16)).save(inputs / "d16.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(inputs / "p.ppm")
+    ref = _infer(bundle, tmp_path / "e", inputs, "--backend", "onnxruntime",
                  "--precision", precision, "--batch-size", "1")  # fmt: skip
     out = tmp_path / "s"
-    run_standalone_example(str(bundle), "--direction", "AtoB", "--input", str(images),
+    run_standalone_example(str(bundle), "--direction", "AtoB", "--input", str(inputs),
                            "--precision", precision, "--out", str(out))  # fmt: skip
     got = {p.relative_to(out).as_posix(): np.asarray(Image.open(p)).astype(int)
            for p in out.rglob("*.png")}  # fmt: skip
-    assert sorted(got) == sorted(ref) == ["a.png", "c.png", "sub/b.png"]
+    assert sorted(got) == sorted(ref) == [
+        "a.png", "c.png", "d16.png", "f.png", "p.png", "rgba.png", "sub/b.png"
+    ]  # fmt: skip
     for f, img in ref.items():
         assert got[f].shape == img.shape and np.abs(got[f] - img).max() == 0, f
 
@@ -631,3 +642,20 @@ def test_the_torch_backend_runs_a_run_whose_bundle_lacks_the_direction(runs, tmp
         assert runner.spec["direction"] == "BtoA"
     with pytest.raises(EdgeganError, match="the bundle has no BtoA graphs"):
         open_runner(run, "onnxruntime", direction="BtoA")  # that one needs the bundle
+
+
+def test_a_bundles_min_side_is_what_infer_pads_to():
+    """spec.min_side is recorded for deployments, which pad to it; edgegan's own runners
+    padded to the constant whatever the bundle said (an edited bundle disagreed)."""
+    from edgegan.export.signature import direction_spec
+    from edgegan.translate import preprocess
+
+    bundle_spec = {"channels_a": 1, "channels_b": 3, "image_size": 32, "size_multiple": 4,
+                   "value_range": [-1.0, 1.0], "min_side": 16}  # fmt: skip
+    spec = direction_spec(bundle_spec, "AtoB")
+    assert spec["min_side"] == 16
+    assert preprocess(np.zeros((4, 6), np.uint8), spec).shape == (1, 16, 16)
+    del bundle_spec["min_side"]  # a bundle from before min_side: the constant, 8
+    assert preprocess(np.zeros((4, 6), np.uint8), direction_spec(bundle_spec, "AtoB")).shape == (
+        1, 8, 8
+    )  # fmt: skip

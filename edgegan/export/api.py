@@ -11,6 +11,7 @@ import functools
 import glob
 import os
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -272,7 +273,7 @@ def _install(tmp: Path, out: Path) -> None:
 #: changed for good (every warning silenced, sys.stdout a StringIO, the root logger at
 #: ERROR: the save-and-restore of warnings filters, stdout and loggers is not thread-safe),
 #: and torch's export is not thread-safe either.
-_EXPORTING = threading.Lock()
+_EXPORTING = threading.RLock()  # re-entrant: an export started from a progress callback
 
 
 def _one_at_a_time(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -348,11 +349,15 @@ def export(
 
     made = missing_dirs(dest.parent)  # taken back if the export fails
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    # The host in the name: on a shared filesystem, another machine's export (whose pid
+    # means nothing here) is never taken for a killed one of this host.
+    stem = f".{dest.name}.tmp-{socket.gethostname()}-"
+    tmp = dest.with_name(f"{stem}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for left in dest.parent.glob(f".{glob.escape(dest.name)}.tmp-*"):
+    for left in dest.parent.glob(f"{glob.escape(stem)}*"):
         # a killed export's half-made bundle (megabytes for a cyclegan run): its pid is gone
-        if left.is_dir() and not left.is_symlink() and pid_gone(left.name.rpartition("-")[2]):
+        pid = left.name[len(stem) :]
+        if left.is_dir() and not left.is_symlink() and pid.isdigit() and pid_gone(pid):
             shutil.rmtree(left, ignore_errors=True)
     tmp.mkdir()
     done = False

@@ -261,16 +261,11 @@ def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
 
 
 def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
-    """Before onnxruntime opens a bundle's graph: refuse a link (a bundle's graphs are its
-    own files), a graph other than the one exported (:func:`check_graph_digest`), and in a
-    bundle that records no digest, a graph whose tensors live in external data files: a
-    bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22 read such
-    paths; 1.32 refuses them), and edgegan never writes external data."""
-    if path.is_symlink():
-        raise EdgeganError(
-            f"{path.name} in the bundle is a link ({path} -> {path.resolve()}); a bundle's "
-            "graphs are files of its own: copy the file in, or export again"
-        )
+    """Before onnxruntime opens a bundle's graph: refuse a graph other than the one exported
+    (:func:`check_graph_digest`; a link to the right file, as git-annex or DVC make, is
+    fine), and in a bundle that records no digest, a graph whose tensors live in external
+    data files: a bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22
+    read such paths; 1.32 refuses them), and edgegan never writes external data."""
     if isinstance(entry.get("sha256"), str):
         check_graph_digest(path, entry)  # the exported graph: no external data
         return

@@ -61,6 +61,8 @@ def direction_spec(
         "image_size": int(spec["image_size"]),
         "value_range": [float(v) for v in (spec.get("value_range") or (-1.0, 1.0))],
         "size_multiple": int(multiple),
+        # a bundle's (what a deployment pads to); a run's spec has none: MIN_SIDE
+        **({"min_side": int(spec["min_side"])} if spec.get("min_side") else {}),
     }
 
 
@@ -109,10 +111,10 @@ def round_up(value: int, multiple: int) -> int:
 MIN_SIDE = 8
 
 
-def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """The smallest size at least ``height`` x ``width`` (and :data:`MIN_SIDE`) that the graph
-    accepts."""
-    return round_up(max(height, MIN_SIDE), multiple), round_up(max(width, MIN_SIDE), multiple)
+def padded_size(height: int, width: int, multiple: int, least: int = MIN_SIDE) -> tuple[int, int]:
+    """The smallest size at least ``height`` x ``width`` (and ``least``, a bundle's
+    ``min_side``) that the graph accepts."""
+    return round_up(max(height, least), multiple), round_up(max(width, least), multiple)
 
 
 def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -> tuple[int, int]:

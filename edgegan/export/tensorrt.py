@@ -303,7 +303,7 @@ def build_engine(
     timing = config.get_timing_cache() if cache_path is not None else None
     if cache_path is not None and timing is not None:
         cache = memoryview(timing.serialize()).tobytes()
-        atomic_write(cache_path, lambda f: f.write(cache), follow_symlinks=True)  # shared
+        atomic_write(cache_path, lambda f: f.write(cache))  # a link in a bundle is replaced
     return {
         "profile": {
             "min": {n: s[0] for n, s in prof.items()},
