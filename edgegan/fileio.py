@@ -31,8 +31,7 @@ def atomic_write(
     A symlink ``path`` is replaced by the file, and what it pointed to is left alone: a run
     or bundle folder may come from elsewhere, and a link in it (``report.md ->
     ~/.bashrc``) must not make edgegan write outside it. ``follow_symlinks=True`` writes
-    the link's target instead, for paths the user chose (``--json FILE``) and a timing
-    cache shared between bundles."""
+    the link's target instead, for paths the user chose (``--json FILE``)."""
     given = path = Path(path)
     if follow_symlinks and path.is_symlink():  # as open() would
         path = path.resolve()

@@ -166,8 +166,8 @@ def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp
 
 
 def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path):
-    """A linked file (a timing cache shared between bundles, a --json FILE) keeps its link
-    with follow_symlinks; otherwise the link is replaced and its target left alone: a run
+    """A linked file (a --json FILE the user chose) keeps its link with follow_symlinks;
+    otherwise the link is replaced and its target left alone: a run
     folder from elsewhere holding `report.md -> ~/.bashrc` had `train --resume` rewrite the
     user's .bashrc with text taken from the folder's config."""
     shared = tmp_path / "shared.cache"
