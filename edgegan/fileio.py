@@ -4,6 +4,7 @@ failed run takes back."""
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -180,6 +181,30 @@ def remove_dead_temps(folder: str | Path) -> list[Path]:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def write_new(path: Path, text: str) -> None:
+    """Create ``path`` holding ``text`` (FileExistsError when it exists): made and filled, or
+    not left at all. A lock or claim made, then left empty by a full disk or a kill, blocked
+    its run for good."""
+    with open(path, "x") as f:
+        try:
+            f.write(text)
+            f.flush()
+        except OSError:
+            path.unlink(missing_ok=True)
+            raise
+
+
+def left_by_gone(folder: Path, stem: str) -> list[Path]:
+    """The entries of ``folder`` named ``stem`` + a pid whose process (of this host) is gone,
+    sorted: what a killed process left (a half-made bundle, a bundle it set aside)."""
+    found = []
+    for path in folder.glob(glob.escape(stem) + "*"):
+        pid = path.name[len(stem) :]
+        if pid.isdigit() and pid_gone(pid):
+            found.append(path)
+    return sorted(found)
 
 
 def pid_gone(pid: str | int) -> bool:

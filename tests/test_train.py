@@ -908,6 +908,7 @@ def test_a_full_disk_leaves_no_empty_claim_and_an_old_empty_lock_is_stale(tmp_pa
     import os
     import time
 
+    import edgegan.fileio as fileio
     import edgegan.train.logs as logs
 
     lock = logs.RunLock(tmp_path)
@@ -936,7 +937,8 @@ def test_a_full_disk_leaves_no_empty_claim_and_an_old_empty_lock_is_stale(tmp_pa
         def flush(self):
             pass
 
-    monkeypatch.setattr(logs, "open", lambda *a, **k: _Full(real_open(*a, **k)), raising=False)
+    # (the lock and claim are written by fileio.write_new)
+    monkeypatch.setattr(fileio, "open", lambda *a, **k: _Full(real_open(*a, **k)), raising=False)
     out = tmp_path / "new" / "deep"
     with pytest.raises(ConfigError, match=f"cannot make the run directory {out}: No space left"):
         logs.new_run_dir(out, "x")

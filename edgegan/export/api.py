@@ -8,7 +8,6 @@ nothing half-written.
 from __future__ import annotations
 
 import functools
-import glob
 import os
 import shutil
 import socket
@@ -28,7 +27,7 @@ from edgegan.export.bundle import (
     set_aside,
     write_bundle,
 )
-from edgegan.fileio import missing_dirs, pid_gone, remove_empty_dirs
+from edgegan.fileio import left_by_gone, missing_dirs, remove_empty_dirs
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -354,10 +353,8 @@ def export(
     stem = f".{dest.name}.tmp-{socket.gethostname()}-"
     tmp = dest.with_name(f"{stem}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for left in dest.parent.glob(f"{glob.escape(stem)}*"):
-        # a killed export's half-made bundle (megabytes for a cyclegan run): its pid is gone
-        pid = left.name[len(stem) :]
-        if left.is_dir() and not left.is_symlink() and pid.isdigit() and pid_gone(pid):
+    for left in left_by_gone(dest.parent, stem):  # a killed export's half-made bundle
+        if left.is_dir() and not left.is_symlink():
             shutil.rmtree(left, ignore_errors=True)
     tmp.mkdir()
     done = False

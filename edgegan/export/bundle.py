@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError
-from edgegan.fileio import pid_gone, sha256_file, write_json
+from edgegan.fileio import left_by_gone, sha256_file, write_json
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -223,20 +223,16 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
     return write_json(file, meta)
 
 
-def aside_path(out: Path, pid: int | str = "*") -> Path:
+def aside_path(out: Path, pid: int | str = "") -> Path:
     """Where ``export --overwrite`` (process ``pid``) puts the old bundle at ``out`` while it
-    moves the new one in (``"*"``: the pattern of any process's)."""
+    moves the new one in (``""``: the name before the pid)."""
     return out.with_name(f".{out.name}.old-{pid}")
 
 
 def set_aside(out: Path) -> list[Path]:
     """Bundles that an ``--overwrite`` export killed between its two renames left beside
     ``out`` (``.NAME.old-PID``, its process gone): the previous bundle, whole."""
-    return sorted(
-        p
-        for p in out.parent.glob(aside_path(out).name)
-        if p.is_dir() and pid_gone(p.name.rpartition("-")[2])
-    )
+    return [p for p in left_by_gone(out.parent, aside_path(out).name) if p.is_dir()]
 
 
 def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
@@ -247,27 +243,22 @@ def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
             entry["sha256"] = sha256_file(Path(folder) / entry["file"])
 
 
-def check_graph_digest(path: Path, entry: dict[str, Any]) -> None:
-    """Refuse a graph that is not the one exported (a bundle written before graphs were
-    digested passes). Another export's graph of the same interface ran, silently, with
-    other weights: bench's parity alone said so (16.7 dB), exiting 0."""
-    expected = entry.get("sha256")
-    if isinstance(expected, str) and sha256_file(path) != expected:
-        raise EdgeganError(
-            f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
-            "sha256 differs): the file is damaged or was edited, or the bundle mixes files of "
-            "two exports; export it again"
-        )
-
-
 def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
     """Before onnxruntime opens a bundle's graph: refuse a graph other than the one exported
-    (:func:`check_graph_digest`; a link to the right file, as git-annex or DVC make, is
-    fine), and in a bundle that records no digest, a graph whose tensors live in external
-    data files: a bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22
-    read such paths; 1.32 refuses them), and edgegan never writes external data."""
-    if isinstance(entry.get("sha256"), str):
-        check_graph_digest(path, entry)  # the exported graph: no external data
+    (its recorded sha256; a link to the right file, as git-annex or DVC make, is fine:
+    another export's graph of the same interface ran silently with other weights, only
+    bench's parity said so), and in a bundle that records no digest (written before
+    digests), a graph whose tensors live in external data files: a bundle from elsewhere
+    could name ``../../secret`` there (onnxruntime 1.22 read such paths; 1.32 refuses
+    them), and edgegan never writes external data."""
+    expected = entry.get("sha256")
+    if isinstance(expected, str):  # the exported graph has no external data
+        if sha256_file(path) != expected:
+            raise EdgeganError(
+                f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
+                "sha256 differs): the file is damaged or was edited, or the bundle mixes files "
+                "of two exports; export it again"
+            )
         return
     import onnx
 

@@ -32,15 +32,15 @@ def _read_image(path: Path) -> Any:
     from edgegan.data.transforms import convert_channels
     from edgegan.errors import DataError
 
+    # DecompressionBombError: Pillow's guard against images of more than 178M pixels
+    bad = (OSError, UnidentifiedImageError, ValueError, DataError, Image.DecompressionBombError)
     try:
         with Image.open(path) as im:
             im.load()
             if im.mode in _GREY_MODES:
                 return np.asarray(convert_channels(im, 1), dtype=np.uint8)[..., None]
             return np.asarray(convert_channels(im, 3), dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError, DataError) as exc:
-        raise EdgeganError(f"cannot read image {path}: {exc}") from None
-    except Image.DecompressionBombError as exc:  # Pillow's guard: more pixels than 178M
+    except bad as exc:
         raise EdgeganError(f"cannot read image {path}: {exc}") from None
 
 

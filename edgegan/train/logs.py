@@ -18,6 +18,7 @@ from edgegan.fileio import (
     check_writable,
     missing_dirs,
     remove_empty_dirs,
+    write_new,
 )
 
 #: A file that marks a run directory as taken while its run is being built (removed once the
@@ -60,15 +61,12 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
 def _write_claim(path: Path, made: list[Path]) -> None:
     """Mark ``path`` as claimed, listing the folders made for it. Made and filled at once or
     not at all: an empty claim left by a full disk made the folder 'not empty' for good."""
-    claim = path / CLAIM
-    with open(claim, "x") as f:  # FileExistsError: another run claimed it a moment ago
-        try:
-            f.write("".join(f"{p}\n" for p in made))
-            f.flush()
-        except OSError:
-            claim.unlink(missing_ok=True)
-            remove_empty_dirs(made)
-            raise
+    try:
+        write_new(path / CLAIM, "".join(f"{p}\n" for p in made))
+    except OSError as exc:
+        if not isinstance(exc, FileExistsError):  # (that one: another run claimed it)
+            remove_empty_dirs(made)  # a full disk: the folders made for it go too
+        raise
 
 
 def _claim(path: Path) -> Path:
@@ -152,13 +150,7 @@ class RunLock:
         me = f"{socket.gethostname()} {os.getpid()} {_started(os.getpid()) or ''}".rstrip()
         for _ in range(2):
             try:
-                with open(self.path, "x") as f:
-                    try:
-                        f.write(me + "\n")
-                        f.flush()
-                    except OSError:  # a full disk: no empty lock left to block the run
-                        self.path.unlink(missing_ok=True)
-                        raise
+                write_new(self.path, me + "\n")  # a full disk leaves no empty lock behind
                 self.held = True
                 return self
             except FileExistsError:
