@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -212,6 +213,8 @@ def pid_gone(pid: str | int) -> bool:
     this process and for what is no pid."""
     if not str(pid).isdigit() or int(pid) in (0, os.getpid()):
         return False
+    if _WINDOWS:
+        return _windows_pid_gone(int(pid))
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -219,6 +222,34 @@ def pid_gone(pid: str | int) -> bool:
     except OSError:  # PermissionError: another user's live process
         return False
     return False
+
+
+_WINDOWS = sys.platform == "win32"
+# Windows API constants (winnt.h, winerror.h, minwinbase.h).
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_ERROR_INVALID_PARAMETER = 87  # OpenProcess's answer for a pid no process has
+_STILL_ACTIVE = 259
+
+
+def _windows_pid_gone(pid: int, kernel32: Any = None, last_error: Any = None) -> bool:
+    """:func:`pid_gone` on Windows, where ``os.kill(pid, 0)`` does not probe a process but
+    terminates it (TerminateProcess): ask OpenProcess and GetExitCodeProcess instead.
+    ``kernel32`` and ``last_error`` stand in for ctypes' in tests."""
+    import ctypes
+
+    if kernel32 is None:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        last_error = ctypes.get_last_error  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:  # access denied: a live process of another user (or a protected one)
+        return bool(last_error() == _ERROR_INVALID_PARAMETER)
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return False
+        return code.value != _STILL_ACTIVE  # ended; its handle kept the pid from reuse
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:

@@ -243,3 +243,51 @@ def test_an_out_dir_holding_only_a_killed_writes_temporary_file_counts_as_empty(
     (out / f".images.npz.{os.getppid()}.tmp").write_bytes(b"PK")  # a live writer's
     with pytest.raises(EdgeganError, match="is not empty"):
         check_out_dir(out)
+
+
+def test_a_pid_is_never_signalled_on_windows(tmp_path, monkeypatch):
+    """On Windows ``os.kill(pid, 0)`` terminates the process instead of probing it: asking
+    whether a lock's (or a temporary file's) writer lives would have killed a training run.
+    There the check asks OpenProcess and GetExitCodeProcess; stand-ins for kernel32 play
+    Windows' answers here."""
+    import ctypes
+    import socket
+
+    import edgegan.fileio as fileio
+    from edgegan.train.logs import RunLock
+
+    class Kernel32:
+        def __init__(self, handle: int, exit_code: int = 259, error: int = 0):
+            self.handle, self.exit_code, self.error, self.closed = handle, exit_code, error, 0
+
+        def OpenProcess(self, access, inherit, pid):  # noqa: N802 (the Windows API's names)
+            assert access == 0x1000 and inherit is False and pid == 4242
+            return self.handle
+
+        def GetExitCodeProcess(self, handle, ref):  # noqa: N802
+            ctypes.cast(ref, ctypes.POINTER(ctypes.c_ulong)).contents.value = self.exit_code
+            return 1
+
+        def CloseHandle(self, handle):  # noqa: N802
+            self.closed += 1
+
+    def gone(k: Kernel32) -> bool:
+        return fileio._windows_pid_gone(4242, k, lambda: k.error)
+
+    alive = Kernel32(handle=7)
+    assert not gone(alive) and alive.closed == 1  # STILL_ACTIVE
+    assert gone(Kernel32(handle=7, exit_code=0))  # ended, its handle still open somewhere
+    assert gone(Kernel32(handle=0, error=87))  # ERROR_INVALID_PARAMETER: no such process
+    assert not gone(Kernel32(handle=0, error=5))  # ERROR_ACCESS_DENIED: it lives
+
+    def kill(pid, sig):
+        raise AssertionError(f"os.kill({pid}, {sig}) would terminate it on Windows")
+
+    answers: list[int] = []
+    monkeypatch.setattr(fileio, "_WINDOWS", True)
+    monkeypatch.setattr(fileio.os, "kill", kill)
+    monkeypatch.setattr(fileio, "_windows_pid_gone", lambda pid: answers.append(pid) or False)
+    lock = RunLock(tmp_path)
+    lock.path.write_text(f"{socket.gethostname()} 4242\n")
+    assert not lock.stale() and answers == [4242]
+    assert not fileio.pid_gone("4242") and answers == [4242, 4242]

@@ -17,6 +17,7 @@ from edgegan.fileio import (
     check_not_empty,
     check_writable,
     missing_dirs,
+    pid_gone,
     remove_empty_dirs,
     write_new,
 )
@@ -174,9 +175,8 @@ class RunLock:
                 return False  # another machine's process: cannot tell, so respect it
             if int(pid) == os.getpid():
                 return True
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
+            if pid_gone(pid):
+                return True
         except ValueError:  # empty or garbled: its writer died between making and filling
             # it (a full disk, kill -9), unless it is filling it this very moment
             try:
@@ -184,7 +184,7 @@ class RunLock:
             except OSError:
                 return False
         except OSError:
-            return False  # unreadable, or a PermissionError: the process lives
+            return False  # unreadable: respect it
         now = _started(int(pid))
         return bool(start and now and start[0] != now)
 
