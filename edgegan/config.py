@@ -445,7 +445,7 @@ def load_source(source: str | Path | None) -> dict[str, Any]:
                 f"{source}=VALUE"
             )
         raise unknown("preset", source, names)
-    text = (resources.files("edgegan") / "presets" / f"{source}.yaml").read_text()
+    text = (resources.files("edgegan") / "presets" / f"{source}.yaml").read_text(encoding="utf-8")
     data = _load_yaml(text, f"preset {source}")
     data["preset"] = source
     return data

@@ -188,7 +188,7 @@ def write_new(path: Path, text: str) -> None:
     """Create ``path`` holding ``text`` (FileExistsError when it exists): made and filled, or
     not left at all. A lock or claim made, then left empty by a full disk or a kill, blocked
     its run for good."""
-    with open(path, "x") as f:
+    with open(path, "x", encoding="utf-8") as f:
         try:
             f.write(text)
             f.flush()

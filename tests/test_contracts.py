@@ -189,7 +189,7 @@ BROKEN = {
         "'Data' object has no attribute 'cache'",
     ),
     "item 0 raises an OSError": (
-        {"data": _data(lambda: open("/nonexistent/edgegan/x.png"))},
+        {"data": _data(lambda: open("/nonexistent/edgegan/x.png", encoding="utf-8"))},
         "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) failed to give item 0: FileNotFoundError",
     ),
     "no length": (

@@ -69,7 +69,7 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
     ``timeout`` seconds the command is killed (rc -9, ``timed_out``)."""
     print(f"$ {' '.join(cmd)}", flush=True)
     t0 = time.monotonic()
-    with open(log, "a", buffering=1) as f:
+    with open(log, "a", buffering=1, encoding="utf-8") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         # Its own process group: a timeout kills the command's children too (pytest's
         # torchrun workers would keep the output pipe open, and this loop reading).
@@ -189,7 +189,7 @@ def _bench_train(name: str, args: list[str], log: Path, work: Path) -> dict[str,
     py = sys.executable
     res = run([py, "tools/bench_train.py", "--device", "cuda", *args, "--json", str(path)], log)
     if path.is_file():
-        res["results"] = json.loads(path.read_text())
+        res["results"] = json.loads(path.read_text(encoding="utf-8"))
     return res
 
 
@@ -242,7 +242,7 @@ def section_runs(log: Path, work: Path, quick: bool, out: dict[str, Any]) -> Non
             )
             for file in ("report.md", "eval.json"):
                 if (run_dir / file).is_file():
-                    res[file] = (run_dir / file).read_text()
+                    res[file] = (run_dir / file).read_text(encoding="utf-8")
             out[f"{preset}_{name}"] = res
 
 
@@ -301,7 +301,7 @@ def section_infer(
             log,
         )
         if result.is_file():
-            res["results"] = json.loads(result.read_text())
+            res["results"] = json.loads(result.read_text(encoding="utf-8"))
         out[f"{name}_bench"] = res
         # The same bundle again, one variant per bench process, against the rows above
         for variant in variants:
@@ -319,7 +319,7 @@ def section_infer(
                 log,
             )
             if path.is_file():
-                res["results"] = json.loads(path.read_text())
+                res["results"] = json.loads(path.read_text(encoding="utf-8"))
             out[f"{name}_bench_{variant}"] = res
 
 
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     log = out_path.with_suffix(".log")
     if log == out_path:  # --out x.log: the log would overwrite the results
         log = out_path.with_name(out_path.name + ".log")
-    log.write_text("")
+    log.write_text("", encoding="utf-8")
     results: dict[str, Any] = {
         "command": "python tools/gpu_check.py " + " ".join(argv or sys.argv[1:]),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),

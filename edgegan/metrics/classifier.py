@@ -105,7 +105,7 @@ def preprocess(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 def read_card() -> dict:
     """The asset's JSON card (architecture version, test accuracy, seed, sha256, ...)."""
     try:
-        return json.loads(CARD_PATH.read_text())
+        return json.loads(CARD_PATH.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgeganError(
             f"digit classifier card missing: {CARD_PATH}; rebuild it with "

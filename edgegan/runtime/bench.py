@@ -68,7 +68,7 @@ def parity(
 # -- memory -------------------------------------------------------------------------------------
 def _status_kb(field: str) -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
@@ -82,7 +82,8 @@ class _HostMemory:
     def __init__(self) -> None:
         self.baseline_kb = _status_kb("VmRSS") or 0
         try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            # "5" resets VmHWM to the current RSS
+            Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")
             self.exact = True
         except OSError:
             self.exact = False
@@ -186,7 +187,7 @@ def environment() -> dict[str, Any]:
 
 def _cpu_name() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

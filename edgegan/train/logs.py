@@ -108,7 +108,7 @@ def release_run_dir(path: Path) -> None:
     the directories made for the run (``runs/`` too) that hold nothing else."""
     mark = path / CLAIM
     try:
-        made = mark.read_text().splitlines()
+        made = mark.read_text(encoding="utf-8").splitlines()
         mark.unlink()
     except OSError:
         return
@@ -119,7 +119,7 @@ def _started(pid: int) -> str | None:
     """When process ``pid`` started (clock ticks since boot, from /proc), or None where
     /proc is not there: with the pid it names one process even after the pid is reused."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
         return stat.rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
@@ -156,7 +156,7 @@ class RunLock:
                 return self
             except FileExistsError:
                 if not self.stale():
-                    owner = self.path.read_text().strip() or "?"
+                    owner = self.path.read_text(encoding="utf-8", errors="replace").strip() or "?"
                     raise ConfigError(
                         f"{self.path.parent} is being trained by another process ({owner}); "
                         f"wait for it, or stop it and resume (remove {self.path} if no process "
@@ -170,7 +170,7 @@ class RunLock:
         is this process (a container restarted as pid 1 again), or belongs to a process
         started at another time (the pid was reused)."""
         try:
-            host, pid, *start = self.path.read_text().split()
+            host, pid, *start = self.path.read_text(encoding="utf-8").split()
             if host != socket.gethostname():
                 return False  # another machine's process: cannot tell, so respect it
             if int(pid) == os.getpid():
@@ -213,7 +213,7 @@ class MetricsLog:
             atomic_write(path, lambda f: f.write(text))  # a file of its own, same records
         if upto is not None and path.is_file():
             _keep_records_through(path, upto)
-        self._f = open(path, "a", buffering=1)
+        self._f = open(path, "a", buffering=1, encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {
