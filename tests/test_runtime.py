@@ -1747,3 +1747,25 @@ def test_a_failed_infer_overwrite_leaves_each_earlier_png_whole(bundle, tmp_path
     assert all(after[n] == before[n] for n in names[3:])  # the earlier, whole
     for name in names:
         Image.open(out / name).load()
+
+
+def test_host_memory_without_proc_on_macos_and_windows(monkeypatch):
+    """Without /proc the peak comes from ru_maxrss: bytes on macOS (it read 1024 times too
+    large, as if kB), and Windows has no ``resource`` module (bench died with a traceback)."""
+    import resource
+    import sys
+    from types import SimpleNamespace
+
+    import edgegan.runtime.bench as bench
+
+    monkeypatch.setattr(bench, "_status_kb", lambda field: None)
+    memory = bench._HostMemory()
+    gib = 2**30
+    monkeypatch.setattr(
+        resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=gib if darwin else gib // 1024)
+    )
+    for darwin in (True, False):
+        monkeypatch.setattr(sys, "platform", "darwin" if darwin else "linux")
+        assert memory.peak_mb() == 1024.0
+    monkeypatch.setitem(sys.modules, "resource", None)  # import resource: ImportError
+    assert memory.peak_mb() is None

@@ -17,6 +17,7 @@ ONNX Runtime's and TensorRT's own allocations) above what was in use before.
 from __future__ import annotations
 
 import platform
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -90,11 +91,16 @@ class _HostMemory:
 
     def peak_mb(self) -> float | None:
         peak = _status_kb("VmHWM")
-        if peak is None:
-            import resource
-
-            # ru_maxrss is the process' lifetime peak (kB on Linux): an upper bound
+        if peak is None:  # no /proc: macOS, Windows
+            try:
+                import resource
+            except ImportError:  # Windows: not measured ("-" in the table)
+                return None
+            # ru_maxrss is the process' lifetime peak: an upper bound. kB on Linux, bytes
+            # on macOS.
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            if sys.platform == "darwin":
+                peak //= 1024
         return round(max(0, peak - self.baseline_kb) / 1024, 2)
 
 
