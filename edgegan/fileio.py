@@ -155,9 +155,23 @@ def check_out_dir(out: str | Path, overwrite: bool = False, beside: bool = False
         if parent is not None and not parent.is_dir():  # mkdir would say "File exists"
             raise EdgeganError(f"--out {out}: {parent} is not a directory")
     check_writable(out, "--out", folder=True, beside=beside)
-    if out.exists() and not overwrite and any(not _dead_temp(p) for p in out.iterdir()):
+    if out.exists() and not overwrite and holds_files(out):
         raise EdgeganError(f"--out {out} is not empty; choose another folder or pass --overwrite")
     return out
+
+
+#: Files the desktop makes in folders it shows (Finder, Explorer): no one's results.
+OS_METADATA = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".localized"})
+
+
+def holds_files(folder: str | Path) -> bool:
+    """Whether ``folder`` holds anything but the desktop's metadata (``.DS_Store``, macOS'
+    ``._*`` files on FAT and network disks, ``Thumbs.db``) and killed writers' temporary
+    files: a folder that looks empty (``ls``) counts as empty."""
+    return any(
+        not (p.name in OS_METADATA or p.name.startswith("._") or _dead_temp(p))
+        for p in Path(folder).iterdir()
+    )
 
 
 def _dead_temp(path: Path) -> bool:

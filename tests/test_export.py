@@ -595,6 +595,27 @@ def test_out_may_be_the_empty_working_directory(runs, tmp_path, monkeypatch):
     assert Path.cwd() == here and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
 
 
+def test_a_folder_holding_only_the_desktops_metadata_counts_as_empty(runs, tmp_path):
+    """A folder opened in Finder holds .DS_Store (Explorer: Thumbs.db): `ls` shows it empty,
+    yet export refused it even with --overwrite ("holds files but no bundle"), as train and
+    infer refused it as --out."""
+    from edgegan.train.logs import new_run_dir
+
+    out = tmp_path / "b"
+    out.mkdir()
+    for name in (".DS_Store", "._.DS_Store", "Thumbs.db"):
+        (out / name).write_bytes(b"\0\0\0\1Bud1")
+    meta = export(runs["uncond"], out=out)
+    assert read_bundle(out) == meta and (out / ".DS_Store").is_file()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".DS_Store").write_bytes(b"Bud1")
+    assert new_run_dir(run, "x") == run
+    (run / "notes.txt").write_text("mine")  # anything else is still refused
+    with pytest.raises(EdgeganError, match="holds files but no bundle"):
+        export(runs["uncond"], out=run, overwrite=True)
+
+
 def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
     with pytest.raises(EdgeganError, match="run directory not found"):
         export(tmp_path / "missing")

@@ -27,7 +27,7 @@ from edgegan.export.bundle import (
     set_aside,
     write_bundle,
 )
-from edgegan.fileio import left_by_gone, missing_dirs, remove_empty_dirs
+from edgegan.fileio import holds_files, left_by_gone, missing_dirs, remove_empty_dirs
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -54,7 +54,7 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
             )
     # a file, or not empty without --overwrite; the bundle is renamed into place beside it
     check_out_dir(out, overwrite, beside=True)
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and holds_files(out):
         if not is_bundle(out):
             raise EdgeganError(
                 f"--out {out} holds files but no bundle (edgegan.json); --overwrite replaces "
@@ -247,7 +247,7 @@ def restore_set_aside(out: Path) -> None:
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
     ``--overwrite``) folder only once the new one is complete."""
-    if out.is_dir() and not any(out.iterdir()):
+    if out.is_dir() and not holds_files(out):
         # An empty folder (maybe the shell's working directory) stays: the files move into
         # it, edgegan.json last, so the folder is a bundle only once it is complete.
         for child in sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE):

@@ -16,6 +16,7 @@ from edgegan.fileio import (
     atomic_write,
     check_not_empty,
     check_writable,
+    holds_files,
     missing_dirs,
     pid_gone,
     remove_empty_dirs,
@@ -90,7 +91,7 @@ def _claim(path: Path) -> Path:
         path.mkdir(parents=True)
     except FileExistsError:
         made = []
-        if any(path.iterdir()):
+        if holds_files(path):
             if not run_dir_is_stale_start(path):
                 raise busy from None
             # A start killed while building (kill -9, out of memory): take the folder over.
