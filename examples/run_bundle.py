@@ -143,7 +143,13 @@ def main() -> None:
         channels = meta["inputs"][args.direction][0]["shape"][1]
         root = args.input if args.input.is_dir() else args.input.parent
         found = args.input.rglob("*") if args.input.is_dir() else [args.input]
-        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        files = sorted(
+            p
+            for p in found
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)  # ._x.png
+        )
         targets = [(args.out / p.relative_to(root)).with_suffix(".png") for p in files]
         if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
             raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")

@@ -226,6 +226,9 @@ def test_the_standalone_example_translates_as_edgegan_infer_does(
     Image.fromarray(rng.integers(0, 256, (20, 20, 4), dtype=np.uint8)).save(inputs / "rgba.png")
     Image.fromarray(rng.integers(0, 65536, (18, 22), dtype=np.uint16)).save(inputs / "d16.png")
     Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(inputs / "p.ppm")
+    (inputs / "._a.png").write_bytes(b"\0\5\x16\7" + bytes(80))  # macOS metadata: skipped
+    (inputs / ".ipynb_checkpoints").mkdir()
+    shutil.copy(inputs / "a.png", inputs / ".ipynb_checkpoints" / "a.png")  # hidden folder
     ref = _infer(bundle, tmp_path / "e", inputs, "--backend", "onnxruntime",
                  "--precision", precision, "--batch-size", "1")  # fmt: skip
     out = tmp_path / "s"
@@ -622,6 +625,7 @@ def test_translate_says_which_image_files_it_leaves_out(runs, images, tmp_path):
     shutil.copytree(images, folder)
     Image.new("RGB", (16, 16)).save(folder / "sub" / "anim.gif")
     (folder / "notes.txt").write_text("no warning for this")
+    (folder / "sub" / "._b.png").write_bytes(b"\0\5\x16\7" + bytes(80))  # macOS metadata
     with pytest.warns(DataWarning, match=r"translate: left out 1 \.gif under .*in \(it reads") as w:
         written = translate(runs["resnet"], "AtoB", folder, tmp_path / "out")
     assert w[0].filename == __file__

@@ -194,6 +194,7 @@ def test_load_samples_png_folder(tmp_path, test_split) -> None:
         Image.fromarray(a).save(tmp_path / f"{i:03d}.png")
     Image.fromarray(np.repeat(arr[0][..., None], 3, axis=2)).save(tmp_path / "100.jpg", quality=100)
     (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "._000.png").write_bytes(b"\0\5\x16\7" + bytes(80))  # macOS metadata: ignored
     images, labels = load_samples(tmp_path)
     assert labels is None
     assert images.shape == (7, 3, 28, 28) and images.dtype == torch.float32  # grey + RGB -> RGB

@@ -67,7 +67,15 @@ def pick_images(
     files: list[Path], root: str | Path, where: str, hint: str, stacklevel: int
 ) -> list[Path]:
     """The ``files`` (existing files under ``root``) of a kind in :data:`READ_EXTENSIONS`,
-    sorted, and one :class:`DataWarning` for the image files of other kinds among them."""
+    sorted, and one :class:`DataWarning` for the image files of other kinds among them.
+    Hidden files and those in hidden folders are left out, as the folder dataset does: macOS
+    writes a ``._x.png`` of metadata beside each image on FAT and network disks."""
+    files = [p for p in files if not _hidden(p, root)]
     kinds = left_out_kinds([p.name for p in files], READ_EXTENSIONS)
     warn_left_out(kinds, root, where, READ_EXTENSIONS, stacklevel + 1, hint)
     return sorted(p for p in files if p.suffix.lower() in READ_EXTENSIONS)
+
+
+def _hidden(path: Path, root: str | Path) -> bool:
+    rel = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+    return any(part.startswith(".") for part in rel.parts)
