@@ -8,6 +8,7 @@ Changing a part's ``name`` by an override drops the parameters the preset gave t
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 import types
@@ -410,11 +411,25 @@ def _larger_than(data: Any, limit: int) -> bool:
     return False
 
 
+# Byte-order marks, longest first (UTF-32 LE's begins with UTF-16 LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
 def _read_config_file(path: Path, source: str) -> dict[str, Any]:
     """The mapping in a YAML config file: one line for a file that is not UTF-8 text, not
     YAML or empty (which would silently mean the dataclass defaults, not a preset)."""
+    raw = path.read_bytes()
+    # YAML files may be UTF-16 or UTF-32 with a byte-order mark: Windows PowerShell 5.1's
+    # `edgegan config show dcgan-mnist > my.yaml` writes UTF-16 LE.
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), "utf-8")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
         raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
     data = _load_yaml(text, source)

@@ -86,6 +86,21 @@ def test_config_yaml_reads_back_what_it_wrote():
         assert data["train"]["amp"] == "off"
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16-be", "utf-32-le"])
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    """Windows PowerShell 5.1's `edgegan config show dcgan-mnist > my.yaml` writes UTF-16 LE
+    with a BOM (Notepad may add UTF-8's): it was refused as 'not a text (UTF-8) YAML file'."""
+    from edgegan.errors import ConfigError
+
+    cfg = load_config("dcgan-mnist", ["data.root=données"])
+    path = tmp_path / "my.yaml"
+    path.write_bytes(("\ufeff" + cfg.to_yaml()).encode(encoding))
+    assert load_config(str(path)) == cfg
+    path.write_bytes(b"\x80 not text")
+    with pytest.raises(ConfigError, match="not a text \\(UTF-8\\) YAML file"):
+        load_config(str(path))
+
+
 def test_a_config_whose_aliases_expand_past_a_limit_is_refused_at_once(tmp_path):
     """A 'billion laughs' config (nested YAML aliases: a 1.8 KB file) took 2.4 GB and 28 s
     before failing; it is one line now, and a config with a few aliases still loads."""
