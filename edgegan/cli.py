@@ -8,6 +8,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shlex
@@ -840,6 +841,11 @@ def config_list() -> None:
 
 
 def main() -> None:
+    # A path the output's encoding cannot show (cp1252 on a redirected Windows stdout) is
+    # escaped, as stderr already does, instead of failing a command after its work.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     cli(prog_name="edgegan")
 
 

@@ -237,6 +237,16 @@ def test_list_shows_builtins_with_provenance():
     assert resnet["distribution"] == "edgegan" and resnet["description"]
 
 
+def test_a_path_the_output_cannot_encode_is_escaped_not_a_crash(tmp_path):
+    """A redirected stdout on Windows is cp1252: `train --out runs/画像` trained, then died
+    printing its 'done' line (UnicodeEncodeError, exit 1)."""
+    out = tmp_path / "画像"
+    proc = run("train", *TINY, "eval.at_end=false", "--out", str(out),
+               env={"PYTHONIOENCODING": "cp1252"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"-> {tmp_path}/\\u753b\\u50cf" in proc.stdout
+
+
 @pytest.mark.slow
 def test_train_resume_infer_via_cli(tmp_path):
     out = tmp_path / "run"
