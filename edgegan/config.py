@@ -122,7 +122,7 @@ class TrainConfig:
     # Distributed training under torchrun (docs/distributed.md); batch_size is then the
     # global batch, split over the processes. No effect in a single process.
     sync_bn: bool = False  # BatchNorm statistics over the global batch (SyncBatchNorm, CUDA)
-    dist_backend: str = "auto"  # auto (nccl on CUDA, gloo on the CPU) | nccl | gloo
+    dist_backend: str = "auto"  # auto (nccl on CUDA where torch has it, else gloo) | nccl | gloo
     dist_timeout: float = 1800.0  # seconds a collective waits (rank 0's evals, I/O)
 
 

@@ -465,6 +465,21 @@ def test_distributed_settings_are_checked(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_backend_auto_is_gloo_where_torch_has_no_nccl(monkeypatch):
+    """torch for Windows has no NCCL: auto chose it for CUDA, and the process group failed."""
+    from edgegan.train import distributed
+
+    cuda = torch.device("cuda", 0)
+    config = load_config("dcgan-mnist")
+    monkeypatch.setattr(distributed.dist, "is_nccl_available", lambda: True)
+    assert distributed._backend(config, cuda) == "nccl"
+    monkeypatch.setattr(distributed.dist, "is_nccl_available", lambda: False)
+    assert distributed._backend(config, cuda) == "gloo"
+    assert distributed._backend(config, torch.device("cpu")) == "gloo"
+    with pytest.raises(ConfigError, match="this torch has no NCCL; use gloo"):
+        distributed._backend(load_config("dcgan-mnist", ["train.dist_backend=nccl"]), cuda)
+
+
 def test_launch_environment_and_devices():
     assert launch_env({}) is None
     env = launch_env({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"})

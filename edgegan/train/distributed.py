@@ -136,11 +136,15 @@ def rank_device(name: str, env: LaunchEnv) -> torch.device:
 
 def _backend(config: Config, device: torch.device) -> str:
     backend = config.train.dist_backend
-    if backend == "auto":
-        return "nccl" if device.type == "cuda" else "gloo"
+    if backend == "auto":  # torch for Windows (and some builds) comes without NCCL
+        return "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
     if backend == "nccl" and device.type != "cuda":
         raise _agreed(
             ConfigError("train.dist_backend=nccl needs CUDA devices; use gloo on the CPU")
+        )
+    if backend == "nccl" and not dist.is_nccl_available():
+        raise _agreed(
+            ConfigError("train.dist_backend=nccl: this torch has no NCCL; use gloo (or auto)")
         )
     return backend
 
