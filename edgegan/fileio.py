@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ def atomic_write(
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     except OSError as exc:
         if exc.filename is None:  # a full disk's write names no file: "error: No space ..."
             exc.filename = str(given)
@@ -63,6 +64,25 @@ def atomic_write(
         if tmp.exists():
             tmp.unlink()
     return given
+
+
+#: seconds between the tries of :func:`replace` on Windows (about 2 s in all)
+REPLACE_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
+
+
+def replace(src: str | Path, dst: str | Path) -> None:
+    """``os.replace``; on Windows tried again for a while on PermissionError: a file another
+    process has open (``edgegan export`` reading ``last.pt`` while the run trains, a virus
+    scanner or indexer opening the new file) cannot be replaced or renamed there until it is
+    closed, and a checkpoint that could not be written stopped the run."""
+    for wait in (*REPLACE_RETRY_S, None) if _WINDOWS else (None,):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if wait is None:
+                raise
+            time.sleep(wait)
 
 
 def _os_error_behind(exc: BaseException) -> OSError | None:

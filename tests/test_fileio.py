@@ -291,3 +291,42 @@ def test_a_pid_is_never_signalled_on_windows(tmp_path, monkeypatch):
     lock.path.write_text(f"{socket.gethostname()} 4242\n")
     assert not lock.stale() and answers == [4242]
     assert not fileio.pid_gone("4242") and answers == [4242, 4242]
+
+
+def test_a_file_held_open_on_windows_is_replaced_once_it_is_closed(tmp_path, monkeypatch):
+    """Windows refuses to replace a file another process has open (export reading last.pt
+    while the run trains; a virus scanner on the new file): PermissionError, and the run
+    stopped. There the rename is tried again for about 2 s; elsewhere at once."""
+    import edgegan.fileio as fileio
+
+    real, calls = os.replace, []
+
+    def held_twice(src, dst):
+        calls.append(dst)
+        if len(calls) <= 2:
+            raise PermissionError(13, "The process cannot access the file", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", held_twice)
+    monkeypatch.setattr(fileio, "REPLACE_RETRY_S", (0, 0, 0))
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(PermissionError):  # not Windows: at once, the old file kept
+        atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"old" and len(calls) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    monkeypatch.setattr(fileio, "_WINDOWS", True)
+    calls.clear()
+    atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and len(calls) == 3
+    calls.clear()
+
+    def held(src, dst):  # never closed: the error, after every try
+        calls.append(dst)
+        raise PermissionError(13, "The process cannot access the file", str(dst))
+
+    monkeypatch.setattr(fileio.os, "replace", held)
+    with pytest.raises(PermissionError):
+        atomic_write(path, lambda f: f.write(b"newer"))
+    assert path.read_bytes() == b"new" and len(calls) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]

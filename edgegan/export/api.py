@@ -27,7 +27,7 @@ from edgegan.export.bundle import (
     set_aside,
     write_bundle,
 )
-from edgegan.fileio import holds_files, left_by_gone, missing_dirs, remove_empty_dirs
+from edgegan.fileio import holds_files, left_by_gone, missing_dirs, remove_empty_dirs, replace
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -236,7 +236,7 @@ def restore_set_aside(out: Path) -> None:
 
     left = set_aside(out)
     if left and not out.exists():
-        os.replace(left[-1], out)
+        replace(left[-1], out)
         warnings.warn(
             f"an interrupted export --overwrite had left the previous bundle at {left[-1]}: "
             f"put back at {out}",
@@ -251,18 +251,18 @@ def _install(tmp: Path, out: Path) -> None:
         # An empty folder (maybe the shell's working directory) stays: the files move into
         # it, edgegan.json last, so the folder is a bundle only once it is complete.
         for child in sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE):
-            os.replace(child, out / child.name)
+            replace(child, out / child.name)
         tmp.rmdir()
         return
     old = None
     if out.exists():
         old = aside_path(out, os.getpid())
-        os.replace(out, old)
+        replace(out, old)
     try:
-        os.replace(tmp, out)
+        replace(tmp, out)
     except BaseException:
         if old is not None:
-            os.replace(old, out)
+            replace(old, out)
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
