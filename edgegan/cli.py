@@ -654,7 +654,7 @@ def bench(
     --size). Combinations that cannot run here are listed with the reason."""
 
     from edgegan.export.bundle import bundle_files
-    from edgegan.fileio import strict_json, write_json
+    from edgegan.fileio import same_path, strict_json, write_json
     from edgegan.runtime.bench import bench as run_bench
     from edgegan.runtime.bench_table import print_table, row_line
     from edgegan.scripting import check_json_path
@@ -668,7 +668,7 @@ def bench(
     to_stdout = json_file == "-"
     if not to_stdout:
         check_json_path(json_file)  # before minutes of benchmarking, not after
-    if json_file and not to_stdout and Path(json_file).resolve() in bundle_files(bundle):
+    if json_file and not to_stdout and any(same_path(json_file, f) for f in bundle_files(bundle)):
         raise EdgeganError(
             f"--json {json_file} is a file of the bundle {bundle}; write the results elsewhere"
         )

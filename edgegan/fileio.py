@@ -70,6 +70,17 @@ def atomic_write(
 REPLACE_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 
 
+def same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one file or folder: the same resolved path, or, where
+    both exist, the same one on disk (on macOS and Windows ``Photos`` is ``photos``)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 def replace(src: str | Path, dst: str | Path) -> None:
     """``os.replace``; on Windows tried again for a while on PermissionError: a file another
     process has open (``edgegan export`` reading ``last.pt`` while the run trains, a virus

@@ -28,6 +28,7 @@ from edgegan.export.signature import (
     is_translator,
     padded_size,
 )
+from edgegan.fileio import same_path
 from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
 
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
@@ -147,23 +148,26 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
 def _check_targets(files: list[tuple[Path, Path]], input_path: Path, out: Path) -> None:
     """Refuse an ``out`` that would write among the inputs, and two inputs that would be
     written to one file (``a.png`` and ``a.jpg`` both become ``a.png``)."""
-    o, i = out.resolve(), input_path.resolve()
-    if input_path.is_dir() and (o == i or i in o.parents):
+    o = out.resolve()
+    if input_path.is_dir() and any(same_path(p, input_path) for p in (o, *o.parents)):
         raise EdgeganError(
             f"--out {out} is inside --input {input_path}: the translations would mix with (or "
             "replace) the inputs; choose a folder outside it"
         )
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
     for src, rel in files:
         dst = rel.with_suffix(".png")
-        if (o / dst).resolve() == src.resolve():
+        if same_path(o / dst, src):
             raise EdgeganError(f"--out {out} would replace the input {src}; choose another")
-        if dst in seen:
+        # A.jpg and a.png: one file where names ignore case (macOS, Windows), so refused on
+        # every system
+        key = dst.as_posix().casefold()
+        if key in seen:
             raise EdgeganError(
-                f"{seen[dst]} and {src} would both be written as {dst}; rename one or "
+                f"{seen[key]} and {src} would both be written as {dst}; rename one or "
                 "translate them into separate folders"
             )
-        seen[dst] = src
+        seen[key] = src
 
 
 def translate(

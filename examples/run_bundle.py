@@ -151,7 +151,8 @@ def main() -> None:
             and not any(part.startswith(".") for part in p.relative_to(root).parts)  # ._x.png
         )
         targets = [(args.out / p.relative_to(root)).with_suffix(".png") for p in files]
-        if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
+        # a.jpg and a.png would both write a.png (A.jpg too, where names ignore case)
+        if len({t.as_posix().casefold() for t in targets}) < len(targets):
             raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")
         for path, dst in zip(files, targets, strict=True):
             out = translate(meta, session, args.direction, read_image(path, channels))

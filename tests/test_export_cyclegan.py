@@ -5,6 +5,7 @@ trip, `edgegan infer --direction` on torch and onnxruntime, and the bench JSON."
 from __future__ import annotations
 
 import json
+import os
 import types
 from pathlib import Path
 
@@ -334,6 +335,35 @@ def test_translation_never_writes_over_inputs_or_itself(runs, images, tmp_path):
         assert msg in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert {p: p.read_bytes() for p in before} == before
     assert not (tmp_path / "o").exists()
+
+
+def test_names_that_differ_only_in_case_are_one_file_where_names_ignore_case(
+    runs, images, tmp_path, monkeypatch
+):
+    """On macOS and Windows `--input Photos --out photos --overwrite` passed the path checks
+    (which compared names) and wrote the translations over the inputs; A.jpg and a.png
+    became one a.png. The checks ask the filesystem (os.path.samefile): a stand-in for a
+    case-insensitive one here."""
+    import shutil
+
+    folder = tmp_path / "Photos"
+    shutil.copytree(images, folder)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    (tmp_path / "photos").mkdir()
+
+    def case_insensitive(a, b):
+        return str(Path(a).resolve()).casefold() == str(Path(b).resolve()).casefold()
+
+    monkeypatch.setattr(os.path, "samefile", case_insensitive)
+    base = ["infer", str(runs["resnet"]), "--direction", "AtoB", "--overwrite"]
+    res = CliRunner().invoke(
+        cli, [*base, "--input", str(folder), "--out", str(tmp_path / "photos")]
+    )
+    assert res.exit_code == 2 and "is inside --input" in res.stderr, res.output
+    (folder / "A.jpg").write_bytes((folder / "c.jpg").read_bytes())
+    res = CliRunner().invoke(cli, [*base, "--input", str(folder), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "would both be written as a.png" in res.stderr, res.output
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 def test_a_folder_named_like_an_image_is_not_an_input(images, tmp_path):
