@@ -545,6 +545,7 @@ def test_a_bundle_left_aside_by_a_killed_overwrite_is_named_and_put_back(runs, t
     """export --overwrite renames the old bundle away, then the new one in: killed between
     the two, no bundle was at --out ('run directory not found'), and nothing said where the
     old one had gone."""
+    import socket
     import subprocess
     import sys
 
@@ -554,7 +555,7 @@ def test_a_bundle_left_aside_by_a_killed_overwrite_is_named_and_put_back(runs, t
     export(runs["uncond"], out=out)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    aside = tmp_path / f".b.old-{gone}"
+    aside = tmp_path / f".b.old-{socket.gethostname()}-{gone}"
     out.rename(aside)
     with pytest.raises(EdgeganError, match=f"left the previous bundle at {aside}: rename it"):
         open_runner(out, "onnxruntime")
@@ -564,6 +565,11 @@ def test_a_bundle_left_aside_by_a_killed_overwrite_is_named_and_put_back(runs, t
     assert not aside.exists()
     with open_runner(out, "onnxruntime"):
         pass
+    # Another machine's (a shared disk): its pid means nothing here, so it is left alone.
+    theirs = tmp_path / f".b.old-elsewhere-{gone}"
+    theirs.mkdir()
+    export(runs["uncond"], out=out, overwrite=True)
+    assert theirs.is_dir()
 
 
 def test_overwrite_replaces_only_a_bundle_never_a_run(runs, tmp_path):

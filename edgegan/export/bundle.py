@@ -34,6 +34,7 @@ This module imports nothing heavy: the runtimes read bundles without torch.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -224,14 +225,15 @@ def write_bundle(path: str | Path, meta: dict[str, Any]) -> Path:
 
 
 def aside_path(out: Path, pid: int | str = "") -> Path:
-    """Where ``export --overwrite`` (process ``pid``) puts the old bundle at ``out`` while it
-    moves the new one in (``""``: the name before the pid)."""
-    return out.with_name(f".{out.name}.old-{pid}")
+    """Where ``export --overwrite`` (process ``pid`` of this host) puts the old bundle at
+    ``out`` while it moves the new one in (``""``: the name before the pid). The host is in
+    the name: on a shared disk another machine's pids mean nothing here."""
+    return out.with_name(f".{out.name}.old-{socket.gethostname()}-{pid}")
 
 
 def set_aside(out: Path) -> list[Path]:
     """Bundles that an ``--overwrite`` export killed between its two renames left beside
-    ``out`` (``.NAME.old-PID``, its process gone): the previous bundle, whole."""
+    ``out`` (``.NAME.old-HOST-PID``, its process gone): the previous bundle, whole."""
     return [p for p in left_by_gone(out.parent, aside_path(out).name) if p.is_dir()]
 
 
