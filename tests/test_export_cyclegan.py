@@ -62,6 +62,20 @@ def bundles(runs: dict[str, Path]) -> dict[str, tuple[Path, dict]]:
 
 
 # -- graphs and parity ------------------------------------------------------------------------
+def test_graphs_carry_no_exporter_notes(bundles):
+    """The dynamo exporter noted stack traces (this machine's paths to edgegan's files) on
+    every node and its size symbols in hash order on the graph: the same weights exported
+    under another PYTHONHASHSEED or from another install gave other bytes (sha256)."""
+    import edgegan
+
+    here = str(Path(edgegan.__file__).parent).encode()
+    for out, meta in bundles.values():
+        for d in meta["directions"]:
+            for entry in meta["models"][d].values():
+                data = (out / entry["file"]).read_bytes()
+                assert here not in data and b"pkg.torch" not in data, entry["file"]
+
+
 @pytest.mark.parametrize("name", list(GENERATORS))
 def test_each_direction_exports_with_parity(bundles, name):
     out, meta = bundles[name]

@@ -254,6 +254,22 @@ def lowest_ir_version(model: Any) -> int:
     return int(model.ir_version)
 
 
+def drop_exporter_notes(model: Any) -> None:
+    """Remove the notes torch's dynamo exporter leaves on the graph and its nodes (stack
+    traces with this machine's file paths, FX node text, the exported program's signature
+    and its size symbols in hash order): a bundle's graph is then the same bytes from the
+    same weights on any machine and under any PYTHONHASHSEED, and its sha256 can check a
+    re-export. Neither runtime reads them."""
+    g = model.graph
+    for item in (g, *g.node, *g.input, *g.output, *g.value_info, *g.initializer):
+        if hasattr(item, "metadata_props"):  # onnx >= 1.16 (IR 10)
+            del item.metadata_props[:]
+    for function in model.functions:
+        for node in function.node:
+            if hasattr(node, "metadata_props"):
+                del node.metadata_props[:]
+
+
 def add_metadata(model: Any, spec: dict[str, Any], extra: dict[str, str] | None = None) -> None:
     """Put the generator's spec (JSON) and the producer in the graph's ``metadata_props``."""
     from edgegan import __version__
@@ -383,6 +399,7 @@ def export_onnx(
         except Exception as exc2:
             raise _export_failed(which, exc2) from exc2
     seconds = time.perf_counter() - start
+    drop_exporter_notes(model)
     add_metadata(model, spec, {"edgegan.exporter": which, "edgegan.precision": "fp32"})
     lowest_ir_version(model)
     try:
