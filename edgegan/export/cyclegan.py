@@ -26,22 +26,35 @@ def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndar
     """Up to ``samples`` images ``(N, C, H, W)`` of ``direction``'s input domain from the
     run's dataset (``data``: its config's data section; the test split, else the training
     split) and a description of where they came from."""
+    import random
+
+    import torch
+
     from edgegan.plugins.manager import get_manager
+    from edgegan.rng import random_state_kept
 
     domain = DOMAINS[check_direction(direction)]
     problems = []
     for split in ("test", "train"):
-        try:
-            ds = get_manager().registry("datasets").build(data.name, data.params, {"split": split})
-            n = min(int(samples), len(ds))
-            if n < 1:
-                problems.append(f"its {split} split is empty")
+        # A training split draws (random crops and flips, a random B for each A) from the
+        # global streams: seeded, so an export calibrates (and quantises) alike every time.
+        with random_state_kept():
+            random.seed(0)
+            np.random.seed(0)
+            torch.manual_seed(0)
+            try:
+                registry = get_manager().registry("datasets")
+                ds = registry.build(data.name, data.params, {"split": split})
+                n = min(int(samples), len(ds))
+                if n < 1:
+                    problems.append(f"its {split} split is empty")
+                    continue
+                images = np.stack([np.asarray(ds[i][domain], dtype=np.float32) for i in range(n)])
+            except DataError as exc:
+                problems.append(str(exc))
                 continue
-            images = np.stack([np.asarray(ds[i][domain], dtype=np.float32) for i in range(n)])
-        except DataError as exc:
-            problems.append(str(exc))
-            continue
-        return images, f"dataset {data.name}, {split} split, domain {domain}, first {n}"
+        how = f"first {n}" if split == "test" else f"{n} drawn as training draws them, seed 0"
+        return images, f"dataset {data.name}, {split} split, domain {domain}, {how}"
     raise EdgeganError(
         f"--int8 calibrates on images from the run's dataset '{data.name}', which cannot be "
         f"read here ({'; '.join(dict.fromkeys(problems))}); make the data available or export "
