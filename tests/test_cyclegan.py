@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import signal
 
 import pytest
 import torch
 import yaml
 from tiny import TINY_CYCLEGAN as TINY
 
+from edgegan import hookimpl
 from edgegan.config import load_config, load_run_config
 from edgegan.data import DataWarning
 from edgegan.errors import ConfigError
@@ -86,16 +89,67 @@ def test_each_network_pair_trains(tmp_path, generator, discriminator):
     assert "channels_out" not in model["generator"]["defaults"]  # the task's context
 
 
+class _SigtermAt:
+    """A callback plugin: SIGTERM at the end of step ``at``, as `kill` would send it."""
+
+    @hookimpl
+    def edgegan_register_callbacks(self, register):
+        class Callback:
+            def __init__(self, at: int = 3) -> None:
+                self.at = at
+
+            def on_step_end(self, trainer, step, metrics):
+                if step == self.at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+        register("sigterm-at", Callback)
+
+
 @pytest.mark.parametrize(
-    "extra",
-    [[], ["loss.name=wgan-gp", "data.channels_a=3", "cycle.lambda_identity=0.5"]],
-    ids=["lsgan", "gp-idt"],
+    "how, extra",
+    [
+        ("stopped", []),
+        (
+            "extended",
+            [
+                "train.lr_schedule=constant",
+                "loss.name=wgan-gp",
+                "data.channels_a=3",
+                "cycle.lambda_identity=0.5",
+            ],
+        ),
+    ],  # fmt: skip
+    ids=["stopped-lsgan", "extended-gp-idt"],
 )
-def test_cyclegan_resume_is_exact(tmp_path, extra):
-    steps = ["train.checkpoint_every=2", "cycle.pool_size=3", "eval.at_end=false", *extra]
-    full = train(tiny(*steps, steps=4), out_dir=tmp_path / "full")
-    half = train(tiny(*steps, steps=2), out_dir=tmp_path / "half")
-    resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+def test_cyclegan_resume_is_exact(tmp_path, how, extra):
+    """Stopped by SIGTERM at step 3 of 6 and resumed, or trained 3 steps and resumed to 6
+    (where the schedule does not depend on the run's length: a decaying one follows the
+    new length's schedule, by design): the weights and pools of 6 steps straight. (With 2 and
+    4 steps the linear schedule's factors happened to agree.)"""
+    from edgegan.config import PartConfig
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    steps = [
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "cycle.pool_size=3",
+        "eval.at_end=false",
+        *extra,
+    ]
+    full = train(tiny(*steps, steps=6), out_dir=tmp_path / "full")
+    if how == "stopped":
+        manager = PluginManager(load_entry_points=False)
+        manager.register(_SigtermAt(), name="sigterm-plugin")
+        reset_manager(manager)
+        cfg = tiny(*steps, steps=6)
+        cfg.callbacks = [PartConfig("sigterm-at", {"at": 3})]
+        half = train(cfg, out_dir=tmp_path / "half")
+        assert half.stopped_by == "signal" and half.step == 3
+        resumed = train(resume=half.run_dir)
+    else:
+        half = train(tiny(*steps, steps=3), out_dir=tmp_path / "half")
+        resumed = train(load_run_config(half.run_dir, ["train.steps=6"]), resume=half.run_dir)
+    assert resumed.step == 6
     a = load_checkpoint(full.checkpoint)
     b = load_checkpoint(resumed.checkpoint)
     for net in ("g_ab", "g_ba", "d_a", "d_b"):
