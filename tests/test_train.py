@@ -124,6 +124,25 @@ def test_resume_is_exact(tmp_path, extra):
     assert [json.loads(x)["step"] for x in lines] == [2, 3, 4, 6]
 
 
+def test_a_resume_that_cannot_continue_exactly_says_so(tmp_path):
+    """Another CPU thread count (a resume on another machine, or under taskset) or DataLoader
+    workers where there were none trained other weights than a run never stopped, silently."""
+    import warnings
+
+    run = train(tiny("train.threads=1", steps=2), out_dir=tmp_path / "r").run_dir
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same settings: exact, nothing said
+        train(load_run_config(run, ["train.steps=3"]), resume=run)
+    with pytest.warns(UserWarning) as caught:
+        train(load_run_config(run, ["train.steps=4", "train.threads=2", "train.num_workers=1"]),
+              resume=run)  # fmt: skip
+    said = [str(w.message) for w in caught]
+    threads = "resumed with 2 CPU threads, the run trained with 1: "
+    assert any(m.startswith(threads) and m.endswith("(train.threads=1 continues it exactly)")
+               for m in said), said  # fmt: skip
+    assert any("resumed with train.num_workers=1, the run trained with 0" in m for m in said)
+
+
 def test_validation_does_not_change_what_a_run_trains(tmp_path):
     """Scoring the networks every eval.every steps builds the metric (a classifier's init) and
     used to shift the run's random streams: the validated run trained other weights."""

@@ -200,7 +200,7 @@ class Trainer:
         # Every RNG a run draws from (torch: noise, dropout; Python: image pools, unpaired
         # pairing, crops; NumPy: third-party datasets) starts from the config's seed.
         torch.manual_seed(config.seed)
-        random.seed(config.seed)
+        random.seed(config.seed % 2**64)  # random.seed(-s) would be random.seed(s)
         np.random.seed(config.seed % 2**32)
         self.precision = Precision(t.amp, self.device)
         manager = get_manager()
@@ -341,6 +341,7 @@ class Trainer:
             "data": self.stream.state_dict(),
             "fixed": self.fixed,
             "rng": ckpt_io.rng_state(),
+            "threads": torch.get_num_threads(),  # the CPU's arithmetic depends on it
         }
 
     def save_checkpoint(self) -> Path:
@@ -415,6 +416,8 @@ class Trainer:
                 group["weight_decay"] = cfg.weight_decay
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
+        if self.dist.is_main:
+            self._warn_if_not_exact(state)
         saved = state.get("config") or {}
         previews = [(saved.get(s) or {}).get(k) for s, k in _PREVIEW_KEYS]
         if previews == [getattr(getattr(self.config, s), k) for s, k in _PREVIEW_KEYS]:
@@ -426,6 +429,28 @@ class Trainer:
         if self.dist.enabled and extra_ranks and len(extra_ranks) == self.dist.world_size:
             self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
+
+    def _warn_if_not_exact(self, state: dict[str, Any]) -> None:
+        """Say when the resumed run cannot continue as the run would have: another CPU thread
+        count sums in another order, and DataLoader workers (``num_workers > 0``) reseed per
+        batch where the main process draws from its own streams."""
+        threads, now = state.get("threads"), torch.get_num_threads()
+        if self.device.type == "cpu" and threads and threads != now:
+            warnings.warn(
+                f"resumed with {now} CPU threads, the run trained with {threads}: its weights "
+                f"will differ in the last bits from a run never stopped (train.threads={threads} "
+                "continues it exactly)",
+                stacklevel=4,
+            )
+        saved = (state.get("config") or {}).get("train", {}).get("num_workers")
+        workers = self.config.train.num_workers
+        if saved is not None and (saved > 0) != (workers > 0):
+            warnings.warn(
+                f"resumed with train.num_workers={workers}, the run trained with {saved}: its "
+                f"data draws continue otherwise than a run never stopped "
+                f"(train.num_workers={saved} continues it exactly)",
+                stacklevel=4,
+            )
 
     # -- the loop ----------------------------------------------------------------------------
     def _session_seconds(self) -> float:
