@@ -755,7 +755,7 @@ def test_out_of_range_settings_fail_before_the_run_dir(tmp_path, override, messa
 
 
 def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
-    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe")
+    (tmp_path / "c.yaml").write_bytes(b"\x80\x81 not text")
     with pytest.raises(ConfigError, match="c.yaml: not a text \\(UTF-8\\) YAML file"):
         load_config(str(tmp_path / "c.yaml"))
     (tmp_path / "e.yaml").write_text("# nothing yet\n")
