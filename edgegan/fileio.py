@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -269,11 +270,58 @@ def pid_gone(pid: str | int) -> bool:
     return False
 
 
+def process_started(pid: int) -> str | None:
+    """When process ``pid`` started, as a token that with the pid names one process even
+    after the pid is reused (a reboot, a wrap-around), or None where it cannot be told:
+    clock ticks since boot from /proc on Linux, the creation time on Windows, ``ps``'s
+    start time on macOS."""
+    if _WINDOWS:
+        return _windows_started(pid)
+    return _proc_started(pid) or (_ps_started(pid) if sys.platform == "darwin" else None)
+
+
+def _proc_started(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _ps_started(pid: int) -> str | None:
+    try:
+        ps = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
+                            text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return "".join(ps.stdout.split()) or None  # one word: a lock's line splits on spaces
+
+
 _WINDOWS = sys.platform == "win32"
 # Windows API constants (winnt.h, winerror.h, minwinbase.h).
 _PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 _ERROR_INVALID_PARAMETER = 87  # OpenProcess's answer for a pid no process has
 _STILL_ACTIVE = 259
+
+
+def _windows_started(pid: int, kernel32: Any = None) -> str | None:
+    """:func:`process_started` on Windows: the process' creation time (GetProcessTimes, in
+    100 ns units since 1601). ``kernel32`` stands in for ctypes' in tests."""
+    import ctypes
+
+    if kernel32 is None:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        return None
+    try:
+        # four FILETIMEs (two DWORDs each, low first: a little-endian 64-bit integer)
+        times = [ctypes.c_uint64() for _ in range(4)]
+        if not kernel32.GetProcessTimes(handle, *(ctypes.byref(t) for t in times)):
+            return None
+        return f"w{times[0].value}"
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _windows_pid_gone(pid: int, kernel32: Any = None, last_error: Any = None) -> bool:

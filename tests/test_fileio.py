@@ -330,3 +330,51 @@ def test_a_file_held_open_on_windows_is_replaced_once_it_is_closed(tmp_path, mon
         atomic_write(path, lambda f: f.write(b"newer"))
     assert path.read_bytes() == b"new" and len(calls) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_reused_pid_is_told_apart_by_its_start_time_on_every_system(tmp_path, monkeypatch):
+    """A run killed by a reboot left its lock; after the reboot its pid names another
+    process. Linux tells them apart by /proc's start time; Windows (where pids are reused
+    soon) and macOS took the lock for a live run's until it was removed by hand. They ask
+    GetProcessTimes and ps now."""
+    import ctypes
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    import edgegan.fileio as fileio
+    from edgegan.train.logs import RunLock
+
+    class Kernel32:
+        def __init__(self, created: int) -> None:
+            self.created = created
+
+        def OpenProcess(self, access, inherit, pid):  # noqa: N802 (the Windows API's names)
+            return 7
+
+        def GetProcessTimes(self, handle, created, exited, kernel, user):  # noqa: N802
+            ctypes.cast(created, ctypes.POINTER(ctypes.c_uint64)).contents.value = self.created
+            return 1
+
+        def CloseHandle(self, handle):  # noqa: N802
+            pass
+
+    assert fileio._windows_started(4242, Kernel32(133_000_000_000_000_000)) == (
+        "w133000000000000000"
+    )
+    if shutil.which("ps"):  # macOS' way, where ps is (procps on Linux takes the same options)
+        me = fileio._ps_started(os.getpid())
+        assert me and " " not in me and fileio._ps_started(os.getpid()) == me
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert fileio._ps_started(int(gone)) is None
+
+    monkeypatch.setattr(fileio, "_WINDOWS", True)
+    monkeypatch.setattr(fileio, "_windows_pid_gone", lambda pid: False)  # the pid lives...
+    monkeypatch.setattr(fileio, "_windows_started", lambda pid: "w2")  # ...started at w2
+    lock = RunLock(tmp_path)
+    lock.path.write_text(f"{socket.gethostname()} 4242 w1\n")
+    assert lock.stale()  # another process than the one that wrote the lock
+    lock.path.write_text(f"{socket.gethostname()} 4242 w2\n")
+    assert not lock.stale()

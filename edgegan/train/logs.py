@@ -19,6 +19,7 @@ from edgegan.fileio import (
     holds_files,
     missing_dirs,
     pid_gone,
+    process_started,
     remove_empty_dirs,
     write_new,
 )
@@ -116,16 +117,6 @@ def release_run_dir(path: Path) -> None:
     remove_empty_dirs(made)
 
 
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), or None where
-    /proc is not there: with the pid it names one process even after the pid is reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def run_dir_is_stale_start(path: Path) -> bool:
     """Whether ``path`` holds only what a run's start leaves (its claim and lock) from a
     process that is gone, e.g. killed while it was being built."""
@@ -149,7 +140,7 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> RunLock:
-        me = f"{socket.gethostname()} {os.getpid()} {_started(os.getpid()) or ''}".rstrip()
+        me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}".rstrip()
         for _ in range(2):
             try:
                 write_new(self.path, me + "\n")  # a full disk leaves no empty lock behind
@@ -186,8 +177,10 @@ class RunLock:
                 return False
         except OSError:
             return False  # unreadable: respect it
-        now = _started(int(pid))
-        return bool(start and now and start[0] != now)
+        if not start:  # written where the start time could not be told
+            return False
+        now = process_started(int(pid))
+        return bool(now and start[0] != now)
 
     def taken(self) -> bool:
         """Whether another live process holds the lock (trains the run now)."""
