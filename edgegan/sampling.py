@@ -10,7 +10,7 @@ named input arrays to the raw output array (:mod:`edgegan.runtime`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,8 +229,33 @@ def sample(
     ``images`` float32 (N, C, H, W) in the value range, ``latents``, and ``labels`` for
     conditional generators. The inputs and the post-processing are the same on every backend.
     """
-    batches = list(iter_samples(runner, num, seed, labels, batch_size))
-    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    return collect_samples(iter_samples(runner, num, seed, labels, batch_size), num)
+
+
+def collect_samples(
+    batches: Iterator[dict[str, np.ndarray]],
+    num: int,
+    value_range: tuple[float, float] | None = None,
+    done: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The batches of :func:`iter_samples` in one array each, filled in place (a list of
+    batches and its concatenation held every image twice); with ``value_range`` also
+    ``uint8``, the images as :func:`to_uint8_nhwc` gives them, converted a batch at a time
+    (converting all at once made three more float copies). ``done(n)`` after each batch."""
+    out: dict[str, np.ndarray] = {}
+    at = 0
+    for batch in batches:
+        n = len(batch["images"])
+        if value_range is not None:
+            batch = {**batch, "uint8": to_uint8_nhwc(batch["images"], value_range)}
+        for key, arr in batch.items():
+            if key not in out:
+                out[key] = np.empty((num, *arr.shape[1:]), dtype=arr.dtype)
+            out[key][at : at + n] = arr
+        at += n
+        if done is not None:
+            done(at)
+    return out
 
 
 def iter_samples(
@@ -293,7 +318,7 @@ def write_outputs(
 
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    images = to_uint8_nhwc(result["images"], value_range)
+    images = result["uint8"] if "uint8" in result else to_uint8_nhwc(result["images"], value_range)
     if fmt == "npz":
         path = out / "images.npz"
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
@@ -374,14 +399,18 @@ def infer(
     check_out_dir(out, overwrite)
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
         vrange = value_range(runner.spec)
-        if fmt == "npz":
-            result = sample(runner, num, seed=seed, labels=labels, batch_size=batch_size)
-            with undo_new_files(out) as new:
-                folder = prepare_out_dir(out, overwrite)
-                return write_outputs(result, folder, fmt, vrange, track=new.file)
         batches = iter_samples(runner, num, seed=seed, labels=labels, batch_size=batch_size)
         first = next(batches)  # the inputs and the runner work before the folder is made
         bar = ProgressBar(num, 0, progress and num > len(first["images"]), "infer", "images")
+        if fmt == "npz":  # one file of every image: held in memory, then written
+            try:
+                result = collect_samples(itertools.chain([first], batches), num, vrange,
+                                         bar.update)  # fmt: skip
+            finally:
+                bar.close()
+            with undo_new_files(out) as new:
+                folder = prepare_out_dir(out, overwrite)
+                return write_outputs(result, folder, fmt, vrange, track=new.file)
         paths: list[Path] = []
         try:
             with undo_new_files(out) as new:

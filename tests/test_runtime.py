@@ -212,7 +212,16 @@ def test_cli_infer_bundle_matches_run(run_dir, bundle, tmp_path):
     b = runner.invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime", *common,
                             "--batch-size", "5", "--out", str(tmp_path / "o")])  # fmt: skip
     assert b.exit_code == 0, b.output
+    assert "infer: images 16/16" in b.stderr  # an npz of many batches shows progress too
     t, o = np.load(tmp_path / "t/images.npz"), np.load(tmp_path / "o/images.npz")
+    assert sorted(o.files) == ["images", "labels", "latents", "raw"]
+    from edgegan.runtime import open_runner
+    from edgegan.sampling import sample, to_uint8_nhwc
+
+    with open_runner(bundle, "onnxruntime") as runner:  # filled in place, batch by batch
+        api = sample(runner, 16, seed=0, batch_size=5)
+    np.testing.assert_array_equal(api["images"], o["raw"])
+    np.testing.assert_array_equal(to_uint8_nhwc(api["images"]), o["images"])
     np.testing.assert_array_equal(t["latents"], o["latents"])
     np.testing.assert_array_equal(t["labels"], o["labels"])
     assert t["images"].dtype == np.uint8 and t["images"].shape == (16, 28, 28, 1)
