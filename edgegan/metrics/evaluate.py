@@ -77,17 +77,29 @@ def _load_folder(folder: Path) -> Any:
                 f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
             )
         raise EdgeganError(f"no images ({', '.join(READ_EXTENSIONS)}) in {folder}")
-    arrays = [_read_image(p) for p in files]
-    size = arrays[0].shape[:2]
-    for p, a in zip(files, arrays, strict=True):
-        if a.shape[:2] != size:
+    # One uint8 array filled in place (a list of images and its stack held them twice), each
+    # image checked as it is read: a folder of mixed sizes fails at its first odd image.
+    out = None
+    for i, p in enumerate(files):
+        a = _read_image(p)
+        if out is None:
+            out = np.empty((len(files), *a.shape), dtype=np.uint8)
+        elif a.shape[:2] != out.shape[1:3]:
+            h, w = out.shape[1:3]
             raise EdgeganError(
-                f"images in {folder} differ in size: {files[0].name} is {size[1]}x{size[0]}, "
+                f"images in {folder} differ in size: {files[0].name} is {w}x{h}, "
                 f"{p.name} is {a.shape[1]}x{a.shape[0]}"
             )
-    if any(a.shape[2] == 3 for a in arrays):  # mixed grey and colour: make all RGB
-        arrays = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]
-    return np.stack(arrays), _labels_from_names(files)  # (N, H, W, C) uint8, labels
+        if a.shape[2] > out.shape[3]:  # mixed grey and colour: make all RGB
+            out = np.repeat(out, 3, axis=3)
+        out[i] = a  # a grey image broadcasts over RGB
+    return out, _labels_from_names(files)  # (N, H, W, C) uint8, labels
+
+
+def _to_float(images: Any) -> Any:
+    """uint8 ``(N, H, W, C)`` -> float32 ``(N, C, H, W)`` in [-1, 1], in place after the one
+    float copy (``x / 127.5 - 1`` made two more, each 4x the images)."""
+    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
 
 
 def _images_from_npz(path: Path, images: Any) -> Any:
@@ -101,9 +113,7 @@ def _images_from_npz(path: Path, images: Any) -> Any:
             raise EdgeganError(
                 f"{path}: uint8 'images' must have shape (N, H, W, 1|3), got {images.shape}"
             )
-        return (
-            torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-        )
+        return _to_float(torch.from_numpy(np.ascontiguousarray(images)))
     if images.dtype.kind == "f":
         if images.ndim == 3:
             images = images[:, None]
@@ -188,7 +198,7 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
         raise EdgeganError(f"samples not found: {path}")
     if path.is_dir():
         arr, labels = _load_folder(path)
-        return torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 127.5 - 1, labels
+        return _to_float(torch.from_numpy(arr)), labels
     if path.suffix.lower() == ".npz":
         return _load_npz(path)
     if path.suffix.lower() in READ_EXTENSIONS:
