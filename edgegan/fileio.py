@@ -82,6 +82,18 @@ def same_path(a: str | Path, b: str | Path) -> bool:
         return False
 
 
+def ignores_case(path: str | Path) -> bool:
+    """Whether the filesystem ``path`` is on (or would be made on) ignores the case of names,
+    as macOS' and Windows' do by default: asked of the nearest existing folder with a cased
+    letter in its name, which is found under its name in the other case too."""
+    for folder in (Path(path), *Path(path).parents):
+        folder = folder.absolute()
+        swapped = folder.with_name(folder.name.swapcase())
+        if folder.exists() and swapped != folder:
+            return swapped.exists() and same_path(folder, swapped)
+    return False
+
+
 def replace(src: str | Path, dst: str | Path) -> None:
     """``os.replace``; on Windows tried again for a while on PermissionError: a file another
     process has open (``edgegan export`` reading ``last.pt`` while the run trains, a virus
@@ -200,10 +212,15 @@ def holds_files(folder: str | Path) -> bool:
     """Whether ``folder`` holds anything but the desktop's metadata (``.DS_Store``, macOS'
     ``._*`` files on FAT and network disks, ``Thumbs.db``) and killed writers' temporary
     files: a folder that looks empty (``ls``) counts as empty."""
-    return any(
-        not (p.name in OS_METADATA or p.name.startswith("._") or _dead_temp(p))
-        for p in Path(folder).iterdir()
-    )
+    return any(not (is_os_metadata(p) or _dead_temp(p)) for p in Path(folder).iterdir())
+
+
+def is_os_metadata(path: Path) -> bool:
+    """Whether ``path`` is a file the desktop made (:data:`OS_METADATA`, or an AppleDouble
+    ``._NAME`` beside a file; not a temporary file of ours named so)."""
+    if path.name in OS_METADATA:
+        return True
+    return path.name.startswith("._") and not path.name.endswith(".tmp") and path.is_file()
 
 
 def _dead_temp(path: Path) -> bool:
@@ -290,8 +307,11 @@ def _proc_started(pid: int) -> str | None:
 
 def _ps_started(pid: int) -> str | None:
     try:
+        # lstart is local time in the locale's words: the same zone and locale for every
+        # process that compares them (another TZ took a live run's lock for a stale one)
+        env = {**os.environ, "TZ": "UTC0", "LC_ALL": "C"}
         ps = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
-                            text=True, timeout=10)  # fmt: skip
+                            text=True, timeout=10, env=env)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
     return "".join(ps.stdout.split()) or None  # one word: a lock's line splits on spaces

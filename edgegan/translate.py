@@ -29,7 +29,7 @@ from edgegan.export.signature import (
     is_translator,
     padded_size,
 )
-from edgegan.fileio import same_path
+from edgegan.fileio import ignores_case, same_path
 from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
 
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
@@ -102,9 +102,10 @@ def preprocess(image: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-#: Pixels a batch may hold (one image at least): a ResNet-9 generator's activations take about
-#: 0.9 GB per megapixel on the CPU, and 8 same-size photos of 1024x768 took 6 GB where one at a
-#: time took 1 GB, in the same time. 256x256 images still share batches of 16.
+#: Pixels a batch may hold on the CPU (one image at least): a ResNet-9 generator's activations
+#: take about 0.9 GB per megapixel there, and 8 same-size photos of 1024x768 took 6 GB where one
+#: at a time took 1 GB, in the same time. 256x256 images still share batches of 16. A GPU
+#: gains from larger batches: there ``batch_size`` alone decides.
 MAX_BATCH_PIXELS = 2**20
 
 
@@ -115,8 +116,9 @@ def translate_arrays(
     on_batch: Callable[[int], None] | None = None,
 ) -> list:
     """Translate uint8 images (any sizes) with a runner: uint8 ``(H, W, C_out)`` each.
-    Consecutive images of the same padded size share a batch of up to ``batch_size``, and of
-    :data:`MAX_BATCH_PIXELS` pixels; ``on_batch(n)`` after each batch, with the images done."""
+    Consecutive images of the same padded size share a batch of up to ``batch_size`` (and of
+    :data:`MAX_BATCH_PIXELS` on the CPU); ``on_batch(n)`` after each batch, with the images
+    done."""
     spec = runner.spec
     if not is_translator(spec):
         raise EdgeganError(
@@ -128,11 +130,12 @@ def translate_arrays(
     check_batch_size(batch_size)
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     inputs = [preprocess(img, spec) for img in images]
+    on_cpu = str(getattr(runner, "device", "cpu")).startswith("cpu")
     outputs: list[np.ndarray] = []
     i = 0
     while i < len(inputs):
         j = i + 1
-        pixels = inputs[i].shape[1] * inputs[i].shape[2]
+        pixels = inputs[i].shape[1] * inputs[i].shape[2] if on_cpu else 0
         while (
             j < len(inputs)
             and j - i < step
@@ -175,14 +178,14 @@ def _check_targets(files: list[tuple[Path, Path]], input_path: Path, out: Path) 
             f"--out {out} is inside --input {input_path}: the translations would mix with (or "
             "replace) the inputs; choose a folder outside it"
         )
+    fold = ignores_case(out)
     seen: dict[str, Path] = {}
     for src, rel in files:
         dst = rel.with_suffix(".png")
         if same_path(o / dst, src):
             raise EdgeganError(f"--out {out} would replace the input {src}; choose another")
-        # A.jpg and a.png: one file where names ignore case (macOS, Windows), so refused on
-        # every system
-        key = dst.as_posix().casefold()
+        # A.jpg and a.png: one file where names ignore case (macOS, Windows)
+        key = dst.as_posix().lower() if fold else dst.as_posix()
         if key in seen:
             raise EdgeganError(
                 f"{seen[key]} and {src} would both be written as {dst}; rename one or "

@@ -148,11 +148,11 @@ def main() -> None:
             for p in found
             if p.suffix.lower() in IMAGE_SUFFIXES
             and p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)  # ._x.png
+            # hidden files in a folder (macOS' ._x.png) are left out, as edgegan does
+            and (p == args.input or not any(s.startswith(".") for s in p.relative_to(root).parts))
         )
         targets = [(args.out / p.relative_to(root)).with_suffix(".png") for p in files]
-        # a.jpg and a.png would both write a.png (A.jpg too, where names ignore case)
-        if len({t.as_posix().casefold() for t in targets}) < len(targets):
+        if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
             raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")
         for path, dst in zip(files, targets, strict=True):
             out = translate(meta, session, args.direction, read_image(path, channels))

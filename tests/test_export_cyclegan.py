@@ -230,10 +230,14 @@ def test_large_images_share_no_batch_past_a_pixel_budget(runs, monkeypatch):
         done: list[int] = []
         small = [np.zeros((16, 16), np.uint8)] * 5
         big = [np.zeros((32, 32), np.uint8)] * 5
-        out = tr.translate_arrays(runner, small + big + [np.zeros((64, 64), np.uint8)], 8,
-                                  done.append)  # fmt: skip
-    assert len(out) == 11 and out[-1].shape == (64, 64, 3)
-    assert batches == [5, 2, 2, 1, 1] and done == [5, 7, 9, 10, 11]
+        images = small + big + [np.zeros((64, 64), np.uint8)]
+        out = tr.translate_arrays(runner, images, 8, done.append)
+        assert len(out) == 11 and out[-1].shape == (64, 64, 3)
+        assert batches == [5, 2, 2, 1, 1] and done == [5, 7, 9, 10, 11]
+        batches.clear()
+        monkeypatch.setattr(runner, "device", "cuda:0")  # a GPU: batch_size alone decides
+        tr.translate_arrays(runner, images, 8)
+    assert batches == [5, 5, 1]
 
 
 def test_infer_torch_and_onnxruntime_match(runs, bundles, images, tmp_path):
@@ -405,8 +409,24 @@ def test_names_that_differ_only_in_case_are_one_file_where_names_ignore_case(
     assert res.exit_code == 2 and "is inside --input" in res.stderr, res.output
     (folder / "A.jpg").write_bytes((folder / "c.jpg").read_bytes())
     res = CliRunner().invoke(cli, [*base, "--input", str(folder), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output  # two files where names keep their case (here)
+    assert {"A.png", "a.png"} <= {p.name for p in (tmp_path / "o").iterdir()}
+    import edgegan.translate as tr
+
+    monkeypatch.setattr(tr, "ignores_case", lambda path: True)  # macOS, Windows: one file
+    res = CliRunner().invoke(cli, [*base, "--input", str(folder), "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and "would both be written as a.png" in res.stderr, res.output
     assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_whether_a_filesystem_ignores_case_is_asked_of_it(tmp_path, monkeypatch):
+    import edgegan.fileio as fileio
+
+    (tmp_path / "Runs").mkdir()
+    assert not fileio.ignores_case(tmp_path / "Runs" / "new" / "out")  # Linux: it keeps case
+    (tmp_path / "rUNS").mkdir()  # another folder here; the same one where case is ignored
+    monkeypatch.setattr(fileio, "same_path", lambda a, b: True)
+    assert fileio.ignores_case(tmp_path / "Runs" / "new" / "out")
 
 
 def test_a_folder_named_like_an_image_is_not_an_input(images, tmp_path):
