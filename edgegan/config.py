@@ -431,7 +431,10 @@ def _read_config_file(path: Path, source: str) -> dict[str, Any]:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError:
-        raise ConfigError(f"{source}: not a text (UTF-8) YAML file") from None
+        kind = (
+            "UTF-8" if encoding == "utf-8" else f"{encoding.upper()}, as its byte-order mark says"
+        )
+        raise ConfigError(f"{source}: not a text ({kind}) YAML file") from None
     data = _load_yaml(text, source)
     if not data:
         raise ConfigError(

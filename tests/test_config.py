@@ -96,6 +96,10 @@ def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path, encoding):
     path = tmp_path / "my.yaml"
     path.write_bytes(("\ufeff" + cfg.to_yaml()).encode(encoding))
     assert load_config(str(path)) == cfg
+    path.write_bytes(("\ufeff" + cfg.to_yaml()).encode(encoding)[:-1])  # cut mid-character
+    if encoding != "utf-8":
+        with pytest.raises(ConfigError, match="as its byte-order mark says\\) YAML file"):
+            load_config(str(path))
     path.write_bytes(b"\x80 not text")
     with pytest.raises(ConfigError, match="not a text \\(UTF-8\\) YAML file"):
         load_config(str(path))

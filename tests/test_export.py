@@ -565,6 +565,14 @@ def test_a_bundle_left_aside_by_a_killed_overwrite_is_named_and_put_back(runs, t
     assert not aside.exists()
     with open_runner(out, "onnxruntime"):
         pass
+    # One an older edgegan left (.NAME.old-PID) is put back too.
+    shutil_move = __import__("shutil").move
+    legacy = tmp_path / f".b.old-{gone}"
+    shutil_move(out, legacy)
+    with pytest.warns(UserWarning, match=f"previous bundle at {legacy}: put back at"):
+        with pytest.raises(EdgeganError, match="not empty"):
+            export(runs["uncond"], out=out)
+    assert not legacy.exists() and out.is_dir()
     # Another machine's (a shared disk): its pid means nothing here, so it is left alone.
     theirs = tmp_path / f".b.old-elsewhere-{gone}"
     theirs.mkdir()

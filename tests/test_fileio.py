@@ -366,6 +366,9 @@ def test_a_reused_pid_is_told_apart_by_its_start_time_on_every_system(tmp_path, 
     if shutil.which("ps"):  # macOS' way, where ps is (procps on Linux takes the same options)
         me = fileio._ps_started(os.getpid())
         assert me and " " not in me and fileio._ps_started(os.getpid()) == me
+        monkeypatch.setenv("TZ", "Asia/Kolkata")  # a checker in another zone: the same word
+        monkeypatch.setenv("LANG", "de_DE.UTF-8")
+        assert fileio._ps_started(os.getpid()) == me
         gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
         assert fileio._ps_started(int(gone)) is None

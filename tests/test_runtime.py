@@ -1804,3 +1804,11 @@ def test_host_memory_without_proc_on_macos_and_windows(monkeypatch):
         assert memory.peak_mb() == 1024.0
     monkeypatch.setitem(sys.modules, "resource", None)  # import resource: ImportError
     assert memory.peak_mb() is None
+    import ctypes
+
+    def no_cdll(name):  # Windows: ctypes.CDLL(None) raises TypeError
+        raise TypeError("argument of type 'NoneType' is not iterable")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_cdll)
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert bench._HostMemory().peak_mb() is None  # no traceback

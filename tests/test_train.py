@@ -912,7 +912,9 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
     out.mkdir()
     (out / CLAIM).write_text("")
     (out / RunLock.NAME).write_text(f"{host} {os.getpid()}\n")
-    assert new_run_dir(out, "x") == out and sorted(p.name for p in out.iterdir()) == [CLAIM]
+    (out / ".DS_Store").write_bytes(b"Bud1")  # the folder opened in Finder since
+    assert new_run_dir(out, "x") == out
+    assert sorted(p.name for p in out.iterdir()) == [".DS_Store", CLAIM]
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "f").write_text("x")
     with pytest.raises(ConfigError, match="or empty it \\(it is no run: nothing to resume\\)"):

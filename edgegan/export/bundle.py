@@ -233,8 +233,11 @@ def aside_path(out: Path, pid: int | str = "") -> Path:
 
 def set_aside(out: Path) -> list[Path]:
     """Bundles that an ``--overwrite`` export killed between its two renames left beside
-    ``out`` (``.NAME.old-HOST-PID``, its process gone): the previous bundle, whole."""
-    return [p for p in left_by_gone(out.parent, aside_path(out).name) if p.is_dir()]
+    ``out`` (``.NAME.old-HOST-PID``, its process gone; ``.NAME.old-PID`` as edgegan named them
+    before 2026-11-23): the previous bundle, whole."""
+    stems = (aside_path(out).name, f".{out.name}.old-")
+    found = [p for stem in stems for p in left_by_gone(out.parent, stem) if p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
 
 
 def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:

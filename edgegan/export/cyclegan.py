@@ -41,7 +41,7 @@ def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndar
         with random_state_kept():
             random.seed(0)
             np.random.seed(0)
-            torch.manual_seed(0)
+            torch.default_generator.manual_seed(0)  # the CPU's: CUDA's seeding is not undone
             try:
                 registry = get_manager().registry("datasets")
                 ds = registry.build(data.name, data.params, {"split": split})

@@ -81,11 +81,13 @@ def _trim_heap() -> None:
     """Give the heap's freed memory back to the system (glibc's malloc_trim), so the RSS a
     row is measured from counts live memory only: the reference outputs of a large batch,
     freed but kept by malloc, made the rows after them look 30 to 85 MB smaller."""
+    if not sys.platform.startswith("linux"):  # (CDLL(None) raises TypeError on Windows)
+        return
     import ctypes
 
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+    except (OSError, AttributeError):  # not glibc (musl)
         pass
 
 
@@ -99,7 +101,9 @@ class _HostMemory:
 
     def reset_peak(self) -> bool:
         """Start the peak anew from the current RSS (a row per batch size: the rows of one
-        runner were a running maximum); whether that could be done."""
+        runner were a running maximum), after giving back what the last one freed; whether
+        that could be done."""
+        _trim_heap()
         try:
             # "5" resets VmHWM to the current RSS
             Path("/proc/self/clear_refs").write_text("5", encoding="utf-8")

@@ -211,7 +211,7 @@ class Distributed:
             return
         s = seed + self.rank
         torch.manual_seed(s)
-        random.seed(s)
+        random.seed(s % 2**64)  # random.seed(-s) would be random.seed(s)
         np.random.seed(s % 2**32)
 
     def wrap(self, task: Task, sync_bn: bool = False) -> None:

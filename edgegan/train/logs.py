@@ -17,6 +17,7 @@ from edgegan.fileio import (
     check_not_empty,
     check_writable,
     holds_files,
+    is_os_metadata,
     missing_dirs,
     pid_gone,
     process_started,
@@ -120,7 +121,7 @@ def release_run_dir(path: Path) -> None:
 def run_dir_is_stale_start(path: Path) -> bool:
     """Whether ``path`` holds only what a run's start leaves (its claim and lock) from a
     process that is gone, e.g. killed while it was being built."""
-    names = {p.name for p in path.iterdir()}
+    names = {p.name for p in path.iterdir() if not is_os_metadata(p)}
     return names == {CLAIM, RunLock.NAME} and RunLock(path).stale()
 
 
