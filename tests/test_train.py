@@ -887,7 +887,7 @@ def test_resume_with_a_damaged_config_yaml_is_one_line(tmp_path):
     from edgegan.cli import cli
 
     run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
-    for data, message in [(b"\xff\xfe\x00", "not a text (UTF-8) YAML file"), (b"", "is empty")]:
+    for data, message in [(b"\x80\x81\x00", "not a text (UTF-8) YAML file"), (b"", "is empty")]:
         (run / "config.yaml").write_bytes(data)
         result = CliRunner().invoke(cli, ["train", "--resume", str(run), "train.steps=4"])
         assert result.exit_code == 2 and message in result.output, result.output
