@@ -148,9 +148,27 @@ def _probe_all(paths: list[Path]) -> list[str | None]:
 
     if len(paths) <= 64:
         return [check(p) for p in paths]
-    # Opening headers is mostly I/O: threads hide the latency of large or network folders.
-    with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(check, paths, chunksize=64))
+    from edgegan.train.distributed import is_main_process
+    from edgegan.train.logs import ProgressBar
+
+    # 100k files took 20 s before the first step, silently (ImageNet: minutes): a bar
+    show = len(paths) >= PROBE_PROGRESS_FROM and is_main_process()
+    bar = ProgressBar(len(paths), 0, show, "data", "image headers checked")
+    results: list[str | None] = []
+    try:
+        # Opening headers is mostly I/O: threads hide the latency of large or network folders.
+        with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+            for result in pool.map(check, paths, chunksize=64):
+                results.append(result)
+                if len(results) % 1024 == 0 or len(results) == len(paths):
+                    bar.update(len(results))
+    finally:
+        bar.close()
+    return results
+
+
+#: folders of this many images show a progress bar while their headers are checked
+PROBE_PROGRESS_FROM = 10_000
 
 
 def _split_folder(root: Path, split: str) -> Path:
