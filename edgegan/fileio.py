@@ -324,24 +324,36 @@ _ERROR_INVALID_PARAMETER = 87  # OpenProcess's answer for a pid no process has
 _STILL_ACTIVE = 259
 
 
+@contextmanager
+def _windows_process(pid: int, kernel32: Any) -> Iterator[Any]:
+    """A query handle of process ``pid`` (closed after the block), or 0 when OpenProcess
+    refuses it; ``kernel32`` is ctypes' or a stand-in in tests."""
+    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    try:
+        yield handle
+    finally:
+        if handle:
+            kernel32.CloseHandle(handle)
+
+
+def _kernel32() -> Any:
+    import ctypes
+
+    return ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+
+
 def _windows_started(pid: int, kernel32: Any = None) -> str | None:
     """:func:`process_started` on Windows: the process' creation time (GetProcessTimes, in
     100 ns units since 1601). ``kernel32`` stands in for ctypes' in tests."""
     import ctypes
 
-    if kernel32 is None:
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
-    if not handle:
-        return None
-    try:
+    kernel32 = kernel32 or _kernel32()
+    with _windows_process(pid, kernel32) as handle:
         # four FILETIMEs (two DWORDs each, low first: a little-endian 64-bit integer)
         times = [ctypes.c_uint64() for _ in range(4)]
-        if not kernel32.GetProcessTimes(handle, *(ctypes.byref(t) for t in times)):
+        if not handle or not kernel32.GetProcessTimes(handle, *map(ctypes.byref, times)):
             return None
         return f"w{times[0].value}"
-    finally:
-        kernel32.CloseHandle(handle)
 
 
 def _windows_pid_gone(pid: int, kernel32: Any = None, last_error: Any = None) -> bool:
@@ -351,18 +363,14 @@ def _windows_pid_gone(pid: int, kernel32: Any = None, last_error: Any = None) ->
     import ctypes
 
     if kernel32 is None:
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
-        last_error = ctypes.get_last_error  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
-    if not handle:  # access denied: a live process of another user (or a protected one)
-        return bool(last_error() == _ERROR_INVALID_PARAMETER)
-    try:
+        kernel32, last_error = _kernel32(), ctypes.get_last_error  # type: ignore[attr-defined]
+    with _windows_process(pid, kernel32) as handle:
+        if not handle:  # access denied: a live process of another user (or a protected one)
+            return bool(last_error() == _ERROR_INVALID_PARAMETER)
         code = ctypes.c_ulong()
         if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
             return False
         return code.value != _STILL_ACTIVE  # ended; its handle kept the pid from reuse
-    finally:
-        kernel32.CloseHandle(handle)
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool = False) -> Path:

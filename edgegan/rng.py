@@ -39,3 +39,16 @@ def random_state_kept() -> Iterator[None]:
             # CUDA started inside the block: before, its generators held only the seeding
             # torch.manual_seed queues for them (no draws without CUDA), which is this seed.
             torch.cuda.manual_seed_all(seed)
+
+
+def seed_all(seed: int, cuda: bool = True) -> None:
+    """Seed Python's, NumPy's and torch's global generators from one integer of any sign
+    (``random.seed(-s)`` is ``random.seed(s)``; NumPy takes 0..2**32-1). ``cuda=False`` seeds
+    torch's CPU generator alone: ``torch.manual_seed`` also queues CUDA's seeding, which
+    :func:`random_state_kept` cannot take back."""
+    random.seed(seed % 2**64)
+    np.random.seed(seed % 2**32)
+    if cuda:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)

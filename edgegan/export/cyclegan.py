@@ -26,12 +26,8 @@ def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndar
     """Up to ``samples`` images ``(N, C, H, W)`` of ``direction``'s input domain from the
     run's dataset (``data``: its config's data section; the test split, else the training
     split) and a description of where they came from."""
-    import random
-
-    import torch
-
     from edgegan.plugins.manager import get_manager
-    from edgegan.rng import random_state_kept
+    from edgegan.rng import random_state_kept, seed_all
 
     domain = DOMAINS[check_direction(direction)]
     problems = []
@@ -39,9 +35,7 @@ def calibration_images(data: Any, direction: str, samples: int) -> tuple[np.ndar
         # A training split draws (random crops and flips, a random B for each A) from the
         # global streams: seeded, so an export calibrates (and quantises) alike every time.
         with random_state_kept():
-            random.seed(0)
-            np.random.seed(0)
-            torch.default_generator.manual_seed(0)  # the CPU's: CUDA's seeding is not undone
+            seed_all(0, cuda=False)
             try:
                 registry = get_manager().registry("datasets")
                 ds = registry.build(data.name, data.params, {"split": split})

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gc
 import os
-import random
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -31,12 +30,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from edgegan.errors import ConfigError, EdgeganError, first_line
+from edgegan.rng import seed_all
 from edgegan.train.device import resolve_device
 
 if TYPE_CHECKING:
@@ -209,10 +208,7 @@ class Distributed:
         were built from ``seed`` alike on every rank; noise and augmentation must differ."""
         if not self.enabled:
             return
-        s = seed + self.rank
-        torch.manual_seed(s)
-        random.seed(s % 2**64)  # random.seed(-s) would be random.seed(s)
-        np.random.seed(s % 2**32)
+        seed_all(seed + self.rank)
 
     def wrap(self, task: Task, sync_bn: bool = False) -> None:
         """DDP-wrap the task's networks into ``task.ddp`` (what its ``train_step`` calls).

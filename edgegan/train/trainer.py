@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
 import signal
 import threading
 import time
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgegan import __version__, contracts
@@ -42,7 +40,7 @@ from edgegan.errors import (
 from edgegan.fileio import atomic_write, remove_dead_temps, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.registry import StaleDefaultWarning
-from edgegan.rng import random_state_kept
+from edgegan.rng import random_state_kept, seed_all
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
@@ -199,9 +197,7 @@ class Trainer:
         fastpath.set_backends(t, self.device)
         # Every RNG a run draws from (torch: noise, dropout; Python: image pools, unpaired
         # pairing, crops; NumPy: third-party datasets) starts from the config's seed.
-        torch.manual_seed(config.seed)
-        random.seed(config.seed % 2**64)  # random.seed(-s) would be random.seed(s)
-        np.random.seed(config.seed % 2**32)
+        seed_all(config.seed)
         self.precision = Precision(t.amp, self.device)
         manager = get_manager()
         self.parts = part_provenance(config)
