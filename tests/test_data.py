@@ -18,7 +18,14 @@ from edgegan.data import folder as folder_mod
 from edgegan.data import mnist as mnist_mod
 from edgegan.data import plugin as data_plugin
 from edgegan.data import transforms as T
-from edgegan.data.base import DataWarning, TensorImageDataset, uint8_stack_to_tensor
+from edgegan.data.base import (
+    DataWarning,
+    TensorImageDataset,
+    channel_base,
+    resize_uint8_stack,
+    uint8_stack_to_tensor,
+    unit_from_uint8,
+)
 from edgegan.data.folder import build_folder
 from edgegan.data.idx import read_idx
 from edgegan.data.mnist import FASHION_MNIST_NAMES, build_idx, build_mnist
@@ -48,9 +55,12 @@ def test_mnist_bundled_test_split_28():
     assert len(ds) == 2000
     check_contract(ds, (1, 28, 28), 10)
     assert ds.class_names == [str(i) for i in range(10)]
-    assert ds.images.shape == (2000, 1, 28, 28) and ds.images.dtype == torch.float32
+    # Held as 8-bit pixels (a quarter of float32's memory); items come out as floats.
+    assert ds.images.shape == (2000, 1, 28, 28) and ds.images.dtype == torch.uint8
     assert ds.labels.shape == (2000,) and ds.labels.dtype == torch.int64
-    assert float(ds.images.min()) == -1.0 and float(ds.images.max()) == 1.0
+    assert int(ds.images.min()) == 0 and int(ds.images.max()) == 255
+    image, _ = ds[0]
+    assert image.dtype == torch.float32 and torch.equal(image, unit_from_uint8(ds.images[0]))
     # Stratified split documented in the data README.
     counts = np.bincount(ds.labels.numpy(), minlength=10).tolist()
     assert counts == [200, 225, 198, 206, 196, 173, 203, 214, 189, 196]
@@ -65,16 +75,18 @@ def test_mnist_resize_rgb_and_limit():
     check_contract(ds, (3, 32, 32), 10)
     assert ds.images.shape == (50, 3, 32, 32)
     assert torch.equal(ds.images[:, 0], ds.images[:, 2])
+    assert channel_base(ds.images).shape == (50, 1, 32, 32)  # grey stored once
+    assert ds[3][0].shape == (3, 32, 32) and ds[3][0].is_contiguous()
     small = build_mnist(split="train", image_size=28, limit=50)
     assert torch.equal(small.labels, ds.labels)  # limit keeps the first N, no shuffling
     # Same digits as Pillow's bilinear resize (within one grey level).
     ref = np.stack(
         [
-            np.asarray(Image.fromarray(T.to_uint8(im)[:, :, 0]).resize((32, 32), T.BILINEAR))
-            for im in small.images[:10]
+            np.asarray(Image.fromarray(im).resize((32, 32), T.BILINEAR))
+            for im in small.images[:10, 0].numpy()
         ]
     )
-    got = T.to_uint8(ds.images[:10, :1])[..., 0].astype(int)
+    got = ds.images[:10, 0].numpy().astype(int)
     assert np.abs(got - ref.astype(int)).max() <= 1
 
 
@@ -132,9 +144,10 @@ def test_idx_folder_both_namings(tmp_path, test_stem):
         check_contract(ds, (1, 28, 28), 10)
         images, labels = data[split]
         assert ds.labels.tolist() == labels.tolist()
+        assert torch.equal(ds.images[:, 0], torch.from_numpy(images))
         expected = torch.from_numpy(images).float() / 127.5 - 1
-        assert torch.allclose(ds.images[:, 0], expected, atol=1e-6)
-        assert float(ds.images[0, 0, 0, 0]) == -1.0 and float(ds.images[0, 0, 0, 1]) == 1.0
+        assert torch.allclose(ds[0][0][0], expected[0], atol=1e-6)
+        assert float(ds[0][0][0, 0, 0]) == -1.0 and float(ds[0][0][0, 0, 1]) == 1.0
 
 
 def test_idx_dotted_names_resize_limit_and_class_names(tmp_path):
@@ -451,6 +464,22 @@ def test_tensor_dataset_base():
     assert labelled.image_shape == (3, 4, 4) and labelled[1][1] == 1
     with pytest.raises(ValueError):
         TensorImageDataset(torch.zeros(2, 3, 4, 4), torch.tensor([0, 2]), ["a", "b"])
+
+
+def test_tensor_dataset_keeps_uint8_pixels_and_gives_float_items():
+    pixels = resize_uint8_stack(np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6), 6)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (2, 1, 6, 6)
+    rgb = TensorImageDataset(pixels.expand(-1, 3, -1, -1))
+    assert rgb.images.stride(1) == 0  # the repeated grey stays one stored plane
+    image, label = rgb[1]
+    assert image.dtype == torch.float32 and image.shape == (3, 6, 6) and label == -1
+    assert torch.equal(image, uint8_stack_to_tensor(pixels[:, 0].numpy(), 6, 3)[1])
+    assert image[0, 0, 0].item() == pytest.approx(36 / 127.5 - 1)
+    # Other strided uint8 views are copied once, so a batch gather reads dense memory.
+    odd = TensorImageDataset(torch.zeros(2, 4, 4, 3, dtype=torch.uint8).permute(0, 3, 1, 2))
+    assert odd.images.is_contiguous() and odd.images.dtype == torch.uint8
+    with pytest.raises(TypeError, match="uint8"):
+        unit_from_uint8(torch.zeros(2))
 
 
 def test_list_images_follows_links_once_but_never_up_to_an_ancestor(tmp_path):

@@ -60,17 +60,32 @@ def test_channels_last_trains_like_contiguous(tmp_path):
             torch.testing.assert_close(b[net][key], value, rtol=1e-4, atol=1e-4, msg=key)
 
 
-def test_resident_and_loader_paths_give_the_same_batches():
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resident_and_loader_paths_give_the_same_batches(channels):
+    """MNIST is held as uint8 pixels (grey stored once for RGB); both paths, and the float32
+    dataset the pixels stand for, give the same float batches bit for bit."""
+    from edgegan.data.base import TensorImageDataset, uint8_stack_to_tensor
+    from edgegan.data.idx import bundled_mnist_dir, load_idx_split
     from edgegan.data.mnist import build_mnist
 
-    data = build_mnist(split="train", limit=64)
+    data = build_mnist(split="train", limit=64, image_size=32, channels=channels)
+    assert data.images.dtype == torch.uint8
+    raw, _ = load_idx_split(bundled_mnist_dir(), "train")
+    floats = TensorImageDataset(
+        uint8_stack_to_tensor(raw[:64], 32, channels), data.labels, data.class_names
+    )
     cpu = torch.device("cpu")
     resident = BatchStream(data, 16, 3, cpu, resident=True)
     loader = BatchStream(data, 16, 3, cpu, resident=False)
+    as_floats = BatchStream(floats, 16, 3, cpu, resident=True)
     assert resident.resident and not loader.resident
+    assert resident.images.shape == (64, 1, 32, 32)  # one plane on the device
     for _ in range(6):  # crosses an epoch boundary (4 batches per epoch)
-        (xa, ya), (xb, yb) = resident.next(), loader.next()
+        (xa, ya), (xb, yb), (xc, yc) = resident.next(), loader.next(), as_floats.next()
+        assert xa.dtype == torch.float32 and xa.shape == (16, channels, 32, 32)
+        assert xa.is_contiguous()
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert torch.equal(xa, xc) and torch.equal(ya, yc)
 
 
 def test_resident_on_needs_an_in_memory_dataset(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from edgegan.data import plugin as data_plugin
-from edgegan.data.base import DataWarning
+from edgegan.data.base import DataWarning, unit_from_uint8
 from edgegan.data.digits_domains import (
     build_cyclegan_digits,
     dilate,
@@ -198,7 +198,7 @@ def test_digits_test_split_pairs_true_b():
     assert ds.paired is True and len(ds) == 40
     assert torch.equal(ds.images_b, to_domain_b(ds.images_a))
     # A is exactly the "mnist" dataset's image of the same digit.
-    assert torch.equal(ds.images_a, build_mnist(split="test", limit=40).images)
+    assert torch.equal(ds.images_a, unit_from_uint8(build_mnist(split="test", limit=40).images))
     item = ds[7]
     assert item["A_path"] == item["B_path"] == "mnist10k/test/7"
     assert torch.equal(item["B"], to_domain_b(item["A"]))

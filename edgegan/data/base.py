@@ -4,7 +4,9 @@ Every dataset factory returns a ``torch.utils.data.Dataset`` of ``(image, label)
 ``image`` float32 ``(C, H, W)`` in [-1, 1], ``label`` an int (-1 when unlabelled), with the
 attributes ``image_shape`` (C, H, W), ``num_classes`` (0 when unlabelled) and ``class_names``.
 In-memory datasets (:class:`TensorImageDataset`) also expose ``images`` ``(N, C, H, W)`` and
-``labels`` ``(N,)`` tensors so the trainer can slice whole batches. Datasets never shuffle.
+``labels`` ``(N,)`` tensors so the trainer can slice whole batches: ``images`` float32 in
+[-1, 1], or uint8 pixels (0 is -1, 255 is 1; converted per item and per batch), which hold
+8-bit sources in a quarter of the memory. Datasets never shuffle.
 """
 
 from __future__ import annotations
@@ -39,12 +41,30 @@ def check_limit(limit: int, where: str) -> None:
         raise DataError(f"{where}: limit must be an integer >= 0 (0: all), got {limit!r}")
 
 
+def unit_from_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> a new float32 tensor in [-1, 1] (0 -> -1, 255 -> 1), as 8-bit images
+    are scaled everywhere in edgegan (the same operations, so the same floats)."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 pixels, got {pixels.dtype}")
+    return pixels.float().mul_(1.0 / 127.5).sub_(1.0)
+
+
+def channel_base(images: torch.Tensor) -> torch.Tensor:
+    """The stored part of ``(N, C, H, W)`` images: ``images[:, :1]`` when the channels are
+    one plane repeated as a view (``expand``, stride 0), else ``images`` itself."""
+    if images.ndim == 4 and images.shape[1] > 1 and images.stride(1) == 0:
+        return images[:, :1]
+    return images
+
+
 class TensorImageDataset(Dataset):
     """A dataset held in memory as tensors, preprocessed once.
 
-    ``images``: float32 ``(N, C, H, W)`` in [-1, 1]; ``labels``: int64 ``(N,)`` (-1 for
-    unlabelled items, or ``None`` for all -1); ``class_names``: one name per class (empty when
-    unlabelled, so ``num_classes`` is 0).
+    ``images``: ``(N, C, H, W)``, float32 in [-1, 1] or uint8 pixels (kept 8-bit: a quarter of
+    the memory; items come out as float32 in [-1, 1]). uint8 grey images repeated to 3
+    channels may be an ``expand`` view of ``(N, 1, H, W)``: one plane is stored. ``labels``:
+    int64 ``(N,)`` (-1 for unlabelled items, or ``None`` for all -1); ``class_names``: one name
+    per class (empty when unlabelled, so ``num_classes`` is 0).
     """
 
     def __init__(
@@ -58,7 +78,10 @@ class TensorImageDataset(Dataset):
                 f"images must be an (N, C, H, W) tensor, got {type(images).__name__}"
                 f" {tuple(getattr(images, 'shape', ()))}"
             )
-        images = images.float().contiguous()
+        if images.dtype != torch.uint8:
+            images = images.float().contiguous()
+        elif not channel_base(images).is_contiguous():
+            images = images.contiguous()
         n = images.shape[0]
         if labels is None:
             labels = torch.full((n,), -1, dtype=torch.int64)
@@ -88,7 +111,10 @@ class TensorImageDataset(Dataset):
         return int(self.images.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.images[index], int(self.labels[index])
+        image = self.images[index]
+        if image.dtype == torch.uint8:
+            image = unit_from_uint8(image)
+        return image, int(self.labels[index])
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape
@@ -106,47 +132,59 @@ def _resize_matrix(n_in: int, n_out: int, resample: int) -> np.ndarray:
     return np.asarray(eye.resize((n_out, n_in), resample), dtype=np.float32).T.copy()
 
 
+def resize_uint8_stack(
+    images: np.ndarray,
+    image_size: int,
+    resample: Image.Resampling = BILINEAR,
+    chunk: int = 2048,
+) -> torch.Tensor:
+    """Greyscale uint8 images ``(N, H, W)`` -> uint8 ``(N, 1, S, S)``.
+
+    Images already ``S x S`` are kept as they are (copied). Others are resized as Pillow's
+    ``resize`` does (antialiased; square ones directly, others by the shorter side and
+    center-cropped) and rounded to 8 bits like a resized image file, but in batched matrix
+    products: fast for 60,000 images.
+    """
+    if images.ndim != 3:
+        raise ValueError(f"expected (N, H, W) images, got {images.shape}")
+    n, h, w = images.shape
+    src = torch.from_numpy(np.array(images, dtype=np.uint8, order="C"))
+    if (h, w) == (image_size, image_size):
+        return src.unsqueeze(1)
+    out = torch.empty((n, 1, image_size, image_size), dtype=torch.uint8)
+    if h == w:
+        new_h = new_w = image_size
+    elif w < h:
+        new_w, new_h = image_size, max(image_size, round(h * image_size / w))
+    else:
+        new_w, new_h = max(image_size, round(w * image_size / h)), image_size
+    top = int(round((new_h - image_size) / 2.0))
+    left = int(round((new_w - image_size) / 2.0))
+    ry = torch.from_numpy(_resize_matrix(h, new_h, int(resample))[top : top + image_size])
+    rx = torch.from_numpy(_resize_matrix(w, new_w, int(resample))[left : left + image_size])
+    rxt, ryt = rx.T.contiguous(), ry.T.contiguous()
+    for i in range(0, n, chunk):
+        x = src[i : i + chunk].float()
+        m = x.shape[0]  # two large GEMMs: rows then columns
+        x = (x.reshape(m * h, w) @ rxt).reshape(m, h, image_size).transpose(1, 2)
+        x = (x.reshape(m * image_size, h) @ ryt).reshape(m, image_size, image_size)
+        out[i : i + chunk, 0] = x.transpose(1, 2).round_().clamp_(0.0, 255.0)
+    return out
+
+
 def uint8_stack_to_tensor(
     images: np.ndarray,
     image_size: int,
     channels: int,
     resample: Image.Resampling = BILINEAR,
-    chunk: int = 8192,
+    chunk: int = 2048,
 ) -> torch.Tensor:
-    """Greyscale uint8 images ``(N, H, W)`` -> float32 ``(N, channels, S, S)`` in [-1, 1].
-
-    Images already ``S x S`` are kept as they are. Others are resized as Pillow's ``resize``
-    does (antialiased; square ones directly, others by the shorter side and center-cropped),
-    rounded to 8 bits like a resized image file, but in batched matrix products: fast for
-    60,000 images. Grey is repeated to 3 channels when ``channels`` is 3.
-    """
-    if images.ndim != 3:
-        raise ValueError(f"expected (N, H, W) images, got {images.shape}")
-    n, h, w = images.shape
-    out = torch.empty((n, channels, image_size, image_size), dtype=torch.float32)
-    if n == 0:
-        return out
-    resize = (h, w) != (image_size, image_size)
-    if resize:
-        if h == w:
-            new_h = new_w = image_size
-        elif w < h:
-            new_w, new_h = image_size, max(image_size, round(h * image_size / w))
-        else:
-            new_w, new_h = max(image_size, round(w * image_size / h)), image_size
-        top = int(round((new_h - image_size) / 2.0))
-        left = int(round((new_w - image_size) / 2.0))
-        ry = torch.from_numpy(_resize_matrix(h, new_h, int(resample))[top : top + image_size])
-        rx = torch.from_numpy(_resize_matrix(w, new_w, int(resample))[left : left + image_size])
-        rxt, ryt = rx.T.contiguous(), ry.T.contiguous()
-    src = torch.from_numpy(np.ascontiguousarray(images))
-    for i in range(0, n, chunk):
-        x = src[i : i + chunk].float()
-        if resize:  # two large GEMMs: rows then columns
-            m = x.shape[0]
-            x = (x.reshape(m * h, w) @ rxt).reshape(m, h, image_size).transpose(1, 2)
-            x = (x.reshape(m * image_size, h) @ ryt).reshape(m, image_size, image_size)
-            x = x.transpose(1, 2).round_().clamp_(0.0, 255.0)
-        x = x.mul_(1.0 / 127.5).sub_(1.0).unsqueeze(1)
-        out[i : i + chunk] = x  # broadcasts grey over 3 channels
+    """Greyscale uint8 images ``(N, H, W)`` -> float32 ``(N, channels, S, S)`` in [-1, 1]:
+    :func:`resize_uint8_stack`, then scaled; grey is repeated to 3 channels when
+    ``channels`` is 3. In-memory datasets keep the uint8 pixels instead (a quarter of the
+    memory, a twelfth for RGB)."""
+    pixels = resize_uint8_stack(images, image_size, resample, chunk)
+    out = torch.empty((len(pixels), channels, image_size, image_size), dtype=torch.float32)
+    for i in range(0, len(pixels), chunk):
+        out[i : i + chunk] = unit_from_uint8(pixels[i : i + chunk])  # broadcasts grey
     return out

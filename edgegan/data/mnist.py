@@ -12,7 +12,7 @@ from edgegan.data.base import (
     TensorImageDataset,
     check_image_params,
     check_limit,
-    uint8_stack_to_tensor,
+    resize_uint8_stack,
 )
 from edgegan.data.idx import bundled_mnist_dir, load_idx_split
 from edgegan.errors import DataError
@@ -81,9 +81,13 @@ def _build(
         )
     if limit:
         images, labels = images[:limit], labels[:limit]
-    tensor = uint8_stack_to_tensor(images, image_size, channels)
+    # Kept as 8-bit pixels, grey stored once for RGB: 60,000 images at 64x64 RGB hold 246 MB
+    # instead of 3.9 GB as float32.
+    pixels = resize_uint8_stack(images, image_size)
+    if channels != 1:
+        pixels = pixels.expand(-1, channels, -1, -1)
     return IdxDataset(
-        tensor, torch.from_numpy(np.ascontiguousarray(labels)), class_names, root, split
+        pixels, torch.from_numpy(np.ascontiguousarray(labels)), class_names, root, split
     )
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from edgegan.data.base import channel_base, unit_from_uint8
 from edgegan.errors import DataError, EdgeganError, exception_line
 from edgegan.train.fastpath import to_format
 
@@ -195,14 +196,17 @@ class BatchStream:
         labels = getattr(dataset, "labels", None)
         self.resident = False
         if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):  # in memory
-            fits = images.numel() * images.element_size() <= RESIDENT_LIMIT_BYTES
+            stored = channel_base(images)  # grey repeated as a view: one plane moves
+            fits = stored.numel() * stored.element_size() <= RESIDENT_LIMIT_BYTES
             self.resident = fits if resident is None else resident
             if num_classes and labels.numel():
                 self._check_labels(labels, "its labels tensor holds")
             if self.resident:
                 # Small in-memory datasets live on the device: a batch is one gather (and the
-                # copy of its indices), not a copy of its images.
-                self.images = images.to(device)
+                # copy of its indices), not a copy of its images. uint8 pixels stay 8-bit
+                # there and become floats per batch, as the dataset's items do.
+                self.images = stored.to(device)
+                self.channels = int(images.shape[1])
                 self.labels = labels.to(device)
         elif resident:
             raise DataError(
@@ -281,7 +285,12 @@ class BatchStream:
                 # copy, which waits for the steps already queued (a launch-bound DCGAN step
                 # could not be queued while the one before runs).
                 idx = idx.pin_memory().to(self.device, non_blocking=True)
-            return self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            images = self.images.index_select(0, idx)
+            if images.shape[1] != self.channels:
+                images = images.expand(-1, self.channels, -1, -1)
+            # A new (contiguous) tensor either way: the model gets no stride-0 view.
+            images = unit_from_uint8(images) if images.dtype == torch.uint8 else images.contiguous()
+            return images, self.labels.index_select(0, idx)
         # A copy from pinned memory can overlap the previous step's kernels.
         non_blocking = self.pin_memory
         if isinstance(item, dict):
