@@ -268,6 +268,31 @@ def test_plugin_with_a_misspelt_hook_is_reported(fake_plugin, monkeypatch):
     assert "typo-loss" not in registry("losses")
 
 
+def test_an_optional_hook_of_a_newer_edgegan_is_no_typo(fake_plugin, monkeypatch):
+    """pluggy's optionalhook: a plugin written for several edgegan versions implements a hook
+    this one lacks; its other parts load, and the hook is not listed (it is never called)."""
+    source = """
+    from edgegan import hookimpl
+
+    @hookimpl
+    def edgegan_register_losses(register):
+        register("later-loss", dict)
+
+    @hookimpl(optionalhook=True)
+    def edgegan_register_schedulers(register):
+        raise AssertionError("never called")
+    """
+    monkeypatch.setenv(
+        "EDGEGAN_LOAD_PLUGINS", fake_plugin(source, dist="edgegan-later", name="later")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_manager()
+    assert not info("later").error
+    assert info("later").hooks == ["edgegan_register_losses"]
+    assert "later-loss" in registry("losses")
+
+
 def test_plugin_whose_hook_raises_is_reported_and_skipped_as_a_whole(fake_plugin, monkeypatch):
     source = (
         toy("half")

@@ -237,14 +237,24 @@ class PluginManager:
             self.pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
             raise PluginError(_signature_problem(plugin) or " ".join(str(exc).split())) from None
-        typos = [h.name for h in self.pm.get_hookcallers(plugin) or [] if not h.has_spec()]
-        if typos:  # e.g. edgegan_register_model: pluggy would silently never call it
+        callers = self.pm.get_hookcallers(plugin) or []
+        # A hook this edgegan does not have: a misspelt name (edgegan_register_model), which
+        # pluggy would silently never call, unless marked @hookimpl(optionalhook=True): a hook
+        # of a newer edgegan, for a plugin that supports several versions.
+        typos = [
+            h.name
+            for h in callers
+            if not h.has_spec()
+            and any(i.plugin is plugin and not i.optionalhook for i in h.get_hookimpls())
+        ]
+        if typos:
             self.pm.unregister(plugin)
             hints = [f"'{t}'{did_you_mean(t, hookspecs.HOOKS.values())}" for t in sorted(typos)]
-            raise PluginError(f"plugin '{name}' implements unknown hook(s): {', '.join(hints)}")
-        hooks = sorted(
-            h.name for h in self.pm.get_hookcallers(plugin) or [] if h.name.startswith("edgegan_")
-        )
+            raise PluginError(
+                f"plugin '{name}' implements unknown hook(s): {', '.join(hints)} (a hook of "
+                "a newer edgegan? mark it @hookimpl(optionalhook=True) or upgrade edgegan)"
+            )
+        hooks = sorted(h.name for h in callers if h.name.startswith("edgegan_") and h.has_spec())
         self.infos[name] = PluginInfo(name, distribution or name, version, builtin, hooks)
         self._registries = None
         if check and not builtin:
