@@ -67,6 +67,24 @@ def unknown(what: str, name: str, choices: Iterable[str]) -> UnknownNameError:
     return UnknownNameError(f"unknown {what} '{name}'{did_you_mean(name, choices)}; known: {known}")
 
 
+def format_mismatch(
+    what: str, path: object, found: object, reads: int, writer: object, older: str
+) -> EdgeganError:
+    """A file of ``what`` (e.g. "bundle") in a format this edgegan does not read: a newer one
+    calls for a newer edgegan, an older one for ``older`` (what to do instead)."""
+    from edgegan import __version__
+
+    by = f", written by edgegan {writer}" if isinstance(writer, str) and writer else ""
+    here = f"this edgegan ({__version__}) reads format {reads}"
+    if isinstance(found, int) and not isinstance(found, bool) and found > reads:
+        return EdgeganError(
+            f"{path} is a {what} of format {found}{by}; {here}: upgrade edgegan to read it"
+        )
+    if isinstance(found, int) and not isinstance(found, bool):
+        return EdgeganError(f"{path} is a {what} of the older format {found}{by}; {here}: {older}")
+    return EdgeganError(f"{path} is not an edgegan {what}: its format is {found!r}")
+
+
 #: errors of a path the user gave (exit 2, as other input mistakes); others exit 1
 PATH_ERRNOS = frozenset(
     {

@@ -33,12 +33,19 @@ def open_graph(
 ) -> tuple[dict, ort.InferenceSession]:
     """The bundle's metadata and an ONNX Runtime session of one of its graphs."""
     meta = json.loads((bundle / "edgegan.json").read_text(encoding="utf-8"))
+    if meta.get("format") != 1:  # another layout of the metadata: refuse rather than misread
+        raise SystemExit(f"error: bundle format {meta.get('format')!r}; this reader knows 1")
     models = meta["models"][direction] if direction else meta["models"]
     if precision not in models:
         raise SystemExit(f"error: the bundle has no {precision} graph (it has {', '.join(models)})")
-    return meta, ort.InferenceSession(
-        str(bundle / models[precision]["file"]), providers=["CPUExecutionProvider"]
-    )
+    path = bundle / models[precision]["file"]
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # e.g. a graph of a higher --opset than this onnxruntime reads
+        raise SystemExit(
+            f"error: onnxruntime {ort.__version__} cannot load {path}: {exc}"
+        ) from None
+    return meta, session
 
 
 def to_uint8_nhwc(raw: np.ndarray, value_range: list[float]) -> np.ndarray:

@@ -238,9 +238,21 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
     (tmp_path / BUNDLE_FILE).write_text(json.dumps({"format": 99}))
     with pytest.raises(EdgeganError, match="missing task"):
         read_bundle(tmp_path)
-    meta = {**uncond_bundle[1], "format": 2}
+    # A newer format needs a newer edgegan (not a re-export: the run may be elsewhere); an
+    # older one a new export; neither is "not a bundle".
+    meta = {**uncond_bundle[1], "format": 2, "edgegan_version": "0.3.0"}
     (tmp_path / BUNDLE_FILE).write_text(json.dumps(meta))
-    with pytest.raises(EdgeganError, match="bundle format 2"):
+    with pytest.raises(
+        EdgeganError,
+        match=r"a bundle of format 2, written by edgegan 0.3.0; this edgegan \(.*\) reads "
+        r"format 1: upgrade edgegan to read it$",
+    ):
+        read_bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 0}))
+    with pytest.raises(EdgeganError, match="older format 0.*export the run again"):
+        read_bundle(tmp_path)
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({**meta, "format": "1"}))
+    with pytest.raises(EdgeganError, match="is not an edgegan bundle: its format is '1'"):
         read_bundle(tmp_path)
     # a bundle from elsewhere names its own files only: nothing outside its folder is read
     good = uncond_bundle[1]

@@ -22,7 +22,7 @@ from tiny import TINY_GAN
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
-from edgegan.export.bundle import read_bundle, write_bundle
+from edgegan.export.bundle import BUNDLE_FILE, read_bundle, write_bundle
 from edgegan.export.trt_profile import BuildOptions
 from edgegan.runtime import BackendUnavailable, open_runner, physical_cores, resolve_target
 from edgegan.runtime.base import parse_device
@@ -246,6 +246,47 @@ def test_the_standalone_example_samples_as_edgegan_infer_does(bundle, tmp_path, 
     assert list(s["labels"][:4]) == [3, 7, 1, 3]
     assert e["images"].dtype == s["images"].dtype == np.uint8
     assert np.abs(e["images"].astype(int) - s["images"].astype(int)).max() == 0
+
+
+def test_a_graph_newer_than_onnxruntime_or_a_newer_bundle_says_so(bundle_copy, tmp_path):
+    """A bundle exported with a higher --opset than this onnxruntime reads (or a newer IR
+    version) is no damaged file: upgrade onnxruntime or export lower; the standalone reader
+    refuses a bundle format it does not know instead of misreading it."""
+    import hashlib
+
+    import onnx
+    from tiny import run_standalone_example
+
+    meta = read_bundle(bundle_copy)
+    graph = bundle_copy / meta["models"]["fp32"]["file"]
+    original = graph.read_bytes()
+    for field, value, words in (
+        ("ir_version", 99, "the graph is ONNX IR version 99, it reads up to "),
+        ("opset", 99, "the graph is opset 99, it reads up to "),
+    ):
+        model = onnx.load_from_string(original)
+        if field == "opset":
+            for entry in model.opset_import:
+                if entry.domain in ("", "ai.onnx"):
+                    entry.version = value
+        else:
+            model.ir_version = value
+        graph.write_bytes(model.SerializeToString())
+        meta["models"]["fp32"]["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
+        (bundle_copy / BUNDLE_FILE).write_text(json.dumps(meta))
+        with pytest.raises(EdgeganError) as caught:
+            open_runner(bundle_copy, "onnxruntime").close()
+        message = str(caught.value)
+        assert words in message and "upgrade onnxruntime" in message, message
+        assert "damaged" not in message and "\n" not in message
+        standalone = run_standalone_example(str(bundle_copy), "--num", "2", "--out",
+                                            str(tmp_path / "s.npz"), fails=True)  # fmt: skip
+        assert "cannot load" in standalone and str(value) in standalone
+    (bundle_copy / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 2}))
+    standalone = run_standalone_example(str(bundle_copy), "--num", "2", "--out",
+                                        str(tmp_path / "s.npz"), fails=True)  # fmt: skip
+    assert "error: bundle format 2; this reader knows 1" in standalone
+    assert not (tmp_path / "s.npz").exists()
 
 
 def test_int8_and_fp16_through_cli(bundle, tmp_path):

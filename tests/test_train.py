@@ -811,6 +811,8 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
     path = tmp_path / "no-optim.pt"
     torch.save(state, path)
     refused(path.read_bytes(), "lacks 'optimizers' \\(written by another edgegan version")
+    torch.save({**state, "format": 2, "edgegan_version": "0.3.0"}, path)
+    refused(path.read_bytes(), "format 2, written by edgegan 0.3.0; .*: upgrade edgegan")
     torch.save({"format": 1, "x": _AtStep(1, _disk_full)}, path)
     refused(path.read_bytes(), "holds Python objects, not only tensors")
     # a function such as os.system: torch words it otherwise ("unsupported GLOBAL posix.

@@ -61,9 +61,10 @@ def dequantized_constant_types(model) -> set[str]:
     }
 
 
-def run_standalone_example(*args: str) -> str:
+def run_standalone_example(*args: str, fails: bool = False) -> str:
     """Run ``examples/run_bundle.py`` in a process where torch and edgegan cannot be
-    imported (as on a deployment machine that has only the bundle); its stdout."""
+    imported (as on a deployment machine that has only the bundle); its stdout (its stderr
+    when it is expected to fail: ``fails``)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -76,5 +77,8 @@ def run_standalone_example(*args: str) -> str:
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    if fails:
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

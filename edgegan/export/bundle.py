@@ -38,7 +38,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, format_mismatch
 from edgegan.fileio import left_by_gone, sha256_file, write_json
 
 BUNDLE_FILE = "edgegan.json"
@@ -92,9 +92,13 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     if missing:
         raise EdgeganError(f"{file} is not a valid edgegan bundle: missing {', '.join(missing)}")
     if meta["format"] != FORMAT_VERSION:
-        raise EdgeganError(
-            f"{file} has bundle format {meta['format']!r}; this edgegan reads format "
-            f"{FORMAT_VERSION} (re-export the run with this version)"
+        raise format_mismatch(
+            "bundle",
+            file,
+            meta["format"],
+            FORMAT_VERSION,
+            meta.get("edgegan_version"),
+            "export the run again with this edgegan",
         )
     if not isinstance(meta["models"], dict) or not isinstance(meta["spec"], dict):
         raise EdgeganError(f"{file} is not a valid edgegan bundle: bad 'models' or 'spec'")

@@ -20,6 +20,7 @@ and a graph onnxruntime refuses at load runs without graphs, each with a warning
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,26 @@ def _provider_options(options: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+#: onnxruntime's words for a graph newer than it reads (its IR version, or an opset it
+#: calls "under development")
+_IR_TOO_NEW = re.compile(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)")
+_OPSET_TOO_NEW = re.compile(
+    r"Opset (\d+) is under development.*?support for domain (\S+) is till opset (\d+)"
+)
+
+
+def newer_than_runtime(message: str) -> str:
+    """What onnxruntime's load error ``message`` says is too new for it, in a few words (a
+    bundle exported with a higher ``--opset`` than it reads), or ``""``."""
+    ir = _IR_TOO_NEW.search(message)
+    if ir:
+        return f"the graph is ONNX IR version {ir[1]}, it reads up to {ir[2]}"
+    opset = _OPSET_TOO_NEW.search(message)
+    if opset:
+        return f"the graph is opset {opset[1]}, it reads up to {opset[3]}"
+    return ""
+
+
 def _first_line(exc: BaseException) -> str:
     return first_line(exc, type(exc).__name__)
 
@@ -223,6 +244,13 @@ class OrtRunner(Runner):
                 raise EdgeganError(
                     f"onnxruntime cannot load {path} with the provider options {shown} "
                     f"({first}); check them, or export the bundle again if the file is damaged"
+                ) from exc
+            too_new = newer_than_runtime(first)
+            if too_new:
+                raise EdgeganError(
+                    f"onnxruntime {ort.__version__} cannot load {path}: {too_new}; upgrade "
+                    "onnxruntime (pip install -U onnxruntime), or export the run again with a "
+                    "lower --opset (18, the default, loads on onnxruntime 1.15 and newer)"
                 ) from exc
             if not (self.cuda_graphs and "graph capture" in first.lower()):
                 raise EdgeganError(

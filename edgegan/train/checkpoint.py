@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import EdgeganError, exception_line
+from edgegan.errors import EdgeganError, exception_line, format_mismatch
 from edgegan.fileio import atomic_write
 
 FORMAT_VERSION = 1
@@ -81,8 +81,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise EdgeganError(f"cannot load checkpoint {path}: {_why(path, exc)}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
+    if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise EdgeganError(f"{path} is not an edgegan checkpoint (format {FORMAT_VERSION})")
+    if ckpt["format"] != FORMAT_VERSION:
+        raise format_mismatch(
+            "checkpoint",
+            path,
+            ckpt["format"],
+            FORMAT_VERSION,
+            ckpt.get("edgegan_version"),
+            "use the edgegan that wrote it",
+        )
     return ckpt
 
 
