@@ -718,10 +718,29 @@ def _override_list(overrides: str | list[str] | None) -> list[str]:
     return list(overrides or [])
 
 
+def saved_config(data: Any, where: str, writer: Any = None) -> Config:
+    """A config a run saved (its config.yaml, a checkpoint's), validated. One this edgegan
+    cannot read names ``where`` it is and says it may be another version's: a key added by a
+    newer edgegan reads as a typo otherwise. ``writer``: the edgegan version recorded with it."""
+    from edgegan import __version__
+
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        by = f"saved by edgegan {writer};" if isinstance(writer, str) and writer else "saved by"
+        if by == "saved by":
+            by = "saved by another edgegan?"
+        raise ConfigError(
+            f"{where}: {exc} ({by} this is edgegan {__version__}: read the run with the "
+            "edgegan that trained it, or a newer one)"
+        ) from None
+
+
 def load_run_config(run_dir: str | Path, overrides: str | list[str] | None = None) -> Config:
     """The resolved config saved in a run directory, with overrides (for ``--resume``)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
-    data = apply_overrides(_read_config_file(path, str(path)), _override_list(overrides))
-    return config_from_dict(data)
+    saved = _read_config_file(path, str(path))
+    saved_config(saved, str(path))  # the file's own problems, apart from the overrides'
+    return config_from_dict(apply_overrides(saved, _override_list(overrides)))

@@ -142,7 +142,7 @@ class RunGenerator:
 def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = True) -> RunGenerator:
     """Rebuild the generator of a run directory from its config and last checkpoint."""
 
-    from edgegan.config import config_from_dict
+    from edgegan.config import saved_config
     from edgegan.train.checkpoint import lacks, load_checkpoint
     from edgegan.train.device import resolve_device
     from edgegan.train.trainer import CHECKPOINT
@@ -154,7 +154,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     path = run_dir / CHECKPOINT
     state = load_checkpoint(path, map_location="cpu")
     try:
-        config = config_from_dict(state["config"])
+        config = saved_config(state["config"], str(path), state.get("edgegan_version"))
         spec = dict(state["spec"])
         if spec.get("task") == "cyclegan":
             raise EdgeganError(f"{run_dir} is a cyclegan run: {TRANSLATE_HINT}")

@@ -46,7 +46,7 @@ def load_translator(
     ``spec`` is the direction's (:func:`edgegan.export.signature.direction_spec`).
     ``state``: the run's checkpoint when the caller has already loaded it."""
 
-    from edgegan.config import config_from_dict
+    from edgegan.config import saved_config
     from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.device import resolve_device
@@ -64,7 +64,8 @@ def load_translator(
     if spec.get("task") != "cyclegan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan")
     dspec = direction_spec(spec, direction)
-    g = config_from_dict(state["config"]).model.generator
+    where = str(run_dir / CHECKPOINT)
+    g = saved_config(state["config"], where, state.get("edgegan_version")).model.generator
     context = {
         "channels": dspec["channels_in"],
         "channels_out": dspec["channels_out"],

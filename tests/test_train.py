@@ -838,6 +838,38 @@ def test_unusable_checkpoints_are_one_line_on_resume(tmp_path):
             load_run_generator(copy)
 
 
+def test_a_run_saved_by_a_newer_edgegan_is_not_called_a_typo(tmp_path):
+    """A key a newer edgegan added, in a run's config.yaml or checkpoint, names the file and
+    the version that saved it; a mistyped override is still the user's own error."""
+    import shutil
+
+    import yaml
+
+    from edgegan.config import ConfigError, load_run_config
+    from edgegan.sampling import load_run_generator
+
+    run = train(tiny(steps=1), out_dir=tmp_path / "r").run_dir
+    newer = tmp_path / "newer"
+    shutil.copytree(run, newer)
+    saved = yaml.safe_load((newer / "config.yaml").read_text(encoding="utf-8"))
+    saved["train"]["future_switch"] = True
+    (newer / "config.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(newer, ["train.steps=2"])
+    assert str(caught.value).startswith(f"{newer / 'config.yaml'}: unknown config key ")
+    assert "'train.future_switch'" in str(caught.value)
+    assert "saved by another edgegan? this is edgegan " in str(caught.value)
+    with pytest.raises(ConfigError, match="unknown config key 'train.stesp'") as caught:
+        load_run_config(run, ["train.stesp=2"])
+    assert "saved by" not in str(caught.value)
+    state = torch.load(newer / "checkpoints/last.pt", weights_only=True)
+    state["config"]["train"]["future_switch"] = True
+    state["edgegan_version"] = "0.3.0"
+    torch.save(state, newer / "checkpoints/last.pt")
+    with pytest.raises(ConfigError, match="last.pt: unknown config key .*saved by edgegan 0.3.0;"):
+        load_run_generator(newer)
+
+
 def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
     import socket
     import subprocess

@@ -73,7 +73,7 @@ def export_graphs(
     parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
     ``outputs``, ``models``, and the ``step`` and ``weights`` of the run.
     """
-    from edgegan.config import config_from_dict
+    from edgegan.config import saved_config
     from edgegan.export.api import run_artifact_exporters
     from edgegan.export.bundle import weights_digest
     from edgegan.train.checkpoint import load_checkpoint
@@ -83,8 +83,10 @@ def export_graphs(
     todo = list(dict.fromkeys(directions or DIRECTIONS))
     for d in todo:
         check_direction(d)
-    state = load_checkpoint(Path(run_dir) / CHECKPOINT, map_location="cpu")
-    data = config_from_dict(state["config"]).data  # where INT8 calibration images come from
+    path = Path(run_dir) / CHECKPOINT
+    state = load_checkpoint(path, map_location="cpu")
+    # where INT8 calibration images come from
+    data = saved_config(state["config"], str(path), state.get("edgegan_version")).data
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
     parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
