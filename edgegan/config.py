@@ -705,6 +705,26 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
     return ""
 
 
+def changed_parts(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """The plugin parts of a run's recorded :func:`part_provenance` (``was``) that another
+    version or distribution gives ``now``, as ``"loss 'x' of edgegan-x 0.1.0, now 0.2.0"``."""
+    out = []
+    for key, old in (was or {}).items():
+        new = now.get(key)
+        if not isinstance(old, dict) or not new or old.get("distribution") in (None, "", "edgegan"):
+            continue
+        before = (old.get("distribution"), old.get("version"))
+        if before != (new.get("distribution"), new.get("version")):
+            what = {"data": "dataset"}.get(key, key.split(":")[0])
+            after = (
+                new["version"]
+                if new.get("distribution") == before[0]
+                else (f"{new.get('distribution')} {new.get('version')}")
+            )
+            out.append(f"{what} '{old.get('name')}' of {before[0]} {before[1]}, now {after}")
+    return out
+
+
 def with_provenance(exc: Exception, parts: dict[str, Any] | None, first: str | None = None) -> Any:
     """``exc`` (same type) with :func:`provenance_hint` added, or ``exc`` itself when the
     run's plugin parts are all as they were."""

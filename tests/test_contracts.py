@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -610,6 +612,24 @@ def test_a_run_names_the_plugin_it_needs_when_it_is_gone_or_changed(tmp_path):
     with pytest.raises(EdgeganError, match="does not fit generator 'bad' as it is built now .*"
                        "installed now: edgegan-bad 10.0"):  # fmt: skip
         load_run_generator(run)
+
+
+def test_a_resume_with_another_plugin_version_warns(tmp_path):
+    """Only the networks' defaults are recorded in a run: a loss or dataset whose plugin
+    changed between the steps resumes with the new version's defaults, so it says so."""
+    _plugin()
+    run = train(_config(), out_dir=tmp_path / "r").run_dir
+    resume = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=3"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same version: no warning
+        train(resume, resume=run)
+    _plugin(version="10.0")
+    resume = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=4"])
+    with pytest.warns(UserWarning, match="other plugin versions than the run trained with") as w:
+        train(resume, resume=run)
+    (message,) = [str(x.message) for x in w if "plugin versions" in str(x.message)]
+    for part in ("dataset", "generator", "discriminator", "loss"):
+        assert f"{part} 'bad' of edgegan-bad 9.9, now 10.0" in message
 
 
 def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):

@@ -22,6 +22,7 @@ import torch
 from edgegan import __version__, contracts
 from edgegan.config import (
     Config,
+    changed_parts,
     config_from_dict,
     load_config,
     load_run_config,
@@ -428,14 +429,23 @@ class Trainer:
 
     def _warn_if_not_exact(self, state: dict[str, Any]) -> None:
         """Say when the resumed run cannot continue as the run would have: another CPU thread
-        count sums in another order, and DataLoader workers (``num_workers > 0``) reseed per
-        batch where the main process draws from its own streams."""
+        count sums in another order, DataLoader workers (``num_workers > 0``) reseed per
+        batch where the main process draws from its own streams, and another version of a
+        plugin part may have other defaults."""
         threads, now = state.get("threads"), torch.get_num_threads()
         if self.device.type == "cpu" and threads and threads != now:
             warnings.warn(
                 f"resumed with {now} CPU threads, the run trained with {threads}: its weights "
                 f"will differ in the last bits from a run never stopped (train.threads={threads} "
                 "continues it exactly)",
+                stacklevel=4,
+            )
+        changed = changed_parts(state.get("parts"), self.parts)
+        if changed:  # only the networks' defaults are recorded: a loss's new ones apply
+            warnings.warn(
+                f"resumed with other plugin versions than the run trained with: "
+                f"{'; '.join(changed)}; parameters the config leaves out take the new "
+                "version's defaults (set them in the config to keep the old)",
                 stacklevel=4,
             )
         saved = (state.get("config") or {}).get("train", {}).get("num_workers")
