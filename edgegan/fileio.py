@@ -284,7 +284,17 @@ def pid_gone(pid: str | int) -> bool:
         return True
     except OSError:  # PermissionError: another user's live process
         return False
-    return False
+    # A zombie (killed, not yet reaped by its parent: a notebook's Popen) answers the probe
+    # but will never run again.
+    return _proc_state(int(pid)) == "Z"
+
+
+def _proc_state(pid: int) -> str | None:
+    """Process ``pid``'s state letter from /proc (Linux), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def process_started(pid: int) -> str | None:

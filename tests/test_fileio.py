@@ -381,3 +381,27 @@ def test_a_reused_pid_is_told_apart_by_its_start_time_on_every_system(tmp_path, 
     assert lock.stale()  # another process than the one that wrote the lock
     lock.path.write_text(f"{socket.gethostname()} 4242 w2\n")
     assert not lock.stale()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc (Linux)")
+def test_a_killed_process_not_yet_reaped_is_gone():
+    """A trainer killed from a notebook's Popen stays a zombie until waited for: its run
+    lock was taken for a live one ('being trained by another process')."""
+    import subprocess
+    import sys
+    import time
+
+    from edgegan import fileio
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not fileio.pid_gone(proc.pid)
+        proc.kill()
+        for _ in range(500):  # until the kernel has made it a zombie
+            if fileio._proc_state(proc.pid) == "Z":
+                break
+            time.sleep(0.01)
+        assert fileio.pid_gone(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()

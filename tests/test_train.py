@@ -9,6 +9,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -948,11 +950,123 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
     (out / RunLock.NAME).write_text(f"{host} {os.getpid()}\n")
     (out / ".DS_Store").write_bytes(b"Bud1")  # the folder opened in Finder since
     assert new_run_dir(out, "x") == out
-    assert sorted(p.name for p in out.iterdir()) == [".DS_Store", CLAIM]
+    # Its lock is this process's now, held on for the run's own lock (which adopts it).
+    assert sorted(p.name for p in out.iterdir()) == [".DS_Store", CLAIM, RunLock.NAME]
+    assert (out / RunLock.NAME).read_text().split()[1] == str(os.getpid())
+    adopted = RunLock(out).acquire()
+    assert adopted.held and (out / RunLock.NAME).exists()
+    adopted.release()
+    assert not (out / RunLock.NAME).exists()
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "f").write_text("x")
     with pytest.raises(ConfigError, match="or empty it \\(it is no run: nothing to resume\\)"):
         new_run_dir(tmp_path / "junk", "x")
+
+
+def _hold_system_lock(path):
+    """Another process that holds ``path`` locked by the system (flock), as one does while it
+    takes over (or trains with) that lock; kill it to end."""
+    import subprocess
+    import sys
+
+    code = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="system file locks are POSIX flock here")
+def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
+    """Two processes that found a dead process's lock at once both removed it and both
+    trained the run (4 in 100 tries). Taking it over now needs its system lock, which the
+    first keeps: the second, finding it held, is refused; and so is a second claim of a
+    folder whose start was killed, rather than both claiming it."""
+    import os
+    import socket
+
+    from edgegan.train.logs import CLAIM, RunLock, new_run_dir
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    lock = RunLock(tmp_path)
+    lock.path.write_text(f"{socket.gethostname()} {dead}\n")
+    assert lock.stale()
+    other = _hold_system_lock(lock.path)  # another process is taking it over right now
+    try:
+        with pytest.raises(ConfigError, match="is being trained by another process"):
+            RunLock(tmp_path).acquire()
+        assert lock.path.read_text().split()[1] == dead  # not removed under it
+        out = tmp_path / "killed"
+        out.mkdir()
+        (out / CLAIM).write_text("")
+        (out / RunLock.NAME).write_text(f"{socket.gethostname()} {dead}\n")
+        claimer = _hold_system_lock(out / RunLock.NAME)
+        try:
+            with pytest.raises(ConfigError, match="already exists and is not empty"):
+                new_run_dir(out, "x")
+            assert (out / RunLock.NAME).read_text().split()[1] == dead
+        finally:
+            claimer.kill()
+            claimer.wait()
+    finally:
+        other.kill()
+        other.wait()
+    # The other process died without taking it: the lock is taken over, and held.
+    taken = RunLock(tmp_path).acquire()
+    assert taken.held and lock.path.read_text().split()[1] == str(os.getpid())
+    probe = (
+        f"import fcntl, os; fd = os.open({str(lock.path)!r}, os.O_RDWR)\n"
+        "try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError: print('held')"
+    )
+    holder = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert holder.stdout.strip() == "held"
+    taken.release()
+    assert not lock.path.exists()
+    assert new_run_dir(out, "x") == out  # its dead start, now nobody's: taken over
+    from edgegan.train.logs import release_run_dir
+
+    release_run_dir(out)  # a run that never trained: its taken-over lock goes too
+    assert not (out / RunLock.NAME).exists()
+
+
+def test_a_lock_released_while_being_taken_over_is_not_written_over(tmp_path, monkeypatch):
+    """A process that locked the file it opened, after its holder had removed it and a new
+    run had made another, checks that it is still the file at the path (else it would take
+    over a file nobody sees, beside a live lock)."""
+    import socket
+
+    import edgegan.train.logs as logs
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = logs.RunLock(tmp_path)
+        lock.path.write_text(f"{socket.gethostname()} 999999999\n")  # a dead writer's
+        real = logs._os_lock
+        calls = []
+
+        def replaced_meanwhile(fd):
+            if not calls:  # the holder released, and a live run made its own lock
+                lock.path.unlink()
+                lock.path.write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+            calls.append(fd)
+            return real(fd)
+
+        monkeypatch.setattr(logs, "_os_lock", replaced_meanwhile)
+        with pytest.raises(ConfigError, match=f"another process \\(.* {sleeper.pid}\\)"):
+            logs.RunLock(tmp_path).acquire()
+        assert lock.path.read_text().split()[1] == str(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_a_full_disk_leaves_no_empty_claim_and_an_old_empty_lock_is_stale(tmp_path, monkeypatch):

@@ -96,9 +96,23 @@ def _claim(path: Path) -> Path:
         if holds_files(path):
             if not run_dir_is_stale_start(path):
                 raise busy from None
-            # A start killed while building (kill -9, out of memory): take the folder over.
-            for name in (CLAIM, RunLock.NAME):
-                (path / name).unlink(missing_ok=True)
+            # A start killed while building (kill -9, out of memory): take the folder over,
+            # through its lock, so that one process does (held on for the run's own lock).
+            lock = RunLock(path)
+            try:
+                lock.acquire()
+            except ConfigError:
+                raise busy from None
+            try:
+                if not run_dir_is_stale_start(path):  # another process took it first
+                    raise busy
+                (path / CLAIM).unlink(missing_ok=True)
+                _write_claim(path, made)
+            except BaseException:
+                lock.release()
+                raise
+            _CLAIMED[os.path.abspath(lock.path)] = lock
+            return path
     try:
         _write_claim(path, made)
     except FileExistsError:  # another run claimed it a moment ago
@@ -109,6 +123,9 @@ def _claim(path: Path) -> Path:
 def release_run_dir(path: Path) -> None:
     """Undo :func:`new_run_dir` for a run that failed before training: remove the mark, and
     the directories made for the run (``runs/`` too) that hold nothing else."""
+    claimed = _CLAIMED.pop(os.path.abspath(path / RunLock.NAME), None)
+    if claimed is not None:  # a lock taken over for the run, never adopted by it
+        claimed.release()
     mark = path / CLAIM
     try:
         made = mark.read_text(encoding="utf-8").splitlines()
@@ -129,41 +146,115 @@ def run_dir_is_stale_start(path: Path) -> bool:
 STALE_EMPTY_LOCK_S = 10.0
 
 
+def _os_lock(fd: int) -> bool | None:
+    """Lock the open file ``fd`` for this process without waiting (the system drops the lock
+    when the process ends): True, False when another process holds it, or None where there
+    are no such locks (Windows, whose locks also bar reading the file; a filesystem
+    without them)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # ENOLCK, EOPNOTSUPP: no locks on this filesystem
+        return None
+    return True
+
+
+#: Locks this process took over while claiming a folder (see ``_claim``), until its run's
+#: own :class:`RunLock` adopts them: the lock is held without a gap from the takeover on.
+_CLAIMED: dict[str, RunLock] = {}
+
+
 class RunLock:
     """``RUN/.edgegan-lock`` while a process trains the run, so a second ``--resume`` of it
     (or one started while the run trains) is refused instead of writing into it too. A lock
-    left by a process that died (same host, pid gone) is taken over."""
+    left by a process that died (same host, pid gone) is taken over.
+
+    The holder also keeps the file locked by the system (``flock``, where there is one), so
+    that taking over a dead process's lock is one process's act: two processes that found it
+    stale at once could otherwise both remove it and both train the run."""
 
     NAME = ".edgegan-lock"
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / self.NAME
         self.held = False
+        self._fd: int | None = None  # the open, system-locked lock file
 
     def acquire(self) -> RunLock:
+        claimed = _CLAIMED.pop(os.path.abspath(self.path), None)
+        if claimed is not None and claimed.held:  # taken over by this process's claim
+            self._fd, claimed._fd, claimed.held, self.held = claimed._fd, None, False, True
+            return self
         me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}".rstrip()
-        for _ in range(2):
+        for _ in range(3):
             try:
                 write_new(self.path, me + "\n")  # a full disk leaves no empty lock behind
-                self.held = True
-                return self
             except FileExistsError:
-                if not self.stale():
-                    owner = self.path.read_text(encoding="utf-8", errors="replace").strip() or "?"
-                    raise ConfigError(
-                        f"{self.path.parent} is being trained by another process ({owner}); "
-                        f"wait for it, or stop it and resume (remove {self.path} if no process "
-                        "holds it)"
-                    ) from None
-                self.path.unlink(missing_ok=True)
+                if self._take_over(me):
+                    return self
+                continue  # released, or removed where the system has no locks: again
+            fd = os.open(self.path, os.O_RDWR)
+            # Another process may hold it a moment, reading it (alive: refused); wait.
+            for _ in range(200):
+                if _os_lock(fd) is not False:
+                    break
+                time.sleep(0.01)
+            self._fd, self.held = fd, True
+            return self
         raise ConfigError(f"cannot lock {self.path.parent} for training; try again")
+
+    def _take_over(self, me: str) -> bool:
+        """Take the existing lock if its writer is gone; False when it went meanwhile (try
+        again); a ConfigError naming its owner when a live process holds it."""
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        keep = False
+        try:
+            locked = _os_lock(fd)
+            if locked and not _same_file(fd, self.path):
+                return False  # released (removed) before this process locked it
+            text = os.read(fd, 4096).decode("utf-8", errors="replace")
+            if locked is False or not self._stale_text(text, os.fstat(fd).st_mtime):
+                owner = text.strip() or "?"
+                raise ConfigError(
+                    f"{self.path.parent} is being trained by another process ({owner}); "
+                    f"wait for it, or stop it and resume (remove {self.path} if no process "
+                    "holds it)"
+                )
+            if locked is None:  # no system locks: remove it and make a new one
+                self.path.unlink(missing_ok=True)
+                return False
+            # Written over in place: the file stays the one this process locked.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (me + "\n").encode("utf-8"), 0)
+            self._fd, self.held, keep = fd, True, True
+            return True
+        finally:
+            if not keep:
+                os.close(fd)
 
     def stale(self) -> bool:
         """Whether the process that wrote the lock is gone: same host, and its pid is dead,
         is this process (a container restarted as pid 1 again), or belongs to a process
         started at another time (the pid was reused)."""
         try:
-            host, pid, *start = self.path.read_text(encoding="utf-8").split()
+            text = self.path.read_text(encoding="utf-8")
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            return False  # unreadable (or gone): respect it
+        return self._stale_text(text, mtime)
+
+    @staticmethod
+    def _stale_text(text: str, mtime: float) -> bool:
+        try:
+            host, pid, *start = text.split()
             if host != socket.gethostname():
                 return False  # another machine's process: cannot tell, so respect it
             if int(pid) == os.getpid():
@@ -172,12 +263,7 @@ class RunLock:
                 return True
         except ValueError:  # empty or garbled: its writer died between making and filling
             # it (a full disk, kill -9), unless it is filling it this very moment
-            try:
-                return time.time() - self.path.stat().st_mtime > STALE_EMPTY_LOCK_S
-            except OSError:
-                return False
-        except OSError:
-            return False  # unreadable: respect it
+            return time.time() - mtime > STALE_EMPTY_LOCK_S
         if not start:  # written where the start time could not be told
             return False
         now = process_started(int(pid))
@@ -189,8 +275,21 @@ class RunLock:
 
     def release(self) -> None:
         if self.held:
+            # Removed before it is unlocked: a process waiting on this file finds another
+            # one (or none) at the path once it gets it, and starts again.
             self.path.unlink(missing_ok=True)
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
             self.held = False
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 class MetricsLog:
