@@ -289,6 +289,37 @@ def test_a_graph_newer_than_onnxruntime_or_a_newer_bundle_says_so(bundle_copy, t
     assert not (tmp_path / "s.npz").exists()
 
 
+def test_a_bundle_replaced_while_bench_runs_is_not_called_damaged(bundle_copy, monkeypatch):
+    """export --overwrite swapped the bundle between bench reading edgegan.json and opening
+    a graph: each row said the (sound) graph was damaged, and bench exited 0."""
+    import hashlib
+
+    import onnx
+
+    from edgegan.export.bundle import BundleReplaced
+    from edgegan.runtime import bench as bench_module
+
+    meta = read_bundle(bundle_copy)
+    target = resolve_target(bundle_copy)  # the metadata, as bench reads it first
+    graph = bundle_copy / meta["models"]["fp32"]["file"]
+    model = onnx.load(str(graph))
+    model.doc_string = "another export"  # other bytes, the same interface
+    graph.write_bytes(model.SerializeToString())
+    with pytest.raises(EdgeganError, match="sha256 differs.*damaged") as caught:
+        open_runner(target, "onnxruntime").close()  # edited, not re-exported: damaged
+    assert not isinstance(caught.value, BundleReplaced)
+    meta["models"]["fp32"]["sha256"] = hashlib.sha256(graph.read_bytes()).hexdigest()
+    (bundle_copy / BUNDLE_FILE).write_text(json.dumps(meta))  # ... now a whole new export
+    with pytest.raises(BundleReplaced, match="was replaced by another export while"):
+        open_runner(target, "onnxruntime").close()
+    with pytest.raises(BundleReplaced):
+        bench_module.bench(target, backends=["onnxruntime"], precisions=["fp32"],
+                           batch_sizes=[1], warmup=1, iters=2)  # fmt: skip
+    res = CliRunner().invoke(cli, ["bench", str(bundle_copy), "--backends", "onnxruntime",
+                                   "--precisions", "fp32", "--batch-sizes", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output  # read afresh: the new bundle measures
+
+
 def test_int8_and_fp16_through_cli(bundle, tmp_path):
     for precision in [p for p in ("fp16", "int8") if p in read_bundle(bundle)["models"]]:
         res = CliRunner().invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime",

@@ -252,6 +252,23 @@ def record_graph_digests(folder: str | Path, meta: dict[str, Any]) -> None:
             entry["sha256"] = sha256_file(Path(folder) / entry["file"])
 
 
+class BundleReplaced(EdgeganError):
+    """The bundle was replaced (``export --overwrite``) after its edgegan.json was read: its
+    graphs are sound, but another export's; the command should run again, not go on."""
+
+
+def _now_recorded(path: Path, digest: str) -> bool:
+    """Whether the bundle's edgegan.json, read again now, records graph ``path`` with
+    ``digest``: a new export replaced the bundle since it was first read."""
+    try:
+        meta = json.loads((path.parent / BUNDLE_FILE).read_text(encoding="utf-8"))
+        models = meta["models"]
+        entries = [e for v in models.values() for e in ([v] if "file" in v else v.values())]
+    except Exception:  # noqa: BLE001 - unreadable or malformed now: no sign of a new export
+        return False
+    return any(e.get("file") == path.name and e.get("sha256") == digest for e in entries)
+
+
 def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
     """Before onnxruntime opens a bundle's graph: refuse a graph other than the one exported
     (its recorded sha256; a link to the right file, as git-annex or DVC make, is fine:
@@ -262,7 +279,13 @@ def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
     them), and edgegan never writes external data."""
     expected = entry.get("sha256")
     if isinstance(expected, str):  # the exported graph has no external data
-        if sha256_file(path) != expected:
+        actual = sha256_file(path)
+        if actual != expected:
+            if _now_recorded(path, actual):
+                raise BundleReplaced(
+                    f"{path.parent} was replaced by another export while this command ran "
+                    "(export --overwrite); run the command again"
+                )
             raise EdgeganError(
                 f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
                 "sha256 differs): the file is damaged or was edited, or the bundle mixes files "
