@@ -760,6 +760,13 @@ def load_run_config(run_dir: str | Path, overrides: str | list[str] | None = Non
     """The resolved config saved in a run directory, with overrides (for ``--resume``)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
+        from edgegan.train.logs import RunLock
+
+        if RunLock(Path(run_dir)).taken():  # a run being built there writes it soon
+            raise ConfigError(
+                f"{run_dir} is a run another process is starting (it has no config.yaml yet); "
+                "wait for it, or resume it once it has stopped"
+            )
         raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
     saved = _read_config_file(path, str(path))
     saved_config(saved, str(path))  # the file's own problems, apart from the overrides'

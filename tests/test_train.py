@@ -897,9 +897,18 @@ def test_a_run_being_trained_is_locked_against_a_second_process(tmp_path):
         # A new run given its folder: not told to remove a run that trains now.
         with pytest.raises(ConfigError, match=r"choose another --out \(a process is training"):
             train(tiny(steps=1), out_dir=run)
+        # --resume of a run that process is still building (no config.yaml yet): not "not a
+        # run directory"
+        starting = tmp_path / "starting"
+        starting.mkdir()
+        (starting / RunLock.NAME).write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+        with pytest.raises(ConfigError, match="a run another process is starting"):
+            load_run_config(starting, ["train.steps=4"])
     finally:
         sleeper.kill()
         sleeper.wait()
+    with pytest.raises(ConfigError, match="not a run directory"):
+        load_run_config(starting)
     # Its process is gone: the lock is stale and taken over.
     assert train(resume, resume=run).step == 4
     assert not (run / RunLock.NAME).exists()
