@@ -138,6 +138,47 @@ def test_devices_and_cores():
     assert physical_cores() >= 1
 
 
+def test_physical_cores_on_macos_and_windows(monkeypatch):
+    """Without /sys (macOS, Windows) the logical CPUs were counted: with hyper-threading,
+    twice onnxruntime's own default threads. Read as each system tells them (stand-ins)."""
+    import ctypes
+    import struct
+
+    from edgegan.runtime import base
+
+    class Libc:
+        def sysctlbyname(self, name, value, size, new, new_size):
+            assert name == b"hw.physicalcpu" and size._obj.value == ctypes.sizeof(ctypes.c_int)
+            value._obj.value = 6
+            return 0
+
+    assert base._darwin_physical_cores(Libc()) == 6
+
+    class Kernel32:
+        """Four cores, as records of two DWORDs (relationship 0, size) and their payload."""
+
+        records = b"".join(struct.pack("<II", 0, 48) + bytes(40) for _ in range(4))
+
+        def GetLogicalProcessorInformationEx(self, relationship, buf, size):
+            assert relationship == 0
+            if buf is None:
+                size._obj.value = len(self.records)
+                return 0  # ERROR_INSUFFICIENT_BUFFER, with the size needed
+            ctypes.memmove(buf, self.records, len(self.records))
+            return 1
+
+    assert base._windows_physical_cores(Kernel32()) == 4
+    monkeypatch.delattr(base.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(base.sys, "platform", "win32")
+    monkeypatch.setattr(base, "_windows_physical_cores", lambda: 4)
+    assert physical_cores() == 4
+    monkeypatch.setattr(base, "_windows_physical_cores", lambda: None)  # unreadable
+    assert physical_cores() == (os.cpu_count() or 1)
+    monkeypatch.setattr(base.sys, "platform", "darwin")
+    monkeypatch.setattr(base, "_darwin_physical_cores", lambda: 6)
+    assert physical_cores() == 6
+
+
 def test_device_auto_is_cuda_when_torch_sees_a_gpu(bundle, monkeypatch):
     """As train.device=auto; infer and bench refused it ('unknown device')."""
     import torch

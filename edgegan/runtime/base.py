@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,11 +280,16 @@ def parse_device(device: str) -> tuple[str, int]:
 
 
 def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads counted once)."""
+    """Physical cores this process may run on (hyper-threads counted once): the default
+    thread count of the onnxruntime runner, as onnxruntime's own default is. On macOS and
+    Windows, the machine's physical cores (the logical CPUs where those cannot be read)."""
     if hasattr(os, "sched_getaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
-    else:  # pragma: no cover - macOS, Windows
-        cpus = list(range(os.cpu_count() or 1))
+    else:  # pragma: no cover - macOS, Windows (each tested with a stand-in)
+        counted = _darwin_physical_cores() if sys.platform == "darwin" else None
+        if sys.platform == "win32":
+            counted = _windows_physical_cores()
+        return counted or max(1, os.cpu_count() or 1)
     cores = set()
     for cpu in cpus:
         topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
@@ -296,6 +302,55 @@ def physical_cores() -> int:
         except OSError:
             cores.add(f"cpu{cpu}")
     return max(1, len(cores))
+
+
+def _darwin_physical_cores(libc: Any = None) -> int | None:
+    """macOS: ``sysctl hw.physicalcpu``. ``libc`` stands in for ctypes' in tests."""
+    import ctypes
+
+    try:
+        libc = libc or ctypes.CDLL(None)
+        value, size = ctypes.c_int(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_int))
+        ok = libc.sysctlbyname(b"hw.physicalcpu", ctypes.byref(value), ctypes.byref(size), None, 0)
+    except (OSError, AttributeError, TypeError):
+        return None
+    return value.value if ok == 0 and value.value > 0 else None
+
+
+#: GetLogicalProcessorInformationEx's relationship of one record per physical core
+_RELATION_PROCESSOR_CORE = 0
+
+
+def _windows_physical_cores(kernel32: Any = None) -> int | None:
+    """Windows: the RelationProcessorCore records of GetLogicalProcessorInformationEx (each
+    starts with its relationship and its size, two DWORDs). ``kernel32``: a stand-in."""
+    import ctypes
+    import struct
+
+    try:
+        if kernel32 is None:
+            kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        size = ctypes.c_uint32(0)
+        kernel32.GetLogicalProcessorInformationEx(
+            _RELATION_PROCESSOR_CORE, None, ctypes.byref(size)
+        )
+        if not size.value:
+            return None
+        buf = ctypes.create_string_buffer(size.value)
+        if not kernel32.GetLogicalProcessorInformationEx(
+            _RELATION_PROCESSOR_CORE, buf, ctypes.byref(size)
+        ):
+            return None
+    except (OSError, AttributeError, TypeError):
+        return None
+    count, offset = 0, 0
+    while offset + 8 <= size.value:
+        relationship, record = struct.unpack_from("<II", buf.raw, offset)
+        if record < 8:
+            break  # malformed: do not loop for ever
+        count += relationship == _RELATION_PROCESSOR_CORE
+        offset += record
+    return count or None
 
 
 def model_entry(target: Target, precision: str) -> dict[str, Any]:
