@@ -290,3 +290,24 @@ def test_emulated_low_precision_on_the_cpu_warns(monkeypatch):
         warnings.simplefilter("error")
         Precision("bf16", cpu)  # AMX: native
         Precision("off", cpu)
+
+
+def test_fused_adam_on_the_cpu_too():
+    """torch's fused Adam has a CPU kernel (torch 2.4): train.fused_optim (default on) used it
+    only on CUDA; cyclegan-digits trains about 7% faster with it on 2 CPU cores."""
+    from types import SimpleNamespace
+
+    from edgegan.train.fastpath import make_adam
+
+    cfg = SimpleNamespace(lr=1e-3, beta1=0.5, beta2=0.999, weight_decay=0.0)
+    cpu = torch.device("cpu")
+    weights = [torch.nn.Parameter(torch.ones(3))]
+    fused = make_adam(weights, cfg, cpu, fused=True)
+    plain = make_adam([torch.nn.Parameter(torch.ones(3))], cfg, cpu, fused=False)
+    assert fused.defaults["fused"] is True and not plain.defaults["fused"]
+    for opt in (fused, plain):  # the same update, up to float rounding
+        opt.param_groups[0]["params"][0].grad = torch.tensor([1.0, -2.0, 0.5])
+        opt.step()
+    torch.testing.assert_close(
+        fused.param_groups[0]["params"][0], plain.param_groups[0]["params"][0]
+    )

@@ -101,8 +101,9 @@ for _name in ("nhwc", "bf16", "compile", "graphs"):
 # On request: the layout-norm variants add a compile each, and mean nothing for the DCGAN.
 ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln")
 
-# AMP, fused Adam, cuDNN autotuning and CUDA graphs are CUDA features.
-CPU_VARIANTS = ("plain", "merge", "nhwc", "nhwc-ln", "compile", "resident")
+# AMP, cuDNN autotuning and CUDA graphs are CUDA features (fused Adam has a CPU kernel too;
+# "fused" there is "merge" plus fused Adam: cuDNN autotuning does nothing on the CPU).
+CPU_VARIANTS = ("plain", "merge", "fused", "nhwc", "nhwc-ln", "compile", "resident")
 
 COMMON = [
     "train.progress=false",
@@ -482,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                     if bi > 0 and args.curve_variant and variant != args.curve_variant:
                         continue
                     if not cuda and variant not in CPU_VARIANTS:
-                        continue  # AMP/fused/cuDNN/CUDA-graph switches are CUDA features
+                        continue  # AMP/cuDNN/CUDA-graph switches are CUDA features
                     try:
                         row = measure(
                             preset,
