@@ -245,7 +245,9 @@ def translate(
                     for (_, rel), img in zip(chunk, outputs, strict=True):
                         dst = (out / rel).with_suffix(".png")
                         new.folder(dst.parent)  # save_png makes subfolders of out
-                        written.append(save_png(img, new.file(dst)))
+                        # atomic, not synced per image (as infer): one fsync a file cost
+                        # 3-15% of translating 1,000 digits
+                        written.append(save_png(img, new.file(dst), fsync=False))
         finally:
             bar.close()
     return written

@@ -204,6 +204,6 @@ def write_cyclegan_digits_folder(
             folder = root / f"{split}{domain}"
             folder.mkdir(parents=True, exist_ok=True)
             for image, index in zip(images, indices, strict=True):
-                save_png(image, folder / f"{int(index):05d}.png")
+                save_png(image, folder / f"{int(index):05d}.png", fsync=False)
             counts[f"{split}{domain}"] = len(images)
     return counts
