@@ -145,7 +145,7 @@ def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = Tru
     from edgegan.config import saved_config
     from edgegan.train.checkpoint import lacks, load_checkpoint
     from edgegan.train.device import resolve_device
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
 
     target = resolve_device(device, "device")  # before loading anything
     run_dir = Path(run_dir)

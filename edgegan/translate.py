@@ -50,7 +50,7 @@ def load_translator(
     from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.device import resolve_device
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
 
     target = resolve_device(device, "device")  # before loading anything
 

@@ -84,7 +84,7 @@ def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
     """The run's generator spec and which weights a GAN export takes (``ema`` or
     ``generator``), with one-line errors for anything that is not a GAN or cyclegan run."""
     from edgegan.train.checkpoint import load_checkpoint
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
 
     if not run_dir.exists():
         raise EdgeganError(f"run directory not found: {run_dir}")

@@ -77,7 +77,7 @@ def export_graphs(
     from edgegan.export.api import run_artifact_exporters
     from edgegan.export.bundle import weights_digest
     from edgegan.train.checkpoint import load_checkpoint
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
     from edgegan.translate import load_translator, translator_weights
 
     todo = list(dict.fromkeys(directions or DIRECTIONS))

@@ -117,7 +117,7 @@ class Target:
 
 
 def _is_run_dir(path: Path) -> bool:
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
 
     return (Path(path) / CHECKPOINT).is_file()
 
@@ -236,7 +236,7 @@ def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
     import warnings
 
     from edgegan.export.bundle import BUNDLE_FILE, export_command, read_bundle
-    from edgegan.train.trainer import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT
 
     try:
         newer = (run_dir / CHECKPOINT).stat().st_mtime > (bundle / BUNDLE_FILE).stat().st_mtime

@@ -47,6 +47,7 @@ from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import (
+    CHECKPOINT,
     CLAIM,
     MetricsLog,
     ProgressBar,
@@ -56,8 +57,6 @@ from edgegan.train.logs import (
 )
 from edgegan.train.stream import BatchStream
 from edgegan.train.task import Task, get_task
-
-CHECKPOINT = "checkpoints/last.pt"
 
 
 @dataclass
