@@ -440,6 +440,14 @@ def infer(
 @click.option("--out", type=click.Path(), help="Bundle folder (default: RUN_DIR/export).")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-21).")
 @click.option(
+    "--exporter",
+    type=click.Choice(["auto", "dynamo", "legacy"]),
+    default="auto",
+    show_default=True,
+    help="torch's ONNX exporter: auto is dynamo when onnxscript is installed (the cleaner "
+    "graph); legacy exports in a fraction of the time (a DCGAN: 2.7 s instead of 7 s).",
+)
+@click.option(
     "--calib-samples",
     type=int,
     default=256,
@@ -485,6 +493,7 @@ def export(
     int8: bool,
     out: str | None,
     opset: int,
+    exporter: str,
     calib_samples: int,
     overwrite: bool,
     trt: bool,
@@ -527,10 +536,10 @@ def export(
             workspace_gb=workspace_gb,
         )
     if engine_options is not None and is_bundle(run_dir):  # --trt on a bundle
-        if out or fp16 or int8 or onnx_fp32 or artifacts:
+        if out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto":
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
-                "--int8/--with (export the run again to change them)"
+                "--int8/--with/--exporter (export the run again to change them)"
             )
         _build_engines(run_dir, engine_options, directions)
         return
@@ -543,6 +552,7 @@ def export(
         fp16=fp16,
         int8=int8,
         opset=opset,
+        exporter=exporter,
         calib_samples=calib_samples,
         overwrite=overwrite,
         directions=directions or None,

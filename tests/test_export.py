@@ -693,6 +693,11 @@ def test_cli_export_end_to_end(runs, tmp_path):
     again = _cli("export", str(runs["cond"]), "--out", str(out))
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "is not empty" in again.stderr
+    # --exporter: torch's legacy exporter (seconds faster to export), recorded per graph
+    legacy = _cli("export", str(runs["cond"]), "--exporter", "legacy", "--out", str(tmp_path / "l"))
+    assert legacy.returncode == 0, legacy.stderr
+    assert read_bundle(tmp_path / "l")["models"]["fp32"]["exporter"] == "legacy"
+    assert read_bundle(out)["models"]["fp32"]["exporter"] == "dynamo"
 
 
 # -- exporter plugins beside the graphs (--with) ------------------------------------------------
