@@ -1040,6 +1040,14 @@ def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
     assert holder.stdout.strip() == "held"
     taken.release()
     assert not lock.path.exists()
+    # A lock removed by hand while held, and another run's made since: released, the held
+    # one leaves the other's in place.
+    mine = RunLock(tmp_path).acquire()
+    lock.path.unlink()
+    lock.path.write_text(f"{socket.gethostname()} 4242\n")
+    mine.release()
+    assert lock.path.read_text() == f"{socket.gethostname()} 4242\n"
+    lock.path.unlink()
     assert new_run_dir(out, "x") == out  # its dead start, now nobody's: taken over
     from edgegan.train.logs import release_run_dir
 

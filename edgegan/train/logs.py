@@ -280,8 +280,10 @@ class RunLock:
     def release(self) -> None:
         if self.held:
             # Removed before it is unlocked: a process waiting on this file finds another
-            # one (or none) at the path once it gets it, and starts again.
-            self.path.unlink(missing_ok=True)
+            # one (or none) at the path once it gets it, and starts again. Not when the
+            # path holds another file now (removed by hand, and another run's since).
+            if self._fd is None or _same_file(self._fd, self.path):
+                self.path.unlink(missing_ok=True)
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
