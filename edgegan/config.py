@@ -114,7 +114,7 @@ class TrainConfig:
     # torch.compile mode: off | default | reduce-overhead (CUDA graphs) | max-autotune |
     # max-autotune-no-cudagraphs
     compile: str = "off"
-    fused_optim: bool = True  # fused Adam kernel on CUDA (ignored on the CPU)
+    fused_optim: bool = True  # fused Adam kernel (CUDA, and the CPU since torch 2.4)
     cudnn_benchmark: bool = True  # let cuDNN time its algorithms for the static shapes
     pin_memory: bool = True  # page-locked host batches with non_blocking copies (CUDA)
     # Keep an in-memory dataset whole on the device (null: when it fits in 1 GiB).
@@ -713,6 +713,8 @@ def changed_parts(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
         new = now.get(key)
         if not isinstance(old, dict) or not new or old.get("distribution") in (None, "", "edgegan"):
             continue
+        if (old.get("name"), old.get("plugin")) != (new.get("name"), new.get("plugin")):
+            continue  # another part chosen on resume (loss.name=...): not a version change
         before = (old.get("distribution"), old.get("version"))
         if before != (new.get("distribution"), new.get("version")):
             what = {"data": "dataset"}.get(key, key.split(":")[0])

@@ -623,6 +623,16 @@ def test_a_resume_with_another_plugin_version_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same version: no warning
         train(resume, resume=run)
+    swapped = tmp_path / "swapped"
+    import shutil
+
+    shutil.copytree(run, swapped)
+    other_loss = load_config(
+        "dcgan-mnist", [*_config_overrides(), "train.steps=4", "loss.name=hinge"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # another part chosen, not another version
+        train(other_loss, resume=swapped)
     _plugin(version="10.0")
     resume = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=4"])
     with pytest.warns(UserWarning, match="other plugin versions than the run trained with") as w:

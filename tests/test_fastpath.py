@@ -311,3 +311,22 @@ def test_fused_adam_on_the_cpu_too():
     torch.testing.assert_close(
         fused.param_groups[0]["params"][0], plain.param_groups[0]["params"][0]
     )
+
+
+def test_fused_optim_given_on_resume_applies_and_warns(tmp_path):
+    """torch's load_state_dict brought the saved kernel choice back: train.fused_optim=false
+    on --resume was ignored (the run report said false). It applies now, with a warning that
+    the run no longer continues exactly."""
+    import warnings
+
+    run = train(load_config("dcgan-mnist", [*TINY_GAN, "train.steps=2"]), out_dir=tmp_path / "r")
+    resume = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=3", "train.fused_optim=false"])
+    with pytest.warns(UserWarning, match="resumed without fused Adam, the run trained with it"):
+        train(resume, resume=run.run_dir)
+    state = load_checkpoint(run.run_dir / "checkpoints/last.pt")
+    groups = [g for o in state["optimizers"].values() for g in o["param_groups"]]
+    assert groups and not any(g.get("fused") for g in groups)
+    again = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=4", "train.fused_optim=false"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as it trained since: no warning
+        train(again, resume=run.run_dir)

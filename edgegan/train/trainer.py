@@ -410,6 +410,10 @@ class Trainer:
                 group["lr"] = cfg.lr * factor(int(state["step"]))
                 group["betas"] = (cfg.beta1, cfg.beta2)
                 group["weight_decay"] = cfg.weight_decay
+                # load_state_dict brought the saved kernel choice back: train.fused_optim's
+                # applies, as the constructor chose it for this device
+                group["fused"] = s.optimizer.defaults.get("fused")
+                group["foreach"] = s.optimizer.defaults.get("foreach")
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
         if self.dist.is_main:
@@ -445,6 +449,18 @@ class Trainer:
                 f"resumed with other plugin versions than the run trained with: "
                 f"{'; '.join(changed)}; parameters the config leaves out take the new "
                 "version's defaults (set them in the config to keep the old)",
+                stacklevel=4,
+            )
+        groups = [
+            g for o in (state.get("optimizers") or {}).values() for g in o.get("param_groups", [])
+        ]
+        was = any(bool(g.get("fused")) for g in groups)
+        now = any(bool(o.defaults.get("fused")) for o in self.task.optims.values())
+        if groups and was != now:
+            warnings.warn(
+                f"resumed with{'' if now else 'out'} fused Adam, the run trained with"
+                f"{'out' if now else ''} it: its weights will differ in the last bits from a "
+                f"run never stopped (train.fused_optim={str(was).lower()} continues it exactly)",
                 stacklevel=4,
             )
         saved = (state.get("config") or {}).get("train", {}).get("num_workers")
