@@ -1008,7 +1008,7 @@ def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
     assert lock.stale()
     other = _hold_system_lock(lock.path)  # another process is taking it over right now
     try:
-        with pytest.raises(ConfigError, match="is being trained by another process"):
+        with pytest.raises(ConfigError, match="lock is being taken over by another process, or"):
             RunLock(tmp_path).acquire()
         assert lock.path.read_text().split()[1] == dead  # not removed under it
         out = tmp_path / "killed"
@@ -1053,6 +1053,77 @@ def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
 
     release_run_dir(out)  # a run that never trained: its taken-over lock goes too
     assert not (out / RunLock.NAME).exists()
+
+
+def test_without_system_locks_no_lock_file_is_held_open(tmp_path, monkeypatch):
+    """Where there is no flock (Windows), the lock file was held open for the run, and
+    Windows cannot remove a file held open: every run ended in 'WinError 32' on release, and
+    a dead process's lock could not be taken over."""
+    import socket
+
+    import edgegan.train.logs as logs
+
+    monkeypatch.setattr(logs, "_os_lock", lambda fd: None)
+    real_unlink = Path.unlink
+    opened: set[str] = set()
+    real_open, real_close = os.open, os.close
+    fds: dict[int, str] = {}
+
+    def tracking_open(path, *args, **kwargs):
+        fd = real_open(path, *args, **kwargs)
+        fds[fd] = str(path)
+        opened.add(str(path))
+        return fd
+
+    def tracking_close(fd):
+        opened.discard(fds.pop(fd, None))
+        real_close(fd)
+
+    def windows_unlink(self, missing_ok=False):
+        if str(self) in opened:
+            raise PermissionError(32, "The process cannot access the file", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(logs.os, "open", tracking_open)
+    monkeypatch.setattr(logs.os, "close", tracking_close)
+    monkeypatch.setattr(Path, "unlink", windows_unlink)
+    lock = logs.RunLock(tmp_path).acquire()
+    assert lock.held and lock._fd is None
+    lock.release()
+    assert not lock.path.exists()
+    lock.path.write_text(f"{socket.gethostname()} 999999999\n")  # a dead writer's
+    taken = logs.RunLock(tmp_path).acquire()
+    assert taken.held and lock.path.read_text().split()[1] == str(os.getpid())
+    taken.release()
+    assert not lock.path.exists() and not opened
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_does_not_hold_its_parents_run_lock(tmp_path):
+    """A DataLoader worker (forked) kept a copy of the locked file: a trainer killed with
+    kill -9 left its lock held as long as its workers lived."""
+    import edgegan.train.logs as logs
+
+    lock = logs.RunLock(tmp_path).acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: its copy closed, the parent's lock untouched
+            code = 0 if not logs._LOCK_FDS else 1
+            try:
+                os.fstat(lock._fd)
+                code = 2  # still open in the child
+            except OSError:
+                pass
+            lock.release()  # a child's release leaves the parent's lock
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert lock.path.exists() and lock._fd in logs._LOCK_FDS
+        with pytest.raises(ConfigError):  # still locked: by this process, not the child
+            logs.RunLock(tmp_path).acquire()
+    finally:
+        lock.release()
+    assert not lock.path.exists() and not logs._LOCK_FDS
 
 
 def test_a_lock_released_while_being_taken_over_is_not_written_over(tmp_path, monkeypatch):

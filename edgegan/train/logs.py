@@ -168,6 +168,24 @@ def _os_lock(fd: int) -> bool | None:
     return True
 
 
+#: The lock files this process holds open (and locked): closed in a forked child, whose copy
+#: would otherwise hold a killed trainer's lock as long as its DataLoader workers lived
+_LOCK_FDS: set[int] = set()
+
+
+def _close_lock_fds_in_child() -> None:
+    for fd in _LOCK_FDS:  # the parent's descriptions stay open, and locked, in the parent
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _LOCK_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_lock_fds_in_child)
+
+
 #: Locks this process took over while claiming a folder (see ``_claim``), until its run's
 #: own :class:`RunLock` adopts them: the lock is held without a gap from the takeover on.
 _CLAIMED: dict[str, RunLock] = {}
@@ -188,11 +206,13 @@ class RunLock:
         self.path = Path(run_dir) / self.NAME
         self.held = False
         self._fd: int | None = None  # the open, system-locked lock file
+        self._pid = os.getpid()  # the process that holds it
 
     def acquire(self) -> RunLock:
         claimed = _CLAIMED.pop(os.path.abspath(self.path), None)
         if claimed is not None and claimed.held:  # taken over by this process's claim
-            self._fd, claimed._fd, claimed.held, self.held = claimed._fd, None, False, True
+            fd, claimed._fd, claimed.held = claimed._fd, None, False
+            self._hold(fd)
             return self
         me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}".rstrip()
         for _ in range(3):
@@ -202,13 +222,17 @@ class RunLock:
                 if self._take_over(me):
                     return self
                 continue  # released, or removed where the system has no locks: again
-            fd = os.open(self.path, os.O_RDWR)
+            opened = os.open(self.path, os.O_RDWR)
             # Another process may hold it a moment, reading it (alive: refused); wait.
+            locked = None
             for _ in range(200):
-                if _os_lock(fd) is not False:
+                locked = _os_lock(opened)
+                if locked is not False:
                     break
                 time.sleep(0.01)
-            self._fd, self.held = fd, True
+            if locked is None:  # no system locks (Windows cannot remove a file held open)
+                os.close(opened)
+            self._hold(None if locked is None else opened)
             return self
         raise ConfigError(f"cannot lock {self.path.parent} for training; try again")
 
@@ -219,30 +243,45 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
             return False
-        keep = False
+        keep = closed = False
         try:
             locked = _os_lock(fd)
             if locked and not _same_file(fd, self.path):
                 return False  # released (removed) before this process locked it
             text = os.read(fd, 4096).decode("utf-8", errors="replace")
-            if locked is False or not self._stale_text(text, os.fstat(fd).st_mtime):
+            stale = self._stale_text(text, os.fstat(fd).st_mtime)
+            if locked is False and stale:  # its writer is gone, yet the lock is held
+                raise ConfigError(
+                    f"{self.path.parent}'s lock is being taken over by another process, or "
+                    f"the DataLoader workers of the process that held it ({text.strip()}) "
+                    "still run; try again in a few seconds"
+                )
+            if locked is False or not stale:
                 owner = text.strip() or "?"
                 raise ConfigError(
                     f"{self.path.parent} is being trained by another process ({owner}); "
                     f"wait for it, or stop it and resume (remove {self.path} if no process "
                     "holds it)"
                 )
-            if locked is None:  # no system locks: remove it and make a new one
+            if locked is None:  # no system locks: remove it and make a new one (closed
+                os.close(fd)  # first: Windows cannot remove a file held open)
+                closed = True
                 self.path.unlink(missing_ok=True)
                 return False
             # Written over in place: the file stays the one this process locked.
             os.ftruncate(fd, 0)
             os.pwrite(fd, (me + "\n").encode("utf-8"), 0)
-            self._fd, self.held, keep = fd, True, True
+            self._hold(fd)
+            keep = True
             return True
         finally:
-            if not keep:
+            if not keep and not closed:
                 os.close(fd)
+
+    def _hold(self, fd: int | None) -> None:
+        self._fd, self.held, self._pid = fd, True, os.getpid()
+        if fd is not None:
+            _LOCK_FDS.add(fd)
 
     def stale(self) -> bool:
         """Whether the process that wrote the lock is gone: same host, and its pid is dead,
@@ -282,9 +321,13 @@ class RunLock:
             # Removed before it is unlocked: a process waiting on this file finds another
             # one (or none) at the path once it gets it, and starts again. Not when the
             # path holds another file now (removed by hand, and another run's since).
+            if self._pid != os.getpid():  # a forked child's copy: the parent's lock
+                self._fd, self.held = None, False
+                return
             if self._fd is None or _same_file(self._fd, self.path):
                 self.path.unlink(missing_ok=True)
             if self._fd is not None:
+                _LOCK_FDS.discard(self._fd)
                 os.close(self._fd)
                 self._fd = None
             self.held = False
