@@ -673,6 +673,12 @@ def part_provenance(config: Config) -> dict[str, dict[str, str]]:
     return out
 
 
+def _part_what(key: str) -> str:
+    """What a :func:`config_parts` key names, in words: ``data`` -> "dataset", ``callback:x``
+    -> "callback"."""
+    return {"data": "dataset"}.get(key, key.split(":")[0])
+
+
 def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> str:
     """For a run's recorded :func:`part_provenance`: ``"; the run was trained with generator
     'tiny' of plugin 'audit' (edgegan-audit 0.2.0), which is not installed"`` (or is
@@ -687,7 +693,7 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
         if not isinstance(e, dict) or e.get("distribution") in (None, "", "edgegan"):
             continue
         kind, role = _kind(key)
-        what = {"data": "dataset"}.get(key, key.split(":")[0])
+        what = _part_what(key)
         registry = manager.registry(kind)
         where = f"{what} '{e.get('name')}' of plugin '{e.get('plugin')}'"
         if (e.get("name"), role) not in registry:
@@ -717,7 +723,7 @@ def changed_parts(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
             continue  # another part chosen on resume (loss.name=...): not a version change
         before = (old.get("distribution"), old.get("version"))
         if before != (new.get("distribution"), new.get("version")):
-            what = {"data": "dataset"}.get(key, key.split(":")[0])
+            what = _part_what(key)
             after = (
                 new["version"]
                 if new.get("distribution") == before[0]
@@ -749,9 +755,8 @@ def saved_config(data: Any, where: str, writer: Any = None) -> Config:
     try:
         return config_from_dict(data)
     except ConfigError as exc:
-        by = f"saved by edgegan {writer};" if isinstance(writer, str) and writer else "saved by"
-        if by == "saved by":
-            by = "saved by another edgegan?"
+        known = isinstance(writer, str) and writer
+        by = f"saved by edgegan {writer};" if known else "saved by another edgegan?"
         raise ConfigError(
             f"{where}: {exc} ({by} this is edgegan {__version__}: read the run with the "
             "edgegan that trained it, or a newer one)"

@@ -76,13 +76,13 @@ def format_mismatch(
 
     by = f", written by edgegan {writer}" if isinstance(writer, str) and writer else ""
     here = f"this edgegan ({__version__}) reads format {reads}"
-    if isinstance(found, int) and not isinstance(found, bool) and found > reads:
+    if not isinstance(found, int) or isinstance(found, bool):
+        return EdgeganError(f"{path} is not an edgegan {what}: its format is {found!r}")
+    if found > reads:
         return EdgeganError(
             f"{path} is a {what} of format {found}{by}; {here}: upgrade edgegan to read it"
         )
-    if isinstance(found, int) and not isinstance(found, bool):
-        return EdgeganError(f"{path} is a {what} of the older format {found}{by}; {here}: {older}")
-    return EdgeganError(f"{path} is not an edgegan {what}: its format is {found!r}")
+    return EdgeganError(f"{path} is a {what} of the older format {found}{by}; {here}: {older}")
 
 
 #: errors of a path the user gave (exit 2, as other input mistakes); others exit 1

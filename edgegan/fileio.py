@@ -289,12 +289,19 @@ def pid_gone(pid: str | int) -> bool:
     return _proc_state(int(pid)) == "Z"
 
 
-def _proc_state(pid: int) -> str | None:
-    """Process ``pid``'s state letter from /proc (Linux), or None."""
+def _proc_stat(pid: int, field: int) -> str | None:
+    """Field ``field`` of /proc/PID/stat (Linux) counted after the command name (0: the
+    state letter, 19: the start time), or None."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+        return stat.rsplit(")", 1)[1].split()[field]
     except (OSError, IndexError):
         return None
+
+
+def _proc_state(pid: int) -> str | None:
+    """Process ``pid``'s state letter from /proc (Linux), or None."""
+    return _proc_stat(pid, 0)
 
 
 def process_started(pid: int) -> str | None:
@@ -308,11 +315,7 @@ def process_started(pid: int) -> str | None:
 
 
 def _proc_started(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    return _proc_stat(pid, 19)
 
 
 def _ps_started(pid: int) -> str | None:

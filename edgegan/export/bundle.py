@@ -262,8 +262,7 @@ def _now_recorded(path: Path, digest: str) -> bool:
     ``digest``: a new export replaced the bundle since it was first read."""
     try:
         meta = json.loads((path.parent / BUNDLE_FILE).read_text(encoding="utf-8"))
-        models = meta["models"]
-        entries = [e for v in models.values() for e in ([v] if "file" in v else v.values())]
+        entries = [e for _, e in _file_entries(meta, "models") if isinstance(e, dict)]
     except Exception:  # noqa: BLE001 - unreadable or malformed now: no sign of a new export
         return False
     return any(e.get("file") == path.name and e.get("sha256") == digest for e in entries)

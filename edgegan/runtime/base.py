@@ -286,8 +286,10 @@ def physical_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
     else:  # pragma: no cover - macOS, Windows (each tested with a stand-in)
-        counted = _darwin_physical_cores() if sys.platform == "darwin" else None
-        if sys.platform == "win32":
+        counted = None
+        if sys.platform == "darwin":
+            counted = _darwin_physical_cores()
+        elif sys.platform == "win32":
             counted = _windows_physical_cores()
         return counted or max(1, os.cpu_count() or 1)
     cores = set()

@@ -455,11 +455,11 @@ class Trainer:
             g for o in (state.get("optimizers") or {}).values() for g in o.get("param_groups", [])
         ]
         was = any(bool(g.get("fused")) for g in groups)
-        now = any(bool(o.defaults.get("fused")) for o in self.task.optims.values())
-        if groups and was != now:
+        fused = any(bool(o.defaults.get("fused")) for o in self.task.optims.values())
+        if groups and was != fused:
             warnings.warn(
-                f"resumed with{'' if now else 'out'} fused Adam, the run trained with"
-                f"{'out' if now else ''} it: its weights will differ in the last bits from a "
+                f"resumed with{'' if fused else 'out'} fused Adam, the run trained with"
+                f"{'out' if fused else ''} it: its weights will differ in the last bits from a "
                 f"run never stopped (train.fused_optim={str(was).lower()} continues it exactly)",
                 stacklevel=4,
             )
