@@ -250,10 +250,13 @@ def test_large_and_negative_seeds_train(tmp_path, seed):
     assert train(tiny(f"seed={seed}", steps=1), out_dir=tmp_path / "r").step == 1
 
 
-def test_weights_that_became_nan_are_never_checkpointed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["weight", "running_var", "ema running_var"])
+def test_weights_that_became_nan_are_never_checkpointed(tmp_path, monkeypatch, where):
     """A step's update can make the weights NaN after its losses were checked (and on a GPU
     losses are checked every few steps): the checkpoint of that step used to be written over
-    the last good one, while the error called it good."""
+    the last good one, while the error called it good. BatchNorm's running statistics too:
+    at a huge learning rate they overflowed while weights and losses stayed finite, and the
+    run ended "done" with a checkpoint whose samples and exports were NaN."""
     from edgegan.train.trainer import Trainer
 
     real = Trainer.train_step
@@ -261,17 +264,23 @@ def test_weights_that_became_nan_are_never_checkpointed(tmp_path, monkeypatch):
     def poisoned(self):
         values = real(self)
         if self.step == 4:  # after step 4's update; its losses stay finite
+            net = self.ema.shadow if where.startswith("ema") else self.task.module("generator")
             with torch.no_grad():
-                next(self.task.module("generator").parameters()).fill_(float("nan"))
+                if where == "weight":
+                    next(net.parameters()).fill_(float("nan"))
+                else:
+                    stats = [b for n, b in net.named_buffers() if n.endswith("running_var")]
+                    stats[0].fill_(float("inf"))
         return values
 
     monkeypatch.setattr(Trainer, "train_step", poisoned)
-    with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 4.*step 2"):
+    with pytest.raises(TrainingDiverged, match=r"became NaN or infinite at step 4.*step 2"):
         train(tiny("train.checkpoint_every=2", steps=6), out_dir=tmp_path / "r")
     state = load_checkpoint(tmp_path / "r/checkpoints/last.pt")
     assert state["step"] == 2
-    for value in state["networks"]["generator"].values():
-        assert torch.isfinite(value.float()).all()
+    for part in (state["networks"]["generator"], state["ema"]):
+        for value in part.values():
+            assert torch.isfinite(value.float()).all()
 
 
 def test_a_checkpoint_that_weights_only_loading_would_refuse_is_not_written(tmp_path):

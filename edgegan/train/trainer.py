@@ -502,16 +502,25 @@ class Trainer:
     def _check_weights_finite(self) -> None:
         """Stop before a checkpoint would keep weights that are NaN or infinite: a step's
         update can make them so after its losses were checked (and on a GPU the losses are
-        checked every few steps only)."""
-        tensors = [p.detach() for n in self.task.networks for p in self.task.module(n).parameters()]
+        checked every few steps only). Buffers count too: BatchNorm's running statistics can
+        overflow while the weights and losses stay finite, and eval-mode samples and exports
+        divide by them."""
+        modules = [self.task.module(n) for n in self.task.networks]
         if self.ema:
-            tensors += [p.detach() for p in self.ema.shadow.parameters()]
-        tensors = [t for t in tensors if t.is_floating_point() and t.numel()]
+            modules.append(self.ema.shadow)
+        tensors = [
+            t.detach()
+            for m in modules
+            for t in (*m.parameters(), *m.buffers())
+            if t.is_floating_point() and t.numel()
+        ]
         finite = True
         if tensors:  # one multi-tensor kernel and one sync per checkpoint
             norms = torch._foreach_norm(tensors, float("inf"))
             finite = bool(torch.stack([n.float() for n in norms]).isfinite().all())
-        self._diverged(None if finite else "the weights became NaN or infinite")
+        self._diverged(
+            None if finite else "the weights or normalisation statistics became NaN or infinite"
+        )
 
     def _diverged(self, problem: str | None) -> None:
         # Agreed over the ranks: all stop together, none waits in a collective.
