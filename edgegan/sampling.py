@@ -119,6 +119,25 @@ def postprocess(images: np.ndarray, spec: dict[str, Any] | None = None) -> np.nd
     return np.clip(np.asarray(images, dtype=np.float32), low, high)
 
 
+def check_finite_outputs(raw: np.ndarray, runner: Any) -> np.ndarray:
+    """Refuse generator outputs holding NaN or infinities: clipped and cast to uint8 they
+    became black pixels (NaN's cast is undefined), written and scored as if they were images.
+    Returns ``raw`` as an array."""
+    arr = np.asarray(raw)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        images = int(bad.reshape(len(arr), -1).any(axis=1).sum())
+        precision = getattr(runner, "precision", "fp32")
+        why = "its weights are broken (did its training diverge?)"
+        if precision != "fp32":
+            why += f", or its {precision} graph overflows: try --precision fp32"
+        raise EdgeganError(
+            f"the generator ({getattr(runner, 'name', '') or 'torch'} {precision}) produced NaN "
+            f"or infinite values in {images} of {len(arr)} images: {why}"
+        )
+    return arr
+
+
 def parse_labels(text: str | None) -> list[int] | None:
     """``"3,3,7"`` -> [3, 3, 7]; a clear error for anything else."""
     if text is None or not text.strip():
@@ -288,7 +307,8 @@ def iter_samples(
         label_arr = labels_at(np.arange(start, start + n), num, num_classes, labels)
         if label_arr is not None:
             batch[INPUT_LABELS] = label_arr
-        out = {"images": postprocess(runner.run(batch), spec), "latents": batch[INPUT_LATENTS]}
+        raw = check_finite_outputs(runner.run(batch), runner)
+        out = {"images": postprocess(raw, spec), "latents": batch[INPUT_LATENTS]}
         if label_arr is not None:
             out["labels"] = label_arr
         yield out

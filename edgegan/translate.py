@@ -30,7 +30,13 @@ from edgegan.export.signature import (
     padded_size,
 )
 from edgegan.fileio import ignores_case, same_path
-from edgegan.sampling import RunGenerator, postprocess, to_uint8_nhwc, value_range
+from edgegan.sampling import (
+    RunGenerator,
+    check_finite_outputs,
+    postprocess,
+    to_uint8_nhwc,
+    value_range,
+)
 
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
 
@@ -144,7 +150,7 @@ def translate_arrays(
             and (j - i + 1) * pixels <= MAX_BATCH_PIXELS
         ):
             j += 1
-        raw = runner.run({IMAGE: np.stack(inputs[i:j])})
+        raw = check_finite_outputs(runner.run({IMAGE: np.stack(inputs[i:j])}), runner)
         out = to_uint8_nhwc(postprocess(raw, spec), value_range(spec))
         for img, o in zip(images[i:j], out, strict=True):
             h, w = np.asarray(img).shape[:2]

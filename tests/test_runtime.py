@@ -545,6 +545,57 @@ def test_bench_memory_is_each_batch_s_own_from_live_memory(bundle, monkeypatch):
     assert events == ["trim"] + ["reset", "trim"] * 4
 
 
+def test_nan_outputs_are_refused_by_infer_and_marked_by_bench(run_dir, tmp_path):
+    """A run whose BatchNorm statistics overflowed sampled NaN: infer wrote black PNGs (NaN's
+    uint8 cast) and exited 0, eval then scored them, and bench showed "nan" with no word."""
+    import torch
+
+    from edgegan.runtime.bench import parity
+    from edgegan.runtime.bench_table import row_line, table_rows
+    from edgegan.sampling import check_finite_outputs, infer
+
+    broken = tmp_path / "run"
+    shutil.copytree(run_dir, broken)
+    path = broken / "checkpoints/last.pt"
+    state = torch.load(path, weights_only=True)
+    name = next(k for k in state["ema"] if k.endswith("running_var"))
+    state["ema"][name][0] = float("nan")  # one channel: every image is NaN somewhere
+    torch.save(state, path)
+    refused = r"\(torch fp32\) produced NaN or infinite values in 8 of 8 images: its weights"
+    with pytest.raises(EdgeganError, match=refused):
+        infer(broken, tmp_path / "out", num=8)
+    assert not (tmp_path / "out").exists()  # nothing written
+    result = CliRunner().invoke(
+        cli, ["infer", str(broken), "--num", "3", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code != 0 and "produced NaN" in result.output
+    # A reduced-precision graph may overflow instead.
+    fp16 = types.SimpleNamespace(name="onnxruntime", precision="fp16")
+    half_nan = np.zeros((4, 1, 2, 2), np.float32)
+    half_nan[1, 0, 0, 0] = np.inf
+    with pytest.raises(EdgeganError, match=r"in 1 of 4 images.*fp16 graph overflows: try "
+                                           r"--precision fp32"):  # fmt: skip
+        check_finite_outputs(half_nan, fp16)
+    assert check_finite_outputs(np.ones((2, 1, 2, 2)), fp16).shape == (2, 1, 2, 2)
+    from edgegan.translate import translate_arrays
+
+    spec = {"direction": "AtoB", "size_multiple": 4, "min_side": 4}
+    translator = types.SimpleNamespace(
+        name="onnxruntime", precision="fp16", spec=spec, max_batch=None, device="cpu",
+        run=lambda inputs: np.full(inputs["image"].shape, np.nan, np.float32),
+    )  # fmt: skip
+    with pytest.raises(EdgeganError, match="in 2 of 2 images.*fp16 graph overflows"):
+        translate_arrays(translator, [np.zeros((8, 8), np.uint8)] * 2)
+    # bench measures on, and says the outputs are not images.
+    got = parity(half_nan, np.zeros_like(half_nan))
+    assert got == {"max_abs": None, "psnr": None, "nonfinite": 1}
+    row = {"backend": "onnxruntime", "precision": "fp16", "device": "cpu", "batch": 4,
+           "status": "ok", "latency_ms": {"p50": 1.0, "p95": 1.2}, "images_per_s": 4000.0,
+           "peak_mem_mb": 10.0, "parity": got}  # fmt: skip
+    assert table_rows({"results": [row]})[0][-3:] == ["-", "-", "cpu, NaN/inf in 1 outputs"]
+    assert row_line(row).endswith("(NaN/inf in 1 outputs)")
+
+
 def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(cli, ["bench", str(bundle), "--precisions", "fp32,int8",

@@ -51,18 +51,24 @@ COMPILED_WARMUP = 3
 
 def parity(
     images: np.ndarray, reference: np.ndarray, spec: dict[str, Any] | None = None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Max abs error and PSNR (dB over the value range's width, capped at
     :data:`edgegan.export.verify.PSNR_CAP` for identical outputs) of ``images`` against
-    ``reference``, both clipped to the value range first as every backend's outputs are."""
+    ``reference``, both clipped to the value range first as every backend's outputs are.
+
+    Outputs holding NaN or infinities have no error to measure: ``max_abs`` and ``psnr`` are
+    None and ``nonfinite`` counts the values (``infer`` refuses such outputs)."""
     from edgegan.export.verify import psnr
     from edgegan.sampling import postprocess, value_range
 
     low, high = value_range(spec or {})
+    nonfinite = int(np.size(images) - np.count_nonzero(np.isfinite(images)))  # clipping hides inf
     a = postprocess(images, spec)
     b = postprocess(reference, spec)
     if a.shape != b.shape:
         raise EdgeganError(f"output shapes differ: {a.shape} vs {b.shape}")
+    if nonfinite:
+        return {"max_abs": None, "psnr": None, "nonfinite": nonfinite}
     max_abs = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
     return {"max_abs": max_abs, "psnr": round(psnr(b, a, peak=high - low), 2)}
 

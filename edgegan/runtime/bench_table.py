@@ -42,7 +42,8 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 r["device"]
                 + (f", {r['threads']} threads" if r.get("threads") else "")
                 + (", CUDA graph" if r.get("cuda_graphs") else "")
-                + "".join(f", {part}" for part in _variant(r)),
+                + "".join(f", {part}" for part in _variant(r))
+                + (f", NaN/inf in {par['nonfinite']} outputs" if par.get("nonfinite") else ""),
             ]
         )
     return rows
@@ -64,7 +65,9 @@ def row_line(row: dict[str, Any]) -> str:
     what += f" ({', '.join(variant)})" if variant else ""
     if row.get("status") != "ok":
         return f"{what}: {row.get('status')} ({row.get('reason')})"
-    return f"{what}: p50 {row['latency_ms']['p50']:.3f} ms"
+    nonfinite = (row.get("parity") or {}).get("nonfinite")
+    broken = f" (NaN/inf in {nonfinite} outputs)" if nonfinite else ""
+    return f"{what}: p50 {row['latency_ms']['p50']:.3f} ms{broken}"
 
 
 HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak MB",
