@@ -417,7 +417,48 @@ def test_fp16_graph_has_fp32_io(cond_bundle):
     assert model.graph.output[0].type.tensor_type.elem_type == f32
     assert any(t.data_type == f16 for t in model.graph.initializer)
     assert fp16["parity"]["psnr"] >= 30
+    assert 0 < fp16["activation_peak"] < 100  # far inside FP16's range
     onnx.checker.check_model(model, full_check=True)
+
+
+def _scaled_matmuls(tmp_path: Path, first: float, second: float) -> Path:
+    """x -> MatMul(first * W) -> Relu -> MatMul(second * W) -> y, as an FP32 graph."""
+    from onnx import helper, numpy_helper
+
+    w = np.eye(4, dtype=np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"], name="big"),
+            helper.make_node("Relu", ["h"], ["r"], name="relu"),
+            helper.make_node("MatMul", ["r", "w2"], ["y"], name="small"),
+        ],
+        "scaled",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", 4])],
+        [numpy_helper.from_array(w * first, "w1"), numpy_helper.from_array(w * second, "w2")],
+    )
+    path = tmp_path / f"scaled_{first:g}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_fp16_refuses_weights_and_activations_beyond_its_range(tmp_path):
+    """The same function with its intermediate scaled by 1e5 passed at 79 dB: ONNX Runtime's
+    CPU provider computes FP16 convolutions in FP32, so the CPU's parity never overflows,
+    while a GPU's FP16 arithmetic gave inf (NaN images). Weights above 65504 were clamped by
+    the converter (a debug log line) and the changed model passed at 51 dB."""
+    from edgegan.export.precision import to_fp16
+
+    feeds = [{"x": np.full((2, 4), 10.0, np.float32)}]
+    entry = to_fp16(_scaled_matmuls(tmp_path, 1.0, 1.0), tmp_path / "ok.onnx", feeds=feeds)
+    assert entry["activation_peak"] == 10.0
+    with pytest.raises(ExportError, match=r"node 'big' \(MatMul\) reaches 1e\+05 .*beyond FP16"):
+        to_fp16(_scaled_matmuls(tmp_path, 1e4, 1e-4), tmp_path / "over.onnx", feeds=feeds)
+    with pytest.warns(UserWarning, match=r"little headroom: node 'big' \(MatMul\) reaches 2e\+04"):
+        to_fp16(_scaled_matmuls(tmp_path, 2e3, 5e-4), tmp_path / "near.onnx", feeds=feeds)
+    with pytest.raises(ExportError, match=r"cannot hold weight 'w1': .* 1e\+06 is beyond"):
+        to_fp16(_scaled_matmuls(tmp_path, 1e6, 1e-6), tmp_path / "clamped.onnx", feeds=feeds)
+    assert not (tmp_path / "over.onnx").exists() and not (tmp_path / "clamped.onnx").exists()
 
 
 def test_int8_graph_is_qdq(cond_bundle):

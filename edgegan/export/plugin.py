@@ -69,10 +69,12 @@ class OnnxFp16Exporter:
 
     def export(self, generator: Any, spec: dict[str, Any], out_dir: str | Path) -> dict:
         from edgegan.export.precision import to_fp16
+        from edgegan.export.verify import parity_inputs
 
         src = _fp32_graph(generator, spec, out_dir, self.opset)
         path = _path(out_dir, spec, "fp16")
-        return _finish(generator, spec, path, self.precision, to_fp16(src, path))
+        info = to_fp16(src, path, feeds=parity_inputs(spec))
+        return _finish(generator, spec, path, self.precision, info)
 
 
 class OnnxInt8Exporter:

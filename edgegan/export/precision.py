@@ -51,6 +51,14 @@ FP16_BLOCK_OPS: tuple[str, ...] = (
     "Resize",
 )
 
+#: FP16's largest finite value. A weight beyond it is clamped by the converter (the model
+#: changes); an activation beyond it is inf where FP16 arithmetic runs (a GPU), although the
+#: CPU's parity cannot see it: ONNX Runtime's CPU provider computes FP16 convolutions in FP32.
+FP16_MAX = 65504.0
+#: Activations within this factor of :data:`FP16_MAX` on the parity inputs draw a warning:
+#: other inputs may overflow.
+FP16_HEADROOM = 8.0
+
 # Compute nodes kept in FP32 in the INT8 graph, by role: "first" is the first convolution /
 # matrix product (DCGAN's project-and-reshape), "last" the one producing the image. Explicit
 # node names and op types are accepted too.
@@ -78,11 +86,17 @@ IMAGE_CALIBRATION_BATCH = 4
 
 
 def to_fp16(
-    src: str | Path, dst: str | Path, block_ops: tuple[str, ...] = FP16_BLOCK_OPS
+    src: str | Path,
+    dst: str | Path,
+    block_ops: tuple[str, ...] = FP16_BLOCK_OPS,
+    feeds: list[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Write the mixed-precision FP16 graph of ``src`` (FP32 ONNX) to ``dst``.
 
-    Returns the ``models.fp16`` entry of ``edgegan.json`` without parity.
+    Refused when a weight computed in FP16 lies beyond FP16's range, or when, on ``feeds``
+    (the parity inputs), a tensor computed in FP16 would overflow (:func:`fp16_peak`).
+    Returns the ``models.fp16`` entry of ``edgegan.json`` without parity (with
+    ``activation_peak``, the largest such tensor value, when ``feeds`` are given).
     """
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -100,6 +114,8 @@ def to_fp16(
         )
     except Exception as exc:
         raise ExportError(f"FP16 conversion failed: {type(exc).__name__}: {exc}") from exc
+    _check_fp16_weights(onnx.load(str(src)), half)
+    peak = fp16_peak(src, half, feeds) if feeds else None
     _finish(half, meta, dst, {"edgegan.precision": "fp16"})
     return {
         "file": Path(dst).name,
@@ -108,7 +124,80 @@ def to_fp16(
         "nodes": len(half.graph.node),
         "io_dtype": "float32",
         "blocked_ops": sorted({n.op_type for n in model.graph.node if n.op_type in set(block_ops)}),
+        **({"activation_peak": float(f"{peak:.4g}")} if peak is not None else {}),
     }
+
+
+def _check_fp16_weights(model: Any, half: Any) -> None:
+    """Refuse weights the converter clamped to FP16's range (it logs them at debug level
+    only, and the graph computes another function)."""
+    import onnx
+    from onnx import numpy_helper
+
+    converted = {t.name for t in half.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    for t in model.graph.initializer:
+        if t.name in converted and t.data_type == onnx.TensorProto.FLOAT:
+            arr = numpy_helper.to_array(t)
+            peak = float(np.max(np.abs(arr))) if arr.size else 0.0
+            if not peak <= FP16_MAX:
+                raise ExportError(
+                    f"the fp16 graph cannot hold weight '{t.name}': its largest magnitude "
+                    f"{peak:.3g} is beyond FP16's range ({FP16_MAX:g}); export without --fp16"
+                )
+
+
+def fp16_peak(src: str | Path, half: Any, feeds: list[dict[str, np.ndarray]]) -> float:
+    """The largest magnitude, over ``feeds``, of the tensors the FP16 graph ``half`` computes
+    in FP16, read from the FP32 graph ``src`` (where they cannot overflow). Raises
+    :class:`ExportError` beyond :data:`FP16_MAX`; warns within :data:`FP16_HEADROOM` of it."""
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+
+    typed = onnx.shape_inference.infer_shapes(half)
+    half_tensors = {
+        v.name
+        for v in (*typed.graph.value_info, *typed.graph.output)
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    }
+    model = onnx.load(str(src))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    names = [o for o in producer if o in half_tensors]
+    if not names:
+        return 0.0
+    outputs = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in outputs)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep them all
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
+    inputs = {i.name for i in session.get_inputs()}
+    peaks = dict.fromkeys(names, 0.0)
+    for feed in feeds:
+        values = session.run(names, {k: v for k, v in feed.items() if k in inputs})
+        for name, value in zip(names, values, strict=True):
+            if value.size:
+                peaks[name] = max(peaks[name], float(np.max(np.abs(value))))
+    name = max(peaks, key=lambda n: peaks[n])
+    peak, node = peaks[name], producer[name]
+    where = f"node '{node.name or name}' ({node.op_type}) reaches {peak:.3g} on the parity inputs"
+    if not peak <= FP16_MAX:
+        raise ExportError(
+            f"the fp16 graph would overflow: {where}, beyond FP16's largest value "
+            f"{FP16_MAX:g} (inf where FP16 arithmetic runs, on a GPU; the CPU's parity cannot "
+            "show it); export without --fp16"
+        )
+    if peak > FP16_MAX / FP16_HEADROOM:
+        warnings.warn(
+            f"the fp16 graph has little headroom: {where}, within {FP16_HEADROOM:g}x of FP16's "
+            f"largest value {FP16_MAX:g}; other inputs may overflow to inf on a GPU",
+            UserWarning,
+            stacklevel=2,
+        )
+    return peak
 
 
 def toposort(graph: Any) -> None:
