@@ -205,6 +205,44 @@ def test_corrupt_idx_files_are_one_line_data_errors(tmp_path, name, content, mat
     assert "\n" not in str(caught.value) and str(path) in str(caught.value)
 
 
+def _typed_idx(path: Path, array: np.ndarray) -> None:
+    code = {np.dtype(">f4"): 0x0D, np.dtype(">i2"): 0x0B}[array.dtype]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "expect"),
+    [
+        (np.array([[[0.0, 0.5, 1.0]]], ">f4"), [1], [0, 128, 255]),  # [0, 1] floats: scaled
+        (np.array([[[0.0, 17.0, 255.0]]], ">f4"), [1], [0, 17, 255]),  # 0..255 floats
+        (np.array([[[0, 17, 255]]], ">i2"), [1], [0, 17, 255]),
+        (np.array([[[0, 300, 1020]]], ">i2"), [1], "int16 pixel values from 0 to 1020"),
+        (np.array([[[0.0, np.nan, 1.0]]], ">f4"), [1], "NaN or infinite pixel values"),
+        (np.array([[[0.0, 0.5, 1.0]]], ">f4"), np.array([np.nan], ">f4"), "not whole numbers"),
+        (np.array([[[0.0, 0.5, 1.0]]], ">f4"), np.array([1.5], ">f4"), "not whole numbers"),
+        (np.array([[[0, 1, 2]]], ">i2"), np.array([-1], ">i2"), r"a negative label \(-1\)"),
+    ],
+)
+def test_idx_pixels_of_other_types_are_read_as_pixels_or_refused(tmp_path, images, labels, expect):
+    """A plain uint8 cast made [0, 1] float images black (trained on, and scored FD 0 against
+    black samples), wrapped 16-bit values modulo 256 and NaN labels into -2**63."""
+    from edgegan.data.idx import load_idx_split
+
+    _typed_idx(tmp_path / "train-images-idx3-ubyte", images)
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f" or labels.dtype == np.dtype(">i2"):
+        _typed_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    else:
+        write_idx(tmp_path / "train-labels-idx1-ubyte", labels, gz=False)
+    if isinstance(expect, str):
+        with pytest.raises(DataError, match=expect):
+            load_idx_split(tmp_path, "train")
+        return
+    got, got_labels = load_idx_split(tmp_path, "train")
+    assert got.dtype == np.uint8 and got.ravel().tolist() == expect and got_labels.tolist() == [1]
+
+
 def test_a_corrupt_gzip_idx_split_is_a_data_error(tmp_path):
     root = tmp_path / "digits"
     make_idx_folder(root)

@@ -79,14 +79,48 @@ def load_idx_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     """Images ``(N, H, W)`` uint8 and labels ``(N,)`` int64 of one split of an IDX folder."""
     images_path, labels_path = find_split_files(root, split)
     images = read_idx(images_path)
-    labels = read_idx(labels_path).astype(np.int64)
+    labels = _labels(read_idx(labels_path), labels_path)
     if images.ndim != 3:
         raise DataError(f"{images_path}: expected images of shape (N, H, W), got {images.shape}")
     if labels.shape != (images.shape[0],):
         raise DataError(
             f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images in {root}"
         )
-    return images.astype(np.uint8), labels
+    return _pixels(images, images_path), labels
+
+
+def _pixels(images: np.ndarray, path: Path) -> np.ndarray:
+    """IDX images as uint8: bytes as they are; other types when their values are pixels
+    (floats in [0, 1] scaled as the folder loader scales float images, or values in
+    0..255). A plain cast made [0, 1] floats black and wrapped 16-bit values modulo 256."""
+    if images.dtype == np.uint8:
+        return images
+    if not images.size:
+        return images.astype(np.uint8)
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        raise DataError(f"{path} holds NaN or infinite pixel values")
+    low, high = float(images.min()), float(images.max())
+    if images.dtype.kind == "f" and low >= 0 and high <= 1:
+        return np.rint(images * 255.0).astype(np.uint8)
+    if low < 0 or high > 255:
+        raise DataError(
+            f"{path} holds {images.dtype} pixel values from {low:g} to {high:g}: IDX images "
+            "are read as 0..255 (or floats in [0, 1]); rescale them"
+        )
+    return np.rint(images).astype(np.uint8)
+
+
+def _labels(labels: np.ndarray, path: Path) -> np.ndarray:
+    """IDX labels as int64; non-integral or negative ones are refused (NaN cast to int64
+    became -2**63, reported as a mismatch with class names nobody set)."""
+    if labels.dtype.kind == "f" and not (
+        np.isfinite(labels).all() and (labels == np.round(labels)).all()
+    ):
+        raise DataError(f"{path} holds labels that are not whole numbers")
+    out = labels.astype(np.int64)
+    if out.size and out.min() < 0:
+        raise DataError(f"{path} holds a negative label ({out.min()}); classes are 0, 1, ...")
+    return out
 
 
 def bundled_mnist_dir() -> Path:
