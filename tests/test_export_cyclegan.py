@@ -453,7 +453,7 @@ def test_int8_without_the_runs_data_fails_before_the_first_graph(runs, tmp_path,
     (minutes at 256 px) before finding the data missing."""
     import edgegan.export.cyclegan as cyc
 
-    def gone(data, direction, samples):
+    def gone(data, direction, samples, warn=True):
         raise EdgeganError(f"--int8 calibrates on images ... ({direction})")
 
     monkeypatch.setattr(cyc, "calibration_images", gone)
