@@ -592,6 +592,17 @@ def test_suspicious_inputs_are_warned_about_or_refused(metric, test_split, tmp_p
     # labels below -1 were taken as "no label" (those above 9 were refused)
     with pytest.raises(EdgeganError, match=r"0\.\.9 \(or -1 for none\), got -5"):
         metric.compute(x[:200], labels=torch.full((200,), -5))
+    # Files: [0, 1] floats in an .npz are warned about as tensors are; uint8 images are
+    # [-1, 1] by construction, and bright ones (no value below 128) were warned about too.
+    half = ((x[:200] + 1) / 2).numpy()
+    np.savez(tmp_path / "unit.npz", images=half)
+    with pytest.warns(UserWarning, match=r"as if they were in \[0, 1\]"):
+        evaluate(tmp_path / "unit.npz")
+    bright = np.rint(128 + 127 * half.transpose(0, 2, 3, 1)).astype(np.uint8)
+    np.savez(tmp_path / "bright.npz", images=bright)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        evaluate(tmp_path / "bright.npz")
     # a file that is no .npz: NumPy's message spoke of pickled data and allow_pickle
     (tmp_path / "s.npz").write_text("not an archive")
     with pytest.raises(EdgeganError, match=r"s.npz as .npz: not an .npz \(zip\) archive$"):

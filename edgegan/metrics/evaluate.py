@@ -128,6 +128,8 @@ def _images_from_npz(path: Path, images: Any) -> Any:
                 f"{path}: float 'images' must lie in [-1, 1], found "
                 f"[{images.min():.3g}, {images.max():.3g}] (store uint8 for [0, 255])"
             )
+        if images.size:
+            _warn_unit_range(float(images.min()), float(images.max()), stacklevel=6)
         return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {images.dtype}")
 
@@ -149,11 +151,17 @@ def _check_range(images: Any) -> None:
             f"images must be float tensors in [-1, 1], found [{lo:.3g}, {hi:.3g}] (from uint8 "
             "x: x / 127.5 - 1)"
         )
+    _warn_unit_range(lo, hi, stacklevel=4)
+
+
+def _warn_unit_range(lo: float, hi: float, stacklevel: int) -> None:
+    """Float images with no value below 0 look like [0, 1] images (not for images read from
+    uint8, which are [-1, 1] by construction: bright ones have no value below 0 either)."""
     if lo >= 0 and hi > 0:
         warnings.warn(
             f"the images lie in [{lo:.3g}, {hi:.3g}], none below 0, as if they were in [0, 1]; "
             "edgegan's are in [-1, 1] (from [0, 1] x: x * 2 - 1): scored as given",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -287,6 +295,9 @@ class Scorer:
     def __call__(self, images: Any, labels: Any = None) -> dict[str, float]:
         """Scores of images ``(N, C, H, W)`` in [-1, 1] with optional conditioning labels."""
         _check_range(images)
+        return self._score(images, labels)
+
+    def _score(self, images: Any, labels: Any = None) -> dict[str, float]:
         return _run(self.entry, self.metric, self.by_factory, images, labels, self.reference)
 
 
@@ -311,4 +322,5 @@ def evaluate(
 ) -> dict[str, float]:
     """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``."""
     scorer = Scorer(metric, reference, params)  # bad names, no compute: fail before loading
-    return scorer(*load_samples(samples_path))
+    # The loaders check the range of what they read (uint8 is [-1, 1] by construction).
+    return scorer._score(*load_samples(samples_path))
