@@ -479,6 +479,64 @@ def test_int8_graph_is_qdq(cond_bundle):
     assert len(int8["excluded_nodes"]) == 1
     assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
     assert 0 < int8["parity"]["max_abs"] < 1
+    # Per-channel weights: one scale per output channel of each quantised weight (the
+    # "per-channel" in edgegan.json came from the parameter, not from the graph).
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weight_scales = [
+        constants[n.input[1]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and constants.get(n.input[0], np.zeros(0)).ndim == 4
+    ]
+    assert weight_scales and all(s.ndim == 1 and len(s) > 1 for s in weight_scales)
+
+
+def test_int8_calibration_covers_every_class_and_u8_activations_are_asymmetric(
+    cond_bundle, tmp_path
+):
+    """Mutation testing: calibrating on class 0 alone, or making the u8 activations
+    symmetric, left the suite green (the u8 path was never exported)."""
+    from onnx import numpy_helper
+
+    from edgegan.export.precision import LatentPriorReader, to_int8
+
+    out, meta = cond_bundle
+    spec = meta["spec"]
+    reader = LatentPriorReader(spec, 64)
+    seen = np.concatenate([f["labels"] for f in reader.feeds])
+    assert set(seen.tolist()) == set(range(int(spec["num_classes"]))) and len(seen) == 64
+    to_int8(out / "model.onnx", tmp_path / "u8.onnx", spec, 64, activations="u8")
+    model = onnx.load(str(tmp_path / "u8.onnx"))
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    zero_points = [
+        constants[n.input[2]]
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in constants
+    ]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)
+    assert len({int(z.ravel()[0]) for z in zero_points}) > 1  # ranges of their own, not 128
+
+
+def test_parity_figures_are_what_they_say():
+    """Mutation testing: PSNR over peak instead of peak squared (3 dB off in every
+    edgegan.json and both gates), max_abs as the mean error, no shape check, parity labels
+    short of the last class, translator inputs over half the value range: all passed."""
+    from edgegan.export.signature import random_images
+
+    assert verify.psnr(np.zeros(4), np.full(4, 0.2)) == pytest.approx(20.0)  # 10 log10(4/0.04)
+    assert verify.psnr(np.zeros(4), np.full(4, 0.1), peak=1.0) == pytest.approx(20.0)
+    ref = np.zeros((2, 3), np.float32)
+    out = ref.copy()
+    out[1, 2] = 0.5
+    got = verify.compare([ref], [out])
+    assert got["max_abs"] == 0.5 and got["mean_abs"] == pytest.approx(0.5 / 6)
+    with pytest.raises(ExportError, match=r"returned shape \(2, 2\); torch gave \(2, 3\)"):
+        verify.compare([ref], [out[:, :2]])
+    feeds = verify.parity_inputs({"latent_dim": 4, "num_classes": 3})
+    assert set(np.concatenate([f["labels"] for f in feeds]).tolist()) == {0, 1, 2}
+    images = random_images({"channels_in": 1, "image_size": 8, "size_multiple": 4}, 4)
+    assert images.min() < -0.9 and images.max() > 0.9
 
 
 def test_int8_export_leaves_the_programs_logging_as_it_was(uncond_bundle, tmp_path):

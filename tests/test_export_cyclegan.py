@@ -113,6 +113,12 @@ def test_each_direction_exports_with_parity(bundles, name):
         ops = {n.op_type for n in model.graph.node}
         assert not ops & {"BatchNormalization", "Dropout", "Shape"}  # eval mode, no shape math
         assert models["fp16"]["parity"]["psnr"] >= verify.MIN_PSNR["fp16"]
+        if "InstanceNormalization" in ops:  # the ResNet's: kept in FP32 in the FP16 graph
+            assert "InstanceNormalization" in models["fp16"]["blocked_ops"]
+            half = onnx.load(str(out / models["fp16"]["file"]))
+            types = {t.name: t.data_type for t in half.graph.initializer}
+            norms = [n for n in half.graph.node if n.op_type == "InstanceNormalization"]
+            assert norms and all(types[n.input[1]] == onnx.TensorProto.FLOAT for n in norms)
         int8 = models["int8"]
         assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
         assert int8["calibration"]["source"].startswith("dataset cyclegan-digits, test split")

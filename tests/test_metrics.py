@@ -617,3 +617,43 @@ def test_ssim_of_small_images_uses_an_odd_window() -> None:
     a = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
     b = (a + 0.3 * torch.randn(2, 1, 8, 8, generator=g)).clamp(-1, 1)
     assert ssim(a, b) == pytest.approx(ssim(a, b, window=7))  # 11 -> 8 -> 7
+
+
+def _ssim_reference(x: np.ndarray, y: np.ndarray, window: int = 11, sigma: float = 1.5) -> float:
+    """Wang et al. (2004) in NumPy, written from the paper: Gaussian-weighted local means,
+    variances and covariance over the valid region, K1 = 0.01, K2 = 0.03, data range 1."""
+    coords = np.arange(window) - (window - 1) / 2
+    g = np.exp(-(coords**2) / (2 * sigma**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    values = []
+    for a, b in zip(x.reshape(-1, *x.shape[-2:]), y.reshape(-1, *y.shape[-2:]), strict=True):
+        h, wd = a.shape
+        for i in range(h - window + 1):
+            for j in range(wd - window + 1):
+                pa, pb = a[i : i + window, j : j + window], b[i : i + window, j : j + window]
+                ma, mb = (w * pa).sum(), (w * pb).sum()
+                va, vb = (w * pa * pa).sum() - ma**2, (w * pb * pb).sum() - mb**2
+                cov = (w * pa * pb).sum() - ma * mb
+                values.append(
+                    ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+                )
+    return float(np.mean(values))
+
+
+def test_paired_metrics_match_their_definitions() -> None:
+    """Mutation testing: SSIM's constants unsquared, its Gaussian twice as narrow, or PSNR
+    from the batch's pooled error instead of per image all passed (only bounds were tested)."""
+    from edgegan.metrics.paired import psnr, ssim
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 14, 13, generator=gen) * 2 - 1
+    y = (x + 0.3 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    want = _ssim_reference(((x.numpy() + 1) / 2), ((y.numpy() + 1) / 2))
+    assert ssim(x, y) == pytest.approx(want, abs=1e-5)
+    # PSNR is each image's, averaged: one identical image (capped at 100 dB) and one off by
+    # 0.2 everywhere in [0, 1] units (10 log10(1 / 0.04) = 13.98 dB).
+    a = torch.zeros(2, 1, 4, 4)
+    b = a.clone()
+    b[1] += 0.4  # 0.2 in [0, 1]
+    assert psnr(b, a) == pytest.approx((100 + 10 * np.log10(1 / 0.04)) / 2, abs=1e-4)

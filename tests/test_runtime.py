@@ -1977,3 +1977,34 @@ def test_host_memory_without_proc_on_macos_and_windows(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", no_cdll)
     monkeypatch.setattr(sys, "platform", "win32")
     assert bench._HostMemory().peak_mb() is None  # no traceback
+
+
+def test_runner_input_checks_hold_at_their_limits():
+    """Mutation testing: dropping the rank check or the equal-batch check, or moving the
+    max_batch bound by one, left the suite green."""
+    from edgegan.runtime.base import Runner
+
+    class Stub(Runner):
+        name = "stub"
+
+        def __init__(self) -> None:
+            self.spec = {"latent_dim": 16, "num_classes": 10, "image_shape": [1, 28, 28]}
+            self.max_batch = 2
+
+        def run(self, inputs):
+            self.check_inputs(inputs)
+            return np.zeros((len(inputs["z"]), 1, 28, 28), np.float32)
+
+    runner = Stub()
+    z, labels = np.zeros((2, 16), np.float32), np.zeros(2, np.int64)
+    assert runner.run({"z": z, "labels": labels}).shape == (2, 1, 28, 28)  # max_batch itself
+    with pytest.raises(EdgeganError, match=r"batch 3 is larger than this stub runner takes \(2\)"):
+        runner.run({"z": np.zeros((3, 16), np.float32), "labels": np.zeros(3, np.int64)})
+    with pytest.raises(
+        EdgeganError, match=r"input 'z' must have shape \(\?, 16\); got \(2, 16, 1\)"
+    ):
+        runner.run({"z": z[..., None], "labels": labels})
+    with pytest.raises(EdgeganError, match=r"inputs have different batch sizes: \[1, 2\]"):
+        runner.run({"z": z, "labels": labels[:1]})
+    with pytest.raises(EdgeganError, match="missing input"):
+        runner.run({"z": z})
