@@ -349,3 +349,75 @@ def test_cycle_losses_take_the_references_separate_weights(tmp_path):
             assert torch.equal(b["networks"][net][key], value), (net, key)
     with pytest.raises(ConfigError, match="cycle.lambda_b must be >= 0"):
         train(tiny("cycle.lambda_b=-1", steps=1), out_dir=tmp_path / "bad")
+
+
+class _AtStart:
+    """A callback plugin: ``fn(trainer)`` when training starts, before step 1."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    @hookimpl
+    def edgegan_register_callbacks(self, register):
+        fn = self.fn
+
+        class Callback:
+            def on_train_start(self, trainer):
+                fn(trainer)
+
+        register("at-start", Callback)
+
+
+def _train_calling_at_start(cfg, out_dir, fn):
+    from edgegan.config import PartConfig
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_AtStart(fn), name="at-start-plugin")
+    reset_manager(manager)
+    cfg.callbacks = [PartConfig("at-start", {})]
+    return train(cfg, out_dir=out_dir)
+
+
+def test_both_discriminators_train_the_generators(tmp_path):
+    """The generators' adversarial loss is d_b's term on g_ab(a) plus d_a's on g_ba(b).
+    Without cycle (and so identity) losses, g_ba learns from d_a's term alone: dropped (or
+    weighted 0), g_ba's weights stayed as they were built while the run seemed to train."""
+    start = {}
+
+    def keep_weights(trainer):
+        for net in ("g_ab", "g_ba"):
+            state = trainer.task.module(net).state_dict()
+            start[net] = {k: v.detach().clone() for k, v in state.items()}
+
+    cfg = tiny("cycle.lambda_cycle=0", "eval.at_end=false", steps=1)
+    result = _train_calling_at_start(cfg, tmp_path / "r", keep_weights)
+    after = load_checkpoint(result.checkpoint)["networks"]
+    for net in ("g_ab", "g_ba"):
+        assert after[net].keys() == start[net].keys()
+        changed = [k for k, v in start[net].items() if not torch.equal(v, after[net][k])]
+        assert changed, f"{net} was not trained by its discriminator"
+
+
+def test_evaluation_averages_over_the_pairs_it_scored(tmp_path):
+    """evaluate(num_samples=n) scores the first n test pairs and averages over those n:
+    dividing the sums by the split's size (64 here) scaled every score down by n / 64."""
+    got = {}
+
+    def evaluate(trainer):
+        task = trainer.task
+        ds = task._eval_dataset()
+        assert len(ds) == 64 and ds.paired
+        for n in (5, None):  # None: eval.num_samples (16)
+            k = n or 16
+            a = torch.stack([ds[i]["A"] for i in range(k)])
+            b = torch.stack([ds[i]["B"] for i in range(k)])
+            want = paired_scores(trainer.sample(a), b, "ab_")
+            want.update(paired_scores(trainer.sample(b, module=task.g_ba), a, "ba_"))
+            got[n] = (task.evaluate(trainer, num_samples=n), want)
+
+    _train_calling_at_start(tiny("eval.at_end=false", steps=1), tmp_path / "r", evaluate)
+    assert set(got) == {5, None}
+    for scores, want in got.values():
+        assert set(scores) == {f"{d}_{m}" for d in ("ab", "ba") for m in ("l1", "psnr", "ssim")}
+        assert scores == pytest.approx(want, rel=1e-6)

@@ -455,6 +455,32 @@ def test_crops_and_flip():
         T.load_image(__file__, 3)
 
 
+def test_center_crop_rounds_an_odd_margin_as_torchvision_does():
+    """torchvision's center_crop starts at int(round((w - cw) / 2)) (Python's round: half to
+    even): a 7-wide image cropped to 4 starts at column 2 (3 / 2 = 1.5 -> 2), where floor
+    division gives 1: every crop one pixel off the reference pipeline's."""
+    img = Image.fromarray((np.arange(5)[:, None] * 16 + np.arange(7)).astype(np.uint8))  # 7x5
+    crop = np.asarray(T.center_crop(img, (2, 4)))  # (h, w): margins 3 wide, 3 high
+    assert crop[0, 0] == 2 * 16 + 2  # row 2, column 2
+    assert crop.tolist() == [[34, 35, 36, 37], [50, 51, 52, 53]]
+    # margin 5: 2.5 rounds to 2 (half to even), as torchvision's round does
+    wide = Image.fromarray(np.arange(9, dtype=np.uint8)[None])  # 9x1
+    assert np.asarray(T.center_crop(wide, (1, 4)))[0].tolist() == [2, 3, 4, 5]
+
+
+def test_random_crop_reaches_every_offset():
+    """Each position from 0 to w - cw (and h - ch) inclusive is drawn: one short (a mutant
+    the suite let pass), the crops never touch the right or bottom edge of the image."""
+    import random
+
+    img = Image.fromarray((np.arange(5)[:, None] * 16 + np.arange(6)).astype(np.uint8))  # 6x5
+    offsets = set()
+    for seed in range(200):
+        corner = int(np.asarray(T.random_crop(img, (3, 3), random.Random(seed)))[0, 0])
+        offsets.add(divmod(corner, 16))  # (top, left)
+    assert offsets == {(top, left) for top in range(3) for left in range(4)}
+
+
 # -- registry --------------------------------------------------------------------------------
 
 

@@ -199,3 +199,72 @@ def test_loss_plugin_does_not_import_torch():
     code = "import sys, edgegan.losses.plugin, edgegan.nn.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- low precision, parameters and the penalty's inputs ----------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_fp16_or_bf16_logits_alone_are_promoted_to_float32(name, dtype):
+    """Each loss on logits all of one low precision (as autocast gives them) computes in
+    float32: the mixed fp16/bf16 pair above promotes by itself, and LSGAN's (300 - 1)^2 or
+    the drift's 300^2 overflow fp16 (max 65504) to inf when computed in it."""
+    loss = LOSSES[name](drift=0.1) if name == "wgan-gp" else LOSSES[name]()
+    r = torch.tensor([300.0, 2.0, -1.0]).to(dtype)
+    f = torch.tensor([-300.0, 0.5, -3.0]).to(dtype)
+    d, g = loss.d_loss(r, f), loss.g_loss(-f)
+    assert d.dtype == torch.float32 and g.dtype == torch.float32
+    assert torch.isfinite(d) and torch.isfinite(g)
+    assert torch.equal(d, loss.d_loss(r.float(), f.float()))
+    assert torch.equal(g, loss.g_loss(-f.float()))
+
+
+def test_a_negative_wgan_drift_is_refused(losses_registry):
+    """A negative drift rewards a critic for large outputs on real data, the opposite of
+    what the term is for (mutation testing: without the check the suite passed)."""
+    with pytest.raises(EdgeganError, match="drift >= 0"):
+        WGANGPLoss(drift=-0.1)
+    with pytest.raises(EdgeganError, match="drift >= 0"):
+        losses_registry.build("wgan-gp", {"drift": -1.0})
+    assert WGANGPLoss(drift=0.0).drift == 0.0
+
+
+def test_gradient_penalty_does_not_reach_the_generator():
+    """The penalty trains D only: fakes straight from G (not detached by the caller) must
+    not carry the penalty's gradient back into G's parameters. D is non-linear, so its input
+    gradient depends on the interpolate and hence on the fake."""
+    torch.manual_seed(0)
+    g = nn.Linear(3, 4)
+    fake = g(torch.randn(5, 3))
+    real = torch.randn(5, 4)
+    scale = torch.tensor(1.5, requires_grad=True)
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        return scale * x.pow(2).sum(1)
+
+    penalty = gradient_penalty(d, real, fake)
+    penalty.backward()
+    assert scale.grad is not None and scale.grad.abs() > 0  # D is trained
+    assert g.weight.grad is None and g.bias.grad is None
+
+
+def test_gradient_penalty_draws_one_alpha_per_sample():
+    """x_hat = a*real + (1-a)*fake with its own a ~ U[0, 1) for each sample (Gulrajani et
+    al.): one a shared by the batch puts every interpolate at the same fraction of the way."""
+    seen = []
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach())
+        return x.flatten(1).sum(1)
+
+    real = torch.ones(16, 1, 2, 3, dtype=torch.float64)
+    fake = -torch.ones(16, 1, 2, 3, dtype=torch.float64)
+    torch.manual_seed(0)
+    gradient_penalty(d, real, fake)
+    (x_hat,) = seen
+    alpha = ((x_hat - fake) / (real - fake)).flatten(1)  # (N, 6): a per sample, per pixel
+    assert torch.allclose(alpha, alpha[:, :1].expand_as(alpha))  # one a within a sample
+    a = alpha[:, 0]
+    assert ((a >= 0) & (a < 1)).all()
+    assert len(set(a.tolist())) == 16  # and a different one for each sample

@@ -12,7 +12,7 @@ from tiny import TINY_GAN
 from edgegan.config import load_config
 from edgegan.errors import ConfigError
 from edgegan.train import train
-from edgegan.train.schedule import lr_factor
+from edgegan.train.schedule import lr_factor, steps_for_epochs, validate
 
 
 def cfg(*overrides: str):
@@ -98,3 +98,27 @@ def test_the_cyclegan_preset_trains_for_the_references_200_epochs():
         None,  # half-way: 100 epochs constant, 100 decaying, as n_epochs/n_epochs_decay
     )
     assert load_config("cyclegan", ["train.steps=50"]).train.epochs is None
+
+
+def test_a_partial_last_step_of_the_epochs_is_trained():
+    """Epochs that end part-way through a step round the run's length up, so every batch of
+    the last epoch is trained on: rounding down (int) dropped the last half step."""
+    train_cfg = cfg("train.epochs=1", "train.batch_size=16")
+    # 48 images: 3 whole batches an epoch; two batches a step -> 1.5 steps -> 2.
+    assert steps_for_epochs(train_cfg, 48, batches_per_step=2) == 2
+    assert steps_for_epochs(train_cfg, 48 + 15, batches_per_step=2) == 2  # 15: a partial batch
+    assert steps_for_epochs(cfg("train.epochs=0.1", "train.batch_size=16"), 48) == 1
+    assert steps_for_epochs(cfg("train.epochs=2.5", "train.batch_size=16"), 48) == 8  # 7.5
+    assert steps_for_epochs(cfg("train.epochs=2", "train.batch_size=16"), 48) == 6  # exact
+
+
+def test_a_gamma_of_one_is_a_valid_step_schedule():
+    """train.lr_gamma is documented as (0, 1]: 1 (a step schedule that keeps the rate) is
+    accepted, only 0, negative and > 1 values are refused."""
+    ok = cfg("train.lr_schedule=step", "train.lr_step=10", "train.lr_gamma=1")
+    validate(ok)
+    f = lr_factor(ok)
+    assert [f(0), f(10), f(99)] == [1.0, 1.0, 1.0]
+    for bad in ("0", "-0.5", "1.5"):
+        with pytest.raises(ConfigError, match=re.escape("train.lr_gamma must be in (0, 1]")):
+            validate(cfg(f"train.lr_gamma={bad}"))

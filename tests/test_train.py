@@ -1399,3 +1399,18 @@ def test_a_failed_run_stops_its_data_workers_even_while_its_error_is_kept(tmp_pa
         kept = exc  # its traceback holds the trainer, and the trainer its stream
     assert kept is not None
     assert multiprocessing.active_children() == []
+
+
+def test_the_preview_grid_gives_each_class_a_row(tmp_path):
+    """The fixed preview labels of a conditional run are in class blocks, as many images of
+    a class as the grid has columns ([0, 0, 1, 1, ..., 9, 9] for 20 images of 10 classes in
+    rows of 2): labels cycling 0..9 put every class in every row's columns instead, a grid
+    that cannot be read class by class."""
+    from PIL import Image
+
+    result = train(tiny(steps=1), out_dir=tmp_path / "r")  # sample_grid=20, MNIST's 10 classes
+    fixed = load_checkpoint(result.checkpoint)["fixed"]
+    assert fixed["labels"].tolist() == [c for c in range(10) for _ in range(2)]
+    assert fixed["z"].shape == (20, 16)
+    grid = Image.open(result.run_dir / "samples/final.png")
+    assert grid.size == (2 * (28 + 2) + 2, 10 * (28 + 2) + 2)  # 2 columns, a row per class
