@@ -209,6 +209,19 @@ def test_cuda_training_fast_path(tmp_path, extra):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("first", ["false", "true"], ids=["unfused-then-fused", "fused-then-not"])
+def test_cuda_resume_switches_the_adam_kernel(tmp_path, first):
+    """Step counts saved by one kernel resume under the other on CUDA (the fused kernel was
+    given CPU step counts: "Expected all tensors to be on the same device")."""
+    then = "true" if first == "false" else "false"
+    config = gan(tmp_path, "train.device=cuda", "train.steps=2", f"train.fused_optim={first}")
+    run = train(config, out_dir=tmp_path / "run")
+    resume = load_run_config(run.run_dir, ["train.steps=4", f"train.fused_optim={then}"])
+    with pytest.warns(UserWarning, match="fused Adam"):
+        assert train(resume, resume=run.run_dir).step == 4
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_cuda_cyclegan_fast_path_resumes(tmp_path):
     """A resumed CUDA run continues the uninterrupted one. cuDNN's backward kernels are not
     bitwise deterministic, so the yardstick is the gap between two identical full runs: the
@@ -311,6 +324,36 @@ def test_fused_adam_on_the_cpu_too():
     torch.testing.assert_close(
         fused.param_groups[0]["params"][0], plain.param_groups[0]["params"][0]
     )
+
+
+def test_a_resume_places_step_counts_for_the_kernel_that_runs(tmp_path, monkeypatch):
+    """torch's load_state_dict places each parameter's Adam step count by the saved groups'
+    kernel flags (on the CPU for an unfused run) and the trainer switched the kernel only
+    afterwards: resumed with fused Adam on CUDA, the first step failed ("Expected all tensors
+    to be on the same device ... state_steps"). On the CPU every tensor is on one device, so
+    this spies on the placement torch decides."""
+    from torch.optim import Optimizer
+
+    policy = getattr(Optimizer, "_process_value_according_to_param_policy", None)
+    if policy is None:
+        pytest.skip("torch no longer places optimiser state through this method")
+    run = train(
+        load_config("dcgan-mnist", [*TINY_GAN, "train.steps=2", "train.fused_optim=false"]),
+        out_dir=tmp_path / "r",
+    )
+    placed = []
+
+    def spy(param, value, param_id, param_groups, key=None):
+        if key == "step":
+            group = next(g for g in param_groups if param_id in g["params"])
+            placed.append(bool(group.get("fused")))
+        return policy(param, value, param_id, param_groups, key)
+
+    monkeypatch.setattr(Optimizer, "_process_value_according_to_param_policy", staticmethod(spy))
+    resume = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=3", "train.fused_optim=true"])
+    with pytest.warns(UserWarning, match="resumed with fused Adam"):
+        train(resume, resume=run.run_dir)
+    assert placed and all(placed)  # as the fused kernel needs them
 
 
 def test_fused_optim_given_on_resume_applies_and_warns(tmp_path):

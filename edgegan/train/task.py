@@ -148,7 +148,7 @@ class Task(ABC):
         for n in self.networks:
             self.module(n).load_state_dict(state["networks"][n])
         for n, o in self.optims.items():
-            o.load_state_dict(state["optimizers"][n])
+            o.load_state_dict(_with_kernel_of(o, state["optimizers"][n]))
         self.load_extra_state(state.get("extra", {}))
 
     def extra_state(self) -> dict[str, Any]:
@@ -174,3 +174,18 @@ def get_task(name: str) -> type[Task]:
     if name not in TASKS:
         raise unknown("task", name, TASKS)
     return TASKS[name]
+
+
+#: An optimiser group's kernel choice, which the constructor made for this config and device.
+_KERNEL_KEYS = ("fused", "foreach", "capturable")
+
+
+def _with_kernel_of(optimizer: Any, saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` (an optimiser's state dict) with ``optimizer``'s kernel choice in its groups:
+    load_state_dict brought the saved choice back (train.fused_optim given on --resume was
+    ignored), and it places each parameter's step count by the saved groups: on the CPU for
+    an unfused run, where a fused CUDA kernel then failed at the first step ("Expected all
+    tensors to be on the same device ... state_steps")."""
+    kernel = {k: optimizer.defaults[k] for k in _KERNEL_KEYS if k in optimizer.defaults}
+    groups = [{**g, **kernel} for g in saved.get("param_groups", [])]
+    return {**saved, "param_groups": groups}

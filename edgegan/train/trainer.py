@@ -410,10 +410,6 @@ class Trainer:
                 group["lr"] = cfg.lr * factor(int(state["step"]))
                 group["betas"] = (cfg.beta1, cfg.beta2)
                 group["weight_decay"] = cfg.weight_decay
-                # load_state_dict brought the saved kernel choice back: train.fused_optim's
-                # applies, as the constructor chose it for this device
-                group["fused"] = s.optimizer.defaults.get("fused")
-                group["foreach"] = s.optimizer.defaults.get("foreach")
         self.precision.load_state_dict(state.get("scalers", {}))
         self.stream.load_state_dict(state["data"])
         if self.dist.is_main:
