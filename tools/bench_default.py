@@ -24,10 +24,14 @@ from pathlib import Path
 
 import torch
 
-from edgegan.config import load_config
-from edgegan.errors import EdgeganError
-from edgegan.scripting import check_json_path, int_list, run, stopped, write_json
-from edgegan.train import train
+# Run as `python tools/bench_default.py` from a checkout where edgegan is not installed (a GPU
+# machine's image): the checkout's package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgegan.config import load_config  # noqa: E402
+from edgegan.errors import EdgeganError  # noqa: E402
+from edgegan.scripting import check_json_path, int_list, run, stopped, write_json  # noqa: E402
+from edgegan.train import train  # noqa: E402
 
 METRICS = ("fd", "coverage", "confidence", "label_accuracy")
 

@@ -23,7 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgegan.scripting import check_json_path, int_list, run, write_json
+# Run as `python tools/bench_infer.py` from a checkout where edgegan is not installed (a GPU
+# machine's image): the checkout's package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgegan.scripting import check_json_path, int_list, run, write_json  # noqa: E402
 
 TARGET_SPEEDUP = 3.0
 

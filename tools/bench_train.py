@@ -54,8 +54,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgegan import hookimpl
-from edgegan.scripting import check_json_path, int_list, run, write_json
+# Run as `python tools/bench_train.py` from a checkout where edgegan is not installed (a GPU
+# machine's image): the checkout's package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgegan import hookimpl  # noqa: E402
+from edgegan.scripting import check_json_path, int_list, run, write_json  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "plain": [

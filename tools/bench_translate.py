@@ -38,8 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.export.signature import MIN_SIDE
-from edgegan.scripting import check_json_path, run, write_json
+# Run as `python tools/bench_translate.py` from a checkout where edgegan is not installed (a GPU
+# machine's image): the checkout's package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgegan.export.signature import MIN_SIDE  # noqa: E402
+from edgegan.scripting import check_json_path, run, write_json  # noqa: E402
 
 TARGET_FLOOR = 1.15  # ORT FP32 within 15% of the floor
 TARGET_INT8_SPEEDUP = 1.5

@@ -15,9 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgegan.config import load_config, load_run_config
-from edgegan.scripting import check_json_path, int_list, run, stopped, write_json
-from edgegan.train import train
+# Run as `python tools/sweep_steps.py` from a checkout where edgegan is not installed (a GPU
+# machine's image): the checkout's package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edgegan.config import load_config, load_run_config  # noqa: E402
+from edgegan.scripting import check_json_path, int_list, run, stopped, write_json  # noqa: E402
+from edgegan.train import train  # noqa: E402
 
 
 def main() -> None:
