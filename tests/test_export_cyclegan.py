@@ -15,7 +15,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from tiny import TINY_CYCLEGAN, TINY_GAN, dequantized_constant_types
+from tiny import (
+    TENSORRT_NEEDED,
+    TINY_CYCLEGAN,
+    TINY_GAN,
+    dequantized_constant_types,
+    tensorrt_runs_here,
+)
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
@@ -498,14 +504,7 @@ def test_bench_json_shape(bundles, tmp_path, monkeypatch):
 
 
 # -- TensorRT, where it exists ---------------------------------------------------------------
-def _has_trt_and_cuda() -> bool:
-    import importlib.util
-
-    has_trt = any(importlib.util.find_spec(m) for m in ("tensorrt", "tensorrt_rtx"))
-    return has_trt and torch.cuda.is_available()
-
-
-@pytest.mark.skipif(not _has_trt_and_cuda(), reason="needs TensorRT and a CUDA GPU")
+@pytest.mark.skipif(not tensorrt_runs_here(), reason=TENSORRT_NEEDED)
 def test_real_tensorrt_engines_take_any_size_in_the_profile(bundles, tmp_path):
     import shutil
 

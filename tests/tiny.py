@@ -82,3 +82,24 @@ def run_standalone_example(*args: str, fails: bool = False) -> str:
         return proc.stderr
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+#: Compute capabilities TensorRT-RTX runs engines on, as it said on an H100 (9.0): "Supported
+#: compute capabilities: 8.0 8.6 8.9 12.0 12.1 >12.0".
+RTX_CAPABILITIES = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
+TENSORRT_NEEDED = "needs TensorRT (or tensorrt_rtx on a GPU it runs on) and a CUDA GPU"
+
+
+def tensorrt_runs_here() -> bool:
+    """TensorRT and a CUDA GPU, or TensorRT-RTX and a GPU it runs engines on (on an H100 it
+    builds a plan and refuses to load it: the real-engine tests failed instead of skipping)."""
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        return False
+    if importlib.util.find_spec("tensorrt"):
+        return True
+    if importlib.util.find_spec("tensorrt_rtx"):
+        capability = torch.cuda.get_device_capability()
+        return capability in RTX_CAPABILITIES or capability > (12, 1)
+    return False

@@ -284,8 +284,9 @@ def build_engine(
         cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
         cache = config.create_timing_cache(cache_bytes)
         # ignore_mismatch=False: a cache of another GPU or TensorRT (a bundle built elsewhere)
-        # is refused; the build then starts a fresh one, which replaces it in the bundle
-        if not config.set_timing_cache(cache, False):
+        # is refused; the build then starts a fresh one, which replaces it in the bundle. A
+        # blob TensorRT cannot read at all gives no cache (trtexec checks for a null one).
+        if cache is None or not config.set_timing_cache(cache, False):
             severity = getattr(trt.ILogger, "Severity", trt.ILogger)
             logger.log(severity.WARNING, f"{cache_path.name} is of another GPU or TensorRT "
                        "version: building with a new timing cache")  # fmt: skip

@@ -11,7 +11,8 @@ case), the enqueue is captured in a CUDA graph after the first eager run and rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,6 @@ class _Slot:
     runs: int = 0
     graph: Any = None
     graph_failed: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:
@@ -193,8 +193,15 @@ class TrtRunner(Runner):
                 self._enqueue()
         except Exception as exc:  # a graph-incompatible engine still runs, eagerly
             slot.graph_failed = True
-            slot.notes.append(f"CUDA graph capture failed, running eagerly: {exc}")
             torch.cuda.synchronize(self._torch_device)
+            shapes = ", ".join(f"{n} {tuple(b.shape)}" for n, b in slot.inputs.items())
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            warnings.warn(  # as onnxruntime's runner says it: bench's rows then show why
+                f"TensorRT could not capture a CUDA graph for {shapes} ({first}); those "
+                "inputs run without one",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return
         slot.graph = graph
 
