@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edgegan.config import apply_overrides, load_config
+from edgegan.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -133,3 +136,17 @@ def test_a_long_config_without_aliases_is_not_taken_for_an_alias_bomb(tmp_path):
 
     text = "preset: dcgan-mnist\nvalues: [" + ", ".join(["1"] * 150_000) + "]\n"
     assert len(_load_yaml(text, "long.yaml")["values"]) == 150_000
+
+
+def test_overrides_with_empty_key_parts_or_fractional_counts_are_refused():
+    """Mutation testing: letting "train..steps" or "loss.=3" through (they failed later, as
+    "unknown config key 'train.'" or when the part was built), or truncating
+    train.steps=1.5 to 1 in silence, passed the suite."""
+    from edgegan.config import parse_override
+
+    for bad in ("train..steps=3", "loss.=3", ".seed=1"):
+        with pytest.raises(ConfigError, match=f"bad override '{re.escape(bad)}'"):
+            parse_override(bad)
+    with pytest.raises(ConfigError, match="train.steps.*must be int.*1.5"):
+        load_config("dcgan-mnist", ["train.steps=1.5"])
+    assert load_config("dcgan-mnist", ["train.steps=3.0"]).train.steps == 3  # a whole float

@@ -278,6 +278,8 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         ({"spec": {**spec, "num_classes": -1}}, "spec.num_classes must be an integer >= 0"),
         ({"spec": {**spec, "image_shape": [1, 28]}}, "spec.image_shape must be"),
         ({"spec": {**spec, "value_range": [1, -1]}}, "spec.value_range must be"),
+        ({"spec": {**spec, "value_range": [1, 1]}}, "spec.value_range must be"),  # 0 wide
+        ({"spec": {**spec, "value_range": [-1, float("inf")]}}, "spec.value_range must be"),
         ({"models": {"fp32": "model.onnx"}}, "models.fp32 is not an entry with a 'file'"),
         ({"models": {"fp32": {"opset": 18}}}, "models.fp32 is not an entry with a 'file'"),
         ({"engines": ["x"]}, "engines is not an entry with a 'file'"),
@@ -398,6 +400,18 @@ def test_a_graph_that_names_external_data_is_refused_and_a_linked_one_is_checked
     meta = read_bundle(bundle)
     del meta["models"]["fp32"]["sha256"]  # a digest would refuse the edited graph anyway
     write_bundle(bundle, meta)
+    with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
+        open_runner(bundle, "onnxruntime")
+    # A Constant node's tensor may name a file too (initializers all inline).
+    from onnx import helper, numpy_helper
+
+    graph = onnx.load(str(outside))
+    value = numpy_helper.from_array(np.zeros(4, np.float32), "c")
+    value.ClearField("raw_data")
+    value.data_location = onnx.TensorProto.EXTERNAL
+    value.external_data.add(key="location", value="../secret.bin")
+    graph.graph.node.append(helper.make_node("Constant", [], ["unused"], value=value))
+    (bundle / "model.onnx").write_bytes(graph.SerializeToString())
     with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
         open_runner(bundle, "onnxruntime")
 

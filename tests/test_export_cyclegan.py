@@ -450,6 +450,11 @@ def test_a_folder_named_like_an_image_is_not_an_input(images, tmp_path):
     shutil.copytree(images, folder)
     (folder / "album.png").mkdir()  # it used to end the translation: IsADirectoryError
     assert [str(rel) for _, rel in _inputs(folder)] == ["a.png", "c.jpg", "sub/b.png"]
+    # A camera's IMG_0001.JPG is an image too (mutation testing: a case-sensitive suffix
+    # check, which skipped it in silence, passed).
+    (folder / "c.jpg").rename(folder / "IMG_0001.JPG")
+    (folder / "sub" / "b.png").rename(folder / "sub" / "B.PNG")
+    assert sorted(str(rel) for _, rel in _inputs(folder)) == ["IMG_0001.JPG", "a.png", "sub/B.PNG"]
 
 
 def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):

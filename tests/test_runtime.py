@@ -2053,3 +2053,13 @@ def test_a_tensorrt_cuda_graph_that_cannot_be_captured_is_said(monkeypatch):
     with pytest.warns(RuntimeWarning, match=said):
         runner._capture(slot)
     assert slot.graph_failed and slot.graph is None
+
+
+def test_a_label_equal_to_the_class_count_is_out_of_range():
+    """Labels are 0..K-1: K itself reached the generator (torch's Embedding: an IndexError
+    traceback) when the bound moved by one, and the suite passed (mutation testing)."""
+    from edgegan.sampling import make_labels
+
+    assert make_labels(2, 10, [9]).tolist() == [9, 9]
+    with pytest.raises(EdgeganError, match="label 10 is out of range: the generator has 10"):
+        make_labels(1, 10, [10])

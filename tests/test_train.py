@@ -327,6 +327,27 @@ def test_wall_clock_budget_stops_and_saves(tmp_path):
     assert load_checkpoint(result.checkpoint)["step"] == result.step
 
 
+def test_a_budget_stopped_run_is_evaluated_and_resumes_with_a_budget_of_its_own(tmp_path):
+    """The default preset's safety net (train.max_seconds) ends a run with its evaluation,
+    as the README says; and the budget is each session's: a resumed run (what the stop
+    suggests) that counted its earlier sessions would stop again after one step. Mutation
+    testing found neither checked."""
+    import torch
+
+    cfg = tiny("train.max_seconds=0.5", "eval.at_end=true", "eval.num_samples=64", steps=100000)
+    with pytest.warns(UserWarning, match="from 64 samples means little"):
+        first = train(cfg, out_dir=tmp_path / "r")
+    assert first.stopped_by == "max_seconds" and first.eval and "fd" in first.eval
+    assert json.loads((first.run_dir / "eval.json").read_text())["fd"] == first.eval["fd"]
+    path = first.run_dir / "checkpoints/last.pt"
+    state = torch.load(path, weights_only=True)
+    state["elapsed"] = 1000.0  # earlier sessions' seconds, far past the budget
+    torch.save(state, path)
+    resumed = train(load_run_config(first.run_dir, ["eval.at_end=false"]), resume=first.run_dir)
+    assert resumed.stopped_by == "max_seconds" and resumed.step > first.step + 1
+    assert resumed.seconds > 1000  # the run's time, all sessions
+
+
 def _sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -34,6 +34,7 @@ This module imports nothing heavy: the runtimes read bundles without torch.
 from __future__ import annotations
 
 import json
+import math
 import socket
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
         isinstance(value_range, list)
         and len(value_range) == 2
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
+        and all(math.isfinite(v) for v in value_range)  # JSON reads Infinity: NaN pixels
         and value_range[0] < value_range[1]
     ):
         return f"spec.value_range must be [low, high], got {value_range!r}"
