@@ -275,11 +275,12 @@ def test_thin_int8_calibration_warns(folders):
     import types
     import warnings
 
+    from edgegan.data.files import DataWarning
     from edgegan.export.cyclegan import calibration_images
 
     params = {"root": str(folders), "load_size": 14, "crop_size": 10, "channels_a": 1}
     data = types.SimpleNamespace(name="unpaired", params=params)
-    with pytest.warns(UserWarning, match=r"calibrates on 4 images \(dataset unpaired, test "
+    with pytest.warns(DataWarning, match=r"calibrates on 4 images \(dataset unpaired, test "
                                          r"split.*fewer than --calib-samples 8"):  # fmt: skip
         images, _ = calibration_images(data, "AtoB", 8)
     assert len(images) == 4
@@ -287,9 +288,14 @@ def test_thin_int8_calibration_warns(folders):
         warnings.simplefilter("error")
         calibration_images(data, "AtoB", 4)  # as many as asked, and varied: no word
         calibration_images(data, "AtoB", 8, warn=False)  # export's early check of the data
+    few = "edgegan.export.cyclegan.FEW_CALIBRATION_IMAGES"
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as m:
+        m.setattr(few, 4)  # a split of horse2zebra's 120 against the default 256: no word
+        warnings.simplefilter("error")
+        calibration_images(data, "AtoB", 256)
     for path in (folders / "testA").iterdir():
         Image.new("RGB", (16, 16)).save(path)  # all black
-    with pytest.warns(UserWarning, match="images that are all one value"):
+    with pytest.warns(DataWarning, match="images that are all one value"):
         calibration_images(data, "AtoB", 4)
 
 

@@ -114,8 +114,9 @@ def to_fp16(
         )
     except Exception as exc:
         raise ExportError(f"FP16 conversion failed: {type(exc).__name__}: {exc}") from exc
-    _check_fp16_weights(onnx.load(str(src)), half)
-    peak = fp16_peak(src, half, feeds) if feeds else None
+    fp32 = onnx.load(str(src))  # as exported (the converter's copy has lost value_info)
+    _check_fp16_weights(fp32, half)
+    peak = fp16_peak(fp32, half, feeds) if feeds else None
     _finish(half, meta, dst, {"edgegan.precision": "fp16"})
     return {
         "file": Path(dst).name,
@@ -146,9 +147,9 @@ def _check_fp16_weights(model: Any, half: Any) -> None:
                 )
 
 
-def fp16_peak(src: str | Path, half: Any, feeds: list[dict[str, np.ndarray]]) -> float:
+def fp16_peak(fp32: Any, half: Any, feeds: list[dict[str, np.ndarray]]) -> float:
     """The largest magnitude, over ``feeds``, of the tensors the FP16 graph ``half`` computes
-    in FP16, read from the FP32 graph ``src`` (where they cannot overflow). Raises
+    in FP16, read from the FP32 graph ``fp32`` (where they cannot overflow). Raises
     :class:`ExportError` beyond :data:`FP16_MAX`; warns within :data:`FP16_HEADROOM` of it."""
     import warnings
 
@@ -156,12 +157,15 @@ def fp16_peak(src: str | Path, half: Any, feeds: list[dict[str, np.ndarray]]) ->
     import onnxruntime as ort
 
     typed = onnx.shape_inference.infer_shapes(half)
+    # The converter renames the tensor each FP32 graph output is cast from (keep_io_types).
+    renamed = {f"graph_output_cast_{i}": o.name for i, o in enumerate(fp32.graph.output)}
     half_tensors = {
-        v.name
+        renamed.get(v.name, v.name)
         for v in (*typed.graph.value_info, *typed.graph.output)
         if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     }
-    model = onnx.load(str(src))
+    model = onnx.ModelProto()
+    model.CopyFrom(fp32)
     producer = {o: n for n in model.graph.node for o in n.output}
     names = [o for o in producer if o in half_tensors]
     if not names:
