@@ -105,3 +105,19 @@ def os_error_line(exc: OSError) -> tuple[str, int]:
     exit code: 2 for a path's errors, as other input mistakes; 1 for the rest."""
     where = f": {exc.filename}" if exc.filename else ""
     return f"{exc.strerror or exc}{where}", (2 if exc.errno in PATH_ERRNOS else 1)
+
+
+def caller_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel that names the first frame outside edgegan, called
+    from the function that warns: the user's line, however deep inside edgegan (and through
+    which of its public functions) the warning was raised."""
+    import os
+    import sys
+    import types
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -119,21 +119,24 @@ def postprocess(images: np.ndarray, spec: dict[str, Any] | None = None) -> np.nd
     return np.clip(np.asarray(images, dtype=np.float32), low, high)
 
 
-def check_finite_outputs(raw: np.ndarray, runner: Any) -> np.ndarray:
+def check_finite_outputs(raw: np.ndarray, runner: Any, start: int = 0) -> np.ndarray:
     """Refuse generator outputs holding NaN or infinities: clipped and cast to uint8 they
     became black pixels (NaN's cast is undefined), written and scored as if they were images.
-    Returns ``raw`` as an array."""
+    ``raw`` is a batch of images, the first one image ``start`` of the run; returns it as an
+    array."""
     arr = np.asarray(raw)
     bad = ~np.isfinite(arr)
     if bad.any():
         images = int(bad.reshape(len(arr), -1).any(axis=1).sum())
         precision = getattr(runner, "precision", "fp32")
         why = "its weights are broken (did its training diverge?)"
-        if precision != "fp32":
-            why += f", or its {precision} graph overflows: try --precision fp32"
+        if precision == "fp16":
+            why += ", or its fp16 graph overflows: try --precision fp32"
+        batch = f"images {start}-{start + len(arr) - 1}" if len(arr) > 1 else f"image {start}"
         raise EdgeganError(
             f"the generator ({getattr(runner, 'name', '') or 'torch'} {precision}) produced NaN "
-            f"or infinite values in {images} of {len(arr)} images: {why}"
+            f"or infinite values in {images} of the {len(arr)} images of its batch ({batch}): "
+            f"{why}"
         )
     return arr
 
@@ -307,7 +310,7 @@ def iter_samples(
         label_arr = labels_at(np.arange(start, start + n), num, num_classes, labels)
         if label_arr is not None:
             batch[INPUT_LABELS] = label_arr
-        raw = check_finite_outputs(runner.run(batch), runner)
+        raw = check_finite_outputs(runner.run(batch), runner, start)
         out = {"images": postprocess(raw, spec), "latents": batch[INPUT_LATENTS]}
         if label_arr is not None:
             out["labels"] = label_arr

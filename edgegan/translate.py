@@ -150,7 +150,7 @@ def translate_arrays(
             and (j - i + 1) * pixels <= MAX_BATCH_PIXELS
         ):
             j += 1
-        raw = check_finite_outputs(runner.run({IMAGE: np.stack(inputs[i:j])}), runner)
+        raw = check_finite_outputs(runner.run({IMAGE: np.stack(inputs[i:j])}), runner, i)
         out = to_uint8_nhwc(postprocess(raw, spec), value_range(spec))
         for img, o in zip(images[i:j], out, strict=True):
             h, w = np.asarray(img).shape[:2]

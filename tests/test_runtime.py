@@ -550,7 +550,8 @@ def test_nan_outputs_are_refused_by_infer_and_marked_by_bench(run_dir, tmp_path)
     name = next(k for k in state["ema"] if k.endswith("running_var"))
     state["ema"][name][0] = float("nan")  # one channel: every image is NaN somewhere
     torch.save(state, path)
-    refused = r"\(torch fp32\) produced NaN or infinite values in 8 of 8 images: its weights"
+    refused = r"\(torch fp32\) produced NaN or infinite values in 8 of the 8 images of its batch"
+    refused += r" \(images 0-7\): its weights are broken"
     with pytest.raises(EdgeganError, match=refused):
         infer(broken, tmp_path / "out", num=8)
     assert not (tmp_path / "out").exists()  # nothing written
@@ -562,9 +563,14 @@ def test_nan_outputs_are_refused_by_infer_and_marked_by_bench(run_dir, tmp_path)
     fp16 = types.SimpleNamespace(name="onnxruntime", precision="fp16")
     half_nan = np.zeros((4, 1, 2, 2), np.float32)
     half_nan[1, 0, 0, 0] = np.inf
-    with pytest.raises(EdgeganError, match=r"in 1 of 4 images.*fp16 graph overflows: try "
+    with pytest.raises(EdgeganError, match=r"in 1 of the 4 images of its batch \(images "
+                                           r"256-259\).*fp16 graph overflows: try "
                                            r"--precision fp32"):  # fmt: skip
-        check_finite_outputs(half_nan, fp16)
+        check_finite_outputs(half_nan, fp16, start=256)  # the batch from image 256 of a run
+    int8 = types.SimpleNamespace(name="onnxruntime", precision="int8")
+    with pytest.raises(EdgeganError, match=r"\(image 3\): its weights are broken \(did its "
+                                           r"training diverge\?\)$"):  # fmt: skip
+        check_finite_outputs(half_nan[1:2], int8, start=3)  # no overflow hint: not FP16
     assert check_finite_outputs(np.ones((2, 1, 2, 2)), fp16).shape == (2, 1, 2, 2)
     from edgegan.translate import translate_arrays
 
@@ -573,7 +579,7 @@ def test_nan_outputs_are_refused_by_infer_and_marked_by_bench(run_dir, tmp_path)
         name="onnxruntime", precision="fp16", spec=spec, max_batch=None, device="cpu",
         run=lambda inputs: np.full(inputs["image"].shape, np.nan, np.float32),
     )  # fmt: skip
-    with pytest.raises(EdgeganError, match="in 2 of 2 images.*fp16 graph overflows"):
+    with pytest.raises(EdgeganError, match="in 2 of the 2 images.*fp16 graph overflows"):
         translate_arrays(translator, [np.zeros((8, 8), np.uint8)] * 2)
     # bench measures on, and says the outputs are not images.
     got = parity(half_nan, np.zeros_like(half_nan))
@@ -583,6 +589,12 @@ def test_nan_outputs_are_refused_by_infer_and_marked_by_bench(run_dir, tmp_path)
            "peak_mem_mb": 10.0, "parity": got}  # fmt: skip
     assert table_rows({"results": [row]})[0][-3:] == ["-", "-", "cpu, NaN/inf in 1 outputs"]
     assert row_line(row).endswith("(NaN/inf in 1 outputs)")
+    # A reference (torch FP32) that is itself NaN is no yardstick either.
+    got = parity(np.zeros_like(half_nan), half_nan)
+    assert got == {"max_abs": None, "psnr": None, "nonfinite": 0, "reference_nonfinite": 1}
+    row["parity"] = got
+    assert table_rows({"results": [row]})[0][-1] == "cpu, NaN/inf in 1 reference outputs"
+    assert row_line(row).endswith("ms (NaN/inf in 1 reference outputs)")
 
 
 def test_bench_json_shape(bundle, tmp_path, no_tensorrt):

@@ -91,10 +91,11 @@ def test_tools_run_from_a_checkout_where_edgegan_is_not_installed(tool, tmp_path
     third-party packages alone."""
     import site
 
-    packages = os.pathsep.join(site.getsitepackages())
+    packages = os.pathsep.join([*site.getsitepackages(), site.getusersitepackages()])
     env = {**os.environ, "PYTHONPATH": packages}
     probe = [sys.executable, "-S", "-c", "import edgegan"]
-    assert subprocess.run(probe, env=env, cwd=tmp_path, capture_output=True).returncode != 0
+    if subprocess.run(probe, env=env, cwd=tmp_path, capture_output=True).returncode == 0:
+        pytest.skip("edgegan is installed as a package here (not editable): nothing to hide")
     cmd = [sys.executable, "-S", str(TOOLS / f"{tool}.py"), "--help"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -283,6 +283,23 @@ def test_weights_that_became_nan_are_never_checkpointed(tmp_path, monkeypatch, w
             assert torch.isfinite(value.float()).all()
 
 
+def test_a_buffer_built_non_finite_is_not_divergence(tmp_path, monkeypatch):
+    """A plugin network may hold a buffer that is meant to be infinite (an attention mask of
+    -inf): once buffers were checked, such a run stopped at its first checkpoint."""
+    from edgegan.nn.dcgan import DCGANGenerator
+
+    built = DCGANGenerator.__init__
+
+    def with_mask(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        self.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
+
+    monkeypatch.setattr(DCGANGenerator, "__init__", with_mask)
+    result = train(tiny("train.checkpoint_every=2", steps=4), out_dir=tmp_path / "r")
+    state = load_checkpoint(result.checkpoint)
+    assert result.step == 4 and state["networks"]["generator"]["mask"][1] == float("-inf")
+
+
 def test_a_checkpoint_that_weights_only_loading_would_refuse_is_not_written(tmp_path):
     """A plugin dataset with NumPy numbers in its image_shape or class_names trained, and then
     no checkpoint of the run could be resumed, exported or sampled."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.data.files import READ_EXTENSIONS, pick_images
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, caller_stacklevel
 
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -129,7 +129,7 @@ def _images_from_npz(path: Path, images: Any) -> Any:
                 f"[{images.min():.3g}, {images.max():.3g}] (store uint8 for [0, 255])"
             )
         if images.size:
-            _warn_unit_range(float(images.min()), float(images.max()), stacklevel=6)
+            _warn_unit_range(float(images.min()), float(images.max()))
         return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {images.dtype}")
 
@@ -151,17 +151,17 @@ def _check_range(images: Any) -> None:
             f"images must be float tensors in [-1, 1], found [{lo:.3g}, {hi:.3g}] (from uint8 "
             "x: x / 127.5 - 1)"
         )
-    _warn_unit_range(lo, hi, stacklevel=4)
+    _warn_unit_range(lo, hi)
 
 
-def _warn_unit_range(lo: float, hi: float, stacklevel: int) -> None:
+def _warn_unit_range(lo: float, hi: float) -> None:
     """Float images with no value below 0 look like [0, 1] images (not for images read from
     uint8, which are [-1, 1] by construction: bright ones have no value below 0 either)."""
     if lo >= 0 and hi > 0:
         warnings.warn(
             f"the images lie in [{lo:.3g}, {hi:.3g}], none below 0, as if they were in [0, 1]; "
             "edgegan's are in [-1, 1] (from [0, 1] x: x * 2 - 1): scored as given",
-            stacklevel=stacklevel,
+            stacklevel=caller_stacklevel(),  # evaluate, load_samples, a Scorer: the caller
         )
 
 

@@ -57,18 +57,26 @@ def parity(
     ``reference``, both clipped to the value range first as every backend's outputs are.
 
     Outputs holding NaN or infinities have no error to measure: ``max_abs`` and ``psnr`` are
-    None and ``nonfinite`` counts the values (``infer`` refuses such outputs)."""
+    None, ``nonfinite`` counts the values (``infer`` refuses such outputs), and
+    ``reference_nonfinite`` those of the reference, when it has any."""
     from edgegan.export.verify import psnr
     from edgegan.sampling import postprocess, value_range
 
     low, high = value_range(spec or {})
-    nonfinite = int(np.size(images) - np.count_nonzero(np.isfinite(images)))  # clipping hides inf
+    # counted before clipping, which turns inf into the range's ends
+    nonfinite = int(np.size(images) - np.count_nonzero(np.isfinite(images)))
+    reference_nonfinite = int(np.size(reference) - np.count_nonzero(np.isfinite(reference)))
     a = postprocess(images, spec)
     b = postprocess(reference, spec)
     if a.shape != b.shape:
         raise EdgeganError(f"output shapes differ: {a.shape} vs {b.shape}")
-    if nonfinite:
-        return {"max_abs": None, "psnr": None, "nonfinite": nonfinite}
+    if nonfinite or reference_nonfinite:
+        return {
+            "max_abs": None,
+            "psnr": None,
+            "nonfinite": nonfinite,
+            **({"reference_nonfinite": reference_nonfinite} if reference_nonfinite else {}),
+        }
     max_abs = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
     return {"max_abs": max_abs, "psnr": round(psnr(b, a, peak=high - low), 2)}
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, first_line
 from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
 
 
@@ -195,7 +195,7 @@ class TrtRunner(Runner):
             slot.graph_failed = True
             torch.cuda.synchronize(self._torch_device)
             shapes = ", ".join(f"{n} {tuple(b.shape)}" for n, b in slot.inputs.items())
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc, type(exc).__name__)
             warnings.warn(  # as onnxruntime's runner says it: bench's rows then show why
                 f"TensorRT could not capture a CUDA graph for {shapes} ({first}); those "
                 "inputs run without one",

@@ -241,6 +241,13 @@ class Trainer:
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
         self.ema = EMA(sampled, t.ema_decay, t.ema_start) if t.ema else None
+        # Buffers built non-finite (a plugin's -inf attention mask) are not divergence.
+        self._nonfinite_buffers = {
+            (tag, name)
+            for tag, m in self._checked_modules()
+            for name, b in m.named_buffers()
+            if b.is_floating_point() and b.numel() and not bool(torch.isfinite(b).all())
+        }
         fastpath.compile_networks({n: self.task.module(n) for n in self.task.networks}, t)
         self.schedulers = {
             name: torch.optim.lr_scheduler.LambdaLR(opt, schedule.lr_factor(t))
@@ -500,14 +507,14 @@ class Trainer:
         update can make them so after its losses were checked (and on a GPU the losses are
         checked every few steps only). Buffers count too: BatchNorm's running statistics can
         overflow while the weights and losses stay finite, and eval-mode samples and exports
-        divide by them."""
-        modules = [self.task.module(n) for n in self.task.networks]
-        if self.ema:
-            modules.append(self.ema.shadow)
+        divide by them (those built non-finite are left out)."""
         tensors = [
             t.detach()
-            for m in modules
-            for t in (*m.parameters(), *m.buffers())
+            for tag, m in self._checked_modules()
+            for t in (
+                *m.parameters(),
+                *(b for n, b in m.named_buffers() if (tag, n) not in self._nonfinite_buffers),
+            )
             if t.is_floating_point() and t.numel()
         ]
         finite = True
@@ -517,6 +524,11 @@ class Trainer:
         self._diverged(
             None if finite else "the weights or normalisation statistics became NaN or infinite"
         )
+
+    def _checked_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The networks and the EMA copy, each with a tag, as the divergence check sees them."""
+        modules = [(n, self.task.module(n)) for n in self.task.networks]
+        return modules + ([("ema", self.ema.shadow)] if self.ema else [])
 
     def _diverged(self, problem: str | None) -> None:
         # Agreed over the ranks: all stop together, none waits in a collective.
