@@ -68,3 +68,46 @@ def test_penalties_see_the_images_the_loss_sees(tmp_path, penalty):
     net.register_forward_pre_hook(lambda m, args: seen.append(float(args[0].detach().min())))
     trainer.train_step()
     assert len(seen) >= 2 and min(seen) > 500, seen  # the penalty's call too
+
+
+def test_brightness_shifts_each_image_by_one_offset_centred_on_zero():
+    """mutation testing: dropping the ``- 0.5`` from brightness (every shift positive, the
+    augmented images brighter on average) passed the suite."""
+    from edgegan.train.augment import brightness
+
+    torch.manual_seed(0)
+    x = torch.zeros(256, 2, 4, 4)
+    y = brightness(x)
+    shift = y[:, 0, 0, 0]
+    assert torch.equal(y, shift.view(-1, 1, 1, 1).expand_as(y))  # one offset per image
+    assert float(shift.min()) >= -0.5 and float(shift.max()) < 0.5
+    assert float(shift.min()) < -0.3 and float(shift.max()) > 0.3
+    assert abs(float(shift.mean())) < 0.1
+
+
+def test_contrast_scales_around_the_image_mean_by_a_factor_in_half_to_three_halves():
+    """mutation testing: contrast without ``+ mean`` (the image mean lost), with per-channel
+    means (colours pulled to grey instead of scaled) or with factors in [1, 2) instead of
+    [0.5, 1.5) passed the suite."""
+    from edgegan.train.augment import contrast
+
+    torch.manual_seed(0)
+    x = torch.empty(256, 2, 4, 4)
+    x[:, 0] = 0.6  # each channel constant, the channels different: image mean 0.2
+    x[:, 1] = -0.2
+    y = contrast(x)
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), torch.full((256,), 0.2))
+    factor = (y[:, 0, 0, 0] - y[:, 1, 0, 0]) / 0.8  # the channel gap scales by the factor
+    assert float(factor.min()) >= 0.5 - 1e-5 and float(factor.max()) < 1.5 + 1e-5
+    assert float(factor.min()) < 0.7 and float(factor.max()) > 1.3
+
+
+def test_cutout_places_its_square_independently_per_image():
+    """mutation testing: drawing one cutout offset for the whole batch (every image blanked
+    at the same place) passed the suite."""
+    torch.manual_seed(2)
+    y = cutout(torch.ones(32, 1, 8, 8), ratio=0.25)
+    blank = y[:, 0] == -1.0
+    tops = {int(torch.nonzero(b)[0, 0]) for b in blank}
+    lefts = {int(torch.nonzero(b)[0, 1]) for b in blank}
+    assert len(tops) > 2 and len(lefts) > 2  # rows and columns both vary across the batch

@@ -767,3 +767,17 @@ def test_checking_a_plugin_metric_early_leaves_the_runs_random_streams_alone(tmp
         weights.append(state["networks"]["generator"])
     for key, value in weights[0].items():
         assert torch.equal(value, weights[1][key]), key
+
+
+def test_dataset_images_just_outside_minus_one_to_one_are_refused():
+    """mutation testing: widening the dataset check's range (images in [-1.5, 1.5], from a
+    rescale gone wrong, accepted) passed the suite, whose bad dataset gave 0..255 pixels."""
+    from edgegan.contracts import check_dataset
+    from edgegan.registry import Entry
+
+    entry = Entry("datasets", "bad", factory=GoodData)
+    check_dataset(entry, _dataset(__getitem__=lambda self, i: (torch.ones(SHAPE), 0))())
+    for value in (1.5, -1.01):
+        data = _dataset(__getitem__=lambda self, i, v=value: (torch.full(SHAPE, v), 0))()
+        with pytest.raises(PluginError, match=r"they must be in \[-1, 1\]"):
+            check_dataset(entry, data)

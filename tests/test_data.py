@@ -597,3 +597,69 @@ def test_checking_a_large_folder_shows_progress(tmp_path, monkeypatch, capsys):
     with pytest.warns(DataWarning):
         build_folder(root=str(tmp_path), image_size=8, labels=False, skip_bad=True)
     assert "headers checked" not in capsys.readouterr().err
+
+
+def test_resized_pixels_are_rounded_to_the_nearest_8_bit_value():
+    """mutation testing: truncating the resized values to uint8 instead of rounding them
+    (every pixel up to one level darker than Pillow's) passed the suite, whose comparison
+    allows one level."""
+    from edgegan.data.base import _resize_matrix
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(4, 20, 20), dtype=np.uint8)
+    got = resize_uint8_stack(images, 13)[:, 0].numpy().astype(np.float64)
+    m = _resize_matrix(20, 13, int(T.BILINEAR)).astype(np.float64)
+    exact = np.clip(np.einsum("ij,njk,lk->nil", m, images.astype(np.float64), m), 0, 255)
+    assert np.abs(got - exact).max() <= 0.5 + 1e-3
+
+
+def test_channel_base_takes_one_plane_of_repeated_grey_only():
+    """mutation testing: ``channel_base`` ignoring the stride check (a real RGB tensor cut to
+    its red plane, so resident RGB data trained on grey copies of red) passed the suite."""
+    rgb = torch.arange(2 * 3 * 2 * 2, dtype=torch.uint8).reshape(2, 3, 2, 2)
+    assert channel_base(rgb) is rgb
+    grey = torch.zeros(2, 1, 2, 2, dtype=torch.uint8)
+    assert channel_base(grey.expand(-1, 3, -1, -1)).shape == (2, 1, 2, 2)
+
+
+def test_image_size_limit_is_inclusive():
+    """mutation testing: refusing image_size == MAX_IMAGE_SIZE (the documented range is
+    1..MAX_IMAGE_SIZE) passed the suite."""
+    from edgegan.data.base import MAX_IMAGE_SIZE, check_image_params
+
+    check_image_params(MAX_IMAGE_SIZE, 3, "here")
+    check_image_params(1, 1, "here")
+    with pytest.raises(DataError, match="image_size"):
+        check_image_params(MAX_IMAGE_SIZE + 1, 3, "here")
+
+
+def test_idx_labels_above_nine_get_default_class_names(tmp_path):
+    """mutation testing: default class names fixed at ten (an IDX folder with labels up to
+    11 and no data.class_names refused as out of range) passed the suite."""
+    root = tmp_path / "twelve"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for stem in ("train", "t10k"):
+        write_idx(root / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (12, 8, 8)), False)
+        write_idx(root / f"{stem}-labels-idx1-ubyte", np.arange(12), False)
+    ds = build_idx(root=str(root), image_size=8)
+    assert ds.num_classes == 12 and ds.class_names == [str(i) for i in range(12)]
+
+
+def test_idx_duplicate_class_names_are_refused(tmp_path):
+    """mutation testing: accepting duplicate data.class_names (two classes under one name
+    in samples and reports) passed the suite."""
+    make_idx_folder(tmp_path / "d")
+    with pytest.raises(DataError, match="duplicates"):
+        build_idx(root=str(tmp_path / "d"), class_names=["a", "b", "a"])
+
+
+def test_label_counts_include_class_zero():
+    """mutation testing: ``label_counts`` dropping class 0 with the unlabelled items passed
+    the suite."""
+    from edgegan.data.mnist import label_counts
+
+    ds = TensorImageDataset(
+        torch.zeros(5, 1, 2, 2), torch.tensor([0, 0, 2, -1, 1]), ["a", "b", "c"]
+    )
+    assert label_counts(ds).tolist() == [2, 1, 1]

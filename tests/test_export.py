@@ -470,6 +470,10 @@ def test_fp16_refuses_weights_and_activations_beyond_its_range(tmp_path):
         to_fp16(_scaled_matmuls(tmp_path, 1e4, 1e-4), tmp_path / "over.onnx", feeds=feeds)
     with pytest.warns(UserWarning, match=r"little headroom: node 'big' \(MatMul\) reaches 2e\+04"):
         to_fp16(_scaled_matmuls(tmp_path, 2e3, 5e-4), tmp_path / "near.onnx", feeds=feeds)
+    # The last node's output is renamed by the converter (a cast to the FP32 graph output
+    # follows): it was never looked at, and a generator without a final tanh escaped.
+    with pytest.raises(ExportError, match=r"node 'small' \(MatMul\) reaches 1e\+05"):
+        to_fp16(_scaled_matmuls(tmp_path, 1.0, 1e4), tmp_path / "out.onnx", feeds=feeds)
     with pytest.raises(ExportError, match=r"cannot hold weight 'w1': .* 1e\+06 is beyond"):
         to_fp16(_scaled_matmuls(tmp_path, 1e6, 1e-6), tmp_path / "clamped.onnx", feeds=feeds)
     assert not (tmp_path / "over.onnx").exists() and not (tmp_path / "clamped.onnx").exists()
@@ -931,3 +935,95 @@ def test_weights_digest_covers_tensors_and_skips_extra_state():
     with torch.no_grad():
         b.weight[0, 0] += 1e-6
     assert weights_digest(a) != weights_digest(b)
+
+
+def test_fold_batchnorm_scales_a_convolutions_own_bias():
+    """mutation testing: folding added a convolution's bias unscaled by BatchNorm's
+    ``gamma / sqrt(var + eps)`` (the built-in generators' convs before BatchNorm have no
+    bias, so only plugin generators' graphs would be wrong) and it passed the suite."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    for conv in (nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(3, 4, 4, 2, 1)):
+        net = nn.Sequential(conv, nn.BatchNorm2d(4))
+        with torch.no_grad():
+            conv.bias.uniform_(-2.0, 2.0)
+            net[1].running_mean.uniform_(-1.0, 1.0)
+            net[1].running_var.uniform_(0.1, 0.5)
+            net[1].weight.uniform_(0.5, 2.0)
+            net[1].bias.uniform_(-1.0, 1.0)
+        net.eval()
+        folded, n = fold_batchnorm(net)
+        assert n == 1 and isinstance(folded[1], nn.Identity)
+        x = torch.randn(2, 3, 6, 6)
+        with torch.no_grad():
+            torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_add_metadata_keeps_other_keys_and_replaces_its_own():
+    """mutation testing: ``add_metadata`` dropping every earlier ``metadata_props`` entry (a
+    user's or a tool's own keys lost when edgegan stamps a graph) passed the suite."""
+    from onnx import TensorProto, helper
+
+    from edgegan.export.onnx import add_metadata
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [])
+    graph.output.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [1]))
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {"author": "me", "edgegan.task": "old"})
+    add_metadata(model, {"task": "gan", "latent_dim": 8}, {"edgegan.precision": "fp32"})
+    props = [(p.key, p.value) for p in model.metadata_props]
+    assert ("author", "me") in props
+    assert [v for k, v in props if k == "edgegan.task"] == ["gan"]
+    assert read_metadata(model)["edgegan.spec"] == {"task": "gan", "latent_dim": 8}
+
+
+def test_fold_batchnorm_leaves_a_batchnorm_on_batch_statistics_alone():
+    """mutation testing: folding a BatchNorm whose ``track_running_stats`` was turned off
+    after training (eval then normalises with the batch's statistics, which no weight can
+    hold) passed the suite."""
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    net[1].track_running_stats = False  # its running buffers stay, unused
+    folded, n = fold_batchnorm(net)
+    assert n == 0 and isinstance(folded[1], nn.BatchNorm2d)
+
+
+def test_signature_mismatch_names_a_dimension_the_graph_and_bundle_disagree_on():
+    """mutation testing: ``signature_mismatch`` ignoring the numbered dimensions (a graph of
+    28x28 images run from a bundle that says 32x32, its images read with the wrong shape)
+    passed the suite."""
+    from types import SimpleNamespace as NS
+
+    from edgegan.runtime.ort_runner import signature_mismatch
+
+    spec = {"task": "gan", "latent_dim": 8, "num_classes": 0, "image_shape": [1, 32, 32]}
+
+    def session(latent, image):
+        return NS(
+            get_inputs=lambda: [NS(name="z", shape=["batch", latent])],
+            get_outputs=lambda: [NS(name="image", shape=["batch", *image])],
+        )
+
+    assert signature_mismatch(session(8, [1, 32, 32]), spec) is None
+    assert "'image' is [batch, 1, 28, 28]" in signature_mismatch(session(8, [1, 28, 28]), spec)
+    assert "'z'" in signature_mismatch(session(16, [1, 32, 32]), spec)
+
+
+def test_newer_than_runtime_names_the_highest_opset_the_runtime_reads():
+    """mutation testing: the opset message giving the domain (``reads up to ai.onnx``)
+    instead of the runtime's highest opset passed the suite."""
+    from edgegan.runtime.ort_runner import newer_than_runtime
+
+    message = (
+        "Opset 22 is under development and support for this is limited. The operator schemas "
+        "and or other functionality may change before next ONNX release and in this case ONNX "
+        "Runtime will not guarantee backward compatibility. Current official support for "
+        "domain ai.onnx is till opset 21."
+    )
+    assert newer_than_runtime(message) == "the graph is opset 22, it reads up to 21"
+    ir = "Unsupported model IR version: 11, max supported IR version: 10"
+    assert newer_than_runtime(ir) == "the graph is ONNX IR version 11, it reads up to 10"
+    assert newer_than_runtime("something else") == ""

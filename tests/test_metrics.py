@@ -657,3 +657,47 @@ def test_paired_metrics_match_their_definitions() -> None:
     b = a.clone()
     b[1] += 0.4  # 0.2 in [0, 1]
     assert psnr(b, a) == pytest.approx((100 + 10 * np.log10(1 / 0.04)) / 2, abs=1e-4)
+
+
+def test_digit_labels_stop_at_nine() -> None:
+    """mutation testing: accepting conditioning label 10 (one past the last digit class; its
+    samples silently counted as misclassified in label_accuracy) passed the suite, which
+    only tried 12."""
+    from edgegan.metrics.digits import _check_labels
+
+    assert _check_labels(np.array([9, -1, 0]), 3).tolist() == [9, -1, 0]
+    with pytest.raises(EdgeganError, match="0..9"):
+        _check_labels(np.array([0, 10]), 2)
+    with pytest.raises(EdgeganError, match="0..9"):
+        _check_labels(np.array([-2, 3]), 2)
+
+
+def test_an_idx_reference_folder_may_hold_a_colon(tmp_path) -> None:
+    """mutation testing: taking whatever follows the last ':' as the split (a folder named
+    ``digits:v2`` read as folder ``digits`` with split ``v2``) passed the suite."""
+    folder = tmp_path / "digits:v2"
+    folder.mkdir()
+    assert parse_reference(f"idx:{folder}") == ("idx", folder.resolve(), "test")
+    assert parse_reference(f"idx:{folder}:train") == ("idx", folder.resolve(), "train")
+
+
+def test_preprocess_turns_rgb_grey_by_the_channel_mean() -> None:
+    """mutation testing: taking the red plane of RGB samples as their grey (a green or blue
+    digit scored as blank) passed the suite, whose RGB input repeated one plane."""
+    rgb = torch.zeros(2, 3, 32, 32)
+    rgb[:, 0] = -1.0
+    rgb[:, 1] = 0.5
+    rgb[:, 2] = 1.0
+    torch.testing.assert_close(clf.preprocess(rgb), torch.full((2, 1, 32, 32), 0.5 / 3))
+
+
+def test_the_unit_range_warning_names_the_callers_line(tmp_path) -> None:
+    """A fixed stacklevel named the right line only through evaluate(): through the public
+    load_samples() it pointed into Python's own frames."""
+    from edgegan.metrics.evaluate import load_samples
+
+    np.savez(tmp_path / "unit.npz", images=np.random.rand(2, 1, 28, 28).astype(np.float32))
+    for call in (evaluate, load_samples):
+        with pytest.warns(UserWarning, match=r"as if they were in \[0, 1\]") as seen:
+            call(tmp_path / "unit.npz")
+        assert seen[0].filename == __file__, call.__name__
