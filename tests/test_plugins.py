@@ -1343,3 +1343,38 @@ def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_pat
         "'edgegan.plugins', which edgegan does not read: the group is 'edgegan' "
         "([project.entry-points.edgegan] in its pyproject.toml)\n"
     )
+
+
+def test_an_empty_default_tuple_takes_a_list_of_any_items():
+    """mutation testing: _check_items popping the item type of an empty default (a
+    parameter defaulting to () then failed with KeyError on any list) passed the suite."""
+
+    def build(*, sizes: tuple = ()):
+        return sizes
+
+    entry = Entry(kind="losses", name="sized", factory=build, plugin="p")
+    assert call_factory(entry, {"sizes": [1, "a"]}, {}) == (1, "a")
+    assert call_factory(entry, {"sizes": []}, {}) == ()
+
+
+def test_a_name_with_an_unprintable_character_is_refused():
+    """mutation testing: validate_registration checking only whitespace (a name with a
+    control character, which breaks `edgegan list` rows, was accepted) passed the suite."""
+    from edgegan.registry import validate_registration
+
+    for name in ("a\x00b", "loss\x1b[31m", "a\u200bb"):
+        with pytest.raises(PluginError, match="invalid name"):
+            validate_registration("losses", name, dict, None, "p")
+    validate_registration("losses", "my-loss_2", dict, None, "p")
+
+
+def test_registry_names_and_entries_are_sorted_whatever_the_registration_order():
+    """mutation testing: Registry.names() in registration order (unsorted rows and
+    'known names' in errors, varying with plugin load order) passed the suite."""
+    from edgegan.registry import Registry
+
+    reg = Registry("losses")
+    for name in ("zeta", "alpha", "mid"):
+        reg.add(Entry(kind="losses", name=name, factory=dict, plugin="p"))
+    assert reg.names() == ["alpha", "mid", "zeta"]
+    assert [e.name for e in reg] == ["alpha", "mid", "zeta"]

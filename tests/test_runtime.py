@@ -2075,3 +2075,293 @@ def test_a_label_equal_to_the_class_count_is_out_of_range():
     assert make_labels(2, 10, [9]).tolist() == [9, 9]
     with pytest.raises(EdgeganError, match="label 10 is out of range: the generator has 10"):
         make_labels(1, 10, [10])
+
+
+def test_torch_runner_takes_non_contiguous_inputs(run_dir):
+    """mutation testing: the torch runner without np.ascontiguousarray (torch.from_numpy
+    refuses a negative-stride view such as z[::-1]) passed the suite."""
+    from edgegan.runtime import open_runner
+
+    with open_runner(run_dir, "torch") as runner:
+        feed = make_inputs(runner.spec, 4, seed=3)
+        flipped = {k: v[::-1] for k, v in feed.items()}  # views with a negative stride
+        assert not flipped["z"].flags["C_CONTIGUOUS"]
+        out = runner.run(flipped)
+        copied = {k: v.copy() for k, v in flipped.items()}
+        np.testing.assert_allclose(out, runner.run(copied), rtol=0, atol=0)
+
+
+def test_torch_runner_channels_last_converts_weights_and_images(run_dir):
+    """mutation testing: a torch runner that ignored channels_last=True (weights and image
+    inputs left NCHW, describe() without it) passed the suite."""
+    import torch
+
+    from edgegan.runtime import open_runner
+
+    with open_runner(run_dir, "torch") as plain:
+        feed = make_inputs(plain.spec, 2, seed=1)
+        expected = plain.run(feed)
+    with open_runner(run_dir, "torch", channels_last=True) as runner:
+        assert runner.channels_last and "channels-last" in runner.describe()
+        weights = [p for p in runner.module.parameters() if p.dim() == 4]
+        # (a few layers keep NCHW on purpose: some, not all, are channels-last)
+        assert any(
+            w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            for w in weights
+        )
+        np.testing.assert_allclose(runner.run(feed), expected, atol=1e-5)
+
+
+def test_torch_fp16_on_the_cpu_is_refused_with_one_line(run_dir):
+    """mutation testing: a torch runner that opened fp16 on the CPU (instead of saying it
+    runs on CUDA only) passed the suite."""
+    with pytest.raises(BackendUnavailable, match="torch fp16 runs on CUDA only"):
+        open_runner(run_dir, "torch", "fp16", device="cpu")
+
+
+def test_compile_mode_off_false_and_none_mean_eager():
+    """mutation testing: compile_mode without its "off" spelling (refused as an unknown
+    mode) passed the suite."""
+    from edgegan.runtime.torch_runner import compile_mode
+
+    assert [compile_mode(v) for v in ("off", False, None)] == [None, None, None]
+    assert compile_mode(True) == "default"
+    assert compile_mode("reduce-overhead") == "reduce-overhead"
+    with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of"):
+        compile_mode("fast")
+
+
+def test_parse_size_checks_both_sides_and_reads_hxw():
+    """mutation testing: parse_size checking only the height's multiple (a width the
+    generator cannot take went through to the runner) passed the suite."""
+    from edgegan.export.signature import parse_size
+
+    spec = {"size_multiple": 4, "image_size": 32}
+    assert parse_size(None, spec) == (32, 32)
+    assert parse_size(16, spec) == (16, 16)
+    assert parse_size("16X24", spec) == (16, 24)
+    assert parse_size((8, 12), spec) == (8, 12)
+    for bad in ("16x18", "18x16", (16, 10), "4x8"):
+        with pytest.raises(EdgeganError, match="multiples of 4"):
+            parse_size(bad, spec)
+    with pytest.raises(EdgeganError, match="--size must be N or HxW"):
+        parse_size("ax8", spec)
+
+
+def test_io_spec_and_dynamic_axes_of_each_kind_of_graph():
+    """mutation testing: io_spec giving an unconditional GAN a 'labels' input (num_classes
+    >= 0) passed the suite, whose runtime runs are of a conditional GAN."""
+    from edgegan.export.signature import dynamic_axes, input_names, io_spec
+
+    plain = {"latent_dim": 4, "num_classes": 0, "image_shape": [1, 8, 8]}
+    inputs, outputs = io_spec(plain)
+    assert inputs == [{"name": "z", "dtype": "float32", "shape": ["batch", 4]}]
+    assert outputs == [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]
+    assert input_names({**plain, "num_classes": None}) == ["z"]
+    assert input_names({**plain, "num_classes": 10}) == ["z", "labels"]
+    assert dynamic_axes({**plain, "num_classes": 10}) == {
+        "z": {0: "batch"},
+        "labels": {0: "batch"},
+        "image": {0: "batch"},
+    }
+    translator = {"direction": "AtoB", "channels_in": 1, "channels_out": 3}
+    assert io_spec(translator)[1][0]["shape"] == ["batch", 3, "height", "width"]
+    axes = {0: "batch", 2: "height", 3: "width"}
+    assert dynamic_axes(translator) == {"image": axes, "translated": axes}
+
+
+def test_parse_device_ignores_case_and_spaces():
+    """mutation testing: parse_device without strip().lower() (--device CUDA:1 or ' cpu'
+    refused as unknown) passed the suite."""
+    assert parse_device("CUDA:1") == ("cuda", 1)
+    assert parse_device(" cpu ") == ("cpu", 0)
+    assert parse_device("Cuda") == ("cuda", 0)
+
+
+def test_a_run_target_that_needs_a_bundle_is_resolved_again(run_dir, bundle):
+    """mutation testing: resolve_target returning a given Target as it is when a bundle is
+    needed (a run's Target, without bundle, went on to the onnxruntime runner) passed the
+    suite."""
+    from edgegan.runtime.base import Target
+
+    target = resolve_target(run_dir)
+    assert isinstance(target, Target) and target.bundle is None
+    with pytest.raises(EdgeganError, match="is a run directory without a bundle in export/"):
+        resolve_target(target, need_bundle=True)
+    with pytest.raises(EdgeganError, match="without a bundle"):
+        open_runner(target, "onnxruntime")
+    given = resolve_target(bundle)
+    assert resolve_target(given, need_bundle=True) is given
+
+
+def test_a_direction_for_a_gan_run_with_a_bundle_is_not_also_warned_about(
+    run_dir, bundle, tmp_path
+):
+    """mutation testing: resolve_target warning that RUN/export 'is not used' also when the
+    bundle is of the other kind than asked (a --direction for a GAN run: that is the run's
+    error alone) passed the suite."""
+    import warnings
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.copytree(bundle, run / "export")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        target = resolve_target(run, direction="AtoB")
+    assert target.bundle is None and target.run_dir == run and target.direction == "AtoB"
+
+
+class _Clock:
+    """A perf_counter that only the fake runner's calls advance (ms durations in turn)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def _fake_bench(monkeypatch, durations_ms, warmup, iters, compiled=None, max_batch=None):
+    import types
+
+    import edgegan.runtime.bench as bench_mod
+
+    clock = _Clock()
+    calls = []
+
+    class Fake:
+        spec = {"latent_dim": 2, "num_classes": 0, "image_shape": [1, 1, 1]}
+        threads = 3
+
+        def __init__(self):
+            self.compiled, self.max_batch = compiled, max_batch
+
+        def run(self, inputs):
+            n = len(calls)
+            calls.append(len(inputs["z"]))
+            clock.now += (durations_ms[n] if n < len(durations_ms) else 1000.0) / 1e3
+            return np.zeros((len(inputs["z"]), 1, 1, 1), np.float32)
+
+        def synchronize(self):
+            pass
+
+        def graphed(self, inputs):
+            return False
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(bench_mod, "open_runner", lambda *a, **k: Fake())
+    monkeypatch.setattr(bench_mod, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    inputs = {b: {"z": np.zeros((b, 2), np.float32)} for b in (4, 8)}
+    rows = bench_mod._bench_one(None, "torch", "fp32", "cpu", inputs, {}, warmup, iters, {})
+    return rows, calls
+
+
+def test_bench_row_times_iters_runs_after_warmup_and_computes_its_figures(monkeypatch):
+    """mutation testing: bench with one warm-up run fewer, p90 for p95, the median for the
+    mean or images/s not multiplied by the batch passed the suite."""
+    warm = [500.0, 400.0]
+    timed = [1.0, 1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]
+    rows, calls = _fake_bench(monkeypatch, warm + timed + warm + timed, warmup=2, iters=10)
+    assert calls == [4] * 12 + [8] * 12  # per batch: 2 untimed runs, then 10 timed
+    ms = np.asarray(timed)
+    for row, batch in zip(rows, (4, 8), strict=True):
+        assert row["status"] == "ok" and row["batch"] == batch and row["backend"] == "torch"
+        latency = row["latency_ms"]
+        assert latency["p50"] == pytest.approx(np.percentile(ms, 50), abs=1e-3)
+        assert latency["p95"] == pytest.approx(np.percentile(ms, 95), abs=1e-3)
+        assert latency["mean"] == pytest.approx(ms.mean(), abs=1e-3)
+        assert latency["min"] == pytest.approx(1.0, abs=1e-3)
+        assert row["images_per_s"] == pytest.approx(batch * 1e3 / np.percentile(ms, 50), abs=0.1)
+        assert row["first_run_s"] == pytest.approx(0.5, abs=1e-3)
+        assert row["mem_kind"] == "rss" and row["threads"] == 3 and row["parity"] is None
+
+
+def test_bench_gives_a_compiled_runner_its_warm_up_runs_and_keeps_the_max_batch(monkeypatch):
+    """mutation testing: bench skipping a batch equal to the runner's max_batch (as larger
+    than the engine takes) passed the suite; a compiled runner gets COMPILED_WARMUP runs."""
+    from edgegan.runtime.bench import COMPILED_WARMUP
+
+    rows, calls = _fake_bench(monkeypatch, [], warmup=1, iters=2, compiled="default", max_batch=4)
+    assert calls == [4] * (COMPILED_WARMUP + 2)
+    assert [r["status"] for r in rows] == ["ok", "skipped"]
+    assert rows[1]["reason"] == "batch 8 > the engine's max batch 4"
+
+
+def test_trt_profile_defaults_fill_around_the_given_values_and_are_checked():
+    """mutation testing: resolve_profile without checking the order of the sizes it filled
+    in (a --min-size above the default opt size built an unordered profile) passed the
+    suite."""
+    from edgegan.export.trt_profile import resolve_profile
+
+    spec = {"direction": "AtoB", "size_multiple": 4, "image_size": 32}
+    assert resolve_profile(spec) == ((1, 1, 8), (16, 32, 64))
+    assert resolve_profile(spec, size=(None, 48, None)) == ((1, 1, 8), (24, 48, 96))
+    with pytest.raises(EdgeganError, match="--min-size <= --opt-size <= --max-size; got 64, 32"):
+        resolve_profile(spec, size=(64, None, None))
+    assert resolve_profile({"latent_dim": 4}, batch=(None, 4, None)) == ((1, 4, 64), None)
+
+
+def test_trt_profile_shapes_given_for_an_input_are_taken_as_they_are():
+    """mutation testing: profile_shapes ignoring its ``shapes`` argument (an input's
+    explicit min/opt/max shapes) passed the suite."""
+    from edgegan.export.trt_profile import profile_shapes
+
+    given = ([1, 3, 8, 8], [1, 3, 16, 16], [2, 3, 32, 32])
+    shapes = profile_shapes(
+        {"x": [-1, 3, -1, -1], "z": [-1, 4]},
+        (1, 2, 8),
+        image_shape=[3, 64, 64],
+        shapes={"x": given},
+    )
+    assert shapes == {"x": given, "z": ([1, 4], [2, 4], [8, 4])}
+
+
+def test_torch_on_cuda_without_a_gpu_is_backend_unavailable(run_dir, monkeypatch):
+    """mutation testing: the torch runner without its 'torch sees no CUDA GPU' check (torch
+    then failed on its own while loading) passed the suite."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="device cuda:1: torch sees no CUDA GPU"):
+        open_runner(run_dir, "torch", device="cuda:1")
+
+
+def test_torch_int8_is_refused_with_the_backends_that_have_it(run_dir):
+    """mutation testing: the torch runner without its int8 check (an int8 request ran the
+    fp32 generator, labelled int8) passed the suite."""
+    with pytest.raises(BackendUnavailable, match="torch backend has no int8 path"):
+        open_runner(run_dir, "torch", "int8")
+
+
+def test_resolve_target_names_a_bad_direction_first(run_dir, bundle):
+    """mutation testing: resolve_target without its check of ``direction`` (a run target
+    kept a direction such as 'sideways' for the loader to trip on later) passed the
+    suite."""
+    for path in (run_dir, bundle):
+        with pytest.raises(EdgeganError, match="--direction must be AtoB or BtoA, got 'sideways'"):
+            resolve_target(path, direction="sideways")
+
+
+def test_bench_parity_psnr_is_over_the_value_ranges_width():
+    """mutation testing: bench's parity PSNR over the range's high end instead of its width
+    (6 dB too low for [-1, 1]) passed the suite, whose outputs agree to the PSNR cap."""
+    from edgegan.runtime.bench import parity
+
+    reference = np.zeros((1, 1, 4, 4), np.float32)
+    images = reference + np.float32(0.2)  # MSE 0.04 over a width of 2: 20 dB
+    result = parity(images, reference, {"value_range": [-1.0, 1.0]})
+    assert result["max_abs"] == pytest.approx(0.2) and result["psnr"] == pytest.approx(20.0)
+    unit = parity(images, reference, {"value_range": [0.0, 1.0]})  # width 1: 14 dB
+    assert unit["psnr"] == pytest.approx(13.98, abs=0.01)
+
+
+def test_a_runner_option_error_names_the_command_line_flag():
+    """mutation testing: open_runner naming provider_options '--provider-options' (the CLI
+    flag is --ort-option) in its error passed the suite."""
+    with pytest.raises(EdgeganError) as info:
+        open_runner("nowhere", "torch", provider_options={"prefer_nhwc": "1"}, cuda_graphs=True)
+    message = str(info.value)
+    assert message.startswith("--cuda-graphs, --ort-option does not apply to the torch backend")
+    assert "(it takes: --channels-last, --compile)" in message

@@ -122,3 +122,14 @@ def test_a_gamma_of_one_is_a_valid_step_schedule():
     for bad in ("0", "-0.5", "1.5"):
         with pytest.raises(ConfigError, match=re.escape("train.lr_gamma must be in (0, 1]")):
             validate(cfg(f"train.lr_gamma={bad}"))
+
+
+def test_step_schedule_of_a_run_shorter_than_three_steps():
+    """mutation testing: the step schedule's default interval without max(1, ...) (steps // 3
+    is 0 for a 1- or 2-step run: ZeroDivisionError) passed the suite."""
+    for steps in (1, 2):
+        f = lr_factor(
+            load_config("dcgan-mnist", [f"train.steps={steps}", "train.lr_schedule=step"]).train
+        )
+        assert f(0) == 1.0
+        assert math.isclose(f(1), 0.1)

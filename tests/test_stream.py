@@ -236,3 +236,47 @@ def test_without_workers_the_stream_draws_from_the_global_generators():
     indices = next(iter(BatchIndices(len(dataset), 4, 7, start=2)))
     _, y = BatchStream(dataset, 4, 7, CPU, num_workers=0, consumed=2).next()
     assert y.tolist() == indices
+
+
+def test_each_epoch_is_a_fresh_permutation_of_whole_batches():
+    """mutation testing: BatchIndices drawing the same permutation every epoch, or skipping
+    an epoch's last batch, passed the suite."""
+    indices = BatchIndices(10, 3, seed=5)  # 3 whole batches an epoch, 1 item dropped
+    it = iter(indices)
+    batches = [next(it) for _ in range(9)]
+    epochs = [sum(batches[e * 3 : (e + 1) * 3], []) for e in range(3)]
+    for e, flat in enumerate(epochs):
+        assert len(flat) == 9 and len(set(flat)) == 9
+        assert flat == indices.epoch_order(e)[:9].tolist()
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2]
+    for start in range(9):  # resumed anywhere, across epoch boundaries: the same batches
+        assert next(iter(BatchIndices(10, 3, seed=5, start=start))) == batches[start]
+
+
+class InMemory(Dataset):
+    """Six in-memory items with the given labels, as edgegan's tensor datasets hold them."""
+
+    def __init__(self, labels):
+        self.images = torch.zeros(6, 1, 2, 2)
+        self.labels = torch.tensor(labels)
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.labels[index])
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_unlabelled_items_pass_the_label_check_of_a_conditional_stream(resident):
+    """mutation testing: the label check refusing -1 (an unlabelled item, which conditional
+    runs accept) passed the suite."""
+    stream = BatchStream(
+        InMemory([0, -1, 2, -1, 1, 0]), 6, 0, CPU, resident=resident, num_classes=3
+    )
+    images, labels = stream.next()
+    assert sorted(labels.tolist()) == [-1, -1, 0, 0, 1, 2]
+    with pytest.raises(DataError, match="label 3"):
+        BatchStream(
+            InMemory([0, 3, 0, 0, 0, 0]), 6, 0, CPU, resident=resident, num_classes=3
+        ).next()
