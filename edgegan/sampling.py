@@ -122,7 +122,7 @@ def postprocess(images: np.ndarray, spec: dict[str, Any] | None = None) -> np.nd
 def check_finite_outputs(raw: np.ndarray, runner: Any, start: int = 0) -> np.ndarray:
     """Refuse generator outputs holding NaN or infinities: clipped and cast to uint8 they
     became black pixels (NaN's cast is undefined), written and scored as if they were images.
-    ``raw`` is a batch of images, the first one image ``start`` of the run; returns it as an
+    ``raw`` is one batch, whose first image is image ``start`` of the run; returns it as an
     array."""
     arr = np.asarray(raw)
     bad = ~np.isfinite(arr)

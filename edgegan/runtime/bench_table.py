@@ -43,7 +43,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
                 + (f", {r['threads']} threads" if r.get("threads") else "")
                 + (", CUDA graph" if r.get("cuda_graphs") else "")
                 + "".join(f", {part}" for part in _variant(r))
-                + _broken(par, ", "),
+                + "".join(f", {part}" for part in _nonfinite(par)),
             ]
         )
     return rows
@@ -65,18 +65,19 @@ def row_line(row: dict[str, Any]) -> str:
     what += f" ({', '.join(variant)})" if variant else ""
     if row.get("status") != "ok":
         return f"{what}: {row.get('status')} ({row.get('reason')})"
-    broken = _broken(row.get("parity") or {}, "; ")
-    return f"{what}: p50 {row['latency_ms']['p50']:.3f} ms" + (f" ({broken[2:]})" if broken else "")
+    broken = _nonfinite(row.get("parity") or {})
+    return f"{what}: p50 {row['latency_ms']['p50']:.3f} ms" + (
+        f" ({'; '.join(broken)})" if broken else ""
+    )
 
 
-def _broken(parity: dict[str, Any], sep: str) -> str:
-    """What a row's parity says of NaN or infinite outputs, each part led by ``sep``."""
-    parts = [
+def _nonfinite(parity: dict[str, Any]) -> list[str]:
+    """What a row's parity says of NaN or infinite outputs (its own, the reference's)."""
+    return [
         f"NaN/inf in {parity[key]} {what}"
         for key, what in (("nonfinite", "outputs"), ("reference_nonfinite", "reference outputs"))
         if parity.get(key)
     ]
-    return "".join(sep + part for part in parts)
 
 
 HEADERS = ["backend", "precision", "batch", "p50 ms", "p95 ms", "img/s", "peak MB",
