@@ -118,10 +118,21 @@ def test_gpu_check_tests_section_runs_the_gpu_tests_unless_told(tmp_path, monkey
     commands = []
     monkeypatch.setattr(gpu_check, "run", lambda cmd, log, timeout=None: commands.append(cmd))
     gpu_check.section_tests(tmp_path / "log", quick=False)
+    gpu_check.section_tests(tmp_path / "log", quick=True)
     gpu_check.section_tests(tmp_path / "log", quick=False, all_tests=True)
-    selected, whole = commands
-    assert selected[selected.index("-k") + 1] == "cuda or gpu or tensorrt or trt"
-    assert "-k" not in whole and whole[-len(gpu_check.GPU_TESTS) :] == gpu_check.GPU_TESTS
+    pairs = [zip(c[:-1], c[1:], strict=True) for c in commands]
+    marks = [[b for a, b in pair if a == "-m" and b != "pytest"] for pair in pairs]
+    assert marks == [["gpu"], ["gpu and not slow"], []]  # one -m: a second replaces the first
+    assert commands[2][-len(gpu_check.GPU_TESTS) :] == gpu_check.GPU_TESTS
+    # The marker: every test skipped for want of CUDA, a GPU or TensorRT is a gpu test.
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only"]
+    files = [str(TOOLS.parent / f) for f in gpu_check.GPU_TESTS]
+    listed = subprocess.run([*cmd, "-m", "gpu", *files], capture_output=True, text=True)
+    gpu = {line for line in listed.stdout.splitlines() if "::" in line}
+    for name in ("test_cuda_resume_switches_the_adam_kernel", "test_real_tensorrt_build_run_parity",
+                 "test_two_gpus_with_nccl_and_sync_bn_equal_one"):  # fmt: skip
+        assert any(f"::{name}" in test for test in gpu), name
+    assert not any("::test_bench_json_shape" in test for test in gpu)  # CPU work
 
 
 def _tool(name: str):
