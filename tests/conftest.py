@@ -25,14 +25,13 @@ from edgegan.plugins.manager import reset_manager  # noqa: E402
 
 #: What makes a test one of the ``gpu`` tests (``tools/gpu_check.py`` runs ``-m gpu``): a
 #: skip for want of CUDA, a GPU or TensorRT, or a name (or parameter id) that says so.
-_GPU_REASON = re.compile(r"CUDA|GPU|TensorRT|tensorrt")
-_GPU_NAME = re.compile(r"cuda|gpu|tensorrt|trt", re.IGNORECASE)
+_GPU = re.compile(r"cuda|gpu|tensorrt|trt", re.IGNORECASE)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         reasons = [str(m.kwargs.get("reason", "")) for m in item.iter_markers("skipif")]
-        if any(_GPU_REASON.search(r) for r in reasons) or _GPU_NAME.search(item.name):
+        if any(_GPU.search(text) for text in (item.name, *reasons)):
             item.add_marker(pytest.mark.gpu)
 
 

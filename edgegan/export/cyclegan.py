@@ -28,8 +28,9 @@ def calibration_images(
 ) -> tuple[np.ndarray, str]:
     """Up to ``samples`` images ``(N, C, H, W)`` of ``direction``'s input domain from the
     run's dataset (``data``: its config's data section; the test split, else the training
-    split) and a description of where they came from. With ``warn``, fewer images than
-    ``samples`` or images all of one value draw a warning."""
+    split) and a description of where they came from. With ``warn``, a handful of images
+    (fewer than :data:`FEW_CALIBRATION_IMAGES` and than ``samples``) or images all of one
+    value draw a warning."""
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept, seed_all
 

@@ -243,7 +243,7 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR)
         except FileNotFoundError:
             return False
-        keep = closed = False
+        owned: int | None = fd  # closed on the way out, unless it was closed or handed on
         try:
             locked = _os_lock(fd)
             if locked and not _same_file(fd, self.path):
@@ -265,18 +265,18 @@ class RunLock:
                 )
             if locked is None:  # no system locks: remove it and make a new one (closed
                 os.close(fd)  # first: Windows cannot remove a file held open)
-                closed = True
+                owned = None
                 self.path.unlink(missing_ok=True)
                 return False
             # Written over in place: the file stays the one this process locked.
             os.ftruncate(fd, 0)
             os.pwrite(fd, (me + "\n").encode("utf-8"), 0)
             self._hold(fd)
-            keep = True
+            owned = None  # the lock's now
             return True
         finally:
-            if not keep and not closed:
-                os.close(fd)
+            if owned is not None:
+                os.close(owned)
 
     def _hold(self, fd: int | None) -> None:
         self._fd, self.held, self._pid = fd, True, os.getpid()
