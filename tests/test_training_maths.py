@@ -174,3 +174,18 @@ def test_the_gradient_penalty_changes_a_cyclegans_discriminators(tmp_path):
         return {k: v.clone() for k, v in trainer.task.module("d_a").state_dict().items()}
 
     assert not _same(after_one_step(0), after_one_step(100))
+
+
+@pytest.mark.parametrize(("grid", "per_row"), [(25, 2), (100, 10), (10, 1), (7, 1)])
+def test_a_conditional_preview_shows_one_class_per_row_and_every_class_it_can(
+    tmp_path, grid, per_row
+):
+    """Rows hold one class each; a grid of at least one image per class shows all ten (25
+    images once showed classes 0-8: three per row, rounded up, ran out before class 9)."""
+    trainer = _trainer(tmp_path, f"train.sample_grid={grid}")
+    labels = trainer.fixed["labels"]
+    images, nrow = trainer.task.preview(trainer, trainer.fixed)
+    assert len(images) == grid and nrow == per_row
+    assert set(labels.tolist()) == set(range(min(grid, 10)))
+    rows = labels.split(nrow)
+    assert all(len(set(row.tolist())) == 1 for row in rows)

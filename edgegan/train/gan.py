@@ -121,19 +121,25 @@ class GANTask(Task):
         }
 
     def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
-        """Fixed latents and, when conditional, labels giving one row per class; drawn from
-        their own generator so they do not disturb the training RNG."""
+        """Fixed latents and, when conditional, labels giving one row per class (every class
+        when ``n`` is at least the number of classes; a remainder starts the classes again);
+        drawn from their own generator so they do not disturb the training RNG."""
         g = torch.Generator().manual_seed(seed)
         fixed = {"z": torch.randn(n, self.latent_dim, generator=g)}
         if self.num_classes:
-            per_class = max(1, math.ceil(n / self.num_classes))
-            fixed["labels"] = (torch.arange(n) // per_class) % self.num_classes
+            # Rounded down: rounding up (25 images, 10 classes: 3 per row) left the last
+            # classes out of the grid.
+            fixed["labels"] = (torch.arange(n) // self._per_class(n)) % self.num_classes
         return fixed
+
+    def _per_class(self, n: int) -> int:
+        """Images per class row of an ``n``-image preview of a conditional generator."""
+        return max(1, n // self.num_classes)
 
     def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         images = trainer.sample(fixed["z"], fixed.get("labels"))
-        k = self.num_classes
-        nrow = math.ceil(len(images) / k) if k else math.ceil(math.sqrt(len(images)))
+        n = len(images)
+        nrow = self._per_class(n) if self.num_classes else math.ceil(math.sqrt(n))
         return images, nrow
 
     def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
