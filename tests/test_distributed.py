@@ -487,13 +487,23 @@ def test_launch_environment_and_devices():
     with pytest.raises(ConfigError, match="bad distributed environment"):
         launch_env({"RANK": "8", "WORLD_SIZE": "8"})
     assert rank_device("cpu", env) == torch.device("cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
-            rank_device("cuda", env)
-    elif torch.cuda.device_count() > 1:
-        assert rank_device("cuda", env) == torch.device("cuda", 1)
-        with pytest.raises(ConfigError, match="one GPU"):
-            rank_device("cuda:0", env)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_a_cuda_rank_without_cuda_is_one_clear_error():
+    env = LaunchEnv(3, 8, 1, 4)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        rank_device("cuda", env)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs"
+)
+def test_each_rank_takes_the_gpu_of_its_local_rank():
+    env = LaunchEnv(3, 8, 1, 4)
+    assert rank_device("cuda", env) == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="one GPU"):
+        rank_device("cuda:0", env)
 
 
 # -- the command line through torchrun --------------------------------------------------------
