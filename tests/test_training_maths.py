@@ -189,3 +189,23 @@ def test_a_conditional_preview_shows_one_class_per_row_and_every_class_it_can(
     assert set(labels.tolist()) == set(range(min(grid, 10)))
     rows = labels.split(nrow)
     assert all(len(set(row.tolist())) == 1 for row in rows)
+
+
+def test_an_fp16_step_skipped_for_overflow_keeps_the_schedule_and_says_nothing(tmp_path):
+    """An unfused optimiser whose first fp16 step overflows is not stepped; torch's warning
+    that the schedule lost its first value is wrong here (schedules follow the trainer's
+    step) and is not shown, and the learning rate still follows the schedule."""
+    import warnings
+
+    trainer = _trainer(
+        tmp_path, "train.amp=fp16", "train.fused_optim=false", "train.lr_schedule=cosine"
+    )
+    for name in ("g", "d"):
+        trainer.precision.scaler(name)._init_scale = 1e38  # the first step's grads overflow
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train_step()
+    assert trainer.precision.scaler("g").get_scale() < 1e38  # the step was skipped
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    lr = trainer.task.optims["g"].param_groups[0]["lr"]
+    assert lr == pytest.approx(trainer.config.optim.g.lr * 0.5)  # cosine at step 1 of 2

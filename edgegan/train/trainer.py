@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import signal
 import threading
 import time
@@ -170,6 +171,9 @@ def _to_cpu(obj: Any) -> Any:
 
 
 #: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
+_SKIPPED_STEP_WARNING = re.escape(
+    "Detected call of `lr_scheduler.step()` before `optimizer.step()`"
+)
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
 
 
@@ -568,8 +572,13 @@ class Trainer:
         values = self.task.train_step(self.stream, self.step)
         if self.ema:
             self.ema.update(self.task.module(self.task.sample_network), self.step)
-        for s in self.schedulers.values():
-            s.step()
+        with warnings.catch_warnings():
+            # A GradScaler skips an unfused optimiser's step when its gradients overflow
+            # (often the first), and torch then warns that the schedule loses its first
+            # value. Ours are indexed by the trainer's step, so nothing is lost.
+            warnings.filterwarnings("ignore", _SKIPPED_STEP_WARNING)
+            for s in self.schedulers.values():
+                s.step()
         self.step += 1
         return values
 
