@@ -57,6 +57,10 @@ def test_paired_metrics_on_known_values():
     over = x.clamp(-1, 1) * 1.5
     scores = paired_scores(over, over.clamp(-1, 1))
     assert scores["l1"] == 0.0 and scores["psnr"] == 100.0
+    # A NaN pixel is not clamped into range: its image scores NaN, not a plausible figure.
+    broken = x.clone()
+    broken[1, 0, 3, 3] = float("nan")
+    assert all(math.isnan(v) for v in paired_scores(broken, x).values())
 
 
 @pytest.mark.parametrize(

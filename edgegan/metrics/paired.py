@@ -1,7 +1,8 @@
 """Metrics against paired ground truth: L1, PSNR and SSIM of translated images.
 
 Images are tensors ``(N, C, H, W)`` in [-1, 1], clamped to it first as a saved image is (the
-three metrics score the same pixels); PSNR and SSIM are computed on [0, 1]
+three metrics score the same pixels; a NaN pixel stays NaN, so a prediction holding one scores
+NaN rather than a plausible figure); PSNR and SSIM are computed on [0, 1]
 (data range 1) per image and averaged, SSIM with the usual 11x11 Gaussian window
 (sigma 1.5, K1 = 0.01, K2 = 0.03) per channel, as in Wang et al. (2004).
 """
