@@ -5,6 +5,7 @@ checkpoints and the export's parity gate. Each test fails if its setting is igno
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -209,3 +210,32 @@ def test_an_fp16_step_skipped_for_overflow_keeps_the_schedule_and_says_nothing(t
     assert not [w for w in caught if "lr_scheduler" in str(w.message)]
     lr = trainer.task.optims["g"].param_groups[0]["lr"]
     assert lr == pytest.approx(trainer.config.optim.g.lr * 0.5)  # cosine at step 1 of 2
+
+
+def test_the_collapse_check_names_flat_grids_and_copies_only():
+    from edgegan.train.trainer import collapse
+
+    varied = torch.rand(8, 1, 8, 8) * 2 - 1
+    assert collapse(varied) is None
+    assert collapse(torch.full((8, 1, 8, 8), -1.0)) == "are one flat colour (every pixel -1.00)"
+    copies = varied[:1].expand(8, -1, -1, -1)
+    assert collapse(copies) == "are 8 copies of one image"
+    # An untrained tiny generator's grid: samples a few thousandths apart are not copies.
+    near = varied * 0.003
+    assert collapse(near) is None and collapse(varied[:1]) is None
+
+
+def test_a_run_whose_samples_collapse_is_told_once_and_still_finishes(tmp_path):
+    from edgegan.train import train
+    from edgegan.train.trainer import CollapseWarning
+
+    extra = ["optim.g.lr=1e3", "optim.d.lr=1e3", "train.steps=6", "train.sample_every=2"]
+    cfg = load_config("dcgan-mnist", [*TINY_GAN, *extra])
+    with pytest.warns(CollapseWarning, match=r"samples at step 2 \(step_0000002.png\)") as got:
+        result = train(cfg, out_dir=tmp_path / "run")
+    assert len([w for w in got if w.category is CollapseWarning]) == 1
+    assert result.checkpoint.is_file()
+    healthy = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=4", "train.sample_every=2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        train(healthy, out_dir=tmp_path / "healthy")

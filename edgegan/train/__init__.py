@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgegan.train.trainer import Trainer, TrainResult, train
+    from edgegan.train.trainer import CollapseWarning, Trainer, TrainResult, train
 
-__all__ = ["TrainResult", "Trainer", "train"]
+__all__ = ["CollapseWarning", "TrainResult", "Trainer", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -171,6 +171,28 @@ def _to_cpu(obj: Any) -> Any:
 
 
 #: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
+class CollapseWarning(UserWarning):
+    """A run's sample grid is one flat colour, or its samples are all the same image."""
+
+
+# Spread (max - min, in [-1, 1]) below which a grid or a pixel across samples counts as
+# frozen: a diverged run's tanh saturates to exactly one value, while untrained generators,
+# tiny test ones included (0.005 across samples), differ by more.
+_FROZEN = 1e-3
+
+
+def collapse(images: torch.Tensor) -> str | None:
+    """What makes a preview grid ``(N, C, H, W)`` in [-1, 1] the mark of a collapsed
+    generator, or None: every pixel the same value (a diverged run: flat black), or every
+    sample the same image (to within ``_FROZEN``)."""
+    images = images.float()
+    if float(images.max() - images.min()) < _FROZEN:
+        return f"are one flat colour (every pixel {float(images.mean()):.2f})"
+    if len(images) > 1 and float((images.amax(0) - images.amin(0)).max()) < _FROZEN:
+        return f"are {len(images)} copies of one image"
+    return None
+
+
 _SKIPPED_STEP_WARNING = re.escape(
     "Detected call of `lr_scheduler.step()` before `optimizer.step()`"
 )
@@ -278,6 +300,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self._stop: str | None = None
         self.last_checkpoint: tuple[Path, int] | None = None
+        self._collapse_warned = False
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call ``hook(trainer, *args)`` on each callback that has it. A callback that raises
@@ -328,6 +351,16 @@ class Trainer:
         images, nrow = self.task.preview(self, self.fixed)
         path = self.run_dir / "samples" / f"{name}.png"
         save_png(make_grid(images, nrow=nrow), path)
+        if not self._collapse_warned and self.step > 0:
+            problem = collapse(images)
+            if problem:
+                self._collapse_warned = True  # once a run: later grids say the same
+                warnings.warn(
+                    f"the samples at step {self.step} ({path.name}) {problem}: the training has "
+                    "likely collapsed (learning rates too high? see samples/ and the losses)",
+                    CollapseWarning,
+                    stacklevel=2,
+                )
         return path
 
     # -- checkpoints -------------------------------------------------------------------------
