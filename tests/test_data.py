@@ -663,3 +663,25 @@ def test_label_counts_include_class_zero():
         torch.zeros(5, 1, 2, 2), torch.tensor([0, 0, 2, -1, 1]), ["a", "b", "c"]
     )
     assert label_counts(ds).tolist() == [2, 1, 1]
+
+
+def test_a_folder_limit_keeps_every_class_its_share(tmp_path):
+    """``limit`` spreads over the sorted files: the first N of a class-sorted folder held
+    only the first class while ``num_classes`` still counted all three."""
+    for cls, shade in (("a", 10), ("b", 120), ("c", 240)):
+        for i in range(4):
+            save(tmp_path / cls / f"{i}.png", color=(shade, shade, shade))
+    three = build_folder(root=str(tmp_path), image_size=8, limit=3)
+    assert [y for _, y in three.samples] == [0, 1, 2] and three.num_classes == 3
+    six = build_folder(root=str(tmp_path), image_size=8, limit=6)
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in six.paths] == [
+        "a/0.png",
+        "a/2.png",
+        "b/0.png",
+        "b/2.png",
+        "c/0.png",
+        "c/2.png",
+    ]
+    assert len(build_folder(root=str(tmp_path), image_size=8, limit=50)) == 12
+    flat = build_folder(root=str(tmp_path), image_size=8, labels=False, limit=2)
+    assert [Path(p).parent.name for p in flat.paths] == ["a", "b"]

@@ -242,8 +242,12 @@ class ImageFolderDataset(Dataset):
         self._bad: set[int] = set()
         self._warned_lazy = False
 
-        if limit:
-            rel_paths, top = rel_paths[:limit], top[:limit]
+        if limit and limit < len(rel_paths):
+            # Evenly spaced over the sorted files, so each class (subfolder) keeps its share:
+            # the first N held the first classes alone (a conditional run then learnt one
+            # class of its ten labels).
+            keep = [i * len(rel_paths) // limit for i in range(limit)]
+            rel_paths, top = [rel_paths[i] for i in keep], [top[i] for i in keep]
         paths = [folder / p for p in rel_paths]
         ok = readable_images(paths, folder, self.skip_bad, stacklevel=3)
         kept = set(ok)
