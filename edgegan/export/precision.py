@@ -267,11 +267,15 @@ def _opset(model: Any) -> int:
 
 class ArrayReader:
     """Calibration feeds for ``quantize_static`` from an array of inputs (a translator's
-    images), ``batch`` rows per feed."""
+    images), at most ``batch`` rows per feed, every feed the same size: the histogram
+    calibrators stack their feeds' outputs, and a short last feed (10 images in fours)
+    failed them ("inhomogeneous shape"). The size is the largest divisor of the count
+    up to ``batch``, so every input calibrates."""
 
     def __init__(self, name: str, inputs: np.ndarray, batch: int = CALIBRATION_BATCH) -> None:
         arr = np.ascontiguousarray(inputs, dtype=np.float32)
-        self.feeds = [{name: arr[i : i + batch]} for i in range(0, len(arr), batch)]
+        size = next(b for b in range(max(1, min(batch, len(arr))), 0, -1) if len(arr) % b == 0)
+        self.feeds = [{name: arr[i : i + size]} for i in range(0, len(arr), size)]
         self._iter = iter(self.feeds)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
