@@ -467,3 +467,36 @@ def test_a_rank_that_cannot_see_the_run_it_resumes_says_so_at_once(monkeypatch, 
     result = CliRunner().invoke(cli_mod.cli, ["train", "--resume", str(missing), "bogus.key=1"])
     assert result.exit_code == 2 and result.output.strip() == ""
     assert waits == [cli_mod.SILENT_RANK_WAIT]
+
+
+def test_a_copied_runs_stale_bundle_is_reexported_from_the_copy(tmp_path):
+    """A run folder copied and trained on: the stale-bundle hints named the original run
+    (whose older weights `export --overwrite` would then have put into the copy's bundle),
+    and told a user who gave the run directory to give the run directory."""
+    import shutil
+
+    from edgegan.config import load_config, load_run_config
+    from edgegan.export import export
+    from edgegan.runtime.base import StaleBundleWarning
+    from edgegan.train import train
+
+    original = tmp_path / "g1"
+    train(load_config("dcgan-mnist", [*TINY_GAN, "train.sample_grid=4"]), out_dir=original)
+    export(original)
+    copy = tmp_path / "g1copy"
+    shutil.copytree(original, copy)
+    train(load_run_config(copy, "train.steps=3"), resume=copy)
+    later = (copy / "export/edgegan.json").stat().st_mtime + 60
+    os.utime(copy / "checkpoints/last.pt", (later, later))  # as a resume minutes later
+    infer = ["infer", str(copy), "--backend", "onnxruntime", "--num", "2"]
+    with pytest.warns(StaleBundleWarning) as seen:
+        res = CliRunner().invoke(cli, [*infer, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert f"run `edgegan export {copy} --overwrite` to export the latest" in str(seen[0].message)
+    bench = ["bench", str(copy), "--backends", "onnxruntime", "--batch-sizes", "1", "--iters", "1"]
+    with pytest.warns(StaleBundleWarning) as seen:
+        res = CliRunner().invoke(cli, bench)
+    assert res.exit_code == 0, res.output
+    said = " ".join(str(w.message) for w in seen)
+    assert f"export again (`edgegan export {copy} --overwrite`); parity" in said
+    assert f"{original} " not in said and "give the run directory" not in said

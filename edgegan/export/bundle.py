@@ -384,12 +384,19 @@ def engine_entries(meta: dict[str, Any], direction: str | None = None) -> dict[s
     return _per_graph(meta, "engines", direction)
 
 
-def export_command(folder: str | Path, meta: dict[str, Any], precision: str = "fp32") -> str:
-    """The command that writes the bundle in ``folder`` again from its run, with the
-    precisions it has (and ``precision``): ``--overwrite`` replaces the whole folder."""
+def export_command(
+    folder: str | Path,
+    meta: dict[str, Any],
+    precision: str = "fp32",
+    run: str | Path | None = None,
+) -> str:
+    """The command that writes the bundle in ``folder`` again from its run (``run``, else
+    the one it records), with the precisions it has (and ``precision``): ``--overwrite``
+    replaces the whole folder. ``run`` matters for a run folder copied or moved: the
+    recorded path is the original's, whose weights are not this folder's."""
     first = (meta.get("directions") or [None])[0]
     entries = graph_entries(meta, first) if meta.get("models") else {}
-    run = (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
+    run = run or (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
     default = Path(run) / "export"  # export's default --out
     out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})

@@ -80,10 +80,9 @@ class Target:
             return generator
         meta = self.meta or {}
         exported = (meta.get("source") or {}).get("step")
-        again = (
-            f"export again (`{export_command(self.bundle, meta)}`) or give the run directory "
-            "to run its latest weights"
-        )
+        again = f"export again (`{export_command(self.bundle, meta, run=run_dir)}`)"
+        if self.run_dir is None:  # given the bundle: its run's own weights are the other way
+            again += " or give the run directory to run its latest weights"
         if exported is not None and exported != generator.step:  # unrecorded: trusted
             raise StaleBundleError(
                 f"{self.bundle} holds the weights of step {exported}, but its run {run_dir} is "
@@ -245,7 +244,8 @@ def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
     if newer:
         warnings.warn(
             f"{bundle} was exported before the run's last checkpoint: it holds older weights; "
-            f"run `{export_command(bundle, read_bundle(bundle))}` to export the latest",
+            f"run `{export_command(bundle, read_bundle(bundle), run=run_dir)}` to export the "
+            "latest",
             StaleBundleWarning,
             stacklevel=3,
         )
