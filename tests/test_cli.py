@@ -500,3 +500,16 @@ def test_a_copied_runs_stale_bundle_is_reexported_from_the_copy(tmp_path):
     said = " ".join(str(w.message) for w in seen)
     assert f"export again (`edgegan export {copy} --overwrite`); parity" in said
     assert f"{original} " not in said and "give the run directory" not in said
+
+
+def test_train_says_at_its_start_when_a_time_budget_will_stop_it(tmp_path):
+    """The default preset's 540 s safety net also stops a run made longer from it (a
+    100,000-step GPU run stopped after 9 minutes, said only at its end)."""
+    args = ["train", "dcgan-mnist", *TINY_GAN, "train.progress=true"]
+    res = CliRunner().invoke(cli, [*args, "train.max_seconds=600", "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    said = "this session stops after 600 s (train.max_seconds; train.max_seconds=null trains all 2"
+    assert f"train gan: {said} steps)" in res.stderr
+    res = CliRunner().invoke(cli, [*args, "train.max_seconds=null", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    assert "stops after" not in res.stderr and "training into" in res.stderr

@@ -635,6 +635,13 @@ class Trainer:
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         how = f"resuming at step {self.step}" if self.step else "training"
         bar.note(f"{how} into {self.run_dir} on {self.device}")
+        if t.max_seconds is not None:
+            # The default preset's safety net applies to runs made longer from it too: say so
+            # before the user leaves it running for the night.
+            bar.note(
+                f"this session stops after {t.max_seconds:g} s (train.max_seconds; "
+                f"train.max_seconds=null trains all {t.steps} steps)"
+            )
         if t.epochs is not None:
             bar.note(
                 f"train.epochs={t.epochs:g}: {t.steps} steps of batch {t.batch_size} "
