@@ -65,6 +65,16 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
             raise  # not reached: ctx.exit raises
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name in _FOREIGN_COMMANDS and self.get_command(ctx, name) is None:
+            ours = _FOREIGN_COMMANDS[name]
+            what = _OUR_COMMANDS[ours]
+            raise click.UsageError(f"no such command '{name}'; use edgegan {ours} ({what})", ctx)
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
@@ -110,6 +120,37 @@ class _Group(click.Group):
                 signal.signal(signal.SIGTERM, old)
 
 
+#: Options of the reference CycleGAN code (train.py) whose names mean something else here
+#: or nothing (``--name`` matched every ``*.name`` key), with what to use instead.
+_FOREIGN_TRAIN_OPTIONS = {
+    "name": "the run directory is --out DIR (default runs/PRESET)",
+    "dataroot": "train takes data.root=DIR",
+    "continue_train": "continue a run with --resume RUN",
+    "n_epochs": "train takes train.epochs=N (train.lr_decay_start=STEP starts the decay)",
+    "n_epochs_decay": "train takes train.epochs=N and train.lr_decay_start=STEP",
+}
+
+#: Commands of other tools (Ultralytics, the reference CycleGAN, GAN libraries) that users
+#: type first, with ours.
+_FOREIGN_COMMANDS = {
+    "predict": "infer",
+    "test": "infer",
+    "generate": "infer",
+    "sample": "infer",
+    "translate": "infer",
+    "val": "eval",
+    "validate": "eval",
+    "benchmark": "bench",
+    "fit": "train",
+}
+_OUR_COMMANDS = {
+    "infer": "samples a GAN, translates images with a CycleGAN",
+    "eval": "scores samples",
+    "bench": "latency, images/s and parity per backend",
+    "train": "trains a preset or config",
+}
+
+
 def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
     """A click usage error as one line, in our style, with where to read more (the command
     of its context, else ``where``); an option ``train`` lacks that is a config key
@@ -120,7 +161,9 @@ def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
     if isinstance(exc, click.NoSuchOption) and command.endswith(" train"):
         name = exc.option_name.lstrip("-").replace("-", "_")
         keys = [k for k in _config_keys() if k == name or k.endswith(f".{name}")]
-        if len(keys) == 1:  # click's "did you mean" would offer an option, not the key meant
+        if name in _FOREIGN_TRAIN_OPTIONS:  # the reference CycleGAN's: what we call them
+            message = f"no such option '{exc.option_name}'; {_FOREIGN_TRAIN_OPTIONS[name]}"
+        elif len(keys) == 1:  # click's "did you mean" would offer an option, not the key meant
             message = f"no such option '{exc.option_name}'; train takes {keys[0]}=VALUE"
         elif keys:
             message = (

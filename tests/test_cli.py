@@ -194,7 +194,7 @@ def test_on_off_values_stay_strings():
         (["train", "--device", "cpu"], "no such option '--device'; train takes train.device=VALUE"),
         (["train", "--seed", "1"], "no such option '--seed'; train takes seed=VALUE"),
         (["train", "--bogus"], "train takes its settings as key=value, e.g. train.steps=2000"),
-        (["train", "--name", "x"], "train takes settings as key=value: data.name=..., "),
+        (["train", "--lr", "1"], "train takes settings as key=value: optim.g.lr=..., optim.d"),
         # before any command, and an option missing its value (no context of its own)
         (["--bogus"], "no such option '--bogus' (see edgegan --help)"),
         (["bench", "b", "--json"], "option '--json' requires an argument (see edgegan bench"),
@@ -513,3 +513,23 @@ def test_train_says_at_its_start_when_a_time_budget_will_stop_it(tmp_path):
     res = CliRunner().invoke(cli, [*args, "train.max_seconds=null", "--out", str(tmp_path / "b")])
     assert res.exit_code == 0, res.output
     assert "stops after" not in res.stderr and "training into" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["predict", "RUN"], "no such command 'predict'; use edgegan infer (samples a GAN,"),
+        (["translate"], "no such command 'translate'; use edgegan infer (samples a GAN,"),
+        (["val", "x"], "no such command 'val'; use edgegan eval (scores samples)"),
+        (["benchmark"], "no such command 'benchmark'; use edgegan bench (latency,"),
+        (["train", "--name", "x"], "no such option '--name'; the run directory is --out DIR"),
+        (["train", "--dataroot", "d"], "no such option '--dataroot'; train takes data.root=DIR"),
+        (["train", "--continue_train"], "no such option '--continue_train'; continue a run with"),
+    ],
+)
+def test_other_tools_commands_and_options_point_to_ours(args, said):
+    """What users of Ultralytics or the reference CycleGAN type first: `--name` matched every
+    `*.name` key ("data.name=..."), `predict` had no hint at all."""
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"error: {said}") and res.stderr.count("\n") == 1
