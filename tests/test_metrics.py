@@ -268,6 +268,11 @@ def test_load_samples_npz_formats(tmp_path, test_split) -> None:
     np.savez(tmp_path / "f.npz", images=x.numpy())
     images, labels = load_samples(tmp_path / "f.npz")
     assert labels is None and torch.equal(images, x)
+    # `infer --format npz --out DIR` writes DIR/images.npz: DIR is its samples ("no images")
+    (tmp_path / "infer").mkdir()
+    (tmp_path / "u8.npz").rename(tmp_path / "infer" / "images.npz")
+    images, labels = load_samples(tmp_path / "infer")
+    assert torch.allclose(images, x, atol=1e-6) and torch.equal(labels, y)
 
 
 def test_load_samples_errors(tmp_path, monkeypatch) -> None:
@@ -283,6 +288,10 @@ def test_load_samples_errors(tmp_path, monkeypatch) -> None:
     (tmp_path / "run" / "eval.json").write_text("{}")
     with pytest.raises(EdgeganError, match="is a run directory \\(its final scores are in"):
         load_samples(tmp_path / "run")
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "edgegan.json").write_text("{}")
+    with pytest.raises(EdgeganError, match=r"is an exported bundle; to score .* `edgegan infer"):
+        load_samples(tmp_path / "bundle")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(EdgeganError, match="cannot read"):
         load_samples(tmp_path / "bad.npz")

@@ -76,6 +76,12 @@ def _load_folder(folder: Path) -> Any:
                 f"{folder} is a run directory ({where}); to score samples, write them with "
                 f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
             )
+        if (folder / "edgegan.json").is_file():
+            raise EdgeganError(
+                f"{folder} is an exported bundle; to score one of its graphs, write samples "
+                f"with `edgegan infer {folder} --backend onnxruntime --precision PRECISION "
+                "--num N --format npz --out DIR` and evaluate DIR"
+            )
         raise EdgeganError(f"no images ({', '.join(READ_EXTENSIONS)}) in {folder}")
     # One uint8 array filled in place (a list of images and its stack held them twice), each
     # image checked as it is read: a folder of mixed sizes fails at its first odd image.
@@ -205,6 +211,9 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
     if not path.exists():
         raise EdgeganError(f"samples not found: {path}")
     if path.is_dir():
+        npz = path / "images.npz"  # what `edgegan infer --format npz --out DIR` writes
+        if npz.is_file() and not any(p.suffix.lower() in READ_EXTENSIONS for p in path.iterdir()):
+            return _load_npz(npz)
         arr, labels = _load_folder(path)
         return _to_float(torch.from_numpy(arr)), labels
     if path.suffix.lower() == ".npz":
