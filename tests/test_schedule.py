@@ -133,3 +133,26 @@ def test_step_schedule_of_a_run_shorter_than_three_steps():
         )
         assert f(0) == 1.0
         assert math.isclose(f(1), 0.1)
+
+
+def test_a_schedule_step_inside_the_first_epoch_of_an_epoch_sized_run_is_warned(tmp_path):
+    """`train.epochs=10 train.lr_decay_start=5` decays from step 5 (of 40 here): the reference
+    CycleGAN counts its decay in epochs, so the value was likely meant as epoch 5."""
+    import warnings
+
+    from edgegan.train.trainer import Trainer
+
+    base = [*TINY_GAN, "train.epochs=10", "train.lr_schedule=linear"]  # 128 images: 8 a epoch
+    with pytest.warns(UserWarning) as seen:
+        Trainer(load_config("dcgan-mnist", [*base, "train.lr_decay_start=5"]), tmp_path / "a")
+    said = [str(w.message) for w in seen if "lr_decay_start" in str(w.message)]
+    assert said == [
+        "train.lr_decay_start=5 falls in the first of 10 epochs (8 steps each): it counts "
+        "steps, not epochs (after epoch 5: step 40)"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(load_config("dcgan-mnist", [*base, "train.lr_decay_start=40"]), tmp_path / "b")
+        Trainer(load_config("dcgan-mnist", [*base, "train.lr_decay_start=0"]), tmp_path / "c")
+        steps = ["train.steps=80", "train.lr_decay_start=5", "train.lr_schedule=linear"]
+        Trainer(load_config("dcgan-mnist", [*TINY_GAN, *steps]), tmp_path / "d")  # in steps

@@ -44,6 +44,22 @@ def steps_for_epochs(train: Any, size: int, batches_per_step: int = 1) -> int:
     return max(1, math.ceil(train.epochs * per_epoch / batches_per_step))
 
 
+def step_keys_within_an_epoch(train: Any) -> list[str]:
+    """The schedule settings given in steps that fall inside the first epoch of a run sized
+    by ``train.epochs`` (``steps`` already set from it): likely meant as epochs (the
+    reference CycleGAN counts its decay in epochs), e.g. ``train.lr_decay_start=100``."""
+    if train.epochs is None or train.epochs <= 1:
+        return []
+    per_epoch = train.steps / train.epochs
+    return [
+        f"train.{key}={value} falls in the first of {train.epochs:g} epochs ({per_epoch:.4g} "
+        f"steps each): it counts steps, not epochs (after epoch {value}: step "
+        f"{round(value * per_epoch)})"
+        for key in ("lr_decay_start", "lr_step")
+        if (value := getattr(train, key)) and value < per_epoch
+    ]
+
+
 def lr_factor(train: Any) -> Callable[[int], float]:
     """The factor of the base learning rate at each step, for ``train`` (a TrainConfig)."""
     total, schedule = train.steps, train.lr_schedule

@@ -243,6 +243,9 @@ class Trainer:
             )
             t.epochs = float(t.epochs)
             schedule.check_decay_start(t)
+            early = schedule.step_keys_within_an_epoch(t)
+            if early:
+                warnings.warn("; ".join(early), stacklevel=2)
         self.task: Task = task_class(config, self.dataset, self.device, self.precision)
         self.dist.seed(config.seed)  # noise and augmentation: seed + rank (no-op in one process)
         self.stream = BatchStream(
