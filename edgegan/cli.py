@@ -430,6 +430,10 @@ def infer(
         options["cuda_graphs"] = cuda_graphs  # --no-cuda-graphs asks nothing of torch's runner
     if ort_options:
         options["provider_options"] = _key_values(ort_options, "ort-option")
+    from edgegan.runtime.base import resolve_auto
+
+    # what ran: infer's device defaults to cpu, where a GPU user may not expect it
+    how = f"{backend} {precision} on {resolve_auto(device)}"
     if direction or input_path:
         if not (direction and input_path):
             raise EdgeganError("translating needs both --direction and --input")
@@ -452,7 +456,7 @@ def infer(
             progress=True,
             **options,
         )
-        click.echo(f"wrote {len(paths)} translated image(s) to {out}")
+        click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
         return
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
@@ -472,7 +476,7 @@ def infer(
         progress=True,
         **options,
     )
-    click.echo(f"wrote {len(paths)} file(s) to {out}")
+    click.echo(f"wrote {len(paths)} file(s) to {out} ({how})")
 
 
 @cli.command()

@@ -273,6 +273,7 @@ def test_train_resume_infer_via_cli(tmp_path):
     samples = tmp_path / "samples"
     proc = run("infer", str(out), "--labels", "3,3,7", "--seed", "5", "--out", str(samples))
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote 3 file(s) to {samples} (torch fp32 on cpu)"
     names = sorted(p.name for p in samples.iterdir())
     assert names == ["000000_label3.png", "000001_label3.png", "000002_label7.png"]
 

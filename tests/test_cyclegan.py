@@ -256,6 +256,8 @@ def test_unpaired_folder_train_and_translate_via_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     inputs = sorted(p.name for p in (data / "testA").iterdir())
+    said = f"wrote {len(inputs)} translated image(s) to {out} (torch fp32 on cpu)"
+    assert proc.stdout.strip().splitlines()[-1] == said
     assert sorted(p.name for p in out.iterdir()) == inputs
     # Any size the generator accepts after padding: a 30x45 image comes back 30x45.
     odd = tmp_path / "odd.png"
