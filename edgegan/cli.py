@@ -505,6 +505,11 @@ def infer(
     "--overwrite", is_flag=True, help="Replace the bundle in --out (the whole folder goes)."
 )
 @click.option(
+    "--checkpoint",
+    help="Which of the run's checkpoints/ to export: best, step_0001000, ... (default: last; "
+    "RUN_DIR/checkpoints/NAME.pt as RUN_DIR says the same).",
+)
+@click.option(
     "--trt",
     is_flag=True,
     help="Also build TensorRT engines on this GPU (RUN_DIR may be an existing bundle).",
@@ -543,6 +548,7 @@ def export(
     exporter: str,
     calib_samples: int,
     overwrite: bool,
+    checkpoint: str | None,
     trt: bool,
     workspace_gb: float,
     min_batch: int | None,
@@ -568,6 +574,11 @@ def export(
     from edgegan.export.api import export as run_export
     from edgegan.export.bundle import is_bundle
 
+    given = Path(run_dir)
+    if given.suffix == ".pt" and given.parent.name == "checkpoints":  # a run's checkpoint file
+        if checkpoint:
+            raise EdgeganError(f"{run_dir} names a checkpoint already; drop --checkpoint")
+        run_dir, checkpoint = str(given.parent.parent), given.stem
     engine_options = None
     if trt:
         from edgegan.export.tensorrt import BuildOptions, import_tensorrt
@@ -583,10 +594,10 @@ def export(
             workspace_gb=workspace_gb,
         )
     if engine_options is not None and is_bundle(run_dir):  # --trt on a bundle
-        if out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto":
+        if out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto" or checkpoint:
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
-                "--int8/--with/--exporter (export the run again to change them)"
+                "--int8/--with/--exporter/--checkpoint (export the run again to change them)"
             )
         _build_engines(run_dir, engine_options, directions)
         return
@@ -605,6 +616,7 @@ def export(
         directions=directions or None,
         artifacts=artifacts,
         progress=lambda line: click.echo(line, err=True),
+        checkpoint=checkpoint,
     )
     click.echo(format_table(summary_rows(meta, bundle)))
     for name in meta.get("artifacts", {}):

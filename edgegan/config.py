@@ -98,6 +98,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     sample_every: int = 500
     checkpoint_every: int = 1000
+    # Also keep the newest N checkpoints as checkpoints/step_NNNNNNN.pt (0: last.pt alone);
+    # `edgegan export RUN --checkpoint step_NNNNNNN` exports one.
+    keep_checkpoints: int = 0
     log_every: int = 50
     sample_grid: int = 100  # images in each sample grid
     tensorboard: bool = False
@@ -156,6 +159,10 @@ class EvalConfig:
     num_samples: int = 2000
     every: int = 0  # also evaluate every N steps on val_samples and log val_* metrics (0: off)
     val_samples: int = 200
+    # Keep checkpoints/best.pt at the best val_<best> score so far (needs eval.every), e.g.
+    # fd; best_mode: min (lower is better, as FD) or max (as a PSNR).
+    best: str = ""
+    best_mode: str = "min"
 
 
 @dataclass

@@ -161,19 +161,22 @@ class RunGenerator:
     step: int
 
 
-def load_run_generator(run_dir: str | Path, device: str = "cpu", ema: bool = True) -> RunGenerator:
-    """Rebuild the generator of a run directory from its config and last checkpoint."""
+def load_run_generator(
+    run_dir: str | Path, device: str = "cpu", ema: bool = True, checkpoint: str | None = None
+) -> RunGenerator:
+    """Rebuild the generator of a run directory from its config and last checkpoint (or
+    ``checkpoint``: ``best``, ``step_0001000``, ... of its ``checkpoints/``)."""
 
     from edgegan.config import saved_config
     from edgegan.train.checkpoint import lacks, load_checkpoint
     from edgegan.train.device import resolve_device
-    from edgegan.train.logs import CHECKPOINT
+    from edgegan.train.logs import checkpoint_file
 
     target = resolve_device(device, "device")  # before loading anything
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EdgeganError(f"run directory not found: {run_dir}")
-    path = run_dir / CHECKPOINT
+    path = checkpoint_file(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     try:
         config = saved_config(state["config"], str(path), state.get("edgegan_version"))

@@ -46,17 +46,19 @@ def load_translator(
     direction: str,
     device: str = "cpu",
     state: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
 ) -> RunGenerator:
     """The generator of one direction of a cyclegan run in eval mode (EMA weights for A->B
     when the run kept them: the trainer averages the sampled network, ``g_ab``). Its
     ``spec`` is the direction's (:func:`edgegan.export.signature.direction_spec`).
+    ``checkpoint``: one of the run's ``checkpoints/`` by name (None: ``last``).
     ``state``: the run's checkpoint when the caller has already loaded it."""
 
     from edgegan.config import saved_config
     from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.device import resolve_device
-    from edgegan.train.logs import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT, checkpoint_file
 
     target = resolve_device(device, "device")  # before loading anything
 
@@ -65,12 +67,12 @@ def load_translator(
     if state is None:
         if not (run_dir / CHECKPOINT).is_file():
             raise EdgeganError(f"run directory not found (no {CHECKPOINT}): {run_dir}")
-        state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+        state = load_checkpoint(checkpoint_file(run_dir, checkpoint), map_location="cpu")
     spec = state["spec"]
     if spec.get("task") != "cyclegan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan")
     dspec = direction_spec(spec, direction)
-    where = str(run_dir / CHECKPOINT)
+    where = str(checkpoint_file(run_dir, checkpoint))
     g = saved_config(state["config"], where, state.get("edgegan_version")).model.generator
     context = {
         "channels": dspec["channels_in"],

@@ -534,3 +534,43 @@ def test_other_tools_commands_and_options_point_to_ours(args, said):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2
     assert res.stderr.startswith(f"error: {said}") and res.stderr.count("\n") == 1
+
+
+def test_export_takes_one_of_the_runs_checkpoints_and_its_bundle_runs_against_it(tmp_path):
+    """`export RUN --checkpoint NAME` (or RUN/checkpoints/NAME.pt): the bundle records the
+    checkpoint, the torch backend and bench's reference run that one (not last.pt, which
+    is further on), and a re-export hint keeps it."""
+    from edgegan.config import load_config
+    from edgegan.export import read_bundle
+    from edgegan.runtime import open_runner
+    from edgegan.runtime.base import StaleBundleError
+    from edgegan.train import train
+
+    extra = ["train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2"]
+    run = train(load_config("dcgan-mnist", [*TINY_GAN, *extra]), out_dir=tmp_path / "r").run_dir
+    (run / "checkpoints/step_0000002.pt").rename(run / "checkpoints/early.pt")  # any name
+    early = tmp_path / "early"
+    res = CliRunner().invoke(
+        cli, ["export", str(run / "checkpoints/early.pt"), "--out", str(early)]
+    )
+    assert res.exit_code == 0, res.output
+    source = read_bundle(early)["source"]
+    assert source["checkpoint"] == "early" and source["step"] == 2
+    open_runner(early, "torch").close()  # early.pt's weights (last.pt's: StaleBundleError)
+    res = CliRunner().invoke(
+        cli, ["export", str(run), "--checkpoint", "nope", "--out", str(tmp_path / "n")]
+    )
+    assert res.exit_code == 2
+    have = "(it has: early, last, step_0000004)"
+    assert res.stderr == f"error: no checkpoint 'nope' in {run / 'checkpoints'} {have}\n"
+    assert not (tmp_path / "n").exists()
+    (run / "checkpoints/early.pt").unlink()  # pruned since
+    with pytest.raises(
+        StaleBundleError, match="was exported from checkpoint 'early' of .*, which is gone"
+    ):
+        open_runner(early, "torch")
+    from edgegan.export.bundle import export_command
+
+    assert export_command(early, read_bundle(early)).endswith(
+        f" --checkpoint early --out {early} --overwrite"
+    )

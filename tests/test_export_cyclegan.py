@@ -782,3 +782,27 @@ def test_int8_calibrates_on_a_count_of_images_that_batches_do_not_divide(runs, s
     int8 = meta["models"]["AtoB"]["int8"]
     assert int8["calibration"]["samples"] == samples
     assert int8["parity"]["psnr"] >= verify.MIN_PSNR["int8"]
+
+
+def test_a_cyclegan_exports_the_checkpoint_it_is_given(runs, tmp_path):
+    """Both directions come from ``checkpoint`` (weights of its own), and the torch backend
+    on the bundle runs that checkpoint's generators."""
+    import shutil
+
+    from edgegan.train.checkpoint import atomic_save, load_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["resnet"], run, ignore=shutil.ignore_patterns("export"))
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    for weights in (state["ema"], *state["networks"].values()):
+        for value in weights.values():
+            if value.is_floating_point():
+                value.mul_(0.5)
+    atomic_save(state, run / "checkpoints/halved.pt")
+    last = export(run, out=tmp_path / "last")
+    halved = export(run, out=tmp_path / "halved", checkpoint="halved")
+    assert halved["source"]["checkpoint"] == "halved" and "checkpoint" not in last["source"]
+    assert halved["directions"] == ["AtoB", "BtoA"]
+    for d in ("AtoB", "BtoA"):
+        assert halved["source"]["digest"][d] != last["source"]["digest"][d]
+        open_runner(tmp_path / "halved", "torch", direction=d).close()  # matches its weights

@@ -239,3 +239,92 @@ def test_a_run_whose_samples_collapse_is_told_once_and_still_finishes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CollapseWarning)
         train(healthy, out_dir=tmp_path / "healthy")
+
+
+def test_keep_checkpoints_keeps_the_newest_snapshots_across_a_resume(tmp_path):
+    from edgegan.config import load_run_config
+    from edgegan.train import train
+
+    extra = ["train.checkpoint_every=2", "train.keep_checkpoints=2", "train.steps=7"]
+    run = train(load_config("dcgan-mnist", [*TINY_GAN, *extra]), out_dir=tmp_path / "r").run_dir
+    ckpts = run / "checkpoints"
+    # every 2 steps and the final one (7): the newest two kept, each whole
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.pt",
+        "step_0000006.pt",
+        "step_0000007.pt",
+    ]
+    assert (ckpts / "step_0000007.pt").read_bytes() == (ckpts / "last.pt").read_bytes()
+    six = torch.load(ckpts / "step_0000006.pt", weights_only=True)
+    assert six["step"] == 6
+    train(load_run_config(run, "train.steps=10"), resume=run)
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.pt",
+        "step_0000008.pt",
+        "step_0000010.pt",
+    ]
+    assert torch.load(ckpts / "step_0000008.pt", weights_only=True)["step"] == 8
+    plain = train(
+        load_config("dcgan-mnist", [*TINY_GAN, "train.checkpoint_every=1"]), out_dir=tmp_path / "p"
+    )
+    assert [p.name for p in (plain.run_dir / "checkpoints").iterdir()] == ["last.pt"]
+
+
+def _scripted_validation(trainer, scores: list[dict]) -> None:
+    trainer.task.evaluate = lambda _trainer, num_samples=None: scores.pop(0) if num_samples else {}
+
+
+@pytest.mark.parametrize(("mode", "best_step"), [("min", 4), ("max", 6)])
+def test_eval_best_keeps_the_checkpoint_of_the_best_validation(tmp_path, mode, best_step):
+    extra = ["train.steps=6", "eval.every=2", "eval.best=fd", f"eval.best_mode={mode}"]
+    trainer = Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "r")
+    _scripted_validation(trainer, [{"fd": 5.0}, {"fd": 3.0}, {"fd": 7.0}])
+    trainer.fit()
+    best = torch.load(tmp_path / "r/checkpoints/best.pt", weights_only=True)
+    assert best["step"] == best_step
+    assert best["best"] == {"metric": "fd", "value": {4: 3.0, 6: 7.0}[best_step], "step": best_step}
+    report = (tmp_path / "r/report.md").read_text()
+    assert (
+        f"- best val_fd: {best['best']['value']:.4g} at step {best_step} (checkpoints/best.pt)"
+        in report
+    )
+
+
+def test_eval_best_carries_over_a_resume_and_names_a_score_validation_lacks(tmp_path):
+    from edgegan.config import load_run_config
+
+    extra = ["train.steps=4", "eval.every=2", "eval.best=fd"]
+    trainer = Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "r")
+    _scripted_validation(trainer, [{"fd": 5.0}, {"fd": 3.0}])
+    trainer.fit()
+    resumed = Trainer(load_run_config(tmp_path / "r", "train.steps=6"), tmp_path / "r", resume=True)
+    resumed.load_checkpoint(tmp_path / "r/checkpoints/last.pt")
+    _scripted_validation(resumed, [{"fd": 4.0}])  # worse than step 4's 3.0: best.pt stays
+    resumed.fit()
+    assert torch.load(tmp_path / "r/checkpoints/best.pt", weights_only=True)["step"] == 4
+    odd = Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra, "eval.best=kid"]), tmp_path / "k")
+    _scripted_validation(odd, [{"fd": 5.0}, {"fd": 3.0}])
+    with pytest.warns(
+        UserWarning, match=r"eval.best=kid: the validation gives no such score \(it gives: fd\)"
+    ) as seen:
+        odd.fit()
+    assert len([w for w in seen if "eval.best" in str(w.message)]) == 1
+    assert not (tmp_path / "k/checkpoints/best.pt").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        (["eval.best=fd"], "eval.best needs eval.every > 0"),
+        (
+            ["eval.every=2", "eval.best=fd", "eval.best_mode=lowest"],
+            "eval.best_mode must be min or max",
+        ),
+        (["train.keep_checkpoints=-1"], "train.keep_checkpoints must be >= 0"),
+    ],
+)
+def test_checkpoint_keeping_settings_are_checked(tmp_path, extra, error):
+    from edgegan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=error):
+        Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "r")

@@ -80,11 +80,11 @@ def _warn_if_training(run_dir: Path) -> None:
         )
 
 
-def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
+def _load_spec(run_dir: Path, checkpoint: str | None = None) -> tuple[dict[str, Any], str]:
     """The run's generator spec and which weights a GAN export takes (``ema`` or
     ``generator``), with one-line errors for anything that is not a GAN or cyclegan run."""
     from edgegan.train.checkpoint import load_checkpoint
-    from edgegan.train.logs import CHECKPOINT
+    from edgegan.train.logs import CHECKPOINT, checkpoint_file
 
     if not run_dir.exists():
         raise EdgeganError(f"run directory not found: {run_dir}")
@@ -98,10 +98,11 @@ def _load_spec(run_dir: Path) -> tuple[dict[str, Any], str]:
         raise EdgeganError(
             f"{run_dir} is not a run directory: no {CHECKPOINT} (train one with edgegan train)"
         )
-    state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+    path = checkpoint_file(run_dir, checkpoint)
+    state = load_checkpoint(path, map_location="cpu")
     spec = state.get("spec")
     if not isinstance(spec, dict) or "task" not in spec:
-        raise EdgeganError(f"{run_dir / CHECKPOINT} has no generator spec; cannot export it")
+        raise EdgeganError(f"{path} has no generator spec; cannot export it")
     if spec["task"] not in ("gan", "cyclegan"):
         raise EdgeganError(
             f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan and cyclegan runs"
@@ -297,6 +298,7 @@ def export(
     directions: list[str] | tuple[str, ...] | None = None,
     artifacts: list[str] | tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
     generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
@@ -308,7 +310,8 @@ def export(
     reports go under ``artifacts`` in ``edgegan.json``, per direction for a cyclegan run).
     ``progress`` receives a line per graph as it is written and checked (the CLI prints them).
     The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
-    unless ``overwrite``.
+    unless ``overwrite``. ``checkpoint``: which of the run's ``checkpoints/`` to export
+    (``best``, ``step_0001000``, ...; None: ``last``), recorded in ``source.checkpoint``.
     """
     from edgegan import __version__
     from edgegan.export.onnx import MAX_OPSET, MIN_OPSET, resolve_exporter
@@ -329,7 +332,7 @@ def export(
     artifacts = name_list(artifacts)
     directions = name_list(directions) if directions else None
     check_artifact_exporters(artifacts)
-    spec, weights = _load_spec(run_dir)
+    spec, weights = _load_spec(run_dir, checkpoint)
     _warn_if_training(run_dir)
     if directions and spec["task"] != "cyclegan":
         raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
@@ -363,10 +366,18 @@ def export(
             from edgegan.export.cyclegan import export_graphs
 
             parts = export_graphs(
-                run_dir, spec, tmp, precisions, build, directions, calib_samples, artifacts
+                run_dir,
+                spec,
+                tmp,
+                precisions,
+                build,
+                directions,
+                calib_samples,
+                artifacts,
+                checkpoint,
             )
         else:
-            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts)
+            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts, checkpoint)
             parts["weights"] = weights
         per_graph = parts["models"].values() if "directions" in parts else [parts["models"]]
         used = next(iter(per_graph))["fp32"].get("exporter", which)
@@ -380,6 +391,12 @@ def export(
                 "step": parts["step"],
                 "weights": parts["weights"],
                 "digest": parts["digest"],
+                # the checkpoint exported, when not the run's last (best, step_0001000, ...)
+                **(
+                    {"checkpoint": Path(checkpoint).stem}
+                    if checkpoint not in (None, "last", "last.pt")
+                    else {}
+                ),
             },
             "spec": parts["spec"],
             "inputs": parts["inputs"],
@@ -429,6 +446,7 @@ def _gan_graphs(
     precisions: list[str],
     build: Any,
     artifacts: list[str],
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters):
     the graph parts of ``edgegan.json``."""
@@ -436,7 +454,7 @@ def _gan_graphs(
     from edgegan.export.signature import io_spec
     from edgegan.sampling import load_run_generator
 
-    generator = load_run_generator(run_dir, device="cpu", ema=True)
+    generator = load_run_generator(run_dir, device="cpu", ema=True, checkpoint=checkpoint)
     digest = weights_digest(generator.module)  # before an exporter could touch the module
     spec = _graph_spec(spec)
     models = {p: build(p).export(generator.module, spec, out_dir) for p in precisions}

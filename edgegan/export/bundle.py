@@ -4,7 +4,7 @@
 and ``edgegan bench``)::
 
     {"format": 1, "edgegan_version": "0.1.0", "task": "gan",
-     "source": {"run_dir": ..., "step": 8000, "weights": "ema"},
+     "source": {"run_dir": ..., "step": 8000, "weights": "ema"},  # + "checkpoint": "best"
      "spec": {"latent_dim", "num_classes", "image_shape", "class_names", "value_range"},
      "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", 64]}, ...],
      "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 28, 28]}],
@@ -403,6 +403,8 @@ def export_command(
     if len(meta.get("directions") or []) == 1:  # exported with --direction: keep it so
         flags += f" --direction {first}"
     flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
+    if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...
+        flags += f" --checkpoint {meta['source']['checkpoint']}"
     return f"edgegan export {run}{flags}{out} --overwrite"
 
 

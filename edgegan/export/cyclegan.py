@@ -101,6 +101,7 @@ def export_graphs(
     directions: list[str] | tuple[str, ...] | None = None,
     calib_samples: int = 256,
     artifacts: list[str] | tuple[str, ...] = (),
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Export each direction of the cyclegan run at each precision into ``out_dir`` (and run
     the ``artifacts`` exporter plugins on each direction).
@@ -113,13 +114,13 @@ def export_graphs(
     from edgegan.export.api import run_artifact_exporters
     from edgegan.export.bundle import weights_digest
     from edgegan.train.checkpoint import load_checkpoint
-    from edgegan.train.logs import CHECKPOINT
+    from edgegan.train.logs import checkpoint_file
     from edgegan.translate import load_translator, translator_weights
 
     todo = list(dict.fromkeys(directions or DIRECTIONS))
     for d in todo:
         check_direction(d)
-    path = Path(run_dir) / CHECKPOINT
+    path = checkpoint_file(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     # where INT8 calibration images come from
     data = saved_config(state["config"], str(path), state.get("edgegan_version")).data
@@ -131,7 +132,7 @@ def export_graphs(
         for d in todo:
             calibration_images(data, d, 1, warn=False)
     for d in todo:
-        generator = load_translator(run_dir, d, device="cpu", state=state)
+        generator = load_translator(run_dir, d, device="cpu", state=state, checkpoint=checkpoint)
         gspec = generator.spec
         weights[d] = translator_weights(state, d)[1]
         digests[d] = weights_digest(generator.module)

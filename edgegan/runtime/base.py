@@ -66,14 +66,28 @@ class Target:
         run_dir = self.source_run()
         if run_dir is None:
             raise EdgeganError(f"{self.path}: the run the bundle came from is not here")
+        # the bundle's own checkpoint (best, step_N) when it must match; else the run's last
+        checkpoint = (
+            ((self.meta or {}).get("source") or {}).get("checkpoint") if match_bundle else None
+        )
+        if checkpoint:
+            from edgegan.train.logs import checkpoint_file
+
+            try:
+                checkpoint_file(run_dir, checkpoint)
+            except EdgeganError as exc:  # a snapshot pruned since (train.keep_checkpoints)
+                raise StaleBundleError(
+                    f"{self.bundle} was exported from checkpoint '{checkpoint}' of {run_dir}, "
+                    f"which is gone: {exc}"
+                ) from None
         if self.direction:
             from edgegan.translate import load_translator
 
-            generator = load_translator(run_dir, self.direction, device)
+            generator = load_translator(run_dir, self.direction, device, checkpoint=checkpoint)
         else:
             from edgegan.sampling import load_run_generator
 
-            generator = load_run_generator(run_dir, device=device)
+            generator = load_run_generator(run_dir, device=device, checkpoint=checkpoint)
         from edgegan.export.bundle import export_command, recorded_digest, weights_digest
 
         if not match_bundle or self.bundle is None:

@@ -29,6 +29,30 @@ from edgegan.fileio import (
 #: layout does not import the trainer: 0.13 s of each infer and bench)
 CHECKPOINT = "checkpoints/last.pt"
 
+#: The checkpoint of the best validation score (``eval.best``), beside ``CHECKPOINT``.
+BEST_CHECKPOINT = "checkpoints/best.pt"
+
+
+def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:
+    """The checkpoint ``name`` of a run (``last``, ``best``, ``step_0001000``, with or
+    without ``.pt``), a file of its ``checkpoints/`` folder; None: ``last``. A name that
+    is not there is one line listing those that are."""
+    from edgegan.errors import EdgeganError
+
+    if name is None:
+        return Path(run_dir) / CHECKPOINT
+    folder = Path(run_dir) / "checkpoints"
+    file = name if name.endswith(".pt") else f"{name}.pt"
+    if Path(file).name != file or file.startswith("."):
+        raise EdgeganError(f"--checkpoint takes a name in {folder}, e.g. best, got {name!r}")
+    if not (folder / file).is_file():
+        have = sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+        raise EdgeganError(
+            f"no checkpoint '{name}' in {folder} (it has: {', '.join(have) or 'none'})"
+        )
+    return folder / file
+
+
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
 CLAIM = ".edgegan-claim"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
+import os
 import re
 import signal
 import threading
@@ -48,6 +50,7 @@ from edgegan.train import distributed, fastpath, schedule
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import (
+    BEST_CHECKPOINT,
     CHECKPOINT,
     CLAIM,
     MetricsLog,
@@ -98,6 +101,12 @@ def _validate(config: Config) -> None:
         (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
         (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
         (config.eval.num_samples > 0, "eval.num_samples must be > 0"),
+        (t.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0: last.pt alone)"),
+        (config.eval.best_mode in ("min", "max"), "eval.best_mode must be min or max"),
+        (
+            not config.eval.best or config.eval.every > 0,
+            "eval.best needs eval.every > 0 (the validation that scores each checkpoint)",
+        ),
         (t.sample_grid > 0, "train.sample_grid must be > 0"),
         (
             t.threads is None or 0 < t.threads <= MAX_THREADS,
@@ -304,6 +313,9 @@ class Trainer:
         self._stop: str | None = None
         self.last_checkpoint: tuple[Path, int] | None = None
         self._collapse_warned = False
+        #: eval.best's best score so far: {"metric", "value", "step"} (empty: none yet)
+        self.best: dict[str, Any] = {}
+        self._best_missing_warned = False
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call ``hook(trainer, *args)`` on each callback that has it. A callback that raises
@@ -385,6 +397,7 @@ class Trainer:
             "fixed": self.fixed,
             "rng": ckpt_io.rng_state(),
             "threads": torch.get_num_threads(),  # the CPU's arithmetic depends on it
+            "best": dict(self.best) if self.best else None,  # eval.best's score and step
         }
 
     def save_checkpoint(self) -> Path:
@@ -405,9 +418,59 @@ class Trainer:
             ckpt_io.atomic_save(state, path)
             if self._config_pending:
                 self._write_config()
+            if self.config.train.keep_checkpoints:
+                self._keep_snapshot(path)
         self.last_checkpoint = (path, self.step)
         self._notify("on_checkpoint", path)
         return path
+
+    def _keep_snapshot(self, path: Path) -> None:
+        """Keep the checkpoint just written as ``step_NNNNNNN.pt`` beside it (a hard link:
+        no copy, and the next checkpoint's rename over ``last.pt`` leaves it), then remove
+        the oldest beyond ``train.keep_checkpoints``."""
+        import shutil
+
+        snapshot = path.with_name(f"step_{self.step:07d}.pt")
+        temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")  # a kill's: removed
+        temp.unlink(missing_ok=True)
+        try:
+            os.link(path, temp)
+        except OSError:  # a filesystem without hard links: a copy
+            shutil.copyfile(path, temp)
+        os.replace(temp, snapshot)
+        kept = sorted(
+            (p for p in path.parent.glob("step_*.pt") if p.stem[5:].isdigit()),
+            key=lambda p: int(p.stem[5:]),  # by number: step 10,000,000 has eight digits
+        )
+        for old in kept[: -self.config.train.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+
+    def _keep_best(self, scores: dict[str, float]) -> None:
+        """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
+        ev = self.config.eval
+        value = scores.get(ev.best)
+        if value is None:
+            if not self._best_missing_warned:
+                self._best_missing_warned = True
+                warnings.warn(
+                    f"eval.best={ev.best}: the validation gives no such score (it gives: "
+                    f"{', '.join(scores)}); checkpoints/best.pt is not kept",
+                    stacklevel=3,
+                )
+            return
+        if not math.isfinite(value):
+            return
+        best = self.best.get("value") if self.best else None
+        if best is not None and not (value < best if ev.best_mode == "min" else value > best):
+            return
+        if not self._weights_finite():  # rank 0 alone validates: the next checkpoint stops
+            return
+        previous, self.best = self.best, {"metric": ev.best, "value": value, "step": self.step}
+        try:
+            ckpt_io.atomic_save(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
+        except BaseException:
+            self.best = previous  # the file holds the previous best still
+            raise
 
     def _write_config(self) -> None:
         text = self.config.to_yaml().encode("utf-8")
@@ -467,6 +530,9 @@ class Trainer:
             self.fixed = state["fixed"]  # else the new sizes' inputs, drawn in __init__
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        best = state.get("best")
+        if best and best.get("metric") == self.config.eval.best:  # the same score: carried on
+            self.best = dict(best)
         self.dist.restore_rng(state, self.config.seed)
         extra_ranks = state.get("extra_ranks")
         if self.dist.enabled and extra_ranks and len(extra_ranks) == self.dist.world_size:
@@ -548,6 +614,19 @@ class Trainer:
         checked every few steps only). Buffers count too: BatchNorm's running statistics can
         overflow while the weights and losses stay finite, and eval-mode samples and exports
         divide by them (those built non-finite are left out)."""
+        self._diverged(
+            None
+            if self._weights_finite()
+            else "the weights or normalisation statistics became NaN or infinite"
+        )
+
+    def _checked_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The networks and the EMA copy, each with a tag, as the divergence check sees them."""
+        modules = [(n, self.task.module(n)) for n in self.task.networks]
+        return modules + ([("ema", self.ema.shadow)] if self.ema else [])
+
+    def _weights_finite(self) -> bool:
+        """Whether this process's weights and float buffers are all finite (no collective)."""
         tensors = [
             t.detach()
             for tag, m in self._checked_modules()
@@ -557,18 +636,10 @@ class Trainer:
             )
             if t.is_floating_point() and t.numel()
         ]
-        finite = True
-        if tensors:  # one multi-tensor kernel and one sync per checkpoint
-            norms = torch._foreach_norm(tensors, float("inf"))
-            finite = bool(torch.stack([n.float() for n in norms]).isfinite().all())
-        self._diverged(
-            None if finite else "the weights or normalisation statistics became NaN or infinite"
-        )
-
-    def _checked_modules(self) -> list[tuple[str, torch.nn.Module]]:
-        """The networks and the EMA copy, each with a tag, as the divergence check sees them."""
-        modules = [(n, self.task.module(n)) for n in self.task.networks]
-        return modules + ([("ema", self.ema.shadow)] if self.ema else [])
+        if not tensors:
+            return True
+        norms = torch._foreach_norm(tensors, float("inf"))  # one kernel and one sync
+        return bool(torch.stack([n.float() for n in norms]).isfinite().all())
 
     def _diverged(self, problem: str | None) -> None:
         # Agreed over the ranks: all stop together, none waits in a collective.
@@ -778,6 +849,8 @@ class Trainer:
             record["val_seconds"] = round(time.monotonic() - t0, 3)
             if log is not None:
                 log.write(record)
+            if self.config.eval.best:
+                self._keep_best(scores)
             self._notify("on_validation", self.step, record)
         return scores
 
@@ -805,6 +878,10 @@ class Trainer:
             f"- checkpoint: {result.checkpoint.relative_to(self.run_dir)}",
             "- samples: samples/final.png",
         ]
+        if self.best:
+            b = self.best
+            lines.append(f"- best val_{b['metric']}: {b['value']:.4g} at step {b['step']} "
+                         f"({BEST_CHECKPOINT})")  # fmt: skip
         if result.eval:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
         text = ("\n".join(lines) + "\n").encode("utf-8")
