@@ -343,7 +343,11 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.argument("target", metavar="RUN_DIR|BUNDLE", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
 @click.option("--num", type=int, help="Number of images.")
-@click.option("--labels", help="Class labels for a conditional generator, e.g. 3,3,7.")
+@click.option(
+    "--labels",
+    help="Class labels for a conditional generator: numbers or the run's class names, e.g. "
+    "3,3,7 or Sneaker,Bag.",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of the latents (default 0).")
 @click.option(
     "--format",

@@ -92,7 +92,7 @@ def labels_at(
 
 
 def make_inputs(
-    spec: dict[str, Any], num: int, seed: int = 0, labels: list[int] | None = None
+    spec: dict[str, Any], num: int, seed: int = 0, labels: list[int | str] | None = None
 ) -> dict[str, np.ndarray]:
     """The named inputs of a GAN generator for ``num`` images: ``z`` (float32, from
     :func:`make_latents`) and, when conditional, ``labels`` (int64, from :func:`make_labels`).
@@ -101,7 +101,7 @@ def make_inputs(
     ``num_classes``)."""
     check_num(num)
     inputs = {INPUT_LATENTS: make_latents(num, int(spec["latent_dim"]), seed)}
-    label_arr = make_labels(num, int(spec.get("num_classes") or 0), labels)
+    label_arr = make_labels(num, int(spec.get("num_classes") or 0), class_indices(labels, spec))
     if label_arr is not None:
         inputs[INPUT_LABELS] = label_arr
     return inputs
@@ -141,14 +141,35 @@ def check_finite_outputs(raw: np.ndarray, runner: Any, start: int = 0) -> np.nda
     return arr
 
 
-def parse_labels(text: str | None) -> list[int] | None:
-    """``"3,3,7"`` -> [3, 3, 7]; a clear error for anything else."""
+def parse_labels(text: str | None) -> list[int | str] | None:
+    """``"3,3,7"`` -> [3, 3, 7]; ``"7,Sneaker"`` -> [7, "Sneaker"]: class numbers, or names
+    that :func:`class_indices` looks up in the generator's ``class_names``."""
     if text is None or not text.strip():
         return None
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise EdgeganError(f"--labels must be comma-separated integers, got '{text}'") from None
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    return [int(v) if v.lstrip("+-").isdigit() else v for v in items]
+
+
+def class_indices(labels: list[int | str] | None, spec: dict[str, Any]) -> list[int] | None:
+    """``labels`` as class numbers: names are looked up (ignoring case) in ``spec``'s
+    ``class_names`` (a run's dataset classes, e.g. Fashion-MNIST's ``Sneaker``)."""
+    if not labels:
+        return None
+    names = [str(c) for c in spec.get("class_names") or []]
+    out = []
+    for v in labels:
+        if isinstance(v, str):
+            found = [i for i, n in enumerate(names) if n.lower() == v.lower()]
+            if not found:
+                known = (
+                    f"its classes are {', '.join(names)}"
+                    if names
+                    else "its classes have no names: give numbers"
+                )
+                raise EdgeganError(f"--labels: the generator has no class '{v}'; {known}")
+            v = found[0]
+        out.append(int(v))
+    return out
 
 
 @dataclass
@@ -233,7 +254,7 @@ def generate(
     gen: RunGenerator,
     num: int,
     seed: int = 0,
-    labels: list[int] | None = None,
+    labels: list[int | str] | None = None,
     batch_size: int = 256,
 ) -> dict[str, np.ndarray]:
     """Sample ``num`` images: ``images`` float32 (N, C, H, W) in [-1, 1], ``latents``, and
@@ -247,7 +268,7 @@ def sample(
     runner: Any,
     num: int,
     seed: int = 0,
-    labels: list[int] | None = None,
+    labels: list[int | str] | None = None,
     batch_size: int = 256,
 ) -> dict[str, np.ndarray]:
     """Sample ``num`` images with any backend's runner (:class:`edgegan.runtime.Runner`):
@@ -287,7 +308,7 @@ def iter_samples(
     runner: Any,
     num: int,
     seed: int = 0,
-    labels: list[int] | None = None,
+    labels: list[int | str] | None = None,
     batch_size: int = 256,
 ) -> Iterator[dict[str, np.ndarray]]:
     """:func:`sample` one batch at a time (``images``, ``latents`` and ``labels`` of each), so
@@ -303,14 +324,15 @@ def iter_samples(
         )
     check_num(num)
     latent_dim, num_classes = int(spec["latent_dim"]), int(spec.get("num_classes") or 0)
-    labels_at(np.arange(0), num, num_classes, labels)  # refuse bad labels before any work
+    numbers = class_indices(labels, spec)
+    labels_at(np.arange(0), num, num_classes, numbers)  # refuse bad labels before any work
     check_batch_size(batch_size)
     rng = _latent_stream(seed)  # make_latents' stream, drawn a batch at a time
     step = max(1, min(batch_size, runner.max_batch or batch_size))
     for start in range(0, num, step):
         n = min(step, num - start)
         batch = {INPUT_LATENTS: rng.standard_normal((n, latent_dim), dtype=np.float32)}
-        label_arr = labels_at(np.arange(start, start + n), num, num_classes, labels)
+        label_arr = labels_at(np.arange(start, start + n), num, num_classes, numbers)
         if label_arr is not None:
             batch[INPUT_LABELS] = label_arr
         raw = check_finite_outputs(runner.run(batch), runner, start)
@@ -390,7 +412,7 @@ def infer(
     target: str | Path,
     out: str | Path,
     num: int | None = None,
-    labels: list[int] | None = None,
+    labels: list[int | str] | None = None,
     seed: int = 0,
     fmt: str = "png",
     device: str = "cpu",

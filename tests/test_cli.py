@@ -574,3 +574,19 @@ def test_export_takes_one_of_the_runs_checkpoints_and_its_bundle_runs_against_it
     assert export_command(early, read_bundle(early)).endswith(
         f" --checkpoint early --out {early} --overwrite"
     )
+
+
+def test_labels_are_class_numbers_or_the_runs_class_names():
+    """`--labels 7,Sneaker` on a Fashion-MNIST run: 'must be comma-separated integers'
+    before, though the spec holds the class names."""
+    from edgegan.errors import EdgeganError
+    from edgegan.sampling import class_indices, make_inputs, parse_labels
+
+    spec = {"latent_dim": 4, "num_classes": 3, "class_names": ["T-shirt/top", "Sneaker", "Bag"]}
+    assert parse_labels(" 2, sneaker,T-shirt/top ") == [2, "sneaker", "T-shirt/top"]
+    assert class_indices(parse_labels("2,sneaker,T-shirt/top"), spec) == [2, 1, 0]
+    assert make_inputs(spec, 3, labels=["Bag", 0, "SNEAKER"])["labels"].tolist() == [2, 0, 1]
+    with pytest.raises(EdgeganError, match=r"no class 'Boot'; its classes are T-shirt/top, Sn"):
+        class_indices(["Boot"], spec)
+    with pytest.raises(EdgeganError, match="its classes have no names: give numbers"):
+        class_indices(["cat"], {**spec, "class_names": []})
