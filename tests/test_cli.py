@@ -557,6 +557,11 @@ def test_export_takes_one_of_the_runs_checkpoints_and_its_bundle_runs_against_it
     source = read_bundle(early)["source"]
     assert source["checkpoint"] == "early" and source["step"] == 2
     open_runner(early, "torch").close()  # early.pt's weights (last.pt's: StaleBundleError)
+    res = CliRunner().invoke(cli, ["export", str(run), "--out", str(early)])
+    assert res.exit_code == 2  # what --overwrite would replace is said
+    assert res.stderr.endswith(
+        f"(it holds a bundle of {run.resolve()} at step 2 from checkpoint early: fp32)\n"
+    )
     res = CliRunner().invoke(
         cli, ["export", str(run), "--checkpoint", "nope", "--out", str(tmp_path / "n")]
     )

@@ -52,6 +52,11 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
                 f"--out {out} holds the run being exported; choose a folder outside it "
                 "(the default is RUN_DIR/export)"
             )
+    if not overwrite and is_bundle(out):  # say what --overwrite would replace
+        raise EdgeganError(
+            f"--out {out} is not empty; choose another folder or pass --overwrite (it holds "
+            f"{_described(out)})"
+        )
     # a file, or not empty without --overwrite; the bundle is renamed into place beside it
     check_out_dir(out, overwrite, beside=True)
     if out.is_dir() and holds_files(out):
@@ -60,6 +65,21 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
                 f"--out {out} holds files but no bundle (edgegan.json); --overwrite replaces "
                 "only a bundle: choose a new or empty folder"
             )
+
+
+def _described(bundle: Path) -> str:
+    """``a bundle of RUN at step N (fp32, fp16)``, or as much of it as its metadata says."""
+    from edgegan.export.bundle import graph_entries, read_bundle
+
+    try:
+        meta = read_bundle(bundle)
+        source = meta.get("source") or {}
+        first = (meta.get("directions") or [None])[0]
+        graphs = ", ".join(graph_entries(meta, first))
+        at = f" from checkpoint {source['checkpoint']}" if source.get("checkpoint") else ""
+        return f"a bundle of {source.get('run_dir')} at step {source.get('step')}{at}: {graphs}"
+    except Exception:  # a damaged one is still a bundle to replace
+        return "a bundle"
 
 
 class RunInTrainingWarning(UserWarning):
