@@ -98,6 +98,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     sample_every: int = 500
     checkpoint_every: int = 1000
+    # A run directory (its last checkpoint) or a checkpoint file whose network and EMA
+    # weights start this run (fine-tuning); optimisers, schedules and step start afresh.
+    init_from: str | None = None
     # Also keep the newest N checkpoints as checkpoints/step_NNNNNNN.pt (0: last.pt alone);
     # `edgegan export RUN --checkpoint step_NNNNNNN` exports one.
     keep_checkpoints: int = 0

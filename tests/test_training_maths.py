@@ -328,3 +328,29 @@ def test_checkpoint_keeping_settings_are_checked(tmp_path, extra, error):
 
     with pytest.raises(ConfigError, match=error):
         Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "r")
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+    """Fine-tuning: the networks and the EMA come from the source (a run directory, or one
+    of its checkpoint files); the step, optimisers and run folder are the new run's."""
+    from edgegan.errors import ConfigError
+    from edgegan.train import train
+    from edgegan.train.checkpoint import atomic_save, load_checkpoint
+
+    source = train(load_config("dcgan-mnist", [*TINY_GAN, "train.steps=3"]), out_dir=tmp_path / "a")
+    saved = load_checkpoint(source.checkpoint)
+    for given in (source.run_dir, source.checkpoint):
+        tuned = _trainer(tmp_path, f"train.init_from={given}")
+        assert tuned.step == 0 and not tuned.task.optims["g"].state
+        for name, weights in saved["networks"].items():
+            assert _same(tuned.task.module(name).state_dict(), weights), name
+        assert _same(tuned.ema.shadow.state_dict(), saved["ema"])
+    fresh = _trainer(tmp_path)
+    assert not _same(fresh.task.module("generator").state_dict(), saved["networks"]["generator"])
+    with pytest.raises(ConfigError, match=r"its networks do not fit this config's .*size mismatch"):
+        _trainer(tmp_path, f"train.init_from={source.run_dir}", "model.generator.ngf=16")
+    with pytest.raises(ConfigError, match="no checkpoint there"):
+        _trainer(tmp_path, f"train.init_from={tmp_path / 'none'}")
+    atomic_save({**saved, "task": "cyclegan"}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="is a 'cyclegan' run; this run's task is 'gan'"):
+        _trainer(tmp_path, f"train.init_from={tmp_path / 'other.pt'}")

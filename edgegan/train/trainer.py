@@ -276,9 +276,12 @@ class Trainer:
                 else None
             ),
         )
+        source = self._init_weights(t.init_from) if t.init_from and not resume else None
         sampled = self.task.module(self.task.sample_network)
         # The EMA copy is taken before compiling: it runs in eval mode, uncompiled.
         self.ema = EMA(sampled, t.ema_decay, t.ema_start) if t.ema else None
+        if self.ema and source is not None and source.get("ema") is not None:
+            self.ema.shadow.load_state_dict(source["ema"])  # the source's sampled weights
         # Buffers built non-finite (a plugin's -inf attention mask) are not divergence.
         self._nonfinite_buffers = {
             (tag, name)
@@ -423,6 +426,36 @@ class Trainer:
         self.last_checkpoint = (path, self.step)
         self._notify("on_checkpoint", path)
         return path
+
+    def _init_weights(self, init_from: str) -> dict[str, Any]:
+        """Load the network weights of ``train.init_from`` (a run directory: its last
+        checkpoint; or a checkpoint file) into this run's networks; returns the checkpoint."""
+        from edgegan.train.logs import CHECKPOINT
+
+        path = Path(init_from).expanduser()
+        if path.is_dir():
+            path = path / CHECKPOINT
+        if not path.is_file():
+            raise ConfigError(
+                f"train.init_from={init_from}: no checkpoint there (a run directory or a .pt)"
+            )
+        state = ckpt_io.load_checkpoint(path, map_location="cpu")
+        if state.get("task") != self.config.task:
+            raise ConfigError(
+                f"train.init_from={init_from} is a '{state.get('task')}' run; this run's task "
+                f"is '{self.config.task}'"
+            )
+        try:
+            for name in self.task.networks:
+                self.task.module(name).load_state_dict(state["networks"][name])
+        except KeyError as exc:
+            raise ckpt_io.lacks(path, exc, "used by train.init_from") from None
+        except RuntimeError as exc:
+            raise ConfigError(
+                f"train.init_from={init_from}: its networks do not fit this config's "
+                f"(model.* must match the run's): {ckpt_io.mismatch(exc)}"
+            ) from None
+        return state
 
     def _keep_snapshot(self, path: Path) -> None:
         """Keep the checkpoint just written as ``step_NNNNNNN.pt`` beside it (a hard link:
