@@ -392,6 +392,12 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option(
     "--input", "input_path", type=click.Path(), help="cyclegan: an image or a folder to translate."
 )
+@click.option(
+    "--resize",
+    metavar="N|train",
+    help="cyclegan: resize each input first so its shorter side is N px, or the size the "
+    "generator trained at (train); outputs have that size (default: native size).",
+)
 @_gpu_runner_options
 def infer(
     target: str,
@@ -408,6 +414,7 @@ def infer(
     overwrite: bool,
     direction: str | None,
     input_path: str | None,
+    resize: str | None,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
     compile_: str | None,
@@ -415,7 +422,7 @@ def infer(
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
     cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
-    names and sizes.
+    names and sizes (or --resize them first).
 
     The same --seed gives the same latents (and images, within each backend's precision) on
     every backend; translation pre/post-processing is the same on every backend too. A run
@@ -458,10 +465,13 @@ def infer(
             precision=precision,
             batch_size=8 if batch_size is None else batch_size,
             progress=True,
+            resize=resize,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
         return
+    if resize is not None:
+        raise EdgeganError("--resize applies to translation (--direction and --input)")
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
 

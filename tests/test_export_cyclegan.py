@@ -806,3 +806,37 @@ def test_a_cyclegan_exports_the_checkpoint_it_is_given(runs, tmp_path):
     for d in ("AtoB", "BtoA"):
         assert halved["source"]["digest"][d] != last["source"]["digest"][d]
         open_runner(tmp_path / "halved", "torch", direction=d).close()  # matches its weights
+
+
+def test_translation_at_the_training_scale(runs, images, tmp_path):
+    """`--resize N|train` translates each input resized (shorter side, aspect kept); at
+    native size, inputs far larger than the training size are warned about once."""
+    from edgegan.translate import translate
+
+    run = runs["resnet"]
+    size = int(load_translator(run, "AtoB").spec["image_size"])
+    sizes = {"a.png": (32, 32), "sub/b.png": (45, 30), "c.jpg": (32, 32)}  # (w, h)
+    out = _infer(run, tmp_path / "n", images, "--resize", "16")
+    for name, (w, h) in sizes.items():
+        got = out[str(Path(name).with_suffix(".png").as_posix())].shape[:2]
+        assert got == (16, round(w * 16 / h)) if h < w else got == (round(h * 16 / w), 16)
+    trained = _infer(run, tmp_path / "t", images, "--resize", "train")
+    assert all(min(img.shape[:2]) == size for img in trained.values())
+    big = tmp_path / "big"
+    big.mkdir()
+    Image.new("L", (5 * size, 4 * size), 90).save(big / "x.png")
+    Image.new("L", (4 * size, 3 * size), 90).save(big / "y.png")
+    with pytest.warns(UserWarning, match=rf"images up to {4 * size} px .* trained at {size} px"):
+        translate(run, "AtoB", big, tmp_path / "w", batch_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        translate(run, "AtoB", big, tmp_path / "r", resize="train")
+    for bad in ("0", "x", "2.5"):
+        with pytest.raises(
+            EdgeganError, match=f"--resize takes a size in pixels or 'train', got '{bad}'"
+        ):
+            translate(run, "AtoB", big, tmp_path / "e", resize=bad)
+    res = CliRunner().invoke(
+        cli, ["infer", str(run), "--num", "2", "--resize", "8", "--out", str(tmp_path / "g")]
+    )
+    assert res.exit_code == 2 and "--resize applies to translation" in res.stderr
