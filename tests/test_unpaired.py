@@ -330,3 +330,49 @@ def test_int8_calibration_from_a_training_split_is_the_same_every_export(folders
     assert (
         source == "dataset unpaired, train split, domain B, 4 drawn as training draws them, seed 0"
     )
+
+
+def test_preprocess_modes_of_the_reference(tmp_path):
+    """scale_width_and_crop keeps a wide image's aspect ratio (resize_and_crop squashes it),
+    crop takes the image as it is; the test split is deterministic in each."""
+    from edgegan.data.unpaired import scale_width
+
+    # 120 wide, 40 high: A a ramp from left to right, B from top to bottom. The steps between
+    # neighbouring pixels tell how each mode resized (in [-1, 1]: 2 over the ramp's pixels).
+    across = np.tile(np.linspace(0, 255, 120), (40, 1)).round().astype(np.uint8)
+    down = np.tile(np.linspace(0, 255, 40)[:, None], (1, 120)).round().astype(np.uint8)
+    for split in ("train", "test"):
+        Image.fromarray(across).save(_folder(tmp_path, f"{split}A") / "x.png")
+        Image.fromarray(down).save(_folder(tmp_path, f"{split}B") / "x.png")
+
+    def build(split: str, mode: str) -> UnpairedImageDataset:
+        ds = build_unpaired(str(tmp_path), split, load_size=60, crop_size=20, channels_a=1,
+                            channels_b=1, flip=False, preprocess=mode)  # fmt: skip
+        ds.rng = random.Random(0)
+        return ds
+
+    def steps(mode: str, split: str = "train") -> tuple[float, float]:
+        item = build(split, mode)[0]
+        a, b = item["A"][0], item["B"][0]
+        assert a.shape == b.shape == (20, 20)
+        return float((a[:, 1:] - a[:, :-1]).mean()), float((b[1:] - b[:-1]).mean())
+
+    # resize_and_crop: 120x40 -> 60x60; scale_width_and_crop: -> 60x20; crop: as it is
+    assert steps("resize_and_crop") == pytest.approx((2 / 59, 2 / 59), rel=0.1)
+    assert steps("scale_width_and_crop") == pytest.approx((2 / 59, 2 / 19), rel=0.1)
+    assert steps("crop") == pytest.approx((2 / 119, 2 / 39), rel=0.1)
+    # the test split: the training scale, its centre square
+    assert steps("scale_width_and_crop", "test") == pytest.approx((2 / 59, 2 / 19), rel=0.1)
+    assert torch.equal(build("test", "crop")[0]["A"], build("test", "crop")[0]["A"])
+    assert scale_width(Image.new("L", (120, 10)), 60, 20).size == (60, 20)  # height floor
+    Image.new("L", (10, 30)).save(tmp_path / "trainA" / "small.png")
+    small = build("train", "crop")
+    with pytest.raises(DataError, match=r"small.png is 10x30, smaller than crop_size 20"):
+        small._load(small.domain_a, small.domain_a.rel.index("small.png"), 1)
+    with pytest.raises(DataError, match="preprocess must be one of resize_and_crop, scale_width"):
+        build("train", "scale_width")
+
+
+def _folder(root: Path, name: str) -> Path:
+    (root / name).mkdir(parents=True, exist_ok=True)
+    return root / name

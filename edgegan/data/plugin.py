@@ -77,9 +77,11 @@ def unpaired(
     serial_batches: bool = False,
     skip_bad: bool = False,
     limit: int = 0,
+    preprocess: str = "resize_and_crop",
 ) -> Any:
     """Unpaired image folders ``root/trainA``, ``root/trainB`` (``testA``/``testB``), CycleGAN's
-    layout: resized to ``load_size``, cropped to ``crop_size``, flipped (train split)."""
+    layout: resized to ``load_size``, cropped to ``crop_size``, flipped (train split);
+    ``preprocess``: resize_and_crop, scale_width_and_crop or crop, as the reference's."""
     from edgegan.data.unpaired import build_unpaired
 
     return build_unpaired(
@@ -93,6 +95,7 @@ def unpaired(
         serial_batches=serial_batches,
         skip_bad=skip_bad,
         limit=limit,
+        preprocess=preprocess,
     )
 
 

@@ -8,13 +8,17 @@ implementation (junyanz/pytorch-CycleGAN-and-pix2pix, ``data/unaligned_dataset.p
   reference's ``max_dataset_size``) keeps the first ``limit`` of each domain;
 - the length is ``max(len(A), len(B))``; item ``i`` takes ``A[i % len(A)]`` and ``B`` at a
   uniformly random index (``random.randint``), or ``B[i % len(B)]`` with ``serial_batches``;
-- preprocessing ``resize_and_crop``: resize to ``load_size x load_size`` (bicubic, aspect ratio
-  ignored), crop ``crop_size``, flip left-right with probability 1/2; A and B draw their crop
-  and flip independently. Grey (``channels_*=1``) or RGB per domain; scaled to [-1, 1].
+- preprocessing ``resize_and_crop`` (``preprocess``, the default): resize to ``load_size x
+  load_size`` (bicubic, aspect ratio ignored), crop ``crop_size``, flip left-right with
+  probability 1/2; A and B draw their crop and flip independently. ``scale_width_and_crop``:
+  resize to width ``load_size`` keeping the aspect ratio (height at least ``crop_size``), then
+  crop, for datasets of wide images (Cityscapes, GTA); ``crop``: crop the image as it is. Grey
+  (``channels_*=1``) or RGB per domain; scaled to [-1, 1].
 
 The ``test`` split as the reference's ``test.py`` at its defaults: each image resized whole to
 ``crop_size`` (its ``load_size`` defaults to ``crop_size``), no crop, no flip, B taken
-serially, so the test split is deterministic. When every file in ``testB``
+serially, so the test split is deterministic (``scale_width_and_crop``: width ``load_size``,
+the training scale, then the centre ``crop_size`` square; ``crop``: the centre square). When every file in ``testB``
 has the name (path without extension) of a file in ``testA`` and vice versa, the split is
 *paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the same name, the ground
 truth for paired metrics (L1, PSNR, SSIM).
@@ -42,6 +46,7 @@ from edgegan.data.files import READ_EXTENSIONS
 from edgegan.data.folder import SKIP_BAD_HINT, list_images, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
+    center_crop,
     hflip,
     load_image,
     random_crop,
@@ -51,6 +56,9 @@ from edgegan.data.transforms import (
 from edgegan.errors import DataError
 
 SPLITS = ("train", "test")
+#: ``preprocess`` modes: the reference's that give every image one size (its ``scale_width``
+#: and ``none`` give sizes that cannot share a batch).
+PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "crop")
 _WHERE = "dataset 'unpaired'"
 
 
@@ -115,9 +123,15 @@ class UnpairedImageDataset(Dataset):
         serial_batches: bool = False,
         skip_bad: bool = False,
         limit: int = 0,
+        preprocess: str = "resize_and_crop",
     ) -> None:
         if split not in SPLITS:
             raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        if preprocess not in PREPROCESS:
+            raise DataError(
+                f"{_WHERE}: preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}"
+            )
+        self.preprocess = preprocess
         self.load_size = _check_int("load_size", load_size, 1, MAX_IMAGE_SIZE)
         self.crop_size = _check_int("crop_size", crop_size, 1, MAX_IMAGE_SIZE)
         if crop_size > load_size:
@@ -183,14 +197,29 @@ class UnpairedImageDataset(Dataset):
         return max(len(self.domain_a), len(self.domain_b))
 
     def transform(self, path: str, channels: int) -> torch.Tensor:
-        """The reference's ``resize_and_crop`` (+ flip) of one file, as a tensor in [-1, 1]."""
+        """The reference's ``preprocess`` (+ flip) of one file, as a tensor in [-1, 1]."""
         rng = self.rng or random
         # The test split as the reference's test.py, whose load_size defaults to crop_size:
         # the whole image resized to crop_size, no crop (nothing cut off the borders).
         size = self.load_size if self.train else self.crop_size
-        img = resize(load_image(path, channels, draft_size=size), size, BICUBIC)
+        if self.preprocess == "crop":
+            img = load_image(path, channels)
+            if min(img.size) < self.crop_size:
+                w, h = img.size
+                raise DataError(
+                    f"{path} is {w}x{h}, smaller than crop_size {self.crop_size} "
+                    "(preprocess=crop does not resize)"
+                )
+        elif self.preprocess == "scale_width_and_crop":
+            # at the training scale in both splits (the test split's centre crop of it)
+            size = self.load_size
+            img = scale_width(load_image(path, channels, draft_size=size), size, self.crop_size)
+        else:
+            img = resize(load_image(path, channels, draft_size=size), size, BICUBIC)
         if self.train:
             img = random_crop(img, self.crop_size, self.rng)  # None: the global stream
+        elif self.preprocess != "resize_and_crop":
+            img = center_crop(img, self.crop_size)
         if self.flip and rng.random() < 0.5:
             img = hflip(img)
         return to_tensor(img)
@@ -244,6 +273,15 @@ class UnpairedImageDataset(Dataset):
             f"{len(self.domain_b)} B {self.channels_b}x{h}x{w}, {self.split} split of "
             f"{self.root}{', paired' if self.paired else ''})"
         )
+
+
+def scale_width(img: Any, width: int, min_height: int) -> Any:
+    """The reference's ``__scale_width``: width ``width``, the aspect ratio kept, the height
+    at least ``min_height`` (bicubic)."""
+    w, h = img.size
+    if w == width and h >= min_height:
+        return img
+    return img.resize((width, int(max(width * h / w, min_height))), BICUBIC, reducing_gap=3.0)
 
 
 #: The dataset's factory (the class itself: its parameters are the factory's).
