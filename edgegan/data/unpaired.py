@@ -18,10 +18,10 @@ implementation (junyanz/pytorch-CycleGAN-and-pix2pix, ``data/unaligned_dataset.p
 The ``test`` split as the reference's ``test.py`` at its defaults: each image resized whole to
 ``crop_size`` (its ``load_size`` defaults to ``crop_size``), no crop, no flip, B taken
 serially, so the test split is deterministic (``scale_width_and_crop``: width ``load_size``,
-the training scale, then the centre ``crop_size`` square; ``crop``: the centre square). When every file in ``testB``
-has the name (path without extension) of a file in ``testA`` and vice versa, the split is
-*paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the same name, the ground
-truth for paired metrics (L1, PSNR, SSIM).
+the training scale, then the centre ``crop_size`` square; ``crop``: the centre square). When
+every file in ``testB`` has the name (path without extension) of a file in ``testA`` and
+vice versa, the split is *paired* (``paired=True``): item ``i`` is ``A[i]`` with the B of the
+same name, the ground truth for paired metrics (L1, PSNR, SSIM).
 
 Randomness comes from Python's ``random`` module (saved in checkpoints; in DataLoader workers
 reseeded for each batch, see :mod:`edgegan.train.stream`), or from ``dataset.rng`` when set to
