@@ -352,10 +352,11 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["png", "npz"]),
+    type=click.Choice(["png", "npz", "grid"]),
     default="png",
     show_default=True,
-    help="One PNG per image, or one images.npz (uint8 images, raw floats, latents, labels).",
+    help="One PNG per image, one images.npz (uint8 images, raw floats, latents, labels), or "
+    "one grid.png sheet (a column per class when conditional; at most 1,024 images).",
 )
 @click.option(
     "--backend",

@@ -10,6 +10,7 @@ named input arrays to the raw output array (:mod:`edgegan.runtime`).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,9 @@ import numpy as np
 from edgegan.errors import EdgeganError
 from edgegan.fileio import atomic_write, check_out_dir, prepare_out_dir
 
-FORMATS = ("png", "npz")
+FORMATS = ("png", "npz", "grid")
+#: Images one ``grid.png`` may hold (a sheet to look at; 1,024 digits are 940x940 px).
+MAX_GRID = 1024
 INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
 INPUT_LABELS = "labels"
 OUTPUT_IMAGE = "image"
@@ -367,6 +370,16 @@ def write_outputs(
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     images = result["uint8"] if "uint8" in result else to_uint8_nhwc(result["images"], value_range)
+    if fmt == "grid":  # one sheet: a column per class when the labels cycle through them
+        from edgegan.data.transforms import make_grid
+
+        labels = result.get("labels")
+        k = len(np.unique(labels)) if labels is not None else 0
+        nrow = k if k > 1 else math.ceil(math.sqrt(len(images)))
+        tiles = images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
+        path = out / "grid.png"
+        save_png(make_grid(tiles, nrow=nrow), track(path), fsync=False)
+        return [path]
     if fmt == "npz":
         path = out / "images.npz"
         arrays = {"images": images, "raw": result["images"], "latents": result["latents"]}
@@ -437,6 +450,8 @@ def infer(
 
     if fmt not in FORMATS:
         raise EdgeganError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    if fmt == "grid" and (num or len(labels or ())) > MAX_GRID:
+        raise EdgeganError(f"--format grid takes at most {MAX_GRID} images (--num)")
     if num is None:
         if not labels:
             _refuse_translator(target)  # the likelier mistake: say that first
@@ -450,7 +465,7 @@ def infer(
         batches = iter_samples(runner, num, seed=seed, labels=labels, batch_size=batch_size)
         first = next(batches)  # the inputs and the runner work before the folder is made
         bar = ProgressBar(num, 0, progress and num > len(first["images"]), "infer", "images")
-        if fmt == "npz":  # one file of every image: held in memory, then written
+        if fmt in ("npz", "grid"):  # one file of every image: held in memory, then written
             try:
                 result = collect_samples(itertools.chain([first], batches), num, vrange,
                                          bar.update)  # fmt: skip

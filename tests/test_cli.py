@@ -595,3 +595,28 @@ def test_labels_are_class_numbers_or_the_runs_class_names():
         class_indices(["Boot"], spec)
     with pytest.raises(EdgeganError, match="its classes have no names: give numbers"):
         class_indices(["cat"], {**spec, "class_names": []})
+
+
+def test_infer_writes_one_grid_sheet(tmp_path):
+    """`--format grid`: one grid.png of the images (a column per class when the labels cycle
+    through them), the same pixels as the PNGs one by one."""
+    from PIL import Image
+
+    from edgegan.config import load_config
+    from edgegan.train import train
+
+    run = train(load_config("dcgan-mnist", TINY_GAN), out_dir=tmp_path / "r").run_dir
+    for fmt, out in (("png", "p"), ("grid", "g")):
+        res = CliRunner().invoke(
+            cli, ["infer", str(run), "--num", "20", "--format", fmt, "--out", str(tmp_path / out)]
+        )
+        assert res.exit_code == 0, res.output
+    assert [p.name for p in (tmp_path / "g").iterdir()] == ["grid.png"]
+    grid = np.asarray(Image.open(tmp_path / "g/grid.png"))
+    assert grid.shape[:2] == (2 + 2 * 30, 2 + 10 * 30)  # 28 px digits, 2 px apart: 10 x 2
+    third = np.asarray(Image.open(tmp_path / "p/000012_label2.png"))  # row 1, column 2
+    assert np.array_equal(grid[32:60, 62:90].squeeze(), third)
+    res = CliRunner().invoke(
+        cli, ["infer", str(run), "--num", "1025", "--format", "grid", "--out", str(tmp_path / "x")]
+    )
+    assert res.exit_code == 2 and "--format grid takes at most 1024 images" in res.stderr
