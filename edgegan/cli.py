@@ -399,6 +399,11 @@ def _gpu_runner_options(command: Any) -> Any:
     help="cyclegan: resize each input first so its shorter side is N px, or the size the "
     "generator trained at (train); outputs have that size (default: native size).",
 )
+@click.option(
+    "--side-by-side",
+    is_flag=True,
+    help="cyclegan: write each input and its translation side by side in one PNG.",
+)
 @_gpu_runner_options
 def infer(
     target: str,
@@ -416,6 +421,7 @@ def infer(
     direction: str | None,
     input_path: str | None,
     resize: str | None,
+    side_by_side: bool,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
     compile_: str | None,
@@ -467,12 +473,15 @@ def infer(
             batch_size=8 if batch_size is None else batch_size,
             progress=True,
             resize=resize,
+            side_by_side=side_by_side,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
         return
-    if resize is not None:
-        raise EdgeganError("--resize applies to translation (--direction and --input)")
+    if resize is not None or side_by_side:
+        raise EdgeganError(
+            "--resize and --side-by-side apply to translation (--direction and --input)"
+        )
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels
 

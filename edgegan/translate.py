@@ -42,6 +42,25 @@ from edgegan.sampling import (
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
 
 
+def _beside(image: np.ndarray, translated: np.ndarray) -> np.ndarray:
+    """``image`` and its ``translated`` side by side, in the translation's channels (a grey
+    input beside an RGB output is repeated; an RGB one beside grey is made grey, as Pillow's
+    ``L``)."""
+    from PIL import Image
+
+    left = np.asarray(image)
+    left = left[:, :, None] if left.ndim == 2 else left
+    c = translated.shape[2] if translated.ndim == 3 else 1
+    if left.shape[2] != c:
+        mode = "L" if c == 1 else "RGB"
+        left = np.asarray(
+            Image.fromarray(left.squeeze(2) if left.shape[2] == 1 else left).convert(mode)
+        )
+        left = left[:, :, None] if left.ndim == 2 else left
+    right = translated[:, :, None] if translated.ndim == 2 else translated
+    return np.concatenate([left, right], axis=1)
+
+
 def _resize_side(resize: int | str | None, spec: dict[str, Any]) -> int | None:
     """``translate``'s ``resize`` as a shorter side in pixels (None: native size)."""
     if resize is None:
@@ -249,6 +268,7 @@ def translate(
     batch_size: int = 8,
     progress: bool = False,
     resize: int | str | None = None,
+    side_by_side: bool = False,
     **runner_options: Any,
 ) -> list[Path]:
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
@@ -259,7 +279,8 @@ def translate(
     kept, bicubic), or ``"train"``: the size the generator trained on (the reference
     CycleGAN's advice: translate at the training scale; a 12 MP photo through a generator
     trained on 256 px crops gives textures at the wrong scale, slowly). None: native size,
-    with a warning when images are over twice the training size."""
+    with a warning when images are over twice the training size. ``side_by_side``: each
+    output is the input (as it was translated) and its translation, left and right."""
     from edgegan.data.transforms import BICUBIC, load_image, resize_shorter, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
@@ -298,6 +319,8 @@ def translate(
                         bar.update(done + n)
 
                     outputs = translate_arrays(runner, images, batch_size, advance)
+                    if side_by_side:
+                        outputs = [_beside(i, o) for i, o in zip(images, outputs, strict=True)]
                     for (_, rel), img in zip(chunk, outputs, strict=True):
                         dst = (out / rel).with_suffix(".png")
                         new.folder(dst.parent)  # save_png makes subfolders of out

@@ -839,4 +839,18 @@ def test_translation_at_the_training_scale(runs, images, tmp_path):
     res = CliRunner().invoke(
         cli, ["infer", str(run), "--num", "2", "--resize", "8", "--out", str(tmp_path / "g")]
     )
-    assert res.exit_code == 2 and "--resize applies to translation" in res.stderr
+    assert res.exit_code == 2 and "--resize and --side-by-side apply to translation" in res.stderr
+
+
+def test_side_by_side_translations(runs, images, tmp_path):
+    """`--side-by-side`: the input (in the output's channels) left of its translation."""
+    run = runs["resnet"]
+    alone = _infer(run, tmp_path / "o", images)
+    both = _infer(run, tmp_path / "s", images, "--side-by-side")
+    assert alone.keys() == both.keys()
+    for name, out in alone.items():
+        h, w = out.shape[:2]
+        assert both[name].shape == (h, 2 * w, *out.shape[2:])
+        assert np.array_equal(both[name][:, w:], out)
+    grey = np.asarray(Image.open(images / "a.png"))  # A is grey, B (the output) RGB
+    assert np.array_equal(both["a.png"][:, :32], np.repeat(grey[:, :, None], 3, axis=2))
