@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import types
 import warnings
 from pathlib import Path
@@ -854,3 +856,24 @@ def test_side_by_side_translations(runs, images, tmp_path):
         assert np.array_equal(both[name][:, w:], out)
     grey = np.asarray(Image.open(images / "a.png"))  # A is grey, B (the output) RGB
     assert np.array_equal(both["a.png"][:, :32], np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def test_a_graph_fixed_to_one_shape_as_the_deploy_docs_say_computes_the_same(bundles, tmp_path):
+    """docs/deploy.md, "Fixed shapes": ONNX Runtime's make_dynamic_shape_fixed on the
+    bundle's dimension names gives a static graph with the bundle graph's outputs."""
+    import onnxruntime as ort
+
+    bundle, _ = bundles["resnet"]
+    fixed = tmp_path / "a2b.onnx"
+    src = bundle / "model_AtoB.onnx"
+    for dim, value in (("batch", 1), ("height", 32), ("width", 32)):
+        cmd = [sys.executable, "-m", "onnxruntime.tools.make_dynamic_shape_fixed",
+               "--dim_param", dim, "--dim_value", str(value), str(src), str(fixed)]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+        src = fixed
+    shape = [d.dim_value for d in onnx.load(str(fixed)).graph.input[0].type.tensor_type.shape.dim]
+    assert shape == [1, 1, 32, 32]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 1, 32, 32)).astype(np.float32)
+    want = ort.InferenceSession(str(bundle / "model_AtoB.onnx")).run(None, {"image": x})[0]
+    got = ort.InferenceSession(str(fixed)).run(None, {"image": x})[0]
+    assert np.array_equal(got, want)
