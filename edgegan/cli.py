@@ -809,12 +809,57 @@ FD_SAMPLES = 2000
 )
 @click.option("--metric", default="digits", show_default=True, help="A registered metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(samples: str, reference: str, metric: str, as_json: bool) -> None:
-    """Score generated samples (a PNG folder or an .npz from `edgegan infer`)."""
+@click.option("--num", type=click.IntRange(min=1), help="A run or bundle: images to sample (2000).")
+@click.option("--seed", type=click.IntRange(min=0), help="A run or bundle: latents' seed (0).")
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime", "tensorrt"]),
+    help="A run or bundle: the backend that samples (torch).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="A run or bundle: the graph that samples (fp32).",
+)
+@click.option("--device", help="A run or bundle: auto, cpu, cuda or cuda:N (cpu).")
+def eval_cmd(
+    samples: str,
+    reference: str,
+    metric: str,
+    as_json: bool,
+    num: int | None,
+    seed: int | None,
+    backend: str | None,
+    precision: str | None,
+    device: str | None,
+) -> None:
+    """Score generated samples: a PNG folder or an .npz from `edgegan infer`, or a GAN run or
+    bundle, sampled here (--num, --seed, --backend, --precision: e.g. a bundle's INT8 graph)."""
     from edgegan.fileio import strict_json
-    from edgegan.metrics.evaluate import evaluate
+    from edgegan.metrics.evaluate import evaluate, evaluate_generator
+    from edgegan.runtime.base import _is_bundle, _is_run_dir
 
-    scores = evaluate(samples, reference=reference, metric=metric)
+    sampling = {"num": num, "seed": seed, "backend": backend, "precision": precision,
+                "device": device}  # fmt: skip
+    given = {k: v for k, v in sampling.items() if v is not None}
+    if _is_run_dir(Path(samples)) or _is_bundle(Path(samples)):
+        scores = evaluate_generator(
+            samples,
+            num=num or FD_SAMPLES,
+            seed=seed or 0,
+            backend=backend or "torch",
+            precision=precision or "fp32",
+            device=device or "cpu",
+            reference=reference,
+            metric=metric,
+        )
+    elif given:
+        raise EdgeganError(
+            f"--{', --'.join(given)} sample a run or bundle; {samples} is neither (samples "
+            "are scored as they are)"
+        )
+    else:
+        scores = evaluate(samples, reference=reference, metric=metric)
     if not scores:
         raise EdgeganError(f"metric '{metric}' gave no scores for {samples}")
     n = scores.get("num_samples")

@@ -620,3 +620,31 @@ def test_infer_writes_one_grid_sheet(tmp_path):
         cli, ["infer", str(run), "--num", "1025", "--format", "grid", "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "--format grid takes at most 1024 images" in res.stderr
+
+
+def test_eval_samples_a_run_or_bundle_itself(tmp_path):
+    """`eval RUN|BUNDLE --num N --seed S [--backend --precision]` scores what `infer --format
+    npz` then `eval images.npz` scored, in one step."""
+    from edgegan.config import load_config
+    from edgegan.export import export
+    from edgegan.train import train
+
+    run = train(load_config("dcgan-mnist", TINY_GAN), out_dir=tmp_path / "r").run_dir
+    export(run, out=tmp_path / "b", int8=True, calib_samples=8)
+    infer = ["infer", str(run), "--num", "300", "--seed", "3", "--format", "npz"]
+    assert CliRunner().invoke(cli, [*infer, "--out", str(tmp_path / "s")]).exit_code == 0
+
+    def scores(*args: str) -> dict:
+        res = CliRunner().invoke(cli, ["eval", *args, "--json"])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.stdout)
+
+    two_steps = scores(str(tmp_path / "s"))
+    assert scores(str(run), "--num", "300", "--seed", "3") == two_steps
+    ort = scores(str(tmp_path / "b"), "--backend", "onnxruntime", "--num", "300", "--seed", "3")
+    assert ort["num_samples"] == 300 and ort["fd"] == pytest.approx(two_steps["fd"], rel=1e-3)
+    int8 = scores(str(tmp_path / "b"), "--backend", "onnxruntime", "--precision", "int8",
+                  "--num", "300", "--seed", "3")  # fmt: skip
+    assert int8["num_samples"] == 300 and int8 != two_steps
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "s"), "--num", "5"])
+    assert res.exit_code == 2 and "--num sample a run or bundle" in res.stderr

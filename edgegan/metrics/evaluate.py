@@ -323,6 +323,38 @@ def evaluate_tensors(
     return Scorer(metric, reference, params)(images, labels)
 
 
+def evaluate_generator(
+    target: str | Path,
+    num: int = 2000,
+    seed: int = 0,
+    backend: str = "torch",
+    precision: str = "fp32",
+    device: str = "cpu",
+    reference: str | None = "mnist:test",
+    metric: str = "digits",
+    params: Mapping[str, Any] | None = None,
+    batch_size: int = 256,
+    **runner_options: Any,
+) -> dict[str, float]:
+    """Sample ``num`` images from a GAN run or bundle on any backend and precision (as
+    ``edgegan infer --seed`` would, saved as 8-bit images) and run ``metric`` on them: one
+    step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph."""
+    import torch
+
+    from edgegan.runtime import open_runner
+    from edgegan.sampling import iter_samples, to_uint8_nhwc, value_range
+
+    scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
+    images, labels = [], []
+    with open_runner(target, backend, precision, device=device, **runner_options) as runner:
+        vrange = value_range(runner.spec)
+        for batch in iter_samples(runner, num, seed=seed, batch_size=batch_size):
+            images.append(torch.from_numpy(to_uint8_nhwc(batch["images"], vrange)))
+            if "labels" in batch:
+                labels.append(torch.from_numpy(batch["labels"]))
+    return scorer._score(_to_float(torch.cat(images)), torch.cat(labels) if labels else None)
+
+
 def evaluate(
     samples_path: str | Path,
     reference: str = "mnist:test",
