@@ -2,7 +2,7 @@
 
 Importing this package is cheap (no torch); the names below load their module on first use::
 
-    from edgegan.metrics import evaluate, evaluate_tensors, load_samples, Scorer
+    from edgegan.metrics import evaluate, evaluate_generator, evaluate_tensors, load_samples, Scorer
     from edgegan.metrics import frechet_distance, feature_stats
     from edgegan.metrics import DigitsMetric, DigitClassifier, load_digit_classifier
 """
@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 # Imported eagerly (the module imports neither NumPy nor torch at load time): the function
 # ``evaluate`` shares its name with its module, and a lazy export would be shadowed by the
 # submodule attribute that the import system sets on this package.
-from edgegan.metrics.evaluate import Scorer, evaluate, evaluate_tensors, load_samples
+from edgegan.metrics.evaluate import (
+    Scorer,
+    evaluate,
+    evaluate_generator,
+    evaluate_tensors,
+    load_samples,
+)
 
 if TYPE_CHECKING:  # the real types for type checkers (at run time: loaded on first use)
     from edgegan.metrics.classifier import (
@@ -43,6 +49,7 @@ __all__ = [
     "DigitsMetric",
     "Scorer",
     "evaluate",
+    "evaluate_generator",
     "evaluate_tensors",
     "feature_stats",
     "features",
