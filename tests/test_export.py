@@ -1027,3 +1027,94 @@ def test_newer_than_runtime_names_the_highest_opset_the_runtime_reads():
     ir = "Unsupported model IR version: 11, max supported IR version: 10"
     assert newer_than_runtime(ir) == "the graph is ONNX IR version 11, it reads up to 10"
     assert newer_than_runtime("something else") == ""
+
+
+# -- mutation testing, round 5: export arguments, metadata and bundle helpers --------------------
+def test_calib_samples_and_opset_are_checked_at_their_limits(runs, tmp_path):
+    import re
+
+    from edgegan.export.onnx import MAX_OPSET, MIN_OPSET
+
+    for kwargs, message in [
+        ({"calib_samples": 0}, "--calib-samples must be at least 1, got 0"),
+        ({"opset": MIN_OPSET - 1}, f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got"),
+        ({"opset": MAX_OPSET + 1}, f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got"),
+    ]:
+        with pytest.raises(EdgeganError, match=re.escape(message)):
+            export(runs["uncond"], out=tmp_path / "b", **kwargs)
+        assert not (tmp_path / "b").exists()
+    meta = export(runs["uncond"], out=tmp_path / "b", opset=MAX_OPSET, exporter="legacy")
+    assert meta["models"]["fp32"]["opset"] == MAX_OPSET
+
+
+def test_a_run_without_an_ema_records_its_generator_weights(tmp_path):
+    run = _train(tmp_path / "run", "train.ema=false", "train.steps=1")
+    meta = export(run, out=tmp_path / "b", exporter="legacy")
+    assert meta["source"]["weights"] == "generator"
+    assert read_bundle(tmp_path / "b")["source"]["weights"] == "generator"
+
+
+def test_an_artifact_report_whose_keys_json_cannot_hold_is_the_plugins_error(tmp_path):
+    """A tuple key failed the export at its very end (json.dumps: 'keys must be str')."""
+    from edgegan import hookimpl
+    from edgegan.errors import PluginError
+    from edgegan.export.api import run_artifact_exporters
+    from edgegan.plugins.manager import PluginManager, reset_manager
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_exporters(self, register):
+            report = {"sizes": {(1, 2): "w.npz"}}
+            register("tuple-key", lambda: type("T", (), {"export": lambda s, g, sp, o: report})())
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="tk", distribution="edgegan-tk", version="1.0")
+    reset_manager(manager)
+    with pytest.raises(
+        PluginError, match=r"'tuple-key' .* returned a dict whose key \(1, 2\) is a tuple"
+    ):
+        run_artifact_exporters(["tuple-key"], torch.nn.Identity(), {}, tmp_path)
+
+
+def test_the_latest_bundle_left_aside_is_the_one_put_back(tmp_path):
+    """Two killed --overwrite exports left two old bundles: the newer is the previous one."""
+    import re
+    import socket
+
+    from edgegan.export.api import restore_set_aside
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    older, newer = tmp_path / f".b.old-{gone}", tmp_path / f".b.old-{socket.gethostname()}-{gone}"
+    for i, folder in enumerate((older, newer)):
+        folder.mkdir()
+        (folder / BUNDLE_FILE).write_text(folder.name)
+        os.utime(folder, (1_700_000_000 + i * 100, 1_700_000_000 + i * 100))
+    out = tmp_path / "b"
+    with pytest.warns(UserWarning, match=f"previous bundle at {re.escape(str(newer))}: put back"):
+        restore_set_aside(out)
+    assert (out / BUNDLE_FILE).read_text() == newer.name and older.is_dir()
+
+
+def test_the_command_to_export_a_bundle_again_keeps_its_directions():
+    """A bundle of both directions is written again whole; one exported with --direction
+    keeps it (an --overwrite of the whole folder with one direction would lose the other)."""
+    from edgegan.export.bundle import export_command
+
+    graphs = {"fp32": {"file": "x.onnx"}, "fp16": {"file": "x.fp16.onnx"}}
+    both = {"task": "cyclegan", "directions": ["AtoB", "BtoA"], "source": {"run_dir": "/r"},
+            "models": {"AtoB": graphs, "BtoA": graphs}}  # fmt: skip
+    assert export_command("/b", both) == "edgegan export /r --fp16 --out /b --overwrite"
+    one = {**both, "directions": ["BtoA"], "models": {"BtoA": graphs}}
+    assert export_command("/r/export", one, "int8") == (
+        "edgegan export /r --fp16 --int8 --direction BtoA --overwrite"
+    )
+
+
+def test_the_export_summary_table_is_aligned_without_trailing_spaces():
+    from edgegan.export.api import format_table
+
+    rows = [("precision", "file", "PSNR dB"), ("fp32", "model.onnx", "120.5"), ("int8", "m", "-")]
+    assert format_table(rows) == (
+        "precision  file        PSNR dB\nfp32       model.onnx  120.5\nint8       m           -"
+    )

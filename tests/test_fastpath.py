@@ -373,3 +373,160 @@ def test_fused_optim_given_on_resume_applies_and_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # as it trained since: no warning
         train(again, resume=run.run_dir)
+
+
+# -- mutation testing, round 5: the fast-path helpers and devices on their own -----------------
+def test_the_report_line_gives_each_switch_its_own_value():
+    from types import SimpleNamespace
+
+    from edgegan.train import fastpath
+
+    switches = SimpleNamespace(
+        amp="bf16",
+        compile="max-autotune",
+        channels_last=True,
+        layout_norm=False,
+        fused_optim=False,
+        merge_calls=True,
+    )
+    assert fastpath.describe(switches) == (
+        "amp: bf16, compile: max-autotune, channels_last: True, layout_norm: False, "
+        "fused_optim: False, merge_calls: True"
+    )
+
+
+def test_compile_networks_compiles_each_network_in_its_mode(monkeypatch):
+    """Every network of the task is compiled (not only the first), ``default`` is torch's
+    mode None, the others pass through, and ``off`` compiles nothing."""
+    from types import SimpleNamespace
+
+    from edgegan.train import fastpath
+
+    calls = []
+    nets = {"generator": torch.nn.Linear(2, 2), "discriminator": torch.nn.Linear(2, 2)}
+    for name, net in nets.items():
+        monkeypatch.setattr(net, "compile", lambda name=name, **kw: calls.append((name, kw)))
+    fastpath.compile_networks(nets, SimpleNamespace(compile="off"))
+    assert calls == []
+    for mode, expected in (("default", None), ("reduce-overhead", "reduce-overhead")):
+        calls.clear()
+        fastpath.compile_networks(nets, SimpleNamespace(compile=mode))
+        assert calls == [
+            (name, {"mode": expected, "dynamic": False}) for name in ("generator", "discriminator")
+        ]
+
+
+def test_eager_and_uncompiled_skip_a_compiled_call_and_uncompiled_gives_it_back():
+    """``nn.Module.compile`` sets ``_compiled_call_impl``; a stand-in that records its calls
+    shows which call ran without compiling anything."""
+    from edgegan.train import fastpath
+
+    torch.manual_seed(0)
+    net, plain = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+    expected = net(x)
+    calls = []
+
+    def compiled(*args, **kwargs):
+        calls.append("compiled")
+        return net._call_impl(*args, **kwargs)
+
+    net._compiled_call_impl = compiled
+    net(x)
+    assert calls == ["compiled"]
+    calls.clear()
+    torch.testing.assert_close(fastpath.eager(net)(x), expected)  # sampling: eager
+    assert calls == []
+    with fastpath.uncompiled(net, plain):  # the penalties' double backward: eager
+        torch.testing.assert_close(net(x), expected)
+        plain(x)
+    assert calls == []
+    net(x)  # and compiled again after the block
+    assert calls == ["compiled"] and plain._compiled_call_impl is None
+    calls.clear()
+    with pytest.raises(RuntimeError, match="in the block"), fastpath.uncompiled(net):
+        raise RuntimeError("in the block")
+    net(x)  # given back when the block fails too
+    assert calls == ["compiled"]
+
+
+def test_to_format_puts_each_4d_tensor_of_a_batch_in_the_layout():
+    """Unpaired (cyclegan) batches are dicts; (images, labels) pairs are tuples."""
+    from edgegan.train.fastpath import to_format
+
+    torch.manual_seed(0)
+    nhwc = torch.channels_last
+    batch = {"A": torch.randn(2, 3, 4, 4), "B": torch.randn(2, 3, 4, 4), "A_path": ["a", "b"]}
+    out = to_format(batch, nhwc)
+    assert set(out) == {"A", "B", "A_path"} and out["A_path"] == ["a", "b"]
+    for key in ("A", "B"):
+        assert out[key].is_contiguous(memory_format=nhwc) and torch.equal(out[key], batch[key])
+    pair = (torch.randn(2, 3, 4, 4), torch.arange(2))
+    images, labels = to_format(pair, nhwc)
+    assert isinstance(to_format(pair, nhwc), tuple)
+    assert images.is_contiguous(memory_format=nhwc) and torch.equal(images, pair[0])
+    assert labels is pair[1]
+    assert to_format(batch, torch.contiguous_format) is batch
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_takes_the_configured_learning_rate_betas_and_weight_decay(fused):
+    from types import SimpleNamespace
+
+    from edgegan.train.fastpath import make_adam
+
+    cfg = SimpleNamespace(lr=2e-4, beta1=0.5, beta2=0.99, weight_decay=0.01)
+    opt = make_adam([torch.nn.Parameter(torch.ones(3))], cfg, torch.device("cpu"), fused=fused)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["weight_decay"]) == (2e-4, (0.5, 0.99), 0.01)
+    assert bool(group["fused"]) == fused
+
+
+def test_resolve_device_refuses_a_gpu_past_the_last_and_devices_it_cannot_train_on(monkeypatch):
+    from edgegan.train.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match=r"^train.device=cuda:2 but only 2 CUDA device\(s\)"):
+        resolve_device("cuda:2")
+    for name in ("mps", "meta", "xpu"):  # devices torch names; training runs on none
+        with pytest.raises(
+            ConfigError, match=f"^--device must be auto, cpu, cuda or cuda:N, got '{name}'"
+        ):
+            resolve_device(name, key="--device")
+
+
+def test_each_amp_mode_computes_in_its_dtype_and_only_fp16_scales_its_losses(monkeypatch):
+    from edgegan.train.device import Precision
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported", "_is_amx_fp16_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: True, raising=False)  # no emulation warning
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    for mode, dtype in (("off", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        precision = Precision(mode, torch.device("cpu"))
+        with precision.autocast():
+            assert (a @ b).dtype == dtype, mode
+        scaler = precision.scaler("generator")
+        assert (scaler is not None) == (mode == "fp16"), mode
+        assert precision.scaler("generator") is scaler  # one per optimiser, kept
+
+
+def test_fp16_loss_scales_are_restored_from_a_checkpoint():
+    """A resumed fp16 run goes on with each optimiser's loss scale, not torch's initial 65536."""
+    import warnings
+
+    from edgegan.train.device import Precision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 emulated on this CPU: said, and beside the point
+        saved, restored = (
+            Precision("fp16", torch.device("cpu")),
+            Precision("fp16", torch.device("cpu")),
+        )
+    scaler = saved.scaler("discriminator")
+    scaler.scale(torch.tensor(1.0))
+    scaler.update(new_scale=128.0)
+    restored.load_state_dict(saved.state_dict())
+    assert restored.scaler("discriminator").get_scale() == 128.0

@@ -2365,3 +2365,93 @@ def test_a_runner_option_error_names_the_command_line_flag():
     message = str(info.value)
     assert message.startswith("--cuda-graphs, --ort-option does not apply to the torch backend")
     assert "(it takes: --channels-last, --compile)" in message
+
+
+# -- mutation testing, round 5: the bench table and the files of a bundle ------------------------
+def test_bench_json_never_overwrites_an_engine_of_the_bundle(bundle_copy):
+    meta = read_bundle(bundle_copy)
+    meta["engines"] = {"fp16": {"file": "model.fp16.engine"}}
+    write_bundle(bundle_copy, meta)
+    engine = bundle_copy / "model.fp16.engine"
+    engine.write_bytes(b"a TensorRT plan")
+    args = ["bench", str(bundle_copy), "--backends", "onnxruntime", "--precisions", "fp32",
+            "--batch-sizes", "1", "--warmup", "0", "--iters", "1"]  # fmt: skip
+    args += ["--json", str(engine)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "is a file of the bundle" in res.stderr, res.output
+    assert engine.read_bytes() == b"a TensorRT plan"
+
+
+def test_bench_table_rows_title_and_progress_lines_of_a_cyclegan_result():
+    from edgegan.runtime.bench_table import headers, plain_table, row_line, table_rows, title
+
+    def skipped(direction, backend, precision, batch, reason, status="skipped"):
+        return {"direction": direction, "backend": backend, "precision": precision,
+                "batch": batch, "status": status, "reason": reason}  # fmt: skip
+
+    fast = {"direction": "AtoB", "backend": "torch", "precision": "fp32", "batch": 1,
+            "status": "ok", "device": "cpu", "threads": 2, "compile": "default",
+            "channels_last": True, "latency_ms": {"p50": 1.5, "p95": 2.0},
+            "images_per_s": 666.7, "peak_mem_mb": 10.0,
+            "parity": {"max_abs": 1e-6, "psnr": 120.0}}  # fmt: skip
+    slow = {**fast, "batch": 8, "threads": None, "compile": None, "channels_last": False,
+            "latency_ms": {"p50": 900.0, "p95": 950.0}, "images_per_s": 8.888,
+            "parity": {"max_abs": None, "psnr": None, "nonfinite": 2}}  # fmt: skip
+    no_trt = "TensorRT is not installed"
+    result = {
+        "bundle": "b", "reference": "torch fp32", "warmup": 3, "iters": 7, "size": [32, 48],
+        "directions": ["AtoB", "BtoA"],
+        "results": [
+            fast, slow,
+            skipped("AtoB", "tensorrt", "fp16", 1, no_trt),
+            skipped("AtoB", "tensorrt", "fp16", 8, no_trt),  # one row for both batches
+            skipped("AtoB", "onnxruntime", "int8", 1, "no int8 graph"),
+            skipped("AtoB", "onnxruntime", "int8", 8, "out of memory", "failed"),  # its own
+            skipped("BtoA", "tensorrt", "fp16", 1, no_trt),  # another direction: its own
+        ],
+    }  # fmt: skip
+    none = ["-"] * 6
+    assert headers(result)[:3] == ["direction", "backend", "precision"]
+    assert table_rows(result) == [
+        ["AtoB", "torch", "fp32", "1", "1.500", "2.000", "667", "10.0", "1.00e-06", "120.0",
+         "cpu, 2 threads, compiled default, channels-last"],
+        ["AtoB", "torch", "fp32", "8", "900.000", "950.000", "8.89", "10.0", "-", "-",
+         "cpu, NaN/inf in 2 outputs"],
+        ["AtoB", "tensorrt", "fp16", "1,8", *none, f"skipped: {no_trt}"],
+        ["AtoB", "onnxruntime", "int8", "1", *none, "skipped: no int8 graph"],
+        ["AtoB", "onnxruntime", "int8", "8", *none, "failed: out of memory"],
+        ["BtoA", "tensorrt", "fp16", "1", *none, f"skipped: {no_trt}"],
+    ]  # fmt: skip
+    assert title(result) == (
+        "edgegan bench b  (32x48 images; parity vs torch fp32; 3 warm-up + 7 timed runs)"
+    )
+    assert plain_table(result).splitlines()[0] == title(result)
+    assert (
+        row_line(fast) == "AtoB torch fp32 batch 1 (compiled default, channels-last): p50 1.500 ms"
+    )
+    assert row_line(slow) == "AtoB torch fp32 batch 8: p50 900.000 ms (NaN/inf in 2 outputs)"
+    assert row_line(result["results"][5]) == "AtoB onnxruntime int8 batch 8: failed (out of memory)"
+
+
+def test_a_graph_the_bundle_lists_but_lacks_is_one_line(bundle_copy):
+    from edgegan.export.bundle import model_path
+
+    (bundle_copy / "model.fp16.onnx").unlink()
+    assert model_path(bundle_copy, "fp32") == bundle_copy / "model.onnx"
+    with pytest.raises(EdgeganError, match="lists model.fp16.onnx but the file is missing"):
+        model_path(bundle_copy, "fp16")
+
+
+@pytest.mark.parametrize("n, warned", [(128, False), (129, True), (1999, True), (2000, False)])
+def test_edgegan_eval_warns_of_a_biased_fd_from_129_to_1999_samples(monkeypatch, n, warned):
+    """At 2,000 samples (what the warning asks for) an FD is comparable: no warning; at
+    128 or fewer the metric itself has said the figure means nothing."""
+    import importlib
+
+    evaluate_module = importlib.import_module("edgegan.metrics.evaluate")  # not the function
+    scores = {"fd": 1.25, "num_samples": n}
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda samples, reference, metric: scores)
+    res = CliRunner().invoke(cli, ["eval", "samples.npz"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.split() == ["fd", "1.2500", "num_samples", str(n)]
+    assert ("biased upward" in res.stderr) == warned, res.stderr

@@ -457,9 +457,15 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     from edgegan.config import PartConfig
 
     cfg.callbacks = [PartConfig("ctrl-c-at", {"at": 2, "times": 2})]
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, out_dir=tmp_path / "r")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    # Python's own Ctrl-C handler, as in a terminal: a pytest started in the background by a
+    # non-interactive shell (`cmd &`) inherits SIGINT ignored, and the test then failed
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out_dir=tmp_path / "r")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def test_conditional_sampling_draws_chosen_classes(tmp_path):
@@ -1452,3 +1458,174 @@ def test_the_preview_grid_gives_each_class_a_row(tmp_path):
     assert fixed["z"].shape == (20, 16)
     grid = Image.open(result.run_dir / "samples/final.png")
     assert grid.size == (2 * (28 + 2) + 2, 10 * (28 + 2) + 2)  # 2 columns, a row per class
+
+
+# -- mutation testing, round 5: step accounting, reports, TensorBoard and run-directory logs ---
+def test_a_time_budget_of_zero_seconds_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("train.max_seconds must be > 0")):
+        train(tiny("train.max_seconds=0"), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_logged_step_time_and_throughput_are_per_step_and_over_the_window(tmp_path):
+    """step_time is the seconds of one step, images_per_sec the window's images over its
+    seconds: their product is one batch, whatever the window's length."""
+    r = train(tiny("train.log_every=3", steps=5), out_dir=tmp_path / "r")
+    records = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").open()]
+    assert [rec["step"] for rec in records] == [3, 5]  # windows of 3 and 2 steps
+    for rec in records:
+        assert rec["step_time"] * rec["images_per_sec"] == pytest.approx(16, rel=1e-6)
+
+
+def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):
+    done = train(tiny(steps=2), out_dir=tmp_path / "done")  # eval.at_end=false
+    report = (done.run_dir / "report.md").read_text()
+    assert "- steps: 2 of 2 (stopped by steps)" in report and "- eval:" not in report
+    assert done.eval == {} and not (done.run_dir / "eval.json").exists()
+    budget = train(tiny("train.max_seconds=0.000001", steps=1000), out_dir=tmp_path / "budget")
+    report = (budget.run_dir / "report.md").read_text()
+    assert f"- steps: {budget.step} of 1000 (stopped by max_seconds)" in report
+
+
+def test_the_ema_copies_the_generator_before_ema_start(tmp_path):
+    """train.ema_start=1: the first step's update copies the generator (step 0 < start), so
+    after one step the EMA weights are the generator's."""
+    r = train(tiny("train.ema_start=1", steps=1), out_dir=tmp_path / "r")
+    state = load_checkpoint(r.checkpoint)
+    generator = state["networks"]["generator"]
+    assert state["ema"].keys() == generator.keys()
+    for key, value in state["ema"].items():
+        assert torch.equal(value, generator[key]), key
+
+
+def test_a_resume_continues_the_learning_rate_schedule_exactly(tmp_path):
+    """The first resumed step trains with the schedule's rate at its step (here half the
+    base rate), as the run never stopped would."""
+    steps = ["optim.g.lr=0.01", "optim.d.lr=0.01",
+             "train.lr_schedule=step", "train.lr_step=2", "train.lr_gamma=0.5"]  # fmt: skip
+    full = train(tiny(*steps, steps=4), out_dir=tmp_path / "full")
+    half = train(tiny(*steps, steps=3), out_dir=tmp_path / "half")
+    resumed = train(load_run_config(half.run_dir, ["train.steps=4"]), resume=half.run_dir)
+    a, b = _weights(full.run_dir), _weights(resumed.run_dir)
+    for net in a["networks"]:
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), f"{net}.{key}"
+
+
+def test_a_single_image_preview_is_not_taken_for_copies_of_one_image():
+    from edgegan.train.trainer import collapse
+
+    torch.manual_seed(0)
+    assert collapse(torch.rand(1, 1, 8, 8) * 2 - 1) is None
+    assert collapse(torch.rand(1, 1, 8, 8).expand(3, 1, 8, 8)) == "are 3 copies of one image"
+    assert collapse(torch.full((2, 1, 8, 8), -1.0)).startswith("are one flat colour")
+
+
+class _FakeSummaryWriter:
+    """torch.utils.tensorboard's SummaryWriter as the TensorBoard callback calls it."""
+
+    events: list = []
+
+    def __init__(self, log_dir, purge_step=None):
+        self.events.append(("open", Path(log_dir), purge_step))
+
+    def add_scalar(self, key, value, step):
+        self.events.append(("scalar", key, step))
+
+    def add_images(self, tag, images, step):
+        self.events.append(("images", tag, step, images.shape[0], images))
+
+    def flush(self):
+        self.events.append(("flush",))
+
+    def close(self):
+        self.events.append(("close",))
+
+
+def test_tensorboard_logs_losses_validation_and_samples_and_purges_on_resume(tmp_path, monkeypatch):
+    import types
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = _FakeSummaryWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    events = _FakeSummaryWriter.events = []
+    cfg = tiny("train.tensorboard=true", "eval.every=2", "eval.val_samples=16", steps=2)
+    with pytest.warns(UserWarning):  # an FD from 16 samples means little
+        run = train(cfg, out_dir=tmp_path / "r").run_dir
+    assert events[0] == ("open", run / "tensorboard", None)
+    scalars = {(e[1], e[2]) for e in events if e[0] == "scalar"}
+    assert {("g_loss", 2), ("d_loss", 2), ("lr_g", 2)} <= scalars
+    assert any(key.startswith("val_") and step == 2 for key, step in scalars)
+    assert not any(key == "step" for key, _ in scalars)
+    (images,) = [e for e in events if e[0] == "images"]  # at the checkpoint (the last step)
+    assert images[1:4] == ("samples", 2, 20)
+    grid = images[4]
+    assert 0 <= float(grid.min()) and float(grid.max()) <= 1 and 0.25 < float(grid.mean()) < 0.75
+    assert events[-1] == ("close",)
+    # A resume drops the events logged after its checkpoint (from step 3 on).
+    events.clear()
+    train(load_run_config(run, ["train.steps=3", "eval.every=0"]), resume=run)
+    assert events[0] == ("open", run / "tensorboard", 3) and events[-1] == ("close",)
+
+
+def test_metrics_log_writes_strict_json_and_a_resume_keeps_records_it_cannot_place(tmp_path):
+    from edgegan.train.logs import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(
+        '{"step": 1, "g_loss": 1.0}\n{"note": "no step"}\n[1, 2]\n{"step": "3"}\n'
+        '{"step": 2, "g_loss": 0.5}\n{"step": 3, "g_loss": 0.2}\n{"step": 4, "g_lo'
+    )
+    log = MetricsLog(path, upto=2)
+    log.write({"step": 3, "g_loss": float("nan"), "d_loss": float("inf"), "n": 1})
+    log.close()
+
+    def strict(text):  # NaN and Infinity are no JSON: jq, browsers and pandas refuse them
+        raise ValueError(text)
+
+    records = [json.loads(line, parse_constant=strict) for line in path.read_text().splitlines()]
+    assert records == [
+        {"step": 1, "g_loss": 1.0},
+        {"note": "no step"},
+        [1, 2],
+        {"step": "3"},
+        {"step": 2, "g_loss": 0.5},
+        {"step": 3, "g_loss": "nan", "d_loss": "inf", "n": 1},
+    ]
+
+
+def test_plain_progress_prints_the_last_step_and_nothing_when_off(monkeypatch, capsys):
+    from edgegan.train import logs
+
+    clock = [1000.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(logs.sys.stderr, "isatty", lambda: False, raising=False)
+    bar = logs.ProgressBar(100, 0, True, "train gan")
+    clock[0] += 10.0
+    bar.update(50)
+    clock[0] += 10.0  # under 30 s since the last line, but the last step: always said
+    bar.update(100, "g 1.000 d 1.000")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  eta")[0] for line in lines] == [
+        "train gan: step 50/100",
+        "train gan: step 100/100",
+    ]
+    quiet = logs.ProgressBar(100, 0, False, "train gan")  # train.progress=false
+    quiet.note("training into runs/x on cpu")
+    quiet.update(100)
+    assert capsys.readouterr().err == ""
+
+
+def test_edgegan_train_says_a_time_budget_stopped_it(tmp_path):
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    run = tmp_path / "r"
+    args = ["train", "dcgan-mnist", *TINY, "train.steps=1000", "train.max_seconds=0.000001"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    step = load_checkpoint(run / "checkpoints/last.pt")["step"]
+    assert re.match(rf"time budget reached: {step} steps in \d+ s -> {re.escape(str(run))}$",
+                    res.stdout.splitlines()[0])  # fmt: skip
+    assert f"continue with: edgegan train --resume {run}" in res.stderr
