@@ -354,3 +354,22 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     atomic_save({**saved, "task": "cyclegan"}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="is a 'cyclegan' run; this run's task is 'gan'"):
         _trainer(tmp_path, f"train.init_from={tmp_path / 'other.pt'}")
+
+
+def test_a_warning_from_every_step_is_shown_once(tmp_path):
+    """The fp16 scheduler-warning filter once wrapped every step in catch_warnings, which
+    forgets the warnings already shown: a once-only warning (a PIL palette image's) came
+    every step."""
+    trainer = _trainer(tmp_path)
+    step = trainer.task.train_step
+
+    def warning_step(*args):
+        warnings.warn("from inside a step", UserWarning, stacklevel=1)
+        return step(*args)
+
+    trainer.task.train_step = warning_step
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")  # once per place, as Python's default
+        for _ in range(3):
+            trainer.train_step()
+    assert [str(w.message) for w in seen].count("from inside a step") == 1

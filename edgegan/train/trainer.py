@@ -10,7 +10,6 @@ import contextlib
 import copy
 import math
 import os
-import re
 import signal
 import threading
 import time
@@ -202,9 +201,6 @@ def collapse(images: torch.Tensor) -> str | None:
     return None
 
 
-_SKIPPED_STEP_WARNING = re.escape(
-    "Detected call of `lr_scheduler.step()` before `optimizer.step()`"
-)
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
 
 
@@ -712,13 +708,15 @@ class Trainer:
         values = self.task.train_step(self.stream, self.step)
         if self.ema:
             self.ema.update(self.task.module(self.task.sample_network), self.step)
-        with warnings.catch_warnings():
+        for s in self.schedulers.values():
             # A GradScaler skips an unfused optimiser's step when its gradients overflow
-            # (often the first), and torch then warns that the schedule loses its first
-            # value. Ours are indexed by the trainer's step, so nothing is lost.
-            warnings.filterwarnings("ignore", _SKIPPED_STEP_WARNING)
-            for s in self.schedulers.values():
-                s.step()
+            # (often the first), and torch then warns at the scheduler's first step that the
+            # schedule loses its first value. Ours are indexed by the trainer's step: nothing
+            # is lost, so the step counts as taken (the flag torch's step wrapper sets; a
+            # warnings filter around the step, catch_warnings, forgot the warnings already
+            # shown, so a once-only warning came again).
+            s.optimizer._opt_called = True  # type: ignore[attr-defined]
+            s.step()
         self.step += 1
         return values
 
