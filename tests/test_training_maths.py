@@ -282,7 +282,8 @@ def test_eval_best_keeps_the_checkpoint_of_the_best_validation(tmp_path, mode, b
     trainer.fit()
     best = torch.load(tmp_path / "r/checkpoints/best.pt", weights_only=True)
     assert best["step"] == best_step
-    assert best["best"] == {"metric": "fd", "value": {4: 3.0, 6: 7.0}[best_step], "step": best_step}
+    value = {4: 3.0, 6: 7.0}[best_step]
+    assert best["best"] == {"metric": "fd", "mode": mode, "value": value, "step": best_step}
     report = (tmp_path / "r/report.md").read_text()
     assert (
         f"- best val_fd: {best['best']['value']:.4g} at step {best_step} (checkpoints/best.pt)"
@@ -373,3 +374,55 @@ def test_a_warning_from_every_step_is_shown_once(tmp_path):
         for _ in range(3):
             trainer.train_step()
     assert [str(w.message) for w in seen].count("from inside a step") == 1
+
+
+def test_a_resume_beats_the_best_checkpoints_own_score_and_keeps_another_scores(tmp_path):
+    """best.pt is written at validations, last.pt at checkpoints: a run stopped between them
+    resumed with last.pt's older record and replaced a better best.pt with a worse one; and a
+    resume with another eval.best replaced the old score's best.pt."""
+    from edgegan.config import load_run_config
+    from edgegan.errors import ConfigError
+
+    extra = ["train.steps=4", "train.checkpoint_every=2", "eval.every=1", "eval.best=val_fd"]
+    trainer = Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "r")
+    _scripted_validation(trainer, [{"fd": 5.0}, {"fd": 4.0}, {"fd": 2.0}, {"fd": 9.0}])
+    trainer.fit()
+    ckpts = tmp_path / "r/checkpoints"
+    assert torch.load(ckpts / "best.pt", weights_only=True)["best"]["step"] == 3
+    # A run that died after step 3's validation: its last.pt (step 2) records fd 4.0, its
+    # best.pt fd 2.0 (step 3's: copied from the run above).
+    trainer = Trainer(
+        load_config("dcgan-mnist", [*TINY_GAN, *extra, "train.steps=2"]), tmp_path / "s"
+    )
+    _scripted_validation(trainer, [{"fd": 5.0}, {"fd": 4.0}])
+    trainer.fit()
+    import shutil
+
+    shutil.copy(ckpts / "best.pt", tmp_path / "s/checkpoints/best.pt")  # step 3's fd 2.0
+    resumed = Trainer(load_run_config(tmp_path / "s", "train.steps=4"), tmp_path / "s", resume=True)
+    resumed.load_checkpoint(tmp_path / "s/checkpoints/last.pt")
+    assert resumed.best["value"] == 2.0
+    _scripted_validation(resumed, [{"fd": 3.0}, {"fd": 2.5}])  # better than 4.0, not than 2.0
+    resumed.fit()
+    assert torch.load(tmp_path / "s/checkpoints/best.pt", weights_only=True)["best"]["step"] == 3
+    other = load_run_config(
+        tmp_path / "s", ["train.steps=6", "eval.best=coverage", "eval.best_mode=max"]
+    )
+    again = Trainer(other, tmp_path / "s", resume=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"holds the checkpoint of the best val_fd \(min, step 3\); eval.best=coverage",
+    ):
+        again.load_checkpoint(tmp_path / "s/checkpoints/last.pt")
+
+
+def test_eval_best_says_so_when_the_validation_gives_no_scores(tmp_path):
+    trainer = Trainer(
+        load_config("dcgan-mnist", [*TINY_GAN, "train.steps=4", "eval.every=2", "eval.best=fd"]),
+        tmp_path / "r",
+    )
+    _scripted_validation(trainer, [{}, {}])  # an unpaired test split: nothing to score
+    with pytest.warns(UserWarning, match="eval.best=fd: the validation gives no scores") as seen:
+        trainer.fit()
+    assert len([w for w in seen if "eval.best" in str(w.message)]) == 1
+    assert not (tmp_path / "r/checkpoints/best.pt").exists()

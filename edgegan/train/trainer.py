@@ -204,6 +204,11 @@ def collapse(images: torch.Tensor) -> str | None:
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
 
 
+def _best_name(best: str) -> str:
+    """``eval.best``'s score as the validation names it (``val_fd`` as logged is ``fd``)."""
+    return best.removeprefix("val_")
+
+
 class Trainer:
     """Builds a run from a :class:`Config` and trains it; see :func:`train`."""
 
@@ -477,13 +482,18 @@ class Trainer:
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
         ev = self.config.eval
-        value = scores.get(ev.best)
+        name = _best_name(ev.best)
+        value = scores.get(name)
         if value is None:
             if not self._best_missing_warned:
                 self._best_missing_warned = True
+                gives = (
+                    f"gives no such score (it gives: {', '.join(scores)})"
+                    if scores
+                    else "gives no scores (an unpaired test split has no ground truth to score)"
+                )
                 warnings.warn(
-                    f"eval.best={ev.best}: the validation gives no such score (it gives: "
-                    f"{', '.join(scores)}); checkpoints/best.pt is not kept",
+                    f"eval.best={ev.best}: the validation {gives}; checkpoints/best.pt is not kept",
                     stacklevel=3,
                 )
             return
@@ -494,12 +504,32 @@ class Trainer:
             return
         if not self._weights_finite():  # rank 0 alone validates: the next checkpoint stops
             return
-        previous, self.best = self.best, {"metric": ev.best, "value": value, "step": self.step}
+        previous = self.best
+        self.best = {"metric": name, "mode": ev.best_mode, "value": value, "step": self.step}
         try:
             ckpt_io.atomic_save(self.state_dict(), self.run_dir / BEST_CHECKPOINT)
         except BaseException:
             self.best = previous  # the file holds the previous best still
             raise
+
+    def _recorded_best(self) -> dict[str, Any]:
+        """The score ``checkpoints/best.pt`` was kept for, which a resumed run must beat (the
+        record in ``last.pt`` can be older: validations between checkpoints write best.pt
+        alone). A best.pt of another score or mode is refused, not replaced."""
+        path = self.run_dir / BEST_CHECKPOINT
+        ev = self.config.eval
+        if not ev.best or not path.is_file():
+            return {}
+        record = ckpt_io.load_checkpoint(path, map_location="cpu").get("best") or {}
+        was = (record.get("metric"), record.get("mode", "min"))
+        if was != (_best_name(ev.best), ev.best_mode):
+            raise ConfigError(
+                f"{path} holds the checkpoint of the best val_{was[0]} ({was[1]}, step "
+                f"{record.get('step')}); eval.best={ev.best} eval.best_mode={ev.best_mode} "
+                f"would replace it: move it aside, or resume with eval.best={was[0]} "
+                f"eval.best_mode={was[1]}"
+            )
+        return dict(record)
 
     def _write_config(self) -> None:
         text = self.config.to_yaml().encode("utf-8")
@@ -559,9 +589,7 @@ class Trainer:
             self.fixed = state["fixed"]  # else the new sizes' inputs, drawn in __init__
         self.step = int(state["step"])
         self.elapsed = float(state.get("elapsed", 0.0))
-        best = state.get("best")
-        if best and best.get("metric") == self.config.eval.best:  # the same score: carried on
-            self.best = dict(best)
+        self.best = self._recorded_best()
         self.dist.restore_rng(state, self.config.seed)
         extra_ranks = state.get("extra_ranks")
         if self.dist.enabled and extra_ranks and len(extra_ranks) == self.dist.world_size:
@@ -880,9 +908,9 @@ class Trainer:
             record["val_seconds"] = round(time.monotonic() - t0, 3)
             if log is not None:
                 log.write(record)
-            if self.config.eval.best:
-                self._keep_best(scores)
             self._notify("on_validation", self.step, record)
+        if self.config.eval.best:
+            self._keep_best(scores)
         return scores
 
     def evaluate(self) -> dict[str, float]:
