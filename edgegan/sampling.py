@@ -149,8 +149,14 @@ def parse_labels(text: str | None) -> list[int | str] | None:
     that :func:`class_indices` looks up in the generator's ``class_names``."""
     if text is None or not text.strip():
         return None
-    items = [v.strip() for v in text.split(",") if v.strip()]
-    return [int(v) if v.lstrip("+-").isdigit() else v for v in items]
+    return [_number_or_name(v.strip()) for v in text.split(",") if v.strip()]
+
+
+def _number_or_name(token: str) -> int | str:
+    try:
+        return int(token)
+    except ValueError:
+        return token
 
 
 def class_indices(labels: list[int | str] | None, spec: dict[str, Any]) -> list[int] | None:
@@ -161,6 +167,13 @@ def class_indices(labels: list[int | str] | None, spec: dict[str, Any]) -> list[
     names = [str(c) for c in spec.get("class_names") or []]
     out = []
     for v in labels:
+        if not isinstance(v, str) and str(v) in names and names.index(str(v)) != v:
+            # classes named by numbers that are not their own (folders 1/, 2/, 3/)
+            raise EdgeganError(
+                f"--labels: {v} is both class number {v} and the class named '{v}' (number "
+                f"{names.index(str(v))}); give the number of the class meant: its classes are "
+                + ", ".join(f"{i} '{n}'" for i, n in enumerate(names))
+            )
         if isinstance(v, str):
             found = [i for i, n in enumerate(names) if n.lower() == v.lower()]
             if not found:

@@ -595,6 +595,12 @@ def test_labels_are_class_numbers_or_the_runs_class_names():
         class_indices(["Boot"], spec)
     with pytest.raises(EdgeganError, match="its classes have no names: give numbers"):
         class_indices(["cat"], {**spec, "class_names": []})
+    # classes named by numbers: 1 is class number 1 ('2') and the class named '1' (number 0)
+    numbered = {**spec, "class_names": ["1", "2", "3"]}
+    with pytest.raises(EdgeganError, match=r"1 is both class number 1 and the class named '1'"):
+        class_indices(parse_labels("1"), numbered)
+    assert class_indices([0, 2], {**spec, "class_names": ["0", "1", "2"]}) == [0, 2]  # MNIST's
+    assert parse_labels("-+3,+2") == ["-+3", 2]  # no number: a name (no traceback)
 
 
 def test_infer_writes_one_grid_sheet(tmp_path):
