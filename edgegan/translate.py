@@ -61,34 +61,57 @@ def _beside(image: np.ndarray, translated: np.ndarray) -> np.ndarray:
     return np.concatenate([left, right], axis=1)
 
 
-def _resize_side(resize: int | str | None, spec: dict[str, Any]) -> int | None:
-    """``translate``'s ``resize`` as a shorter side in pixels (None: native size)."""
+def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] | None:
+    """``translate``'s ``resize`` as (``"shorter"`` or ``"width"``, pixels); None: native.
+    ``"train"`` is the scale of the training images: ``crop_size`` on the shorter side for
+    ``resize_and_crop``, width ``load_size`` for ``scale_width_and_crop``, native for
+    ``crop`` (as the run's ``data.preprocess`` recorded it; a run without: the first)."""
     if resize is None:
         return None
     if resize == "train":
-        return int(spec["image_size"])
+        mode = spec.get("preprocess", "resize_and_crop")
+        if mode == "crop":
+            return None
+        if mode == "scale_width_and_crop" and spec.get("load_size"):
+            return "width", int(spec["load_size"])
+        return "shorter", int(spec["image_size"])
     try:
         side = int(resize)
     except (TypeError, ValueError):
         side = 0
     if side < 1 or str(resize).strip() not in (str(side), f"+{side}"):
         raise EdgeganError(f"--resize takes a size in pixels or 'train', got '{resize}'")
-    return side
+    return "shorter", side
+
+
+def _rescale(img: Any, how: tuple[str, int]) -> Any:
+    from edgegan.data.transforms import BICUBIC, resize_shorter
+
+    kind, size = how
+    if kind == "width":
+        w, h = img.size
+        return img if w == size else img.resize((size, max(1, round(h * size / w))), BICUBIC)
+    return resize_shorter(img, size, BICUBIC)
 
 
 def _warn_if_far_larger(images: list[Any], spec: dict[str, Any]) -> bool:
-    """Warn (once: returns True) when an image's shorter side is over twice the training
-    size: the generator then sees textures at another scale than it learnt."""
+    """Warn (once: returns True) when images are over twice the training scale (their
+    shorter side, or their width after ``scale_width_and_crop``): the generator then sees
+    textures at another scale than it learnt. Not for ``preprocess=crop`` (native scale)."""
     import warnings
 
-    trained = int(spec["image_size"])
-    largest = max(min(img.size) for img in images)
+    how = _scaling("train", spec)
+    if how is None:
+        return False
+    kind, trained = how
+    largest = max(img.size[0] if kind == "width" else min(img.size) for img in images)
     if largest <= 2 * trained:
         return False
+    side = "in width" if kind == "width" else "on their shorter side"
     warnings.warn(
-        f"translating at native size: images up to {largest} px on their shorter side, for a "
-        f"generator trained at {trained} px; --resize train (or --resize N) translates at "
-        "the training scale",
+        f"translating at native size: images up to {largest} px {side}, for a generator "
+        f"trained at {trained} px; --resize train (or --resize N) translates at the "
+        "training scale",
         stacklevel=3,
     )
     return True
@@ -281,7 +304,7 @@ def translate(
     trained on 256 px crops gives textures at the wrong scale, slowly). None: native size,
     with a warning when images are over twice the training size. ``side_by_side``: each
     output is the input (as it was translated) and its translation, left and right."""
-    from edgegan.data.transforms import BICUBIC, load_image, resize_shorter, save_png
+    from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_batch_size
@@ -296,7 +319,7 @@ def translate(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
         channels = int(runner.spec["channels_in"])
-        side = _resize_side(resize, runner.spec)
+        how = _scaling(resize, runner.spec)
         written: list[Path] = []
         warned = False
         bar = ProgressBar(len(files), 0, progress and len(files) > 1, "infer", "images")
@@ -308,9 +331,9 @@ def translate(
                 for k in range(0, len(files), batch_size):
                     chunk = files[k : k + batch_size]
                     loaded = [load_image(src, channels) for src, _ in chunk]
-                    if side:
-                        loaded = [resize_shorter(img, side, BICUBIC) for img in loaded]
-                    elif not warned:
+                    if how is not None:
+                        loaded = [_rescale(img, how) for img in loaded]
+                    elif resize is None and not warned:
                         warned = _warn_if_far_larger(loaded, runner.spec)
                     images = [np.asarray(img) for img in loaded]
                     done = len(written)

@@ -236,6 +236,8 @@ def test_unpaired_folder_train_and_translate_via_cli(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "ab_psnr" in (run / "eval.json").read_text()  # testA/testB share names: paired
+    spec = torch.load(run / "checkpoints/last.pt", weights_only=True)["spec"]
+    assert (spec["preprocess"], spec["load_size"]) == ("resize_and_crop", 32)  # --resize train
     out = tmp_path / "translated"
     proc = subprocess.run(
         [

@@ -877,3 +877,32 @@ def test_a_graph_fixed_to_one_shape_as_the_deploy_docs_say_computes_the_same(bun
     want = ort.InferenceSession(str(bundle / "model_AtoB.onnx")).run(None, {"image": x})[0]
     got = ort.InferenceSession(str(fixed)).run(None, {"image": x})[0]
     assert np.array_equal(got, want)
+
+
+def test_resize_train_follows_how_the_run_scaled_its_training_images():
+    """`--resize train` and the native-size warning follow the run's data.preprocess: the
+    crop_size on the shorter side (resize_and_crop), width load_size (scale_width_and_crop),
+    native (crop: no warning either)."""
+    from edgegan.translate import _rescale, _scaling, _warn_if_far_larger
+
+    base = {"image_size": 32}
+    assert _scaling("train", base) == ("shorter", 32)  # a run that recorded nothing
+    assert _scaling("train", {**base, "preprocess": "resize_and_crop", "load_size": 36}) == (
+        "shorter",
+        32,
+    )
+    wide = {**base, "preprocess": "scale_width_and_crop", "load_size": 100}
+    assert _scaling("train", wide) == ("width", 100)
+    assert _scaling("train", {**base, "preprocess": "crop", "load_size": 36}) is None
+    assert _scaling("24", wide) == ("shorter", 24)
+    photo = Image.new("RGB", (400, 300))
+    assert _rescale(photo, ("width", 100)).size == (100, 75)
+    assert _rescale(photo, ("shorter", 24)).size == (32, 24)
+    with pytest.warns(
+        UserWarning, match="images up to 400 px in width, for a generator trained at 100"
+    ):
+        assert _warn_if_far_larger([photo], wide)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _warn_if_far_larger([photo], {**base, "preprocess": "crop"})
+        assert not _warn_if_far_larger([Image.new("L", (190, 150))], wide)

@@ -156,5 +156,6 @@ def export_graphs(
         "value_range": gspec["value_range"],
         "size_multiple": gspec["size_multiple"],
         "min_side": MIN_SIDE,  # smaller inputs are padded up to it (a 4 px one fails the graph)
+        **{k: spec[k] for k in ("preprocess", "load_size") if spec.get(k)},
     }
     return {**parts, "step": generator.step, "weights": weights, "digest": digests}

@@ -63,6 +63,8 @@ def direction_spec(
         "size_multiple": int(multiple),
         # a bundle's (what a deployment pads to); a run's spec has none: MIN_SIDE
         **({"min_side": int(spec["min_side"])} if spec.get("min_side") else {}),
+        # how the training images were scaled (infer --resize train), when recorded
+        **{k: spec[k] for k in ("preprocess", "load_size") if spec.get(k)},
     }
 
 

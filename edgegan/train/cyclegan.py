@@ -32,6 +32,15 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
+def training_scale(dataset: Any) -> dict[str, Any]:
+    """How the dataset scaled the images the generators trained on, when it says (the
+    ``unpaired`` dataset's ``preprocess`` and ``load_size``), for ``infer --resize train``."""
+    mode = getattr(dataset, "preprocess", None)
+    if not isinstance(mode, str):
+        return {}
+    return {"preprocess": mode, "load_size": int(getattr(dataset, "load_size", 0) or 0)}
+
+
 @register_task
 class CycleGANTask(Task):
     name = "cyclegan"
@@ -81,6 +90,7 @@ class CycleGANTask(Task):
             "channels_b": int(self.channels_b),
             "image_size": int(self.size),
             "value_range": [-1.0, 1.0],
+            **training_scale(self.dataset),
         }
 
     def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
