@@ -426,3 +426,30 @@ def test_eval_best_says_so_when_the_validation_gives_no_scores(tmp_path):
         trainer.fit()
     assert len([w for w in seen if "eval.best" in str(w.message)]) == 1
     assert not (tmp_path / "r/checkpoints/best.pt").exists()
+
+
+def test_a_snapshot_that_cannot_be_pruned_or_kept_does_not_stop_the_run(tmp_path, monkeypatch):
+    """On Windows a snapshot another process holds open cannot be removed: the run goes on
+    (warned once), and the file goes at a later checkpoint."""
+    from pathlib import Path
+
+    from edgegan.train import train
+
+    real_unlink = Path.unlink
+    held = {"step_0000002.pt"}
+
+    def unlink(self, missing_ok=False):
+        if self.name in held:
+            raise PermissionError(13, "in use by another process", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    extra = ["train.checkpoint_every=2", "train.keep_checkpoints=1", "train.steps=6"]
+    with pytest.warns(
+        UserWarning, match=r"keep_checkpoints: cannot remove step_0000002.pt yet"
+    ) as seen:
+        result = train(load_config("dcgan-mnist", [*TINY_GAN, *extra]), out_dir=tmp_path / "r")
+    assert result.step == 6
+    assert len([w for w in seen if "keep_checkpoints" in str(w.message)]) == 1
+    names = sorted(p.name for p in (tmp_path / "r/checkpoints").iterdir())
+    assert names == ["last.pt", "step_0000002.pt", "step_0000006.pt"]  # 4 went; 2 still held

@@ -317,6 +317,7 @@ class Trainer:
         self._stop: str | None = None
         self.last_checkpoint: tuple[Path, int] | None = None
         self._collapse_warned = False
+        self._snapshot_warned = False
         #: eval.best's best score so far: {"metric", "value", "step"} (empty: none yet)
         self.best: dict[str, Any] = {}
         self._best_missing_warned = False
@@ -461,23 +462,39 @@ class Trainer:
     def _keep_snapshot(self, path: Path) -> None:
         """Keep the checkpoint just written as ``step_NNNNNNN.pt`` beside it (a hard link:
         no copy, and the next checkpoint's rename over ``last.pt`` leaves it), then remove
-        the oldest beyond ``train.keep_checkpoints``."""
+        the oldest beyond ``train.keep_checkpoints``. Best effort: ``last.pt`` is written
+        already, and a snapshot that cannot be written or removed (a full disk; on Windows a
+        file another process has open) is warned about, not the end of the run."""
         import shutil
+
+        from edgegan.fileio import replace
 
         snapshot = path.with_name(f"step_{self.step:07d}.pt")
         temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")  # a kill's: removed
-        temp.unlink(missing_ok=True)
         try:
-            os.link(path, temp)
-        except OSError:  # a filesystem without hard links: a copy
-            shutil.copyfile(path, temp)
-        os.replace(temp, snapshot)
+            temp.unlink(missing_ok=True)
+            try:
+                os.link(path, temp)
+            except OSError:  # a filesystem without hard links: a copy
+                shutil.copyfile(path, temp)
+            replace(temp, snapshot)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            self._snapshot_failed(f"cannot keep {snapshot.name}: {exception_line(exc)}")
         kept = sorted(
             (p for p in path.parent.glob("step_*.pt") if p.stem[5:].isdigit()),
             key=lambda p: int(p.stem[5:]),  # by number: step 10,000,000 has eight digits
         )
         for old in kept[: -self.config.train.keep_checkpoints]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as exc:  # tried again at the next checkpoint
+                self._snapshot_failed(f"cannot remove {old.name} yet: {exception_line(exc)}")
+
+    def _snapshot_failed(self, line: str) -> None:
+        if not self._snapshot_warned:  # once a run: every checkpoint would say it again
+            self._snapshot_warned = True
+            warnings.warn(f"train.keep_checkpoints: {line}", stacklevel=4)
 
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
