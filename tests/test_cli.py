@@ -654,3 +654,30 @@ def test_eval_samples_a_run_or_bundle_itself(tmp_path):
     assert int8["num_samples"] == 300 and int8 != two_steps
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "s"), "--num", "5"])
     assert res.exit_code == 2 and "--num sample a run or bundle" in res.stderr
+
+
+def test_a_runs_bundle_of_another_checkpoint_is_stale_by_that_checkpoint(tmp_path):
+    """RUN/export from --checkpoint step_N: training on (a newer last.pt) leaves it as it
+    was exported; a rewritten step_N makes it stale, and the hint re-exports that one."""
+    import warnings
+
+    from edgegan.config import load_config
+    from edgegan.export import export
+    from edgegan.runtime import open_runner
+    from edgegan.runtime.base import StaleBundleWarning
+    from edgegan.train import train
+
+    extra = ["train.steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2"]
+    run = train(load_config("dcgan-mnist", [*TINY_GAN, *extra]), out_dir=tmp_path / "r").run_dir
+    export(run, checkpoint="step_0000002")
+    later = (run / "export/edgegan.json").stat().st_mtime + 60
+    os.utime(run / "checkpoints/last.pt", (later, later))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StaleBundleWarning)
+        open_runner(run, "onnxruntime").close()
+    os.utime(run / "checkpoints/step_0000002.pt", (later, later))
+    with pytest.warns(
+        StaleBundleWarning, match="before the run's checkpoint 'step_0000002' was last written"
+    ) as seen:
+        open_runner(run, "onnxruntime").close()
+    assert f"edgegan export {run} --checkpoint step_0000002 --overwrite" in str(seen[0].message)

@@ -249,17 +249,21 @@ def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
     import warnings
 
     from edgegan.export.bundle import BUNDLE_FILE, export_command, read_bundle
-    from edgegan.train.logs import CHECKPOINT
+    from edgegan.train.logs import checkpoint_file
 
     try:
-        newer = (run_dir / CHECKPOINT).stat().st_mtime > (bundle / BUNDLE_FILE).stat().st_mtime
-    except OSError:
+        meta = read_bundle(bundle)
+        # the checkpoint it was exported from (best, step_N: a later last.pt changes nothing)
+        name = (meta.get("source") or {}).get("checkpoint")
+        source = checkpoint_file(run_dir, name)
+        newer = source.stat().st_mtime > (bundle / BUNDLE_FILE).stat().st_mtime
+    except (OSError, EdgeganError):  # gone or unreadable: the runner says so
         return
     if newer:
+        written = f"checkpoint '{name}' was last written" if name else "last checkpoint"
         warnings.warn(
-            f"{bundle} was exported before the run's last checkpoint: it holds older weights; "
-            f"run `{export_command(bundle, read_bundle(bundle), run=run_dir)}` to export the "
-            "latest",
+            f"{bundle} was exported before the run's {written}: it holds older weights; run "
+            f"`{export_command(bundle, meta, run=run_dir)}` to export the latest",
             StaleBundleWarning,
             stacklevel=3,
         )
