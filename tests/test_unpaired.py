@@ -366,9 +366,13 @@ def test_preprocess_modes_of_the_reference(tmp_path):
     assert torch.equal(build("test", "crop")[0]["A"], build("test", "crop")[0]["A"])
     assert scale_width(Image.new("L", (120, 10)), 60, 20).size == (60, 20)  # height floor
     Image.new("L", (10, 30)).save(tmp_path / "trainA" / "small.png")
-    small = build("train", "crop")
-    with pytest.raises(DataError, match=r"small.png is 10x30, smaller than crop_size 20"):
-        small._load(small.domain_a, small.domain_a.rel.index("small.png"), 1)
+    # found when the dataset is built, not at the step that first draws it
+    with pytest.raises(
+        DataError,
+        match=r"1 image\(s\) in .*trainA are smaller than crop_size 20 \(first: small.png, 10x30\)",
+    ):
+        build("train", "crop")
+    build("train", "resize_and_crop")  # resized first: fine
     with pytest.raises(DataError, match="preprocess must be one of resize_and_crop, scale_width"):
         build("train", "scale_width")
 

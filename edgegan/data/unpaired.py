@@ -162,6 +162,9 @@ class UnpairedImageDataset(Dataset):
         self._warned_lazy = False
         self.domain_a = _Domain(base / f"{split}A", limit, self.skip_bad)
         self.domain_b = _Domain(base / f"{split}B", limit, self.skip_bad)
+        if preprocess == "crop":  # now, not at the step that first draws a small one
+            for domain in (self.domain_a, self.domain_b):
+                _check_crop(domain, self.crop_size)
         self.paired = False
         if not self.train:
             stems_a = [_stem(r) for r in self.domain_a.rel]
@@ -272,6 +275,20 @@ class UnpairedImageDataset(Dataset):
             f"UnpairedImageDataset({len(self.domain_a)} A {ca}x{h}x{w}, "
             f"{len(self.domain_b)} B {self.channels_b}x{h}x{w}, {self.split} split of "
             f"{self.root}{', paired' if self.paired else ''})"
+        )
+
+
+def _check_crop(domain: _Domain, crop_size: int) -> None:
+    """``preprocess=crop`` takes crops of the images as they are: each must hold one."""
+    from edgegan.data.transforms import probe_image
+
+    small = [r for r in domain.rel if min(probe_image(domain.folder / r)) < crop_size]
+    if small:
+        w, h = probe_image(domain.folder / small[0])
+        raise DataError(
+            f"{len(small)} image(s) in {domain.folder} are smaller than crop_size {crop_size} "
+            f"(first: {small[0]}, {w}x{h}); preprocess=crop does not resize: use "
+            "resize_and_crop or scale_width_and_crop, or a smaller crop_size"
         )
 
 
