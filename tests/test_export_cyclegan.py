@@ -906,3 +906,11 @@ def test_resize_train_follows_how_the_run_scaled_its_training_images():
         warnings.simplefilter("error")
         assert not _warn_if_far_larger([photo], {**base, "preprocess": "crop"})
         assert not _warn_if_far_larger([Image.new("L", (190, 150))], wide)
+
+
+def test_eval_of_a_cyclegan_run_or_bundle_says_where_its_scores_are(runs, bundles):
+    for target in (runs["unet"], bundles["unet"][0]):
+        res = CliRunner().invoke(cli, ["eval", str(target)])
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1
+        assert "is a cyclegan run or bundle: eval scores a GAN's samples" in res.stderr
+        assert "`edgegan infer --direction AtoB --input DIR` translates" in res.stderr

@@ -290,7 +290,10 @@ def test_load_samples_errors(tmp_path, monkeypatch) -> None:
         load_samples(tmp_path / "run")
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "edgegan.json").write_text("{}")
-    with pytest.raises(EdgeganError, match=r"is an exported bundle; to score .* `edgegan infer"):
+    with pytest.raises(
+        EdgeganError,
+        match=r"is an exported bundle; to score .* `edgegan eval .*--precision PRECISION`",
+    ):
         load_samples(tmp_path / "bundle")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(EdgeganError, match="cannot read"):

@@ -156,3 +156,6 @@ def test_a_schedule_step_inside_the_first_epoch_of_an_epoch_sized_run_is_warned(
         Trainer(load_config("dcgan-mnist", [*base, "train.lr_decay_start=0"]), tmp_path / "c")
         steps = ["train.steps=80", "train.lr_decay_start=5", "train.lr_schedule=linear"]
         Trainer(load_config("dcgan-mnist", [*TINY_GAN, *steps]), tmp_path / "d")  # in steps
+        # 5 is more than the run's 3 epochs: it cannot have been meant as one
+        short = [*TINY_GAN, "train.epochs=3", "train.lr_schedule=linear", "train.lr_decay_start=5"]
+        Trainer(load_config("dcgan-mnist", short), tmp_path / "e")

@@ -190,6 +190,10 @@ def test_a_conditional_preview_shows_one_class_per_row_and_every_class_it_can(
     assert set(labels.tolist()) == set(range(min(grid, 10)))
     rows = labels.split(nrow)
     assert all(len(set(row.tolist())) == 1 for row in rows)
+    # A run resumed from an older edgegan keeps its fixed labels, three a class (rounded up
+    # from 25 / 10): its rows follow them, one class each.
+    old = {**trainer.fixed, "labels": (torch.arange(grid) // 3) % 10}
+    assert trainer.task.preview(trainer, old)[1] == (3 if grid > 3 else grid)
 
 
 def test_an_fp16_step_skipped_for_overflow_keeps_the_schedule_and_says_nothing(tmp_path):
@@ -352,6 +356,9 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
         _trainer(tmp_path, f"train.init_from={source.run_dir}", "model.generator.ngf=16")
     with pytest.raises(ConfigError, match="no checkpoint there"):
         _trainer(tmp_path, f"train.init_from={tmp_path / 'none'}")
+    atomic_save({**saved, "spec": {**saved["spec"], "num_classes": 3}}, tmp_path / "three.pt")
+    with pytest.raises(ConfigError, match="was trained on 3 classes, this run's data has 10"):
+        _trainer(tmp_path, f"train.init_from={tmp_path / 'three.pt'}")
     atomic_save({**saved, "task": "cyclegan"}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="is a 'cyclegan' run; this run's task is 'gan'"):
         _trainer(tmp_path, f"train.init_from={tmp_path / 'other.pt'}")

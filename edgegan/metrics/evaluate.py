@@ -73,14 +73,14 @@ def _load_folder(folder: Path) -> Any:
                 else "it has no final scores (eval.json) yet"
             )
             raise EdgeganError(
-                f"{folder} is a run directory ({where}); to score samples, write them with "
-                f"`edgegan infer {folder} --num N --out DIR` and evaluate DIR"
+                f"{folder} is a run directory ({where}); to score its samples, sample it: "
+                f"`edgegan eval {folder} --num N` (evaluate_generator in Python)"
             )
         if (folder / "edgegan.json").is_file():
             raise EdgeganError(
-                f"{folder} is an exported bundle; to score one of its graphs, write samples "
-                f"with `edgegan infer {folder} --backend onnxruntime --precision PRECISION "
-                "--num N --format npz --out DIR` and evaluate DIR"
+                f"{folder} is an exported bundle; to score one of its graphs, sample it: "
+                f"`edgegan eval {folder} --backend onnxruntime --precision PRECISION` "
+                "(evaluate_generator in Python)"
             )
         raise EdgeganError(f"no images ({', '.join(READ_EXTENSIONS)}) in {folder}")
     # One uint8 array filled in place (a list of images and its stack held them twice), each
@@ -323,6 +323,20 @@ def evaluate_tensors(
     return Scorer(metric, reference, params)(images, labels)
 
 
+def _task_of(target: Path) -> str | None:
+    """The task of a run directory (its config.yaml) or bundle (edgegan.json), when it says."""
+    import json
+
+    from edgegan.config import safe_load
+
+    try:
+        if (target / "edgegan.json").is_file():
+            return json.loads((target / "edgegan.json").read_text()).get("task")
+        return (safe_load((target / "config.yaml").read_text()) or {}).get("task")
+    except Exception:  # unreadable or not YAML/JSON: the runner's own checks say what is wrong
+        return None
+
+
 def evaluate_generator(
     target: str | Path,
     num: int = 2000,
@@ -345,6 +359,12 @@ def evaluate_generator(
     from edgegan.sampling import iter_samples, to_uint8_nhwc, value_range
 
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
+    if _task_of(Path(target)) == "cyclegan":
+        raise EdgeganError(
+            f"{target} is a cyclegan run or bundle: eval scores a GAN's samples; a cyclegan "
+            "run's scores on its test split are in its eval.json (paired: L1, PSNR, SSIM), and "
+            "`edgegan infer --direction AtoB --input DIR` translates images"
+        )
     images, labels = [], []
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
         vrange = value_range(runner.spec)

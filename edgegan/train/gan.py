@@ -139,7 +139,14 @@ class GANTask(Task):
     def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         images = trainer.sample(fixed["z"], fixed.get("labels"))
         n = len(images)
-        nrow = self._per_class(n) if self.num_classes else math.ceil(math.sqrt(n))
+        labels = fixed.get("labels")
+        if self.num_classes and labels is not None and len(labels):
+            # a row per run of one label: the fixed labels of a run resumed from an older
+            # edgegan may be laid out otherwise than _per_class's
+            changes = (labels != labels[0]).nonzero()
+            nrow = int(changes[0]) if len(changes) else n
+        else:
+            nrow = math.ceil(math.sqrt(n))
         return images, nrow
 
     def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:

@@ -56,7 +56,8 @@ def step_keys_within_an_epoch(train: Any) -> list[str]:
         f"steps each): it counts steps, not epochs (after epoch {value}: step "
         f"{round(value * per_epoch)})"
         for key in ("lr_decay_start", "lr_step")
-        if (value := getattr(train, key)) and value < per_epoch
+        # a value above the run's epochs cannot have been meant as one
+        if (value := getattr(train, key)) and value < per_epoch and value <= train.epochs
     ]
 
 

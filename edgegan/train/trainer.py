@@ -254,7 +254,7 @@ class Trainer:
             t.epochs = float(t.epochs)
             schedule.check_decay_start(t)
             early = schedule.step_keys_within_an_epoch(t)
-            if early:
+            if early and not resume and self.dist.is_main:  # said once, when the run starts
                 warnings.warn("; ".join(early), stacklevel=2)
         self.task: Task = task_class(config, self.dataset, self.device, self.precision)
         self.dist.seed(config.seed)  # noise and augmentation: seed + rank (no-op in one process)
@@ -442,6 +442,14 @@ class Trainer:
                 f"train.init_from={init_from}: no checkpoint there (a run directory or a .pt)"
             )
         state = ckpt_io.load_checkpoint(path, map_location="cpu")
+        theirs = (state.get("spec") or {}).get("num_classes")
+        ours = self.task.generator_spec().get("num_classes")
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ConfigError(
+                f"train.init_from={init_from} was trained on {theirs} classes, this run's data "
+                f"has {ours}: its class embeddings cannot carry over (set model.conditional="
+                "false in both, or fine-tune on data with the same classes)"
+            )
         if state.get("task") != self.config.task:
             raise ConfigError(
                 f"train.init_from={init_from} is a '{state.get('task')}' run; this run's task "
