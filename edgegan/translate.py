@@ -85,13 +85,10 @@ def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] 
 
 
 def _rescale(img: Any, how: tuple[str, int]) -> Any:
-    from edgegan.data.transforms import BICUBIC, resize_shorter
+    from edgegan.data.transforms import BICUBIC, resize_shorter, scale_width
 
     kind, size = how
-    if kind == "width":
-        w, h = img.size
-        return img if w == size else img.resize((size, max(1, round(h * size / w))), BICUBIC)
-    return resize_shorter(img, size, BICUBIC)
+    return scale_width(img, size, 1) if kind == "width" else resize_shorter(img, size, BICUBIC)
 
 
 def _warn_if_far_larger(images: list[Any], spec: dict[str, Any]) -> bool:
@@ -299,7 +296,7 @@ def translate(
     on stderr when ``progress`` and there is more than one image.
 
     ``resize``: resize each image first so its shorter side is that many pixels (aspect
-    kept, bicubic), or ``"train"``: the size the generator trained on (the reference
+    kept, bicubic), or ``"train"``: the scale the generator trained at (the reference
     CycleGAN's advice: translate at the training scale; a 12 MP photo through a generator
     trained on 256 px crops gives textures at the wrong scale, slowly). None: native size,
     with a warning when images are over twice the training size. ``side_by_side``: each

@@ -136,6 +136,15 @@ def resize(
     return img.resize((w, h), resample, reducing_gap=3.0)
 
 
+def scale_width(img: Image.Image, width: int, min_height: int) -> Image.Image:
+    """The reference's ``__scale_width``: width ``width``, the aspect ratio kept, the height
+    at least ``min_height`` (bicubic)."""
+    w, h = img.size
+    if w == width and h >= min_height:
+        return img
+    return img.resize((width, int(max(width * h / w, min_height))), BICUBIC, reducing_gap=3.0)
+
+
 def center_crop(img: Image.Image, size: int | Sequence[int]) -> Image.Image:
     """Crop the central ``size`` (int, or (height, width)) region."""
     ch, cw = _hw(size)

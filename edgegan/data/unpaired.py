@@ -51,6 +51,7 @@ from edgegan.data.transforms import (
     load_image,
     random_crop,
     resize,
+    scale_width,
     to_tensor,
 )
 from edgegan.errors import DataError
@@ -290,15 +291,6 @@ def _check_crop(domain: _Domain, crop_size: int) -> None:
             f"(first: {small[0]}, {w}x{h}); preprocess=crop does not resize: use "
             "resize_and_crop or scale_width_and_crop, or a smaller crop_size"
         )
-
-
-def scale_width(img: Any, width: int, min_height: int) -> Any:
-    """The reference's ``__scale_width``: width ``width``, the aspect ratio kept, the height
-    at least ``min_height`` (bicubic)."""
-    w, h = img.size
-    if w == width and h >= min_height:
-        return img
-    return img.resize((width, int(max(width * h / w, min_height))), BICUBIC, reducing_gap=3.0)
 
 
 #: The dataset's factory (the class itself: its parameters are the factory's).

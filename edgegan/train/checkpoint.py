@@ -41,6 +41,42 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def keep_snapshot(path: Path, step: int, keep: int) -> list[str]:
+    """Keep the checkpoint just written at ``path`` as ``step_NNNNNNN.pt`` beside it (a hard
+    link: no copy, and the next checkpoint's rename over ``path`` leaves it; a copy where
+    links fail), then remove the oldest beyond ``keep``. Best effort, as ``path`` is written
+    already: a snapshot that cannot be written or removed (a full disk; on Windows a file
+    another process holds open) is returned as a line, and removal is tried again next time."""
+    import os
+    import shutil
+
+    from edgegan.fileio import replace
+
+    problems = []
+    snapshot = path.with_name(f"step_{step:07d}.pt")
+    temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")  # a kill's: removed
+    try:
+        temp.unlink(missing_ok=True)
+        try:
+            os.link(path, temp)
+        except OSError:
+            shutil.copyfile(path, temp)
+        replace(temp, snapshot)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        problems.append(f"cannot keep {snapshot.name}: {exception_line(exc)}")
+    kept = sorted(
+        (p for p in path.parent.glob("step_*.pt") if p.stem[5:].isdigit()),
+        key=lambda p: int(p.stem[5:]),  # by number: step 10,000,000 has eight digits
+    )
+    for old in kept[:-keep] if keep > 0 else []:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:
+            problems.append(f"cannot remove {old.name} yet: {exception_line(exc)}")
+    return problems
+
+
 _PLAIN = (str, int, float, bool, bytes, type(None), torch.Size, torch.dtype, torch.device)
 
 

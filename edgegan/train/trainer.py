@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import signal
 import threading
 import time
@@ -178,7 +177,6 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-#: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
 class CollapseWarning(UserWarning):
     """A run's sample grid is one flat colour, or its samples are all the same image."""
 
@@ -201,6 +199,7 @@ def collapse(images: torch.Tensor) -> str | None:
     return None
 
 
+#: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
 
 
@@ -318,7 +317,7 @@ class Trainer:
         self.last_checkpoint: tuple[Path, int] | None = None
         self._collapse_warned = False
         self._snapshot_warned = False
-        #: eval.best's best score so far: {"metric", "value", "step"} (empty: none yet)
+        #: eval.best's best score so far: {"metric", "mode", "value", "step"} (empty: none)
         self.best: dict[str, Any] = {}
         self._best_missing_warned = False
 
@@ -432,8 +431,6 @@ class Trainer:
     def _init_weights(self, init_from: str) -> dict[str, Any]:
         """Load the network weights of ``train.init_from`` (a run directory: its last
         checkpoint; or a checkpoint file) into this run's networks; returns the checkpoint."""
-        from edgegan.train.logs import CHECKPOINT
-
         path = Path(init_from).expanduser()
         if path.is_dir():
             path = path / CHECKPOINT
@@ -468,41 +465,12 @@ class Trainer:
         return state
 
     def _keep_snapshot(self, path: Path) -> None:
-        """Keep the checkpoint just written as ``step_NNNNNNN.pt`` beside it (a hard link:
-        no copy, and the next checkpoint's rename over ``last.pt`` leaves it), then remove
-        the oldest beyond ``train.keep_checkpoints``. Best effort: ``last.pt`` is written
-        already, and a snapshot that cannot be written or removed (a full disk; on Windows a
-        file another process has open) is warned about, not the end of the run."""
-        import shutil
-
-        from edgegan.fileio import replace
-
-        snapshot = path.with_name(f"step_{self.step:07d}.pt")
-        temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")  # a kill's: removed
-        try:
-            temp.unlink(missing_ok=True)
-            try:
-                os.link(path, temp)
-            except OSError:  # a filesystem without hard links: a copy
-                shutil.copyfile(path, temp)
-            replace(temp, snapshot)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            self._snapshot_failed(f"cannot keep {snapshot.name}: {exception_line(exc)}")
-        kept = sorted(
-            (p for p in path.parent.glob("step_*.pt") if p.stem[5:].isdigit()),
-            key=lambda p: int(p.stem[5:]),  # by number: step 10,000,000 has eight digits
-        )
-        for old in kept[: -self.config.train.keep_checkpoints]:
-            try:
-                old.unlink(missing_ok=True)
-            except OSError as exc:  # tried again at the next checkpoint
-                self._snapshot_failed(f"cannot remove {old.name} yet: {exception_line(exc)}")
-
-    def _snapshot_failed(self, line: str) -> None:
-        if not self._snapshot_warned:  # once a run: every checkpoint would say it again
+        """``train.keep_checkpoints``: :func:`edgegan.train.checkpoint.keep_snapshot`, its
+        problems warned about once a run (every checkpoint would say them again)."""
+        problems = ckpt_io.keep_snapshot(path, self.step, self.config.train.keep_checkpoints)
+        if problems and not self._snapshot_warned:
             self._snapshot_warned = True
-            warnings.warn(f"train.keep_checkpoints: {line}", stacklevel=4)
+            warnings.warn(f"train.keep_checkpoints: {problems[0]}", stacklevel=3)
 
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
