@@ -396,8 +396,9 @@ def _gpu_runner_options(command: Any) -> Any:
 @click.option(
     "--resize",
     metavar="N|train",
-    help="cyclegan: resize each input first so its shorter side is N px, or the size the "
-    "generator trained at (train); outputs have that size (default: native size).",
+    help="cyclegan: resize each input first so its shorter side is N px, or to the scale the "
+    "generator trained at (train: as data.preprocess scaled); outputs have that size "
+    "(default: native size).",
 )
 @click.option(
     "--side-by-side",
