@@ -412,26 +412,31 @@ def write_outputs(
     return paths
 
 
-def _refuse_translator(target: Any) -> None:
-    """A cyclegan bundle or run asked to sample: say it translates (read from its
-    ``edgegan.json``, or its checkpoint's spec), rather than ask for ``--num``."""
+def target_task(target: Any) -> tuple[str | None, str]:
+    """The task of a target and what said it: ``"bundle"`` (its ``edgegan.json``, or that of
+    a run's ``export/``) or ``"run"`` (its checkpoint's spec); ``(None, "")`` when neither."""
     from edgegan.export.bundle import is_bundle, read_bundle
 
     path = Path(getattr(target, "path", target))
     for folder in (path, path / "export"):
         if is_bundle(folder):
-            if read_bundle(folder).get("task") == "cyclegan":
-                raise EdgeganError(f"{path} is a cyclegan bundle: {TRANSLATE_HINT}")
-            return
+            return read_bundle(folder).get("task"), "bundle"
     checkpoint = path / "checkpoints" / "last.pt"
     if checkpoint.is_file():
         from edgegan.train.checkpoint import load_checkpoint
 
-        if (
-            load_checkpoint(checkpoint, map_location="cpu").get("spec", {}).get("task")
-            == "cyclegan"
-        ):
-            raise EdgeganError(f"{path} is a cyclegan run: {TRANSLATE_HINT}")
+        spec = load_checkpoint(checkpoint, map_location="cpu").get("spec", {})
+        return spec.get("task"), "run"
+    return None, ""
+
+
+def _refuse_translator(target: Any) -> None:
+    """A cyclegan bundle or run asked to sample: say it translates, rather than ask for
+    ``--num``."""
+    task, said_by = target_task(target)
+    if task == "cyclegan":
+        path = Path(getattr(target, "path", target))
+        raise EdgeganError(f"{path} is a cyclegan {said_by}: {TRANSLATE_HINT}")
 
 
 def infer(

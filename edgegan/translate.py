@@ -48,17 +48,11 @@ def _beside(image: np.ndarray, translated: np.ndarray) -> np.ndarray:
     ``L``)."""
     from PIL import Image
 
-    left = np.asarray(image)
-    left = left[:, :, None] if left.ndim == 2 else left
-    c = translated.shape[2] if translated.ndim == 3 else 1
-    if left.shape[2] != c:
-        mode = "L" if c == 1 else "RGB"
-        left = np.asarray(
-            Image.fromarray(left.squeeze(2) if left.shape[2] == 1 else left).convert(mode)
-        )
-        left = left[:, :, None] if left.ndim == 2 else left
+    from edgegan.data.transforms import convert_channels
+
     right = translated[:, :, None] if translated.ndim == 2 else translated
-    return np.concatenate([left, right], axis=1)
+    left = np.asarray(convert_channels(Image.fromarray(np.asarray(image)), right.shape[2]))
+    return np.concatenate([left[:, :, None] if left.ndim == 2 else left, right], axis=1)
 
 
 def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] | None:

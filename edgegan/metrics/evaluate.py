@@ -323,20 +323,6 @@ def evaluate_tensors(
     return Scorer(metric, reference, params)(images, labels)
 
 
-def _task_of(target: Path) -> str | None:
-    """The task of a run directory (its config.yaml) or bundle (edgegan.json), when it says."""
-    import json
-
-    from edgegan.config import safe_load
-
-    try:
-        if (target / "edgegan.json").is_file():
-            return json.loads((target / "edgegan.json").read_text()).get("task")
-        return (safe_load((target / "config.yaml").read_text()) or {}).get("task")
-    except Exception:  # unreadable or not YAML/JSON: the runner's own checks say what is wrong
-        return None
-
-
 def evaluate_generator(
     target: str | Path,
     num: int = 2000,
@@ -356,10 +342,10 @@ def evaluate_generator(
     import torch
 
     from edgegan.runtime import open_runner
-    from edgegan.sampling import iter_samples, to_uint8_nhwc, value_range
+    from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
-    if _task_of(Path(target)) == "cyclegan":
+    if target_task(target)[0] == "cyclegan":
         raise EdgeganError(
             f"{target} is a cyclegan run or bundle: eval scores a GAN's samples; a cyclegan "
             "run's scores on its test split are in its eval.json (paired: L1, PSNR, SSIM), and "
