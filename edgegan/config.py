@@ -115,8 +115,9 @@ class TrainConfig:
     merge_calls: bool = True
     channels_last: bool = False  # NHWC weights and batches (tensor cores prefer it)
     # Instance norms that keep channels_last layout (nn.layers.LayoutInstanceNorm2d) instead
-    # of aten::instance_norm's copies to NCHW and back; same maths, same checkpoints.
-    layout_norm: bool = False
+    # of aten::instance_norm's copies to NCHW and back; same maths, same checkpoints. null:
+    # on for compiled channels-last runs on CUDA (measured faster there), off otherwise.
+    layout_norm: bool | None = None
     # torch.compile mode: off | default | reduce-overhead (CUDA graphs) | max-autotune |
     # max-autotune-no-cudagraphs
     compile: str = "off"

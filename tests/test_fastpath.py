@@ -375,6 +375,59 @@ def test_fused_optim_given_on_resume_applies_and_warns(tmp_path):
         train(again, resume=run.run_dir)
 
 
+def test_layout_norm_follows_compiled_channels_last_runs_on_cuda():
+    """train.layout_norm null (the default) turns the layout-keeping norms on only where they
+    were measured faster: compiled, channels-last, on CUDA; a set value always wins."""
+    from types import SimpleNamespace
+
+    from edgegan.train import fastpath
+
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+
+    def switches(**kw):
+        base = {"layout_norm": None, "channels_last": True, "compile": "reduce-overhead"}
+        return SimpleNamespace(**{**base, **kw})
+
+    assert fastpath.layout_norm(switches(), cuda)
+    assert fastpath.layout_norm(switches(compile="default"), cuda)
+    assert not fastpath.layout_norm(switches(), cpu)
+    assert not fastpath.layout_norm(switches(compile="off"), cuda)
+    assert not fastpath.layout_norm(switches(channels_last=False), cuda)
+    assert not fastpath.layout_norm(switches(layout_norm=False), cuda)
+    assert fastpath.layout_norm(switches(layout_norm=True, compile="off"), cpu)
+    assert load_config("cyclegan", []).train.layout_norm is None
+    report = fastpath.describe(
+        SimpleNamespace(**vars(switches()), amp="bf16", fused_optim=True, merge_calls=True), cuda
+    )
+    assert "layout_norm: True" in report
+
+
+def test_the_default_layout_norm_on_the_cpu_keeps_plain_norms(tmp_path):
+    """A compiled channels-last CPU run keeps aten's instance norm (the default resolves off),
+    and its report says so."""
+    config = load_config(
+        "cyclegan-digits",
+        [*TINY_CYCLEGAN, "train.steps=1", "eval.at_end=false", "train.channels_last=true"],
+    )
+    config.train.compile = "default"  # not fitted: no compile runs
+    trainer = Trainer(config, tmp_path / "run")
+    for name in trainer.task.networks:
+        kinds = {type(m) for m in getattr(trainer.task, name).modules()}
+        assert torch.nn.InstanceNorm2d in kinds, name
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_compiled_channels_last_cuda_runs_keep_the_layout_in_their_norms(tmp_path):
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    overrides = [*TINY_CYCLEGAN, "train.device=cuda", "train.channels_last=true"]
+    config = load_config("cyclegan-digits", [*overrides, "train.compile=reduce-overhead"])
+    trainer = Trainer(config, tmp_path / "run")
+    for name in trainer.task.networks:
+        norms = {type(m) for m in getattr(trainer.task, name).modules()}
+        assert LayoutInstanceNorm2d in norms and torch.nn.InstanceNorm2d not in norms, name
+
+
 # -- mutation testing, round 5: the fast-path helpers and devices on their own -----------------
 def test_the_report_line_gives_each_switch_its_own_value():
     from types import SimpleNamespace

@@ -221,10 +221,12 @@ def test_gpu_check_saves_each_command_of_a_section_as_it_finishes(tmp_path, monk
     monkeypatch.setattr(gpu_check, "_bench_train", fake_bench)
     argv = ["--sections", "curve", "--curve-sizes", "4,16,32", "--out", str(out)]
     assert gpu_check.main(argv) == 0
-    assert seen_on_disk == [[], ["graphs_batch_4"], ["graphs_batch_16", "graphs_batch_4"]]
+    # the default variant is the training default's fast path (layout-keeping norms)
+    first, second = "graphs-ln_batch_4", "graphs-ln_batch_16"
+    assert seen_on_disk == [[], [first], [second, first]]
     curve = json.loads(out.read_text())["curve"]
-    assert sorted(curve) == ["graphs_batch_16", "graphs_batch_32", "graphs_batch_4"]
-    assert curve["graphs_batch_32"] == {"rc": 0, "name": "curve_graphs_32"}
+    assert sorted(curve) == [second, "graphs-ln_batch_32", first]
+    assert curve["graphs-ln_batch_32"] == {"rc": 0, "name": "curve_graphs-ln_32"}
 
 
 def test_gpu_check_infer_runs_the_cases_and_variants_asked_for(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from torch import nn
 from edgegan.config import TASK_CONTEXT, Config, OptimConfig
 from edgegan.errors import unknown
 from edgegan.nn.layers import keep_layout_norms
-from edgegan.train import merge
+from edgegan.train import fastpath, merge
 from edgegan.train.device import Precision
 from edgegan.train.fastpath import make_adam, to_channels_last
 
@@ -42,7 +42,7 @@ class Task(ABC):
             net = getattr(self, name).to(device).train()
             if config.train.channels_last:
                 to_channels_last(net)
-            if config.train.layout_norm:
+            if fastpath.layout_norm(config.train, device):
                 keep_layout_norms(net)
         #: network name -> whether its calls on several batches run as one (train.merge_calls)
         self.merged = {

@@ -922,7 +922,7 @@ class Trainer:
             f"# edgegan run: {self.run_dir.name}",
             "",
             f"- task: {self.config.task}, preset: {self.config.preset or '-'}",
-            f"- device: {self.device}, {fastpath.describe(self.config.train)}"
+            f"- device: {self.device}, {fastpath.describe(self.config.train, self.device)}"
             + (f", {self.dist.describe()}" if self.dist.enabled else ""),
             f"- steps: {result.step} of {self.config.train.steps} (stopped by {result.stopped_by})",
             f"- training time: {result.seconds:.1f} s ({images / max(result.seconds, 1e-9):.0f} "
