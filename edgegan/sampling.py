@@ -199,10 +199,15 @@ class RunGenerator:
 
 
 def load_run_generator(
-    run_dir: str | Path, device: str = "cpu", ema: bool = True, checkpoint: str | None = None
+    run_dir: str | Path,
+    device: str = "cpu",
+    ema: bool = True,
+    checkpoint: str | None = None,
+    state: dict[str, Any] | None = None,
 ) -> RunGenerator:
     """Rebuild the generator of a run directory from its config and last checkpoint (or
-    ``checkpoint``: ``best``, ``step_0001000``, ... of its ``checkpoints/``)."""
+    ``checkpoint``: ``best``, ``step_0001000``, ... of its ``checkpoints/``; ``state``: that
+    checkpoint, when the caller has already loaded it)."""
 
     from edgegan.config import saved_config
     from edgegan.train.checkpoint import lacks, load_checkpoint
@@ -214,7 +219,8 @@ def load_run_generator(
     if not run_dir.is_dir():
         raise EdgeganError(f"run directory not found: {run_dir}")
     path = checkpoint_file(run_dir, checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
+    if state is None:
+        state = load_checkpoint(path, map_location="cpu")
     try:
         config = saved_config(state["config"], str(path), state.get("edgegan_version"))
         spec = dict(state["spec"])

@@ -1118,3 +1118,20 @@ def test_the_export_summary_table_is_aligned_without_trailing_spaces():
     assert format_table(rows) == (
         "precision  file        PSNR dB\nfp32       model.onnx  120.5\nint8       m           -"
     )
+
+
+def test_an_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
+    """The spec, the weights and the step come from one read of the checkpoint (a run's
+    last.pt of a 256x256 CycleGAN holds optimiser states too: hundreds of MB)."""
+    import edgegan.train.checkpoint as ckpt
+
+    loads = []
+    real = ckpt.load_checkpoint
+
+    def counted(path, *args, **kwargs):
+        loads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "load_checkpoint", counted)
+    meta = export(runs["uncond"], out=tmp_path / "b")
+    assert loads == ["last.pt"] and meta["source"]["step"] > 0

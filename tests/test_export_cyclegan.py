@@ -923,3 +923,18 @@ def test_eval_of_a_cyclegan_run_or_bundle_says_where_its_scores_are(runs, bundle
         assert res.exit_code == 2 and res.stderr.count("\n") == 1
         assert "is a cyclegan run or bundle: eval scores a GAN's samples" in res.stderr
         assert "`edgegan infer --direction AtoB --input DIR` translates" in res.stderr
+
+
+def test_a_cyclegan_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
+    import edgegan.train.checkpoint as ckpt
+
+    loads = []
+    real = ckpt.load_checkpoint
+
+    def counted(path, *args, **kwargs):
+        loads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "load_checkpoint", counted)
+    meta = export(runs["unet"], out=tmp_path / "b")
+    assert loads == ["last.pt"] and meta["directions"] == ["AtoB", "BtoA"]

@@ -100,9 +100,13 @@ def _warn_if_training(run_dir: Path) -> None:
         )
 
 
-def _load_spec(run_dir: Path, checkpoint: str | None = None) -> tuple[dict[str, Any], str]:
-    """The run's generator spec and which weights a GAN export takes (``ema`` or
-    ``generator``), with one-line errors for anything that is not a GAN or cyclegan run."""
+def _load_spec(
+    run_dir: Path, checkpoint: str | None = None
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The run's generator spec, which weights a GAN export takes (``ema`` or
+    ``generator``) and the checkpoint they come from (loaded once: the export takes its
+    weights from the same read), with one-line errors for anything that is not a GAN or
+    cyclegan run."""
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.logs import CHECKPOINT, checkpoint_file
 
@@ -128,7 +132,7 @@ def _load_spec(run_dir: Path, checkpoint: str | None = None) -> tuple[dict[str, 
             f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan and cyclegan runs"
         )
     weights = "ema" if state.get("ema") is not None else "generator"
-    return dict(spec), weights
+    return dict(spec), weights, state
 
 
 def check_engine_profile(
@@ -142,7 +146,7 @@ def check_engine_profile(
     from edgegan.export.signature import DIRECTIONS, direction_spec
     from edgegan.export.trt_profile import resolve_profile
 
-    spec, _ = _load_spec(Path(run_dir))
+    spec, _, _ = _load_spec(Path(run_dir))
     if spec["task"] != "cyclegan":
         resolve_profile(spec, options.batch, options.size)
         return
@@ -352,7 +356,7 @@ def export(
     artifacts = name_list(artifacts)
     directions = name_list(directions) if directions else None
     check_artifact_exporters(artifacts)
-    spec, weights = _load_spec(run_dir, checkpoint)
+    spec, weights, state = _load_spec(run_dir, checkpoint)
     _warn_if_training(run_dir)
     if directions and spec["task"] != "cyclegan":
         raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
@@ -395,9 +399,10 @@ def export(
                 calib_samples,
                 artifacts,
                 checkpoint,
+                state,
             )
         else:
-            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts, checkpoint)
+            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts, checkpoint, state)
             parts["weights"] = weights
         per_graph = parts["models"].values() if "directions" in parts else [parts["models"]]
         used = next(iter(per_graph))["fp32"].get("exporter", which)
@@ -467,14 +472,17 @@ def _gan_graphs(
     build: Any,
     artifacts: list[str],
     checkpoint: str | None = None,
+    state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters):
-    the graph parts of ``edgegan.json``."""
+    the graph parts of ``edgegan.json``. ``state``: the checkpoint, when already loaded."""
     from edgegan.export.bundle import weights_digest
     from edgegan.export.signature import io_spec
     from edgegan.sampling import load_run_generator
 
-    generator = load_run_generator(run_dir, device="cpu", ema=True, checkpoint=checkpoint)
+    generator = load_run_generator(
+        run_dir, device="cpu", ema=True, checkpoint=checkpoint, state=state
+    )
     digest = weights_digest(generator.module)  # before an exporter could touch the module
     spec = _graph_spec(spec)
     models = {p: build(p).export(generator.module, spec, out_dir) for p in precisions}

@@ -102,13 +102,15 @@ def export_graphs(
     calib_samples: int = 256,
     artifacts: list[str] | tuple[str, ...] = (),
     checkpoint: str | None = None,
+    state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export each direction of the cyclegan run at each precision into ``out_dir`` (and run
     the ``artifacts`` exporter plugins on each direction).
 
     ``build(precision, **params)`` returns the exporter plugin of a precision. Returns the
     parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
-    ``outputs``, ``models``, and the ``step`` and ``weights`` of the run.
+    ``outputs``, ``models``, and the ``step`` and ``weights`` of the run. ``state``: the
+    checkpoint, when the caller has already loaded it.
     """
     from edgegan.config import saved_config
     from edgegan.export.api import run_artifact_exporters
@@ -121,7 +123,8 @@ def export_graphs(
     for d in todo:
         check_direction(d)
     path = checkpoint_file(run_dir, checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
+    if state is None:
+        state = load_checkpoint(path, map_location="cpu")
     # where INT8 calibration images come from
     data = saved_config(state["config"], str(path), state.get("edgegan_version")).data
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
