@@ -224,6 +224,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, arg, path)
             except ConfigError as exc:
                 errors.append(exc)
+        scalars = [a for a in args if a in (bool, int, float, str)]
+        if type(None) in args and len(scalars) == len(args) - 1:  # e.g. bool | None
+            names = " or ".join([*(_type_name(a) for a in scalars), "null"])
+            raise ConfigError(
+                f"config '{path}' must be {names}, got {type(value).__name__} {value!r}"
+            )
         raise errors[0]
     if tp is PartConfig:
         return _part(value, path)

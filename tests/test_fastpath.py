@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -222,6 +223,22 @@ def test_cuda_resume_switches_the_adam_kernel(tmp_path, first):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_cuda_compiled_cyclegan_trains_with_the_default_layout_norms(tmp_path):
+    """Compiled channels-last CUDA training takes the layout-keeping norms by default and
+    trains them compiled (the H100 whole run used reduce-overhead; here `default`: torch
+    2.11's CUDA graph trees assert when one process builds a second graphed trainer)."""
+    overrides = [*TINY_CYCLEGAN, "train.device=cuda", "train.amp=bf16", "eval.at_end=false"]
+    extra = ["train.channels_last=true", "train.compile=default", "train.steps=3"]
+    result = train(load_config("cyclegan-digits", [*overrides, *extra]), out_dir=tmp_path / "r")
+    assert result.step == 3
+    state = load_checkpoint(result.checkpoint)
+    assert state["layout_norm"] is True
+    for net in state["networks"].values():
+        assert all(torch.isfinite(v).all() for v in net.values())
+    assert "layout_norm: True" in (result.run_dir / "report.md").read_text()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_cuda_cyclegan_fast_path_resumes(tmp_path):
     """A resumed CUDA run continues the uninterrupted one. cuDNN's backward kernels are not
     bitwise deterministic, so the yardstick is the gap between two identical full runs: the
@@ -426,6 +443,32 @@ def test_compiled_channels_last_cuda_runs_keep_the_layout_in_their_norms(tmp_pat
     for name in trainer.task.networks:
         norms = {type(m) for m in getattr(trainer.task, name).modules()}
         assert LayoutInstanceNorm2d in norms and torch.nn.InstanceNorm2d not in norms, name
+
+
+def test_a_resume_that_switches_the_norms_says_so(tmp_path):
+    """The checkpoint records the norms as resolved (null follows compile, layout and
+    device); a resume that resolves otherwise warns as an Adam-kernel switch does, and the
+    report gives the resolved value, not null."""
+    common = [*TINY_CYCLEGAN, "eval.at_end=false", "train.channels_last=true"]
+    first = load_config("cyclegan-digits", [*common, "train.steps=1", "train.layout_norm=true"])
+    run = train(first, out_dir=tmp_path / "run")
+    assert load_checkpoint(run.checkpoint)["layout_norm"] is True
+    same = load_config("cyclegan-digits", [*common, "train.steps=2", "train.layout_norm=true"])
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        train(same, resume=run.run_dir)
+    assert not [w for w in said if "layout-keeping" in str(w.message)]
+    again = load_config("cyclegan-digits", [*common, "train.steps=3"])  # null: off on the CPU
+    switched = (
+        "resumed without layout-keeping instance norms, the run trained with them .*"
+        r"\(train.layout_norm=true continues it exactly\)"
+    )
+    with pytest.warns(UserWarning, match=switched):
+        train(again, resume=run.run_dir)
+    assert load_checkpoint(run.checkpoint)["layout_norm"] is False
+    assert "layout_norm: False" in (run.run_dir / "report.md").read_text()
+    with pytest.raises(ConfigError, match="'train.layout_norm' must be bool or null, got str"):
+        load_config("cyclegan-digits", ["train.layout_norm=maybe"])
 
 
 # -- mutation testing, round 5: the fast-path helpers and devices on their own -----------------

@@ -401,6 +401,8 @@ class Trainer:
             "fixed": self.fixed,
             "rng": ckpt_io.rng_state(),
             "threads": torch.get_num_threads(),  # the CPU's arithmetic depends on it
+            # as resolved (train.layout_norm null follows compile, layout and device)
+            "layout_norm": fastpath.layout_norm(self.config.train, self.device),
             "best": dict(self.best) if self.best else None,  # eval.best's score and step
         }
 
@@ -592,8 +594,10 @@ class Trainer:
     def _warn_if_not_exact(self, state: dict[str, Any]) -> None:
         """Say when the resumed run cannot continue as the run would have: another CPU thread
         count sums in another order, DataLoader workers (``num_workers > 0``) reseed per
-        batch where the main process draws from its own streams, and another version of a
-        plugin part may have other defaults."""
+        batch where the main process draws from its own streams, another version of a
+        plugin part may have other defaults, and another Adam kernel or instance-norm
+        formulation rounds otherwise."""
+        t = self.config.train
         threads, now = state.get("threads"), torch.get_num_threads()
         if self.device.type == "cpu" and threads and threads != now:
             warnings.warn(
@@ -620,6 +624,16 @@ class Trainer:
                 f"resumed with{'' if fused else 'out'} fused Adam, the run trained with"
                 f"{'out' if fused else ''} it: its weights will differ in the last bits from a "
                 f"run never stopped (train.fused_optim={str(was).lower()} continues it exactly)",
+                stacklevel=4,
+            )
+        was_layout, layout = state.get("layout_norm"), fastpath.layout_norm(t, self.device)
+        if was_layout is not None and bool(was_layout) != layout:
+            warnings.warn(
+                f"resumed with{'' if layout else 'out'} layout-keeping instance norms, the run "
+                f"trained with{'out' if layout else ''} them (train.layout_norm null follows "
+                "train.compile, train.channels_last and the device): its weights will differ "
+                "in the last bits from a run never stopped "
+                f"(train.layout_norm={str(bool(was_layout)).lower()} continues it exactly)",
                 stacklevel=4,
             )
         saved = (state.get("config") or {}).get("train", {}).get("num_workers")
