@@ -595,7 +595,7 @@ def export(
     export BUNDLE --trt` builds them from an existing bundle's graphs (on the device that
     will run them).
     """
-    from edgegan.export.api import check_engine_profile, default_out, format_table, summary_rows
+    from edgegan.export.api import default_out, format_table, summary_rows
     from edgegan.export.api import export as run_export
     from edgegan.export.bundle import is_bundle
 
@@ -626,8 +626,6 @@ def export(
             )
         _build_engines(run_dir, engine_options, directions)
         return
-    if engine_options is not None:
-        check_engine_profile(run_dir, engine_options, directions)
     bundle = default_out(run_dir, out)
     meta = run_export(
         run_dir,
@@ -642,6 +640,7 @@ def export(
         artifacts=artifacts,
         progress=lambda line: click.echo(line, err=True),
         checkpoint=checkpoint,
+        engine_profile=engine_options,  # checked before anything is written
     )
     click.echo(format_table(summary_rows(meta, bundle)))
     for name in meta.get("artifacts", {}):

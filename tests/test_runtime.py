@@ -1339,6 +1339,26 @@ def test_export_run_trt_checks_the_profile_before_exporting(run_dir, tmp_path, m
     assert "export:" not in res.stderr and not (tmp_path / "b").exists()
 
 
+def test_export_run_trt_reads_the_checkpoint_once(run_dir, tmp_path, monkeypatch):
+    """The profile check before the export takes the spec from the export's own read of
+    the checkpoint (it read it once more, and always last.pt whatever --checkpoint said)."""
+    import edgegan.export.tensorrt as trt_mod
+    import edgegan.train.checkpoint as ckpt
+
+    monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: make_stub_trt("10.8.0"))
+    monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
+    monkeypatch.setattr(trt_mod, "engine_parity", lambda *a, **k: {"max_abs": 0.0, "psnr": 99.0})
+    loads, real = [], ckpt.load_checkpoint
+    monkeypatch.setattr(
+        ckpt, "load_checkpoint", lambda p, *a, **k: loads.append(p) or real(p, *a, **k)
+    )
+    res = CliRunner().invoke(cli, ["export", str(run_dir), "--trt", "--max-batch", "16",
+                                   "--out", str(tmp_path / "b")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert [Path(p).name for p in loads] == ["last.pt"]
+    assert "engine fp32" in res.output
+
+
 def test_engine_from_another_device_is_refused(bundle_copy, monkeypatch):
     import edgegan.export.tensorrt as trt_mod
 

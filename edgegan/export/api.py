@@ -132,11 +132,12 @@ def _load_spec(
             f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan and cyclegan runs"
         )
     weights = "ema" if state.get("ema") is not None else "generator"
+    state.pop("optimizers", None)  # held through the whole export: nothing there needs them
     return dict(spec), weights, state
 
 
-def check_engine_profile(
-    run_dir: str | Path, options: Any, directions: list[str] | tuple[str, ...] | None = None
+def _check_engine_profile(
+    spec: dict[str, Any], options: Any, directions: list[str] | tuple[str, ...] | None = None
 ) -> None:
     """``export RUN --trt``'s profile (:class:`~edgegan.export.trt_profile.BuildOptions`)
     against the graphs the export will write, before it writes them: sizes given for a GAN,
@@ -146,7 +147,6 @@ def check_engine_profile(
     from edgegan.export.signature import DIRECTIONS, direction_spec
     from edgegan.export.trt_profile import resolve_profile
 
-    spec, _, _ = _load_spec(Path(run_dir))
     if spec["task"] != "cyclegan":
         resolve_profile(spec, options.batch, options.size)
         return
@@ -323,6 +323,7 @@ def export(
     artifacts: list[str] | tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
     checkpoint: str | None = None,
+    engine_profile: Any = None,
 ) -> dict[str, Any]:
     """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
     generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
@@ -336,6 +337,9 @@ def export(
     The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
     unless ``overwrite``. ``checkpoint``: which of the run's ``checkpoints/`` to export
     (``best``, ``step_0001000``, ...; None: ``last``), recorded in ``source.checkpoint``.
+    ``engine_profile``: the :class:`~edgegan.export.trt_profile.BuildOptions` of engines to
+    be built from the bundle afterwards, whose profile is checked against the run's graphs
+    before anything is written.
     """
     from edgegan import __version__
     from edgegan.export.onnx import MAX_OPSET, MIN_OPSET, resolve_exporter
@@ -360,6 +364,8 @@ def export(
     _warn_if_training(run_dir)
     if directions and spec["task"] != "cyclegan":
         raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
+    if engine_profile is not None:
+        _check_engine_profile(spec, engine_profile, directions)
 
     registry = get_manager().registry("exporters")
     params: dict[str, dict[str, Any]] = {
