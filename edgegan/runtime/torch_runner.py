@@ -39,9 +39,11 @@ RECOMPILE_LIMIT = 64
 
 
 class CompiledGenerator:
-    """A generator compiled for inference: frozen weights (inductor folds them into the graph
-    as constants), static shapes (each input shape compiles once, with its own CUDA graph in
-    the modes that record them), compile failures as one :class:`EdgeganError` line.
+    """A generator compiled for inference: frozen weights (inductor treats them as constants
+    it folds and fuses; on the CPU its prepacked convolution weights are copies, on CUDA the
+    graph reads the module's own tensors, so they must not change in place), static shapes
+    (each input shape compiles once, with its own CUDA graph in the modes that record them),
+    compile failures as one :class:`EdgeganError` line.
 
     Freezing and the recompile limit are inductor/dynamo settings read while a shape is
     traced, not options of ``torch.compile``: they are set around the first call of each
