@@ -1135,3 +1135,18 @@ def test_an_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(ckpt, "load_checkpoint", counted)
     meta = export(runs["uncond"], out=tmp_path / "b")
     assert loads == ["last.pt"] and meta["source"]["step"] > 0
+
+
+# -- mutation testing, round 6: the checkpoint read once ---------------------------------------
+def test_an_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, tmp_path):
+    """The weights come from the checkpoint _load_spec read; what is wrong with it is said of
+    that file (checkpoints/odd.pt), not of last.pt."""
+    from edgegan.train.checkpoint import atomic_save, load_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["uncond"], run, ignore=shutil.ignore_patterns("export"))
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    state["config"]["train"]["newer_switch"] = True  # as a newer edgegan's config
+    atomic_save(state, run / "checkpoints/odd.pt")
+    with pytest.raises(EdgeganError, match=r"checkpoints/odd\.pt: .*newer_switch"):
+        export(run, out=tmp_path / "b", checkpoint="odd")

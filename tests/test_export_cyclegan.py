@@ -938,3 +938,17 @@ def test_a_cyclegan_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch
     monkeypatch.setattr(ckpt, "load_checkpoint", counted)
     meta = export(runs["unet"], out=tmp_path / "b")
     assert loads == ["last.pt"] and meta["directions"] == ["AtoB", "BtoA"]
+
+
+def test_a_cyclegan_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, tmp_path):
+    import shutil
+
+    from edgegan.train.checkpoint import atomic_save, load_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["unet"], run, ignore=shutil.ignore_patterns("export"))
+    state = load_checkpoint(run / "checkpoints/last.pt")
+    state["config"]["train"]["newer_switch"] = True  # as a newer edgegan's config
+    atomic_save(state, run / "checkpoints/odd.pt")
+    with pytest.raises(EdgeganError, match=r"checkpoints/odd\.pt: .*newer_switch"):
+        export(run, out=tmp_path / "b", checkpoint="odd")

@@ -626,3 +626,46 @@ def test_fp16_loss_scales_are_restored_from_a_checkpoint():
     scaler.update(new_scale=128.0)
     restored.load_state_dict(saved.state_dict())
     assert restored.scaler("discriminator").get_scale() == 128.0
+
+
+# -- mutation testing, round 6: the resolved train.layout_norm ---------------------------------
+def test_a_runs_report_gives_the_layout_norm_it_resolved(tmp_path):
+    """train.layout_norm null (the default) reads as what it resolved to on the run's device,
+    not as None."""
+    result = train(gan(tmp_path, "train.steps=1"), out_dir=tmp_path / "run")
+    report = (result.run_dir / "report.md").read_text()
+    assert "layout_norm: False" in report and "layout_norm: None" not in report
+
+
+def test_a_set_layout_norm_swaps_the_norms_without_channels_last(tmp_path):
+    """A set train.layout_norm wins over the other switches: NCHW networks get the
+    layout-keeping norms too."""
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+
+    overrides = [*TINY_CYCLEGAN, "train.steps=1", "train.layout_norm=true"]
+    trainer = Trainer(load_config("cyclegan-digits", overrides), tmp_path / "run")
+    for name in trainer.task.networks:
+        norms = {type(m) for m in getattr(trainer.task, name).modules()}
+        assert LayoutInstanceNorm2d in norms and torch.nn.InstanceNorm2d not in norms, name
+
+
+def test_the_task_swaps_the_norms_as_fastpath_resolves_them_for_its_device(tmp_path, monkeypatch):
+    """The networks follow fastpath.layout_norm(train, device), not train.layout_norm as set
+    (null on a CUDA run resolves on: stood in for here, on the CPU)."""
+    from edgegan.nn.layers import LayoutInstanceNorm2d
+    from edgegan.train import fastpath
+
+    asked = []
+
+    def resolved(train_config, device):
+        asked.append(device)
+        return True
+
+    monkeypatch.setattr(fastpath, "layout_norm", resolved)
+    config = load_config("cyclegan-digits", [*TINY_CYCLEGAN, "train.steps=1"])
+    assert config.train.layout_norm is None
+    trainer = Trainer(config, tmp_path / "run")
+    assert asked and set(asked) == {trainer.device}
+    for name in trainer.task.networks:
+        norms = {type(m) for m in getattr(trainer.task, name).modules()}
+        assert LayoutInstanceNorm2d in norms, name
