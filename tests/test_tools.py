@@ -404,3 +404,19 @@ def test_bench_infer_without_onnxruntime_rows_still_reports(tmp_path, monkeypatc
                       "--json", str(out)]) == 0  # fmt: skip
     assert "no comparison: a row did not run" in capsys.readouterr().out
     assert json.loads(out.read_text())["target_met"] is False
+
+
+def test_bench_train_measures_what_edgegan_train_runs_with_the_fast_switches():
+    """The `train` variant is gpu_check's whole fast runs: the three switches and every other
+    train.* item at its default (pinned batches, layout norms resolved from null), where the
+    cumulative rows keep plain's host path and plain norms."""
+    from edgegan.config import load_config
+
+    bench, gpu_check = _tool("bench_train"), _tool("gpu_check")
+    assert bench.VARIANTS["train"] == gpu_check.FAST and "train" in bench.ON_REQUEST
+    fast = load_config("cyclegan", bench.VARIANTS["train"]).train
+    default = load_config("cyclegan", []).train
+    changed = {k for k, v in vars(fast).items() if getattr(default, k) != v}
+    assert changed == {"amp", "channels_last", "compile"}
+    assert fast.layout_norm is None and fast.pin_memory
+    assert "train.layout_norm=false" in bench.VARIANTS["graphs"]

@@ -24,6 +24,11 @@ row shows what its switch adds:
   resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
   pinned     plain + pinned host batches (on request)
   autotune   graphs with compile=max-autotune (on request: minutes of autotuning per shape)
+  train      `edgegan train` with train.amp=bf16, train.channels_last=true and
+             train.compile=reduce-overhead and every other switch at its default (pinned
+             batches, resident data when it fits, layout norms by train.layout_norm's null),
+             as tools/gpu_check.py's whole fast runs (on request); the cumulative rows keep
+             plain's host path and plain norms
 
 Each measurement builds a fresh Trainer through the same code as ``edgegan train`` (the
 switches are the same config items), runs ``--warmup`` steps (compilation, autotuning), then
@@ -102,8 +107,11 @@ VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train
 # it extends: eager FP32 and bf16, and the full fast path.
 for _name in ("nhwc", "bf16", "compile", "graphs"):
     VARIANTS[f"{_name}-ln"] = [*VARIANTS[_name], "train.layout_norm=true"]
+# What `edgegan train` runs with the three fast-path switches set and the rest left at the
+# defaults (gpu_check's FAST): the cumulative rows pin plain's host path and plain norms.
+VARIANTS["train"] = ["train.amp=bf16", "train.channels_last=true", "train.compile=reduce-overhead"]
 # On request: the layout-norm variants add a compile each, and mean nothing for the DCGAN.
-ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln")
+ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln", "train")
 
 # AMP, cuDNN autotuning and CUDA graphs are CUDA features (fused Adam has a CPU kernel too;
 # "fused" there is "merge" plus fused Adam: cuDNN autotuning does nothing on the CPU).
