@@ -420,3 +420,6 @@ def test_bench_train_measures_what_edgegan_train_runs_with_the_fast_switches():
     assert changed == {"amp", "channels_last", "compile"}
     assert fast.layout_norm is None and fast.pin_memory
     assert "train.layout_norm=false" in bench.VARIANTS["graphs"]
+    autotune = bench.VARIANTS["autotune-ln"]
+    assert autotune[-2:] == ["train.compile=max-autotune", "train.layout_norm=true"]
+    assert "autotune-ln" in bench.ON_REQUEST

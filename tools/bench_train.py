@@ -19,7 +19,7 @@ row shows what its switch adds:
   cudnn      + train.cudnn_benchmark        fused   + train.fused_optim
   nhwc       + train.channels_last          bf16    + train.amp=bf16
   compile    + train.compile=default        graphs  + train.compile=reduce-overhead
-  nhwc-ln, bf16-ln, compile-ln, graphs-ln
+  nhwc-ln, bf16-ln, compile-ln, graphs-ln, autotune-ln
              that variant + train.layout_norm (instance norms that keep channels_last)
   resident   plain + on-device data (dcgan only; the others have no in-memory dataset)
   pinned     plain + pinned host batches (on request)
@@ -105,13 +105,16 @@ VARIANTS["autotune"] = [x for x in VARIANTS["graphs"] if not x.startswith("train
 ]
 # Instance norms that keep the channels-last layout (train.layout_norm), each against the row
 # it extends: eager FP32 and bf16, and the full fast path.
-for _name in ("nhwc", "bf16", "compile", "graphs"):
+for _name in ("nhwc", "bf16", "compile", "graphs", "autotune"):
     VARIANTS[f"{_name}-ln"] = [*VARIANTS[_name], "train.layout_norm=true"]
 # What `edgegan train` runs with the three fast-path switches set and the rest left at the
 # defaults (gpu_check's FAST): the cumulative rows pin plain's host path and plain norms.
 VARIANTS["train"] = ["train.amp=bf16", "train.channels_last=true", "train.compile=reduce-overhead"]
 # On request: the layout-norm variants add a compile each, and mean nothing for the DCGAN.
-ON_REQUEST = ("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln", "train")
+ON_REQUEST = (
+    *("pinned", "autotune", "nhwc-ln", "bf16-ln", "compile-ln", "graphs-ln", "autotune-ln"),
+    "train",
+)
 
 # AMP, cuDNN autotuning and CUDA graphs are CUDA features (fused Adam has a CPU kernel too;
 # "fused" there is "merge" plus fused Adam: cuDNN autotuning does nothing on the CPU).
