@@ -13,7 +13,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tiny import TINY_GAN, dequantized_constant_types
+from tiny import (
+    TINY_GAN,
+    copy_with_a_newer_checkpoint,
+    count_checkpoint_loads,
+    dequantized_constant_types,
+)
 
 from edgegan.errors import EdgeganError
 from edgegan.export import (
@@ -1123,16 +1128,7 @@ def test_the_export_summary_table_is_aligned_without_trailing_spaces():
 def test_an_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
     """The spec, the weights and the step come from one read of the checkpoint (a run's
     last.pt of a 256x256 CycleGAN holds optimiser states too: hundreds of MB)."""
-    import edgegan.train.checkpoint as ckpt
-
-    loads = []
-    real = ckpt.load_checkpoint
-
-    def counted(path, *args, **kwargs):
-        loads.append(Path(path).name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(ckpt, "load_checkpoint", counted)
+    loads = count_checkpoint_loads(monkeypatch)
     meta = export(runs["uncond"], out=tmp_path / "b")
     assert loads == ["last.pt"] and meta["source"]["step"] > 0
 
@@ -1141,12 +1137,6 @@ def test_an_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
 def test_an_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, tmp_path):
     """The weights come from the checkpoint _load_spec read; what is wrong with it is said of
     that file (checkpoints/odd.pt), not of last.pt."""
-    from edgegan.train.checkpoint import atomic_save, load_checkpoint
-
-    run = tmp_path / "run"
-    shutil.copytree(runs["uncond"], run, ignore=shutil.ignore_patterns("export"))
-    state = load_checkpoint(run / "checkpoints/last.pt")
-    state["config"]["train"]["newer_switch"] = True  # as a newer edgegan's config
-    atomic_save(state, run / "checkpoints/odd.pt")
+    run = copy_with_a_newer_checkpoint(runs["uncond"], tmp_path / "run")
     with pytest.raises(EdgeganError, match=r"checkpoints/odd\.pt: .*newer_switch"):
         export(run, out=tmp_path / "b", checkpoint="odd")

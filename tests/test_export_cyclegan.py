@@ -22,6 +22,8 @@ from tiny import (
     TENSORRT_NEEDED,
     TINY_CYCLEGAN,
     TINY_GAN,
+    copy_with_a_newer_checkpoint,
+    count_checkpoint_loads,
     dequantized_constant_types,
     tensorrt_runs_here,
 )
@@ -926,29 +928,12 @@ def test_eval_of_a_cyclegan_run_or_bundle_says_where_its_scores_are(runs, bundle
 
 
 def test_a_cyclegan_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
-    import edgegan.train.checkpoint as ckpt
-
-    loads = []
-    real = ckpt.load_checkpoint
-
-    def counted(path, *args, **kwargs):
-        loads.append(Path(path).name)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(ckpt, "load_checkpoint", counted)
+    loads = count_checkpoint_loads(monkeypatch)
     meta = export(runs["unet"], out=tmp_path / "b")
     assert loads == ["last.pt"] and meta["directions"] == ["AtoB", "BtoA"]
 
 
 def test_a_cyclegan_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, tmp_path):
-    import shutil
-
-    from edgegan.train.checkpoint import atomic_save, load_checkpoint
-
-    run = tmp_path / "run"
-    shutil.copytree(runs["unet"], run, ignore=shutil.ignore_patterns("export"))
-    state = load_checkpoint(run / "checkpoints/last.pt")
-    state["config"]["train"]["newer_switch"] = True  # as a newer edgegan's config
-    atomic_save(state, run / "checkpoints/odd.pt")
+    run = copy_with_a_newer_checkpoint(runs["unet"], tmp_path / "run")
     with pytest.raises(EdgeganError, match=r"checkpoints/odd\.pt: .*newer_switch"):
         export(run, out=tmp_path / "b", checkpoint="odd")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tiny import TENSORRT_NEEDED, TINY_GAN, tensorrt_runs_here
+from tiny import TENSORRT_NEEDED, TINY_GAN, count_checkpoint_loads, tensorrt_runs_here
 
 from edgegan.cli import cli
 from edgegan.errors import EdgeganError
@@ -1343,19 +1343,15 @@ def test_export_run_trt_reads_the_checkpoint_once(run_dir, tmp_path, monkeypatch
     """The profile check before the export takes the spec from the export's own read of
     the checkpoint (it read it once more, and always last.pt whatever --checkpoint said)."""
     import edgegan.export.tensorrt as trt_mod
-    import edgegan.train.checkpoint as ckpt
 
     monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: make_stub_trt("10.8.0"))
     monkeypatch.setattr(trt_mod, "build_env", lambda trt, device="cuda:0": dict(H100))
     monkeypatch.setattr(trt_mod, "engine_parity", lambda *a, **k: {"max_abs": 0.0, "psnr": 99.0})
-    loads, real = [], ckpt.load_checkpoint
-    monkeypatch.setattr(
-        ckpt, "load_checkpoint", lambda p, *a, **k: loads.append(p) or real(p, *a, **k)
-    )
+    loads = count_checkpoint_loads(monkeypatch)
     res = CliRunner().invoke(cli, ["export", str(run_dir), "--trt", "--max-batch", "16",
                                    "--out", str(tmp_path / "b")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert [Path(p).name for p in loads] == ["last.pt"]
+    assert loads == ["last.pt"]
     assert "engine fp32" in res.output
 
 

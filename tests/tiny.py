@@ -103,3 +103,34 @@ def tensorrt_runs_here() -> bool:
         capability = torch.cuda.get_device_capability()
         return capability in RTX_CAPABILITIES or capability > (12, 1)
     return False
+
+
+def count_checkpoint_loads(monkeypatch) -> list[str]:
+    """The names of the checkpoint files edgegan reads (``load_checkpoint``) from now on."""
+    from pathlib import Path
+
+    import edgegan.train.checkpoint as ckpt
+
+    loads: list[str] = []
+    real = ckpt.load_checkpoint
+
+    def counted(path, *args, **kwargs):
+        loads.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "load_checkpoint", counted)
+    return loads
+
+
+def copy_with_a_newer_checkpoint(run, dest, name: str = "odd"):
+    """``run`` copied to ``dest`` (without its bundle), with ``checkpoints/NAME.pt``: its last
+    checkpoint as a newer edgegan's, whose config holds a key this one does not know."""
+    import shutil
+
+    from edgegan.train.checkpoint import atomic_save, load_checkpoint
+
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("export"))
+    state = load_checkpoint(dest / "checkpoints/last.pt")
+    state["config"]["train"]["newer_switch"] = True
+    atomic_save(state, dest / f"checkpoints/{name}.pt")
+    return dest
