@@ -835,14 +835,15 @@ def eval_cmd(
 ) -> None:
     """Score generated samples: a PNG folder or an .npz from `edgegan infer`, or a GAN run or
     bundle, sampled here (--num, --seed, --backend, --precision: e.g. a bundle's INT8 graph)."""
+    from edgegan.export.bundle import is_bundle
     from edgegan.fileio import strict_json
     from edgegan.metrics.evaluate import evaluate, evaluate_generator
-    from edgegan.runtime.base import _is_bundle, _is_run_dir
+    from edgegan.train.logs import is_run_dir
 
     sampling = {"num": num, "seed": seed, "backend": backend, "precision": precision,
                 "device": device}  # fmt: skip
     given = {k: v for k, v in sampling.items() if v is not None}
-    if _is_run_dir(Path(samples)) or _is_bundle(Path(samples)):
+    if is_run_dir(samples) or is_bundle(samples):
         scores = evaluate_generator(
             samples,
             num=num or FD_SAMPLES,

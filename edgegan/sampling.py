@@ -427,11 +427,12 @@ def target_task(target: Any) -> tuple[str | None, str]:
     for folder in (path, path / "export"):
         if is_bundle(folder):
             return read_bundle(folder).get("task"), "bundle"
-    checkpoint = path / "checkpoints" / "last.pt"
-    if checkpoint.is_file():
+    from edgegan.train.logs import CHECKPOINT, is_run_dir
+
+    if is_run_dir(path):
         from edgegan.train.checkpoint import load_checkpoint
 
-        spec = load_checkpoint(checkpoint, map_location="cpu").get("spec", {})
+        spec = load_checkpoint(path / CHECKPOINT, map_location="cpu").get("spec", {})
         return spec.get("task"), "run"
     return None, ""
 

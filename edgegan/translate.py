@@ -125,22 +125,22 @@ def load_translator(
     from edgegan.sampling import rebuild_generator
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.device import resolve_device
-    from edgegan.train.logs import CHECKPOINT, checkpoint_file
+    from edgegan.train.logs import CHECKPOINT, checkpoint_file, is_run_dir
 
     target = resolve_device(device, "device")  # before loading anything
 
     check_direction(direction)
     run_dir = Path(run_dir)
+    if state is None and not is_run_dir(run_dir):
+        raise EdgeganError(f"run directory not found (no {CHECKPOINT}): {run_dir}")
+    path = checkpoint_file(run_dir, checkpoint)
     if state is None:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise EdgeganError(f"run directory not found (no {CHECKPOINT}): {run_dir}")
-        state = load_checkpoint(checkpoint_file(run_dir, checkpoint), map_location="cpu")
+        state = load_checkpoint(path, map_location="cpu")
     spec = state["spec"]
     if spec.get("task") != "cyclegan":
         raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan")
     dspec = direction_spec(spec, direction)
-    where = str(checkpoint_file(run_dir, checkpoint))
-    g = saved_config(state["config"], where, state.get("edgegan_version")).model.generator
+    g = saved_config(state["config"], str(path), state.get("edgegan_version")).model.generator
     context = {
         "channels": dspec["channels_in"],
         "channels_out": dspec["channels_out"],

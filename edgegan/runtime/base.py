@@ -126,13 +126,9 @@ class Target:
             if self.bundle is None:
                 return None
             path = self.bundle / path
-        return path if _is_run_dir(path) else None
+        from edgegan.train.logs import is_run_dir
 
-
-def _is_run_dir(path: Path) -> bool:
-    from edgegan.train.logs import CHECKPOINT
-
-    return (Path(path) / CHECKPOINT).is_file()
+        return path if is_run_dir(path) else None
 
 
 def _is_bundle(path: Path) -> bool:
@@ -193,7 +189,9 @@ def resolve_target(
         raise EdgeganError(f"run directory not found: {path} ({why})")
     if _is_bundle(path):
         return _bundle_target(path, path, direction, None)
-    if _is_run_dir(path):
+    from edgegan.train.logs import is_run_dir
+
+    if is_run_dir(path):
         exported = path / RUN_EXPORT_DIR
         if _is_bundle(exported):
             if need_bundle:

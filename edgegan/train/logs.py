@@ -33,6 +33,11 @@ CHECKPOINT = "checkpoints/last.pt"
 BEST_CHECKPOINT = "checkpoints/best.pt"
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory (one holding its last checkpoint)."""
+    return (Path(path) / CHECKPOINT).is_file()
+
+
 def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:
     """The checkpoint ``name`` of a run (``last``, ``best``, ``step_0001000``, with or
     without ``.pt``), a file of its ``checkpoints/`` folder; None: ``last``. A name that
