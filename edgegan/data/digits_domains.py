@@ -21,6 +21,9 @@ as the ``unpaired`` dataset. No flip or crop: digits are not mirror-symmetric an
 Test split (``paired=True``): the 2,000 test digits as A, and as B their own transform — the
 true translation ``B[i] = to_domain_b(A[i])``, for paired metrics (L1, PSNR, SSIM).
 
+With ``paired=True`` the train split is paired the same way, for the ``pix2pix`` task: all
+8,000 training digits as A, each with its own transform as B.
+
 Items are dicts ``{"A": (C_a, S, S), "B": (3, S, S), "A_path": str, "B_path": str}`` (the paths
 name the digit, e.g. ``mnist10k/train/4000``); ``images_a`` and ``images_b`` hold all of them
 as float tensors, ``indices_a`` and ``indices_b`` the digits' indices in their IDX split.
@@ -150,16 +153,21 @@ def build_cyclegan_digits(
     channels_a: int = 1,
     serial_batches: bool = False,
     limit: int = 0,
+    paired: bool = False,
 ) -> CycleganDigits:
     """Offline CycleGAN demo: bundled MNIST digits (A) and thickened, colour-mapped other
-    digits (B); the test split pairs each A with its true B."""
+    digits (B); the test split pairs each A with its true B, and so does the train split
+    with ``paired`` (for pix2pix)."""
     if split not in SPLITS:
         raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
     check_image_params(image_size, channels_a, _WHERE)
     check_limit(limit, _WHERE)
+    if not isinstance(paired, bool):
+        raise DataError(f"{_WHERE}: paired must be true or false, got {paired!r}")
+    paired = paired or split == "test"
     images, _ = load_idx_split(bundled_mnist_dir(), split)
     n = len(images)
-    if split == "train":
+    if not paired:
         half = n // 2
         idx_a = np.arange(0, half)
         idx_b = np.arange(half, n)
@@ -168,10 +176,7 @@ def build_cyclegan_digits(
     if limit:
         idx_a, idx_b = idx_a[:limit], idx_b[:limit]
     grey_a = uint8_stack_to_tensor(images[idx_a], image_size, 1)
-    if split == "train":
-        grey_b = uint8_stack_to_tensor(images[idx_b], image_size, 1)
-    else:
-        grey_b = grey_a
+    grey_b = grey_a if paired else uint8_stack_to_tensor(images[idx_b], image_size, 1)
     images_b = to_domain_b(grey_b)
     images_a = grey_a.expand(-1, channels_a, -1, -1) if channels_a != 1 else grey_a
     return CycleganDigits(
@@ -180,7 +185,7 @@ def build_cyclegan_digits(
         idx_a,
         idx_b,
         split,
-        paired=split == "test",
+        paired=paired,
         serial_batches=serial_batches,
     )
 

@@ -1,5 +1,5 @@
 """Built-in datasets, registered like any plugin's: ``mnist``, ``idx``, ``folder``,
-``unpaired`` and ``cyclegan-digits``.
+``unpaired``, ``aligned`` and ``cyclegan-digits``.
 
 The factories here only import the dataset modules (and so torch) when called, keeping
 ``edgegan --help`` fast; their signatures mirror the ``build_*`` functions (a test checks it),
@@ -99,15 +99,52 @@ def unpaired(
     )
 
 
+def aligned(
+    root: str = "",
+    split: str = "train",
+    load_size: int = 286,
+    crop_size: int = 256,
+    channels_a: int = 3,
+    channels_b: int = 3,
+    direction: str = "AtoB",
+    flip: bool = True,
+    skip_bad: bool = False,
+    limit: int = 0,
+    preprocess: str = "resize_and_crop",
+) -> Any:
+    """Paired image folders ``root/train`` (``val``, ``test``), pix2pix's layout: each file
+    holds A (left) and B (right) side by side, swapped with ``direction=BtoA``; both halves
+    resized to ``load_size``, cropped to ``crop_size`` at one position and flipped together
+    (train split); ``preprocess``: resize_and_crop, scale_width_and_crop or crop, as the
+    reference's."""
+    from edgegan.data.aligned import build_aligned
+
+    return build_aligned(
+        root=root,
+        split=split,
+        load_size=load_size,
+        crop_size=crop_size,
+        channels_a=channels_a,
+        channels_b=channels_b,
+        direction=direction,
+        flip=flip,
+        skip_bad=skip_bad,
+        limit=limit,
+        preprocess=preprocess,
+    )
+
+
 def cyclegan_digits(
     split: str = "train",
     image_size: int = 32,
     channels_a: int = 1,
     serial_batches: bool = False,
     limit: int = 0,
+    paired: bool = False,
 ) -> Any:
     """Offline CycleGAN demo: bundled MNIST digits (A) and thickened, colour-mapped other
-    digits (B); the test split pairs each A with its true B."""
+    digits (B); the test split pairs each A with its true B, the train split too with
+    ``paired`` (for pix2pix)."""
     from edgegan.data.digits_domains import build_cyclegan_digits
 
     return build_cyclegan_digits(
@@ -116,6 +153,7 @@ def cyclegan_digits(
         channels_a=channels_a,
         serial_batches=serial_batches,
         limit=limit,
+        paired=paired,
     )
 
 
@@ -125,4 +163,5 @@ def edgegan_register_datasets(register: Any) -> None:
     register("idx", idx)
     register("folder", folder)
     register("unpaired", unpaired)
+    register("aligned", aligned)
     register("cyclegan-digits", cyclegan_digits)
