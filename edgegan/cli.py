@@ -298,6 +298,8 @@ def _next_commands(task: str, result: Any) -> list[str]:
         lines.append(f"continue with: edgegan train --resume {run}")
     if task == "cyclegan":
         use = f"edgegan infer {run} --direction AtoB --input IMAGES --out translated"
+    elif task == "pix2pix":
+        use = f"edgegan infer {run} --input IMAGES --out translated"
     else:
         use = f"edgegan infer {run} --num 64 --out samples"
     lines.append(f"next: {use}  |  edgegan export {run}")
@@ -388,22 +390,27 @@ def _gpu_runner_options(command: Any) -> Any:
     help="Write into a non-empty --out (files of the same names are replaced, others kept).",
 )
 @click.option(
-    "--direction", type=click.Choice(["AtoB", "BtoA"]), help="cyclegan: which generator to run."
+    "--direction",
+    type=click.Choice(["AtoB", "BtoA"]),
+    help="cyclegan: which generator to run (pix2pix: AtoB, its only one, the default).",
 )
 @click.option(
-    "--input", "input_path", type=click.Path(), help="cyclegan: an image or a folder to translate."
+    "--input",
+    "input_path",
+    type=click.Path(),
+    help="cyclegan, pix2pix: an image or a folder to translate.",
 )
 @click.option(
     "--resize",
     metavar="N|train",
-    help="cyclegan: resize each input first so its shorter side is N px, or to the scale the "
-    "generator trained at (train: as data.preprocess scaled); outputs have that size "
+    help="cyclegan, pix2pix: resize each input first so its shorter side is N px, or to the "
+    "scale the generator trained at (train: as data.preprocess scaled); outputs have that size "
     "(default: native size).",
 )
 @click.option(
     "--side-by-side",
     is_flag=True,
-    help="cyclegan: write each input and its translation side by side in one PNG.",
+    help="cyclegan, pix2pix: write each input and its translation side by side in one PNG.",
 )
 @_gpu_runner_options
 def infer(
@@ -430,7 +437,7 @@ def infer(
 ) -> None:
     """Sample images from a run's generator (EMA weights) or an exported bundle; or, for a
     cyclegan run or bundle, translate --input images (--direction AtoB|BtoA), keeping their
-    names and sizes (or --resize them first).
+    names and sizes (or --resize them first); a pix2pix one translates A -> B.
 
     The same --seed gives the same latents (and images, within each backend's precision) on
     every backend; translation pre/post-processing is the same on every backend too. A run
@@ -454,8 +461,8 @@ def infer(
     # what ran: infer's device defaults to cpu, where a GPU user may not expect it
     how = f"{backend} {precision} on {resolve_auto(device)}"
     if direction or input_path:
-        if not (direction and input_path):
-            raise EdgeganError("translating needs both --direction and --input")
+        if not input_path:
+            raise EdgeganError("--direction translates --input images: give --input too")
         if num is not None or labels or fmt != "png" or seed is not None:
             raise EdgeganError(
                 "--num, --labels, --seed and --format npz sample GANs; translations are PNG"
@@ -588,8 +595,9 @@ def export(
     """Export a trained generator to a bundle: ONNX graphs + edgegan.json, parity-checked.
 
     A GAN run gives z [, labels] -> image; a cyclegan run one image -> translated graph per
-    direction (dynamic batch, height and width). FP32 ONNX is always written; --fp16 and
-    --int8 derive from it (a cyclegan's INT8 is calibrated on the run's dataset). Each graph
+    direction (dynamic batch, height and width), a pix2pix run one (AtoB). FP32 ONNX is
+    always written; --fp16 and --int8 derive from it (a translator's INT8 is calibrated on
+    the run's dataset). Each graph
     is run with ONNX Runtime against the torch generator and the errors are stored in
     edgegan.json. --trt builds a TensorRT engine per graph on this machine's GPU; `edgegan
     export BUNDLE --trt` builds them from an existing bundle's graphs (on the device that

@@ -157,6 +157,14 @@ class CycleConfig:
 
 
 @dataclass
+class Pix2PixConfig:
+    """Settings of the ``pix2pix`` task (defaults as the reference implementation)."""
+
+    lambda_l1: float = 100.0  # weight of |G(a) - b|_1 beside the adversarial loss
+    preview: int = 8  # test pairs in a sample grid
+
+
+@dataclass
 class EvalConfig:
     at_end: bool = True  # evaluate the final EMA generator against the reference data
     metric: str = "digits"
@@ -180,6 +188,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cycle: CycleConfig = field(default_factory=CycleConfig)
+    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     callbacks: list[PartConfig] = field(default_factory=list)
     preset: str | None = None  # which preset this config came from (informational)
 
@@ -579,6 +588,10 @@ TASK_CONTEXT: dict[str, dict[str, tuple[str, ...]]] = {
         "generator": ("channels", "channels_out", "image_size"),
         "discriminator": ("channels", "image_size"),
     },
+    "pix2pix": {
+        "generator": ("channels", "channels_out", "image_size"),
+        "discriminator": ("channels", "image_size"),
+    },
 }
 _PART_CONTEXT = {"data": ("split",), "loss": (), "callback": ("run_dir",)}
 
@@ -595,7 +608,11 @@ PART_KINDS: dict[str, tuple[str, str | None]] = {
 #: The kind of generator each task drives, told apart by its factory's signature: a latent
 #: generator (z -> image) takes ``latent_dim``, an image-to-image one needs none. Without this
 #: check, a ResNet generator in a ``gan`` run failed at its first step with a traceback.
-GENERATOR_KINDS: dict[str, str] = {"gan": "latent", "cyclegan": "image-to-image"}
+GENERATOR_KINDS: dict[str, str] = {
+    "gan": "latent",
+    "cyclegan": "image-to-image",
+    "pix2pix": "image-to-image",
+}
 _KIND_WORDS = {
     "latent": "a latent generator (z -> image)",
     "image-to-image": "an image-to-image generator",

@@ -316,10 +316,12 @@ def check_translator_networks(
     d_entry: Entry,
     discriminator: nn.Module,
     shapes: tuple[tuple[int, int, int], tuple[int, int, int]],
+    conditional: bool = False,
 ) -> None:
     """Run an image-to-image generator on two images of its input shape (``shapes[0]``) and
-    the discriminator of its output domain on what it gives, which must have ``shapes[1]``;
-    in eval mode, with gradients on and on a random stream of their own, as
+    the discriminator of its output domain on what it gives, which must have ``shapes[1]``
+    (``conditional``: on each input and its output as one image, pix2pix's pairs); in eval
+    mode, with gradients on and on a random stream of their own, as
     :func:`check_gan_networks`."""
     n = 2
     source, target = ((n, *s) for s in shapes)
@@ -332,7 +334,8 @@ def check_translator_networks(
                 f"gives {_shape(images)} for {n} images {source[1:]}; it must give {target}",
             )
         _check_images(g_entry, generator, images, f"{n} images {source[1:]}")
-        _check_discriminator(d_entry, discriminator, images.detach(), None)
+        seen = torch.cat([x, images.detach()], 1) if conditional else images.detach()
+        _check_discriminator(d_entry, discriminator, seen, None)
 
 
 def _check_images(entry: Entry, generator: nn.Module, images: torch.Tensor, what: str) -> None:
@@ -395,6 +398,18 @@ def check_cyclegan_parts(task: Any) -> None:
         b = (task.channels_b, task.size, task.size)
         check_translator_networks(g_entry, task.g_ab, d_entry, task.d_b, (a, b))
         check_translator_networks(g_entry, task.g_ba, d_entry, task.d_a, (b, a))
+
+
+def check_pix2pix_parts(task: Any) -> None:
+    """Every check above for the external parts of a built ``pix2pix`` task: the generator
+    A -> B, and the discriminator of (A, B) pairs, one image of both domains' channels."""
+    pair = (task.channels_a + task.channels_b, task.size, task.size)
+    check_parts(task, [task.g_ab], [task.d], pair, 0, task.d)
+    g_entry, d_entry, _ = _entries(task.config)
+    if is_external(g_entry) or is_external(d_entry):
+        a = (task.channels_a, task.size, task.size)
+        b = (task.channels_b, task.size, task.size)
+        check_translator_networks(g_entry, task.g_ab, d_entry, task.d, (a, b), conditional=True)
 
 
 def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any) -> Any:

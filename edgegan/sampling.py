@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
+from edgegan.export.signature import DIRECTIONS, TASK_DIRECTIONS, is_translation_task
 from edgegan.fileio import atomic_write, check_out_dir, prepare_out_dir
 
 FORMATS = ("png", "npz", "grid")
@@ -28,6 +29,15 @@ INPUT_LATENTS = "z"  # the named inputs and output of an exported GAN generator
 INPUT_LABELS = "labels"
 OUTPUT_IMAGE = "image"
 TRANSLATE_HINT = "translate images with --direction AtoB|BtoA --input"
+
+
+def translate_hint(task: str) -> str:
+    """How to run a ``task`` run or bundle that translates (``--direction`` where it has a
+    choice)."""
+    have = TASK_DIRECTIONS.get(task, DIRECTIONS)
+    if len(have) == 1:
+        return "translate images with --input (its one direction, A -> B)"
+    return TRANSLATE_HINT
 
 
 def make_latents(num: int, latent_dim: int, seed: int) -> np.ndarray:
@@ -224,8 +234,8 @@ def load_run_generator(
     try:
         config = saved_config(state["config"], str(path), state.get("edgegan_version"))
         spec = dict(state["spec"])
-        if spec.get("task") == "cyclegan":
-            raise EdgeganError(f"{run_dir} is a cyclegan run: {TRANSLATE_HINT}")
+        if is_translation_task(spec.get("task")):
+            raise EdgeganError(f"{run_dir} is a {spec['task']} run: {translate_hint(spec['task'])}")
         if spec.get("task") != "gan":
             raise EdgeganError(
                 f"{run_dir} is a '{spec.get('task')}' run; this command samples GANs"
@@ -438,12 +448,12 @@ def target_task(target: Any) -> tuple[str | None, str]:
 
 
 def _refuse_translator(target: Any) -> None:
-    """A cyclegan bundle or run asked to sample: say it translates, rather than ask for
-    ``--num``."""
+    """A cyclegan or pix2pix bundle or run asked to sample: say it translates, rather than
+    ask for ``--num``."""
     task, said_by = target_task(target)
-    if task == "cyclegan":
+    if is_translation_task(task):
         path = Path(getattr(target, "path", target))
-        raise EdgeganError(f"{path} is a cyclegan {said_by}: {TRANSLATE_HINT}")
+        raise EdgeganError(f"{path} is a {task} {said_by}: {translate_hint(str(task))}")
 
 
 def infer(

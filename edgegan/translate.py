@@ -25,10 +25,13 @@ from edgegan.export.signature import (
     IMAGE,
     MIN_SIDE,
     NETWORKS,
+    TASK_DIRECTIONS,
     check_direction,
     direction_spec,
+    is_translation_task,
     is_translator,
     padded_size,
+    task_directions,
 )
 from edgegan.fileio import ignores_case, same_path
 from edgegan.sampling import (
@@ -115,8 +118,8 @@ def load_translator(
     state: dict[str, Any] | None = None,
     checkpoint: str | None = None,
 ) -> RunGenerator:
-    """The generator of one direction of a cyclegan run in eval mode (EMA weights for A->B
-    when the run kept them: the trainer averages the sampled network, ``g_ab``). Its
+    """The generator of one direction of a cyclegan or pix2pix run in eval mode (EMA weights
+    for A->B when the run kept them: the trainer averages the sampled network, ``g_ab``). Its
     ``spec`` is the direction's (:func:`edgegan.export.signature.direction_spec`).
     ``checkpoint``: one of the run's ``checkpoints/`` by name (None: ``last``).
     ``state``: the run's checkpoint when the caller has already loaded it."""
@@ -137,8 +140,11 @@ def load_translator(
     if state is None:
         state = load_checkpoint(path, map_location="cpu")
     spec = state["spec"]
-    if spec.get("task") != "cyclegan":
-        raise EdgeganError(f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan")
+    if not is_translation_task(spec.get("task")):
+        raise EdgeganError(
+            f"{run_dir} is a '{spec.get('task')}' run; --direction needs a cyclegan or pix2pix run"
+        )
+    task_directions(spec["task"], [direction])  # BtoA of a pix2pix run: one line
     dspec = direction_spec(spec, direction)
     g = saved_config(state["config"], str(path), state.get("edgegan_version")).model.generator
     context = {
@@ -154,8 +160,8 @@ def load_translator(
 
 
 def translator_weights(state: dict[str, Any], direction: str) -> tuple[dict, str]:
-    """The state dict of ``direction``'s generator in a cyclegan checkpoint and which it is
-    (``ema`` or ``generator``)."""
+    """The state dict of ``direction``'s generator in a cyclegan or pix2pix checkpoint and
+    which it is (``ema`` or ``generator``)."""
     ema = state.get("ema") if direction == "AtoB" else None
     if ema is not None:
         return ema, "ema"
@@ -270,9 +276,29 @@ def _check_targets(files: list[tuple[Path, Path]], input_path: Path, out: Path) 
         seen[key] = src
 
 
+def default_direction(target: str | Path) -> str:
+    """The direction to translate with when none is given: a pix2pix run's or bundle's
+    one (``AtoB``); a cyclegan's two need ``--direction``."""
+    from edgegan.sampling import target_task
+
+    task, said_by = target_task(target)
+    have = TASK_DIRECTIONS.get(str(task))
+    if have is None:
+        raise EdgeganError(
+            f"{target} is no cyclegan or pix2pix run or bundle"
+            + (f" (it is a {task} {said_by})" if task else "")
+            + "; translating needs one"
+        )
+    if len(have) > 1:
+        raise EdgeganError(
+            f"{target} is a {task} {said_by}: give --direction ({' or '.join(have)})"
+        )
+    return have[0]
+
+
 def translate(
     target: str | Path,
-    direction: str,
+    direction: str | None,
     input_path: str | Path,
     out: str | Path,
     device: str = "cpu",
@@ -294,14 +320,16 @@ def translate(
     CycleGAN's advice: translate at the training scale; a 12 MP photo through a generator
     trained on 256 px crops gives textures at the wrong scale, slowly). None: native size,
     with a warning when images are over twice the training size. ``side_by_side``: each
-    output is the input (as it was translated) and its translation, left and right."""
+    output is the input (as it was translated) and its translation, left and right.
+    ``direction`` None: the one direction of a pix2pix run or bundle
+    (:func:`default_direction`)."""
     from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_batch_size
     from edgegan.train.logs import ProgressBar
 
-    check_direction(direction)
+    direction = default_direction(target) if direction is None else check_direction(direction)
     check_batch_size(batch_size)
     files = _inputs(Path(input_path))
     _check_targets(files, Path(input_path), Path(out))

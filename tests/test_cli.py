@@ -75,7 +75,7 @@ def test_light_commands_do_not_import_torch(args):
             ["config", "show", "cyclegan-digits", "model.generator.name=dcgan"],
             "generator 'dcgan' is a latent generator (z -> image); task cyclegan needs an "
             "image-to-image generator: set model.generator.name to one of: resnet_6blocks, "
-            "resnet_9blocks, unet_128, unet_256",
+            "resnet_9blocks, unet, unet_128, unet_256",
         ),
         (
             [

@@ -781,3 +781,25 @@ def test_dataset_images_just_outside_minus_one_to_one_are_refused():
         data = _dataset(__getitem__=lambda self, i, v=value: (torch.full(SHAPE, v), 0))()
         with pytest.raises(PluginError, match=r"they must be in \[-1, 1\]"):
             check_dataset(entry, data)
+
+
+def _pix2pix(tmp_path, **parts):
+    _plugin(g=parts.get("g", GoodT), d=parts.get("d", GoodD))
+    names = ["model.generator.name=bad", "model.discriminator.name=bad"]
+    cfg = load_config(
+        "pix2pix-digits",
+        [*names, "train.steps=1", "train.device=cpu", "train.progress=false", "eval.at_end=false"],
+    )
+    return train(cfg, out_dir=tmp_path / "r")
+
+
+def test_pix2pix_checks_its_plugin_parts_on_pairs(tmp_path):
+    """pix2pix's discriminator sees A and B as one image: a plugin discriminator built for
+    the channels it is given trains; one that assumes B's 3 channels fails before the run."""
+    assert _pix2pix(tmp_path).step == 1
+    with pytest.raises(PluginError) as exc_info:
+        _pix2pix(tmp_path / "2", d=lambda channels, image_size: GoodD(3, image_size))
+    assert "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) failed on 2 images" in str(
+        exc_info.value
+    )
+    assert not (tmp_path / "2" / "r").exists()

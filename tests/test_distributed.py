@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
-from tiny import TINY_CYCLEGAN, TINY_GAN
+from tiny import TINY_CYCLEGAN, TINY_GAN, TINY_PIX2PIX
 from torch import nn
 
 from edgegan import hookimpl
@@ -83,6 +83,16 @@ CYCLEGAN_EQUAL = [
     "model.discriminator.norm=none",
     "data.serial_batches=true",
     "cycle.pool_size=0",
+    "train.log_every=1",
+    "train.sample_every=0",
+    "eval.at_end=false",
+    "train.steps=2",
+]
+PIX2PIX_EQUAL = [
+    *TINY_PIX2PIX,
+    "model.generator.norm=none",
+    "model.generator.use_dropout=false",
+    "model.discriminator.norm=none",
     "train.log_every=1",
     "train.sample_every=0",
     "eval.at_end=false",
@@ -205,6 +215,7 @@ def _session(rank: int, root: str) -> None:
     train(load_config("dcgan-mnist", GAN_EQUAL), out_dir=out / "gan")
     GANTask.sample_inputs = noise  # type: ignore[method-assign]
     train(load_config("cyclegan-digits", CYCLEGAN_EQUAL), out_dir=out / "cyclegan")
+    train(load_config("pix2pix-digits", PIX2PIX_EQUAL), out_dir=out / "pix2pix")
 
     # Exact resume, with DiffAugment on: every rank draws its own augmentations (and z).
     base = [*TINY_GAN, "train.augment=translation,cutout", "train.checkpoint_every=2"]
@@ -318,6 +329,11 @@ def test_cyclegan_on_two_processes_equals_one(ddp_runs, tmp_path):
     _assert_same_training(tmp_path / "single", ddp_runs / "cyclegan")
 
 
+def test_pix2pix_on_two_processes_equals_one(ddp_runs, tmp_path):
+    train(load_config("pix2pix-digits", PIX2PIX_EQUAL), out_dir=tmp_path / "single")
+    _assert_same_training(tmp_path / "single", ddp_runs / "pix2pix")
+
+
 def test_warnings_about_the_shared_data_come_from_rank_zero_alone(ddp_runs):
     """Every rank reads the same folder; a torchrun job shows its warning once."""
     shown = [json.loads((ddp_runs / f"warnings-{r}.json").read_text()) for r in range(WORLD)]
@@ -329,7 +345,7 @@ def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     """Per-rank randomness: each rank's RNG is checkpointed, so a resumed run continues bit
     for bit; a NaN or a signal that one rank sees stops every rank at the same step."""
     runs = sorted(p.name for p in ddp_runs.iterdir() if p.is_dir())
-    expected = "cyc-full cyc-half cyclegan folder folder-data full gan half nan stop"
+    expected = "cyc-full cyc-half cyclegan folder folder-data full gan half nan pix2pix stop"
     assert runs == expected.split()  # folder-data: the data, written by the session itself
     full = load_checkpoint(ddp_runs / "full/checkpoints/last.pt")
     resumed = load_checkpoint(ddp_runs / "half/checkpoints/last.pt")

@@ -34,6 +34,20 @@ TINY_CYCLEGAN = [
     "cycle.preview=4",
 ]
 
+#: Overrides of the pix2pix-digits preset for tests: 64 paired digits, a narrow U-Net.
+TINY_PIX2PIX = [
+    "data.limit=64",
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=8",
+    "train.batch_size=4",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.max_seconds=null",
+    "eval.num_samples=16",
+    "pix2pix.preview=4",
+]
+
 
 def seed_all(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global random streams."""

@@ -27,6 +27,7 @@ from edgegan.export.bundle import (
     set_aside,
     write_bundle,
 )
+from edgegan.export.signature import is_translation_task, task_directions
 from edgegan.fileio import holds_files, left_by_gone, missing_dirs, remove_empty_dirs, replace
 from edgegan.registry import name_list
 
@@ -127,9 +128,10 @@ def _load_spec(
     spec = state.get("spec")
     if not isinstance(spec, dict) or "task" not in spec:
         raise EdgeganError(f"{path} has no generator spec; cannot export it")
-    if spec["task"] not in ("gan", "cyclegan"):
+    if spec["task"] != "gan" and not is_translation_task(spec["task"]):
         raise EdgeganError(
-            f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan and cyclegan runs"
+            f"{run_dir} is a '{spec['task']}' run; edgegan export handles gan, cyclegan and "
+            "pix2pix runs"
         )
     weights = "ema" if state.get("ema") is not None else "generator"
     state.pop("optimizers", None)  # held through the whole export: nothing there needs them
@@ -144,13 +146,13 @@ def _check_engine_profile(
     or a min/opt/max out of order once the defaults fill in, would otherwise fail after the
     whole export. (A size that is no multiple of the network's is found when the engine is
     built: the multiple comes from the built network.)"""
-    from edgegan.export.signature import DIRECTIONS, direction_spec
+    from edgegan.export.signature import direction_spec
     from edgegan.export.trt_profile import resolve_profile
 
-    if spec["task"] != "cyclegan":
+    if not is_translation_task(spec["task"]):
         resolve_profile(spec, options.batch, options.size)
         return
-    for d in directions or DIRECTIONS:
+    for d in task_directions(spec["task"], directions):
         resolve_profile(direction_spec(spec, d, size_multiple=1), options.batch, options.size)
 
 
@@ -362,8 +364,12 @@ def export(
     check_artifact_exporters(artifacts)
     spec, weights, state = _load_spec(run_dir, checkpoint)
     _warn_if_training(run_dir)
-    if directions and spec["task"] != "cyclegan":
-        raise EdgeganError(f"--direction applies to cyclegan runs; {run_dir} is a GAN run")
+    if directions and not is_translation_task(spec["task"]):
+        raise EdgeganError(
+            f"--direction applies to cyclegan and pix2pix runs; {run_dir} is a GAN run"
+        )
+    if directions:
+        task_directions(spec["task"], directions)  # one the run lacks fails before any work
     if engine_profile is not None:
         _check_engine_profile(spec, engine_profile, directions)
 
@@ -392,7 +398,7 @@ def export(
     tmp.mkdir()
     done = False
     try:
-        if spec["task"] == "cyclegan":
+        if is_translation_task(spec["task"]):
             from edgegan.export.cyclegan import export_graphs
 
             parts = export_graphs(

@@ -25,6 +25,8 @@ per-graph parts are keyed by direction first::
      "models": {"AtoB": {"fp32": {...}, "fp16": {...}}, "BtoA": {...}},
      "engines": {"AtoB": {"fp16": {...}}}}
 
+A ``pix2pix`` bundle is laid out the same, with the ``AtoB`` direction alone.
+
 :func:`graph_entries` and :func:`engine_entries` pick the ``{precision: entry}`` of a GAN
 bundle or of one direction, so the code around them is the same for both.
 
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError, format_mismatch
+from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task
 from edgegan.fileio import left_by_gone, sha256_file, write_json
 
 BUNDLE_FILE = "edgegan.json"
@@ -128,16 +131,18 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
 _SPEC_INTS: dict[str, dict[str, int]] = {
     "gan": {"latent_dim": 1, "num_classes": 0},
     "cyclegan": {"channels_a": 1, "channels_b": 1, "image_size": 1},
+    "pix2pix": {"channels_a": 1, "channels_b": 1, "image_size": 1},
 }
 #: Optional integers and their range: a translator pads its inputs to these, so an edited
 #: 20000 padded a 28 px image to 20000x20000 (gigabytes) before anything failed.
 _SPEC_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "cyclegan": {"size_multiple": (1, 1024), "min_side": (1, 1024)},
+    "pix2pix": {"size_multiple": (1, 1024), "min_side": (1, 1024)},
 }
 
 
 def _spec_problem(meta: dict[str, Any]) -> str | None:
-    """What is wrong with a gan or cyclegan bundle's spec (None: nothing), so an edited or
+    """What is wrong with a gan, cyclegan or pix2pix bundle's spec (None: nothing), so an edited or
     truncated edgegan.json is one line here rather than a traceback in a runtime."""
     spec, task = meta["spec"], meta.get("task")
     for key, least in _SPEC_INTS.get(str(task), {}).items():
@@ -156,10 +161,10 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
             or not all(_is_int(v) and v >= 1 for v in shape)
         ):
             return f"spec.image_shape must be [channels, height, width], got {shape!r}"
-    if task == "cyclegan":
-        have = meta.get("directions")
-        if not isinstance(have, list) or not have or not set(have) <= {"AtoB", "BtoA"}:
-            return f"directions must list AtoB and/or BtoA, got {have!r}"
+    if is_translation_task(task):
+        have, may = meta.get("directions"), TASK_DIRECTIONS[str(task)]
+        if not isinstance(have, list) or not have or not set(have) <= set(may):
+            return f"directions must list {' and/or '.join(may)}, got {have!r}"
     value_range = spec.get("value_range", [-1.0, 1.0])
     if not (
         isinstance(value_range, list)
@@ -178,11 +183,11 @@ def _is_int(value: Any) -> bool:
 
 def _file_entries(meta: dict[str, Any], section: str) -> list[tuple[str, Any]]:
     """``(where, entry)`` of each graph in ``models`` or ``engines``: ``{precision: entry}``,
-    per direction in a cyclegan bundle."""
+    per direction in a cyclegan or pix2pix bundle."""
     table = meta[section]
     if not isinstance(table, dict):
         return [(section, None)]
-    if meta.get("task") == "cyclegan":
+    if is_translation_task(meta.get("task")):
         groups = [(f"{section}.{d}", table[d]) for d in table]
     else:
         groups = [(section, table)]
@@ -348,7 +353,7 @@ def recorded_digest(meta: dict[str, Any], direction: str | None = None) -> str |
 
 
 def directions(meta: dict[str, Any]) -> list[str]:
-    """The directions of a cyclegan bundle (empty for a GAN bundle)."""
+    """The directions of a cyclegan or pix2pix bundle (empty for a GAN bundle)."""
     return list(meta.get("directions") or [])
 
 
@@ -360,11 +365,20 @@ def _per_graph(meta: dict[str, Any], key: str, direction: str | None) -> dict[st
     if not have:
         if direction:
             raise EdgeganError(
-                f"--direction applies to cyclegan bundles; this is a '{meta.get('task')}' bundle"
+                f"--direction applies to cyclegan and pix2pix bundles; this is a "
+                f"'{meta.get('task')}' bundle"
             )
         return table
     if not direction:
-        raise EdgeganError(f"this is a cyclegan bundle: give --direction ({' or '.join(have)})")
+        raise EdgeganError(
+            f"this is a {meta.get('task')} bundle: give --direction ({' or '.join(have)})"
+        )
+    task = str(meta.get("task"))
+    if direction not in TASK_DIRECTIONS.get(task, (direction,)):
+        raise EdgeganError(
+            f"a {task} bundle has {' and '.join(TASK_DIRECTIONS[task])} alone; "
+            f"--direction {direction} has no generator there"
+        )
     if direction not in have:
         raise EdgeganError(
             f"the bundle has no {direction} graphs (it has: {', '.join(have)}); export the run "

@@ -1,6 +1,8 @@
-"""The graphs of a cyclegan run: one image-to-image graph per direction and precision.
+"""The graphs of a cyclegan or pix2pix run: one image-to-image graph per direction and
+precision.
 
-``AtoB`` is ``g_ab`` (with its EMA weights when the run kept them), ``BtoA`` is ``g_ba``; each
+``AtoB`` is ``g_ab`` (with its EMA weights when the run kept them), ``BtoA`` is ``g_ba`` (a
+cyclegan run's; a pix2pix run has ``AtoB`` alone); each
 is exported, checked and described exactly like a GAN generator (the exporters are the same
 plugins; :mod:`edgegan.export.signature` supplies what differs), into ``model_AtoB.onnx``,
 ``model_AtoB.fp16.onnx``, ``model_AtoB.int8.onnx`` and the same for ``BtoA``. The INT8 graphs
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import DataError, EdgeganError
-from edgegan.export.signature import DIRECTIONS, MIN_SIDE, check_direction, io_spec
+from edgegan.export.signature import MIN_SIDE, check_direction, io_spec, task_directions
 
 DOMAINS: dict[str, str] = {"AtoB": "A", "BtoA": "B"}  # the domain each direction reads
 
@@ -104,8 +106,8 @@ def export_graphs(
     checkpoint: str | None = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Export each direction of the cyclegan run at each precision into ``out_dir`` (and run
-    the ``artifacts`` exporter plugins on each direction).
+    """Export each direction of the cyclegan or pix2pix run at each precision into
+    ``out_dir`` (and run the ``artifacts`` exporter plugins on each direction).
 
     ``build(precision, **params)`` returns the exporter plugin of a precision. Returns the
     parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
@@ -119,9 +121,7 @@ def export_graphs(
     from edgegan.train.logs import checkpoint_file
     from edgegan.translate import load_translator, translator_weights
 
-    todo = list(dict.fromkeys(directions or DIRECTIONS))
-    for d in todo:
-        check_direction(d)
+    todo = task_directions(spec["task"], directions)
     path = checkpoint_file(run_dir, checkpoint)
     if state is None:
         state = load_checkpoint(path, map_location="cpu")

@@ -4,7 +4,8 @@ edgegan exports two kinds of generator, told apart by their spec:
 
 - GAN (``task: gan``): ``z`` float32 ``[batch, latent_dim]`` [, ``labels`` int64 ``[batch]``]
   -> ``image`` float32 ``[batch, C, H, W]``; the batch axis is dynamic.
-- Image-to-image, one direction of a ``cyclegan`` run (the spec has a ``direction``):
+- Image-to-image, one direction of a ``cyclegan`` or ``pix2pix`` run (the spec has a
+  ``direction``):
   ``image`` float32 ``[batch, C_in, height, width]`` -> ``translated`` ``[batch, C_out,
   height, width]``; batch, height and width are dynamic, height and width multiples of the
   spec's ``size_multiple``.
@@ -28,11 +29,35 @@ IMAGE = "image"  # a GAN's output, a translator's input
 TRANSLATED = "translated"
 DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 NETWORKS: dict[str, str] = {"AtoB": "g_ab", "BtoA": "g_ba"}
+#: The image-to-image tasks and the directions their runs (and bundles) can have: a
+#: pix2pix run trains its A -> B generator alone.
+TASK_DIRECTIONS: dict[str, tuple[str, ...]] = {"cyclegan": DIRECTIONS, "pix2pix": ("AtoB",)}
 DEFAULT_SIZE_MULTIPLE = 4
 
 
+def is_translation_task(task: object) -> bool:
+    """Whether runs and bundles of ``task`` hold image-to-image generators, by direction."""
+    return task in TASK_DIRECTIONS
+
+
+def task_directions(task: str, asked: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """The directions of a ``task`` run to export or build: ``asked`` (checked, each once),
+    else all it has; one it lacks is an error naming those it has."""
+    have = TASK_DIRECTIONS[task]
+    todo = list(dict.fromkeys(asked or have))
+    for d in todo:
+        check_direction(d)
+        if d not in have:
+            raise EdgeganError(
+                f"--direction {d}: a {task} run has {' and '.join(have)} alone "
+                f"(its generator translates A -> B)"
+            )
+    return todo
+
+
 def is_translator(spec: dict[str, Any]) -> bool:
-    """Whether ``spec`` describes an image-to-image graph (one cyclegan direction)."""
+    """Whether ``spec`` describes an image-to-image graph (one direction of a cyclegan or
+    pix2pix run)."""
     return bool(spec.get("direction"))
 
 
@@ -44,16 +69,20 @@ def check_direction(direction: str, option: str = "--direction") -> str:
 
 
 def direction_spec(
-    spec: dict[str, Any], direction: str, size_multiple: int | None = None
+    spec: dict[str, Any],
+    direction: str,
+    size_multiple: int | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    """The spec of one direction's graph, from a cyclegan run's or bundle's spec
-    (``channels_a``, ``channels_b``, ``image_size``, ``value_range``)."""
+    """The spec of one direction's graph, from a cyclegan or pix2pix run's or bundle's spec
+    (``channels_a``, ``channels_b``, ``image_size``, ``value_range``); ``task``: the
+    bundle's, whose spec names none (a run's spec does)."""
     check_direction(direction)
     ca, cb = int(spec["channels_a"]), int(spec["channels_b"])
     c_in, c_out = (ca, cb) if direction == "AtoB" else (cb, ca)
     multiple = size_multiple or spec.get("size_multiple") or DEFAULT_SIZE_MULTIPLE
     return {
-        "task": "cyclegan",
+        "task": task or spec.get("task") or "cyclegan",
         "direction": direction,
         "network": NETWORKS[direction],
         "channels_in": c_in,

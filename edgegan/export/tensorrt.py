@@ -404,7 +404,7 @@ def build_engines(
             )
         for p in todo:  # before any build: a link, another graph, external data files
             bundles.check_graph_file(bundle / models[p]["file"], models[p])
-        spec = direction_spec(meta["spec"], d) if d else dict(meta["spec"])
+        spec = direction_spec(meta["spec"], d, task=meta.get("task")) if d else dict(meta["spec"])
         profile = resolve_profile(spec, options.batch, options.size)
         graphs.append((d, spec, models, todo, profile))
     env = build_env(trt, device)

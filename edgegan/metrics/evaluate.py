@@ -19,6 +19,7 @@ from typing import Any
 
 from edgegan.data.files import READ_EXTENSIONS, pick_images
 from edgegan.errors import EdgeganError, caller_stacklevel
+from edgegan.export.signature import is_translation_task
 
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -345,11 +346,13 @@ def evaluate_generator(
     from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
-    if target_task(target)[0] == "cyclegan":
+    task = target_task(target)[0]
+    if is_translation_task(task):
+        how = "--direction AtoB --input DIR" if task == "cyclegan" else "--input DIR"
         raise EdgeganError(
-            f"{target} is a cyclegan run or bundle: eval scores a GAN's samples; a cyclegan "
+            f"{target} is a {task} run or bundle: eval scores a GAN's samples; a {task} "
             "run's scores on its test split are in its eval.json (paired: L1, PSNR, SSIM), and "
-            "`edgegan infer --direction AtoB --input DIR` translates images"
+            f"`edgegan infer {how}` translates images"
         )
     images, labels = [], []
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:

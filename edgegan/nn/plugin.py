@@ -148,6 +148,38 @@ def build_unet(
     )
 
 
+def build_unet_any(
+    channels: int,
+    image_size: int,
+    channels_out: int = 0,
+    num_downs: int = 0,
+    ngf: int = 64,
+    norm: str = "batch",
+    use_dropout: bool = False,
+    init: str = "normal",
+    init_gain: float = 0.02,
+) -> UnetGenerator:
+    """pix2pix U-Net generator of any depth from 5 to 8 downsamplings: ``num_downs`` 0 takes
+    as many as ``image_size`` allows (its largest power-of-two factor, at most 8: 32 px
+    gives 5, 256 px 8, as ``unet_256``)."""
+    if num_downs == 0:
+        num_downs = 5
+        while num_downs < 8 and image_size % 2 ** (num_downs + 1) == 0:
+            num_downs += 1
+    return build_unet(
+        "unet",
+        num_downs,
+        channels,
+        image_size,
+        channels_out=channels_out,
+        ngf=ngf,
+        norm=norm,
+        use_dropout=use_dropout,
+        init=init,
+        init_gain=init_gain,
+    )
+
+
 build_resnet_9blocks = _variant(
     build_resnet,
     "resnet_9blocks",
@@ -224,6 +256,7 @@ def edgegan_register_models(register: Any) -> None:
         ("resnet_6blocks", build_resnet_6blocks, "ResNet generator, 6 blocks (CycleGAN, 128 px)"),
         ("unet_128", build_unet_128, "U-Net generator, 7 downsamplings (pix2pix)"),
         ("unet_256", build_unet_256, "U-Net generator, 8 downsamplings (pix2pix)"),
+        ("unet", build_unet_any, "U-Net generator, 5-8 downsamplings (default: by image_size)"),
     ):
         register(name, factory, role="generator", description=f"{what}; image-to-image")
     register(

@@ -53,7 +53,7 @@ class Target:
             if self.direction:
                 from edgegan.export.signature import direction_spec
 
-                return direction_spec(self.meta["spec"], self.direction)
+                return direction_spec(self.meta["spec"], self.direction, task=self.meta.get("task"))
             return dict(self.meta["spec"])
         return dict(self.load_generator().spec)
 
@@ -141,7 +141,10 @@ def _bundle_target(path: Path, bundle: Path, direction: str | None, run_dir: Pat
     from edgegan.export.bundle import graph_entries, read_bundle
 
     meta = read_bundle(bundle)
-    if meta.get("task", "gan") not in ("gan", "cyclegan"):
+    from edgegan.export.signature import is_translation_task
+
+    task = meta.get("task", "gan")
+    if task != "gan" and not is_translation_task(task):
         raise EdgeganError(f"{bundle} is a '{meta.get('task')}' bundle, which edgegan cannot run")
     graph_entries(meta, direction)  # a cyclegan bundle needs a direction it has; a GAN, none
     return Target(path, bundle=bundle, meta=meta, run_dir=run_dir, direction=direction)

@@ -12,7 +12,6 @@ as the reference implementation does.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -20,45 +19,28 @@ import torch.nn.functional as F
 
 from edgegan import contracts
 from edgegan.config import check_generator_kind
-from edgegan.data.files import DataWarning
-from edgegan.errors import ConfigError, DataError
+from edgegan.errors import ConfigError
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
 from edgegan.train.pool import ImagePool
-from edgegan.train.task import Task, register_task
-
-
-def _rgb(x: torch.Tensor) -> torch.Tensor:
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def training_scale(dataset: Any) -> dict[str, Any]:
-    """How the dataset scaled the images the generators trained on, when it says (the
-    ``unpaired`` dataset's ``preprocess`` and ``load_size``), for ``infer --resize train``."""
-    mode = getattr(dataset, "preprocess", None)
-    if not isinstance(mode, str):
-        return {}
-    return {"preprocess": mode, "load_size": int(getattr(dataset, "load_size", 0) or 0)}
+from edgegan.train.task import register_task
+from edgegan.train.translation import TranslationTask, rgb
 
 
 @register_task
-class CycleGANTask(Task):
+class CycleGANTask(TranslationTask):
     name = "cyclegan"
     networks = ("g_ab", "g_ba", "d_a", "d_b")
     optimizers = {"g": (("g_ab", "g_ba"), "g"), "d": (("d_a", "d_b"), "d")}
     sample_network = "g_ab"
+    translations = {"ab": ("g_ab", "A", "B"), "ba": ("g_ba", "B", "A")}
+    settings = "cycle"
 
     def build_networks(self) -> None:
         manager = get_manager()
         models = manager.registry("models")
-        if not hasattr(self.dataset, "image_shape_b"):
-            raise ConfigError(
-                f"the cyclegan task needs a two-domain dataset (e.g. unpaired, cyclegan-digits); "
-                f"'{self.config.data.name}' is not one"
-            )
-        ca, h, _ = self.dataset.image_shape
-        cb = self.dataset.image_shape_b[0]
-        self.channels_a, self.channels_b, self.size = int(ca), int(cb), int(h)
+        self.read_domains()
+        ca, cb = self.channels_a, self.channels_b
         cyc = self.config.cycle
         if cyc.uses_identity() and ca != cb:
             raise ConfigError(
@@ -81,17 +63,6 @@ class CycleGANTask(Task):
         self.loss = manager.registry("losses").build(self.config.loss.name, self.config.loss.params)
         contracts.check_cyclegan_parts(self)
         self.pool_a, self.pool_b = ImagePool(cyc.pool_size), ImagePool(cyc.pool_size)
-
-    def generator_spec(self) -> dict[str, Any]:
-        return {
-            "task": self.name,
-            "network": "g_ab",
-            "channels_a": int(self.channels_a),
-            "channels_b": int(self.channels_b),
-            "image_size": int(self.size),
-            "value_range": [-1.0, 1.0],
-            **training_scale(self.dataset),
-        }
 
     def train_step(self, batches: Any, step: int) -> dict[str, torch.Tensor]:
         cyc, amp, loss = self.config.cycle, self.precision, self.loss
@@ -164,35 +135,7 @@ class CycleGANTask(Task):
         )
         return out
 
-    # -- previews and evaluation ------------------------------------------------------------
-    def _eval_dataset(self) -> Any:
-        """The test split (built once: evaluation may run every ``eval.every`` steps)."""
-        if getattr(self, "_eval_ds", None) is None:
-            data = self.config.data
-            try:
-                registry = get_manager().registry("datasets")
-                self._eval_ds = registry.build(data.name, data.params, {"split": "test"})
-            except DataError as exc:
-                # No (usable) test split: preview the training data, and say why nothing is
-                # evaluated (a broken testA/ file must not pass for a missing one in silence).
-                warnings.warn(
-                    f"no test split to evaluate on ({exc}); previews show training images and "
-                    "the run gets no paired scores",
-                    DataWarning,
-                    stacklevel=2,
-                )
-                self._eval_ds = self.dataset
-        return self._eval_ds
-
-    def fixed_inputs(self, n: int, seed: int) -> dict[str, torch.Tensor]:
-        ds = self._eval_dataset()
-        k = min(self.config.cycle.preview, len(ds))
-        items = [ds[i] for i in range(k)]
-        return {
-            "A": torch.stack([it["A"] for it in items]),
-            "B": torch.stack([it["B"] for it in items]),
-        }
-
+    # -- previews ---------------------------------------------------------------------------
     def preview(self, trainer: Any, fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Rows: real A, fake B, reconstructed A, real B, fake A, reconstructed B."""
         a, b = fixed["A"], fixed["B"]
@@ -201,27 +144,7 @@ class CycleGANTask(Task):
         rec_a = trainer.sample(fake_b, module=self.g_ba)
         rec_b = trainer.sample(fake_a, module=self.g_ab)
         rows = [a, fake_b, rec_a, b, fake_a, rec_b]
-        return torch.cat([_rgb(r) for r in rows]), len(a)
-
-    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
-        """L1/PSNR/SSIM of g_ab(A) against the true B (and g_ba(B) against A) on the first
-        ``num_samples`` test pairs, when the test split is paired."""
-        from edgegan.metrics.paired import paired_scores
-
-        ds = self._eval_dataset()
-        if ds is self.dataset or not getattr(ds, "paired", False):
-            return {}
-        n = min(len(ds), num_samples or self.config.eval.num_samples)
-        scores: dict[str, list[float]] = {}
-        for i in range(0, n, 256):
-            items = [ds[j] for j in range(i, min(n, i + 256))]
-            a = torch.stack([it["A"] for it in items])
-            b = torch.stack([it["B"] for it in items])
-            chunk = paired_scores(trainer.sample(a), b, "ab_")
-            chunk.update(paired_scores(trainer.sample(b, module=self.g_ba), a, "ba_"))
-            for key, value in chunk.items():
-                scores.setdefault(key, []).append(value * len(items))
-        return {k: sum(v) / n for k, v in scores.items()}
+        return torch.cat([rgb(r) for r in rows]), len(a)
 
     # -- pools are part of the state -------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

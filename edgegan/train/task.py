@@ -1,4 +1,4 @@
-"""The declarative base of training tasks (``gan``, and later ``cyclegan``).
+"""The declarative base of training tasks (``gan``, ``cyclegan``, ``pix2pix``).
 
 A task names its networks and optimisers; the trainer checkpoints, logs and schedules them
 generically from those names, as the reference CycleGAN's BaseModel does, without a global
@@ -170,6 +170,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 def get_task(name: str) -> type[Task]:
     import edgegan.train.cyclegan  # noqa: F401  (registers the built-in tasks)
     import edgegan.train.gan  # noqa: F401
+    import edgegan.train.pix2pix  # noqa: F401
 
     if name not in TASKS:
         raise unknown("task", name, TASKS)

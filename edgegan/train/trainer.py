@@ -22,6 +22,7 @@ import torch
 
 from edgegan import __version__, contracts
 from edgegan.config import (
+    GENERATOR_KINDS,
     Config,
     changed_parts,
     config_from_dict,
@@ -118,6 +119,8 @@ def _validate(config: Config) -> None:
         (cyc.lambda_a is None or cyc.lambda_a >= 0, "cycle.lambda_a must be >= 0"),
         (cyc.lambda_b is None or cyc.lambda_b >= 0, "cycle.lambda_b must be >= 0"),
         (cyc.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
+        (config.pix2pix.lambda_l1 >= 0, "pix2pix.lambda_l1 must be >= 0"),
+        (config.pix2pix.preview > 0, "pix2pix.preview must be > 0"),
     ]
     for name in ("g", "d"):
         o = getattr(config.optim, name)
@@ -131,8 +134,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(message)
     fastpath.validate(t)
     schedule.validate(t)
-    if config.task == "cyclegan":
-        # the GAN task's discriminator settings: a cyclegan run ignored them in silence
+    if GENERATOR_KINDS.get(config.task) == "image-to-image":
+        # the GAN task's discriminator settings: an image-to-image run ignored them in silence
         given = [
             (key, value, off)  # off: the value that leaves the setting off
             for key, value, off in (
@@ -150,9 +153,9 @@ def _validate(config: Config) -> None:
             it = "it" if len(unused) == 1 else "them"
             reset = " ".join(f"train.{k}={off}" for k, _, off in given)
             raise ConfigError(
-                f"{', '.join(unused)}: only task gan uses {it}, a cyclegan run would ignore "
-                f"{it}; remove {it}, or override {it} ({reset}: resuming a run that set "
-                f"{it}); a cyclegan's gradient penalty is loss.name=wgan-gp"
+                f"{', '.join(unused)}: only task gan uses {it}, a {config.task} run would "
+                f"ignore {it}; remove {it}, or override {it} ({reset}: resuming a run that "
+                f"set {it}); a {config.task}'s gradient penalty is loss.name=wgan-gp"
             )
 
 
@@ -200,7 +203,7 @@ def collapse(images: torch.Tensor) -> str | None:
 
 
 #: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
-_PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"))
+_PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"), ("pix2pix", "preview"))
 
 
 def _best_name(best: str) -> str:
