@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,9 +50,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
-from edgegan.data.files import READ_EXTENSIONS
-from edgegan.data.folder import SKIP_BAD_HINT, list_images, readable_images
+from edgegan.data.base import check_limit
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -65,25 +62,13 @@ from edgegan.data.transforms import (
     scale_width,
     to_tensor,
 )
-from edgegan.data.unpaired import PREPROCESS
+from edgegan.data.unpaired import ImageFiles, SkipWarnings, check_channels, check_scaling
 from edgegan.errors import DataError
 
 SPLITS = ("train", "val", "test")
 #: ``direction``: the reference's; ``BtoA`` makes the right half the input (item ``"A"``)
 DIRECTIONS = ("AtoB", "BtoA")
 _WHERE = "dataset 'aligned'"
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise DataError(f"{_WHERE}: {name} must be an integer in {low}..{high}, got {value!r}")
-    return value
-
-
-def _check_channels(name: str, value: object) -> int:
-    if isinstance(value, bool) or value not in (1, 3):
-        raise DataError(f"{_WHERE}: {name} must be 1 (grey) or 3 (RGB), got {value!r}")
-    return int(value)
 
 
 def _probe_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
@@ -102,7 +87,7 @@ def _probe_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
         return list(pool.map(size, paths, chunksize=64))
 
 
-class AlignedImageDataset(Dataset):
+class AlignedImageDataset(SkipWarnings, Dataset):
     """Image files each holding an A|B pair side by side, for paired translation (pix2pix);
     items are dicts ``{"A": (C_a, S, S), "B": (C_b, S, S), "A_path": str, "B_path": str}`` in
     [-1, 1], both paths the pair's file."""
@@ -132,19 +117,10 @@ class AlignedImageDataset(Dataset):
                 f"{_WHERE}: direction must be AtoB (A on the left half is the input) or BtoA, "
                 f"got {direction!r}"
             )
-        if preprocess not in PREPROCESS:
-            raise DataError(
-                f"{_WHERE}: preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}"
-            )
-        self.preprocess = preprocess
-        self.load_size = _check_int("load_size", load_size, 1, MAX_IMAGE_SIZE)
-        self.crop_size = _check_int("crop_size", crop_size, 1, MAX_IMAGE_SIZE)
-        if crop_size > load_size:
-            raise DataError(
-                f"{_WHERE}: crop_size ({crop_size}) must not exceed load_size ({load_size})"
-            )
-        self.channels_a = _check_channels("channels_a", channels_a)
-        self.channels_b = _check_channels("channels_b", channels_b)
+        check_scaling(_WHERE, preprocess, load_size, crop_size)
+        self.preprocess, self.load_size, self.crop_size = preprocess, load_size, crop_size
+        self.channels_a = check_channels(_WHERE, "channels_a", channels_a)
+        self.channels_b = check_channels(_WHERE, "channels_b", channels_b)
         check_limit(limit, _WHERE)
         if not isinstance(root, (str, Path)) or str(root) == "":
             raise DataError(
@@ -173,17 +149,7 @@ class AlignedImageDataset(Dataset):
         self.rng: random.Random | None = None
         self.class_names: list[str] = []
         self._warned_lazy = False
-        rel = list_images(folder, READ_EXTENSIONS, _WHERE, "convert them to read them", 2)
-        if not rel:
-            raise DataError(
-                f"no images in {folder} (looked recursively for {', '.join(READ_EXTENSIONS)} files)"
-            )
-        if limit:
-            rel = rel[:limit]
-        ok = set(readable_images([folder / r for r in rel], folder, self.skip_bad, stacklevel=2))
-        self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]
-        self.skipped: list[str] = [str(folder / r) for i, r in enumerate(rel) if i not in ok]
-        self.bad: set[int] = set()
+        self.files = ImageFiles(folder, limit, self.skip_bad, _WHERE)
         self._check_sizes()
 
     def _check_sizes(self) -> None:
@@ -220,11 +186,19 @@ class AlignedImageDataset(Dataset):
         return self.channels_b, self.crop_size, self.crop_size
 
     @property
+    def rel(self) -> list[str]:
+        return self.files.rel
+
+    @property
     def paths(self) -> list[str]:
-        return [str(self.folder / r) for r in self.rel]
+        return self.files.paths
+
+    @property
+    def skipped(self) -> list[str]:
+        return self.files.skipped
 
     def __len__(self) -> int:
-        return len(self.rel)
+        return len(self.files)
 
     def _scale(self, img: Image.Image) -> Image.Image:
         """The reference's resize of one half (``preprocess``), before the crop."""
@@ -280,31 +254,8 @@ class AlignedImageDataset(Dataset):
         return to_tensor(a), to_tensor(b)
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        n = len(self.rel)
-        if not self.skip_bad:
-            path = str(self.folder / self.rel[index])
-            try:
-                return (*self.transform(path), path)
-            except DataError as exc:  # pixels that fail only when decoded, mid-training
-                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
-        for step in range(n):
-            i = (index + step) % n
-            if i in self.bad:
-                continue
-            path = str(self.folder / self.rel[i])
-            try:
-                return (*self.transform(path), path)
-            except DataError as exc:
-                self.bad.add(i)
-                self.skipped.append(path)
-                if not self._warned_lazy:
-                    self._warned_lazy = True
-                    warnings.warn(
-                        f"{exc}; skipping it and any further unreadable image (skip_bad)",
-                        DataWarning,
-                        stacklevel=3,
-                    )
-        raise DataError(f"no readable images left in {self.folder}")
+        (a, b), path = self.files.load(index, self.transform, self._skipping)
+        return a, b, path
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)

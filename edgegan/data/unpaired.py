@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.utils.data import Dataset
@@ -56,6 +57,8 @@ from edgegan.data.transforms import (
 )
 from edgegan.errors import DataError
 
+T = TypeVar("T")
+
 SPLITS = ("train", "test")
 #: ``preprocess`` modes: the reference's that give every image one size (its ``scale_width``
 #: and ``none`` give sizes that cannot share a batch).
@@ -63,29 +66,43 @@ PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "crop")
 _WHERE = "dataset 'unpaired'"
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> int:
+def check_int(where: str, name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise DataError(f"{_WHERE}: {name} must be an integer in {low}..{high}, got {value!r}")
+        raise DataError(f"{where}: {name} must be an integer in {low}..{high}, got {value!r}")
     return value
 
 
-def _check_channels(name: str, value: object) -> int:
+def check_channels(where: str, name: str, value: object) -> int:
     if isinstance(value, bool) or value not in (1, 3):
-        raise DataError(f"{_WHERE}: {name} must be 1 (grey) or 3 (RGB), got {value!r}")
+        raise DataError(f"{where}: {name} must be 1 (grey) or 3 (RGB), got {value!r}")
     return int(value)
+
+
+def check_scaling(where: str, preprocess: object, load_size: object, crop_size: object) -> None:
+    """The reference's ``preprocess`` mode and sizes (``crop_size`` at most ``load_size``)."""
+    if preprocess not in PREPROCESS:
+        raise DataError(
+            f"{where}: preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}"
+        )
+    load = check_int(where, "load_size", load_size, 1, MAX_IMAGE_SIZE)
+    crop = check_int(where, "crop_size", crop_size, 1, MAX_IMAGE_SIZE)
+    if crop > load:
+        raise DataError(f"{where}: crop_size ({crop}) must not exceed load_size ({load})")
 
 
 def _stem(rel: str) -> str:
     return str(PurePosixPath(rel).with_suffix(""))
 
 
-class _Domain:
-    """The files of one domain folder, header-checked."""
+class ImageFiles:
+    """The image files of one folder (searched recursively, sorted, the first ``limit``),
+    header-checked: with ``skip_bad`` the unreadable ones are left out (``skipped``), and
+    :meth:`load` passes over files that fail only when decoded."""
 
-    def __init__(self, folder: Path, limit: int, skip_bad: bool) -> None:
+    def __init__(self, folder: Path, limit: int, skip_bad: bool, where: str) -> None:
         if not folder.is_dir():
-            raise DataError(f"{_WHERE}: domain folder not found: {folder}")
-        rel = list_images(folder, READ_EXTENSIONS, _WHERE, "convert them to read them", 3)
+            raise DataError(f"{where}: domain folder not found: {folder}")
+        rel = list_images(folder, READ_EXTENSIONS, where, "convert them to read them", 3)
         if not rel:
             raise DataError(
                 f"no images in {folder} (looked recursively for {', '.join(READ_EXTENSIONS)} files)"
@@ -94,6 +111,7 @@ class _Domain:
             rel = rel[:limit]
         ok = set(readable_images([folder / r for r in rel], folder, skip_bad, stacklevel=4))
         self.folder = folder
+        self.skip_bad = skip_bad
         self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]
         self.skipped: list[str] = [str(folder / r) for i, r in enumerate(rel) if i not in ok]
         self.bad: set[int] = set()
@@ -105,8 +123,50 @@ class _Domain:
     def __len__(self) -> int:
         return len(self.rel)
 
+    def load(
+        self, index: int, read: Callable[[str], T], on_skip: Callable[[DataError], None]
+    ) -> tuple[T, str]:
+        """``read(path)`` of file ``index`` and its path; with ``skip_bad``, of the next file
+        that reads (``on_skip`` told of each that does not, which is left out from then on)."""
+        n = len(self.rel)
+        if not self.skip_bad:
+            path = str(self.folder / self.rel[index])
+            try:
+                return read(path), path
+            except DataError as exc:  # pixels that fail only when decoded, mid-training
+                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
+        for step in range(n):
+            i = (index + step) % n
+            if i in self.bad:
+                continue
+            path = str(self.folder / self.rel[i])
+            try:
+                return read(path), path
+            except DataError as exc:
+                self.bad.add(i)
+                self.skipped.append(path)
+                on_skip(exc)
+        raise DataError(f"no readable images left in {self.folder}")
 
-class UnpairedImageDataset(Dataset):
+
+class SkipWarnings:
+    """For datasets of :class:`ImageFiles`: ``_skipping``, their ``on_skip``, warns of the
+    first file that fails only when decoded (skip_bad), once a dataset."""
+
+    _warned_lazy = False
+
+    def _skipping(self, exc: DataError) -> None:
+        if not self._warned_lazy:
+            self._warned_lazy = True
+            # 5: _skipping, ImageFiles.load, the dataset's _load, __getitem__, its caller
+            warnings.warn(
+                f"{exc}; skipping it and any further unreadable image (skip_bad)",
+                DataWarning,
+                stacklevel=5,
+            )
+
+
+class UnpairedImageDataset(SkipWarnings, Dataset):
     """Two folders of images, A and B, for unpaired translation; items are dicts
     ``{"A": (C_a, S, S), "B": (C_b, S, S), "A_path": str, "B_path": str}`` in [-1, 1]."""
 
@@ -128,19 +188,10 @@ class UnpairedImageDataset(Dataset):
     ) -> None:
         if split not in SPLITS:
             raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
-        if preprocess not in PREPROCESS:
-            raise DataError(
-                f"{_WHERE}: preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}"
-            )
-        self.preprocess = preprocess
-        self.load_size = _check_int("load_size", load_size, 1, MAX_IMAGE_SIZE)
-        self.crop_size = _check_int("crop_size", crop_size, 1, MAX_IMAGE_SIZE)
-        if crop_size > load_size:
-            raise DataError(
-                f"{_WHERE}: crop_size ({crop_size}) must not exceed load_size ({load_size})"
-            )
-        self.channels_a = _check_channels("channels_a", channels_a)
-        self.channels_b = _check_channels("channels_b", channels_b)
+        check_scaling(_WHERE, preprocess, load_size, crop_size)
+        self.preprocess, self.load_size, self.crop_size = preprocess, load_size, crop_size
+        self.channels_a = check_channels(_WHERE, "channels_a", channels_a)
+        self.channels_b = check_channels(_WHERE, "channels_b", channels_b)
         check_limit(limit, _WHERE)
         if not isinstance(root, (str, Path)) or str(root) == "":
             raise DataError(
@@ -161,8 +212,8 @@ class UnpairedImageDataset(Dataset):
         self.rng: random.Random | None = None
         self.class_names: list[str] = []
         self._warned_lazy = False
-        self.domain_a = _Domain(base / f"{split}A", limit, self.skip_bad)
-        self.domain_b = _Domain(base / f"{split}B", limit, self.skip_bad)
+        self.domain_a = ImageFiles(base / f"{split}A", limit, self.skip_bad, _WHERE)
+        self.domain_b = ImageFiles(base / f"{split}B", limit, self.skip_bad, _WHERE)
         if preprocess == "crop":  # now, not at the step that first draws a small one
             for domain in (self.domain_a, self.domain_b):
                 _check_crop(domain, self.crop_size)
@@ -228,32 +279,8 @@ class UnpairedImageDataset(Dataset):
             img = hflip(img)
         return to_tensor(img)
 
-    def _load(self, domain: _Domain, index: int, channels: int) -> tuple[torch.Tensor, str]:
-        n = len(domain)
-        if not self.skip_bad:
-            path = str(domain.folder / domain.rel[index])
-            try:
-                return self.transform(path, channels), path
-            except DataError as exc:  # pixels that fail only when decoded, mid-training
-                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
-        for step in range(n):
-            i = (index + step) % n
-            if i in domain.bad:
-                continue
-            path = str(domain.folder / domain.rel[i])
-            try:
-                return self.transform(path, channels), path
-            except DataError as exc:
-                domain.bad.add(i)
-                domain.skipped.append(path)
-                if not self._warned_lazy:
-                    self._warned_lazy = True
-                    warnings.warn(
-                        f"{exc}; skipping it and any further unreadable image (skip_bad)",
-                        DataWarning,
-                        stacklevel=3,
-                    )
-        raise DataError(f"no readable images left in {domain.folder}")
+    def _load(self, domain: ImageFiles, index: int, channels: int) -> tuple[torch.Tensor, str]:
+        return domain.load(index, lambda path: self.transform(path, channels), self._skipping)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
@@ -279,7 +306,7 @@ class UnpairedImageDataset(Dataset):
         )
 
 
-def _check_crop(domain: _Domain, crop_size: int) -> None:
+def _check_crop(domain: ImageFiles, crop_size: int) -> None:
     """``preprocess=crop`` takes crops of the images as they are: each must hold one."""
     from edgegan.data.transforms import probe_image
 
