@@ -227,6 +227,9 @@ class AlignedImageDataset(SkipWarnings, Dataset):
         draft = None if self.preprocess == "crop" else 2 * size
         ab = load_image(path, 1 if grey else 3, draft_size=draft)
         w, h = ab.size
+        if w % 2 and draft is not None:  # the draft's scale rounded an even width up
+            ab = load_image(path, 1 if grey else 3)
+            w, h = ab.size
         if w % 2:  # (a file whose EXIF orientation turns it)
             raise DataError(
                 f"{path} is {w}x{h}: an odd width does not split into A and B side by side"
