@@ -432,12 +432,17 @@ def target_task(target: Any) -> tuple[str | None, str]:
     """The task of a target and what said it: ``"bundle"`` (its ``edgegan.json``, or that of
     a run's ``export/``) or ``"run"`` (its checkpoint's spec); ``(None, "")`` when neither."""
     from edgegan.export.bundle import is_bundle, read_bundle
+    from edgegan.train.logs import CHECKPOINT, is_run_dir
 
     path = Path(getattr(target, "path", target))
     for folder in (path, path / "export"):
         if is_bundle(folder):
-            return read_bundle(folder).get("task"), "bundle"
-    from edgegan.train.logs import CHECKPOINT, is_run_dir
+            try:
+                return read_bundle(folder).get("task"), "bundle"
+            except EdgeganError:
+                if folder == path or not is_run_dir(path):
+                    raise
+                break  # a run's damaged bundle: its checkpoint still says (as the torch runner)
 
     if is_run_dir(path):
         from edgegan.train.checkpoint import load_checkpoint

@@ -184,6 +184,10 @@ def test_export_has_the_one_direction_and_runs_alike_on_every_backend(run, tmp_p
             "is a pix2pix run: translate images with --input",
         ),
         (["eval", "{bundle}"], "is a pix2pix run or bundle: eval scores a GAN's samples"),
+        (
+            ["infer", "{bundle}", "--num", "4", "--out", "{out}"],
+            "AtoB is an image-to-image generator: it translates images",
+        ),
     ],  # fmt: skip
 )
 def test_the_missing_direction_and_sampling_are_one_clear_line(run, tmp_path, args, message):
@@ -283,3 +287,44 @@ def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
     meta = export(result.run_dir, out=tmp_path / "b", int8=True, calib_samples=8)
     source = meta["models"]["AtoB"]["int8"]["calibration"]
     assert "dataset aligned, test split, domain A, first 8" in json.dumps(source)
+
+
+def test_a_run_with_its_bundle_translates_and_refuses_as_the_run(run, tmp_path):
+    """RUN/export serves `infer RUN` (no --direction needed on any backend); BtoA is the
+    run's one error, not a warning about its bundle first; a damaged bundle leaves the torch
+    backend the checkpoint, as with --direction."""
+    import shutil
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    shutil.copytree(run.run_dir.parent / "bundle", copy / "export")
+    Image.new("L", (32, 32)).save(tmp_path / "in.png")
+
+    def infer(*args: str) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "edgegan",
+            "infer",
+            str(copy),
+            "--input",
+            str(tmp_path / "in.png"),
+        ]
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+
+    done = infer("--out", str(tmp_path / "o1"), "--backend", "onnxruntime")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o1" / "in.png").is_file()
+    refused = infer("--out", str(tmp_path / "o2"), "--direction", "BtoA")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: --direction BtoA: a pix2pix run has AtoB alone (its generator translates A -> B)\n"
+    )
+    (copy / "export" / "edgegan.json").write_text("{")
+    torch_run = infer("--out", str(tmp_path / "o3"))
+    assert torch_run.returncode == 0, torch_run.stderr
+    assert (tmp_path / "o3" / "in.png").is_file() and "is not used" in torch_run.stderr

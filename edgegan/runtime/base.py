@@ -139,27 +139,33 @@ def _is_bundle(path: Path) -> bool:
 
 def _bundle_target(path: Path, bundle: Path, direction: str | None, run_dir: Path | None) -> Target:
     from edgegan.export.bundle import graph_entries, read_bundle
+    from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task
 
     meta = read_bundle(bundle)
-    from edgegan.export.signature import is_translation_task
-
     task = meta.get("task", "gan")
     if task != "gan" and not is_translation_task(task):
         raise EdgeganError(f"{bundle} is a '{meta.get('task')}' bundle, which edgegan cannot run")
+    only = TASK_DIRECTIONS.get(str(task), ())
+    if direction is None and len(only) == 1:
+        direction = only[0]  # a pix2pix bundle's one generator needs no --direction
     graph_entries(meta, direction)  # a cyclegan bundle needs a direction it has; a GAN, none
     return Target(path, bundle=bundle, meta=meta, run_dir=run_dir, direction=direction)
 
 
 def _wrong_kind(bundle: Path, direction: str | None) -> bool:
     """A readable bundle of the other kind than ``direction`` asks for: a GAN's with one, a
-    cyclegan's without."""
+    cyclegan's without, a pix2pix's with one it cannot have (the run's error too)."""
     from edgegan.export.bundle import directions, read_bundle
+    from edgegan.export.signature import TASK_DIRECTIONS
 
     try:
         meta = read_bundle(bundle)
     except EdgeganError:
         return False
-    return bool(directions(meta)) != (direction is not None)
+    have = directions(meta)
+    if direction is None:
+        return bool(have) and len(TASK_DIRECTIONS.get(str(meta.get("task")), have)) > 1
+    return not have or direction not in TASK_DIRECTIONS.get(str(meta.get("task")), have)
 
 
 def resolve_target(
