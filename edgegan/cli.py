@@ -551,16 +551,16 @@ def infer(
 )
 @click.option("--min-batch", type=int, help="TensorRT profile (default 1).")
 @click.option("--opt-batch", type=int, help="TensorRT profile (default 1).")
-@click.option("--max-batch", type=int, help="TensorRT profile (default 64; cyclegan 8).")
-@click.option("--min-size", type=int, help="TensorRT profile, cyclegan H/W (default size/2).")
-@click.option("--opt-size", type=int, help="TensorRT profile, cyclegan H/W (default: the run's).")
-@click.option("--max-size", type=int, help="TensorRT profile, cyclegan H/W (default 2 x size).")
+@click.option("--max-batch", type=int, help="TensorRT profile (default 64; translators 8).")
+@click.option("--min-size", type=int, help="TensorRT profile, translator H/W (default size/2).")
+@click.option("--opt-size", type=int, help="TensorRT profile, translator H/W (default: the run's).")
+@click.option("--max-size", type=int, help="TensorRT profile, translator H/W (default 2 x size).")
 @click.option(
     "--direction",
     "directions",
     type=click.Choice(["AtoB", "BtoA"]),
     multiple=True,
-    help="cyclegan: export (or build) only this direction (default: both).",
+    help="cyclegan: export (or build) only this direction (default: both; pix2pix: AtoB).",
 )
 @click.option(
     "--with",
@@ -727,7 +727,9 @@ def _csv(text: str, what: str, cast: Any = str) -> list[Any]:
     help="Also write the results here (replacing the file); '-': print them on stdout, the "
     "table on stderr.",
 )
-@click.option("--size", help="cyclegan: input images N or HxW (default: the run's image size).")
+@click.option(
+    "--size", help="cyclegan, pix2pix: input images N or HxW (default: the run's image size)."
+)
 @click.option(
     "--directions", help="cyclegan: comma-separated directions (default: all in the bundle)."
 )

@@ -328,3 +328,14 @@ def test_a_run_with_its_bundle_translates_and_refuses_as_the_run(run, tmp_path):
     torch_run = infer("--out", str(tmp_path / "o3"))
     assert torch_run.returncode == 0, torch_run.stderr
     assert (tmp_path / "o3" / "in.png").is_file() and "is not used" in torch_run.stderr
+
+
+def test_the_re_export_command_of_a_pix2pix_bundle_names_no_direction(run):
+    """A pix2pix bundle's one direction is all its run has, not a --direction it was
+    exported with (a cyclegan's single direction is)."""
+    from edgegan.export.bundle import export_command, read_bundle
+
+    bundle = run.run_dir.parent / "bundle"
+    command = export_command(bundle, read_bundle(bundle))
+    assert command.startswith(f"edgegan export {run.run_dir}") and "--fp16 --int8" in command
+    assert "--direction" not in command

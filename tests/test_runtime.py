@@ -1266,7 +1266,7 @@ def test_image_to_image_profile_has_dynamic_height_width(tmp_path, monkeypatch):
         trt_mod.build_engines(tmp_path, options=BuildOptions(opt_size=30), trt=trt, verify=False)
     with pytest.raises(EdgeganError, match="--min-size <= --opt-size"):
         BuildOptions(min_size=64, opt_size=32)
-    with pytest.raises(EdgeganError, match="apply to cyclegan bundles"):
+    with pytest.raises(EdgeganError, match="apply to cyclegan and pix2pix bundles"):
         trt_mod.resolve_profile(
             {"latent_dim": 4, "image_shape": [1, 28, 28]}, size=(None, 64, None)
         )
@@ -1323,7 +1323,10 @@ def test_cli_trt_options_reach_the_builder(bundle_copy, monkeypatch):
     ("options", "message"),
     [
         (["--min-batch", "100"], "--min-batch <= --opt-batch <= --max-batch; got 100, 1, 64"),
-        (["--max-size", "64"], "--min-size/--opt-size/--max-size apply to cyclegan bundles"),
+        (
+            ["--max-size", "64"],
+            "--min-size/--opt-size/--max-size apply to cyclegan and pix2pix bundles",
+        ),
     ],
 )
 def test_export_run_trt_checks_the_profile_before_exporting(run_dir, tmp_path, monkeypatch,

@@ -67,6 +67,7 @@ GPU_TESTS = [
     "tests/test_runtime.py",
     "tests/test_export.py",
     "tests/test_export_cyclegan.py",
+    "tests/test_pix2pix.py",  # the pix2pix fast path (bf16, fp16, channels_last, compile)
 ]
 
 

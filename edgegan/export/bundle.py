@@ -414,7 +414,9 @@ def export_command(
     default = Path(run) / "export"  # export's default --out
     out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
-    if len(meta.get("directions") or []) == 1:  # exported with --direction: keep it so
+    # exported with --direction (not a pix2pix's only one): keep it so
+    choice = len(TASK_DIRECTIONS.get(str(meta.get("task")), ())) > 1
+    if len(meta.get("directions") or []) == 1 and choice:
         flags += f" --direction {first}"
     flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
     if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...

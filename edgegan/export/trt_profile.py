@@ -83,7 +83,9 @@ def resolve_profile(
 
     if not is_translator(spec):
         if any(v is not None for v in size):
-            raise EdgeganError("--min-size/--opt-size/--max-size apply to cyclegan bundles")
+            raise EdgeganError(
+                "--min-size/--opt-size/--max-size apply to cyclegan and pix2pix bundles"
+            )
         defaults = DEFAULT_BATCH
         return _batches(*(b or d for b, d in zip(batch, defaults, strict=True))), None
     m, image = int(spec["size_multiple"]), int(spec["image_size"])

@@ -313,7 +313,7 @@ def bench(
             hw = parse_size(size, spec)
             tags = {"direction": direction, "size": list(hw)}
         elif size is not None:
-            raise EdgeganError("--size applies to image-to-image (cyclegan) bundles")
+            raise EdgeganError("--size applies to image-to-image (cyclegan, pix2pix) bundles")
         inputs = {b: make_feed(spec, int(b), seed, hw) for b in batch_sizes}
         reference, ref_name = _reference(t, inputs)
         for backend in backends:
