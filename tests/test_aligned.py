@@ -264,6 +264,26 @@ def test_skip_bad(root):
     assert ds.skipped[-1].endswith("p0.png")
 
 
+def test_files_that_fail_when_decoded_warn_once_where_read_and_are_left_out(root):
+    """Two files broken after their headers: one warning, pointing at the line that read
+    the item, and each file tried once. (mutation testing: a warning for every such file,
+    one pointing into edgegan, and known-bad files decoded again at every read, which the
+    skipped list then named twice, all passed the suite.)"""
+    for name in ("p0.png", "p1.png"):
+        path = root / "train" / name
+        path.write_bytes(path.read_bytes()[:80])
+    ds = build_aligned(str(root), load_size=16, crop_size=8, skip_bad=True)
+    with pytest.warns(DataWarning, match="p0.png") as seen:
+        item = ds[0]
+    assert item["A_path"].endswith("p3.png")  # p0, p1 broken: the next good one
+    assert len(seen) == 1 and seen[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            assert ds[0]["A_path"].endswith("p3.png") and ds[1]["A_path"].endswith("p3.png")
+    assert ds.skipped == [str(root / "train" / "p0.png"), str(root / "train" / "p1.png")]
+
+
 def test_registry_builds_aligned(root):
     datasets = get_manager().registry("datasets")
     params = {"root": str(root), "load_size": 16, "crop_size": 8, "channels_b": 1}

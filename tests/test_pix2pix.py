@@ -188,6 +188,7 @@ def test_export_has_the_one_direction_and_runs_alike_on_every_backend(run, tmp_p
             ["infer", "{bundle}", "--num", "4", "--out", "{out}"],
             "AtoB is an image-to-image generator: it translates images",
         ),
+        (["eval", "{bundle}"], "and `edgegan infer --input DIR` translates images"),
     ],  # fmt: skip
 )
 def test_the_missing_direction_and_sampling_are_one_clear_line(run, tmp_path, args, message):
@@ -339,3 +340,148 @@ def test_the_re_export_command_of_a_pix2pix_bundle_names_no_direction(run):
     command = export_command(bundle, read_bundle(bundle))
     assert command.startswith(f"edgegan export {run.run_dir}") and "--fp16 --int8" in command
     assert "--direction" not in command
+
+
+class _OneBatch:
+    """A batch stream that gives one fixed batch (what ``train_step`` reads)."""
+
+    def __init__(self, batch: dict[str, torch.Tensor]) -> None:
+        self.batch = batch
+
+    def next(self) -> dict[str, torch.Tensor]:
+        return self.batch
+
+
+def _pairs(n: int, split: str = "train") -> dict[str, torch.Tensor]:
+    ds = build_cyclegan_digits(split, limit=n, paired=True)
+    return {"A": ds.images_a[:n], "B": ds.images_b[:n]}
+
+
+def test_a_step_updates_d_on_both_pairs_then_g_against_it_frozen(tmp_path):
+    """One step as the reference's: g translates A; d sees the real pair (a, b) and the
+    detached fake pair (a, g(a)), A's channels first, and steps; then g steps against the
+    updated d, whose weights take no gradient there. (mutation testing: d shown (a, b) as its
+    fake pair, B before A in either pair, g reading B, g updated first, d left trainable or
+    never stepped, all passed the suite.)"""
+    from edgegan.train.trainer import Trainer
+
+    task = Trainer(tiny(), tmp_path / "r").task
+    batch = _pairs(4)
+    inputs: list[torch.Tensor] = []
+    fakes: list[torch.Tensor] = []
+    seen: list[torch.Tensor] = []
+    events: list[tuple[str, bool]] = []
+    task.g_ab.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    task.g_ab.register_forward_hook(lambda m, args, out: fakes.append(out.detach().clone()))
+    task.d.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    d_weight = next(task.d.parameters())
+    before = d_weight.detach().clone()
+    for name, opt in task.optims.items():
+        opt.register_step_pre_hook(
+            lambda o, args, kwargs, name=name: events.append((name, d_weight.requires_grad))
+        )
+    task.train_step(_OneBatch(batch), 0)
+    assert events == [("d", True), ("g", False)]  # d first; frozen while g steps
+    assert all(p.requires_grad for p in task.d.parameters())  # and trainable again
+    assert not torch.equal(before, d_weight.detach())
+    (fake,) = fakes  # g runs once a step, on A
+    assert torch.equal(inputs[0], batch["A"])
+    real_pair = torch.cat([batch["A"], batch["B"]], 1)
+    fake_pair = torch.cat([batch["A"], fake], 1)
+    assert len(seen) == 3  # d on the real pairs, the fake pairs, then inside g's update
+    assert torch.equal(seen[0], real_pair)
+    assert torch.equal(seen[1], fake_pair) and not seen[1].requires_grad
+    assert torch.equal(seen[2].detach(), fake_pair) and seen[2].requires_grad
+
+
+def test_the_generator_gradient_is_the_adversarial_one_plus_lambda_times_l1s(tmp_path):
+    """The same step with lambda_l1 0, 50 and 100 (same weights, batch and dropout): g's
+    gradient moves linearly with the weight, and with lambda_l1=0 it is not zero (the
+    adversarial term reaches g through d). (mutation testing: the adversarial loss on a
+    detached fake, or the L1 on one, passed the suite's tests of the logged losses.)"""
+    from edgegan.train.trainer import Trainer
+
+    batch = _pairs(4)
+    grads = []
+    for weight in (0, 50, 100):
+        task = Trainer(tiny(f"pix2pix.lambda_l1={weight}"), tmp_path / f"r{weight}").task
+        torch.manual_seed(0)
+        task.train_step(_OneBatch(batch), 0)
+        grads.append(torch.cat([p.grad.flatten() for p in task.g_ab.parameters()]))
+    adv, half, full = grads
+    assert adv.abs().max() > 0
+    assert (half - adv).abs().max() > 10 * adv.abs().max()  # the L1's, 50 times
+    torch.testing.assert_close(full - half, half - adv, rtol=1e-3, atol=1e-6)
+
+
+def test_previews_and_scores_are_the_sampled_generators_on_the_test_pairs(tmp_path):
+    """Previews show the first test pairs (A, its translation by the EMA copy, B) and the
+    scores are that copy's translations of the test A against their B. (mutation testing:
+    previews of the training split, of B in place of the translation or of g_ab in train
+    mode, and scores against A or of g_ab while an EMA copy was kept, all passed the suite.)"""
+    from edgegan.metrics.paired import paired_scores
+    from edgegan.train.trainer import Trainer
+    from edgegan.train.translation import rgb
+
+    trainer = Trainer(tiny("train.ema=true"), tmp_path / "r")
+    task = trainer.task
+    with torch.no_grad():  # the trained weights drift from the EMA copy's
+        for p in task.g_ab.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    test = _pairs(16, "test")
+    a, b = test["A"], test["B"]
+    assert torch.equal(trainer.fixed["A"], a[:4]) and torch.equal(trainer.fixed["B"], b[:4])
+    ema = trainer.sample(a)
+    assert not torch.allclose(ema, trainer.sample(a, module=task.g_ab), atol=1e-3)
+    images, nrow = task.preview(trainer, trainer.fixed)
+    assert nrow == 4
+    torch.testing.assert_close(images, torch.cat([rgb(a[:4]), ema[:4], b[:4]]))
+    scores = task.evaluate(trainer)
+    assert scores == pytest.approx(paired_scores(ema, b, "ab_"), rel=1e-5)
+
+
+def test_the_paired_digits_train_on_all_8000_training_digits():
+    """mutation testing: half the digits (the unpaired split's A) passed the suite."""
+    paired = build_cyclegan_digits("train", paired=True)
+    assert len(paired) == 8000 and paired.indices_a.tolist() == list(range(8000))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("pix2pix.lambda_l1=-1", "pix2pix.lambda_l1 must be >= 0"),
+        ("pix2pix.preview=0", "pix2pix.preview must be > 0"),
+    ],
+)
+def test_bad_pix2pix_settings_are_refused_before_the_run(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(tiny(override), out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_resume_with_another_preview_count_draws_the_previews_anew(tmp_path):
+    """mutation testing: pix2pix.preview left out of the settings the fixed previews are
+    drawn for passed the suite (the resumed run kept the old count)."""
+    from edgegan.train.trainer import Trainer
+
+    half = train(tiny("eval.at_end=false", steps=1), out_dir=tmp_path / "r")
+    cfg = load_run_config(half.run_dir, ["train.steps=2", "pix2pix.preview=2"])
+    resumed = Trainer(cfg, half.run_dir, resume=True)
+    resumed.load_checkpoint(half.checkpoint)
+    assert len(resumed.fixed["A"]) == 2
+
+
+def test_the_run_and_its_bundle_translate_as_pix2pix_and_list_atob_alone(run, tmp_path):
+    """The direction's spec names the run's task, from the run as from its bundle, and an
+    edited bundle that lists BtoA is refused when read. (mutation testing: a run's translator
+    spec saying cyclegan, and a pix2pix bundle let list BtoA, passed the suite.)"""
+    from edgegan.export.bundle import BUNDLE_FILE, read_bundle
+    from edgegan.translate import load_translator
+
+    spec = load_translator(run.run_dir, "AtoB").spec
+    assert spec["task"] == "pix2pix" and spec["network"] == "g_ab"
+    assert (spec["channels_in"], spec["channels_out"]) == (1, 3)
+    meta = read_bundle(run.run_dir.parent / "bundle")
+    (tmp_path / BUNDLE_FILE).write_text(json.dumps({**meta, "directions": ["AtoB", "BtoA"]}))
+    with pytest.raises(EdgeganError, match="valid edgegan bundle: directions must list AtoB,"):
+        read_bundle(tmp_path)
