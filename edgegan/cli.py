@@ -306,6 +306,15 @@ def _next_commands(task: str, result: Any) -> list[str]:
     return lines
 
 
+def _free_folder(root: Path, name: str) -> Path:
+    """``root/name``, else ``root/name-2``, ``root/name-3``, ...: the first that is not there."""
+    path, i = root / name, 1
+    while path.exists() or path.is_symlink():
+        i += 1
+        path = root / f"{name}-{i}"
+    return path
+
+
 def _gpu_runner_options(command: Any) -> Any:
     """``--compile[=MODE]``, ``--channels-last`` (torch), ``--cuda-graphs/--no-cuda-graphs``
     and ``--ort-option``, shared by infer and bench."""
@@ -343,7 +352,11 @@ def _gpu_runner_options(command: Any) -> Any:
 
 @cli.command()
 @click.argument("target", metavar="RUN_DIR|BUNDLE", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Folder for the outputs.")
+@click.option(
+    "--out",
+    type=click.Path(),
+    help="Folder for the outputs (default: runs/infer, or runs/infer-N, the first not there).",
+)
 @click.option("--num", type=int, help="Number of images.")
 @click.option(
     "--labels",
@@ -415,7 +428,7 @@ def _gpu_runner_options(command: Any) -> Any:
 @_gpu_runner_options
 def infer(
     target: str,
-    out: str,
+    out: str | None,
     num: int | None,
     labels: str | None,
     seed: int | None,
@@ -460,6 +473,8 @@ def infer(
 
     # what ran: infer's device defaults to cpu, where a GPU user may not expect it
     how = f"{backend} {precision} on {resolve_auto(device)}"
+    if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
+        out = str(_free_folder(Path("runs"), "infer"))
     if direction or input_path:
         if not input_path:
             raise EdgeganError("--direction translates --input images: give --input too")

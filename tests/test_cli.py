@@ -182,7 +182,7 @@ def test_on_off_values_stay_strings():
             ["infer", "r", "--seed", "-1", "--out", "o"],
             "invalid value for '--seed': -1 is not in the range x>=0 (see edgegan infer --help)",
         ),
-        (["infer", "r"], "missing option '--out' (see edgegan infer --help)"),
+        (["infer"], "missing argument 'RUN_DIR|BUNDLE' (see edgegan infer --help)"),
         (["trian"], "no such command 'trian'. Did you mean 'train'? (see edgegan --help)"),
         (
             ["list"],
@@ -626,6 +626,23 @@ def test_infer_writes_one_grid_sheet(tmp_path):
         cli, ["infer", str(run), "--num", "1025", "--format", "grid", "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "--format grid takes at most 1024 images" in res.stderr
+
+
+def test_infer_without_out_writes_a_new_folder_each_time(tmp_path, monkeypatch):
+    """No --out: runs/infer, then runs/infer-2, ... (as train's runs/PRESET-N): an earlier
+    result is never overwritten, and the line says where the files went."""
+    from edgegan.config import load_config
+    from edgegan.train import train
+
+    run = train(load_config("dcgan-mnist", TINY_GAN), out_dir=tmp_path / "r").run_dir
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "infer-2").mkdir(parents=True)  # taken, though empty
+    for out, num in (("infer", 2), ("infer-3", 3)):
+        res = CliRunner().invoke(cli, ["infer", str(run), "--num", str(num)])
+        assert res.exit_code == 0, res.output
+        assert f"wrote {num} file(s) to runs/{out} " in res.output
+        assert len(list((tmp_path / "runs" / out).iterdir())) == num
+    assert not any((tmp_path / "runs" / "infer-2").iterdir())
 
 
 def test_eval_samples_a_run_or_bundle_itself(tmp_path):
