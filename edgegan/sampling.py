@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import EdgeganError
-from edgegan.export.signature import DIRECTIONS, TASK_DIRECTIONS, is_translation_task
+from edgegan.export.signature import is_translation_task, only_direction
 from edgegan.fileio import atomic_write, check_out_dir, prepare_out_dir
 
 FORMATS = ("png", "npz", "grid")
@@ -34,8 +34,7 @@ TRANSLATE_HINT = "translate images with --direction AtoB|BtoA --input"
 def translate_hint(task: str) -> str:
     """How to run a ``task`` run or bundle that translates (``--direction`` where it has a
     choice)."""
-    have = TASK_DIRECTIONS.get(task, DIRECTIONS)
-    if len(have) == 1:
+    if only_direction(task):
         return "translate images with --input (its one direction, A -> B)"
     return TRANSLATE_HINT
 

@@ -30,6 +30,7 @@ from edgegan.export.signature import (
     direction_spec,
     is_translation_task,
     is_translator,
+    only_direction,
     padded_size,
     task_directions,
 )
@@ -282,18 +283,17 @@ def default_direction(target: str | Path) -> str:
     from edgegan.sampling import target_task
 
     task, said_by = target_task(target)
-    have = TASK_DIRECTIONS.get(str(task))
-    if have is None:
+    one = only_direction(task)
+    if one:
+        return one
+    if not is_translation_task(task):
         raise EdgeganError(
             f"{target} is no cyclegan or pix2pix run or bundle"
             + (f" (it is a {task} {said_by})" if task else "")
             + "; translating needs one"
         )
-    if len(have) > 1:
-        raise EdgeganError(
-            f"{target} is a {task} {said_by}: give --direction ({' or '.join(have)})"
-        )
-    return have[0]
+    have = TASK_DIRECTIONS[str(task)]
+    raise EdgeganError(f"{target} is a {task} {said_by}: give --direction ({' or '.join(have)})")
 
 
 def translate(

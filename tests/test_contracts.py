@@ -542,11 +542,13 @@ class GoodT(nn.Module):
         return torch.tanh(self.conv(x))
 
 
-def _cyclegan(tmp_path, **parts):
+def _cyclegan(tmp_path, preset="cyclegan-digits", **parts):
+    """One step of ``preset`` (a translation task's) with the plugin's generator and
+    discriminator (``parts``: ``g``, ``d`` factories in place of the good ones)."""
     _plugin(g=parts.get("g", GoodT), d=parts.get("d", GoodD))
     names = ["model.generator.name=bad", "model.discriminator.name=bad"]
     cfg = load_config(
-        "cyclegan-digits",
+        preset,
         [*names, "train.steps=1", "train.device=cpu", "train.progress=false", "eval.at_end=false"],
     )
     return train(cfg, out_dir=tmp_path / "r")
@@ -784,13 +786,7 @@ def test_dataset_images_just_outside_minus_one_to_one_are_refused():
 
 
 def _pix2pix(tmp_path, **parts):
-    _plugin(g=parts.get("g", GoodT), d=parts.get("d", GoodD))
-    names = ["model.generator.name=bad", "model.discriminator.name=bad"]
-    cfg = load_config(
-        "pix2pix-digits",
-        [*names, "train.steps=1", "train.device=cpu", "train.progress=false", "eval.at_end=false"],
-    )
-    return train(cfg, out_dir=tmp_path / "r")
+    return _cyclegan(tmp_path, "pix2pix-digits", **parts)
 
 
 def test_pix2pix_checks_its_plugin_parts_on_pairs(tmp_path):

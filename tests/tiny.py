@@ -19,34 +19,28 @@ TINY_GAN = [
     "eval.at_end=false",
 ]
 
+#: What the tiny translation runs share: narrow networks, small batches, a quick evaluation.
+_TINY_TRANSLATION = [
+    "model.generator.ngf=4",
+    "model.discriminator.ndf=8",
+    "train.batch_size=4",
+    "train.device=cpu",
+    "train.progress=false",
+    "train.log_every=2",
+    "train.max_seconds=null",
+    "eval.num_samples=16",
+]
+
 # Overrides of the `cyclegan-digits` preset (3-channel B, no identity loss).
 TINY_CYCLEGAN = [
     "data.limit=64",
     "model.generator.name=resnet_6blocks",
-    "model.generator.ngf=4",
-    "model.discriminator.ndf=8",
-    "train.batch_size=4",
-    "train.device=cpu",
-    "train.progress=false",
-    "train.log_every=2",
-    "train.max_seconds=null",
-    "eval.num_samples=16",
+    *_TINY_TRANSLATION,
     "cycle.preview=4",
 ]
 
 #: Overrides of the pix2pix-digits preset for tests: 64 paired digits, a narrow U-Net.
-TINY_PIX2PIX = [
-    "data.limit=64",
-    "model.generator.ngf=4",
-    "model.discriminator.ndf=8",
-    "train.batch_size=4",
-    "train.device=cpu",
-    "train.progress=false",
-    "train.log_every=2",
-    "train.max_seconds=null",
-    "eval.num_samples=16",
-    "pix2pix.preview=4",
-]
+TINY_PIX2PIX = ["data.limit=64", *_TINY_TRANSLATION, "pix2pix.preview=4"]
 
 
 def seed_all(seed: int) -> None:

@@ -62,7 +62,13 @@ from edgegan.data.transforms import (
     scale_width,
     to_tensor,
 )
-from edgegan.data.unpaired import ImageFiles, SkipWarnings, check_channels, check_scaling
+from edgegan.data.unpaired import (
+    ImageFiles,
+    SkipWarnings,
+    check_channels,
+    check_scaling,
+    data_root,
+)
 from edgegan.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -122,16 +128,8 @@ class AlignedImageDataset(SkipWarnings, Dataset):
         self.channels_a = check_channels(_WHERE, "channels_a", channels_a)
         self.channels_b = check_channels(_WHERE, "channels_b", channels_b)
         check_limit(limit, _WHERE)
-        if not isinstance(root, (str, Path)) or str(root) == "":
-            raise DataError(
-                f"{_WHERE} needs a folder holding train/ (test/, val/) of A|B images side by "
-                "side: set data.root=DIR"
-            )
-        base = Path(root).expanduser()
-        if base.exists() and not base.is_dir():
-            raise DataError(f"not a folder: {base} (data.root must hold train/ and test/)")
-        if not base.is_dir():
-            raise DataError(f"image folder not found: {base}")
+        needs = "train/ (test/, val/) of A|B images side by side"
+        base = data_root(root, _WHERE, needs, "train/ and test/")
         folder = base / split
         if not folder.is_dir():
             present = [f"{s}/" for s in SPLITS if (base / s).is_dir()]

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch.utils.data import Dataset
@@ -107,6 +109,38 @@ def list_images(
 
 #: Added to an unreadable file's error when ``skip_bad`` is off.
 SKIP_BAD_HINT = "(set data.skip_bad=true to skip unreadable files)"
+
+T = TypeVar("T")
+
+
+def read_or_next(
+    index: int,
+    n: int,
+    read: Callable[[int], T],
+    skip_bad: bool,
+    bad: set[int],
+    on_skip: Callable[[int, DataError], None],
+    folder: Path,
+) -> T:
+    """``read(index)`` of a dataset's ``n`` files. Without ``skip_bad`` its error (pixels
+    that fail only when decoded, mid-training) says how to skip such files; with it, the
+    read of the next file that reads, wrapping around: each that fails goes into ``bad``
+    (never read again) and to ``on_skip(i, error)``."""
+    if not skip_bad:
+        try:
+            return read(index)
+        except DataError as exc:
+            raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
+    for step in range(n):
+        i = (index + step) % n
+        if i in bad:
+            continue
+        try:
+            return read(i)
+        except DataError as exc:
+            bad.add(i)
+            on_skip(i, exc)
+    raise DataError(f"no readable images left in {folder}")
 
 
 def readable_images(
@@ -283,28 +317,22 @@ class ImageFolderDataset(Dataset):
             index += n
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} images")
-        if not self.skip_bad:
-            try:
-                return self.load(index), self.samples[index][1]
-            except DataError as exc:  # pixels that fail only when decoded, mid-training
-                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
-        for step in range(n):
-            i = (index + step) % n
-            if i in self._bad:
-                continue
-            try:
-                return self.load(i), self.samples[i][1]
-            except DataError as exc:
-                self._bad.add(i)
-                self.skipped.append(self.samples[i][0])
-                if not self._warned_lazy:
-                    self._warned_lazy = True
-                    warnings.warn(
-                        f"{exc}; skipping it and any further unreadable image (skip_bad)",
-                        DataWarning,
-                        stacklevel=2,
-                    )
-        raise DataError(f"no readable images left in {self.root}")
+
+        def read(i: int) -> tuple[torch.Tensor, int]:
+            return self.load(i), self.samples[i][1]
+
+        return read_or_next(index, n, read, self.skip_bad, self._bad, self._skipping, self.root)
+
+    def _skipping(self, i: int, exc: DataError) -> None:
+        self.skipped.append(self.samples[i][0])
+        if not self._warned_lazy:
+            self._warned_lazy = True
+            # 4: _skipping, read_or_next, __getitem__, its caller
+            warnings.warn(
+                f"{exc}; skipping it and any further unreadable image (skip_bad)",
+                DataWarning,
+                stacklevel=4,
+            )
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape

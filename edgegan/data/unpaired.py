@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 
 from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
 from edgegan.data.files import READ_EXTENSIONS
-from edgegan.data.folder import SKIP_BAD_HINT, list_images, readable_images
+from edgegan.data.folder import list_images, read_or_next, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -90,6 +90,19 @@ def check_scaling(where: str, preprocess: object, load_size: object, crop_size: 
         raise DataError(f"{where}: crop_size ({crop}) must not exceed load_size ({load})")
 
 
+def data_root(root: object, where: str, needs: str, holds: str) -> Path:
+    """``data.root`` as a folder that exists, else one line: unset (``{where} needs a folder
+    holding {needs}``), a file (``must hold {holds}``) or missing."""
+    if not isinstance(root, (str, Path)) or str(root) == "":
+        raise DataError(f"{where} needs a folder holding {needs}: set data.root=DIR")
+    base = Path(root).expanduser()
+    if base.exists() and not base.is_dir():
+        raise DataError(f"not a folder: {base} (data.root must hold {holds})")
+    if not base.is_dir():
+        raise DataError(f"image folder not found: {base}")
+    return base
+
+
 def _stem(rel: str) -> str:
     return str(PurePosixPath(rel).with_suffix(""))
 
@@ -128,25 +141,18 @@ class ImageFiles:
     ) -> tuple[T, str]:
         """``read(path)`` of file ``index`` and its path; with ``skip_bad``, of the next file
         that reads (``on_skip`` told of each that does not, which is left out from then on)."""
-        n = len(self.rel)
-        if not self.skip_bad:
-            path = str(self.folder / self.rel[index])
-            try:
-                return read(path), path
-            except DataError as exc:  # pixels that fail only when decoded, mid-training
-                raise DataError(f"{exc} {SKIP_BAD_HINT}") from None
-        for step in range(n):
-            i = (index + step) % n
-            if i in self.bad:
-                continue
+
+        def read_path(i: int) -> tuple[T, str]:
             path = str(self.folder / self.rel[i])
-            try:
-                return read(path), path
-            except DataError as exc:
-                self.bad.add(i)
-                self.skipped.append(path)
-                on_skip(exc)
-        raise DataError(f"no readable images left in {self.folder}")
+            return read(path), path
+
+        def skip(i: int, exc: DataError) -> None:
+            self.skipped.append(str(self.folder / self.rel[i]))
+            on_skip(exc)
+
+        return read_or_next(
+            index, len(self.rel), read_path, self.skip_bad, self.bad, skip, self.folder
+        )
 
 
 class SkipWarnings:
@@ -158,11 +164,12 @@ class SkipWarnings:
     def _skipping(self, exc: DataError) -> None:
         if not self._warned_lazy:
             self._warned_lazy = True
-            # 5: _skipping, ImageFiles.load, the dataset's _load, __getitem__, its caller
+            # 7: _skipping, skip, read_or_next, ImageFiles.load, the dataset's _load,
+            # __getitem__, its caller
             warnings.warn(
                 f"{exc}; skipping it and any further unreadable image (skip_bad)",
                 DataWarning,
-                stacklevel=5,
+                stacklevel=7,
             )
 
 
@@ -193,16 +200,8 @@ class UnpairedImageDataset(SkipWarnings, Dataset):
         self.channels_a = check_channels(_WHERE, "channels_a", channels_a)
         self.channels_b = check_channels(_WHERE, "channels_b", channels_b)
         check_limit(limit, _WHERE)
-        if not isinstance(root, (str, Path)) or str(root) == "":
-            raise DataError(
-                f"{_WHERE} needs a folder holding trainA/ and trainB/ (testA/, testB/): "
-                "set data.root=DIR"
-            )
-        base = Path(root).expanduser()
-        if base.exists() and not base.is_dir():
-            raise DataError(f"not a folder: {base} (data.root must hold trainA/ and trainB/)")
-        if not base.is_dir():
-            raise DataError(f"image folder not found: {base}")
+        holds = "trainA/ and trainB/"
+        base = data_root(root, _WHERE, f"{holds} (testA/, testB/)", holds)
         self.root = base
         self.split = split
         self.train = split == "train"

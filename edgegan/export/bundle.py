@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError, format_mismatch
-from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task
+from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task, only_direction
 from edgegan.fileio import left_by_gone, sha256_file, write_json
 
 BUNDLE_FILE = "edgegan.json"
@@ -415,7 +415,8 @@ def export_command(
     out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     # exported with --direction (not a pix2pix's only one): keep it so
-    choice = len(TASK_DIRECTIONS.get(str(meta.get("task")), ())) > 1
+    task = meta.get("task")
+    choice = is_translation_task(task) and only_direction(task) is None
     if len(meta.get("directions") or []) == 1 and choice:
         flags += f" --direction {first}"
     flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too

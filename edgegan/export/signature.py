@@ -40,6 +40,13 @@ def is_translation_task(task: object) -> bool:
     return task in TASK_DIRECTIONS
 
 
+def only_direction(task: object) -> str | None:
+    """The direction a run or bundle of ``task`` runs when none is given: the one of a task
+    with one (pix2pix's ``AtoB``); None where there is a choice (cyclegan) or none (gan)."""
+    have = TASK_DIRECTIONS.get(str(task), ())
+    return have[0] if len(have) == 1 else None
+
+
 def task_directions(task: str, asked: list[str] | tuple[str, ...] | None = None) -> list[str]:
     """The directions of a ``task`` run to export or build: ``asked`` (checked, each once),
     else all it has; one it lacks is an error naming those it has."""

@@ -139,15 +139,14 @@ def _is_bundle(path: Path) -> bool:
 
 def _bundle_target(path: Path, bundle: Path, direction: str | None, run_dir: Path | None) -> Target:
     from edgegan.export.bundle import graph_entries, read_bundle
-    from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task
+    from edgegan.export.signature import is_translation_task, only_direction
 
     meta = read_bundle(bundle)
     task = meta.get("task", "gan")
     if task != "gan" and not is_translation_task(task):
         raise EdgeganError(f"{bundle} is a '{meta.get('task')}' bundle, which edgegan cannot run")
-    only = TASK_DIRECTIONS.get(str(task), ())
-    if direction is None and len(only) == 1:
-        direction = only[0]  # a pix2pix bundle's one generator needs no --direction
+    if direction is None:  # a pix2pix bundle's one generator needs no --direction
+        direction = only_direction(task)
     graph_entries(meta, direction)  # a cyclegan bundle needs a direction it has; a GAN, none
     return Target(path, bundle=bundle, meta=meta, run_dir=run_dir, direction=direction)
 
