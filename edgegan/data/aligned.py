@@ -51,6 +51,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from edgegan.data.base import check_limit
+from edgegan.data.folder import SkipWarnings
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -62,13 +63,7 @@ from edgegan.data.transforms import (
     scale_width,
     to_tensor,
 )
-from edgegan.data.unpaired import (
-    ImageFiles,
-    SkipWarnings,
-    check_channels,
-    check_scaling,
-    data_root,
-)
+from edgegan.data.unpaired import ImageFiles, check_channels, check_scaling, data_root
 from edgegan.errors import DataError
 
 SPLITS = ("train", "val", "test")

@@ -113,6 +113,28 @@ SKIP_BAD_HINT = "(set data.skip_bad=true to skip unreadable files)"
 T = TypeVar("T")
 
 
+class SkipWarnings:
+    """Datasets that skip files failing only when decoded (skip_bad) warn of the first, once
+    a dataset. ``_skipping`` is the ``on_skip`` of :meth:`edgegan.data.unpaired.ImageFiles.load`."""
+
+    _warned_lazy = False
+
+    def _warn_skipped(self, exc: DataError, stacklevel: int) -> None:
+        """The warning, once; ``stacklevel`` counted from the caller of this method."""
+        if not self._warned_lazy:
+            self._warned_lazy = True
+            warnings.warn(
+                f"{exc}; skipping it and any further unreadable image (skip_bad)",
+                DataWarning,
+                stacklevel=stacklevel + 1,
+            )
+
+    def _skipping(self, exc: DataError) -> None:
+        # 7: _skipping, skip, read_or_next, ImageFiles.load, the dataset's _load,
+        # __getitem__, its caller
+        self._warn_skipped(exc, 7)
+
+
 def read_or_next(
     index: int,
     n: int,
@@ -222,7 +244,7 @@ def _split_folder(root: Path, split: str) -> Path:
     return root / other
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(SkipWarnings, Dataset):
     """Images under a folder, decoded, resized and center-cropped on access."""
 
     def __init__(
@@ -321,18 +343,11 @@ class ImageFolderDataset(Dataset):
         def read(i: int) -> tuple[torch.Tensor, int]:
             return self.load(i), self.samples[i][1]
 
-        return read_or_next(index, n, read, self.skip_bad, self._bad, self._skipping, self.root)
+        return read_or_next(index, n, read, self.skip_bad, self._bad, self._skip, self.root)
 
-    def _skipping(self, i: int, exc: DataError) -> None:
+    def _skip(self, i: int, exc: DataError) -> None:
         self.skipped.append(self.samples[i][0])
-        if not self._warned_lazy:
-            self._warned_lazy = True
-            # 4: _skipping, read_or_next, __getitem__, its caller
-            warnings.warn(
-                f"{exc}; skipping it and any further unreadable image (skip_bad)",
-                DataWarning,
-                stacklevel=4,
-            )
+        self._warn_skipped(exc, 4)  # 4: _skip, read_or_next, __getitem__, its caller
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape

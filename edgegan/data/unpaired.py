@@ -34,7 +34,6 @@ file is left out (or, found only when decoded, replaced by the next good file of
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -42,9 +41,9 @@ from typing import Any, TypeVar
 import torch
 from torch.utils.data import Dataset
 
-from edgegan.data.base import MAX_IMAGE_SIZE, DataWarning, check_limit
+from edgegan.data.base import MAX_IMAGE_SIZE, check_limit
 from edgegan.data.files import READ_EXTENSIONS
-from edgegan.data.folder import list_images, read_or_next, readable_images
+from edgegan.data.folder import SkipWarnings, list_images, read_or_next, readable_images
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -153,24 +152,6 @@ class ImageFiles:
         return read_or_next(
             index, len(self.rel), read_path, self.skip_bad, self.bad, skip, self.folder
         )
-
-
-class SkipWarnings:
-    """For datasets of :class:`ImageFiles`: ``_skipping``, their ``on_skip``, warns of the
-    first file that fails only when decoded (skip_bad), once a dataset."""
-
-    _warned_lazy = False
-
-    def _skipping(self, exc: DataError) -> None:
-        if not self._warned_lazy:
-            self._warned_lazy = True
-            # 7: _skipping, skip, read_or_next, ImageFiles.load, the dataset's _load,
-            # __getitem__, its caller
-            warnings.warn(
-                f"{exc}; skipping it and any further unreadable image (skip_bad)",
-                DataWarning,
-                stacklevel=7,
-            )
 
 
 class UnpairedImageDataset(SkipWarnings, Dataset):
