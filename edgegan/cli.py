@@ -820,6 +820,22 @@ def bench(
         click.echo(f"wrote {write_json(json_file, result, follow_symlinks=True)}", err=True)
 
 
+def _metric_params(options: tuple[str, ...]) -> dict[str, Any]:
+    """``("weights=/w.pth", "batch_size=32")`` -> ``{"weights": "/w.pth", "batch_size": 32}``
+    (values read as YAML, as training's ``key=value``)."""
+    from edgegan.config import parse_override
+
+    params: dict[str, Any] = {}
+    for item in options:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or "." in key:
+            raise EdgeganError(
+                f"bad --metric-option '{item}': expected KEY=VALUE, e.g. batch_size=32"
+            )
+        params[key.strip()] = parse_override(item)[1]
+    return params
+
+
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).
 FD_SAMPLES = 2000
 
@@ -828,11 +844,24 @@ FD_SAMPLES = 2000
 @click.argument("samples", type=click.Path())
 @click.option(
     "--reference",
-    default="mnist:test",
-    show_default=True,
-    help="Reference data: mnist[:train|test] or idx:FOLDER[:split].",
+    help="Reference data: mnist[:train|test] or idx:FOLDER[:split] (digits: mnist:test); "
+    "fid: a folder or .npz of real images, or an FID statistics .npz.",
 )
 @click.option("--metric", default="digits", show_default=True, help="A registered metric.")
+@click.option(
+    "--metric-option",
+    "-o",
+    "metric_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter of the metric's factory (repeatable), e.g. -o weights=FILE for fid.",
+)
+@click.option(
+    "--save-stats",
+    type=click.Path(dir_okay=False),
+    help="fid: write the FID statistics (mu, sigma) of SAMPLES to this .npz instead of "
+    "scoring them (a reference to score against later).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--num", type=click.IntRange(min=1), help="A run or bundle: images to sample (2000).")
 @click.option("--seed", type=click.IntRange(min=0), help="A run or bundle: latents' seed (0).")
@@ -849,8 +878,10 @@ FD_SAMPLES = 2000
 @click.option("--device", help="A run or bundle: auto, cpu, cuda or cuda:N (cpu).")
 def eval_cmd(
     samples: str,
-    reference: str,
+    reference: str | None,
     metric: str,
+    metric_options: tuple[str, ...],
+    save_stats: str | None,
     as_json: bool,
     num: int | None,
     seed: int | None,
@@ -868,6 +899,17 @@ def eval_cmd(
     sampling = {"num": num, "seed": seed, "backend": backend, "precision": precision,
                 "device": device}  # fmt: skip
     given = {k: v for k, v in sampling.items() if v is not None}
+    params = _metric_params(metric_options)
+    if save_stats is not None:
+        if metric != "fid":
+            raise EdgeganError("--save-stats writes FID statistics: use it with --metric fid")
+        from edgegan.metrics.fid import save_stats as write_stats
+
+        if given or reference:
+            raise EdgeganError("--save-stats reads the images of SAMPLES alone")
+        out = write_stats(samples, save_stats, **params)
+        click.echo(f"wrote {out}", err=True)
+        return
     if is_run_dir(samples) or is_bundle(samples):
         scores = evaluate_generator(
             samples,
@@ -878,6 +920,7 @@ def eval_cmd(
             device=device or "cpu",
             reference=reference,
             metric=metric,
+            params=params,
         )
     elif given:
         raise EdgeganError(
@@ -885,7 +928,7 @@ def eval_cmd(
             "are scored as they are)"
         )
     else:
-        scores = evaluate(samples, reference=reference, metric=metric)
+        scores = evaluate(samples, reference=reference, metric=metric, params=params)
     if not scores:
         raise EdgeganError(f"metric '{metric}' gave no scores for {samples}")
     n = scores.get("num_samples")

@@ -168,6 +168,10 @@ class Pix2PixConfig:
 class EvalConfig:
     at_end: bool = True  # evaluate the final EMA generator against the reference data
     metric: str = "digits"
+    # The metric's reference data (task gan): "" is the bundled digits' test split for runs on
+    # them (mnist:test) and none otherwise; eval.metric=fid: a folder or .npz of real images at
+    # the samples' size, or an FID statistics .npz (docs/eval.md).
+    reference: str = ""
     num_samples: int = 2000
     every: int = 0  # also evaluate every N steps on val_samples and log val_* metrics (0: off)
     val_samples: int = 200

@@ -484,7 +484,9 @@ def test_check_metric_finds_what_would_fail_after_training() -> None:
 
     _metric_plugin(good=Counted, bad=BROKEN_METRICS["no compute"][0])
     check_metric("good")
-    check_metric("digits", "mnist:test")  # built-in: looked up, not built
+    assert check_metric("digits", "mnist:test").metric.reference == "mnist:test"
+    with pytest.raises(EdgeganError, match="unknown reference 'cifar'"):
+        check_metric("digits", "cifar")  # built-in ones are built too: a bad reference fails
     assert len(built) == 1
     with pytest.raises(PluginError, match="metric 'bad' .* without a compute method"):
         check_metric("bad")

@@ -5,6 +5,7 @@ Importing this package is cheap (no torch); the names below load their module on
     from edgegan.metrics import evaluate, evaluate_generator, evaluate_tensors, load_samples, Scorer
     from edgegan.metrics import frechet_distance, feature_stats
     from edgegan.metrics import DigitsMetric, DigitClassifier, load_digit_classifier
+    from edgegan.metrics import FidMetric  # FID and KID in FID's Inception-v3 features
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ if TYPE_CHECKING:  # the real types for type checkers (at run time: loaded on fi
         logits,
     )
     from edgegan.metrics.digits import DigitsMetric, reference_stats
+    from edgegan.metrics.fid import FidMetric
     from edgegan.metrics.frechet import feature_stats, frechet_distance
 
 _EXPORTS = {
     "frechet_distance": "edgegan.metrics.frechet",
     "feature_stats": "edgegan.metrics.frechet",
     "DigitsMetric": "edgegan.metrics.digits",
+    "FidMetric": "edgegan.metrics.fid",
     "reference_stats": "edgegan.metrics.digits",
     "DigitClassifier": "edgegan.metrics.classifier",
     "load_digit_classifier": "edgegan.metrics.classifier",
@@ -47,6 +50,7 @@ _EXPORTS = {
 __all__ = [
     "DigitClassifier",
     "DigitsMetric",
+    "FidMetric",
     "Scorer",
     "evaluate",
     "evaluate_generator",

@@ -260,17 +260,11 @@ def build_metric(
     return obj, by_factory
 
 
-def check_metric(metric: str, reference: str | None = None) -> Scorer | None:
+def check_metric(metric: str, reference: str | None = None) -> Scorer:
     """Fail now, with one line, on what would fail a run's evaluation after its training: an
-    unknown ``metric``, or one from an installed plugin whose factory fails or builds no
-    ``compute`` method. That one is built to see, and returned as a :class:`Scorer` for the
-    run to keep (a metric that loads a network is built once); edgegan's own are only looked
-    up (``None``)."""
-    from edgegan.contracts import is_external
-    from edgegan.plugins.manager import get_manager
-
-    if not is_external(get_manager().registry("metrics").get(metric)):
-        return None
+    unknown ``metric``, one whose factory fails (the fid metric without its weights) or
+    builds no ``compute`` method. Returns the metric as a :class:`Scorer` for the run to keep
+    (a metric that loads a network is built once, and loads it when first called)."""
     from edgegan.rng import random_state_kept
 
     with random_state_kept():  # the build may draw (a layer's init)
@@ -366,7 +360,7 @@ def evaluate_generator(
 
 def evaluate(
     samples_path: str | Path,
-    reference: str = "mnist:test",
+    reference: str | None = "mnist:test",
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:

@@ -16,6 +16,27 @@ def build_digits_metric(
     return DigitsMetric(reference=reference, batch_size=batch_size, device=device)
 
 
+def build_fid_metric(
+    reference: str | None = None,
+    weights: str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+) -> Any:
+    """FID and KID in the features of FID's Inception-v3 (pytorch-fid's weights)."""
+    from edgegan.metrics.fid import FidMetric
+
+    return FidMetric(
+        reference=reference,
+        weights=weights,
+        batch_size=batch_size,
+        device=device,
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+    )
+
+
 @hookimpl
 def edgegan_register_metrics(register: Any) -> None:
     register(
@@ -24,5 +45,13 @@ def edgegan_register_metrics(register: Any) -> None:
         description=(
             "FD in the features of a shipped MNIST classifier, class coverage, confidence, "
             "class entropy, label accuracy (reference mnist[:train|test] or idx:FOLDER[:split])"
+        ),
+    )
+    register(
+        "fid",
+        build_fid_metric,
+        description=(
+            "FID and KID in FID's Inception-v3 features, as papers report them (needs "
+            "pytorch-fid's weights file; reference: a folder or .npz of images, a stats .npz)"
         ),
     )

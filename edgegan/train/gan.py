@@ -94,12 +94,20 @@ class GANTask(Task):
             from edgegan.metrics.evaluate import check_metric
             from edgegan.train.distributed import is_main_process
 
+            if ev.metric == "fid" and not self._reference():
+                raise ConfigError(
+                    "eval.metric=fid needs eval.reference: a folder or .npz of real images at "
+                    "the samples' size, or an FID statistics .npz (docs/eval.md)"
+                )
             if is_main_process():
                 self._scorer = check_metric(ev.metric, self._reference())
             else:  # process 0 alone evaluates: a metric that loads a network is built there
                 manager.registry("metrics").get(ev.metric)
 
     def _reference(self) -> str | None:
+        """``eval.reference``, else the test split of the bundled digits for runs on them."""
+        if self.config.eval.reference:
+            return self.config.eval.reference
         return "mnist:test" if self.config.data.name == "mnist" else None
 
     def penalty_discriminator(self, discriminator: torch.nn.Module) -> torch.nn.Module:
@@ -151,16 +159,18 @@ class GANTask(Task):
 
     def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
         """``eval.metric`` on the generator's samples: the digit metric for runs on the
-        bundled digits (against their test split), any other metric on any data (a plugin's
-        metric gets ``reference=None`` there)."""
+        bundled digits (against their test split, or ``eval.reference``), any other metric
+        on any data, against ``eval.reference`` (a plugin's metric gets ``reference=None``
+        without one)."""
         ev = self.config.eval
         mnist = self.config.data.name == "mnist"
-        if not mnist and ev.metric == "digits":
+        if not mnist and ev.metric == "digits" and not ev.reference:
             if num_samples is None:  # the final evaluation (validation passes stay quiet)
                 warnings.warn(
                     f"no final evaluation: eval.metric=digits scores runs on the bundled digits "
                     f"(data.name=mnist), this one trains on '{self.config.data.name}'; set "
-                    "eval.metric to a metric for this data, or eval.at_end=false",
+                    "eval.metric to a metric for this data (eval.metric=fid "
+                    "eval.reference=REAL_IMAGES), or eval.at_end=false",
                     stacklevel=2,
                 )
             return {}

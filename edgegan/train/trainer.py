@@ -145,6 +145,11 @@ def _validate(config: Config) -> None:
             )
             if value != off
         ]
+        if config.eval.reference:
+            raise ConfigError(
+                f"eval.reference={config.eval.reference!r}: only task gan uses it; a "
+                f"{config.task} run scores its test split's pairs (eval.json); remove it"
+            )
         if given:
             unused = [
                 f"train.{k}={v!r}" if isinstance(v, str) else f"train.{k}={v:g}"

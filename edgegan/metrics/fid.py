@@ -1,0 +1,301 @@
+"""The ``fid`` metric: FID and KID in the features of FID's Inception-v3, as papers report them.
+
+- ``fid``: Frechet distance between Gaussians fitted to the 2048-d pool features of the
+  samples and of the reference images (Heusel et al. 2017), the features pytorch-fid computes
+  (:mod:`edgegan.metrics.inception`: the same network, bit for bit on the same weights);
+- ``kid``, ``kid_std``: Kernel Inception Distance (Binkowski et al. 2018), the unbiased
+  MMD^2 of the cubic polynomial kernel ``(x.y / 2048 + 1)^3``, averaged over ``kid_subsets``
+  random subsets of ``kid_subset_size`` (fewer when either side has fewer images), as
+  torch-fidelity and StudioGAN compute it; unbiased, so it can be compared across sample
+  counts where FID cannot;
+- ``num_samples``, ``num_reference``.
+
+The reference is a folder of images or an ``.npz`` of images (what ``edgegan eval`` reads
+as samples), the bundled digits (``mnist[:train|test]``, ``idx:FOLDER[:split]``, made RGB), or
+a statistics ``.npz`` with ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats`` files and
+:func:`save_stats`'s; these give FID alone). Greyscale images are repeated to RGB.
+Reference features are computed once a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgegan.errors import EdgeganError
+from edgegan.metrics import inception
+from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
+from edgegan.train.device import resolve_device
+
+_REFERENCE_HELP = (
+    "use a folder of images, an .npz of images or of statistics (mu, sigma), "
+    "mnist[:train|test] or idx:FOLDER[:split]"
+)
+
+KID_WHOLE_MAX = 4096
+"""Up to this many features a side, KID computes its kernel matrices once (128 MiB each)."""
+
+# (weights, reference key, device) -> (features (N, 2048) float64, image size), or
+# ((mu, sigma), None) of a statistics file
+_CACHE: dict[tuple[str, tuple[Any, ...], str], Any] = {}
+
+
+@contextlib.contextmanager
+def _fp32_convolutions(device: torch.device) -> Iterator[None]:
+    """Full-precision convolutions on CUDA: cuDNN's default TF32 would move the features off
+    pytorch-fid's (computed in FP32) by about 1e-3 relative."""
+    if device.type != "cuda":
+        yield
+        return
+    was = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = was
+
+
+def _rgb(images: torch.Tensor) -> torch.Tensor:
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise EdgeganError(f"images must have shape (N, 1|3, H, W), got {tuple(images.shape)}")
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+
+def inception_features(
+    images: Any, net: torch.nn.Module, batch_size: int = 64, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Pool features ``(N, 2048)`` float64 of images ``(N, 1|3, H, W)`` in [-1, 1] (a tensor
+    on any device or a NumPy array), in batches on ``device``."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    images = _rgb(images.detach())
+    device = torch.device(device)
+    out = np.empty((len(images), inception.FEATURE_DIM), dtype=np.float64)
+    with torch.no_grad(), _fp32_convolutions(device):
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].to(device, torch.float32, non_blocking=True)
+            out[i : i + len(x)] = net(x).double().cpu().numpy()
+    if not np.all(np.isfinite(out)):
+        raise EdgeganError("images hold NaN or infinite values (their features do)")
+    return out
+
+
+def kernel_inception_distance(
+    f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID (mean, standard deviation over subsets) between features ``(N1, D)`` and
+    ``(N2, D)``: the unbiased MMD^2 of the kernel ``(x.y / D + 1)^3`` on ``subsets`` random
+    subsets of ``min(subset_size, N1, N2)`` rows of each."""
+    f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    m = min(subset_size, len(f1), len(f2))
+    if m < 2:
+        raise EdgeganError(f"KID needs at least 2 features on each side, got {len(f1)}, {len(f2)}")
+    if subsets < 1:
+        raise EdgeganError(f"kid_subsets must be >= 1, got {subsets}")
+    d = f1.shape[1]
+    rng = np.random.default_rng(seed)
+
+    def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a @ b.T / d + 1.0) ** 3
+
+    # Up to KID_WHOLE_MAX rows a side, the three kernel matrices once (each subset then
+    # indexes them: 100 subsets of 1,000 cost 100x three 1000x2048x1000 products otherwise).
+    whole = max(len(f1), len(f2)) <= KID_WHOLE_MAX
+    if whole:
+        k11, k22, k12 = kernel(f1, f1), kernel(f2, f2), kernel(f1, f2)
+    mmds = np.empty(subsets)
+    for s in range(subsets):
+        i = rng.choice(len(f1), m, replace=False)
+        j = rng.choice(len(f2), m, replace=False)
+        if whole:
+            a, b, c = k11[np.ix_(i, i)], k22[np.ix_(j, j)], k12[np.ix_(i, j)]
+        else:
+            a, b, c = kernel(f1[i], f1[i]), kernel(f2[j], f2[j]), kernel(f1[i], f2[j])
+        off = (a.sum() - np.trace(a) + b.sum() - np.trace(b)) / (m * (m - 1))
+        mmds[s] = off - 2.0 * c.mean()
+    return float(mmds.mean()), float(mmds.std())
+
+
+def _reference_key(spec: str) -> tuple[Any, ...]:
+    """What names a reference's content: the spec, and for a file or folder its resolved
+    path and modification time (a reference rewritten in place is read again)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return (str(path.resolve()), path.stat().st_mtime_ns)
+    return (spec,)
+
+
+def _load_reference(spec: str) -> tuple[str, Any]:
+    """``("stats", (mu, sigma))`` or ``("images", tensor (N, C, H, W) in [-1, 1])``."""
+    from edgegan.metrics.evaluate import load_samples
+
+    if not isinstance(spec, str) or not spec.strip():
+        raise EdgeganError(f"the fid metric needs a reference; {_REFERENCE_HELP}")
+    spec = spec.strip()
+    if spec == "mnist" or spec.startswith(("mnist:", "idx:")):
+        from edgegan.metrics.digits import load_reference_images
+
+        images, _ = load_reference_images(spec)
+        return "images", images.float().div_(127.5).sub_(1)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise EdgeganError(f"reference not found: {path}; {_REFERENCE_HELP}")
+    if path.is_file() and path.suffix.lower() == ".npz":
+        stats = _read_stats(path)
+        if stats is not None:
+            return "stats", stats
+    images, _ = load_samples(path)
+    return "images", images
+
+
+def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mu, sigma)`` of a statistics file, or None for an ``.npz`` without them."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "mu" not in data.files or "sigma" not in data.files:
+                return None
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+    except (OSError, ValueError, EOFError) as exc:
+        raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
+    d = inception.FEATURE_DIM
+    if mu.shape != (d,) or sigma.shape != (d, d):
+        raise EdgeganError(
+            f"{path}: statistics of {d}-d Inception pool features need mu ({d},) and sigma "
+            f"({d}, {d}), got {mu.shape} and {sigma.shape}"
+        )
+    return mu, sigma
+
+
+class FidMetric:
+    """FID and KID of samples against a reference (see the module doc)."""
+
+    name = "fid"
+
+    def __init__(
+        self,
+        reference: str | None = None,
+        weights: str | None = None,
+        batch_size: int = 64,
+        device: str = "auto",
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+    ) -> None:
+        for key, value in (("batch_size", batch_size), ("kid_subsets", kid_subsets),
+                           ("kid_subset_size", kid_subset_size)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise EdgeganError(f"{key} must be an integer >= 1, got {value!r}")
+        self.weights = inception.find_weights(weights)  # no weights: fail before any work
+        self.reference = reference
+        self.batch_size, self.kid_subsets, self.kid_subset_size = (
+            batch_size, kid_subsets, kid_subset_size
+        )  # fmt: skip
+        self.device = resolve_device(device, "device")
+        if not inception.is_standard_weights(self.weights):
+            warnings.warn(
+                f"{self.weights} is not pytorch-fid's {inception.WEIGHTS_NAME} (its SHA-256 "
+                f"does not start with {inception.WEIGHTS_SHA256_PREFIX}): its FIDs cannot be "
+                "compared with published ones",
+                stacklevel=2,
+            )
+        self._net: torch.nn.Module | None = None
+
+    @property
+    def net(self) -> torch.nn.Module:
+        if self._net is None:
+            self._net = inception.load_inception(self.weights, self.device)
+        return self._net
+
+    def features(self, images: Any) -> np.ndarray:
+        """Inception pool features of images ``(N, 1|3, H, W)`` in [-1, 1]."""
+        return inception_features(images, self.net, self.batch_size, self.device)
+
+    def reference_features(self, spec: str) -> Any:
+        """Features ``(N, 2048)`` of a reference's images, or ``(mu, sigma)`` of a
+        statistics file (cached per process)."""
+        return self._reference(spec)[0]
+
+    def _reference(self, spec: str) -> tuple[Any, tuple[int, int] | None]:
+        """:meth:`reference_features` and the reference images' size (None: statistics)."""
+        key = (str(self.weights.resolve()), _reference_key(spec), str(self.device))
+        if key not in _CACHE:
+            kind, value = _load_reference(spec)
+            size = None
+            if kind == "images":
+                if len(value) < 2:
+                    raise EdgeganError(f"reference '{spec}' holds {len(value)} image(s); need >= 2")
+                size = (int(value.shape[-2]), int(value.shape[-1]))
+                value = self.features(value)
+            _CACHE[key] = (value, size)
+        return _CACHE[key]
+
+    def compute(
+        self, samples: Any, labels: Any = None, reference: str | None = None
+    ) -> dict[str, float]:
+        """FID and KID of ``samples`` (``(N, C, H, W)`` in [-1, 1]; ``labels`` are not used)
+        against ``reference`` (or the metric's own)."""
+        del labels  # FID is unconditional
+        n = len(samples)
+        if n < 2:
+            raise EdgeganError(f"need at least 2 samples to evaluate, got {n}")
+        spec = reference or self.reference
+        if not spec:
+            raise EdgeganError(f"the fid metric needs a reference; {_REFERENCE_HELP}")
+        if n <= inception.FEATURE_DIM:
+            warnings.warn(
+                f"an FID from {n} samples means little: with no more samples than the "
+                f"{inception.FEATURE_DIM} Inception features their covariance is "
+                "rank-deficient; compare KIDs, or use 10,000 or more (papers: 50,000)",
+                stacklevel=2,
+            )
+        ref, size = self._reference(spec)
+        if size is not None and size != tuple(samples.shape[-2:]):
+            h, w = samples.shape[-2:]
+            warnings.warn(
+                f"the reference images are {size[1]}x{size[0]}, the samples {w}x{h}: both are "
+                "resized to 299x299, and the FID measures the sizes' difference in sharpness "
+                "too; give reference images at the samples' size",
+                stacklevel=2,
+            )
+        feats = self.features(samples)
+        out: dict[str, float] = {}
+        if isinstance(ref, tuple):
+            out["fid"] = frechet_distance(*feature_stats(feats), *ref)
+        else:
+            out["fid"] = frechet_distance_of_features(feats, ref)
+            out["kid"], out["kid_std"] = kernel_inception_distance(
+                feats, ref, self.kid_subsets, self.kid_subset_size
+            )
+        out["num_samples"] = int(n)
+        if not isinstance(ref, tuple):
+            out["num_reference"] = int(len(ref))
+        return out
+
+
+def save_stats(
+    images: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    weights: str | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+) -> Path:
+    """Write the FID statistics (``mu``, ``sigma``, pytorch-fid's keys) of a reference's
+    images to ``out`` (an ``.npz``, written atomically), to score against later without
+    reading the images again."""
+    from edgegan.fileio import atomic_write
+
+    out = Path(out).expanduser()
+    if out.suffix.lower() != ".npz":
+        raise EdgeganError(f"statistics are written as .npz, got {out}")
+    metric = FidMetric(weights=weights, batch_size=batch_size, device=device)
+    ref = metric.reference_features(str(images))
+    if isinstance(ref, tuple):
+        raise EdgeganError(f"{images} holds statistics already")
+    mu, sigma = feature_stats(ref)
+    return atomic_write(out, lambda f: np.savez(f, mu=mu, sigma=sigma, num=np.int64(len(ref))))

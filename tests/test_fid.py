@@ -1,0 +1,399 @@
+"""The fid metric: FID's Inception-v3 against pytorch-fid's features, KID against its formula,
+references (images, statistics, digits), the eval command and training with eval.metric=fid.
+
+The real weights cannot be downloaded here: the tests use deterministic stand-in weights
+(tests/inception_weights.py) and a fixture of pytorch-fid's own features on them."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from inception_weights import PARITY_FILE, parity_inputs, random_inception_state
+from PIL import Image
+from tiny import TINY_CYCLEGAN, TINY_GAN
+
+from edgegan.cli import cli
+from edgegan.config import load_config
+from edgegan.errors import ConfigError, EdgeganError
+from edgegan.metrics import fid as fid_mod
+from edgegan.metrics import inception
+from edgegan.metrics.fid import FidMetric, kernel_inception_distance, save_stats
+
+pytestmark = pytest.mark.filterwarnings(
+    # stand-in weights, and FIDs of a few images: both warned about, on purpose
+    "ignore:.*is not pytorch-fid's:UserWarning",
+    "ignore:an FID from .* samples means little:UserWarning",
+)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inception") / "stand_in.pth"
+    torch.save(random_inception_state(), path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_and_small_inputs(request, monkeypatch):
+    """Each test reads its references again; all but the parity test feed the network
+    75x75 images (its smallest input) instead of 299x299: 16x less work, the same plumbing
+    (Inception takes 0.1 s an image at 299 on 2 cores)."""
+    fid_mod._CACHE.clear()
+    if request.node.name != "test_features_are_pytorch_fids":
+        monkeypatch.setattr(inception, "INPUT_SIZE", 75)
+    yield
+    fid_mod._CACHE.clear()
+
+
+def _images(seed: int, n: int, size: int = 16, channels: int = 3, bright: float = 0.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, channels, size, size, generator=g) * 2 - 1 + bright).clamp(-1, 1)
+
+
+def _write_pngs(folder, images) -> None:
+    folder.mkdir(parents=True)
+    arr = ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    for i, a in enumerate(arr):
+        Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(folder / f"{i:03d}.png")
+
+
+def test_features_are_pytorch_fids(weights) -> None:
+    """On the same weights, the network gives pytorch-fid's features (tools/fid_parity.py
+    wrote them with pytorch-fid 0.3.0 and torchvision 0.28: equal to the bit on torch 2.13)."""
+    net = inception.load_inception(weights)
+    want = np.load(PARITY_FILE)
+    for size, x01 in parity_inputs().items():
+        with torch.no_grad():
+            got = net(x01 * 2 - 1).numpy()
+        ref = want[f"features_{size}"]
+        assert got.shape == (2, inception.FEATURE_DIM)
+        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), size
+        assert np.abs(ref[0] - ref[1]).max() > 0.1  # the two inputs' features differ
+
+
+def test_the_weights_are_found_given_in_the_environment_or_in_torch_hubs_cache(
+    weights, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    with pytest.raises(EdgeganError) as exc_info:
+        inception.find_weights()
+    message = str(exc_info.value)
+    assert inception.WEIGHTS_URL in message and inception.WEIGHTS_ENV in message
+    assert str(tmp_path / "home" / "hub" / "checkpoints") in message
+    with pytest.raises(EdgeganError, match="Inception weights not found: .*nope.pth"):
+        inception.find_weights(tmp_path / "nope.pth")
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / "gone.pth"))
+    with pytest.raises(EdgeganError, match=r"gone.pth \(from \$EDGEGAN_INCEPTION_WEIGHTS\)"):
+        inception.find_weights()
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    assert inception.find_weights() == weights
+    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    cached = tmp_path / "home" / "hub" / "checkpoints" / inception.WEIGHTS_NAME
+    cached.parent.mkdir(parents=True)
+    cached.symlink_to(weights)  # where pytorch-fid downloads them
+    assert inception.find_weights() == cached
+
+
+def test_weights_of_another_network_are_one_line(weights, tmp_path) -> None:
+    state = random_inception_state()
+    state.pop("Mixed_7c.branch_pool.conv.weight")
+    torch.save(state, tmp_path / "missing.pth")
+    with pytest.raises(EdgeganError, match=r"missing 'Mixed_7c.branch_pool.conv.weight' \(1 m"):
+        inception.load_inception(tmp_path / "missing.pth")
+    state = random_inception_state()
+    state["AuxLogits.fc.weight"] = torch.zeros(3)  # torchvision's, with its aux classifier
+    torch.save(state, tmp_path / "extra.pth")
+    with pytest.raises(EdgeganError, match="unexpected 'AuxLogits.fc.weight'"):
+        inception.load_inception(tmp_path / "extra.pth")
+    state = random_inception_state()
+    state["fc.weight"] = torch.zeros(1000, 2048)  # an ImageNet-1k head
+    torch.save(state, tmp_path / "shape.pth")
+    with pytest.raises(EdgeganError, match="'fc.weight' of another shape"):
+        inception.load_inception(tmp_path / "shape.pth")
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    with pytest.raises(EdgeganError, match="cannot read Inception weights .*text.pth"):
+        inception.load_inception(tmp_path / "text.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(EdgeganError, match="holds no state dict"):
+        inception.load_inception(tmp_path / "list.pth")
+    # the port's file has no BatchNorm step counters; a state dict with them loads too
+    with_counters = inception.FIDInceptionV3().state_dict()
+    with_counters.update(random_inception_state())
+    torch.save(with_counters, tmp_path / "counters.pth")
+    inception.load_inception(tmp_path / "counters.pth")
+
+
+def test_weights_that_are_not_pytorch_fids_are_warned_about(weights) -> None:
+    assert not inception.is_standard_weights(weights)
+    with pytest.warns(UserWarning, match="cannot be compared with published ones"):
+        FidMetric(weights=str(weights), device="cpu")
+
+
+def _kid_by_the_formula(f1, f2, subsets, size, seed=0):
+    """torch-fidelity's KID, written out: unbiased MMD^2 of the polynomial kernel."""
+    rng = np.random.default_rng(seed)
+    d, out = f1.shape[1], []
+    for _ in range(subsets):
+        x = f1[rng.choice(len(f1), size, replace=False)]
+        y = f2[rng.choice(len(f2), size, replace=False)]
+        kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        m = size
+        mmd = (
+            (kxx.sum() - np.diag(kxx).sum()) / (m * (m - 1))
+            + (kyy.sum() - np.diag(kyy).sum()) / (m * (m - 1))
+            - 2 * kxy.sum() / (m * m)
+        )
+        out.append(mmd)
+    return float(np.mean(out)), float(np.std(out))
+
+
+def test_kid_is_its_formula_on_both_paths(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(60, 8)), rng.normal(0.3, 1.2, size=(50, 8))
+    want = _kid_by_the_formula(f1, f2, subsets=7, size=20)
+    assert kernel_inception_distance(f1, f2, 7, 20) == pytest.approx(want, rel=1e-12)
+    monkeypatch.setattr(fid_mod, "KID_WHOLE_MAX", 10)  # the per-subset path
+    assert kernel_inception_distance(f1, f2, 7, 20) == pytest.approx(want, rel=1e-12)
+    # subsets no larger than the smaller side; the same distribution scores about 0
+    big, shifted = rng.normal(size=(400, 8)), rng.normal(0.3, 1.2, size=(300, 8))
+    same = kernel_inception_distance(big, rng.normal(size=(300, 8)), 20, 1000)
+    other = kernel_inception_distance(big, shifted, 20, 1000)
+    assert abs(same[0]) < 0.05 * other[0]
+    with pytest.raises(EdgeganError, match="at least 2 features on each side"):
+        kernel_inception_distance(f1, f2[:1])
+
+
+def test_fid_and_kid_of_images(weights) -> None:
+    metric = FidMetric(weights=str(weights), device="cpu", batch_size=5)
+    real = _images(0, 12)
+    scores_same = _score_against(metric, real, real)
+    assert scores_same["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert scores_same["num_samples"] == 12 and scores_same["num_reference"] == 12
+    other = _score_against(metric, _images(1, 12), real)
+    shifted = _score_against(metric, _images(1, 12, bright=0.6), real)
+    assert 0 < other["fid"] < shifted["fid"]
+    assert other["kid"] < shifted["kid"]
+    assert set(shifted) == {"fid", "kid", "kid_std", "num_samples", "num_reference"}
+    # greyscale is repeated to RGB, as pytorch-fid's PIL convert("RGB") does
+    grey = _images(2, 12, channels=1)
+    assert metric.features(grey) == pytest.approx(metric.features(grey.expand(-1, 3, -1, -1)))
+    with pytest.raises(EdgeganError, match="at least 2 samples"):
+        metric.compute(real[:1], reference="x")
+    with pytest.raises(EdgeganError, match="needs a reference"):
+        FidMetric(weights=str(weights), device="cpu").compute(real)
+    bad = real.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(EdgeganError, match="NaN or infinite"):
+        metric.features(bad)
+
+
+def _score_against(metric, samples, reference_images):
+    """Scores of ``samples`` against ``reference_images`` held as the reference's features."""
+    fid_mod._CACHE.clear()
+    key = (str(metric.weights.resolve()), ("mem",), str(metric.device))
+    size = tuple(reference_images.shape[-2:])
+    fid_mod._CACHE[key] = (metric.features(reference_images), size)
+    return metric.compute(samples, reference="mem")
+
+
+def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
+    real, fake = _images(0, 10), _images(1, 8)
+    _write_pngs(tmp_path / "real", real)
+    _write_pngs(tmp_path / "fake", fake)
+    np.savez(tmp_path / "real.npz", images=((real + 1) * 127.5).round().byte().permute(0, 2, 3, 1))
+    metric = FidMetric(reference=str(tmp_path / "real"), weights=str(weights), device="cpu")
+    from edgegan.metrics.evaluate import load_samples
+
+    samples = load_samples(tmp_path / "fake")[0]
+    by_folder = metric.compute(samples)
+    by_npz = metric.compute(samples, reference=str(tmp_path / "real.npz"))
+    assert by_npz == pytest.approx(by_folder)
+    assert by_folder["num_reference"] == 10
+    # statistics: pytorch-fid's keys; FID alone (KID needs the features)
+    out = save_stats(tmp_path / "real", tmp_path / "stats.npz", weights=str(weights), device="cpu")
+    with np.load(out) as data:
+        assert sorted(data.files) == ["mu", "num", "sigma"] and int(data["num"]) == 10
+        np.savez(tmp_path / "pytorch_fid_style.npz", mu=data["mu"], sigma=data["sigma"])
+    # (from statistics, the rank-deficient covariances' eigenvalues round: 4e-7 here)
+    by_stats = metric.compute(samples, reference=str(out))
+    assert by_stats == {"fid": pytest.approx(by_folder["fid"], rel=1e-5), "num_samples": 8}
+    assert metric.compute(samples, reference=str(tmp_path / "pytorch_fid_style.npz"))["fid"] == (
+        pytest.approx(by_stats["fid"], rel=1e-12)
+    )
+    np.savez(tmp_path / "bad_stats.npz", mu=np.zeros(64), sigma=np.eye(64))
+    with pytest.raises(EdgeganError, match=r"need mu \(2048,\) and sigma"):
+        metric.compute(samples, reference=str(tmp_path / "bad_stats.npz"))
+    with pytest.raises(EdgeganError, match="holds statistics already"):
+        save_stats(out, tmp_path / "again.npz", weights=str(weights), device="cpu")
+    with pytest.raises(EdgeganError, match="written as .npz"):
+        save_stats(tmp_path / "real", tmp_path / "stats.txt", weights=str(weights))
+    with pytest.raises(EdgeganError, match="reference not found"):
+        metric.compute(samples, reference=str(tmp_path / "nowhere"))
+
+
+def test_the_bundled_digits_are_a_reference(weights, monkeypatch) -> None:
+    """Made RGB; at another size than the samples (warned about). Six of them: Inception
+    takes 0.1 s an image on 2 cores, and the test split holds 2,000."""
+    from edgegan.metrics import digits
+
+    calls = []
+
+    def six(spec):
+        calls.append(spec)
+        images, labels = load_reference_images(spec)
+        return images[:6], labels[:6]
+
+    load_reference_images = digits.load_reference_images
+    monkeypatch.setattr(digits, "load_reference_images", six)
+    metric = FidMetric(reference="mnist:train", weights=str(weights), device="cpu")
+    with pytest.warns(UserWarning, match="reference images are 28x28, the samples 16x16"):
+        scores = metric.compute(_images(1, 8))
+    assert calls == ["mnist:train"] and scores["num_reference"] == 6
+    grey = load_reference_images("mnist:train")[0][:6].float() / 127.5 - 1
+    want = FidMetric(weights=str(weights), device="cpu").features(grey.repeat(1, 3, 1, 1))
+    assert metric.reference_features("mnist:train") == pytest.approx(want)
+
+
+def test_a_reference_rewritten_in_place_is_read_again(weights, tmp_path) -> None:
+    _write_pngs(tmp_path / "real", _images(0, 6))
+    metric = FidMetric(reference=str(tmp_path / "real"), weights=str(weights), device="cpu")
+    samples = _images(1, 6)
+    first = metric.compute(samples)
+    (tmp_path / "real" / "000.png").unlink()
+    import os
+
+    os.utime(tmp_path / "real", ns=(1, 1))  # a new modification time, whatever the clock
+    assert metric.compute(samples)["num_reference"] == 5 != first["num_reference"]
+
+
+def test_cli_eval_scores_and_saves_statistics(weights, tmp_path, monkeypatch) -> None:
+    _write_pngs(tmp_path / "real", _images(0, 10))
+    _write_pngs(tmp_path / "fake", _images(1, 8))
+    runner = CliRunner()
+    args = ["eval", str(tmp_path / "fake"), "--metric", "fid", "--json"]
+    ref = ["--reference", str(tmp_path / "real")]
+    res = runner.invoke(cli, [*args, *ref, "-o", f"weights={weights}", "-o", "batch_size=3"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.stdout)
+    assert scores["num_samples"] == 8 and scores["num_reference"] == 10 and scores["fid"] > 0
+    stats = tmp_path / "ref.npz"
+    res = runner.invoke(
+        cli,
+        ["eval", str(tmp_path / "real"), "--metric", "fid", "--save-stats", str(stats),
+         "--metric-option", f"weights={weights}"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"wrote {stats}" in res.stderr
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    res = runner.invoke(cli, [*args, "--reference", str(stats)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["fid"] == pytest.approx(scores["fid"], rel=1e-5)
+    # bad input: one line, exit 2
+    for bad, says in (
+        ([*args], "needs a reference"),
+        ([*args, *ref, "-o", "weight=x"], "weight"),
+        ([*args, *ref, "-o", "nonsense"], "bad --metric-option 'nonsense'"),
+        (["eval", str(tmp_path / "fake"), "--save-stats", str(tmp_path / "s.npz")],
+         "use it with --metric fid"),
+        ([*args, "--save-stats", str(tmp_path / "s.npz"), *ref], "SAMPLES alone"),
+    ):  # fmt: skip
+        res = runner.invoke(cli, bad)
+        assert res.exit_code == 2, (bad, res.output)
+        assert says in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "s.npz").exists()
+    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    res = runner.invoke(cli, [*args, *ref])
+    assert res.exit_code == 2 and "needs the Inception weights" in res.stderr
+
+
+def _folder_data(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(24, 3, 32, 32, generator=g) * 2 - 1).clamp(-1, 1)
+    _write_pngs(tmp_path / "data", images)
+    return tmp_path / "data"
+
+
+def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
+    from edgegan.train import train
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    data = _folder_data(tmp_path)
+    base = [
+        *TINY_GAN,
+        "model.conditional=false",
+        "data.name=folder",
+        f"data.root={data}",
+        "data.image_size=32",
+        "eval.metric=fid",
+        "eval.num_samples=6",
+    ]
+    cfg = load_config("dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={data}"])
+    train(cfg, out_dir=tmp_path / "run")
+    scores = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert scores["num_samples"] == 6 and scores["num_reference"] == 24
+    assert scores["fid"] > 0 and np.isfinite(scores["kid"])
+    # no reference: refused before training, nothing written
+    with pytest.raises(ConfigError, match="eval.metric=fid needs eval.reference"):
+        train(load_config("dcgan-mnist", [*base, "eval.at_end=true"]), out_dir=tmp_path / "r2")
+    assert not (tmp_path / "r2").exists()
+    # no weights: refused before training too
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    cfg = load_config("dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={data}"])
+    with pytest.raises(EdgeganError, match="needs the Inception weights"):
+        train(cfg, out_dir=tmp_path / "r3")
+    assert not (tmp_path / "r3").exists()
+
+
+def test_eval_reference_is_refused_by_translation_tasks(tmp_path) -> None:
+    from edgegan.train import train
+
+    cfg = load_config("cyclegan-digits", [*TINY_CYCLEGAN, "eval.reference=mnist:test"])
+    with pytest.raises(ConfigError, match="eval.reference='mnist:test': only task gan uses it"):
+        train(cfg, out_dir=tmp_path / "run")
+
+
+def test_digits_metric_scores_other_idx_data_given_a_reference(tmp_path) -> None:
+    """eval.reference lets the digit metric score a run on any MNIST-format data (before,
+    a run on other data than the bundled digits had no final scores)."""
+    from edgegan.data.idx import bundled_mnist_dir
+    from edgegan.train import train
+
+    cfg = load_config(
+        "dcgan-mnist",
+        [*TINY_GAN, "data.name=idx", f"data.root={bundled_mnist_dir()}", "eval.at_end=true",
+         "eval.num_samples=20", f"eval.reference=idx:{bundled_mnist_dir()}:test"],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an FD of 20 samples
+        train(cfg, out_dir=tmp_path / "run")
+    scores = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert scores["num_samples"] == 20 and "fd" in scores and "coverage" in scores
+
+
+@pytest.mark.parametrize("n1, n2", [(5, 7), (30, 12), (40, 50)])
+def test_the_frechet_distance_of_few_features_is_that_of_their_statistics(n1, n2) -> None:
+    """With fewer rows than features, FD goes through the singular values of P1 P2^T (an
+    N1 x N2 problem); with more, through the covariances: the same distance either way."""
+    from edgegan.metrics.frechet import (
+        feature_stats,
+        frechet_distance,
+        frechet_distance_of_features,
+    )
+
+    rng = np.random.default_rng(n1)
+    a, b = rng.normal(size=(n1, 20)), rng.normal(0.2, 1.3, size=(n2, 20))
+    want = frechet_distance(*feature_stats(a), *feature_stats(b))
+    assert frechet_distance_of_features(a, b) == pytest.approx(want, rel=1e-7)
+    assert frechet_distance_of_features(a, a) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="differ in size"):
+        frechet_distance_of_features(a, b[:, :5])
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance_of_features(np.full((3, 20), np.nan), b)
