@@ -167,6 +167,8 @@ class Pix2PixConfig:
 @dataclass
 class EvalConfig:
     at_end: bool = True  # evaluate the final EMA generator against the reference data
+    # task gan: the metric of the samples (digits, fid, a plugin's); cyclegan and pix2pix
+    # always get paired scores on a paired test split, and with fid FID/KID of translations
     metric: str = "digits"
     # The metric's reference data (task gan): "" is the bundled digits' test split for runs on
     # them (mnist:test) and none otherwise; eval.metric=fid: a folder or .npz of real images at

@@ -397,3 +397,80 @@ def test_the_frechet_distance_of_few_features_is_that_of_their_statistics(n1, n2
         frechet_distance_of_features(a, b[:, :5])
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance_of_features(np.full((3, 20), np.nan), b)
+
+
+def _unpaired_folder(tmp_path):
+    """A cyclegan folder whose test split is unpaired: 5 A images, 3 B images of other names."""
+    from edgegan.data.digits_domains import write_cyclegan_digits_folder
+
+    data = tmp_path / "data"
+    write_cyclegan_digits_folder(data, image_size=32, limit=8)
+    for i, p in enumerate(sorted((data / "testA").iterdir())):
+        if i >= 5:
+            p.unlink()
+    for i, p in enumerate(sorted((data / "testB").iterdir())):
+        if i >= 3:
+            p.unlink()
+        else:
+            p.rename(p.with_name(f"other_{p.name}"))
+    return data
+
+
+def test_translation_runs_score_fid_and_kid_against_the_other_domain(
+    weights, tmp_path, monkeypatch
+) -> None:
+    """eval.metric=fid: each direction's translations of the test split against the other
+    domain's test images, unpaired (no paired scores there) or paired (both kinds)."""
+    from edgegan.data.unpaired import UnpairedImageDataset
+    from edgegan.train import train, translation
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    data = _unpaired_folder(tmp_path)
+    test = UnpairedImageDataset(data, split="test", load_size=32, crop_size=32, channels_a=1)
+    assert not test.paired and len(test) == 5
+    assert (translation._distinct(test, "A"), translation._distinct(test, "B")) == (5, 3)
+    seen = []
+    real_features = translation.TranslationTask._features
+
+    def spy(self, ds, domain, n, through=None):
+        seen.append((domain, n, through is not None))
+        return real_features(self, ds, domain, n, through)
+
+    monkeypatch.setattr(translation.TranslationTask, "_features", spy)
+    unpaired = [
+        *TINY_CYCLEGAN,
+        "data.name=unpaired",
+        f"data.root={data}",
+        "data.load_size=32",
+        "data.crop_size=32",
+        "data.channels_a=1",
+        "train.steps=1",
+        "eval.metric=fid",
+    ]
+    result = train(load_config("cyclegan-digits", unpaired), out_dir=tmp_path / "u")
+    scores = json.loads((tmp_path / "u" / "eval.json").read_text())
+    assert scores == result.eval
+    assert set(scores) == {f"{d}_{k}" for d in ("ab", "ba") for k in ("fid", "kid", "kid_std")}
+    assert all(np.isfinite(v) for v in scores.values()) and scores["ab_fid"] > 0
+    # distinct images only: 5 A translated against 3 B, 3 B translated against 5 A
+    assert sorted(seen) == [("A", 5, False), ("A", 5, True), ("B", 3, False), ("B", 3, True)]
+    seen.clear()
+    paired = [*TINY_CYCLEGAN, "train.steps=1", "eval.metric=fid", "eval.num_samples=6"]
+    scores = train(load_config("cyclegan-digits", paired), out_dir=tmp_path / "p").eval
+    assert {"ab_psnr", "ab_fid", "ba_kid", "ba_ssim"} <= set(scores)
+    assert sorted(seen) == [("A", 6, False), ("A", 6, True), ("B", 6, False), ("B", 6, True)]
+    # pix2pix: its one direction
+    from tiny import TINY_PIX2PIX
+
+    scores = train(
+        load_config("pix2pix-digits", [*TINY_PIX2PIX, "train.steps=1", "eval.metric=fid",
+                                       "eval.num_samples=4"]),
+        out_dir=tmp_path / "x",
+    ).eval  # fmt: skip
+    assert {"ab_fid", "ab_kid", "ab_psnr"} <= set(scores) and not any("ba" in k for k in scores)
+    # without the weights: refused before training
+    monkeypatch.delenv(inception.WEIGHTS_ENV)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    with pytest.raises(EdgeganError, match="needs the Inception weights"):
+        train(load_config("cyclegan-digits", unpaired), out_dir=tmp_path / "none")
+    assert not (tmp_path / "none").exists()

@@ -2469,7 +2469,9 @@ def test_edgegan_eval_warns_of_a_biased_fd_from_129_to_1999_samples(monkeypatch,
 
     evaluate_module = importlib.import_module("edgegan.metrics.evaluate")  # not the function
     scores = {"fd": 1.25, "num_samples": n}
-    monkeypatch.setattr(evaluate_module, "evaluate", lambda samples, reference, metric, params: scores)
+    monkeypatch.setattr(
+        evaluate_module, "evaluate", lambda samples, reference, metric, params: scores
+    )
     res = CliRunner().invoke(cli, ["eval", "samples.npz"])
     assert res.exit_code == 0, res.output
     assert res.stdout.split() == ["fd", "1.2500", "num_samples", str(n)]

@@ -263,19 +263,22 @@ class FidMetric:
                 "too; give reference images at the samples' size",
                 stacklevel=2,
             )
-        feats = self.features(samples)
-        out: dict[str, float] = {}
-        if isinstance(ref, tuple):
-            out["fid"] = frechet_distance(*feature_stats(feats), *ref)
-        else:
-            out["fid"] = frechet_distance_of_features(feats, ref)
-            out["kid"], out["kid_std"] = kernel_inception_distance(
-                feats, ref, self.kid_subsets, self.kid_subset_size
-            )
+        out = self.compare(self.features(samples), ref)
         out["num_samples"] = int(n)
         if not isinstance(ref, tuple):
             out["num_reference"] = int(len(ref))
         return out
+
+    def compare(self, features: np.ndarray, reference: Any) -> dict[str, float]:
+        """``fid`` (and ``kid``, ``kid_std`` when ``reference`` is features, not statistics)
+        of sample features against reference features ``(N, 2048)`` or ``(mu, sigma)``."""
+        if isinstance(reference, tuple):
+            return {"fid": frechet_distance(*feature_stats(features), *reference)}
+        kid, kid_std = kernel_inception_distance(
+            features, reference, self.kid_subsets, self.kid_subset_size
+        )
+        return {"fid": frechet_distance_of_features(features, reference), "kid": kid,
+                "kid_std": kid_std}  # fmt: skip
 
 
 def save_stats(

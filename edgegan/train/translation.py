@@ -49,7 +49,8 @@ class TranslationTask(Task):
 
     def read_domains(self) -> None:
         """``channels_a``, ``channels_b`` and ``size`` from the dataset, which must have two
-        domains (``image_shape`` is A's, ``image_shape_b`` B's)."""
+        domains (``image_shape`` is A's, ``image_shape_b`` B's); then
+        :meth:`prepare_evaluation`."""
         if not hasattr(self.dataset, "image_shape_b"):
             raise ConfigError(
                 f"the {self.name} task needs a two-domain dataset (e.g. {self.dataset_hint}); "
@@ -58,6 +59,7 @@ class TranslationTask(Task):
         ca, h, _ = self.dataset.image_shape
         cb = self.dataset.image_shape_b[0]
         self.channels_a, self.channels_b, self.size = int(ca), int(cb), int(h)
+        self.prepare_evaluation()
 
     def generator_spec(self) -> dict[str, Any]:
         return {
@@ -106,16 +108,67 @@ class TranslationTask(Task):
         module = None if network == self.sample_network else self.module(network)
         return trainer.sample(images, module=module)
 
-    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
-        """L1/PSNR/SSIM of each generator's translations of the test split against the
-        true images (``ab_*``: A -> B against B), on the first ``num_samples`` test pairs,
-        when the test split is paired."""
-        from edgegan.metrics.paired import paired_scores
+    def prepare_evaluation(self) -> None:
+        """With ``eval.metric=fid``, build the FID metric now: a run without the Inception
+        weights fails before training, not after it (process 0 alone evaluates)."""
+        from edgegan.train.distributed import is_main_process
 
+        self._fid: Any = None
+        self._fid_reference: dict[tuple[str, int], Any] = {}  # (domain, n) -> features
+        ev = self.config.eval
+        if ev.metric == "fid" and (ev.at_end or ev.every) and is_main_process():
+            from edgegan.metrics.evaluate import check_metric
+
+            self._fid = check_metric("fid").metric
+
+    def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
+        """Scores of each generator's translations of the test split (``ab_*``: A -> B), on
+        its first ``num_samples`` items: L1/PSNR/SSIM against the true images when the split
+        is paired; with ``eval.metric=fid``, FID and KID against the other domain's test
+        images, paired or not."""
         ds = self._eval_dataset()
-        if ds is self.dataset or not getattr(ds, "paired", False):
+        if ds is self.dataset:
             return {}
         n = min(len(ds), num_samples or self.config.eval.num_samples)
+        scores = self._paired_scores(trainer, ds, n) if getattr(ds, "paired", False) else {}
+        if getattr(self, "_fid", None) is not None:
+            scores.update(self._fid_scores(trainer, ds, n))
+        return scores
+
+    def _fid_scores(self, trainer: Any, ds: Any, n: int) -> dict[str, float]:
+        """``{prefix}_fid``, ``_kid``, ``_kid_std``: the translations of the test split's
+        first ``n`` distinct source images against its first ``n`` distinct target images
+        (an unpaired split repeats the smaller domain's images up to the larger's length)."""
+        out: dict[str, float] = {}
+        for prefix, (_, source, target) in self.translations.items():
+            n_source, n_target = min(n, _distinct(ds, source)), min(n, _distinct(ds, target))
+            if min(n_source, n_target) < 2:
+                continue  # FID and KID need two images a side
+            key = (target, n_target)
+            if key not in self._fid_reference:
+                self._fid_reference[key] = self._features(ds, target, n_target)
+            fake = self._features(
+                ds, source, n_source, lambda x, p=prefix: self.translate(trainer, p, x)
+            )
+            scores = self._fid.compare(fake, self._fid_reference[key])
+            out.update({f"{prefix}_{k}": v for k, v in scores.items()})
+        return out
+
+    def _features(self, ds: Any, domain: str, n: int, through: Any = None) -> Any:
+        """Inception features of the first ``n`` test images of ``domain`` (translated by
+        ``through`` when given), 256 images at a time."""
+        import numpy as np
+
+        chunks = []
+        for i in range(0, n, 256):
+            x = torch.stack([ds[j][domain] for j in range(i, min(n, i + 256))])
+            chunks.append(self._fid.features(x if through is None else through(x)))
+        return np.concatenate(chunks)
+
+    def _paired_scores(self, trainer: Any, ds: Any, n: int) -> dict[str, float]:
+        """L1/PSNR/SSIM of each translation against the true images of a paired split."""
+        from edgegan.metrics.paired import paired_scores
+
         scores: dict[str, list[float]] = {}
         for i in range(0, n, 256):
             items = [ds[j] for j in range(i, min(n, i + 256))]
@@ -127,3 +180,10 @@ class TranslationTask(Task):
             for key, value in chunk.items():
                 scores.setdefault(key, []).append(value * len(items))
         return {k: sum(v) / n for k, v in scores.items()}
+
+
+def _distinct(ds: Any, domain: str) -> int:
+    """How many distinct images of ``domain`` ("A" or "B") a test split holds: the unpaired
+    dataset's ``domain_a``/``domain_b`` file lists, else (paired datasets) its length."""
+    files = getattr(ds, f"domain_{domain.lower()}", None)
+    return len(files) if files is not None else len(ds)
