@@ -474,3 +474,19 @@ def test_translation_runs_score_fid_and_kid_against_the_other_domain(
     with pytest.raises(EdgeganError, match="needs the Inception weights"):
         train(load_config("cyclegan-digits", unpaired), out_dir=tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_features_are_the_cpus_in_fp32(weights) -> None:
+    """On CUDA the convolutions run in FP32 whatever cuDNN's TF32 setting (pytorch-fid's
+    features are FP32 ones), and the setting is given back."""
+    x = _images(3, 4, size=32)
+    cpu = FidMetric(weights=str(weights), device="cpu").features(x)
+    was = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        gpu = FidMetric(weights=str(weights), device="cuda").features(x.cuda())
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = was
+    assert np.abs(gpu - cpu).max() <= 1e-4 * np.abs(cpu).max()

@@ -68,6 +68,7 @@ GPU_TESTS = [
     "tests/test_export.py",
     "tests/test_export_cyclegan.py",
     "tests/test_pix2pix.py",  # the pix2pix fast path (bf16, fp16, channels_last, compile)
+    "tests/test_fid.py",  # Inception features on CUDA in FP32 (no TF32)
 ]
 
 
