@@ -339,6 +339,20 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
     scores = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert scores["num_samples"] == 6 and scores["num_reference"] == 24
     assert scores["fid"] > 0 and np.isfinite(scores["kid"])
+    # eval of the run: against the run's own eval.reference unless told otherwise
+    runner = CliRunner()
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num", "5",
+                              "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["num_reference"] == 24
+    other = tmp_path / "other"
+    _write_pngs(other, _images(5, 7, size=32))
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num", "5",
+                              "--json", "--reference", str(other)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["num_reference"] == 7
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5"])  # digits: its own
+    assert res.exit_code == 0 and "fd" in res.stdout, res.output
     # no reference: refused before training, nothing written
     with pytest.raises(ConfigError, match="eval.metric=fid needs eval.reference"):
         train(load_config("dcgan-mnist", [*base, "eval.at_end=true"]), out_dir=tmp_path / "r2")

@@ -333,12 +333,16 @@ def evaluate_generator(
 ) -> dict[str, float]:
     """Sample ``num`` images from a GAN run or bundle on any backend and precision (as
     ``edgegan infer --seed`` would, saved as 8-bit images) and run ``metric`` on them: one
-    step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph."""
+    step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph.
+    ``reference=None``: a run's own ``eval.reference`` when it was scored with ``metric``,
+    else the metric's default."""
     import torch
 
     from edgegan.runtime import open_runner
     from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
+    if reference is None:
+        reference = _run_reference(target, metric)
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
     task = target_task(target)[0]
     if is_translation_task(task):
@@ -356,6 +360,21 @@ def evaluate_generator(
             if "labels" in batch:
                 labels.append(torch.from_numpy(batch["labels"]))
     return scorer._score(_to_float(torch.cat(images)), torch.cat(labels) if labels else None)
+
+
+def _run_reference(target: str | Path, metric: str) -> str | None:
+    """The ``eval.reference`` a run was scored against with ``metric`` (None: not a run, or
+    scored with another metric, or without a reference)."""
+    from edgegan.config import load_run_config
+    from edgegan.train.logs import is_run_dir
+
+    if not is_run_dir(target):
+        return None
+    try:
+        ev = load_run_config(target).eval
+    except EdgeganError:
+        return None  # a damaged config: the sampling says so in its own words
+    return (ev.reference or None) if ev.metric == metric else None
 
 
 def evaluate(
