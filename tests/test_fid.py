@@ -22,7 +22,12 @@ from edgegan.config import load_config
 from edgegan.errors import ConfigError, EdgeganError
 from edgegan.metrics import fid as fid_mod
 from edgegan.metrics import inception
-from edgegan.metrics.fid import FidMetric, kernel_inception_distance, save_stats
+from edgegan.metrics.fid import (
+    FidMetric,
+    inception_score,
+    kernel_inception_distance,
+    save_stats,
+)
 
 pytestmark = pytest.mark.filterwarnings(
     # stand-in weights, and FIDs of a few images: both warned about, on purpose
@@ -179,7 +184,9 @@ def test_fid_and_kid_of_images(weights) -> None:
     shifted = _score_against(metric, _images(1, 12, bright=0.6), real)
     assert 0 < other["fid"] < shifted["fid"]
     assert other["kid"] < shifted["kid"]
-    assert set(shifted) == {"fid", "kid", "kid_std", "num_samples", "num_reference"}
+    assert set(shifted) == {"fid", "kid", "kid_std", "is", "is_std", "num_samples",
+                            "num_reference"}  # fmt: skip
+    assert shifted["is"] >= 1.0
     # greyscale is repeated to RGB, as pytorch-fid's PIL convert("RGB") does
     grey = _images(2, 12, channels=1)
     assert metric.features(grey) == pytest.approx(metric.features(grey.expand(-1, 3, -1, -1)))
@@ -222,7 +229,8 @@ def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
         np.savez(tmp_path / "pytorch_fid_style.npz", mu=data["mu"], sigma=data["sigma"])
     # (from statistics, the rank-deficient covariances' eigenvalues round: 4e-7 here)
     by_stats = metric.compute(samples, reference=str(out))
-    assert by_stats == {"fid": pytest.approx(by_folder["fid"], rel=1e-5), "num_samples": 8}
+    assert by_stats == {"fid": pytest.approx(by_folder["fid"], rel=1e-5), "num_samples": 8,
+                        "is": by_folder["is"], "is_std": by_folder["is_std"]}  # fmt: skip
     assert metric.compute(samples, reference=str(tmp_path / "pytorch_fid_style.npz"))["fid"] == (
         pytest.approx(by_stats["fid"], rel=1e-12)
     )
@@ -504,3 +512,39 @@ def test_cuda_features_are_the_cpus_in_fp32(weights) -> None:
     finally:
         torch.backends.cudnn.allow_tf32 = was
     assert np.abs(gpu - cpu).max() <= 1e-4 * np.abs(cpu).max()
+
+
+def _is_by_torch_fidelity(logits, splits=10, seed=2020):
+    """torch-fidelity 0.4.0's isc_features_to_metric, written out (torch, float64)."""
+    x = torch.from_numpy(logits)[np.random.RandomState(seed).permutation(len(logits))].double()
+    p, log_p = x.softmax(dim=1), x.log_softmax(dim=1)
+    n, scores = len(x), []
+    for i in range(splits):
+        pc, lc = (
+            p[i * n // splits : (i + 1) * n // splits],
+            log_p[i * n // splits : (i + 1) * n // splits],
+        )
+        q = pc.mean(dim=0, keepdim=True)
+        scores.append((pc * (lc - q.log())).sum(dim=1).mean().exp().item())
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def test_the_inception_score_is_torch_fidelitys(weights) -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(53, 1008))
+    assert inception_score(logits) == pytest.approx(_is_by_torch_fidelity(logits), rel=1e-10)
+    assert inception_score(logits, 3, seed=1) == pytest.approx(
+        _is_by_torch_fidelity(logits, 3, seed=1), rel=1e-10
+    )
+    same = np.tile(logits[:1], (20, 1))  # one image over and over: p(y|x) == p(y)
+    assert inception_score(same) == pytest.approx((1.0, 0.0))
+    # fewer samples than splits: one a split, where p(y|x) == p(y) again
+    assert inception_score(logits[:4]) == pytest.approx((1.0, 0.0))
+    assert inception_score(logits[:4], 2)[0] > 1
+    # the metric's logits: pool features times the head's weight, no bias
+    metric = FidMetric(weights=str(weights), device="cpu")
+    feats = metric.features(_images(0, 3))
+    head = metric.net.fc
+    want = (torch.from_numpy(feats).float() @ head.weight.T).double().numpy()
+    assert metric.logits(feats) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    assert not np.allclose(want, want + head.bias.detach().double().numpy())

@@ -1,4 +1,4 @@
-"""The ``fid`` metric: FID and KID in the features of FID's Inception-v3, as papers report them.
+"""The ``fid`` metric: FID, KID and IS in FID's Inception-v3, as papers report them.
 
 - ``fid``: Frechet distance between Gaussians fitted to the 2048-d pool features of the
   samples and of the reference images (Heusel et al. 2017), the features pytorch-fid computes
@@ -8,6 +8,10 @@
   random subsets of ``kid_subset_size`` (fewer when either side has fewer images), as
   torch-fidelity and StudioGAN compute it; unbiased, so it can be compared across sample
   counts where FID cannot;
+- ``is``, ``is_std``: the Inception Score of the samples (Salimans et al. 2016), as
+  torch-fidelity computes it: the softmax of the 1008-class head without its bias (the
+  original TensorFlow code's ``pool_3 @ W``), ``exp(E KL(p(y|x) || p(y)))`` over ``is_splits``
+  splits of the samples shuffled by ``RandomState(2020)``; higher is better; no reference;
 - ``num_samples``, ``num_reference``.
 
 The reference is a folder of images or an ``.npz`` of images (what ``edgegan eval`` reads
@@ -123,6 +127,26 @@ def kernel_inception_distance(
     return float(mmds.mean()), float(mmds.std())
 
 
+def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> tuple[float, float]:
+    """IS (mean, standard deviation over splits) of logits ``(N, C)``: rows shuffled by
+    ``RandomState(seed)``, cut into ``min(splits, N)`` parts, each scoring
+    ``exp(mean KL(p(y|x) || p(y)))`` with ``p(y)`` the part's mean prediction."""
+    x = np.asarray(logits, np.float64)
+    n = len(x)
+    x = x[np.random.RandomState(seed).permutation(n)]
+    log_p = x - x.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    p = np.exp(log_p)
+    parts = min(splits, n)
+    scores = []
+    for i in range(parts):
+        lo, hi = i * n // parts, (i + 1) * n // parts
+        q = p[lo:hi].mean(axis=0, keepdims=True)
+        kl = (p[lo:hi] * (log_p[lo:hi] - np.log(q))).sum(axis=1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
 def _reference_key(spec: str) -> tuple[Any, ...]:
     """What names a reference's content: the spec, and for a file or folder its resolved
     path and modification time (a reference rewritten in place is read again)."""
@@ -186,9 +210,11 @@ class FidMetric:
         device: str = "auto",
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
+        is_splits: int = 10,
     ) -> None:
-        for key, value in (("batch_size", batch_size), ("kid_subsets", kid_subsets),
-                           ("kid_subset_size", kid_subset_size)):  # fmt: skip
+        counts = {"batch_size": batch_size, "kid_subsets": kid_subsets,
+                  "kid_subset_size": kid_subset_size, "is_splits": is_splits}  # fmt: skip
+        for key, value in counts.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise EdgeganError(f"{key} must be an integer >= 1, got {value!r}")
         self.weights = inception.find_weights(weights)  # no weights: fail before any work
@@ -196,6 +222,7 @@ class FidMetric:
         self.batch_size, self.kid_subsets, self.kid_subset_size = (
             batch_size, kid_subsets, kid_subset_size
         )  # fmt: skip
+        self.is_splits = is_splits
         self.device = resolve_device(device, "device")
         if not inception.is_standard_weights(self.weights):
             warnings.warn(
@@ -204,10 +231,11 @@ class FidMetric:
                 "compared with published ones",
                 stacklevel=2,
             )
-        self._net: torch.nn.Module | None = None
+        self._net: inception.FIDInceptionV3 | None = None
 
     @property
-    def net(self) -> torch.nn.Module:
+    def net(self) -> inception.FIDInceptionV3:
+        """The network, loaded on first use (building the metric only finds its weights)."""
         if self._net is None:
             self._net = inception.load_inception(self.weights, self.device)
         return self._net
@@ -215,6 +243,12 @@ class FidMetric:
     def features(self, images: Any) -> np.ndarray:
         """Inception pool features of images ``(N, 1|3, H, W)`` in [-1, 1]."""
         return inception_features(images, self.net, self.batch_size, self.device)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """The 1008-class logits of pool features, without the head's bias (what the
+        Inception Score's original code and torch-fidelity's ``logits_unbiased`` use)."""
+        weight = self.net.fc.weight.detach().double().cpu().numpy()
+        return np.asarray(features, np.float64) @ weight.T
 
     def reference_features(self, spec: str) -> Any:
         """Features ``(N, 2048)`` of a reference's images, or ``(mu, sigma)`` of a
@@ -263,7 +297,9 @@ class FidMetric:
                 "too; give reference images at the samples' size",
                 stacklevel=2,
             )
-        out = self.compare(self.features(samples), ref)
+        feats = self.features(samples)
+        out = self.compare(feats, ref)
+        out["is"], out["is_std"] = inception_score(self.logits(feats), self.is_splits)
         out["num_samples"] = int(n)
         if not isinstance(ref, tuple):
             out["num_reference"] = int(len(ref))

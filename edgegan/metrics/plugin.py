@@ -23,8 +23,9 @@ def build_fid_metric(
     device: str = "auto",
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
+    is_splits: int = 10,
 ) -> Any:
-    """FID and KID in the features of FID's Inception-v3 (pytorch-fid's weights)."""
+    """FID, KID and IS in FID's Inception-v3 (pytorch-fid's weights)."""
     from edgegan.metrics.fid import FidMetric
 
     return FidMetric(
@@ -34,6 +35,7 @@ def build_fid_metric(
         device=device,
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
+        is_splits=is_splits,
     )
 
 
@@ -51,7 +53,7 @@ def edgegan_register_metrics(register: Any) -> None:
         "fid",
         build_fid_metric,
         description=(
-            "FID and KID in FID's Inception-v3 features, as papers report them (needs "
+            "FID, KID and IS in FID's Inception-v3, as papers report them (needs "
             "pytorch-fid's weights file; reference: a folder or .npz of images, a stats .npz)"
         ),
     )
