@@ -8,6 +8,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import errno
+import inspect
 import io
 import json
 import os
@@ -845,9 +846,15 @@ FD_SAMPLES = 2000
 @click.option(
     "--reference",
     help="Reference data: mnist[:train|test] or idx:FOLDER[:split] (digits: mnist:test); "
-    "fid: a folder or .npz of real images, or an FID statistics .npz.",
+    "fid: a folder or .npz of real images, or an FID statistics .npz. A run scored with "
+    "--metric: its own eval.reference.",
 )
-@click.option("--metric", default="digits", show_default=True, help="A registered metric.")
+@click.option(
+    "--metric",
+    default="digits",
+    show_default=True,
+    help="A registered metric: digits, fid or a plugin's (`edgegan plugins`).",
+)
 @click.option(
     "--metric-option",
     "-o",
@@ -905,8 +912,17 @@ def eval_cmd(
             raise EdgeganError("--save-stats writes FID statistics: use it with --metric fid")
         from edgegan.metrics.fid import save_stats as write_stats
 
-        if given or reference:
-            raise EdgeganError("--save-stats reads the images of SAMPLES alone")
+        if given or reference or as_json:
+            raise EdgeganError(
+                "--save-stats reads the images of SAMPLES alone (no --reference, --json or "
+                "sampling options)"
+            )
+        takes = [p for p in inspect.signature(write_stats).parameters if p not in ("images", "out")]
+        unknown = sorted(set(params) - set(takes))
+        if unknown:
+            raise EdgeganError(
+                f"--save-stats takes -o {', '.join(takes)}; not {', '.join(unknown)}"
+            )
         out = write_stats(samples, save_stats, **params)
         click.echo(f"wrote {out}", err=True)
         return

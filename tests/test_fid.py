@@ -74,11 +74,31 @@ def test_features_are_pytorch_fids(weights) -> None:
     want = np.load(PARITY_FILE)
     for size, x01 in parity_inputs().items():
         with torch.no_grad():
-            got = net(x01 * 2 - 1).numpy()
+            got = net.features01(x01).numpy()
         ref = want[f"features_{size}"]
         assert got.shape == (2, inception.FEATURE_DIM)
         assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), size
         assert np.abs(ref[0] - ref[1]).max() > 0.1  # the two inputs' features differ
+
+
+def test_8_bit_images_are_scaled_as_pytorch_fid_scales_them(weights) -> None:
+    """pytorch-fid reads a file's 8-bit values u as u / 255; edgegan holds images as
+    u / 127.5 - 1, and (x + 1) / 2 of those differs from u / 255 in the last bit for a
+    quarter of the 256 values. The features of 8-bit images, uint8 or float, are those of
+    u / 255 to the bit; other float images go through (x + 1) / 2."""
+    net = inception.load_inception(weights)
+    u = torch.arange(256, dtype=torch.uint8).repeat(3 * 16 * 16 * 2 // 256 + 1)
+    u = u[: 2 * 3 * 16 * 16].reshape(2, 3, 16, 16)
+    as_float = u.float() / 127.5 - 1
+    assert not torch.equal((as_float + 1) / 2, u.float() / 255)  # what the test is about
+    with torch.no_grad():
+        want = net.features01(u.float() / 255).double().numpy()
+    assert np.array_equal(fid_mod.inception_features(as_float, net), want)
+    assert np.array_equal(fid_mod.inception_features(u, net), want)
+    assert np.array_equal(fid_mod.inception_features(u.numpy(), net), want)
+    x = _images(3, 2)  # not 8-bit values
+    with torch.no_grad():
+        assert np.array_equal(fid_mod.inception_features(x, net), net(x).double().numpy())
 
 
 def test_the_weights_are_found_given_in_the_environment_or_in_torch_hubs_cache(
@@ -138,6 +158,18 @@ def test_weights_that_are_not_pytorch_fids_are_warned_about(weights) -> None:
     assert not inception.is_standard_weights(weights)
     with pytest.warns(UserWarning, match="cannot be compared with published ones"):
         FidMetric(weights=str(weights), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [("kid_subset_size", 1, "kid_subset_size must be an integer >= 2, got 1"),
+     ("kid_subsets", 0, "kid_subsets must be an integer >= 1, got 0"),
+     ("batch_size", True, "batch_size must be an integer >= 1, got True"),
+     ("is_splits", 2.0, "is_splits must be an integer >= 1, got 2.0")],
+)  # fmt: skip
+def test_bad_options_are_refused_when_the_metric_is_built(weights, option, value, says) -> None:
+    with pytest.raises(EdgeganError, match=f"^{says}$"):
+        FidMetric(weights=str(weights), **{option: value})
 
 
 def _kid_by_the_formula(f1, f2, subsets, size, seed=0):
@@ -277,7 +309,16 @@ def test_a_reference_rewritten_in_place_is_read_again(weights, tmp_path) -> None
     import os
 
     os.utime(tmp_path / "real", ns=(1, 1))  # a new modification time, whatever the clock
-    assert metric.compute(samples)["num_reference"] == 5 != first["num_reference"]
+    second = metric.compute(samples)
+    assert second["num_reference"] == 5 != first["num_reference"]
+    # files overwritten under the same names: the folder's own time does not change
+    folder_time = (tmp_path / "real").stat().st_mtime_ns
+    for i, p in enumerate(sorted((tmp_path / "real").iterdir())):
+        Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(p)
+        os.utime(p, ns=(2, 2 + i))
+    os.utime(tmp_path / "real", ns=(folder_time, folder_time))
+    third = metric.compute(samples)
+    assert third["num_reference"] == 5 and third["fid"] != pytest.approx(second["fid"])
 
 
 def test_cli_eval_scores_and_saves_statistics(weights, tmp_path, monkeypatch) -> None:
@@ -310,6 +351,11 @@ def test_cli_eval_scores_and_saves_statistics(weights, tmp_path, monkeypatch) ->
         (["eval", str(tmp_path / "fake"), "--save-stats", str(tmp_path / "s.npz")],
          "use it with --metric fid"),
         ([*args, "--save-stats", str(tmp_path / "s.npz"), *ref], "SAMPLES alone"),
+        ([*args, "--save-stats", str(tmp_path / "s.npz")], "SAMPLES alone"),  # --json
+        ([*args[:-1], "--save-stats", str(tmp_path / "s.npz"), "-o", "kid_subsets=10"],
+         "--save-stats takes -o weights, batch_size, device; not kid_subsets"),
+        ([*args, *ref[:1], str(tmp_path / "typo")], "reference not found"),
+        ([*args, *ref, "-o", "kid_subset_size=1"], "kid_subset_size must be an integer >= 2"),
     ):  # fmt: skip
         res = runner.invoke(cli, bad)
         assert res.exit_code == 2, (bad, res.output)
@@ -361,9 +407,26 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
     assert json.loads(res.stdout)["num_reference"] == 7
     res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5"])  # digits: its own
     assert res.exit_code == 0 and "fd" in res.stdout, res.output
-    # no reference: refused before training, nothing written
+    # a reference that cannot be read: refused before sampling
+    from edgegan import runtime
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the reference was checked")
+
+    monkeypatch.setattr(runtime, "open_runner", no_sampling)
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num", "5",
+                              "--reference", str(tmp_path / "typo")])  # fmt: skip
+    assert res.exit_code == 2 and "reference not found" in res.stderr, res.output
+    monkeypatch.undo()
+    monkeypatch.setattr(inception, "INPUT_SIZE", 75)
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    # no reference, or one that cannot be read: refused before training, nothing written
     with pytest.raises(ConfigError, match="eval.metric=fid needs eval.reference"):
         train(load_config("dcgan-mnist", [*base, "eval.at_end=true"]), out_dir=tmp_path / "r2")
+    assert not (tmp_path / "r2").exists()
+    typo = load_config("dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={tmp_path}/x"])
+    with pytest.raises(EdgeganError, match="reference not found"):
+        train(typo, out_dir=tmp_path / "r2")
     assert not (tmp_path / "r2").exists()
     # no weights: refused before training too
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
@@ -372,6 +435,47 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
     with pytest.raises(EdgeganError, match="needs the Inception weights"):
         train(cfg, out_dir=tmp_path / "r3")
     assert not (tmp_path / "r3").exists()
+
+
+def test_a_digits_run_scored_with_fid_is_evaluated_against_the_test_digits(
+    weights, tmp_path, monkeypatch
+) -> None:
+    """eval.reference left empty on the bundled digits: the run was scored against
+    mnist:test, and `edgegan eval RUN --metric fid` scores against it too."""
+    from edgegan.metrics import digits
+    from edgegan.train import train
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    specs = []
+
+    def six(spec):  # six of the 2,000 test digits: Inception is slow on 2 cores
+        specs.append(spec)
+        images, labels = load_reference_images(spec)
+        return images[:6], labels[:6]
+
+    load_reference_images = digits.load_reference_images
+    monkeypatch.setattr(digits, "load_reference_images", six)
+    cfg = load_config("dcgan-mnist", [*TINY_GAN, "eval.metric=fid", "eval.at_end=false"])
+    train(cfg, out_dir=tmp_path / "run")
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num",
+                                   "4", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["num_reference"] == 6 and specs == ["mnist:test"]
+
+
+def test_the_python_api_leaves_the_reference_to_the_metric(weights, tmp_path) -> None:
+    """reference=None (the default): digits scores against mnist:test, fid needs one given
+    (before, the API's default gave fid the digits without a word)."""
+    from edgegan.metrics import Scorer, evaluate, evaluate_tensors
+
+    assert Scorer("digits").metric.reference == "mnist:test"
+    assert Scorer("fid", params={"weights": str(weights)}).metric.reference is None
+    _write_pngs(tmp_path / "fake", _images(1, 4))
+    params = {"weights": str(weights), "device": "cpu"}
+    with pytest.raises(EdgeganError, match="the fid metric needs a reference"):
+        evaluate(tmp_path / "fake", metric="fid", params=params)
+    with pytest.raises(EdgeganError, match="the fid metric needs a reference"):
+        evaluate_tensors(_images(1, 4), metric="fid", params=params)
 
 
 def test_eval_reference_is_refused_by_translation_tasks(tmp_path) -> None:

@@ -104,9 +104,14 @@ def _load_folder(folder: Path) -> Any:
 
 
 def _to_float(images: Any) -> Any:
-    """uint8 ``(N, H, W, C)`` -> float32 ``(N, C, H, W)`` in [-1, 1], in place after the one
-    float copy (``x / 127.5 - 1`` made two more, each 4x the images)."""
-    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+    """uint8 ``(N, C, H, W)`` -> float32 in [-1, 1], in place after the one float copy
+    (``x / 127.5 - 1`` made two more, each 4x the images)."""
+    return images.float().div_(127.5).sub_(1)
+
+
+def _nchw(images: Any) -> Any:
+    """uint8 ``(N, H, W, C)`` -> a ``(N, C, H, W)`` view (no copy)."""
+    return images.permute(0, 3, 1, 2)
 
 
 def _images_from_npz(path: Path, images: Any) -> Any:
@@ -120,7 +125,7 @@ def _images_from_npz(path: Path, images: Any) -> Any:
             raise EdgeganError(
                 f"{path}: uint8 'images' must have shape (N, H, W, 1|3), got {images.shape}"
             )
-        return _to_float(torch.from_numpy(np.ascontiguousarray(images)))
+        return _nchw(torch.from_numpy(np.ascontiguousarray(images)))
     if images.dtype.kind == "f":
         if images.ndim == 3:
             images = images[:, None]
@@ -208,6 +213,16 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
     """Images ``(N, C, H, W)`` float32 in [-1, 1] and labels ``(N,)`` int64 or ``None``."""
     import torch
 
+    images, labels = read_images(path)
+    return (_to_float(images) if images.dtype == torch.uint8 else images), labels
+
+
+def read_images(path: str | Path) -> tuple[Any, Any]:
+    """As :func:`load_samples`, but 8-bit images (files, uint8 ``.npz``) stay uint8
+    ``(N, C, H, W)`` in [0, 255] (a view of ``(N, H, W, C)`` storage): a quarter of the
+    memory, and the values exactly as stored (the fid metric scales them as pytorch-fid)."""
+    import torch
+
     path = Path(path).expanduser()
     if not path.exists():
         raise EdgeganError(f"samples not found: {path}")
@@ -216,7 +231,7 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
         if npz.is_file() and not any(p.suffix.lower() in READ_EXTENSIONS for p in path.iterdir()):
             return _load_npz(npz)
         arr, labels = _load_folder(path)
-        return _to_float(torch.from_numpy(arr)), labels
+        return _nchw(torch.from_numpy(arr)), labels
     if path.suffix.lower() == ".npz":
         return _load_npz(path)
     if path.suffix.lower() in READ_EXTENSIONS:
@@ -250,7 +265,7 @@ def _build(
 
 def build_metric(
     metric: str = "digits",
-    reference: str | None = "mnist:test",
+    reference: str | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> tuple[Any, bool]:
     """Build ``metric`` through the plugin registry; returns the metric and whether the
@@ -290,7 +305,7 @@ class Scorer:
     def __init__(
         self,
         metric: str = "digits",
-        reference: str | None = "mnist:test",
+        reference: str | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> None:
         self.name, self.reference = metric, reference
@@ -308,13 +323,14 @@ class Scorer:
 def evaluate_tensors(
     images: Any,
     labels: Any = None,
-    reference: str | None = "mnist:test",
+    reference: str | None = None,
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Run ``metric`` on images ``(N, C, H, W)`` in [-1, 1], a tensor (any device; the metric
     moves them) or a NumPy array, with optional conditioning ``labels`` (tensor, array or
-    list); ``params`` go to the metric's factory."""
+    list) against ``reference`` (None: the metric's own); ``params`` go to the metric's
+    factory."""
     return Scorer(metric, reference, params)(images, labels)
 
 
@@ -325,7 +341,7 @@ def evaluate_generator(
     backend: str = "torch",
     precision: str = "fp32",
     device: str = "cpu",
-    reference: str | None = "mnist:test",
+    reference: str | None = None,
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
     batch_size: int = 256,
@@ -359,31 +375,41 @@ def evaluate_generator(
             images.append(torch.from_numpy(to_uint8_nhwc(batch["images"], vrange)))
             if "labels" in batch:
                 labels.append(torch.from_numpy(batch["labels"]))
-    return scorer._score(_to_float(torch.cat(images)), torch.cat(labels) if labels else None)
+    x = _to_float(_nchw(torch.cat(images)))
+    return scorer._score(x, torch.cat(labels) if labels else None)
 
 
 def _run_reference(target: str | Path, metric: str) -> str | None:
-    """The ``eval.reference`` a run was scored against with ``metric`` (None: not a run, or
-    scored with another metric, or without a reference)."""
+    """The reference a run was scored against with ``metric`` (None: not a run, or scored
+    with another metric, or with the metric's default)."""
     from edgegan.config import load_run_config
     from edgegan.train.logs import is_run_dir
 
     if not is_run_dir(target):
         return None
     try:
-        ev = load_run_config(target).eval
+        config = load_run_config(target)
     except EdgeganError:
         return None  # a damaged config: the sampling says so in its own words
-    return (ev.reference or None) if ev.metric == metric else None
+    return config_reference(config) if config.eval.metric == metric else None
+
+
+def config_reference(config: Any) -> str | None:
+    """The reference a run's metric scores against: ``eval.reference``, else the test split of
+    the bundled digits for runs on them (None: the metric's own default)."""
+    if config.eval.reference:
+        return str(config.eval.reference)
+    return "mnist:test" if config.data.name == "mnist" else None
 
 
 def evaluate(
     samples_path: str | Path,
-    reference: str | None = "mnist:test",
+    reference: str | None = None,
     metric: str = "digits",
     params: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``."""
+    """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``
+    against ``reference`` (None: the metric's own; digits: ``mnist:test``)."""
     scorer = Scorer(metric, reference, params)  # bad names, no compute: fail before loading
     # The loaders check the range of what they read (uint8 is [-1, 1] by construction).
     return scorer._score(*load_samples(samples_path))

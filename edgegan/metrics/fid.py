@@ -72,11 +72,27 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
     return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
+def _unit_range(x: torch.Tensor) -> torch.Tensor:
+    """A batch in [0, 1], as pytorch-fid reads images: uint8 ``u`` and float images that are
+    8-bit values ``u / 127.5 - 1`` (images read from files, generators' samples saved as 8
+    bits) as ``u / 255``, its figures to the bit; other float images as ``(x + 1) / 2``."""
+    if x.dtype == torch.uint8:
+        return x.float() / 255
+    x = x.float()
+    u = ((x + 1) * 127.5).round_()
+    if torch.equal(u / 127.5 - 1, x):  # the exact steps that made x from 8-bit values
+        return u.div_(255)
+    return (x + 1) / 2
+
+
 def inception_features(
-    images: Any, net: torch.nn.Module, batch_size: int = 64, device: str | torch.device = "cpu"
+    images: Any,
+    net: inception.FIDInceptionV3,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
-    """Pool features ``(N, 2048)`` float64 of images ``(N, 1|3, H, W)`` in [-1, 1] (a tensor
-    on any device or a NumPy array), in batches on ``device``."""
+    """Pool features ``(N, 2048)`` float64 of images ``(N, 1|3, H, W)``, float in [-1, 1] or
+    uint8 (a tensor on any device or a NumPy array), in batches on ``device``."""
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     images = _rgb(images.detach())
@@ -84,8 +100,8 @@ def inception_features(
     out = np.empty((len(images), inception.FEATURE_DIM), dtype=np.float64)
     with torch.no_grad(), _fp32_convolutions(device):
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(device, torch.float32, non_blocking=True)
-            out[i : i + len(x)] = net(x).double().cpu().numpy()
+            x = images[i : i + batch_size].to(device, non_blocking=True)
+            out[i : i + len(x)] = net.features01(_unit_range(x)).double().cpu().numpy()
     if not np.all(np.isfinite(out)):
         raise EdgeganError("images hold NaN or infinite values (their features do)")
     return out
@@ -147,36 +163,60 @@ def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> t
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def _is_digits(spec: str) -> bool:
+    return spec == "mnist" or spec.startswith(("mnist:", "idx:"))
+
+
 def _reference_key(spec: str) -> tuple[Any, ...]:
-    """What names a reference's content: the spec, and for a file or folder its resolved
-    path and modification time (a reference rewritten in place is read again)."""
+    """What names a reference's content: the spec, and for a file its resolved path, size
+    and modification time; for a folder those of each file in it (a file rewritten in place
+    changes its own time, not the folder's)."""
     path = Path(spec).expanduser()
-    if path.exists():
-        return (str(path.resolve()), path.stat().st_mtime_ns)
-    return (spec,)
+    if not path.exists():
+        return (spec,)
+    if path.is_dir():
+        files = sorted((p.name, p.stat()) for p in path.iterdir() if p.is_file())
+        return (str(path.resolve()), *((n, st.st_size, st.st_mtime_ns) for n, st in files))
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _load_reference(spec: str) -> tuple[str, Any]:
-    """``("stats", (mu, sigma))`` or ``("images", tensor (N, C, H, W) in [-1, 1])``."""
-    from edgegan.metrics.evaluate import load_samples
-
+def check_reference(spec: Any) -> str:
+    """``spec`` stripped, when it names a reference that can be read: a folder, an ``.npz``
+    file or a digits spec (checked by the digits metric's parser); else one line saying why
+    (before a run trains or a generator is sampled, not after)."""
     if not isinstance(spec, str) or not spec.strip():
         raise EdgeganError(f"the fid metric needs a reference; {_REFERENCE_HELP}")
     spec = spec.strip()
-    if spec == "mnist" or spec.startswith(("mnist:", "idx:")):
-        from edgegan.metrics.digits import load_reference_images
+    if _is_digits(spec):
+        from edgegan.metrics.digits import parse_reference
 
-        images, _ = load_reference_images(spec)
-        return "images", images.float().div_(127.5).sub_(1)
+        parse_reference(spec)
+        return spec
     path = Path(spec).expanduser()
     if not path.exists():
         raise EdgeganError(f"reference not found: {path}; {_REFERENCE_HELP}")
-    if path.is_file() and path.suffix.lower() == ".npz":
+    if path.is_file() and path.suffix.lower() != ".npz":
+        raise EdgeganError(f"reference {path} is a file, not an .npz; {_REFERENCE_HELP}")
+    return spec
+
+
+def _load_reference(spec: str) -> tuple[str, Any]:
+    """``("stats", (mu, sigma))`` or ``("images", tensor (N, C, H, W))``: uint8 as stored
+    (8-bit files, digits) or float in [-1, 1]."""
+    from edgegan.metrics.evaluate import read_images
+
+    spec = check_reference(spec)
+    if _is_digits(spec):
+        from edgegan.metrics.digits import load_reference_images
+
+        return "images", load_reference_images(spec)[0]
+    path = Path(spec).expanduser()
+    if path.is_file():
         stats = _read_stats(path)
         if stats is not None:
             return "stats", stats
-    images, _ = load_samples(path)
-    return "images", images
+    return "images", read_images(path)[0]
 
 
 def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -215,10 +255,12 @@ class FidMetric:
         counts = {"batch_size": batch_size, "kid_subsets": kid_subsets,
                   "kid_subset_size": kid_subset_size, "is_splits": is_splits}  # fmt: skip
         for key, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EdgeganError(f"{key} must be an integer >= 1, got {value!r}")
+            least = 2 if key == "kid_subset_size" else 1  # an unbiased MMD needs 2 a side
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise EdgeganError(f"{key} must be an integer >= {least}, got {value!r}")
         self.weights = inception.find_weights(weights)  # no weights: fail before any work
-        self.reference = reference
+        # a bad reference too: before a run trains or a generator is sampled
+        self.reference = None if reference is None else check_reference(reference)
         self.batch_size, self.kid_subsets, self.kid_subset_size = (
             batch_size, kid_subsets, kid_subset_size
         )  # fmt: skip

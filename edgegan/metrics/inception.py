@@ -183,9 +183,14 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(FEATURE_DIM, 1008)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # pytorch-fid takes [0, 1] images, resizes them, then scales to [-1, 1]; the same
-        # operations in the same order (a resize of [-1, 1] values differs in the last bit)
-        x = (x + 1) / 2
+        return self.features01((x + 1) / 2)
+
+    def features01(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool features of images in [0, 1], pytorch-fid's input: 8-bit images as ``u / 255``
+        give its features to the bit (``(u / 127.5 - 1 + 1) / 2`` differs in the last bit
+        for a quarter of the 256 values)."""
+        # pytorch-fid resizes [0, 1] images, then scales to [-1, 1]; the same operations in
+        # the same order (a resize of [-1, 1] values differs in the last bit)
         if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
             x = F.interpolate(
                 x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False

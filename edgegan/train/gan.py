@@ -106,9 +106,9 @@ class GANTask(Task):
 
     def _reference(self) -> str | None:
         """``eval.reference``, else the test split of the bundled digits for runs on them."""
-        if self.config.eval.reference:
-            return self.config.eval.reference
-        return "mnist:test" if self.config.data.name == "mnist" else None
+        from edgegan.metrics.evaluate import config_reference
+
+        return config_reference(self.config)
 
     def penalty_discriminator(self, discriminator: torch.nn.Module) -> torch.nn.Module:
         """What the penalties (R1, a loss's ``d_penalty``) call: the discriminator, through
