@@ -426,6 +426,13 @@ def _gpu_runner_options(command: Any) -> Any:
     is_flag=True,
     help="cyclegan, pix2pix: write each input and its translation side by side in one PNG.",
 )
+@click.option(
+    "--split-pairs",
+    is_flag=True,
+    help="cyclegan, pix2pix: each input holds A and B side by side (the aligned dataset's "
+    "files, e.g. a pix2pix test/ folder): translate its source half; with --side-by-side, "
+    "the other half (the truth) goes right of the translation.",
+)
 @_gpu_runner_options
 def infer(
     target: str,
@@ -444,6 +451,7 @@ def infer(
     input_path: str | None,
     resize: str | None,
     side_by_side: bool,
+    split_pairs: bool,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
     compile_: str | None,
@@ -498,13 +506,15 @@ def infer(
             progress=True,
             resize=resize,
             side_by_side=side_by_side,
+            split_pairs=split_pairs,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
         return
-    if resize is not None or side_by_side:
+    if resize is not None or side_by_side or split_pairs:
         raise EdgeganError(
-            "--resize and --side-by-side apply to translation (--direction and --input)"
+            "--resize, --side-by-side and --split-pairs apply to translation (--direction "
+            "and --input)"
         )
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels

@@ -25,6 +25,7 @@ from edgegan.export.signature import (
     IMAGE,
     MIN_SIDE,
     NETWORKS,
+    SOURCES,
     TASK_DIRECTIONS,
     check_direction,
     direction_spec,
@@ -46,17 +47,38 @@ from edgegan.sampling import (
 __all__ = ["DIRECTIONS", "load_translator", "preprocess", "translate", "translate_arrays"]
 
 
-def _beside(image: np.ndarray, translated: np.ndarray) -> np.ndarray:
-    """``image`` and its ``translated`` side by side, in the translation's channels (a grey
-    input beside an RGB output is repeated; an RGB one beside grey is made grey, as Pillow's
-    ``L``)."""
+def _beside(image: np.ndarray, translated: np.ndarray, *more: Any) -> np.ndarray:
+    """``image``, its ``translated`` (and ``more`` images: a pair's other half) side by side,
+    in the translation's channels (a grey input beside an RGB output is repeated; an RGB one
+    beside grey is made grey, as Pillow's ``L``)."""
     from PIL import Image
 
     from edgegan.data.transforms import convert_channels
 
     right = translated[:, :, None] if translated.ndim == 2 else translated
-    left = np.asarray(convert_channels(Image.fromarray(np.asarray(image)), right.shape[2]))
-    return np.concatenate([left[:, :, None] if left.ndim == 2 else left, right], axis=1)
+
+    def like_right(img: Any) -> np.ndarray:
+        a = np.asarray(img)
+        a = a[:, :, 0] if a.ndim == 3 and a.shape[2] == 1 else a
+        a = np.asarray(convert_channels(Image.fromarray(a), right.shape[2]))
+        return a[:, :, None] if a.ndim == 2 else a
+
+    return np.concatenate([like_right(image), right, *map(like_right, more)], axis=1)
+
+
+def _pair_halves(path: Path, spec: dict[str, Any]) -> tuple[Any, Any]:
+    """The half of a pair file (A and B side by side, as the ``aligned`` dataset reads them)
+    that the translation reads, in its input channels, and the other half (the truth), in its
+    output channels. Which half is which: the run's ``halves`` (``BA`` after training with
+    ``data.direction=BtoA``), else A on the left."""
+    from edgegan.data.aligned import split_pair
+    from edgegan.data.transforms import convert_channels, load_image
+
+    c_in, c_out = int(spec["channels_in"]), int(spec["channels_out"])
+    left, right = split_pair(load_image(path, 1 if c_in == c_out == 1 else 3), path)
+    halves = spec.get("halves") or "AB"
+    source, truth = (left, right) if halves[0] == SOURCES[spec["direction"]] else (right, left)
+    return convert_channels(source, c_in), convert_channels(truth, c_out)
 
 
 def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] | None:
@@ -309,6 +331,7 @@ def translate(
     progress: bool = False,
     resize: int | str | None = None,
     side_by_side: bool = False,
+    split_pairs: bool = False,
     **runner_options: Any,
 ) -> list[Path]:
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
@@ -321,7 +344,10 @@ def translate(
     trained on 256 px crops gives textures at the wrong scale, slowly). None: native size,
     with a warning when images are over twice the training size. ``side_by_side``: each
     output is the input (as it was translated) and its translation, left and right.
-    ``direction`` None: the one direction of a pix2pix run or bundle
+    ``split_pairs``: each image holds a pair side by side (the ``aligned`` dataset's files,
+    such as a pix2pix test split): its source half is translated (the run's data.direction
+    says which), and with ``side_by_side`` the other half, the truth, is written right of the
+    translation. ``direction`` None: the one direction of a pix2pix run or bundle
     (:func:`default_direction`)."""
     from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
@@ -349,9 +375,15 @@ def translate(
                 # a batch's worth of files at a time: memory stays bounded for large folders
                 for k in range(0, len(files), batch_size):
                     chunk = files[k : k + batch_size]
-                    loaded = [load_image(src, channels) for src, _ in chunk]
+                    truths: list[Any] = []
+                    if split_pairs:
+                        halves = [_pair_halves(src, runner.spec) for src, _ in chunk]
+                        loaded, truths = [h[0] for h in halves], [h[1] for h in halves]
+                    else:
+                        loaded = [load_image(src, channels) for src, _ in chunk]
                     if how is not None:
                         loaded = [_rescale(img, how) for img in loaded]
+                        truths = [_rescale(img, how) for img in truths]
                     elif resize is None and not warned:
                         warned = _warn_if_far_larger(loaded, runner.spec)
                     images = [np.asarray(img) for img in loaded]
@@ -362,7 +394,8 @@ def translate(
 
                     outputs = translate_arrays(runner, images, batch_size, advance)
                     if side_by_side:
-                        outputs = [_beside(i, o) for i, o in zip(images, outputs, strict=True)]
+                        rows = zip(images, outputs, *([truths] if truths else []), strict=True)
+                        outputs = [_beside(*row) for row in rows]
                     for (_, rel), img in zip(chunk, outputs, strict=True):
                         dst = (out / rel).with_suffix(".png")
                         new.folder(dst.parent)  # save_png makes subfolders of out

@@ -852,7 +852,9 @@ def test_translation_at_the_training_scale(runs, images, tmp_path):
     res = CliRunner().invoke(
         cli, ["infer", str(run), "--num", "2", "--resize", "8", "--out", str(tmp_path / "g")]
     )
-    assert res.exit_code == 2 and "--resize and --side-by-side apply to translation" in res.stderr
+    assert (
+        res.exit_code == 2 and "--side-by-side and --split-pairs apply to translation" in res.stderr
+    )
 
 
 def test_side_by_side_translations(runs, images, tmp_path):

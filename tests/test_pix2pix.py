@@ -256,15 +256,12 @@ def test_cuda_pix2pix_fast_path(tmp_path, extra):
         assert all(torch.isfinite(v).all() for v in net.values())
 
 
-def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
-    """The reference's layout end to end: A|B pairs of digits written side by side, trained
-    (grey A, colour B), exported with INT8 calibrated on the folder's test A halves."""
+def _pair_files(root, test=8):
+    """train/ (16) and test/ A|B files of digits: grey A (stored as RGB) left, colour B
+    right."""
     from PIL import Image
 
-    from edgegan.export import export
-
-    root = tmp_path / "pairs"
-    for split, n in (("train", 16), ("test", 8)):
+    for split, n in (("train", 16), ("test", test)):
         ds = build_cyclegan_digits(split, limit=n)
         (root / split).mkdir(parents=True)
         for i in range(n):
@@ -272,6 +269,10 @@ def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
             b = ((ds[i]["B"] + 1) * 127.5).round().byte()
             pair = torch.cat([a, b], 2).permute(1, 2, 0).numpy()
             Image.fromarray(pair).save(root / split / f"{i:03d}.png")
+    return root
+
+
+def _aligned_config(root, *extra):
     data = [
         "data.name=aligned",
         f"data.root={root}",
@@ -279,8 +280,18 @@ def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
         "data.crop_size=32",
         "data.channels_a=1",
     ]
-    cfg = load_config("pix2pix", [*TINY, *data, "model.generator.name=unet", "train.steps=2"])
-    result = train(cfg, out_dir=tmp_path / "run")
+    return load_config(
+        "pix2pix", [*TINY, *data, "model.generator.name=unet", "train.steps=2", *extra]
+    )
+
+
+def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
+    """The reference's layout end to end: A|B pairs of digits written side by side, trained
+    (grey A, colour B), exported with INT8 calibrated on the folder's test A halves."""
+
+    from edgegan.export import export
+
+    result = train(_aligned_config(_pair_files(tmp_path / "pairs")), out_dir=tmp_path / "run")
     assert set(result.eval) == {"ab_l1", "ab_psnr", "ab_ssim"}
     spec = load_checkpoint(result.checkpoint)["spec"]
     assert (spec["channels_a"], spec["channels_b"], spec["image_size"]) == (1, 3, 32)
@@ -288,6 +299,74 @@ def test_an_aligned_folder_trains_exports_and_calibrates(tmp_path):
     meta = export(result.run_dir, out=tmp_path / "b", int8=True, calib_samples=8)
     source = meta["models"]["AtoB"]["int8"]["calibration"]
     assert "dataset aligned, test split, domain A, first 8" in json.dumps(source)
+
+
+def _pngs(folder):
+    from PIL import Image
+
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.iterdir())}
+
+
+def test_split_pairs_translates_the_source_half_of_each_pair(tmp_path):
+    """`infer --split-pairs` on pair files (a pix2pix test/ folder) translates the half the
+    run reads (the left one, or the right one after training with data.direction=BtoA), as
+    the same halves cut out and translated alone; with --side-by-side, input | translation |
+    truth. The bundle records the halves too; an odd width is one line, nothing written."""
+    from PIL import Image
+
+    from edgegan.export import export
+
+    root = _pair_files(tmp_path / "pairs", test=3)
+    test = root / "test"
+    cut = {"left": tmp_path / "left", "right": tmp_path / "right"}
+    for folder in cut.values():
+        folder.mkdir()
+    for p in sorted(test.iterdir()):
+        pair = Image.open(p)
+        pair.crop((0, 0, 32, 32)).save(cut["left"] / p.name)
+        pair.crop((32, 0, 64, 32)).save(cut["right"] / p.name)
+    runner = CliRunner()
+
+    def infer(target, source, out, *extra):
+        args = ["infer", str(target), "--input", str(source), "--out", str(tmp_path / out)]
+        res = runner.invoke(cli, [*args, *extra])
+        assert res.exit_code == 0, res.output
+        return _pngs(tmp_path / out)
+
+    ab = train(_aligned_config(root), out_dir=tmp_path / "ab").run_dir
+    # BtoA: A is each file's right (colour) half, B its left; grey B
+    ba = train(
+        _aligned_config(root, "data.direction=BtoA", "data.channels_a=3", "data.channels_b=1"),
+        out_dir=tmp_path / "ba",
+    ).run_dir
+    assert load_checkpoint(ab / "checkpoints/last.pt")["spec"]["halves"] == "AB"
+    assert load_checkpoint(ba / "checkpoints/last.pt")["spec"]["halves"] == "BA"
+    for run_dir, half, truth in ((ab, "left", "right"), (ba, "right", "left")):
+        split = infer(run_dir, test, f"{run_dir.name}-split", "--split-pairs")
+        alone = infer(run_dir, cut[half], f"{run_dir.name}-alone")
+        assert split.keys() == alone.keys() and len(split) == 3
+        for name in split:
+            assert np.array_equal(split[name], alone[name]), (run_dir.name, name)
+        shown = infer(run_dir, test, f"{run_dir.name}-sbs", "--split-pairs", "--side-by-side")
+        channels = 3 if run_dir == ab else 1
+        for name, img in shown.items():
+            assert img.shape[:2] == (32, 96)
+            assert np.array_equal(img[:, 32:64], split[name])
+            real = Image.open(cut[truth] / name).convert("RGB" if channels == 3 else "L")
+            assert np.array_equal(img[:, 64:], np.asarray(real))
+    meta = export(ba, out=tmp_path / "bundle")
+    assert meta["spec"]["halves"] == "BA"
+    by_bundle = infer(tmp_path / "bundle", test, "by-bundle", "--split-pairs", "--backend",
+                      "onnxruntime")  # fmt: skip
+    for name, img in infer(ba, cut["right"], "ba-again").items():
+        assert np.abs(by_bundle[name].astype(int) - img).max() <= 1
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.new("RGB", (63, 32)).save(odd / "x.png")
+    res = runner.invoke(cli, ["infer", str(ab), "--input", str(odd), "--split-pairs", "--out",
+                              str(tmp_path / "none")])  # fmt: skip
+    assert res.exit_code == 2 and "an odd width does not split into A and B" in res.stderr
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "none").exists()
 
 
 def test_a_run_with_its_bundle_translates_and_refuses_as_the_run(run, tmp_path):

@@ -88,6 +88,15 @@ def _probe_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
         return list(pool.map(size, paths, chunksize=64))
 
 
+def split_pair(ab: Image.Image, path: str | Path) -> tuple[Image.Image, Image.Image]:
+    """The left and right halves of an image holding a pair side by side (the file
+    ``path``'s: an odd width is a :class:`DataError` naming it)."""
+    w, h = ab.size
+    if w % 2:
+        raise DataError(f"{path} is {w}x{h}: an odd width does not split into A and B side by side")
+    return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+
+
 class AlignedImageDataset(SkipWarnings, Dataset):
     """Image files each holding an A|B pair side by side, for paired translation (pix2pix);
     items are dicts ``{"A": (C_a, S, S), "B": (C_b, S, S), "A_path": str, "B_path": str}`` in
@@ -137,6 +146,8 @@ class AlignedImageDataset(SkipWarnings, Dataset):
         self.split = split
         self.train = split == "train"
         self.direction = direction
+        #: which domain each file holds on its left and right (``infer --split-pairs``)
+        self.halves = "AB" if direction == "AtoB" else "BA"
         self.flip = bool(flip) and self.train
         self.skip_bad = bool(skip_bad)
         self.rng: random.Random | None = None
@@ -223,11 +234,7 @@ class AlignedImageDataset(SkipWarnings, Dataset):
         if w % 2 and draft is not None:  # the draft's scale rounded an even width up
             ab = load_image(path, 1 if grey else 3)
             w, h = ab.size
-        if w % 2:  # (a file whose EXIF orientation turns it)
-            raise DataError(
-                f"{path} is {w}x{h}: an odd width does not split into A and B side by side"
-            )
-        left, right = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+        left, right = split_pair(ab, path)  # odd: a file whose EXIF orientation turns it
         a, b = (left, right) if self.direction == "AtoB" else (right, left)
         try:
             a = self._scale(convert_channels(a, self.channels_a))

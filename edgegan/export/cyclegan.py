@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 
 from edgegan.errors import DataError, EdgeganError
-from edgegan.export.signature import MIN_SIDE, check_direction, io_spec, task_directions
-
-DOMAINS: dict[str, str] = {"AtoB": "A", "BtoA": "B"}  # the domain each direction reads
+from edgegan.export.signature import (
+    MIN_SIDE,
+    SOURCES,
+    check_direction,
+    io_spec,
+    task_directions,
+    training_data,
+)
 
 
 def calibration_images(
@@ -36,7 +41,7 @@ def calibration_images(
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept, seed_all
 
-    domain = DOMAINS[check_direction(direction)]
+    domain = SOURCES[check_direction(direction)]
     problems = []
     for split in ("test", "train"):
         # A training split draws (random crops and flips, a random B for each A) from the
@@ -159,6 +164,6 @@ def export_graphs(
         "value_range": gspec["value_range"],
         "size_multiple": gspec["size_multiple"],
         "min_side": MIN_SIDE,  # smaller inputs are padded up to it (a 4 px one fails the graph)
-        **{k: spec[k] for k in ("preprocess", "load_size") if spec.get(k)},
+        **training_data(spec),
     }
     return {**parts, "step": generator.step, "weights": weights, "digest": digests}

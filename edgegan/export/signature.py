@@ -29,6 +29,7 @@ IMAGE = "image"  # a GAN's output, a translator's input
 TRANSLATED = "translated"
 DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 NETWORKS: dict[str, str] = {"AtoB": "g_ab", "BtoA": "g_ba"}
+SOURCES: dict[str, str] = {"AtoB": "A", "BtoA": "B"}  # the domain each direction reads
 #: The image-to-image tasks and the directions their runs (and bundles) can have: a
 #: pix2pix run trains its A -> B generator alone.
 TASK_DIRECTIONS: dict[str, tuple[str, ...]] = {"cyclegan": DIRECTIONS, "pix2pix": ("AtoB",)}
@@ -99,9 +100,19 @@ def direction_spec(
         "size_multiple": int(multiple),
         # a bundle's (what a deployment pads to); a run's spec has none: MIN_SIDE
         **({"min_side": int(spec["min_side"])} if spec.get("min_side") else {}),
-        # how the training images were scaled (infer --resize train), when recorded
-        **{k: spec[k] for k in ("preprocess", "load_size") if spec.get(k)},
+        **training_data(spec),
     }
+
+
+TRAINING_DATA = ("preprocess", "load_size", "halves")
+"""What a translation run's spec records of its training files, when its dataset says: how
+they were scaled (``infer --resize train``) and which domain each half of a pair file holds
+(``infer --split-pairs``)."""
+
+
+def training_data(spec: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`TRAINING_DATA` entries that ``spec`` holds."""
+    return {k: spec[k] for k in TRAINING_DATA if spec.get(k)}
 
 
 def io_spec(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

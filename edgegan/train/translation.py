@@ -20,13 +20,18 @@ from edgegan.train.task import Task
 
 
 def training_scale(dataset: Any) -> dict[str, Any]:
-    """How the dataset scaled the images the generators trained on, when it says (the
-    ``unpaired`` and ``aligned`` datasets' ``preprocess`` and ``load_size``), for
-    ``infer --resize train``."""
+    """What the dataset says of its files, for the spec: how it scaled the images the
+    generators trained on (the ``unpaired`` and ``aligned`` datasets' ``preprocess`` and
+    ``load_size``, for ``infer --resize train``) and which domain each half of a pair file
+    holds (the ``aligned`` dataset's ``halves``, for ``infer --split-pairs``)."""
+    out: dict[str, Any] = {}
     mode = getattr(dataset, "preprocess", None)
-    if not isinstance(mode, str):
-        return {}
-    return {"preprocess": mode, "load_size": int(getattr(dataset, "load_size", 0) or 0)}
+    if isinstance(mode, str):
+        out = {"preprocess": mode, "load_size": int(getattr(dataset, "load_size", 0) or 0)}
+    halves = getattr(dataset, "halves", None)
+    if halves in ("AB", "BA"):
+        out["halves"] = halves
+    return out
 
 
 def rgb(x: torch.Tensor) -> torch.Tensor:
