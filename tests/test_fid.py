@@ -33,6 +33,7 @@ pytestmark = pytest.mark.filterwarnings(
     # stand-in weights, and FIDs of a few images: both warned about, on purpose
     "ignore:.*is not pytorch-fid's:UserWarning",
     "ignore:an FID from .* samples means little:UserWarning",
+    "ignore:precision, recall, density and coverage need more:UserWarning",
 )
 
 
@@ -216,9 +217,20 @@ def test_fid_and_kid_of_images(weights) -> None:
     shifted = _score_against(metric, _images(1, 12, bright=0.6), real)
     assert 0 < other["fid"] < shifted["fid"]
     assert other["kid"] < shifted["kid"]
-    assert set(shifted) == {"fid", "kid", "kid_std", "is", "is_std", "num_samples",
-                            "num_reference"}  # fmt: skip
+    assert set(shifted) == {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall",
+                            "density", "coverage", "num_samples", "num_reference"}  # fmt: skip
     assert shifted["is"] >= 1.0
+    # the samples are the reference: each in the other's manifold, every real ball covered
+    assert scores_same["precision"] == scores_same["recall"] == scores_same["coverage"] == 1.0
+    assert shifted["density"] <= scores_same["density"]
+    from edgegan.metrics.prdc import prdc
+
+    want = prdc(metric.features(real), metric.features(_images(1, 12, bright=0.6)))
+    assert {k: shifted[k] for k in want} == pytest.approx(want)
+    no_prdc = FidMetric(weights=str(weights), device="cpu", prdc_k=0)
+    assert "precision" not in _score_against(no_prdc, _images(1, 12), real)
+    with pytest.warns(UserWarning, match=r"more than prdc_k=5 images a side \(got 5 and 12\)"):
+        assert "recall" not in _score_against(metric, _images(1, 5), real)
     # greyscale is repeated to RGB, as pytorch-fid's PIL convert("RGB") does
     grey = _images(2, 12, channels=1)
     assert metric.features(grey) == pytest.approx(metric.features(grey.expand(-1, 3, -1, -1)))

@@ -12,6 +12,10 @@
   torch-fidelity computes it: the softmax of the 1008-class head without its bias (the
   original TensorFlow code's ``pool_3 @ W``), ``exp(E KL(p(y|x) || p(y)))`` over ``is_splits``
   splits of the samples shuffled by ``RandomState(2020)``; higher is better; no reference;
+- ``precision``, ``recall``, ``density``, ``coverage``: fidelity and diversity in the same
+  features with ``prdc_k`` nearest neighbours (:mod:`edgegan.metrics.prdc`, as StudioGAN
+  reports them), against reference images (not statistics) of more than ``prdc_k`` images,
+  as are the samples;
 - ``num_samples``, ``num_reference``.
 
 The reference is a folder of images or an ``.npz`` of images (what ``edgegan eval`` reads
@@ -36,6 +40,7 @@ import torch
 from edgegan.errors import EdgeganError
 from edgegan.metrics import inception
 from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
+from edgegan.metrics.prdc import prdc
 from edgegan.train.device import resolve_device
 
 _REFERENCE_HELP = (
@@ -251,11 +256,14 @@ class FidMetric:
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         is_splits: int = 10,
+        prdc_k: int = 5,
     ) -> None:
         counts = {"batch_size": batch_size, "kid_subsets": kid_subsets,
-                  "kid_subset_size": kid_subset_size, "is_splits": is_splits}  # fmt: skip
+                  "kid_subset_size": kid_subset_size, "is_splits": is_splits,
+                  "prdc_k": prdc_k}  # fmt: skip
+        least_of = {"kid_subset_size": 2, "prdc_k": 0}  # an unbiased MMD needs 2 a side
         for key, value in counts.items():
-            least = 2 if key == "kid_subset_size" else 1  # an unbiased MMD needs 2 a side
+            least = least_of.get(key, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise EdgeganError(f"{key} must be an integer >= {least}, got {value!r}")
         self.weights = inception.find_weights(weights)  # no weights: fail before any work
@@ -264,7 +272,7 @@ class FidMetric:
         self.batch_size, self.kid_subsets, self.kid_subset_size = (
             batch_size, kid_subsets, kid_subset_size
         )  # fmt: skip
-        self.is_splits = is_splits
+        self.is_splits, self.prdc_k = is_splits, prdc_k
         self.device = resolve_device(device, "device")
         if not inception.is_standard_weights(self.weights):
             warnings.warn(
@@ -348,15 +356,27 @@ class FidMetric:
         return out
 
     def compare(self, features: np.ndarray, reference: Any) -> dict[str, float]:
-        """``fid`` (and ``kid``, ``kid_std`` when ``reference`` is features, not statistics)
-        of sample features against reference features ``(N, 2048)`` or ``(mu, sigma)``."""
+        """``fid`` (and ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
+        ``coverage`` when ``reference`` is features, not statistics) of sample features
+        against reference features ``(N, 2048)`` or ``(mu, sigma)``."""
         if isinstance(reference, tuple):
             return {"fid": frechet_distance(*feature_stats(features), *reference)}
         kid, kid_std = kernel_inception_distance(
             features, reference, self.kid_subsets, self.kid_subset_size
         )
-        return {"fid": frechet_distance_of_features(features, reference), "kid": kid,
-                "kid_std": kid_std}  # fmt: skip
+        out = {"fid": frechet_distance_of_features(features, reference), "kid": kid,
+               "kid_std": kid_std}  # fmt: skip
+        if self.prdc_k:
+            k = self.prdc_k
+            if min(len(features), len(reference)) > k:
+                out.update(prdc(reference, features, k))
+            else:
+                warnings.warn(
+                    f"precision, recall, density and coverage need more than prdc_k={k} "
+                    f"images a side (got {len(features)} and {len(reference)}): left out",
+                    stacklevel=2,
+                )
+        return out
 
 
 def save_stats(

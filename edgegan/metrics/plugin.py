@@ -24,8 +24,9 @@ def build_fid_metric(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     is_splits: int = 10,
+    prdc_k: int = 5,
 ) -> Any:
-    """FID, KID and IS in FID's Inception-v3 (pytorch-fid's weights)."""
+    """FID, KID, IS, precision, recall, density and coverage in FID's Inception-v3."""
     from edgegan.metrics.fid import FidMetric
 
     return FidMetric(
@@ -36,6 +37,7 @@ def build_fid_metric(
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,
         is_splits=is_splits,
+        prdc_k=prdc_k,
     )
 
 
@@ -53,7 +55,7 @@ def edgegan_register_metrics(register: Any) -> None:
         "fid",
         build_fid_metric,
         description=(
-            "FID, KID and IS in FID's Inception-v3, as papers report them (needs "
+            "FID, KID, IS, precision/recall in FID's Inception-v3, as papers report them (needs "
             "pytorch-fid's weights file; reference: a folder or .npz of images, a stats .npz)"
         ),
     )
