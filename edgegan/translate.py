@@ -169,7 +169,12 @@ def load_translator(
         )
     task_directions(spec["task"], [direction])  # BtoA of a pix2pix run: one line
     dspec = direction_spec(spec, direction)
-    g = saved_config(state["config"], str(path), state.get("edgegan_version")).model.generator
+    config = saved_config(state["config"], str(path), state.get("edgegan_version"))
+    g = config.model.generator
+    if "halves" not in dspec:  # a run from before specs recorded it: its data section says
+        data = config.data
+        swapped = data.name == "aligned" and data.params.get("direction") == "BtoA"
+        dspec["halves"] = "BA" if swapped else "AB"
     context = {
         "channels": dspec["channels_in"],
         "channels_out": dspec["channels_out"],
@@ -349,6 +354,8 @@ def translate(
     says which), and with ``side_by_side`` the other half, the truth, is written right of the
     translation. ``direction`` None: the one direction of a pix2pix run or bundle
     (:func:`default_direction`)."""
+    import warnings
+
     from edgegan.data.transforms import load_image, save_png
     from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
     from edgegan.runtime import open_runner
@@ -364,6 +371,13 @@ def translate(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
         channels = int(runner.spec["channels_in"])
+        if split_pairs and "halves" not in runner.spec:
+            warnings.warn(
+                f"{target} does not record which half of a pair file is A (a bundle exported "
+                "before edgegan recorded it): the left one is taken; export the run again if "
+                "it trained with data.direction=BtoA",
+                stacklevel=2,
+            )
         how = _scaling(resize, runner.spec)
         written: list[Path] = []
         warned = False

@@ -96,7 +96,7 @@ def test_each_direction_exports_with_parity(bundles, name):
     assert meta["task"] == "cyclegan" and meta["directions"] == ["AtoB", "BtoA"]
     assert meta["spec"] == {"channels_a": 1, "channels_b": 3, "image_size": size,
                             "value_range": [-1.0, 1.0], "size_multiple": multiple,
-                            "min_side": 8}  # fmt: skip
+                            "min_side": 8, "halves": "AB"}  # fmt: skip
     assert meta["source"]["weights"] == {
         "AtoB": "ema" if name == "resnet" else "generator",
         "BtoA": "generator",

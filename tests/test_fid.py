@@ -102,6 +102,26 @@ def test_8_bit_images_are_scaled_as_pytorch_fid_scales_them(weights) -> None:
         assert np.array_equal(fid_mod.inception_features(x, net), net(x).double().numpy())
 
 
+def test_image_files_give_the_features_of_their_values_over_255(weights, tmp_path) -> None:
+    """Read from PNGs (uint8 held (N, H, W, C), seen as (N, C, H, W)) and as samples
+    (float), the features are those of the contiguous u / 255 that pytorch-fid feeds: a
+    channels-last batch would take other convolution kernels (1e-5 apart)."""
+    from edgegan.metrics.evaluate import load_samples, read_images
+
+    net = inception.load_inception(weights)
+    _write_pngs(tmp_path / "png", _images(4, 3, size=20))
+    u = torch.from_numpy(np.stack([np.asarray(Image.open(p)) for p in
+                                   sorted((tmp_path / "png").iterdir())]))  # fmt: skip
+    x01 = u.permute(0, 3, 1, 2).contiguous().float() / 255
+    with torch.no_grad():  # in the same batches: a batch's size can change the kernels too
+        want = np.concatenate([net.features01(x01[:2]), net.features01(x01[2:])]).astype(float)
+    raw = read_images(tmp_path / "png")[0]
+    assert raw.dtype == torch.uint8 and not raw.is_contiguous()
+    assert np.array_equal(fid_mod.inception_features(raw, net, batch_size=2), want)
+    floats = load_samples(tmp_path / "png")[0]
+    assert np.array_equal(fid_mod.inception_features(floats, net, batch_size=2), want)
+
+
 def test_the_weights_are_found_given_in_the_environment_or_in_torch_hubs_cache(
     weights, tmp_path, monkeypatch
 ) -> None:
@@ -227,6 +247,21 @@ def test_fid_and_kid_of_images(weights) -> None:
 
     want = prdc(metric.features(real), metric.features(_images(1, 12, bright=0.6)))
     assert {k: shifted[k] for k in want} == pytest.approx(want)
+    # the reference's radii once, whatever the number of comparisons against it
+    ref = metric.reference_features("mem")
+    calls = []
+    radii = fid_mod.prdc_metrics.nearest_neighbour_radii
+
+    def counted(features, k):
+        calls.append(len(features))
+        return radii(features, k)
+
+    fresh = FidMetric(weights=str(weights), device="cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fid_mod.prdc_metrics, "nearest_neighbour_radii", counted)
+        fake = metric.features(_images(5, 11))
+        first, second = fresh.compare(fake, ref), fresh.compare(fake[:10], ref)
+    assert calls == [12, 11, 10] and first["precision"] >= 0 and "recall" in second
     no_prdc = FidMetric(weights=str(weights), device="cpu", prdc_k=0)
     assert "precision" not in _score_against(no_prdc, _images(1, 12), real)
     with pytest.warns(UserWarning, match=r"more than prdc_k=5 images a side \(got 5 and 12\)"):
@@ -467,12 +502,35 @@ def test_a_digits_run_scored_with_fid_is_evaluated_against_the_test_digits(
 
     load_reference_images = digits.load_reference_images
     monkeypatch.setattr(digits, "load_reference_images", six)
-    cfg = load_config("dcgan-mnist", [*TINY_GAN, "eval.metric=fid", "eval.at_end=false"])
-    train(cfg, out_dir=tmp_path / "run")
-    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num",
-                                   "4", "--json"])  # fmt: skip
-    assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["num_reference"] == 6 and specs == ["mnist:test"]
+    runner = CliRunner()
+    for metric in ("fid", "digits"):  # scored with fid, or with digits then evaluated with fid
+        cfg = load_config("dcgan-mnist", [*TINY_GAN, f"eval.metric={metric}", "eval.at_end=false"])
+        train(cfg, out_dir=tmp_path / metric)
+        fid_mod._CACHE.clear()
+        res = runner.invoke(cli, ["eval", str(tmp_path / metric), "--metric", "fid", "--num",
+                                  "4", "--json"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["num_reference"] == 6 and specs.pop() == "mnist:test"
+
+
+def test_a_run_without_a_reference_for_fid_is_refused_before_sampling(
+    weights, tmp_path, monkeypatch
+) -> None:
+    from edgegan import runtime
+    from edgegan.train import train
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    data = _folder_data(tmp_path)
+    overrides = [*TINY_GAN, "model.conditional=false", "data.name=folder", f"data.root={data}",
+                 "data.image_size=32", "eval.at_end=false"]  # fmt: skip
+    train(load_config("dcgan-mnist", overrides), out_dir=tmp_path / "run")
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the reference was checked")
+
+    monkeypatch.setattr(runtime, "open_runner", no_sampling)
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid"])
+    assert res.exit_code == 2 and "the fid metric needs a reference" in res.stderr, res.output
 
 
 def test_the_python_api_leaves_the_reference_to_the_metric(weights, tmp_path) -> None:
@@ -628,6 +686,19 @@ def test_cuda_features_are_the_cpus_in_fp32(weights) -> None:
     finally:
         torch.backends.cudnn.allow_tf32 = was
     assert np.abs(gpu - cpu).max() <= 1e-4 * np.abs(cpu).max()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_scales_8_bit_images_on_the_cpu_as_pytorch_fid(weights) -> None:
+    """8-bit images on their way to CUDA are scaled on the CPU (CUDA divides by a number
+    through its reciprocal, a bit off for about half the 256 values): uint8 and float 8-bit
+    batches give the features of the CPU's u / 255."""
+    net = inception.load_inception(weights, torch.device("cuda"))
+    u = torch.arange(256, dtype=torch.uint8).repeat(6)[: 2 * 3 * 16 * 16].reshape(2, 3, 16, 16)
+    with torch.no_grad(), fid_mod._fp32_convolutions(torch.device("cuda")):
+        want = net.features01((u.float() / 255).cuda()).double().cpu().numpy()
+    for batch in (u, u.float() / 127.5 - 1):
+        assert np.array_equal(fid_mod.inception_features(batch, net, device="cuda"), want)
 
 
 def _is_by_torch_fidelity(logits, splits=10, seed=2020):

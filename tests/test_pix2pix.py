@@ -341,8 +341,10 @@ def test_split_pairs_translates_the_source_half_of_each_pair(tmp_path):
     ).run_dir
     assert load_checkpoint(ab / "checkpoints/last.pt")["spec"]["halves"] == "AB"
     assert load_checkpoint(ba / "checkpoints/last.pt")["spec"]["halves"] == "BA"
+    split_by_run = {}
     for run_dir, half, truth in ((ab, "left", "right"), (ba, "right", "left")):
-        split = infer(run_dir, test, f"{run_dir.name}-split", "--split-pairs")
+        split = split_by_run[run_dir.name] = infer(run_dir, test, f"{run_dir.name}-split",
+                                                   "--split-pairs")  # fmt: skip
         alone = infer(run_dir, cut[half], f"{run_dir.name}-alone")
         assert split.keys() == alone.keys() and len(split) == 3
         for name in split:
@@ -358,8 +360,23 @@ def test_split_pairs_translates_the_source_half_of_each_pair(tmp_path):
     assert meta["spec"]["halves"] == "BA"
     by_bundle = infer(tmp_path / "bundle", test, "by-bundle", "--split-pairs", "--backend",
                       "onnxruntime")  # fmt: skip
-    for name, img in infer(ba, cut["right"], "ba-again").items():
+    right = infer(ba, cut["right"], "ba-again")
+    for name, img in right.items():
         assert np.abs(by_bundle[name].astype(int) - img).max() <= 1
+    # a run from before specs recorded the halves: its config says; a bundle: warned about
+    from edgegan.train.checkpoint import atomic_save
+
+    state = load_checkpoint(ba / "checkpoints/last.pt")
+    del state["spec"]["halves"]
+    atomic_save(state, ba / "checkpoints/last.pt")
+    old_run = infer(ba, test, "old-run", "--split-pairs")
+    assert all(np.array_equal(old_run[k], v) for k, v in split_by_run["ba"].items())
+    meta_file = tmp_path / "bundle" / "edgegan.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["spec"]["halves"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="does not record which half of a pair file is A"):
+        infer(tmp_path / "bundle", test, "old-bundle", "--split-pairs", "--backend", "onnxruntime")
     odd = tmp_path / "odd"
     odd.mkdir()
     Image.new("RGB", (63, 32)).save(odd / "x.png")

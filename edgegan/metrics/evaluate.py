@@ -360,6 +360,7 @@ def evaluate_generator(
     if reference is None:
         reference = _run_reference(target, metric)
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
+    _check_has_reference(scorer)
     task = target_task(target)[0]
     if is_translation_task(task):
         how = "--direction AtoB --input DIR" if task == "cyclegan" else "--input DIR"
@@ -380,8 +381,8 @@ def evaluate_generator(
 
 
 def _run_reference(target: str | Path, metric: str) -> str | None:
-    """The reference a run was scored against with ``metric`` (None: not a run, or scored
-    with another metric, or with the metric's default)."""
+    """The reference a run was scored against with ``metric`` (:func:`config_reference`;
+    None: not a run, or the metric's default)."""
     from edgegan.config import load_run_config
     from edgegan.train.logs import is_run_dir
 
@@ -391,15 +392,25 @@ def _run_reference(target: str | Path, metric: str) -> str | None:
         config = load_run_config(target)
     except EdgeganError:
         return None  # a damaged config: the sampling says so in its own words
-    return config_reference(config) if config.eval.metric == metric else None
+    return config_reference(config, metric)
 
 
-def config_reference(config: Any) -> str | None:
-    """The reference a run's metric scores against: ``eval.reference``, else the test split of
-    the bundled digits for runs on them (None: the metric's own default)."""
-    if config.eval.reference:
+def config_reference(config: Any, metric: str | None = None) -> str | None:
+    """The reference a run's metric (or ``metric``) scores against: ``eval.reference`` when
+    the run was scored with that metric, else the test split of the bundled digits for runs
+    on them (None: the metric's own default)."""
+    if config.eval.reference and metric in (None, config.eval.metric):
         return str(config.eval.reference)
     return "mnist:test" if config.data.name == "mnist" else None
+
+
+def _check_has_reference(scorer: Scorer) -> None:
+    """A metric built without a reference it needs (its ``reference`` attribute is None, as
+    fid's) fails now, before samples are drawn or read, not after."""
+    if scorer.reference is None and getattr(scorer.metric, "reference", "") is None:
+        raise EdgeganError(
+            f"the {scorer.name} metric needs a reference: give --reference (reference=...)"
+        )
 
 
 def evaluate(
@@ -411,5 +422,6 @@ def evaluate(
     """Load samples from ``samples_path`` (folder of images or .npz) and run ``metric``
     against ``reference`` (None: the metric's own; digits: ``mnist:test``)."""
     scorer = Scorer(metric, reference, params)  # bad names, no compute: fail before loading
+    _check_has_reference(scorer)
     # The loaders check the range of what they read (uint8 is [-1, 1] by construction).
     return scorer._score(*load_samples(samples_path))

@@ -39,8 +39,8 @@ import torch
 
 from edgegan.errors import EdgeganError
 from edgegan.metrics import inception
+from edgegan.metrics import prdc as prdc_metrics
 from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
-from edgegan.metrics.prdc import prdc
 from edgegan.train.device import resolve_device
 
 _REFERENCE_HELP = (
@@ -80,7 +80,10 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
 def _unit_range(x: torch.Tensor) -> torch.Tensor:
     """A batch in [0, 1], as pytorch-fid reads images: uint8 ``u`` and float images that are
     8-bit values ``u / 127.5 - 1`` (images read from files, generators' samples saved as 8
-    bits) as ``u / 255``, its figures to the bit; other float images as ``(x + 1) / 2``."""
+    bits) as ``u / 255``, its figures to the bit; other float images as ``(x + 1) / 2``.
+    Where the batch lies: on the CPU for images read from files, as pytorch-fid divides
+    (CUDA divides by a number through its reciprocal, a bit off for half the values)."""
+    x = x.contiguous()  # a channels-last batch takes other kernels: 1e-5 apart
     if x.dtype == torch.uint8:
         return x.float() / 255
     x = x.float()
@@ -105,8 +108,8 @@ def inception_features(
     out = np.empty((len(images), inception.FEATURE_DIM), dtype=np.float64)
     with torch.no_grad(), _fp32_convolutions(device):
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].to(device, non_blocking=True)
-            out[i : i + len(x)] = net.features01(_unit_range(x)).double().cpu().numpy()
+            x = _unit_range(images[i : i + batch_size]).to(device, non_blocking=True)
+            out[i : i + len(x)] = net.features01(x).double().cpu().numpy()
     if not np.all(np.isfinite(out)):
         raise EdgeganError("images hold NaN or infinite values (their features do)")
     return out
@@ -282,6 +285,9 @@ class FidMetric:
                 stacklevel=2,
             )
         self._net: inception.FIDInceptionV3 | None = None
+        # id(reference features) -> (those features, k, their radii): a validation every N
+        # steps compares new samples against the same reference
+        self._radii: dict[int, tuple[np.ndarray, int, np.ndarray]] = {}
 
     @property
     def net(self) -> inception.FIDInceptionV3:
@@ -355,6 +361,16 @@ class FidMetric:
             out["num_reference"] = int(len(ref))
         return out
 
+    def _real_radii(self, reference: np.ndarray, k: int) -> np.ndarray:
+        """The reference's k-th neighbour radii, kept while its features are the same array."""
+        hit = self._radii.get(id(reference))
+        if hit is None or hit[0] is not reference or hit[1] != k:
+            if len(self._radii) >= 8:
+                self._radii.clear()
+            radii = prdc_metrics.nearest_neighbour_radii(np.asarray(reference, np.float64), k)
+            hit = self._radii[id(reference)] = (reference, k, radii)
+        return hit[2]
+
     def compare(self, features: np.ndarray, reference: Any) -> dict[str, float]:
         """``fid`` (and ``kid``, ``kid_std``, ``precision``, ``recall``, ``density``,
         ``coverage`` when ``reference`` is features, not statistics) of sample features
@@ -369,7 +385,8 @@ class FidMetric:
         if self.prdc_k:
             k = self.prdc_k
             if min(len(features), len(reference)) > k:
-                out.update(prdc(reference, features, k))
+                radii = self._real_radii(reference, k)
+                out.update(prdc_metrics.prdc(reference, features, k, real_radii=radii))
             else:
                 warnings.warn(
                     f"precision, recall, density and coverage need more than prdc_k={k} "

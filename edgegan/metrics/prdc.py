@@ -51,10 +51,14 @@ def nearest_neighbour_radii(features: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
+def prdc(
+    real: np.ndarray, fake: np.ndarray, k: int = 5, real_radii: np.ndarray | None = None
+) -> dict[str, float]:
     """``precision``, ``recall``, ``density`` and ``coverage`` of ``fake`` features
     ``(M, D)`` against ``real`` features ``(N, D)`` with ``k`` nearest neighbours (both sides
-    need more than ``k`` rows)."""
+    need more than ``k`` rows). ``real_radii``: ``nearest_neighbour_radii(real, k)`` when the
+    caller keeps them (a validation every N steps against one reference: the N x N distances
+    once)."""
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     if k < 1:
         raise EdgeganError(f"prdc needs k >= 1, got {k}")
@@ -63,7 +67,8 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
             f"precision and recall with k = {k} need more than {k} features a side, got "
             f"{len(real)} real and {len(fake)} generated"
         )
-    real_r, fake_r = nearest_neighbour_radii(real, k), nearest_neighbour_radii(fake, k)
+    real_r = nearest_neighbour_radii(real, k) if real_radii is None else real_radii
+    fake_r = nearest_neighbour_radii(fake, k)
     fake_sq = (fake * fake).sum(axis=1)
     balls_holding = np.zeros(len(fake))  # per sample: real balls that hold it
     recalled = np.zeros(len(real), dtype=bool)

@@ -23,15 +23,18 @@ def training_scale(dataset: Any) -> dict[str, Any]:
     """What the dataset says of its files, for the spec: how it scaled the images the
     generators trained on (the ``unpaired`` and ``aligned`` datasets' ``preprocess`` and
     ``load_size``, for ``infer --resize train``) and which domain each half of a pair file
-    holds (the ``aligned`` dataset's ``halves``, for ``infer --split-pairs``)."""
-    out: dict[str, Any] = {}
+    holds (the ``aligned`` dataset's ``halves``; other datasets' runs read pair files as the
+    format stores them, A on the left: ``AB``; for ``infer --split-pairs``)."""
+    out: dict[str, Any] = {"halves": pair_halves(getattr(dataset, "halves", None))}
     mode = getattr(dataset, "preprocess", None)
     if isinstance(mode, str):
-        out = {"preprocess": mode, "load_size": int(getattr(dataset, "load_size", 0) or 0)}
-    halves = getattr(dataset, "halves", None)
-    if halves in ("AB", "BA"):
-        out["halves"] = halves
+        out.update(preprocess=mode, load_size=int(getattr(dataset, "load_size", 0) or 0))
     return out
+
+
+def pair_halves(halves: Any) -> str:
+    """``BA`` when the left half of a pair file is domain B, else ``AB``."""
+    return "BA" if halves == "BA" else "AB"
 
 
 def rgb(x: torch.Tensor) -> torch.Tensor:
