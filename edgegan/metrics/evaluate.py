@@ -350,8 +350,8 @@ def evaluate_generator(
     """Sample ``num`` images from a GAN run or bundle on any backend and precision (as
     ``edgegan infer --seed`` would, saved as 8-bit images) and run ``metric`` on them: one
     step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph.
-    ``reference=None``: a run's own ``eval.reference`` when it was scored with ``metric``,
-    else the metric's default."""
+    ``reference=None``: a run's own (:func:`config_reference`), else the metric's default;
+    a metric left without the reference it needs fails before sampling."""
     import torch
 
     from edgegan.runtime import open_runner
