@@ -735,3 +735,25 @@ def test_the_inception_score_is_torch_fidelitys(weights) -> None:
     want = (torch.from_numpy(feats).float() @ head.weight.T).double().numpy()
     assert metric.logits(feats) == pytest.approx(want, rel=1e-5, abs=1e-5)
     assert not np.allclose(want, want + head.bias.detach().double().numpy())
+
+
+@pytest.mark.parametrize(
+    "factory, cls",
+    [("build_fid_metric", "fid.FidMetric"), ("build_digits_metric", "digits.DigitsMetric")],
+)
+def test_the_metric_factories_mirror_their_classes(factory, cls) -> None:
+    """The registry reads a metric's parameters (-o KEY=VALUE) from its factory, which
+    imports torch only when called: it repeats the class's signature, names and defaults."""
+    import importlib
+    import inspect
+
+    from edgegan.metrics import plugin
+
+    module, name = cls.split(".")
+    klass = getattr(importlib.import_module(f"edgegan.metrics.{module}"), name)
+
+    def params(f):
+        return [(p.name, p.default) for p in inspect.signature(f).parameters.values()
+                if p.name != "self"]  # fmt: skip
+
+    assert params(getattr(plugin, factory)) == params(klass.__init__)
