@@ -324,6 +324,38 @@ def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
         metric.compute(samples, reference=str(tmp_path / "nowhere"))
 
 
+def test_a_folder_reference_is_read_a_batch_at_a_time(weights, tmp_path, monkeypatch) -> None:
+    """A folder of reference images never sits whole in memory (50,000 images at 256x256
+    would take 10 GB as uint8): its files are read a batch at a time, into the same features
+    as the whole folder read at once; grey and colour files mixed score as RGB."""
+    import importlib
+
+    evaluate = importlib.import_module("edgegan.metrics.evaluate")  # (the package's name
+    # edgegan.metrics.evaluate is the function)
+
+    real = _images(0, 7)
+    _write_pngs(tmp_path / "real", real)
+    Image.fromarray(np.full((16, 16), 77, np.uint8)).save(tmp_path / "real" / "grey.png")
+    metric = FidMetric(weights=str(weights), device="cpu", batch_size=3)
+    whole = metric.features(evaluate.read_images(tmp_path / "real")[0])
+    sizes = []
+    read_batches = evaluate.read_batches
+
+    def spy(files, batch_size):
+        for batch in read_batches(files, batch_size):
+            sizes.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(evaluate, "read_batches", spy)
+    monkeypatch.setattr(evaluate, "read_images", None)  # not used for a folder
+    assert np.array_equal(metric.reference_features(str(tmp_path / "real")), whole)
+    assert sizes == [3, 3, 2]
+    Image.new("RGB", (20, 16)).save(tmp_path / "real" / "zz.png")
+    fid_mod._CACHE.clear()
+    with pytest.raises(EdgeganError, match="differ in size: 000.png is 16x16, zz.png is 20x16"):
+        metric.reference_features(str(tmp_path / "real"))
+
+
 def test_the_bundled_digits_are_a_reference(weights, monkeypatch) -> None:
     """Made RGB; at another size than the samples (warned about). Six of them: Inception
     takes 0.1 s an image on 2 cores, and the test split holds 2,000."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +60,11 @@ def _labels_from_names(files: list[Path]) -> Any:
     return torch.tensor(labels, dtype=torch.int64)
 
 
-def _load_folder(folder: Path) -> Any:
-    import numpy as np
-
+def folder_images(folder: Path, stacklevel: int = 3) -> list[Path]:
+    """The image files of a folder of samples, sorted (other image kinds: one warning); a
+    run directory, a bundle or a folder without images is one line saying what it is."""
     listed = [p for p in folder.iterdir() if p.is_file()]
-    files = pick_images(listed, folder, "eval", "convert them to score them", 3)
+    files = pick_images(listed, folder, "eval", "convert them to score them", stacklevel + 1)
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
             scores = folder / "eval.json"
@@ -84,22 +84,46 @@ def _load_folder(folder: Path) -> Any:
                 "(evaluate_generator in Python)"
             )
         raise EdgeganError(f"no images ({', '.join(READ_EXTENSIONS)}) in {folder}")
-    # One uint8 array filled in place (a list of images and its stack held them twice), each
-    # image checked as it is read: a folder of mixed sizes fails at its first odd image.
-    out = None
-    for i, p in enumerate(files):
-        a = _read_image(p)
+    return files
+
+
+def read_batches(files: list[Path], batch_size: int) -> Iterator[Any]:
+    """The images of ``files`` as uint8 ``(n, H, W, C)`` arrays of up to ``batch_size``
+    (a batch mixing grey and colour is all RGB), each image checked as it is read: files of
+    mixed sizes fail at the first odd one."""
+    import numpy as np
+
+    first: tuple[int, int] | None = None
+    for i in range(0, len(files), batch_size):
+        batch = []
+        for p in files[i : i + batch_size]:
+            a = _read_image(p)
+            if first is None:
+                first = a.shape[:2]
+            elif a.shape[:2] != first:
+                raise EdgeganError(
+                    f"images in {p.parent} differ in size: {files[0].name} is "
+                    f"{first[1]}x{first[0]}, {p.name} is {a.shape[1]}x{a.shape[0]}"
+                )
+            batch.append(a)
+        c = max(a.shape[2] for a in batch)
+        yield np.stack([np.broadcast_to(a, (*a.shape[:2], c)) for a in batch])
+
+
+def _load_folder(folder: Path) -> Any:
+    import numpy as np
+
+    files = folder_images(folder, stacklevel=4)
+    # One uint8 array filled in place, a batch at a time (a list of images and its stack
+    # held them twice)
+    out, i = None, 0
+    for batch in read_batches(files, 256):
         if out is None:
-            out = np.empty((len(files), *a.shape), dtype=np.uint8)
-        elif a.shape[:2] != out.shape[1:3]:
-            h, w = out.shape[1:3]
-            raise EdgeganError(
-                f"images in {folder} differ in size: {files[0].name} is {w}x{h}, "
-                f"{p.name} is {a.shape[1]}x{a.shape[0]}"
-            )
-        if a.shape[2] > out.shape[3]:  # mixed grey and colour: make all RGB
+            out = np.empty((len(files), *batch.shape[1:]), dtype=np.uint8)
+        if batch.shape[3] > out.shape[3]:  # mixed grey and colour: make all RGB
             out = np.repeat(out, 3, axis=3)
-        out[i] = a  # a grey image broadcasts over RGB
+        out[i : i + len(batch)] = batch  # a grey batch broadcasts over RGB
+        i += len(batch)
     return out, _labels_from_names(files)  # (N, H, W, C) uint8, labels
 
 
@@ -217,6 +241,15 @@ def load_samples(path: str | Path) -> tuple[Any, Any]:
     return (_to_float(images) if images.dtype == torch.uint8 else images), labels
 
 
+def npz_of_folder(folder: Path) -> Path | None:
+    """``folder/images.npz`` (what ``edgegan infer --format npz --out DIR`` writes) when the
+    folder holds it and no images: then the folder's samples are that file's."""
+    npz = folder / "images.npz"
+    if npz.is_file() and not any(p.suffix.lower() in READ_EXTENSIONS for p in folder.iterdir()):
+        return npz
+    return None
+
+
 def read_images(path: str | Path) -> tuple[Any, Any]:
     """As :func:`load_samples`, but 8-bit images (files, uint8 ``.npz``) stay uint8
     ``(N, C, H, W)`` in [0, 255] (a view of ``(N, H, W, C)`` storage): a quarter of the
@@ -227,8 +260,8 @@ def read_images(path: str | Path) -> tuple[Any, Any]:
     if not path.exists():
         raise EdgeganError(f"samples not found: {path}")
     if path.is_dir():
-        npz = path / "images.npz"  # what `edgegan infer --format npz --out DIR` writes
-        if npz.is_file() and not any(p.suffix.lower() in READ_EXTENSIONS for p in path.iterdir()):
+        npz = npz_of_folder(path)
+        if npz is not None:
             return _load_npz(npz)
         arr, labels = _load_folder(path)
         return _nchw(torch.from_numpy(arr)), labels

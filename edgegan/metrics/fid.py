@@ -210,9 +210,10 @@ def check_reference(spec: Any) -> str:
 
 
 def _load_reference(spec: str) -> tuple[str, Any]:
-    """``("stats", (mu, sigma))`` or ``("images", tensor (N, C, H, W))``: uint8 as stored
-    (8-bit files, digits) or float in [-1, 1]."""
-    from edgegan.metrics.evaluate import read_images
+    """``("stats", (mu, sigma))``, ``("files", image files)`` of a folder (read a batch at a
+    time: a 50,000-image reference need not fit in memory) or ``("images", tensor (N, C, H,
+    W))``: uint8 as stored (digits, a uint8 ``.npz``) or float in [-1, 1]."""
+    from edgegan.metrics.evaluate import folder_images, npz_of_folder, read_images
 
     spec = check_reference(spec)
     if _is_digits(spec):
@@ -224,6 +225,8 @@ def _load_reference(spec: str) -> tuple[str, Any]:
         stats = _read_stats(path)
         if stats is not None:
             return "stats", stats
+    elif npz_of_folder(path) is None:
+        return "files", folder_images(path)
     return "images", read_images(path)[0]
 
 
@@ -317,9 +320,17 @@ class FidMetric:
         if key not in _CACHE:
             kind, value = _load_reference(spec)
             size = None
-            if kind == "images":
-                if len(value) < 2:
-                    raise EdgeganError(f"reference '{spec}' holds {len(value)} image(s); need >= 2")
+            if kind != "stats" and len(value) < 2:
+                raise EdgeganError(f"reference '{spec}' holds {len(value)} image(s); need >= 2")
+            if kind == "files":
+                from edgegan.metrics.evaluate import read_batches
+
+                chunks = []
+                for b in read_batches(value, self.batch_size):  # (n, H, W, C) uint8
+                    size = size or (int(b.shape[1]), int(b.shape[2]))
+                    chunks.append(self.features(torch.from_numpy(b).permute(0, 3, 1, 2)))
+                value = np.concatenate(chunks)
+            elif kind == "images":
                 size = (int(value.shape[-2]), int(value.shape[-1]))
                 value = self.features(value)
             _CACHE[key] = (value, size)
