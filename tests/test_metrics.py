@@ -715,3 +715,17 @@ def test_the_unit_range_warning_names_the_callers_line(tmp_path) -> None:
         with pytest.warns(UserWarning, match=r"as if they were in \[0, 1\]") as seen:
             call(tmp_path / "unit.npz")
         assert seen[0].filename == __file__, call.__name__
+
+
+def test_the_left_out_kinds_warning_names_the_callers_line(tmp_path) -> None:
+    """Through load_samples and through evaluate (one frame deeper) alike."""
+    from edgegan.data import DataWarning
+
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    Image.new("L", (28, 28)).save(tmp_path / "x.gif")
+    for call in (load_samples, evaluate):
+        with pytest.warns(DataWarning, match=r"left out 1 \.gif") as seen:
+            call(tmp_path)
+        lines = [w.filename for w in seen if issubclass(w.category, DataWarning)]
+        assert lines == [__file__], call.__name__

@@ -60,11 +60,13 @@ def _labels_from_names(files: list[Path]) -> Any:
     return torch.tensor(labels, dtype=torch.int64)
 
 
-def folder_images(folder: Path, stacklevel: int = 3) -> list[Path]:
-    """The image files of a folder of samples, sorted (other image kinds: one warning); a
-    run directory, a bundle or a folder without images is one line saying what it is."""
+def folder_images(folder: Path) -> list[Path]:
+    """The image files of a folder of samples, sorted (other image kinds: one warning, at
+    the caller's line); a run directory, a bundle or a folder without images is one line
+    saying what it is."""
     listed = [p for p in folder.iterdir() if p.is_file()]
-    files = pick_images(listed, folder, "eval", "convert them to score them", stacklevel + 1)
+    hint = "convert them to score them"
+    files = pick_images(listed, folder, "eval", hint, caller_stacklevel())
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
             scores = folder / "eval.json"
@@ -113,7 +115,7 @@ def read_batches(files: list[Path], batch_size: int) -> Iterator[Any]:
 def _load_folder(folder: Path) -> Any:
     import numpy as np
 
-    files = folder_images(folder, stacklevel=4)
+    files = folder_images(folder)
     # One uint8 array filled in place, a batch at a time (a list of images and its stack
     # held them twice)
     out, i = None, 0
