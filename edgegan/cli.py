@@ -946,7 +946,7 @@ def eval_cmd(
             device=device or "cpu",
             reference=reference,
             metric=metric,
-            params=params,
+            params=params or None,  # no -o: the run's own eval.metric_params
         )
     elif given:
         raise EdgeganError(

@@ -174,6 +174,9 @@ class EvalConfig:
     # them (mnist:test) and none otherwise; eval.metric=fid: a folder or .npz of real images at
     # the samples' size, or an FID statistics .npz (docs/eval.md).
     reference: str = ""
+    # Parameters of the metric's factory, as `edgegan eval -o KEY=VALUE`, e.g.
+    # eval.metric_params.batch_size=128 eval.metric_params.prdc_k=0 for fid (docs/eval.md)
+    metric_params: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 2000
     every: int = 0  # also evaluate every N steps on val_samples and log val_* metrics (0: off)
     val_samples: int = 200

@@ -467,13 +467,33 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
         "eval.metric=fid",
         "eval.num_samples=6",
     ]
-    cfg = load_config("dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={data}"])
+    cfg = load_config("dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={data}",
+                                      "eval.metric_params.prdc_k=0"])  # fmt: skip
     train(cfg, out_dir=tmp_path / "run")
     scores = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert scores["num_samples"] == 6 and scores["num_reference"] == 24
-    assert scores["fid"] > 0 and np.isfinite(scores["kid"])
-    # eval of the run: against the run's own eval.reference unless told otherwise
+    assert scores["fid"] > 0 and np.isfinite(scores["kid"]) and "precision" not in scores
+    # eval of the run: its own eval.metric_params unless -o says otherwise
     runner = CliRunner()
+    run_eval = ["eval", str(tmp_path / "run"), "--metric", "fid", "--num", "8", "--json"]
+    res = runner.invoke(cli, run_eval)
+    assert res.exit_code == 0 and "precision" not in json.loads(res.stdout), res.output
+    res = runner.invoke(cli, [*run_eval, "-o", "prdc_k=5"])
+    assert res.exit_code == 0 and 0 <= json.loads(res.stdout)["precision"] <= 1, res.output
+    # metric parameters the metric does not take, or the reference: refused before training
+    for bad, says in (
+        ("eval.metric_params.nope=1", "nope"),
+        ("eval.metric_params.reference=x", "the metric's reference is eval.ref"),
+    ):
+        with pytest.raises(EdgeganError, match=says):
+            train(
+                load_config(
+                    "dcgan-mnist", [*base, "eval.at_end=true", f"eval.reference={data}", bad]
+                ),
+                out_dir=tmp_path / "bad",
+            )
+        assert not (tmp_path / "bad").exists()
+    # eval of the run: against the run's own eval.reference unless told otherwise
     res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid", "--num", "5",
                               "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
@@ -692,10 +712,11 @@ def test_translation_runs_score_fid_and_kid_against_the_other_domain(
 
     scores = train(
         load_config("pix2pix-digits", [*TINY_PIX2PIX, "train.steps=1", "eval.metric=fid",
-                                       "eval.num_samples=4"]),
+                                       "eval.num_samples=4", "eval.metric_params.prdc_k=2"]),
         out_dir=tmp_path / "x",
     ).eval  # fmt: skip
     assert {"ab_fid", "ab_kid", "ab_psnr"} <= set(scores) and not any("ba" in k for k in scores)
+    assert "ab_precision" in scores  # 4 images a side: k = 2 (the default 5 needs 6)
     # without the weights: refused before training
     monkeypatch.delenv(inception.WEIGHTS_ENV)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))

@@ -310,7 +310,9 @@ def build_metric(
     return obj, by_factory
 
 
-def check_metric(metric: str, reference: str | None = None) -> Scorer:
+def check_metric(
+    metric: str, reference: str | None = None, params: Mapping[str, Any] | None = None
+) -> Scorer:
     """Fail now, with one line, on what would fail a run's evaluation after its training: an
     unknown ``metric``, one whose factory fails (the fid metric without its weights) or
     builds no ``compute`` method. Returns the metric as a :class:`Scorer` for the run to keep
@@ -318,7 +320,7 @@ def check_metric(metric: str, reference: str | None = None) -> Scorer:
     from edgegan.rng import random_state_kept
 
     with random_state_kept():  # the build may draw (a layer's init)
-        return Scorer(metric, reference)
+        return Scorer(metric, reference, params)
 
 
 def _run(
@@ -386,7 +388,8 @@ def evaluate_generator(
     ``edgegan infer --seed`` would, saved as 8-bit images) and run ``metric`` on them: one
     step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph.
     ``reference=None``: a run's own (:func:`config_reference`), else the metric's default;
-    a metric left without the reference it needs fails before sampling."""
+    a metric left without the reference it needs fails before sampling. ``params=None``: a
+    run's ``eval.metric_params`` when it was scored with ``metric``."""
     import torch
 
     from edgegan.runtime import open_runner
@@ -394,6 +397,8 @@ def evaluate_generator(
 
     if reference is None:
         reference = _run_reference(target, metric)
+    if params is None:
+        params = _run_metric_params(target, metric)
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
     _check_has_reference(scorer)
     task = target_task(target)[0]
@@ -415,19 +420,34 @@ def evaluate_generator(
     return scorer._score(x, torch.cat(labels) if labels else None)
 
 
-def _run_reference(target: str | Path, metric: str) -> str | None:
-    """The reference a run was scored against with ``metric`` (:func:`config_reference`;
-    None: not a run, or the metric's default)."""
+def _run_config(target: str | Path) -> Any:
+    """The config of a run directory (None: not a run, or a damaged config, which the
+    sampling reports in its own words)."""
     from edgegan.config import load_run_config
     from edgegan.train.logs import is_run_dir
 
     if not is_run_dir(target):
         return None
     try:
-        config = load_run_config(target)
+        return load_run_config(target)
     except EdgeganError:
-        return None  # a damaged config: the sampling says so in its own words
-    return config_reference(config, metric)
+        return None
+
+
+def _run_reference(target: str | Path, metric: str) -> str | None:
+    """The reference a run was scored against with ``metric`` (:func:`config_reference`;
+    None: not a run, or the metric's default)."""
+    config = _run_config(target)
+    return None if config is None else config_reference(config, metric)
+
+
+def _run_metric_params(target: str | Path, metric: str) -> dict[str, Any] | None:
+    """``eval.metric_params`` of a run scored with ``metric`` (None: not a run, or another
+    metric)."""
+    config = _run_config(target)
+    if config is None or config.eval.metric != metric:
+        return None
+    return dict(config.eval.metric_params)
 
 
 def config_reference(config: Any, metric: str | None = None) -> str | None:

@@ -100,7 +100,7 @@ class GANTask(Task):
                     "the samples' size, or an FID statistics .npz (docs/eval.md)"
                 )
             if is_main_process():
-                self._scorer = check_metric(ev.metric, self._reference())
+                self._scorer = check_metric(ev.metric, self._reference(), ev.metric_params)
             else:  # process 0 alone evaluates: a metric that loads a network is built there
                 manager.registry("metrics").get(ev.metric)
 
@@ -185,7 +185,7 @@ class GANTask(Task):
             for i in range(0, n, 500)
         ]
         if self._scorer is None:
-            self._scorer = Scorer(ev.metric, self._reference())
+            self._scorer = Scorer(ev.metric, self._reference(), ev.metric_params)
         return self._scorer(torch.cat(chunks), labels)
 
     def sample_inputs(self, n: int, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:

@@ -103,6 +103,10 @@ def _validate(config: Config) -> None:
         (t.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0: last.pt alone)"),
         (config.eval.best_mode in ("min", "max"), "eval.best_mode must be min or max"),
         (
+            "reference" not in config.eval.metric_params,
+            "eval.metric_params.reference: the metric's reference is eval.reference",
+        ),
+        (
             not config.eval.best or config.eval.every > 0,
             "eval.best needs eval.every > 0 (the validation that scores each checkpoint)",
         ),

@@ -127,7 +127,7 @@ class TranslationTask(Task):
         if ev.metric == "fid" and (ev.at_end or ev.every) and is_main_process():
             from edgegan.metrics.evaluate import check_metric
 
-            self._fid = check_metric("fid").metric
+            self._fid = check_metric("fid", None, ev.metric_params).metric
 
     def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
         """Scores of each generator's translations of the test split (``ab_*``: A -> B), on
