@@ -669,3 +669,18 @@ def test_the_task_swaps_the_norms_as_fastpath_resolves_them_for_its_device(tmp_p
     for name in trainer.task.networks:
         norms = {type(m) for m in getattr(trainer.task, name).modules()}
         assert LayoutInstanceNorm2d in norms, name
+
+
+def test_cudnn_flags_are_set_for_the_block_and_given_back() -> None:
+    """The one helper behind fid's FP32 convolutions and the compiled runner's autotuner."""
+    from edgegan.train.device import cudnn_flags
+
+    cudnn = torch.backends.cudnn
+    was = (cudnn.benchmark, cudnn.allow_tf32)
+    with (
+        pytest.raises(RuntimeError, match="inside"),
+        cudnn_flags(benchmark=not was[0], allow_tf32=not was[1]),
+    ):
+        assert (cudnn.benchmark, cudnn.allow_tf32) == (not was[0], not was[1])
+        raise RuntimeError("inside")
+    assert (cudnn.benchmark, cudnn.allow_tf32) == was

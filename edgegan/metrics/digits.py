@@ -40,6 +40,12 @@ _REFERENCE_HELP = "use mnist, mnist:train, mnist:test or idx:FOLDER[:train|test]
 _REFERENCE_STATS: dict[tuple[str, str, str, str, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
 
+def is_digits_reference(spec: str) -> bool:
+    """Whether ``spec`` names bundled or IDX digits (``mnist[:split]``, ``idx:FOLDER``), as
+    :func:`parse_reference` reads them, rather than a path."""
+    return spec == "mnist" or spec.startswith(("mnist:", "idx:"))
+
+
 def parse_reference(spec: str) -> tuple[str, Path, str]:
     """``"mnist:train"`` -> ``("mnist", <bundled folder>, "train")``; ``"idx:/d:test"`` ->
     ``("idx", Path("/d"), "test")``. Raises :class:`EdgeganError` for anything else."""

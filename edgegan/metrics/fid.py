@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,10 @@ import numpy as np
 import torch
 
 from edgegan.errors import EdgeganError
-from edgegan.metrics import inception
+from edgegan.metrics import digits, inception
 from edgegan.metrics import prdc as prdc_metrics
 from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
-from edgegan.train.device import resolve_device
+from edgegan.train.device import cudnn_flags, resolve_device
 
 _REFERENCE_HELP = (
     "use a folder of images, an .npz of images or of statistics (mu, sigma), "
@@ -56,19 +55,10 @@ KID_WHOLE_MAX = 4096
 _CACHE: dict[tuple[str, tuple[Any, ...], str], Any] = {}
 
 
-@contextlib.contextmanager
-def _fp32_convolutions(device: torch.device) -> Iterator[None]:
+def _fp32_convolutions(device: torch.device) -> contextlib.AbstractContextManager[None]:
     """Full-precision convolutions on CUDA: cuDNN's default TF32 would move the features off
-    pytorch-fid's (computed in FP32) by about 1e-3 relative."""
-    if device.type != "cuda":
-        yield
-        return
-    was = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32 = was
+    pytorch-fid's CPU ones (FP32) by about 1e-3 relative."""
+    return cudnn_flags(allow_tf32=False) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _rgb(images: torch.Tensor) -> torch.Tensor:
@@ -171,10 +161,6 @@ def inception_score(logits: np.ndarray, splits: int = 10, seed: int = 2020) -> t
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def _is_digits(spec: str) -> bool:
-    return spec == "mnist" or spec.startswith(("mnist:", "idx:"))
-
-
 def _reference_key(spec: str) -> tuple[Any, ...]:
     """What names a reference's content: the spec, and for a file its resolved path, size
     and modification time; for a folder those of each file in it (a file rewritten in place
@@ -196,10 +182,8 @@ def check_reference(spec: Any) -> str:
     if not isinstance(spec, str) or not spec.strip():
         raise EdgeganError(f"the fid metric needs a reference; {_REFERENCE_HELP}")
     spec = spec.strip()
-    if _is_digits(spec):
-        from edgegan.metrics.digits import parse_reference
-
-        parse_reference(spec)
+    if digits.is_digits_reference(spec):
+        digits.parse_reference(spec)
         return spec
     path = Path(spec).expanduser()
     if not path.exists():
@@ -216,10 +200,8 @@ def _load_reference(spec: str) -> tuple[str, Any]:
     from edgegan.metrics.evaluate import folder_images, npz_of_folder, read_images
 
     spec = check_reference(spec)
-    if _is_digits(spec):
-        from edgegan.metrics.digits import load_reference_images
-
-        return "images", load_reference_images(spec)[0]
+    if digits.is_digits_reference(spec):
+        return "images", digits.load_reference_images(spec)[0]
     path = Path(spec).expanduser()
     if path.is_file():
         stats = _read_stats(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -136,20 +135,11 @@ class CompiledGenerator:
             torch.compiler.reset()
 
 
-@contextlib.contextmanager
-def _cudnn_autotune(on: bool) -> Iterator[None]:
+def _cudnn_autotune(on: bool) -> contextlib.AbstractContextManager[None]:
     """cuDNN's autotuner on for the block (when ``on``), then as it was."""
-    if not on:
-        yield
-        return
-    import torch
+    from edgegan.train.device import cudnn_flags
 
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
+    return cudnn_flags(benchmark=True) if on else contextlib.nullcontext()
 
 
 def _cause(exc: BaseException) -> str:

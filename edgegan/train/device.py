@@ -21,6 +21,21 @@ _NATIVE_CPU = {
 }
 
 
+@contextlib.contextmanager
+def cudnn_flags(**flags: bool) -> Iterator[None]:
+    """``torch.backends.cudnn``'s settings ``flags`` (``benchmark=True``, ``allow_tf32=False``)
+    for the block, then as they were."""
+    cudnn = torch.backends.cudnn
+    saved = {name: getattr(cudnn, name) for name in flags}
+    for name, value in flags.items():
+        setattr(cudnn, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cudnn, name, value)
+
+
 def native_cpu_precision(mode: str) -> bool:
     """Whether this CPU computes ``mode`` (bf16 | fp16) in hardware."""
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in _NATIVE_CPU[mode])

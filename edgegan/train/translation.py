@@ -25,16 +25,11 @@ def training_scale(dataset: Any) -> dict[str, Any]:
     ``load_size``, for ``infer --resize train``) and which domain each half of a pair file
     holds (the ``aligned`` dataset's ``halves``; other datasets' runs read pair files as the
     format stores them, A on the left: ``AB``; for ``infer --split-pairs``)."""
-    out: dict[str, Any] = {"halves": pair_halves(getattr(dataset, "halves", None))}
+    out: dict[str, Any] = {"halves": "BA" if getattr(dataset, "halves", None) == "BA" else "AB"}
     mode = getattr(dataset, "preprocess", None)
     if isinstance(mode, str):
         out.update(preprocess=mode, load_size=int(getattr(dataset, "load_size", 0) or 0))
     return out
-
-
-def pair_halves(halves: Any) -> str:
-    """``BA`` when the left half of a pair file is domain B, else ``AB``."""
-    return "BA" if halves == "BA" else "AB"
 
 
 def rgb(x: torch.Tensor) -> torch.Tensor:
