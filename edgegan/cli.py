@@ -537,6 +537,57 @@ def infer(
     click.echo(f"wrote {len(paths)} file(s) to {out} ({how})")
 
 
+@cli.command("import")
+@click.argument("source", type=click.Path())
+@click.option("--out", type=click.Path(), help="Run directory (default: runs/NAME[-N]).")
+@click.option(
+    "--epoch",
+    default="latest",
+    show_default=True,
+    help="Which checkpoint of a folder: EPOCH_net_G_A.pth, ... (latest, 200, ...).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=1),
+    help="Image size it was trained at (default: crop_size in train_opt.txt, else 256).",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(),
+    help="The run's data.root (default: dataroot in train_opt.txt): export --int8 calibrates "
+    "on it, fine-tuning trains on it.",
+)
+def import_cmd(
+    source: str, out: str | None, epoch: str, size: int | None, data_root: str | None
+) -> None:
+    """Import a checkpoint of the reference CycleGAN/pix2pix code as an edgegan run.
+
+    SOURCE: a reference checkpoints folder (checkpoints/NAME with latest_net_G_A.pth and
+    latest_net_G_B.pth, or latest_net_G.pth; train_opt.txt is read when there), or one
+    generator's .pth (a pretrained model such as horse2zebra.pth). The networks' kind and
+    sizes are read from the weights. The run exports, infers and evaluates as one trained
+    here; train.init_from=RUN fine-tunes from it.
+    """
+    from edgegan.reference import import_reference
+
+    given = Path(source)
+    name = (given.stem if given.is_file() else given.resolve().name) or "imported"
+    run_dir = out if out is not None else _free_folder(Path("runs"), name)
+    result = import_reference(source, run_dir, epoch=epoch, image_size=size, data_root=data_root)
+    click.echo(f"imported a {result.task} run ({result.image_size} px) -> {result.run_dir}")
+    for ours, net in result.networks.items():
+        click.echo(f"  {ours}: {net.describe()} <- {net.source}")
+    if result.options_file is not None:
+        click.echo(f"  settings from {result.options_file}")
+    run = shlex.quote(str(result.run_dir))
+    direction = " --direction AtoB" if result.task == "cyclegan" else ""
+    click.echo(
+        f"next: edgegan infer {run}{direction} --input IMAGES --out translated  |  "
+        f"edgegan export {run}",
+        err=True,
+    )
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--onnx", "onnx_fp32", is_flag=True, help="FP32 ONNX (always exported).")

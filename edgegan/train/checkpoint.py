@@ -116,7 +116,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise EdgeganError(f"cannot load checkpoint {path}: {_why(path, exc)}") from None
+        raise EdgeganError(f"cannot load checkpoint {path}: {why_unloadable(path, exc)}") from None
     if not isinstance(ckpt, dict) or "format" not in ckpt:
         raise EdgeganError(f"{path} is not an edgegan checkpoint (format {FORMAT_VERSION})")
     if ckpt["format"] != FORMAT_VERSION:
@@ -131,7 +131,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _why(path: Path, exc: Exception) -> str:
+def why_unloadable(path: Path, exc: Exception) -> str:
     """One line on why ``torch.load`` refused a file (its own messages run to paragraphs,
     and for unsafe files advise ``weights_only=False``, which edgegan never does)."""
     if path.stat().st_size == 0:

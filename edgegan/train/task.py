@@ -37,7 +37,7 @@ class Task(ABC):
         #: network name -> its DistributedDataParallel wrapper under torchrun (see train_module)
         self.ddp: dict[str, nn.Module] = {}
         self.build_networks()
-        self._record_network_params()
+        record_network_params(self.config)
         for name in self.networks:
             net = getattr(self, name).to(device).train()
             if config.train.channels_last:
@@ -59,25 +59,6 @@ class Task(ABC):
         """Batches of the training stream that one generator step takes (``train.epochs``
         counts steps with it)."""
         return 1
-
-    def _record_network_params(self) -> None:
-        """Record every parameter of the generator and discriminator that the user left
-        out, at the value the networks were built with, in the config that config.yaml and
-        the checkpoints keep (``PartConfig.defaults``), so that a default changed later
-        rebuilds the run alike. Only where the task's context names are known
-        (:data:`~edgegan.config.TASK_CONTEXT`): those must stay out of the parameters."""
-        from edgegan.plugins.manager import get_manager
-
-        contexts = TASK_CONTEXT.get(self.name)
-        if contexts is None:
-            return
-        models = get_manager().registry("models")
-        for role in ("generator", "discriminator"):
-            part = getattr(self.config.model, role)
-            context = dict.fromkeys(contexts[role])
-            part.defaults = models.recorded_defaults(
-                part.name, part.params, context, role, part.defaults
-            )
 
     @abstractmethod
     def build_networks(self) -> None:
@@ -157,6 +138,26 @@ class Task(ABC):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Restore what :meth:`extra_state` returned (nothing by default)."""
+
+
+def record_network_params(config: Config) -> None:
+    """Record every parameter of the generator and discriminator that the user left out, at
+    the value the networks are built with, in the config that config.yaml and the
+    checkpoints keep (``PartConfig.defaults``), so that a default changed later rebuilds the
+    run alike. Only where the task's context names are known
+    (:data:`~edgegan.config.TASK_CONTEXT`): those must stay out of the parameters."""
+    from edgegan.plugins.manager import get_manager
+
+    contexts = TASK_CONTEXT.get(config.task)
+    if contexts is None:
+        return
+    models = get_manager().registry("models")
+    for role in ("generator", "discriminator"):
+        part = getattr(config.model, role)
+        context = dict.fromkeys(contexts[role])
+        part.defaults = models.recorded_defaults(
+            part.name, part.params, context, role, part.defaults
+        )
 
 
 TASKS: dict[str, type[Task]] = {}

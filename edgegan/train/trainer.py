@@ -42,6 +42,7 @@ from edgegan.errors import (
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, write_json
 from edgegan.plugins.manager import get_manager
+from edgegan.reference import IMPORTED
 from edgegan.registry import StaleDefaultWarning
 from edgegan.rng import random_state_kept, seed_all
 from edgegan.train import checkpoint as ckpt_io
@@ -466,9 +467,22 @@ class Trainer:
                 f"train.init_from={init_from} is a '{state.get('task')}' run; this run's task "
                 f"is '{self.config.task}'"
             )
+        # A run imported from the reference code may lack its discriminators (a pretrained
+        # model is one generator): those start from scratch.
+        fresh = [
+            n for n in self.task.networks if state.get("imported") and n not in state["networks"]
+        ]
+        if fresh and self.dist.is_main:
+            warnings.warn(
+                f"train.init_from={init_from} has no weights for {', '.join(fresh)} (imported "
+                "without them): they start from scratch",
+                UserWarning,
+                stacklevel=2,
+            )
         try:
             for name in self.task.networks:
-                self.task.module(name).load_state_dict(state["networks"][name])
+                if name not in fresh:
+                    self.task.module(name).load_state_dict(state["networks"][name])
         except KeyError as exc:
             raise ckpt_io.lacks(path, exc, "used by train.init_from") from None
         except RuntimeError as exc:
@@ -1087,6 +1101,12 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
         raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
+    if (run_dir / IMPORTED).is_file():
+        raise ConfigError(
+            f"{run_dir} was imported (edgegan import) and holds no optimiser state to resume; "
+            f"fine-tune from it: edgegan train {run_dir}/config.yaml train.init_from={run_dir} "
+            "--out NEW_RUN"
+        )
     try:
         trainer = Trainer(config, run_dir, resume=True, dist=dist)
         trainer.load_checkpoint(checkpoint)
