@@ -2043,6 +2043,7 @@ def test_the_real_tensorrt_tests_skip_where_tensorrt_rtx_cannot_run(monkeypatch)
     the real-engine tests would fail there instead of skipping."""
     import importlib.util
 
+    import tiny
     import torch
 
     found = {"tensorrt_rtx"}
@@ -2051,10 +2052,10 @@ def test_the_real_tensorrt_tests_skip_where_tensorrt_rtx_cannot_run(monkeypatch)
     )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for capability, runs in (((9, 0), False), ((8, 6), True), ((12, 0), True), ((13, 0), True)):
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda c=capability: c)
+        monkeypatch.setattr(tiny, "_CAPABILITY", capability)
         assert tensorrt_runs_here() is runs, capability
     found.add("tensorrt")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda: (9, 0))
+    monkeypatch.setattr(tiny, "_CAPABILITY", (9, 0))
     assert tensorrt_runs_here()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not tensorrt_runs_here()

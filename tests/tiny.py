@@ -2,6 +2,8 @@
 global random streams' helpers of the tests that check a call keeps them."""
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -73,8 +75,6 @@ def run_standalone_example(*args: str, fails: bool = False) -> str:
     """Run ``examples/run_bundle.py`` in a process where torch and edgegan cannot be
     imported (as on a deployment machine that has only the bundle); its stdout (its stderr
     when it is expected to fail: ``fails``)."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "examples" / "run_bundle.py"
@@ -108,9 +108,25 @@ def tensorrt_runs_here() -> bool:
     if importlib.util.find_spec("tensorrt"):
         return True
     if importlib.util.find_spec("tensorrt_rtx"):
-        capability = torch.cuda.get_device_capability()
+        capability = gpu_capability()
         return capability in RTX_CAPABILITIES or capability > (12, 1)
     return False
+
+
+def gpu_capability() -> tuple[int, int]:
+    """The first GPU's compute capability, asked of another process: this is called while
+    tests are collected, and asking here would initialise CUDA in the test process before
+    any test forks (a forked child cannot use CUDA then)."""
+    global _CAPABILITY
+    if _CAPABILITY is None:
+        code = "import torch; print(*torch.cuda.get_device_capability())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        major, minor = (int(v) for v in out.stdout.split()) if out.returncode == 0 else (0, 0)
+        _CAPABILITY = (major, minor)
+    return _CAPABILITY
+
+
+_CAPABILITY: tuple[int, int] | None = None
 
 
 def count_checkpoint_loads(monkeypatch) -> list[str]:
