@@ -557,23 +557,36 @@ def infer(
     help="The run's data.root (default: dataroot in train_opt.txt): export --int8 calibrates "
     "on it, fine-tuning trains on it.",
 )
+@click.option(
+    "--direction",
+    type=click.Choice(["AtoB", "BtoA"]),
+    help="The reference's --direction (default: train_opt.txt's, else AtoB; the pretrained "
+    "facades and sat2map models are BtoA).",
+)
 def import_cmd(
-    source: str, out: str | None, epoch: str, size: int | None, data_root: str | None
+    source: str,
+    out: str | None,
+    epoch: str,
+    size: int | None,
+    data_root: str | None,
+    direction: str | None,
 ) -> None:
     """Import a checkpoint of the reference CycleGAN/pix2pix code as an edgegan run.
 
     SOURCE: a reference checkpoints folder (checkpoints/NAME with latest_net_G_A.pth and
     latest_net_G_B.pth, or latest_net_G.pth; train_opt.txt is read when there), or one
     generator's .pth (a pretrained model such as horse2zebra.pth). The networks' kind and
-    sizes are read from the weights. The run exports, infers and evaluates as one trained
-    here; train.init_from=RUN fine-tunes from it.
+    sizes are read from the weights. The run exports and infers as one trained here;
+    train.init_from=RUN fine-tunes from it.
     """
     from edgegan.reference import import_reference
 
     given = Path(source)
     name = (given.stem if given.is_file() else given.resolve().name) or "imported"
     run_dir = out if out is not None else _free_folder(Path("runs"), name)
-    result = import_reference(source, run_dir, epoch=epoch, image_size=size, data_root=data_root)
+    result = import_reference(
+        source, run_dir, epoch=epoch, image_size=size, data_root=data_root, direction=direction
+    )
     click.echo(f"imported a {result.task} run ({result.image_size} px) -> {result.run_dir}")
     for ours, net in result.networks.items():
         click.echo(f"  {ours}: {net.describe()} <- {net.source}")

@@ -5,10 +5,10 @@ with the reference's layers in the reference's order (``edgegan/nn``), so a refe
 ``*_net_G_A.pth`` (a plain ``state_dict``) loads into the edgegan network of the same shape.
 :func:`import_reference` reads that shape from the weights themselves (generator kind,
 blocks or depth, widths, channels, norm, the ResNet's dropout), the training settings from
-the run's ``train_opt.txt`` (or ``opt.txt``) when it is there, and writes an edgegan run
-directory: ``edgegan export``, ``infer`` and ``eval`` take it as a run trained here, and
-``train.init_from`` fine-tunes from it. The reference saves no optimiser state, so an
-imported run cannot be resumed.
+the run's ``train_opt.txt`` (or ``opt.txt``, also in the older versions' option names) when
+it is there, and writes an edgegan run directory: ``edgegan export`` and ``infer`` take it
+as a run trained here, and ``train.init_from`` fine-tunes from it. The reference saves no
+optimiser state, so an imported run cannot be resumed.
 
 Quirks of the reference's files handled here: the ``running_mean``/``running_var`` that
 InstanceNorm layers of PyTorch before 0.4 saved (the reference drops them too), a
@@ -19,6 +19,7 @@ bias before ``norm=none`` (the reference drops the bias there; edgegan keeps one
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,17 @@ OPTION_FILES = ("train_opt.txt", "opt.txt")
 #: The reference's ``--gan_mode`` -> edgegan's loss.
 _LOSSES = {"lsgan": "lsgan", "vanilla": "bce", "wgangp": "wgan-gp"}
 _PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "crop")
+#: Option names of the reference before its 2018-2020 renames -> today's.
+_LEGACY = {
+    "which_direction": "direction",
+    "fineSize": "crop_size",
+    "loadSize": "load_size",
+    "batchSize": "batch_size",
+    "niter": "n_epochs",
+    "niter_decay": "n_epochs_decay",
+    "resize_or_crop": "preprocess",
+    "identity": "lambda_identity",
+}
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -48,6 +60,7 @@ class Network:
     channels_out: int  # generators' output channels (0 for a discriminator)
     weights: dict[str, Any] = field(repr=False)
     source: Path
+    size_multiple: int = 1  # what a generator's image sides must be a multiple of
 
     def describe(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -112,6 +125,8 @@ def read_generator(weights: dict[str, Any], source: Path) -> Network:
 
 
 def _resnet(weights: dict[str, Any], source: Path) -> Network:
+    from edgegan.nn.resnet import ResnetGenerator
+
     first = weights["model.1.weight"]
     if tuple(first.shape[2:]) != (7, 7):
         raise EdgeganError(f"{source}: the first conv is {tuple(first.shape[2:])}, not 7x7")
@@ -133,7 +148,8 @@ def _resnet(weights: dict[str, Any], source: Path) -> Network:
         "use_dropout": use_dropout,
     }
     name = f"resnet_{n_blocks}blocks"
-    return Network(name, params, int(first.shape[1]), int(weights[last].shape[0]), weights, source)
+    c_in, c_out = int(first.shape[1]), int(weights[last].shape[0])
+    return Network(name, params, c_in, c_out, weights, source, ResnetGenerator.size_multiple)
 
 
 def _unet(weights: dict[str, Any], source: Path) -> Network:
@@ -155,7 +171,7 @@ def _unet(weights: dict[str, Any], source: Path) -> Network:
         params["num_downs"] = depth
     # Dropout has no weights: the caller sets use_dropout from the run's options.
     name = names.get(depth, "unet")
-    return Network(name, params, int(outer.shape[1]), int(up.shape[1]), weights, source)
+    return Network(name, params, int(outer.shape[1]), int(up.shape[1]), weights, source, 2**depth)
 
 
 def read_discriminator(weights: dict[str, Any], source: Path) -> Network:
@@ -241,6 +257,21 @@ def _find(source: Path, epoch: str) -> _Source:
     return _Source(task, files, options, options_file)
 
 
+def modern_options(options: dict[str, str]) -> dict[str, str]:
+    """``options`` under today's names: older reference versions wrote ``which_direction``,
+    ``fineSize``, ``niter``, ``no_lsgan``, ... (:data:`_LEGACY`), and their pix2pix weighed
+    its L1 loss by ``lambda_A``."""
+    out = dict(options)
+    for old, new in _LEGACY.items():
+        if old in options and new not in options:
+            out[new] = options[old]
+    if "gan_mode" not in out and options.get("no_lsgan") in ("True", "False"):
+        out["gan_mode"] = "vanilla" if options["no_lsgan"] == "True" else "lsgan"
+    if "lambda_L1" not in out and out.get("model") == "pix2pix" and "lambda_A" in options:
+        out["lambda_L1"] = options["lambda_A"]
+    return out
+
+
 def _number(options: dict[str, str], key: str, cast: Any) -> Any:
     try:
         return cast(options[key])
@@ -248,36 +279,60 @@ def _number(options: dict[str, str], key: str, cast: Any) -> Any:
         return None
 
 
-def _settings(options: dict[str, str], task: str) -> list[str]:
+def _settings(options: dict[str, str], task: str, backwards: bool) -> tuple[list[str], list[str]]:
     """``key=value`` overrides for the reference options that have an edgegan setting (the
-    rest keep the preset's value, the reference's default)."""
+    rest keep the preset's value, the reference's default), and notes on what does not
+    carry over."""
     out: list[str] = []
+    notes: list[str] = []
 
     def put(key: str, value: Any) -> None:
         if value is not None:
             out.append(f"{key}={value}")
 
     put("data.load_size", _number(options, "load_size", int))
-    if options.get("preprocess") in _PREPROCESS:
-        put("data.preprocess", options["preprocess"])
+    mode = options.get("preprocess")
+    if mode in _PREPROCESS:
+        put("data.preprocess", mode)
+    elif mode:
+        notes.append(
+            f"preprocess {mode} has no edgegan equivalent: the run keeps resize_and_crop (for "
+            "fine-tuning and infer --resize train)"
+        )
     if options.get("no_flip") in ("True", "False"):
         put("data.flip", "false" if options["no_flip"] == "True" else "true")
     put("loss.name", _LOSSES.get(options.get("gan_mode", "")))
+    if options.get("gan_mode") == "wgangp":
+        notes.append(
+            "the reference's wgangp applies no gradient penalty in its cycle_gan and pix2pix "
+            "models; edgegan's wgan-gp does (loss.gp_weight=0 for none)"
+        )
     put("train.batch_size", _number(options, "batch_size", int))
-    epochs = [_number(options, k, int) for k in ("n_epochs", "n_epochs_decay")]
-    if None not in epochs:
-        put("train.epochs", sum(epochs))
+    kept, decay = (_number(options, k, int) for k in ("n_epochs", "n_epochs_decay"))
+    if kept is not None and decay is not None:
+        put("train.epochs", kept + decay)
+        if kept != decay:
+            notes.append(
+                f"the reference kept the learning rate for {kept} epochs and decayed it over "
+                f"{decay}; edgegan's linear schedule decays from half-way (to fine-tune on its "
+                "schedule, set train.lr_decay_start to the step where epoch "
+                f"{kept} ends)"
+            )
+    if options.get("lr_policy", "linear") != "linear":
+        notes.append(f"lr_policy {options['lr_policy']} is not carried over: the run's is linear")
     for net in ("g", "d"):
         put(f"optim.{net}.lr", _number(options, "lr", float))
         put(f"optim.{net}.beta1", _number(options, "beta1", float))
     if task == "cyclegan":
-        put("cycle.lambda_a", _number(options, "lambda_A", float))
-        put("cycle.lambda_b", _number(options, "lambda_B", float))
+        # lambda_A weighs the cycle of the reference's A: trainB after --direction BtoA
+        a, b = ("lambda_B", "lambda_A") if backwards else ("lambda_A", "lambda_B")
+        put("cycle.lambda_a", _number(options, a, float))
+        put("cycle.lambda_b", _number(options, b, float))
         put("cycle.lambda_identity", _number(options, "lambda_identity", float))
         put("cycle.pool_size", _number(options, "pool_size", int))
     else:
         put("pix2pix.lambda_l1", _number(options, "lambda_L1", float))
-    return out
+    return out, notes
 
 
 def _part(key: str, net: Network, extra: dict[str, Any] | None = None) -> list[str]:
@@ -305,6 +360,7 @@ class ImportResult:
     networks: dict[str, Network]  # edgegan network name (g_ab, d_b, ...) -> what was read
     options_file: Path | None
     image_size: int
+    notes: list[str]  # settings of the options file that did not carry over
 
 
 def import_reference(
@@ -313,6 +369,7 @@ def import_reference(
     epoch: str = "latest",
     image_size: int | None = None,
     data_root: str | Path | None = None,
+    direction: str | None = None,
 ) -> ImportResult:
     """Write an edgegan run directory ``out`` (new or empty) from a reference checkpoint.
 
@@ -323,25 +380,32 @@ def import_reference(
     ``pix2pix`` task's layout. ``image_size``: the size it was trained at (default: the
     options' ``crop_size``, else 256). ``data_root``: the run's ``data.root`` (default: the
     options' ``dataroot``), which ``export --int8`` calibrates on and fine-tuning trains on.
-    With the reference's ``--direction BtoA``, edgegan's A is the run's ``trainA`` folder
-    still (for a CycleGAN, ``g_ab`` is then ``G_B``).
+    ``direction``: the reference's ``--direction`` (default: the options', else AtoB; the
+    pretrained facades and sat2map models are BtoA). With BtoA, edgegan's A is the run's
+    ``trainA`` folder still (for a CycleGAN, ``g_ab`` is then ``G_B``); a pix2pix run reads
+    A from the right half of its pair files. Settings that do not carry over are warned
+    about (``ImportResult.notes``, also in ``imported.json``).
     """
     from edgegan import __version__
     from edgegan.config import load_config, part_provenance
-    from edgegan.fileio import atomic_write, check_out_dir, write_json
+    from edgegan.fileio import atomic_write, check_out_dir, holds_files, write_json
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept
     from edgegan.train.checkpoint import FORMAT_VERSION, atomic_save
     from edgegan.train.logs import CHECKPOINT
     from edgegan.train.task import record_network_params
 
+    if direction not in (None, "AtoB", "BtoA"):
+        raise ConfigError(f"--direction must be AtoB or BtoA; got {direction!r}")
+    if Path(out).is_dir() and holds_files(out):  # never written over, unlike export's
+        raise EdgeganError(f"--out {out} is not empty; choose a new or empty folder")
     out = check_out_dir(out)
     src = _find(Path(source).expanduser(), epoch)
-    opts = src.options
+    opts = modern_options(src.options)
     size = image_size or _number(opts, "crop_size", int) or 256
     if size < 1:
         raise ConfigError(f"--size must be a positive integer; got {size}")
-    backwards = opts.get("direction") == "BtoA"
+    backwards = (direction or opts.get("direction")) == "BtoA"
     read = {n: load_weights(p) for n, p in src.files.items()}
     if src.task == "cyclegan":
         # The reference's G_A maps its A to its B, and D_A judges B; BtoA makes trainB its A.
@@ -358,13 +422,26 @@ def import_reference(
             reader = read_generator if ours.startswith("g") else read_discriminator
             nets[ours] = reader(read[theirs], src.files[theirs])
     g = nets["g_ab"]
+    if size % g.size_multiple:
+        given = (
+            "--size"
+            if image_size
+            else f"crop_size in {src.options_file}"
+            if "crop_size" in opts
+            else "the default"
+        )
+        raise ConfigError(
+            f"{g.name} translates images whose sides are multiples of {g.size_multiple}; the "
+            f"training size {size} ({given}) is not: give the size it was trained at (--size)"
+        )
     _same_kind([nets[n] for n in ("g_ab", "g_ba") if n in nets])
     ca, cb = g.channels, g.channels_out
     extra = {}
     if g.name.startswith("unet"):  # the reference's default: dropout in pix2pix's U-Net only
         dropout = opts.get("no_dropout")
         extra["use_dropout"] = dropout == "False" if dropout else src.task == "pix2pix"
-    overrides = _settings(opts, src.task) + _part("model.generator", g, extra)
+    settings, notes = _settings(opts, src.task, backwards)
+    overrides = settings + _part("model.generator", g, extra)
     ds = [nets[n] for n in ("d", "d_a", "d_b") if n in nets]
     _same_kind(ds)
     d = ds[0] if ds else None
@@ -408,7 +485,9 @@ def import_reference(
         "files": {n: str(nets[n].source.resolve()) for n in nets},
         "networks": {n: {"name": v.name, **v.params} for n, v in nets.items()},
         "options_file": str(src.options_file.resolve()) if src.options_file else None,
-        "options": opts,
+        "options": src.options,
+        "direction": "BtoA" if backwards else "AtoB",
+        "notes": notes,
         "edgegan_version": __version__,
     }
     state = {
@@ -432,4 +511,6 @@ def import_reference(
     atomic_write(out / "config.yaml", lambda f: f.write(text))
     (out / "checkpoints").mkdir(exist_ok=True)
     atomic_save(state, out / CHECKPOINT)
-    return ImportResult(out, src.task, nets, src.options_file, size)
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    return ImportResult(out, src.task, nets, src.options_file, size, notes)

@@ -241,8 +241,9 @@ def test_read_options_reads_the_reference_option_file(tmp_path):
     assert "Options" not in "".join(opts)
 
 
-def cyclegan_checkpoints(folder, root, direction="AtoB"):
-    """A reference CycleGAN checkpoints folder: 3-channel A, 1-channel B, ResNet-6, 32 px."""
+def cyclegan_checkpoints(folder, root, direction="AtoB", options=None):
+    """A reference CycleGAN checkpoints folder: 3-channel A, 1-channel B, ResNet-6, 32 px;
+    ``options``: its train_opt.txt (default: :data:`OPTIONS`)."""
     folder.mkdir()
     c_a, c_b = (1, 3) if direction == "BtoA" else (3, 1)  # BtoA: the reference's A is trainB
     # weights of a trained network's scale (the INT8 graph's parity check passes on them)
@@ -252,7 +253,8 @@ def cyclegan_checkpoints(folder, root, direction="AtoB"):
     d_b = randomised(NLayerDiscriminator(c_a, ndf=4), seed=4)
     for name, net in (("G_A", g_a), ("G_B", g_b), ("D_A", d_a), ("D_B", d_b)):
         reference_file(folder / f"latest_net_{name}.pth", net, old_instance_norm=True)
-    (folder / "train_opt.txt").write_text(OPTIONS.format(root=root, direction=direction))
+    text = options if options is not None else OPTIONS.format(root=root, direction=direction)
+    (folder / "train_opt.txt").write_text(text)
     return {"G_A": g_a, "G_B": g_b, "D_A": d_a, "D_B": d_b}
 
 
@@ -273,7 +275,10 @@ def test_a_cyclegan_folder_imports_exports_infers_and_fine_tunes(tmp_path):
     run = tmp_path / "run"
     runner = CliRunner()
     source = str(tmp_path / "maps_cyclegan")
-    res = runner.invoke(cli, ["import", source, "--out", str(run), "--data-root", str(data)])
+    with pytest.warns(
+        UserWarning, match="kept the learning rate for 3 epochs and decayed it over 2"
+    ):
+        res = runner.invoke(cli, ["import", source, "--out", str(run), "--data-root", str(data)])
     assert res.exit_code == 0, res.output
     assert "imported a cyclegan run (32 px)" in res.output
     assert "g_ab: resnet_6blocks (ngf=4, norm=instance, use_dropout=False)" in res.output
@@ -359,7 +364,8 @@ def test_a_cyclegan_folder_imports_exports_infers_and_fine_tunes(tmp_path):
 
 def test_the_reference_direction_BtoA_keeps_trainA_as_edgegans_A(tmp_path):
     nets = cyclegan_checkpoints(tmp_path / "ck", "data", direction="BtoA")
-    result = import_reference(tmp_path / "ck", tmp_path / "run")
+    with pytest.warns(UserWarning, match="linear schedule decays from half-way"):
+        result = import_reference(tmp_path / "ck", tmp_path / "run")
     # the reference's G_B maps its B (trainA, 3 channels) to its A (trainB)
     assert result.networks["g_ab"].source.name == "latest_net_G_B.pth"
     assert result.networks["d_a"].source.name == "latest_net_D_A.pth"
@@ -368,6 +374,78 @@ def test_the_reference_direction_BtoA_keeps_trainA_as_edgegans_A(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(load_translator(tmp_path / "run", "AtoB").module(x), nets["G_B"](x))
+    # lambda_A weighed the reference's A: trainB, edgegan's B
+    config = load_run_config(tmp_path / "run")
+    assert (config.cycle.lambda_a, config.cycle.lambda_b) == (10, 5)
+    assert json.loads((tmp_path / "run" / "imported.json").read_text())["direction"] == "BtoA"
+
+
+# An opt.txt of the reference's 2018 versions: other option names, the same meaning.
+LEGACY_OPTIONS = "".join(
+    f"{k:>25}: {v:<30}\n"
+    for k, v in (
+        ("batchSize", "4"),
+        ("fineSize", "64"),
+        ("loadSize", "72"),
+        ("lambda_A", "5.0"),
+        ("lambda_B", "10.0"),
+        ("identity", "0.0"),
+        ("model", "cycle_gan"),
+        ("niter", "30"),
+        ("niter_decay", "10"),
+        ("no_lsgan", "True"),
+        ("resize_or_crop", "scale_width"),
+        ("which_direction", "BtoA"),
+        ("lr_policy", "step"),
+    )
+)
+
+
+def test_an_older_opt_txt_is_read_under_its_old_names_and_says_what_does_not_carry(tmp_path):
+    nets = cyclegan_checkpoints(tmp_path / "ck", "", direction="BtoA", options=LEGACY_OPTIONS)
+    (tmp_path / "ck" / "train_opt.txt").rename(tmp_path / "ck" / "opt.txt")
+    with pytest.warns(UserWarning) as caught:
+        result = import_reference(tmp_path / "ck", tmp_path / "run")
+    notes = [str(w.message) for w in caught]
+    assert result.notes == notes and len(notes) == 3, notes
+    assert "kept the learning rate for 30 epochs and decayed it over 10" in notes[1]
+    assert "preprocess scale_width has no edgegan equivalent" in notes[0]
+    assert "lr_policy step is not carried over" in notes[2]
+    assert result.networks["g_ab"].source.name == "latest_net_G_B.pth"  # which_direction
+    assert result.image_size == 64  # fineSize
+    config = load_run_config(tmp_path / "run")
+    assert (config.data.params["load_size"], config.train.batch_size) == (72, 4)
+    assert config.train.epochs == 40 and config.loss.name == "bce"  # niter + niter_decay
+    assert (config.cycle.lambda_a, config.cycle.lambda_b, config.cycle.lambda_identity) == (
+        10,
+        5,
+        0,
+    )
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_translator(tmp_path / "run", "AtoB").module(x), nets["G_B"](x))
+    assert json.loads((tmp_path / "run" / "imported.json").read_text())["notes"] == notes
+
+
+def test_a_pretrained_pix2pix_generator_takes_its_direction_from_the_command(tmp_path):
+    """The reference's pretrained facades and sat2map generators are BtoA, and come alone."""
+    g = randomised(UnetGenerator(3, 3, num_downs=5, ngf=4, norm="batch"))
+    path = reference_file(tmp_path / "facades_label2photo.pth", g)
+    res = CliRunner().invoke(
+        cli,
+        ["import", str(path), "--direction", "BtoA", "--size", "32", "--out", str(tmp_path / "r")],
+    )
+    assert res.exit_code == 0, res.output
+    state = load_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt")
+    assert state["spec"]["halves"] == "BA"  # infer --split-pairs reads A from the right
+    assert load_run_config(tmp_path / "r").data.params["direction"] == "BtoA"
+    res = CliRunner().invoke(cli, ["import", str(path), "--out", str(tmp_path / "u")])
+    assert res.exit_code == 0, res.output  # at the default 256 px, AtoB
+    assert load_checkpoint(tmp_path / "u" / "checkpoints" / "last.pt")["spec"]["halves"] == "AB"
+    (tmp_path / "opt.txt").write_text("crop_size: 100\n")  # beside the file: read too
+    res = CliRunner().invoke(cli, ["import", str(path), "--out", str(tmp_path / "v")])
+    assert res.exit_code == 2 and not (tmp_path / "v").exists(), res.output
+    assert "multiples of 32; the training size 100 (crop_size in" in res.output, res.output
 
 
 def test_a_pix2pix_folder_keeps_its_direction_and_dropout(tmp_path):
@@ -452,7 +530,7 @@ def test_bad_sources_are_one_line_and_write_nothing(tmp_path):
         ([str(tmp_path / "garbage.pth")], "the file is damaged or cut short"),
         ([str(tmp_path / "nested.pth")], "is not a network's state dict"),
         ([str(good), "--out", str(tmp_path / "full")], "is not empty"),
-        ([str(good), "--size", "30"], "multiple of 4"),
+        ([str(good), "--size", "30"], "multiples of 4; the training size 30 (--size) is not"),
     ]
     for args, message in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "new")]
