@@ -911,6 +911,17 @@ def _metric_params(options: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
+def _translation_run(run_dir: str) -> bool:
+    """Whether a run directory holds a cyclegan or pix2pix run (its config says)."""
+    from edgegan.config import load_run_config
+    from edgegan.sampling import is_translation_task
+
+    try:
+        return is_translation_task(load_run_config(run_dir).task)
+    except EdgeganError:
+        return False  # a damaged config: the sampling path says so in its words
+
+
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).
 FD_SAMPLES = 2000
 
@@ -925,9 +936,8 @@ FD_SAMPLES = 2000
 )
 @click.option(
     "--metric",
-    default="digits",
-    show_default=True,
-    help="A registered metric: digits, fid or a plugin's (`edgegan plugins`).",
+    help="A registered metric: digits (the default), fid or a plugin's (`edgegan plugins`); "
+    "a cyclegan or pix2pix run: its paired scores on its test split, and fid.",
 )
 @click.option(
     "--metric-option",
@@ -957,10 +967,15 @@ FD_SAMPLES = 2000
     help="A run or bundle: the graph that samples (fp32).",
 )
 @click.option("--device", help="A run or bundle: auto, cpu, cuda or cuda:N (cpu).")
+@click.option(
+    "--data-root",
+    type=click.Path(),
+    help="A cyclegan or pix2pix run: where its data lies now (default: its data.root).",
+)
 def eval_cmd(
     samples: str,
     reference: str | None,
-    metric: str,
+    metric: str | None,
     metric_options: tuple[str, ...],
     save_stats: str | None,
     as_json: bool,
@@ -969,9 +984,16 @@ def eval_cmd(
     backend: str | None,
     precision: str | None,
     device: str | None,
+    data_root: str | None,
 ) -> None:
     """Score generated samples: a PNG folder or an .npz from `edgegan infer`, or a GAN run or
-    bundle, sampled here (--num, --seed, --backend, --precision: e.g. a bundle's INT8 graph)."""
+    bundle, sampled here (--num, --seed, --backend, --precision: e.g. a bundle's INT8 graph).
+
+    A cyclegan or pix2pix run (also one from `edgegan import`) is scored on its dataset's
+    test split as its training scores it: L1, PSNR and SSIM against the true translations
+    of a paired split; --metric fid adds FID, KID, ... of each direction against the other
+    domain's test images (--num of them, --device, --data-root).
+    """
     from edgegan.export.bundle import is_bundle
     from edgegan.fileio import strict_json
     from edgegan.metrics.evaluate import evaluate, evaluate_generator
@@ -1000,7 +1022,28 @@ def eval_cmd(
         out = write_stats(samples, save_stats, **params)
         click.echo(f"wrote {out}", err=True)
         return
-    if is_run_dir(samples) or is_bundle(samples):
+    if data_root is not None and not (is_run_dir(samples) and _translation_run(samples)):
+        raise EdgeganError("--data-root tells a cyclegan or pix2pix run where its data lies")
+    if is_run_dir(samples) and _translation_run(samples):
+        from edgegan.metrics.translation import evaluate_translation_run
+
+        others = {"reference": reference, "seed": seed, "backend": backend, "precision": precision}
+        extra = [k for k, v in others.items() if v is not None]
+        if extra:
+            raise EdgeganError(
+                f"a translation run is scored on its own test split with its generators: "
+                f"no --{', --'.join(extra)}"
+            )
+        scores = evaluate_translation_run(
+            samples,
+            num=num,
+            metric=metric,
+            params=params or None,
+            device=device or "cpu",
+            data_root=data_root,
+        )
+    elif is_run_dir(samples) or is_bundle(samples):
+        metric = metric or "digits"
         scores = evaluate_generator(
             samples,
             num=num or FD_SAMPLES,
@@ -1018,6 +1061,7 @@ def eval_cmd(
             "are scored as they are)"
         )
     else:
+        metric = metric or "digits"
         scores = evaluate(samples, reference=reference, metric=metric, params=params)
     if not scores:
         raise EdgeganError(f"metric '{metric}' gave no scores for {samples}")

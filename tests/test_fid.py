@@ -670,21 +670,22 @@ def test_translation_runs_score_fid_and_kid_against_the_other_domain(
     """eval.metric=fid: each direction's translations of the test split against the other
     domain's test images, unpaired (no paired scores there) or paired (both kinds)."""
     from edgegan.data.unpaired import UnpairedImageDataset
-    from edgegan.train import train, translation
+    from edgegan.metrics import translation
+    from edgegan.train import train
 
     monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
     data = _unpaired_folder(tmp_path)
     test = UnpairedImageDataset(data, split="test", load_size=32, crop_size=32, channels_a=1)
     assert not test.paired and len(test) == 5
-    assert (translation._distinct(test, "A"), translation._distinct(test, "B")) == (5, 3)
+    assert (translation.distinct(test, "A"), translation.distinct(test, "B")) == (5, 3)
     seen = []
-    real_features = translation.TranslationTask._features
+    real_features = translation._features
 
-    def spy(self, ds, domain, n, through=None):
+    def spy(fid, ds, domain, n, through=None):
         seen.append((domain, n, through is not None))
-        return real_features(self, ds, domain, n, through)
+        return real_features(fid, ds, domain, n, through)
 
-    monkeypatch.setattr(translation.TranslationTask, "_features", spy)
+    monkeypatch.setattr(translation, "_features", spy)
     unpaired = [
         *TINY_CYCLEGAN,
         "data.name=unpaired",
@@ -702,11 +703,21 @@ def test_translation_runs_score_fid_and_kid_against_the_other_domain(
     assert all(np.isfinite(v) for v in scores.values()) and scores["ab_fid"] > 0
     # distinct images only: 5 A translated against 3 B, 3 B translated against 5 A
     assert sorted(seen) == [("A", 5, False), ("A", 5, True), ("B", 3, False), ("B", 3, True)]
+    # `edgegan eval RUN --metric fid` scores the finished run alike
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "u"), "--metric", "fid", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {**scores, "num_samples": 5}
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "u")])  # no truth to compare with
+    assert res.exit_code == 2 and "unpaired" in res.output and "--metric fid" in res.output
     seen.clear()
     paired = [*TINY_CYCLEGAN, "train.steps=1", "eval.metric=fid", "eval.num_samples=6"]
     scores = train(load_config("cyclegan-digits", paired), out_dir=tmp_path / "p").eval
     assert {"ab_psnr", "ab_fid", "ba_kid", "ba_ssim"} <= set(scores)
     assert sorted(seen) == [("A", 6, False), ("A", 6, True), ("B", 6, False), ("B", 6, True)]
+    from edgegan.metrics.translation import evaluate_translation_run
+
+    again = evaluate_translation_run(tmp_path / "p", metric="fid")
+    assert again == {**scores, "num_samples": 6}
     # pix2pix: its one direction
     from tiny import TINY_PIX2PIX
 

@@ -208,6 +208,28 @@ def test_the_missing_direction_and_sampling_are_one_clear_line(run, tmp_path, ar
     assert not (tmp_path / "out").exists()
 
 
+def test_eval_scores_the_run_on_its_test_split_as_its_training_did(run, tmp_path):
+    res = CliRunner().invoke(cli, ["eval", str(run.run_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {**run.eval, "num_samples": 16}
+    res = CliRunner().invoke(cli, ["eval", str(run.run_dir), "--num", "3", "--json"])
+    assert json.loads(res.output)["num_samples"] == 3
+    for args, message in (
+        (["--seed", "1"], "scored on its own test split with its generators: no --seed"),
+        (["--reference", "mnist"], "no --reference"),
+        (["--metric", "digits"], "and with --metric fid; not --metric digits"),
+        (["--device", "tpu"], "--device"),
+    ):
+        res = CliRunner().invoke(cli, ["eval", str(run.run_dir), *args])
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    # the data moved: --data-root says where; a run's own root is kept otherwise
+    res = CliRunner().invoke(cli, ["eval", str(run.run_dir), "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "'cyclegan-digits', which reads no folder" in res.output
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path), "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "--data-root tells a cyclegan or pix2pix run" in res.output
+
+
 def test_a_cyclegan_still_needs_its_direction(tmp_path):
     from edgegan.translate import default_direction
 

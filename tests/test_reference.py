@@ -335,6 +335,12 @@ def test_a_cyclegan_folder_imports_exports_infers_and_fine_tunes(tmp_path):
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "out").glob("*.png"))) == 3
 
+    # scored on its test split (testA and testB hold the same names: paired)
+    res = runner.invoke(cli, ["eval", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    scores = json.loads(res.output)
+    assert {"ab_l1", "ab_psnr", "ba_ssim"} <= set(scores) and scores["num_samples"] == 3
+
     # no optimiser state: resume says how to fine-tune instead, and init_from does it
     res = runner.invoke(cli, ["train", "--resume", str(run), "train.steps=2"])
     assert res.exit_code == 2 and "train.init_from=" in res.output, res.output

@@ -406,8 +406,8 @@ def evaluate_generator(
         how = "--direction AtoB --input DIR" if task == "cyclegan" else "--input DIR"
         raise EdgeganError(
             f"{target} is a {task} run or bundle: eval scores a GAN's samples; a {task} "
-            "run's scores on its test split are in its eval.json (paired: L1, PSNR, SSIM), and "
-            f"`edgegan infer {how}` translates images"
+            "run is scored on its test split by `edgegan eval RUN` (as its eval.json: L1, PSNR, "
+            f"SSIM; --metric fid), and `edgegan infer {how}` translates images"
         )
     images, labels = [], []
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:

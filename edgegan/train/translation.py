@@ -128,65 +128,19 @@ class TranslationTask(Task):
         """Scores of each generator's translations of the test split (``ab_*``: A -> B), on
         its first ``num_samples`` items: L1/PSNR/SSIM against the true images when the split
         is paired; with ``eval.metric=fid``, FID and KID against the other domain's test
-        images, paired or not."""
+        images, paired or not (:mod:`edgegan.metrics.translation`)."""
+        from edgegan.metrics.translation import translation_scores
+
         ds = self._eval_dataset()
         if ds is self.dataset:
             return {}
         n = min(len(ds), num_samples or self.config.eval.num_samples)
-        scores = self._paired_scores(trainer, ds, n) if getattr(ds, "paired", False) else {}
-        if getattr(self, "_fid", None) is not None:
-            scores.update(self._fid_scores(trainer, ds, n))
-        return scores
-
-    def _fid_scores(self, trainer: Any, ds: Any, n: int) -> dict[str, float]:
-        """``{prefix}_fid``, ``_kid``, ``_kid_std``: the translations of the test split's
-        first ``n`` distinct source images against its first ``n`` distinct target images
-        (an unpaired split repeats the smaller domain's images up to the larger's length)."""
-        out: dict[str, float] = {}
-        for prefix, (_, source, target) in self.translations.items():
-            n_source, n_target = min(n, _distinct(ds, source)), min(n, _distinct(ds, target))
-            if min(n_source, n_target) < 2:
-                continue  # FID and KID need two images a side
-            key = (target, n_target)
-            if key not in self._fid_reference:
-                self._fid_reference[key] = self._features(ds, target, n_target)
-            fake = self._features(
-                ds, source, n_source, lambda x, p=prefix: self.translate(trainer, p, x)
-            )
-            scores = self._fid.compare(fake, self._fid_reference[key])
-            out.update({f"{prefix}_{k}": v for k, v in scores.items()})
-        return out
-
-    def _features(self, ds: Any, domain: str, n: int, through: Any = None) -> Any:
-        """Inception features of the first ``n`` test images of ``domain`` (translated by
-        ``through`` when given), 256 images at a time."""
-        import numpy as np
-
-        chunks = []
-        for i in range(0, n, 256):
-            x = torch.stack([ds[j][domain] for j in range(i, min(n, i + 256))])
-            chunks.append(self._fid.features(x if through is None else through(x)))
-        return np.concatenate(chunks)
-
-    def _paired_scores(self, trainer: Any, ds: Any, n: int) -> dict[str, float]:
-        """L1/PSNR/SSIM of each translation against the true images of a paired split."""
-        from edgegan.metrics.paired import paired_scores
-
-        scores: dict[str, list[float]] = {}
-        for i in range(0, n, 256):
-            items = [ds[j] for j in range(i, min(n, i + 256))]
-            chunk: dict[str, float] = {}
-            for prefix, (_, source, target) in self.translations.items():
-                x = torch.stack([it[source] for it in items])
-                y = torch.stack([it[target] for it in items])
-                chunk.update(paired_scores(self.translate(trainer, prefix, x), y, f"{prefix}_"))
-            for key, value in chunk.items():
-                scores.setdefault(key, []).append(value * len(items))
-        return {k: sum(v) / n for k, v in scores.items()}
-
-
-def _distinct(ds: Any, domain: str) -> int:
-    """How many distinct images of ``domain`` ("A" or "B") a test split holds: the unpaired
-    dataset's ``domain_a``/``domain_b`` file lists, else (paired datasets) its length."""
-    files = getattr(ds, f"domain_{domain.lower()}", None)
-    return len(files) if files is not None else len(ds)
+        directions = {p: (source, target) for p, (_, source, target) in self.translations.items()}
+        return translation_scores(
+            ds,
+            directions,
+            lambda prefix, x: self.translate(trainer, prefix, x),
+            n,
+            getattr(self, "_fid", None),
+            self._fid_reference,
+        )
