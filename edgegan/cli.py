@@ -918,8 +918,13 @@ def _translation_run(run_dir: str) -> bool:
 
     try:
         return is_translation_task(load_run_config(run_dir).task)
-    except EdgeganError:
-        return False  # a damaged config: the sampling path says so in its words
+    except EdgeganError:  # a damaged config.yaml: the checkpoint says (scoring reports it)
+        from edgegan.sampling import target_task
+
+        try:
+            return is_translation_task(target_task(run_dir)[0])
+        except EdgeganError:
+            return False
 
 
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).

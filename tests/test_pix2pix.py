@@ -228,6 +228,13 @@ def test_eval_scores_the_run_on_its_test_split_as_its_training_did(run, tmp_path
     assert res.exit_code == 2 and "'cyclegan-digits', which reads no folder" in res.output
     res = CliRunner().invoke(cli, ["eval", str(tmp_path), "--data-root", str(tmp_path)])
     assert res.exit_code == 2 and "--data-root tells a cyclegan or pix2pix run" in res.output
+    # a damaged config.yaml is reported as such (its checkpoint says it is a pix2pix run)
+    import shutil
+
+    copy = shutil.copytree(run.run_dir, tmp_path / "copy")
+    (copy / "config.yaml").write_text("garbage: [\n")
+    res = CliRunner().invoke(cli, ["eval", str(copy)])
+    assert res.exit_code == 2 and "config.yaml line 2: invalid YAML" in res.output, res.output
 
 
 def test_a_cyclegan_still_needs_its_direction(tmp_path):
