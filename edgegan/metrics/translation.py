@@ -169,8 +169,8 @@ def evaluate_translation_run(
         modules[prefix] = gen.module
 
     def translate(prefix: str, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return modules[prefix](x.to(target)).float().cpu()
+        with torch.no_grad():  # as the trainer samples: float, clipped to the value range
+            return modules[prefix](x.to(target)).float().clamp(-1, 1).cpu()
 
     n = min(len(ds), num or config.eval.num_samples)
     scores = translation_scores(ds, directions, translate, n, fid)
