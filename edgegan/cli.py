@@ -959,7 +959,12 @@ FD_SAMPLES = 2000
     "scoring them (a reference to score against later).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--num", type=click.IntRange(min=1), help="A run or bundle: images to sample (2000).")
+@click.option(
+    "--num",
+    type=click.IntRange(min=1),
+    help="A run or bundle: images to sample (2000); a translation run: its first N test items "
+    "(its eval.num_samples).",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="A run or bundle: latents' seed (0).")
 @click.option(
     "--backend",

@@ -709,6 +709,8 @@ def test_translation_runs_score_fid_and_kid_against_the_other_domain(
     assert json.loads(res.output) == {**scores, "num_samples": 5}
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "u")])  # no truth to compare with
     assert res.exit_code == 2 and "unpaired" in res.output and "--metric fid" in res.output
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "u"), "--metric", "fid", "--num", "1"])
+    assert res.exit_code == 2 and "nothing to score in its first 1 test items" in res.output
     seen.clear()
     paired = [*TINY_CYCLEGAN, "train.steps=1", "eval.metric=fid", "eval.num_samples=6"]
     scores = train(load_config("cyclegan-digits", paired), out_dir=tmp_path / "p").eval

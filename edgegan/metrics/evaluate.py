@@ -76,8 +76,8 @@ def folder_images(folder: Path) -> list[Path]:
                 else "it has no final scores (eval.json) yet"
             )
             raise EdgeganError(
-                f"{folder} is a run directory ({where}); to score its samples, sample it: "
-                f"`edgegan eval {folder} --num N` (evaluate_generator in Python)"
+                f"{folder} is a run directory ({where}); to score it, give it to eval as it is: "
+                f"`edgegan eval {folder}` (a GAN's samples: --num N)"
             )
         if (folder / "edgegan.json").is_file():
             raise EdgeganError(
