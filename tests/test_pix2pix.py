@@ -238,6 +238,19 @@ def test_eval_scores_the_run_on_its_test_split_as_its_training_did(run, tmp_path
     assert res.exit_code == 2 and "config.yaml line 2: invalid YAML" in res.output, res.output
 
 
+def test_eval_scores_the_ema_generator_as_training_does(tmp_path):
+    result = train(tiny("train.ema=true", "train.ema_decay=0.5", steps=2), out_dir=tmp_path / "r")
+    res = CliRunner().invoke(cli, ["eval", str(result.run_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {**result.eval, "num_samples": 16}
+    # the trained (not averaged) weights score otherwise: the EMA copy is what was scored
+    state = load_checkpoint(result.checkpoint)
+    state["ema"] = None
+    torch.save(state, result.checkpoint)
+    res = CliRunner().invoke(cli, ["eval", str(result.run_dir), "--json"])
+    assert json.loads(res.output)["ab_l1"] != result.eval["ab_l1"]
+
+
 def test_eval_clips_translations_to_the_value_range_as_the_trainer_samples(run, monkeypatch):
     """A generator whose output leaves [-1, 1] (a plugin without a final tanh) is scored on
     its clipped images, as training scores it (Trainer.sample); the paired scores clip for
