@@ -593,9 +593,9 @@ def import_cmd(
     if result.options_file is not None:
         click.echo(f"  settings from {result.options_file}")
     run = shlex.quote(str(result.run_dir))
-    direction = " --direction AtoB" if result.task == "cyclegan" else ""
+    which = " --direction AtoB" if result.task == "cyclegan" else ""
     click.echo(
-        f"next: edgegan infer {run}{direction} --input IMAGES --out translated  |  "
+        f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  "
         f"edgegan export {run}",
         err=True,
     )
