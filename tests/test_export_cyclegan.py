@@ -921,12 +921,15 @@ def test_resize_train_follows_how_the_run_scaled_its_training_images():
         assert not _warn_if_far_larger([Image.new("L", (190, 150))], wide)
 
 
-def test_eval_of_a_cyclegan_run_or_bundle_says_where_its_scores_are(runs, bundles):
-    for target in (runs["unet"], bundles["unet"][0]):
-        res = CliRunner().invoke(cli, ["eval", str(target)])
-        assert res.exit_code == 2 and res.stderr.count("\n") == 1
-        assert "is a cyclegan run or bundle: eval scores a GAN's samples" in res.stderr
-        assert "`edgegan infer --direction AtoB --input DIR` translates" in res.stderr
+def test_eval_scores_a_cyclegan_run_and_says_how_of_its_bundle(runs, bundles):
+    res = CliRunner().invoke(cli, ["eval", str(runs["unet"]), "--json"])
+    assert res.exit_code == 0, res.output  # its test split (tests/test_pix2pix.py: as eval.json)
+    assert {"ab_psnr", "ba_psnr", "num_samples"} <= set(json.loads(res.stdout))
+    res = CliRunner().invoke(cli, ["eval", str(bundles["unet"][0])])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "is a cyclegan run or bundle: eval scores a GAN's samples" in res.stderr
+    assert "scored on its test split by `edgegan eval RUN`" in res.stderr
+    assert "`edgegan infer --direction AtoB --input DIR` translates" in res.stderr
 
 
 def test_a_cyclegan_export_reads_the_checkpoint_once(runs, tmp_path, monkeypatch):
