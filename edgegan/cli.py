@@ -911,22 +911,6 @@ def _metric_params(options: tuple[str, ...]) -> dict[str, Any]:
     return params
 
 
-def _translation_run(run_dir: str) -> bool:
-    """Whether a run directory holds a cyclegan or pix2pix run (its config says)."""
-    from edgegan.config import load_run_config
-    from edgegan.sampling import is_translation_task
-
-    try:
-        return is_translation_task(load_run_config(run_dir).task)
-    except EdgeganError:  # a damaged config.yaml: the checkpoint says (scoring reports it)
-        from edgegan.sampling import target_task
-
-        try:
-            return is_translation_task(target_task(run_dir)[0])
-        except EdgeganError:
-            return False
-
-
 #: Samples below which `edgegan eval` warns that its FD is biased (docs/eval.md).
 FD_SAMPLES = 2000
 
@@ -1032,11 +1016,12 @@ def eval_cmd(
         out = write_stats(samples, save_stats, **params)
         click.echo(f"wrote {out}", err=True)
         return
-    if data_root is not None and not (is_run_dir(samples) and _translation_run(samples)):
-        raise EdgeganError("--data-root tells a cyclegan or pix2pix run where its data lies")
-    if is_run_dir(samples) and _translation_run(samples):
-        from edgegan.metrics.translation import evaluate_translation_run
+    from edgegan.metrics.translation import evaluate_translation_run, is_translation_run
 
+    translator = is_translation_run(samples)
+    if data_root is not None and not translator:
+        raise EdgeganError("--data-root tells a cyclegan or pix2pix run where its data lies")
+    if translator:
         others = {"reference": reference, "seed": seed, "backend": backend, "precision": precision}
         extra = [k for k, v in others.items() if v is not None]
         if extra:

@@ -22,6 +22,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from edgegan.errors import ConfigError, EdgeganError
@@ -394,6 +395,7 @@ def import_reference(
     from edgegan.train.checkpoint import FORMAT_VERSION, atomic_save
     from edgegan.train.logs import CHECKPOINT
     from edgegan.train.task import record_network_params
+    from edgegan.train.translation import translation_spec
 
     if direction not in (None, "AtoB", "BtoA"):
         raise ConfigError(f"--direction must be AtoB or BtoA; got {direction!r}")
@@ -469,17 +471,12 @@ def import_reference(
         with random_state_kept():
             module = models.build_part(getattr(config.model, role), context, role)
         weights[ours] = fitted(module, net, ours)
-    spec = {
-        "task": src.task,
-        "network": "g_ab",
-        "channels_a": ca,
-        "channels_b": cb,
-        "image_size": size,
-        "value_range": [-1.0, 1.0],
-        "halves": "BA" if src.task == "pix2pix" and backwards else "AB",
-        "preprocess": config.data.params.get("preprocess", "resize_and_crop"),
-        "load_size": int(config.data.params.get("load_size") or 0),
-    }
+    scale = SimpleNamespace(  # what the dataset would say of its files (training_scale)
+        halves="BA" if src.task == "pix2pix" and backwards else "AB",
+        preprocess=config.data.params.get("preprocess", "resize_and_crop"),
+        load_size=config.data.params.get("load_size"),
+    )
+    spec = translation_spec(src.task, "g_ab", ca, cb, size, scale)
     imported = {
         "from": REFERENCE,
         "files": {n: str(nets[n].source.resolve()) for n in nets},

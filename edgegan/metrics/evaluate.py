@@ -420,7 +420,7 @@ def evaluate_generator(
     return scorer._score(x, torch.cat(labels) if labels else None)
 
 
-def _run_config(target: str | Path) -> Any:
+def run_config(target: str | Path) -> Any:
     """The config of a run directory (None: not a run, or a damaged config, which the
     sampling reports in its own words)."""
     from edgegan.config import load_run_config
@@ -437,14 +437,14 @@ def _run_config(target: str | Path) -> Any:
 def _run_reference(target: str | Path, metric: str) -> str | None:
     """The reference a run was scored against with ``metric`` (:func:`config_reference`;
     None: not a run, or the metric's default)."""
-    config = _run_config(target)
+    config = run_config(target)
     return None if config is None else config_reference(config, metric)
 
 
 def _run_metric_params(target: str | Path, metric: str) -> dict[str, Any] | None:
     """``eval.metric_params`` of a run scored with ``metric`` (None: not a run, or another
     metric)."""
-    config = _run_config(target)
+    config = run_config(target)
     if config is None or config.eval.metric != metric:
         return None
     return dict(config.eval.metric_params)

@@ -121,6 +121,25 @@ def distinct(ds: Any, domain: str) -> int:
     return len(files) if files is not None else len(ds)
 
 
+def is_translation_run(target: str | Path) -> bool:
+    """Whether ``target`` is the directory of a cyclegan or pix2pix run (its config says; a
+    damaged config.yaml: its checkpoint, and scoring it reports the config's error)."""
+    from edgegan.export.signature import is_translation_task
+    from edgegan.metrics.evaluate import run_config
+    from edgegan.sampling import target_task
+    from edgegan.train.logs import is_run_dir
+
+    if not is_run_dir(target):
+        return False
+    config = run_config(target)
+    if config is not None:
+        return is_translation_task(config.task)
+    try:
+        return is_translation_task(target_task(target)[0])
+    except EdgeganError:
+        return False
+
+
 def evaluate_translation_run(
     run_dir: str | Path,
     num: int | None = None,

@@ -32,6 +32,23 @@ def training_scale(dataset: Any) -> dict[str, Any]:
     return out
 
 
+def translation_spec(
+    task: str, network: str, channels_a: int, channels_b: int, image_size: int, dataset: Any
+) -> dict[str, Any]:
+    """The spec a translation run's checkpoint keeps (export and infer read it): the task,
+    its sampled network, the domains' channels, the training size and scale
+    (:func:`training_scale` of ``dataset``)."""
+    return {
+        "task": task,
+        "network": network,
+        "channels_a": int(channels_a),
+        "channels_b": int(channels_b),
+        "image_size": int(image_size),
+        "value_range": [-1.0, 1.0],
+        **training_scale(dataset),
+    }
+
+
 def rgb(x: torch.Tensor) -> torch.Tensor:
     """Grey images as three equal channels, so grey and colour rows share a sample grid."""
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
@@ -65,15 +82,14 @@ class TranslationTask(Task):
         self.prepare_evaluation()
 
     def generator_spec(self) -> dict[str, Any]:
-        return {
-            "task": self.name,
-            "network": self.sample_network,
-            "channels_a": int(self.channels_a),
-            "channels_b": int(self.channels_b),
-            "image_size": int(self.size),
-            "value_range": [-1.0, 1.0],
-            **training_scale(self.dataset),
-        }
+        return translation_spec(
+            self.name,
+            self.sample_network,
+            self.channels_a,
+            self.channels_b,
+            self.size,
+            self.dataset,
+        )
 
     # -- previews and evaluation ------------------------------------------------------------
     def _eval_dataset(self) -> Any:
