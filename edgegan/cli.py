@@ -62,7 +62,7 @@ class _Group(click.Group):
             return super().parse_args(ctx, args)
         except click.UsageError as exc:  # `edgegan --bogus`: before any command, one line too
             if _is_main_process():
-                click.echo(f"error: {_usage_line(exc, ctx.command_path)}", err=True)
+                _show_usage_error(exc, ctx.command_path)
             ctx.exit(exc.exit_code)
             raise  # not reached: ctx.exit raises
 
@@ -85,8 +85,7 @@ class _Group(click.Group):
             if _is_main_process():
                 # an option missing its value carries no context: the command being parsed
                 sub = ctx.invoked_subcommand
-                where = f"{ctx.command_path} {sub}" if sub else ctx.command_path
-                click.echo(f"error: {_usage_line(exc, where)}", err=True)
+                _show_usage_error(exc, f"{ctx.command_path} {sub}" if sub else ctx.command_path)
             ctx.exit(exc.exit_code)
         except EdgeganError as exc:
             _report(exc, str(exc))
@@ -150,6 +149,18 @@ _OUR_COMMANDS = {
     "bench": "latency, images/s and parity per backend",
     "train": "trains a preset or config",
 }
+
+
+#: click >= 8.2 raises this for a group given no command (``edgegan``, ``edgegan config``):
+#: its message is the whole help, to be shown as help, not squashed into an error line.
+_NO_ARGS_IS_HELP: type[Exception] | tuple[()] = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def _show_usage_error(exc: click.UsageError, where: str) -> None:
+    if isinstance(exc, _NO_ARGS_IS_HELP):
+        exc.show()  # the help on stderr, exit 2: as click itself does
+    else:
+        click.echo(f"error: {_usage_line(exc, where)}", err=True)
 
 
 def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:

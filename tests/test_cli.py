@@ -208,6 +208,18 @@ def test_usage_errors_are_one_line_like_every_other_error(args, line):
     assert line in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("args", [[], ["config"]], ids=["edgegan", "config"])
+def test_a_group_without_a_command_shows_its_help_as_help(args):
+    """click >= 8.2 raises the help as a usage error: shown as the help (stderr, exit 2), as
+    click does, not squashed into one cut 'error: usage: ...' line."""
+    result = CliRunner().invoke(cli, args, prog_name="edgegan")
+    assert result.exit_code == 2
+    assert not result.stderr.startswith("error:"), result.stderr
+    assert result.stderr.startswith(f"Usage: {' '.join(['edgegan', *args])} [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in result.stderr
+    assert ("  train " if not args else "  show ") in result.stderr
+
+
 def test_a_finished_run_says_what_comes_next():
     from types import SimpleNamespace
 
