@@ -953,6 +953,7 @@ FD_SAMPLES = 2000
     help="fid: write the FID statistics (mu, sigma) of SAMPLES to this .npz instead of "
     "scoring them (a reference to score against later).",
 )
+@click.option("--overwrite", is_flag=True, help="--save-stats: replace the file if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--num",
@@ -983,6 +984,7 @@ def eval_cmd(
     metric: str | None,
     metric_options: tuple[str, ...],
     save_stats: str | None,
+    overwrite: bool,
     as_json: bool,
     num: int | None,
     seed: int | None,
@@ -1008,6 +1010,10 @@ def eval_cmd(
                 "device": device}  # fmt: skip
     given = {k: v for k, v in sampling.items() if v is not None}
     params = _metric_params(metric_options)
+    if overwrite and save_stats is None:
+        raise EdgeganError(
+            "--overwrite replaces the file of --save-stats; eval writes nothing else"
+        )
     if save_stats is not None:
         if metric != "fid":
             raise EdgeganError("--save-stats writes FID statistics: use it with --metric fid")
@@ -1018,13 +1024,14 @@ def eval_cmd(
                 "--save-stats reads the images of SAMPLES alone (no --reference, --json or "
                 "sampling options)"
             )
-        takes = [p for p in inspect.signature(write_stats).parameters if p not in ("images", "out")]
+        own = ("images", "out", "overwrite")
+        takes = [p for p in inspect.signature(write_stats).parameters if p not in own]
         unknown = sorted(set(params) - set(takes))
         if unknown:
             raise EdgeganError(
                 f"--save-stats takes -o {', '.join(takes)}; not {', '.join(unknown)}"
             )
-        out = write_stats(samples, save_stats, **params)
+        out = write_stats(samples, save_stats, overwrite=overwrite, **params)
         click.echo(f"wrote {out}", err=True)
         return
     from edgegan.metrics.translation import evaluate_translation_run, is_translation_run

@@ -318,6 +318,19 @@ def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
         metric.compute(samples, reference=str(tmp_path / "bad_stats.npz"))
     with pytest.raises(EdgeganError, match="holds statistics already"):
         save_stats(out, tmp_path / "again.npz", weights=str(weights), device="cpu")
+    # an existing file is replaced only when asked; samples never by their own statistics
+    before = out.read_bytes()
+    with pytest.raises(EdgeganError, match="stats.npz exists: choose another file"):
+        save_stats(tmp_path / "fake", out, weights=str(weights), device="cpu")
+    assert out.read_bytes() == before
+    save_stats(tmp_path / "fake", out, weights=str(weights), device="cpu", overwrite=True)
+    with np.load(out) as data:
+        assert int(data["num"]) == 8
+    before = (tmp_path / "real.npz").read_bytes()
+    with pytest.raises(EdgeganError, match="real.npz holds the images whose statistics"):
+        save_stats(tmp_path / "real.npz", tmp_path / "real.npz", weights=str(weights),
+                   overwrite=True)  # fmt: skip
+    assert (tmp_path / "real.npz").read_bytes() == before
     with pytest.raises(EdgeganError, match="written as .npz"):
         save_stats(tmp_path / "real", tmp_path / "stats.txt", weights=str(weights))
     with pytest.raises(EdgeganError, match="reference not found"):
@@ -435,11 +448,18 @@ def test_cli_eval_scores_and_saves_statistics(weights, tmp_path, monkeypatch) ->
          "--save-stats takes -o weights, batch_size, device; not kid_subsets"),
         ([*args, *ref[:1], str(tmp_path / "typo")], "reference not found"),
         ([*args, *ref, "-o", "kid_subset_size=1"], "kid_subset_size must be an integer >= 2"),
+        ([*args[:-1], "--save-stats", str(stats)], "ref.npz exists: choose another file, or "
+         "replace it with --overwrite"),
+        ([*args, *ref, "--overwrite"], "--overwrite replaces the file of --save-stats"),
     ):  # fmt: skip
         res = runner.invoke(cli, bad)
         assert res.exit_code == 2, (bad, res.output)
         assert says in res.stderr and res.stderr.count("\n") == 1, res.stderr
     assert not (tmp_path / "s.npz").exists()
+    res = runner.invoke(cli, [*args[:-1], "--save-stats", str(stats), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    with np.load(stats) as data:
+        assert int(data["num"]) == 8  # fake's 8 images replaced real's 10
     monkeypatch.delenv(inception.WEIGHTS_ENV)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
     res = runner.invoke(cli, [*args, *ref])
