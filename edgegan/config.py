@@ -77,8 +77,9 @@ class OptimsConfig:
 class TrainConfig:
     steps: int = 5000  # generator updates
     # Passes over the training data; when set, it decides steps (whole batches of batch_size
-    # per epoch, as the reference CycleGAN's epochs). The override train.steps=N clears it;
-    # a Config edited in Python needs train.epochs = None for its steps to count.
+    # per epoch, as the reference CycleGAN's epochs). The override train.steps=N clears it
+    # (given both, the later decides); a Config edited in Python needs train.epochs = None
+    # for its steps to count.
     epochs: float | None = None
     max_seconds: float | None = None  # wall-clock budget: stop cleanly and save when reached
     batch_size: int = 64
@@ -531,9 +532,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     """
     data = _deep_copy(data)
     parsed = [_as_name_override(*parse_override(o)) for o in overrides]
-    given = {tuple(k) for k, _ in parsed}
-    if ("train", "steps") in given and ("train", "epochs") not in given:
-        # The run's length given in steps: a preset's (or the run's) epochs no longer apply.
+    # The run's length: train.steps clears the preset's (or the run's) epochs, which would
+    # decide the steps; given both, the later override decides, as for any key given twice.
+    last = {tuple(k): i for i, (k, _) in enumerate(parsed)}
+    steps_at, epochs_at = last.get(("train", "steps")), last.get(("train", "epochs"), -1)
+    if steps_at is not None and steps_at > epochs_at:
+        parsed = [(k, v) for k, v in parsed if tuple(k) != ("train", "epochs")]
         train = data.get("train")
         if isinstance(train, dict) and train.get("epochs") is not None:
             train["epochs"] = None

@@ -100,6 +100,21 @@ def test_the_cyclegan_preset_trains_for_the_references_200_epochs():
     assert load_config("cyclegan", ["train.steps=50"]).train.epochs is None
 
 
+@pytest.mark.parametrize(
+    "overrides, length",
+    [
+        (["train.epochs=0.5", "train.steps=3"], (None, 3)),  # the steps were dropped
+        (["train.steps=3", "train.epochs=0.5"], (0.5, 3)),
+        (["train.epochs=0.5", "train.steps=3", "train.epochs=2"], (2.0, 3)),
+        (["train.steps=3", "train.epochs=null"], (None, 3)),
+    ],
+)
+def test_given_both_steps_and_epochs_the_later_decides(overrides, length):
+    """As for any key given twice: train.steps after train.epochs clears the epochs."""
+    config = load_config("cyclegan", ["data.root=x", *overrides])
+    assert (config.train.epochs, config.train.steps) == length
+
+
 def test_a_partial_last_step_of_the_epochs_is_trained():
     """Epochs that end part-way through a step round the run's length up, so every batch of
     the last epoch is trained on: rounding down (int) dropped the last half step."""
