@@ -603,6 +603,11 @@ def test_a_run_without_a_reference_for_fid_is_refused_before_sampling(
     monkeypatch.setattr(runtime, "open_runner", no_sampling)
     res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), "--metric", "fid"])
     assert res.exit_code == 2 and "the fid metric needs a reference" in res.stderr, res.output
+    # the default metric, digits, on a run that is not on the digits: refused as training
+    # refuses it (it scored a folder's classes as digits: label_accuracy 0.5 of cats/dogs)
+    res = CliRunner().invoke(cli, ["eval", str(tmp_path / "run")])
+    assert res.exit_code == 2, res.output
+    assert res.stderr.count("\n") == 1 and "trained on 'folder': give --metric fid" in res.stderr
 
 
 def test_the_python_api_leaves_the_reference_to_the_metric(weights, tmp_path) -> None:

@@ -397,6 +397,14 @@ def evaluate_generator(
 
     if reference is None:
         reference = _run_reference(target, metric)
+        config = run_config(target)
+        if metric == "digits" and reference is None and config is not None:
+            # as training refuses it: a digit classifier's scores of cats are meaningless
+            raise EdgeganError(
+                f"the digits metric scores runs on the bundled digits (data.name=mnist); "
+                f"{target} trained on '{config.data.name}': give --metric fid --reference "
+                "REAL_IMAGES (or a plugin's metric), or --reference for the digits metric"
+            )
     if params is None:
         params = _run_metric_params(target, metric)
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
