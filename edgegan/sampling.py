@@ -403,7 +403,10 @@ def write_outputs(
 
         labels = result.get("labels")
         k = len(np.unique(labels)) if labels is not None else 0
-        nrow = k if k > 1 else math.ceil(math.sqrt(len(images)))
+        # a column per class only when labels[i] is labels[i % k] (as --num's 0, 1, ..., 9,
+        # 0, 1, ...): --labels 3,3,3,7 laid out 2 a row would mix 3s and 7s in a column
+        cycles = k > 1 and np.array_equal(labels, np.resize(labels[:k], len(labels)))
+        nrow = k if cycles else math.ceil(math.sqrt(len(images)))
         tiles = images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
         path = out / "grid.png"
         save_png(make_grid(tiles, nrow=nrow), track(path), fsync=False)

@@ -634,6 +634,15 @@ def test_infer_writes_one_grid_sheet(tmp_path):
     assert grid.shape[:2] == (2 + 2 * 30, 2 + 10 * 30)  # 28 px digits, 2 px apart: 10 x 2
     third = np.asarray(Image.open(tmp_path / "p/000012_label2.png"))  # row 1, column 2
     assert np.array_equal(grid[32:60, 62:90].squeeze(), third)
+    # labels that do not cycle: a square sheet, not 2 columns mixing 3s and 7s
+    for labels, shape in (("3,3,3,3,7", (62, 92)), ("3,7,3,7", (62, 62)), ("3,7,1,3,7", (62, 92))):
+        res = CliRunner().invoke(
+            cli,
+            ["infer", str(run), "--labels", labels, "--format", "grid", "--out",
+             str(tmp_path / labels)],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert np.asarray(Image.open(tmp_path / labels / "grid.png")).shape[:2] == shape, labels
     res = CliRunner().invoke(
         cli, ["infer", str(run), "--num", "1025", "--format", "grid", "--out", str(tmp_path / "x")]
     )
