@@ -19,7 +19,7 @@ from tiny import draws, seed_all
 
 from edgegan import hookimpl
 from edgegan.config import load_config, load_run_config
-from edgegan.errors import ConfigError, EdgeganError, TrainingDiverged
+from edgegan.errors import ConfigError, DataError, EdgeganError, TrainingDiverged
 from edgegan.plugins.manager import PluginManager, reset_manager
 from edgegan.train import train
 from edgegan.train.checkpoint import load_checkpoint
@@ -511,6 +511,34 @@ def test_folder_dataset_trains_through_the_dataloader_path(tmp_path):
     assert state["spec"]["image_shape"] == [3, 32, 32]
     assert state["spec"]["num_classes"] == 2 and state["spec"]["class_names"] == ["a", "b"]
     assert state["data"]["consumed"] == 3
+
+
+def test_a_relative_data_root_is_kept_absolute_so_the_run_resumes_anywhere(tmp_path, monkeypatch):
+    """data.root=data trained from the project folder: the run's config names the folder
+    absolutely, so resume (and export's calibration, eval) work from any other folder."""
+    import numpy as np
+    from PIL import Image
+
+    project = tmp_path / "project"
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (project / "data" / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(
+                project / "data" / cls / f"{i}.png"
+            )
+    monkeypatch.chdir(project)
+    cfg = tiny("data.name=folder", "data.root=data", "data.image_size=32", "train.batch_size=4")
+    run = train(cfg, out_dir=Path("run")).run_dir
+    assert cfg.data.params["root"] == "data"  # the caller's config is left as it was
+    saved = load_run_config(run).data.params["root"]
+    assert saved == str(project / "data") and Path(saved).is_absolute()
+    monkeypatch.chdir(tmp_path)
+    resumed = load_run_config(project / "run", "train.steps=6")
+    assert train(resumed, resume=project / "run").step == 6
+    # a relative root that names nothing here is left as given (the data's error says so)
+    with pytest.raises(DataError, match="image folder not found: elsewhere"):
+        train(tiny("data.name=folder", "data.root=elsewhere"), out_dir=tmp_path / "r2")
 
 
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import signal
 import threading
 import time
@@ -234,6 +235,7 @@ class Trainer:
         _validate(config)
         # A copy: training fills in steps (from train.epochs) and the networks' parameters
         config = copy.deepcopy(config)
+        _absolute_root(config)
         self.config, self.run_dir, self.resuming = config, Path(run_dir), resume
         self._config_pending = False  # config.yaml waits for a resumed run's first checkpoint
         t = config.train
@@ -978,6 +980,17 @@ class Trainer:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
         text = ("\n".join(lines) + "\n").encode("utf-8")
         atomic_write(self.run_dir / "report.md", lambda f: f.write(text))
+
+
+def _absolute_root(config: Config) -> None:
+    """A relative ``data.root`` that names a folder or file from here is kept absolute in the
+    run's config, so that resume, export's INT8 calibration and eval find the data from any
+    folder (a plain ``data.root=data`` worked only from where training started)."""
+    root = config.data.params.get("root")
+    if isinstance(root, str) and root and not Path(root).is_absolute():
+        path = Path(root).expanduser()
+        if path.exists():
+            config.data.params["root"] = os.path.abspath(path)
 
 
 def train(
