@@ -541,6 +541,29 @@ def test_a_relative_data_root_is_kept_absolute_so_the_run_resumes_anywhere(tmp_p
         train(tiny("data.name=folder", "data.root=elsewhere"), out_dir=tmp_path / "r2")
 
 
+def test_an_eval_best_the_validation_does_not_give_is_warned_with_the_reason(tmp_path):
+    from edgegan.data.transforms import save_png
+
+    ev = ["eval.every=2", "eval.val_samples=20"]
+    typo = r"eval.best=nosuch: the validation gives no such score \(it gives: fd, .*label_acc"
+    with pytest.warns(UserWarning, match=typo):
+        run = train(tiny(*ev, "eval.best=nosuch"), out_dir=tmp_path / "typo").run_dir
+    assert not (run / "checkpoints" / "best.pt").exists()
+    # a GAN on other data than the digits: the digit metric's, not an unpaired split's, reason
+    folder = tmp_path / "data"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(4):
+            save_png(torch.rand(3, 32, 32) * 2 - 1, folder / cls / f"{i}.png")
+    nothing = r"gives no scores \(eval.metric=digits has nothing to score on data 'folder'\)"
+    with pytest.warns(UserWarning, match=nothing):
+        train(
+            tiny(*ev, "eval.best=fd", "data.name=folder", f"data.root={folder}",
+                 "data.image_size=32", "train.batch_size=4"),
+            out_dir=tmp_path / "folder",
+        )  # fmt: skip
+
+
 def test_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
     import sys
 

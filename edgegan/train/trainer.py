@@ -510,10 +510,16 @@ class Trainer:
         if value is None:
             if not self._best_missing_warned:
                 self._best_missing_warned = True
+                why = (
+                    "an unpaired test split has no ground truth to score"
+                    if self.config.task != "gan"
+                    else f"eval.metric={ev.metric} has nothing to score on data "
+                    f"'{self.config.data.name}'"
+                )
                 gives = (
                     f"gives no such score (it gives: {', '.join(scores)})"
                     if scores
-                    else "gives no scores (an unpaired test split has no ground truth to score)"
+                    else f"gives no scores ({why})"
                 )
                 warnings.warn(
                     f"eval.best={ev.best}: the validation {gives}; checkpoints/best.pt is not kept",
