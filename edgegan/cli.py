@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from edgegan import __version__
 from edgegan.config import COMPILE_MODES
@@ -713,6 +714,16 @@ def export(
         if checkpoint:
             raise EdgeganError(f"{run_dir} names a checkpoint already; drop --checkpoint")
         run_dir, checkpoint = str(given.parent.parent), given.stem
+    # options of a part not asked for would be ignored without a word (infer refuses its own)
+    ctx = click.get_current_context()
+    engine_flags = ("workspace_gb", "min_batch", "opt_batch", "max_batch", "min_size",
+                    "opt_size", "max_size")  # fmt: skip
+    for flags, needs in ((engine_flags, "trt"), (("calib_samples",), "int8")):
+        given_flags = [f for f in flags if ctx.get_parameter_source(f) != ParameterSource.DEFAULT]
+        if given_flags and not ctx.params[needs]:
+            names = ", ".join("--" + f.replace("_", "-") for f in given_flags)
+            verb = "sets" if len(given_flags) == 1 else "set"
+            raise EdgeganError(f"{names} {verb} the --{needs} build: give --{needs} too")
     engine_options = None
     if trt:
         from edgegan.export.tensorrt import BuildOptions, import_tensorrt

@@ -1054,6 +1054,28 @@ def test_calib_samples_and_opset_are_checked_at_their_limits(runs, tmp_path):
     assert meta["models"]["fp32"]["opset"] == MAX_OPSET
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--min-batch", "0", "--workspace-gb", "-1"],
+         "--workspace-gb, --min-batch set the --trt build: give --trt too"),
+        (["--max-size", "4"], "--max-size sets the --trt build: give --trt too"),
+        (["--calib-samples", "5", "--fp16"],
+         "--calib-samples sets the --int8 build: give --int8 too"),
+    ],
+)  # fmt: skip
+def test_options_of_a_build_not_asked_for_are_refused(runs, tmp_path, args, says):
+    """They were ignored without a word (and their values never checked)."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    res = CliRunner().invoke(cli, ["export", str(runs["uncond"]), "--out", str(tmp_path / "b"),
+                                   *args])  # fmt: skip
+    assert res.exit_code == 2 and res.stderr == f"error: {says}\n", res.output
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_run_without_an_ema_records_its_generator_weights(tmp_path):
     run = _train(tmp_path / "run", "train.ema=false", "train.steps=1")
     meta = export(run, out=tmp_path / "b", exporter="legacy")

@@ -668,6 +668,11 @@ def test_compile_options_are_checked(bundle, tmp_path):
         bench(bundle, backends=["onnxruntime"], compile="default")
     with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of"):
         bench(bundle, backends=["torch"], compile="fast")
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "torch", "--threads", "1"])
+    assert res.exit_code == 2, res.output
+    assert "--threads and --ort-option apply to the onnxruntime backend's rows" in res.stderr
+    with pytest.raises(EdgeganError, match="apply to the onnxruntime backend's rows"):
+        bench(bundle, backends=["torch", "tensorrt"], ort_options={"prefer_nhwc": "1"})
     res = CliRunner().invoke(cli, ["bench", str(bundle), "--compile", "fast"])
     assert res.exit_code == 2 and "'fast' is not one of 'default'" in res.stderr
     args = ["--num", "2", "--backend", "onnxruntime", "--compile"]
