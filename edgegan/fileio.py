@@ -49,8 +49,10 @@ def atomic_write(
                 os.fsync(f.fileno())
         replace(tmp, path)
     except OSError as exc:
-        if exc.filename is None:  # a full disk's write names no file: "error: No space ..."
-            exc.filename = str(given)
+        # a full disk's write names no file ("error: No space ..."); a folder at ``path``, or
+        # one that cannot be written, named the hidden temporary file, not the user's path
+        if exc.filename is None or exc.filename == str(tmp):
+            exc.filename, exc.filename2 = str(given), None
         raise
     except RuntimeError as exc:
         # torch.save's zip writer turns the full disk's OSError into "[enforce fail at

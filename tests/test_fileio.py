@@ -35,6 +35,17 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
+def test_a_folder_in_the_files_place_is_named_not_the_temporary_file(tmp_path):
+    """'error: Is a directory: out/.x.png.23417.tmp' named a file the user never made."""
+    from edgegan.errors import os_error_line
+
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "x.png", lambda f: f.write(b"img"))
+    assert os_error_line(info.value)[0].endswith(f": {tmp_path / 'x.png'}"), info.value
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"] and (tmp_path / "x.png").is_dir()
+
+
 @pytest.mark.parametrize("error", [RuntimeError("unreadable image"), KeyboardInterrupt()])
 def test_a_failed_block_takes_back_only_what_it_recorded(tmp_path, error):
     from edgegan.fileio import undo_new_files
