@@ -183,6 +183,33 @@ def test_the_gan_tasks_discriminator_settings_are_refused_not_ignored(tmp_path):
     assert train(tiny("train.augment=,", steps=1), out_dir=tmp_path / "r").step == 1  # none
 
 
+def test_another_tasks_section_is_refused_not_ignored(tmp_path):
+    """cycle.* on a gan or pix2pix run, pix2pix.* on a gan or cyclegan run: ignored before."""
+    from tiny import TINY_GAN, TINY_PIX2PIX
+
+    from edgegan.train.trainer import check_config
+
+    for preset, overrides, says in (
+        ("cyclegan-digits", [*TINY, "pix2pix.lambda_l1=3"],
+         "pix2pix.lambda_l1=3.0: only task pix2pix reads pix2pix.*, a cyclegan run would "
+         "ignore it; remove it (or override it to the default, pix2pix.lambda_l1=100.0, "
+         "resuming a run that set it)"),
+        ("pix2pix-digits", [*TINY_PIX2PIX, "cycle.pool_size=7", "cycle.lambda_a=2"],
+         "cycle.lambda_a=2.0, cycle.pool_size=7: only task cyclegan reads cycle.*, a pix2pix "
+         "run would ignore them; remove them (or override them to the default, "
+         "cycle.lambda_a=null cycle.pool_size=50,"),
+        ("dcgan-mnist", [*TINY_GAN, "cycle.lambda_cycle=5"], "cycle.lambda_cycle=5.0: only task"),
+    ):  # fmt: skip
+        with pytest.raises(ConfigError) as info:
+            train(load_config(preset, overrides), out_dir=tmp_path / "r")
+        assert str(info.value).startswith(says), str(info.value)
+        assert not (tmp_path / "r").exists()
+    # the defaults given again (resuming a run that set them) pass
+    check_config(
+        load_config("dcgan-mnist", [*TINY_GAN, "cycle.pool_size=50", "cycle.lambda_a=null"])
+    )
+
+
 def test_cyclegan_needs_a_two_domain_dataset(tmp_path):
     cfg = tiny("data.name=mnist")
     with pytest.raises(ConfigError, match="two-domain dataset"):

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,7 @@ def _validate(config: Config) -> None:
             raise ConfigError(message)
     fastpath.validate(t)
     schedule.validate(t)
+    _refuse_other_tasks_sections(config)
     if GENERATOR_KINDS.get(config.task) == "image-to-image":
         # the GAN task's discriminator settings: an image-to-image run ignored them in silence
         given = [
@@ -167,6 +168,35 @@ def _validate(config: Config) -> None:
                 f"{', '.join(unused)}: only task gan uses {it}, a {config.task} run would "
                 f"ignore {it}; remove {it}, or override {it} ({reset}: resuming a run that "
                 f"set {it}); a {config.task}'s gradient penalty is loss.name=wgan-gp"
+            )
+
+
+#: The config sections of one built-in task each (a run of another ignores them).
+_TASK_SECTIONS = {"cycle": "cyclegan", "pix2pix": "pix2pix"}
+
+
+def _refuse_other_tasks_sections(config: Config) -> None:
+    """``cycle.*`` on a gan or pix2pix run, ``pix2pix.*`` on a gan or cyclegan run: ignored in
+    silence before (as the GAN task's train.r1_gamma on a cyclegan is refused below)."""
+    if config.task not in ("gan", *_TASK_SECTIONS.values()):
+        return  # a plugin's task: which sections it reads is its own affair
+    for section, task in _TASK_SECTIONS.items():
+        if task == config.task:
+            continue
+        value, default = getattr(config, section), type(getattr(config, section))()
+        changed = [
+            (f.name, getattr(value, f.name), getattr(default, f.name))
+            for f in fields(value)
+            if getattr(value, f.name) != getattr(default, f.name)
+        ]
+        if changed:
+            given = ", ".join(f"{section}.{k}={v}" for k, v, _ in changed)
+            reset = " ".join(f"{section}.{k}={'null' if d is None else d}" for k, _, d in changed)
+            it = "it" if len(changed) == 1 else "them"
+            raise ConfigError(
+                f"{given}: only task {task} reads {section}.*, a {config.task} run would "
+                f"ignore {it}; remove {it} (or override {it} to the default, {reset}, "
+                f"resuming a run that set {it})"
             )
 
 
