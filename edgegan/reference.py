@@ -389,7 +389,7 @@ def import_reference(
     """
     from edgegan import __version__
     from edgegan.config import load_config, part_provenance
-    from edgegan.fileio import atomic_write, check_out_dir, holds_files, write_json
+    from edgegan.fileio import atomic_write, check_not_empty, check_out_dir, holds_files, write_json
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept
     from edgegan.train.checkpoint import FORMAT_VERSION, atomic_save
@@ -399,6 +399,7 @@ def import_reference(
 
     if direction not in (None, "AtoB", "BtoA"):
         raise ConfigError(f"--direction must be AtoB or BtoA; got {direction!r}")
+    check_not_empty(out)
     if Path(out).is_dir() and holds_files(out):  # never written over, unlike export's
         raise EdgeganError(f"--out {out} is not empty; choose a new or empty folder")
     out = check_out_dir(out)

@@ -145,6 +145,21 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
         check_out_dir("")
 
 
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_an_empty_out_is_refused_by_every_command_that_writes_one(tmp_path, monkeypatch, command):
+    """export took --out '' (an unset variable) for the current folder, import said
+    '--out  is not empty'; train and infer refused it already."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("the current folder holds files")
+    res = CliRunner().invoke(cli, [command, "some-run", "--out="])
+    assert res.exit_code == 2 and res.stderr == "error: --out is empty; name a folder\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp_path, monkeypatch):
     """/proc (or a read-only mount, for root) passes os.access: train, export and infer

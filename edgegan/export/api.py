@@ -36,7 +36,12 @@ EXPORTER_NAMES: dict[str, str] = {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "
 
 
 def default_out(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Where the bundle goes: ``out``, else ``RUN_DIR/export``."""
+    """Where the bundle goes: ``out``, else ``RUN_DIR/export`` (``""``, an unset variable,
+    is refused: not the current folder)."""
+    from edgegan.fileio import check_not_empty
+
+    if out is not None:
+        check_not_empty(out)
     return Path(out) if out is not None else Path(run_dir) / DEFAULT_OUT
 
 
