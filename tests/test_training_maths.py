@@ -295,6 +295,24 @@ def test_eval_best_keeps_the_checkpoint_of_the_best_validation(tmp_path, mode, b
     )
 
 
+def test_a_best_mode_against_the_scores_better_direction_is_warned(tmp_path):
+    """eval.best=coverage under the default best_mode=min kept the worst checkpoint."""
+    import warnings
+
+    extra = ["eval.every=2", "eval.best=val_coverage"]
+    with pytest.warns(UserWarning, match=r"eval.best=val_coverage with eval.best_mode=min keeps "
+                      r"the checkpoint of the lowest val_coverage, where higher is better: set "
+                      r"eval.best_mode=max"):  # fmt: skip
+        Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra]), tmp_path / "a")
+    with pytest.warns(UserWarning, match="highest val_fd, where lower is better: set eval.best_m"):
+        Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra, "eval.best=fd",
+                                            "eval.best_mode=max"]), tmp_path / "b")  # fmt: skip
+    for ok in (["eval.best=fd"], ["eval.best_mode=max"], ["eval.best=my_plugins_score"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra, *ok]), tmp_path / "c")
+
+
 def test_eval_best_carries_over_a_resume_and_names_a_score_validation_lacks(tmp_path):
     from edgegan.config import load_run_config
 

@@ -252,6 +252,32 @@ def _best_name(best: str) -> str:
     return best.removeprefix("val_")
 
 
+#: The built-in scores' better direction, by the last part of their name (``ab_psnr``).
+_BETTER = {
+    **dict.fromkeys(("fd", "fid", "kid", "l1"), "min"),
+    **dict.fromkeys(
+        ("psnr", "ssim", "accuracy", "confidence", "coverage", "precision", "recall", "density",
+         "is"),
+        "max",
+    ),
+}  # fmt: skip
+
+
+def _warn_best_mode(ev: Any) -> None:
+    """``eval.best=ab_psnr`` under the default ``best_mode=min`` kept the worst checkpoint as
+    ``best.pt`` without a word."""
+    name = _best_name(ev.best)
+    better = _BETTER.get(name.rsplit("_", 1)[-1]) if name else None
+    if better is not None and better != ev.best_mode:
+        what = "higher" if better == "max" else "lower"
+        warnings.warn(
+            f"eval.best={ev.best} with eval.best_mode={ev.best_mode} keeps the checkpoint of "
+            f"the {'lowest' if ev.best_mode == 'min' else 'highest'} val_{name}, where {what} "
+            f"is better: set eval.best_mode={better}",
+            stacklevel=3,
+        )
+
+
 class Trainer:
     """Builds a run from a :class:`Config` and trains it; see :func:`train`."""
 
@@ -263,6 +289,7 @@ class Trainer:
         dist: distributed.Distributed | None = None,
     ) -> None:
         _validate(config)
+        _warn_best_mode(config.eval)
         # A copy: training fills in steps (from train.epochs) and the networks' parameters
         config = copy.deepcopy(config)
         _absolute_root(config)
