@@ -382,7 +382,7 @@ def _per_graph(meta: dict[str, Any], key: str, direction: str | None) -> dict[st
     if direction not in have:
         raise EdgeganError(
             f"the bundle has no {direction} graphs (it has: {', '.join(have)}); export the run "
-            f"again with --direction {direction}"
+            f"again without --direction (both), or with --direction {direction} to another --out"
         )
     return table.setdefault(direction, {})
 
