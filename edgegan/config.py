@@ -534,8 +534,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     parsed = [_as_name_override(*parse_override(o)) for o in overrides]
     # The run's length: train.steps clears the preset's (or the run's) epochs, which would
     # decide the steps; given both, the later override decides, as for any key given twice.
-    last = {tuple(k): i for i, (k, _) in enumerate(parsed)}
-    steps_at, epochs_at = last.get(("train", "steps")), last.get(("train", "epochs"), -1)
+    latest = {tuple(k): i for i, (k, _) in enumerate(parsed)}
+    steps_at, epochs_at = latest.get(("train", "steps")), latest.get(("train", "epochs"), -1)
     if steps_at is not None and steps_at > epochs_at:
         parsed = [(k, v) for k, v in parsed if tuple(k) != ("train", "epochs")]
         train = data.get("train")

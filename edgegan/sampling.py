@@ -405,7 +405,11 @@ def write_outputs(
         k = len(np.unique(labels)) if labels is not None else 0
         # a column per class only when labels[i] is labels[i % k] (as --num's 0, 1, ..., 9,
         # 0, 1, ...): --labels 3,3,3,7 laid out 2 a row would mix 3s and 7s in a column
-        cycles = k > 1 and np.array_equal(labels, np.resize(labels[:k], len(labels)))
+        cycles = (
+            labels is not None
+            and k > 1
+            and np.array_equal(labels, np.resize(labels[:k], len(labels)))
+        )
         nrow = k if cycles else math.ceil(math.sqrt(len(images)))
         tiles = images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(127.5) - 1
         path = out / "grid.png"
