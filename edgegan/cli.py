@@ -718,9 +718,14 @@ def export(
     ctx = click.get_current_context()
     engine_flags = ("workspace_gb", "min_batch", "opt_batch", "max_batch", "min_size",
                     "opt_size", "max_size")  # fmt: skip
+
+    def flag_given(flag: str) -> bool:
+        return ctx.get_parameter_source(flag) != ParameterSource.DEFAULT
+
+    onto_bundle = trt and is_bundle(run_dir)  # its refusal below names its own options
     for flags, needs in ((engine_flags, "trt"), (("calib_samples",), "int8")):
-        given_flags = [f for f in flags if ctx.get_parameter_source(f) != ParameterSource.DEFAULT]
-        if given_flags and not ctx.params[needs]:
+        given_flags = [f for f in flags if flag_given(f)]
+        if given_flags and not ctx.params[needs] and not onto_bundle:
             names = ", ".join("--" + f.replace("_", "-") for f in given_flags)
             verb = "sets" if len(given_flags) == 1 else "set"
             raise EdgeganError(f"{names} {verb} the --{needs} build: give --{needs} too")
@@ -739,10 +744,14 @@ def export(
             workspace_gb=workspace_gb,
         )
     if engine_options is not None and is_bundle(run_dir):  # --trt on a bundle
-        if out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto" or checkpoint:
+        if (
+            out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto" or checkpoint
+            or flag_given("calib_samples") or flag_given("opset")
+        ):  # fmt: skip
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
-                "--int8/--with/--exporter/--checkpoint (export the run again to change them)"
+                "--int8/--calib-samples/--opset/--with/--exporter/--checkpoint (export the run "
+                "again to change them)"
             )
         _build_engines(run_dir, engine_options, directions)
         return

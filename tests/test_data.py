@@ -161,6 +161,12 @@ def test_idx_dotted_names_resize_limit_and_class_names(tmp_path):
     assert build_idx(root=str(tmp_path / "fashion-mnist"), class_names="x,y,z").num_classes == 3
     with pytest.raises(DataError, match="class names"):
         build_idx(root=str(tmp_path / "fashion-mnist"), class_names=["a", "b"])
+    # the folder's own name decides (its parent's for torchvision's FashionMNIST/raw), not a
+    # folder above it: a relative root inside ~/fashion-project is kept absolute in a run
+    for root, fashion in (("fashion-project/mnist", False), ("FashionMNIST/raw", True)):
+        make_idx_folder(tmp_path / root, sep=".", gz=(False, False))
+        names = build_idx(root=str(tmp_path / root), image_size=16).class_names
+        assert (names == FASHION_MNIST_NAMES) == fashion, root
 
 
 def test_idx_errors(tmp_path, monkeypatch):

@@ -327,7 +327,7 @@ def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
     with np.load(out) as data:
         assert int(data["num"]) == 8
     before = (tmp_path / "real.npz").read_bytes()
-    with pytest.raises(EdgeganError, match="real.npz holds the images whose statistics"):
+    with pytest.raises(EdgeganError, match="real.npz is what SAMPLES names: write the stat"):
         save_stats(tmp_path / "real.npz", tmp_path / "real.npz", weights=str(weights),
                    overwrite=True)  # fmt: skip
     assert (tmp_path / "real.npz").read_bytes() == before

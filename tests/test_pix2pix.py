@@ -224,6 +224,12 @@ def test_eval_scores_the_run_on_its_test_split_as_its_training_did(run, tmp_path
         res = CliRunner().invoke(cli, ["eval", str(run.run_dir), *args])
         assert res.exit_code == 2 and message in res.output, (args, res.output)
         assert len(res.output.strip().splitlines()) == 1, res.output
+    # the Python API's evaluate_generator says where a translation run is scored (the
+    # digits metric's refusal of runs on other data is for GAN runs)
+    from edgegan.metrics.evaluate import evaluate_generator
+
+    with pytest.raises(EdgeganError, match="is a pix2pix run or bundle: eval scores a GAN's"):
+        evaluate_generator(run.run_dir)
     # the data moved: --data-root says where; a run's own root is kept otherwise
     res = CliRunner().invoke(cli, ["eval", str(run.run_dir), "--data-root", str(tmp_path)])
     assert res.exit_code == 2 and "'cyclegan-digits', which reads no folder" in res.output

@@ -668,6 +668,9 @@ def test_compile_options_are_checked(bundle, tmp_path):
         bench(bundle, backends=["onnxruntime"], compile="default")
     with pytest.raises(EdgeganError, match="compile mode 'fast' is not one of"):
         bench(bundle, backends=["torch"], compile="fast")
+    res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "onnxrunime", "--threads",
+                                   "1"])  # fmt: skip
+    assert res.exit_code == 2 and "did you mean 'onnxruntime'" in res.stderr  # the typo first
     res = CliRunner().invoke(cli, ["bench", str(bundle), "--backends", "torch", "--threads", "1"])
     assert res.exit_code == 2, res.output
     assert "--threads and --ort-option apply to the onnxruntime backend's rows" in res.stderr
@@ -1313,6 +1316,13 @@ def test_cli_trt_options_reach_the_builder(bundle_copy, monkeypatch):
     res = runner.invoke(cli, bad)
     assert res.exit_code != 0 and "--min-batch <= --opt-batch" in res.stderr
     assert not trt.calls and read_bundle(bundle_copy)["engines"] == {}
+    # options of the graphs: refused, one message naming them (--calib-samples was told to
+    # "give --int8 too", which this refusal then refused)
+    for graph_option in (["--calib-samples", "8"], ["--fp16"], ["--opset", "17"]):
+        res = runner.invoke(cli, ["export", str(bundle_copy), "--trt", *graph_option])
+        assert res.exit_code == 2, res.output
+        assert "a bundle keeps its graphs: with a bundle, --trt takes no" in res.stderr
+        assert "--calib-samples/--opset/" in res.stderr and not trt.calls
     good = ["export", str(bundle_copy), "--trt", "--max-batch", "16", "--workspace-gb", "0.5"]
     res = runner.invoke(cli, good)
     assert res.exit_code == 0, res.output

@@ -536,6 +536,17 @@ def test_a_relative_data_root_is_kept_absolute_so_the_run_resumes_anywhere(tmp_p
     monkeypatch.chdir(tmp_path)
     resumed = load_run_config(project / "run", "train.steps=6")
     assert train(resumed, resume=project / "run").step == 6
+    # a relative eval.reference too (fid's real images), not a digits spec
+    from edgegan.train.trainer import _absolute_root
+
+    (project / "real").mkdir()
+    monkeypatch.chdir(project)
+    for ref, kept in (("real", str(project / "real")), ("mnist:test", "mnist:test"),
+                      ("nothing-here", "nothing-here")):  # fmt: skip
+        cfg = tiny("eval.metric=fid", f"eval.reference={ref}")
+        _absolute_root(cfg)
+        assert cfg.eval.reference == kept
+    monkeypatch.chdir(tmp_path)
     # a relative root that names nothing here is left as given (the data's error says so)
     with pytest.raises(DataError, match="image folder not found: elsewhere"):
         train(tiny("data.name=folder", "data.root=elsewhere"), out_dir=tmp_path / "r2")

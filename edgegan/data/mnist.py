@@ -106,7 +106,10 @@ def build_mnist(
 
 def _class_names(value: object, root: Path, labels_max: int) -> list[str]:
     if value is None:
-        if "fashion" in str(root).lower():
+        # the folder's own name (its parent's for torchvision's FashionMNIST/raw): not where
+        # it lies, which an absolute root (kept so in the run's config) would bring in
+        named = root.parent if root.name.lower() in ("raw", "processed") else root
+        if "fashion" in named.name.lower():
             return list(FASHION_MNIST_NAMES)
         return [str(i) for i in range(max(10, labels_max + 1))]
     if isinstance(value, str):  # "a,b,c" from a command-line override

@@ -401,18 +401,18 @@ def save_stats(
     images to ``out`` (an ``.npz``, written atomically), to score against later without
     reading the images again. An existing ``out`` is replaced only with ``overwrite``, and
     never when it is ``images`` itself (an ``.npz`` of samples)."""
-    from edgegan.fileio import atomic_write
+    from edgegan.fileio import atomic_write, same_path
 
     out = Path(out).expanduser()
     if out.suffix.lower() != ".npz":
         raise EdgeganError(f"statistics are written as .npz, got {out}")
     source = Path(images).expanduser()
-    if out.exists() and source.exists() and out.resolve() == source.resolve():
-        raise EdgeganError(
-            f"{out} holds the images whose statistics are asked for: write them elsewhere"
-        )
+    if out.exists() and source.exists() and same_path(out, source):
+        raise EdgeganError(f"{out} is what SAMPLES names: write the statistics elsewhere")
     if out.exists() and not overwrite:
-        raise EdgeganError(f"{out} exists: choose another file, or replace it with --overwrite")
+        raise EdgeganError(
+            f"{out} exists: choose another file, or replace it with --overwrite (overwrite=True)"
+        )
     metric = FidMetric(weights=weights, batch_size=batch_size, device=device)
     ref = metric.reference_features(str(images))
     if isinstance(ref, tuple):

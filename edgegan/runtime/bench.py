@@ -279,8 +279,6 @@ def bench(
     backends, precisions = name_list(backends), name_list(precisions)
     if (compile or channels_last) and "torch" not in backends:
         raise EdgeganError("--compile and --channels-last apply to the torch backend's rows")
-    if (threads is not None or ort_options) and "onnxruntime" not in backends:
-        raise EdgeganError("--threads and --ort-option apply to the onnxruntime backend's rows")
     directions = name_list(directions) if directions else None
     if directions:
         from edgegan.export.signature import check_direction
@@ -292,6 +290,8 @@ def bench(
             from edgegan.errors import unknown
 
             raise unknown("backend", b, BACKENDS)
+    if (threads is not None or ort_options) and "onnxruntime" not in backends:
+        raise EdgeganError("--threads and --ort-option apply to the onnxruntime backend's rows")
     for p in precisions:
         check_precision(p)
     if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):

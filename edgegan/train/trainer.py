@@ -289,7 +289,6 @@ class Trainer:
         dist: distributed.Distributed | None = None,
     ) -> None:
         _validate(config)
-        _warn_best_mode(config.eval)
         # A copy: training fills in steps (from train.epochs) and the networks' parameters
         config = copy.deepcopy(config)
         _absolute_root(config)
@@ -298,6 +297,8 @@ class Trainer:
         t = config.train
         # Under torchrun (see train()): this process's rank and device, cuda:LOCAL_RANK.
         self.dist = dist or distributed.Distributed()
+        if self.dist.is_main:  # once a run, not once a rank
+            _warn_best_mode(config.eval)
         self.device = self.dist.device if self.dist.enabled else resolve_device(t.device)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -1046,14 +1047,24 @@ class Trainer:
 
 
 def _absolute_root(config: Config) -> None:
-    """A relative ``data.root`` that names a folder or file from here is kept absolute in the
-    run's config, so that resume, export's INT8 calibration and eval find the data from any
-    folder (a plain ``data.root=data`` worked only from where training started)."""
-    root = config.data.params.get("root")
-    if isinstance(root, str) and root and not Path(root).is_absolute():
-        path = Path(root).expanduser()
-        if path.exists():
-            config.data.params["root"] = os.path.abspath(path)
+    """A relative ``data.root`` (or ``eval.reference``) that names a folder or file from here
+    is kept absolute in the run's config, so that resume, export's INT8 calibration and eval
+    find it from any folder (a plain ``data.root=data`` worked only from where training
+    started). A reference that is a digits spec (``mnist``, ``idx:...``) is left alone."""
+    from edgegan.metrics.digits import is_digits_reference
+
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            path = Path(value).expanduser()
+            if path.exists():
+                return os.path.abspath(path)
+        return value
+
+    if "root" in config.data.params:
+        config.data.params["root"] = absolute(config.data.params["root"])
+    ref = config.eval.reference
+    if ref and not is_digits_reference(ref):
+        config.eval.reference = absolute(ref)
 
 
 def train(
