@@ -177,7 +177,11 @@ _TASK_SECTIONS = {"cycle": "cyclegan", "pix2pix": "pix2pix"}
 
 def _refuse_other_tasks_sections(config: Config) -> None:
     """``cycle.*`` on a gan or pix2pix run, ``pix2pix.*`` on a gan or cyclegan run: ignored in
-    silence before (as the GAN task's train.r1_gamma on a cyclegan is refused below)."""
+    silence before (as the GAN task's train.r1_gamma on a cyclegan is refused below).
+
+    Every run's config.yaml records these sections at their defaults: changing a default of
+    CycleConfig or Pix2PixConfig would make this refuse to resume the older runs of the
+    other tasks, so such a change must accept the old default here too."""
     if config.task not in ("gan", *_TASK_SECTIONS.values()):
         return  # a plugin's task: which sections it reads is its own affair
     for section, task in _TASK_SECTIONS.items():
