@@ -388,8 +388,8 @@ def test_bench_infer_without_onnxruntime_rows_still_reports(tmp_path, monkeypatc
 
     real = bench_module.bench
 
-    def without_onnxruntime(target, backends, precisions, **kw):
-        result = real(target, ["torch"], ["fp32"], **kw)
+    def without_onnxruntime(target, backends, precisions, threads=None, **kw):
+        result = real(target, ["torch"], ["fp32"], **kw)  # (threads: onnxruntime's alone)
         result["results"] += [
             {"backend": "onnxruntime", "precision": p, "batch": n, "device": "cpu",
              "status": "skipped", "reason": "not loadable"}
