@@ -743,7 +743,7 @@ def export(
             max_size=max_size,
             workspace_gb=workspace_gb,
         )
-    if engine_options is not None and is_bundle(run_dir):  # --trt on a bundle
+    if engine_options is not None and onto_bundle:  # --trt on a bundle
         if (
             out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto" or checkpoint
             or flag_given("calib_samples") or flag_given("opset")

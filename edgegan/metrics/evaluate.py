@@ -395,19 +395,18 @@ def evaluate_generator(
     from edgegan.runtime import open_runner
     from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
-    if reference is None:
-        reference = _run_reference(target, metric)
-        config = run_config(target)
-        gan = config is not None and not is_translation_task(config.task)
-        if metric == "digits" and reference is None and gan:
+    config = run_config(target)  # None: a bundle, or a damaged config (sampling says so)
+    if reference is None and config is not None:
+        reference = config_reference(config, metric)
+        if metric == "digits" and reference is None and not is_translation_task(config.task):
             # as training refuses it: a digit classifier's scores of cats are meaningless
             raise EdgeganError(
                 f"the digits metric scores runs on the bundled digits (data.name=mnist); "
                 f"{target} trained on '{config.data.name}': give --metric fid --reference "
                 "REAL_IMAGES (or a plugin's metric), or --reference for the digits metric"
             )
-    if params is None:
-        params = _run_metric_params(target, metric)
+    if params is None and config is not None and config.eval.metric == metric:
+        params = dict(config.eval.metric_params)  # the run's own, when scored with metric
     scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
     _check_has_reference(scorer)
     task = target_task(target)[0]
@@ -441,22 +440,6 @@ def run_config(target: str | Path) -> Any:
         return load_run_config(target)
     except EdgeganError:
         return None
-
-
-def _run_reference(target: str | Path, metric: str) -> str | None:
-    """The reference a run was scored against with ``metric`` (:func:`config_reference`;
-    None: not a run, or the metric's default)."""
-    config = run_config(target)
-    return None if config is None else config_reference(config, metric)
-
-
-def _run_metric_params(target: str | Path, metric: str) -> dict[str, Any] | None:
-    """``eval.metric_params`` of a run scored with ``metric`` (None: not a run, or another
-    metric)."""
-    config = run_config(target)
-    if config is None or config.eval.metric != metric:
-        return None
-    return dict(config.eval.metric_params)
 
 
 def config_reference(config: Any, metric: str | None = None) -> str | None:

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +187,9 @@ def _refuse_other_tasks_sections(config: Config) -> None:
     for section, task in _TASK_SECTIONS.items():
         if task == config.task:
             continue
-        value, default = getattr(config, section), type(getattr(config, section))()
-        changed = [
-            (f.name, getattr(value, f.name), getattr(default, f.name))
-            for f in fields(value)
-            if getattr(value, f.name) != getattr(default, f.name)
-        ]
+        value = getattr(config, section)
+        current, default = asdict(value), asdict(type(value)())
+        changed = [(k, v, default[k]) for k, v in current.items() if v != default[k]]
         if changed:
             given = ", ".join(f"{section}.{k}={v}" for k, v, _ in changed)
             reset = " ".join(f"{section}.{k}={'null' if d is None else d}" for k, _, d in changed)
