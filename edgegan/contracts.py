@@ -310,6 +310,51 @@ def check_gan_networks(
         _check_discriminator(d_entry, discriminator, images.detach(), labels)
 
 
+def label_blind(
+    generator: nn.Module, discriminator: nn.Module, context: dict[str, Any]
+) -> list[str]:
+    """Which networks of a conditional ``gan`` run never look at their labels
+    (``"generator"``, ``"discriminator"``): each is run once on two inputs with labels that
+    record any torch operation on them, in eval mode, without gradients, on a random stream of
+    its own. A label-blind discriminator (a PatchGAN, a plugin that drops ``labels``) gives the
+    generator nothing to learn the classes from; a label-blind generator makes ``--labels`` do
+    nothing. Reading is what counts, not the output: a class-conditional BatchNorm starts
+    equal for every class, so outputs compared at initialisation would wrongly say blind."""
+    if context["num_classes"] < 2:
+        return []
+    size = context["image_size"]
+    blind: list[str] = []
+    with random_state_kept(), torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        z = torch.randn(2, context["latent_dim"], generator=g)
+        x = torch.rand(2, context["channels"], size, size, generator=g) * 2 - 1
+        for name, net, inputs in (("generator", generator, z), ("discriminator", discriminator, x)):
+            watched: type[_ReadLabels] = type("Labels", (_ReadLabels,), {"read": False})
+            labels = torch.tensor([0, 1]).as_subclass(watched)  # this probe's own class
+            was_training = net.training
+            net.eval()
+            try:
+                net(inputs, labels)
+            finally:
+                net.train(was_training)
+            if not watched.read:
+                blind.append(name)
+    return blind
+
+
+class _ReadLabels(torch.Tensor):
+    """Labels that note on their class whether any torch function (an embedding, ``one_hot``,
+    indexing, a ``.long()``, also inside a list as ``torch.stack`` takes) touched them."""
+
+    read = False
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        cls.read = True
+        with torch._C.DisableTorchFunctionSubclass():  # the network gets plain tensors back
+            return func(*args, **(kwargs or {}))
+
+
 def check_translator_networks(
     g_entry: Entry,
     generator: nn.Module,

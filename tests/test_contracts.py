@@ -34,8 +34,12 @@ class GoodG(nn.Module):
         super().__init__()
         self.shape = (channels, image_size, image_size)
         self.fc = nn.Linear(latent_dim, channels * image_size * image_size)
+        # conditional on the run's classes (not an attribute num_classes: Deaf below sets it)
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
 
     def forward(self, z, labels=None):
+        if self.embed is not None and labels is not None:
+            z = z + self.embed(labels.clamp(min=0)) * (labels >= 0)[:, None]  # -1: no class
         return torch.tanh(self.fc(z)).view(len(z), *self.shape)
 
 
@@ -43,9 +47,13 @@ class GoodD(nn.Module):
     def __init__(self, channels, image_size, num_classes=0):
         super().__init__()
         self.fc = nn.Linear(channels * image_size * image_size, 1)
+        self.embed = nn.Embedding(num_classes, 1) if num_classes else None
 
     def forward(self, x, labels=None):
-        return self.fc(x.flatten(1)).squeeze(1)
+        logits = self.fc(x.flatten(1)).squeeze(1)
+        if self.embed is not None and labels is not None:
+            logits = logits + self.embed(labels.clamp(min=0)).squeeze(1) * (labels >= 0)
+        return logits
 
 
 class GoodLoss:
@@ -355,6 +363,64 @@ def test_the_network_checks_keep_the_runs_random_streams():
     torch.manual_seed(3)
     check_gan_networks(entry, generator, entry, discriminator, context)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_label_blind_finds_the_networks_that_never_read_their_labels():
+    """Reading counts, not the output: a generator whose class embedding starts at zero (a
+    conditional BatchNorm's gains start equal) gives the same images for every label at
+    initialisation, yet it learns the classes."""
+    from edgegan.contracts import label_blind
+
+    context = {"latent_dim": 4, "num_classes": 2, "channels": 1, "image_size": 8}
+    blind_g = _g(lambda self, z: torch.tanh(self.fc(z)).view(len(z), *self.shape))
+    blind_d = _d(lambda self, x: self.fc(x.flatten(1)).squeeze(1))
+    zero_start = GoodG(4, 1, 8, 2)
+    torch.nn.init.zeros_(zero_start.embed.weight)
+
+    class Stacking(GoodD):  # reads its labels only inside a list (torch.stack's argument)
+        def forward(self, x, labels=None):
+            return self.fc(x.flatten(1)).squeeze(1) + torch.stack([labels, labels]).sum(0) * 0
+
+    assert label_blind(GoodG(4, 1, 8, 2), GoodD(1, 8, 2), context) == []
+    assert label_blind(zero_start, Stacking(1, 8, 2), context) == []
+    assert label_blind(blind_g(4, 1, 8, 2), GoodD(1, 8, 2), context) == ["generator"]
+    assert label_blind(GoodG(4, 1, 8, 2), blind_d(1, 8, 2), context) == ["discriminator"]
+    both = label_blind(blind_g(4, 1, 8, 2), blind_d(1, 8, 2), context)
+    assert both == ["generator", "discriminator"]
+    assert label_blind(blind_g(4, 1, 8), blind_d(1, 8), {**context, "num_classes": 0}) == []
+    # the probe runs in eval mode and gives back the mode and the random streams it found
+    g, d = GoodG(4, 1, 8, 2), GoodD(1, 8, 2).eval()
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    label_blind(g, d, context)
+    assert torch.equal(torch.rand(3), expected) and g.training and not d.training
+
+
+def test_a_conditional_run_warns_about_a_label_blind_network(tmp_path):
+    """It trains, but its classes mean nothing: a discriminator that drops the labels (as
+    the built-in patchgan does) never teaches the generator which class is which."""
+    _plugin(d=_d(lambda self, x: self.fc(x.flatten(1)).squeeze(1)))
+    said = (
+        r"^model.conditional=true, but the discriminator 'bad' never reads its labels, so "
+        r"nothing teaches the generator the classes; use networks that take labels \(dcgan\) "
+        r"or set model.conditional=false$"
+    )
+    with pytest.warns(UserWarning, match=said):
+        assert train(_config(), out_dir=tmp_path / "r").step == 2
+    unconditional = _config()
+    unconditional.model.conditional = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no classes, nothing to read
+        assert train(unconditional, out_dir=tmp_path / "u").step == 2
+
+
+def test_a_digits_run_with_the_patchgan_discriminator_is_warned_about(tmp_path):
+    from tiny import TINY_GAN
+
+    config = load_config("dcgan-mnist", [*TINY_GAN, "model.discriminator.name=patchgan"])
+    with pytest.warns(UserWarning, match="the discriminator 'patchgan' never reads its labels"):
+        assert train(config, out_dir=tmp_path / "r").step == 2
 
 
 def test_a_generator_outside_the_image_range_is_warned_about(tmp_path):

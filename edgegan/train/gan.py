@@ -88,6 +88,7 @@ class GANTask(Task):
         self.num_classes = self.context["num_classes"]
         self.latent_dim = self.context["latent_dim"]
         contracts.check_gan_parts(self)
+        self._warn_label_blind()
         ev = self.config.eval
         self._scorer: Any = None  # the metric, built once for every evaluation of the run
         if ev.at_end or ev.every:  # an unknown or broken metric must fail now, not after training
@@ -103,6 +104,26 @@ class GANTask(Task):
                 self._scorer = check_metric(ev.metric, self._reference(), ev.metric_params)
             else:  # process 0 alone evaluates: a metric that loads a network is built there
                 manager.registry("metrics").get(ev.metric)
+
+    def _warn_label_blind(self) -> None:
+        """Warn (once a run) when a conditional run's network ignores the labels: the run
+        trains, but its classes mean nothing."""
+        from edgegan.train.distributed import is_main_process
+
+        blind = contracts.label_blind(self.generator, self.discriminator, self.context)
+        if not blind or not is_main_process():
+            return
+        g, d = self.config.model.generator.name, self.config.model.discriminator.name
+        why = {
+            "generator": f"the generator '{g}' never reads its labels",
+            "discriminator": f"the discriminator '{d}' never reads its labels, so nothing "
+            "teaches the generator the classes",
+        }
+        warnings.warn(
+            f"model.conditional=true, but {' and '.join(why[n] for n in blind)}; use networks "
+            "that take labels (dcgan) or set model.conditional=false",
+            stacklevel=2,
+        )
 
     def _reference(self) -> str | None:
         """``eval.reference``, else the test split of the bundled digits for runs on them."""
