@@ -47,6 +47,8 @@ _LEGACY = {
     "niter_decay": "n_epochs_decay",
     "resize_or_crop": "preprocess",
     "identity": "lambda_identity",
+    "which_model_netG": "netG",
+    "which_model_netD": "netD",
 }
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -336,6 +338,38 @@ def _settings(options: dict[str, str], task: str, backwards: bool) -> tuple[list
     return out, notes
 
 
+def _network_notes(options: dict[str, str], nets: dict[str, Network], file: str) -> list[str]:
+    """A note when the options' network settings (``netG``, ``ngf``, ``netD``, ``n_layers_D``,
+    ``ndf``, ``norm``) disagree with the weights: the run is built from the weights, and the
+    options file may be another run's (copied into the wrong folder, or a later run's)."""
+    said: list[tuple[str, str, str]] = []  # (option, the file's value, the weights' value)
+
+    def compare(key: str, theirs: str | None, ours: Any) -> None:
+        if theirs is not None and theirs != str(ours):
+            said.append((key, theirs, str(ours)))
+
+    g = nets["g_ab"]
+    compare("netG", options.get("netG"), g.name)
+    compare("ngf", options.get("ngf"), g.params["ngf"])
+    compare("norm", options.get("norm"), g.params["norm"])
+    d = next((nets[n] for n in ("d", "d_a", "d_b") if n in nets), None)
+    if d is not None:
+        # the reference's netD: basic is a 3-layer PatchGAN, n_layers takes n_layers_D
+        kind = {"basic": "patchgan", "n_layers": "patchgan"}.get(options.get("netD", ""))
+        compare("netD", kind or options.get("netD"), d.name)
+        if d.name == "patchgan" and options.get("netD") in ("basic", "n_layers"):
+            layers = "3" if options["netD"] == "basic" else options.get("n_layers_D")
+            compare("n_layers_D", layers, d.params["n_layers"])
+        compare("ndf", options.get("ndf"), d.params["ndf"])
+    if not said:
+        return []
+    shown = "; ".join(f"{k} {theirs}, the weights {ours}" for k, theirs, ours in said)
+    return [
+        f"{file} does not describe these weights ({shown}): the run is built as the weights "
+        f"are; check that {file} is this run's"
+    ]
+
+
 def _part(key: str, net: Network, extra: dict[str, Any] | None = None) -> list[str]:
     params = {**net.params, **(extra or {})}
     values = [
@@ -444,6 +478,8 @@ def import_reference(
         dropout = opts.get("no_dropout")
         extra["use_dropout"] = dropout == "False" if dropout else src.task == "pix2pix"
     settings, notes = _settings(opts, src.task, backwards)
+    if src.options_file is not None:
+        notes += _network_notes(opts, nets, src.options_file.name)
     overrides = settings + _part("model.generator", g, extra)
     ds = [nets[n] for n in ("d", "d_a", "d_b") if n in nets]
     _same_kind(ds)

@@ -555,3 +555,38 @@ def test_generators_of_two_kinds_are_refused(tmp_path):
     with pytest.raises(EdgeganError, match="builds both directions alike"):
         import_reference(folder, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def _options(**values):
+    """A train_opt.txt of :data:`OPTION_VALUES` with ``values`` set or added."""
+    chosen = {k: v for k, v, _ in OPTION_VALUES} | values
+    text = "".join(f"{k:>25}: {v:<30}\n" for k, v in chosen.items())
+    return text.format(root="", direction="AtoB")
+
+
+def test_options_that_do_not_describe_the_weights_are_a_note(tmp_path):
+    """The run is built as the weights are; an options file of another run (the reference's
+    defaults: ResNet-9, 64 filters) is said to be one, with each disagreement."""
+    theirs = _options(ngf="64", netG="resnet_9blocks", netD="basic", ndf="64", norm="instance")
+    cyclegan_checkpoints(tmp_path / "ck", "", options=theirs)
+    with pytest.warns(UserWarning, match="does not describe") as caught:
+        result = import_reference(tmp_path / "ck", tmp_path / "run")
+    (note,) = [str(w.message) for w in caught if "does not describe" in str(w.message)]
+    assert note == (
+        "train_opt.txt does not describe these weights (netG resnet_9blocks, the weights "
+        "resnet_6blocks; ngf 64, the weights 4; ndf 64, the weights 4): the run is built as the "
+        "weights are; check that train_opt.txt is this run's"
+    )
+    assert note in result.notes
+    assert load_run_config(tmp_path / "run").model.generator.name == "resnet_6blocks"
+
+    # the reference's own names for what the weights hold, also the older which_model_netD
+    ours = _options(ngf="4", netG="resnet_6blocks", which_model_netD="n_layers", n_layers_D="3")
+    cyclegan_checkpoints(tmp_path / "ck2", "", options=ours + f"{'ndf':>25}: 4\n")
+    with pytest.warns(UserWarning) as caught:  # the schedule's note, and no other
+        import_reference(tmp_path / "ck2", tmp_path / "run2")
+    assert not [w for w in caught if "does not describe" in str(w.message)]
+    pixel = _options(netD="pixel", n_layers_D="5")
+    cyclegan_checkpoints(tmp_path / "ck3", "", options=pixel)
+    with pytest.warns(UserWarning, match="netD pixel, the weights patchgan"):
+        import_reference(tmp_path / "ck3", tmp_path / "run3")
