@@ -145,6 +145,25 @@ def test_a_resume_that_cannot_continue_exactly_says_so(tmp_path):
     assert any("resumed with train.num_workers=1, the run trained with 0" in m for m in said)
 
 
+def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_changed(tmp_path):
+    """train.epochs counts steps from the batch size: resumed with another one, the run
+    trains another number of steps (and decays its learning rate over them)."""
+    import warnings
+
+    run = train(tiny("train.epochs=0.25"), out_dir=tmp_path / "r").run_dir  # 16 batches: 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # another length asked for: nothing to say
+        assert train(load_run_config(run, ["train.epochs=0.5"]), resume=run).step == 8
+    said = (
+        r"^train.epochs=0.5 is 16 steps now \(train.batch_size=8, 256 items\), the run "
+        r"planned 8: it trains to step 16 and its learning-rate schedule follows the new count "
+        r"\(train.steps=8 keeps the run's plan\)$"
+    )
+    with pytest.warns(UserWarning, match=said):
+        resumed = train(load_run_config(run, ["train.batch_size=8"]), resume=run)
+    assert resumed.step == 16
+
+
 def test_validation_does_not_change_what_a_run_trains(tmp_path):
     """Scoring the networks every eval.every steps builds the metric (a classifier's init) and
     used to shift the run's random streams: the validated run trained other weights."""

@@ -311,6 +311,12 @@ def test_a_best_mode_against_the_scores_better_direction_is_warned(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             Trainer(load_config("dcgan-mnist", [*TINY_GAN, *extra, *ok]), tmp_path / "c")
+    from edgegan.train.distributed import Distributed
+
+    with warnings.catch_warnings():  # under torchrun, process 0 alone says it
+        warnings.simplefilter("error")
+        config = load_config("dcgan-mnist", [*TINY_GAN, *extra])
+        Trainer(config, tmp_path / "d", dist=Distributed(rank=1, world_size=2))
 
 
 def test_eval_best_carries_over_a_resume_and_names_a_score_validation_lacks(tmp_path):

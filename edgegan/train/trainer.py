@@ -729,7 +729,18 @@ class Trainer:
                 f"(train.layout_norm={str(bool(was_layout)).lower()} continues it exactly)",
                 stacklevel=4,
             )
-        saved = (state.get("config") or {}).get("train", {}).get("num_workers")
+        planned = (state.get("config") or {}).get("train", {})
+        if t.epochs is not None and planned.get("epochs") == t.epochs:
+            if planned.get("steps") not in (None, t.steps):  # another batch size or dataset
+                warnings.warn(
+                    f"train.epochs={t.epochs:g} is {t.steps} steps now (train.batch_size="
+                    f"{t.batch_size}, {len(self.dataset)} items), the run planned "
+                    f"{planned['steps']}: it trains to step {t.steps} and its learning-rate "
+                    f"schedule follows the new count (train.steps={planned['steps']} keeps the "
+                    "run's plan)",
+                    stacklevel=4,
+                )
+        saved = planned.get("num_workers")
         workers = self.config.train.num_workers
         if saved is not None and (saved > 0) != (workers > 0):
             warnings.warn(
