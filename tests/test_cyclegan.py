@@ -453,6 +453,7 @@ def test_evaluation_averages_over_the_pairs_it_scored(tmp_path):
 
     _train_calling_at_start(tiny("eval.at_end=false", steps=1), tmp_path / "r", evaluate)
     assert set(got) == {5, None}
-    for scores, want in got.values():
+    for n, (scores, want) in got.items():
+        assert scores.pop("num_samples") == (n or 16)  # the eval.json of a run says it too
         assert set(scores) == {f"{d}_{m}" for d in ("ab", "ba") for m in ("l1", "psnr", "ssim")}
         assert scores == pytest.approx(want, rel=1e-6)

@@ -152,7 +152,7 @@ class TranslationTask(Task):
             return {}
         n = min(len(ds), num_samples or self.config.eval.num_samples)
         directions = {p: (source, target) for p, (_, source, target) in self.translations.items()}
-        return translation_scores(
+        scores = translation_scores(
             ds,
             directions,
             lambda prefix, x: self.translate(trainer, prefix, x),
@@ -160,3 +160,5 @@ class TranslationTask(Task):
             getattr(self, "_fid", None),
             self._fid_reference,
         )
+        # how many were scored, as a GAN's metric and `edgegan eval RUN` say
+        return {**scores, "num_samples": n} if scores else {}
