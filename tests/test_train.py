@@ -164,6 +164,28 @@ def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_chang
     assert resumed.step == 16
 
 
+def test_a_seed_outside_32_bits_says_which_run_it_repeats(tmp_path):
+    """torch's CPU generator and NumPy keep a seed's low 32 bits: seed 2**32 + 1 trains the
+    weights of seed 1, which a seed sweep over large numbers would not expect."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = train(tiny("seed=1", steps=2), out_dir=tmp_path / "one")
+        train(tiny("seed=4294967295", steps=1), out_dir=tmp_path / "top")  # the largest
+    said = r"^seed=4294967297 draws torch's and NumPy's numbers as seed=1 does \(they keep"
+    with pytest.warns(UserWarning, match=said):
+        wrapped = train(tiny("seed=4294967297", steps=2), out_dir=tmp_path / "wrapped")
+    a, b = _weights(one.run_dir), _weights(wrapped.run_dir)
+    for net in a["networks"]:
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), f"{net}.{key}"
+    with pytest.warns(
+        UserWarning, match="seed=-1 draws torch's and NumPy's numbers as seed=4294967295"
+    ):
+        train(tiny("seed=-1", steps=1), out_dir=tmp_path / "negative")
+
+
 def test_validation_does_not_change_what_a_run_trains(tmp_path):
     """Scoring the networks every eval.every steps builds the metric (a classifier's init) and
     used to shift the run's random streams: the validated run trained other weights."""

@@ -300,6 +300,13 @@ class Trainer:
         self.dist = dist or distributed.Distributed()
         if self.dist.is_main:  # once a run, not once a rank
             _warn_best_mode(config.eval)
+            if not resume and not 0 <= config.seed < 2**32:
+                warnings.warn(
+                    f"seed={config.seed} draws torch's and NumPy's numbers as seed="
+                    f"{config.seed % 2**32} does (they keep a seed's low 32 bits): use a seed "
+                    "in [0, 2**32) to keep runs apart",
+                    stacklevel=2,
+                )
         self.device = self.dist.device if self.dist.enabled else resolve_device(t.device)
         if t.threads:
             torch.set_num_threads(t.threads)
