@@ -313,13 +313,16 @@ def check_gan_networks(
 def label_blind(
     generator: nn.Module, discriminator: nn.Module, context: dict[str, Any]
 ) -> list[str]:
-    """Which networks of a conditional ``gan`` run never look at their labels
-    (``"generator"``, ``"discriminator"``): each is run once on two inputs with labels that
-    record any torch operation on them, in eval mode, without gradients, on a random stream of
-    its own. A label-blind discriminator (a PatchGAN, a plugin that drops ``labels``) gives the
-    generator nothing to learn the classes from; a label-blind generator makes ``--labels`` do
-    nothing. Reading is what counts, not the output: a class-conditional BatchNorm starts
-    equal for every class, so outputs compared at initialisation would wrongly say blind."""
+    """Which networks of a conditional ``gan`` run never use their labels (``"generator"``,
+    ``"discriminator"``): each is run once on two inputs with labels that record whether a
+    torch operation read their values (looking at their shape or device, or converting them
+    with ``.long()`` or ``.to()``, is no use), in eval mode, without gradients, on a random
+    stream of its own. A label-blind discriminator (a PatchGAN, a plugin that drops
+    ``labels``) gives the generator nothing to learn the classes from; a label-blind generator
+    makes ``--labels`` do nothing. Reading is what counts, not the output: a class-conditional
+    BatchNorm starts equal for every class, so outputs compared at initialisation would
+    wrongly say blind. A network the probe cannot run (one that copies its labels, say) is
+    not said to be blind: this is advice, and the contract checks ran it already."""
     if context["num_classes"] < 2:
         return []
     size = context["image_size"]
@@ -335,6 +338,8 @@ def label_blind(
             net.eval()
             try:
                 net(inputs, labels)
+            except Exception:
+                continue  # cannot tell
             finally:
                 net.train(was_training)
             if not watched.read:
@@ -342,17 +347,34 @@ def label_blind(
     return blind
 
 
+#: Torch functions that look at a tensor without reading its values.
+_METADATA = frozenset({"size", "dim", "ndimension", "numel", "nelement", "__len__",
+                       "element_size", "is_floating_point", "is_complex", "is_contiguous",
+                       "get_device"})  # fmt: skip
+#: Conversions and views: their result is still the labels, watched as they were.
+_SAME_LABELS = frozenset({"to", "long", "int", "cpu", "cuda", "clone", "detach", "contiguous",
+                          "view", "view_as", "reshape", "reshape_as", "flatten", "squeeze",
+                          "unsqueeze", "expand", "type_as", "__get__"})  # fmt: skip
+
+
 class _ReadLabels(torch.Tensor):
-    """Labels that note on their class whether any torch function (an embedding, ``one_hot``,
-    indexing, a ``.long()``, also inside a list as ``torch.stack`` takes) touched them."""
+    """Labels that note on their class whether a torch function read their values (an
+    embedding, ``one_hot``, indexing, a comparison, ``tolist``, also inside a list as
+    ``torch.stack`` takes it); see :data:`_METADATA` and :data:`_SAME_LABELS`."""
 
     read = False
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        cls.read = True
+        name = getattr(func, "__name__", "")
+        if name not in _METADATA and name not in _SAME_LABELS:
+            cls.read = True
         with torch._C.DisableTorchFunctionSubclass():  # the network gets plain tensors back
-            return func(*args, **(kwargs or {}))
+            out = func(*args, **(kwargs or {}))
+        # an attribute (``__get__``) that is a tensor (``.data``, ``.T``) is the labels too
+        if name in _SAME_LABELS and isinstance(out, torch.Tensor):
+            return out.as_subclass(cls)
+        return out
 
 
 def check_translator_networks(

@@ -341,32 +341,38 @@ def _settings(options: dict[str, str], task: str, backwards: bool) -> tuple[list
 def _network_notes(options: dict[str, str], nets: dict[str, Network], file: str) -> list[str]:
     """A note when the options' network settings (``netG``, ``ngf``, ``netD``, ``n_layers_D``,
     ``ndf``, ``norm``) disagree with the weights: the run is built from the weights, and the
-    options file may be another run's (copied into the wrong folder, or a later run's)."""
-    said: list[tuple[str, str, str]] = []  # (option, the file's value, the weights' value)
+    options file may be another run's (copied into the wrong folder, or a later run's). The
+    file's values are quoted as it writes them."""
+    said: list[str] = []
 
-    def compare(key: str, theirs: str | None, ours: Any) -> None:
+    def compare(key: str, ours: Any, whose: str = "the weights") -> None:
+        theirs = options.get(key)
         if theirs is not None and theirs != str(ours):
-            said.append((key, theirs, str(ours)))
+            said.append(f"{key} {theirs}, {whose} {ours}")
 
     g = nets["g_ab"]
-    compare("netG", options.get("netG"), g.name)
-    compare("ngf", options.get("ngf"), g.params["ngf"])
-    compare("norm", options.get("norm"), g.params["norm"])
+    compare("netG", g.name if g.name != "unet" else f"a U-Net of {g.params['num_downs']} levels")
+    compare("ngf", g.params["ngf"])
+    compare("norm", g.params["norm"], "the generator's weights")
     d = next((nets[n] for n in ("d", "d_a", "d_b") if n in nets), None)
     if d is not None:
-        # the reference's netD: basic is a 3-layer PatchGAN, n_layers takes n_layers_D
-        kind = {"basic": "patchgan", "n_layers": "patchgan"}.get(options.get("netD", ""))
-        compare("netD", kind or options.get("netD"), d.name)
-        if d.name == "patchgan" and options.get("netD") in ("basic", "n_layers"):
-            layers = "3" if options["netD"] == "basic" else options.get("n_layers_D")
-            compare("n_layers_D", layers, d.params["n_layers"])
-        compare("ndf", options.get("ndf"), d.params["ndf"])
+        compare("ndf", d.params["ndf"])
+        compare("norm", d.params["norm"], "the discriminator's weights")  # one --norm for both
+        net_d = options.get("netD")
+        layers = d.params.get("n_layers")  # a PatchGAN's (the reference's basic and n_layers)
+        if net_d == "pixel" and layers is not None:
+            said.append(f"netD pixel, the weights a PatchGAN of {layers} layers")
+        elif net_d in ("basic", "n_layers") and layers is None:
+            said.append(f"netD {net_d}, the weights pixel")
+        elif net_d == "basic" and layers != 3:
+            said.append(f"netD basic (3 layers), the weights {layers} layers")
+        elif net_d == "n_layers":
+            compare("n_layers_D", layers)
     if not said:
         return []
-    shown = "; ".join(f"{k} {theirs}, the weights {ours}" for k, theirs, ours in said)
     return [
-        f"{file} does not describe these weights ({shown}): the run is built as the weights "
-        f"are; check that {file} is this run's"
+        f"{file} does not describe these weights ({'; '.join(said)}): the run is built as the "
+        f"weights are; check that {file} is this run's"
     ]
 
 

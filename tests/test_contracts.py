@@ -381,10 +381,23 @@ def test_label_blind_finds_the_networks_that_never_read_their_labels():
         def forward(self, x, labels=None):
             return self.fc(x.flatten(1)).squeeze(1) + torch.stack([labels, labels]).sum(0) * 0
 
+    class Checking(GoodD):  # looks at its labels, converts them, and drops them
+        def forward(self, x, labels=None):
+            assert labels.shape == (len(x),) and labels.device == x.device and len(labels)
+            labels = labels.long().to(x.device).view(-1)
+            return self.fc(x.flatten(1)).squeeze(1)
+
+    class Copying(GoodG):  # a forward the probe's labels cannot run: not said to be blind
+        def forward(self, z, labels=None):
+            import copy
+
+            return super().forward(z, copy.deepcopy(labels))
+
     assert label_blind(GoodG(4, 1, 8, 2), GoodD(1, 8, 2), context) == []
     assert label_blind(zero_start, Stacking(1, 8, 2), context) == []
     assert label_blind(blind_g(4, 1, 8, 2), GoodD(1, 8, 2), context) == ["generator"]
     assert label_blind(GoodG(4, 1, 8, 2), blind_d(1, 8, 2), context) == ["discriminator"]
+    assert label_blind(Copying(4, 1, 8, 2), Checking(1, 8, 2), context) == ["discriminator"]
     both = label_blind(blind_g(4, 1, 8, 2), blind_d(1, 8, 2), context)
     assert both == ["generator", "discriminator"]
     assert label_blind(blind_g(4, 1, 8), blind_d(1, 8), {**context, "num_classes": 0}) == []

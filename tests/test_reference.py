@@ -11,6 +11,7 @@ saved network computed, through export, infer, init_from and the CLI's errors.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -586,7 +587,17 @@ def test_options_that_do_not_describe_the_weights_are_a_note(tmp_path):
     with pytest.warns(UserWarning) as caught:  # the schedule's note, and no other
         import_reference(tmp_path / "ck2", tmp_path / "run2")
     assert not [w for w in caught if "does not describe" in str(w.message)]
-    pixel = _options(netD="pixel", n_layers_D="5")
-    cyclegan_checkpoints(tmp_path / "ck3", "", options=pixel)
-    with pytest.warns(UserWarning, match="netD pixel, the weights patchgan"):
-        import_reference(tmp_path / "ck3", tmp_path / "run3")
+    for i, (options, expected) in enumerate(
+        (
+            ({"netD": "pixel", "n_layers_D": "5"}, "netD pixel, the weights a PatchGAN of 3 "),
+            ({"netD": "n_layers", "n_layers_D": "5"}, "(n_layers_D 5, the weights 3)"),
+            (
+                {"norm": "batch"},
+                "norm batch, the generator's weights instance; norm batch, "
+                "the discriminator's weights instance)",
+            ),  # fmt: skip
+        )
+    ):
+        cyclegan_checkpoints(tmp_path / f"case{i}", "", options=_options(**options))
+        with pytest.warns(UserWarning, match=re.escape(expected)):
+            import_reference(tmp_path / f"case{i}", tmp_path / f"case{i}-run")

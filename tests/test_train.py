@@ -148,6 +148,7 @@ def test_a_resume_that_cannot_continue_exactly_says_so(tmp_path):
 def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_changed(tmp_path):
     """train.epochs counts steps from the batch size: resumed with another one, the run
     trains another number of steps (and decays its learning rate over them)."""
+    import shutil
     import warnings
 
     run = train(tiny("train.epochs=0.25"), out_dir=tmp_path / "r").run_dir  # 16 batches: 4
@@ -155,13 +156,25 @@ def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_chang
         warnings.simplefilter("error")  # another length asked for: nothing to say
         assert train(load_run_config(run, ["train.epochs=0.5"]), resume=run).step == 8
     said = (
-        r"^train.epochs=0.5 is 16 steps now \(train.batch_size=8, 256 items\), the run "
-        r"planned 8: it trains to step 16 and its learning-rate schedule follows the new count "
-        r"\(train.steps=8 keeps the run's plan\)$"
+        r"^train.epochs=0.5 is {} steps now, the run planned {} \({}\): it trains to step {} "
+        r"and its learning-rate schedule follows the new count{}$"
     )
-    with pytest.warns(UserWarning, match=said):
+    copy = shutil.copytree(run, tmp_path / "copy")  # at step 8, its planned end
+    with pytest.warns(UserWarning, match=said.format(16, 8, "train.batch_size 16, now 8", 16, "")):
         resumed = train(load_run_config(run, ["train.batch_size=8"]), resume=run)
     assert resumed.step == 16
+    with pytest.warns(
+        UserWarning, match=said.format(16, 8, "the training data holds 512 items now", 16, "")
+    ):
+        assert train(load_run_config(copy, ["data.limit=512"]), resume=copy).step == 16
+    # stopped before its planned end, the old plan is one override away; two discriminator
+    # batches a step halve a gan's steps
+    short = train(tiny("train.epochs=0.5", "train.max_seconds=0.001"), out_dir=tmp_path / "s")
+    assert short.step == 1
+    keep = r" \(train.steps=8 keeps the run's plan\)"
+    with pytest.warns(UserWarning, match=said.format(4, 8, "train.d_steps 1, now 2", 4, keep)):
+        again = load_run_config(short.run_dir, ["train.d_steps=2", "train.max_seconds=null"])
+        assert train(again, resume=short.run_dir).step == 4
 
 
 def test_a_seed_outside_32_bits_says_which_run_it_repeats(tmp_path):

@@ -737,14 +737,19 @@ class Trainer:
                 stacklevel=4,
             )
         planned = (state.get("config") or {}).get("train", {})
-        if t.epochs is not None and planned.get("epochs") == t.epochs:
-            if planned.get("steps") not in (None, t.steps):  # another batch size or dataset
+        step, was = int(state["step"]), planned.get("steps")
+        if (
+            t.epochs is not None
+            and planned.get("epochs") == t.epochs
+            and was not in (None, t.steps)
+        ):
+            if step < t.steps:  # else the run is refused as finished, which says enough
+                why = self._epoch_steps_changed(planned)
+                keep = f" (train.steps={was} keeps the run's plan)" if step < was else ""
                 warnings.warn(
-                    f"train.epochs={t.epochs:g} is {t.steps} steps now (train.batch_size="
-                    f"{t.batch_size}, {len(self.dataset)} items), the run planned "
-                    f"{planned['steps']}: it trains to step {t.steps} and its learning-rate "
-                    f"schedule follows the new count (train.steps={planned['steps']} keeps the "
-                    "run's plan)",
+                    f"train.epochs={t.epochs:g} is {t.steps} steps now, the run planned {was} "
+                    f"({why}): it trains to step {t.steps} and its learning-rate schedule "
+                    f"follows the new count{keep}",
                     stacklevel=4,
                 )
         saved = planned.get("num_workers")
@@ -756,6 +761,20 @@ class Trainer:
                 f"(train.num_workers={saved} continues it exactly)",
                 stacklevel=4,
             )
+
+    def _epoch_steps_changed(self, planned: dict[str, Any]) -> str:
+        """Why ``train.epochs`` counts other steps than the checkpoint's config ``planned``:
+        another batch size, batches a step (``train.d_steps`` of a gan), or dataset size."""
+        t, task_class = self.config.train, type(self.task)
+        why = []
+        if planned.get("batch_size") not in (None, t.batch_size):
+            why.append(f"train.batch_size {planned['batch_size']}, now {t.batch_size}")
+        if planned.get("d_steps") not in (None, t.d_steps):
+            before = copy.deepcopy(self.config)
+            before.train.d_steps = planned["d_steps"]
+            if task_class.batches_per_step(before) != task_class.batches_per_step(self.config):
+                why.append(f"train.d_steps {planned['d_steps']}, now {t.d_steps}")
+        return "; ".join(why) or f"the training data holds {len(self.dataset)} items now"
 
     # -- the loop ----------------------------------------------------------------------------
     def _session_seconds(self) -> float:
