@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -122,6 +123,7 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
         label = label.item()
     if not isinstance(label, numbers.Integral) or isinstance(label, bool):
         raise _fail(entry, f"gives labels as {type(label).__name__}; they must be ints (-1: none)")
+    _check_in_memory(entry, dataset, tuple(shape), size, image)
     if num_classes and conditional:
         _check_label_range(entry, int(label), int(label), num_classes, "item 0 has label")
         labels = _attr(entry, dataset, "labels")
@@ -134,6 +136,47 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
         if integers:  # one pass over an in-memory tensor: cheap
             lo_label, hi_label = int(labels.min()), int(labels.max())
             _check_label_range(entry, lo_label, hi_label, num_classes, "its labels attribute holds")
+
+
+def _check_in_memory(
+    entry: Entry, dataset: Any, shape: tuple[int, ...], size: int, item: torch.Tensor
+) -> None:
+    """In-memory ``images`` and ``labels`` tensors, which training gathers batches from
+    instead of calling ``__getitem__`` (see BatchStream): ``(N, C, H, W)`` images of
+    ``image_shape``, uint8 pixels or float32 in [-1, 1], and ``(N,)`` labels, N the dataset's
+    length. A first image that is not item 0's (another scale, say) is warned about: the
+    items may augment, the tensor is what trains."""
+    images, labels = _attr(entry, dataset, "images"), _attr(entry, dataset, "labels")
+    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+        return  # not the in-memory path: items are read one by one
+    what = "its images attribute (the tensor training gathers batches from)"
+    if images.ndim != 4 or tuple(images.shape[1:]) != shape:
+        raise _fail(
+            entry, f"has {what} of shape {_shape(images)}; it must be (N, *image_shape) = "
+            f"(N, {', '.join(map(str, shape))})",
+        )  # fmt: skip
+    if images.dtype not in (torch.uint8, torch.float32):
+        raise _fail(entry, f"has {what} as {images.dtype}; it must be uint8 pixels or float32")
+    if images.shape[0] != size or tuple(labels.shape) != (size,):
+        raise _fail(
+            entry,
+            f"has images {_shape(images)} and labels {_shape(labels)} for {size} items (its "
+            f"length); they must be ({size}, ...) and ({size},)",
+        )
+    first = images[0].float().div(127.5).sub(1) if images.dtype == torch.uint8 else images[0]
+    if images.dtype == torch.float32:
+        if not bool(torch.isfinite(images).all()):
+            raise _fail(entry, f"has {what} with NaN or infinite values")
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+            raise _fail(entry, f"has {what} in [{lo:.4g}, {hi:.4g}]; it must be in [-1, 1]")
+    diff = float((first.cpu() - item.cpu()).abs().max())
+    if diff > 2 / 255:  # more than a rounding to 8 bits
+        warnings.warn(
+            f"{entry.label}{entry.origin}: {what} holds a first image other than item 0 (max "
+            f"difference {diff:.3g}); training reads the tensor, not the items",
+            stacklevel=4,
+        )
 
 
 def _check_label_range(entry: Entry, lo: int, hi: int, num_classes: int, what: str) -> None:

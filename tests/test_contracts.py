@@ -11,6 +11,7 @@ from torch import nn
 
 from edgegan import hookimpl
 from edgegan.config import load_config
+from edgegan.data.base import unit_from_uint8 as unit
 from edgegan.errors import PluginError
 from edgegan.plugins.manager import PluginManager, reset_manager
 from edgegan.train import train
@@ -119,6 +120,11 @@ def _loss(**methods):
     return type("Loss", (GoodLoss,), methods)
 
 
+LABELS = torch.tensor([0, 1] * 16)
+PIXELS = torch.randint(
+    0, 256, (32, *SHAPE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+)
+
 # name -> (plugin parts that replace the good ones, expected message fragment)
 BROKEN = {
     "uint8 images": (
@@ -224,9 +230,29 @@ BROKEN = {
         "item 0 has label -2, its num_classes is 2",
     ),
     "labels tensor out of range": (  # item 0 is fine, the in-memory labels are not
-        {"data": _dataset(images=torch.zeros(4, *SHAPE), labels=torch.tensor([0, 1, 2, 1]))},
+        {"data": _dataset(images=torch.zeros(32, *SHAPE), labels=torch.tensor([0, 1, 2, 1] * 8))},
         "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) its labels attribute holds values in "
         "[0, 2], its num_classes is 2",
+    ),
+    # training gathers batches from in-memory images and labels, not from the items
+    "NHWC images tensor": (  # NumPy's and PIL's layout: a traceback from the first batch
+        {"data": _dataset(images=torch.zeros(32, 8, 8, 1, dtype=torch.uint8), labels=LABELS)},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) has its images attribute (the tensor "
+        "training gathers batches from) of shape (32, 8, 8, 1); it must be (N, *image_shape) = "
+        "(N, 1, 8, 8)",
+    ),
+    "float64 images tensor": (
+        {"data": _dataset(images=torch.zeros(32, *SHAPE, dtype=torch.float64), labels=LABELS)},
+        "batches from) as torch.float64; it must be uint8 pixels or float32",
+    ),
+    "images tensor shorter than the dataset": (  # an IndexError in some later batch
+        {"data": _dataset(images=torch.zeros(16, *SHAPE), labels=LABELS[:16])},
+        "has images (16, 1, 8, 8) and labels (16,) for 32 items (its length); they must be "
+        "(32, ...) and (32,)",
+    ),
+    "images tensor out of range": (
+        {"data": _dataset(images=torch.full((32, *SHAPE), 2.0), labels=LABELS)},
+        "batches from) in [2, 2]; it must be in [-1, 1]",
     ),
     "d_penalty without labels": (
         {"loss": _loss(d_penalty=lambda self, d, real, fake: (d(real) ** 2).mean())},
@@ -436,6 +462,21 @@ def test_a_digits_run_with_the_patchgan_discriminator_is_warned_about(tmp_path):
         assert train(config, out_dir=tmp_path / "r").step == 2
 
 
+def test_an_images_tensor_that_is_not_the_items_is_warned_about(tmp_path):
+    """Floats in [0, 1] in the tensor, [-1, 1] from the items: the run trained on the tensor,
+    in the wrong range, without a word."""
+    images = torch.rand(32, *SHAPE)
+    data = _dataset(images=images, labels=LABELS, __getitem__=lambda s, i: (images[i] * 2 - 1, 0))
+    _plugin(data=data)
+    said = (
+        r"^dataset 'bad' \(plugin 'bad', edgegan-bad 9.9\): its images attribute \(the tensor "
+        r"training gathers batches from\) holds a first image other than item 0 \(max "
+        r"difference [0-9.]+\); training reads the tensor, not the items$"
+    )
+    with pytest.warns(UserWarning, match=said):
+        assert train(_config(), out_dir=tmp_path / "r").step == 2
+
+
 def test_a_generator_outside_the_image_range_is_warned_about(tmp_path):
     """No tanh: it trains, but samples and exports clip what it gives."""
     _plugin(g=_g(lambda self, z: 50 * self.fc(z).view(len(z), *self.shape)))
@@ -465,6 +506,9 @@ def _gradient_penalty(self, discriminator, real, fake, labels):
         _dataset(num_classes=2.0),  # read with int(), as the trainer does
         # labels training never reads: original ids beside remapped items (no images tensor)
         _dataset(labels=torch.tensor([7, 9] * 16)),
+        _dataset(  # in memory as 8-bit pixels, as TensorImageDataset keeps the digits
+            images=PIXELS, labels=LABELS, __getitem__=lambda self, i: (unit(PIXELS[i]), i % 2)
+        ),
     ),
     ids=[
         "unlabelled 0",
@@ -475,6 +519,7 @@ def _gradient_penalty(self, discriminator, real, fake, labels):
         "-1",
         "num_classes 2.0",
         "unread labels",
+        "uint8 images tensor",
     ],  # fmt: skip
 )
 def test_valid_datasets_pass_the_checks_and_train(tmp_path, data):
