@@ -472,13 +472,24 @@ def _check_images(entry: Entry, generator: nn.Module, images: torch.Tensor, what
 def _check_gradients(entry: Entry, net: nn.Module, out: Any) -> None:
     """``out`` depends on the network's trainable parameters through autograd: one made
     under ``torch.no_grad`` or detached failed at the first backward with a traceback
-    ("element 0 of tensors does not require grad")."""
-    trainable = any(p.requires_grad for p in net.parameters())
-    if trainable and isinstance(out, torch.Tensor) and not out.requires_grad:
+    ("element 0 of tensors does not require grad"), or trained nothing."""
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if not trainable or not isinstance(out, torch.Tensor):
+        return
+    # A view made under torch.no_grad requires grad yet leads to no parameter: training
+    # ran, and never updated the network. So the gradients are taken, not just asked for.
+    reached = out.requires_grad and out.is_floating_point()
+    if reached:
+        try:
+            grads = torch.autograd.grad(out.float().sum(), trainable, allow_unused=True)
+            reached = any(g is not None for g in grads)
+        except RuntimeError:
+            reached = False
+    if not reached:
         raise _fail(
             entry,
-            "gives outputs without gradients (made under torch.no_grad, or detached); "
-            "training needs them to depend on its parameters",
+            "gives outputs that no gradient flows back from to its parameters (made under "
+            "torch.no_grad, or detached): training would not update it",
         )
 
 

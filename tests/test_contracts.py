@@ -116,6 +116,14 @@ def _d(forward):
     return D
 
 
+def _no_grad_view(self, z):
+    x = torch.tanh(self.fc(z))
+    with torch.no_grad():
+        out = x.view(len(z), *self.shape)
+    assert out.requires_grad and out.grad_fn is None  # what autograd makes of it
+    return out
+
+
 def _loss(**methods):
     return type("Loss", (GoodLoss,), methods)
 
@@ -159,7 +167,13 @@ BROKEN = {
     ),
     "generator without gradients": (  # a traceback at the first backward
         {"g": _g(lambda self, z: torch.tanh(self.fc(z)).view(len(z), *self.shape).detach())},
-        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs without gradients",
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs that no gradient flows "
+        "back from to its parameters (made under torch.no_grad, or detached): training would "
+        "not update it",
+    ),
+    "generator's view made under no_grad": (  # requires grad, reaches nothing: trained nothing
+        {"g": _g(_no_grad_view)},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs that no gradient flows",
     ),
     "generator ignoring num_classes": (  # its bundle took labels that did nothing
         {"g": type("Deaf", (GoodG,), {"num_classes": 0})},
@@ -173,7 +187,7 @@ BROKEN = {
     ),
     "discriminator without gradients": (
         {"d": _d(lambda self, x: self.fc(x.flatten(1)).squeeze(1).detach())},
-        "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs without gradients",
+        "discriminator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs that no gradient",
     ),
     "flat generator output": (
         {"g": _g(lambda self, z: torch.tanh(self.fc(z)))},
