@@ -340,17 +340,40 @@ def check_gan_networks(
             g_entry,
             f"has num_classes {classes} in a conditional run of {context['num_classes']} "
             "classes: build it with the num_classes its factory is given (or set "
-            "model.conditional=false)",
+            f"model.conditional=false){_unpassed(g_entry, 'num_classes')}",
+        )
+    latent = getattr(generator, "latent_dim", None)
+    if isinstance(latent, int) and latent != context["latent_dim"]:
+        raise _fail(
+            g_entry,
+            f"has latent_dim {latent} in a run of model.latent_dim {context['latent_dim']}: "
+            f"build it with the latent_dim its factory is given{_unpassed(g_entry, 'latent_dim')}",
         )
     with random_state_kept():
         z = torch.randn(n, context["latent_dim"], generator=torch.Generator().manual_seed(0))
         labels = torch.zeros(n, dtype=torch.long) if context["num_classes"] else None
         expected = (n, context["channels"], context["image_size"], context["image_size"])
-        images = _call(g_entry, generator, f"{n} latents", z, labels)
+        # a width that does not fit the latents, most likely, when it fails
+        hint = _unpassed(g_entry, "latent_dim")
+        images = _call(g_entry, generator, f"{n} latents", z, labels, hint=hint)
         if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
             raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
         _check_images(g_entry, generator, images, f"{n} latents")
         _check_discriminator(d_entry, discriminator, images.detach(), labels)
+
+
+def _unpassed(entry: Entry, name: str) -> str:
+    """A hint when ``entry``'s factory cannot be given ``name`` (no such parameter, no
+    ``**kwargs``): the run's value never reached the network it built."""
+    from edgegan.registry import factory_parameters
+
+    try:
+        accepted, var_kw = factory_parameters(entry.factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin, say)
+        return ""
+    if name in accepted or var_kw:
+        return ""
+    return f" (its factory takes no {name} parameter, so the run's value never reaches it)"
 
 
 def label_blind(
@@ -533,14 +556,14 @@ def check_pix2pix_parts(task: Any) -> None:
         check_translator_networks(g_entry, task.g_ab, d_entry, task.d, (a, b), conditional=True)
 
 
-def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any) -> Any:
+def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any, hint: str = "") -> Any:
     was_training = net.training
     net.eval()
     try:
         with torch.enable_grad():  # as in training: the gradient checks need the graph
             return net(*inputs)
     except Exception as exc:
-        raise _fail(entry, f"failed on {what}: {_error(exc)}") from exc
+        raise _fail(entry, f"failed on {what}: {_error(exc)}{hint}") from exc
     finally:
         net.train(was_training)
 

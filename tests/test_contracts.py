@@ -116,6 +116,16 @@ def _d(forward):
     return D
 
 
+def _z_dim_factory(with_attribute):
+    def factory(z_dim=100, channels=1, image_size=8, num_classes=0):
+        net = GoodG(z_dim, channels, image_size, num_classes)
+        if with_attribute:
+            net.latent_dim = z_dim
+        return net
+
+    return factory
+
+
 def _no_grad_view(self, z):
     x = torch.tanh(self.fc(z))
     with torch.no_grad():
@@ -174,6 +184,16 @@ BROKEN = {
     "generator's view made under no_grad": (  # requires grad, reaches nothing: trained nothing
         {"g": _g(_no_grad_view)},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs that no gradient flows",
+    ),
+    "generator of another latent_dim": (  # a factory that calls it z_dim
+        {"g": _z_dim_factory(with_attribute=True)},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) has latent_dim 100 in a run of "
+        "model.latent_dim 4: build it with the latent_dim its factory is given (its factory "
+        "takes no latent_dim parameter, so the run's value never reaches it)",
+    ),
+    "generator of another latent_dim, unsaid": (  # it failed on the latents, cause unsaid
+        {"g": _z_dim_factory(with_attribute=False)},
+        "(its factory takes no latent_dim parameter, so the run's value never reaches it) (see",
     ),
     "generator ignoring num_classes": (  # its bundle took labels that did nothing
         {"g": type("Deaf", (GoodG,), {"num_classes": 0})},
