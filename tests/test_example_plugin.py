@@ -90,6 +90,15 @@ def test_parts_build_and_fit_together(example):
     assert logits.shape == (4,)
     with pytest.raises(ValueError, match="class-conditional"):
         gen(torch.randn(4, 16))
+    # -1, an unlabelled item, is no class (a zero one-hot), not the last class
+    gen.eval()
+    z = torch.randn(1, 16).expand(3, -1)
+    with torch.no_grad():
+        none, last, zero = gen(z, torch.tensor([-1, 3, 0]))
+        assert not torch.equal(none, last) and not torch.equal(none, zero)
+        plain = torch.cat([z[:1], torch.zeros(1, 4)], 1)  # what the MLP sees for no class
+        assert torch.allclose(none, gen.net(plain).view(3, 32, 32), atol=1e-6)
+        assert disc(fake[:2], torch.tensor([-1, 3])).shape == (2,)
 
     loss = registry("losses").build("lsgan-chi2", {}, {})
     ones = torch.ones(4)

@@ -15,7 +15,10 @@ def _one_hot(eye: torch.Tensor, labels: torch.Tensor | None, n: int, who: str) -
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
     # Indexing an identity matrix (not F.one_hot) keeps the graph simple to export to ONNX.
-    return eye[labels.long()]
+    # -1 (an unlabelled item, which a conditional run may mix in) is no class: a zero row;
+    # plain indexing took it for the last class.
+    labels = labels.long()
+    return eye[labels.clamp(min=0)] * (labels >= 0).unsqueeze(1).to(eye.dtype)
 
 
 def _mlp(sizes: list[int], negative_slope: float, wrap=None) -> list[nn.Module]:
