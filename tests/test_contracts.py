@@ -268,6 +268,11 @@ BROKEN = {
         "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) its labels attribute holds values in "
         "[0, 2], its num_classes is 2",
     ),
+    "no image_shape": (
+        {"data": lambda split="train": type("Data", (), {"__len__": lambda s: 32})()},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) does not provide 'image_shape' (see "
+        "'The interface of each kind' in the README)",
+    ),
     # training gathers batches from in-memory images and labels, not from the items
     "NHWC images tensor": (  # NumPy's and PIL's layout: a traceback from the first batch
         {"data": _dataset(images=torch.zeros(32, 8, 8, 1, dtype=torch.uint8), labels=LABELS)},
@@ -583,7 +588,8 @@ def test_a_lazy_datasets_label_out_of_range_stops_the_run_with_one_line(tmp_path
 
     _plugin(data=_dataset(__getitem__=lambda self, i: (torch.zeros(SHAPE), 7 if i == 5 else 1)))
     expected = (
-        r"^the dataset's batch \d+ holds label 7; a conditional run's labels must be in "
+        r"^dataset 'bad' \(plugin 'bad', edgegan-bad 9.9\): batch \d+ holds label 7; a "
+        r"conditional run's labels must be in "
         r"\[0, 1\] \(-1: unlabelled\), or set model.conditional=false$"
     )
     cfg = load_config("dcgan-mnist", [*_config_overrides(), "train.steps=20"])

@@ -454,8 +454,11 @@ class PluginManager:
 
                 try:
                     result = impl.function(register=register)
-                except PluginError as exc:
-                    self._fail(info, first_line(exc))
+                except PluginError as exc:  # register()'s own check: name its distribution
+                    message, bare = first_line(exc), f"plugin '{info.name}'"
+                    if message.startswith(bare):
+                        message = _who(info) + message[len(bare) :]
+                    self._fail(info, message)
                     continue
                 except (Exception, SystemExit) as exc:  # sys.exit() in a hook, too
                     if _from_signal(exc):

@@ -309,8 +309,9 @@ class BatchStream:
         lo, hi = int(labels.min()), int(labels.max())
         if lo < -1 or hi >= self.num_classes:
             found = f"label {lo}" if lo < -1 else f"label {hi}"
+            whose = f"{self.source}:" if self.source else "the dataset's"
             raise DataError(
-                f"the dataset's {where} {found}; a conditional run's labels must be in "
+                f"{whose} {where} {found}; a conditional run's labels must be in "
                 f"[0, {self.num_classes - 1}] (-1: unlabelled), or set model.conditional=false"
             )
 

@@ -323,8 +323,9 @@ class Trainer:
         data_entry = manager.registry("datasets").get(config.data.name)
         for attr in ("image_shape", "__len__", "__getitem__"):
             if not hasattr(self.dataset, attr):
-                raise EdgeganError(
-                    f"dataset '{config.data.name}' does not provide '{attr}' (see the plugin docs)"
+                raise PluginError(
+                    f"{data_entry.label}{data_entry.origin} does not provide '{attr}' (see "
+                    "'The interface of each kind' in the README)"
                 )
         task_class = get_task(config.task)
         if t.epochs is not None:
