@@ -806,6 +806,12 @@ def test_a_resume_with_another_plugin_version_warns(tmp_path):
     (message,) = [str(x.message) for x in w if "plugin versions" in str(x.message)]
     for part in ("dataset", "generator", "discriminator", "loss"):
         assert f"{part} 'bad' of edgegan-bad 9.9, now 10.0" in message
+    # the networks' defaults are recorded in the run and kept; the others' are not
+    assert message.endswith(
+        "; the networks keep the defaults the run recorded; the other parts' parameters that "
+        "the config leaves out take the new version's defaults (set them in the config to keep "
+        "the old)"
+    )
 
 
 def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):

@@ -709,10 +709,19 @@ class Trainer:
             )
         changed = changed_parts(state.get("parts"), self.parts)
         if changed:  # only the networks' defaults are recorded: a loss's new ones apply
+            nets = [c for c in changed if c.startswith(("generator ", "discriminator "))]
+            after = []
+            if nets:
+                after.append("the networks keep the defaults the run recorded")
+            if len(nets) < len(changed):
+                others = "the other parts'" if nets else "their"
+                after.append(
+                    f"{others} parameters that the config leaves out take the new version's "
+                    "defaults (set them in the config to keep the old)"
+                )
             warnings.warn(
                 f"resumed with other plugin versions than the run trained with: "
-                f"{'; '.join(changed)}; parameters the config leaves out take the new "
-                "version's defaults (set them in the config to keep the old)",
+                f"{'; '.join(changed)}; {'; '.join(after)}",
                 stacklevel=4,
             )
         groups = [
