@@ -82,9 +82,15 @@ class Registry:
         if other is not None:
             if other.plugin == entry.plugin:
                 raise PluginError(f"plugin '{entry.plugin}' registers {entry.label} twice")
-            # A built-in cannot be uninstalled: the plugin must rename its part.
-            fix = "rename it" if other.distribution == "edgegan" else "uninstall one"
-            fix += f" or set EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+            # A built-in cannot be uninstalled: the plugin must rename its part. Between two
+            # installed plugins either may go (the later one loaded is not the wrong one).
+            if other.distribution == "edgegan":
+                fix = f"rename it or set EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+            else:
+                fix = (
+                    f"uninstall one, or set EDGEGAN_DISABLE_PLUGINS={other.plugin} or "
+                    f"EDGEGAN_DISABLE_PLUGINS={entry.plugin}"
+                )
             if entry.distribution == entry.plugin and not entry.version:
                 # registered in code: no distribution to uninstall, no variable skips it
                 fix = "rename it in the plugin registered in code"
