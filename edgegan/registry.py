@@ -105,7 +105,13 @@ class Registry:
         entry = self._entries.get((name, role))
         if entry is None:
             what = role or _NOUN[self.kind]
-            raise unknown(what, name, self.names(role))
+            error = unknown(what, name, self.names(role))
+            from edgegan.plugins.manager import misplaced_entry_points
+
+            misplaced = misplaced_entry_points()  # a plugin's part, never loaded: say why
+            if misplaced:
+                error.args = (f"{error} ({misplaced[0]})",)
+            raise error
         return entry
 
     def names(self, role: str | None = None) -> list[str]:

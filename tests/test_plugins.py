@@ -1330,7 +1330,7 @@ def test_a_runs_missing_plugin_part_says_why_it_is_missing(fake_plugin, monkeypa
         )
 
 
-def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_path):
+def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_path, monkeypatch):
     """[project.entry-points."edgegan.plugins"]: never loaded, and nothing said why."""
     from click.testing import CliRunner
 
@@ -1341,11 +1341,20 @@ def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_pat
     (points / "entry_points.txt").write_text("[edgegan.plugins]\nforgot = edgegan_forgot\n")
     result = CliRunner().invoke(cli, ["plugins"])
     assert result.exit_code == 0 and "forgot" not in result.stdout  # not loaded
-    assert result.stderr == (
-        "warning: edgegan-forgot declares the entry point 'forgot' in the group "
-        "'edgegan.plugins', which edgegan does not read: the group is 'edgegan' "
-        "([project.entry-points.edgegan] in its pyproject.toml)\n"
+    said = (
+        "edgegan-forgot declares the entry point 'forgot' in the group 'edgegan.plugins', "
+        "which edgegan does not read: the group is 'edgegan' ([project.entry-points.edgegan] "
+        "in its pyproject.toml)"
     )
+    assert result.stderr == f"warning: {said}\n"
+    # where its author first meets it: the part it was to provide is unknown
+    with pytest.raises(EdgeganError, match="^unknown loss 'forgot-loss'") as info:
+        registry("losses").get("forgot-loss")
+    assert str(info.value).endswith(f"({said})")
+    # switched off, it is no longer pointed out
+    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "edgegan-forgot")
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0 and result.stderr == ""
 
 
 def test_an_empty_default_tuple_takes_a_list_of_any_items():

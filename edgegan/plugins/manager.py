@@ -118,11 +118,14 @@ def misplaced_entry_points() -> list[str]:
     (``edgegan.plugins``, ``edgegan_plugins``, ``Edgegan``): a plugin that declared one is never
     loaded, and nothing else says why."""
     lines = []
+    deny = _env_list("EDGEGAN_DISABLE_PLUGINS") or set()
     for distribution in md.distributions():
         try:
             points = list(distribution.entry_points)
             dist = distribution.name or "a distribution without a name"
         except Exception:  # unreadable metadata: nothing to say about it here
+            continue
+        if _norm(dist) in deny:  # switched off: whatever it declares is not wanted here
             continue
         for ep in points:
             group = ep.group
