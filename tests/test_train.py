@@ -851,6 +851,12 @@ def test_a_run_that_saved_no_checkpoint_is_not_offered_for_resume(tmp_path):
     with pytest.raises(ConfigError, match="stopped before its first checkpoint") as info:
         train(tiny(steps=1), out_dir=run)
     assert "--resume" not in str(info.value)
+    with pytest.raises(EdgeganError) as info:  # and --resume says why it cannot be continued
+        train(tiny(steps=1), resume=run)
+    assert str(info.value) == (
+        f"cannot resume {run}: no checkpoints/last.pt (it stopped before its first checkpoint: "
+        "nothing to resume; train it again into a new --out, or remove the folder)"
+    )
 
 
 def test_edgegan_debug_prints_the_traceback_behind_the_line(tmp_path, monkeypatch):

@@ -1235,7 +1235,13 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
     """A trainer restored from the checkpoint in ``run_dir`` (every rank reads it)."""
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
-        raise EdgeganError(f"cannot resume: {checkpoint} does not exist")
+        why = (
+            "it stopped before its first checkpoint: nothing to resume; train it again into a "
+            "new --out, or remove the folder"
+            if (run_dir / "config.yaml").is_file()
+            else "it holds no run"
+        )
+        raise EdgeganError(f"cannot resume {run_dir}: no {CHECKPOINT} ({why})")
     if (run_dir / IMPORTED).is_file():
         raise ConfigError(
             f"{run_dir} was imported (edgegan import) and holds no optimiser state to resume; "
