@@ -735,13 +735,39 @@ def test_a_failing_callback_names_itself_and_keeps_the_steps(tmp_path):
         train(cfg, out_dir=tmp_path / "r")
     assert str(exc_info.value) == (
         "callback 'fail-at' (plugin 'failing', edgegan-failing 2.0) failed in on_step_end "
-        "at step 6: OSError: disk full"
+        "at step 6: OSError: disk full; step 6 is saved: once mended, continue with: edgegan "
+        f"train --resume {tmp_path / 'r'}"
     )
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 6  # not 4
     # The run continues from there once the callback is mended (here: left out).
     cfg.callbacks = []
     resumed = load_config("dcgan-mnist", [*TINY, "train.steps=8"])
     assert train(resumed, resume=tmp_path / "r").step == 8
+
+
+def test_a_callback_failing_after_the_run_says_the_run_is_whole(tmp_path):
+    from edgegan.errors import CallbackError
+
+    class Notify:
+        def on_train_end(self, trainer):
+            raise ConnectionError("the chat server is down")
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_callbacks(self, register):
+            register("notify", Notify)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="cb", distribution="edgegan-cb", version="1.0")
+    reset_manager(manager)
+    with pytest.raises(CallbackError) as exc_info:
+        train(tiny("callbacks=[notify]", steps=2), out_dir=tmp_path / "r")
+    assert str(exc_info.value) == (
+        "callback 'notify' (plugin 'cb', edgegan-cb 1.0) failed in on_train_end at step 2: "
+        f"ConnectionError: the chat server is down; the trained run is saved in {tmp_path / 'r'}"
+    )
+    assert (tmp_path / "r/report.md").is_file()
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 2
 
 
 def test_a_failing_sample_png_keeps_the_steps(tmp_path, monkeypatch, capsys):

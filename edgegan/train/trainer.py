@@ -998,10 +998,16 @@ class Trainer:
                 except Exception as save_error:  # a full disk fails both: report the first
                     bar.note(f"the checkpoint at step {self.step} failed too: {save_error}")
                 else:
+                    saved = True
                     bar.note(
                         f"stopped by an error at step {self.step}: checkpoint saved to {kept}; "
                         f"once mended, continue with: edgegan train --resume {self.run_dir}"
                     )
+            if isinstance(exc, CallbackError) and saved:  # its one line says so, progress or not
+                exc.args = (
+                    f"{exc}; step {self.step} is saved: once mended, continue with: edgegan "
+                    f"train --resume {self.run_dir}",
+                )
             raise
         finally:
             self.stream.close()  # the DataLoader's workers, whatever ended the run
@@ -1024,7 +1030,12 @@ class Trainer:
                         *exc.args[1:],
                     )
                     raise
-            self._notify("on_train_end")
+            try:
+                self._notify("on_train_end")
+            except CallbackError as exc:  # after the whole run: nothing is lost
+                self.write_report(result)
+                exc.args = (f"{exc}; the trained run is saved in {self.run_dir}",)
+                raise
             self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
