@@ -470,6 +470,24 @@ def test_a_callback_with_no_hook_is_warned_about(tmp_path):
                       "has none of on_train_start, on_step_end, "):  # fmt: skip
         train(tiny("callbacks=[misspelt]", steps=2), out_dir=tmp_path / "r")
 
+    class Half(Misspelt):  # one hook right, one misspelt: half of it silently left out
+        def on_train_end(self, trainer):
+            pass
+
+    class HalfPlugin:
+        @hookimpl
+        def edgegan_register_callbacks(self, register):
+            register("half", Half)
+
+    manager.unregister("cb")
+    manager.register(HalfPlugin(), name="cb", distribution="edgegan-cb", version="1.0")
+    said = (
+        r"^callback 'half' \(plugin 'cb', edgegan-cb 1.0\) has on_step, which edgegan never "
+        r"calls \(its hooks: on_train_start, on_step_end, "
+    )
+    with pytest.warns(UserWarning, match=said):
+        train(tiny("callbacks=[half]", steps=2), out_dir=tmp_path / "h")
+
 
 def test_sigterm_saves_and_stops_cleanly(tmp_path):
     manager = PluginManager(load_entry_points=False)

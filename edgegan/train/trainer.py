@@ -383,11 +383,23 @@ class Trainer:
         for c in self._callback_configs():
             callback = callbacks.build(c.name, c.params, {"run_dir": self.run_dir})
             entry = callbacks.get(c.name)
+            # a misspelt hook (on_step) is otherwise never called, and nothing says so
+            odd = [
+                name
+                for name in dir(callback)
+                if name.startswith("on_") and name not in CALLBACK_HOOKS
+                if callable(getattr(callback, name, None))
+            ]
             if not any(callable(getattr(callback, hook, None)) for hook in CALLBACK_HOOKS):
-                # a misspelt hook (on_step) is otherwise never called, and nothing says so
                 warnings.warn(
                     f"callback '{c.name}'{entry.origin} has none of {', '.join(CALLBACK_HOOKS)}: "
                     "it is never called",
+                    stacklevel=2,
+                )
+            elif odd:  # beside hooks that are called: half of it would be left out
+                warnings.warn(
+                    f"callback '{c.name}'{entry.origin} has {', '.join(odd)}, which edgegan "
+                    f"never calls (its hooks: {', '.join(CALLBACK_HOOKS)})",
                     stacklevel=2,
                 )
             self.callbacks.append(callback)
