@@ -109,12 +109,18 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
     image, label = item
     if not isinstance(image, torch.Tensor) or image.dtype != torch.float32:
         what = f"{image.dtype} tensor" if isinstance(image, torch.Tensor) else type(image).__name__
-        hint = " (torch.from_numpy keeps NumPy's float64: add .float())"
-        hint = hint if isinstance(image, torch.Tensor) and image.dtype == torch.float64 else ""
+        hints = {
+            torch.float64: " (torch.from_numpy keeps NumPy's float64: add .float())",
+            torch.uint8: " in [-1, 1] (8-bit pixels: x.float() / 127.5 - 1)",
+        }
+        hint = hints.get(image.dtype, "") if isinstance(image, torch.Tensor) else ""
         raise _fail(entry, f"gives images as {what}; they must be float32 tensors{hint}")
     if tuple(image.shape) != tuple(shape):
+        c, h, w = shape
+        layout = " (channels last: x.permute(2, 0, 1))" if tuple(image.shape) == (h, w, c) else ""
         raise _fail(
-            entry, f"gives images of shape {_shape(image)}, its image_shape is {tuple(shape)}"
+            entry,
+            f"gives images of shape {_shape(image)}, its image_shape is {tuple(shape)}{layout}",
         )
     lo, hi = float(image.min()), float(image.max())
     if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:

@@ -147,11 +147,13 @@ PIXELS = torch.randint(
 BROKEN = {
     "uint8 images": (
         {"data": _data(lambda: (torch.zeros(SHAPE, dtype=torch.uint8), 0))},
-        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) gives images as torch.uint8 tensor",
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) gives images as torch.uint8 tensor; they "
+        "must be float32 tensors in [-1, 1] (8-bit pixels: x.float() / 127.5 - 1)",
     ),
     "HWC images": (
         {"data": _data(lambda: (torch.zeros(8, 8, 1), 0))},
-        "gives images of shape (8, 8, 1), its image_shape is (1, 8, 8)",
+        "gives images of shape (8, 8, 1), its image_shape is (1, 8, 8) (channels last: "
+        "x.permute(2, 0, 1))",
     ),
     "no label": ({"data": _data(lambda: torch.zeros(SHAPE))}, "gives a Tensor per item"),
     "2-d image_shape": ({"data": _data(shape=(8, 8))}, "has image_shape (8, 8)"),
