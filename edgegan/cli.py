@@ -956,8 +956,9 @@ FD_SAMPLES = 2000
 )
 @click.option(
     "--metric",
-    help="A registered metric: digits (the default), fid or a plugin's (`edgegan plugins`); "
-    "a cyclegan or pix2pix run: its paired scores on its test split, and fid.",
+    help="A registered metric: digits (the default; a GAN run: the eval.metric it was trained "
+    "with), fid or a plugin's (`edgegan plugins`); a cyclegan or pix2pix run: its paired "
+    "scores on its test split, and fid.",
 )
 @click.option(
     "--metric-option",
@@ -1076,7 +1077,9 @@ def eval_cmd(
             data_root=data_root,
         )
     elif is_run_dir(samples) or is_bundle(samples):
-        metric = metric or "digits"
+        from edgegan.metrics.evaluate import default_metric
+
+        metric = metric or default_metric(samples)  # a run: the metric it was trained with
         scores = evaluate_generator(
             samples,
             num=num or FD_SAMPLES,

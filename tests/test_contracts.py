@@ -826,6 +826,17 @@ def test_a_plugin_metric_scores_a_plugin_dataset_run(tmp_path):
     assert json.loads((result.run_dir / "eval.json").read_text()) == result.eval
     records = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["val_n"] for r in records if "val_n" in r] == [6, 6]
+    # `edgegan eval RUN` scores it with the metric it was trained with (it took digits,
+    # which refused a run on other data)
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+    from edgegan.metrics.evaluate import evaluate_generator
+
+    res = CliRunner().invoke(cli, ["eval", str(result.run_dir), "--num", "12", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n"] == 12
+    assert evaluate_generator(result.run_dir, num=5)["n"] == 5
 
 
 def test_a_plugin_metric_is_built_once_per_run(tmp_path):

@@ -379,7 +379,7 @@ def evaluate_generator(
     precision: str = "fp32",
     device: str = "cpu",
     reference: str | None = None,
-    metric: str = "digits",
+    metric: str | None = None,
     params: Mapping[str, Any] | None = None,
     batch_size: int = 256,
     **runner_options: Any,
@@ -388,14 +388,16 @@ def evaluate_generator(
     ``edgegan infer --seed`` would, saved as 8-bit images) and run ``metric`` on them: one
     step for ``infer --format npz`` then ``evaluate``, e.g. to score a bundle's INT8 graph.
     ``reference=None``: a run's own (:func:`config_reference`), else the metric's default;
-    a metric left without the reference it needs fails before sampling. ``params=None``: a
-    run's ``eval.metric_params`` when it was scored with ``metric``."""
+    a metric left without the reference it needs fails before sampling. ``metric=None``: a
+    run's ``eval.metric`` (the one its training scored it with), else ``digits``.
+    ``params=None``: a run's ``eval.metric_params`` when it was scored with ``metric``."""
     import torch
 
     from edgegan.runtime import open_runner
     from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
     config = run_config(target)  # None: a bundle, or a damaged config (sampling says so)
+    metric = metric or default_metric(target, config)
     if reference is None and config is not None:
         reference = config_reference(config, metric)
         if metric == "digits" and reference is None and not is_translation_task(config.task):
@@ -426,6 +428,13 @@ def evaluate_generator(
                 labels.append(torch.from_numpy(batch["labels"]))
     x = _to_float(_nchw(torch.cat(images)))
     return scorer._score(x, torch.cat(labels) if labels else None)
+
+
+def default_metric(target: str | Path, config: Any = None) -> str:
+    """The metric ``edgegan eval`` scores a GAN run or bundle with when none is given: the
+    run's own ``eval.metric`` (a bundle has no run config: ``digits``)."""
+    config = config if config is not None else run_config(target)
+    return str(config.eval.metric) if config is not None else "digits"
 
 
 def run_config(target: str | Path) -> Any:
