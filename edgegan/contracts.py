@@ -222,10 +222,14 @@ def check_loss(
         pass
     real = torch.zeros(4, requires_grad=True)
     fake = torch.zeros(4, requires_grad=True)
+    from edgegan.losses.adversarial import takes_real_logits
+
+    # a relativistic g_loss gets the real logits too, as training calls it
+    g_kwargs = {"real_logits": real.detach()} if takes_real_logits(loss) else {}
     with random_state_kept():  # the run's random streams stay as they were
-        for method, args in (("d_loss", (real, fake)), ("g_loss", (fake,))):
+        for method, args, kwargs in (("d_loss", (real, fake), {}), ("g_loss", (fake,), g_kwargs)):
             try:
-                value = getattr(loss, method)(*args)
+                value = getattr(loss, method)(*args, **kwargs)
             except Exception as exc:
                 raise _fail(entry, f"{method} failed on logits of shape (4,): {exc!r}") from exc
             if not isinstance(value, torch.Tensor) or value.dim() != 0:

@@ -240,7 +240,7 @@ def test_a_finished_run_says_what_comes_next():
 def test_list_shows_builtins_with_provenance():
     result = CliRunner().invoke(cli, ["list", "losses"])
     assert result.exit_code == 0
-    for name in ("bce", "minimax", "lsgan", "hinge", "wgan-gp"):
+    for name in ("bce", "minimax", "lsgan", "hinge", "wgan-gp", "ragan"):
         assert name in result.output
     assert "edgegan.losses.plugin" in result.output
     shown = json.loads(CliRunner().invoke(cli, ["list", "models", "--json"]).output)

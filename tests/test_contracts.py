@@ -518,6 +518,20 @@ def test_an_images_tensor_that_is_not_the_items_is_warned_about(tmp_path):
         assert train(_config(), out_dir=tmp_path / "r").step == 2
 
 
+def test_a_plugin_relativistic_loss_is_checked_and_trained_with_the_real_logits(tmp_path):
+    """A g_loss with a real_logits parameter (no default) is called with them, by the check
+    and by training."""
+    calls = []
+
+    def g_loss(self, fake, real_logits):
+        calls.append(tuple(real_logits.shape))
+        return torch.nn.functional.softplus(-(fake - real_logits.mean())).mean()
+
+    _plugin(loss=_loss(g_loss=g_loss))
+    assert train(_config(), out_dir=tmp_path / "r").step == 2
+    assert calls == [(4,), (4,), (4,)]  # the check's four zero logits, then a batch of 4 twice
+
+
 def test_a_generator_outside_the_image_range_is_warned_about(tmp_path):
     """No tanh: it trains, but samples and exports clip what it gives."""
     _plugin(g=_g(lambda self, z: 50 * self.fc(z).view(len(z), *self.shape)))

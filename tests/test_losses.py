@@ -17,7 +17,9 @@ from edgegan.losses.adversarial import (
     LSGANLoss,
     MinimaxLoss,
     NonSaturatingLoss,
+    RelativisticAverageLoss,
     WGANGPLoss,
+    takes_real_logits,
 )
 from edgegan.losses.penalties import gradient_penalty, r1_penalty
 from edgegan.nn.dcgan import DCGANDiscriminator
@@ -56,7 +58,16 @@ EXPECTED = {
     "lsgan": (0.5 * (mean([1.0, 4.0]) + mean([0.25, 9.0])), mean([0.25, 16.0])),
     "hinge": (mean([0.0, 2.0]) + mean([1.5, 0.0]), 1.25),
     "wgan-gp": (mean(F) - mean(R), -mean(F)),
+    "ragan": (  # each side relative to the other's mean; G is trained on both halves
+        mean([sp(-(r - mean(F))) for r in R]) + mean([sp(f - mean(R)) for f in F]),
+        mean([sp(-(f - mean(R))) for f in F]) + mean([sp(r - mean(F)) for r in R]),
+    ),
 }
+
+
+def g_loss(loss, fake, real):
+    """``loss.g_loss`` as training calls it: with the real logits when it takes them."""
+    return loss.g_loss(fake, real_logits=real) if takes_real_logits(loss) else loss.g_loss(fake)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -65,8 +76,9 @@ def test_hand_computed_values(name, logits, losses_registry):
     r, f = logits
     d, g = EXPECTED[name]
     assert loss.d_loss(r, f).item() == pytest.approx(d, abs=1e-12)
-    assert loss.g_loss(f).item() == pytest.approx(g, abs=1e-12)
-    assert loss.d_loss(r, f).dim() == 0 and loss.g_loss(f).dim() == 0
+    assert g_loss(loss, f, r).item() == pytest.approx(g, abs=1e-12)
+    assert loss.d_loss(r, f).dim() == 0 and g_loss(loss, f, r).dim() == 0
+    assert takes_real_logits(loss) == (name == "ragan")
 
 
 def test_registered_names_match_classes(losses_registry):
@@ -90,7 +102,7 @@ def test_minimax_saturates_where_bce_does_not():
 def test_extreme_logits_stay_finite(name):
     big = torch.tensor([100.0, -100.0])
     loss = LOSSES[name]()
-    assert torch.isfinite(loss.d_loss(big, -big)) and torch.isfinite(loss.g_loss(big))
+    assert torch.isfinite(loss.d_loss(big, -big)) and torch.isfinite(g_loss(loss, big, -big))
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
@@ -99,7 +111,19 @@ def test_any_logit_shape_averages_all_elements(name):
     r, f = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
     loss = LOSSES[name]()
     assert torch.allclose(loss.d_loss(r, f), loss.d_loss(r.flatten(), f.flatten()))
-    assert torch.allclose(loss.g_loss(f), loss.g_loss(f.reshape(-1, 1)))
+    assert torch.allclose(g_loss(loss, f, r), g_loss(loss, f.reshape(-1, 1), r.flatten()))
+
+
+def test_ragan_needs_the_real_logits_and_pulls_them_down_for_the_generator():
+    loss = RelativisticAverageLoss()
+    with pytest.raises(EdgeganError, match="needs the discriminator's logits on real images"):
+        loss.g_loss(torch.zeros(2))
+    # G's loss grows with the real logits' lead over the fakes (the half bce's G ignores)
+    f = torch.zeros(4)
+    assert loss.g_loss(f, real_logits=torch.full((4,), 3.0)) > loss.g_loss(f, torch.zeros(4))
+    # and it is symmetric: D's loss with the roles of real and fake swapped
+    r, f = torch.randn(5, generator=torch.Generator().manual_seed(0)), torch.randn(5)
+    assert torch.allclose(loss.g_loss(f, real_logits=r), loss.d_loss(f, r))
 
 
 def test_low_precision_logits_are_promoted():
@@ -213,11 +237,11 @@ def test_fp16_or_bf16_logits_alone_are_promoted_to_float32(name, dtype):
     loss = LOSSES[name](drift=0.1) if name == "wgan-gp" else LOSSES[name]()
     r = torch.tensor([300.0, 2.0, -1.0]).to(dtype)
     f = torch.tensor([-300.0, 0.5, -3.0]).to(dtype)
-    d, g = loss.d_loss(r, f), loss.g_loss(-f)
+    d, g = loss.d_loss(r, f), g_loss(loss, -f, r)
     assert d.dtype == torch.float32 and g.dtype == torch.float32
     assert torch.isfinite(d) and torch.isfinite(g)
     assert torch.equal(d, loss.d_loss(r.float(), f.float()))
-    assert torch.equal(g, loss.g_loss(-f.float()))
+    assert torch.equal(g, g_loss(loss, -f.float(), r.float()))
 
 
 def test_a_negative_wgan_drift_is_refused(losses_registry):

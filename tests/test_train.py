@@ -42,7 +42,7 @@ def tiny(*overrides: str, steps: int = 4):
     return load_config("dcgan-mnist", [*TINY, f"train.steps={steps}", *overrides])
 
 
-@pytest.mark.parametrize("loss", ["bce", "minimax", "lsgan", "hinge", "wgan-gp"])
+@pytest.mark.parametrize("loss", ["bce", "minimax", "lsgan", "hinge", "wgan-gp", "ragan"])
 def test_each_loss_trains(tmp_path, loss):
     result = train(tiny(f"loss.name={loss}"), out_dir=tmp_path / "run")
     assert result.step == 4

@@ -73,6 +73,76 @@ def test_a_generator_step_lowers_its_loss_against_the_same_discriminator(tmp_pat
     assert after < before
 
 
+class _Recording:
+    """A relativistic loss (ragan) that keeps the real logits each g_loss call is given."""
+
+    def __init__(self) -> None:
+        from edgegan.losses.adversarial import RelativisticAverageLoss
+
+        self.loss, self.real = RelativisticAverageLoss(), []
+
+    def d_loss(self, real_logits, fake_logits):
+        return self.loss.d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits, real_logits):
+        self.real.append(real_logits.detach().clone())
+        return self.loss.g_loss(fake_logits, real_logits=real_logits)
+
+
+def _batches_seen(trainer) -> list:
+    """The batches the trainer's stream gives from now on."""
+    seen, next_batch = [], trainer.stream.next
+
+    def spy():
+        seen.append(next_batch())
+        return seen[-1]
+
+    trainer.stream.next = spy
+    return seen
+
+
+def test_a_relativistic_generator_loss_gets_the_discriminators_real_logits(tmp_path):
+    """ragan's G loss compares the fakes with the real batch: the trainer gives it D's
+    logits on the step's (last) real batch, with the labels."""
+    trainer = _trainer(tmp_path, "loss.name=ragan", "model.discriminator.spectral_norm=false",
+                       "train.d_steps=2")  # fmt: skip
+    recording = trainer.task.loss = _Recording()
+    seen = _batches_seen(trainer)
+    trainer.train_step()
+    real, labels = seen[-1]  # the second discriminator batch
+    with torch.no_grad():  # D is as the generator update left it (frozen then)
+        want = trainer.task.discriminator(real, labels)
+    (got,) = recording.real
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("task", ["cyclegan", "pix2pix"])
+def test_a_relativistic_loss_gets_each_discriminators_real_logits(tmp_path, task):
+    from tiny import TINY_CYCLEGAN, TINY_PIX2PIX
+
+    preset, tiny = (
+        ("cyclegan-digits", TINY_CYCLEGAN)
+        if task == "cyclegan"
+        else ("pix2pix-digits", TINY_PIX2PIX)
+    )
+    cfg = load_config(preset, [*tiny, "loss.name=ragan", "model.discriminator.norm=none"])
+    trainer = Trainer(cfg, tmp_path / "r")
+    recording = trainer.task.loss = _Recording()
+    seen = _batches_seen(trainer)
+    task_ = trainer.task
+    before = {n: copy.deepcopy(task_.module(n)) for n in task_.networks if n.startswith("d")}
+    trainer.train_step()
+    batch = seen[-1]
+    with torch.no_grad():  # the discriminators before their update (cyclegan: G goes first)
+        if task == "cyclegan":
+            want = [before["d_b"](batch["B"]), before["d_a"](batch["A"])]
+        else:  # pix2pix updates D first: the generator's D is the updated one
+            want = [task_.d(torch.cat([batch["A"], batch["B"]], 1))]
+    assert len(recording.real) == len(want)
+    for got, expected in zip(recording.real, want, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 def test_the_ema_follows_its_decay_and_is_what_sampling_loads(tmp_path):
     from edgegan.sampling import load_run_generator
     from edgegan.train import train

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         LSGANLoss,
         MinimaxLoss,
         NonSaturatingLoss,
+        RelativisticAverageLoss,
         WGANGPLoss,
     )
     from edgegan.losses.penalties import gradient_penalty, r1_penalty
@@ -28,6 +29,7 @@ _LAZY = {
             "LSGANLoss",
             "MinimaxLoss",
             "NonSaturatingLoss",
+            "RelativisticAverageLoss",
             "WGANGPLoss",
         ),
         "edgegan.losses.adversarial",
@@ -42,6 +44,7 @@ __all__ = [
     "LSGANLoss",
     "MinimaxLoss",
     "NonSaturatingLoss",
+    "RelativisticAverageLoss",
     "WGANGPLoss",
     "gradient_penalty",
     "r1_penalty",

@@ -1,4 +1,5 @@
-"""Adversarial losses: minimax, non-saturating (bce), least squares, hinge and WGAN-GP.
+"""Adversarial losses: minimax, non-saturating (bce), least squares, hinge, WGAN-GP and the
+relativistic average GAN (ragan).
 
 Each loss maps discriminator logits (``r`` on real data, ``f`` on generated data) of any
 shape, ``(N,)``, ``(N, 1)`` or patch maps ``(N, 1, h, w)``, to a scalar: every term is a mean
@@ -8,8 +9,10 @@ Logits in fp16/bf16 (autocast) are promoted to float32 first. See docs/losses.md
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +155,68 @@ class WGANGPLoss(AdversarialLoss):
         return self.gp_weight * gradient_penalty(discriminator, real, fake, labels)
 
 
+class RelativisticAverageLoss(AdversarialLoss):
+    """Relativistic average GAN with the logistic loss (RaSGAN, Jolicoeur-Martineau 2019):
+    D judges whether a real image looks more real than the fakes on average, and G is
+    trained on both halves, so it also pulls the real logits down.
+
+    ``d_loss = mean(softplus(-(r - mean(f)))) + mean(softplus(f - mean(r)))``;
+    ``g_loss = mean(softplus(-(f - mean(r)))) + mean(softplus(r - mean(f)))``, given the
+    real logits: the trainer passes them to a ``g_loss`` with a ``real_logits`` parameter.
+    """
+
+    name = "ragan"
+
+    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        r, f = _f32(real_logits), _f32(fake_logits)
+        return F.softplus(-(r - f.mean())).mean() + F.softplus(f - r.mean()).mean()
+
+    def g_loss(
+        self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if real_logits is None:
+            raise EdgeganError("ragan's g_loss needs the discriminator's logits on real images")
+        r, f = _f32(real_logits), _f32(fake_logits)
+        return F.softplus(-(f - r.mean())).mean() + F.softplus(r - f.mean()).mean()
+
+
+def takes_real_logits(loss: Any) -> bool:
+    """Whether ``loss.g_loss`` has a ``real_logits`` parameter: a relativistic loss, which
+    the trainer gives the discriminator's logits on the real batch as well."""
+    try:
+        return "real_logits" in inspect.signature(loss.g_loss).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
+def generator_loss(
+    loss: Any,
+    discriminator: Callable[..., torch.Tensor],
+    fake: torch.Tensor,
+    real: Callable[[], torch.Tensor],
+    *d_args: Any,
+) -> torch.Tensor:
+    """``loss.g_loss`` on the (frozen) ``discriminator``'s logits on ``fake``; a loss that
+    takes ``real_logits`` also gets its logits on ``real()`` (called only then: an
+    augmentation draws randomness), without gradients: the real images do not depend on the
+    generator, and the discriminator is not being updated."""
+    fake_logits = discriminator(fake, *d_args)
+    if not takes_real_logits(loss):
+        return loss.g_loss(fake_logits)
+    with torch.no_grad():
+        real_logits = discriminator(real(), *d_args)
+    return loss.g_loss(fake_logits, real_logits=real_logits)
+
+
 LOSSES: dict[str, type[AdversarialLoss]] = {
-    cls.name: cls for cls in (MinimaxLoss, NonSaturatingLoss, LSGANLoss, HingeLoss, WGANGPLoss)
+    cls.name: cls
+    for cls in (
+        MinimaxLoss,
+        NonSaturatingLoss,
+        LSGANLoss,
+        HingeLoss,
+        WGANGPLoss,
+        RelativisticAverageLoss,
+    )
 }
 """The built-in losses by registered name."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         LSGANLoss,
         MinimaxLoss,
         NonSaturatingLoss,
+        RelativisticAverageLoss,
         WGANGPLoss,
     )
 
@@ -56,6 +57,13 @@ def wgan_gp(gp_weight: float = 10.0, drift: float = 0.0) -> WGANGPLoss:
     return WGANGPLoss(gp_weight=gp_weight, drift=drift)
 
 
+def ragan() -> RelativisticAverageLoss:
+    """Relativistic average GAN, logistic (RaSGAN, ESRGAN's adversarial loss)."""
+    from edgegan.losses.adversarial import RelativisticAverageLoss
+
+    return RelativisticAverageLoss()
+
+
 @hookimpl
 def edgegan_register_losses(register: Any) -> None:
     register("minimax", minimax)
@@ -63,3 +71,4 @@ def edgegan_register_losses(register: Any) -> None:
     register("lsgan", lsgan)
     register("hinge", hinge)
     register("wgan-gp", wgan_gp)
+    register("ragan", ragan)

@@ -39,8 +39,10 @@ def edgegan_register_models(register: Register) -> None:
 @hookspec
 def edgegan_register_losses(register: Register) -> None:
     """Register adversarial losses: factories returning an object with ``d_loss(real_logits,
-    fake_logits)`` and ``g_loss(fake_logits)``, and optionally ``d_penalty(discriminator, real,
-    fake, labels)`` (a term added to the discriminator's loss, e.g. a gradient penalty)."""
+    fake_logits)`` and ``g_loss(fake_logits)`` (or ``g_loss(fake_logits, real_logits)``, given
+    the discriminator's logits on real images too: a relativistic loss), and optionally
+    ``d_penalty(discriminator, real, fake, labels)`` (a term added to the discriminator's
+    loss, e.g. a gradient penalty)."""
 
 
 @hookspec

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from edgegan import contracts
 from edgegan.config import check_generator_kind
 from edgegan.errors import ConfigError
+from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
 from edgegan.train.pool import ImagePool
@@ -91,7 +92,9 @@ class CycleGANTask(TranslationTask):
                 (rec_b,) = self.call("g_ab", [fake_a])
                 cycle_a, cycle_b = F.l1_loss(rec_a, real_a), F.l1_loss(rec_b, real_b)
                 cycle = cycle_a + cycle_b
-                adv = loss.g_loss(self.d_b(fake_b)) + loss.g_loss(self.d_a(fake_a))
+                adv = generator_loss(loss, self.d_b, fake_b, lambda: real_b) + generator_loss(
+                    loss, self.d_a, fake_a, lambda: real_a
+                )
                 g_loss = adv + _weighted(cycle_a, cycle_b, lam_a, lam_b)
                 if use_idt:
                     # g_ab(b) is B's identity (the reference's idt_A, weighted by lambda_B)

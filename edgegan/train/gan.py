@@ -16,6 +16,7 @@ import torch
 from edgegan import contracts
 from edgegan.config import Config, check_generator_kind
 from edgegan.errors import ConfigError
+from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
 from edgegan.train.augment import DiffAugment
@@ -267,7 +268,9 @@ class GANTask(Task):
         try:
             z, fake_labels = self.sample_inputs(n, labels)
             with amp.autocast():
-                g_loss = loss.g_loss(D(aug(G_train(z, fake_labels)), fake_labels))
+                # a relativistic loss also gets D's logits on this step's last real batch
+                seen = aug(G_train(z, fake_labels))
+                g_loss = generator_loss(loss, D, seen, lambda: aug(real), fake_labels)
             amp.step("g", g_loss, self.optims["g"])
         finally:
             D.requires_grad_(True)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from edgegan import contracts
 from edgegan.config import check_generator_kind
 from edgegan.errors import ConfigError
+from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
 from edgegan.train.task import register_task
@@ -87,7 +88,7 @@ class Pix2PixTask(TranslationTask):
         self.d.requires_grad_(False)
         try:
             with amp.autocast():
-                adv = loss.g_loss(self.d(fake_ab))
+                adv = generator_loss(loss, self.d, fake_ab, lambda: real_ab)
                 l1 = F.l1_loss(fake_b, real_b)
                 g_loss = adv + self.config.pix2pix.lambda_l1 * l1
             amp.step("g", g_loss, self.optims["g"])
