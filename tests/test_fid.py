@@ -524,11 +524,14 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
                               "--json", "--reference", str(other)])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["num_reference"] == 7
+    # no --metric: the run's own (fid), against its own reference
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5", "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["num_reference"] == 24, res.output
     # digits on a run of other data: refused unless given digits to compare with
-    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5"])
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5", "--metric", "digits"])
     assert res.exit_code == 2 and "trained on 'folder': give --metric fid" in res.stderr
-    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5", "--reference",
-                              "mnist:test"])  # fmt: skip
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5", "--metric", "digits",
+                              "--reference", "mnist:test"])  # fmt: skip
     assert res.exit_code == 0 and "fd" in res.stdout, res.output
     # a reference that cannot be read: refused before sampling
     from edgegan import runtime
