@@ -11,6 +11,7 @@ suite and are not checked again here, so a run of built-ins spends nothing on it
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -64,12 +65,14 @@ def check_module(entry: Entry, net: Any) -> None:
         raise _fail(entry, f"built a {type(net).__name__}, not a torch.nn.Module")
 
 
-def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
+def check_dataset(
+    entry: Entry, dataset: Any, conditional: bool = True, resident: bool | None = None
+) -> None:
     """``image_shape`` is (C, H, W), ``num_classes`` an int >= 0 and item 0 is ``(float image
     of that shape in [-1, 1], int label)``, the label in ``[0, num_classes)`` or -1 (none;
     unchecked when ``num_classes`` is 0 or the run is not ``conditional``: the labels are not
     used then). In-memory ``images`` and ``labels`` tensors (which training reads instead of
-    the items) have their labels checked whole."""
+    the items: ``resident``, ``train.resident_data``) are checked too, the labels whole."""
     shape = _attr(entry, dataset, "image_shape")
     if (
         not isinstance(shape, (tuple, list))
@@ -129,7 +132,7 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
         label = label.item()
     if not isinstance(label, numbers.Integral) or isinstance(label, bool):
         raise _fail(entry, f"gives labels as {type(label).__name__}; they must be ints (-1: none)")
-    _check_in_memory(entry, dataset, tuple(shape), size, image)
+    _check_in_memory(entry, dataset, tuple(shape), size, image, resident)
     if num_classes and conditional:
         _check_label_range(entry, int(label), int(label), num_classes, "item 0 has label")
         labels = _attr(entry, dataset, "labels")
@@ -145,16 +148,25 @@ def check_dataset(entry: Entry, dataset: Any, conditional: bool = True) -> None:
 
 
 def _check_in_memory(
-    entry: Entry, dataset: Any, shape: tuple[int, ...], size: int, item: torch.Tensor
+    entry: Entry,
+    dataset: Any,
+    shape: tuple[int, ...],
+    size: int,
+    item: torch.Tensor,
+    resident: bool | None,
 ) -> None:
-    """In-memory ``images`` and ``labels`` tensors, which training gathers batches from
-    instead of calling ``__getitem__`` (see BatchStream): ``(N, C, H, W)`` images of
-    ``image_shape``, uint8 pixels or float32 in [-1, 1], and ``(N,)`` labels, N the dataset's
-    length. A first image that is not item 0's (another scale, say) is warned about: the
-    items may augment, the tensor is what trains."""
-    images, labels = _attr(entry, dataset, "images"), _attr(entry, dataset, "labels")
-    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
-        return  # not the in-memory path: items are read one by one
+    """In-memory ``images`` and ``labels`` tensors, when training gathers batches from them
+    instead of calling ``__getitem__`` (``resident``: ``train.resident_data``; see
+    :func:`~edgegan.train.stream.is_resident`): ``(N, *image_shape)`` images, uint8 pixels or
+    float32 in [-1, 1], and ``(N,)`` integer labels, N the dataset's length. A first image
+    that is not item 0's (another scale, say) is warned about: such a dataset's items, and
+    any augmentation in them, are never read."""
+    from edgegan.data.files import DataWarning
+    from edgegan.train.stream import is_resident
+
+    if not is_resident(dataset, resident):
+        return  # items are read one by one: the tensors are not what trains
+    images, labels = dataset.images, dataset.labels
     what = "its images attribute (the tensor training gathers batches from)"
     if images.ndim != 4 or tuple(images.shape[1:]) != shape:
         raise _fail(
@@ -169,18 +181,23 @@ def _check_in_memory(
             f"has images {_shape(images)} and labels {_shape(labels)} for {size} items (its "
             f"length); they must be ({size}, ...) and ({size},)",
         )
-    first = images[0].float().div(127.5).sub(1) if images.dtype == torch.uint8 else images[0]
-    if images.dtype == torch.float32:
-        if not bool(torch.isfinite(images).all()):
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise _fail(entry, f"has its labels attribute as {labels.dtype}; it must hold ints")
+    if images.dtype == torch.float32 and size:
+        lo, hi = (float(v) for v in torch.aminmax(images))  # NaN or inf shows here too
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise _fail(entry, f"has {what} with NaN or infinite values")
-        lo, hi = float(images.min()), float(images.max())
         if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
             raise _fail(entry, f"has {what} in [{lo:.4g}, {hi:.4g}]; it must be in [-1, 1]")
+    first = images[0].float().div(127.5).sub(1) if images.dtype == torch.uint8 else images[0]
     diff = float((first.cpu() - item.cpu()).abs().max())
     if diff > 2 / 255:  # more than a rounding to 8 bits
         warnings.warn(
-            f"{entry.label}{entry.origin}: {what} holds a first image other than item 0 (max "
-            f"difference {diff:.3g}); training reads the tensor, not the items",
+            f"{entry.label}{entry.origin}: item 0 differs from images[0] (max difference "
+            f"{diff:.3g}): training gathers batches from its in-memory images tensor and never "
+            "reads its items, nor any augmentation in them (train.resident_data=false reads "
+            "the items)",
+            DataWarning,
             stacklevel=4,
         )
 

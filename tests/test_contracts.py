@@ -12,6 +12,7 @@ from torch import nn
 from edgegan import hookimpl
 from edgegan.config import load_config
 from edgegan.data.base import unit_from_uint8 as unit
+from edgegan.data.files import DataWarning
 from edgegan.errors import PluginError
 from edgegan.plugins.manager import PluginManager, reset_manager
 from edgegan.train import train
@@ -291,6 +292,11 @@ BROKEN = {
         "has images (16, 1, 8, 8) and labels (16,) for 32 items (its length); they must be "
         "(32, ...) and (32,)",
     ),
+    "float labels tensor": (  # an embedding's traceback at the first batch
+        {"data": _dataset(images=torch.zeros(32, *SHAPE), labels=LABELS.float())},
+        "dataset 'bad' (plugin 'bad', edgegan-bad 9.9) has its labels attribute as "
+        "torch.float32; it must hold ints",
+    ),
     "images tensor out of range": (
         {"data": _dataset(images=torch.full((32, *SHAPE), 2.0), labels=LABELS)},
         "batches from) in [2, 2]; it must be in [-1, 1]",
@@ -510,12 +516,20 @@ def test_an_images_tensor_that_is_not_the_items_is_warned_about(tmp_path):
     data = _dataset(images=images, labels=LABELS, __getitem__=lambda s, i: (images[i] * 2 - 1, 0))
     _plugin(data=data)
     said = (
-        r"^dataset 'bad' \(plugin 'bad', edgegan-bad 9.9\): its images attribute \(the tensor "
-        r"training gathers batches from\) holds a first image other than item 0 \(max "
-        r"difference [0-9.]+\); training reads the tensor, not the items$"
+        r"^dataset 'bad' \(plugin 'bad', edgegan-bad 9.9\): item 0 differs from images\[0\] "
+        r"\(max difference [0-9.]+\): training gathers batches from its in-memory images "
+        r"tensor and never reads its items, nor any augmentation in them "
+        r"\(train.resident_data=false reads the items\)$"
     )
-    with pytest.warns(UserWarning, match=said):
+    with pytest.warns(DataWarning, match=said):
         assert train(_config(), out_dir=tmp_path / "r").step == 2
+    # tensors that training does not read are not checked, nor warned about
+    config = _config()
+    config.train.resident_data = False
+    _plugin(data=_dataset(images=torch.zeros(32, *SHAPE, dtype=torch.float64), labels=LABELS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert train(config, out_dir=tmp_path / "items").step == 2
 
 
 def test_a_plugin_relativistic_loss_is_checked_and_trained_with_the_real_logits(tmp_path):

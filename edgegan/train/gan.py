@@ -78,7 +78,12 @@ class GANTask(Task):
         models = manager.registry("models")
         data_entry = manager.registry("datasets").get(self.config.data.name)
         if contracts.is_external(data_entry):
-            contracts.check_dataset(data_entry, self.dataset, self.config.model.conditional)
+            contracts.check_dataset(
+                data_entry,
+                self.dataset,
+                self.config.model.conditional,
+                self.config.train.resident_data,
+            )
         self.context = model_context(self.config, self.dataset)
         g, d = self.config.model.generator, self.config.model.discriminator
         check_generator_kind(self.name, models.get(g.name, "generator"))

@@ -155,6 +155,20 @@ def _from_dataset(exc: BaseException) -> bool:
     return "in pin memory thread" not in str(exc).split("\n", 1)[0]
 
 
+def is_resident(dataset: Any, resident: bool | None) -> bool:
+    """Whether training gathers batches from ``dataset``'s in-memory ``images`` and
+    ``labels`` tensors rather than its items: when it has both and ``resident``
+    (``train.resident_data``) says so, or, left to null, when the images fit in
+    :data:`RESIDENT_LIMIT_BYTES`. Items are then never read (nor their augmentation)."""
+    images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
+    if not (isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor)):
+        return False
+    if resident is not None:
+        return bool(resident)
+    stored = channel_base(images)  # grey repeated as a view: one plane moves
+    return stored.numel() * stored.element_size() <= RESIDENT_LIMIT_BYTES
+
+
 class BatchStream:
     """Endless ``(images, labels)`` batches on ``device``; ``consumed`` is its whole state."""
 
@@ -197,8 +211,7 @@ class BatchStream:
         self.resident = False
         if isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):  # in memory
             stored = channel_base(images)  # grey repeated as a view: one plane moves
-            fits = stored.numel() * stored.element_size() <= RESIDENT_LIMIT_BYTES
-            self.resident = fits if resident is None else resident
+            self.resident = is_resident(dataset, resident)
             if num_classes and labels.numel():
                 self._check_labels(labels, "its labels tensor holds")
             if self.resident:
