@@ -532,9 +532,10 @@ def _check_gradients(entry: Entry, net: nn.Module, out: Any) -> None:
     if reached:
         try:
             grads = torch.autograd.grad(out.float().sum(), trainable, allow_unused=True)
-            reached = any(g is not None for g in grads)
-        except RuntimeError:
-            reached = False
+        except Exception as exc:  # an in-place change after the graph, a Function without
+            # backward: the first training step would fail so
+            raise _fail(entry, f"gives outputs whose backward fails: {_error(exc)}") from exc
+        reached = any(g is not None for g in grads)
     if not reached:
         raise _fail(
             entry,

@@ -184,6 +184,12 @@ BROKEN = {
         "back from to its parameters (made under torch.no_grad, or detached): training would "
         "not update it",
     ),
+    "generator changed in place after its graph": (  # a traceback at the first backward
+        {"g": _g(lambda self, z: torch.tanh(self.fc(z)).mul_(1.0).view(len(z), *self.shape))},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs whose backward fails: "
+        "RuntimeError: one of the variables needed for gradient computation has been modified "
+        "by an inplace operation",
+    ),
     "generator's view made under no_grad": (  # requires grad, reaches nothing: trained nothing
         {"g": _g(_no_grad_view)},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) gives outputs that no gradient flows",
