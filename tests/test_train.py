@@ -786,6 +786,15 @@ def test_a_callback_failing_after_the_run_says_the_run_is_whole(tmp_path):
     )
     assert (tmp_path / "r/report.md").is_file()
     assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 2
+    # a run its budget stopped early is not whole: it is to be continued
+    with pytest.raises(CallbackError) as exc_info:
+        train(
+            tiny("callbacks=[notify]", "train.max_seconds=0.001", steps=50), out_dir=tmp_path / "s"
+        )
+    assert str(exc_info.value).endswith(
+        f"the chat server is down; step 1 is saved: continue with: edgegan train --resume "
+        f"{tmp_path / 's'}"
+    )
 
 
 def test_a_failing_sample_png_keeps_the_steps(tmp_path, monkeypatch, capsys):

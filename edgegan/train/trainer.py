@@ -1011,10 +1011,12 @@ class Trainer:
                     bar.note(f"the checkpoint at step {self.step} failed too: {save_error}")
                 else:
                     saved = True
-                    bar.note(
-                        f"stopped by an error at step {self.step}: checkpoint saved to {kept}; "
-                        f"once mended, continue with: edgegan train --resume {self.run_dir}"
-                    )
+                    if not isinstance(exc, CallbackError):  # its own line says this
+                        bar.note(
+                            f"stopped by an error at step {self.step}: checkpoint saved to "
+                            f"{kept}; once mended, continue with: edgegan train --resume "
+                            f"{self.run_dir}"
+                        )
             if isinstance(exc, CallbackError) and saved:  # its one line says so, progress or not
                 exc.args = (
                     f"{exc}; step {self.step} is saved: once mended, continue with: edgegan "
@@ -1044,9 +1046,15 @@ class Trainer:
                     raise
             try:
                 self._notify("on_train_end")
-            except CallbackError as exc:  # after the whole run: nothing is lost
+            except CallbackError as exc:  # after the run's last checkpoint: nothing is lost
                 self.write_report(result)
-                exc.args = (f"{exc}; the trained run is saved in {self.run_dir}",)
+                saved = (
+                    f"the trained run is saved in {self.run_dir}"
+                    if stopped_by == "steps"
+                    else f"step {self.step} is saved: continue with: edgegan train --resume "
+                    f"{self.run_dir}"
+                )
+                exc.args = (f"{exc}; {saved}",)
                 raise
             self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
