@@ -910,6 +910,13 @@ def test_a_run_that_saved_no_checkpoint_is_not_offered_for_resume(tmp_path):
         f"cannot resume {run}: no checkpoints/last.pt (it stopped before its first checkpoint: "
         "nothing to resume; train it again into a new --out, or remove the folder)"
     )
+    # last.pt lost beside snapshots: they are named, not the folder's removal advised
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "step_0000004.pt").write_bytes(b"")
+    with pytest.raises(EdgeganError, match=r"\(it has step_0000004.pt: copy the one to continue"):
+        train(tiny(steps=1), resume=run)
+    with pytest.raises(EdgeganError, match=r"^cannot resume \S+: it does not exist$"):
+        train(tiny(steps=1), resume=tmp_path / "nowhere")
 
 
 def test_edgegan_debug_prints_the_traceback_behind_the_line(tmp_path, monkeypatch):

@@ -1266,12 +1266,21 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
     """A trainer restored from the checkpoint in ``run_dir`` (every rank reads it)."""
     checkpoint = run_dir / CHECKPOINT
     if not checkpoint.is_file():
-        why = (
-            "it stopped before its first checkpoint: nothing to resume; train it again into a "
-            "new --out, or remove the folder"
-            if (run_dir / "config.yaml").is_file()
-            else "it holds no run"
-        )
+        if not run_dir.is_dir():
+            raise EdgeganError(f"cannot resume {run_dir}: it does not exist")
+        others = sorted(checkpoint.parent.glob("*.pt"))  # snapshots (keep_checkpoints), best
+        if others:
+            why = (
+                f"it has {', '.join(p.name for p in others)}: copy the one to continue from "
+                f"to {CHECKPOINT}"
+            )
+        elif (run_dir / "config.yaml").is_file():
+            why = (
+                "it stopped before its first checkpoint: nothing to resume; train it again "
+                "into a new --out, or remove the folder"
+            )
+        else:
+            why = "it holds no run"
         raise EdgeganError(f"cannot resume {run_dir}: no {CHECKPOINT} ({why})")
     if (run_dir / IMPORTED).is_file():
         raise ConfigError(
