@@ -1079,7 +1079,7 @@ def eval_cmd(
     elif is_run_dir(samples) or is_bundle(samples):
         from edgegan.metrics.evaluate import default_metric
 
-        metric = metric or default_metric(samples)  # a run: the metric it was trained with
+        given_metric, metric = metric, metric or default_metric(samples)  # a run: its own
         scores = evaluate_generator(
             samples,
             num=num or FD_SAMPLES,
@@ -1088,7 +1088,7 @@ def eval_cmd(
             precision=precision or "fp32",
             device=device or "cpu",
             reference=reference,
-            metric=metric,
+            metric=given_metric,  # None: the run's, and its errors say so
             params=params or None,  # no -o: the run's own eval.metric_params
         )
     elif given:

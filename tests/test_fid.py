@@ -561,6 +561,13 @@ def test_training_scores_a_run_with_fid(weights, tmp_path, monkeypatch) -> None:
     with pytest.raises(EdgeganError, match="needs the Inception weights"):
         train(cfg, out_dir=tmp_path / "r3")
     assert not (tmp_path / "r3").exists()
+    # eval RUN without --metric: a failure of what the run chose says so
+    res = runner.invoke(cli, ["eval", str(tmp_path / "run"), "--num", "5"])
+    assert res.exit_code == 2 and "needs the Inception weights" in res.stderr, res.output
+    assert res.stderr.rstrip().endswith(
+        f"(from the run's eval.metric=fid and eval.reference={data}: --metric and --reference "
+        "choose others)"
+    )
 
 
 def test_a_digits_run_scored_with_fid_is_evaluated_against_the_test_digits(

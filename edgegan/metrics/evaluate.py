@@ -397,9 +397,21 @@ def evaluate_generator(
     from edgegan.sampling import iter_samples, target_task, to_uint8_nhwc, value_range
 
     config = run_config(target)  # None: a bundle, or a damaged config (sampling says so)
+    task = target_task(target)[0]
+    if is_translation_task(task):
+        how = "--direction AtoB --input DIR" if task == "cyclegan" else "--input DIR"
+        raise EdgeganError(
+            f"{target} is a {task} run or bundle: eval scores a GAN's samples; a {task} "
+            "run is scored on its test split by `edgegan eval RUN` (as its eval.json: L1, PSNR, "
+            f"SSIM; --metric fid), and `edgegan infer {how}` translates images"
+        )
+    # what the run itself chose, said when it fails: the user named neither
+    own = [f"eval.metric={config.eval.metric}"] if metric is None and config is not None else []
     metric = metric or default_metric(target, config)
     if reference is None and config is not None:
         reference = config_reference(config, metric)
+        if reference is not None and config.eval.reference:
+            own.append(f"eval.reference={reference}")
         if metric == "digits" and reference is None and not is_translation_task(config.task):
             # as training refuses it: a digit classifier's scores of cats are meaningless
             raise EdgeganError(
@@ -409,16 +421,16 @@ def evaluate_generator(
             )
     if params is None and config is not None and config.eval.metric == metric:
         params = dict(config.eval.metric_params)  # the run's own, when scored with metric
-    scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
-    _check_has_reference(scorer)
-    task = target_task(target)[0]
-    if is_translation_task(task):
-        how = "--direction AtoB --input DIR" if task == "cyclegan" else "--input DIR"
-        raise EdgeganError(
-            f"{target} is a {task} run or bundle: eval scores a GAN's samples; a {task} "
-            "run is scored on its test split by `edgegan eval RUN` (as its eval.json: L1, PSNR, "
-            f"SSIM; --metric fid), and `edgegan infer {how}` translates images"
-        )
+    try:
+        scorer = Scorer(metric, reference, params)  # bad names: fail before sampling
+        _check_has_reference(scorer)
+    except EdgeganError as exc:
+        if own:
+            exc.args = (
+                f"{exc} (from the run's {' and '.join(own)}: --metric and --reference choose "
+                "others)",
+            )
+        raise
     images, labels = [], []
     with open_runner(target, backend, precision, device=device, **runner_options) as runner:
         vrange = value_range(runner.spec)
@@ -431,10 +443,12 @@ def evaluate_generator(
 
 
 def default_metric(target: str | Path, config: Any = None) -> str:
-    """The metric ``edgegan eval`` scores a GAN run or bundle with when none is given: the
+    """The metric ``edgegan eval`` scores a GAN run or bundle with when none is given: a gan
     run's own ``eval.metric`` (a bundle has no run config: ``digits``)."""
     config = config if config is not None else run_config(target)
-    return str(config.eval.metric) if config is not None else "digits"
+    if config is None or config.task != "gan":  # a bundle; a translation run is not sampled
+        return "digits"
+    return str(config.eval.metric)
 
 
 def run_config(target: str | Path) -> Any:

@@ -1048,13 +1048,13 @@ class Trainer:
                 self._notify("on_train_end")
             except CallbackError as exc:  # after the run's last checkpoint: nothing is lost
                 self.write_report(result)
-                saved = (
+                where = (
                     f"the trained run is saved in {self.run_dir}"
                     if stopped_by == "steps"
                     else f"step {self.step} is saved: continue with: edgegan train --resume "
                     f"{self.run_dir}"
                 )
-                exc.args = (f"{exc}; {saved}",)
+                exc.args = (f"{exc}; {where}",)
                 raise
             self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
