@@ -106,11 +106,12 @@ class Registry:
         if entry is None:
             what = role or _NOUN[self.kind]
             error = unknown(what, name, self.names(role))
-            from edgegan.plugins.manager import misplaced_entry_points
+            if not did_you_mean(name, self.names(role)):  # a typo needs no more than that
+                from edgegan.plugins.manager import misplaced_entry_points
 
-            misplaced = misplaced_entry_points()  # a plugin's part, never loaded: say why
-            if misplaced:
-                error.args = (f"{error} ({misplaced[0]})",)
+                misplaced = misplaced_entry_points()  # a plugin's part, never loaded: why
+                if misplaced:
+                    error.args = (f"{error}; {misplaced[0]}",)
             raise error
         return entry
 

@@ -1350,11 +1350,16 @@ def test_an_entry_point_in_a_near_miss_group_is_pointed_out(fake_plugin, tmp_pat
     # where its author first meets it: the part it was to provide is unknown
     with pytest.raises(EdgeganError, match="^unknown loss 'forgot-loss'") as info:
         registry("losses").get("forgot-loss")
-    assert str(info.value).endswith(f"({said})")
-    # switched off, it is no longer pointed out
-    monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", "edgegan-forgot")
-    result = CliRunner().invoke(cli, ["plugins"])
-    assert result.exit_code == 0 and result.stderr == ""
+    assert str(info.value).endswith(f"; {said}")
+    with pytest.raises(EdgeganError) as info:  # a typo's suggestion is enough
+        registry("losses").get("hinje")
+    assert str(info.value).startswith("unknown loss 'hinje' (did you mean 'hinge'?)")
+    assert "forgot" not in str(info.value)
+    # switched off (by either name), it is no longer pointed out
+    for name in ("edgegan-forgot", "forgot"):
+        monkeypatch.setenv("EDGEGAN_DISABLE_PLUGINS", name)
+        result = CliRunner().invoke(cli, ["plugins"])
+        assert result.exit_code == 0 and result.stderr == "", (name, result.stderr)
 
 
 def test_an_empty_default_tuple_takes_a_list_of_any_items():
