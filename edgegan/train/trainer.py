@@ -39,6 +39,7 @@ from edgegan.errors import (
     EdgeganError,
     PluginError,
     TrainingDiverged,
+    did_you_mean,
     exception_line,
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, write_json
@@ -264,6 +265,22 @@ _BETTER = {
 }  # fmt: skip
 
 
+def _misspelt_hooks(callback: Any) -> list[str]:
+    """The ``on_*`` methods of ``callback`` that look like a misspelt hook (close to one of
+    :data:`CALLBACK_HOOKS`); its other methods (``on_new_best``, helpers) are its own."""
+    out = []
+    for name in dir(callback):
+        if not name.startswith("on_") or name in CALLBACK_HOOKS:
+            continue
+        if did_you_mean(name, CALLBACK_HOOKS):
+            try:
+                if callable(getattr(callback, name)):
+                    out.append(name)
+            except Exception:  # a property that raises: not a method anyway
+                continue
+    return out
+
+
 def _warn_best_mode(ev: Any) -> None:
     """``eval.best=ab_psnr`` under the default ``best_mode=min`` kept the worst checkpoint as
     ``best.pt`` without a word."""
@@ -384,24 +401,19 @@ class Trainer:
             callback = callbacks.build(c.name, c.params, {"run_dir": self.run_dir})
             entry = callbacks.get(c.name)
             # a misspelt hook (on_step) is otherwise never called, and nothing says so
-            odd = [
-                name
-                for name in dir(callback)
-                if name.startswith("on_") and name not in CALLBACK_HOOKS
-                if callable(getattr(callback, name, None))
-            ]
             if not any(callable(getattr(callback, hook, None)) for hook in CALLBACK_HOOKS):
                 warnings.warn(
                     f"callback '{c.name}'{entry.origin} has none of {', '.join(CALLBACK_HOOKS)}: "
                     "it is never called",
                     stacklevel=2,
                 )
-            elif odd:  # beside hooks that are called: half of it would be left out
-                warnings.warn(
-                    f"callback '{c.name}'{entry.origin} has {', '.join(odd)}, which edgegan "
-                    f"never calls (its hooks: {', '.join(CALLBACK_HOOKS)})",
-                    stacklevel=2,
-                )
+            else:  # beside hooks that are called, one misspelt would be left out in silence
+                for name in _misspelt_hooks(callback):
+                    warnings.warn(
+                        f"callback '{c.name}'{entry.origin} has {name}, which edgegan never "
+                        f"calls{did_you_mean(name, CALLBACK_HOOKS)}",
+                        stacklevel=2,
+                    )
             self.callbacks.append(callback)
             self._callback_entries.append(entry)
         self.fixed = self.task.fixed_inputs(config.train.sample_grid, config.seed + 12345)
