@@ -361,27 +361,34 @@ def check_gan_networks(
     stream (the run's stays as it was, whatever the networks draw)."""
     n = 2
     classes = getattr(generator, "num_classes", None)
-    if context["num_classes"] and isinstance(classes, int) and classes != context["num_classes"]:
-        # its bundle would take labels that it ignores
-        raise _fail(
-            g_entry,
-            f"has num_classes {classes} in a conditional run of {context['num_classes']} "
-            "classes: build it with the num_classes its factory is given (or set "
-            f"model.conditional=false){_unpassed(g_entry, 'num_classes')}",
+    k = context["num_classes"]
+    if k and isinstance(classes, int) and classes != k:  # its bundle would take labels it ignores
+        unpassed = _unpassed(g_entry, "num_classes", k)
+        fix = (
+            f"{unpassed}, or set model.conditional=false"
+            if unpassed
+            else ": build it with the num_classes its factory is given (or set "
+            "model.conditional=false)"
         )
+        raise _fail(g_entry, f"has num_classes {classes} in a conditional run of {k} classes{fix}")
+    latent_dim = context["latent_dim"]
     latent = getattr(generator, "latent_dim", None)
-    if isinstance(latent, int) and latent != context["latent_dim"]:
+    if isinstance(latent, int) and latent != latent_dim:
+        unpassed = _unpassed(g_entry, "latent_dim", latent_dim)
+        fix = unpassed or ": build it with the latent_dim its factory is given"
         raise _fail(
-            g_entry,
-            f"has latent_dim {latent} in a run of model.latent_dim {context['latent_dim']}: "
-            f"build it with the latent_dim its factory is given{_unpassed(g_entry, 'latent_dim')}",
+            g_entry, f"has latent_dim {latent} in a run of model.latent_dim {latent_dim}{fix}"
         )
     with random_state_kept():
-        z = torch.randn(n, context["latent_dim"], generator=torch.Generator().manual_seed(0))
-        labels = torch.zeros(n, dtype=torch.long) if context["num_classes"] else None
+        z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(0))
+        labels = torch.zeros(n, dtype=torch.long) if k else None
         expected = (n, context["channels"], context["image_size"], context["image_size"])
-        # a width that does not fit the latents, most likely, when it fails
-        hint = _unpassed(g_entry, "latent_dim")
+        unpassed = _unpassed(g_entry, "latent_dim", latent_dim)
+
+        def hint(exc: BaseException) -> str:  # a width that does not fit the latents
+            sizes = any(w in str(exc) for w in ("shape", "size"))
+            return unpassed if sizes else ""
+
         images = _call(g_entry, generator, f"{n} latents", z, labels, hint=hint)
         if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected:
             raise _fail(g_entry, f"gives {_shape(images)} for {n} latents; it must give {expected}")
@@ -389,9 +396,10 @@ def check_gan_networks(
         _check_discriminator(d_entry, discriminator, images.detach(), labels)
 
 
-def _unpassed(entry: Entry, name: str) -> str:
-    """A hint when ``entry``'s factory cannot be given ``name`` (no such parameter, no
-    ``**kwargs``): the run's value never reached the network it built."""
+def _unpassed(entry: Entry, name: str, value: Any) -> str:
+    """``; its factory takes no NAME parameter: add one (the run passes NAME=VALUE)`` when
+    ``entry``'s factory cannot be given ``name`` (no such parameter, no ``**kwargs``): the
+    run's value never reached the network it built. Empty otherwise."""
     from edgegan.registry import factory_parameters
 
     try:
@@ -400,7 +408,7 @@ def _unpassed(entry: Entry, name: str) -> str:
         return ""
     if name in accepted or var_kw:
         return ""
-    return f" (its factory takes no {name} parameter, so the run's value never reaches it)"
+    return f"; its factory takes no {name} parameter: add one (the run passes {name}={value})"
 
 
 def label_blind(
@@ -584,14 +592,17 @@ def check_pix2pix_parts(task: Any) -> None:
         check_translator_networks(g_entry, task.g_ab, d_entry, task.d, (a, b), conditional=True)
 
 
-def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any, hint: str = "") -> Any:
+def _call(entry: Entry, net: nn.Module, what: str, *inputs: Any, hint: Any = None) -> Any:
+    """``net(*inputs)`` in eval mode with gradients on; a failure is one line, followed by
+    ``hint(exc)`` when given."""
     was_training = net.training
     net.eval()
     try:
         with torch.enable_grad():  # as in training: the gradient checks need the graph
             return net(*inputs)
     except Exception as exc:
-        raise _fail(entry, f"failed on {what}: {_error(exc)}{hint}") from exc
+        more = hint(exc) if hint is not None else ""
+        raise _fail(entry, f"failed on {what}: {_error(exc)}{more}") from exc
     finally:
         net.train(was_training)
 

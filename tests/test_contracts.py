@@ -139,6 +139,7 @@ def _loss(**methods):
     return type("Loss", (GoodLoss,), methods)
 
 
+_Deaf = type("Deaf", (GoodG,), {"num_classes": 0})  # built without the run's classes
 LABELS = torch.tensor([0, 1] * 16)
 PIXELS = torch.randint(
     0, 256, (32, *SHAPE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
@@ -197,15 +198,21 @@ BROKEN = {
     "generator of another latent_dim": (  # a factory that calls it z_dim
         {"g": _z_dim_factory(with_attribute=True)},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) has latent_dim 100 in a run of "
-        "model.latent_dim 4: build it with the latent_dim its factory is given (its factory "
-        "takes no latent_dim parameter, so the run's value never reaches it)",
+        "model.latent_dim 4; its factory takes no latent_dim parameter: add one (the run passes "
+        "latent_dim=4) (see",
     ),
     "generator of another latent_dim, unsaid": (  # it failed on the latents, cause unsaid
         {"g": _z_dim_factory(with_attribute=False)},
-        "(its factory takes no latent_dim parameter, so the run's value never reaches it) (see",
+        "; its factory takes no latent_dim parameter: add one (the run passes latent_dim=4) (see",
+    ),
+    "generator whose factory takes no num_classes": (
+        {"g": lambda latent_dim, channels, image_size: _Deaf(latent_dim, channels, image_size)},
+        "generator 'bad' (plugin 'bad', edgegan-bad 9.9) has num_classes 0 in a conditional run "
+        "of 2 classes; its factory takes no num_classes parameter: add one (the run passes "
+        "num_classes=2), or set model.conditional=false",
     ),
     "generator ignoring num_classes": (  # its bundle took labels that did nothing
-        {"g": type("Deaf", (GoodG,), {"num_classes": 0})},
+        {"g": _Deaf},
         "generator 'bad' (plugin 'bad', edgegan-bad 9.9) has num_classes 0 in a conditional "
         "run of 2 classes",
     ),
