@@ -161,6 +161,7 @@ def _check_in_memory(
     float32 in [-1, 1], and ``(N,)`` integer labels, N the dataset's length. A first image
     that is not item 0's (another scale, say) is warned about: such a dataset's items, and
     any augmentation in them, are never read."""
+    from edgegan.data.base import unit_from_uint8
     from edgegan.data.files import DataWarning
     from edgegan.train.stream import is_resident
 
@@ -189,7 +190,7 @@ def _check_in_memory(
             raise _fail(entry, f"has {what} with NaN or infinite values")
         if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
             raise _fail(entry, f"has {what} in [{lo:.4g}, {hi:.4g}]; it must be in [-1, 1]")
-    first = images[0].float().div(127.5).sub(1) if images.dtype == torch.uint8 else images[0]
+    first = unit_from_uint8(images[0]) if images.dtype == torch.uint8 else images[0]
     diff = float((first.cpu() - item.cpu()).abs().max())
     if diff > 2 / 255:  # more than a rounding to 8 bits
         warnings.warn(

@@ -451,6 +451,20 @@ class _StepPlugin:
         register("ctrl-c-at", lambda at=2, times=1: _AtStep(at, lambda: _ctrl_c(times)))
 
 
+def _callback_plugin(name: str, callback: type) -> None:
+    """Install (alone) a plugin 'cb' of edgegan-cb 1.0 that registers ``callback`` as
+    ``name``."""
+
+    class Plugin:
+        @hookimpl
+        def edgegan_register_callbacks(self, register):
+            register(name, callback)
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(Plugin(), name="cb", distribution="edgegan-cb", version="1.0")
+    reset_manager(manager)
+
+
 def test_a_callback_with_no_hook_is_warned_about(tmp_path):
     """A misspelt hook (on_step) was accepted and never called, in silence."""
 
@@ -458,14 +472,7 @@ def test_a_callback_with_no_hook_is_warned_about(tmp_path):
         def on_step(self, trainer, step, metrics):
             raise AssertionError("never called")
 
-    class Plugin:
-        @hookimpl
-        def edgegan_register_callbacks(self, register):
-            register("misspelt", Misspelt)
-
-    manager = PluginManager(load_entry_points=False)
-    manager.register(Plugin(), name="cb", distribution="edgegan-cb", version="1.0")
-    reset_manager(manager)
+    _callback_plugin("misspelt", Misspelt)
     with pytest.warns(UserWarning, match=r"callback 'misspelt' \(plugin 'cb', edgegan-cb 1.0\) "
                       "has none of on_train_start, on_step_end, "):  # fmt: skip
         train(tiny("callbacks=[misspelt]", steps=2), out_dir=tmp_path / "r")
@@ -477,13 +484,7 @@ def test_a_callback_with_no_hook_is_warned_about(tmp_path):
         def on_new_best(self, trainer):  # its own method: no hook's near name
             pass
 
-    class HalfPlugin:
-        @hookimpl
-        def edgegan_register_callbacks(self, register):
-            register("half", Half)
-
-    manager.unregister("cb")
-    manager.register(HalfPlugin(), name="cb", distribution="edgegan-cb", version="1.0")
+    _callback_plugin("half", Half)
     said = (
         r"^callback 'half' \(plugin 'cb', edgegan-cb 1.0\) has on_step, which edgegan never "
         r"calls \(did you mean 'on_step_end'\?\)$"
@@ -775,14 +776,7 @@ def test_a_callback_failing_after_the_run_says_the_run_is_whole(tmp_path):
         def on_train_end(self, trainer):
             raise ConnectionError("the chat server is down")
 
-    class Plugin:
-        @hookimpl
-        def edgegan_register_callbacks(self, register):
-            register("notify", Notify)
-
-    manager = PluginManager(load_entry_points=False)
-    manager.register(Plugin(), name="cb", distribution="edgegan-cb", version="1.0")
-    reset_manager(manager)
+    _callback_plugin("notify", Notify)
     with pytest.raises(CallbackError) as exc_info:
         train(tiny("callbacks=[notify]", steps=2), out_dir=tmp_path / "r")
     assert str(exc_info.value) == (
