@@ -672,6 +672,14 @@ def import_cmd(
     help="Also run this artifact exporter from a plugin (edgegan list exporters shows the "
     "installed ones; the built-in onnx* write the graphs themselves); repeatable.",
 )
+@click.option(
+    "--with-param",
+    "artifact_params",
+    multiple=True,
+    metavar="NAME.KEY=VALUE",
+    help="A parameter of a --with exporter's factory (the value is read as YAML, as in a "
+    "config: true, 8, [1, 2]); repeatable.",
+)
 def export(
     run_dir: str,
     onnx_fp32: bool,
@@ -693,6 +701,7 @@ def export(
     max_size: int | None,
     directions: tuple[str, ...],
     artifacts: tuple[str, ...],
+    artifact_params: tuple[str, ...],
 ) -> None:
     """Export a trained generator to a bundle: ONNX graphs + edgegan.json, parity-checked.
 
@@ -745,13 +754,14 @@ def export(
         )
     if engine_options is not None and onto_bundle:  # --trt on a bundle
         if (
-            out or fp16 or int8 or onnx_fp32 or artifacts or exporter != "auto" or checkpoint
-            or flag_given("calib_samples") or flag_given("opset")
+            out or fp16 or int8 or onnx_fp32 or artifacts or artifact_params
+            or exporter != "auto" or checkpoint or flag_given("calib_samples")
+            or flag_given("opset")
         ):  # fmt: skip
             raise EdgeganError(
                 "a bundle keeps its graphs: with a bundle, --trt takes no --out/--onnx/--fp16/"
-                "--int8/--calib-samples/--opset/--with/--exporter/--checkpoint (export the run "
-                "again to change them)"
+                "--int8/--calib-samples/--opset/--with/--with-param/--exporter/--checkpoint "
+                "(export the run again to change them)"
             )
         _build_engines(run_dir, engine_options, directions)
         return
@@ -767,6 +777,7 @@ def export(
         overwrite=overwrite,
         directions=directions or None,
         artifacts=artifacts,
+        artifact_params=_exporter_params(artifact_params),
         progress=lambda line: click.echo(line, err=True),
         checkpoint=checkpoint,
         engine_profile=engine_options,  # checked before anything is written
@@ -787,6 +798,29 @@ def _build_engines(
     engines = build_engines(bundle, options=options, directions=directions or None)
     for line in engine_rows(engines):
         click.echo(line)
+
+
+def _exporter_params(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--with-param NAME.KEY=VALUE`` options as ``{name: {key: value}}`` (an exporter's
+    name may hold dots: the key is what follows the last one)."""
+    from edgegan.config import parse_override
+
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        try:
+            path, value = parse_override(pair)
+        except EdgeganError:
+            path, value = [], None
+        if len(path) < 2:
+            raise EdgeganError(
+                f"--with-param takes NAME.KEY=VALUE (an exporter given with --with, one of "
+                f"its parameters), got '{pair}'"
+            )
+        name, key = ".".join(path[:-1]), path[-1]
+        if key in out.setdefault(name, {}):
+            raise EdgeganError(f"--with-param {name}.{key} is given twice")
+        out[name][key] = value
+    return out
 
 
 def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from click.testing import CliRunner
 from tiny import (
     TINY_GAN,
     copy_with_a_newer_checkpoint,
@@ -20,6 +23,7 @@ from tiny import (
     dequantized_constant_types,
 )
 
+from edgegan.cli import cli
 from edgegan.errors import EdgeganError
 from edgegan.export import (
     BUNDLE_FILE,
@@ -828,11 +832,14 @@ def test_cli_export_end_to_end(runs, tmp_path):
 class _NpzExporter:
     """Writes the generator's weights as .npz (a stand-in for a TFLite/CoreML converter)."""
 
+    def __init__(self, compressed: bool = False, prefix: str = "weights"):
+        self.compressed, self.prefix = compressed, prefix
+
     def export(self, generator, spec, out_dir):
-        name = f"weights_{spec['direction']}.npz" if spec.get("direction") else "weights.npz"
+        name = f"{self.prefix}_{spec['direction']}" if spec.get("direction") else self.prefix
         state = {k: v.detach().cpu().numpy() for k, v in generator.state_dict().items()}
-        np.savez(Path(out_dir) / name, **state)
-        return {"file": name, "tensors": len(state)}
+        (np.savez_compressed if self.compressed else np.savez)(Path(out_dir) / name, **state)
+        return {"file": f"{name}.npz", "tensors": len(state), "compressed": self.compressed}
 
 
 class _ArtifactPlugin:
@@ -887,6 +894,64 @@ def test_an_exporters_nan_is_written_as_null(runs, tmp_path):
     text = (tmp_path / "b" / "edgegan.json").read_text()
     assert "NaN" not in text
     assert read_bundle(tmp_path / "b")["artifacts"]["nan"] == {"file": None, "psnr": None}
+
+
+def test_exporter_plugin_parameters(runs, tmp_path):
+    """--with-param NAME.KEY=VALUE: the exporter's factory gets it (exporters took only their
+    defaults), the bundle records it and the command that writes it again repeats it."""
+    from edgegan.export.bundle import export_command
+
+    artifact_plugin()
+    out = tmp_path / "b"
+    res = CliRunner().invoke(
+        cli,
+        ["export", str(runs["uncond"]), "--with", "weights-npz", "--out", str(out),
+         "--with-param", "weights-npz.compressed=true", "--with-param", "weights-npz.prefix=w 2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    meta = read_bundle(out)
+    assert meta["artifacts"]["weights-npz"]["compressed"] is True
+    assert meta["artifact_params"] == {"weights-npz": {"compressed": True, "prefix": "w 2"}}
+    with np.load(out / "w 2.npz") as saved:  # written by savez_compressed: deflated members
+        assert saved.zip.infolist()[0].compress_type == 8
+    again = export_command(out, meta)
+    assert " --with weights-npz --with-param weights-npz.compressed=true " in again
+    assert " --with-param 'weights-npz.prefix=\"w 2\"' " in again
+    # the command runs and writes the same bundle
+    args = shlex.split(again)[1:]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    assert read_bundle(out)["artifact_params"] == meta["artifact_params"]
+    assert "artifact_params" not in export(runs["uncond"], out=tmp_path / "p", artifacts=["nan"])
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["--with-param", "weights-npz.compresed=true"], "unknown parameter 'compresed' for "
+         r"exporter 'weights-npz' \(did you mean 'compressed'\?\); accepted: compressed, prefix"),
+        (["--with-param", "weights-npz.compressed=3"], "parameter 'compressed' of exporter "
+         "'weights-npz' must be bool, got int 3"),
+        (["--with-param", "nan.x=1"], r"--with-param nan.\*: 'nan' is not an exporter asked for "
+         r"with --with \(asked for: weights-npz\)"),
+        (["--with-param", "compressed=true"], "--with-param takes NAME.KEY=VALUE .*got "
+         "'compressed=true'"),
+        (["--with-param", "weights-npz.prefix"], "--with-param takes NAME.KEY=VALUE"),
+        (["--with-param", "weights-npz.prefix=a", "--with-param", "weights-npz.prefix=b"],
+         "--with-param weights-npz.prefix is given twice"),
+    ],
+)  # fmt: skip
+def test_exporter_parameter_errors_come_first(runs, tmp_path, args, error):
+    """A misspelt, mistyped or misplaced parameter is one line before any graph is exported
+    (the exporters run last, after minutes of INT8 calibration)."""
+    artifact_plugin()
+    res = CliRunner().invoke(
+        cli, ["export", str(runs["uncond"]), "--with", "weights-npz", "--out", str(tmp_path / "b"),
+              *args],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert re.search(error, res.output), res.output
+    assert "export:" not in res.output  # no graph was begun
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

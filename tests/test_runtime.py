@@ -1318,7 +1318,12 @@ def test_cli_trt_options_reach_the_builder(bundle_copy, monkeypatch):
     assert not trt.calls and read_bundle(bundle_copy)["engines"] == {}
     # options of the graphs: refused, one message naming them (--calib-samples was told to
     # "give --int8 too", which this refusal then refused)
-    for graph_option in (["--calib-samples", "8"], ["--fp16"], ["--opset", "17"]):
+    for graph_option in (
+        ["--calib-samples", "8"],
+        ["--fp16"],
+        ["--opset", "17"],
+        ["--with-param", "x.y=1"],
+    ):
         res = runner.invoke(cli, ["export", str(bundle_copy), "--trt", *graph_option])
         assert res.exit_code == 2, res.output
         assert "a bundle keeps its graphs: with a bundle, --trt takes no" in res.stderr

@@ -13,7 +13,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,36 +191,54 @@ def _versions(exporter: str) -> dict[str, str]:
     return versions
 
 
-def check_artifact_exporters(names: list[str] | tuple[str, ...]) -> None:
-    """Plugin exporters asked for with ``--with``: each must be registered and not one of the
-    built-in graph exporters (those are the ``--fp16``/``--int8`` flags)."""
+def artifact_exporters(
+    names: list[str] | tuple[str, ...],
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Plugin exporters asked for with ``--with``, each with its ``--with-param`` values:
+    ``{name: params}``, checked before any work. Each must be registered and not one of the
+    built-in graph exporters (those are the ``--fp16``/``--int8`` flags), and its parameters
+    must be ones its factory takes, of its defaults' types (as a config part's are)."""
     from edgegan.plugins.manager import get_manager
+    from edgegan.registry import bind_params
 
     registry = get_manager().registry("exporters")
+    names, params = name_list(names), dict(params or {})
+    for name in params:
+        if name not in names:
+            raise EdgeganError(
+                f"--with-param {name}.*: '{name}' is not an exporter asked for with --with"
+                f"{' (asked for: ' + ', '.join(names) + ')' if names else ''}"
+            )
+    chosen: dict[str, dict[str, Any]] = {}
     for name in names:
-        registry.get(name)  # an unknown name: one line with the known ones
+        entry = registry.get(name)  # an unknown name: one line with the known ones
         if name in EXPORTER_NAMES.values():
             raise EdgeganError(
                 f"'{name}' writes the bundle's ONNX graphs; ask for them with --fp16/--int8, "
                 "and give --with the name of an exporter plugin"
             )
+        chosen[name] = dict(params.get(name) or {})
+        bind_params(entry, chosen[name], {})  # a misspelt or mistyped one fails now
+    return chosen
 
 
 def run_artifact_exporters(
-    names: list[str] | tuple[str, ...], module: Any, spec: dict[str, Any], out_dir: Path
+    exporters: Mapping[str, Mapping[str, Any]], module: Any, spec: dict[str, Any], out_dir: Path
 ) -> dict[str, Any]:
-    """Run each plugin exporter on the generator; return what each reports, which must be a
-    JSON object (it is kept under ``artifacts`` in ``edgegan.json``)."""
+    """Run each plugin exporter (``{name: params}``, see :func:`artifact_exporters`) on the
+    generator; return what each reports, which must be a JSON object (it is kept under
+    ``artifacts`` in ``edgegan.json``)."""
 
     from edgegan.errors import PluginError
     from edgegan.plugins.manager import get_manager
 
     registry = get_manager().registry("exporters")
     results: dict[str, Any] = {}
-    for name in names:
+    for name, params in exporters.items():
         entry = registry.get(name)
         try:
-            result = registry.build(name).export(module, spec, out_dir)
+            result = registry.build(name, params).export(module, spec, out_dir)
         except EdgeganError:
             raise
         except Exception as exc:  # the plugin's bug: one line naming it (EDGEGAN_DEBUG=1)
@@ -331,6 +349,7 @@ def export(
     progress: Callable[[str], None] | None = None,
     checkpoint: str | None = None,
     engine_profile: Any = None,
+    artifact_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Export a run's generator(s) to a bundle and return its ``edgegan.json``: a GAN run's
     generator (EMA weights when kept), or each direction of a cyclegan run (``directions``:
@@ -339,7 +358,9 @@ def export(
     FP32 ONNX is always exported (the other precisions derive from it and are compared with
     the same torch reference); ``fp16`` and ``int8`` add the mixed-precision and Q/DQ graphs.
     ``artifacts`` names exporter plugins that write something else beside the graphs (their
-    reports go under ``artifacts`` in ``edgegan.json``, per direction for a cyclegan run).
+    reports go under ``artifacts`` in ``edgegan.json``, per direction for a cyclegan run);
+    ``artifact_params`` gives some of them parameters (``{name: {param: value}}``, recorded
+    under ``artifact_params``), checked before anything is written.
     ``progress`` receives a line per graph as it is written and checked (the CLI prints them).
     The bundle goes to ``out`` (default ``RUN_DIR/export``), which must be new or empty
     unless ``overwrite``. ``checkpoint``: which of the run's ``checkpoints/`` to export
@@ -364,9 +385,8 @@ def export(
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
     which = resolve_exporter(exporter)
-    artifacts = name_list(artifacts)
+    exporters = artifact_exporters(artifacts, artifact_params)
     directions = name_list(directions) if directions else None
-    check_artifact_exporters(artifacts)
     spec, weights, state = _load_spec(run_dir, checkpoint)
     _warn_if_training(run_dir)
     if directions and not is_translation_task(spec["task"]):
@@ -414,12 +434,12 @@ def export(
                 build,
                 directions,
                 calib_samples,
-                artifacts,
+                exporters,
                 checkpoint,
                 state,
             )
         else:
-            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, artifacts, checkpoint, state)
+            parts = _gan_graphs(run_dir, spec, tmp, precisions, build, exporters, checkpoint, state)
             parts["weights"] = weights
         per_graph = parts["models"].values() if "directions" in parts else [parts["models"]]
         used = next(iter(per_graph))["fp32"].get("exporter", which)
@@ -446,6 +466,12 @@ def export(
             "models": parts["models"],
             "engines": {},
             **({"artifacts": parts["artifacts"]} if parts.get("artifacts") else {}),
+            # what export_command repeats to write the bundle again
+            **(
+                {"artifact_params": {n: p for n, p in exporters.items() if p}}
+                if any(exporters.values())
+                else {}
+            ),
             "versions": _versions(used),
         }
         record_graph_digests(tmp, meta)
@@ -487,11 +513,12 @@ def _gan_graphs(
     out_dir: Path,
     precisions: list[str],
     build: Any,
-    artifacts: list[str],
+    artifacts: Mapping[str, Mapping[str, Any]],
     checkpoint: str | None = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters):
+    """Export a GAN run's generator at each precision (and run the ``artifacts`` exporters,
+    ``{name: params}``):
     the graph parts of ``edgegan.json``. ``state``: the checkpoint, when already loaded."""
     from edgegan.export.bundle import weights_digest
     from edgegan.export.signature import io_spec

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
@@ -420,6 +421,9 @@ def export_command(
     if len(meta.get("directions") or []) == 1 and choice:
         flags += f" --direction {first}"
     flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
+    for name, params in (meta.get("artifact_params") or {}).items():  # with their parameters
+        for key, value in params.items():  # JSON is YAML, which the option's values are
+            flags += f" --with-param {shlex.quote(f'{name}.{key}={json.dumps(value)}')}"
     if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...
         flags += f" --checkpoint {meta['source']['checkpoint']}"
     return f"edgegan export {run}{flags}{out} --overwrite"

@@ -13,7 +13,7 @@ else the training split.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,12 +107,13 @@ def export_graphs(
     build: Callable[..., Any],
     directions: list[str] | tuple[str, ...] | None = None,
     calib_samples: int = 256,
-    artifacts: list[str] | tuple[str, ...] = (),
+    artifacts: Mapping[str, Mapping[str, Any]] | None = None,
     checkpoint: str | None = None,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export each direction of the cyclegan or pix2pix run at each precision into
-    ``out_dir`` (and run the ``artifacts`` exporter plugins on each direction).
+    ``out_dir`` (and run the ``artifacts`` exporter plugins, ``{name: params}``, on each
+    direction).
 
     ``build(precision, **params)`` returns the exporter plugin of a precision. Returns the
     parts of ``edgegan.json`` that describe the graphs: ``directions``, ``spec``, ``inputs``,
@@ -133,6 +134,7 @@ def export_graphs(
     # where INT8 calibration images come from
     data = saved_config(state["config"], str(path), state.get("edgegan_version")).data
     parts: dict[str, Any] = {"directions": todo, "inputs": {}, "outputs": {}, "models": {}}
+    artifacts = artifacts or {}
     parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
     digests: dict[str, str] = {}
