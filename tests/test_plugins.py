@@ -478,7 +478,8 @@ def test_a_plugin_name_in_the_env_that_matches_nothing_warns(fake_plugin, monkey
     with pytest.warns(
         PluginWarning,
         match="EDGEGAN_DISABLE_PLUGINS names 'edgegan-tyo', which is no installed plugin "
-        "\\(did you mean 'edgegan-toy'\\?\\)",
+        "\\(did you mean 'edgegan-toy'\\?\\); installed \\(either name works\\): .*"
+        "toy \\(edgegan-toy\\)",
     ):
         get_manager()
 

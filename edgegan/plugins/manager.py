@@ -401,6 +401,8 @@ class PluginManager:
         plugin is most likely a typo: say so rather than load or skip nothing in silence."""
         known = {_norm(ep.name) for ep in points}
         known |= {_norm(_dist_of(ep)[0]) for ep in points}
+        # each plugin once, as `edgegan plugins` spells it: its name and distribution
+        listed = sorted({f"{ep.name} ({_dist_of(ep)[0]})" for ep in points})
         for var, names in (
             ("EDGEGAN_LOAD_PLUGINS", allow or set()),
             ("EDGEGAN_DISABLE_PLUGINS", deny),
@@ -408,7 +410,8 @@ class PluginManager:
             for name in sorted(names - known):
                 warnings.warn(
                     f"{var} names '{name}', which is no installed plugin"
-                    f"{did_you_mean(name, known)}; installed: {', '.join(sorted(known)) or 'none'}",
+                    f"{did_you_mean(name, known)}; installed (either name works): "
+                    f"{', '.join(listed) or 'none'}",
                     PluginWarning,
                     stacklevel=4,
                 )
