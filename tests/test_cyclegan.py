@@ -457,3 +457,30 @@ def test_evaluation_averages_over_the_pairs_it_scored(tmp_path):
         assert scores.pop("num_samples") == (n or 16)  # the eval.json of a run says it too
         assert set(scores) == {f"{d}_{m}" for d in ("ab", "ba") for m in ("l1", "psnr", "ssim")}
         assert scores == pytest.approx(want, rel=1e-6)
+
+
+def test_an_eval_best_no_validation_gives_is_refused_before_training(tmp_path):
+    """A translation run's validation gives {ab,ba}_{l1,psnr,ssim} (and FID's scores with
+    eval.metric=fid): eval.best naming another was warned about eval.every steps in."""
+    from edgegan.train.trainer import Trainer
+
+    ev = ["eval.every=2"]
+    cases = {
+        "ab_pnsr": r"\(did you mean 'ab_psnr'\?\); it gives: ab_l1, ab_psnr, ab_ssim, ba_l1, ",
+        "ab_fid": r"eval.best=ab_fid: a cyclegan run's validation gives no such score",
+    }
+    for best, error in cases.items():
+        config = load_config("cyclegan-digits", [*TINY, *ev, f"eval.best={best}"])
+        with pytest.raises(ConfigError, match=error):
+            Trainer(config, tmp_path / best)
+    # every score the validation gives is accepted
+    config = load_config("cyclegan-digits", [*TINY, *ev, "eval.best=ab_l1"])
+    trainer = Trainer(config, tmp_path / "ok")
+    scores = trainer.task.evaluate(trainer, num_samples=2)
+    assert set(scores) == {f"{p}_{k}" for p in ("ab", "ba") for k in ("l1", "psnr", "ssim")} | {
+        "num_samples"
+    }
+    from edgegan.metrics.paired import PAIRED_SCORES
+
+    got = paired_scores(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), "x_")
+    assert set(got) == {f"x_{k}" for k in PAIRED_SCORES}

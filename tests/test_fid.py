@@ -239,6 +239,7 @@ def test_fid_and_kid_of_images(weights) -> None:
     assert other["kid"] < shifted["kid"]
     assert set(shifted) == {"fid", "kid", "kid_std", "is", "is_std", "precision", "recall",
                             "density", "coverage", "num_samples", "num_reference"}  # fmt: skip
+    assert set(shifted) == set(FidMetric.scores)  # what eval.best is checked against
     assert shifted["is"] >= 1.0
     # the samples are the reference: each in the other's manifold, every real ball covered
     assert scores_same["precision"] == scores_same["recall"] == scores_same["coverage"] == 1.0

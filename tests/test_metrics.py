@@ -117,6 +117,7 @@ def test_feature_stats_float64_and_torch() -> None:
 def test_real_digits_score_near_zero_and_full_coverage(metric, test_split) -> None:
     x, y = test_split
     out = metric.compute(x, labels=y)
+    assert set(out) == set(DigitsMetric.scores)  # what eval.best is checked against
     assert out["fd"] < 1e-6
     assert out["coverage"] == 1.0
     assert out["class_entropy"] > 0.99

@@ -630,14 +630,19 @@ def test_a_relative_data_root_is_kept_absolute_so_the_run_resumes_anywhere(tmp_p
         train(tiny("data.name=folder", "data.root=elsewhere"), out_dir=tmp_path / "r2")
 
 
-def test_an_eval_best_the_validation_does_not_give_is_warned_with_the_reason(tmp_path):
+def test_an_eval_best_the_validation_does_not_give_is_refused_or_warned(tmp_path):
     from edgegan.data.transforms import save_png
 
     ev = ["eval.every=2", "eval.val_samples=20"]
-    typo = r"eval.best=nosuch: the validation gives no such score \(it gives: fd, .*label_acc"
-    with pytest.warns(UserWarning, match=typo):
-        run = train(tiny(*ev, "eval.best=nosuch"), out_dir=tmp_path / "typo").run_dir
-    assert not (run / "checkpoints" / "best.pt").exists()
+    # the metric declares its scores: a misspelt one is refused before training (it was
+    # warned at the first validation, eval.every steps in, and best.pt never kept)
+    typo = (
+        r"eval.best=val_fdd: eval.metric=digits gives no such score \(did you mean 'fd'\?\); "
+        r"it gives: class_entropy, confidence, coverage, fd, label_accuracy, num_samples$"
+    )
+    with pytest.raises(ConfigError, match=typo):
+        train(tiny(*ev, "eval.best=val_fdd"), out_dir=tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
     # a GAN on other data than the digits: the digit metric's, not an unpaired split's, reason
     folder = tmp_path / "data"
     for cls in ("a", "b"):

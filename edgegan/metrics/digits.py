@@ -133,6 +133,9 @@ def _check_labels(labels: Any, n: int) -> torch.Tensor | None:
 class DigitsMetric:
     """Frechet distance, class coverage and confidence of digit samples (see module doc)."""
 
+    #: every score :meth:`compute` may give (``eval.best`` is checked against them)
+    scores = ("fd", "coverage", "confidence", "class_entropy", "label_accuracy", "num_samples")
+
     name = "digits"
 
     def __init__(

@@ -234,6 +234,9 @@ class FidMetric:
     """FID and KID of samples against a reference (see the module doc)."""
 
     name = "fid"
+    #: every score :meth:`compute` may give (``eval.best`` is checked against them)
+    scores = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is",
+              "is_std", "num_samples", "num_reference")  # fmt: skip
 
     def __init__(
         self,

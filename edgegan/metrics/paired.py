@@ -51,6 +51,10 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
     return float(s.mean())
 
 
+#: The names :func:`paired_scores` gives (after its prefix).
+PAIRED_SCORES = ("l1", "psnr", "ssim")
+
+
 def paired_scores(pred: torch.Tensor, target: torch.Tensor, prefix: str = "") -> dict[str, float]:
     """``{prefix}l1``, ``{prefix}psnr``, ``{prefix}ssim`` of ``pred`` against ``target``."""
     return {

@@ -8,17 +8,30 @@ options object.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from edgegan.config import TASK_CONTEXT, Config, OptimConfig
-from edgegan.errors import unknown
+from edgegan.errors import ConfigError, did_you_mean, unknown
 from edgegan.nn.layers import keep_layout_norms
 from edgegan.train import fastpath, merge
 from edgegan.train.device import Precision
 from edgegan.train.fastpath import make_adam, to_channels_last
+
+
+def check_best_score(best: str, scores: Iterable[str], source: str) -> None:
+    """Refuse ``eval.best`` naming none of the ``scores`` that ``source`` (the metric, the
+    task's validation) can give: misspelt, it was told at the first validation, an
+    ``eval.every`` into the run, and no ``best.pt`` was kept."""
+    name, names = best.removeprefix("val_"), sorted(set(scores))
+    if best and name not in names:
+        raise ConfigError(
+            f"eval.best={best}: {source} gives no such score{did_you_mean(name, names)}; "
+            f"it gives: {', '.join(names)}"
+        )
 
 
 class Task(ABC):

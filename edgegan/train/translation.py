@@ -16,7 +16,7 @@ import torch
 from edgegan.data.files import DataWarning
 from edgegan.errors import ConfigError, DataError
 from edgegan.plugins.manager import get_manager
-from edgegan.train.task import Task
+from edgegan.train.task import Task, check_best_score
 
 
 def training_scale(dataset: Any) -> dict[str, Any]:
@@ -139,6 +139,14 @@ class TranslationTask(Task):
             from edgegan.metrics.evaluate import check_metric
 
             self._fid = check_metric("fid", None, ev.metric_params).metric
+        if ev.best and ev.every:  # the scores evaluate() can give, on any split
+            from edgegan.metrics.fid import FidMetric
+            from edgegan.metrics.paired import PAIRED_SCORES
+
+            kinds = PAIRED_SCORES + (FidMetric.scores if ev.metric == "fid" else ())
+            scores = [f"{p}_{k}" for p in self.translations for k in kinds] + ["num_samples"]
+            metric = " and eval.metric=fid" if ev.metric == "fid" else ""
+            check_best_score(ev.best, scores, f"a {self.name} run's validation{metric}")
 
     def evaluate(self, trainer: Any, num_samples: int | None = None) -> dict[str, float]:
         """Scores of each generator's translations of the test split (``ab_*``: A -> B), on
