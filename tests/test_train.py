@@ -8,6 +8,7 @@ import math
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -1815,3 +1816,31 @@ def test_edgegan_train_says_a_time_budget_stopped_it(tmp_path):
     assert re.match(rf"time budget reached: {step} steps in \d+ s -> {re.escape(str(run))}$",
                     res.stdout.splitlines()[0])  # fmt: skip
     assert f"continue with: edgegan train --resume {run}" in res.stderr
+
+
+def test_a_resume_on_data_whose_classes_changed_is_refused(tmp_path):
+    """A class folder renamed between runs gave label 1 to another class without a word; one
+    added failed on the class embeddings' size, blaming the model config."""
+    from edgegan.data.transforms import save_png
+
+    folder = tmp_path / "pets"
+    for cls in ("cats", "dogs"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(4):
+            save_png(torch.rand(3, 32, 32) * 2 - 1, folder / cls / f"{i}.png")
+    data = ["data.name=folder", f"data.root={folder}", "data.image_size=32", "eval.at_end=false"]
+    run = train(tiny(*data, "train.batch_size=4", steps=2), out_dir=tmp_path / "r").run_dir
+    last = (run / "checkpoints" / "last.pt").read_bytes()
+    (folder / "dogs").rename(folder / "canines")
+    renamed = r"trained on classes 'cats', 'dogs'; its data now has 'canines', 'cats': label 0 "
+    with pytest.raises(DataError, match=renamed + r"was 'cats' and would now be 'canines'\. Put"):
+        train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run)
+    (folder / "canines").rename(folder / "dogs")
+    (folder / "birds").mkdir()
+    save_png(torch.rand(3, 32, 32) * 2 - 1, folder / "birds" / "0.png")
+    added = r"'cats', 'dogs'; its data now has 'birds', 'cats', 'dogs': its class embeddings hold 2"
+    with pytest.raises(DataError, match=added):
+        train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == last
+    shutil.rmtree(folder / "birds")  # as it was: the run continues
+    assert train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run).step == 4

@@ -36,6 +36,7 @@ from edgegan.data.files import DataWarning
 from edgegan.errors import (
     CallbackError,
     ConfigError,
+    DataError,
     EdgeganError,
     PluginError,
     TrainingDiverged,
@@ -247,6 +248,12 @@ def collapse(images: torch.Tensor) -> str | None:
 
 #: The settings the fixed preview inputs are drawn for: changed on resume, they are drawn anew.
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"), ("pix2pix", "preview"))
+
+
+def _some(names: list[str], most: int = 6) -> str:
+    """``'a', 'b', ... (12)``: a list of class names short enough for one line."""
+    shown = ", ".join(repr(n) for n in names[:most])
+    return f"{shown}, ... ({len(names)})" if len(names) > most else shown
 
 
 def _best_name(best: str) -> str:
@@ -669,6 +676,7 @@ class Trainer:
             raise EdgeganError(
                 f"{path} holds a '{state.get('task')}' run, not '{self.config.task}'"
             )
+        self._check_classes(path, state)
         try:
             self.task.load_state_dict(state)
             if self.ema:
@@ -715,6 +723,28 @@ class Trainer:
         if self.dist.enabled and extra_ranks and len(extra_ranks) == self.dist.world_size:
             self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
+
+    def _check_classes(self, path: Path, state: dict[str, Any]) -> None:
+        """A conditional run resumed on data whose classes changed (a class folder renamed,
+        added or removed) would give its labels to other classes, or not fit its class
+        embeddings (a size-mismatch error that blamed the model config)."""
+        saved, spec = state.get("spec") or {}, self.task.generator_spec()
+        if not saved.get("num_classes") or "class_names" not in spec:
+            return
+        was, now = list(saved.get("class_names") or []), list(spec["class_names"])
+        if int(saved["num_classes"]) == int(spec.get("num_classes", 0)) and (not was or was == now):
+            return
+        if was and now and len(was) == len(now):
+            moved = next(i for i, (a, b) in enumerate(zip(was, now, strict=True)) if a != b)
+            how = f"label {moved} was '{was[moved]}' and would now be '{now[moved]}'"
+        else:
+            how = f"its class embeddings hold {saved['num_classes']}"
+        raise DataError(
+            f"{path} was trained on classes {_some(was) or saved['num_classes']}; its data now "
+            f"has {_some(now) or spec.get('num_classes', 0)}: {how}. Put the data back as it "
+            "was, or train a new run (train.init_from=RUN starts it from these weights when "
+            "the class count is the same)"
+        )
 
     def _warn_if_not_exact(self, state: dict[str, Any]) -> None:
         """Say when the resumed run cannot continue as the run would have: another CPU thread
