@@ -1844,3 +1844,35 @@ def test_a_resume_on_data_whose_classes_changed_is_refused(tmp_path):
     assert (run / "checkpoints" / "last.pt").read_bytes() == last
     shutil.rmtree(folder / "birds")  # as it was: the run continues
     assert train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run).step == 4
+
+
+def test_an_image_that_fails_only_when_decoded_keeps_the_steps_trained(tmp_path):
+    """A truncated JPEG passes the header check at the start and fails when its batch is
+    read: the run stopped there lost every step since its last checkpoint (with none, it
+    could not be resumed with the error's own data.skip_bad=true)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(16):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (32, 32, 3), np.uint8)).save(
+            folder / f"{i:02d}.jpg"
+        )
+    whole = io.BytesIO()
+    Image.fromarray(np.random.default_rng(99).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        whole, "JPEG"
+    )
+    (folder / "bad.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    data = ["data.name=folder", f"data.root={folder}", "data.image_size=32", "eval.at_end=false",
+            "model.conditional=false", "train.batch_size=2", "train.checkpoint_every=99",
+            "train.resident_data=false", "seed=4"]  # fmt: skip
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.jpg.*data\.skip_bad=true"):
+        train(tiny(*data, steps=20), out_dir=tmp_path / "r")
+    state = torch.load(tmp_path / "r/checkpoints/last.pt", weights_only=True)
+    assert 0 < state["step"] < 9  # in the first epoch, after some steps
+    again = load_run_config(tmp_path / "r", "data.skip_bad=true")
+    with pytest.warns(UserWarning, match="bad.jpg.*skipping it"):
+        assert train(again, out_dir=tmp_path / "r", resume=tmp_path / "r").step == 20

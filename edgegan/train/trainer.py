@@ -1040,9 +1040,11 @@ class Trainer:
                 self.save_samples("final")
         except Exception as exc:
             # Keep the work when the failure came between steps (a callback, a sample PNG, a
-            # metric), so the state is whole. (Under torchrun saving is a collective that the
-            # other ranks are not in: no save.)
-            if not (between_steps or isinstance(exc, CallbackError)):
+            # metric), so the state is whole, or from the data (a file that fails only when
+            # decoded, found hours in: a batch is read before the step updates anything; with
+            # train.d_steps > 1 a later one may follow a D update, which the resumed run keeps).
+            # (Under torchrun saving is a collective that the other ranks are not in: no save.)
+            if not (between_steps or isinstance(exc, (CallbackError, DataError))):
                 raise
             saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
             if not self.dist.enabled and not saved and self.step > 0:
