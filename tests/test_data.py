@@ -360,6 +360,30 @@ def test_folder_splits(tmp_path):
     assert [Path(p).name for p in test.paths] == ["3.png"] and test.num_classes == 0
 
 
+def test_folders_beside_the_split_folders_are_warned_about(tmp_path):
+    """Class folders bus/, car/ and train/: train/ was taken for the train split, and the
+    other classes (with the images in the root) were dropped without a word."""
+    import warnings
+
+    for cls in ("bus", "car", "train"):
+        save(tmp_path / "vehicles" / cls / "1.png")
+    save(tmp_path / "vehicles" / "loose.png")
+    (tmp_path / "vehicles" / ".cache").mkdir()  # hidden: not data
+    with pytest.warns(
+        DataWarning,
+        match=r"vehicles has train/, which hold the splits: its folders bus, car and 1 image "
+        r"in it are not read \(a class folder named 'train'\? rename it",
+    ):
+        ds = build_folder(root=str(tmp_path / "vehicles"), image_size=4)
+    assert len(ds) == 1  # still the split folder's, as documented
+    with warnings.catch_warnings():  # the layout of labelled splits says nothing
+        warnings.simplefilter("error")
+        build_folder(root=str(tmp_path / "vehicles" / "train"), image_size=4)
+        save(tmp_path / "split" / "train" / "a" / "1.png")
+        save(tmp_path / "split" / "test" / "a" / "2.png")
+        build_folder(root=str(tmp_path / "split"), image_size=4)
+
+
 def test_folder_corrupt_file(tmp_path):
     save(tmp_path / "a.png")
     save(tmp_path / "c.png")

@@ -227,12 +227,37 @@ def _probe_all(paths: list[Path]) -> list[str | None]:
 PROBE_PROGRESS_FROM = 10_000
 
 
+def _warn_beside_splits(root: Path, present: list[str]) -> None:
+    """A ``train/`` or ``test/`` folder makes the split folders the data: folders beside them
+    (the other classes, when one class is called ``train``) and images in ``root`` itself are
+    left out, which dropped most of the data and its classes without a word."""
+    try:
+        entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+    except OSError:
+        return
+    folders = sorted(e.name for e in entries if e.is_dir() and e.name not in SPLITS)
+    images = [e for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
+    if not folders and not images:
+        return
+    left = [f"folder{'s' if len(folders) > 1 else ''} {', '.join(folders)}"] if folders else []
+    left += [f"{len(images)} image{'s' if len(images) > 1 else ''} in it"] if images else []
+    splits = " and ".join(f"{s}/" for s in present)
+    warnings.warn(
+        f"{root} has {splits}, which hold the splits: its {' and '.join(left)} are not read "
+        f"(a class folder named {present[0]!r}? rename it; SPLIT/CLASS/ is the layout of "
+        "labelled splits)",
+        DataWarning,
+        stacklevel=5,
+    )
+
+
 def _split_folder(root: Path, split: str) -> Path:
     if split not in SPLITS:
         raise DataError(f"{_WHERE}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
     present = [s for s in SPLITS if (root / s).is_dir()]
     if not present:
         return root
+    _warn_beside_splits(root, present)
     if split in present:
         return root / split
     other = present[0]
