@@ -715,3 +715,22 @@ def test_a_folder_limit_keeps_every_class_its_share(tmp_path):
     assert len(build_folder(root=str(tmp_path), image_size=8, limit=50)) == 12
     flat = build_folder(root=str(tmp_path), image_size=8, labels=False, limit=2)
     assert [Path(p).parent.name for p in flat.paths] == ["a", "b"]
+
+
+def test_a_class_left_without_images_is_warned_about(tmp_path):
+    """data.limit (evenly spaced) or skip_bad can leave a class folder with nothing read: its
+    label was kept, trained on nothing, and offered by infer --labels."""
+    save(tmp_path / "Zebra" / "1.png")
+    for i in range(2):
+        save(tmp_path / "apple" / f"{i}.png")
+    for i in range(3):
+        save(tmp_path / "banana" / f"{i}.png")
+    with pytest.warns(DataWarning, match=r"class apple holds no image that is read \(data.lim"
+                      r"it=2\): its label trains on nothing"):  # fmt: skip
+        ds = build_folder(root=str(tmp_path), image_size=4, limit=2)
+    assert ds.class_names == ["Zebra", "apple", "banana"]
+    for name in ("0.png", "1.png"):
+        (tmp_path / "apple" / name).write_bytes(b"not a png")
+    with pytest.warns(DataWarning, match=r"class apple holds no image that is read \(unreadab"
+                      r"le files skipped: skip_bad\)"):  # fmt: skip
+        build_folder(root=str(tmp_path), image_size=4, skip_bad=True)

@@ -323,7 +323,8 @@ class ImageFolderDataset(SkipWarnings, Dataset):
         self._bad: set[int] = set()
         self._warned_lazy = False
 
-        if limit and limit < len(rel_paths):
+        limited = bool(limit) and limit < len(rel_paths)
+        if limited:
             # Evenly spaced over the sorted files, so each class (subfolder) keeps its share:
             # the first N held the first classes alone (a conditional run then learnt one
             # class of its ten labels).
@@ -334,6 +335,21 @@ class ImageFolderDataset(SkipWarnings, Dataset):
         kept = set(ok)
         self.skipped = [str(p) for i, p in enumerate(paths) if i not in kept]
         self.samples = [(str(paths[i]), index[top[i]] if labelled else -1) for i in ok]
+        if labelled:
+            held = {label for _, label in self.samples}
+            empty = [c for c in classes if index[c] not in held]
+            if empty:
+                why = [f"data.limit={limit}"] if limited else []
+                why += ["unreadable files skipped: skip_bad"] if self.skipped else []
+                warnings.warn(
+                    f"{folder}: class{'es' if len(empty) > 1 else ''} {', '.join(empty)} "
+                    f"{'hold' if len(empty) > 1 else 'holds'} no image that is read "
+                    f"({' or '.join(why) or 'none left'}): "
+                    f"{'their labels train' if len(empty) > 1 else 'its label trains'} on "
+                    "nothing (raise data.limit, or mend or remove the folder)",
+                    DataWarning,
+                    stacklevel=3,
+                )
 
     # -- the dataset contract ------------------------------------------------------------
     @property
