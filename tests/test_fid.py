@@ -864,3 +864,35 @@ def test_the_metric_factories_mirror_their_classes(factory, cls) -> None:
                 if p.name != "self"]  # fmt: skip
 
     assert params(getattr(plugin, factory)) == params(klass.__init__)
+
+
+def test_a_reference_folder_that_cannot_be_read_stops_training_before_its_first_step(
+    weights, tmp_path, monkeypatch
+) -> None:
+    """Only a missing path was checked at the start: an empty folder, one of class folders
+    (the training data itself), or of images of two sizes failed after the whole run."""
+    from edgegan.train import train
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(weights))
+    data = _folder_data(tmp_path)
+    (tmp_path / "empty").mkdir()
+    mixed = tmp_path / "mixed"
+    _write_pngs(mixed, _images(0, 2))
+    Image.new("RGB", (20, 10)).save(mixed / "wide.png")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.png").write_bytes(b"not a png")
+    cases = {
+        "empty": r"no images \(.*\) in .*empty$",
+        "mixed": r"images in .*mixed differ in size: 000.png is 16x16, wide.png is 20x10$",
+        "broken": r"cannot read image .*a\.png",
+    }
+    overrides = [*TINY_GAN, "model.conditional=false", "data.name=folder", f"data.root={data}",
+                 "data.image_size=32", "eval.metric=fid", "eval.at_end=true"]  # fmt: skip
+    for name, error in cases.items():
+        config = load_config("dcgan-mnist", [*overrides, f"eval.reference={tmp_path / name}"])
+        with pytest.raises(EdgeganError, match=error):
+            train(config, out_dir=tmp_path / f"run-{name}")
+        assert not (tmp_path / f"run-{name}").exists()
+    # the messages are read_batches' own, which reads the pixels
+    with pytest.raises(EdgeganError, match=cases["mixed"]):
+        FidMetric(weights=str(weights), device="cpu").compute(_images(1, 4), reference=str(mixed))

@@ -26,7 +26,8 @@ _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 def _read_image(path: Path) -> Any:
     """One image file -> uint8 ``(H, W, 1)`` or ``(H, W, 3)``, converted as the datasets
-    convert (16-bit and float greyscale scaled to 8 bits, transparency over white)."""
+    convert (16-bit and float greyscale scaled to 8 bits, transparency over white); as
+    pytorch-fid, without applying an EXIF orientation (the datasets apply it)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -89,6 +90,14 @@ def folder_images(folder: Path) -> list[Path]:
     return files
 
 
+def size_mismatch(first: Path, first_wh: tuple[int, int], path: Path, wh: tuple[int, int]) -> str:
+    """The line for a folder of images of different sizes (``(w, h)`` each)."""
+    return (
+        f"images in {path.parent} differ in size: {first.name} is {first_wh[0]}x{first_wh[1]}, "
+        f"{path.name} is {wh[0]}x{wh[1]}"
+    )
+
+
 def read_batches(files: list[Path], batch_size: int) -> Iterator[Any]:
     """The images of ``files`` as uint8 ``(n, H, W, C)`` arrays of up to ``batch_size``
     (a batch mixing grey and colour is all RGB), each image checked as it is read: files of
@@ -103,10 +112,8 @@ def read_batches(files: list[Path], batch_size: int) -> Iterator[Any]:
             if first is None:
                 first = a.shape[:2]
             elif a.shape[:2] != first:
-                raise EdgeganError(
-                    f"images in {p.parent} differ in size: {files[0].name} is "
-                    f"{first[1]}x{first[0]}, {p.name} is {a.shape[1]}x{a.shape[0]}"
-                )
+                w, h = a.shape[1], a.shape[0]
+                raise EdgeganError(size_mismatch(files[0], (first[1], first[0]), p, (w, h)))
             batch.append(a)
         c = max(a.shape[2] for a in batch)
         yield np.stack([np.broadcast_to(a, (*a.shape[:2], c)) for a in batch])

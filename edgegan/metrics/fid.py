@@ -175,10 +175,12 @@ def _reference_key(spec: str) -> tuple[Any, ...]:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def check_reference(spec: Any) -> str:
+def check_reference(spec: Any, probe: bool = False) -> str:
     """``spec`` stripped, when it names a reference that can be read: a folder, an ``.npz``
     file or a digits spec (checked by the digits metric's parser); else one line saying why
-    (before a run trains or a generator is sampled, not after)."""
+    (before a run trains or a generator is sampled, not after). ``probe``: a folder's images
+    are listed and their headers read (no pixels), so a folder without images, with an
+    unreadable header or with images of different sizes fails now too."""
     if not isinstance(spec, str) or not spec.strip():
         raise EdgeganError(f"the fid metric needs a reference; {_REFERENCE_HELP}")
     spec = spec.strip()
@@ -190,7 +192,25 @@ def check_reference(spec: Any) -> str:
         raise EdgeganError(f"reference not found: {path}; {_REFERENCE_HELP}")
     if path.is_file() and path.suffix.lower() != ".npz":
         raise EdgeganError(f"reference {path} is a file, not an .npz; {_REFERENCE_HELP}")
+    if probe and path.is_dir():
+        _probe_folder(path)
     return spec
+
+
+def _probe_folder(folder: Path) -> None:
+    """What :func:`~edgegan.metrics.evaluate.read_batches` would refuse of a reference
+    folder, from the files' headers: none (or no image), an unreadable one, another size."""
+    from edgegan.data.transforms import probe_image
+    from edgegan.metrics.evaluate import folder_images, npz_of_folder, size_mismatch
+
+    if npz_of_folder(folder) is not None:
+        return
+    files = folder_images(folder)
+    first = probe_image(files[0])
+    for p in files[1:]:
+        size = probe_image(p)
+        if size != first:
+            raise EdgeganError(size_mismatch(files[0], first, p, size))
 
 
 def _load_reference(spec: str) -> tuple[str, Any]:
@@ -259,7 +279,7 @@ class FidMetric:
                 raise EdgeganError(f"{key} must be an integer >= {least}, got {value!r}")
         self.weights = inception.find_weights(weights)  # no weights: fail before any work
         # a bad reference too: before a run trains or a generator is sampled
-        self.reference = None if reference is None else check_reference(reference)
+        self.reference = None if reference is None else check_reference(reference, probe=True)
         self.batch_size, self.kid_subsets, self.kid_subset_size = (
             batch_size, kid_subsets, kid_subset_size
         )  # fmt: skip
