@@ -445,6 +445,12 @@ def _gpu_runner_options(command: Any) -> Any:
     "files, e.g. a pix2pix test/ folder): translate its source half; with --side-by-side, "
     "the other half (the truth) goes right of the translation.",
 )
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="cyclegan, pix2pix: leave out input images that cannot be read (one warning counts "
+    "them) instead of stopping, which takes back what was written.",
+)
 @_gpu_runner_options
 def infer(
     target: str,
@@ -464,6 +470,7 @@ def infer(
     resize: str | None,
     side_by_side: bool,
     split_pairs: bool,
+    skip_bad: bool,
     cuda_graphs: bool | None,
     ort_options: tuple[str, ...],
     compile_: str | None,
@@ -519,14 +526,15 @@ def infer(
             resize=resize,
             side_by_side=side_by_side,
             split_pairs=split_pairs,
+            skip_bad=skip_bad,
             **options,
         )
         click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
         return
-    if resize is not None or side_by_side or split_pairs:
+    if resize is not None or side_by_side or split_pairs or skip_bad:
         raise EdgeganError(
-            "--resize, --side-by-side and --split-pairs apply to translation (--direction "
-            "and --input)"
+            "--resize, --side-by-side, --split-pairs and --skip-bad apply to translation "
+            "(--direction and --input)"
         )
     from edgegan.sampling import infer as run_infer
     from edgegan.sampling import parse_labels

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, pick_images
-from edgegan.errors import EdgeganError
+from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, DataWarning, pick_images
+from edgegan.errors import DataError, EdgeganError
 from edgegan.export.signature import (
     DIRECTIONS,
     IMAGE,
@@ -337,6 +337,7 @@ def translate(
     resize: int | str | None = None,
     side_by_side: bool = False,
     split_pairs: bool = False,
+    skip_bad: bool = False,
     **runner_options: Any,
 ) -> list[Path]:
     """Translate an image or a folder of images with a cyclegan run (torch) or bundle (any
@@ -353,7 +354,8 @@ def translate(
     such as a pix2pix test split): its source half is translated (the run's data.direction
     says which), and with ``side_by_side`` the other half, the truth, is written right of the
     translation. ``direction`` None: the one direction of a pix2pix run or bundle
-    (:func:`default_direction`)."""
+    (:func:`default_direction`). An unreadable image stops the run and takes back what it
+    wrote; ``skip_bad``: it is left out instead, and one warning counts them."""
     import warnings
 
     from edgegan.data.transforms import load_image, save_png
@@ -380,6 +382,7 @@ def translate(
             )
         how = _scaling(resize, runner.spec)
         written: list[Path] = []
+        skipped: list[Path] = []
         warned = False
         bar = ProgressBar(len(files), 0, progress and len(files) > 1, "infer", "images")
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
@@ -390,11 +393,21 @@ def translate(
                 for k in range(0, len(files), batch_size):
                     chunk = files[k : k + batch_size]
                     truths: list[Any] = []
+
+                    def read(src: Path) -> Any:
+                        if split_pairs:
+                            return _pair_halves(src, runner.spec)
+                        return load_image(src, channels)
+
+                    got = [_read_input(read, src, skip_bad, skipped) for src, _ in chunk]
+                    chunk = [c for c, g in zip(chunk, got, strict=True) if g is not None]
+                    got = [g for g in got if g is not None]
+                    if not got:
+                        continue
                     if split_pairs:
-                        halves = [_pair_halves(src, runner.spec) for src, _ in chunk]
-                        loaded, truths = [h[0] for h in halves], [h[1] for h in halves]
+                        loaded, truths = [h[0] for h in got], [h[1] for h in got]
                     else:
-                        loaded = [load_image(src, channels) for src, _ in chunk]
+                        loaded = got
                     if how is not None:
                         loaded = [_rescale(img, how) for img in loaded]
                         truths = [_rescale(img, how) for img in truths]
@@ -418,4 +431,24 @@ def translate(
                         written.append(save_png(img, new.file(dst), fsync=False))
         finally:
             bar.close()
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) of {len(files)} (first: {skipped[0]})",
+            DataWarning,
+            stacklevel=2,
+        )
     return written
+
+
+def _read_input(
+    read: Callable[[Path], Any], path: Path, skip_bad: bool, skipped: list[Path]
+) -> Any:
+    """``read(path)``, or None when the file cannot be read and ``skip_bad`` (noted in
+    ``skipped``); without ``skip_bad`` the error says how to go on without it."""
+    try:
+        return read(path)
+    except DataError as exc:
+        if not skip_bad:
+            raise DataError(f"{exc} (--skip-bad translates the others)") from None
+        skipped.append(path)
+        return None

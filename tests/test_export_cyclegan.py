@@ -35,7 +35,7 @@ from edgegan.export import export, model_path, read_bundle, verify
 from edgegan.export.onnx import read_metadata
 from edgegan.export.signature import parse_size
 from edgegan.runtime import open_runner
-from edgegan.translate import load_translator
+from edgegan.translate import load_translator, translate
 
 GENERATORS = {
     "resnet": ["model.generator.name=resnet_6blocks", "train.ema=true"],
@@ -671,7 +671,15 @@ def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path)
                                    "--input", str(folder), "--out", str(out),
                                    "--batch-size", "1"])  # fmt: skip
     assert res.exit_code == 2 and "z.png" in res.stderr, res.output
+    assert "(--skip-bad translates the others)" in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # deep/out/sub taken back
+    # --skip-bad: the others are translated, and one warning counts what was left out
+    with pytest.warns(DataWarning, match=r"skipped 1 unreadable image\(s\) of 4 \(first: .*z"):
+        written = translate(runs["resnet"], "AtoB", folder, tmp_path / "skip", batch_size=1,
+                            skip_bad=True)  # fmt: skip
+    names = sorted(p.relative_to(tmp_path / "skip").as_posix() for p in written)
+    assert names == ["a.png", "c.png", "sub/b.png"]
+    shutil.rmtree(tmp_path / "skip")
     # With --overwrite into a folder of earlier files: those stay, even the replaced ones.
     out = tmp_path / "old"
     (out / "sub").mkdir(parents=True)
@@ -855,9 +863,7 @@ def test_translation_at_the_training_scale(runs, images, tmp_path):
     res = CliRunner().invoke(
         cli, ["infer", str(run), "--num", "2", "--resize", "8", "--out", str(tmp_path / "g")]
     )
-    assert (
-        res.exit_code == 2 and "--side-by-side and --split-pairs apply to translation" in res.stderr
-    )
+    assert res.exit_code == 2 and "--split-pairs and --skip-bad apply to translation" in res.stderr
 
 
 def test_side_by_side_translations(runs, images, tmp_path):
