@@ -746,6 +746,8 @@ def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert compiled == [{"generator", "discriminator"}]
     assert f"train gan: training into {tmp_path / 'r'} on cpu" in err
+    # what it trains on, where a class folder taken for a split would show
+    assert "train gan: data: mnist, 256 images 1x28x28, 10 classes (0, 1, 2, 3" in err
     assert "compiling the networks (train.compile=default)" in err
     resumed = load_config("dcgan-mnist", [*TINY, "train.steps=3", "train.progress=true"])
     train(resumed, resume=tmp_path / "r")
@@ -1876,3 +1878,21 @@ def test_an_image_that_fails_only_when_decoded_keeps_the_steps_trained(tmp_path)
     again = load_run_config(tmp_path / "r", "data.skip_bad=true")
     with pytest.warns(UserWarning, match="bad.jpg.*skipping it"):
         assert train(again, out_dir=tmp_path / "r", resume=tmp_path / "r").step == 20
+
+
+def test_the_start_says_what_the_run_trains_on(tmp_path, capsys):
+    """An unlabelled folder under the conditional preset trains an unconditional GAN: the
+    first lines say so (and a class folder taken for a split would show its count here)."""
+    from edgegan.data.transforms import save_png
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(4):
+        save_png(torch.rand(3, 32, 32) * 2 - 1, folder / f"{i}.png")
+    data = ["data.name=folder", f"data.root={folder}", "data.image_size=32", "eval.at_end=false",
+            "train.batch_size=2", "train.progress=true"]  # fmt: skip
+    train(tiny(*data, steps=1), out_dir=tmp_path / "r")
+    err = " ".join(capsys.readouterr().err.split())  # unwrapped
+    assert "data: folder, 4 images 3x32x32, unlabelled: an unconditional GAN (model.condit" in err
+    train(tiny(*data, "model.conditional=false", steps=1), out_dir=tmp_path / "u")
+    assert "4 images 3x32x32, unconditional (model.conditional=false)" in capsys.readouterr().err

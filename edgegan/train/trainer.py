@@ -724,6 +724,24 @@ class Trainer:
             self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
 
+    def _data_line(self) -> str:
+        """What the run trains on, said at its start: a class folder taken for a split, a
+        folder without labels or a limit that left a class out shows here first."""
+        ds, data = self.dataset, self.config.data
+        if self.config.task != "gan":  # an item is a pair, its domains' shapes the task's
+            return f"data: {data.name}, {len(ds)} items an epoch"
+        shape = getattr(ds, "image_shape", None)
+        size = f" {'x'.join(str(int(v)) for v in shape)}" if shape else ""
+        line = f"data: {data.name}, {len(ds)} images{size}"
+        names = [str(c) for c in getattr(ds, "class_names", None) or []]
+        classes = int(getattr(self.task, "num_classes", 0))
+        if classes:
+            shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+            return f"{line}, {classes} classes" + (f" ({shown})" if names else "")
+        if self.config.model.conditional:
+            return f"{line}, unlabelled: an unconditional GAN (model.conditional has no classes)"
+        return f"{line}, unconditional (model.conditional=false)"
+
     def _check_classes(self, path: Path, state: dict[str, Any]) -> None:
         """A conditional run resumed on data whose classes changed (a class folder renamed,
         added or removed) would give its labels to other classes, or not fit its class
@@ -969,6 +987,7 @@ class Trainer:
         bar = ProgressBar(t.steps, self.step, t.progress and main, f"train {self.config.task}")
         how = f"resuming at step {self.step}" if self.step else "training"
         bar.note(f"{how} into {self.run_dir} on {self.device}")
+        bar.note(self._data_line())
         if t.max_seconds is not None:
             # The default preset's safety net applies to runs made longer from it too: say so
             # before the user leaves it running for the night.
