@@ -81,6 +81,10 @@ def _pair_halves(path: Path, spec: dict[str, Any]) -> tuple[Any, Any]:
     return convert_channels(source, c_in), convert_channels(truth, c_out)
 
 
+#: ``--resize``'s largest shorter side: 8192x8192 is 67 M pixels, gigabytes through a ResNet-9
+MAX_RESIZE = 8192
+
+
 def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] | None:
     """``translate``'s ``resize`` as (``"shorter"`` or ``"width"``, pixels); None: native.
     ``"train"`` is the scale of the training images: ``crop_size`` on the shorter side for
@@ -101,6 +105,8 @@ def _scaling(resize: int | str | None, spec: dict[str, Any]) -> tuple[str, int] 
         side = 0
     if side < 1 or str(resize).strip() not in (str(side), f"+{side}"):
         raise EdgeganError(f"--resize takes a size in pixels or 'train', got '{resize}'")
+    if side > MAX_RESIZE:  # 100000 px ran the machine out of memory before a word
+        raise EdgeganError(f"--resize takes at most {MAX_RESIZE} px (the shorter side), got {side}")
     return "shorter", side
 
 

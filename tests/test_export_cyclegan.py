@@ -860,6 +860,8 @@ def test_translation_at_the_training_scale(runs, images, tmp_path):
             EdgeganError, match=f"--resize takes a size in pixels or 'train', got '{bad}'"
         ):
             translate(run, "AtoB", big, tmp_path / "e", resize=bad)
+    with pytest.raises(EdgeganError, match="--resize takes at most 8192 px .*, got 100000"):
+        translate(run, "AtoB", big, tmp_path / "e", resize="100000")
     res = CliRunner().invoke(
         cli, ["infer", str(run), "--num", "2", "--resize", "8", "--out", str(tmp_path / "g")]
     )
