@@ -1674,6 +1674,13 @@ def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp
     budget = train(tiny("train.max_seconds=0.000001", steps=1000), out_dir=tmp_path / "budget")
     report = (budget.run_dir / "report.md").read_text()
     assert f"- steps: {budget.step} of 1000 (stopped by max_seconds)" in report
+    # a slow run's rate in three figures: it said "0 images/s" for 3 steps in 14 s
+    from edgegan.train.trainer import Trainer, TrainResult
+
+    slow = Trainer(tiny("train.batch_size=1", steps=3), tmp_path / "slow")
+    slow.run_dir.mkdir()
+    slow.write_report(TrainResult(slow.run_dir, 3, 14.0, "steps", slow.run_dir / "x.pt"))
+    assert "(0.214 images/s over the run)" in (slow.run_dir / "report.md").read_text()
 
 
 def test_the_ema_copies_the_generator_before_ema_start(tmp_path):

@@ -1173,8 +1173,8 @@ class Trainer:
             f"- device: {self.device}, {fastpath.describe(self.config.train, self.device)}"
             + (f", {self.dist.describe()}" if self.dist.enabled else ""),
             f"- steps: {result.step} of {self.config.train.steps} (stopped by {result.stopped_by})",
-            f"- training time: {result.seconds:.1f} s ({images / max(result.seconds, 1e-9):.0f} "
-            "images/s over the run)",
+            f"- training time: {result.seconds:.1f} s "
+            f"({images / max(result.seconds, 1e-9):.3g} images/s over the run)",  # 0.3, not 0
             f"- checkpoint: {result.checkpoint.relative_to(self.run_dir)}",
             "- samples: samples/final.png",
         ]
