@@ -7,6 +7,7 @@ machine that has only the bundle folder (``pip install numpy onnxruntime pillow`
     python run_bundle.py BUNDLE --num 64 --seed 0 --out samples.npz           # a GAN bundle
     python run_bundle.py BUNDLE --num 30 --labels 3,7 --out digits.npz         # conditional
     python run_bundle.py BUNDLE --direction AtoB --input photos/ --out out/   # a cyclegan one
+    python run_bundle.py BUNDLE --input facades/ --out out/                   # pix2pix: AtoB
 
 The latents, labels, file names and pixels are edgegan's: the tests (``standalone`` in
 tests/test_runtime.py and tests/test_export_cyclegan.py) compare them with ``edgegan infer``
@@ -28,24 +29,66 @@ from PIL import Image, ImageOps
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 
-def open_graph(
-    bundle: Path, precision: str, direction: str | None
-) -> tuple[dict, ort.InferenceSession]:
-    """The bundle's metadata and an ONNX Runtime session of one of its graphs."""
-    meta = json.loads((bundle / "edgegan.json").read_text(encoding="utf-8"))
+def read_meta(bundle: Path) -> dict:
+    """The bundle's ``edgegan.json``."""
+    try:
+        meta = json.loads((bundle / "edgegan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {bundle} is no readable bundle: {exc}") from None
     if meta.get("format") != 1:  # another layout of the metadata: refuse rather than misread
         raise SystemExit(f"error: bundle format {meta.get('format')!r}; this reader knows 1")
+    return meta
+
+
+def pick_direction(meta: dict, direction: str | None) -> str | None:
+    """A translator bundle's direction (the given one, or its only one: a pix2pix bundle's
+    AtoB); None for a GAN bundle, whose ``models`` are its precisions."""
+    have = meta.get("directions")
+    if not have:
+        if direction:
+            raise SystemExit(f"error: a {meta['task']} bundle samples latents: no --direction")
+        return None
+    if direction is None:
+        if len(have) > 1:
+            raise SystemExit(f"error: a {meta['task']} bundle takes --direction ({'|'.join(have)})")
+        return have[0]
+    if direction not in have:
+        raise SystemExit(f"error: the bundle has no {direction} graphs (it has: {', '.join(have)})")
+    return direction
+
+
+def open_graph(
+    bundle: Path, meta: dict, precision: str, direction: str | None
+) -> ort.InferenceSession:
+    """An ONNX Runtime session of one of the bundle's graphs."""
     models = meta["models"][direction] if direction else meta["models"]
     if precision not in models:
         raise SystemExit(f"error: the bundle has no {precision} graph (it has {', '.join(models)})")
     path = bundle / models[precision]["file"]
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # e.g. a graph of a higher --opset than this onnxruntime reads
         raise SystemExit(
             f"error: onnxruntime {ort.__version__} cannot load {path}: {exc}"
         ) from None
-    return meta, session
+
+
+def parse_labels(text: str, spec: dict) -> list[int]:
+    """``--labels 3,7`` or class names (``Sneaker,Bag``), as ``edgegan infer`` reads them."""
+    names = [str(c) for c in spec.get("class_names") or []]
+    out = []
+    for item in (v.strip() for v in text.split(",")):
+        if not item:
+            continue
+        if item in names:  # a name first: a class named "3" is the name, as in edgegan
+            out.append(names.index(item))
+            continue
+        try:
+            out.append(int(item))
+        except ValueError:
+            known = f" (classes: {', '.join(names)})" if names else ""
+            raise SystemExit(f"error: --labels: '{item}' is no class{known}") from None
+    return out
 
 
 def to_uint8_nhwc(raw: np.ndarray, value_range: list[float]) -> np.ndarray:
@@ -143,11 +186,13 @@ def main() -> None:
     parser.add_argument("--input", type=Path)
     args = parser.parse_args()
 
-    meta, session = open_graph(args.bundle, args.precision, args.direction)
-    if meta["task"] == "cyclegan":
-        if not (args.direction and args.input):
-            raise SystemExit("error: a cyclegan bundle takes --direction and --input")
-        channels = meta["inputs"][args.direction][0]["shape"][1]
+    meta = read_meta(args.bundle)
+    direction = pick_direction(meta, args.direction)
+    session = open_graph(args.bundle, meta, args.precision, direction)
+    if direction is not None:  # a cyclegan or pix2pix bundle: one direction's graph
+        if args.input is None:
+            raise SystemExit(f"error: a {meta['task']} bundle translates --input images")
+        channels = meta["inputs"][direction][0]["shape"][1]
         root = args.input if args.input.is_dir() else args.input.parent
         found = args.input.rglob("*") if args.input.is_dir() else [args.input]
         files = sorted(
@@ -162,12 +207,16 @@ def main() -> None:
         if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
             raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")
         for path, dst in zip(files, targets, strict=True):
-            out = translate(meta, session, args.direction, read_image(path, channels))
+            out = translate(meta, session, direction, read_image(path, channels))
             dst.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(out[:, :, 0] if out.shape[2] == 1 else out).save(dst)
         print(f"{len(files)} images -> {args.out}")
     else:
-        labels = [int(v) for v in args.labels.split(",") if v.strip()]
+        if args.input is not None:
+            raise SystemExit(f"error: a {meta['task']} bundle samples latents: no --input")
+        if args.num < 1:
+            raise SystemExit(f"error: --num must be at least 1, got {args.num}")
+        labels = parse_labels(args.labels, meta["spec"])
         result = sample(meta, session, args.num, args.seed, labels)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.out, **result)

@@ -162,6 +162,17 @@ def test_export_has_the_one_direction_and_runs_alike_on_every_backend(run, tmp_p
         outs[name] = [np.asarray(Image.open(out / f"{i}.png")).astype(int) for i in range(3)]
     for a, b in zip(outs["torch"], outs["ort"], strict=True):
         assert a.shape == (32, 32, 3) and np.abs(a - b).max() <= 1
+    # the standalone reader (no edgegan, no torch) takes the bundle's one direction too: it
+    # took a pix2pix bundle for a GAN's (KeyError 'latent_dim')
+    from tiny import run_standalone_example
+
+    run_standalone_example(str(bundle), "--input", str(images), "--out", str(tmp_path / "s"))
+    for i in range(3):
+        alone = np.asarray(Image.open(tmp_path / "s" / f"{i}.png")).astype(int)
+        assert np.array_equal(alone, outs["ort"][i])
+    said = run_standalone_example(str(bundle), "--direction", "BtoA", "--input", str(images),
+                                  "--out", str(tmp_path / "t"), fails=True)  # fmt: skip
+    assert "error: the bundle has no BtoA graphs (it has: AtoB)" in said
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,16 @@ def test_the_standalone_example_samples_as_edgegan_infer_does(bundle, tmp_path, 
     assert list(s["labels"][:4]) == [3, 7, 1, 3]
     assert e["images"].dtype == s["images"].dtype == np.uint8
     assert np.abs(e["images"].astype(int) - s["images"].astype(int)).max() == 0
+    # its mistakes are one line, as edgegan's (they were tracebacks)
+    out = str(tmp_path / "x.npz")
+    for args, said in (
+        (["--direction", "AtoB"], "error: a gan bundle samples latents: no --direction"),
+        (["--input", str(tmp_path)], "error: a gan bundle samples latents: no --input"),
+        (["--num", "-1"], "error: --num must be at least 1, got -1"),
+        (["--labels", "Sneaker"], "error: --labels: 'Sneaker' is no class (classes: 0, 1,"),
+    ):
+        assert said in run_standalone_example(str(bundle), *args, "--out", out, fails=True)
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_a_graph_newer_than_onnxruntime_or_a_newer_bundle_says_so(bundle_copy, tmp_path):
