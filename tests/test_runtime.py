@@ -2507,3 +2507,34 @@ def test_edgegan_eval_warns_of_a_biased_fd_from_129_to_1999_samples(monkeypatch,
     assert res.exit_code == 0, res.output
     assert res.stdout.split() == ["fd", "1.2500", "num_samples", str(n)]
     assert ("biased upward" in res.stderr) == warned, res.stderr
+
+
+def test_an_onnxruntime_failure_while_running_is_one_line(bundle, tmp_path, monkeypatch):
+    """onnxruntime's allocator failing (a huge image, a batch of 200,000) was a 45-line
+    traceback with exit code 1; the torch backend says the same in one line."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+    from edgegan.runtime.ort_runner import OrtRunner
+
+    arena = (
+        "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Conv "
+        "node. Name:'/conv/Conv' Status Message: /onnxruntime_src/onnxruntime/core/framework/"
+        "bfc_arena.cc:359 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool) "
+        "Failed to allocate memory for requested buffer of size 123\nmore"
+    )
+    other = "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input"
+    for error, code, said in (
+        (Fail(arena), 1, "error: out of memory (onnxruntime: Failed to allocate memory for "
+         "requested buffer of size 123 (Conv node. Name:'/conv/Conv')); ask for less at once"),
+        (InvalidArgument(other), 2, "error: onnxruntime failed to run onnxruntime/fp32/cpu: "
+         "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input"),
+    ):  # fmt: skip
+
+        def fail(self, feed, error=error):
+            raise error
+
+        monkeypatch.setattr(OrtRunner, "_run", fail)
+        res = CliRunner().invoke(cli, ["infer", str(bundle), "--backend", "onnxruntime",
+                                       "--num", "2", "--out", str(tmp_path / "o")])  # fmt: skip
+        assert res.exit_code == code and res.stderr == said + "\n", res.output
+        assert not (tmp_path / "o").exists()

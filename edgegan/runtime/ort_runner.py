@@ -148,6 +148,19 @@ def _first_line(exc: BaseException) -> str:
     return first_line(exc, type(exc).__name__)
 
 
+#: What onnxruntime's failures say when an allocation failed.
+_OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "out of memory")
+
+
+def _ort_detail(line: str) -> str:
+    """The useful end of onnxruntime's ``[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION :
+    Non-zero status code returned while running Conv node. ... Status Message: WHY``."""
+    why = line.rsplit("Status Message:", 1)[-1].strip()
+    why = re.sub(r"^\S+\.\w+:\d+ [^(]*\([^)]*\)\s*", "", why)  # its source file and function
+    node = re.search(r"while running (\S+ node\. Name:'[^']*')", line)
+    return f"{why} ({node.group(1)})" if node and why != line.strip() else why
+
+
 def _run_options(graph_id: int) -> Any:
     import onnxruntime as ort
 
@@ -318,6 +331,21 @@ class OrtRunner(Runner):
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         feed = self._feed(inputs)
+        try:
+            return self._run(feed)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            # onnxruntime's own failures: a page of text and a traceback; one line, as the
+            # torch backend's (its allocator failing: the CLI's out-of-memory line)
+            line = first_line(exc, type(exc).__name__)
+            if any(words in line for words in _OUT_OF_MEMORY):
+                raise MemoryError(f"onnxruntime: {_ort_detail(line)}") from exc
+            raise EdgeganError(
+                f"onnxruntime failed to run {self.describe()}: {_ort_detail(line)}"
+            ) from exc
+
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self._binding is None:
             out = self.session.run([self._output], feed)[0]
             return np.asarray(out, dtype=np.float32)
