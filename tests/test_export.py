@@ -1229,3 +1229,33 @@ def test_an_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, t
     run = copy_with_a_newer_checkpoint(runs["uncond"], tmp_path / "run")
     with pytest.raises(EdgeganError, match=r"checkpoints/odd\.pt: .*newer_switch"):
         export(run, out=tmp_path / "b", checkpoint="odd")
+
+
+def test_an_empty_mount_point_as_out_gets_the_bundle_copied_in(runs, tmp_path, monkeypatch):
+    """The bundle is built beside --out and renamed into it: an empty mount point (a docker
+    volume, a card) is another device, and the export failed at its very end with 'Invalid
+    cross-device link'; one holding a bundle cannot be renamed to replace it (EBUSY)."""
+    import errno
+
+    from edgegan.export import api
+
+    out = tmp_path / "mnt"
+    out.mkdir()
+    real = api.replace
+
+    def other_device(src, dst):
+        if Path(dst).parent == out and Path(src).parent != out:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        real(src, dst)
+
+    monkeypatch.setattr(api, "replace", other_device)
+    meta = export(runs["uncond"], out=out, fp16=True)
+    assert read_bundle(out) == meta and is_bundle(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["edgegan.json", "model.onnx", "model.fp16.onnx"]
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["mnt"]  # no temporary folder left
+    monkeypatch.setattr(api.os.path, "ismount", lambda p: Path(p) == out)
+    with pytest.raises(EdgeganError, match=r"--out .*mnt is a mount point: --overwrite repl"):
+        export(runs["uncond"], out=out, overwrite=True)
+    assert read_bundle(out) == meta

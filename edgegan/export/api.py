@@ -7,6 +7,7 @@ nothing half-written.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -62,6 +63,12 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
         raise EdgeganError(
             f"--out {out} is not empty; choose another folder or pass --overwrite (it holds "
             f"{_described(out)})"
+        )
+    if overwrite and is_bundle(out) and os.path.ismount(out):
+        raise EdgeganError(
+            f"--out {out} is a mount point: --overwrite replaces a bundle by renaming its "
+            "folder, which a mount point cannot be; empty it first, or export into a folder "
+            "inside it"
         )
     # a file, or not empty without --overwrite; the bundle is renamed into place beside it
     check_out_dir(out, overwrite, beside=True)
@@ -294,6 +301,29 @@ def restore_set_aside(out: Path) -> None:
         )
 
 
+def _copy_in(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` on another file system (``--out`` an empty mount point: a
+    volume, a card): copied under a temporary name beside ``dst``, then renamed, so ``dst``
+    is never a half-written file."""
+    part = dst.with_name(f".{dst.name}.part-{os.getpid()}")
+    try:
+        if src.is_dir():
+            shutil.copytree(src, part)
+        else:
+            shutil.copy2(src, part)
+        replace(part, dst)
+    except BaseException:
+        if part.is_dir():
+            shutil.rmtree(part, ignore_errors=True)
+        else:
+            part.unlink(missing_ok=True)
+        raise
+    if src.is_dir():
+        shutil.rmtree(src)
+    else:
+        src.unlink()
+
+
 def _install(tmp: Path, out: Path) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
     ``--overwrite``) folder only once the new one is complete."""
@@ -301,7 +331,12 @@ def _install(tmp: Path, out: Path) -> None:
         # An empty folder (maybe the shell's working directory) stays: the files move into
         # it, edgegan.json last, so the folder is a bundle only once it is complete.
         for child in sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE):
-            replace(child, out / child.name)
+            try:
+                replace(child, out / child.name)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                _copy_in(child, out / child.name)  # an empty mount point: another device
         tmp.rmdir()
         return
     old = None
