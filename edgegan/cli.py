@@ -508,7 +508,9 @@ def infer(
             raise EdgeganError("--direction translates --input images: give --input too")
         if num is not None or labels or fmt != "png" or seed is not None:
             raise EdgeganError(
-                "--num, --labels, --seed and --format npz sample GANs; translations are PNG"
+                f"--num, --labels, --seed and --format {fmt} sample GANs; translations are PNG"
+                if fmt != "png"
+                else "--num, --labels and --seed sample GANs; translations are PNG"
             )
         from edgegan.translate import translate
 

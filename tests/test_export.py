@@ -782,7 +782,8 @@ def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
         export(other)
     with pytest.raises(EdgeganError, match="--direction applies to cyclegan and pix2pix runs"):
         export(runs["uncond"], out=tmp_path / "d", directions=["AtoB"])
-    with pytest.raises(EdgeganError, match="is an export bundle, not a run directory"):
+    came = re.escape(f"give the run it came from ({runs['uncond'].resolve()}) (--trt builds")
+    with pytest.raises(EdgeganError, match="is an export bundle, not a run directory; " + came):
         export(runs["uncond"] / "export")
 
 

@@ -346,7 +346,10 @@ def test_translation_errors(runs, bundles, images, tmp_path):
         (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--num", "2"],
          "translations are PNG"),
         (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--seed", "3"],
-         "--seed and --format npz sample GANs"),
+         "--num, --labels and --seed sample GANs; translations are PNG"),
+        # the format given is the one named (it said npz for --format grid)
+        (["infer", str(bundle), "--direction", "AtoB", "--input", str(images), "--format",
+          "grid"], "--seed and --format grid sample GANs"),
         (["infer", str(runs["resnet"]), "--num", "2"], "is a cyclegan run"),
         # without --num either: that it translates, not that it needs --num (docs/deploy.md)
         (["infer", str(bundle)], "is a cyclegan bundle: translate images with --direction"),

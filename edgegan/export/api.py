@@ -128,8 +128,16 @@ def _load_spec(
     if not run_dir.is_dir():
         raise EdgeganError(f"{run_dir} is not a run directory")
     if is_bundle(run_dir):
+        from edgegan.export.bundle import read_bundle
+
+        try:
+            source = (read_bundle(run_dir).get("source") or {}).get("run_dir")
+        except Exception:  # a damaged bundle is still not a run
+            source = None
+        came = f" ({source})" if source else ""
         raise EdgeganError(
             f"{run_dir} is an export bundle, not a run directory; give the run it came from"
+            f"{came} (--trt builds engines from a bundle's graphs)"
         )
     if not (run_dir / CHECKPOINT).is_file():
         raise EdgeganError(
