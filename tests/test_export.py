@@ -783,8 +783,9 @@ def test_not_a_gan_run_is_one_line_error(runs, tmp_path):
     with pytest.raises(EdgeganError, match="--direction applies to cyclegan and pix2pix runs"):
         export(runs["uncond"], out=tmp_path / "d", directions=["AtoB"])
     came = re.escape(f"give the run it came from ({runs['uncond'].resolve()}) (--trt builds")
+    export(runs["uncond"], out=tmp_path / "bundle")
     with pytest.raises(EdgeganError, match="is an export bundle, not a run directory; " + came):
-        export(runs["uncond"] / "export")
+        export(tmp_path / "bundle")
 
 
 # -- CLI -----------------------------------------------------------------------------------------
