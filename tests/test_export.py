@@ -834,7 +834,7 @@ def test_cli_export_end_to_end(runs, tmp_path):
 class _NpzExporter:
     """Writes the generator's weights as .npz (a stand-in for a TFLite/CoreML converter)."""
 
-    def __init__(self, compressed: bool = False, prefix: str = "weights"):
+    def __init__(self, compressed: bool = False, prefix: str = "weights", tag=None):
         self.compressed, self.prefix = compressed, prefix
 
     def export(self, generator, spec, out_dir):
@@ -930,7 +930,8 @@ def test_exporter_plugin_parameters(runs, tmp_path):
     "args, error",
     [
         (["--with-param", "weights-npz.compresed=true"], "unknown parameter 'compresed' for "
-         r"exporter 'weights-npz' \(did you mean 'compressed'\?\); accepted: compressed, prefix"),
+         r"exporter 'weights-npz' \(did you mean 'compressed'\?\); accepted: compressed, "
+         "prefix, tag"),
         (["--with-param", "weights-npz.compressed=3"], "parameter 'compressed' of exporter "
          "'weights-npz' must be bool, got int 3"),
         (["--with-param", "nan.x=1"], r"--with-param nan.\*: 'nan' is not an exporter asked for "
@@ -940,6 +941,9 @@ def test_exporter_plugin_parameters(runs, tmp_path):
         (["--with-param", "weights-npz.prefix"], "--with-param takes NAME.KEY=VALUE"),
         (["--with-param", "weights-npz.prefix=a", "--with-param", "weights-npz.prefix=b"],
          "--with-param weights-npz.prefix is given twice"),
+        # YAML reads a date: the bundle's JSON could not record it, after the whole export
+        (["--with-param", "weights-npz.tag=2024-01-01"],
+         "--with-param weights-npz: 'tag' is a date, which edgegan.json cannot hold"),
     ],
 )  # fmt: skip
 def test_exporter_parameter_errors_come_first(runs, tmp_path, args, error):

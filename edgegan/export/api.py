@@ -235,6 +235,9 @@ def artifact_exporters(
             )
         chosen[name] = dict(params.get(name) or {})
         bind_params(entry, chosen[name], {})  # a misspelt or mistyped one fails now
+        bad = _not_json(chosen[name])  # edgegan.json records them, after the whole export
+        if bad:
+            raise EdgeganError(f"--with-param {name}: {bad}, which edgegan.json cannot hold")
     return chosen
 
 
