@@ -1173,7 +1173,7 @@ def test_an_artifact_report_whose_keys_json_cannot_hold_is_the_plugins_error(tmp
     with pytest.raises(
         PluginError, match=r"'tuple-key' .* returned a dict whose key \(1, 2\) is a tuple"
     ):
-        run_artifact_exporters(["tuple-key"], torch.nn.Identity(), {}, tmp_path)
+        run_artifact_exporters({"tuple-key": {}}, torch.nn.Identity(), {}, tmp_path)
 
 
 def test_the_latest_bundle_left_aside_is_the_one_put_back(tmp_path):
