@@ -1681,6 +1681,8 @@ def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp
     slow.run_dir.mkdir()
     slow.write_report(TrainResult(slow.run_dir, 3, 14.0, "steps", slow.run_dir / "x.pt"))
     assert "(0.214 images/s over the run)" in (slow.run_dir / "report.md").read_text()
+    slow.write_report(TrainResult(slow.run_dir, 3000, 0.6, "steps", slow.run_dir / "x.pt"))
+    assert "(5000 images/s over the run)" in (slow.run_dir / "report.md").read_text()  # not 5e+03
 
 
 def test_the_ema_copies_the_generator_before_ema_start(tmp_path):
@@ -1852,6 +1854,11 @@ def test_a_resume_on_data_whose_classes_changed_is_refused(tmp_path):
         train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run)
     assert (run / "checkpoints" / "last.pt").read_bytes() == last
     shutil.rmtree(folder / "birds")  # as it was: the run continues
+    # the same classes, model.conditional changed: the networks' own error (a review saw a
+    # bare StopIteration here)
+    with pytest.raises(EdgeganError, match="does not fit the configured networks"):
+        config = load_run_config(run, ["train.steps=4", "model.conditional=false"])
+        train(config, out_dir=run, resume=run)
     assert train(load_run_config(run, "train.steps=4"), out_dir=run, resume=run).step == 4
 
 

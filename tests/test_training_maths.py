@@ -389,6 +389,26 @@ def test_a_best_mode_against_the_scores_better_direction_is_warned(tmp_path):
         Trainer(config, tmp_path / "d", dist=Distributed(rank=1, world_size=2))
 
 
+def test_a_metrics_declared_scores_are_read_with_care():
+    """A plugin metric's own `scores` method, or a string, is no list of score names (a
+    method failed the run; a string was split into letters)."""
+    from edgegan.train.task import declared_scores
+
+    class Own:
+        def scores(self):
+            return {}
+
+    class Failing:
+        @property
+        def scores(self):
+            raise RuntimeError("no")
+
+    assert declared_scores(Own()) == declared_scores(Failing()) == declared_scores(object()) == ()
+    assert declared_scores(type("S", (), {"scores": "my_score"})()) == ("my_score",)
+    assert declared_scores(type("L", (), {"scores": ["a", "b"]})()) == ("a", "b")
+    assert declared_scores(type("M", (), {"scores": ["a", 1]})()) == ()
+
+
 def test_eval_best_carries_over_a_resume_and_names_a_score_validation_lacks(tmp_path):
     from edgegan.config import load_run_config
 

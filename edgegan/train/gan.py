@@ -20,7 +20,7 @@ from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
 from edgegan.train.augment import DiffAugment
-from edgegan.train.task import Task, check_best_score, register_task
+from edgegan.train.task import Task, check_best_score, declared_scores, register_task
 
 
 def model_context(config: Any, dataset: Any) -> dict[str, Any]:
@@ -108,7 +108,7 @@ class GANTask(Task):
                 )
             if is_main_process():
                 self._scorer = check_metric(ev.metric, self._reference(), ev.metric_params)
-                scores = getattr(self._scorer.metric, "scores", None)  # optional for a plugin
+                scores = declared_scores(self._scorer.metric)  # optional for a plugin
                 if ev.best and ev.every and scores:
                     check_best_score(ev.best, scores, f"eval.metric={ev.metric}")
             else:  # process 0 alone evaluates: a metric that loads a network is built there

@@ -22,6 +22,21 @@ from edgegan.train.device import Precision
 from edgegan.train.fastpath import make_adam, to_channels_last
 
 
+def declared_scores(metric: Any) -> tuple[str, ...]:
+    """The score names a metric declares in its ``scores`` attribute (a tuple, list or set of
+    strings, or one string); ``()`` when it declares none, or something else under that name
+    (a plugin's own ``scores`` method): then ``eval.best`` is checked at the first validation."""
+    try:
+        value = getattr(metric, "scores", None)
+    except Exception:  # a property that fails: declares nothing
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (tuple, list, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return ()
+
+
 def check_best_score(best: str, scores: Iterable[str], source: str) -> None:
     """Refuse ``eval.best`` naming none of the ``scores`` that ``source`` (the metric, the
     task's validation) can give: misspelt, it was told at the first validation, an

@@ -250,6 +250,12 @@ def collapse(images: torch.Tensor) -> str | None:
 _PREVIEW_KEYS = (("train", "sample_grid"), ("cycle", "preview"), ("pix2pix", "preview"))
 
 
+def _rate(value: float) -> str:
+    """``0.214``, ``12.3``, ``5000``: three figures for a slow run (not ``0``), whole numbers
+    for a fast one (not ``5e+03``)."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
 def _some(names: list[str], most: int = 6) -> str:
     """``'a', 'b', ... (12)``: a list of class names short enough for one line."""
     shown = ", ".join(repr(n) for n in names[:most])
@@ -750,10 +756,13 @@ class Trainer:
         if not saved.get("num_classes") or "class_names" not in spec:
             return
         was, now = list(saved.get("class_names") or []), list(spec["class_names"])
-        if int(saved["num_classes"]) == int(spec.get("num_classes", 0)) and (not was or was == now):
-            return
+        same_count = int(saved["num_classes"]) == int(spec.get("num_classes", 0))
+        if (same_count and (not was or not now or was == now)) or (was and was == now):
+            return  # the same classes (a changed model.conditional: the networks' error says)
+        moved = None
         if was and now and len(was) == len(now):
-            moved = next(i for i, (a, b) in enumerate(zip(was, now, strict=True)) if a != b)
+            moved = next((i for i, (a, b) in enumerate(zip(was, now, strict=True)) if a != b), None)
+        if moved is not None:
             how = f"label {moved} was '{was[moved]}' and would now be '{now[moved]}'"
         else:
             how = f"its class embeddings hold {saved['num_classes']}"
@@ -1174,7 +1183,7 @@ class Trainer:
             + (f", {self.dist.describe()}" if self.dist.enabled else ""),
             f"- steps: {result.step} of {self.config.train.steps} (stopped by {result.stopped_by})",
             f"- training time: {result.seconds:.1f} s "
-            f"({images / max(result.seconds, 1e-9):.3g} images/s over the run)",  # 0.3, not 0
+            f"({_rate(images / max(result.seconds, 1e-9))} images/s over the run)",
             f"- checkpoint: {result.checkpoint.relative_to(self.run_dir)}",
             "- samples: samples/final.png",
         ]
