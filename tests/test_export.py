@@ -1247,14 +1247,21 @@ def test_an_empty_mount_point_as_out_gets_the_bundle_copied_in(runs, tmp_path, m
 
     out = tmp_path / "mnt"
     out.mkdir()
-    real = api.replace
+    monkeypatch.setattr(api, "_same_device", lambda a, b: Path(b) != out)
+    # a copy that fails halfway (a full card) takes back every file: out stays empty
+    real_copy, calls = shutil.copy2, []
 
-    def other_device(src, dst):
-        if Path(dst).parent == out and Path(src).parent != out:
-            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
-        real(src, dst)
+    def full(src, dst, *args, **kwargs):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real_copy(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(api, "replace", other_device)
+    monkeypatch.setattr(api.shutil, "copy2", full)
+    with pytest.raises(OSError, match="No space left"):
+        export(runs["uncond"], out=out, fp16=True)
+    assert list(out.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["mnt"]
+    monkeypatch.setattr(api.shutil, "copy2", real_copy)
     meta = export(runs["uncond"], out=out, fp16=True)
     assert read_bundle(out) == meta and is_bundle(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -1262,6 +1269,7 @@ def test_an_empty_mount_point_as_out_gets_the_bundle_copied_in(runs, tmp_path, m
     )
     assert [p.name for p in tmp_path.iterdir()] == ["mnt"]  # no temporary folder left
     monkeypatch.setattr(api.os.path, "ismount", lambda p: Path(p) == out)
-    with pytest.raises(EdgeganError, match=r"--out .*mnt is a mount point: --overwrite repl"):
-        export(runs["uncond"], out=out, overwrite=True)
+    for overwrite in (False, True):  # without --overwrite it was told to pass --overwrite
+        with pytest.raises(EdgeganError, match=r"--out .*mnt is a mount point holding a bundl"):
+            export(runs["uncond"], out=out, overwrite=overwrite)
     assert read_bundle(out) == meta

@@ -7,7 +7,6 @@ nothing half-written.
 
 from __future__ import annotations
 
-import errno
 import functools
 import os
 import shutil
@@ -59,16 +58,16 @@ def _check_out(out: Path, overwrite: bool, run_dir: Path | None = None) -> None:
                 f"--out {out} holds the run being exported; choose a folder outside it "
                 "(the default is RUN_DIR/export)"
             )
+    if is_bundle(out) and os.path.ismount(out):
+        raise EdgeganError(
+            f"--out {out} is a mount point holding a bundle: a bundle is replaced by renaming "
+            "its folder, which a mount point cannot be; empty it first, or export into a "
+            "folder inside it"
+        )
     if not overwrite and is_bundle(out):  # say what --overwrite would replace
         raise EdgeganError(
             f"--out {out} is not empty; choose another folder or pass --overwrite (it holds "
             f"{_described(out)})"
-        )
-    if overwrite and is_bundle(out) and os.path.ismount(out):
-        raise EdgeganError(
-            f"--out {out} is a mount point: --overwrite replaces a bundle by renaming its "
-            "folder, which a mount point cannot be; empty it first, or export into a folder "
-            "inside it"
         )
     # a file, or not empty without --overwrite; the bundle is renamed into place beside it
     check_out_dir(out, overwrite, beside=True)
@@ -312,27 +311,35 @@ def restore_set_aside(out: Path) -> None:
         )
 
 
-def _copy_in(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst`` on another file system (``--out`` an empty mount point: a
-    volume, a card): copied under a temporary name beside ``dst``, then renamed, so ``dst``
-    is never a half-written file."""
-    part = dst.with_name(f".{dst.name}.part-{os.getpid()}")
+def _same_device(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` lie on one file system (a rename between them can work)."""
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def _copy_into(tmp: Path, out: Path, children: list[Path]) -> None:
+    """Put ``tmp``'s ``children`` into the empty folder ``out`` on another file system
+    (``--out`` an empty mount point: a volume, a card), where they cannot be renamed: all are
+    copied in under temporary names first (which a killed export leaves as dead temporary
+    files, :func:`~edgegan.fileio.holds_files` ignores them), then renamed, ``edgegan.json``
+    last. A failure takes back every copy and rename, so ``out`` is left empty."""
+    parts = [out / f".{c.name}.{os.getpid()}.tmp" for c in children]
+    placed: list[Path] = []
     try:
-        if src.is_dir():
-            shutil.copytree(src, part)
-        else:
-            shutil.copy2(src, part)
-        replace(part, dst)
+        for child, part in zip(children, parts, strict=True):
+            if child.is_dir():
+                shutil.copytree(child, part)
+            else:
+                shutil.copy2(child, part)
+        for child, part in zip(children, parts, strict=True):
+            replace(part, out / child.name)
+            placed.append(out / child.name)
     except BaseException:
-        if part.is_dir():
-            shutil.rmtree(part, ignore_errors=True)
-        else:
-            part.unlink(missing_ok=True)
+        for path in [*parts, *placed]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.exists():
+                path.unlink(missing_ok=True)
         raise
-    if src.is_dir():
-        shutil.rmtree(src)
-    else:
-        src.unlink()
 
 
 def _install(tmp: Path, out: Path) -> None:
@@ -341,13 +348,13 @@ def _install(tmp: Path, out: Path) -> None:
     if out.is_dir() and not holds_files(out):
         # An empty folder (maybe the shell's working directory) stays: the files move into
         # it, edgegan.json last, so the folder is a bundle only once it is complete.
-        for child in sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE):
-            try:
-                replace(child, out / child.name)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                _copy_in(child, out / child.name)  # an empty mount point: another device
+        children = sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE)
+        if not _same_device(tmp, out):  # an empty mount point
+            _copy_into(tmp, out, children)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        for child in children:
+            replace(child, out / child.name)
         tmp.rmdir()
         return
     old = None
