@@ -74,20 +74,29 @@ def open_graph(
 
 
 def parse_labels(text: str, spec: dict) -> list[int]:
-    """``--labels 3,7`` or class names (``Sneaker,Bag``), as ``edgegan infer`` reads them."""
+    """``--labels 3,7`` or class names (``Sneaker,bag``: case ignored), as ``edgegan infer``
+    reads them: a number is a class number, and one that is also another class's name is
+    refused (folders named 1/, 2/, 3/)."""
     names = [str(c) for c in spec.get("class_names") or []]
     out = []
     for item in (v.strip() for v in text.split(",")):
         if not item:
             continue
-        if item in names:  # a name first: a class named "3" is the name, as in edgegan
-            out.append(names.index(item))
-            continue
         try:
-            out.append(int(item))
+            number = int(item)
         except ValueError:
-            known = f" (classes: {', '.join(names)})" if names else ""
-            raise SystemExit(f"error: --labels: '{item}' is no class{known}") from None
+            found = [i for i, n in enumerate(names) if n.lower() == item.lower()]
+            if not found:
+                known = f" (classes: {', '.join(names)})" if names else ""
+                raise SystemExit(f"error: --labels: '{item}' is no class{known}") from None
+            out.append(found[0])
+            continue
+        if str(number) in names and names.index(str(number)) != number:
+            raise SystemExit(
+                f"error: --labels: {number} is both class number {number} and the class named "
+                f"'{number}' (number {names.index(str(number))}); give the number meant"
+            )
+        out.append(number)
     return out
 
 

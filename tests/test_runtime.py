@@ -286,6 +286,23 @@ def test_the_standalone_example_samples_as_edgegan_infer_does(bundle, tmp_path, 
     ):
         assert said in run_standalone_example(str(bundle), *args, "--out", out, fails=True)
     assert not (tmp_path / "x.npz").exists()
+    # labels read as edgegan reads them: names ignoring case, numbers first, and a number
+    # that is another class's name refused (it took the name, and names case-sensitively)
+    import importlib.util
+
+    from edgegan.sampling import class_indices
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "run_bundle.py"
+    module_spec = importlib.util.spec_from_file_location("run_bundle", path)
+    reader = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(reader)
+    fashion = {"class_names": ["Sneaker", "Bag", "Coat"]}
+    assert reader.parse_labels("sneaker,2", fashion) == class_indices(["sneaker", 2], fashion)
+    folders = {"class_names": ["1", "2", "3"]}
+    with pytest.raises(EdgeganError, match="is both class number 1 and the class named '1'"):
+        class_indices([1], folders)
+    with pytest.raises(SystemExit, match="is both class number 1 and the class named '1'"):
+        reader.parse_labels("1", folders)
 
 
 def test_a_graph_newer_than_onnxruntime_or_a_newer_bundle_says_so(bundle_copy, tmp_path):
