@@ -435,6 +435,11 @@ def translate(
                         # atomic, not synced per image (as infer): one fsync a file cost
                         # 3-15% of translating 1,000 digits
                         written.append(save_png(img, new.file(dst), fsync=False))
+                if skipped and not written:  # an error, not "wrote 0" (the folder taken back)
+                    raise DataError(
+                        f"none of the {len(files)} input image(s) could be read (first: "
+                        f"{skipped[0]})"
+                    )
         finally:
             bar.close()
     if skipped:

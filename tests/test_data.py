@@ -381,7 +381,16 @@ def test_folders_beside_the_split_folders_are_warned_about(tmp_path):
         build_folder(root=str(tmp_path / "vehicles" / "train"), image_size=4)
         save(tmp_path / "split" / "train" / "a" / "1.png")
         save(tmp_path / "split" / "test" / "a" / "2.png")
+        save(tmp_path / "split" / "val" / "a" / "3.png")  # a validation split: no lost class
         build_folder(root=str(tmp_path / "split"), image_size=4)
+    import shutil
+
+    (tmp_path / "vehicles" / "loose.png").unlink()
+    with pytest.warns(DataWarning, match=r"its folders bus, car are not read"):
+        build_folder(root=str(tmp_path / "vehicles"), image_size=4)
+    shutil.rmtree(tmp_path / "vehicles" / "car")
+    with pytest.warns(DataWarning, match=r"its folder bus is not read"):
+        build_folder(root=str(tmp_path / "vehicles"), image_size=4)
 
 
 def test_folder_corrupt_file(tmp_path):

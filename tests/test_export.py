@@ -908,12 +908,15 @@ def test_exporter_plugin_parameters(runs, tmp_path):
     res = CliRunner().invoke(
         cli,
         ["export", str(runs["uncond"]), "--with", "weights-npz", "--out", str(out),
-         "--with-param", "weights-npz.compressed=true", "--with-param", "weights-npz.prefix=w 2"],
+         "--with-param", "weights-npz.compressed=true", "--with-param", "weights-npz.prefix=w 2",
+         "--with-param", "weights-npz.tag=ü😀"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     meta = read_bundle(out)
     assert meta["artifacts"]["weights-npz"]["compressed"] is True
-    assert meta["artifact_params"] == {"weights-npz": {"compressed": True, "prefix": "w 2"}}
+    assert meta["artifact_params"] == {
+        "weights-npz": {"compressed": True, "prefix": "w 2", "tag": "ü😀"}
+    }
     with np.load(out / "w 2.npz") as saved:  # written by savez_compressed: deflated members
         assert saved.zip.infolist()[0].compress_type == 8
     again = export_command(out, meta)

@@ -30,7 +30,7 @@ from tiny import (
 
 from edgegan.cli import cli
 from edgegan.data.base import DataWarning
-from edgegan.errors import EdgeganError
+from edgegan.errors import DataError, EdgeganError
 from edgegan.export import export, model_path, read_bundle, verify
 from edgegan.export.onnx import read_metadata
 from edgegan.export.signature import parse_size
@@ -683,6 +683,10 @@ def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path)
     names = sorted(p.relative_to(tmp_path / "skip").as_posix() for p in written)
     assert names == ["a.png", "c.png", "sub/b.png"]
     shutil.rmtree(tmp_path / "skip")
+    with pytest.raises(DataError, match=r"none of the 1 input image\(s\) could be read"):
+        translate(runs["resnet"], "AtoB", folder / "sub" / "z.png", tmp_path / "none",
+                  skip_bad=True)  # fmt: skip
+    assert not (tmp_path / "none").exists()
     # With --overwrite into a folder of earlier files: those stay, even the replaced ones.
     out = tmp_path / "old"
     (out / "sub").mkdir(parents=True)

@@ -235,17 +235,22 @@ def _warn_beside_splits(root: Path, present: list[str]) -> None:
         entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
     except OSError:
         return
-    folders = sorted(e.name for e in entries if e.is_dir() and e.name not in SPLITS)
+    # a validation split beside train/ and test/ is a layout of its own, not lost classes
+    other_splits = {"val", "valid", "validation"}
+    folders = sorted(
+        e.name for e in entries if e.is_dir() and e.name not in SPLITS + tuple(other_splits)
+    )
     images = [e for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)]
     if not folders and not images:
         return
     left = [f"folder{'s' if len(folders) > 1 else ''} {', '.join(folders)}"] if folders else []
     left += [f"{len(images)} image{'s' if len(images) > 1 else ''} in it"] if images else []
+    one = (len(folders) == 1 and not images) or (not folders and len(images) == 1)
     splits = " and ".join(f"{s}/" for s in present)
     warnings.warn(
-        f"{root} has {splits}, which hold the splits: its {' and '.join(left)} are not read "
-        f"(a class folder named {present[0]!r}? rename it; SPLIT/CLASS/ is the layout of "
-        "labelled splits)",
+        f"{root} has {splits}, which hold the splits: its {' and '.join(left)} "
+        f"{'is' if one else 'are'} not read (a class folder named {present[0]!r}? rename it; "
+        "SPLIT/CLASS/ is the layout of labelled splits)",
         DataWarning,
         stacklevel=5,
     )

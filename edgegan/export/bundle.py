@@ -423,7 +423,8 @@ def export_command(
     flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
     for name, params in (meta.get("artifact_params") or {}).items():  # with their parameters
         for key, value in params.items():  # JSON is YAML, which the option's values are
-            flags += f" --with-param {shlex.quote(f'{name}.{key}={json.dumps(value)}')}"
+            text = json.dumps(value, ensure_ascii=False)  # YAML reads \ud83d\ude00 as two halves
+            flags += f" --with-param {shlex.quote(f'{name}.{key}={text}')}"
     if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...
         flags += f" --checkpoint {meta['source']['checkpoint']}"
     return f"edgegan export {run}{flags}{out} --overwrite"
