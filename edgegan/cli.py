@@ -221,11 +221,14 @@ def _report(exc: BaseException, line: str) -> None:
     elif "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun ends every worker as soon as one exits: were this silent rank first, rank 0
         # would be killed before it printed the error. Wait for rank 0 to report and exit (the
-        # SIGTERM that follows ends this wait); exit on our own only if it never does.
+        # SIGTERM that follows ends this wait); exit on our own only if it never does, and
+        # then say why: the error was this rank's alone (a config given to this rank only,
+        # found before the processes met), and rank 0 waits for this one to join them.
         try:
             time.sleep(SILENT_RANK_WAIT)
         except KeyboardInterrupt:  # raised inside the caller's handler: it cannot catch it
             raise SystemExit(130) from None
+        click.echo(f"error: [rank {os.environ.get('RANK')}] {line}", err=True)
 
 
 #: seconds a worker of rank > 0 waits, on an error rank 0 reports, before exiting itself
