@@ -110,7 +110,8 @@ class _Group(click.Group):
             _report(exc, f"out of memory ({first}); ask for less at once")
             ctx.exit(1)
         except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
-            click.echo("interrupted", err=True)
+            if _is_main_process():  # torchrun passes Ctrl-C to every process: one line
+                click.echo("interrupted", err=True)
             ctx.exit(130)
         except _Terminated as exc:  # after the cleanups: a killed job's log says why it ended
             if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun ends its workers this way

@@ -1910,3 +1910,22 @@ def test_the_start_says_what_the_run_trains_on(tmp_path, capsys):
     assert "data: folder, 4 images 3x32x32, unlabelled: an unconditional GAN (model.condit" in err
     train(tiny(*data, "model.conditional=false", steps=1), out_dir=tmp_path / "u")
     assert "4 images 3x32x32, unconditional (model.conditional=false)" in capsys.readouterr().err
+
+
+def test_a_final_evaluation_cut_short_keeps_the_report_and_says_how_to_score(
+    tmp_path, capsys, monkeypatch
+):
+    """Ctrl-C in the final evaluation (minutes for a large eval.num_samples) left the trained
+    run without report.md and with no word on how to score it (its --resume is refused: the
+    run is at its last step)."""
+    from edgegan.train.trainer import Trainer
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny("eval.at_end=true", steps=2), out_dir=tmp_path / "r")
+    assert "- steps: 2 of 2" in (tmp_path / "r" / "report.md").read_text()
+    err = capsys.readouterr().err
+    assert f"score it with edgegan eval {tmp_path / 'r'}" in err

@@ -11,6 +11,7 @@ import copy
 import math
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -1114,6 +1115,15 @@ class Trainer:
                         f"{exc}; the trained run is saved in {self.run_dir} (sample it with "
                         "edgegan infer, score the samples with edgegan eval)",
                         *exc.args[1:],
+                    )
+                    raise
+                except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or the CLI's SIGTERM
+                    self.write_report(result)  # the training is whole: report it
+                    print(
+                        f"the final evaluation was interrupted; the trained run is saved in "
+                        f"{self.run_dir}: score it with edgegan eval {self.run_dir}",
+                        file=sys.stderr,
+                        flush=True,
                     )
                     raise
             try:
