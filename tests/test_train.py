@@ -144,6 +144,17 @@ def test_a_resume_that_cannot_continue_exactly_says_so(tmp_path):
     assert any(m.startswith(threads) and m.endswith("(train.threads=1 continues it exactly)")
                for m in said), said  # fmt: skip
     assert any("resumed with train.num_workers=1, the run trained with 0" in m for m in said)
+    # saved by two processes and resumed in one: the noise is reseeded anyway (its own
+    # warning), so another thread count (torchrun's OMP_NUM_THREADS=1) is no news
+    state = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    state["rng_ranks"] = [state["rng"], state["rng"]]
+    torch.save(state, run / "checkpoints/last.pt")
+    with pytest.warns(UserWarning) as caught:
+        train(load_run_config(run, ["train.steps=5", "train.threads=1", "train.num_workers=0"]),
+              resume=run)  # fmt: skip
+    said = [str(w.message) for w in caught]
+    assert any("saved by 2 processes and resumes in one" in m for m in said), said
+    assert not any("CPU thread" in m for m in said), said
 
 
 def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_changed(tmp_path):

@@ -782,9 +782,17 @@ class Trainer:
         formulation rounds otherwise."""
         t = self.config.train
         threads, now = state.get("threads"), torch.get_num_threads()
-        if self.device.type == "cpu" and threads and threads != now:
+        # on another process count the noise is reseeded (its own warning): no exact way on
+        processes = len(state.get("rng_ranks") or [None])
+        if (
+            self.device.type == "cpu"
+            and threads
+            and threads != now
+            and (processes == self.dist.world_size)
+        ):
             warnings.warn(
-                f"resumed with {now} CPU threads, the run trained with {threads}: its weights "
+                f"resumed with {now} CPU thread{'s' if now != 1 else ''}, the run trained with "
+                f"{threads}: its weights "
                 f"will differ in the last bits from a run never stopped (train.threads={threads} "
                 "continues it exactly)",
                 stacklevel=4,
