@@ -782,7 +782,8 @@ class Trainer:
         formulation rounds otherwise."""
         t = self.config.train
         threads, now = state.get("threads"), torch.get_num_threads()
-        # on another process count the noise is reseeded (its own warning): no exact way on
+        # resumed on another process count, the noise is reseeded (its own warning says so),
+        # and no thread count continues the run exactly: say nothing of threads then
         processes = len(state.get("rng_ranks") or [None])
         if (
             self.device.type == "cpu"
