@@ -174,13 +174,13 @@ def readable_images(
     warning for the folder. No readable file at all is always an error.
     """
     ok, skipped = [], []
-    for i, (path, err) in enumerate(zip(paths, _probe_all(paths), strict=True)):
-        if err is None:
+    for i, (path, probed) in enumerate(zip(paths, probe_headers(paths), strict=True)):
+        if not isinstance(probed, str):  # its size: the header reads
             ok.append(i)
         elif skip_bad:
             skipped.append(str(path))
         else:
-            raise DataError(f"{err} {SKIP_BAD_HINT}")
+            raise DataError(f"{probed} {SKIP_BAD_HINT}")
     if not ok:
         raise DataError(f"no readable images in {folder} ({len(skipped)} unreadable)")
     if skipped:
@@ -192,15 +192,15 @@ def readable_images(
     return ok
 
 
-def _probe_all(paths: list[Path]) -> list[str | None]:
-    """The header check of each file: ``None`` when fine, else the error message."""
+def probe_headers(paths: list[Path]) -> list[tuple[int, int] | str]:
+    """The header check of each file (:func:`probe_image`, on threads, with a progress bar
+    for large folders): its ``(w, h)`` when fine, else the error message."""
 
-    def check(path: Path) -> str | None:
+    def check(path: Path) -> tuple[int, int] | str:
         try:
-            probe_image(path)
+            return probe_image(path)
         except DataError as exc:
             return str(exc)
-        return None
 
     if len(paths) <= 64:
         return [check(p) for p in paths]
@@ -210,7 +210,7 @@ def _probe_all(paths: list[Path]) -> list[str | None]:
     # 100k files took 20 s before the first step, silently (ImageNet: minutes): a bar
     show = len(paths) >= PROBE_PROGRESS_FROM and is_main_process()
     bar = ProgressBar(len(paths), 0, show, "data", "image headers checked")
-    results: list[str | None] = []
+    results: list[tuple[int, int] | str] = []
     try:
         # Opening headers is mostly I/O: threads hide the latency of large or network folders.
         with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:

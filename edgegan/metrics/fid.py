@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import DataError, EdgeganError
 from edgegan.metrics import digits, inception
 from edgegan.metrics import prdc as prdc_metrics
 from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
@@ -200,15 +200,17 @@ def check_reference(spec: Any, probe: bool = False) -> str:
 def _probe_folder(folder: Path) -> None:
     """What :func:`~edgegan.metrics.evaluate.read_batches` would refuse of a reference
     folder, from the files' headers: none (or no image), an unreadable one, another size."""
-    from edgegan.data.transforms import probe_image
+    from edgegan.data.folder import probe_headers
     from edgegan.metrics.evaluate import folder_images, npz_of_folder, size_mismatch
 
     if npz_of_folder(folder) is not None:
         return
     files = folder_images(folder)
-    first = probe_image(files[0])
-    for p in files[1:]:
-        size = probe_image(p)
+    first: tuple[int, int] | None = None
+    for p, size in zip(files, probe_headers(files), strict=True):
+        if isinstance(size, str):  # the header does not read
+            raise DataError(size)
+        first = first or size
         if size != first:
             raise EdgeganError(size_mismatch(files[0], first, p, size))
 

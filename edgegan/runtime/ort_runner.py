@@ -338,7 +338,7 @@ class OrtRunner(Runner):
                 raise
             # onnxruntime's own failures: a page of text and a traceback; one line, as the
             # torch backend's (its allocator failing: the CLI's out-of-memory line)
-            line = first_line(exc, type(exc).__name__)
+            line = _first_line(exc)
             if any(words in line for words in _OUT_OF_MEMORY):
                 raise MemoryError(f"onnxruntime: {_ort_detail(line)}") from exc
             raise EdgeganError(

@@ -37,11 +37,16 @@ def declared_scores(metric: Any) -> tuple[str, ...]:
     return ()
 
 
+def best_score_name(best: str) -> str:
+    """``eval.best``'s score as the validation names it (``val_fd`` as logged is ``fd``)."""
+    return best.removeprefix("val_")
+
+
 def check_best_score(best: str, scores: Iterable[str], source: str) -> None:
     """Refuse ``eval.best`` naming none of the ``scores`` that ``source`` (the metric, the
     task's validation) can give: misspelt, it was told at the first validation, an
     ``eval.every`` into the run, and no ``best.pt`` was kept."""
-    name, names = best.removeprefix("val_"), sorted(set(scores))
+    name, names = best_score_name(best), sorted(set(scores))
     if best and name not in names:
         raise ConfigError(
             f"eval.best={best}: {source} gives no such score{did_you_mean(name, names)}; "

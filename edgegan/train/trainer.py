@@ -64,7 +64,7 @@ from edgegan.train.logs import (
     release_run_dir,
 )
 from edgegan.train.stream import BatchStream
-from edgegan.train.task import Task, get_task
+from edgegan.train.task import Task, best_score_name, get_task
 
 
 @dataclass
@@ -263,11 +263,6 @@ def _some(names: list[str], most: int = 6) -> str:
     return f"{shown}, ... ({len(names)})" if len(names) > most else shown
 
 
-def _best_name(best: str) -> str:
-    """``eval.best``'s score as the validation names it (``val_fd`` as logged is ``fd``)."""
-    return best.removeprefix("val_")
-
-
 #: The built-in scores' better direction, by the last part of their name (``ab_psnr``).
 _BETTER = {
     **dict.fromkeys(("fd", "fid", "kid", "l1"), "min"),
@@ -298,7 +293,7 @@ def _misspelt_hooks(callback: Any) -> list[str]:
 def _warn_best_mode(ev: Any) -> None:
     """``eval.best=ab_psnr`` under the default ``best_mode=min`` kept the worst checkpoint as
     ``best.pt`` without a word."""
-    name = _best_name(ev.best)
+    name = best_score_name(ev.best)
     better = _BETTER.get(name.rsplit("_", 1)[-1]) if name else None
     if better is not None and better != ev.best_mode:
         what = "higher" if better == "max" else "lower"
@@ -610,7 +605,7 @@ class Trainer:
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
         ev = self.config.eval
-        name = _best_name(ev.best)
+        name = best_score_name(ev.best)
         value = scores.get(name)
         if value is None:
             if not self._best_missing_warned:
@@ -656,7 +651,7 @@ class Trainer:
             return {}
         record = ckpt_io.load_checkpoint(path, map_location="cpu").get("best") or {}
         was = (record.get("metric"), record.get("mode", "min"))
-        if was != (_best_name(ev.best), ev.best_mode):
+        if was != (best_score_name(ev.best), ev.best_mode):
             raise ConfigError(
                 f"{path} holds the checkpoint of the best val_{was[0]} ({was[1]}, step "
                 f"{record.get('step')}); eval.best={ev.best} eval.best_mode={ev.best_mode} "
