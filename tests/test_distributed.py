@@ -207,6 +207,9 @@ def _spawn(job: Any, *args: Any, backend: str = "gloo", one_gpu: bool = False) -
 
 
 # -- one 2-process session leaves every run the tests below inspect ---------------------------
+LOSSES = ("hinge", "lsgan")
+
+
 def _session(rank: int, root: str) -> None:
     """Process start-up dominates the cost, so one spawned session trains all of them."""
     out = Path(root)
@@ -255,6 +258,17 @@ def _session(rank: int, root: str) -> None:
     else:
         outcome = {"error": None}
     (out / f"nan-{rank}.json").write_text(json.dumps(outcome))
+
+    # A config given to one rank alone: every rank refuses it before anything is written
+    # (it hung until train.dist_timeout). Per-machine settings may differ.
+    own = [f"train.steps={10 + rank}", f"train.num_workers={rank}", f"loss.name={LOSSES[rank]}"]
+    try:
+        train(load_config("dcgan-mnist", [*TINY_GAN, *own]), out_dir=out / "mismatch")
+    except ConfigError as exc:
+        outcome = {"error": str(exc), "agreed": getattr(exc, "agreed", False)}
+    else:
+        outcome = {"error": None}
+    (out / f"mismatch-{rank}.json").write_text(json.dumps(outcome))
 
     # SIGTERM to rank 1 alone at step 3: every rank stops at the same step and saves.
     if rank == 1:
@@ -367,6 +381,14 @@ def test_two_processes_resume_exactly_and_stop_together(ddp_runs):
     assert all(o["agreed"] for o in nan), nan
     assert nan[0]["error"].startswith("g_loss became nan on rank 1 at step 3"), nan
     assert nan[1]["error"].startswith("g_loss became nan at step 3"), nan
+
+    mismatch = [json.loads((ddp_runs / f"mismatch-{r}.json").read_text()) for r in range(WORLD)]
+    assert all(o["agreed"] for o in mismatch) and mismatch[0] == mismatch[1], mismatch
+    assert mismatch[0]["error"] == (
+        "the processes were given different configs, loss.name: 'hinge' on rank 0, 'lsgan' "
+        "on rank 1; train.steps: 10 on rank 0, 11 on rank 1: give every process the same "
+        "config file and overrides"
+    )
 
     stops = [json.loads((ddp_runs / f"stop-{r}.json").read_text()) for r in range(WORLD)]
     assert stops[0] == stops[1] == ["signal", 4], stops  # signalled during step 4

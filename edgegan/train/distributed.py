@@ -51,6 +51,14 @@ _LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken p
 # ... and when a collective waited past the process group's timeout (gloo; NCCL's watchdog).
 _TIMED_OUT = ("Timed out waiting", "timeout caused pair closure", "operation timeout")
 
+# Settings that may differ from process to process: where each machine keeps its data and
+# how it feeds its own device. Every other setting must be the same on every rank, or the
+# ranks run different loops and one waits in a collective the others never reach.
+PER_PROCESS = frozenset(
+    {"train.device", "train.threads", "train.num_workers", "train.pin_memory", "train.progress"}
+)
+_PER_PROCESS_PATHS = ("data.root", "eval.reference", "train.init_from")
+
 
 class DistributedError(EdgeganError):
     """The process group could not start, or lost a process (one failed or was stopped)."""
@@ -308,6 +316,36 @@ class Distributed:
         lost.exit_code = code
         raise _agreed(lost)
 
+    def same_config(self, config: Config) -> None:
+        """Refuse to train when the processes were given different configs (a config file
+        edited on one node, an override given to one rank): they would train different
+        loops and hang at the first collective one of them skips. Paths to data and a few
+        per-machine settings (:data:`PER_PROCESS`) may differ."""
+        if not self.enabled:
+            return
+        mine = {k: v for k, v in _flat(config.to_dict()) if not _per_process(k)}
+        everyone: list[Any] = [None] * self.world_size
+        dist.all_gather_object(everyone, mine)
+        keys = sorted(set().union(*everyone))
+        differ = [k for k in keys if len({repr(cfg.get(k, _UNSET)) for cfg in everyone}) > 1]
+        if not differ:
+            return
+        shown = []
+        for key in differ[:3]:
+            by_rank = ", ".join(
+                f"{_shown(cfg.get(key, _UNSET))} on rank {r}" for r, cfg in enumerate(everyone)
+            )
+            shown.append(f"{key}: {by_rank}")
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise _agreed(
+            ConfigError(
+                "the processes were given different configs, "
+                + "; ".join(shown)
+                + more
+                + ": give every process the same config file and overrides"
+            )
+        )
+
     def any(self, *flags: bool) -> tuple[bool, ...]:
         """Each flag or-ed over the ranks (one small all-reduce)."""
         if not self.enabled:
@@ -358,6 +396,25 @@ class Distributed:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+
+_UNSET = object()
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _per_process(key: str) -> bool:
+    return key in PER_PROCESS or key.startswith(_PER_PROCESS_PATHS)
+
+
+def _shown(value: Any) -> str:
+    return "(not set)" if value is _UNSET else repr(value)
 
 
 def _lost_peer(exc: BaseException) -> bool:

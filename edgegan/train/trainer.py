@@ -1314,6 +1314,7 @@ def _shared_warnings_from_rank_zero(dist: distributed.Distributed) -> Iterator[N
 
 def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None) -> TrainResult:
     with distributed.session(config) as dist:
+        dist.same_config(config)
         if resume is None:
             run_dir = dist.agree(
                 lambda: (
