@@ -743,3 +743,21 @@ def test_a_class_left_without_images_is_warned_about(tmp_path):
     with pytest.warns(DataWarning, match=r"class apple holds no image that is read \(unreadab"
                       r"le files skipped: skip_bad\)"):  # fmt: skip
         build_folder(root=str(tmp_path), image_size=4, skip_bad=True)
+
+
+def test_images_upscaled_more_than_twice_are_warned_about(tmp_path):
+    """A folder of 24 px icons trained at 64 px was upscaled into blur without a word."""
+    save(tmp_path / "a.png", size=(40, 40))
+    save(tmp_path / "b.png", size=(31, 90))  # shorter side 31 < 64 / 2
+    save(tmp_path / "c.png", size=(24, 30))
+    with pytest.warns(DataWarning) as caught:
+        build_folder(root=str(tmp_path), image_size=64, labels=False)
+    (message,) = [str(w.message) for w in caught]
+    assert message == (
+        f"2 of 3 images in {tmp_path} are upscaled more than 2x to 64 px (shorter side under "
+        f"32; smallest 24x30: {tmp_path / 'c.png'}): they train blurred (a smaller image size "
+        "suits them)"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_folder(root=str(tmp_path), image_size=48, labels=False)  # 24 is half of 48

@@ -380,3 +380,14 @@ def test_preprocess_modes_of_the_reference(tmp_path):
 def _folder(root: Path, name: str) -> Path:
     (root / name).mkdir(parents=True, exist_ok=True)
     return root / name
+
+
+def test_domain_images_upscaled_more_than_twice_are_warned_about(folders):
+    """Against the crop the networks see: trainA's 12 px tall images cropped at 30."""
+    with pytest.warns(DataWarning) as caught:
+        build_unpaired(str(folders), load_size=30, crop_size=30, channels_a=1)
+    shown = [str(w.message) for w in caught]
+    assert len(shown) == 1 and shown[0].startswith(
+        f"3 of 3 images in {folders / 'trainA'} are upscaled more than 2x to 30 px (shorter "
+        f"side under 15; smallest 20x12: {folders / 'trainA' / 'a0.png'})"
+    ), shown

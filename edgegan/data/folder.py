@@ -166,17 +166,20 @@ def read_or_next(
 
 
 def readable_images(
-    paths: list[Path], folder: Path, skip_bad: bool, stacklevel: int = 2
+    paths: list[Path], folder: Path, skip_bad: bool, stacklevel: int = 2, size: int = 0
 ) -> list[int]:
     """Indices of ``paths`` whose headers read, checked once when a dataset is built.
 
     An unreadable file is an error naming it, unless ``skip_bad``: then it is left out with one
-    warning for the folder. No readable file at all is always an error.
+    warning for the folder. No readable file at all is always an error. Images whose shorter
+    side is under half the ``size`` they are scaled to get one warning: they train blurred.
     """
-    ok, skipped = [], []
+    ok, skipped, small = [], [], []
     for i, (path, probed) in enumerate(zip(paths, probe_headers(paths), strict=True)):
         if not isinstance(probed, str):  # its size: the header reads
             ok.append(i)
+            if 2 * min(probed) < size:
+                small.append((min(probed), probed, path))
         elif skip_bad:
             skipped.append(str(path))
         else:
@@ -186,6 +189,15 @@ def readable_images(
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) in {folder} (first: {skipped[0]})",
+            DataWarning,
+            stacklevel=stacklevel + 1,
+        )
+    if small:
+        _, (w, h), path = min(small)
+        warnings.warn(
+            f"{len(small)} of {len(ok)} images in {folder} are upscaled more than 2x to "
+            f"{size} px (shorter side under {size // 2 + size % 2}; smallest {w}x{h}: {path}): "
+            "they train blurred (a smaller image size suits them)",
             DataWarning,
             stacklevel=stacklevel + 1,
         )
@@ -336,7 +348,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
             keep = [i * len(rel_paths) // limit for i in range(limit)]
             rel_paths, top = [rel_paths[i] for i in keep], [top[i] for i in keep]
         paths = [folder / p for p in rel_paths]
-        ok = readable_images(paths, folder, self.skip_bad, stacklevel=3)
+        ok = readable_images(paths, folder, self.skip_bad, stacklevel=3, size=image_size)
         kept = set(ok)
         self.skipped = [str(p) for i, p in enumerate(paths) if i not in kept]
         self.samples = [(str(paths[i]), index[top[i]] if labelled else -1) for i in ok]

@@ -111,7 +111,7 @@ class ImageFiles:
     header-checked: with ``skip_bad`` the unreadable ones are left out (``skipped``), and
     :meth:`load` passes over files that fail only when decoded."""
 
-    def __init__(self, folder: Path, limit: int, skip_bad: bool, where: str) -> None:
+    def __init__(self, folder: Path, limit: int, skip_bad: bool, where: str, size: int = 0) -> None:
         if not folder.is_dir():
             raise DataError(f"{where}: domain folder not found: {folder}")
         rel = list_images(folder, READ_EXTENSIONS, where, "convert them to read them", 3)
@@ -121,7 +121,8 @@ class ImageFiles:
             )
         if limit:
             rel = rel[:limit]
-        ok = set(readable_images([folder / r for r in rel], folder, skip_bad, stacklevel=4))
+        paths = [folder / r for r in rel]
+        ok = set(readable_images(paths, folder, skip_bad, stacklevel=4, size=size))
         self.folder = folder
         self.skip_bad = skip_bad
         self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]
@@ -192,8 +193,9 @@ class UnpairedImageDataset(SkipWarnings, Dataset):
         self.rng: random.Random | None = None
         self.class_names: list[str] = []
         self._warned_lazy = False
-        self.domain_a = ImageFiles(base / f"{split}A", limit, self.skip_bad, _WHERE)
-        self.domain_b = ImageFiles(base / f"{split}B", limit, self.skip_bad, _WHERE)
+        # (the crop is what the networks see: a 256 crop of a 100 px image is blurred)
+        self.domain_a = ImageFiles(base / f"{split}A", limit, self.skip_bad, _WHERE, crop_size)
+        self.domain_b = ImageFiles(base / f"{split}B", limit, self.skip_bad, _WHERE, crop_size)
         if preprocess == "crop":  # now, not at the step that first draws a small one
             for domain in (self.domain_a, self.domain_b):
                 _check_crop(domain, self.crop_size)
