@@ -189,6 +189,24 @@ def test_an_epoch_sized_run_resumed_with_another_batch_size_says_its_steps_chang
         assert train(again, resume=short.run_dir).step == 4
 
 
+def test_a_steps_sized_run_resumed_on_changed_data_says_so(tmp_path):
+    """The batch order follows the data's size: a run sized by train.steps resumed on a
+    folder that lost most of its images went on in silence."""
+    import warnings
+
+    run = train(tiny("data.limit=256", steps=2), out_dir=tmp_path / "r").run_dir
+    assert load_checkpoint(run / "checkpoints/last.pt")["data"] == {"consumed": 2, "size": 256}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same data: nothing to say
+        train(load_run_config(run, ["train.steps=3"]), resume=run)
+    with pytest.warns(UserWarning) as caught:
+        train(load_run_config(run, ["train.steps=4", "data.limit=100"]), resume=run)
+    assert [str(w.message) for w in caught] == [
+        "the training data holds 100 items now, the run trained on 256 (most of it is gone: "
+        "is data.root right?): its batches continue in another order than the run's would"
+    ]
+
+
 def test_a_seed_outside_32_bits_says_which_run_it_repeats(tmp_path):
     """torch's CPU generator and NumPy keep a seed's low 32 bits: seed 2**32 + 1 trains the
     weights of seed 1, which a seed sweep over large numbers would not expect."""

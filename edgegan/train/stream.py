@@ -338,7 +338,8 @@ class BatchStream:
             shutdown()
 
     def state_dict(self) -> dict[str, int]:
-        return {"consumed": self.consumed}
+        # The size too: the batch order depends on it, so a resume can tell changed data.
+        return {"consumed": self.consumed, "size": len(self.dataset)}  # type: ignore[arg-type]
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.consumed = int(state["consumed"])

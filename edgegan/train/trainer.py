@@ -834,11 +834,21 @@ class Trainer:
             )
         planned = (state.get("config") or {}).get("train", {})
         step, was = int(state["step"]), planned.get("steps")
-        if (
+        epoch_steps_changed = (
             t.epochs is not None
             and planned.get("epochs") == t.epochs
             and was not in (None, t.steps)
-        ):
+        )
+        size, items = (state.get("data") or {}).get("size"), len(self.dataset)  # type: ignore[arg-type]
+        if size is not None and size != items and not epoch_steps_changed:
+            # (an epoch-sized run's step count changes with it, and its warning says why)
+            gone = " (most of it is gone: is data.root right?)" if 2 * items < size else ""
+            warnings.warn(
+                f"the training data holds {items} items now, the run trained on {size}{gone}: "
+                "its batches continue in another order than the run's would",
+                stacklevel=4,
+            )
+        if epoch_steps_changed:
             if step < t.steps:  # else the run is refused as finished, which says enough
                 why = self._epoch_steps_changed(planned)
                 keep = f" (train.steps={was} keeps the run's plan)" if step < was else ""
