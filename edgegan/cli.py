@@ -511,6 +511,15 @@ def infer(
         if not input_path:
             raise EdgeganError("--direction translates --input images: give --input too")
         if num is not None or labels or fmt != "png" or seed is not None:
+            from edgegan.sampling import target_task
+            from edgegan.translate import is_translation_task
+
+            task, said_by = target_task(target)
+            if task and not is_translation_task(task):  # sampling meant: --input is the slip
+                raise EdgeganError(
+                    f"{target} is a {task} {said_by}: it samples (--num, --labels, --seed, "
+                    "--format); --input and --direction translate with a cyclegan or pix2pix"
+                )
             raise EdgeganError(
                 f"--num, --labels, --seed and --format {fmt} sample GANs; translations are PNG"
                 if fmt != "png"

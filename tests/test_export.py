@@ -809,6 +809,22 @@ def test_direction_on_an_exported_gan_run_is_the_runs_one_line(uncond_bundle, ru
     )
 
 
+def test_input_given_to_sample_a_gan_names_input_as_the_slip(uncond_bundle, tmp_path):
+    bundle, _ = uncond_bundle
+    """It said "--num ... sample GANs; translations are PNG" to a user sampling a GAN."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    args = ["infer", str(bundle), "--input", str(tmp_path), "--num", "4"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {bundle} is a gan bundle: it samples (--num, --labels, --seed, "
+        "--format); --input and --direction translate with a cyclegan or pix2pix\n"
+    )
+
+
 def test_cli_export_end_to_end(runs, tmp_path):
     out = tmp_path / "bundle"
     proc = _cli("export", str(runs["cond"]), "--onnx", "--fp16", "--out", str(out))
