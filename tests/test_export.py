@@ -292,6 +292,14 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         ({"models": {"fp32": "model.onnx"}}, "models.fp32 is not an entry with a 'file'"),
         ({"models": {"fp32": {"opset": 18}}}, "models.fp32 is not an entry with a 'file'"),
         ({"engines": ["x"]}, "engines is not an entry with a 'file'"),
+        # a digest edited into another form turned the graph's integrity check off
+        *(
+            (
+                {"models": {"fp32": {**good["models"]["fp32"], "sha256": bad}}},
+                re.escape(f"models.fp32's sha256 {bad!r} is not a sha256 digest"),
+            )
+            for bad in (None, 12, "abc", "A" * 64)
+        ),
         ({**cyclegan_like, "directions": []}, "directions must list AtoB and/or BtoA"),
         ({**cyclegan_like, "models": {"AtoB": None}}, "models.AtoB is not an entry"),
         ({**cyclegan_like, "spec": {"channels_a": 1}}, "spec.channels_b must be an integer"),

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import socket
 from pathlib import Path
@@ -123,6 +124,13 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
                 raise EdgeganError(
                     f"{file} is not a valid edgegan bundle: its {section} list the file "
                     f"{name!r}, which is not a file name inside the bundle"
+                )
+            # a digest edited into another form turned the graph's integrity check off
+            digest = entry.get("sha256", "0" * 64)
+            if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+                raise EdgeganError(
+                    f"{file} is not a valid edgegan bundle: {place}'s sha256 {digest!r} is not "
+                    "a sha256 digest (64 hex digits); export it again"
                 )
     return meta
 

@@ -1,0 +1,1 @@
+error: not a run directory (no config.yaml): same
