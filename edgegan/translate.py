@@ -409,6 +409,7 @@ def translate(
                     chunk = [c for c, g in zip(chunk, got, strict=True) if g is not None]
                     got = [g for g in got if g is not None]
                     if not got:
+                        bar.update(len(written) + len(skipped))
                         continue
                     if split_pairs:
                         loaded, truths = [h[0] for h in got], [h[1] for h in got]
@@ -420,7 +421,7 @@ def translate(
                     elif resize is None and not warned:
                         warned = _warn_if_far_larger(loaded, runner.spec)
                     images = [np.asarray(img) for img in loaded]
-                    done = len(written)
+                    done = len(written) + len(skipped)  # skipped files count as done
 
                     def advance(n: int, done: int = done) -> None:
                         bar.update(done + n)

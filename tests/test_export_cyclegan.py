@@ -663,7 +663,7 @@ def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
     assert all((tmp_path / "b" / r["file"]).is_file() for r in reports.values())
 
 
-def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path):
+def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path, capsys):
     import shutil
 
     folder = tmp_path / "in"
@@ -682,6 +682,12 @@ def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path)
                             skip_bad=True)  # fmt: skip
     names = sorted(p.relative_to(tmp_path / "skip").as_posix() for p in written)
     assert names == ["a.png", "c.png", "sub/b.png"]
+    shutil.rmtree(tmp_path / "skip")
+    # the progress bar counts a skipped file as done: it reaches its total (it stopped at 3/4)
+    with pytest.warns(DataWarning, match="skipped 1"):
+        translate(runs["resnet"], "AtoB", folder, tmp_path / "skip", batch_size=1,
+                  skip_bad=True, progress=True)  # fmt: skip
+    assert "infer: images 4/4" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "skip")
     with pytest.raises(DataError, match=r"none of the 1 input image\(s\) could be read"):
         translate(runs["resnet"], "AtoB", folder / "sub" / "z.png", tmp_path / "none",
