@@ -288,6 +288,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
         config = load_config(source, overrides)
 
     from edgegan.train import train as run_training
+    from edgegan.train.distributed import resume_command
 
     result = run_training(config, out_dir=out, resume=resume)
     if not _is_main_process():
@@ -295,7 +296,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     if result.stopped_by == "signal":
         click.echo(
             f"interrupted at step {result.step}: checkpoint saved to {result.checkpoint}; "
-            f"continue with: edgegan train --resume {result.run_dir}",
+            f"continue with: {resume_command(result.run_dir)}",
             err=True,
         )
         sys.exit(130)
@@ -309,10 +310,12 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 
 def _next_commands(task: str, result: Any) -> list[str]:
     """What a finished run is for, as commands to copy (on stderr: stdout is the result)."""
+    from edgegan.train.distributed import resume_command
+
     run = shlex.quote(str(result.run_dir))
     lines = []
     if result.stopped_by == "max_seconds":
-        lines.append(f"continue with: edgegan train --resume {run}")
+        lines.append(f"continue with: {resume_command(result.run_dir)}")
     if task == "cyclegan":
         use = f"edgegan infer {run} --direction AtoB --input IMAGES --out translated"
     elif task == "pix2pix":

@@ -661,3 +661,23 @@ def test_a_collective_timeout_or_a_lost_peer_is_one_line_of_this_rank(
     assert caught.value.rank_local and caught.value.__cause__ is None
     _report(caught.value, str(caught.value))  # as the CLI prints it, on rank 1 too
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_the_resume_command_is_launched_as_the_run_was(monkeypatch):
+    """A torchrun job told to continue with `edgegan train --resume` trained on one process."""
+    from edgegan.train.distributed import resume_command
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    assert resume_command("runs/my run") == "edgegan train --resume 'runs/my run'"
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert resume_command("runs/a") == (
+        "torchrun --standalone --nproc-per-node 4 -m edgegan train --resume runs/a"
+    )
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two nodes of two
+    assert resume_command("runs/a") == (
+        "torchrun (the same options on every node) -m edgegan train --resume runs/a"
+    )
+    monkeypatch.setenv("WORLD_SIZE", "x")  # unreadable: the plain command, not a failure
+    assert resume_command("runs/a") == "edgegan train --resume runs/a"

@@ -23,11 +23,13 @@ from __future__ import annotations
 import gc
 import os
 import re
+import shlex
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -95,6 +97,29 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
     if not (0 <= rank < world and 0 <= local_rank < local_world):
         raise ConfigError(f"bad distributed environment: RANK={rank} of WORLD_SIZE={world}")
     return LaunchEnv(rank, world, local_rank, local_world)
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues ``run_dir`` as it was launched: under torchrun with N
+    processes, torchrun again (``edgegan train --resume`` alone would train on one)."""
+    run = shlex.quote(str(run_dir))
+    env = launch_env_or_none()
+    if env is None or env.world_size == 1:
+        return f"edgegan train --resume {run}"
+    if env.local_world_size == env.world_size:  # one node
+        launch = f"torchrun --standalone --nproc-per-node {env.world_size}"
+    else:
+        launch = "torchrun (the same options on every node)"
+    return f"{launch} -m edgegan train --resume {run}"
+
+
+def launch_env_or_none() -> LaunchEnv | None:
+    """:func:`launch_env`, or None when the environment cannot be read (a message about a
+    run must not fail on it)."""
+    try:
+        return launch_env()
+    except ConfigError:
+        return None
 
 
 def check_config(config: Config, world_size: int) -> None:

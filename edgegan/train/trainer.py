@@ -1101,13 +1101,13 @@ class Trainer:
                     if not isinstance(exc, CallbackError):  # its own line says this
                         bar.note(
                             f"stopped by an error at step {self.step}: checkpoint saved to "
-                            f"{kept}; once mended, continue with: edgegan train --resume "
-                            f"{self.run_dir}"
+                            f"{kept}; once mended, continue with: "
+                            f"{distributed.resume_command(self.run_dir)}"
                         )
             if isinstance(exc, CallbackError) and saved:  # its one line says so, progress or not
                 exc.args = (
-                    f"{exc}; step {self.step} is saved: once mended, continue with: edgegan "
-                    f"train --resume {self.run_dir}",
+                    f"{exc}; step {self.step} is saved: once mended, continue with: "
+                    f"{distributed.resume_command(self.run_dir)}",
                 )
             raise
         finally:
@@ -1147,8 +1147,8 @@ class Trainer:
                 where = (
                     f"the trained run is saved in {self.run_dir}"
                     if stopped_by == "steps"
-                    else f"step {self.step} is saved: continue with: edgegan train --resume "
-                    f"{self.run_dir}"
+                    else f"step {self.step} is saved: continue with: "
+                    f"{distributed.resume_command(self.run_dir)}"
                 )
                 exc.args = (f"{exc}; {where}",)
                 raise
