@@ -42,7 +42,7 @@ def atomic_write(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with os.fdopen(_create_new(tmp), "wb") as f:
             write(f)
             f.flush()
             if fsync:
@@ -64,9 +64,26 @@ def atomic_write(
             cause.filename = str(given)
         raise cause from None
     finally:
-        if tmp.exists():
+        if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
     return given
+
+
+#: Opens a new file and never through a link (where the system has O_NOFOLLOW).
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create_new(tmp: Path) -> int:
+    """A new file at ``tmp`` (usual permissions) opened for writing. Whatever lies there is
+    removed first, not followed: a link planted under the temporary name in a run or bundle
+    from elsewhere (``.report.md.PID.tmp -> ~/x``) would otherwise be written through and
+    renamed over the real name."""
+    flags = _NEW_FILE | getattr(os, "O_BINARY", 0)
+    try:
+        return os.open(tmp, flags, 0o666)
+    except FileExistsError:
+        tmp.unlink()  # a leftover of a dead process with this pid, or a planted link
+        return os.open(tmp, flags, 0o666)
 
 
 #: seconds between the tries of :func:`replace` on Windows (about 2 s in all)

@@ -207,6 +207,16 @@ def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path):
     assert atomic_write(link, lambda f: f.write(b"mine")) == link
     assert not link.is_symlink() and link.read_bytes() == b"mine"
     assert shared.read_bytes() == b"new"  # untouched
+    # a link planted under the temporary name (with this pid) is removed, not written through
+    # and renamed over the real name: the run's report ended in the link's target
+    import os
+
+    report = tmp_path / "bundle" / "report.md"
+    (tmp_path / "bundle" / f".report.md.{os.getpid()}.tmp").symlink_to(shared)
+    atomic_write(report, lambda f: f.write(b"report"))
+    assert not report.is_symlink() and report.read_bytes() == b"report"
+    assert shared.read_bytes() == b"new"
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.md", "timing.cache"]
 
 
 class _FullDisk:

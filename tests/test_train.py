@@ -1243,6 +1243,32 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
         new_run_dir(tmp_path / "junk", "x")
 
 
+def test_a_lock_that_is_a_link_or_no_file_is_refused(tmp_path):
+    """A run from elsewhere holding `.edgegan-lock -> ~/token` (a stale-looking lock) had the
+    token written over with the lock line when --resume took the lock over."""
+    import os
+    import time
+
+    from edgegan.train.logs import RunLock
+
+    token = tmp_path / "token"
+    token.write_text("ghp_SECRET\n")
+    old = time.time() - 3600
+    os.utime(token, (old, old))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RunLock.NAME).symlink_to(token)
+    with pytest.raises(
+        ConfigError, match=r"\.edgegan-lock is not a lock edgegan writes \(a link\)"
+    ):
+        RunLock(run).acquire()
+    assert token.read_text() == "ghp_SECRET\n"
+    (run / RunLock.NAME).unlink()
+    (run / RunLock.NAME).mkdir()
+    with pytest.raises(ConfigError, match=r"is not a lock edgegan writes \(Is a directory\)"):
+        RunLock(run).acquire()
+
+
 def _hold_system_lock(path):
     """Another process that holds ``path`` locked by the system (flock), as one does while it
     takes over (or trains with) that lock; kill it to end."""

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,25 @@ if hasattr(os, "register_at_fork"):
 _CLAIMED: dict[str, RunLock] = {}
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file opened for reading and writing, refused when it is not a plain file: a
+    link planted as the lock of a run from elsewhere (``.edgegan-lock -> ~/token``) had its
+    target written over when the lock was taken over as stale."""
+    refused = f"{path} is not a lock edgegan writes ({{}}): remove it, and check the run is yours"
+    if path.is_symlink():
+        raise ConfigError(refused.format("a link"))
+    try:  # O_NOFOLLOW: nor a link made since
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(refused.format(exc.strerror or type(exc).__name__)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(refused.format("not a plain file"))
+    return fd
+
+
 class RunLock:
     """``RUN/.edgegan-lock`` while a process trains the run, so a second ``--resume`` of it
     (or one started while the run trains) is refused instead of writing into it too. A lock
@@ -251,7 +271,7 @@ class RunLock:
                 if self._take_over(me):
                     return self
                 continue  # released, or removed where the system has no locks: again
-            opened = os.open(self.path, os.O_RDWR)
+            opened = _open_lock(self.path)
             # Another process may hold it a moment, reading it (alive: refused); wait.
             locked = None
             for _ in range(200):
@@ -269,7 +289,7 @@ class RunLock:
         """Take the existing lock if its writer is gone; False when it went meanwhile (try
         again); a ConfigError naming its owner when a live process holds it."""
         try:
-            fd = os.open(self.path, os.O_RDWR)
+            fd = _open_lock(self.path)
         except FileNotFoundError:
             return False
         owned: int | None = fd  # closed on the way out, unless it was closed or handed on
