@@ -431,6 +431,13 @@ def test_a_graph_that_names_external_data_is_refused_and_a_linked_one_is_checked
     (bundle / "model.onnx").write_bytes(graph.SerializeToString())
     with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
         open_runner(bundle, "onnxruntime")
+    # ... and with the edited graph's own digest recorded: the check did not run then
+    from edgegan.fileio import sha256_file
+
+    meta["models"]["fp32"]["sha256"] = sha256_file(bundle / "model.onnx")
+    write_bundle(bundle, meta)
+    with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
+        open_runner(bundle, "onnxruntime")
 
 
 def test_a_run_generator_repr_leaves_the_network_out(runs):
