@@ -282,9 +282,15 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
     # An edited or truncated edgegan.json is one line here, not a traceback in a runtime.
     spec = good["spec"]
     for changes, message in [
-        ({"spec": {**spec, "latent_dim": "abc"}}, "spec.latent_dim must be an integer >= 1"),
+        ({"spec": {**spec, "latent_dim": "abc"}}, "spec.latent_dim must be an integer in 1"),
         ({"spec": {k: v for k, v in spec.items() if k != "latent_dim"}}, "spec.latent_dim"),
-        ({"spec": {**spec, "num_classes": -1}}, "spec.num_classes must be an integer >= 0"),
+        ({"spec": {**spec, "num_classes": -1}}, "spec.num_classes must be an integer in 0\\.\\."),
+        # the runtimes build inputs from these: a latent_dim of 2e8 took 3 GB for 4 latents
+        (
+            {"spec": {**spec, "latent_dim": 200_000_000}},
+            "spec.latent_dim must be an integer in 1..1048576, got 200000000",
+        ),
+        ({"spec": {**spec, "image_shape": [1, 28, 10**6]}}, "spec.image_shape must be"),
         ({"spec": {**spec, "image_shape": [1, 28]}}, "spec.image_shape must be"),
         ({"spec": {**spec, "value_range": [1, -1]}}, "spec.value_range must be"),
         ({"spec": {**spec, "value_range": [1, 1]}}, "spec.value_range must be"),  # 0 wide
@@ -303,6 +309,10 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         ({**cyclegan_like, "directions": []}, "directions must list AtoB and/or BtoA"),
         ({**cyclegan_like, "models": {"AtoB": None}}, "models.AtoB is not an entry"),
         ({**cyclegan_like, "spec": {"channels_a": 1}}, "spec.channels_b must be an integer"),
+        (
+            {**cyclegan_like, "spec": {**cyclegan_like["spec"], "image_size": 2**70}},
+            "spec.image_size must be an integer in 1..4096",
+        ),
         # a translator pads to these: 20000 padded 28 px inputs to 20000x20000 (gigabytes)
         *(
             (
@@ -316,6 +326,13 @@ def test_read_bundle_errors(tmp_path, uncond_bundle):
         (tmp_path / BUNDLE_FILE).write_text(json.dumps({**good, **changes}))
         with pytest.raises(EdgeganError, match=f"is not a valid edgegan bundle: {message}"):
             read_bundle(tmp_path)
+    from edgegan.data.base import MAX_IMAGE_SIZE
+    from edgegan.export import bundle as bundle_mod
+
+    assert bundle_mod.MAX_IMAGE_SIZE == MAX_IMAGE_SIZE  # a copy: importing it loads torch
+    (tmp_path / BUNDLE_FILE).write_text('{"format": ' + "9" * 5000 + "}")  # past int limit
+    with pytest.raises(EdgeganError, match="cannot read bundle metadata .*Exceeds the limit"):
+        read_bundle(tmp_path)
     (tmp_path / BUNDLE_FILE).write_text("[" * 100_000)  # nested past Python's limit
     with pytest.raises(EdgeganError, match="cannot read bundle metadata .*nested too deeply"):
         read_bundle(tmp_path)

@@ -88,7 +88,8 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
         raise EdgeganError(f"bundle not found: {where}")
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: JSONDecodeError, and an integer of more than 4300 digits
+    except (OSError, ValueError) as exc:
         raise EdgeganError(f"cannot read bundle metadata {file}: {exc}") from None
     except RecursionError:  # nested past Python's limit: no edgegan.json is
         raise EdgeganError(f"cannot read bundle metadata {file}: nested too deeply") from None
@@ -135,12 +136,25 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-#: What a built-in task's spec must hold, as ``{key: least value}`` of integers (the
+#: Bounds of what a spec's sizes may be: the runtimes build inputs from them (an edited
+#: latent_dim of 2e8 took 3 GB for 4 latents before anything failed).
+_MAX_DIM, _MAX_CHANNELS = 2**20, 1024
+#: edgegan.data.base.MAX_IMAGE_SIZE, the largest training size (importing it loads torch)
+MAX_IMAGE_SIZE = 4096
+#: What a built-in task's spec must hold, as ``{key: (least, most)}`` of integers (the
 #: runtimes read these to build inputs and check outputs).
-_SPEC_INTS: dict[str, dict[str, int]] = {
-    "gan": {"latent_dim": 1, "num_classes": 0},
-    "cyclegan": {"channels_a": 1, "channels_b": 1, "image_size": 1},
-    "pix2pix": {"channels_a": 1, "channels_b": 1, "image_size": 1},
+_SPEC_INTS: dict[str, dict[str, tuple[int, int]]] = {
+    "gan": {"latent_dim": (1, _MAX_DIM), "num_classes": (0, _MAX_DIM)},
+    "cyclegan": {
+        "channels_a": (1, _MAX_CHANNELS),
+        "channels_b": (1, _MAX_CHANNELS),
+        "image_size": (1, MAX_IMAGE_SIZE),
+    },
+    "pix2pix": {
+        "channels_a": (1, _MAX_CHANNELS),
+        "channels_b": (1, _MAX_CHANNELS),
+        "image_size": (1, MAX_IMAGE_SIZE),
+    },
 }
 #: Optional integers and their range: a translator pads its inputs to these, so an edited
 #: 20000 padded a 28 px image to 20000x20000 (gigabytes) before anything failed.
@@ -154,22 +168,26 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
     """What is wrong with a gan, cyclegan or pix2pix bundle's spec (None: nothing), so an edited or
     truncated edgegan.json is one line here rather than a traceback in a runtime."""
     spec, task = meta["spec"], meta.get("task")
-    for key, least in _SPEC_INTS.get(str(task), {}).items():
+    for key, (least, most) in _SPEC_INTS.get(str(task), {}).items():
         value = spec.get(key)
-        if not _is_int(value) or value < least:
-            return f"spec.{key} must be an integer >= {least}, got {value!r}"
+        if not _is_int(value) or not least <= value <= most:
+            return f"spec.{key} must be an integer in {least}..{most}, got {value!r}"
     for key, (low, high) in _SPEC_RANGES.get(str(task), {}).items():
         value = spec.get(key)
         if value is not None and (not _is_int(value) or not low <= value <= high):
             return f"spec.{key} must be an integer in {low}..{high}, got {value!r}"
     if task == "gan":
         shape = spec.get("image_shape")
+        most = (_MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE)
         if (
             not isinstance(shape, list)
             or len(shape) != 3
-            or not all(_is_int(v) and v >= 1 for v in shape)
+            or not all(_is_int(v) and 1 <= v <= m for v, m in zip(shape, most, strict=False))
         ):
-            return f"spec.image_shape must be [channels, height, width], got {shape!r}"
+            return (
+                f"spec.image_shape must be [channels, height, width] (at most "
+                f"{_MAX_CHANNELS}, {MAX_IMAGE_SIZE}, {MAX_IMAGE_SIZE}), got {shape!r}"
+            )
     if is_translation_task(task):
         have, may = meta.get("directions"), TASK_DIRECTIONS[str(task)]
         if not isinstance(have, list) or not have or not set(have) <= set(may):
