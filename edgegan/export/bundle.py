@@ -438,21 +438,24 @@ def export_command(
     entries = graph_entries(meta, first) if meta.get("models") else {}
     run = run or (meta.get("source") or {}).get("run_dir") or "RUN_DIR"
     default = Path(run) / "export"  # export's default --out
-    out = "" if Path(folder).resolve() == default.resolve() else f" --out {folder}"
+    # every part shell-quoted: the bundle may come from elsewhere (a run_dir of
+    # "x$(touch y)" printed a command that ran it), and paths hold spaces
+    q = shlex.quote
+    out = "" if Path(folder).resolve() == default.resolve() else f" --out {q(str(folder))}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     # exported with --direction (not a pix2pix's only one): keep it so
     task = meta.get("task")
     choice = is_translation_task(task) and only_direction(task) is None
     if len(meta.get("directions") or []) == 1 and choice:
         flags += f" --direction {first}"
-    flags += "".join(f" --with {name}" for name in meta.get("artifacts") or {})  # kept too
+    flags += "".join(f" --with {q(str(name))}" for name in meta.get("artifacts") or {})
     for name, params in (meta.get("artifact_params") or {}).items():  # with their parameters
         for key, value in params.items():  # JSON is YAML, which the option's values are
             text = json.dumps(value, ensure_ascii=False)  # YAML reads \ud83d\ude00 as two halves
-            flags += f" --with-param {shlex.quote(f'{name}.{key}={text}')}"
+            flags += f" --with-param {q(f'{name}.{key}={text}')}"
     if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...
-        flags += f" --checkpoint {meta['source']['checkpoint']}"
-    return f"edgegan export {run}{flags}{out} --overwrite"
+        flags += f" --checkpoint {q(str(meta['source']['checkpoint']))}"
+    return f"edgegan export {q(str(run))}{flags}{out} --overwrite"
 
 
 def missing_model(
