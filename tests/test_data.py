@@ -200,8 +200,19 @@ def test_idx_errors(tmp_path, monkeypatch):
             bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (2**31, 2**31, 4)),
             r"holds 0 bytes of data, expected 18446744073709551616",
         ),
+        # a small gzip file expanding far past what its header declares: refused after the
+        # declared bytes and one more, not expanded whole first (1.5 MB took 3.2 GB)
+        (
+            "x.gz",
+            gzip.compress(
+                bytes([0, 0, 8, 3])
+                + b"".join(d.to_bytes(4, "big") for d in (1, 28, 28))
+                + b"\0" * (8 << 20)
+            ),
+            r"holds more than 784 bytes of data, expected 784 for shape \(1, 28, 28\)",
+        ),  # fmt: skip
     ],
-    ids=["bad-deflate", "0-d", "0-d-gz", "int64-overflow"],
+    ids=["bad-deflate", "0-d", "0-d-gz", "int64-overflow", "gzip-bomb"],
 )
 def test_corrupt_idx_files_are_one_line_data_errors(tmp_path, name, content, match):
     path = tmp_path / name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,37 +17,51 @@ _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (``.gz`` or not) into an array of its stored shape."""
+    """Read one IDX file (``.gz`` or not) into an array of its stored shape. The header is
+    read first and at most the bytes it declares (and one more) after it: a small gzip file
+    that expands to gigabytes is refused without being expanded."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _DTYPES:
+                raise DataError(f"not an IDX file (bad magic number): {path}")
+            ndim = magic[3]
+            if ndim == 0:
+                raise DataError(
+                    f"IDX file {path} declares 0 dimensions (a data set has at least 1)"
+                )
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"truncated IDX header: {path}")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            dtype = np.dtype(_DTYPES[magic[2]])
+            expected = math.prod(shape) * dtype.itemsize  # Python ints: no int64 wrap
+            raw = _read_at_most(f.read, expected + 1)
     except FileNotFoundError:
         raise DataError(f"IDX file not found: {path}") from None
     except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt gzip stream
         raise DataError(f"cannot read IDX file {path}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
-        raise DataError(f"not an IDX file (bad magic number): {path}")
-    ndim = raw[3]
-    if ndim == 0:
-        raise DataError(f"IDX file {path} declares 0 dimensions (a data set has at least 1)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"truncated IDX header: {path}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_DTYPES[raw[2]])
-    count = math.prod(shape)  # Python ints: dimensions whose product passes int64 do not wrap
-    if len(raw) - header != count * dtype.itemsize:
+    if len(raw) != expected:
+        held = f"more than {expected}" if len(raw) > expected else str(len(raw))
         raise DataError(
-            f"IDX file {path} holds {len(raw) - header} bytes of data, expected "
-            f"{count * dtype.itemsize} for shape {shape}"
+            f"IDX file {path} holds {held} bytes of data, expected {expected} for shape {shape}"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(read: Callable[[int], bytes], n: int, chunk: int = 64 << 20) -> bytes:
+    """Up to ``n`` bytes from ``read``, in chunks: a header declaring petabytes must not
+    make one read allocate them."""
+    parts, left = [], n
+    while left > 0:
+        part = read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 # File-name stems of the two splits; the bundled 10k subset uses "train"/"test", the

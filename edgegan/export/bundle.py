@@ -178,11 +178,11 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
             return f"spec.{key} must be an integer in {low}..{high}, got {value!r}"
     if task == "gan":
         shape = spec.get("image_shape")
-        most = (_MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        largest = (_MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE)
         if (
             not isinstance(shape, list)
             or len(shape) != 3
-            or not all(_is_int(v) and 1 <= v <= m for v, m in zip(shape, most, strict=False))
+            or not all(_is_int(v) and 1 <= v <= m for v, m in zip(shape, largest, strict=True))
         ):
             return (
                 f"spec.image_shape must be [channels, height, width] (at most "
