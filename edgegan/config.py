@@ -799,6 +799,13 @@ def saved_config(data: Any, where: str, writer: Any = None) -> Config:
     newer edgegan reads as a typo otherwise. ``writer``: the edgegan version recorded with it."""
     from edgegan import __version__
 
+    if _larger_than(data, MAX_CONFIG_VALUES):
+        # a checkpoint's pickle keeps shared objects shared, as YAML aliases: 8 MB of nested
+        # lists expanded without end when the config was checked
+        raise ConfigError(
+            f"{where}: more than {MAX_CONFIG_VALUES:,} values; a config is a few hundred (the "
+            "file was not written by edgegan)"
+        )
     try:
         return config_from_dict(data)
     except ConfigError as exc:

@@ -129,6 +129,25 @@ def test_a_config_whose_aliases_expand_past_a_limit_is_refused_at_once(tmp_path)
     assert config.optim.g.lr == config.optim.d.lr == 0.0003
 
 
+def test_a_saved_config_of_shared_nested_lists_is_refused_at_once():
+    """A checkpoint's pickle keeps shared lists shared, as YAML aliases: an 8 MB last.pt with
+    10**25 values in train.steps hung infer, export and eval while the config was checked."""
+    import time
+
+    from edgegan.config import saved_config
+    from edgegan.errors import ConfigError
+
+    data = load_config("dcgan-mnist").to_dict()
+    bomb: list = ["lol"] * 10
+    for _ in range(25):
+        bomb = [bomb] * 10
+    data["train"]["steps"] = bomb
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"^run/last.pt: more than 100,000 values; a config"):
+        saved_config(data, "run/last.pt")
+    assert time.monotonic() - t0 < 5
+
+
 def test_a_long_config_without_aliases_is_not_taken_for_an_alias_bomb(tmp_path):
     """The cap on expanded values counted every value: a config with a long list (a plugin
     part's parameter of 150,000 numbers, 1 MB) was refused as if its aliases expanded."""
