@@ -411,6 +411,8 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError(
             f"{source}{where}: invalid YAML ({getattr(exc, 'problem', exc)})"
         ) from None
+    except RecursionError:  # nested past Python's limit: no config is
+        raise ConfigError(f"{source}: invalid YAML (nested too deeply)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

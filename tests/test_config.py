@@ -148,6 +148,25 @@ def test_a_saved_config_of_shared_nested_lists_is_refused_at_once():
     assert time.monotonic() - t0 < 5
 
 
+def test_a_checkpoint_name_that_is_no_string_is_one_line(tmp_path):
+    """A bundle's source.checkpoint edited into a number was an AttributeError in bench."""
+    from edgegan.errors import EdgeganError
+    from edgegan.train.logs import checkpoint_file
+
+    with pytest.raises(EdgeganError, match=r"--checkpoint takes a name in .*, e.g. best, got 7$"):
+        checkpoint_file(tmp_path, 7)  # type: ignore[arg-type]
+
+
+def test_a_config_nested_past_pythons_limit_is_one_line(tmp_path):
+    """It was a RecursionError traceback."""
+    from edgegan.errors import ConfigError
+
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep.yaml: invalid YAML \(nested too deeply\)$"):
+        load_config(str(deep))
+
+
 def test_a_long_config_without_aliases_is_not_taken_for_an_alias_bomb(tmp_path):
     """The cap on expanded values counted every value: a config with a long list (a plugin
     part's parameter of 150,000 numbers, 1 MB) was refused as if its aliases expanded."""

@@ -48,6 +48,8 @@ def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:
     if name is None:
         return Path(run_dir) / CHECKPOINT
     folder = Path(run_dir) / "checkpoints"
+    if not isinstance(name, str):  # a bundle's source.checkpoint edited into a number
+        raise EdgeganError(f"--checkpoint takes a name in {folder}, e.g. best, got {name!r}")
     file = name if name.endswith(".pt") else f"{name}.pt"
     if Path(file).name != file or file.startswith("."):
         raise EdgeganError(f"--checkpoint takes a name in {folder}, e.g. best, got {name!r}")
