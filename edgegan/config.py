@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -332,7 +333,25 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """Validate a plain mapping (e.g. a loaded YAML file) into a :class:`Config`."""
     if not isinstance(data, dict):
         raise ConfigError("a config must be a YAML mapping")
-    return _from_dict(Config, data)
+    return _from_dict(Config, _plain(data))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python numbers and paths as strings, as a sweep's
+    code sets them (``train.steps = np.int64(2)``, ``data.root = Path(...)``): what YAML
+    would have given. Containers are rebuilt only where something changed."""
+    if isinstance(value, dict):
+        items = {k: _plain(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    if isinstance(value, (list, tuple)):
+        plain = [_plain(v) for v in value]
+        changed = any(p is not v for p, v in zip(plain, value, strict=True))
+        return type(value)(plain) if changed else value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()  # a NumPy scalar (np.int64, np.float32, np.bool_)
+    return value
 
 
 # -- presets, files and overrides -------------------------------------------------------------
@@ -746,18 +765,22 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
         registry = manager.registry(kind)
         where = f"{what} '{e.get('name')}' of plugin '{e.get('plugin')}'"
         if (e.get("name"), role) not in registry:
-            return (
-                f"; the run was trained with {where} ({e.get('distribution')} "
-                f"{e.get('version')}), which "
-                + manager.absent(e.get("plugin"), e.get("distribution"))
+            # (a plugin registered in code has no version: "(mod )" had a stray space)
+            return f"; the run was trained with {where} ({_origin(e)}), which " + manager.absent(
+                e.get("plugin"), e.get("distribution")
             )
         now = registry.get(e["name"], role)
         if (now.distribution, now.version) != (e.get("distribution"), e.get("version")):
+            installed = f"{now.distribution} {now.version or ''}".rstrip()
             return (
-                f"; the run was trained with {where} from {e.get('distribution')} "
-                f"{e.get('version')}, installed now: {now.distribution} {now.version}"
+                f"; the run was trained with {where} from {_origin(e)}, installed now: {installed}"
             )
     return ""
+
+
+def _origin(entry: dict[str, Any]) -> str:
+    """``edgegan-x 1.0`` of a recorded part, or ``edgegan-x`` without a version."""
+    return f"{entry.get('distribution')} {entry.get('version') or ''}".rstrip()
 
 
 def changed_parts(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgegan.errors import EdgeganError, PluginError, exception_line
+from edgegan.errors import EdgeganError, PluginError, caller_stacklevel, exception_line
 from edgegan.registry import Entry
 from edgegan.rng import random_state_kept
 
@@ -199,7 +199,7 @@ def _check_in_memory(
             "reads its items, nor any augmentation in them (train.resident_data=false reads "
             "the items)",
             DataWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -524,7 +524,7 @@ def _check_images(entry: Entry, generator: nn.Module, images: torch.Tensor, what
         warnings.warn(
             f"{entry.label}{entry.origin} gives values in [{lo:.4g}, {hi:.4g}] for {what}; "
             "images are in [-1, 1] (end the network with tanh): samples and exports clip them",
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
 
 

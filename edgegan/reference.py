@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from edgegan.errors import ConfigError, EdgeganError
+from edgegan.errors import ConfigError, EdgeganError, caller_stacklevel
 
 REFERENCE = "junyanz/pytorch-CycleGAN-and-pix2pix"
 
@@ -552,5 +552,5 @@ def import_reference(
     (out / "checkpoints").mkdir(exist_ok=True)
     atomic_save(state, out / CHECKPOINT)
     for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
     return ImportResult(out, src.task, nets, src.options_file, size, notes)

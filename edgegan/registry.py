@@ -16,6 +16,7 @@ from typing import Any
 from edgegan.errors import (
     EdgeganError,
     PluginError,
+    caller_stacklevel,
     did_you_mean,
     exception_line,
     first_line,
@@ -204,7 +205,7 @@ def with_recorded_defaults(
             f"{entry.label} no longer takes the run's recorded default(s) for "
             f"{', '.join(stale)} (removed, or of another type now): its own defaults apply",
             StaleDefaultWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     kept = {k: v for k, v in defaults.items() if k not in params and k not in stale}
     return {**kept, **params}

@@ -170,12 +170,23 @@ def _number_or_name(token: str) -> int | str:
 
 def class_indices(labels: list[int | str] | None, spec: dict[str, Any]) -> list[int] | None:
     """``labels`` as class numbers: names are looked up (ignoring case) in ``spec``'s
-    ``class_names`` (a run's dataset classes, e.g. Fashion-MNIST's ``Sneaker``)."""
-    if not labels:
+    ``class_names`` (a run's dataset classes, e.g. Fashion-MNIST's ``Sneaker``). A NumPy
+    array or torch tensor of integers is taken as its list."""
+    if hasattr(labels, "tolist") and not isinstance(labels, str):  # ndarray, tensor
+        labels = labels.tolist()  # type: ignore[union-attr]
+        if not isinstance(labels, list):  # a 0-d array: one label
+            labels = [labels]
+    if labels is None or (isinstance(labels, (list, tuple)) and not labels):
         return None
+    from edgegan.runtime.base import is_int
+
+    if isinstance(labels, str) or is_int(labels):  # one label, not its characters
+        labels = [labels]  # type: ignore[list-item]
     names = [str(c) for c in spec.get("class_names") or []]
     out = []
     for v in labels:
+        if not (is_int(v) or isinstance(v, str)):  # 7.5 sampled class 7, True class 1
+            raise EdgeganError(f"--labels takes class numbers (integers) or class names, got {v!r}")
         if not isinstance(v, str) and str(v) in names and names.index(str(v)) != v:
             # classes named by numbers that are not their own (folders 1/, 2/, 3/)
             raise EdgeganError(

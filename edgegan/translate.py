@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, DataWarning, pick_images
-from edgegan.errors import DataError, EdgeganError
+from edgegan.errors import DataError, EdgeganError, caller_stacklevel
 from edgegan.export.signature import (
     DIRECTIONS,
     IMAGE,
@@ -135,7 +135,7 @@ def _warn_if_far_larger(images: list[Any], spec: dict[str, Any]) -> bool:
         f"translating at native size: images up to {largest} px {side}, for a generator "
         f"trained at {trained} px; --resize train (or --resize N) translates at the "
         "training scale",
-        stacklevel=3,
+        stacklevel=caller_stacklevel(),
     )
     return True
 
@@ -241,6 +241,15 @@ def translate_arrays(
             "this is a GAN generator (latents -> images): it translates nothing; sample it "
             "(edgegan.sampling.sample; infer --num)"
         )
+    for i, img in enumerate(images):
+        arr = np.asarray(img)
+        # float images in [0, 1] were read as 0..255 pixels: a black translation, silently
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or 0 in arr.shape[:2]:
+            raise EdgeganError(
+                f"image {i}: translate_arrays takes uint8 images (H, W) or (H, W, C) with "
+                f"pixels 0..255; got {arr.dtype} {arr.shape} (edgegan.data.transforms."
+                "to_uint8 turns a [-1, 1] tensor into one)"
+            )
     from edgegan.sampling import check_batch_size
 
     check_batch_size(batch_size)
@@ -384,7 +393,7 @@ def translate(
                 f"{target} does not record which half of a pair file is A (a bundle exported "
                 "before edgegan recorded it): the left one is taken; export the run again if "
                 "it trained with data.direction=BtoA",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         how = _scaling(resize, runner.spec)
         written: list[Path] = []
@@ -447,7 +456,7 @@ def translate(
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) of {len(files)} (first: {skipped[0]})",
             DataWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return written
 

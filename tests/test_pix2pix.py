@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -698,3 +699,45 @@ def test_the_run_and_its_bundle_translate_as_pix2pix_and_list_atob_alone(run, tm
     (tmp_path / BUNDLE_FILE).write_text(json.dumps({**meta, "directions": ["AtoB", "BtoA"]}))
     with pytest.raises(EdgeganError, match="valid edgegan bundle: directions must list AtoB,"):
         read_bundle(tmp_path)
+
+
+def test_translating_arrays_takes_uint8_images_alone(run):
+    """Float images in [0, 1] were read as 0..255 pixels: a black translation, silently."""
+    from edgegan.runtime import open_runner
+    from edgegan.translate import translate_arrays
+
+    img = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    with open_runner(run.run_dir, "torch", direction="AtoB") as runner:
+        assert translate_arrays(runner, [img])[0].dtype == np.uint8
+        for bad, got in ((img.astype(np.float32) / 255, "float32 (32, 32)"),
+                         (img[:0, :5], "uint8 (0, 5)")):  # fmt: skip
+            with pytest.raises(
+                EdgeganError, match=rf"image 0: .*uint8 images .*got {re.escape(got)}"
+            ):
+                translate_arrays(runner, [bad])
+
+
+@pytest.mark.parametrize("num", [0, -5, True, 2.5])
+def test_eval_of_a_translation_run_refuses_a_count_that_is_not_positive(run, num):
+    """0 scored the run's default count; -5 said "nothing to score in its first -5"."""
+    from edgegan.metrics.translation import evaluate_translation_run
+
+    with pytest.raises(EdgeganError, match="--num must be a positive number of images"):
+        evaluate_translation_run(run.run_dir, num=num)
+
+
+def test_a_config_takes_numpy_numbers_and_paths_as_a_sweep_sets_them(tmp_path):
+    from pathlib import Path
+
+    config = tiny(steps=1)
+    config.train.steps = np.int64(2)
+    config.optim.g.lr = np.float32(0.0005)
+    config.model.generator.params["ngf"] = np.int64(8)
+    config.train.init_from = Path(tmp_path / "nowhere")  # checked as a str: not found
+    with pytest.raises(EdgeganError, match=r"train.init_from=.*nowhere: no checkpoint there"):
+        train(config, out_dir=tmp_path / "r")
+    config.train.init_from = None
+    result = train(config, out_dir=tmp_path / "r")
+    assert result.step == 2
+    saved = load_run_config(result.run_dir)
+    assert saved.train.steps == 2 and saved.model.generator.params["ngf"] == 8

@@ -1396,3 +1396,14 @@ def test_registry_names_and_entries_are_sorted_whatever_the_registration_order()
         reg.add(Entry(kind="losses", name=name, factory=dict, plugin="p"))
     assert reg.names() == ["alpha", "mid", "zeta"]
     assert [e.name for e in reg] == ["alpha", "mid", "zeta"]
+
+
+def test_a_part_recorded_without_a_version_is_named_without_a_stray_space():
+    """A plugin registered in code records no version: "(mod ), which ..." had a stray space."""
+    from edgegan.config import provenance_hint
+    from edgegan.plugins.manager import reset_manager
+
+    reset_manager()
+    parts = {"loss": {"name": "gone", "plugin": "mod", "distribution": "mod", "version": ""}}
+    hint = provenance_hint(parts)
+    assert hint.startswith("; the run was trained with loss 'gone' of plugin 'mod' (mod), which")

@@ -2555,3 +2555,61 @@ def test_an_onnxruntime_failure_while_running_is_one_line(bundle, tmp_path, monk
                                        "--num", "2", "--out", str(tmp_path / "o")])  # fmt: skip
         assert res.exit_code == code and res.stderr == said + "\n", res.output
         assert not (tmp_path / "o").exists()
+
+
+# -- the Python API's edges (found by an audit as a notebook user) ----------------------------
+def test_labels_given_as_arrays_are_taken_and_non_integers_refused(run_dir):
+    import torch
+
+    from edgegan.sampling import generate, load_run_generator
+
+    gen = load_run_generator(run_dir)
+    listed = generate(gen, 4, labels=[3, 7], seed=1)
+    for given in (np.array([3, 7]), torch.tensor([3, 7]), [np.int64(3), 7]):  # ambiguous truth
+        np.testing.assert_array_equal(
+            generate(gen, 4, labels=given, seed=1)["images"], listed["images"]
+        )
+    for bad in ([7.5], [True], np.array([7.5])):  # 7.5 sampled class 7, True class 1
+        with pytest.raises(EdgeganError, match="--labels takes class numbers"):
+            generate(gen, 2, labels=bad)
+
+
+def test_a_runner_refuses_float_labels_and_names_a_latent_of_the_wrong_rank(bundle):
+    for backend in ("torch", "onnxruntime"):
+        with open_runner(bundle, backend) as runner:
+            feed = make_inputs(runner.spec, 2, seed=0)
+            floats = {**feed, "labels": feed["labels"].astype(np.float32) + 0.5}
+            with pytest.raises(EdgeganError, match="labels must be integers .*got float32"):
+                runner.run(floats)
+            with pytest.raises(
+                EdgeganError, match=r"input 'z' must have shape \(\?, 16\); got \(16,\)"
+            ):
+                runner.run({**feed, "z": feed["z"][0]})  # it said "different batch sizes"
+
+
+def test_bench_refuses_batch_sizes_and_counts_that_are_not_integers(bundle):
+    from edgegan.runtime.bench import bench
+
+    for bad in ([1.5], 8, ["4"], []):  # 1.5 was timed as 1.5 images a call
+        with pytest.raises(EdgeganError, match="--batch-sizes must be positive integers"):
+            bench(bundle, ["onnxruntime"], ["fp32"], batch_sizes=bad)
+    with pytest.raises(EdgeganError, match="--iters > 0; got 10 and 2.5"):
+        bench(bundle, ["onnxruntime"], ["fp32"], batch_sizes=[1], iters=2.5)
+
+
+def test_export_refuses_an_opset_that_is_not_an_integer(run_dir, tmp_path):
+    from edgegan.export import export
+
+    with pytest.raises(EdgeganError, match="--opset must be between 17 and .*, got '18'"):
+        export(run_dir, out=tmp_path / "b", opset="18")  # type: ignore[arg-type]
+    assert not (tmp_path / "b").exists()
+
+
+def test_scores_of_anything_but_one_image_tensor_are_one_line():
+    import torch
+
+    from edgegan.metrics import evaluate_tensors
+
+    for bad, got in (([torch.zeros(1, 28, 28)] * 4, "list"), (torch.zeros(4, 28, 28), "shape")):
+        with pytest.raises(EdgeganError, match=f"images must be one tensor or array .*got {got}"):
+            evaluate_tensors(bad)

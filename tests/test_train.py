@@ -217,8 +217,10 @@ def test_a_seed_outside_32_bits_says_which_run_it_repeats(tmp_path):
         one = train(tiny("seed=1", steps=2), out_dir=tmp_path / "one")
         train(tiny("seed=4294967295", steps=1), out_dir=tmp_path / "top")  # the largest
     said = r"^seed=4294967297 draws torch's and NumPy's numbers as seed=1 does \(they keep"
-    with pytest.warns(UserWarning, match=said):
+    with pytest.warns(UserWarning, match=said) as seen:
         wrapped = train(tiny("seed=4294967297", steps=2), out_dir=tmp_path / "wrapped")
+    # the warning names the caller's line (this file), not edgegan's trainer.py
+    assert [w.filename for w in seen if "draws torch" in str(w.message)] == [__file__]
     a, b = _weights(one.run_dir), _weights(wrapped.run_dir)
     for net in a["networks"]:
         for key, value in a["networks"][net].items():

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError, exception_line
+from edgegan.errors import EdgeganError, caller_stacklevel, exception_line
 from edgegan.export.bundle import (
     BUNDLE_FILE,
     FORMAT_VERSION,
@@ -108,7 +108,7 @@ def _warn_if_training(run_dir: Path) -> None:
             f"{run_dir} is being trained by another process: this exports its last "
             "checkpoint; export again (--overwrite) when training ends",
             RunInTrainingWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -307,7 +307,7 @@ def restore_set_aside(out: Path) -> None:
         warnings.warn(
             f"an interrupted export --overwrite had left the previous bundle at {left[-1]}: "
             f"put back at {out}",
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -433,10 +433,12 @@ def export(
         raise EdgeganError(f"--out {out} is a file system root; name a folder for the bundle")
     restore_set_aside(dest)
     _check_out(out, overwrite, run_dir)
-    if calib_samples < 1:
-        raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples}")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset}")
+    from edgegan.runtime.base import is_int
+
+    if not is_int(calib_samples) or calib_samples < 1:
+        raise EdgeganError(f"--calib-samples must be at least 1, got {calib_samples!r}")
+    if not is_int(opset) or not MIN_OPSET <= opset <= MAX_OPSET:  # "18" was a TypeError
+        raise EdgeganError(f"--opset must be between {MIN_OPSET} and {MAX_OPSET}, got {opset!r}")
     which = resolve_exporter(exporter)
     exporters = artifact_exporters(artifacts, artifact_params)
     directions = name_list(directions) if directions else None

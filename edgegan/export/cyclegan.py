@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import DataError, EdgeganError
+from edgegan.errors import DataError, EdgeganError, caller_stacklevel
 from edgegan.export.signature import (
     MIN_SIDE,
     SOURCES,
@@ -88,14 +88,14 @@ def _warn_thin_calibration(images: np.ndarray, samples: int, source: str) -> Non
             f"--int8 calibrates on {len(images)} images ({source}), fewer than --calib-samples "
             f"{samples}: ranges from so few images may clip other inputs",
             DataWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     if len(images) and float(np.ptp(images)) < 1e-6:
         warnings.warn(
             f"--int8 calibrates on images that are all one value ({source}): the ranges "
             "describe no real input",
             DataWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, caller_stacklevel
 from edgegan.export.bundle import ExportError
 from edgegan.export.signature import input_names, is_translator
 
@@ -205,7 +205,7 @@ def fp16_peak(fp32: Any, half: Any, feeds: list[dict[str, np.ndarray]]) -> float
             f"the fp16 graph has little headroom: {where}, within {FP16_HEADROOM:g}x of FP16's "
             f"largest value {FP16_MAX:g}; other inputs may overflow to inf on a GPU",
             UserWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return peak
 

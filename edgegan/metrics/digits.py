@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, caller_stacklevel
 from edgegan.metrics import classifier as clf
 from edgegan.metrics.frechet import feature_stats, frechet_distance
 from edgegan.train.device import resolve_device
@@ -163,7 +163,7 @@ class DigitsMetric:
                 f"an FD from {n} samples means little: with no more samples than the "
                 f"classifier's {clf.FEATURE_DIM} features their covariance is rank-deficient "
                 "(3 real digits scored worse than blank images); use 2,000 or more",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         feats, logits = clf.features_and_logits(samples, self.batch_size, self.device)
         if not torch.isfinite(feats).all():

@@ -186,6 +186,16 @@ def _check_range(images: Any) -> None:
     import numpy as np
     import torch
 
+    if not isinstance(images, (np.ndarray, torch.Tensor)) or images.ndim != 4:
+        got = (
+            f"shape {tuple(images.shape)}"
+            if isinstance(images, (np.ndarray, torch.Tensor))
+            else type(images).__name__
+        )
+        raise EdgeganError(
+            f"images must be one tensor or array (N, C, H, W) in [-1, 1]; got {got} (stack a "
+            "list of images: torch.stack(images))"
+        )
     if isinstance(images, np.ndarray) and images.dtype.kind == "f":
         images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or not len(images):

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgegan.errors import DataError, EdgeganError
+from edgegan.errors import DataError, EdgeganError, caller_stacklevel
 from edgegan.metrics import digits, inception
 from edgegan.metrics import prdc as prdc_metrics
 from edgegan.metrics.frechet import feature_stats, frechet_distance, frechet_distance_of_features
@@ -292,7 +292,7 @@ class FidMetric:
                 f"{self.weights} is not pytorch-fid's {inception.WEIGHTS_NAME} (its SHA-256 "
                 f"does not start with {inception.WEIGHTS_SHA256_PREFIX}): its FIDs cannot be "
                 "compared with published ones",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         self._net: inception.FIDInceptionV3 | None = None
         # id(reference features) -> (those features, k, their radii): a validation every N
@@ -360,7 +360,7 @@ class FidMetric:
                 f"an FID from {n} samples means little: with no more samples than the "
                 f"{inception.FEATURE_DIM} Inception features their covariance is "
                 "rank-deficient; compare KIDs, or use 10,000 or more (papers: 50,000)",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         ref, size = self._reference(spec)
         if size is not None and size != tuple(samples.shape[-2:]):
@@ -369,7 +369,7 @@ class FidMetric:
                 f"the reference images are {size[1]}x{size[0]}, the samples {w}x{h}: both are "
                 "resized to 299x299, and the FID measures the sizes' difference in sharpness "
                 "too; give reference images at the samples' size",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         feats = self.features(samples)
         out = self.compare(feats, ref)
@@ -409,7 +409,7 @@ class FidMetric:
                 warnings.warn(
                     f"precision, recall, density and coverage need more than prdc_k={k} "
                     f"images a side (got {len(features)} and {len(reference)}): left out",
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
         return out
 

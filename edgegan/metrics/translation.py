@@ -159,10 +159,13 @@ def evaluate_translation_run(
     from edgegan.config import load_run_config
     from edgegan.metrics.evaluate import check_metric
     from edgegan.plugins.manager import get_manager
+    from edgegan.sampling import check_num
     from edgegan.train.device import resolve_device
     from edgegan.train.task import get_task
     from edgegan.translate import NETWORKS, load_translator
 
+    if num is not None:  # 0 scored the run's default count, -5 "nothing in its first -5"
+        check_num(num)
     target = resolve_device(device, "--device")
     if metric not in (None, "fid"):
         raise EdgeganError(
@@ -209,7 +212,7 @@ def evaluate_translation_run(
         with torch.no_grad():  # as the trainer samples: float, clipped to the value range
             return modules[prefix](x.to(target)).float().clamp(-1, 1).cpu()
 
-    n = min(len(ds), num or config.eval.num_samples)
+    n = min(len(ds), int(config.eval.num_samples if num is None else num))
     scores = translation_scores(ds, directions, translate, n, fid)
     if not scores:
         raise EdgeganError(

@@ -26,7 +26,7 @@ from typing import Any
 
 import pluggy
 
-from edgegan.errors import PluginError, did_you_mean, exception_line, first_line
+from edgegan.errors import PluginError, caller_stacklevel, did_you_mean, exception_line, first_line
 from edgegan.plugins import hookspecs
 from edgegan.registry import KINDS, Entry, Registry, validate_registration
 
@@ -311,7 +311,7 @@ class PluginManager:
         info.error = message
         if self.strict:
             raise PluginError(message + " (EDGEGAN_STRICT_PLUGINS is set)")
-        warnings.warn(message, PluginWarning, stacklevel=3)
+        warnings.warn(message, PluginWarning, stacklevel=caller_stacklevel())
 
     def _load_entry_points(self) -> None:
         allow = _env_list("EDGEGAN_LOAD_PLUGINS")
@@ -413,7 +413,7 @@ class PluginManager:
                     f"{did_you_mean(name, known)}; installed (either name works): "
                     f"{', '.join(listed) or 'none'}",
                     PluginWarning,
-                    stacklevel=4,
+                    stacklevel=caller_stacklevel(),
                 )
 
     # -- registries ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError
+from edgegan.errors import EdgeganError, caller_stacklevel
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
@@ -214,7 +214,7 @@ def resolve_target(
                 if not _wrong_kind(exported, direction):
                     import warnings
 
-                    warnings.warn(f"{exported} is not used: {exc}", stacklevel=2)
+                    warnings.warn(f"{exported} is not used: {exc}", stacklevel=caller_stacklevel())
         if need_bundle:
             raise EdgeganError(
                 f"{path} is a run directory without a bundle in {RUN_EXPORT_DIR}/; this needs "
@@ -271,7 +271,7 @@ def _warn_if_stale(run_dir: Path, bundle: Path) -> None:
             f"{bundle} was exported before the run's {written}: it holds older weights; run "
             f"`{export_command(bundle, meta, run=run_dir)}` to export the latest",
             StaleBundleWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -435,6 +435,16 @@ class Runner(ABC):
         missing = [n for n, _ in plan[0] if n not in inputs]
         if missing:
             raise EdgeganError(f"missing input(s) {', '.join(missing)} for {self.name}")
+        shapes, multiple, classes = plan
+
+        def wrong_shape(name: str, want: list[tuple[int, int | None]]) -> EdgeganError:
+            shown = ", ".join("?" if d is None else str(d) for _, d in want)
+            got = tuple(np.shape(inputs[name]))
+            return EdgeganError(f"input '{name}' must have shape ({shown}); got {got}")
+
+        for name, want in shapes:  # the rank first: a 1-D z was "different batch sizes"
+            if len(np.shape(inputs[name])) != len(want):
+                raise wrong_shape(name, want)
         sizes = {int(np.shape(inputs[n])[0]) for n, _ in plan[0]}
         if len(sizes) != 1:
             raise EdgeganError(f"inputs have different batch sizes: {sorted(sizes)}")
@@ -443,12 +453,10 @@ class Runner(ABC):
             raise EdgeganError(
                 f"batch {batch} is larger than this {self.name} runner takes ({self.max_batch})"
             )
-        shapes, multiple, classes = plan
         for name, want in shapes:
             got = np.shape(inputs[name])
-            if len(got) != len(want) or any(got[i] != d for i, d in want if d is not None):
-                shown = ", ".join("?" if d is None else str(d) for _, d in want)
-                raise EdgeganError(f"input '{name}' must have shape ({shown}); got {tuple(got)}")
+            if any(got[i] != d for i, d in want if d is not None):
+                raise wrong_shape(name, want)
         if multiple:
             h, w = np.shape(inputs[shapes[0][0]])[2:]
             if h % multiple or w % multiple:
@@ -458,6 +466,8 @@ class Runner(ABC):
                 )
         elif classes:
             labels = np.asarray(inputs["labels"])
+            if labels.dtype.kind not in "iu":  # 7.5 ran as class 7, silently
+                raise EdgeganError(f"labels must be integers (int64); got {labels.dtype}")
             lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
             if lo < 0 or hi >= classes:
                 raise EdgeganError(f"labels must be in [0, {classes}); got {lo}..{hi}")

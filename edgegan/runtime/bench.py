@@ -36,6 +36,7 @@ from edgegan.runtime.base import (
     Target,
     bundle_directions,
     check_precision,
+    is_int,
     open_runner,
     parse_device,
     physical_cores,
@@ -294,10 +295,19 @@ def bench(
         raise EdgeganError("--threads and --ort-option apply to the onnxruntime backend's rows")
     for p in precisions:
         check_precision(p)
-    if not batch_sizes or any(int(b) <= 0 for b in batch_sizes):
-        raise EdgeganError("--batch-sizes must be positive integers, e.g. 1,8")
-    if warmup < 0 or iters <= 0:
-        raise EdgeganError("--warmup must be >= 0 and --iters > 0")
+    # 1.5 was timed as 1.5 images a call; 8 (not a list) a TypeError
+    if (
+        not isinstance(batch_sizes, (list, tuple))
+        or not batch_sizes
+        or not all(is_int(b) and b > 0 for b in batch_sizes)
+    ):
+        raise EdgeganError(
+            f"--batch-sizes must be positive integers, e.g. 1,8; got {batch_sizes!r}"
+        )
+    if not (is_int(warmup) and is_int(iters)) or warmup < 0 or iters <= 0:
+        raise EdgeganError(
+            f"--warmup must be an integer >= 0 and --iters > 0; got {warmup!r} and {iters!r}"
+        )
     device = resolve_auto(device)
     parse_device(device)
     from edgegan.export.signature import is_translator, make_feed, parse_size

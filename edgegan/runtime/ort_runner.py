@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError, first_line
+from edgegan.errors import EdgeganError, caller_stacklevel, first_line
 from edgegan.export.bundle import check_graph_file
 from edgegan.export.signature import is_translator
 from edgegan.runtime.base import (
@@ -275,7 +275,7 @@ class OrtRunner(Runner):
                 f"onnxruntime cannot capture {path.name} in CUDA graphs ({first}); it runs "
                 "without them",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
             self.cuda_graphs = False
             cuda = cuda_provider(index, **self.provider_options)
@@ -407,7 +407,7 @@ class OrtRunner(Runner):
                 f"onnxruntime could not capture a CUDA graph for {shapes} "
                 f"({_first_line(exc)}); those inputs run without one",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
             try:
                 out = self._run_cuda(feed, _run_options(-1))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.errors import EdgeganError, first_line
+from edgegan.errors import EdgeganError, caller_stacklevel, first_line
 from edgegan.runtime.base import BackendUnavailable, Runner, Target, parse_device
 
 
@@ -200,7 +200,7 @@ class TrtRunner(Runner):
                 f"TensorRT could not capture a CUDA graph for {shapes} ({first}); those "
                 "inputs run without one",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
             return
         slot.graph = graph

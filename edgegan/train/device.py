@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
-from edgegan.errors import ConfigError
+from edgegan.errors import ConfigError, caller_stacklevel
 
 AMP_MODES = ("off", "bf16", "fp16")
 
@@ -83,7 +83,7 @@ class Precision:
                 "trains far slower than FP32"
                 + (" (11x slower on a 2-core AVX2 CPU)" if mode == "bf16" else "")
                 + "; train.amp=off is the fast setting here",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         self.mode, self.device = mode, device
         self.dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]

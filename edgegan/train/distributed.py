@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from edgegan.errors import ConfigError, EdgeganError, first_line
+from edgegan.errors import ConfigError, EdgeganError, caller_stacklevel, first_line
 from edgegan.rng import seed_all
 from edgegan.train.device import resolve_device
 
@@ -294,7 +294,7 @@ class Distributed:
                 warnings.warn(
                     f"this run was saved by {len(saved)} processes and resumes in one: the data "
                     "order continues exactly, the noise continues rank 0's stream",
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
             return
         if saved is not None and len(saved) == self.world_size:
@@ -307,7 +307,7 @@ class Distributed:
                 f"this run was saved by {len(saved) if saved else 1} process(es) and resumes "
                 f"on {self.world_size}: the data order continues exactly, the noise of each "
                 "rank is reseeded",
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
 
     # -- collectives -------------------------------------------------------------------------

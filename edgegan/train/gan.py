@@ -15,7 +15,7 @@ import torch
 
 from edgegan import contracts
 from edgegan.config import Config, check_generator_kind
-from edgegan.errors import ConfigError
+from edgegan.errors import ConfigError, caller_stacklevel
 from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
@@ -133,7 +133,7 @@ class GANTask(Task):
         warnings.warn(
             f"model.conditional=true, but {' and '.join(why[n] for n in blind)}; use networks "
             "that take labels (dcgan) or set model.conditional=false",
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
 
     def _reference(self) -> str | None:
@@ -203,7 +203,7 @@ class GANTask(Task):
                     f"(data.name=mnist), this one trains on '{self.config.data.name}'; set "
                     "eval.metric to a metric for this data (eval.metric=fid "
                     "eval.reference=REAL_IMAGES), or eval.at_end=false",
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
             return {}
         from edgegan.metrics.evaluate import Scorer

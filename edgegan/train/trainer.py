@@ -41,6 +41,7 @@ from edgegan.errors import (
     EdgeganError,
     PluginError,
     TrainingDiverged,
+    caller_stacklevel,
     did_you_mean,
     exception_line,
 )
@@ -301,7 +302,7 @@ def _warn_best_mode(ev: Any) -> None:
             f"eval.best={ev.best} with eval.best_mode={ev.best_mode} keeps the checkpoint of "
             f"the {'lowest' if ev.best_mode == 'min' else 'highest'} val_{name}, where {what} "
             f"is better: set eval.best_mode={better}",
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
 
@@ -331,7 +332,7 @@ class Trainer:
                     f"seed={config.seed} draws torch's and NumPy's numbers as seed="
                     f"{config.seed % 2**32} does (they keep a seed's low 32 bits): use a seed "
                     "in [0, 2**32) to keep runs apart",
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
         self.device = self.dist.device if self.dist.enabled else resolve_device(t.device)
         if t.threads:
@@ -362,7 +363,7 @@ class Trainer:
             schedule.check_decay_start(t)
             early = schedule.step_keys_within_an_epoch(t)
             if early and not resume and self.dist.is_main:  # said once, when the run starts
-                warnings.warn("; ".join(early), stacklevel=2)
+                warnings.warn("; ".join(early), stacklevel=caller_stacklevel())
         self.task: Task = task_class(config, self.dataset, self.device, self.precision)
         self.dist.seed(config.seed)  # noise and augmentation: seed + rank (no-op in one process)
         self.stream = BatchStream(
@@ -414,14 +415,14 @@ class Trainer:
                 warnings.warn(
                     f"callback '{c.name}'{entry.origin} has none of {', '.join(CALLBACK_HOOKS)}: "
                     "it is never called",
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
             else:  # beside hooks that are called, one misspelt would be left out in silence
                 for name in _misspelt_hooks(callback):
                     warnings.warn(
                         f"callback '{c.name}'{entry.origin} has {name}, which edgegan never "
                         f"calls{did_you_mean(name, CALLBACK_HOOKS)}",
-                        stacklevel=2,
+                        stacklevel=caller_stacklevel(),
                     )
             self.callbacks.append(callback)
             self._callback_entries.append(entry)
@@ -493,7 +494,7 @@ class Trainer:
                     f"the samples at step {self.step} ({path.name}) {problem}: the training has "
                     "likely collapsed (learning rates too high? see samples/ and the losses)",
                     CollapseWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
         return path
 
@@ -579,7 +580,7 @@ class Trainer:
                 f"train.init_from={init_from} has no weights for {', '.join(fresh)} (imported "
                 "without them): they start from scratch",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_stacklevel(),
             )
         try:
             for name in self.task.networks:
@@ -600,7 +601,7 @@ class Trainer:
         problems = ckpt_io.keep_snapshot(path, self.step, self.config.train.keep_checkpoints)
         if problems and not self._snapshot_warned:
             self._snapshot_warned = True
-            warnings.warn(f"train.keep_checkpoints: {problems[0]}", stacklevel=3)
+            warnings.warn(f"train.keep_checkpoints: {problems[0]}", stacklevel=caller_stacklevel())
 
     def _keep_best(self, scores: dict[str, float]) -> None:
         """Write ``checkpoints/best.pt`` when ``val_<eval.best>`` beats every earlier one."""
@@ -623,7 +624,7 @@ class Trainer:
                 )
                 warnings.warn(
                     f"eval.best={ev.best}: the validation {gives}; checkpoints/best.pt is not kept",
-                    stacklevel=3,
+                    stacklevel=caller_stacklevel(),
                 )
             return
         if not math.isfinite(value):
@@ -791,7 +792,7 @@ class Trainer:
                 f"{threads}: its weights "
                 f"will differ in the last bits from a run never stopped (train.threads={threads} "
                 "continues it exactly)",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         changed = changed_parts(state.get("parts"), self.parts)
         if changed:  # only the networks' defaults are recorded: a loss's new ones apply
@@ -808,7 +809,7 @@ class Trainer:
             warnings.warn(
                 f"resumed with other plugin versions than the run trained with: "
                 f"{'; '.join(changed)}; {'; '.join(after)}",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         groups = [
             g for o in (state.get("optimizers") or {}).values() for g in o.get("param_groups", [])
@@ -820,7 +821,7 @@ class Trainer:
                 f"resumed with{'' if fused else 'out'} fused Adam, the run trained with"
                 f"{'out' if fused else ''} it: its weights will differ in the last bits from a "
                 f"run never stopped (train.fused_optim={str(was).lower()} continues it exactly)",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         was_layout, layout = state.get("layout_norm"), fastpath.layout_norm(t, self.device)
         if was_layout is not None and bool(was_layout) != layout:
@@ -830,7 +831,7 @@ class Trainer:
                 "train.compile, train.channels_last and the device): its weights will differ "
                 "in the last bits from a run never stopped "
                 f"(train.layout_norm={str(bool(was_layout)).lower()} continues it exactly)",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         planned = (state.get("config") or {}).get("train", {})
         step, was = int(state["step"]), planned.get("steps")
@@ -846,7 +847,7 @@ class Trainer:
             warnings.warn(
                 f"the training data holds {items} items now, the run trained on {size}{gone}: "
                 "its batches continue in another order than the run's would",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
         if epoch_steps_changed:
             if step < t.steps:  # else the run is refused as finished, which says enough
@@ -856,7 +857,7 @@ class Trainer:
                     f"train.epochs={t.epochs:g} is {t.steps} steps now, the run planned {was} "
                     f"({why}): it trains to step {t.steps} and its learning-rate schedule "
                     f"follows the new count{keep}",
-                    stacklevel=4,
+                    stacklevel=caller_stacklevel(),
                 )
         saved = planned.get("num_workers")
         workers = self.config.train.num_workers
@@ -865,7 +866,7 @@ class Trainer:
                 f"resumed with train.num_workers={workers}, the run trained with {saved}: its "
                 f"data draws continue otherwise than a run never stopped "
                 f"(train.num_workers={saved} continues it exactly)",
-                stacklevel=4,
+                stacklevel=caller_stacklevel(),
             )
 
     def _epoch_steps_changed(self, planned: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from edgegan.data.files import DataWarning
-from edgegan.errors import ConfigError, DataError
+from edgegan.errors import ConfigError, DataError, caller_stacklevel
 from edgegan.plugins.manager import get_manager
 from edgegan.train.task import Task, check_best_score
 
@@ -106,7 +106,7 @@ class TranslationTask(Task):
                     f"no test split to evaluate on ({exc}); previews show training images and "
                     "the run gets no paired scores",
                     DataWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
                 self._eval_ds = self.dataset
         return self._eval_ds
