@@ -27,7 +27,7 @@ from click.core import ParameterSource
 
 from edgegan import __version__
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import ConfigError, EdgeganError, os_error_line
+from edgegan.errors import ConfigError, EdgeganError, note_signal, os_error_line, take_signal
 
 if TYPE_CHECKING:
     from edgegan.export.trt_profile import BuildOptions
@@ -81,7 +81,11 @@ class _Group(click.Group):
         main_thread = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            signum = take_signal()
+            if signum is not None:  # its exception was swallowed (inside an import): now
+                raise _Terminated(128 + signum)
+            return result
         except click.UsageError as exc:  # click's own: four lines; one, as for our errors
             if _is_main_process():
                 # an option missing its value carries no context: the command being parsed
@@ -118,6 +122,7 @@ class _Group(click.Group):
                 click.echo("terminated (SIGTERM)", err=True)
             ctx.exit(int(exc.code or 143))
         finally:
+            take_signal()  # acted on: none left for the next command of this process
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
 
@@ -243,6 +248,7 @@ class _Terminated(SystemExit):
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    note_signal(signum)  # in case the exception is swallowed where it lands
     raise _Terminated(128 + signum)
 
 

@@ -121,3 +121,21 @@ def caller_stacklevel() -> int:
     while frame is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1
     return level
+
+
+#: Signals the CLI received whose exception may have been swallowed: raised inside an
+#: import (torch's own imports catch broadly), a SIGTERM from a scheduler at start-up was
+#: lost and the job ran to its end. See :func:`note_signal` and :func:`take_signal`.
+_PENDING_SIGNALS: list[int] = []
+
+
+def note_signal(signum: int) -> None:
+    """Record that the process was asked to stop by ``signum`` (the CLI's handler)."""
+    _PENDING_SIGNALS.append(signum)
+
+
+def take_signal() -> int | None:
+    """The first recorded stop signal not yet acted on, or None; it is acted on now."""
+    signum = _PENDING_SIGNALS[0] if _PENDING_SIGNALS else None
+    _PENDING_SIGNALS.clear()
+    return signum

@@ -387,6 +387,24 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     assert result.exit_code == 143 and str(raised[0]) == "cleanup ran"
     assert result.output.strip() == "terminated (SIGTERM)"  # was silent
 
+    # A SIGTERM whose exception an import swallowed (torch's catch broadly): the job ran to
+    # its end with exit 0. The command ends as terminated when it returns.
+    @group.command()
+    def swallowed() -> None:
+        import os
+        import signal
+
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:  # noqa: S110 - as the import that lost it
+            pass
+        print("work done")
+
+    result = CliRunner().invoke(group, ["swallowed"])
+    assert result.exit_code == 143 and result.stdout == "work done\n"
+    assert result.stderr.strip() == "terminated (SIGTERM)"
+    assert CliRunner().invoke(group, ["swallowed"]).exit_code == 143  # each time, none left over
+
 
 def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
     import errno

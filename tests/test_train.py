@@ -1986,3 +1986,17 @@ def test_a_final_evaluation_cut_short_keeps_the_report_and_says_how_to_score(
     assert "- steps: 2 of 2" in (tmp_path / "r" / "report.md").read_text()
     err = capsys.readouterr().err
     assert f"score it with edgegan eval {tmp_path / 'r'}" in err
+
+
+def test_a_sigterm_the_cli_got_while_the_run_was_built_stops_it_at_once(tmp_path):
+    """Its exception, raised inside an import that caught it, was lost: the job trained on
+    to its end (a scheduler's SIGTERM at start-up, ignored until SIGKILL)."""
+    import signal
+
+    from edgegan.errors import note_signal, take_signal
+
+    note_signal(signal.SIGTERM)  # what the CLI's handler records before raising
+    result = train(tiny(steps=50), out_dir=tmp_path / "r")
+    assert result.stopped_by == "signal" and result.step <= 1
+    assert take_signal() is None  # acted on
+    assert load_checkpoint(result.checkpoint)["step"] == result.step  # resumable

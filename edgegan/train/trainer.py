@@ -44,6 +44,7 @@ from edgegan.errors import (
     caller_stacklevel,
     did_you_mean,
     exception_line,
+    take_signal,
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, write_json
 from edgegan.plugins.manager import get_manager
@@ -900,6 +901,9 @@ class Trainer:
         old: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, handler)
+        signum = take_signal()
+        if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
+            handler(signum, None)
         return old
 
     def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
