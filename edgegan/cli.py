@@ -341,6 +341,19 @@ def _free_folder(root: Path, name: str) -> Path:
     return path
 
 
+def _claim_folder(root: Path, name: str) -> Path:
+    """:func:`_free_folder`, made by this process (``mkdir`` is atomic): two commands started
+    together each get their own (both wrote into ``runs/infer``, mixed, and said so)."""
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = _free_folder(root, name)
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # another process made it first: the next one
+            continue
+
+
 def _gpu_runner_options(command: Any) -> Any:
     """``--compile[=MODE]``, ``--channels-last`` (torch), ``--cuda-graphs/--no-cuda-graphs``
     and ``--ort-option``, shared by infer and bench."""
@@ -514,8 +527,48 @@ def infer(
 
     # what ran: infer's device defaults to cpu, where a GPU user may not expect it
     how = f"{backend} {precision} on {resolve_auto(device)}"
+    claimed: list[Path] = []  # the default folder, made here: taken back if left empty
     if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
-        out = str(_free_folder(Path("runs"), "infer"))
+        from edgegan.fileio import missing_dirs
+
+        made = missing_dirs(Path("runs"))
+        claimed = [_claim_folder(Path("runs"), "infer"), *made]
+        out = str(claimed[0])
+    try:
+        _infer_into(
+            out, target, num, labels, seed, fmt, device, overwrite, backend, precision,
+            batch_size, direction, input_path, resize, side_by_side, split_pairs, skip_bad,
+            options, how,
+        )  # fmt: skip
+    except BaseException:
+        from edgegan.fileio import remove_empty_dirs
+
+        remove_empty_dirs(claimed)
+        raise
+
+
+def _infer_into(
+    out: str,
+    target: Any,
+    num: int | None,
+    labels: str | None,
+    seed: int | None,
+    fmt: str,
+    device: str,
+    overwrite: bool,
+    backend: str,
+    precision: str,
+    batch_size: int | None,
+    direction: str | None,
+    input_path: str | None,
+    resize: str | None,
+    side_by_side: bool,
+    split_pairs: bool,
+    skip_bad: bool,
+    options: dict[str, Any],
+    how: str,
+) -> None:
+    """``infer``'s work once its ``--out`` is known."""
     if direction or input_path:
         if not input_path:
             raise EdgeganError("--direction translates --input images: give --input too")

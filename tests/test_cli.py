@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -686,6 +687,28 @@ def test_infer_without_out_writes_a_new_folder_each_time(tmp_path, monkeypatch):
         assert f"wrote {num} file(s) to runs/{out} " in res.output
         assert len(list((tmp_path / "runs" / out).iterdir())) == num
     assert not any((tmp_path / "runs" / "infer-2").iterdir())
+    # The folder is made as it is chosen: one another process made after the check (two
+    # infers started together both wrote into runs/infer) is passed over for the next.
+    import edgegan.cli as cli_mod
+
+    free = cli_mod._free_folder
+    raced = []
+
+    def made_meanwhile(root, name):
+        path = free(root, name)
+        if not raced:  # another process makes it between the check and the mkdir
+            raced.append(path)
+            path.mkdir()
+        return path
+
+    monkeypatch.setattr(cli_mod, "_free_folder", made_meanwhile)
+    res = CliRunner().invoke(cli, ["infer", str(run), "--num", "1"])
+    assert res.exit_code == 0 and "to runs/infer-5 " in res.output, res.output
+    assert raced == [Path("runs/infer-4")]
+    # a failed infer takes its new folder back (and runs/, if it made that)
+    shutil.rmtree(tmp_path / "runs")
+    res = CliRunner().invoke(cli, ["infer", str(run), "--num", "1", "--labels", "99"])
+    assert res.exit_code == 2 and not (tmp_path / "runs").exists(), res.output
 
 
 def test_eval_samples_a_run_or_bundle_itself(tmp_path):
