@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 LIST_KINDS = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
 
 
+def _quiet_broken_pipe() -> None:
+    """Point stdout and stderr at /dev/null: their reader is gone, and Python's flush at exit
+    would otherwise print "Exception ignored ... BrokenPipeError" where no one reads it, or
+    fail with exit code 120."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # no file descriptor (click's runner)
+            pass
+    os.close(devnull)
+
+
 def _format_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> str:
     return f"warning: {message}\n"
 
@@ -96,8 +109,9 @@ class _Group(click.Group):
             _report(exc, str(exc))
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a path that cannot be read or written, a full disk, ...
-            if exc.errno == errno.EPIPE:
-                raise  # `edgegan list | head`: click ends quietly
+            if exc.errno == errno.EPIPE:  # `edgegan list | head`: the reader is gone
+                _quiet_broken_pipe()
+                ctx.exit(128 + 13)  # as a process that SIGPIPE ended (141): not an error line
             line, code = os_error_line(exc)
             _report(exc, line)
             ctx.exit(code)

@@ -360,6 +360,9 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
             "error: No space left on device: /full/x.pt",
         ),
         (KeyboardInterrupt(), 130, "interrupted"),
+        # `edgegan list | head -1`: the reader gone; as SIGPIPE ends a process (it was 1, an
+        # error, or 0, by the timing of the reader)
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 141, ""),
         (  # `infer --num 1000000000` was a numpy traceback
             MemoryError("Unable to allocate 2.9 TiB"),
             1,

@@ -2000,3 +2000,27 @@ def test_a_sigterm_the_cli_got_while_the_run_was_built_stops_it_at_once(tmp_path
     assert result.stopped_by == "signal" and result.step <= 1
     assert take_signal() is None  # acted on
     assert load_checkpoint(result.checkpoint)["step"] == result.step  # resumable
+
+
+def test_progress_lines_to_a_reader_that_is_gone_end_the_lines_not_the_run(monkeypatch):
+    """`edgegan train 2>&1 | head -3`: the run died at its next progress line, and the steps
+    since its last checkpoint were lost."""
+    import sys
+
+    from edgegan.train.logs import ProgressBar
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+    bar = ProgressBar(10, 0, True, "train")
+    bar.note("data: mnist")  # the reader is gone: no error
+    bar.update(10)
+    assert not bar.enabled

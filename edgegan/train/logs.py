@@ -496,11 +496,8 @@ class ProgressBar:
             eta_s = "?" if not math.isfinite(eta) else f"{eta / 60:.1f} min"
             if math.isfinite(eta) and eta >= 7200:
                 eta_s = f"{eta / 3600:.1f} h"
-            print(
-                f"{self.description}: {self.unit} {step}/{self.total}  eta {eta_s}  {info}",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"{self.description}: {self.unit} {step}/{self.total}  eta {eta_s}  {info}"
+            self._print(line.rstrip())
 
     def note(self, text: str) -> None:
         """One line of status above the bar (or among the plain lines)."""
@@ -510,7 +507,16 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.console.print(line, markup=False, highlight=False)
         else:
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        """A plain line on stderr. A reader gone (``edgegan train 2>&1 | head``, a killed
+        ``tee``) ends the lines, not the work: a training run died at its next line with
+        the steps since its last checkpoint lost."""
+        try:
             print(line, file=sys.stderr, flush=True)
+        except BrokenPipeError:
+            self.enabled = False
 
     def close(self) -> None:
         if self._bar is not None:
