@@ -12,7 +12,6 @@ import inspect
 import io
 import json
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -330,9 +329,10 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 
 def _next_commands(task: str, result: Any) -> list[str]:
     """What a finished run is for, as commands to copy (on stderr: stdout is the result)."""
+    from edgegan.fileio import shell_path
     from edgegan.train.distributed import resume_command
 
-    run = shlex.quote(str(result.run_dir))
+    run = shell_path(result.run_dir)
     lines = []
     if result.stopped_by == "max_seconds":
         lines.append(f"continue with: {resume_command(result.run_dir)}")
@@ -703,7 +703,9 @@ def import_cmd(
         click.echo(f"  {ours}: {net.describe()} <- {net.source}")
     if result.options_file is not None:
         click.echo(f"  settings from {result.options_file}")
-    run = shlex.quote(str(result.run_dir))
+    from edgegan.fileio import shell_path
+
+    run = shell_path(result.run_dir)
     which = " --direction AtoB" if result.task == "cyclegan" else ""
     click.echo(
         f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  "

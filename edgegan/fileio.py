@@ -86,6 +86,17 @@ def _create_new(tmp: Path) -> int:
         return os.open(tmp, flags, 0o666)
 
 
+def shell_path(path: str | Path) -> str:
+    """``path`` as a shell word in a command to copy: quoted (spaces, ``$``), and a relative
+    path starting with ``-`` written ``./-x`` (it read as an option)."""
+    import shlex
+
+    text = str(path)
+    if text.startswith("-"):
+        text = f"./{text}"
+    return shlex.quote(text)
+
+
 #: seconds between the tries of :func:`replace` on Windows (about 2 s in all)
 REPLACE_RETRY_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
 

@@ -670,6 +670,7 @@ def test_the_resume_command_is_launched_as_the_run_was(monkeypatch):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
     assert resume_command("runs/my run") == "edgegan train --resume 'runs/my run'"
+    assert resume_command("-dash") == "edgegan train --resume ./-dash"  # not an option
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert resume_command("runs/a") == (

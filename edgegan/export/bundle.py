@@ -38,14 +38,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 import socket
 from pathlib import Path
 from typing import Any
 
 from edgegan.errors import EdgeganError, format_mismatch
 from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task, only_direction
-from edgegan.fileio import left_by_gone, sha256_file, write_json
+from edgegan.fileio import left_by_gone, sha256_file, shell_path, write_json
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -440,7 +439,7 @@ def export_command(
     default = Path(run) / "export"  # export's default --out
     # every part shell-quoted: the bundle may come from elsewhere (a run_dir of
     # "x$(touch y)" printed a command that ran it), and paths hold spaces
-    q = shlex.quote
+    q = shell_path
     out = "" if Path(folder).resolve() == default.resolve() else f" --out {q(str(folder))}"
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     # exported with --direction (not a pix2pix's only one): keep it so

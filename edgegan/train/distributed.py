@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import os
 import re
-import shlex
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from edgegan.errors import ConfigError, EdgeganError, caller_stacklevel, first_line
+from edgegan.fileio import shell_path
 from edgegan.rng import seed_all
 from edgegan.train.device import resolve_device
 
@@ -102,7 +102,7 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
 def resume_command(run_dir: str | Path) -> str:
     """The command that continues ``run_dir`` as it was launched: under torchrun with N
     processes, torchrun again (``edgegan train --resume`` alone would train on one)."""
-    run = shlex.quote(str(run_dir))
+    run = shell_path(run_dir)
     env = launch_env_or_none()
     if env is None or env.world_size == 1:
         return f"edgegan train --resume {run}"
