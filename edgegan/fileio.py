@@ -281,11 +281,13 @@ def write_new(path: Path, text: str) -> None:
     """Create ``path`` holding ``text`` (FileExistsError when it exists): made and filled, or
     not left at all. A lock or claim made, then left empty by a full disk or a kill, blocked
     its run for good."""
-    with open(path, "x", encoding="utf-8") as f:
+    # surrogateescape: paths in it that are not UTF-8 (legal on Linux) are written as their
+    # bytes, and read back so (a claim listing them raised, and was left empty for good)
+    with open(path, "x", encoding="utf-8", errors="surrogateescape") as f:
         try:
             f.write(text)
             f.flush()
-        except OSError:
+        except BaseException:
             path.unlink(missing_ok=True)
             raise
 

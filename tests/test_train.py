@@ -2024,3 +2024,20 @@ def test_progress_lines_to_a_reader_that_is_gone_end_the_lines_not_the_run(monke
     bar.note("data: mnist")  # the reader is gone: no error
     bar.update(10)
     assert not bar.enabled
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names that are not UTF-8: Linux")
+def test_a_run_folder_whose_name_is_not_utf8_trains_and_export_says_why_not(tmp_path):
+    """Its claim failed to be written (a traceback), and was left empty: the folder was then
+    'not empty' for good; training into an existing one failed at report.md."""
+    import os
+
+    from edgegan.errors import EdgeganError
+    from edgegan.export import export
+
+    run = Path(os.fsdecode(bytes(tmp_path) + b"/run\xff"))
+    result = train(tiny(steps=1), out_dir=run)
+    assert result.step == 1
+    assert "# edgegan run: run\\udcff" in (run / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(EdgeganError, match=r"its name is not UTF-8, which onnxruntime needs"):
+        export(run)

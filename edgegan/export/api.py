@@ -429,6 +429,14 @@ def export(
     run_dir = Path(run_dir)
     out = default_out(run_dir, out)
     dest = out.resolve()  # "." or ".." have no name to put the temporary folder beside
+    for path in (Path(run_dir).resolve(), dest):
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:  # legal on Linux; onnxruntime failed on it, a traceback
+            raise EdgeganError(
+                f"{str(path).encode('utf-8', 'backslashreplace').decode()}: its name is not "
+                "UTF-8, which onnxruntime needs of the paths it opens; rename the folder"
+            ) from None
     if dest == Path(dest.anchor):
         raise EdgeganError(f"--out {out} is a file system root; name a folder for the bundle")
     restore_set_aside(dest)

@@ -164,7 +164,7 @@ def release_run_dir(path: Path) -> None:
         claimed.release()
     mark = path / CLAIM
     try:
-        made = mark.read_text(encoding="utf-8").splitlines()
+        made = mark.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
         mark.unlink()
     except OSError:
         return

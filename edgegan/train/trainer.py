@@ -1222,7 +1222,8 @@ class Trainer:
                          f"({BEST_CHECKPOINT})")  # fmt: skip
         if result.eval:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
-        text = ("\n".join(lines) + "\n").encode("utf-8")
+        # (a folder name that is not UTF-8, legal on Linux, shows as \xff escapes)
+        text = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
         atomic_write(self.run_dir / "report.md", lambda f: f.write(text))
 
 
