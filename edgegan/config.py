@@ -392,6 +392,29 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _construct_mapping(self: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    """A mapping that names a key twice is an error: YAML keeps the last, so a second
+    ``train:`` section replaced the first whole, without a word. (Keys a merge ``<<:``
+    brings in may be given again: that is what merging is for.)"""
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        if key_node.value in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'{key_node.value}' is given twice (first on line "
+                f"{seen[key_node.value].line + 1}); the second would replace the first",
+                key_node.start_mark,
+            )
+        seen[key_node.value] = key_node.start_mark
+    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
+
+
+_Loader.construct_mapping = _construct_mapping  # type: ignore[method-assign,assignment]
+
+
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node)).replace("_", "")
     sign = -1 if text.startswith("-") else 1

@@ -188,3 +188,21 @@ def test_overrides_with_empty_key_parts_or_fractional_counts_are_refused():
     with pytest.raises(ConfigError, match="train.steps.*must be int.*1.5"):
         load_config("dcgan-mnist", ["train.steps=1.5"])
     assert load_config("dcgan-mnist", ["train.steps=3.0"]).train.steps == 3  # a whole float
+
+
+def test_a_key_given_twice_in_a_yaml_mapping_is_refused(tmp_path):
+    """YAML keeps the last: a second `train:` section replaced the first whole, silently.
+    Keys a merge brings in may be given again."""
+    from edgegan.errors import ConfigError
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("preset: dcgan-mnist\ntrain:\n  steps: 100\neval:\n  at_end: false\n"
+                   "train:\n  batch_size: 8\n")  # fmt: skip
+    said = r"dup.yaml line 6: invalid YAML \('train' is given twice \(first on line 2\); the"
+    with pytest.raises(ConfigError, match=said):
+        load_config(str(dup))
+    merged = tmp_path / "merge.yaml"
+    merged.write_text("preset: dcgan-mnist\noptim:\n  g: &adam {lr: 0.0003, beta1: 0.5}\n"
+                      "  d:\n    <<: *adam\n    lr: 0.0001\n")  # fmt: skip
+    config = load_config(str(merged))
+    assert (config.optim.d.lr, config.optim.d.beta1) == (0.0001, 0.5)
