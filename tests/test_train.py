@@ -2041,3 +2041,38 @@ def test_a_run_folder_whose_name_is_not_utf8_trains_and_export_says_why_not(tmp_
     assert "# edgegan run: run\\udcff" in (run / "report.md").read_text(encoding="utf-8")
     with pytest.raises(EdgeganError, match=r"its name is not UTF-8, which onnxruntime needs"):
         export(run)
+
+
+def test_a_new_run_that_fails_before_its_first_step_leaves_nothing(tmp_path, monkeypatch):
+    """A compile failure (no C++ compiler: Windows, a Mac without Xcode's tools) was a
+    110-line traceback, and left config.yaml and metrics.jsonl: a folder that could be
+    neither resumed nor trained into again."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    from edgegan.train.trainer import Trainer
+
+    step = Trainer.train_step
+
+    def failing(self: Trainer):
+        if self.step == fail_at:
+            raise TorchDynamoException("InvalidCxxCompiler: No working C++ compiler found")
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", failing)
+    fail_at = 0
+    with pytest.raises(ConfigError) as caught:
+        train(tiny("train.compile=default"), out_dir=tmp_path / "deep" / "run")
+    assert str(caught.value) == (
+        "torch.compile could not compile the networks (TorchDynamoException: "
+        "InvalidCxxCompiler: No working C++ compiler found); train with train.compile=off (on "
+        "the CPU it needs a C++ compiler, on CUDA triton)"
+    )
+    assert list(tmp_path.iterdir()) == []  # deep/ and run/ were made for it: gone too
+    (tmp_path / "given").mkdir()  # an empty folder given: left as it was, empty
+    with pytest.raises(TorchDynamoException):  # compile off: not a compile failure of ours
+        train(tiny(), out_dir=tmp_path / "given")
+    assert list((tmp_path / "given").iterdir()) == []
+    fail_at = 1  # after a step: the run's files stay (its log shows what it did)
+    with pytest.raises(TorchDynamoException):
+        train(tiny(), out_dir=tmp_path / "later")
+    assert (tmp_path / "later" / "config.yaml").is_file()

@@ -46,7 +46,7 @@ from edgegan.errors import (
     exception_line,
     take_signal,
 )
-from edgegan.fileio import atomic_write, remove_dead_temps, write_json
+from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.reference import IMPORTED
 from edgegan.registry import StaleDefaultWarning
@@ -728,6 +728,15 @@ class Trainer:
             self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
 
+    def discard_unstarted(self) -> None:
+        """Take back what a new run wrote when it failed before its first step was done (a
+        compile failure, an out-of-memory first step): its config and empty log could be
+        neither resumed nor trained into again. Call once the run's lock is released."""
+        for name in ("config.yaml", "metrics.jsonl", "report.md"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        made = [Path(p) for p in getattr(self, "_made", [])]
+        remove_empty_dirs([self.run_dir / "checkpoints", self.run_dir / "samples", *made])
+
     def _data_line(self) -> str:
         """What the run trains on, said at its start: a class folder taken for a split, a
         folder without labels or a limit that left a class out shows here first."""
@@ -1008,7 +1017,12 @@ class Trainer:
             self._config_pending = self.resuming
             if not self.resuming:
                 self._write_config()
-            (self.run_dir / CLAIM).unlink(missing_ok=True)  # the run's files now mark it
+            claim = self.run_dir / CLAIM
+            try:  # the folders made for the run, to take back if it fails before a step
+                self._made = claim.read_text("utf-8", "surrogateescape").splitlines()
+            except OSError:
+                self._made = []
+            claim.unlink(missing_ok=True)  # the run's files now mark it
             for folder in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "samples"):
                 remove_dead_temps(folder)  # a killed run's half-written files (under our lock)
         metrics = self.run_dir / "metrics.jsonl"
@@ -1093,6 +1107,9 @@ class Trainer:
             # train.d_steps > 1 a later one may follow a D update, which the resumed run keeps).
             # (Under torchrun saving is a collective that the other ranks are not in: no save.)
             if not (between_steps or isinstance(exc, (CallbackError, DataError))):
+                failed = _compile_failure(exc) if t.compile != "off" else None
+                if failed:  # no C++ compiler (Windows, a Mac without Xcode's tools), no triton
+                    raise ConfigError(failed) from exc
                 raise
             saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
             if not self.dist.enabled and not saved and self.step > 0:
@@ -1328,6 +1345,20 @@ def _shared_warnings_from_rank_zero(dist: distributed.Distributed) -> Iterator[N
         yield
 
 
+def _compile_failure(exc: BaseException) -> str | None:
+    """The one line for a torch.compile failure (a 110-line traceback), or None."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    if not isinstance(exc, TorchDynamoException):
+        return None
+    from edgegan.runtime.torch_runner import _cause
+
+    return (
+        f"torch.compile could not compile the networks ({_cause(exc)}); train with "
+        "train.compile=off (on the CPU it needs a C++ compiler, on CUDA triton)"
+    )
+
+
 def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None) -> TrainResult:
     with distributed.session(config) as dist:
         dist.same_config(config)
@@ -1343,6 +1374,8 @@ def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None
             run_dir = Path(resume)
         # Rank 0 holds the run's lock from before it is built until training ends.
         lock = RunLock(run_dir)
+        trainer: Trainer | None = None
+        unstarted = False  # a new run that failed before its first step: taken back
         try:
             if dist.is_main and run_dir.is_dir():
                 dist.agree(lock.acquire)
@@ -1360,9 +1393,16 @@ def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None
                     if dist.is_main:  # a bad config (or Ctrl-C while building) leaves nothing
                         release_run_dir(run_dir)
                     raise
-            return trainer.fit()
+            try:
+                return trainer.fit()
+            except BaseException:
+                unstarted = resume is None and dist.is_main and trainer.step == 0
+                unstarted = unstarted and trainer.last_checkpoint is None
+                raise
         finally:
             lock.release()
+            if unstarted and trainer is not None:
+                trainer.discard_unstarted()
 
 
 def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Trainer:
