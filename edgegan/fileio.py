@@ -118,6 +118,8 @@ def ignores_case(path: str | Path) -> bool:
     letter in its name, which is found under its name in the other case too."""
     for folder in (Path(path), *Path(path).parents):
         folder = folder.absolute()
+        if not folder.name:  # a root (/, D:\): no name to swap (with_name raised)
+            break
         swapped = folder.with_name(folder.name.swapcase())
         if folder.exists() and swapped != folder:
             return swapped.exists() and same_path(folder, swapped)
