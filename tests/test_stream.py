@@ -280,3 +280,32 @@ def test_unlabelled_items_pass_the_label_check_of_a_conditional_stream(resident)
         BatchStream(
             InMemory([0, 3, 0, 0, 0, 0]), 6, 0, CPU, resident=resident, num_classes=3
         ).next()
+
+
+class _Held(Dataset):
+    """Eight items and whatever ``holds`` is (a lambda cannot be pickled)."""
+
+    def __init__(self, holds: object) -> None:
+        self.holds = holds
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        return torch.zeros(1, 2, 2), 0
+
+
+def test_a_dataset_workers_cannot_be_sent_is_one_line_where_they_are_spawned(monkeypatch):
+    """macOS and Windows spawn DataLoader workers and send them the dataset pickled: one
+    holding a lambda failed at its first batch with a traceback (or 'worker exited')."""
+    import multiprocessing
+
+    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=1)  # forked (Linux): nothing sent
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    said = r"^dataset 'x' of plugin 'p' cannot be sent to DataLoader worker processes, which"
+    with pytest.raises(DataError, match=said):
+        BatchStream(
+            _Held(lambda x: x), 4, 0, CPU, num_workers=1, source="dataset 'x' of plugin 'p'"
+        )
+    BatchStream(_Held(3), 4, 0, CPU, num_workers=1)  # picklable: fine
+    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=0)  # no workers: nothing sent

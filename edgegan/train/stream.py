@@ -74,6 +74,29 @@ class BatchIndices(Sampler[list[int]]):
         return 2**62
 
 
+def _check_sendable(dataset: Any, source: str | None) -> None:
+    """Where DataLoader workers are spawned (macOS, Windows: they start afresh and are sent
+    the dataset pickled), a dataset that cannot be pickled (a lambda in it, a class defined
+    in a notebook) failed at the first batch with a traceback, or with "worker exited
+    unexpectedly" that hid why. Where they are forked (Linux) nothing is sent."""
+    import multiprocessing
+    import pickle
+
+    # (unset: the platform's default, listed first; forkserver on Linux from Python 3.14)
+    method = multiprocessing.get_start_method(allow_none=True)
+    if (method or multiprocessing.get_all_start_methods()[0]) == "fork":
+        return
+    try:
+        pickle.dumps(dataset)
+    except Exception as exc:  # PicklingError, AttributeError, TypeError: whatever it raises
+        whose = f"{source}" if source else "the dataset"
+        raise DataError(
+            f"{whose} cannot be sent to DataLoader worker processes, which this system "
+            f"starts afresh ({exception_line(exc)}): train with train.num_workers=0, or make "
+            "it picklable (no lambdas or local classes in it)"
+        ) from None
+
+
 class NumberedBatches(Sampler[tuple[int, list[int]]]):
     """``(global batch number, indices)`` for each batch of ``batches``: the number lets a
     DataLoader worker seed the batch's random draws (:class:`SeededItems`)."""
@@ -226,6 +249,8 @@ class BatchStream:
                 "train.resident_data=true needs a dataset with in-memory 'images' and 'labels' "
                 "tensors; this one loads items one by one (use null or false)"
             )
+        if num_workers > 0 and not self.resident:
+            _check_sendable(dataset, source)
         self._iter: Iterator[Any] | None = None
 
     def _start(self) -> Iterator[Any]:
