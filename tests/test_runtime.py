@@ -2025,25 +2025,18 @@ def test_a_failed_infer_overwrite_leaves_each_earlier_png_whole(bundle, tmp_path
 
 
 def test_host_memory_without_proc_on_macos_and_windows(monkeypatch):
-    """Without /proc the peak comes from ru_maxrss: bytes on macOS (it read 1024 times too
-    large, as if kB), and Windows has no ``resource`` module (bench died with a traceback)."""
-    import resource
+    """Without /proc there is no peak of the runner's own: ru_maxrss is the process's
+    lifetime peak, which less a baseline of 0 read 290 MB for rows Linux measured at 2-11
+    MB. The table shows "-" (and bench does not die: Windows has no ``resource``)."""
     import sys
-    from types import SimpleNamespace
 
     import edgegan.runtime.bench as bench
 
     monkeypatch.setattr(bench, "_status_kb", lambda field: None)
     memory = bench._HostMemory()
-    gib = 2**30
-    monkeypatch.setattr(
-        resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=gib if darwin else gib // 1024)
-    )
-    for darwin in (True, False):
-        monkeypatch.setattr(sys, "platform", "darwin" if darwin else "linux")
-        assert memory.peak_mb() == 1024.0
-    monkeypatch.setitem(sys.modules, "resource", None)  # import resource: ImportError
-    assert memory.peak_mb() is None
+    for platform in ("darwin", "win32"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert memory.peak_mb() is None
     import ctypes
 
     def no_cdll(name):  # Windows: ctypes.CDLL(None) raises TypeError

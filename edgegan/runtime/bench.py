@@ -128,17 +128,12 @@ class _HostMemory:
             return False
 
     def peak_mb(self) -> float | None:
+        """The peak above the baseline, or None ("-" in the table) without /proc (macOS,
+        Windows): the process's lifetime peak there (``ru_maxrss``) less a baseline of 0
+        read 290 MB where Linux measured 2-11 MB for the same rows."""
         peak = _status_kb("VmHWM")
-        if peak is None:  # no /proc: macOS, Windows
-            try:
-                import resource
-            except ImportError:  # Windows: not measured ("-" in the table)
-                return None
-            # ru_maxrss is the process' lifetime peak: an upper bound. kB on Linux, bytes
-            # on macOS.
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            if sys.platform == "darwin":
-                peak //= 1024
+        if peak is None:
+            return None
         return round(max(0, peak - self.baseline_kb) / 1024, 2)
 
 
