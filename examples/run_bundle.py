@@ -213,8 +213,14 @@ def main() -> None:
             and (p == args.input or not any(s.startswith(".") for s in p.relative_to(root).parts))
         )
         targets = [(args.out / p.relative_to(root)).with_suffix(".png") for p in files]
-        if len(set(targets)) < len(targets):  # a.jpg and a.png would both write a.png
+        # a.jpg and a.png would both write a.png; A.jpg and a.png too where case is ignored
+        # (macOS' and Windows' default file systems): compared without case, to be safe
+        if len({str(t).lower() for t in targets}) < len(targets):
             raise SystemExit("error: two inputs would be written to one file (a.jpg, a.png)")
+        if args.out.resolve().is_relative_to(root.resolve()) and args.input.is_dir():
+            raise SystemExit(
+                "error: --out lies inside --input: a second run would read the first's"
+            )
         for path, dst in zip(files, targets, strict=True):
             out = translate(meta, session, direction, read_image(path, channels))
             dst.parent.mkdir(parents=True, exist_ok=True)

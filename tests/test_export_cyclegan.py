@@ -307,6 +307,17 @@ def test_the_standalone_example_translates_as_edgegan_infer_does(
     ]  # fmt: skip
     for f, img in ref.items():
         assert got[f].shape == img.shape and np.abs(got[f] - img).max() == 0, f
+    if precision == "fp32":
+        # A.jpg beside a.png: one file where case is ignored (macOS, Windows), which wrote
+        # one over the other; and --out inside --input, which a second run would read
+        shutil.copy(inputs / "c.jpg", inputs / "A.jpg")
+        err = run_standalone_example(str(bundle), "--direction", "AtoB", "--input", str(inputs),
+                                     "--out", str(tmp_path / "t"), fails=True)  # fmt: skip
+        assert "two inputs would be written to one file" in err
+        (inputs / "A.jpg").unlink()
+        err = run_standalone_example(str(bundle), "--direction", "AtoB", "--input", str(inputs),
+                                     "--out", str(inputs / "out"), fails=True)  # fmt: skip
+        assert "--out lies inside --input" in err
 
 
 @pytest.mark.slow
