@@ -87,13 +87,16 @@ def _create_new(tmp: Path) -> int:
 
 
 def shell_path(path: str | Path) -> str:
-    """``path`` as a shell word in a command to copy: quoted (spaces, ``$``), and a relative
-    path starting with ``-`` written ``./-x`` (it read as an option)."""
+    """``path`` as a shell word in a command to copy: quoted (spaces, ``$``; on Windows in
+    double quotes, as cmd.exe and PowerShell read them), and a relative path starting with
+    ``-`` written ``./-x`` (it read as an option)."""
     import shlex
 
     text = str(path)
     if text.startswith("-"):
         text = f"./{text}"
+    if _WINDOWS:  # cmd.exe passes single quotes on; shlex quoted every path (backslashes)
+        return subprocess.list2cmdline([text])
     return shlex.quote(text)
 
 

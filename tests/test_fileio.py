@@ -441,3 +441,13 @@ def test_a_killed_process_not_yet_reaped_is_gone():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
+    import edgegan.fileio as fileio
+
+    assert fileio.shell_path("runs/a b") == "'runs/a b'"
+    assert fileio.shell_path("-dash") == "./-dash"  # it read as an option
+    monkeypatch.setattr(fileio, "_WINDOWS", True)  # cmd.exe passed 'runs\\x' on, quotes too
+    assert fileio.shell_path("runs\\dcgan-mnist") == "runs\\dcgan-mnist"
+    assert fileio.shell_path("C:\\my runs\\x") == '"C:\\my runs\\x"'
