@@ -47,6 +47,11 @@ def make_bundle(run: str | None, work: Path, int8: bool) -> tuple[Path, Path]:
     return Path(run_dir), bundle
 
 
+def _loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (how busy the CPU was), or None on Windows."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="A trained run directory (default: a 1-step default run).")
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
     import torch
 
-    load_before = os.getloadavg()
+    load_before = _loadavg()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, bundle = make_bundle(args.run, Path(tmp), not args.no_int8)
         common = {"batch_sizes": batches, "warmup": args.warmup, "iters": args.iters}
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             torch1 = bench(bundle, ["torch"], ["fp32"], **common)
         finally:
             torch.set_num_threads(default_threads)
-    load_after = os.getloadavg()
+    load_after = _loadavg()
     console = Console()
     for result in (tuned, single, torch1):
         print_table(result, console)
@@ -139,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_met": bool(at1 and at1["speedup_tuned"] >= TARGET_SPEEDUP),
         "run": str(run_dir) if args.run else "1-step run of the dcgan-mnist preset",
         "command": "python tools/bench_infer.py " + " ".join(argv or sys.argv[1:]),
-        "loadavg_before": [round(v, 2) for v in load_before],
-        "loadavg_after": [round(v, 2) for v in load_after],
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
         "summary": summary,
         "tuned": tuned,
         "onnxruntime_one_thread": single,

@@ -140,6 +140,15 @@ def timed(run: Any, warmup: int, iters: int) -> tuple[np.ndarray, Any]:
     return np.asarray(times) * 1e3, out
 
 
+def _loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (how busy the CPU was), or None on Windows."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _shown(load: list[float] | None) -> str:
+    return "?" if load is None else f"{load[0]:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a cyclegan-digits run: time its A->B generator instead")
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
-    load_before = os.getloadavg()
+    load_before = _loadavg()
     if args.run:
         from edgegan.translate import load_translator
 
@@ -256,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             k: {kk: v[kk] for kk in ("nodes", "excluded_nodes", "activations") if kk in v}
             for k, v in graphs["info"].items()
         }
-    load_after = os.getloadavg()
+    load_after = _loadavg()
 
     fp32 = next(r for r in rows if r["name"].startswith("ort fp32 (runner"))
     int8 = next(r for r in rows if r["name"] == "ort int8")
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{fp32['p50_ms']} ms = {summary['ort_fp32_over_floor']}x the floor (target <= "
           f"{TARGET_FLOOR}); INT8 {summary['int8_speedup']}x FP32's speed (target >= "
           f"{TARGET_INT8_SPEEDUP}), {int8['psnr_digits']} dB on digits (target >= "
-          f"{TARGET_INT8_PSNR:g}); load {load_before[0]:.2f} -> {load_after[0]:.2f}")  # fmt: skip
+          f"{TARGET_INT8_PSNR:g}); load {_shown(load_before)} -> {_shown(load_after)}")  # fmt: skip
     result = {
         "command": "python tools/bench_translate.py " + " ".join(argv or sys.argv[1:]),
         "model": {"run": args.run, "generator": "A->B", "size": args.size}
@@ -302,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": threads,
         "warmup": args.warmup,
         "iters": args.iters,
-        "loadavg_before": [round(v, 2) for v in load_before],
-        "loadavg_after": [round(v, 2) for v in load_after],
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
         "summary": summary,
         "graphs": graph_info,
         "rows": rows,

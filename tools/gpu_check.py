@@ -100,9 +100,16 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
             env=_child_env(),
         )
 
+        killed = []
+
         def kill() -> None:
+            killed.append(True)
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                if hasattr(os, "killpg"):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:  # Windows: the process and its children
+                    subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)],
+                                   capture_output=True, check=False)  # fmt: skip
             except ProcessLookupError:
                 pass
 
@@ -125,7 +132,7 @@ def run(cmd: list[str], log: Path, timeout: float | None = None) -> dict[str, An
         finally:
             if timer:
                 timer.cancel()
-    timed_out = rc == -signal.SIGKILL and timeout is not None
+    timed_out = bool(killed) and timeout is not None
     seconds = time.monotonic() - t0
     if timed_out:
         print(f"(killed after {timeout:.0f} s)", flush=True)
