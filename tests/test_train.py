@@ -2076,3 +2076,13 @@ def test_a_new_run_that_fails_before_its_first_step_leaves_nothing(tmp_path, mon
     with pytest.raises(TorchDynamoException):
         train(tiny(), out_dir=tmp_path / "later")
     assert (tmp_path / "later" / "config.yaml").is_file()
+
+
+def test_a_run_folder_named_after_the_preset_stays_under_runs(tmp_path):
+    """`preset=../escape` made runs/../escape, outside runs/; `a:b` is no name on Windows."""
+    from edgegan.train.logs import new_run_dir, release_run_dir
+
+    for name, made in (("../escape", "escape"), ("a:b", "a-b"), ("..", "run"), ("x\\y", "y")):
+        path = new_run_dir(None, name, root=tmp_path / "runs")
+        assert path == tmp_path / "runs" / made
+        release_run_dir(path)

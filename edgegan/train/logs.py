@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import stat
 import sys
@@ -82,7 +83,10 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
                 check_writable(out, "--out", folder=True)
             return _claim(Path(out))
         root = Path(root)
-        path, i = root / name, 1
+        # a folder name of its own under runs/: `preset=../x` wrote outside it, and `a:b`
+        # is no file name on Windows
+        name = re.sub(r"[^\w.+-]", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+        path, i = root / (name or "run"), 1
         while True:
             made = missing_dirs(path)
             try:

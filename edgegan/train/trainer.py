@@ -908,7 +908,8 @@ class Trainer:
             self.signal_name = signal.Signals(signum).name
 
         old: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM
+        for sig in (signal.SIGINT, signal.SIGTERM, *_SIGBREAK):
             old[sig] = signal.signal(sig, handler)
         signum = take_signal()
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
@@ -1343,6 +1344,9 @@ def _shared_warnings_from_rank_zero(dist: distributed.Distributed) -> Iterator[N
         for category in (DataWarning, StaleDefaultWarning):
             warnings.filterwarnings("ignore", category=category)
         yield
+
+
+_SIGBREAK = (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()
 
 
 def _compile_failure(exc: BaseException) -> str | None:
