@@ -18,11 +18,12 @@ NumPy only.
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from edgegan.errors import EdgeganError
+
+if TYPE_CHECKING:  # imported where used: `edgegan plugins` and `list` need no NumPy
+    import numpy as np
 
 BATCH, HEIGHT, WIDTH = "batch", "height", "width"
 IMAGE = "image"  # a GAN's output, a translator's input
@@ -195,6 +196,8 @@ def parse_size(size: int | str | tuple[int, int] | None, spec: dict[str, Any]) -
 def random_images(spec: dict[str, Any], num: int, seed: int = 0, size: Any = None) -> np.ndarray:
     """``(num, C_in, H, W)`` float32 images uniform over the value range (seeded)."""
     h, w = parse_size(size, spec)
+    import numpy as np
+
     low, high = (float(v) for v in spec.get("value_range") or (-1.0, 1.0))
     rng = np.random.default_rng(seed)
     shape = (int(num), int(spec["channels_in"]), h, w)
