@@ -1352,7 +1352,29 @@ def config_list() -> None:
         click.echo(name)
 
 
+#: The 1-minute load average from which the CPU counts as shared with other work at start.
+SHARED_CPU_LOAD = 0.75
+
+
+def _wait_passively_when_shared() -> None:
+    """OpenMP's threads (torch's CPU ops) spin while they wait for work: on a CPU that
+    another job keeps busy they take its time and their own, and training ran 2.3x slower
+    (docs/benchmarks.md). When the load average says the CPU is shared as the command
+    starts, and the user chose no policy, they wait passively (``OMP_WAIT_POLICY=PASSIVE``,
+    read when torch loads OpenMP: before any import of torch). On an idle CPU spinning is
+    a few percent faster, so it stays there."""
+    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
+        return
+    try:
+        shared = os.getloadavg()[0] >= SHARED_CPU_LOAD
+    except OSError:  # no load average to read
+        return
+    if shared:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main() -> None:
+    _wait_passively_when_shared()
     # A path the output's encoding cannot show (cp1252 on a redirected Windows stdout) is
     # escaped, as stderr already does, instead of failing a command after its work.
     for stream in (sys.stdout, sys.stderr):

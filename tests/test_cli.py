@@ -769,3 +769,19 @@ def test_a_runs_bundle_of_another_checkpoint_is_stale_by_that_checkpoint(tmp_pat
     ) as seen:
         open_runner(run, "onnxruntime").close()
     assert f"edgegan export {run} --checkpoint step_0000002 --overwrite" in str(seen[0].message)
+
+
+def test_openmp_threads_wait_passively_when_the_cpu_is_shared(monkeypatch):
+    """Spinning OpenMP threads on a CPU another job kept busy trained 2.3x slower; on an
+    idle CPU spinning is a few percent faster, and a policy the user chose stays."""
+    import edgegan.cli as cli_mod
+
+    for load, expected in ((1.9, "PASSIVE"), (0.2, None)):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        cli_mod._wait_passively_when_shared()
+        assert os.environ.get("OMP_WAIT_POLICY") == expected
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    cli_mod._wait_passively_when_shared()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
