@@ -1,1 +1,0 @@
-error: not a run directory (no config.yaml): same
