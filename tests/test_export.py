@@ -455,6 +455,21 @@ def test_a_graph_that_names_external_data_is_refused_and_a_linked_one_is_checked
     write_bundle(bundle, meta)
     with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
         open_runner(bundle, "onnxruntime")
+    # ... and in the branch of an If node (onnxruntime reads a subgraph's external tensors)
+    graph = onnx.load(str(outside))
+    branch = helper.make_graph(
+        [helper.make_node("Constant", [], ["c_out"], value=value)], "then", [],
+        [helper.make_tensor_value_info("c_out", onnx.TensorProto.FLOAT, [4])],
+    )  # fmt: skip
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    graph.graph.initializer.append(cond)
+    graph.graph.node.append(helper.make_node("If", ["cond"], ["if_out"], then_branch=branch,
+                                             else_branch=branch))  # fmt: skip
+    (bundle / "model.onnx").write_bytes(graph.SerializeToString())
+    meta["models"]["fp32"]["sha256"] = sha256_file(bundle / "model.onnx")
+    write_bundle(bundle, meta)
+    with pytest.raises(EdgeganError, match="keeps tensors in external data files"):
+        open_runner(bundle, "onnxruntime")
 
 
 def test_a_run_generator_repr_leaves_the_network_out(runs):

@@ -39,6 +39,7 @@ import json
 import math
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -336,14 +337,29 @@ def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
         model = onnx.load_from_string(data)
     except Exception:  # not a graph at all: onnxruntime says so in its own words
         return
-    tensors = [*model.graph.initializer, *(
-        a.t for n in model.graph.node for a in n.attribute if a.HasField("t")
-    )]  # fmt: skip
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(model.graph)):
         raise EdgeganError(
             f"{path.name} keeps tensors in external data files, which edgegan never writes: "
             "the bundle was not made by edgegan export, or was edited; export it again"
         )
+
+
+def _all_tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of ``graph``: initializers (sparse ones too), node attributes, and
+    those of the subgraphs of If, Loop and Scan nodes, at any depth (onnxruntime reads an
+    external tensor in a subgraph as well)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("sparse_tensor"):
+                yield from (attr.sparse_tensor.values, attr.sparse_tensor.indices)
+            for sub in (*([attr.g] if attr.HasField("g") else []), *attr.graphs):
+                yield from _all_tensors(sub)
 
 
 def model_file(precision: str, direction: str | None = None, suffix: str = ".onnx") -> str:
