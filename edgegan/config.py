@@ -476,18 +476,20 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
 MAX_CONFIG_VALUES = 100_000
 
 
-def _larger_than(data: Any, limit: int) -> bool:
-    """Whether ``data`` has more than ``limit`` values counting each alias's every use."""
+def _larger_than(data: Any, limit: int, containers: bool = False) -> bool:
+    """Whether ``data`` has more than ``limit`` values counting each alias's every use (with
+    ``containers``: more than ``limit`` mappings and lists)."""
     count, stack = 0, [data]
     while stack:
         node = stack.pop()
-        count += 1
+        nested = isinstance(node, (dict, list))
+        count += 1 if nested or not containers else 0
         if count > limit:
             return True
         if isinstance(node, dict):
-            stack.extend(node.values())
+            stack.extend(v for v in node.values() if not containers or isinstance(v, (dict, list)))
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend(v for v in node if not containers or isinstance(v, (dict, list)))
     return False
 
 
@@ -847,12 +849,13 @@ def saved_config(data: Any, where: str, writer: Any = None) -> Config:
     newer edgegan reads as a typo otherwise. ``writer``: the edgegan version recorded with it."""
     from edgegan import __version__
 
-    if _larger_than(data, MAX_CONFIG_VALUES):
+    if _larger_than(data, MAX_CONFIG_VALUES, containers=True):
         # a checkpoint's pickle keeps shared objects shared, as YAML aliases: 8 MB of nested
-        # lists expanded without end when the config was checked
+        # lists expanded without end when the config was checked. Sections and lists are
+        # counted, not values: a plugin parameter's long list is one.
         raise ConfigError(
-            f"{where}: more than {MAX_CONFIG_VALUES:,} values; a config is a few hundred (the "
-            "file was not written by edgegan)"
+            f"{where}: more than {MAX_CONFIG_VALUES:,} sections and lists once its shared "
+            "ones are expanded; a config has a few dozen (the file was not written by edgegan)"
         )
     try:
         return config_from_dict(data)
