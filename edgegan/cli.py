@@ -332,7 +332,7 @@ def _next_commands(task: str, result: Any) -> list[str]:
     from edgegan.fileio import shell_path
     from edgegan.train.distributed import resume_command
 
-    run = shell_path(result.run_dir)
+    run = shell_path(result.run_dir, "RUN")
     lines = []
     if result.stopped_by == "max_seconds":
         lines.append(f"continue with: {resume_command(result.run_dir)}")
@@ -705,7 +705,7 @@ def import_cmd(
         click.echo(f"  settings from {result.options_file}")
     from edgegan.fileio import shell_path
 
-    run = shell_path(result.run_dir)
+    run = shell_path(result.run_dir, "RUN")
     which = " --direction AtoB" if result.task == "cyclegan" else ""
     click.echo(
         f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  "

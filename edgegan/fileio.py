@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -86,18 +87,26 @@ def _create_new(tmp: Path) -> int:
         return os.open(tmp, flags, 0o666)
 
 
-def shell_path(path: str | Path) -> str:
-    """``path`` as a shell word in a command to copy: quoted (spaces, ``$``; on Windows in
-    double quotes, as cmd.exe and PowerShell read them), and a relative path starting with
-    ``-`` written ``./-x`` (it read as an option)."""
-    import shlex
+def shell_word(text: str, placeholder: str = "VALUE") -> str:
+    """``text`` as one word of a command to copy. POSIX shells: single-quoted where needed
+    (nothing inside is expanded). Windows: double-quoted where needed, which cmd.exe and
+    PowerShell both read; a value holding what either would still expand there (``%``,
+    ``!``, ``$``, a backquote, a double quote) is printed as ``placeholder`` instead, so a
+    command built from a bundle's metadata cannot run what the metadata holds."""
+    if not _WINDOWS:
+        return shlex.quote(text)
+    if any(c in text for c in '%!$`"\n\r'):
+        return placeholder
+    return f'"{text}"' if not text or any(c in text for c in " \t&|<>^();,='") else text
 
+
+def shell_path(path: str | Path, placeholder: str = "PATH") -> str:
+    """:func:`shell_word` of a path, a relative one starting with ``-`` written ``./-x`` (it
+    read as an option)."""
     text = str(path)
     if text.startswith("-"):
         text = f"./{text}"
-    if _WINDOWS:  # cmd.exe passes single quotes on; shlex quoted every path (backslashes)
-        return subprocess.list2cmdline([text])
-    return shlex.quote(text)
+    return shell_word(text, placeholder)
 
 
 #: seconds between the tries of :func:`replace` on Windows (about 2 s in all)

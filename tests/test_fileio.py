@@ -451,3 +451,7 @@ def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
     monkeypatch.setattr(fileio, "_WINDOWS", True)  # cmd.exe passed 'runs\\x' on, quotes too
     assert fileio.shell_path("runs\\dcgan-mnist") == "runs\\dcgan-mnist"
     assert fileio.shell_path("C:\\my runs\\x") == '"C:\\my runs\\x"'
+    assert fileio.shell_path("C:\\R&D\\run") == '"C:\\R&D\\run"'  # & | < > ^: quoted
+    # what cmd.exe (%, !) or PowerShell ($, `) expand even in double quotes: a placeholder
+    for bad in ("x$(calc)", "%PATH%", "a!b", 'a"b', "a`b"):
+        assert fileio.shell_path(bad, "RUN") == "RUN", bad

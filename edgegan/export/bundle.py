@@ -45,7 +45,7 @@ from typing import Any
 
 from edgegan.errors import EdgeganError, format_mismatch
 from edgegan.export.signature import TASK_DIRECTIONS, is_translation_task, only_direction
-from edgegan.fileio import left_by_gone, sha256_file, shell_path, write_json
+from edgegan.fileio import left_by_gone, sha256_file, shell_path, shell_word, write_json
 
 BUNDLE_FILE = "edgegan.json"
 FORMAT_VERSION = 1
@@ -462,22 +462,25 @@ def export_command(
     default = Path(run) / "export"  # export's default --out
     # every part shell-quoted: the bundle may come from elsewhere (a run_dir of
     # "x$(touch y)" printed a command that ran it), and paths hold spaces
-    q = shell_path
-    out = "" if Path(folder).resolve() == default.resolve() else f" --out {q(str(folder))}"
+    out = (
+        ""
+        if Path(folder).resolve() == default.resolve()
+        else f" --out {shell_path(folder, 'BUNDLE')}"
+    )
     flags = "".join(f" --{p}" for p in ("fp16", "int8") if p in {*entries, precision})
     # exported with --direction (not a pix2pix's only one): keep it so
     task = meta.get("task")
     choice = is_translation_task(task) and only_direction(task) is None
     if len(meta.get("directions") or []) == 1 and choice:
         flags += f" --direction {first}"
-    flags += "".join(f" --with {q(str(name))}" for name in meta.get("artifacts") or {})
+    flags += "".join(f" --with {shell_word(str(n), 'NAME')}" for n in meta.get("artifacts") or {})
     for name, params in (meta.get("artifact_params") or {}).items():  # with their parameters
         for key, value in params.items():  # JSON is YAML, which the option's values are
             text = json.dumps(value, ensure_ascii=False)  # YAML reads \ud83d\ude00 as two halves
-            flags += f" --with-param {q(f'{name}.{key}={text}')}"
+            flags += f" --with-param {shell_word(f'{name}.{key}={text}', 'NAME.KEY=VALUE')}"
     if (meta.get("source") or {}).get("checkpoint"):  # exported from best, step_N, ...
-        flags += f" --checkpoint {q(str(meta['source']['checkpoint']))}"
-    return f"edgegan export {q(str(run))}{flags}{out} --overwrite"
+        flags += f" --checkpoint {shell_word(str(meta['source']['checkpoint']), 'NAME')}"
+    return f"edgegan export {shell_path(run, 'RUN_DIR')}{flags}{out} --overwrite"
 
 
 def missing_model(

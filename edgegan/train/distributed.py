@@ -102,7 +102,7 @@ def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
 def resume_command(run_dir: str | Path) -> str:
     """The command that continues ``run_dir`` as it was launched: under torchrun with N
     processes, torchrun again (``edgegan train --resume`` alone would train on one)."""
-    run = shell_path(run_dir)
+    run = shell_path(run_dir, "RUN")
     env = launch_env_or_none()
     if env is None or env.world_size == 1:
         return f"edgegan train --resume {run}"
