@@ -392,27 +392,30 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _construct_mapping(self: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+def _compose_mapping_node(self: _Loader, anchor: str | None) -> yaml.MappingNode:
     """A mapping that names a key twice is an error: YAML keeps the last, so a second
-    ``train:`` section replaced the first whole, without a word. (Keys a merge ``<<:``
-    brings in may be given again: that is what merging is for.)"""
-    seen: dict[Any, Any] = {}
+    ``train:`` section replaced the first whole, without a word. Checked as the mapping is
+    read, before merges (``<<:``) add their keys, which may be given again: that is what
+    merging is for."""
+    node = yaml.SafeLoader.compose_mapping_node(self, anchor)
+    seen: dict[tuple[str, str], Any] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
             continue
-        if key_node.value in seen:
-            raise yaml.constructor.ConstructorError(
+        key = (key_node.tag, key_node.value)  # 1 and "1" are two keys
+        if key in seen:
+            raise yaml.composer.ComposerError(
                 None,
                 None,
-                f"'{key_node.value}' is given twice (first on line "
-                f"{seen[key_node.value].line + 1}); the second would replace the first",
+                f"'{key_node.value}' is given twice (first on line {seen[key].line + 1}); the "
+                "second would replace the first",
                 key_node.start_mark,
             )
-        seen[key_node.value] = key_node.start_mark
-    return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
+        seen[key] = key_node.start_mark
+    return node
 
 
-_Loader.construct_mapping = _construct_mapping  # type: ignore[method-assign,assignment]
+_Loader.compose_mapping_node = _compose_mapping_node  # type: ignore[method-assign,assignment]
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:

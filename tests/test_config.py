@@ -210,3 +210,10 @@ def test_a_key_given_twice_in_a_yaml_mapping_is_refused(tmp_path):
                       "  d:\n    <<: *adam\n    lr: 0.0001\n")  # fmt: skip
     config = load_config(str(merged))
     assert (config.optim.d.lr, config.optim.d.beta1) == (0.0001, 0.5)
+    # merged keys met again where the merging mapping is read before the merged one (the
+    # check on built mappings saw them as given twice), and keys of other types
+    from edgegan.config import _load_yaml
+
+    nested = "base: &base\n  x: 1\na:\n  b: &d\n    <<: *base\n    x: 2\nc:\n  <<: *d\n"
+    assert _load_yaml(nested, "n.yaml")["a"] == {"b": {"x": 2}}
+    assert _load_yaml('{1: a, "1": b}', "k.yaml") == {1: "a", "1": "b"}
