@@ -135,7 +135,8 @@ def ignores_case(path: str | Path) -> bool:
         swapped = folder.with_name(folder.name.swapcase())
         if folder.exists() and swapped != folder:
             return swapped.exists() and same_path(folder, swapped)
-    return False
+    # nothing to ask (no cased name up to the root: D:\translated): the system's default
+    return sys.platform in ("win32", "darwin")
 
 
 def replace(src: str | Path, dst: str | Path) -> None:
