@@ -288,7 +288,7 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
     # by name first, then is_file: a folder named x.png is a folder
     images = [p for p in path.rglob("*") if p.suffix.lower() in KNOWN_IMAGE_EXTENSIONS]
     files = pick_images([p for p in images if p.is_file()], path, "translate",
-                        "convert them to read them", 3)  # fmt: skip
+                        "convert them to read them")  # fmt: skip
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

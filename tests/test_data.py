@@ -764,6 +764,7 @@ def test_images_upscaled_more_than_twice_are_warned_about(tmp_path):
     with pytest.warns(DataWarning) as caught:
         build_folder(root=str(tmp_path), image_size=64, labels=False)
     (message,) = [str(w.message) for w in caught]
+    assert caught[0].filename == __file__  # the caller's line, not edgegan's
     assert message == (
         f"2 of 3 images in {tmp_path} are upscaled more than 2x to 64 px (shorter side under "
         f"32; smallest 24x30: {tmp_path / 'c.png'}): they train blurred (a smaller image size "

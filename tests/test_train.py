@@ -2086,3 +2086,18 @@ def test_a_run_folder_named_after_the_preset_stays_under_runs(tmp_path):
         path = new_run_dir(None, name, root=tmp_path / "runs")
         assert path == tmp_path / "runs" / made
         release_run_dir(path)
+
+
+def test_a_datasets_warning_during_train_names_the_callers_line(tmp_path):
+    """It named edgegan/registry.py (where the trainer builds the dataset)."""
+    from PIL import Image
+
+    from edgegan.data import DataWarning
+
+    for i in range(16):
+        Image.new("L", (10, 10), 16 * i).save(tmp_path / f"{i}.png")
+    folder = ["data.name=folder", f"data.root={tmp_path}", "data.image_size=32", "data.channels=1"]
+    with pytest.warns(DataWarning, match="upscaled more than 2x") as caught:
+        train(tiny(*folder, "model.conditional=false", "train.batch_size=8", steps=1),
+              out_dir=tmp_path / "r")  # fmt: skip
+    assert [w.filename for w in caught if "upscaled" in str(w.message)] == [__file__]

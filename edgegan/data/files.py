@@ -6,6 +6,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from edgegan.errors import caller_stacklevel
+
 
 class DataWarning(UserWarning):
     """Something in a dataset was skipped or adjusted (unreadable files, a missing split)."""
@@ -48,7 +50,6 @@ def warn_left_out(
     root: str | Path,
     where: str,
     extensions: tuple[str, ...],
-    stacklevel: int,
     hint: str = "",
 ) -> None:
     """One :class:`DataWarning` for the image files under ``root`` left out for their kind."""
@@ -59,20 +60,18 @@ def warn_left_out(
         f"{where}: left out {kinds} under {root} (it reads {', '.join(extensions)})"
         + (f"; {hint}" if hint else ""),
         DataWarning,
-        stacklevel=stacklevel + 1,
+        stacklevel=caller_stacklevel(),
     )
 
 
-def pick_images(
-    files: list[Path], root: str | Path, where: str, hint: str, stacklevel: int
-) -> list[Path]:
+def pick_images(files: list[Path], root: str | Path, where: str, hint: str) -> list[Path]:
     """The ``files`` (existing files under ``root``) of a kind in :data:`READ_EXTENSIONS`,
     sorted, and one :class:`DataWarning` for the image files of other kinds among them.
     Hidden files and those in hidden folders are left out, as the folder dataset does: macOS
     writes a ``._x.png`` of metadata beside each image on FAT and network disks."""
     files = [p for p in files if not _hidden(p, root)]
     kinds = left_out_kinds([p.name for p in files], READ_EXTENSIONS)
-    warn_left_out(kinds, root, where, READ_EXTENSIONS, stacklevel + 1, hint)
+    warn_left_out(kinds, root, where, READ_EXTENSIONS, hint)
     return sorted(p for p in files if p.suffix.lower() in READ_EXTENSIONS)
 
 

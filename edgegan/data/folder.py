@@ -39,7 +39,7 @@ from edgegan.data.transforms import (
     resize_shorter,
     to_tensor,
 )
-from edgegan.errors import DataError
+from edgegan.errors import DataError, caller_stacklevel
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 SPLITS = ("train", "test")
@@ -69,7 +69,6 @@ def list_images(
     extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
     where: str | None = None,
     hint: str = "",
-    stacklevel: int = 2,
 ) -> list[str]:
     """Relative POSIX paths of the image files under ``root``, recursively, sorted (regular
     files, or links to them).
@@ -78,8 +77,7 @@ def list_images(
     to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
     would add trainB to domain A). With ``where`` (what lists them), image files of other
     kinds (``.gif`` when ``extensions`` has none) are not left out silently: one
-    :class:`DataWarning` counts them (``hint``: what to do; ``stacklevel`` as for
-    ``warnings.warn``, from the caller)."""
+    :class:`DataWarning` counts them (``hint``: what to do)."""
     found: list[str] = []
     other: dict[str, int] = {}
     seen: set[str] = set()
@@ -103,7 +101,7 @@ def list_images(
             rel = name if rel_dir == "." else os.path.join(rel_dir, name)
             found.append(Path(rel).as_posix())
     if where:
-        warn_left_out(other, root, where, extensions, stacklevel + 1, hint)
+        warn_left_out(other, root, where, extensions, hint)
     return sorted(found)
 
 
@@ -119,20 +117,18 @@ class SkipWarnings:
 
     _warned_lazy = False
 
-    def _warn_skipped(self, exc: DataError, stacklevel: int) -> None:
-        """The warning, once; ``stacklevel`` counted from the caller of this method."""
+    def _warn_skipped(self, exc: DataError) -> None:
+        """The warning, once."""
         if not self._warned_lazy:
             self._warned_lazy = True
             warnings.warn(
                 f"{exc}; skipping it and any further unreadable image (skip_bad)",
                 DataWarning,
-                stacklevel=stacklevel + 1,
+                stacklevel=caller_stacklevel(),
             )
 
     def _skipping(self, exc: DataError) -> None:
-        # 7: _skipping, skip, read_or_next, ImageFiles.load, the dataset's _load,
-        # __getitem__, its caller
-        self._warn_skipped(exc, 7)
+        self._warn_skipped(exc)
 
 
 def read_or_next(
@@ -165,9 +161,7 @@ def read_or_next(
     raise DataError(f"no readable images left in {folder}")
 
 
-def readable_images(
-    paths: list[Path], folder: Path, skip_bad: bool, stacklevel: int = 2, size: int = 0
-) -> list[int]:
+def readable_images(paths: list[Path], folder: Path, skip_bad: bool, size: int = 0) -> list[int]:
     """Indices of ``paths`` whose headers read, checked once when a dataset is built.
 
     An unreadable file is an error naming it, unless ``skip_bad``: then it is left out with one
@@ -190,7 +184,7 @@ def readable_images(
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) in {folder} (first: {skipped[0]})",
             DataWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=caller_stacklevel(),
         )
     if small:
         _, (w, h), path = min(small)
@@ -199,7 +193,7 @@ def readable_images(
             f"{size} px (shorter side under {size // 2 + size % 2}; smallest {w}x{h}: {path}): "
             "they train blurred (a smaller image size suits them)",
             DataWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=caller_stacklevel(),
         )
     return ok
 
@@ -264,7 +258,7 @@ def _warn_beside_splits(root: Path, present: list[str]) -> None:
         f"{'is' if one else 'are'} not read (a class folder named {present[0]!r}? rename it; "
         "SPLIT/CLASS/ is the layout of labelled splits)",
         DataWarning,
-        stacklevel=5,
+        stacklevel=caller_stacklevel(),
     )
 
 
@@ -281,7 +275,7 @@ def _split_folder(root: Path, split: str) -> Path:
     warnings.warn(
         f"{root} has no '{split}' folder; using '{other}' for the {split} split",
         DataWarning,
-        stacklevel=4,
+        stacklevel=caller_stacklevel(),
     )
     return root / other
 
@@ -313,7 +307,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
         exts = _extensions(extensions)
         # Only with the default kinds: a narrowed data.extensions leaves the rest out on purpose.
         where = _WHERE if extensions is None else None
-        rel_paths = list_images(folder, exts, where, "data.extensions adds kinds", stacklevel=2)
+        rel_paths = list_images(folder, exts, where, "data.extensions adds kinds")
         if not rel_paths:
             raise DataError(
                 f"no images in {folder} (looked recursively for {', '.join(exts)} files)"
@@ -327,7 +321,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
                 f"{folder} holds images both directly and in subfolders: treating it as "
                 "unlabelled (put every image in a class subfolder for labels)",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         index: dict[str | None, int] = {c: i for i, c in enumerate(classes)}
         self.class_names: list[str] = classes if labelled else []
@@ -348,7 +342,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
             keep = [i * len(rel_paths) // limit for i in range(limit)]
             rel_paths, top = [rel_paths[i] for i in keep], [top[i] for i in keep]
         paths = [folder / p for p in rel_paths]
-        ok = readable_images(paths, folder, self.skip_bad, stacklevel=3, size=image_size)
+        ok = readable_images(paths, folder, self.skip_bad, size=image_size)
         kept = set(ok)
         self.skipped = [str(p) for i, p in enumerate(paths) if i not in kept]
         self.samples = [(str(paths[i]), index[top[i]] if labelled else -1) for i in ok]
@@ -365,7 +359,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
                     f"{'their labels train' if len(empty) > 1 else 'its label trains'} on "
                     "nothing (raise data.limit, or mend or remove the folder)",
                     DataWarning,
-                    stacklevel=3,
+                    stacklevel=caller_stacklevel(),
                 )
 
     # -- the dataset contract ------------------------------------------------------------
@@ -405,7 +399,7 @@ class ImageFolderDataset(SkipWarnings, Dataset):
 
     def _skip(self, i: int, exc: DataError) -> None:
         self.skipped.append(self.samples[i][0])
-        self._warn_skipped(exc, 4)  # 4: _skip, read_or_next, __getitem__, its caller
+        self._warn_skipped(exc)
 
     def __repr__(self) -> str:
         c, h, w = self.image_shape

@@ -114,7 +114,7 @@ class ImageFiles:
     def __init__(self, folder: Path, limit: int, skip_bad: bool, where: str, size: int = 0) -> None:
         if not folder.is_dir():
             raise DataError(f"{where}: domain folder not found: {folder}")
-        rel = list_images(folder, READ_EXTENSIONS, where, "convert them to read them", 3)
+        rel = list_images(folder, READ_EXTENSIONS, where, "convert them to read them")
         if not rel:
             raise DataError(
                 f"no images in {folder} (looked recursively for {', '.join(READ_EXTENSIONS)} files)"
@@ -122,7 +122,7 @@ class ImageFiles:
         if limit:
             rel = rel[:limit]
         paths = [folder / r for r in rel]
-        ok = set(readable_images(paths, folder, skip_bad, stacklevel=4, size=size))
+        ok = set(readable_images(paths, folder, skip_bad, size=size))
         self.folder = folder
         self.skip_bad = skip_bad
         self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]

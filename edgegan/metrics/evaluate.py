@@ -67,7 +67,7 @@ def folder_images(folder: Path) -> list[Path]:
     saying what it is."""
     listed = [p for p in folder.iterdir() if p.is_file()]
     hint = "convert them to score them"
-    files = pick_images(listed, folder, "eval", hint, caller_stacklevel())
+    files = pick_images(listed, folder, "eval", hint)
     if not files:
         if (folder / "checkpoints" / "last.pt").is_file():
             scores = folder / "eval.json"
