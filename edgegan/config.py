@@ -346,7 +346,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         plain = [_plain(v) for v in value]
         changed = any(p is not v for p, v in zip(plain, value, strict=True))
-        return type(value)(plain) if changed else value
+        return (tuple(plain) if isinstance(value, tuple) else plain) if changed else value
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():

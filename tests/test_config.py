@@ -217,3 +217,20 @@ def test_a_key_given_twice_in_a_yaml_mapping_is_refused(tmp_path):
     nested = "base: &base\n  x: 1\na:\n  b: &d\n    <<: *base\n    x: 2\nc:\n  <<: *d\n"
     assert _load_yaml(nested, "n.yaml")["a"] == {"b": {"x": 2}}
     assert _load_yaml('{1: a, "1": b}', "k.yaml") == {1: "a", "1": "b"}
+
+
+def test_numpy_numbers_paths_and_named_tuples_in_a_config_dict_are_plain():
+    from collections import namedtuple
+    from pathlib import Path
+
+    import numpy as np
+
+    from edgegan.config import config_from_dict
+
+    data = load_config("dcgan-mnist").to_dict()
+    pair = namedtuple("pair", "a b")
+    data["train"]["steps"] = np.int64(5)
+    data["model"]["generator"]["sizes"] = pair(np.int32(1), Path("x"))  # it raised TypeError
+    config = config_from_dict(data)
+    assert type(config.train.steps) is int and config.train.steps == 5
+    assert config.model.generator.params["sizes"] == (1, "x")

@@ -857,8 +857,8 @@ def test_direction_on_an_exported_gan_run_is_the_runs_one_line(uncond_bundle, ru
 
 
 def test_input_given_to_sample_a_gan_names_input_as_the_slip(uncond_bundle, tmp_path):
-    bundle, _ = uncond_bundle
     """It said "--num ... sample GANs; translations are PNG" to a user sampling a GAN."""
+    bundle, _ = uncond_bundle
     from click.testing import CliRunner
 
     from edgegan.cli import cli

@@ -300,7 +300,8 @@ def test_a_dataset_workers_cannot_be_sent_is_one_line_where_they_are_spawned(mon
     holding a lambda failed at its first batch with a traceback (or 'worker exited')."""
     import multiprocessing
 
-    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=1)  # forked (Linux): nothing sent
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "fork")
+    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=1)  # forked: nothing sent
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
     said = r"^dataset 'x' of plugin 'p' cannot be sent to DataLoader worker processes, which"
     with pytest.raises(DataError, match=said):

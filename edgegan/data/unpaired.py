@@ -193,9 +193,11 @@ class UnpairedImageDataset(SkipWarnings, Dataset):
         self.rng: random.Random | None = None
         self.class_names: list[str] = []
         self._warned_lazy = False
-        # (the crop is what the networks see: a 256 crop of a 100 px image is blurred)
-        self.domain_a = ImageFiles(base / f"{split}A", limit, self.skip_bad, _WHERE, crop_size)
-        self.domain_b = ImageFiles(base / f"{split}B", limit, self.skip_bad, _WHERE, crop_size)
+        # the size images are resized to (load_size, or the test split's crop_size): from a
+        # 100 px image, a 286 px resize is blurred; "crop" resizes nothing
+        size = 0 if preprocess == "crop" else (load_size if self.train else crop_size)
+        self.domain_a = ImageFiles(base / f"{split}A", limit, self.skip_bad, _WHERE, size)
+        self.domain_b = ImageFiles(base / f"{split}B", limit, self.skip_bad, _WHERE, size)
         if preprocess == "crop":  # now, not at the step that first draws a small one
             for domain in (self.domain_a, self.domain_b):
                 _check_crop(domain, self.crop_size)

@@ -466,7 +466,7 @@ class Runner(ABC):
                 )
         elif classes:
             labels = np.asarray(inputs["labels"])
-            if labels.dtype.kind not in "iu":  # 7.5 ran as class 7, silently
+            if labels.size and labels.dtype.kind not in "iu":  # 7.5 ran as class 7, silently
                 raise EdgeganError(f"labels must be integers (int64); got {labels.dtype}")
             lo, hi = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
             if lo < 0 or hi >= classes:

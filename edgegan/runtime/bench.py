@@ -291,8 +291,10 @@ def bench(
     for p in precisions:
         check_precision(p)
     # 1.5 was timed as 1.5 images a call; 8 (not a list) a TypeError
+    if not isinstance(batch_sizes, (str, bytes)) and hasattr(batch_sizes, "__iter__"):
+        batch_sizes = list(batch_sizes)  # a range, a NumPy array
     if (
-        not isinstance(batch_sizes, (list, tuple))
+        not isinstance(batch_sizes, list)
         or not batch_sizes
         or not all(is_int(b) and b > 0 for b in batch_sizes)
     ):

@@ -86,8 +86,13 @@ def _check_sendable(dataset: Any, source: str | None) -> None:
     method = multiprocessing.get_start_method(allow_none=True)
     if (method or multiprocessing.get_all_start_methods()[0]) == "fork":
         return
+
+    class _Nowhere:  # the pickle is not kept: a large in-memory dataset is not copied
+        def write(self, data: bytes) -> int:
+            return len(data)
+
     try:
-        pickle.dumps(dataset)
+        pickle.Pickler(_Nowhere()).dump(dataset)
     except Exception as exc:  # PicklingError, AttributeError, TypeError: whatever it raises
         whose = f"{source}" if source else "the dataset"
         raise DataError(
