@@ -7,6 +7,7 @@ and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import inspect
 import io
@@ -541,111 +542,77 @@ def infer(
 
     # what ran: infer's device defaults to cpu, where a GPU user may not expect it
     how = f"{backend} {precision} on {resolve_auto(device)}"
-    claimed: list[Path] = []  # the default folder, made here: taken back if left empty
-    if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
-        from edgegan.fileio import missing_dirs
+    with contextlib.ExitStack() as undo:
+        if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
+            from edgegan.fileio import undo_new_files
 
-        made = missing_dirs(Path("runs"))
-        claimed = [_claim_folder(Path("runs"), "infer"), *made]
-        out = str(claimed[0])
-    try:
-        _infer_into(
-            out, target, num, labels, seed, fmt, device, overwrite, backend, precision,
-            batch_size, direction, input_path, resize, side_by_side, split_pairs, skip_bad,
-            options, how,
-        )  # fmt: skip
-    except BaseException:
-        from edgegan.fileio import remove_empty_dirs
+            # made as it is chosen, and taken back (runs/ too, if made here) on a failure
+            new = undo.enter_context(undo_new_files(Path("runs")))
+            out = str(_claim_folder(Path("runs"), "infer"))
+            new.dirs.append(Path(out))
+        if direction or input_path:
+            if not input_path:
+                raise EdgeganError("--direction translates --input images: give --input too")
+            if num is not None or labels or fmt != "png" or seed is not None:
+                from edgegan.sampling import target_task
+                from edgegan.translate import is_translation_task
 
-        remove_empty_dirs(claimed)
-        raise
-
-
-def _infer_into(
-    out: str,
-    target: Any,
-    num: int | None,
-    labels: str | None,
-    seed: int | None,
-    fmt: str,
-    device: str,
-    overwrite: bool,
-    backend: str,
-    precision: str,
-    batch_size: int | None,
-    direction: str | None,
-    input_path: str | None,
-    resize: str | None,
-    side_by_side: bool,
-    split_pairs: bool,
-    skip_bad: bool,
-    options: dict[str, Any],
-    how: str,
-) -> None:
-    """``infer``'s work once its ``--out`` is known."""
-    if direction or input_path:
-        if not input_path:
-            raise EdgeganError("--direction translates --input images: give --input too")
-        if num is not None or labels or fmt != "png" or seed is not None:
-            from edgegan.sampling import target_task
-            from edgegan.translate import is_translation_task
-
-            task, said_by = target_task(target)
-            if task and not is_translation_task(task):  # sampling meant: --input is the slip
+                task, said_by = target_task(target)
+                if task and not is_translation_task(task):  # sampling meant: --input is the slip
+                    raise EdgeganError(
+                        f"{target} is a {task} {said_by}: it samples (--num, --labels, --seed, "
+                        "--format); --input and --direction translate with a cyclegan or pix2pix"
+                    )
                 raise EdgeganError(
-                    f"{target} is a {task} {said_by}: it samples (--num, --labels, --seed, "
-                    "--format); --input and --direction translate with a cyclegan or pix2pix"
+                    f"--num, --labels, --seed and --format {fmt} sample GANs; translations are PNG"
+                    if fmt != "png"
+                    else "--num, --labels and --seed sample GANs; translations are PNG"
                 )
-            raise EdgeganError(
-                f"--num, --labels, --seed and --format {fmt} sample GANs; translations are PNG"
-                if fmt != "png"
-                else "--num, --labels and --seed sample GANs; translations are PNG"
-            )
-        from edgegan.translate import translate
+            from edgegan.translate import translate
 
-        paths = translate(
+            paths = translate(
+                target,
+                direction,
+                input_path,
+                out,
+                device=device,
+                overwrite=overwrite,
+                backend=backend,
+                precision=precision,
+                batch_size=8 if batch_size is None else batch_size,
+                progress=True,
+                resize=resize,
+                side_by_side=side_by_side,
+                split_pairs=split_pairs,
+                skip_bad=skip_bad,
+                **options,
+            )
+            click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
+            return
+        if resize is not None or side_by_side or split_pairs or skip_bad:
+            raise EdgeganError(
+                "--resize, --side-by-side, --split-pairs and --skip-bad apply to translation "
+                "(--direction and --input)"
+            )
+        from edgegan.sampling import infer as run_infer
+        from edgegan.sampling import parse_labels
+
+        paths = run_infer(
             target,
-            direction,
-            input_path,
             out,
+            num=num,
+            labels=parse_labels(labels),
+            seed=0 if seed is None else seed,
+            fmt=fmt,
             device=device,
             overwrite=overwrite,
             backend=backend,
             precision=precision,
-            batch_size=8 if batch_size is None else batch_size,
+            batch_size=256 if batch_size is None else batch_size,
             progress=True,
-            resize=resize,
-            side_by_side=side_by_side,
-            split_pairs=split_pairs,
-            skip_bad=skip_bad,
             **options,
         )
-        click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
-        return
-    if resize is not None or side_by_side or split_pairs or skip_bad:
-        raise EdgeganError(
-            "--resize, --side-by-side, --split-pairs and --skip-bad apply to translation "
-            "(--direction and --input)"
-        )
-    from edgegan.sampling import infer as run_infer
-    from edgegan.sampling import parse_labels
-
-    paths = run_infer(
-        target,
-        out,
-        num=num,
-        labels=parse_labels(labels),
-        seed=0 if seed is None else seed,
-        fmt=fmt,
-        device=device,
-        overwrite=overwrite,
-        backend=backend,
-        precision=precision,
-        batch_size=256 if batch_size is None else batch_size,
-        progress=True,
-        **options,
-    )
-    click.echo(f"wrote {len(paths)} file(s) to {out} ({how})")
+        click.echo(f"wrote {len(paths)} file(s) to {out} ({how})")
 
 
 @cli.command("import")

@@ -780,7 +780,7 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
     'tiny' of plugin 'audit' (edgegan-audit 0.2.0), which is not installed"`` (or is
     installed but not loaded, or installed at another version) for the first part from a
     plugin that is not as it was (the part ``first`` is looked at first); else ``""``."""
-    from edgegan.plugins.manager import get_manager
+    from edgegan.plugins.manager import get_manager, origin
 
     manager = get_manager()
     parts = parts or {}
@@ -792,23 +792,19 @@ def provenance_hint(parts: dict[str, Any] | None, first: str | None = None) -> s
         what = _part_what(key)
         registry = manager.registry(kind)
         where = f"{what} '{e.get('name')}' of plugin '{e.get('plugin')}'"
+        # (a plugin registered in code has no version: "(mod )" had a stray space)
+        was = origin(str(e.get("distribution")), e.get("version") or "")
         if (e.get("name"), role) not in registry:
-            # (a plugin registered in code has no version: "(mod )" had a stray space)
-            return f"; the run was trained with {where} ({_origin(e)}), which " + manager.absent(
+            return f"; the run was trained with {where} ({was}), which " + manager.absent(
                 e.get("plugin"), e.get("distribution")
             )
         now = registry.get(e["name"], role)
         if (now.distribution, now.version) != (e.get("distribution"), e.get("version")):
-            installed = f"{now.distribution} {now.version or ''}".rstrip()
             return (
-                f"; the run was trained with {where} from {_origin(e)}, installed now: {installed}"
+                f"; the run was trained with {where} from {was}, installed now: "
+                f"{origin(now.distribution, now.version or '')}"
             )
     return ""
-
-
-def _origin(entry: dict[str, Any]) -> str:
-    """``edgegan-x 1.0`` of a recorded part, or ``edgegan-x`` without a version."""
-    return f"{entry.get('distribution')} {entry.get('version') or ''}".rstrip()
 
 
 def changed_parts(was: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:

@@ -282,31 +282,24 @@ def test_unlabelled_items_pass_the_label_check_of_a_conditional_stream(resident)
         ).next()
 
 
-class _Held(Dataset):
-    """Eight items and whatever ``holds`` is (a lambda cannot be pickled)."""
-
-    def __init__(self, holds: object) -> None:
-        self.holds = holds
-
-    def __len__(self) -> int:
-        return 8
-
-    def __getitem__(self, i: int):
-        return torch.zeros(1, 2, 2), 0
-
-
 def test_a_dataset_workers_cannot_be_sent_is_one_line_where_they_are_spawned(monkeypatch):
     """macOS and Windows spawn DataLoader workers and send them the dataset pickled: one
     holding a lambda failed at its first batch with a traceback (or 'worker exited')."""
     import multiprocessing
 
+    unsendable = BrokenItem(ValueError(lambda x: x))  # its error holds a lambda
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "fork")
-    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=1)  # forked: nothing sent
+    BatchStream(unsendable, 4, 0, CPU, num_workers=1)  # forked: nothing sent
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
     said = r"^dataset 'x' of plugin 'p' cannot be sent to DataLoader worker processes, which"
     with pytest.raises(DataError, match=said):
         BatchStream(
-            _Held(lambda x: x), 4, 0, CPU, num_workers=1, source="dataset 'x' of plugin 'p'"
+            unsendable,
+            4,
+            0,
+            CPU,
+            num_workers=1,
+            source="dataset 'x' of plugin 'p'",
         )
-    BatchStream(_Held(3), 4, 0, CPU, num_workers=1)  # picklable: fine
-    BatchStream(_Held(lambda x: x), 4, 0, CPU, num_workers=0)  # no workers: nothing sent
+    BatchStream(BrokenItem(ValueError("x")), 4, 0, CPU, num_workers=1)  # picklable: fine
+    BatchStream(unsendable, 4, 0, CPU, num_workers=0)  # no workers: nothing sent

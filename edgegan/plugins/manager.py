@@ -176,10 +176,10 @@ def _who(info: PluginInfo) -> str:
     version, its distribution its own name)."""
     if info.distribution == info.name and not info.version:
         return f"plugin '{info.name}'"
-    return f"plugin '{info.name}' ({_origin(info.distribution, info.version)})"
+    return f"plugin '{info.name}' ({origin(info.distribution, info.version)})"
 
 
-def _origin(dist: str, version: str) -> str:
+def origin(dist: str, version: str) -> str:
     """``edgegan-x 1.0``, or ``edgegan-x`` when the version is unknown."""
     return f"{dist} {version}".rstrip()
 
@@ -355,7 +355,7 @@ class PluginManager:
                 self.infos[ep.name] = info
                 self._fail(
                     info,
-                    f"plugin '{ep.name}' ({_origin(dist, version)}) failed to load: "
+                    f"plugin '{ep.name}' ({origin(dist, version)}) failed to load: "
                     + exception_line(exc),
                 )
                 continue
@@ -369,14 +369,14 @@ class PluginManager:
                 detail = first_line(exc) if isinstance(exc, PluginError) else exception_line(exc)
                 self._fail(
                     info,
-                    f"plugin '{ep.name}' ({_origin(dist, version)}) is not a valid edgegan "
+                    f"plugin '{ep.name}' ({origin(dist, version)}) is not a valid edgegan "
                     "plugin: " + detail,
                 )
                 continue
             if not self.infos[ep.name].hooks:
                 self._fail(
                     self.infos[ep.name],
-                    f"plugin '{ep.name}' ({_origin(dist, version)}) implements no edgegan hook; "
+                    f"plugin '{ep.name}' ({origin(dist, version)}) implements no edgegan hook; "
                     "decorate its hook functions with @edgegan.hookimpl",
                 )
 
