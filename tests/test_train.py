@@ -1021,12 +1021,35 @@ def test_a_finished_run_keeps_no_claim_mark(tmp_path):
         ("cycle.preview=0", "cycle.preview must be > 0"),
         ("cycle.lambda_cycle=-1", "cycle.lambda_cycle must be >= 0"),
         ("cycle.lambda_a=-1", "cycle.lambda_a must be >= 0"),
+        # trained before, then no bundle could hold it
+        ("model.latent_dim=1048577", "model.latent_dim must be in 1..1048576"),
     ],
 )
 def test_out_of_range_settings_fail_before_the_run_dir(tmp_path, override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         train(tiny(override), out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_dataset_no_bundle_could_hold_is_refused_before_training():
+    """A plugin dataset of 2000 channels trained, and its export was refused (bundle bounds)."""
+    from types import SimpleNamespace
+
+    from edgegan.train.gan import model_context
+    from edgegan.train.translation import TranslationTask
+
+    config = tiny()
+    wide = SimpleNamespace(image_shape=(2000, 8, 8), num_classes=0)
+    with pytest.raises(ConfigError, match=re.escape("exported: channels is 2000; an exported")):
+        model_context(config, wide)
+    assert model_context(config, SimpleNamespace(image_shape=(1024, 8, 8)))["channels"] == 1024
+    many = SimpleNamespace(image_shape=(1, 8, 8), num_classes=2**20 + 1)
+    with pytest.raises(ConfigError, match="num_classes is 1048577; an exported bundle holds 0"):
+        model_context(config, many)
+    two = SimpleNamespace(image_shape=(3, 8, 8), image_shape_b=(2000, 8, 8))
+    task = SimpleNamespace(dataset=two, prepare_evaluation=lambda: None)
+    with pytest.raises(ConfigError, match="channels_b is 2000; an exported bundle holds 1..1024"):
+        TranslationTask.read_domains(task)
 
 
 def test_a_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):

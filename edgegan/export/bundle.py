@@ -137,22 +137,24 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
 
 
 #: Bounds of what a spec's sizes may be: the runtimes build inputs from them (an edited
-#: latent_dim of 2e8 took 3 GB for 4 latents before anything failed).
-_MAX_DIM, _MAX_CHANNELS = 2**20, 1024
+#: latent_dim of 2e8 took 3 GB for 4 latents before anything failed). Training refuses a
+#: run outside them (:func:`size_problem`), so every run can be exported.
+MAX_LATENT_DIM = MAX_CLASSES = 2**20
+MAX_CHANNELS = 1024
 #: edgegan.data.base.MAX_IMAGE_SIZE, the largest training size (importing it loads torch)
 MAX_IMAGE_SIZE = 4096
 #: What a built-in task's spec must hold, as ``{key: (least, most)}`` of integers (the
 #: runtimes read these to build inputs and check outputs).
 _SPEC_INTS: dict[str, dict[str, tuple[int, int]]] = {
-    "gan": {"latent_dim": (1, _MAX_DIM), "num_classes": (0, _MAX_DIM)},
+    "gan": {"latent_dim": (1, MAX_LATENT_DIM), "num_classes": (0, MAX_CLASSES)},
     "cyclegan": {
-        "channels_a": (1, _MAX_CHANNELS),
-        "channels_b": (1, _MAX_CHANNELS),
+        "channels_a": (1, MAX_CHANNELS),
+        "channels_b": (1, MAX_CHANNELS),
         "image_size": (1, MAX_IMAGE_SIZE),
     },
     "pix2pix": {
-        "channels_a": (1, _MAX_CHANNELS),
-        "channels_b": (1, _MAX_CHANNELS),
+        "channels_a": (1, MAX_CHANNELS),
+        "channels_b": (1, MAX_CHANNELS),
         "image_size": (1, MAX_IMAGE_SIZE),
     },
 }
@@ -162,6 +164,29 @@ _SPEC_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "cyclegan": {"size_multiple": (1, 1024), "min_side": (1, 1024)},
     "pix2pix": {"size_multiple": (1, 1024), "min_side": (1, 1024)},
 }
+
+
+#: The bounds of :func:`size_problem`, by the names a training run's sizes have.
+_RUN_SIZES = {
+    "latent_dim": (1, MAX_LATENT_DIM),
+    "num_classes": (0, MAX_CLASSES),
+    "channels": (1, MAX_CHANNELS),
+    "channels_a": (1, MAX_CHANNELS),
+    "channels_b": (1, MAX_CHANNELS),
+    "image_size": (1, MAX_IMAGE_SIZE),
+}
+
+
+def size_problem(sizes: dict[str, int]) -> str | None:
+    """What of a training run's ``sizes`` (``latent_dim``, ``num_classes``, ``channels``,
+    ``channels_a``, ``channels_b``, ``image_size``) no bundle may hold (None: nothing).
+    Training checks it before the first step: a run found unexportable after hours of
+    training would be hours lost."""
+    for key, value in sizes.items():
+        least, most = _RUN_SIZES[key]
+        if not least <= value <= most:
+            return f"{key} is {value}; an exported bundle holds {least}..{most}"
+    return None
 
 
 def _spec_problem(meta: dict[str, Any]) -> str | None:
@@ -178,7 +203,7 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
             return f"spec.{key} must be an integer in {low}..{high}, got {value!r}"
     if task == "gan":
         shape = spec.get("image_shape")
-        largest = (_MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE)
+        largest = (MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_IMAGE_SIZE)
         if (
             not isinstance(shape, list)
             or len(shape) != 3
@@ -186,7 +211,7 @@ def _spec_problem(meta: dict[str, Any]) -> str | None:
         ):
             return (
                 f"spec.image_shape must be [channels, height, width] (at most "
-                f"{_MAX_CHANNELS}, {MAX_IMAGE_SIZE}, {MAX_IMAGE_SIZE}), got {shape!r}"
+                f"{MAX_CHANNELS}, {MAX_IMAGE_SIZE}, {MAX_IMAGE_SIZE}), got {shape!r}"
             )
     if is_translation_task(task):
         have, may = meta.get("directions"), TASK_DIRECTIONS[str(task)]

@@ -16,6 +16,7 @@ import torch
 from edgegan import contracts
 from edgegan.config import Config, check_generator_kind
 from edgegan.errors import ConfigError, caller_stacklevel
+from edgegan.export.bundle import size_problem
 from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
@@ -31,12 +32,16 @@ def model_context(config: Any, dataset: Any) -> dict[str, Any]:
     classes = int(getattr(dataset, "num_classes", 0) or 0)
     if config.model.conditional and classes == 0:
         classes = 0  # an unlabelled dataset trains an unconditional GAN
-    return {
+    context = {
         "channels": int(c),
         "image_size": int(h),
         "latent_dim": config.model.latent_dim,
         "num_classes": classes if config.model.conditional else 0,
     }
+    problem = size_problem(context)
+    if problem:
+        raise ConfigError(f"the run could not be exported: {problem}")
+    return context
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

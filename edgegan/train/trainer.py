@@ -46,6 +46,7 @@ from edgegan.errors import (
     exception_line,
     take_signal,
 )
+from edgegan.export.bundle import MAX_LATENT_DIM
 from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.reference import IMPORTED
@@ -103,7 +104,10 @@ def _validate(config: Config) -> None:
         (t.max_seconds is None or t.max_seconds > 0, "train.max_seconds must be > 0"),
         (t.sample_every >= 0 and t.checkpoint_every >= 0, "intervals must be >= 0 (0: off)"),
         (t.log_every > 0, "train.log_every must be > 0"),
-        (config.model.latent_dim > 0, "model.latent_dim must be > 0"),
+        (
+            0 < config.model.latent_dim <= MAX_LATENT_DIM,
+            f"model.latent_dim must be in 1..{MAX_LATENT_DIM} (what a bundle holds)",
+        ),
         (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
         (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
         (config.eval.num_samples > 0, "eval.num_samples must be > 0"),
