@@ -2081,10 +2081,22 @@ def test_a_new_run_that_fails_before_its_first_step_leaves_nothing(tmp_path, mon
             raise TorchDynamoException("InvalidCxxCompiler: No working C++ compiler found")
         return step(self)
 
+    from edgegan.train.logs import RunLock
+
+    release, left_at_release = RunLock.release, []
+
+    def released(self: RunLock) -> None:  # what the run folder held when its lock went
+        if self.held:
+            left_at_release.append(sorted(p.name for p in self.path.parent.iterdir()))
+        release(self)
+
     monkeypatch.setattr(Trainer, "train_step", failing)
+    monkeypatch.setattr(RunLock, "release", released)
     fail_at = 0
     with pytest.raises(ConfigError) as caught:
         train(tiny("train.compile=default"), out_dir=tmp_path / "deep" / "run")
+    # taken back under the lock: another process could have claimed the folder after it
+    assert left_at_release == [[".edgegan-lock"]]
     assert str(caught.value) == (
         "torch.compile could not compile the networks (TorchDynamoException: "
         "InvalidCxxCompiler: No working C++ compiler found); train with train.compile=off (on "

@@ -732,12 +732,17 @@ class Trainer:
             self.task.load_extra_state(extra_ranks[self.dist.rank])  # else rank 0's, loaded above
         self.last_checkpoint = (path, self.step)
 
-    def discard_unstarted(self) -> None:
+    def discard_unstarted(self, lock: RunLock) -> None:
         """Take back what a new run wrote when it failed before its first step was done (a
         compile failure, an out-of-memory first step): its config and empty log could be
-        neither resumed nor trained into again. Call once the run's lock is released."""
-        for name in ("config.yaml", "metrics.jsonl", "report.md"):
-            (self.run_dir / name).unlink(missing_ok=True)
+        neither resumed nor trained into again. The files go while the run's ``lock`` is
+        still held (no other process may be writing there then); the lock is released
+        before the empty folders go, the run's own among them."""
+        try:
+            for name in ("config.yaml", "metrics.jsonl", "report.md"):
+                (self.run_dir / name).unlink(missing_ok=True)
+        finally:
+            lock.release()
         made = [Path(p) for p in getattr(self, "_made", [])]
         remove_empty_dirs([self.run_dir / "checkpoints", self.run_dir / "samples", *made])
 
@@ -1408,9 +1413,10 @@ def _train(config: Config, out_dir: str | Path | None, resume: str | Path | None
                 unstarted = unstarted and trainer.last_checkpoint is None
                 raise
         finally:
-            lock.release()
             if unstarted and trainer is not None:
-                trainer.discard_unstarted()
+                trainer.discard_unstarted(lock)  # which releases it
+            else:
+                lock.release()
 
 
 def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Trainer:
