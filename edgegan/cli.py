@@ -27,7 +27,14 @@ from click.core import ParameterSource
 
 from edgegan import __version__
 from edgegan.config import COMPILE_MODES
-from edgegan.errors import ConfigError, EdgeganError, note_signal, os_error_line, take_signal
+from edgegan.errors import (
+    ConfigError,
+    EdgeganError,
+    hangup_signals,
+    note_signal,
+    os_error_line,
+    take_signal,
+)
 
 if TYPE_CHECKING:
     from edgegan.export.trt_profile import BuildOptions
@@ -64,8 +71,8 @@ def _is_main_process() -> bool:
 
 class _Group(click.Group):
     """Turns :class:`EdgeganError` and :class:`OSError` (a path that cannot be written, ...)
-    into one line on stderr and a non-zero exit code, Ctrl-C into exit 130, and SIGTERM into
-    an exception, so that cleanups run (EDGEGAN_DEBUG=1 prints the traceback too).
+    into one line on stderr and a non-zero exit code, Ctrl-C into exit 130, and SIGTERM
+    (SIGHUP) into an exception, so that cleanups run (EDGEGAN_DEBUG=1 prints the traceback too).
 
     Under torchrun every process fails alike on a bad config: rank 0 alone prints it, and
     another rank only an error of its own (marked ``rank_local`` by the trainer).
@@ -92,7 +99,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+        stops = (signal.SIGTERM, *hangup_signals()) if main_thread else ()
+        old = {sig: signal.signal(sig, _terminate) for sig in stops}
         try:
             result = super().invoke(ctx)
             signum = take_signal()
@@ -132,13 +140,14 @@ class _Group(click.Group):
                 click.echo("interrupted", err=True)
             ctx.exit(130)
         except _Terminated as exc:  # after the cleanups: a killed job's log says why it ended
+            code = int(exc.code or 143)
             if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun ends its workers this way
-                click.echo("terminated (SIGTERM)", err=True)
-            ctx.exit(int(exc.code or 143))
+                click.echo(f"terminated ({_signal_name(code - 128)})", err=True)
+            ctx.exit(code)
         finally:
             take_signal()  # acted on: none left for the next command of this process
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
 
 #: Options of the reference CycleGAN code (train.py) whose names mean something else here
@@ -261,6 +270,13 @@ class _Terminated(SystemExit):
     Training installs its own handler, which saves a checkpoint first."""
 
 
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def _terminate(signum: int, frame: Any) -> None:
     note_signal(signum)  # in case the exception is swallowed where it lands
     raise _Terminated(128 + signum)
@@ -311,15 +327,18 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     from edgegan.train.distributed import resume_command
 
     result = run_training(config, out_dir=out, resume=resume)
+    # stopped by a signal: the status a process it ended would have (130 Ctrl-C, 143 SIGTERM)
+    by = result.signal if result.signal not in (None, "SIGINT") else None
+    stopped = 128 + (signal.Signals[by] if by else signal.SIGINT)
     if not _is_main_process():
-        sys.exit(130 if result.stopped_by == "signal" else 0)
+        sys.exit(stopped if result.stopped_by == "signal" else 0)
     if result.stopped_by == "signal":
         click.echo(
-            f"interrupted at step {result.step}: checkpoint saved to {result.checkpoint}; "
-            f"continue with: {resume_command(result.run_dir)}",
+            f"interrupted{f' ({by})' if by else ''} at step {result.step}: checkpoint saved "
+            f"to {result.checkpoint}; continue with: {resume_command(result.run_dir)}",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(stopped)
     how = "time budget reached" if result.stopped_by == "max_seconds" else "done"
     click.echo(f"{how}: {result.step} steps in {result.seconds:.0f} s -> {result.run_dir}")
     if result.eval:

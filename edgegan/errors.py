@@ -134,6 +134,18 @@ def note_signal(signum: int) -> None:
     _PENDING_SIGNALS.append(signum)
 
 
+def hangup_signals() -> tuple[int, ...]:
+    """``(SIGHUP,)`` where the system has it and it is not ignored, else ``()``: a closed
+    terminal (a dropped ssh session) is handled like SIGTERM, but a command run under
+    ``nohup``, which asked to outlive its terminal, keeps ignoring it."""
+    import signal
+
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or signal.getsignal(hangup) is signal.SIG_IGN:
+        return ()
+    return (hangup,)
+
+
 def take_signal() -> int | None:
     """The first recorded stop signal not yet acted on, or None; it is acted on now."""
     signum = _PENDING_SIGNALS[0] if _PENDING_SIGNALS else None

@@ -412,6 +412,36 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     assert CliRunner().invoke(group, ["swallowed"]).exit_code == 143  # each time, none left over
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_closed_terminal_ends_a_command_as_sigterm_does_unless_under_nohup():
+    """SIGHUP (an ssh session dropped) killed the process at once: no cleanup, no line."""
+    import os
+
+    from click.testing import CliRunner
+
+    group, raised = _raising_group()
+
+    @group.command()
+    def hang() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            print("went on")
+        finally:
+            raised.append("cleanup ran")
+
+    result = CliRunner().invoke(group, ["hang"])
+    assert result.exit_code == 129 and raised == ["cleanup ran"]
+    assert result.stderr.strip() == "terminated (SIGHUP)" and result.stdout == ""
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan ...
+    try:
+        result = CliRunner().invoke(group, ["hang"])
+        assert result.exit_code == 0 and result.stdout == "went on\n"
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
 def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):
     import errno
 

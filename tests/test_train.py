@@ -451,8 +451,8 @@ def test_a_budget_stopped_run_is_evaluated_and_resumes_with_a_budget_of_its_own(
     assert resumed.seconds > 1000  # the run's time, all sessions
 
 
-def _sigterm() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)
+def _sigterm(signum: int = signal.SIGTERM) -> None:
+    os.kill(os.getpid(), signum)
 
 
 def _ctrl_c(times: int) -> None:
@@ -478,7 +478,7 @@ class _AtStep:
 class _StepPlugin:
     @hookimpl
     def edgegan_register_callbacks(self, register):
-        register("signal-at", lambda at=2: _AtStep(at, _sigterm))
+        register("signal-at", lambda at=2, signum=15: _AtStep(at, lambda: _sigterm(signum)))
         register("fail-at", lambda at=2: _AtStep(at, _disk_full))
         register("ctrl-c-at", lambda at=2, times=1: _AtStep(at, lambda: _ctrl_c(times)))
 
@@ -536,10 +536,38 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
 
     cfg.callbacks = [PartConfig("signal-at", {"at": 4})]
     result = train(cfg, out_dir=tmp_path / "r")
-    assert result.stopped_by == "signal"
+    assert result.stopped_by == "signal" and result.signal == "SIGTERM"
     assert result.step == 4
     assert load_checkpoint(result.checkpoint)["step"] == 4
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_closed_terminal_saves_the_run_and_exits_129_unless_under_nohup(tmp_path):
+    """SIGHUP (an ssh session dropped) killed a run without saving the steps since its
+    last checkpoint; a SIGTERM's exit code was 130, as Ctrl-C's."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    args = ["train", "dcgan-mnist", *TINY, "train.steps=8"]
+    for signum, code in ((signal.SIGHUP, 129), (signal.SIGTERM, 143)):
+        name, run = signal.Signals(signum).name, tmp_path / str(signum)
+        callback = f"callbacks=[{{name: signal-at, at: 4, signum: {int(signum)}}}]"
+        res = CliRunner().invoke(cli, [*args, callback, "--out", str(run)])
+        assert res.exit_code == code, res.output
+        assert f"interrupted ({name}) at step 4: checkpoint saved to " in res.stderr
+        assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+        assert signal.getsignal(signum) is signal.SIG_DFL
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan train ...
+    try:
+        cfg = tiny("callbacks=[{name: signal-at, at: 4, signum: 1}]", steps=8)
+        assert train(cfg, out_dir=tmp_path / "nohup").stopped_by == "steps"
+    finally:
+        signal.signal(signal.SIGHUP, old)
 
 
 def test_ctrl_c_in_edgegan_train_saves_exits_130_and_says_how_to_resume(tmp_path):

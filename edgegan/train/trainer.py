@@ -44,6 +44,7 @@ from edgegan.errors import (
     caller_stacklevel,
     did_you_mean,
     exception_line,
+    hangup_signals,
     take_signal,
 )
 from edgegan.export.bundle import MAX_LATENT_DIM
@@ -80,6 +81,9 @@ class TrainResult:
     stopped_by: str  # "steps" | "max_seconds" | "signal"
     checkpoint: Path
     eval: dict[str, float] = field(default_factory=dict)
+    #: the signal that stopped the run ("SIGINT", "SIGTERM", ...; None when none did, or
+    #: under torchrun when it reached another process)
+    signal: str | None = None
 
 
 #: Beyond this torch's thread pool cannot start (100,000 threads crashed the process).
@@ -435,6 +439,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self._stop: str | None = None
+        self.signal_name: str | None = None  # of the signal that stopped the run
         self.last_checkpoint: tuple[Path, int] | None = None
         self._collapse_warned = False
         self._snapshot_warned = False
@@ -917,8 +922,9 @@ class Trainer:
             self.signal_name = signal.Signals(signum).name
 
         old: dict[int, Any] = {}
-        # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM
-        for sig in (signal.SIGINT, signal.SIGTERM, *_SIGBREAK):
+        # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM;
+        # SIGHUP: the terminal (an ssh session) gone
+        for sig in (signal.SIGINT, signal.SIGTERM, *_SIGBREAK, *hangup_signals()):
             old[sig] = signal.signal(sig, handler)
         signum = take_signal()
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
@@ -1151,6 +1157,8 @@ class Trainer:
                 signal.signal(sig, h)
         seconds = self.elapsed + self._session_seconds()
         result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
+        if stopped_by == "signal":
+            result.signal = self.signal_name
         if main:
             if stopped_by != "signal":
                 try:
