@@ -471,8 +471,12 @@ def target_task(target: Any) -> tuple[str | None, str]:
 
 def _refuse_translator(target: Any) -> None:
     """A cyclegan or pix2pix bundle or run asked to sample: say it translates, rather than
-    ask for ``--num``."""
+    ask for ``--num``; a target that is missing, or neither a run nor a bundle: say that."""
     task, said_by = target_task(target)
+    if task is None:
+        from edgegan.runtime.base import resolve_target
+
+        resolve_target(target)  # raises for a path that is not there or holds neither
     if is_translation_task(task):
         path = Path(getattr(target, "path", target))
         raise EdgeganError(f"{path} is a {task} {said_by}: {translate_hint(str(task))}")

@@ -892,6 +892,19 @@ def test_bench_checks_json_path_and_infer_seed_first(bundle, bundle_copy, tmp_pa
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_infer_without_num_names_a_missing_target_first(bundle, tmp_path):
+    """`infer /typo` asked for --num, then, once given it, said the path was not there."""
+    cases = [
+        (tmp_path / "typo", "run directory not found: "),
+        (tmp_path, "is neither a run directory (no checkpoints/last.pt) nor an exported bundle"),
+        (bundle, "give --num N (or --labels, one image per label)"),
+    ]
+    for target, said in cases:
+        res = CliRunner().invoke(cli, ["infer", str(target), "--out", str(tmp_path / "o")])
+        assert res.exit_code == 2 and said in res.stderr, res.output
+    assert not (tmp_path / "o").exists()
+
+
 # -- TensorRT without TensorRT ------------------------------------------------------------
 def test_tensorrt_absent_is_one_line_exit_2(run_dir, bundle, tmp_path, no_tensorrt):
     runner = CliRunner()
