@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from crafted import npz_declaring
 from inception_weights import PARITY_FILE, parity_inputs, random_inception_state
 from PIL import Image
 from tiny import TINY_CYCLEGAN, TINY_GAN
@@ -317,6 +318,10 @@ def test_references_folder_npz_statistics_and_digits(weights, tmp_path) -> None:
     np.savez(tmp_path / "bad_stats.npz", mu=np.zeros(64), sigma=np.eye(64))
     with pytest.raises(EdgeganError, match=r"need mu \(2048,\) and sigma"):
         metric.compute(samples, reference=str(tmp_path / "bad_stats.npz"))
+    # a few bytes declaring 8 TB: refused from the headers, before NumPy allocated them
+    npz_declaring(tmp_path / "huge.npz", mu=("<f8", (2048,)), sigma=("<f8", (10**6, 10**6)))
+    with pytest.raises(EdgeganError, match=r"got \(2048,\) and \(1000000, 1000000\)"):
+        metric.compute(samples, reference=str(tmp_path / "huge.npz"))
     with pytest.raises(EdgeganError, match="holds statistics already"):
         save_stats(out, tmp_path / "again.npz", weights=str(weights), device="cpu")
     # an existing file is replaced only when asked; samples never by their own statistics

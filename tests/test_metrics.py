@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from crafted import npz_declaring
 from PIL import Image
 
 from edgegan.data.idx import bundled_mnist_dir, load_idx_split
@@ -308,6 +309,19 @@ def test_load_samples_errors(tmp_path, monkeypatch) -> None:
     np.savez(tmp_path / "labels.npz", images=np.zeros((2, 8, 8, 1), np.uint8), labels=np.zeros(3))
     with pytest.raises(EdgeganError, match="labels"):
         load_samples(tmp_path / "labels.npz")
+    # A few bytes declaring terabytes: refused from the header, before NumPy allocated them
+    npz_declaring(tmp_path / "huge.npz", images=("|u1", (10**6, 1000, 1000, 5)))
+    with pytest.raises(EdgeganError, match=r"shape \(N, H, W, 1\|3\), got \(1000000, 1000, 1000"):
+        load_samples(tmp_path / "huge.npz")
+    npz_declaring(tmp_path / "many.npz", images=("|u1", (2, 8, 8)), labels=("<i8", (10**12,)))
+    with pytest.raises(EdgeganError, match=r"'labels' must be integers of shape \(2,\)"):
+        load_samples(tmp_path / "many.npz")
+    npz_declaring(tmp_path / "none.npz", images=("|u1", (0, 8, 8)))
+    with pytest.raises(EdgeganError, match="'images' is empty"):
+        load_samples(tmp_path / "none.npz")
+    np.savez(tmp_path / "u16.npz", images=np.zeros((2, 8, 8), np.uint16))
+    with pytest.raises(EdgeganError, match="must be uint8 or float, got dtype uint16"):
+        load_samples(tmp_path / "u16.npz")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.png").write_bytes(b"garbage")
     with pytest.raises(EdgeganError, match="cannot read image"):

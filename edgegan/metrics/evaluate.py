@@ -147,25 +147,63 @@ def _nchw(images: Any) -> Any:
     return images.permute(0, 3, 1, 2)
 
 
+def npz_arrays(path: Path) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of the arrays of an ``.npz``, read from their headers
+    alone: a file of a few kB may declare gigabytes, which ``np.load`` would expand before
+    any shape could be checked."""
+    import numpy as np
+
+    arrays: dict[str, tuple[Any, tuple[int, ...]]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if not name.endswith(".npy"):
+                    continue
+                with archive.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise ValueError(f"{name} is .npy format {version}, not 1.0 or 2.0")
+                arrays[name[: -len(".npy")]] = (dtype, tuple(shape))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
+    return arrays
+
+
+def _check_npz_images(path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
+    """Refuse an ``.npz``'s ``images`` of ``dtype`` and ``shape`` (from its header, before
+    it is read) that are not uint8 ``(N, H, W[, 1|3])`` or float ``(N[, 1|3], H, W)``."""
+    if not shape or shape[0] == 0:
+        raise EdgeganError(f"{path}: 'images' is empty")
+    if dtype.kind == "u" and dtype.itemsize == 1:
+        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
+            raise EdgeganError(
+                f"{path}: uint8 'images' must have shape (N, H, W, 1|3), got {shape}"
+            )
+    elif dtype.kind == "f":
+        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[1] not in (1, 3)):
+            raise EdgeganError(
+                f"{path}: float 'images' must have shape (N, 1|3, H, W), got {shape}"
+            )
+    else:
+        raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {dtype}")
+
+
 def _images_from_npz(path: Path, images: Any) -> Any:
+    """``images`` of an ``.npz`` (checked by :func:`_check_npz_images`) as a tensor."""
     import numpy as np
     import torch
 
     if images.dtype == np.uint8:
         if images.ndim == 3:
             images = images[..., None]
-        if images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise EdgeganError(
-                f"{path}: uint8 'images' must have shape (N, H, W, 1|3), got {images.shape}"
-            )
         return _nchw(torch.from_numpy(np.ascontiguousarray(images)))
     if images.dtype.kind == "f":
         if images.ndim == 3:
             images = images[:, None]
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise EdgeganError(
-                f"{path}: float 'images' must have shape (N, 1|3, H, W), got {images.shape}"
-            )
         if images.size and not np.all(np.isfinite(images)):
             raise EdgeganError(f"{path}: 'images' hold NaN or infinite values")
         if images.size and (images.min() < -1.01 or images.max() > 1.01):
@@ -176,7 +214,7 @@ def _images_from_npz(path: Path, images: Any) -> Any:
         if images.size:
             _warn_unit_range(float(images.min()), float(images.max()))
         return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    raise EdgeganError(f"{path}: 'images' must be uint8 or float, got dtype {images.dtype}")
+    raise AssertionError(f"unchecked dtype {images.dtype}")  # _check_npz_images refuses it
 
 
 def _check_range(images: Any) -> None:
@@ -226,29 +264,25 @@ def _load_npz(path: Path) -> tuple[Any, Any]:
 
     if path.is_file() and not zipfile.is_zipfile(path):  # NumPy would speak of pickles
         raise EdgeganError(f"cannot read {path} as .npz: not an .npz (zip) archive")
+    arrays = npz_arrays(path)  # checked before anything is read
+    if "images" not in arrays:
+        raise EdgeganError(f"{path} has no 'images' array (found: {', '.join(arrays) or 'none'})")
+    _check_npz_images(path, *arrays["images"])
+    count = arrays["images"][1][0]
+    if "labels" in arrays:
+        dtype, shape = arrays["labels"]
+        if shape != (count,) or dtype.kind not in "iu":
+            raise EdgeganError(
+                f"{path}: 'labels' must be integers of shape ({count},), got {dtype} {shape}"
+            )
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "images" not in data.files:
-                raise EdgeganError(
-                    f"{path} has no 'images' array (found: {', '.join(data.files) or 'none'})"
-                )
             images = data["images"]
-            labels = data["labels"] if "labels" in data.files else None
-    except EdgeganError:
-        raise
+            labels = data["labels"] if "labels" in arrays else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
-    if len(images) == 0:
-        raise EdgeganError(f"{path}: 'images' is empty")
     x = _images_from_npz(path, images)
-    y = None
-    if labels is not None:
-        if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
-            raise EdgeganError(
-                f"{path}: 'labels' must be integers of shape ({len(images)},), got "
-                f"{labels.dtype} {labels.shape}"
-            )
-        y = torch.from_numpy(labels.astype(np.int64))
+    y = None if labels is None else torch.from_numpy(labels.astype(np.int64))
     return x, y
 
 

@@ -236,19 +236,23 @@ def _load_reference(spec: str) -> tuple[str, Any]:
 
 def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """``(mu, sigma)`` of a statistics file, or None for an ``.npz`` without them."""
+    from edgegan.metrics.evaluate import npz_arrays
+
+    arrays = npz_arrays(path)  # the shapes are checked before anything is read
+    if "mu" not in arrays or "sigma" not in arrays:
+        return None
+    d = inception.FEATURE_DIM
+    shapes = arrays["mu"][1], arrays["sigma"][1]
+    if shapes != ((d,), (d, d)):
+        raise EdgeganError(
+            f"{path}: statistics of {d}-d Inception pool features need mu ({d},) and sigma "
+            f"({d}, {d}), got {shapes[0]} and {shapes[1]}"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "mu" not in data.files or "sigma" not in data.files:
-                return None
             mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
     except (OSError, ValueError, EOFError) as exc:
         raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
-    d = inception.FEATURE_DIM
-    if mu.shape != (d,) or sigma.shape != (d, d):
-        raise EdgeganError(
-            f"{path}: statistics of {d}-d Inception pool features need mu ({d},) and sigma "
-            f"({d}, {d}), got {mu.shape} and {sigma.shape}"
-        )
     return mu, sigma
 
 
