@@ -5,6 +5,7 @@ module, engine metadata checks, and a real build-run-parity test where TensorRT 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -1332,6 +1333,19 @@ def test_build_engines_records_metadata(bundle_copy, monkeypatch):
     e = engines["int8"]
     assert e["file"] == "model.int8.engine" and e["onnx"] == "model.int8.onnx"
     assert (bundle_copy / e["file"]).read_bytes() == b"PLAN"
+    assert e["sha256"] == hashlib.sha256(b"PLAN").hexdigest()
+    # what a runner reads: the plan the bundle records, or one line before TensorRT loads it
+    from edgegan.export.bundle import read_recorded
+
+    assert read_recorded(bundle_copy / e["file"], e, engine=True) == b"PLAN"
+    (bundle_copy / e["file"]).write_bytes(b"PLAN from elsewhere")
+    with pytest.raises(EdgeganError) as caught:
+        read_recorded(bundle_copy / e["file"], e, engine=True)
+    assert str(caught.value) == (
+        "model.int8.engine is not the TensorRT engine the bundle's edgegan.json was written "
+        "with (its sha256 differs): the file is damaged or was edited, or the bundle mixes "
+        f"files of two exports; build it again with `edgegan export {bundle_copy} --trt`"
+    )
     assert e["gpu"] == H100["gpu"] and e["compute_capability"] == "9.0"
     assert e["tensorrt_version"] == "10.8.0" and e["built_at"]
     assert e["profile"]["max"]["z"] == [16, 16] and e["timing_cache"] == "timing.cache"

@@ -316,12 +316,12 @@ class BundleReplaced(EdgeganError):
     graphs are sound, but another export's; the command should run again, not go on."""
 
 
-def _now_recorded(path: Path, digest: str) -> bool:
-    """Whether the bundle's edgegan.json, read again now, records graph ``path`` with
-    ``digest``: a new export replaced the bundle since it was first read."""
+def _now_recorded(path: Path, digest: str, section: str) -> bool:
+    """Whether the bundle's edgegan.json, read again now, records ``path`` (of ``models`` or
+    ``engines``) with ``digest``: a new export replaced the bundle since it was first read."""
     try:
         meta = json.loads((path.parent / BUNDLE_FILE).read_text(encoding="utf-8"))
-        entries = [e for _, e in _file_entries(meta, "models") if isinstance(e, dict)]
+        entries = [e for _, e in _file_entries(meta, section) if isinstance(e, dict)]
     except Exception:  # noqa: BLE001 - unreadable or malformed now: no sign of a new export
         return False
     return any(e.get("file") == path.name and e.get("sha256") == digest for e in entries)
@@ -335,23 +335,7 @@ def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
     bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22 read such
     paths; 1.32 refuses them), and edgegan never writes external data. The second holds
     whatever the digest says: whoever made such a graph can record its digest too."""
-    import hashlib
-
-    data = path.read_bytes()
-    expected = entry.get("sha256")
-    if isinstance(expected, str):
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            if _now_recorded(path, actual):
-                raise BundleReplaced(
-                    f"{path.parent} was replaced by another export while this command ran "
-                    "(export --overwrite); run the command again"
-                )
-            raise EdgeganError(
-                f"{path.name} is not the graph the bundle's edgegan.json was written with (its "
-                "sha256 differs): the file is damaged or was edited, or the bundle mixes files "
-                "of two exports; export it again"
-            )
+    data = read_recorded(path, entry)
     # An external tensor names its file under the key "location": a graph without those
     # bytes has none, and is not parsed here (importing onnx took 0.1-0.2 s a runner).
     if b"location" not in data:
@@ -367,6 +351,37 @@ def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
             f"{path.name} keeps tensors in external data files, which edgegan never writes: "
             "the bundle was not made by edgegan export, or was edited; export it again"
         )
+
+
+def read_recorded(path: Path, entry: dict[str, Any], engine: bool = False) -> bytes:
+    """The bytes of a bundle's graph (an ``engine``'s) at ``path``, refused when they are not
+    those its ``entry`` records (its ``sha256``; entries written before digests have none)."""
+    import hashlib
+
+    data = path.read_bytes()
+    expected = entry.get("sha256")
+    if isinstance(expected, str):
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            if _now_recorded(path, actual, "engines" if engine else "models"):
+                raise BundleReplaced(
+                    f"{path.parent} was replaced by another export while this command ran "
+                    "(export --overwrite); run the command again"
+                )
+            what, again = (
+                (
+                    "TensorRT engine",
+                    f"build it again with `edgegan export {shell_path(path.parent)} --trt`",
+                )
+                if engine
+                else ("graph", "export it again")
+            )
+            raise EdgeganError(
+                f"{path.name} is not the {what} the bundle's edgegan.json was written with (its "
+                "sha256 differs): the file is damaged or was edited, or the bundle mixes files "
+                f"of two exports; {again}"
+            )
+    return data
 
 
 def _all_tensors(graph: Any) -> Iterator[Any]:

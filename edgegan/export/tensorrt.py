@@ -44,7 +44,7 @@ from edgegan.export.trt_profile import (
     profile_shapes,
     resolve_profile,
 )
-from edgegan.fileio import atomic_write
+from edgegan.fileio import atomic_write, sha256_file
 from edgegan.runtime.base import PRECISIONS, TRT_EXTRA, BackendUnavailable
 
 TIMING_CACHE = "timing.cache"
@@ -433,6 +433,8 @@ def build_engines(
                 "profile": info["profile"],
                 "workspace": info["workspace"],
                 "timing_cache": TIMING_CACHE if uses_timing_cache(trt) else None,
+                # checked before a runner loads the plan (a bundle from elsewhere)
+                "sha256": sha256_file(bundle / name),
             }
             bundles.engine_entries(meta, d)[precision] = entry
             bundles.write_bundle(bundle, meta)  # recorded before the check, which reads it

@@ -63,7 +63,7 @@ class TrtRunner(Runner):
     ) -> None:
         import torch
 
-        from edgegan.export.bundle import engine_entries
+        from edgegan.export.bundle import engine_entries, read_recorded
         from edgegan.export.tensorrt import (
             build_env,
             check_engine,
@@ -97,7 +97,8 @@ class TrtRunner(Runner):
         with torch.cuda.device(self._torch_device):
             self.runtime = trt.Runtime(self.logger)
             mark = self.logger.count
-            self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
+            plan = read_recorded(path, entry, engine=True)
+            self.engine = self.runtime.deserialize_cuda_engine(plan)
             if self.engine is None:
                 raise EdgeganError(
                     f"TensorRT could not load {path.name}: "
