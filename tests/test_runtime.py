@@ -640,6 +640,9 @@ def test_bench_json_shape(bundle, tmp_path, no_tensorrt):
     data = json.loads(out.read_text())
     assert data["reference"] == "torch/fp32/cpu" and data["iters"] == 3
     assert data["environment"]["onnxruntime"] and data["spec"]["latent_dim"] == 16
+    env = data["environment"]  # what else slows CPU figures: spinning, another job's load
+    assert env["omp_wait_policy"] == os.environ.get("OMP_WAIT_POLICY")
+    assert isinstance(env["load_average"], float) == hasattr(os, "getloadavg")
     rows = {(r["backend"], r["precision"], r["batch"]): r for r in data["results"]}
     assert len(rows) == 3 * 2 * 2
     for batch in (1, 3):

@@ -16,6 +16,7 @@ ONNX Runtime's and TensorRT's own allocations) above what was in use before.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -213,6 +214,10 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": _cpu_name(),
         "physical_cores": physical_cores(),
+        # CPU timings depend on both: OpenMP's threads spin unless told to wait passively
+        # (the CLI tells them so on a busy CPU), and another job's load slows every figure
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_average": _load_average(),
     }
     from edgegan.export.tensorrt import library_version
 
@@ -229,6 +234,14 @@ def environment() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     return env
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the system has none to read)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _cpu_name() -> str:
