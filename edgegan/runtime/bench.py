@@ -208,7 +208,8 @@ def _time_runs(runner: Any, inputs: dict[str, np.ndarray], warmup: int, iters: i
 
 
 def environment() -> dict[str, Any]:
-    """Versions and hardware the figures were measured on."""
+    """Versions and hardware the figures were measured on, the OpenMP wait policy and the
+    load average (another job's load slows every CPU figure)."""
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
@@ -284,6 +285,7 @@ def bench(
     ``first_run_s``)."""
     from edgegan.runtime.torch_runner import compile_mode
 
+    load = _load_average()  # before the bench adds its own
     compile = compile_mode(compile)
     backends, precisions = name_list(backends), name_list(precisions)
     if (compile or channels_last) and "torch" not in backends:
@@ -372,7 +374,7 @@ def bench(
         **({"cuda_graphs": cuda_graphs} if cuda_graphs is not None else {}),
         **({"ort_options": dict(ort_options)} if ort_options else {}),
         **torch_options(compile, channels_last),
-        "environment": environment(),
+        "environment": {**environment(), "load_average": load},
         "results": rows,
     }
 
