@@ -587,6 +587,19 @@ def test_ctrl_c_in_edgegan_train_saves_exits_130_and_says_how_to_resume(tmp_path
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
 
 
+def test_a_second_sigterm_still_saves(tmp_path):
+    """systemd signals every process of a service, torchrun its workers again: a second
+    SIGTERM counted as a second Ctrl-C, and the run stopped without saving its steps."""
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    cfg = tiny("callbacks=[{name: signal-at, at: 4, signum: 15}, "
+               "{name: signal-at, at: 4, signum: 15}]", steps=8)  # fmt: skip
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert result.stopped_by == "signal" and result.step == 4
+    assert load_checkpoint(result.checkpoint)["step"] == 4
+
+
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     manager = PluginManager(load_entry_points=False)
     manager.register(_StepPlugin(), name="signal-plugin")

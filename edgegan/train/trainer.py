@@ -916,8 +916,12 @@ class Trainer:
             return {}
 
         def handler(signum: int, frame: Any) -> None:
-            if self._stop == "signal":  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
+            if self._stop == "signal":
+                if signum in (signal.SIGINT, *_SIGBREAK):  # a second Ctrl-C: stop now
+                    raise KeyboardInterrupt
+                # A repeated SIGTERM or SIGHUP is no one's impatience: systemd signals every
+                # process of a service, and torchrun passes its own on to each worker too.
+                return
             self._stop = "signal"
             self.signal_name = signal.Signals(signum).name
 
