@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -190,7 +191,7 @@ def _show_usage_error(exc: click.UsageError, where: str) -> None:
     if isinstance(exc, _NO_ARGS_IS_HELP):
         exc.show()  # the help on stderr, exit 2: as click itself does
     else:
-        click.echo(f"error: {_usage_line(exc, where)}", err=True)
+        click.echo(f"error: {one_line(_usage_line(exc, where))}", err=True)
 
 
 def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
@@ -236,6 +237,16 @@ def _config_keys(cls: Any = None, prefix: str = "") -> list[str]:
     return keys
 
 
+#: control characters (a newline, a terminal's escape) in a path or name that an error
+#: line repeats: written escaped, so the error stays one line and cannot drive the terminal
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as Python writes them (``\\n``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _report(exc: BaseException, line: str) -> None:
     # Under torchrun an error agreed by every rank is rank 0's to print; one of this rank's
     # own (rank_local, or an OSError, which no rank agreed on) is printed here, with the rank.
@@ -246,7 +257,7 @@ def _report(exc: BaseException, line: str) -> None:
             # The traceback behind the one line (a plugin's bug, say).
             traceback.print_exception(exc, file=sys.stderr)
         rank = f"[rank {os.environ.get('RANK')}] " if other and not _is_main_process() else ""
-        click.echo(f"error: {rank}{line}", err=True)
+        click.echo(f"error: {rank}{one_line(line)}", err=True)
     elif "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun ends every worker as soon as one exits: were this silent rank first, rank 0
         # would be killed before it printed the error. Wait for rank 0 to report and exit (the
@@ -257,7 +268,7 @@ def _report(exc: BaseException, line: str) -> None:
             time.sleep(SILENT_RANK_WAIT)
         except KeyboardInterrupt:  # raised inside the caller's handler: it cannot catch it
             raise SystemExit(130) from None
-        click.echo(f"error: [rank {os.environ.get('RANK')}] {line}", err=True)
+        click.echo(f"error: [rank {os.environ.get('RANK')}] {one_line(line)}", err=True)
 
 
 #: seconds a worker of rank > 0 waits, on an error rank 0 reports, before exiting itself

@@ -412,6 +412,20 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
     assert CliRunner().invoke(group, ["swallowed"]).exit_code == 143  # each time, none left over
 
 
+def test_control_characters_in_an_error_line_are_escaped(tmp_path):
+    """A path holding a newline split the one error line in two; one holding a terminal's
+    escape sequence (a crafted folder name) recoloured the terminal."""
+    from click.testing import CliRunner
+
+    for name, shown in (("a\nb", "a\\nb"), ("a\x1b[31mred", "a\\x1b[31mred"), ("t\tab", "t\tab")):
+        res = CliRunner().invoke(cli, ["export", str(tmp_path / name)])
+        assert res.exit_code == 2
+        assert res.stderr == f"error: run directory not found: {tmp_path}/{shown}\n"
+    res = CliRunner().invoke(cli, ["infer", str(tmp_path), "--format", "a\rb"])
+    assert res.exit_code == 2 and "'a\\rb' is not one of" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
 def test_a_closed_terminal_ends_a_command_as_sigterm_does_unless_under_nohup():
     """SIGHUP (an ssh session dropped) killed the process at once: no cleanup, no line."""
