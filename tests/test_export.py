@@ -491,6 +491,58 @@ def test_fp16_graph_has_fp32_io(cond_bundle):
     onnx.checker.check_model(model, full_check=True)
 
 
+def test_each_graphs_recorded_parity_is_its_own(cond_bundle, runs):
+    """The parity in edgegan.json is measured on each precision's own graph: FP16 and INT8
+    parity taken from the FP32 graph passed every check (it is better than theirs)."""
+    out, meta = cond_bundle
+    generator = load_run_generator(runs["cond"]).module
+    feeds = verify.parity_inputs(meta["spec"])
+    reference = verify.torch_outputs(generator, feeds)
+    recorded = {}
+    for precision in ("fp32", "fp16", "int8"):
+        entry = meta["models"][precision]
+        again = verify.compare(reference, verify.onnx_outputs(out / entry["file"], feeds))
+        recorded[precision] = entry["parity"]["psnr"]
+        assert recorded[precision] == pytest.approx(again["psnr"], abs=0.01), precision
+        assert entry["parity"]["max_abs"] == pytest.approx(again["max_abs"], rel=1e-3)  # 4 digits
+    assert recorded["int8"] < recorded["fp16"] < recorded["fp32"]
+
+
+def test_psnr_is_over_the_width_of_the_value_range(runs, monkeypatch):
+    """A graph off by 0.02 everywhere: PSNR 10 log10(2**2 / 0.02**2) = 40 dB over [-1, 1]
+    (taking the top of the range, 1, for the width gave 34 dB), 33.98 dB over [0, 1]."""
+    loaded = load_run_generator(runs["uncond"])
+    generator, reference = loaded.module, verify.torch_outputs
+
+    def off(path, feeds):
+        return [r + np.float32(0.02) for r in reference(generator, feeds)]
+
+    monkeypatch.setattr(verify, "onnx_outputs", off)
+    spec = {**loaded.spec, "value_range": [-1.0, 1.0]}
+    parity = verify.measure_parity(generator, spec, "unused.onnx")
+    assert parity["psnr"] == pytest.approx(40.0, abs=0.01)
+    assert parity["max_abs"] == pytest.approx(0.02, rel=1e-4)
+    parity = verify.measure_parity(generator, {**spec, "value_range": [0.0, 1.0]}, "unused")
+    assert parity["psnr"] == pytest.approx(33.98, abs=0.01)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_a_reduced_precision_graph_below_its_floor_fails_the_export(
+    runs, tmp_path, monkeypatch, precision
+):
+    """The PSNR floors of the FP16 and INT8 graphs are applied by the exporters: without
+    them a broken reduced-precision graph shipped from a passing export."""
+    monkeypatch.setitem(verify.MIN_PSNR, precision, 300.0)  # more than any graph gives
+    out = tmp_path / precision
+    with pytest.raises(ExportError, match=f"{precision} graph model.{precision}.onnx "):
+        export(runs["uncond"], out=out, calib_samples=8, **{precision: True})
+    assert not out.exists()
+    monkeypatch.setitem(verify.MIN_PSNR, precision, 10.0)
+    assert (
+        precision in export(runs["uncond"], out=out, calib_samples=8, **{precision: True})["models"]
+    )
+
+
 def _scaled_matmuls(tmp_path: Path, first: float, second: float) -> Path:
     """x -> MatMul(first * W) -> Relu -> MatMul(second * W) -> y, as an FP32 graph."""
     from onnx import helper, numpy_helper
