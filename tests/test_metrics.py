@@ -744,3 +744,51 @@ def test_the_left_out_kinds_warning_names_the_callers_line(tmp_path) -> None:
             call(tmp_path)
         lines = [w.filename for w in seen if issubclass(w.category, DataWarning)]
         assert lines == [__file__], call.__name__
+
+
+def test_paired_scores_over_several_chunks_are_the_scores_of_all_pairs(monkeypatch) -> None:
+    """Chunks of 3 and 2 pairs: each chunk's mean weighs by its size (an unweighted mean of
+    chunk means biased every score of more than 256 pairs)."""
+    from edgegan.metrics import translation
+    from edgegan.metrics.paired import paired_scores
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(5, 1, 16, 16, generator=g) * 2 - 1, torch.rand(5, 1, 16, 16, generator=g)
+    ds = [{"A": a[i], "B": b[i] * 2 - 1} for i in range(5)]
+    shift = torch.tensor([0.0, 0.0, 0.0, 0.5, 0.5])[:, None, None, None]  # a worse last chunk
+    seen = []
+
+    def translate(prefix: str, x: torch.Tensor) -> torch.Tensor:  # rows counted over chunks
+        start = sum(seen)
+        seen.append(len(x))
+        return x + shift[start : start + len(x)]
+
+    monkeypatch.setattr(translation, "_CHUNK", 3)
+    got = translation.paired(ds, {"ab": ("A", "B")}, translate, 5)
+    assert seen == [3, 2]
+    assert got == pytest.approx(paired_scores(a + shift, b * 2 - 1, "ab_"), rel=1e-5)
+
+
+def test_translation_fid_reference_is_kept_per_number_of_images() -> None:
+    """The reference features are cached by domain and count: a final evaluation of 8
+    images after validations of 4 was scored against the 4 images' features."""
+    from edgegan.metrics import translation
+
+    ds = [{"A": torch.full((1, 4, 4), float(i)), "B": torch.full((1, 4, 4), -float(i))}
+          for i in range(10)]  # fmt: skip
+
+    class CountingFid:  # a "score" of the feature rows each side has
+        def features(self, x: torch.Tensor) -> np.ndarray:
+            return x.flatten(1)[:, :1].numpy()
+
+        def compare(self, fake: np.ndarray, real: np.ndarray) -> dict[str, float]:
+            return {"fid": float(len(fake)), "kid": float(len(real)), "sum": float(real.sum())}
+
+    cache: dict = {}
+    fid, same = CountingFid(), (lambda prefix, x: x)
+    four = translation.fid_scores(ds, {"ab": ("A", "B")}, same, 4, fid, cache)
+    eight = translation.fid_scores(ds, {"ab": ("A", "B")}, same, 8, fid, cache)
+    assert four == {"ab_fid": 4.0, "ab_kid": 4.0, "ab_sum": -6.0}
+    assert eight == {"ab_fid": 8.0, "ab_kid": 8.0, "ab_sum": -28.0}
+    assert set(cache) == {("B", 4), ("B", 8)}
+    assert translation.fid_scores(ds, {"ab": ("A", "B")}, same, 4, fid, cache) == four
