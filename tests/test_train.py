@@ -310,6 +310,16 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     assert state["step"] == 5
     for value in state["networks"]["generator"].values():
         assert torch.isfinite(value.float()).all()
+    # The CLI: exit code 1 (the README's promise to scripts: 2 is a mistake in the command)
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    args = ["train", "dcgan-mnist", *TINY, "loss.name=nan-after-6", "train.steps=20"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c")])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.startswith("error: g_loss became nan at step 7")
+    assert len(res.stderr.splitlines()) == 1
 
 
 def test_a_failed_resume_leaves_config_yaml_as_its_checkpoint_needs(tmp_path):

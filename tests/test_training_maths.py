@@ -116,6 +116,35 @@ def test_a_relativistic_generator_loss_gets_the_discriminators_real_logits(tmp_p
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("task", ["gan", "cyclegan", "pix2pix"])
+def test_the_logged_d_real_and_d_fake_are_the_discriminators_mean_logits(tmp_path, task):
+    """Only the keys were checked: the two swapped (or a penalty's logits logged) would
+    mislead every log and TensorBoard plot without a test failing."""
+    from tiny import TINY_CYCLEGAN, TINY_PIX2PIX
+
+    preset, tiny = {
+        "gan": ("dcgan-mnist", [*TINY_GAN, "train.augment="]),
+        "cyclegan": ("cyclegan-digits", TINY_CYCLEGAN),
+        "pix2pix": ("pix2pix-digits", TINY_PIX2PIX),
+    }[task]
+    trainer = Trainer(load_config(preset, tiny), tmp_path / "r")
+    loss, calls = trainer.task.loss, []
+    d_loss = loss.d_loss
+
+    def recording(real, fake, *args, **kwargs):
+        calls.append((real.detach().float().mean(), fake.detach().float().mean()))
+        return d_loss(real, fake, *args, **kwargs)
+
+    loss.d_loss = recording
+    out = trainer.train_step()
+    # the last D step's logits (cyclegan: the mean of its two discriminators')
+    last = calls[-2:] if task == "cyclegan" else calls[-1:]
+    real, fake = (sum(c[i] for c in last) / len(last) for i in (0, 1))
+    assert abs(float(real) - float(fake)) > 1e-6  # the two can be told apart
+    torch.testing.assert_close(out["d_real"], real)
+    torch.testing.assert_close(out["d_fake"], fake)
+
+
 @pytest.mark.parametrize("task", ["cyclegan", "pix2pix"])
 def test_a_relativistic_loss_gets_each_discriminators_real_logits(tmp_path, task):
     from tiny import TINY_CYCLEGAN, TINY_PIX2PIX
@@ -407,6 +436,30 @@ def test_a_metrics_declared_scores_are_read_with_care():
     assert declared_scores(type("S", (), {"scores": "my_score"})()) == ("my_score",)
     assert declared_scores(type("L", (), {"scores": ["a", "b"]})()) == ("a", "b")
     assert declared_scores(type("M", (), {"scores": ["a", 1]})()) == ()
+
+
+#: Which way each built-in score is better, from the metrics' own definitions (written out
+#: here, not read from the trainer's table: the warning below must follow it, not echo it).
+_BETTER_BY_DEFINITION = {
+    "val_fd": "min", "fid": "min", "ab_fid": "min", "ba_kid": "min", "val_ab_l1": "min",
+    "ab_psnr": "max", "val_ba_ssim": "max", "accuracy": "max", "confidence": "max",
+    "coverage": "max", "precision": "max", "recall": "max", "density": "max", "is": "max",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("best", "better"), sorted(_BETTER_BY_DEFINITION.items()))
+def test_the_best_mode_warning_knows_which_way_each_score_is_better(best, better):
+    """A wrong entry would tell a user to set the mode that keeps the worst checkpoint."""
+    from types import SimpleNamespace
+
+    from edgegan.train.trainer import _warn_best_mode
+
+    wrong = "max" if better == "min" else "min"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_best_mode(SimpleNamespace(best=best, best_mode=better))  # silent
+    with pytest.warns(UserWarning, match=f"set eval.best_mode={better}$"):
+        _warn_best_mode(SimpleNamespace(best=best, best_mode=wrong))
 
 
 def test_eval_best_carries_over_a_resume_and_names_a_score_validation_lacks(tmp_path):
