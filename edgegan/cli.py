@@ -8,6 +8,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import errno
 import inspect
 import io
@@ -96,6 +97,11 @@ class _Group(click.Group):
             ours = _FOREIGN_COMMANDS[name]
             what = _OUR_COMMANDS[ours]
             raise click.UsageError(f"no such command '{name}'; use edgegan {ours} ({what})", ctx)
+        if name and not name.startswith("-") and not ctx.resilient_parsing:
+            if self.get_command(ctx, name) is None:  # our words: click's differ by version
+                close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise click.UsageError(f"no such command '{name}'{hint}", ctx)
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -200,6 +206,11 @@ def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
     (``--seed 1``) says how to set it."""
     message = " ".join(exc.format_message().split()).rstrip(".")  # click's may span lines
     message = message[:1].lower() + message[1:]
+    if isinstance(exc, click.NoSuchOption):  # our words: click's differ by version
+        close = list(exc.possibilities or ())  # closest first (difflib)
+        message = f"no such option '{exc.option_name}'" + (
+            f"; did you mean '{close[0]}'?" if close else ""
+        )
     command = exc.ctx.command_path if exc.ctx is not None else where
     if isinstance(exc, click.NoSuchOption) and command.endswith(" train"):
         name = exc.option_name.lstrip("-").replace("-", "_")

@@ -186,7 +186,9 @@ def test_on_off_values_stay_strings():
             "invalid value for '--seed': -1 is not in the range x>=0 (see edgegan infer --help)",
         ),
         (["infer"], "missing argument 'RUN_DIR|BUNDLE' (see edgegan infer --help)"),
-        (["trian"], "no such command 'trian'. Did you mean 'train'? (see edgegan --help)"),
+        (["trian"], "no such command 'trian'; did you mean 'train'? (see edgegan --help)"),
+        (["frobnicate"], "no such command 'frobnicate' (see edgegan --help)"),
+        (["infer", "r", "--nmu", "2"], "no such option '--nmu'; did you mean '--num'? (see edgeg"),
         (
             ["list"],
             "missing argument '{models|losses|datasets|metrics|exporters|callbacks}'. Choose "
