@@ -773,3 +773,30 @@ def test_images_upscaled_more_than_twice_are_warned_about(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_folder(root=str(tmp_path), image_size=48, labels=False)  # 24 is half of 48
+
+
+def test_a_failing_import_behind_a_lazy_name_keeps_its_cause(monkeypatch):
+    """Pillow 9.0 lacks Image.Resampling: `from edgegan.train import train` said only
+    "cannot import name 'train'", the AttributeError behind it lost."""
+    import importlib
+
+    import edgegan.data
+    import edgegan.lazy
+
+    real = importlib.import_module
+
+    def broken(name: str, *args):
+        if name == "edgegan.data.folder":
+            raise AttributeError("module 'PIL.Image' has no attribute 'Resampling'")
+        return real(name, *args)
+
+    monkeypatch.setattr(edgegan.lazy.importlib, "import_module", broken)
+    with pytest.raises(ImportError) as caught:
+        from edgegan.data import ImageFolderDataset  # noqa: F401
+    assert str(caught.value) == (
+        "importing edgegan.data.folder for edgegan.data.ImageFolderDataset failed: module "
+        "'PIL.Image' has no attribute 'Resampling'"
+    )
+    assert isinstance(caught.value.__cause__, AttributeError)
+    with pytest.raises(AttributeError, match="module 'edgegan.data' has no attribute 'Nope'"):
+        edgegan.data.Nope  # noqa: B018 - a name no module defines stays an AttributeError

@@ -5,8 +5,9 @@ Importing this package is cheap (no torch); the names below load their module on
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from edgegan.lazy import lazy_attribute
 
 if TYPE_CHECKING:  # the real types for type checkers (at run time: loaded on first use)
     from edgegan.data.base import TensorImageDataset
@@ -53,10 +54,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgegan.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _EXPORTS.get(name), name)
 
 
 def __dir__() -> list[str]:

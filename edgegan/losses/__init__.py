@@ -6,8 +6,9 @@ start); the names below load their module on first access.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from edgegan.lazy import lazy_attribute
 
 if TYPE_CHECKING:
     from edgegan.losses.adversarial import (
@@ -52,6 +53,4 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return lazy_attribute(__name__, _LAZY.get(name), name)

@@ -10,8 +10,9 @@ Importing this package is cheap (no torch); the names below load their module on
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from edgegan.lazy import lazy_attribute
 
 # Imported eagerly (the module imports neither NumPy nor torch at load time): the function
 # ``evaluate`` shares its name with its module, and a lazy export would be shadowed by the
@@ -66,10 +67,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgegan.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return lazy_attribute(__name__, _EXPORTS.get(name), name)
 
 
 def __dir__() -> list[str]:

@@ -28,7 +28,9 @@ BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 RUN_EXPORT_DIR = "export"  # RUN/export: where a run's bundle is looked for by default
 TRT_EXTRA = "pip install 'edgegan[trt]'"
-GPU_EXTRA = "pip install 'edgegan[gpu]'"
+#: onnxruntime-gpu and onnxruntime install into one folder, so the GPU package must replace
+#: the CPU one edgegan depends on: an extra installing both left the CPU one in place.
+GPU_EXTRA = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 
 
 class BackendUnavailable(EdgeganError):

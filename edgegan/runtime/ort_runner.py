@@ -6,16 +6,17 @@ calls take a fraction of a millisecond) and sleep for image-to-image graphs, who
 convolutions leave spinning threads nothing to do but steal cores (docs/benchmarks.md, the
 ResNet-9 at 256x256 on 2 cores: as fast when the CPU is quiet, 2.5x faster when it is not).
 
-CUDA (needs ``onnxruntime-gpu``, ``pip install 'edgegan[gpu]'``): the CUDA execution provider
-with IOBinding, so the inputs are copied to the device once, the output is allocated on the
-device by ONNX Runtime and copied back once. With CUDA graphs (the default on CUDA,
-``cuda_graphs=False`` turns them off; measured on an H100, docs/benchmarks.md: 1.2x the plain
-runs for the ResNet-9 at batch 1, 2.3x for the DCGAN generator) the session records
-each input shape's run in a CUDA graph (onnxruntime's ``enable_cuda_graph``) and replays it:
-graphs read and write fixed addresses, so a shape seen a second time gets its own device
-buffers, bound once, that later calls copy into and out of (one graph id per shape, up to
-:data:`MAX_GRAPHS`; further shapes, and a shape whose capture fails, run without a graph,
-and a graph onnxruntime refuses at load runs without graphs, each with a warning).
+CUDA (needs ``onnxruntime-gpu`` in place of ``onnxruntime``: :data:`GPU_EXTRA`): the CUDA
+execution provider with IOBinding, so the inputs are copied to the device once, the output
+is allocated on the device by ONNX Runtime and copied back once. With CUDA graphs (the
+default on CUDA, ``cuda_graphs=False`` turns them off; measured on an H100,
+docs/benchmarks.md: 1.2x the plain runs for the ResNet-9 at batch 1, 2.3x for the DCGAN
+generator) the session records each input shape's run in a CUDA graph (onnxruntime's
+``enable_cuda_graph``) and replays it: graphs read and write fixed addresses, so a shape
+seen a second time gets its own device buffers, bound once, that later calls copy into and
+out of (one graph id per shape, up to :data:`MAX_GRAPHS`; further shapes, and a shape whose
+capture fails, run without a graph, and a graph onnxruntime refuses at load runs without
+graphs, each with a warning).
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ class OrtRunner(Runner):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(
                     "this onnxruntime has no CUDA execution provider: "
-                    f"{GPU_EXTRA} (onnxruntime-gpu replaces the CPU package)"
+                    f"{GPU_EXTRA} (the two share one folder: the GPU package replaces the CPU "
+                    "one, and cannot be installed beside it)"
                 )
             graph_option = {"enable_cuda_graph": "1"} if self.cuda_graphs else {}
             cuda = cuda_provider(index, **self.provider_options, **graph_option)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from edgegan.lazy import lazy_attribute
+
 if TYPE_CHECKING:
     from edgegan.train.trainer import CollapseWarning, Trainer, TrainResult, train
 
@@ -17,8 +19,4 @@ __all__ = ["CollapseWarning", "TrainResult", "Trainer", "train"]
 
 def __getattr__(name: str) -> Any:
     # Lazy: importing edgegan.train (e.g. for the callbacks plugin) must not import torch.
-    if name in __all__:
-        from edgegan.train import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(name)
+    return lazy_attribute(__name__, "edgegan.train.trainer" if name in __all__ else None, name)
