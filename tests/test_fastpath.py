@@ -392,6 +392,29 @@ def test_fused_optim_given_on_resume_applies_and_warns(tmp_path):
         train(again, resume=run.run_dir)
 
 
+def test_a_resume_with_other_fast_path_settings_warns_which_continue_it(tmp_path):
+    """train.merge_calls or channels_last changed on --resume gave other weights than a run
+    never stopped, silently (merged calls also advance a spectral norm's power iteration
+    fewer times)."""
+    import warnings
+
+    run = train(load_config("dcgan-mnist", [*TINY_GAN, "train.steps=2"]), out_dir=tmp_path / "r")
+    changed = ["train.steps=3", "train.merge_calls=false", "train.channels_last=true"]
+    with pytest.warns(UserWarning) as caught:
+        train(load_config("dcgan-mnist", [*TINY_GAN, *changed]), resume=run.run_dir)
+    said = [str(w.message) for w in caught if "fast-path" in str(w.message)]
+    assert said == [
+        "resumed with other fast-path settings than the run trained with; "
+        "train.channels_last=false (now true), train.merge_calls=true (now false) continue it "
+        "exactly: they change the arithmetic (merged calls also a spectral norm's power "
+        "iterations), so its weights will differ from a run never stopped"
+    ]
+    again = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=4", *changed[1:]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as it trained since: no warning
+        train(again, resume=run.run_dir)
+
+
 def test_layout_norm_follows_compiled_channels_last_runs_on_cuda():
     """train.layout_norm null (the default) turns the layout-keeping norms on only where they
     were measured faster: compiled, channels-last, on CUDA; a set value always wins."""

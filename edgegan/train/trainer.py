@@ -858,6 +858,19 @@ class Trainer:
                 stacklevel=caller_stacklevel(),
             )
         planned = (state.get("config") or {}).get("train", {})
+        switched = [
+            f"train.{key}={_yaml_word(planned[key])} (now {_yaml_word(getattr(t, key))})"
+            for key in _ARITHMETIC_SWITCHES
+            if key in planned and planned[key] != getattr(t, key)
+        ]
+        if switched:
+            warnings.warn(
+                f"resumed with other fast-path settings than the run trained with; "
+                f"{', '.join(switched)} continue{'s' if len(switched) == 1 else ''} it exactly: "
+                "they change the arithmetic (merged calls also a spectral norm's power "
+                "iterations), so its weights will differ from a run never stopped",
+                stacklevel=caller_stacklevel(),
+            )
         step, was = int(state["step"]), planned.get("steps")
         epoch_steps_changed = (
             t.epochs is not None
@@ -1368,6 +1381,17 @@ def _shared_warnings_from_rank_zero(dist: distributed.Distributed) -> Iterator[N
 
 
 _SIGBREAK = (signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()
+
+#: train settings that change a step's arithmetic, warned about when a resume changes them
+#: (layout_norm, fused_optim and threads have warnings of their own)
+_ARITHMETIC_SWITCHES = ("amp", "compile", "channels_last", "merge_calls")
+
+
+def _yaml_word(value: Any) -> str:
+    """``value`` as a config override writes it (``true``, ``null``, ``bf16``)."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _compile_failure(exc: BaseException) -> str | None:
