@@ -597,6 +597,54 @@ def test_ctrl_c_in_edgegan_train_saves_exits_130_and_says_how_to_resume(tmp_path
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
 
 
+_GROUP_SIGTERM = """
+import os, subprocess, sys
+sys.path.insert(0, {tests!r})
+from tiny import TINY_GAN
+from edgegan import hookimpl
+from edgegan.config import load_config
+from edgegan.plugins.manager import PluginManager, reset_manager
+from edgegan.train import train
+
+class Plugin:
+    @hookimpl
+    def edgegan_register_callbacks(self, register):
+        class GroupTerm:  # as systemd, Slurm or `kill -- -PGID`: every process of the job
+            def on_step_end(self, trainer, step, metrics):
+                if step == 4:  # from another process (torch's workers obey their parent's)
+                    subprocess.run(["kill", "-s", "TERM", "--", f"-{{os.getpgid(0)}}"])
+        register("group-term", GroupTerm)
+
+manager = PluginManager(load_entry_points=False)
+manager.register(Plugin(), name="p")
+reset_manager(manager)
+config = load_config("dcgan-mnist", [*TINY_GAN, "train.steps=40", "train.num_workers=2",
+                                     "train.resident_data=false",
+                                     "train.log_every=2", "callbacks=[group-term]"])
+result = train(config, out_dir=sys.argv[1])
+print(result.stopped_by, result.step, result.signal)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "sigwaitinfo"), reason="needs sigwaitinfo (Linux)")
+def test_a_sigterm_to_the_whole_process_group_saves_a_run_with_workers(tmp_path):
+    """torch's DataLoader workers die on a SIGTERM from anyone but their parent: the run
+    failed inside its step ("DataLoader worker ... is killed by signal: Terminated") and
+    lost every step since its last checkpoint."""
+    script = tmp_path / "group_term.py"
+    script.write_text(_GROUP_SIGTERM.format(tests=str(Path(__file__).parent)))
+    res = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,  # a group of its own: the signal reaches the job alone
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-3:] == ["signal", "4", "SIGTERM"], res.stdout
+    assert load_checkpoint(tmp_path / "r/checkpoints/last.pt")["step"] == 4
+
+
 def test_a_second_sigterm_still_saves(tmp_path):
     """systemd signals every process of a service, torchrun its workers again: a second
     SIGTERM counted as a second Ctrl-C, and the run stopped without saving its steps."""

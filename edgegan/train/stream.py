@@ -20,7 +20,11 @@ with its own one-line message (the DataLoader would carry the worker's whole tra
 
 from __future__ import annotations
 
+import functools
+import os
 import random
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,6 +126,40 @@ def seed_batch(seed: int, rank: int, number: int) -> None:
     random.seed(int.from_bytes(py.generate_state(4).tobytes(), "little"))
     np.random.seed(npy.generate_state(4))
     torch.manual_seed(int(pt.generate_state(1, np.uint64)[0]))
+
+
+def leave_sigterm_to(main: int, worker_id: int = 0) -> None:
+    """In a DataLoader worker of process ``main``: leave a SIGTERM that another process sent
+    to ``main``, which stops the run and shuts its workers down; one from ``main`` itself (its
+    fallback ``terminate``), or any once ``main`` is gone, still ends the worker.
+
+    torch's own handler ends a worker on a SIGTERM from anyone but its parent, and the trainer
+    then failed inside a step ("DataLoader worker ... killed by signal"), saving nothing: a
+    service manager (systemd), Slurm and ``kill -- -PGID`` signal every process of a job, the
+    workers too. Where a handler cannot learn the sender (no ``sigwaitinfo``: macOS,
+    Windows), torch's stays."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    # blocked in this thread, and so in the one started below: its sigwaitinfo takes it
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        while True:
+            sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
+            if sender == main or not _alive(main):
+                os._exit(0)  # as torch's handler does for its parent's
+
+    threading.Thread(target=wait, name="edgegan-worker-sigterm", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        return True
+    return True
 
 
 class SeededItems(Dataset):
@@ -282,6 +320,7 @@ class BatchStream:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=functools.partial(leave_sigterm_to, os.getpid()),
         )
         return iter(loader)
 
