@@ -10,6 +10,7 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -418,28 +419,59 @@ class MetricsLog:
             k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
             for k, v in record.items()
         }
-        self._f.write(json.dumps(clean) + "\n")
+        try:
+            self._f.write(json.dumps(clean) + "\n")
+        except OSError as exc:  # a file object's error names no file: say which
+            if exc.filename is None:
+                exc.filename = str(self.path)
+            raise
 
     def close(self) -> None:
         self._f.close()
 
 
 def _keep_records_through(path: Path, step: int) -> None:
-    """Rewrite ``path`` (atomically) without the records of steps after ``step``, and
-    without a last line a crash cut short."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):  # cut short, or nested past Python's limit
-            continue
-        logged = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(logged, (int, float)) or logged <= step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    if len(kept) != len(lines):
-        text = "".join(kept).encode("utf-8")
-        atomic_write(path, lambda f: f.write(text))
+    """Cut ``path`` after its last record of a step up to ``step``: the records of later
+    steps go, and a last line a crash cut short. The records are in step order, so only the
+    file's tail is read (a resume read and parsed the whole log: 126 MB took 3.5 s and 400 MB
+    more), and the file is truncated in place (a rewrite needed free space for all of it)."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        cut = 0  # no record of a step through ``step``: nothing is kept
+        for offset, line in _lines_backwards(f, end):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # cut short, or nested past Python's limit
+                continue
+            logged = record.get("step") if isinstance(record, dict) else None
+            if not isinstance(logged, (int, float)) or logged <= step:
+                cut = offset + len(line) + 1  # through its newline
+                break
+        if cut > end:  # the record kept is the last line, without its newline
+            f.write(b"\n")
+        elif cut < end:
+            f.truncate(cut)
+
+
+def _lines_backwards(f: Any, end: int, block: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of the lines of the binary file ``f`` before ``end``, the last
+    first, each without its newline."""
+    pos, rest = end, b""
+    while pos > 0:
+        size = min(block, pos)
+        pos -= size
+        f.seek(pos)
+        parts = (f.read(size) + rest).split(b"\n")
+        rest = parts[0]  # its start may lie before ``pos``
+        offset = pos + len(rest) + 1
+        lines = []
+        for part in parts[1:]:
+            lines.append((offset, part))
+            offset += len(part) + 1
+        yield from reversed(lines)
+    yield 0, rest
 
 
 class ProgressBar:
@@ -503,9 +535,10 @@ class ProgressBar:
             line = f"{self.description}: {self.unit} {step}/{self.total}  eta {eta_s}  {info}"
             self._print(line.rstrip())
 
-    def note(self, text: str) -> None:
-        """One line of status above the bar (or among the plain lines)."""
-        if not self.enabled:
+    def note(self, text: str, always: bool = False) -> None:
+        """One line of status above the bar (or among the plain lines); ``always``: on
+        stderr also when progress is off (what a failed run kept, and how to go on)."""
+        if not self.enabled and not always:
             return
         line = f"{self.description}: {text}"
         if self._bar is not None:

@@ -1092,9 +1092,10 @@ class Trainer:
         between_steps = False  # samples and validation: a failure there leaves the state whole
 
         def log_window() -> None:
-            nonlocal window, counts, window_steps, window_t0
+            nonlocal window, counts, window_steps, window_t0, between_steps
             window = self.dist.mean(window)  # over the ranks, at log time only
             self._check_finite(window)
+            between_steps = True  # the step is whole and finite: a failure to log it keeps it
             now = time.monotonic()
             record = self._log_record(window, counts, window_steps, now - window_t0)
             if log is not None:
@@ -1114,7 +1115,7 @@ class Trainer:
                 if self.step % check_every == 0 or self.step % t.log_every == 0:
                     self._check_finite(values)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    log_window()
+                    log_window()  # (sets between_steps once the step's losses are finite)
                 between_steps = True
                 if main and t.sample_every and self.step % t.sample_every == 0:
                     self.save_samples(f"step_{self.step:07d}")
@@ -1129,6 +1130,7 @@ class Trainer:
                     break
             if window_steps:  # stopped early: the steps since the last record
                 log_window()
+                between_steps = False
             saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
             path = self.last_checkpoint[0] if saved else self.save_checkpoint()  # type: ignore[index]
             if main:
@@ -1150,14 +1152,18 @@ class Trainer:
                 try:
                     kept = self.save_checkpoint()
                 except Exception as save_error:  # a full disk fails both: report the first
-                    bar.note(f"the checkpoint at step {self.step} failed too: {save_error}")
+                    bar.note(
+                        f"the checkpoint at step {self.step} failed too: {save_error}",
+                        always=True,
+                    )
                 else:
                     saved = True
                     if not isinstance(exc, CallbackError):  # its own line says this
-                        bar.note(
+                        bar.note(  # progress or not: where the work is, and how to go on
                             f"stopped by an error at step {self.step}: checkpoint saved to "
                             f"{kept}; once mended, continue with: "
-                            f"{distributed.resume_command(self.run_dir)}"
+                            f"{distributed.resume_command(self.run_dir)}",
+                            always=True,
                         )
             if isinstance(exc, CallbackError) and saved:  # its one line says so, progress or not
                 exc.args = (
