@@ -689,6 +689,33 @@ def test_a_full_disk_at_the_log_keeps_the_finished_step_and_names_the_file(tmp_p
     assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
 
 
+def test_an_unwritable_report_says_the_trained_run_is_saved(tmp_path, monkeypatch):
+    """report.md that could not be written (a folder in its place, a full disk) was one
+    error line, with nothing said of the run, whole and saved."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+    from edgegan.train.trainer import Trainer
+
+    write_report = Trainer.write_report
+
+    def in_the_way(self, result):  # a folder where the report goes, made once it trained
+        (self.run_dir / "report.md").mkdir()
+        return write_report(self, result)
+
+    monkeypatch.setattr(Trainer, "write_report", in_the_way)
+    run = tmp_path / "r"
+    res = CliRunner().invoke(
+        cli, ["train", "dcgan-mnist", *TINY, "train.steps=4", "--out", str(run)]
+    )
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [
+        f"the trained run is saved in {run}",
+        f"error: Is a directory: {run}/report.md",
+    ]
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+
+
 def test_a_second_sigterm_still_saves(tmp_path):
     """systemd signals every process of a service, torchrun its workers again: a second
     SIGTERM counted as a second Ctrl-C, and the run stopped without saving its steps."""

@@ -1183,41 +1183,47 @@ class Trainer:
         if stopped_by == "signal":
             result.signal = self.signal_name
         if main:
-            if stopped_by != "signal":
-                try:
-                    result.eval = self.evaluate()
-                except EdgeganError as exc:
-                    self.write_report(result)  # the training is whole: report it, then fail
-                    exc.args = (
-                        f"{exc}; the trained run is saved in {self.run_dir} (sample it with "
-                        "edgegan infer, score the samples with edgegan eval)",
-                        *exc.args[1:],
-                    )
-                    raise
-                except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or the CLI's SIGTERM
-                    self.write_report(result)  # the training is whole: report it
-                    print(
-                        f"the final evaluation was interrupted; the trained run is saved in "
-                        f"{self.run_dir}: score it with edgegan eval {self.run_dir}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    raise
             try:
-                self._notify("on_train_end")
-            except CallbackError as exc:  # after the run's last checkpoint: nothing is lost
+                if stopped_by != "signal":
+                    try:
+                        result.eval = self.evaluate()
+                    except EdgeganError as exc:
+                        self.write_report(result)  # the training is whole: report it, then fail
+                        exc.args = (
+                            f"{exc}; the trained run is saved in {self.run_dir} (sample it with "
+                            "edgegan infer, score the samples with edgegan eval)",
+                            *exc.args[1:],
+                        )
+                        raise
+                    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or the CLI's SIGTERM
+                        self.write_report(result)  # the training is whole: report it
+                        print(
+                            f"the final evaluation was interrupted; the trained run is saved in "
+                            f"{self.run_dir}: score it with edgegan eval {self.run_dir}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        raise
+                try:
+                    self._notify("on_train_end")
+                except CallbackError as exc:  # after the run's last checkpoint: nothing is lost
+                    self.write_report(result)
+                    exc.args = (f"{exc}; {self._kept(stopped_by)}",)
+                    raise
                 self.write_report(result)
-                where = (
-                    f"the trained run is saved in {self.run_dir}"
-                    if stopped_by == "steps"
-                    else f"step {self.step} is saved: continue with: "
-                    f"{distributed.resume_command(self.run_dir)}"
-                )
-                exc.args = (f"{exc}; {where}",)
+            except OSError:  # eval.json or report.md unwritable: the training itself is whole
+                print(self._kept(stopped_by), file=sys.stderr, flush=True)
                 raise
-            self.write_report(result)
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
+
+    def _kept(self, stopped_by: str) -> str:
+        """Where a run's training is, said when something after its last checkpoint fails."""
+        if stopped_by == "steps":
+            return f"the trained run is saved in {self.run_dir}"
+        return (
+            f"step {self.step} is saved: continue with: {distributed.resume_command(self.run_dir)}"
+        )
 
     def _log_record(
         self, window: dict[str, torch.Tensor], counts: dict[str, int], n: int, dt: float
