@@ -277,6 +277,24 @@ def test_load_samples_npz_formats(tmp_path, test_split) -> None:
     assert torch.allclose(images, x, atol=1e-6) and torch.equal(labels, y)
 
 
+def test_an_npz_with_other_members_loads_as_numpy_reads_it(tmp_path) -> None:
+    """Only the arrays read are checked: an extra member of .npy format 3.0 (non-Latin-1
+    field names), one that is no .npy at all, or 'images' stored without '.npy' (NumPy
+    reads it) loaded before the header check and load now."""
+    import io
+    import zipfile
+
+    images = np.zeros((2, 8, 8), np.uint8)
+    np.savez(tmp_path / "v3.npz", images=images, meta=np.zeros(1, dtype=[("名", "f4")]))
+    member = io.BytesIO()
+    np.lib.format.write_array(member, images)
+    with zipfile.ZipFile(tmp_path / "bare.npz", "w") as archive:
+        archive.writestr("images", member.getvalue())
+        archive.writestr("notes.npy", b"not an array")
+    for name in ("v3.npz", "bare.npz"):
+        assert load_samples(tmp_path / name)[0].shape == (2, 1, 8, 8), name
+
+
 def test_load_samples_errors(tmp_path, monkeypatch) -> None:
     with pytest.raises(EdgeganError, match="not found"):
         load_samples(tmp_path / "missing")
@@ -310,15 +328,22 @@ def test_load_samples_errors(tmp_path, monkeypatch) -> None:
     with pytest.raises(EdgeganError, match="labels"):
         load_samples(tmp_path / "labels.npz")
     # A few bytes declaring terabytes: refused from the header, before NumPy allocated them
-    npz_declaring(tmp_path / "huge.npz", images=("|u1", (10**6, 1000, 1000, 5)))
-    with pytest.raises(EdgeganError, match=r"shape \(N, H, W, 1\|3\), got \(1000000, 1000, 1000"):
+    npz_declaring(tmp_path / "huge.npz", images=("|u1", (10**6, 1000, 1000, 3)))
+    with pytest.raises(EdgeganError, match=r"its 'images' declares 3000000000000 bytes of data"):
         load_samples(tmp_path / "huge.npz")
-    npz_declaring(tmp_path / "many.npz", images=("|u1", (2, 8, 8)), labels=("<i8", (10**12,)))
-    with pytest.raises(EdgeganError, match=r"'labels' must be integers of shape \(2,\)"):
+    small = np.zeros((2, 8, 8), np.uint8)
+    npz_declaring(tmp_path / "many.npz", images=small, labels=("<i8", (10**12,)))
+    with pytest.raises(EdgeganError, match=r"its 'labels' declares 8000000000000 bytes"):
         load_samples(tmp_path / "many.npz")
+    npz_declaring(tmp_path / "five.npz", images=np.zeros((2, 8, 8, 5), np.uint8))
+    with pytest.raises(EdgeganError, match=r"shape \(N, H, W, 1\|3\), got \(2, 8, 8, 5\)"):
+        load_samples(tmp_path / "five.npz")
     npz_declaring(tmp_path / "none.npz", images=("|u1", (0, 8, 8)))
     with pytest.raises(EdgeganError, match="'images' is empty"):
         load_samples(tmp_path / "none.npz")
+    np.savez(tmp_path / "one.npz", images=np.uint8(3))
+    with pytest.raises(EdgeganError, match="'images' must be an array of images, got a single"):
+        load_samples(tmp_path / "one.npz")
     np.savez(tmp_path / "u16.npz", images=np.zeros((2, 8, 8), np.uint16))
     with pytest.raises(EdgeganError, match="must be uint8 or float, got dtype uint16"):
         load_samples(tmp_path / "u16.npz")

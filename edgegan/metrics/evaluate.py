@@ -147,27 +147,48 @@ def _nchw(images: Any) -> Any:
     return images.permute(0, 3, 1, 2)
 
 
-def npz_arrays(path: Path) -> dict[str, tuple[Any, tuple[int, ...]]]:
-    """``{name: (dtype, shape)}`` of the arrays of an ``.npz``, read from their headers
-    alone: a file of a few kB may declare gigabytes, which ``np.load`` would expand before
-    any shape could be checked."""
+#: Deflate expands at most 1032:1: a member recording more than this over its compressed
+#: size (or a stored one whose sizes differ) lies about what it holds.
+_DEFLATE_MOST = 1032
+
+
+def npz_arrays(path: Path, names: tuple[str, ...]) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of the arrays ``names`` of an ``.npz`` that it holds (as
+    ``name.npy`` or ``name``, as NumPy finds them), read from their headers alone, before
+    ``np.load`` allocates what they declare: a file of a few hundred bytes may declare
+    terabytes. An array that declares more bytes than its member holds, or a member that
+    records more bytes than its compressed data can expand to, is refused."""
+    import math
+
     import numpy as np
 
     arrays: dict[str, tuple[Any, tuple[int, ...]]] = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if not name.endswith(".npy"):
+            members = {info.filename: info for info in archive.infolist()}
+            for name in names:
+                info = members.get(f"{name}.npy") or members.get(name)
+                if info is None:
                     continue
-                with archive.open(name) as f:
+                with archive.open(info) as f:
                     version = np.lib.format.read_magic(f)
-                    if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                    elif version == (2, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-                    else:
-                        raise ValueError(f"{name} is .npy format {version}, not 1.0 or 2.0")
-                arrays[name[: -len(".npy")]] = (dtype, tuple(shape))
+                    read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                        version,
+                        np.lib.format.read_array_header_2_0,  # 3.0: utf-8 names only
+                    )
+                    shape, _, dtype = read(f)
+                declared = math.prod(shape) * dtype.itemsize
+                expands = (
+                    info.file_size == info.compress_size
+                    if info.compress_type == zipfile.ZIP_STORED
+                    else info.file_size <= _DEFLATE_MOST * info.compress_size + 1024
+                )
+                if declared > info.file_size or not expands:
+                    raise ValueError(
+                        f"its '{name}' declares {declared} bytes of data, which its "
+                        f"{info.compress_size} stored bytes cannot hold"
+                    )
+                arrays[name] = (dtype, tuple(shape))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise EdgeganError(f"cannot read {path} as .npz: {exc}") from None
     return arrays
@@ -176,7 +197,9 @@ def npz_arrays(path: Path) -> dict[str, tuple[Any, tuple[int, ...]]]:
 def _check_npz_images(path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
     """Refuse an ``.npz``'s ``images`` of ``dtype`` and ``shape`` (from its header, before
     it is read) that are not uint8 ``(N, H, W[, 1|3])`` or float ``(N[, 1|3], H, W)``."""
-    if not shape or shape[0] == 0:
+    if not shape:
+        raise EdgeganError(f"{path}: 'images' must be an array of images, got a single value")
+    if shape[0] == 0:
         raise EdgeganError(f"{path}: 'images' is empty")
     if dtype.kind == "u" and dtype.itemsize == 1:
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
@@ -264,9 +287,11 @@ def _load_npz(path: Path) -> tuple[Any, Any]:
 
     if path.is_file() and not zipfile.is_zipfile(path):  # NumPy would speak of pickles
         raise EdgeganError(f"cannot read {path} as .npz: not an .npz (zip) archive")
-    arrays = npz_arrays(path)  # checked before anything is read
+    arrays = npz_arrays(path, ("images", "labels"))  # checked before anything is read
     if "images" not in arrays:
-        raise EdgeganError(f"{path} has no 'images' array (found: {', '.join(arrays) or 'none'})")
+        with zipfile.ZipFile(path) as archive:
+            found = [n.removesuffix(".npy") for n in archive.namelist()]
+        raise EdgeganError(f"{path} has no 'images' array (found: {', '.join(found) or 'none'})")
     _check_npz_images(path, *arrays["images"])
     count = arrays["images"][1][0]
     if "labels" in arrays:

@@ -238,7 +238,7 @@ def _read_stats(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """``(mu, sigma)`` of a statistics file, or None for an ``.npz`` without them."""
     from edgegan.metrics.evaluate import npz_arrays
 
-    arrays = npz_arrays(path)  # the shapes are checked before anything is read
+    arrays = npz_arrays(path, ("mu", "sigma"))  # the shapes are checked before any read
     if "mu" not in arrays or "sigma" not in arrays:
         return None
     d = inception.FEATURE_DIM
