@@ -35,6 +35,7 @@ from edgegan.errors import (
     hangup_signals,
     note_signal,
     os_error_line,
+    reader_gone,
     take_signal,
 )
 
@@ -144,12 +145,12 @@ class _Group(click.Group):
             ctx.exit(1)
         except KeyboardInterrupt:  # Ctrl-C outside training (which stops cleanly itself)
             if _is_main_process():  # torchrun passes Ctrl-C to every process: one line
-                click.echo("interrupted", err=True)
+                _say("interrupted")
             ctx.exit(130)
         except _Terminated as exc:  # after the cleanups: a killed job's log says why it ended
             code = int(exc.code or 143)
             if "TORCHELASTIC_RUN_ID" not in os.environ:  # torchrun ends its workers this way
-                click.echo(f"terminated ({_signal_name(code - 128)})", err=True)
+                _say(f"terminated ({_signal_name(code - 128)})")
             ctx.exit(code)
         finally:
             take_signal()  # acted on: none left for the next command of this process
@@ -197,7 +198,7 @@ def _show_usage_error(exc: click.UsageError, where: str) -> None:
     if isinstance(exc, _NO_ARGS_IS_HELP):
         exc.show()  # the help on stderr, exit 2: as click itself does
     else:
-        click.echo(f"error: {one_line(_usage_line(exc, where))}", err=True)
+        _say(f"error: {one_line(_usage_line(exc, where))}")
 
 
 def _usage_line(exc: click.UsageError, where: str = "edgegan") -> str:
@@ -248,14 +249,26 @@ def _config_keys(cls: Any = None, prefix: str = "") -> list[str]:
     return keys
 
 
-#: control characters (a newline, a terminal's escape) in a path or name that an error
-#: line repeats: written escaped, so the error stays one line and cannot drive the terminal
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: control characters (a newline, a terminal's escape; C1's single-character escape and
+#: the line breaks str.splitlines knows) in a path or name that an error line repeats:
+#: written escaped, so the error stays one line and cannot drive the terminal
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def one_line(text: str) -> str:
     """``text`` with its control characters escaped as Python writes them (``\\n``)."""
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr; when no one reads it any more (a pipe's reader gone, a terminal
+    closed by SIGHUP) the command's exit code is all that is left to say it: not an error."""
+    try:
+        click.echo(line, err=True)
+    except OSError as exc:
+        if not reader_gone(exc):
+            raise
+        _quiet_broken_pipe()
 
 
 def _report(exc: BaseException, line: str) -> None:
@@ -268,7 +281,7 @@ def _report(exc: BaseException, line: str) -> None:
             # The traceback behind the one line (a plugin's bug, say).
             traceback.print_exception(exc, file=sys.stderr)
         rank = f"[rank {os.environ.get('RANK')}] " if other and not _is_main_process() else ""
-        click.echo(f"error: {rank}{one_line(line)}", err=True)
+        _say(f"error: {rank}{one_line(line)}")
     elif "TORCHELASTIC_RUN_ID" in os.environ:
         # torchrun ends every worker as soon as one exits: were this silent rank first, rank 0
         # would be killed before it printed the error. Wait for rank 0 to report and exit (the
@@ -279,7 +292,7 @@ def _report(exc: BaseException, line: str) -> None:
             time.sleep(SILENT_RANK_WAIT)
         except KeyboardInterrupt:  # raised inside the caller's handler: it cannot catch it
             raise SystemExit(130) from None
-        click.echo(f"error: [rank {os.environ.get('RANK')}] {one_line(line)}", err=True)
+        _say(f"error: [rank {os.environ.get('RANK')}] {one_line(line)}")
 
 
 #: seconds a worker of rank > 0 waits, on an error rank 0 reports, before exiting itself
@@ -350,15 +363,17 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
 
     result = run_training(config, out_dir=out, resume=resume)
     # stopped by a signal: the status a process it ended would have (130 Ctrl-C, 143 SIGTERM)
-    by = result.signal if result.signal not in (None, "SIGINT") else None
+    # (Ctrl-Break is Windows' Ctrl-C: 130 too)
+    by = result.signal if result.signal not in (None, "SIGINT", "SIGBREAK") else None
     stopped = 128 + (signal.Signals[by] if by else signal.SIGINT)
     if not _is_main_process():
         sys.exit(stopped if result.stopped_by == "signal" else 0)
     if result.stopped_by == "signal":
-        click.echo(
-            f"interrupted{f' ({by})' if by else ''} at step {result.step}: checkpoint saved "
-            f"to {result.checkpoint}; continue with: {resume_command(result.run_dir)}",
-            err=True,
+        _say(
+            one_line(
+                f"interrupted{f' ({by})' if by else ''} at step {result.step}: checkpoint "
+                f"saved to {result.checkpoint}; continue with: {resume_command(result.run_dir)}"
+            )
         )
         sys.exit(stopped)
     how = "time budget reached" if result.stopped_by == "max_seconds" else "done"

@@ -419,10 +419,12 @@ def test_control_characters_in_an_error_line_are_escaped(tmp_path):
     escape sequence (a crafted folder name) recoloured the terminal."""
     from click.testing import CliRunner
 
-    for name, shown in (("a\nb", "a\\nb"), ("a\x1b[31mred", "a\\x1b[31mred"), ("t\tab", "t\tab")):
+    cases = [("a\nb", "a\\nb"), ("a\x1b[31mred", "a\\x1b[31mred"), ("t\tab", "t\tab"),
+             ("c1\x9b31m", "c1\\x9b31m"), ("ls\u2028x", "ls\\u2028x")]  # fmt: skip
+    for name, shown in cases:
         res = CliRunner().invoke(cli, ["export", str(tmp_path / name)])
         assert res.exit_code == 2
-        assert res.stderr == f"error: run directory not found: {tmp_path}/{shown}\n"
+        assert res.stderr == f"error: run directory not found: {tmp_path}{os.sep}{shown}\n"
     res = CliRunner().invoke(cli, ["infer", str(tmp_path), "--format", "a\rb"])
     assert res.exit_code == 2 and "'a\\rb' is not one of" in res.stderr
     assert len(res.stderr.splitlines()) == 1
@@ -445,17 +447,24 @@ def test_a_closed_terminal_ends_a_command_as_sigterm_does_unless_under_nohup():
         finally:
             raised.append("cleanup ran")
 
-    result = CliRunner().invoke(group, ["hang"])
-    assert result.exit_code == 129 and raised == ["cleanup ran"]
-    assert result.stderr.strip() == "terminated (SIGHUP)" and result.stdout == ""
-    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # put back
-    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan ...
+    # The test's own handler, not the default: a SIGHUP nothing took fails the test instead
+    # of killing pytest, and the test holds under `nohup pytest` (SIGHUP ignored) too
+    old = signal.signal(signal.SIGHUP, _hangup_not_taken)
     try:
+        result = CliRunner().invoke(group, ["hang"])
+        assert result.exit_code == 129 and raised == ["cleanup ran"]
+        assert result.stderr.strip() == "terminated (SIGHUP)" and result.stdout == ""
+        assert signal.getsignal(signal.SIGHUP) is _hangup_not_taken  # put back
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan ...
         result = CliRunner().invoke(group, ["hang"])
         assert result.exit_code == 0 and result.stdout == "went on\n"
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+def _hangup_not_taken(signum, frame):
+    raise AssertionError("SIGHUP reached the test: edgegan did not handle it")
 
 
 def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):

@@ -470,6 +470,24 @@ def _ctrl_c(times: int) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+class _ClosedTerminal:
+    """A stream whose terminal has closed: every write fails with EIO."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self) -> None:  # nothing held back to fail
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _terminal_closes() -> None:
+    sys.stderr = _ClosedTerminal()  # (CliRunner puts its own back)
+    os.kill(os.getpid(), signal.SIGHUP)
+
+
 def _disk_full() -> None:
     raise OSError("disk full\n(while writing its log)")  # the message keeps its first line
 
@@ -491,6 +509,7 @@ class _StepPlugin:
         register("signal-at", lambda at=2, signum=15: _AtStep(at, lambda: _sigterm(signum)))
         register("fail-at", lambda at=2: _AtStep(at, _disk_full))
         register("ctrl-c-at", lambda at=2, times=1: _AtStep(at, lambda: _ctrl_c(times)))
+        register("terminal-closes-at", lambda at=2: _AtStep(at, _terminal_closes))
 
 
 def _callback_plugin(name: str, callback: type) -> None:
@@ -555,14 +574,28 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
 def test_a_closed_terminal_saves_the_run_and_exits_129_unless_under_nohup(tmp_path):
     """SIGHUP (an ssh session dropped) killed a run without saving the steps since its
-    last checkpoint; a SIGTERM's exit code was 130, as Ctrl-C's."""
+    last checkpoint; a SIGTERM's exit code was 130, as Ctrl-C's. Once the terminal is gone
+    its writes fail (EIO): the run must still save, report and exit 129."""
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    # a SIGHUP nothing took fails the test rather than kill pytest; `nohup pytest` holds too
+    outside = signal.signal(signal.SIGHUP, _hangup_not_taken)
+    try:
+        _closed_terminal_runs(tmp_path)
+    finally:
+        signal.signal(signal.SIGHUP, outside)
+
+
+def _hangup_not_taken(signum, frame):
+    raise AssertionError("SIGHUP reached the test: edgegan did not handle it")
+
+
+def _closed_terminal_runs(tmp_path) -> None:
     from click.testing import CliRunner
 
     from edgegan.cli import cli
 
-    manager = PluginManager(load_entry_points=False)
-    manager.register(_StepPlugin(), name="signal-plugin")
-    reset_manager(manager)
     args = ["train", "dcgan-mnist", *TINY, "train.steps=8"]
     for signum, code in ((signal.SIGHUP, 129), (signal.SIGTERM, 143)):
         name, run = signal.Signals(signum).name, tmp_path / str(signum)
@@ -571,13 +604,17 @@ def test_a_closed_terminal_saves_the_run_and_exits_129_unless_under_nohup(tmp_pa
         assert res.exit_code == code, res.output
         assert f"interrupted ({name}) at step 4: checkpoint saved to " in res.stderr
         assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
-        assert signal.getsignal(signum) is signal.SIG_DFL
-    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan train ...
-    try:
-        cfg = tiny("callbacks=[{name: signal-at, at: 4, signum: 1}]", steps=8)
-        assert train(cfg, out_dir=tmp_path / "nohup").stopped_by == "steps"
-    finally:
-        signal.signal(signal.SIGHUP, old)
+    assert signal.getsignal(signal.SIGHUP) is _hangup_not_taken  # put back
+    # the terminal closes: every later write to it fails with EIO, progress lines too
+    run = tmp_path / "gone"
+    closes = "callbacks=[{name: terminal-closes-at, at: 4}]"
+    res = CliRunner().invoke(cli, [*args, closes, "train.progress=true", "--out", str(run)])
+    assert res.exit_code == 129, res.output
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    assert (run / "report.md").is_file()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup edgegan train ...
+    cfg = tiny("callbacks=[{name: signal-at, at: 4, signum: 1}]", steps=8)
+    assert train(cfg, out_dir=tmp_path / "nohup").stopped_by == "steps"
 
 
 def test_ctrl_c_in_edgegan_train_saves_exits_130_and_says_how_to_resume(tmp_path):

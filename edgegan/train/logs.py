@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import ConfigError
+from edgegan.errors import ConfigError, reader_gone
 from edgegan.fileio import (
     atomic_write,
     check_not_empty,
@@ -541,10 +541,15 @@ class ProgressBar:
         if not self.enabled and not always:
             return
         line = f"{self.description}: {text}"
-        if self._bar is not None:
-            self._bar.console.print(line, markup=False, highlight=False)
-        else:
+        if self._bar is None:
             self._print(line)
+            return
+        try:
+            self._bar.console.print(line, markup=False, highlight=False)
+        except OSError as exc:
+            if not reader_gone(exc):
+                raise
+            self.enabled = False
 
     def _print(self, line: str) -> None:
         """A plain line on stderr. A reader gone (``edgegan train 2>&1 | head``, a killed
@@ -552,10 +557,16 @@ class ProgressBar:
         the steps since its last checkpoint lost."""
         try:
             print(line, file=sys.stderr, flush=True)
-        except BrokenPipeError:
+        except OSError as exc:
+            if not reader_gone(exc):
+                raise
             self.enabled = False
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+            bar, self._bar = self._bar, None
+            try:
+                bar.stop()  # redraws the bar a last time
+            except OSError as exc:  # the terminal closed (SIGHUP): the run's work goes on
+                if not reader_gone(exc):
+                    raise
