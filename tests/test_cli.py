@@ -188,6 +188,8 @@ def test_on_off_values_stay_strings():
         (["infer"], "missing argument 'RUN_DIR|BUNDLE' (see edgegan infer --help)"),
         (["trian"], "no such command 'trian'; did you mean 'train'? (see edgegan --help)"),
         (["frobnicate"], "no such command 'frobnicate' (see edgegan --help)"),
+        (["config", "shwo"], "no such command 'shwo'; did you mean 'show'? (see edgegan config"),
+        (["train", "--bogsu"], "no such option '--bogsu'; train takes its settings as key=value"),
         (["infer", "r", "--nmu", "2"], "no such option '--nmu'; did you mean '--num'? (see edgeg"),
         (
             ["list"],
