@@ -29,8 +29,9 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 RUN_EXPORT_DIR = "export"  # RUN/export: where a run's bundle is looked for by default
 TRT_EXTRA = "pip install 'edgegan[trt]'"
 #: onnxruntime-gpu and onnxruntime install into one folder, so the GPU package must replace
-#: the CPU one edgegan depends on: an extra installing both left the CPU one in place.
-GPU_EXTRA = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+#: the CPU one edgegan depends on (an extra installing both left the CPU one in place); and a
+#: later pip install that resolves edgegan's requirements puts the CPU one back beside it.
+GPU_INSTALL = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 
 
 class BackendUnavailable(EdgeganError):

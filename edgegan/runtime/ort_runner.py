@@ -6,7 +6,7 @@ calls take a fraction of a millisecond) and sleep for image-to-image graphs, who
 convolutions leave spinning threads nothing to do but steal cores (docs/benchmarks.md, the
 ResNet-9 at 256x256 on 2 cores: as fast when the CPU is quiet, 2.5x faster when it is not).
 
-CUDA (needs ``onnxruntime-gpu`` in place of ``onnxruntime``: :data:`GPU_EXTRA`): the CUDA
+CUDA (needs ``onnxruntime-gpu`` in place of ``onnxruntime``: :data:`GPU_INSTALL`): the CUDA
 execution provider with IOBinding, so the inputs are copied to the device once, the output
 is allocated on the device by ONNX Runtime and copied back once. With CUDA graphs (the
 default on CUDA, ``cuda_graphs=False`` turns them off; measured on an H100,
@@ -32,7 +32,7 @@ from edgegan.errors import EdgeganError, caller_stacklevel, first_line
 from edgegan.export.bundle import check_graph_file
 from edgegan.export.signature import is_translator
 from edgegan.runtime.base import (
-    GPU_EXTRA,
+    GPU_INSTALL,
     BackendUnavailable,
     Runner,
     Target,
@@ -242,8 +242,8 @@ class OrtRunner(Runner):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable(
                     "this onnxruntime has no CUDA execution provider: "
-                    f"{GPU_EXTRA} (the two share one folder: the GPU package replaces the CPU "
-                    "one, and cannot be installed beside it)"
+                    f"{GPU_INSTALL} (the two share one folder: installed beside it, the CPU "
+                    "package may win; redo this after any pip install that brings it back)"
                 )
             graph_option = {"enable_cuda_graph": "1"} if self.cuda_graphs else {}
             cuda = cuda_provider(index, **self.provider_options, **graph_option)
