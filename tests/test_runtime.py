@@ -1349,6 +1349,16 @@ def test_build_engines_records_metadata(bundle_copy, monkeypatch):
         "with (its sha256 differs): the file is damaged or was edited, or the bundle mixes "
         f"files of two exports; build it again with `edgegan export {bundle_copy} --trt`"
     )
+    # the runner refuses it so, before CUDA starts or TensorRT reads a byte of it
+    import torch
+
+    from edgegan.runtime.trt_runner import TrtRunner
+
+    monkeypatch.setattr(trt_mod, "import_tensorrt", lambda: trt)
+    monkeypatch.setattr(torch.cuda, "init", lambda: pytest.fail("CUDA started first"))
+    target = resolve_target(bundle_copy, need_bundle=True)
+    with pytest.raises(EdgeganError, match="model.int8.engine is not the TensorRT engine"):
+        TrtRunner(target, "int8", device="cuda:0")
     assert e["gpu"] == H100["gpu"] and e["compute_capability"] == "9.0"
     assert e["tensorrt_version"] == "10.8.0" and e["built_at"]
     assert e["profile"]["max"]["z"] == [16, 16] and e["timing_cache"] == "timing.cache"

@@ -89,6 +89,7 @@ class TrtRunner(Runner):
         path = target.bundle / entry["file"]
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
+        plan = read_recorded(path, entry, engine=True)  # the plan built, or one line
 
         self._torch_device = torch.device(self.device)
         torch.cuda.init()
@@ -97,7 +98,6 @@ class TrtRunner(Runner):
         with torch.cuda.device(self._torch_device):
             self.runtime = trt.Runtime(self.logger)
             mark = self.logger.count
-            plan = read_recorded(path, entry, engine=True)
             self.engine = self.runtime.deserialize_cuda_engine(plan)
             if self.engine is None:
                 raise EdgeganError(
