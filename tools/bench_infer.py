@@ -18,7 +18,6 @@ the graph, and so the speed, is the same as a fully trained one's.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -47,11 +46,6 @@ def make_bundle(run: str | None, work: Path, int8: bool) -> tuple[Path, Path]:
     return Path(run_dir), bundle
 
 
-def _loadavg() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages (how busy the CPU was), or None on Windows."""
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="A trained run directory (default: a 1-step default run).")
@@ -69,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from edgegan.runtime.bench import bench
+    from edgegan.runtime.bench import bench, load_averages
     from edgegan.runtime.bench_table import print_table
 
     batches = args.batch_sizes
     precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
     import torch
 
-    load_before = _loadavg()
+    load_before = load_averages()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, bundle = make_bundle(args.run, Path(tmp), not args.no_int8)
         common = {"batch_sizes": batches, "warmup": args.warmup, "iters": args.iters}
@@ -90,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             torch1 = bench(bundle, ["torch"], ["fp32"], **common)
         finally:
             torch.set_num_threads(default_threads)
-    load_after = _loadavg()
+    load_after = load_averages()
     console = Console()
     for result in (tuned, single, torch1):
         print_table(result, console)

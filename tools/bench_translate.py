@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import tempfile
 import time
@@ -140,11 +139,6 @@ def timed(run: Any, warmup: int, iters: int) -> tuple[np.ndarray, Any]:
     return np.asarray(times) * 1e3, out
 
 
-def _loadavg() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages (how busy the CPU was), or None on Windows."""
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
-
-
 def _shown(load: list[float] | None) -> str:
     return "?" if load is None else f"{load[0]:.2f}"
 
@@ -179,12 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     from edgegan.export.signature import direction_spec
     from edgegan.export.verify import psnr
     from edgegan.runtime import physical_cores
-    from edgegan.runtime.bench import environment
+    from edgegan.runtime.bench import environment, load_averages
     from edgegan.runtime.torch_runner import for_inference
 
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
-    load_before = _loadavg()
+    load_before = load_averages()
     if args.run:
         from edgegan.translate import load_translator
 
@@ -265,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             k: {kk: v[kk] for kk in ("nodes", "excluded_nodes", "activations") if kk in v}
             for k, v in graphs["info"].items()
         }
-    load_after = _loadavg()
+    load_after = load_averages()
 
     fp32 = next(r for r in rows if r["name"].startswith("ort fp32 (runner"))
     int8 = next(r for r in rows if r["name"] == "ort int8")
@@ -316,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "graphs": graph_info,
         "rows": rows,
-        "environment": environment(),
+        # the load as the bench began, not after its runs raised it
+        "environment": {**environment(), "load_average": (load_before or [None])[0]},
     }
     if args.json:
         print(f"wrote {write_json(args.json, result, follow_symlinks=True)}")

@@ -237,12 +237,19 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _load_average() -> float | None:
-    """The 1-minute load average (None where the system has none to read)."""
+def load_averages() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (how busy the CPU is), or None where the system
+    has none to read (Windows)."""
     try:
-        return round(os.getloadavg()[0], 2)
+        return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average, or None."""
+    loads = load_averages()
+    return loads[0] if loads else None
 
 
 def _cpu_name() -> str:
