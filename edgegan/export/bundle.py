@@ -138,7 +138,7 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
 
 #: Bounds of what a spec's sizes may be: the runtimes build inputs from them (an edited
 #: latent_dim of 2e8 took 3 GB for 4 latents before anything failed). Training refuses a
-#: run outside them (:func:`size_problem`), so every run can be exported.
+#: run outside them (:func:`check_exportable`), so every run can be exported.
 MAX_LATENT_DIM = MAX_CLASSES = 2**20
 MAX_CHANNELS = 1024
 #: edgegan.data.base.MAX_IMAGE_SIZE, the largest training size (importing it loads torch)
@@ -166,7 +166,7 @@ _SPEC_RANGES: dict[str, dict[str, tuple[int, int]]] = {
 }
 
 
-#: The bounds of :func:`size_problem`, by the names a training run's sizes have.
+#: The bounds of :func:`check_exportable`, by the names a training run's sizes have.
 _RUN_SIZES = {
     "latent_dim": (1, MAX_LATENT_DIM),
     "num_classes": (0, MAX_CLASSES),
@@ -177,16 +177,19 @@ _RUN_SIZES = {
 }
 
 
-def size_problem(sizes: dict[str, int]) -> str | None:
-    """What of a training run's ``sizes`` (``latent_dim``, ``num_classes``, ``channels``,
-    ``channels_a``, ``channels_b``, ``image_size``) no bundle may hold (None: nothing).
-    Training checks it before the first step: a run found unexportable after hours of
-    training would be hours lost."""
+def check_exportable(sizes: dict[str, int]) -> None:
+    """Refuse a training run whose ``sizes`` (``latent_dim``, ``num_classes``, ``channels``,
+    ``channels_a``, ``channels_b``, ``image_size``) no bundle may hold, before its first
+    step: a run found unexportable after hours of training would be hours lost."""
+    from edgegan.errors import ConfigError
+
     for key, value in sizes.items():
         least, most = _RUN_SIZES[key]
         if not least <= value <= most:
-            return f"{key} is {value}; an exported bundle holds {least}..{most}"
-    return None
+            raise ConfigError(
+                f"the run could not be exported: {key} is {value}; an exported bundle holds "
+                f"{least}..{most}"
+            )
 
 
 def _spec_problem(meta: dict[str, Any]) -> str | None:

@@ -16,7 +16,7 @@ import torch
 from edgegan import contracts
 from edgegan.config import Config, check_generator_kind
 from edgegan.errors import ConfigError, caller_stacklevel
-from edgegan.export.bundle import size_problem
+from edgegan.export.bundle import check_exportable
 from edgegan.losses.adversarial import generator_loss
 from edgegan.plugins.manager import get_manager
 from edgegan.train import fastpath
@@ -38,9 +38,7 @@ def model_context(config: Any, dataset: Any) -> dict[str, Any]:
         "latent_dim": config.model.latent_dim,
         "num_classes": classes if config.model.conditional else 0,
     }
-    problem = size_problem(context)
-    if problem:
-        raise ConfigError(f"the run could not be exported: {problem}")
+    check_exportable(context)
     return context
 
 

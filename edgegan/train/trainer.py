@@ -81,8 +81,9 @@ class TrainResult:
     stopped_by: str  # "steps" | "max_seconds" | "signal"
     checkpoint: Path
     eval: dict[str, float] = field(default_factory=dict)
-    #: the signal that stopped the run ("SIGINT", "SIGTERM", ...; None when none did, or
-    #: under torchrun when it reached another process)
+    #: the signal that stopped the run ("SIGINT", "SIGTERM", ...; None when none did); under
+    #: torchrun every process returns process 0's result: None when the signal reached
+    #: another process alone
     signal: str | None = None
 
 
@@ -745,7 +746,9 @@ class Trainer:
         before the empty folders go, the run's own among them."""
         try:
             for name in ("config.yaml", "metrics.jsonl", "report.md"):
-                (self.run_dir / name).unlink(missing_ok=True)
+                # best effort: the run's own error is the one to report, not this
+                with contextlib.suppress(OSError):
+                    (self.run_dir / name).unlink(missing_ok=True)
         finally:
             lock.release()
         made = [Path(p) for p in getattr(self, "_made", [])]

@@ -15,7 +15,7 @@ import torch
 
 from edgegan.data.files import DataWarning
 from edgegan.errors import ConfigError, DataError, caller_stacklevel
-from edgegan.export.bundle import size_problem
+from edgegan.export.bundle import check_exportable
 from edgegan.plugins.manager import get_manager
 from edgegan.train.task import Task, check_best_score
 
@@ -80,11 +80,9 @@ class TranslationTask(Task):
         ca, h, _ = self.dataset.image_shape
         cb = self.dataset.image_shape_b[0]
         self.channels_a, self.channels_b, self.size = int(ca), int(cb), int(h)
-        problem = size_problem(
+        check_exportable(
             {"channels_a": self.channels_a, "channels_b": self.channels_b, "image_size": self.size}
         )
-        if problem:
-            raise ConfigError(f"the run could not be exported: {problem}")
         self.prepare_evaluation()
 
     def generator_spec(self) -> dict[str, Any]:
