@@ -130,8 +130,9 @@ def seed_batch(seed: int, rank: int, number: int) -> None:
 
 def leave_sigterm_to(main: int, worker_id: int = 0) -> None:
     """In a DataLoader worker of process ``main``: leave a SIGTERM that another process sent
-    to ``main``, which stops the run and shuts its workers down; one from ``main`` itself (its
-    fallback ``terminate``), or any once ``main`` is gone, still ends the worker.
+    (to the whole job: ``main`` got it too) to ``main``, which stops the run and shuts its
+    workers down; one from ``main`` itself (its fallback ``terminate``), or any once ``main``
+    is gone, still ends the worker.
 
     torch's own handler ends a worker on a SIGTERM from anyone but its parent, and the trainer
     then failed inside a step ("DataLoader worker ... killed by signal"), saving nothing: a
