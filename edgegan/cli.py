@@ -612,6 +612,9 @@ def infer(
 
     # what ran: infer's device defaults to cpu, where a GPU user may not expect it
     how = f"{backend} {precision} on {resolve_auto(device)}"
+    # what translating and sampling are both given
+    common = {"device": device, "overwrite": overwrite, "backend": backend,
+              "precision": precision, "progress": True, **options}  # fmt: skip
     with contextlib.ExitStack() as undo:
         if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
             from edgegan.fileio import undo_new_files
@@ -645,17 +648,12 @@ def infer(
                 direction,
                 input_path,
                 out,
-                device=device,
-                overwrite=overwrite,
-                backend=backend,
-                precision=precision,
                 batch_size=8 if batch_size is None else batch_size,
-                progress=True,
                 resize=resize,
                 side_by_side=side_by_side,
                 split_pairs=split_pairs,
                 skip_bad=skip_bad,
-                **options,
+                **common,
             )
             click.echo(f"wrote {len(paths)} translated image(s) to {out} ({how})")
             return
@@ -674,13 +672,8 @@ def infer(
             labels=parse_labels(labels),
             seed=0 if seed is None else seed,
             fmt=fmt,
-            device=device,
-            overwrite=overwrite,
-            backend=backend,
-            precision=precision,
             batch_size=256 if batch_size is None else batch_size,
-            progress=True,
-            **options,
+            **common,
         )
         click.echo(f"wrote {len(paths)} file(s) to {out} ({how})")
 

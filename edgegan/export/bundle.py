@@ -167,14 +167,7 @@ _SPEC_RANGES: dict[str, dict[str, tuple[int, int]]] = {
 
 
 #: The bounds of :func:`check_exportable`, by the names a training run's sizes have.
-_RUN_SIZES = {
-    "latent_dim": (1, MAX_LATENT_DIM),
-    "num_classes": (0, MAX_CLASSES),
-    "channels": (1, MAX_CHANNELS),
-    "channels_a": (1, MAX_CHANNELS),
-    "channels_b": (1, MAX_CHANNELS),
-    "image_size": (1, MAX_IMAGE_SIZE),
-}
+_RUN_SIZES = {**_SPEC_INTS["gan"], **_SPEC_INTS["cyclegan"], "channels": (1, MAX_CHANNELS)}
 
 
 def check_exportable(sizes: dict[str, int]) -> None:

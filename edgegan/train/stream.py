@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from edgegan.data.base import channel_base, unit_from_uint8
 from edgegan.errors import DataError, EdgeganError, exception_line
+from edgegan.fileio import pid_gone
 from edgegan.train.fastpath import to_format
 
 # Datasets up to this size are kept whole on the training device and sliced per batch.
@@ -147,20 +148,10 @@ def leave_sigterm_to(main: int, worker_id: int = 0) -> None:
     def wait() -> None:
         while True:
             sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
-            if sender == main or not _alive(main):
+            if sender == main or pid_gone(main):
                 os._exit(0)  # as torch's handler does for its parent's
 
     threading.Thread(target=wait, name="edgegan-worker-sigterm", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: it exists
-        return True
-    return True
 
 
 class SeededItems(Dataset):
