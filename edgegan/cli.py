@@ -14,7 +14,6 @@ import inspect
 import io
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -34,6 +33,7 @@ from edgegan.errors import (
     EdgeganError,
     hangup_signals,
     note_signal,
+    one_line,
     os_error_line,
     reader_gone,
     take_signal,
@@ -59,7 +59,7 @@ def _quiet_broken_pipe() -> None:
 
 
 def _format_warning(message: Any, category: type, *args: Any, **kwargs: Any) -> str:
-    return f"warning: {message}\n"
+    return f"warning: {one_line(str(message))}\n"
 
 
 def _is_main_process() -> bool:
@@ -261,17 +261,6 @@ def _config_keys(cls: Any = None, prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{field.name}")
     return keys
-
-
-#: control characters (a newline, a terminal's escape; C1's single-character escape and
-#: the line breaks str.splitlines knows) in a path or name that an error line repeats:
-#: written escaped, so the error stays one line and cannot drive the terminal
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def one_line(text: str) -> str:
-    """``text`` with its control characters escaped as Python writes them (``\\n``)."""
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _say(line: str) -> None:

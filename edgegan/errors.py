@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
 from collections.abc import Iterable
 
 
@@ -157,3 +158,14 @@ def take_signal() -> int | None:
     signum = _PENDING_SIGNALS[0] if _PENDING_SIGNALS else None
     _PENDING_SIGNALS.clear()
     return signum
+
+
+#: control characters (a newline, a terminal's escape; C1's single-character escape and
+#: the line breaks str.splitlines knows) in a path or name that an error line repeats:
+#: written escaped, so the error stays one line and cannot drive the terminal
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control characters escaped as Python writes them (``\\n``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)

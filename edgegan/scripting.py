@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import EdgeganError, os_error_line
+from edgegan.errors import EdgeganError, one_line, os_error_line
 from edgegan.fileio import (
     check_writable,
     write_json,  # noqa: F401  (re-exported for the tools)
@@ -27,11 +27,11 @@ def run(main: Callable[[], int | None]) -> int:
     try:
         return int(main() or 0)
     except EdgeganError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # a results file that cannot be written, a full disk, ...
         line, code = os_error_line(exc)
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_line(line)}", file=sys.stderr)
         return code
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: no results written", file=sys.stderr)

@@ -432,6 +432,15 @@ def test_control_characters_in_an_error_line_are_escaped(tmp_path):
     assert len(res.stderr.splitlines()) == 1
 
 
+def test_control_characters_in_a_warning_line_are_escaped():
+    """A warning repeats names and paths as an error line does (a data folder's file, a
+    plugin's message); it printed their newline and terminal escapes raw."""
+    from edgegan.cli import _format_warning
+
+    line = _format_warning("skipped a\nb\x1b[31m.png", UserWarning, "f.py", 1)
+    assert line == "warning: skipped a\\nb\\x1b[31m.png\n"
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
 def test_a_closed_terminal_ends_a_command_as_sigterm_does_unless_under_nohup():
     """SIGHUP (an ssh session dropped) killed the process at once: no cleanup, no line."""

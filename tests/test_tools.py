@@ -352,6 +352,7 @@ def test_a_tools_interrupted_run_writes_no_results(capsys):
 def test_a_tools_os_error_is_one_line(capsys):
     """A results file that cannot be written (read-only folder, full disk) was a traceback
     after the whole benchmark."""
+    from edgegan.errors import EdgeganError
     from edgegan.scripting import run
 
     def main():
@@ -359,6 +360,16 @@ def test_a_tools_os_error_is_one_line(capsys):
 
     assert run(main) == 2
     assert capsys.readouterr().err == "error: Permission denied: ro/.bench.json.1.tmp\n"
+
+    def named(name):
+        def main():
+            raise EdgeganError(f"no such file: {name}")
+
+        return main
+
+    # a crafted name can neither split the one line nor drive the terminal
+    assert run(named("a\nb\x1b[2J")) == 2
+    assert capsys.readouterr().err == "error: no such file: a\\nb\\x1b[2J\n"
 
 
 def test_gpu_check_kills_a_command_at_its_timeout_and_keeps_its_output(tmp_path):
