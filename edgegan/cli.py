@@ -1348,7 +1348,7 @@ def config_show(preset: str | None, overrides: tuple[str, ...]) -> None:
     """Print the resolved YAML of a preset (or config file) with overrides applied, after
     checking its parts and their parameters (names and types) as training would."""
     from edgegan.config import check_part_params, load_config
-    from edgegan.train.trainer import check_config
+    from edgegan.train.checks import check_config
 
     preset, args = _source_and_overrides([preset, *overrides] if preset else list(overrides))
     config = load_config(preset, args)

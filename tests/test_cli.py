@@ -33,7 +33,17 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["list", "models"], ["config", "list"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["plugins"],
+        ["list", "models"],
+        ["config", "list"],
+        ["config", "show", "cyclegan-digits", "train.steps=5"],  # its checks too: 3 s -> 0.7 s
+        ["config", "show", "dcgan-mnist"],
+    ],
+)
 def test_light_commands_do_not_import_torch(args):
     """Nor does importing what `infer --backend onnxruntime` needs (edgegan.translate)."""
     code = (

@@ -187,7 +187,7 @@ def test_another_tasks_section_is_refused_not_ignored(tmp_path):
     """cycle.* on a gan or pix2pix run, pix2pix.* on a gan or cyclegan run: ignored before."""
     from tiny import TINY_GAN, TINY_PIX2PIX
 
-    from edgegan.train.trainer import check_config
+    from edgegan.train.checks import check_config
 
     for preset, overrides, says in (
         ("cyclegan-digits", [*TINY, "pix2pix.lambda_l1=3"],

@@ -14,12 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgegan.config import COMPILE_MODES
-from edgegan.errors import ConfigError
 from edgegan.nn.layers import KEEP_CONTIGUOUS
-
-#: ``train.compile``: off, or one of torch.compile's modes.
-TRAIN_COMPILE = ("off", *COMPILE_MODES)
 
 
 def describe(train: Any, device: torch.device | None = None) -> str:
@@ -42,12 +37,6 @@ def layout_norm(train: Any, device: torch.device) -> bool:
     if train.layout_norm is not None:
         return bool(train.layout_norm)
     return bool(train.channels_last) and train.compile != "off" and device.type == "cuda"
-
-
-def validate(train: Any) -> None:
-    """Reject unknown fast-path settings with one clear line each."""
-    if train.compile not in TRAIN_COMPILE:
-        raise ConfigError(f"train.compile must be one of {', '.join(TRAIN_COMPILE)}")
 
 
 def memory_format(train: Any) -> torch.memory_format:

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import torch
 
 from edgegan import __version__, contracts
 from edgegan.config import (
-    GENERATOR_KINDS,
     Config,
     changed_parts,
     config_from_dict,
@@ -47,7 +46,6 @@ from edgegan.errors import (
     hangup_signals,
     take_signal,
 )
-from edgegan.export.bundle import MAX_LATENT_DIM
 from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
 from edgegan.plugins.manager import get_manager
 from edgegan.reference import IMPORTED
@@ -55,6 +53,7 @@ from edgegan.registry import StaleDefaultWarning
 from edgegan.rng import random_state_kept, seed_all
 from edgegan.train import checkpoint as ckpt_io
 from edgegan.train import distributed, fastpath, schedule
+from edgegan.train.checks import validate
 from edgegan.train.device import Precision, resolve_device
 from edgegan.train.ema import EMA
 from edgegan.train.logs import (
@@ -87,142 +86,8 @@ class TrainResult:
     signal: str | None = None
 
 
-#: Beyond this torch's thread pool cannot start (100,000 threads crashed the process).
-MAX_THREADS = 1024
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # the optimisers keep lr in float32
-
-
 #: The methods a callback may have (README, "The interface of each kind").
 CALLBACK_HOOKS = ("on_train_start", "on_step_end", "on_checkpoint", "on_validation", "on_train_end")
-
-
-def _validate(config: Config) -> None:
-    t, cyc = config.train, config.cycle
-    checks = [
-        (-(2**63) <= config.seed < 2**63, "seed must be in [-2**63, 2**63)"),
-        (t.steps > 0, "train.steps must be > 0"),
-        (t.batch_size > 0, "train.batch_size must be > 0"),
-        (t.d_steps >= 1, "train.d_steps must be >= 1"),
-        (t.r1_every >= 1, "train.r1_every must be >= 1"),
-        (t.r1_gamma >= 0, "train.r1_gamma must be >= 0"),
-        (0 <= t.ema_decay < 1, "train.ema_decay must be in [0, 1)"),
-        (t.max_seconds is None or t.max_seconds > 0, "train.max_seconds must be > 0"),
-        (t.sample_every >= 0 and t.checkpoint_every >= 0, "intervals must be >= 0 (0: off)"),
-        (t.log_every > 0, "train.log_every must be > 0"),
-        (
-            0 < config.model.latent_dim <= MAX_LATENT_DIM,
-            f"model.latent_dim must be in 1..{MAX_LATENT_DIM} (what a bundle holds)",
-        ),
-        (config.eval.every >= 0, "eval.every must be >= 0 (0: off)"),
-        (config.eval.val_samples > 0, "eval.val_samples must be > 0"),
-        (config.eval.num_samples > 0, "eval.num_samples must be > 0"),
-        (t.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0 (0: last.pt alone)"),
-        (config.eval.best_mode in ("min", "max"), "eval.best_mode must be min or max"),
-        (
-            "reference" not in config.eval.metric_params,
-            "eval.metric_params.reference: the metric's reference is eval.reference",
-        ),
-        (
-            not config.eval.best or config.eval.every > 0,
-            "eval.best needs eval.every > 0 (the validation that scores each checkpoint)",
-        ),
-        (t.sample_grid > 0, "train.sample_grid must be > 0"),
-        (
-            t.threads is None or 0 < t.threads <= MAX_THREADS,
-            f"train.threads must be in 1..{MAX_THREADS} (null: torch's default)",
-        ),
-        (t.num_workers >= 0, "train.num_workers must be >= 0"),
-        (t.ema_start >= 0, "train.ema_start must be >= 0"),
-        (cyc.pool_size >= 0, "cycle.pool_size must be >= 0 (0: no pool)"),
-        (cyc.preview > 0, "cycle.preview must be > 0"),
-        (cyc.lambda_cycle >= 0, "cycle.lambda_cycle must be >= 0"),
-        (cyc.lambda_a is None or cyc.lambda_a >= 0, "cycle.lambda_a must be >= 0"),
-        (cyc.lambda_b is None or cyc.lambda_b >= 0, "cycle.lambda_b must be >= 0"),
-        (cyc.lambda_identity >= 0, "cycle.lambda_identity must be >= 0"),
-        (config.pix2pix.lambda_l1 >= 0, "pix2pix.lambda_l1 must be >= 0"),
-        (config.pix2pix.preview > 0, "pix2pix.preview must be > 0"),
-    ]
-    for name in ("g", "d"):
-        o = getattr(config.optim, name)
-        checks += [
-            (0 < o.lr <= FLOAT32_MAX, f"optim.{name}.lr must be a finite number > 0"),
-            (0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, f"optim.{name}.beta1/beta2 must be in [0, 1)"),
-            (o.weight_decay >= 0, f"optim.{name}.weight_decay must be >= 0"),
-        ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    fastpath.validate(t)
-    schedule.validate(t)
-    _refuse_other_tasks_sections(config)
-    if GENERATOR_KINDS.get(config.task) == "image-to-image":
-        # the GAN task's discriminator settings: an image-to-image run ignored them in silence
-        given = [
-            (key, value, off)  # off: the value that leaves the setting off
-            for key, value, off in (
-                ("d_steps", t.d_steps, 1),
-                ("r1_gamma", t.r1_gamma, 0),
-                ("augment", t.augment.replace(",", " ").strip(), ""),  # "," is no policy
-            )
-            if value != off
-        ]
-        if config.eval.reference:
-            raise ConfigError(
-                f"eval.reference={config.eval.reference!r}: only task gan uses it; a "
-                f"{config.task} run scores its test split's pairs (eval.json); remove it"
-            )
-        if given:
-            unused = [
-                f"train.{k}={v!r}" if isinstance(v, str) else f"train.{k}={v:g}"
-                for k, v, _ in given
-            ]
-            it = "it" if len(unused) == 1 else "them"
-            reset = " ".join(f"train.{k}={off}" for k, _, off in given)
-            raise ConfigError(
-                f"{', '.join(unused)}: only task gan uses {it}, a {config.task} run would "
-                f"ignore {it}; remove {it}, or override {it} ({reset}: resuming a run that "
-                f"set {it}); a {config.task}'s gradient penalty is loss.name=wgan-gp"
-            )
-
-
-#: The config sections of one built-in task each (a run of another ignores them).
-_TASK_SECTIONS = {"cycle": "cyclegan", "pix2pix": "pix2pix"}
-
-
-def _refuse_other_tasks_sections(config: Config) -> None:
-    """``cycle.*`` on a gan or pix2pix run, ``pix2pix.*`` on a gan or cyclegan run: ignored in
-    silence before (as the GAN task's train.r1_gamma on a cyclegan is refused below).
-
-    Every run's config.yaml records these sections at their defaults: changing a default of
-    CycleConfig or Pix2PixConfig would make this refuse to resume the older runs of the
-    other tasks, so such a change must accept the old default here too."""
-    if config.task not in ("gan", *_TASK_SECTIONS.values()):
-        return  # a plugin's task: which sections it reads is its own affair
-    for section, task in _TASK_SECTIONS.items():
-        if task == config.task:
-            continue
-        value = getattr(config, section)
-        current, default = asdict(value), asdict(type(value)())
-        changed = [(k, v, default[k]) for k, v in current.items() if v != default[k]]
-        if changed:
-            given = ", ".join(f"{section}.{k}={v}" for k, v, _ in changed)
-            reset = " ".join(f"{section}.{k}={'null' if d is None else d}" for k, _, d in changed)
-            it = "it" if len(changed) == 1 else "them"
-            raise ConfigError(
-                f"{given}: only task {task} reads {section}.*, a {config.task} run would "
-                f"ignore {it}; remove {it} (or override {it} to the default, {reset}, "
-                f"resuming a run that set {it})"
-            )
-
-
-def check_config(config: Config) -> None:
-    """What training refuses of a config before it builds anything (ranges, the task, the GAN
-    task's metric), so ``edgegan config show`` can refuse it too."""
-    _validate(config)
-    get_task(config.task)
-    ev = config.eval
-    if config.task == "gan" and (ev.at_end or ev.every):
-        get_manager().registry("metrics").get(ev.metric)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -326,7 +191,7 @@ class Trainer:
         resume: bool = False,
         dist: distributed.Distributed | None = None,
     ) -> None:
-        _validate(config)
+        validate(config)
         # A copy: training fills in steps (from train.epochs) and the networks' parameters
         config = copy.deepcopy(config)
         _absolute_root(config)
