@@ -1953,6 +1953,37 @@ def test_logged_step_time_and_throughput_are_per_step_and_over_the_window(tmp_pa
         assert rec["step_time"] * rec["images_per_sec"] == pytest.approx(16, rel=1e-6)
 
 
+def test_logged_step_time_leaves_out_samples_validation_and_checkpoints(tmp_path, monkeypatch):
+    """A window's seconds counted the samples, validation and checkpoints written in it: a
+    run that checkpoints often logged steps many times slower than they were."""
+    import time
+
+    from edgegan.train.trainer import Trainer
+
+    def slowed(name):
+        real = getattr(Trainer, name)
+
+        def slow(self, *args, **kwargs):
+            time.sleep(0.4)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Trainer, name, slow)
+
+    for name in ("save_samples", "validate", "save_checkpoint"):
+        slowed(name)
+    config = tiny(
+        "train.log_every=2", "train.sample_every=1", "train.checkpoint_every=1",
+        "eval.every=1", "eval.val_samples=2", steps=4,
+    )  # fmt: skip
+    r = train(config, out_dir=tmp_path / "r")
+    records = [json.loads(line) for line in (r.run_dir / "metrics.jsonl").open()]
+    steps = [rec for rec in records if "step_time" in rec]
+    assert [rec["step"] for rec in steps] == [2, 4]
+    # each window held at least 1.2 s of the three (0.6 s a step): the steps alone are fast
+    assert all(rec["step_time"] < 0.3 for rec in steps), steps
+    assert r.seconds > 4 * 3 * 0.4  # the wall clock still has them all
+
+
 def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):
     done = train(tiny(steps=2), out_dir=tmp_path / "done")  # eval.at_end=false
     report = (done.run_dir / "report.md").read_text()

@@ -956,21 +956,25 @@ class Trainer:
         window: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}  # steps that gave each value (r1: only its own steps)
         window_steps, window_t0 = 0, time.monotonic()
+        # seconds of the window spent on samples, validation and checkpoints: step_time and
+        # images_per_sec are those of training steps (a checkpoint every 100 steps doubled them)
+        window_aside = 0.0
         stopped_by = "steps"
         between_steps = False  # samples and validation: a failure there leaves the state whole
 
         def log_window() -> None:
-            nonlocal window, counts, window_steps, window_t0, between_steps
+            nonlocal window, counts, window_steps, window_t0, window_aside, between_steps
             window = self.dist.mean(window)  # over the ranks, at log time only
-            self._check_finite(window)
+            self._check_finite(window)  # (on a GPU it waits for the window's steps)
             between_steps = True  # the step is whole and finite: a failure to log it keeps it
-            now = time.monotonic()
-            record = self._log_record(window, counts, window_steps, now - window_t0)
+            seconds = time.monotonic() - window_t0 - window_aside
+            record = self._log_record(window, counts, window_steps, seconds)
             if log is not None:
                 log.write(record)
             self._notify("on_step_end", self.step, record)
             bar.update(self.step, f"g {record['g_loss']:.3f} d {record['d_loss']:.3f}")
-            window, counts, window_steps, window_t0 = {}, {}, 0, now
+            window, counts, window_steps, window_aside = {}, {}, 0, 0.0
+            window_t0 = time.monotonic()  # the log and callbacks are not steps either
 
         try:
             self._notify("on_train_start")
@@ -985,13 +989,20 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     log_window()  # (sets between_steps once the step's losses are finite)
                 between_steps = True
-                if main and t.sample_every and self.step % t.sample_every == 0:
+                sample = main and t.sample_every and self.step % t.sample_every == 0
+                val = main and self.config.eval.every and self.step % self.config.eval.every == 0
+                keep = t.checkpoint_every and self.step % t.checkpoint_every == 0
+                if sample or val or keep:
+                    aside_t0 = self._steps_done_clock()
+                if sample:
                     self.save_samples(f"step_{self.step:07d}")
-                if main and self.config.eval.every and self.step % self.config.eval.every == 0:
+                if val:
                     self.validate(log)
                 between_steps = False
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+                if keep:
                     self.save_checkpoint()
+                if sample or val or keep:
+                    window_aside += time.monotonic() - aside_t0
                 stop = self._stop_reason(check_every)
                 if stop:
                     stopped_by = stop
@@ -1084,6 +1095,12 @@ class Trainer:
                 raise
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
+
+    def _steps_done_clock(self) -> float:
+        """The time once the steps queued on a GPU have run (what follows then is not theirs)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.monotonic()
 
     def _kept(self, stopped_by: str) -> str:
         """Where a run's training is, said when something after its last checkpoint fails."""
