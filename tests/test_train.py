@@ -1984,6 +1984,34 @@ def test_logged_step_time_leaves_out_samples_validation_and_checkpoints(tmp_path
     assert r.seconds > 4 * 3 * 0.4  # the wall clock still has them all
 
 
+def test_a_signal_while_the_last_checkpoint_is_saved_stops_the_final_evaluation(
+    tmp_path, monkeypatch
+):
+    """Caught by the trainer during the final save, after the last step, a Ctrl-C was dropped:
+    the final evaluation (minutes for an FID) ran on and the run ended as if never stopped."""
+    import os
+    import signal
+
+    from edgegan.train.trainer import Trainer
+
+    real = Trainer.save_checkpoint
+
+    def signalled(self):
+        if self.step == self.config.train.steps:
+            os.kill(os.getpid(), signal.SIGINT)  # the trainer's handler takes it
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", signalled)
+    monkeypatch.setattr(Trainer, "evaluate", lambda self: pytest.fail("evaluated"))
+    config = tiny("eval.at_end=true", steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "r")
+    run = tmp_path / "r"
+    assert (run / "checkpoints/last.pt").exists()
+    assert "- steps: 3 of 3 (stopped by steps)" in (run / "report.md").read_text()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):
     done = train(tiny(steps=2), out_dir=tmp_path / "done")  # eval.at_end=false
     report = (done.run_dir / "report.md").read_text()

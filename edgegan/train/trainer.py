@@ -1065,6 +1065,11 @@ class Trainer:
             try:
                 if stopped_by != "signal":
                     try:
+                        if self._stop == "signal" and self.config.eval.at_end:
+                            # Caught while the last checkpoint was saved, it was dropped: it
+                            # stops the evaluation, as one a moment later does (the handler
+                            # it reaches now is the caller's again).
+                            signal.raise_signal(signal.Signals[self.signal_name])
                         result.eval = self.evaluate()
                     except EdgeganError as exc:
                         self.write_report(result)  # the training is whole: report it, then fail
