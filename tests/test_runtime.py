@@ -857,9 +857,18 @@ def test_bench_warms_each_backend_up_before_measuring(bundle, monkeypatch):
     monkeypatch.setattr(
         bench_module, "_warm_up_library", lambda t, b, *a: (warmed.append(b), real(t, b, *a))
     )
+    from edgegan import sampling
+
+    loads = []
+    real_load = sampling.load_run_generator
+    monkeypatch.setattr(
+        sampling, "load_run_generator", lambda *a, **k: (loads.append(1), real_load(*a, **k))[1]
+    )
     bench_module.bench(bundle, ["torch", "onnxruntime"], ["fp32"], [1, 2], warmup=0, iters=1)
-    # Once each, before the rows: the first row measured no longer absorbs library setup.
-    assert warmed == ["torch", "onnxruntime"]
+    # Once each, before the rows: the first row measured no longer absorbs library setup;
+    # torch on the CPU has run for the reference (its checkpoint was loaded three times)
+    assert warmed == ["onnxruntime"]
+    assert len(loads) == 2  # the reference's and the torch row's
 
 
 def test_bench_takes_one_name_for_a_list_and_counts_repeats_once(bundle):

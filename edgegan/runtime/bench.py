@@ -349,7 +349,9 @@ def bench(
         reference, ref_name = _reference(t, inputs)
         for backend in backends:
             options = _runner_options(backend, threads, cuda_graphs, ort_options)
-            if t is first:
+            # (torch on the CPU is warm from the reference: a third load of the checkpoint)
+            warm = ref_name == "torch/fp32/cpu" and _backend_device(backend, device) == "cpu"
+            if t is first and not (backend == "torch" and warm):
                 _warm_up_library(t, backend, device, inputs[min(inputs)], options)
             variants = [(options, tags)]
             if backend == "torch" and (compile or channels_last):
