@@ -273,12 +273,14 @@ def rebuild_generator(
     """A run's generator built from its config section ``part`` and loaded with ``weights``;
     when the plugin that gave it is gone or changed, the error says which one the run used."""
     from edgegan.config import provenance_hint, with_provenance
+    from edgegan.float32 import float32_default
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept
     from edgegan.train.checkpoint import mismatch
 
     try:
-        with random_state_kept():  # the layers' init draws: the caller's streams stay as they were
+        # the layers' init draws: the caller's streams stay as they were; float32 weights
+        with random_state_kept(), float32_default():
             module = get_manager().registry("models").build_part(part, context, "generator")
     except EdgeganError as exc:
         raise with_provenance(exc, state.get("parts"), "generator") from None

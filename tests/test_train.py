@@ -2012,6 +2012,39 @@ def test_a_signal_while_the_last_checkpoint_is_saved_stops_the_final_evaluation(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_notebooks_no_grad_and_float64_default_neither_break_nor_change_a_run(tmp_path):
+    """Under torch.no_grad (or inference_mode) training failed in backward with torch's
+    error; under a float64 default it trained float64 weights, which a loaded generator
+    then kept: float32 inputs were refused, and an export failed onnx.checker."""
+    import torch
+
+    from edgegan.export.onnx import _example_inputs
+    from edgegan.sampling import generate, load_run_generator
+
+    plain = train(tiny(steps=2), out_dir=tmp_path / "plain")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with torch.no_grad():
+            r = train(tiny(steps=2), out_dir=tmp_path / "nograd")
+        with torch.inference_mode():
+            train(tiny(steps=2), out_dir=tmp_path / "inference")
+        assert torch.get_default_dtype() == torch.float64 and torch.is_grad_enabled()
+        state = torch.load(r.checkpoint, weights_only=True)
+        weights = state["networks"]["generator"]
+        assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+        before = torch.load(plain.checkpoint, weights_only=True)["networks"]["generator"]
+        assert all(torch.equal(before[k], v) for k, v in weights.items())  # the same run
+        gen = load_run_generator(r.run_dir)
+        assert next(gen.module.parameters()).dtype == torch.float32
+        assert generate(gen, 2, seed=0)["images"].shape[0] == 2
+        assert {x.dtype for x in _example_inputs(gen.spec) if x.is_floating_point()} == {
+            torch.float32
+        }
+    finally:
+        torch.set_default_dtype(old)
+
+
 def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):
     done = train(tiny(steps=2), out_dir=tmp_path / "done")  # eval.at_end=false
     report = (done.run_dir / "report.md").read_text()

@@ -131,8 +131,9 @@ def _example_inputs(spec: dict[str, Any], batch: int = 2) -> tuple[Any, ...]:
     gen = torch.Generator().manual_seed(0)
     if is_translator(spec):
         h, w = example_size(spec)
-        return (torch.rand(batch, int(spec["channels_in"]), h, w, generator=gen) * 2 - 1,)
-    z = torch.randn(batch, int(spec["latent_dim"]), generator=gen)
+        shape = (batch, int(spec["channels_in"]), h, w)
+        return (torch.rand(shape, generator=gen, dtype=torch.float32) * 2 - 1,)
+    z = torch.randn(batch, int(spec["latent_dim"]), generator=gen, dtype=torch.float32)
     k = int(spec.get("num_classes") or 0)
     if k > 0:
         return z, torch.arange(batch, dtype=torch.int64) % k

@@ -24,6 +24,7 @@ from torch import nn
 
 from edgegan.errors import EdgeganError
 from edgegan.fileio import sha256_file
+from edgegan.float32 import float32_default
 from edgegan.rng import random_state_kept
 from edgegan.train.device import resolve_device
 
@@ -133,7 +134,8 @@ def _load(device: str) -> DigitClassifier:
             f"digit classifier weights {WEIGHTS_PATH} do not match the sha256 in {CARD_PATH.name}"
         )
     state = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)
-    with random_state_kept():  # the layers' init draws: the caller's streams stay as they were
+    # the layers' init draws: the caller's streams stay as they were; float32 weights
+    with random_state_kept(), float32_default():
         model = DigitClassifier()
     model.load_state_dict(state)
     model.eval().requires_grad_(False)

@@ -25,6 +25,7 @@ from torch import nn
 
 from edgegan.errors import EdgeganError
 from edgegan.fileio import sha256_file
+from edgegan.float32 import float32_default
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 """pytorch-fid's file name of the ported weights (the hash prefix is of its SHA-256)."""
@@ -258,7 +259,8 @@ def load_inception(
         raise EdgeganError(f"cannot read Inception weights {path}: {exc}") from None
     if not isinstance(state, dict):
         raise EdgeganError(f"{path} holds no state dict of Inception weights")
-    net = FIDInceptionV3()
+    with float32_default():  # the features of float32 images (a float64 default: refused)
+        net = FIDInceptionV3()
     ours = net.state_dict()
     # the port has no BatchNorm step counters, which nothing here reads
     missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]

@@ -47,6 +47,7 @@ from edgegan.errors import (
     take_signal,
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
+from edgegan.float32 import float32_default
 from edgegan.plugins.manager import get_manager
 from edgegan.reference import IMPORTED
 from edgegan.registry import StaleDefaultWarning
@@ -1248,8 +1249,11 @@ def train(
         config = load_config(config)
     # Rebuilt from its plain form: the checks load_config makes apply to an edited Config.
     config = config_from_dict(config if isinstance(config, dict) else config.to_dict())
-    with _process_state_kept():
-        return _train(config, out_dir, resume)
+    # A notebook's torch.no_grad/inference_mode or float64 default would train nothing, or
+    # train float64 weights in silence: training sets its own.
+    with _process_state_kept(), float32_default(), torch.enable_grad():
+        with torch.inference_mode(False):
+            return _train(config, out_dir, resume)
 
 
 @contextlib.contextmanager
