@@ -974,6 +974,31 @@ def test_the_terminal_progress_bar_draws_on_stderr(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_progress_on_a_stderr_that_is_none_or_only_writes_is_plain_or_nothing(
+    tmp_path, monkeypatch
+):
+    """sys.stderr None (pythonw, an embedding host) or an object with write alone (a
+    notebook's stand-in) failed the run with AttributeError: 'isatty'."""
+    import io
+
+    class WriteOnly:
+        def __init__(self) -> None:
+            self.text = io.StringIO()
+
+        def write(self, s: str) -> int:
+            return self.text.write(s)
+
+        def flush(self) -> None:
+            pass
+
+    stand_in = WriteOnly()
+    monkeypatch.setattr("sys.stderr", stand_in)
+    train(tiny("train.progress=true", steps=2), out_dir=tmp_path / "w")
+    assert "train gan: step 2/2" in stand_in.text.getvalue()  # plain lines
+    monkeypatch.setattr("sys.stderr", None)
+    assert train(tiny("train.progress=true", steps=2), out_dir=tmp_path / "n").step == 2
+
+
 def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monkeypatch):
     from edgegan.train import fastpath
 

@@ -474,6 +474,15 @@ def _lines_backwards(f: Any, end: int, block: int = 1 << 16) -> Iterator[tuple[i
     yield 0, rest
 
 
+def _is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal: False for None (pythonw, an embedding host), an
+    object that only writes (a notebook's or a logger's stand-in) or a closed stream."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class ProgressBar:
     """A rich progress bar with ETA on a terminal; periodic plain lines otherwise (CI logs)."""
 
@@ -488,7 +497,7 @@ class ProgressBar:
         self._last_step = start
         if not enabled:
             return
-        if sys.stderr.isatty():
+        if _is_terminal(sys.stderr):
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -555,6 +564,8 @@ class ProgressBar:
         """A plain line on stderr. A reader gone (``edgegan train 2>&1 | head``, a killed
         ``tee``) ends the lines, not the work: a training run died at its next line with
         the steps since its last checkpoint lost."""
+        if sys.stderr is None:  # pythonw, a host that closed it: print would take stdout
+            return
         try:
             print(line, file=sys.stderr, flush=True)
         except OSError as exc:
