@@ -8,6 +8,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import errno
 import inspect
@@ -365,6 +366,10 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     from edgegan.train.distributed import resume_command
 
     result = run_training(config, out_dir=out, resume=resume)
+    # said as the user gave it: relative to here when it is under here
+    result = dataclasses.replace(
+        result, run_dir=_from_here(result.run_dir), checkpoint=_from_here(result.checkpoint)
+    )
     # stopped by a signal: the status a process it ended would have (130 Ctrl-C, 143 SIGTERM)
     # (Ctrl-Break is Windows' Ctrl-C: 130 too)
     by = result.signal if result.signal not in (None, "SIGINT", "SIGBREAK") else None
@@ -385,6 +390,14 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
     for line in _next_commands(config.task, result):
         click.echo(line, err=True)
+
+
+def _from_here(path: Path) -> Path:
+    """``path`` relative to the working folder when it lies under it, else as it is."""
+    try:
+        return path.relative_to(Path.cwd())
+    except (ValueError, OSError):  # elsewhere; the working folder removed
+        return path
 
 
 def _next_commands(task: str, result: Any) -> list[str]:

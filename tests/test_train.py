@@ -2275,6 +2275,26 @@ def test_edgegan_train_says_a_time_budget_stopped_it(tmp_path):
     assert f"continue with: edgegan train --resume {run}" in res.stderr
 
 
+def test_a_runs_result_holds_absolute_paths_and_the_cli_says_them_from_here(tmp_path, monkeypatch):
+    """TrainResult.run_dir was relative to the working folder of the call: a notebook that
+    changed folder afterwards could not load the run it had just trained."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+    from edgegan.sampling import load_run_generator
+
+    monkeypatch.chdir(tmp_path)
+    r = train(tiny(steps=1), out_dir="rel")
+    assert r.run_dir == tmp_path / "rel" and r.checkpoint == tmp_path / "rel/checkpoints/last.pt"
+    monkeypatch.chdir(tmp_path / "rel")
+    assert load_run_generator(r.run_dir).step == 1
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["train", "dcgan-mnist", *TINY, "train.steps=1", "--out", "c"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0].endswith(" -> c")  # as given, not made absolute
+    assert "edgegan export c" in res.stderr
+
+
 def test_a_resume_on_data_whose_classes_changed_is_refused(tmp_path):
     """A class folder renamed between runs gave label 1 to another class without a word; one
     added failed on the class embeddings' size, blaming the model config."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import signal
@@ -73,7 +74,7 @@ from edgegan.train.task import Task, best_score_name, get_task
 
 @dataclass
 class TrainResult:
-    """What a finished (or stopped) run leaves behind."""
+    """What a finished (or stopped) run leaves behind (absolute paths)."""
 
     run_dir: Path
     step: int
@@ -1066,7 +1067,7 @@ class Trainer:
             try:
                 if stopped_by != "signal":
                     try:
-                        if self._stop == "signal" and self.config.eval.at_end:
+                        if self.signal_name and self.config.eval.at_end:
                             # Caught while the last checkpoint was saved, it was dropped: it
                             # stops the evaluation, as one a moment later does (the handler
                             # it reaches now is the caller's again).
@@ -1253,7 +1254,11 @@ def train(
     # train float64 weights in silence: training sets its own.
     with _process_state_kept(), float32_default(), torch.enable_grad():
         with torch.inference_mode(False):
-            return _train(config, out_dir, resume)
+            result = _train(config, out_dir, resume)
+    # absolute: a program that changes its working folder later still finds the run
+    return dataclasses.replace(
+        result, run_dir=result.run_dir.absolute(), checkpoint=result.checkpoint.absolute()
+    )
 
 
 @contextlib.contextmanager
