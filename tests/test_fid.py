@@ -418,6 +418,21 @@ def test_a_reference_rewritten_in_place_is_read_again(weights, tmp_path) -> None
     os.utime(tmp_path / "real", ns=(folder_time, folder_time))
     third = metric.compute(samples)
     assert third["num_reference"] == 5 and third["fid"] != pytest.approx(second["fid"])
+    # each version replaced the one before: a notebook that rewrote its reference kept them all
+    assert len(fid_mod._CACHE) == 1
+
+
+def test_the_reference_cache_keeps_the_most_recently_used(weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(fid_mod, "_CACHE_SIZE", 2)
+    metric = FidMetric(weights=str(weights), device="cpu")
+    folders = [tmp_path / name for name in ("a", "b", "c")]
+    for i, folder in enumerate(folders):
+        _write_pngs(folder, _images(i, 2))
+    metric.reference_features(str(folders[0]))
+    metric.reference_features(str(folders[1]))
+    metric.reference_features(str(folders[0]))  # used again: b is now the oldest
+    metric.reference_features(str(folders[2]))
+    assert [key[1][0] for key in fid_mod._CACHE] == [str(folders[0]), str(folders[2])]
 
 
 def test_cli_eval_scores_and_saves_statistics(weights, tmp_path, monkeypatch) -> None:

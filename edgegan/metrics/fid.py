@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,22 @@ KID_WHOLE_MAX = 4096
 """Up to this many features a side, KID computes its kernel matrices once (128 MiB each)."""
 
 # (weights, reference key, device) -> (features (N, 2048) float64, image size), or
-# ((mu, sigma), None) of a statistics file
-_CACHE: dict[tuple[str, tuple[Any, ...], str], Any] = {}
+# ((mu, sigma), None) of a statistics file; most recently used last. A long-lived process (a
+# notebook that rewrites its reference folder) kept every version: 164 MB each for 10,000
+# images. A new version of a reference replaces the old, and at most _CACHE_SIZE are kept.
+_CACHE: OrderedDict[tuple[str, tuple[Any, ...], str], Any] = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def _cached(key: tuple[str, tuple[Any, ...], str], value: Any) -> None:
+    """Keep ``value`` for ``key``: older versions of its reference (the same weights, spec
+    and device, other contents) go, and the least recently used beyond the size."""
+    weights, (name, *_), device = key
+    for old in [k for k in _CACHE if k[0] == weights and k[1][0] == name and k[2] == device]:
+        del _CACHE[old]
+    _CACHE[key] = value
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
 
 
 def _fp32_convolutions(device: torch.device) -> contextlib.AbstractContextManager[None]:
@@ -344,7 +359,8 @@ class FidMetric:
             elif kind == "images":
                 size = (int(value.shape[-2]), int(value.shape[-1]))
                 value = self.features(value)
-            _CACHE[key] = (value, size)
+            _cached(key, (value, size))
+        _CACHE.move_to_end(key)
         return _CACHE[key]
 
     def compute(
