@@ -36,7 +36,6 @@ from edgegan.errors import (
     note_signal,
     one_line,
     os_error_line,
-    reader_gone,
     take_signal,
 )
 
@@ -46,12 +45,12 @@ if TYPE_CHECKING:
 LIST_KINDS = ("models", "losses", "datasets", "metrics", "exporters", "callbacks")
 
 
-def _quiet_broken_pipe() -> None:
-    """Point stdout and stderr at /dev/null: their reader is gone, and Python's flush at exit
-    would otherwise print "Exception ignored ... BrokenPipeError" where no one reads it, or
-    fail with exit code 120."""
+def _quiet_broken_pipe(streams: tuple[Any, ...] | None = None) -> None:
+    """Point ``streams`` (stdout and stderr) at /dev/null: their reader is gone, and Python's
+    flush at exit would otherwise print "Exception ignored ... BrokenPipeError" where no one
+    reads it, or fail with exit code 120."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
+    for stream in streams or (sys.stdout, sys.stderr):
         try:
             os.dup2(devnull, stream.fileno())
         except (OSError, ValueError, AttributeError):  # no file descriptor (click's runner)
@@ -144,7 +143,7 @@ class _Group(_Commands):
             _report(exc, line)
             ctx.exit(code)
         except MemoryError as exc:  # e.g. `infer --num 1000000000`: all images held at once
-            _report(exc, f"out of memory ({exc or 'MemoryError'}); ask for less at once")
+            _report(exc, f"out of memory ({str(exc) or 'MemoryError'}); ask for less at once")
             ctx.exit(1)
         except RuntimeError as exc:
             # torch's allocators say so in a RuntimeError (torch.OutOfMemoryError on CUDA):
@@ -265,14 +264,13 @@ def _config_keys(cls: Any = None, prefix: str = "") -> list[str]:
 
 
 def _say(line: str) -> None:
-    """``line`` on stderr; when no one reads it any more (a pipe's reader gone, a terminal
-    closed by SIGHUP) the command's exit code is all that is left to say it: not an error."""
+    """``line`` on stderr; when it cannot be written (a pipe's reader gone, a terminal
+    closed by SIGHUP, a log file on a full disk) the command's exit code is all that is left
+    to say it: not an error, and the command's work stands."""
     try:
         click.echo(line, err=True)
-    except OSError as exc:
-        if not reader_gone(exc):
-            raise
-        _quiet_broken_pipe()
+    except OSError:
+        _quiet_broken_pipe((sys.stderr,))  # stdout, the command's result, may still be read
 
 
 def _report(exc: BaseException, line: str) -> None:
@@ -389,7 +387,7 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     if result.eval:
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
     for line in _next_commands(config.task, result):
-        click.echo(line, err=True)
+        _say(line)
 
 
 def _from_here(path: Path) -> Path:
@@ -739,10 +737,9 @@ def import_cmd(
 
     run = shell_path(result.run_dir, "RUN")
     which = " --direction AtoB" if result.task == "cyclegan" else ""
-    click.echo(
+    _say(
         f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  "
-        f"edgegan export {run}",
-        err=True,
+        f"edgegan export {run}"
     )
 
 
@@ -911,7 +908,7 @@ def export(
         directions=directions or None,
         artifacts=artifacts,
         artifact_params=_exporter_params(artifact_params),
-        progress=lambda line: click.echo(line, err=True),
+        progress=_say,
         checkpoint=checkpoint,
         engine_profile=engine_options,  # checked before anything is written
     )
@@ -1053,8 +1050,7 @@ def bench(
     def progress(rows: list[dict[str, Any]]) -> None:
         # each row as it finishes, on stderr: a run cut short (a time limit) keeps them
         for row in rows:
-            click.echo(f"bench: {row_line(row)}", err=True)
-        sys.stderr.flush()
+            _say(f"bench: {row_line(row)}")
 
     to_stdout = json_file == "-"
     if not to_stdout:
@@ -1090,7 +1086,7 @@ def bench(
     if to_stdout:
         click.echo(json.dumps(strict_json(result), indent=2, allow_nan=False))
     elif json_file:
-        click.echo(f"wrote {write_json(json_file, result, follow_symlinks=True)}", err=True)
+        _say(f"wrote {write_json(json_file, result, follow_symlinks=True)}")
 
 
 def _metric_params(options: tuple[str, ...]) -> dict[str, Any]:
@@ -1220,7 +1216,7 @@ def eval_cmd(
                 f"--save-stats takes -o {', '.join(takes)}; not {', '.join(unknown)}"
             )
         out = write_stats(samples, save_stats, overwrite=overwrite, **params)
-        click.echo(f"wrote {out}", err=True)
+        _say(f"wrote {out}")
         return
     from edgegan.metrics.translation import evaluate_translation_run, is_translation_run
 
@@ -1295,7 +1291,7 @@ def plugins(as_json: bool) -> None:
 
     infos, error = get_manager().plugin_infos()
     for line in misplaced_entry_points():
-        click.echo(f"warning: {line}", err=True)
+        _say(f"warning: {line}")
     if as_json:
         click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
     else:
@@ -1405,7 +1401,27 @@ def _wait_passively_when_shared() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+def _fill_closed_std_streams() -> None:
+    """/dev/null in place of a standard stream the caller closed (``2>&-``): the files a
+    command opens (a run's lock) took its number, so whatever wrote to stderr wrote into
+    them, and Python's None for the stream failed the command once its work was done."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, or lower
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        if getattr(sys, name) is None:
+            mode = "r" if fd == 0 else "w"
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _fill_closed_std_streams()
     _wait_passively_when_shared()
     # A path the output's encoding cannot show (cp1252 on a redirected Windows stdout) is
     # escaped, as stderr already does, instead of failing a command after its work.

@@ -276,6 +276,32 @@ def test_a_path_the_output_cannot_encode_is_escaped_not_a_crash(tmp_path):
     assert f"-> {tmp_path}/\\u753b\\u50cf" in proc.stdout
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+def test_a_closed_or_full_stderr_stops_the_lines_not_the_run(tmp_path):
+    """`2>&-` failed every command with a progress bar (exit 1, no run: Python's stderr is
+    None), and the run's lock file took fd 2; `2>/dev/full` (a log on a full disk) failed
+    training at its first line."""
+    import shlex
+
+    cmd = [sys.executable, "-m", "edgegan", "train", *TINY, "eval.at_end=false",
+           "train.progress=true"]  # fmt: skip
+    for name, redirect in (("closed", "2>&-"), ("full", "2>/dev/full")):
+        out = tmp_path / name
+        line = f"{shlex.join([*cmd, '--out', str(out)])} {redirect}"
+        proc = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (name, proc.stdout)
+        assert (out / "checkpoints/last.pt").is_file() and "done: 2 steps" in proc.stdout
+    # an open number below 3 stays free for a standard stream: the lock is not fd 2
+    code = (
+        "import os, sys\nfrom edgegan.cli import _fill_closed_std_streams\n"
+        "_fill_closed_std_streams()\nprint(os.open(os.devnull, os.O_RDONLY) > 2, "
+        "sys.stderr is not None, file=sys.stdout)"
+    )
+    proc = subprocess.run(["bash", "-c", f"{shlex.join([sys.executable, '-c', code])} 2>&-"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.stdout.strip() == "True True", proc
+
+
 @pytest.mark.slow
 def test_train_resume_infer_via_cli(tmp_path):
     out = tmp_path / "run"

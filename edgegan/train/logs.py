@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgegan.errors import ConfigError, reader_gone
+from edgegan.errors import ConfigError
 from edgegan.fileio import (
     atomic_write,
     check_not_empty,
@@ -555,22 +555,19 @@ class ProgressBar:
             return
         try:
             self._bar.console.print(line, markup=False, highlight=False)
-        except OSError as exc:
-            if not reader_gone(exc):
-                raise
+        except OSError:  # as in _print
             self.enabled = False
 
     def _print(self, line: str) -> None:
-        """A plain line on stderr. A reader gone (``edgegan train 2>&1 | head``, a killed
-        ``tee``) ends the lines, not the work: a training run died at its next line with
-        the steps since its last checkpoint lost."""
+        """A plain line on stderr. A stderr that fails (its reader gone: ``edgegan train 2>&1
+        | head``, a killed ``tee``, a closed terminal; a log file on a full disk) ends the
+        lines, not the work: a training run died at its next line with the steps since its
+        last checkpoint lost."""
         if sys.stderr is None:  # pythonw, a host that closed it: print would take stdout
             return
         try:
             print(line, file=sys.stderr, flush=True)
-        except OSError as exc:
-            if not reader_gone(exc):
-                raise
+        except OSError:
             self.enabled = False
 
     def close(self) -> None:
@@ -578,6 +575,5 @@ class ProgressBar:
             bar, self._bar = self._bar, None
             try:
                 bar.stop()  # redraws the bar a last time
-            except OSError as exc:  # the terminal closed (SIGHUP): the run's work goes on
-                if not reader_gone(exc):
-                    raise
+            except OSError:  # the terminal closed (SIGHUP), ...: the run's work goes on
+                pass
