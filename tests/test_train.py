@@ -1946,6 +1946,35 @@ def test_a_failed_run_stops_its_data_workers_even_while_its_error_is_kept(tmp_pa
     assert multiprocessing.active_children() == []
 
 
+def test_data_workers_that_cannot_start_are_one_line_without_a_teardown_traceback(
+    tmp_path, monkeypatch
+):
+    """A small or read-only /dev/shm (a container's) failed the run with 'No space left on
+    device' alone, then 'Exception ignored in ... __del__' and a traceback from the half-made
+    loader; nothing said that the workers needed it or how to train without them."""
+    import errno
+    import sys
+
+    import torch.multiprocessing
+
+    def no_shm(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.multiprocessing, "Queue", no_shm)
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    cfg = tiny("train.num_workers=2", "train.resident_data=false")
+    with pytest.raises(DataError) as err:
+        train(cfg, out_dir=tmp_path / "r")
+    assert str(err.value) == (
+        "the DataLoader's 2 worker processes failed ([Errno 28] No space left on device): "
+        "they need shared memory (/dev/shm, small in containers: docker run --shm-size) and "
+        "open files (ulimit -n); train with train.num_workers=0, or give them more"
+    )
+    assert unraisable == [] and sys.unraisablehook == unraisable.append
+    assert not (tmp_path / "r").exists()  # failed before its first step: taken back
+
+
 def test_the_preview_grid_gives_each_class_a_row(tmp_path):
     """The fixed preview labels of a conditional run are in class blocks, as many images of
     a class as the grid has columns ([0, 0, 1, 1, ..., 9, 9] for 20 images of 10 classes in

@@ -21,9 +21,11 @@ with its own one-line message (the DataLoader would carry the worker's whole tra
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import random
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -203,6 +205,32 @@ def worker_message(exc: BaseException) -> str | None:
     return message.rstrip("\n") if found else None
 
 
+def _out_of_descriptors(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's failure to pass a batch between processes for want of
+    open files (``ulimit -n``)."""
+    return isinstance(exc, RuntimeError) and "Too many open files" in str(exc)
+
+
+def _workers_failed(workers: int, exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+    return (
+        f"the DataLoader's {workers} worker processes failed ({first}): they need shared "
+        "memory (/dev/shm, small in containers: docker run --shm-size) and open files "
+        "(ulimit -n); train with train.num_workers=0, or give them more"
+    )
+
+
+def _not_from_a_loader(hook: Any) -> Any:
+    """``sys.unraisablehook`` ``hook`` less the failures of a DataLoader iterator's teardown."""
+
+    def filtered(unraisable: Any) -> None:
+        owner = getattr(unraisable.object, "__qualname__", "")
+        if not owner.startswith("_MultiProcessingDataLoaderIter."):
+            hook(unraisable)
+
+    return filtered
+
+
 def _from_dataset(exc: BaseException) -> bool:
     """Whether ``exc`` is a dataset's own failure to give an item (not Ctrl-C, an exit, out
     of memory, or the pin-memory thread's CUDA error, which say nothing about the data)."""
@@ -288,6 +316,27 @@ class BatchStream:
             _check_sendable(dataset, source)
         self._iter: Iterator[Any] | None = None
 
+    def _start_quietly(self) -> Iterator[Any]:
+        """:meth:`_start`; workers that cannot start (a small or read-only /dev/shm, as in a
+        container; too few open files) are one line. The loader they leave half made fails
+        again when it is collected ("Exception ignored in ... __del__"): that is dropped."""
+        hook = sys.unraisablehook
+        failure = None
+        sys.unraisablehook = _not_from_a_loader(hook)
+        try:
+            try:
+                return self._start()
+            except (OSError, RuntimeError) as exc:
+                if not self.num_workers or not (
+                    isinstance(exc, OSError) or _out_of_descriptors(exc)
+                ):
+                    raise
+                failure = _workers_failed(self.num_workers, exc)
+            gc.collect()  # the half-made loader, now, while its teardown's failure is dropped
+        finally:
+            sys.unraisablehook = hook
+        raise DataError(failure)
+
     def _start(self) -> Iterator[Any]:
         sampler = BatchIndices(
             len(self.dataset),  # type: ignore[arg-type]
@@ -320,7 +369,7 @@ class BatchStream:
         """The next batch: ``(images, labels)``, or a dict of tensors for datasets whose items
         are dicts (e.g. the unpaired ``{"A": ..., "B": ...}``), on the device."""
         if self._iter is None:
-            self._iter = self._start()
+            self._iter = self._start_quietly()
         try:
             item = next(self._iter)
             if self.num_classes and not self.resident and not isinstance(item, dict):
@@ -337,6 +386,8 @@ class BatchStream:
                     raise
                 # One line, as from the training process, not the worker's whole traceback.
                 raise type(exc)(message) from None
+            if self.num_workers and _out_of_descriptors(exc):
+                raise DataError(_workers_failed(self.num_workers, exc)) from None
             if self.source is None or not _from_dataset(exc):
                 raise  # edgegan's own dataset's bug, out of memory, Ctrl-C: as they are
             # A dataset's own failure (an unreadable file, its bug): one line naming it; the
