@@ -2542,6 +2542,38 @@ def test_bench_table_rows_title_and_progress_lines_of_a_cyclegan_result():
     assert row_line(result["results"][5]) == "AtoB onnxruntime int8 batch 8: failed (out of memory)"
 
 
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="names are bytes on Linux alone")
+def test_onnxruntime_runs_the_checked_bytes_of_a_bundle_whose_path_is_not_utf8(
+    bundle, tmp_path, monkeypatch
+):
+    """onnxruntime took the graph's path: a folder name that is not UTF-8 made it fail as
+    'the file is damaged or not an ONNX graph', and the file could change between the digest
+    check and the load. It is given the bytes checked."""
+    import os
+
+    from edgegan.export.signature import make_feed
+    from edgegan.runtime import open_runner
+
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/x\xffy"))
+    shutil.copytree(bundle, odd)
+    with open_runner(odd, "onnxruntime", "fp32") as runner:
+        assert runner.run(make_feed(runner.spec, 2, 0)).shape[0] == 2
+    # the bytes read for the check are those loaded: a file swapped after it is not read
+    from edgegan.export import bundle as bundles
+    from edgegan.runtime import ort_runner
+
+    real = bundles.check_graph_file
+
+    def then_swapped(path, entry):
+        data = real(path, entry)
+        path.write_bytes(b"not a graph")
+        return data
+
+    monkeypatch.setattr(ort_runner, "check_graph_file", then_swapped)
+    with open_runner(odd, "onnxruntime", "fp32") as runner:
+        assert runner.run(make_feed(runner.spec, 1, 0)).shape[0] == 1
+
+
 def test_a_graph_the_bundle_lists_but_lacks_is_one_line(bundle_copy):
     from edgegan.export.bundle import model_path
 

@@ -323,30 +323,32 @@ def _now_recorded(path: Path, digest: str, section: str) -> bool:
     return any(e.get("file") == path.name and e.get("sha256") == digest for e in entries)
 
 
-def check_graph_file(path: Path, entry: dict[str, Any]) -> None:
+def check_graph_file(path: Path, entry: dict[str, Any]) -> bytes:
     """Before onnxruntime opens a bundle's graph: refuse a graph other than the one exported
     (its recorded sha256; a link to the right file, as git-annex or DVC make, is fine:
     another export's graph of the same interface ran silently with other weights, only
     bench's parity said so), and a graph whose tensors live in external data files: a
     bundle from elsewhere could name ``../../secret`` there (onnxruntime 1.22 read such
     paths; 1.32 refuses them), and edgegan never writes external data. The second holds
-    whatever the digest says: whoever made such a graph can record its digest too."""
+    whatever the digest says: whoever made such a graph can record its digest too.
+    Returns the bytes checked, for the runtime to load those and no others."""
     data = read_recorded(path, entry)
     # An external tensor names its file under the key "location": a graph without those
     # bytes has none, and is not parsed here (importing onnx took 0.1-0.2 s a runner).
     if b"location" not in data:
-        return
+        return data
     import onnx
 
     try:
         model = onnx.load_from_string(data)
     except Exception:  # not a graph at all: onnxruntime says so in its own words
-        return
+        return data
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(model.graph)):
         raise EdgeganError(
             f"{path.name} keeps tensors in external data files, which edgegan never writes: "
             "the bundle was not made by edgegan export, or was edited; export it again"
         )
+    return data
 
 
 def read_recorded(path: Path, entry: dict[str, Any], engine: bool = False) -> bytes:

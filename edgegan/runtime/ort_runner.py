@@ -215,7 +215,10 @@ class OrtRunner(Runner):
         path = target.bundle / entry["file"]
         if not path.is_file():
             raise EdgeganError(f"the bundle lists {entry['file']} but {path} is missing")
-        check_graph_file(path, entry)  # before onnxruntime reads it (or any file it names)
+        # onnxruntime is given the bytes checked, not the path: the file cannot change between
+        # the check and the load, and a path it cannot take (a name that is not UTF-8) is
+        # no "damaged file"
+        model = check_graph_file(path, entry)
         kind, index = parse_device(device)
         self.spec = target.spec
         self.precision = precision
@@ -251,7 +254,7 @@ class OrtRunner(Runner):
         else:
             providers = ["CPUExecutionProvider"]
         try:
-            self.session = self._session(path, providers)
+            self.session = self._session(model, providers)
         except Exception as exc:  # onnxruntime's own errors: truncated or foreign files
             first = _first_line(exc)
             if self.provider_options and "graph capture" not in first.lower():
@@ -282,7 +285,7 @@ class OrtRunner(Runner):
             self.cuda_graphs = False
             cuda = cuda_provider(index, **self.provider_options)
             try:
-                self.session = self._session(path, [cuda, "CPUExecutionProvider"])
+                self.session = self._session(model, [cuda, "CPUExecutionProvider"])
             except Exception as exc2:
                 raise EdgeganError(
                     f"onnxruntime cannot load {path} ({_first_line(exc2)})"
@@ -312,13 +315,13 @@ class OrtRunner(Runner):
         self._ungraphed: set[tuple] = set()  # shapes whose capture failed
         self._next_graph_id = 1
 
-    def _session(self, path: Any, providers: list[Any]) -> Any:
+    def _session(self, model: bytes, providers: list[Any]) -> Any:
         import onnxruntime as ort
 
         # No fallback: onnxruntime would print a box to stdout and retry on the CPU when the
         # CUDA provider refuses its options; the error is ours to report in one line.
         return ort.InferenceSession(
-            str(path),
+            model,
             sess_options=session_options(self.threads, self.spinning),
             providers=providers,
             enable_fallback=0,
