@@ -2476,9 +2476,17 @@ def test_a_run_folder_whose_name_is_not_utf8_trains_and_export_says_why_not(tmp_
     run = Path(os.fsdecode(bytes(tmp_path) + b"/run\xff"))
     result = train(tiny(steps=1), out_dir=run)
     assert result.step == 1
-    assert "# edgegan run: run\\udcff" in (run / "report.md").read_text(encoding="utf-8")
+    assert "# edgegan run: run\\xff\n" in (run / "report.md").read_text(encoding="utf-8")
     with pytest.raises(EdgeganError, match=r"its name is not UTF-8, which onnxruntime needs"):
-        export(run)
+        export(run)  # into run/export, beside which the bundle is made
+    # only the bundle's folder must be UTF-8: the run is read by Python alone
+    bundle = tmp_path / "b"
+    assert export(run, out=bundle)["source"]["run_dir"] == str(run.resolve())
+    # a bundle given for the run is said to be one, before its --out is looked at (a file
+    # there, a read-only bundle: the complaint was about --out)
+    (bundle / "export").write_text("")
+    with pytest.raises(EdgeganError, match="is an export bundle, not a run directory"):
+        export(bundle)
 
 
 def test_a_new_run_that_fails_before_its_first_step_leaves_nothing(tmp_path, monkeypatch):

@@ -112,15 +112,11 @@ def _warn_if_training(run_dir: Path) -> None:
         )
 
 
-def _load_spec(
-    run_dir: Path, checkpoint: str | None = None
-) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    """The run's generator spec, which weights a GAN export takes (``ema`` or
-    ``generator``) and the checkpoint they come from (loaded once: the export takes its
-    weights from the same read), with one-line errors for anything that is not a GAN or
-    cyclegan run."""
-    from edgegan.train.checkpoint import load_checkpoint
-    from edgegan.train.logs import CHECKPOINT, checkpoint_file
+def _check_run_dir(run_dir: Path) -> None:
+    """One line for anything that is not a run directory (a bundle, a missing folder): said
+    before ``--out`` is checked, whose complaint (a read-only bundle's ``export`` folder)
+    would name the wrong problem."""
+    from edgegan.train.logs import CHECKPOINT
 
     if not run_dir.exists():
         raise EdgeganError(f"run directory not found: {run_dir}")
@@ -142,6 +138,19 @@ def _load_spec(
         raise EdgeganError(
             f"{run_dir} is not a run directory: no {CHECKPOINT} (train one with edgegan train)"
         )
+
+
+def _load_spec(
+    run_dir: Path, checkpoint: str | None = None
+) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The run's generator spec, which weights a GAN export takes (``ema`` or
+    ``generator``) and the checkpoint they come from (loaded once: the export takes its
+    weights from the same read), with one-line errors for anything that is not a GAN or
+    cyclegan run."""
+    from edgegan.train.checkpoint import load_checkpoint
+    from edgegan.train.logs import checkpoint_file
+
+    _check_run_dir(run_dir)
     path = checkpoint_file(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     spec = state.get("spec")
@@ -427,16 +436,17 @@ def export(
     from edgegan.plugins.manager import get_manager
 
     run_dir = Path(run_dir)
+    _check_run_dir(run_dir)
     out = default_out(run_dir, out)
     dest = out.resolve()  # "." or ".." have no name to put the temporary folder beside
-    for path in (Path(run_dir).resolve(), dest):
-        try:
-            str(path).encode("utf-8")
-        except UnicodeEncodeError:  # legal on Linux; onnxruntime failed on it, a traceback
-            raise EdgeganError(
-                f"{str(path).encode('utf-8', 'backslashreplace').decode()}: its name is not "
-                "UTF-8, which onnxruntime needs of the paths it opens; rename the folder"
-            ) from None
+    # (the bundle is made beside it; the run is read by Python alone: any name will do)
+    try:
+        os.fsencode(dest).decode("utf-8")  # its bytes, whatever the locale decoded them to
+    except UnicodeDecodeError:  # legal on Linux; onnxruntime failed on it, a traceback
+        raise EdgeganError(
+            f"{str(dest).encode('utf-8', 'backslashreplace').decode()}: its name is not "
+            "UTF-8, which onnxruntime needs of the paths it opens; rename the folder"
+        ) from None
     if dest == Path(dest.anchor):
         raise EdgeganError(f"--out {out} is a file system root; name a folder for the bundle")
     restore_set_aside(dest)

@@ -86,7 +86,9 @@ def ort_session(path: str | Path, threads: int | None = None) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    # the bytes: a path whose name the locale could not decode is no str onnxruntime takes
+    data = Path(path).read_bytes()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
 def onnx_outputs(path: str | Path, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:

@@ -1160,8 +1160,10 @@ class Trainer:
 
     def write_report(self, result: TrainResult) -> None:
         images = result.step * self.config.train.batch_size
+        # the name's bytes: UTF-8 whatever the locale decoded it to; others as \xff escapes
+        name = os.fsencode(self.run_dir.name).decode("utf-8", "backslashreplace")
         lines = [
-            f"# edgegan run: {self.run_dir.name}",
+            f"# edgegan run: {name}",
             "",
             f"- task: {self.config.task}, preset: {self.config.preset or '-'}",
             f"- device: {self.device}, {fastpath.describe(self.config.train, self.device)}"
@@ -1178,7 +1180,6 @@ class Trainer:
                          f"({BEST_CHECKPOINT})")  # fmt: skip
         if result.eval:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
-        # (a folder name that is not UTF-8, legal on Linux, shows as \xff escapes)
         text = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
         atomic_write(self.run_dir / "report.md", lambda f: f.write(text))
 
