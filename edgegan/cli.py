@@ -145,6 +145,9 @@ class _Group(_Commands):
         except MemoryError as exc:  # e.g. `infer --num 1000000000`: all images held at once
             _report(exc, f"out of memory ({str(exc) or 'MemoryError'}); ask for less at once")
             ctx.exit(1)
+        except Warning as exc:  # made an error by -W error or PYTHONWARNINGS: still one line
+            _report(exc, f"{exc} ({type(exc).__name__}, an error by -W/PYTHONWARNINGS)")
+            ctx.exit(1)
         except RuntimeError as exc:
             # torch's allocators say so in a RuntimeError (torch.OutOfMemoryError on CUDA):
             # a network of absurd size from a checkpoint, a batch too large for the GPU
@@ -738,8 +741,7 @@ def import_cmd(
     run = shell_path(result.run_dir, "RUN")
     which = " --direction AtoB" if result.task == "cyclegan" else ""
     _say(
-        f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  "
-        f"edgegan export {run}"
+        f"next: edgegan infer {run}{which} --input IMAGES --out translated  |  edgegan export {run}"
     )
 
 

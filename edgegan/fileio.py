@@ -218,15 +218,15 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, beside: bo
     if beside or not inside:
         places.append(next((p for p in real.parents if p.exists()), Path(".")))
     for place in places:
-        why = None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
-        if why is None:
-            # os.access says yes to root on a read-only mount or in /proc: make a file there,
-            # an unnamed one where the system has them (nothing left behind, none seen)
-            try:
-                with tempfile.TemporaryFile(dir=place, prefix=".edgegan-probe-"):
-                    pass
-            except OSError as exc:
-                why = (exc.strerror or str(exc)).lower()
+        # os.access says yes to root on a read-only mount or in /proc, and no without the
+        # reason (a read-only mount was "permission denied"): make a file there, an unnamed
+        # one where the system has them (nothing left behind, none seen)
+        try:
+            with tempfile.TemporaryFile(dir=place, prefix=".edgegan-probe-"):
+                pass
+            why = None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
+        except OSError as exc:
+            why = (exc.strerror or str(exc)).lower()
         if why is not None:
             raise EdgeganError(f"{flag} {path}: {place} is not writable ({why})")
 

@@ -411,6 +411,12 @@ def test_os_errors_ctrl_c_and_sigterm_end_in_one_line(monkeypatch):
             "error: out of memory (Unable to allocate 2.9 TiB); ask for less at once",
         ),
         (MemoryError(), 1, "error: out of memory (MemoryError); ask for less at once"),  # was ()
+        (  # PYTHONWARNINGS=error: edgegan's own warning became a traceback
+            UserWarning("an FD from 64 samples means little"),
+            1,
+            "error: an FD from 64 samples means little (UserWarning, an error by "
+            "-W/PYTHONWARNINGS)",
+        ),
         (  # torch's CPU allocator (a checkpoint asking for latent_dim=10**9): a traceback
             RuntimeError(
                 "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "

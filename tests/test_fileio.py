@@ -143,6 +143,16 @@ def test_unwritable_places_and_an_empty_out_are_refused_before_the_work(tmp_path
         check_out_dir(mount, beside=True)
     with pytest.raises(EdgeganError, match="--out is empty"):
         check_out_dir("")
+    # a read-only mount is said to be one (os.access says no without a reason)
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(EdgeganError, match=r"is not writable \(read-only file system\)$"):
+        check_json_path(ro / "r.json")
 
 
 @pytest.mark.parametrize("command", ["export", "import"])
