@@ -20,6 +20,8 @@ for _var in ("EDGEGAN_LOAD_PLUGINS", "EDGEGAN_DISABLE_PLUGINS", "EDGEGAN_STRICT_
 # The test models are tiny: one thread is faster than two (no thread hand-offs) and keeps a
 # loaded CI machine from stalling on spinning OpenMP workers. Subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# onnxruntime (1.29+) sends usage telemetry and writes a device id under HOME: not from tests
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from edgegan.plugins.manager import reset_manager  # noqa: E402
 
