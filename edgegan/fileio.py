@@ -94,10 +94,24 @@ def shell_word(text: str, placeholder: str = "VALUE") -> str:
     ``!``, ``$``, a backquote, a double quote) is printed as ``placeholder`` instead, so a
     command built from a bundle's metadata cannot run what the metadata holds."""
     if not _WINDOWS:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a name's bytes that are not UTF-8 (or the locale's)
+            return _bytes_word(os.fsencode(text))
         return shlex.quote(text)
     if any(c in text for c in '%!$`"\n\r'):
         return placeholder
     return f'"{text}"' if not text or any(c in text for c in " \t&|<>^();,='") else text
+
+
+def _bytes_word(raw: bytes) -> str:
+    """``raw`` as bash's (and zsh's, ksh's) ``$'...'`` word: the bytes of a file name that
+    no quoting of its text can give back (printed, ``'run\\udcff'`` was a literal backslash)."""
+    return (
+        "$'"
+        + "".join(chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in raw)
+        + "'"
+    )
 
 
 def shell_path(path: str | Path, placeholder: str = "PATH") -> str:

@@ -454,10 +454,19 @@ def test_a_killed_process_not_yet_reaped_is_gone():
 
 
 def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
+    import subprocess
+    import sys
+
     import edgegan.fileio as fileio
 
     assert fileio.shell_path("runs/a b") == "'runs/a b'"
     assert fileio.shell_path("-dash") == "./-dash"  # it read as an option
+    if sys.platform != "win32":  # a name that is not UTF-8 (a str with surrogate escapes)
+        odd = os.fsdecode(b"runs/x\xffy's")
+        word = fileio.shell_path(odd)
+        assert word == "$'runs/x\\xffy\\x27s'"
+        shell = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True)
+        assert shell.stdout == b"runs/x\xffy's"  # the shell gives the bytes back
     monkeypatch.setattr(fileio, "_WINDOWS", True)  # cmd.exe passed 'runs\\x' on, quotes too
     assert fileio.shell_path("runs\\dcgan-mnist") == "runs\\dcgan-mnist"
     assert fileio.shell_path("C:\\my runs\\x") == '"C:\\my runs\\x"'
