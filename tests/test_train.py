@@ -2099,6 +2099,25 @@ def test_a_notebooks_no_grad_and_float64_default_neither_break_nor_change_a_run(
         torch.set_default_dtype(old)
 
 
+def test_a_final_evaluation_that_fails_unexpectedly_still_reports_the_saved_run(
+    tmp_path, monkeypatch, capsys
+):
+    """A metric plugin's bug (or a warning made an error by -W error) in the final evaluation
+    left no report.md and no word that the trained run was saved."""
+    from edgegan.train.trainer import Trainer
+
+    def buggy(self):
+        raise ZeroDivisionError("a metric plugin's bug")
+
+    monkeypatch.setattr(Trainer, "evaluate", buggy)
+    with pytest.raises(ZeroDivisionError):
+        train(tiny("eval.at_end=true", steps=2), out_dir=tmp_path / "r")
+    assert "- steps: 2 of 2 (stopped by steps)" in (tmp_path / "r/report.md").read_text()
+    err = capsys.readouterr().err
+    assert f"the final evaluation failed (ZeroDivisionError); the trained run is saved in " \
+        f"{tmp_path / 'r'}" in err  # fmt: skip
+
+
 def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):
     done = train(tiny(steps=2), out_dir=tmp_path / "done")  # eval.at_end=false
     report = (done.run_dir / "report.md").read_text()

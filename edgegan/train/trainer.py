@@ -1090,6 +1090,20 @@ class Trainer:
                             flush=True,
                         )
                         raise
+                    except Exception as exc:
+                        if isinstance(exc, OSError):
+                            raise  # said below
+                        # a metric plugin's bug, a warning made an error (-W error): the
+                        # training is whole all the same; report.md was missing
+                        self.write_report(result)
+                        print(
+                            f"the final evaluation failed ({type(exc).__name__}); the trained run "
+                            f"is saved in {self.run_dir}: score it with edgegan eval "
+                            f"{self.run_dir}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        raise
                 try:
                     self._notify("on_train_end")
                 except CallbackError as exc:  # after the run's last checkpoint: nothing is lost
