@@ -2064,6 +2064,20 @@ def test_a_signal_while_the_last_checkpoint_is_saved_stops_the_final_evaluation(
     assert (run / "checkpoints/last.pt").exists()
     assert "- steps: 3 of 3 (stopped by steps)" in (run / "report.md").read_text()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # a SIGTERM whose handler is the system's (a program calling train()): given back, it
+    # would kill the process before its report; the run returns, its evaluation skipped
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    sent = signal.SIGTERM
+
+    def terminated(self):
+        if self.step == self.config.train.steps:
+            os.kill(os.getpid(), sent)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", terminated)
+    result = train(config, out_dir=tmp_path / "t")
+    assert (result.stopped_by, result.signal, result.eval) == ("steps", "SIGTERM", {})
+    assert "- steps: 3 of 3 (stopped by steps)" in (tmp_path / "t/report.md").read_text()
 
 
 def test_a_notebooks_no_grad_and_float64_default_neither_break_nor_change_a_run(tmp_path):

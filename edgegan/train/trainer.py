@@ -84,7 +84,8 @@ class TrainResult:
     eval: dict[str, float] = field(default_factory=dict)
     #: the signal that stopped the run ("SIGINT", "SIGTERM", ...; None when none did); under
     #: torchrun every process returns process 0's result: None when the signal reached
-    #: another process alone
+    #: another process alone. With ``stopped_by == "steps"``: one that came after the last
+    #: step, which skipped the final evaluation (``eval`` is empty)
     signal: str | None = None
 
 
@@ -1063,15 +1064,15 @@ class Trainer:
         result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
         if stopped_by == "signal":
             result.signal = self.signal_name
+        late = self._late_signal(stopped_by)
+        if late is not None:
+            result.signal = self.signal_name
         if main:
             try:
-                if stopped_by != "signal":
+                if stopped_by != "signal" and late != "stop":
                     try:
-                        if self.signal_name and self.config.eval.at_end:
-                            # Caught while the last checkpoint was saved, it was dropped: it
-                            # stops the evaluation, as one a moment later does (the handler
-                            # it reaches now is the caller's again).
-                            signal.raise_signal(signal.Signals[self.signal_name])
+                        if late == "raise":
+                            signal.raise_signal(signal.Signals[str(self.signal_name)])
                         result.eval = self.evaluate()
                     except EdgeganError as exc:
                         self.write_report(result)  # the training is whole: report it, then fail
@@ -1116,6 +1117,21 @@ class Trainer:
                 raise
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
+
+    def _late_signal(self, stopped_by: str) -> str | None:
+        """What to do with a signal the trainer caught after the last step, while the last
+        checkpoint and samples were saved (it was dropped, and the final evaluation, minutes
+        for an FID, ran on): ``"raise"`` it to the caller's handler, now restored, when that
+        is Python's (Ctrl-C's KeyboardInterrupt, the CLI's SIGTERM): it stops the evaluation
+        as one a moment later does; ``"stop"`` when it is the system's default, which would
+        kill the process before its report: the evaluation is skipped and the run returns
+        with ``signal`` set; None for no such signal, or one the caller ignores."""
+        if self.signal_name is None or stopped_by == "signal" or not self.config.eval.at_end:
+            return None
+        handler = signal.getsignal(signal.Signals[self.signal_name])
+        if callable(handler):
+            return "raise"
+        return "stop" if handler == signal.SIG_DFL else None
 
     def _steps_done_clock(self) -> float:
         """The time once the steps queued on a GPU have run (what follows then is not theirs)."""
