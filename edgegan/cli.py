@@ -272,6 +272,8 @@ def _say(line: str) -> None:
     to say it: not an error, and the command's work stands."""
     try:
         click.echo(line, err=True)
+    except BlockingIOError:  # a non-blocking stderr, full for now: this line only
+        pass
     except OSError:
         _quiet_broken_pipe((sys.stderr,))  # stdout, the command's result, may still be read
 
@@ -1271,11 +1273,10 @@ def eval_cmd(
 
     # (at N <= FEATURE_DIM the metric itself has warned that the figure means nothing)
     if "fd" in scores and isinstance(n, int) and FEATURE_DIM < n < FD_SAMPLES:
-        click.echo(
+        _say(
             f"warning: an FD from {n} samples is biased upward (real digits score about 0.95 "
             f"at 500, 0.25 at 2,000; docs/eval.md): compare FDs at equal N, "
-            f"{FD_SAMPLES:,} or more",
-            err=True,
+            f"{FD_SAMPLES:,} or more"
         )
     if as_json:
         click.echo(json.dumps(strict_json(scores), indent=2, allow_nan=False))

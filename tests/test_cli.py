@@ -291,6 +291,15 @@ def test_a_closed_or_full_stderr_stops_the_lines_not_the_run(tmp_path):
         proc = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, (name, proc.stdout)
         assert (out / "checkpoints/last.pt").is_file() and "done: 2 steps" in proc.stdout
+    # eval's result on stdout stays when its warning cannot be written (an FD of 200 samples)
+    samples = tmp_path / "samples"
+    infer = run("infer", str(tmp_path / "full"), "--num", "200", "--format", "npz",
+                "--out", str(samples))  # fmt: skip
+    assert infer.returncode == 0, infer.stderr
+    ev = [sys.executable, "-m", "edgegan", "eval", str(samples / "images.npz"), "--json"]
+    proc = subprocess.run(["bash", "-c", f"{shlex.join(ev)} 2>/dev/full"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout)["num_samples"] == 200, proc
     # an open number below 3 stays free for a standard stream: the lock is not fd 2
     code = (
         "import os, sys\nfrom edgegan.cli import _fill_closed_std_streams\n"

@@ -981,15 +981,12 @@ def test_progress_on_a_stderr_that_is_none_or_only_writes_is_plain_or_nothing(
     notebook's stand-in) failed the run with AttributeError: 'isatty'."""
     import io
 
-    class WriteOnly:
+    class WriteOnly:  # no isatty, no flush
         def __init__(self) -> None:
             self.text = io.StringIO()
 
         def write(self, s: str) -> int:
             return self.text.write(s)
-
-        def flush(self) -> None:
-            pass
 
     stand_in = WriteOnly()
     monkeypatch.setattr("sys.stderr", stand_in)
@@ -997,6 +994,10 @@ def test_progress_on_a_stderr_that_is_none_or_only_writes_is_plain_or_nothing(
     assert "train gan: step 2/2" in stand_in.text.getvalue()  # plain lines
     monkeypatch.setattr("sys.stderr", None)
     assert train(tiny("train.progress=true", steps=2), out_dir=tmp_path / "n").step == 2
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stderr", closed)  # a host that closed it: ValueError on write
+    assert train(tiny("train.progress=true", steps=2), out_dir=tmp_path / "c").step == 2
 
 
 def test_progress_names_the_run_and_warns_of_compilation(tmp_path, capsys, monkeypatch):

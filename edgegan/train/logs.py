@@ -555,7 +555,9 @@ class ProgressBar:
             return
         try:
             self._bar.console.print(line, markup=False, highlight=False)
-        except OSError:  # as in _print
+        except BlockingIOError:  # as in _print
+            pass
+        except (OSError, ValueError):
             self.enabled = False
 
     def _print(self, line: str) -> None:
@@ -563,11 +565,17 @@ class ProgressBar:
         | head``, a killed ``tee``, a closed terminal; a log file on a full disk) ends the
         lines, not the work: a training run died at its next line with the steps since its
         last checkpoint lost."""
-        if sys.stderr is None:  # pythonw, a host that closed it: print would take stdout
+        stream = sys.stderr
+        if stream is None:  # pythonw, a host that closed it: print would take stdout
             return
         try:
-            print(line, file=sys.stderr, flush=True)
-        except OSError:
+            stream.write(line + "\n")
+            flush = getattr(stream, "flush", None)  # a stand-in may only write
+            if flush is not None:
+                flush()
+        except BlockingIOError:  # a non-blocking stderr, full for now: this line only
+            pass
+        except (OSError, ValueError):  # ValueError: a closed stream
             self.enabled = False
 
     def close(self) -> None:
