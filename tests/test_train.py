@@ -1976,6 +1976,27 @@ def test_data_workers_that_cannot_start_are_one_line_without_a_teardown_tracebac
     assert not (tmp_path / "r").exists()  # failed before its first step: taken back
 
 
+def test_data_workers_short_of_shared_memory_later_are_one_line(tmp_path, monkeypatch):
+    """With /dev/shm small but not tiny (a container's) the workers start, and the first batch
+    put in shared memory fails in the worker: its whole traceback, exit 1."""
+    from edgegan.train import stream
+
+    def full(self, batch):
+        raise RuntimeError(
+            "unable to allocate shared memory(shm) for file </torch_1_2_0>: No space left on "
+            "device (28)"
+        )
+
+    monkeypatch.setattr(stream.SeededItems, "__getitems__", full)  # runs in the worker
+    cfg = tiny("train.num_workers=1", "train.resident_data=false")
+    with pytest.raises(DataError) as err:
+        train(cfg, out_dir=tmp_path / "r")
+    assert str(err.value).startswith(
+        "the DataLoader's 1 worker processes failed (unable to allocate shared memory(shm) for "
+        "file </torch_1_2_0>: No space left on device (28)): they need shared memory"
+    )
+
+
 def test_the_preview_grid_gives_each_class_a_row(tmp_path):
     """The fixed preview labels of a conditional run are in class blocks, as many images of
     a class as the grid has columns ([0, 0, 1, 1, ..., 9, 9] for 20 images of 10 classes in

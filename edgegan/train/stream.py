@@ -205,14 +205,20 @@ def worker_message(exc: BaseException) -> str | None:
     return message.rstrip("\n") if found else None
 
 
-def _out_of_descriptors(exc: BaseException) -> bool:
-    """Whether ``exc`` is torch's failure to pass a batch between processes for want of
-    open files (``ulimit -n``)."""
-    return isinstance(exc, RuntimeError) and "Too many open files" in str(exc)
+#: what torch says when a batch cannot pass between processes: too few open files (``ulimit
+#: -n``), a full /dev/shm (a container's 64 MB: at the first batch, or a Bus error later)
+_SHORT_OF = ("Too many open files", "shared memory", "(shm)", "Bus error")
+
+
+def _short_of_resources(exc: BaseException) -> bool:
+    """Whether ``exc`` is torch's failure to pass a batch between the DataLoader's processes
+    for want of open files or shared memory (not the dataset's failure)."""
+    return isinstance(exc, RuntimeError) and any(words in str(exc) for words in _SHORT_OF)
 
 
 def _workers_failed(workers: int, exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+    text = worker_message(exc) or str(exc)  # a worker's own, not "Caught ... in worker 0"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
     return (
         f"the DataLoader's {workers} worker processes failed ({first}): they need shared "
         "memory (/dev/shm, small in containers: docker run --shm-size) and open files "
@@ -316,27 +322,6 @@ class BatchStream:
             _check_sendable(dataset, source)
         self._iter: Iterator[Any] | None = None
 
-    def _start_quietly(self) -> Iterator[Any]:
-        """:meth:`_start`; workers that cannot start (a small or read-only /dev/shm, as in a
-        container; too few open files) are one line. The loader they leave half made fails
-        again when it is collected ("Exception ignored in ... __del__"): that is dropped."""
-        hook = sys.unraisablehook
-        failure = None
-        sys.unraisablehook = _not_from_a_loader(hook)
-        try:
-            try:
-                return self._start()
-            except (OSError, RuntimeError) as exc:
-                if not self.num_workers or not (
-                    isinstance(exc, OSError) or _out_of_descriptors(exc)
-                ):
-                    raise
-                failure = _workers_failed(self.num_workers, exc)
-            gc.collect()  # the half-made loader, now, while its teardown's failure is dropped
-        finally:
-            sys.unraisablehook = hook
-        raise DataError(failure)
-
     def _start(self) -> Iterator[Any]:
         sampler = BatchIndices(
             len(self.dataset),  # type: ignore[arg-type]
@@ -363,13 +348,33 @@ class BatchStream:
             persistent_workers=self.num_workers > 0,
             worker_init_fn=functools.partial(leave_sigterm_to, os.getpid()),
         )
-        return iter(loader)
+        return self._start_workers(loader) if self.num_workers else iter(loader)
+
+    def _start_workers(self, loader: DataLoader) -> Iterator[Any]:
+        """``iter(loader)``, whose workers may fail to start (a small or read-only /dev/shm,
+        as in a container; too few open files): one line then. The loader they leave half
+        made fails again when it is collected ("Exception ignored in ... __del__" and a
+        traceback): that is dropped."""
+        hook = sys.unraisablehook
+        failure = None
+        sys.unraisablehook = _not_from_a_loader(hook)
+        try:
+            try:
+                return iter(loader)
+            except (OSError, RuntimeError) as exc:
+                if not (isinstance(exc, OSError) or _short_of_resources(exc)):
+                    raise
+                failure = _workers_failed(self.num_workers, exc)
+            gc.collect()  # the half-made loader, now, while its teardown's failure is dropped
+        finally:
+            sys.unraisablehook = hook
+        raise DataError(failure)
 
     def next(self) -> Any:
         """The next batch: ``(images, labels)``, or a dict of tensors for datasets whose items
         are dicts (e.g. the unpaired ``{"A": ..., "B": ...}``), on the device."""
         if self._iter is None:
-            self._iter = self._start_quietly()
+            self._iter = self._start()
         try:
             item = next(self._iter)
             if self.num_classes and not self.resident and not isinstance(item, dict):
@@ -386,7 +391,7 @@ class BatchStream:
                     raise
                 # One line, as from the training process, not the worker's whole traceback.
                 raise type(exc)(message) from None
-            if self.num_workers and _out_of_descriptors(exc):
+            if self.num_workers and _short_of_resources(exc):
                 raise DataError(_workers_failed(self.num_workers, exc)) from None
             if self.source is None or not _from_dataset(exc):
                 raise  # edgegan's own dataset's bug, out of memory, Ctrl-C: as they are
