@@ -403,7 +403,9 @@ class FidMetric:
         """The reference's k-th neighbour radii, kept while its features are the same array."""
         hit = self._radii.get(id(reference))
         if hit is None or hit[0] is not reference or hit[1] != k:
-            if len(self._radii) >= 8:
+            # (each entry holds its reference's features: two, a translation's domains;
+            # more kept features the cache above had let go)
+            if len(self._radii) >= 2:
                 self._radii.clear()
             radii = prdc_metrics.nearest_neighbour_radii(np.asarray(reference, np.float64), k)
             hit = self._radii[id(reference)] = (reference, k, radii)
