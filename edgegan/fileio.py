@@ -4,10 +4,12 @@ failed run takes back."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import math
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -41,9 +43,9 @@ def atomic_write(
     if follow_symlinks and path.is_symlink():  # as open() would
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd, tmp = _create_new(path)
     try:
-        with os.fdopen(_create_new(tmp), "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             if fsync:
@@ -74,17 +76,27 @@ def atomic_write(
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
-def _create_new(tmp: Path) -> int:
-    """A new file at ``tmp`` (usual permissions) opened for writing. Whatever lies there is
-    removed first, not followed: a link planted under the temporary name in a run or bundle
-    from elsewhere (``.report.md.PID.tmp -> ~/x``) would otherwise be written through and
-    renamed over the real name."""
+def temp_path(path: Path) -> Path:
+    """A temporary name beside ``path``: ``.NAME.PID-RANDOM.tmp``. The pid says whose it is
+    (:func:`remove_dead_temps`); the random part keeps apart two writers with one pid, as
+    containers sharing a volume each run edgegan as pid 1 (with the pid alone, each took the
+    other's half-written file for a dead one's, removed it and published its own)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def _create_new(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path`` (usual permissions) opened for writing, and its
+    name. Never opened through a link: one planted under a temporary name in a run or bundle
+    from elsewhere (``.report.md.1-ab12cd34.tmp -> ~/x``) would be written through and
+    renamed over the real name; another name is drawn instead."""
     flags = _NEW_FILE | getattr(os, "O_BINARY", 0)
-    try:
-        return os.open(tmp, flags, 0o666)
-    except FileExistsError:
-        tmp.unlink()  # a leftover of a dead process with this pid, or a planted link
-        return os.open(tmp, flags, 0o666)
+    for _ in range(8):
+        tmp = temp_path(path)
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot make a temporary file beside it", str(path))
 
 
 def shell_word(text: str, placeholder: str = "VALUE") -> str:
@@ -288,7 +300,7 @@ def _dead_temp(path: Path) -> bool:
     name = path.name
     if not (name.startswith(".") and name.endswith(".tmp")):
         return False
-    return pid_gone(name[:-4].rpartition(".")[2])
+    return pid_gone(name[:-4].rpartition(".")[2].partition("-")[0])
 
 
 def remove_dead_temps(folder: str | Path) -> list[Path]:

@@ -201,7 +201,7 @@ def test_a_place_that_takes_no_file_is_refused_even_where_os_access_says_yes(tmp
     assert not list(tmp_path.iterdir())
 
 
-def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path):
+def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path, monkeypatch):
     """A linked file (a --json FILE the user chose) keeps its link with follow_symlinks;
     otherwise the link is replaced and its target left alone: a run
     folder from elsewhere holding `report.md -> ~/.bashrc` had `train --resume` rewrite the
@@ -217,16 +217,56 @@ def test_atomic_write_writes_through_a_symlink_only_when_asked(tmp_path):
     assert atomic_write(link, lambda f: f.write(b"mine")) == link
     assert not link.is_symlink() and link.read_bytes() == b"mine"
     assert shared.read_bytes() == b"new"  # untouched
-    # a link planted under the temporary name (with this pid) is removed, not written through
-    # and renamed over the real name: the run's report ended in the link's target
+    # a link planted under a temporary name is not written through and renamed over the real
+    # name (the run's report ended in the link's target): another name is drawn
     import os
 
+    import edgegan.fileio as fileio
+
+    tokens = iter(["00000000", "11111111"])
+    monkeypatch.setattr(fileio.secrets, "token_hex", lambda n: next(tokens))
     report = tmp_path / "bundle" / "report.md"
-    (tmp_path / "bundle" / f".report.md.{os.getpid()}.tmp").symlink_to(shared)
+    planted = tmp_path / "bundle" / f".report.md.{os.getpid()}-00000000.tmp"
+    planted.symlink_to(shared)
     atomic_write(report, lambda f: f.write(b"report"))
     assert not report.is_symlink() and report.read_bytes() == b"report"
-    assert shared.read_bytes() == b"new"
-    assert sorted(p.name for p in report.parent.iterdir()) == ["report.md", "timing.cache"]
+    assert shared.read_bytes() == b"new" and planted.is_symlink()  # not ours: left alone
+    assert sorted(p.name for p in report.parent.iterdir()) == [
+        planted.name,
+        "report.md",
+        "timing.cache",
+    ]
+
+
+def test_two_writers_with_one_pid_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """Containers sharing a volume each run edgegan as pid 1: with the pid alone in the
+    temporary name, each removed the other's half-written file as a dead process's and one
+    published the other's half, or lost its own."""
+    import threading
+
+    from edgegan.fileio import atomic_write
+
+    target = tmp_path / "images.npz"
+    started, both = threading.Barrier(2), []
+
+    def writer(fill: bytes) -> None:
+        def write(f):
+            f.write(fill * 5000)
+            started.wait(timeout=10)  # both temporary files exist at once, one pid
+            f.write(fill * 5000)
+
+        atomic_write(target, write)
+        both.append(fill)
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in (b"x", b"y")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert sorted(both) == [b"x", b"y"]  # neither failed
+    data = target.read_bytes()
+    assert data in (b"x" * 10000, b"y" * 10000)  # one writer's whole file, never a mix
+    assert [p.name for p in tmp_path.iterdir()] == ["images.npz"]  # no temporary left
 
 
 class _FullDisk:

@@ -28,7 +28,14 @@ from edgegan.export.bundle import (
     write_bundle,
 )
 from edgegan.export.signature import is_translation_task, task_directions
-from edgegan.fileio import holds_files, left_by_gone, missing_dirs, remove_empty_dirs, replace
+from edgegan.fileio import (
+    holds_files,
+    left_by_gone,
+    missing_dirs,
+    remove_empty_dirs,
+    replace,
+    temp_path,
+)
 from edgegan.registry import name_list
 
 DEFAULT_OUT = "export"
@@ -331,7 +338,7 @@ def _copy_into(tmp: Path, out: Path, children: list[Path]) -> None:
     copied in under temporary names first (which a killed export leaves as dead temporary
     files, :func:`~edgegan.fileio.holds_files` ignores them), then renamed, ``edgegan.json``
     last. A failure takes back every copy and rename, so ``out`` is left empty."""
-    parts = [out / f".{c.name}.{os.getpid()}.tmp" for c in children]
+    parts = [temp_path(out / c.name) for c in children]
     placed: list[Path] = []
     try:
         for child, part in zip(children, parts, strict=True):

@@ -50,13 +50,12 @@ def keep_snapshot(path: Path, step: int, keep: int) -> list[str]:
     import os
     import shutil
 
-    from edgegan.fileio import replace
+    from edgegan.fileio import replace, temp_path
 
     problems = []
     snapshot = path.with_name(f"step_{step:07d}.pt")
-    temp = snapshot.with_name(f".{snapshot.name}.{os.getpid()}.tmp")  # a kill's: removed
+    temp = temp_path(snapshot)  # a kill's: removed (remove_dead_temps)
     try:
-        temp.unlink(missing_ok=True)
         try:
             os.link(path, temp)
         except OSError:
