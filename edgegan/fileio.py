@@ -486,12 +486,44 @@ def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
             pass
 
 
+#: the mark of a process writing into an output folder (``.edgegan-writing.PID-RANDOM.tmp``)
+WRITING = "edgegan-writing"
+
+
 class NewFiles:
     """What a block of writes created, to take back if it fails: see :func:`undo_new_files`."""
 
     def __init__(self, root: Path) -> None:
         self.files: list[Path] = []
         self.dirs: list[Path] = missing_dirs(root)
+        self._mark: Path | None = None
+
+    def claim(self, folder: Path) -> Path:
+        """Mark ``folder`` as written into by this process until the block ends; refused when
+        another live process has marked it. Two ``infer`` into one ``--out`` both checked it
+        empty, both wrote, and one's files silently replaced the other's. Each makes its mark
+        first and looks for another's after: of two at once, at most one goes on (both may
+        be refused). A killed process's mark is a dead temporary file (ignored, removed)."""
+        self._mark = mark = temp_path(folder / WRITING)
+        os.close(os.open(mark, _NEW_FILE, 0o666))
+        for other in sorted(folder.glob(f".{WRITING}.*.tmp")):
+            if other == mark:
+                continue
+            if _dead_temp(other):
+                other.unlink(missing_ok=True)
+                continue
+            pid = other.name[len(WRITING) + 2 : -4].partition("-")[0]
+            raise EdgeganError(
+                f"--out {folder} is being written into by another process (pid {pid}); wait "
+                "for it, or choose another --out"
+            )
+        return folder
+
+    def release(self) -> None:
+        """Take back the mark of :meth:`claim`."""
+        if self._mark is not None:
+            self._mark.unlink(missing_ok=True)
+            self._mark = None
 
     def file(self, path: str | Path) -> Path:
         """Call before writing ``path``: it is this run's to remove unless it was there
@@ -525,7 +557,10 @@ def undo_new_files(root: str | Path) -> Iterator[NewFiles]:
         yield new
     except BaseException:
         try:
+            new.release()
             new.remove()
         except BaseException:  # noqa: BLE001 - the block's error is the one to report
             pass
         raise
+    finally:
+        new.release()

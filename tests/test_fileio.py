@@ -514,3 +514,34 @@ def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
     # what cmd.exe (%, !) or PowerShell ($, `) expand even in double quotes: a placeholder
     for bad in ("x$(calc)", "%PATH%", "a!b", 'a"b', "a`b"):
         assert fileio.shell_path(bad, "RUN") == "RUN", bad
+
+
+def test_two_writers_into_one_out_folder_never_both_go_on(tmp_path):
+    """Two `infer` into one --out both found it empty, both wrote, and one's files silently
+    replaced the other's (2 of 5 pairs in the audit)."""
+    import subprocess
+    import sys
+
+    from edgegan.errors import EdgeganError
+    from edgegan.fileio import WRITING, undo_new_files
+
+    out = tmp_path / "out"
+    with undo_new_files(out) as first:
+        out.mkdir()
+        first.claim(out)
+        (out / first.file(out / "a.png")).write_bytes(b"first's")
+        with pytest.raises(EdgeganError, match=rf"--out {out} is being written into by another "
+                           rf"process \(pid {os.getpid()}\); wait for it"):  # fmt: skip
+            with undo_new_files(out) as second:
+                second.claim(out)
+        assert (out / "a.png").read_bytes() == b"first's"  # the refused one took nothing
+    assert [p.name for p in out.iterdir()] == ["a.png"]  # the mark goes with the block
+    # a killed writer's mark is no writer: removed, and the folder is written
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (out / f".{WRITING}.{gone}-0a0b0c0d.tmp").write_bytes(b"")
+    with undo_new_files(out) as third:
+        third.claim(out)
+        marks = sorted(p.name for p in out.glob(f".{WRITING}.*"))
+        assert len(marks) == 1 and marks[0].startswith(f".{WRITING}.{os.getpid()}-")
+    assert [p.name for p in out.iterdir()] == ["a.png"]

@@ -2574,6 +2574,26 @@ def test_onnxruntime_runs_the_checked_bytes_of_a_bundle_whose_path_is_not_utf8(
         assert runner.run(make_feed(runner.spec, 1, 0)).shape[0] == 1
 
 
+def test_infer_refuses_an_out_folder_another_process_writes_into(bundle, tmp_path):
+    """Two infer into one --out both wrote: one's images replaced the other's in silence."""
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".edgegan-writing.{os.getppid()}-0a0b0c0d.tmp").write_bytes(b"")  # a live writer
+    res = CliRunner().invoke(
+        cli, ["infer", str(bundle), "--backend", "onnxruntime", "--num", "2", "--out", str(out),
+              "--overwrite"],
+    )  # fmt: skip
+    assert res.exit_code == 2
+    assert f"--out {out} is being written into by another process (pid {os.getppid()})" in (
+        res.stderr
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        f".edgegan-writing.{os.getppid()}-0a0b0c0d.tmp"
+    ]
+
+
 def test_a_graph_the_bundle_lists_but_lacks_is_one_line(bundle_copy):
     from edgegan.export.bundle import model_path
 
