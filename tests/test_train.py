@@ -1499,6 +1499,11 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
     (tmp_path / "junk" / "f").write_text("x")
     with pytest.raises(ConfigError, match="or empty it \\(it is no run: nothing to resume\\)"):
         new_run_dir(tmp_path / "junk", "x")
+    # claimed by a run starting now (its claim, no lock or config yet): it was "no run: empty
+    # it", an invitation to delete a run being built
+    starting = new_run_dir(tmp_path / "starting", "x")
+    with pytest.raises(ConfigError, match="\\(another run is starting in it now\\)"):
+        new_run_dir(starting, "x")
 
 
 def test_a_lock_that_is_a_link_or_no_file_is_refused(tmp_path):

@@ -114,19 +114,27 @@ def _write_claim(path: Path, made: list[Path]) -> None:
         raise
 
 
-def _claim(path: Path) -> Path:
-    path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
+def _busy(path: Path) -> ConfigError:
+    """The error for a run folder that cannot be claimed, saying what holds it (looked at
+    when it is raised: a folder claimed by a run starting at this moment has its claim, and
+    no lock or config yet, and was called 'no run: empty it')."""
     if RunLock(path).taken():
         how = "(a process is training it now)"
     elif (path / "checkpoints" / "last.pt").is_file():
         how = f"or continue it with --resume {path}"
     elif (path / "config.yaml").is_file():
         how = "or remove it (a run that stopped before its first checkpoint: nothing to resume)"
+    elif (path / CLAIM).is_file() and not run_dir_is_stale_start(path):
+        how = "(another run is starting in it now)"
     else:
         how = "or empty it (it is no run: nothing to resume)"
-    busy = ConfigError(
+    return ConfigError(
         f"run directory {path} already exists and is not empty; choose another --out {how}"
     )
+
+
+def _claim(path: Path) -> Path:
+    path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; give a folder for the run")
     made = missing_dirs(path)
@@ -136,14 +144,15 @@ def _claim(path: Path) -> Path:
         made = []
         if holds_files(path):
             if not run_dir_is_stale_start(path):
-                raise busy from None
+                raise _busy(path) from None
             # A start killed while building (kill -9, out of memory): take the folder over,
             # through its lock, so that one process does (held on for the run's own lock).
+            busy = _busy(path)  # said as it is before this process locks it
             lock = RunLock(path)
             try:
                 lock.acquire()
             except ConfigError:
-                raise busy from None
+                raise _busy(path) from None
             try:
                 if not run_dir_is_stale_start(path):  # another process took it first
                     raise busy
@@ -157,7 +166,7 @@ def _claim(path: Path) -> Path:
     try:
         _write_claim(path, made)
     except FileExistsError:  # another run claimed it a moment ago
-        raise busy from None
+        raise _busy(path) from None
     return path
 
 
