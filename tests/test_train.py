@@ -1571,6 +1571,13 @@ def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
         with pytest.raises(ConfigError, match="lock is being taken over by another process, or"):
             RunLock(tmp_path).acquire()
         assert lock.path.read_text().split()[1] == dead  # not removed under it
+        # held, and naming this host and this pid: a live container sharing the folder (each
+        # runs edgegan as pid 1), not a dead writer; "try again in a few seconds" never helped
+        lock.path.write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        with pytest.raises(ConfigError, match="with this process's host name and pid .*another "
+                           "container sharing the folder"):  # fmt: skip
+            RunLock(tmp_path).acquire()
+        lock.path.write_text(f"{socket.gethostname()} {dead}\n")
         out = tmp_path / "killed"
         out.mkdir()
         (out / CLAIM).write_text("")

@@ -114,6 +114,12 @@ def _write_claim(path: Path, made: list[Path]) -> None:
         raise
 
 
+def _names_this_process(text: str) -> bool:
+    """Whether a lock's ``text`` names this host and this pid."""
+    host, _, rest = text.strip().partition(" ")
+    return host == socket.gethostname() and rest.split()[:1] == [str(os.getpid())]
+
+
 def _busy(path: Path) -> ConfigError:
     """The error for a run folder that cannot be claimed, saying what holds it (looked at
     when it is raised: a folder claimed by a run starting at this moment has its claim, and
@@ -315,6 +321,14 @@ class RunLock:
                 return False  # released (removed) before this process locked it
             text = os.read(fd, 4096).decode("utf-8", errors="replace")
             stale = self._stale_text(text, os.fstat(fd).st_mtime)
+            if locked is False and stale and _names_this_process(text):
+                # held by a live process that has this host name and pid: another container
+                # (each runs edgegan as pid 1) sharing the folder; waiting does not help
+                raise ConfigError(
+                    f"{self.path.parent} is being trained by another process with this "
+                    f"process's host name and pid ({text.strip()}): another container sharing "
+                    "the folder? Wait for it, or stop it and resume"
+                )
             if locked is False and stale:  # its writer is gone, yet the lock is held
                 raise ConfigError(
                     f"{self.path.parent}'s lock is being taken over by another process, or "
