@@ -43,8 +43,9 @@ def atomic_write(
     if follow_symlinks and path.is_symlink():  # as open() would
         path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_new(path)
+    tmp: Path | None = None
     try:
+        fd, tmp = _create_new(path)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -54,7 +55,8 @@ def atomic_write(
     except OSError as exc:
         # a full disk's write names no file ("error: No space ..."); a folder at ``path``, or
         # one that cannot be written, named the hidden temporary file, not the user's path
-        if exc.filename is None or exc.filename == str(tmp):
+        temp = Path(str(exc.filename)).name
+        if exc.filename is None or (temp.startswith(f".{path.name}.") and temp.endswith(".tmp")):
             exc.filename, exc.filename2 = str(given), None
         raise
     except RuntimeError as exc:
@@ -67,7 +69,7 @@ def atomic_write(
             cause.filename = str(given)
         raise cause from None
     finally:
-        if tmp.is_symlink() or tmp.exists():
+        if tmp is not None and (tmp.is_symlink() or tmp.exists()):
             tmp.unlink()
     return given
 

@@ -545,3 +545,24 @@ def test_two_writers_into_one_out_folder_never_both_go_on(tmp_path):
         marks = sorted(p.name for p in out.glob(f".{WRITING}.*"))
         assert len(marks) == 1 and marks[0].startswith(f".{WRITING}.{os.getpid()}-")
     assert [p.name for p in out.iterdir()] == ["a.png"]
+
+
+def test_a_temporary_file_that_cannot_be_made_is_said_of_the_users_path(tmp_path, monkeypatch):
+    """A folder that cannot be written fails at the temporary file's making: the error named
+    the hidden .NAME.PID-RANDOM.tmp, not the file the user asked for."""
+    import errno
+
+    import edgegan.fileio as fileio
+
+    real_open = os.open
+
+    def refused(path, flags, *args):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(fileio.os, "open", refused)
+    with pytest.raises(PermissionError) as caught:
+        fileio.atomic_write(tmp_path / "r.json", lambda f: f.write(b"{}"))
+    assert caught.value.filename == str(tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
