@@ -1419,3 +1419,27 @@ def test_a_bundle_graph_is_checked_without_importing_onnx(cond_bundle):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+def test_an_export_finding_its_new_out_filled_meanwhile_does_not_replace_it(
+    runs, uncond_bundle, tmp_path, monkeypatch
+):
+    """Two exports into one new --out both passed the check and both succeeded: the later
+    one set the earlier one's bundle aside and put its own in its place."""
+    from edgegan.export import api
+
+    out = tmp_path / "o"
+    real = api._check_out
+    calls = []
+
+    def then_filled(o, overwrite, run_dir=None):
+        real(o, overwrite, run_dir)
+        calls.append(o)
+        if len(calls) == 2:  # the last check passed: another export installs now
+            shutil.copytree(uncond_bundle[0], out)
+
+    monkeypatch.setattr(api, "_check_out", then_filled)
+    with pytest.raises(EdgeganError, match="was filled by another export while this one ran"):
+        export(runs["uncond"], out=out)
+    assert (out / "edgegan.json").read_bytes() == (uncond_bundle[0] / "edgegan.json").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # its own work taken back

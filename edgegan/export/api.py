@@ -358,9 +358,11 @@ def _copy_into(tmp: Path, out: Path, children: list[Path]) -> None:
         raise
 
 
-def _install(tmp: Path, out: Path) -> None:
+def _install(tmp: Path, out: Path, overwrite: bool = True) -> None:
     """Move the finished bundle ``tmp`` to ``out``, replacing an existing (empty, or
-    ``--overwrite``) folder only once the new one is complete."""
+    ``--overwrite``) folder only once the new one is complete. Without ``overwrite``, a
+    bundle another export put at ``out`` since the last check is not set aside and replaced
+    (two exports into one new --out both succeeded, the later one's bundle kept)."""
     if out.is_dir() and not holds_files(out):
         # An empty folder (maybe the shell's working directory) stays: the files move into
         # it, edgegan.json last, so the folder is a bundle only once it is complete.
@@ -375,6 +377,11 @@ def _install(tmp: Path, out: Path) -> None:
         return
     old = None
     if out.exists():
+        if not overwrite:
+            raise EdgeganError(
+                f"--out {out} was filled by another export while this one ran; choose another "
+                "folder, or pass --overwrite"
+            )
         old = aside_path(out, os.getpid())
         replace(out, old)
     try:
@@ -557,7 +564,7 @@ def export(
         record_graph_digests(tmp, meta)
         write_bundle(tmp / BUNDLE_FILE, meta)
         _check_out(out, overwrite, run_dir)  # still free? (another process may write there)
-        _install(tmp, dest)
+        _install(tmp, dest, overwrite)
         done = True
     finally:
         if tmp.exists():
