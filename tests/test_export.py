@@ -1312,6 +1312,11 @@ def test_the_latest_bundle_left_aside_is_the_one_put_back(tmp_path):
     with pytest.warns(UserWarning, match=f"previous bundle at {re.escape(str(newer))}: put back"):
         restore_set_aside(out)
     assert (out / BUNDLE_FILE).read_text() == newer.name and older.is_dir()
+    # a bundle at out (another export's): the one left aside is named, not left in silence
+    with pytest.warns(UserWarning, match=f"left an earlier bundle of {re.escape(str(out))} at "
+                      f"{re.escape(str(older))}; remove it"):  # fmt: skip
+        restore_set_aside(out)
+    assert older.is_dir() and (out / BUNDLE_FILE).read_text() == newer.name
 
 
 def test_the_command_to_export_a_bundle_again_keeps_its_directions():

@@ -314,7 +314,8 @@ def _not_json(value: Any, where: str = "") -> str:
 def restore_set_aside(out: Path) -> None:
     """Put back the previous bundle a killed ``--overwrite`` export left aside, where
     nothing took its place (``out`` missing): there was no bundle at ``out`` at all, and
-    nothing said where it had gone."""
+    nothing said where it had gone. Where a bundle is at ``out`` (another export's), say
+    where the set-aside one is: a hidden folder that stayed for good in silence."""
     import warnings
 
     left = set_aside(out)
@@ -323,6 +324,12 @@ def restore_set_aside(out: Path) -> None:
         warnings.warn(
             f"an interrupted export --overwrite had left the previous bundle at {left[-1]}: "
             f"put back at {out}",
+            stacklevel=caller_stacklevel(),
+        )
+    elif left:
+        warnings.warn(
+            f"an interrupted export --overwrite left an earlier bundle of {out} at "
+            f"{', '.join(map(str, left))}; remove it if it is not needed",
             stacklevel=caller_stacklevel(),
         )
 
