@@ -9,14 +9,16 @@ import glob
 import json
 import math
 import os
+import re
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -111,7 +113,10 @@ def shell_word(text: str, placeholder: str = "VALUE") -> str:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a name's bytes that are not UTF-8 (or the locale's)
-            return _bytes_word(os.fsencode(text))
+            try:
+                return _bytes_word(os.fsencode(text))
+            except UnicodeEncodeError:  # a lone surrogate no file name decodes to
+                return placeholder
         return shlex.quote(text)
     if any(c in text for c in '%!$`"\n\r'):
         return placeholder
@@ -285,7 +290,32 @@ def holds_files(folder: str | Path) -> bool:
     """Whether ``folder`` holds anything but the desktop's metadata (``.DS_Store``, macOS'
     ``._*`` files on FAT and network disks, ``Thumbs.db``) and killed writers' temporary
     files: a folder that looks empty (``ls``) counts as empty."""
-    return any(not (is_os_metadata(p) or _dead_temp(p)) for p in Path(folder).iterdir())
+    return any(
+        not (is_os_metadata(p) or _dead_temp(p) or p.name.startswith(f".{WRITING}."))
+        for p in Path(folder).iterdir()
+    )
+
+
+def _mark_text(path: Path) -> str:
+    """What a writer's mark says (``host pid start``), or "" when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _mark_gone(path: Path) -> bool:
+    """Whether the writer that made the mark ``path`` (of :meth:`NewFiles.claim`) is gone:
+    of this host, its pid is gone or is another process now (its start differs; a container
+    restarted runs edgegan as pid 1 again). Another host's, or one that cannot be told, is
+    taken for live."""
+    host, pid, start = (_mark_text(path).split() + ["", "", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) != os.getpid() and pid_gone(pid):
+        return True
+    now = process_started(int(pid))
+    return bool(now and start and start != now)
 
 
 def is_os_metadata(path: Path) -> bool:
@@ -296,25 +326,39 @@ def is_os_metadata(path: Path) -> bool:
     return path.name.startswith("._") and not path.name.endswith(".tmp") and path.is_file()
 
 
-def _dead_temp(path: Path) -> bool:
+#: a temporary name of :func:`temp_path` (``.NAME.PID-RANDOM.tmp``), or of the versions
+#: before it (``.NAME.PID.tmp``); nothing looser: ``.notes.2024-05.tmp`` is a user's file
+_TEMP_NAME = re.compile(r"\..+\.(\d+)(?:-[0-9a-f]{8})?\.tmp")
+
+
+def _temp_pid(name: str) -> str | None:
+    """The pid in a temporary name of ours, or None for any other name."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match.group(1) if match else None
+
+
+def _dead_temp(path: Path, own: bool = False) -> bool:
     """A temporary file of :func:`atomic_write` whose process is gone (killed mid-write): a
-    folder holding only those looks empty (``ls``) and is (they are not results)."""
-    name = path.name
-    if not (name.startswith(".") and name.endswith(".tmp")):
+    folder holding only those looks empty (``ls``) and is (they are not results). ``own``:
+    one named with this process's pid counts too (see :func:`remove_dead_temps`)."""
+    pid = _temp_pid(path.name)
+    if pid is None:
         return False
-    return pid_gone(name[:-4].rpartition(".")[2].partition("-")[0])
+    return (own and int(pid) == os.getpid()) or pid_gone(pid)
 
 
 def remove_dead_temps(folder: str | Path) -> list[Path]:
     """Remove the temporary files that killed writers left in ``folder`` (its own files, not
     its subfolders'); the paths removed. Only for a folder this process holds (a run under
-    its lock): the pid in a name is checked on this host."""
+    its lock) and writes nothing into now: one named with this process's pid is a previous
+    process's too (a container restarted runs edgegan as pid 1 again; each kill left one
+    more half-written checkpoint). The pid in a name is checked on this host."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for path in folder.iterdir():
-        if path.is_file() and _dead_temp(path):
+        if path.is_file() and _dead_temp(path, own=True):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -500,31 +544,39 @@ class NewFiles:
         self.dirs: list[Path] = missing_dirs(root)
         self._mark: Path | None = None
 
-    def claim(self, folder: Path) -> Path:
+    def claim(self, folder: Path, overwrite: bool = False) -> Path:
         """Mark ``folder`` as written into by this process until the block ends; refused when
-        another live process has marked it. Two ``infer`` into one ``--out`` both checked it
-        empty, both wrote, and one's files silently replaced the other's. Each makes its mark
-        first and looks for another's after: of two at once, at most one goes on (both may
-        be refused). A killed process's mark is a dead temporary file (ignored, removed)."""
+        another live process has marked it, or (without ``overwrite``) when it holds files.
+        Two ``infer`` into one ``--out`` both checked it empty, both wrote, and one's files
+        silently replaced the other's. Each makes its mark first and looks after, for
+        another's mark and for files: of two at once, at most one goes on (both may be
+        refused). The mark names its writer's host, pid and start: a killed writer's is
+        removed; one of another host (a container, a machine sharing the disk) is respected."""
         self._mark = mark = temp_path(folder / WRITING)
-        os.close(os.open(mark, _NEW_FILE, 0o666))
-        for other in sorted(folder.glob(f".{WRITING}.*.tmp")):
-            if other == mark:
+        me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}"
+        write_new(mark, me.rstrip() + "\n")
+        for other in sorted(folder.glob(f".{WRITING}.*")):
+            if other == mark or not other.name.endswith(".tmp"):
                 continue
-            if _dead_temp(other):
+            if _mark_gone(other):
                 other.unlink(missing_ok=True)
                 continue
-            pid = other.name[len(WRITING) + 2 : -4].partition("-")[0]
             raise EdgeganError(
-                f"--out {folder} is being written into by another process (pid {pid}); wait "
-                "for it, or choose another --out"
+                f"--out {folder} is being written into by another process ({other.name}: "
+                f"{_mark_text(other) or '?'}); wait for it, or choose another --out"
+            )
+        if not overwrite and holds_files(folder):  # filled since it was checked
+            raise EdgeganError(
+                f"--out {folder} is not empty; choose another folder or pass --overwrite"
             )
         return folder
 
     def release(self) -> None:
-        """Take back the mark of :meth:`claim`."""
+        """Take back the mark of :meth:`claim`, best effort: one that cannot be removed (a
+        scanner holding it on Windows) is a dead writer's once this process ends."""
         if self._mark is not None:
-            self._mark.unlink(missing_ok=True)
+            with suppress(OSError):
+                self._mark.unlink(missing_ok=True)
             self._mark = None
 
     def file(self, path: str | Path) -> Path:
@@ -558,8 +610,8 @@ def undo_new_files(root: str | Path) -> Iterator[NewFiles]:
     try:
         yield new
     except BaseException:
+        new.release()  # best effort
         try:
-            new.release()
             new.remove()
         except BaseException:  # noqa: BLE001 - the block's error is the one to report
             pass

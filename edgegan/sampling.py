@@ -535,12 +535,12 @@ def infer(
             finally:
                 bar.close()
             with undo_new_files(out) as new:
-                folder = new.claim(prepare_out_dir(out, overwrite))
+                folder = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
                 return write_outputs(result, folder, fmt, vrange, track=new.file)
         paths: list[Path] = []
         try:
             with undo_new_files(out) as new:
-                folder = new.claim(prepare_out_dir(out, overwrite))
+                folder = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
                 for batch in itertools.chain([first], batches):
                     start = len(paths)
                     paths += write_outputs(batch, folder, fmt, vrange, start, new.file)

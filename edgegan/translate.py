@@ -403,7 +403,7 @@ def translate(
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
         try:
             with undo_new_files(out) as new:
-                out = new.claim(prepare_out_dir(out, overwrite))
+                out = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
                 # a batch's worth of files at a time: memory stays bounded for large folders
                 for k in range(0, len(files), batch_size):
                     chunk = files[k : k + batch_size]

@@ -507,6 +507,8 @@ def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
         assert word == "$'runs/x\\xffy\\x27s'"
         shell = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True)
         assert shell.stdout == b"runs/x\xffy's"  # the shell gives the bytes back
+        # a lone surrogate no name decodes to (from a bundle's edgegan.json): a placeholder
+        assert fileio.shell_path("/tmp/r\ud800x", "RUN") == "RUN"
     monkeypatch.setattr(fileio, "_WINDOWS", True)  # cmd.exe passed 'runs\\x' on, quotes too
     assert fileio.shell_path("runs\\dcgan-mnist") == "runs\\dcgan-mnist"
     assert fileio.shell_path("C:\\my runs\\x") == '"C:\\my runs\\x"'
@@ -516,35 +518,98 @@ def test_paths_in_commands_to_copy_are_one_shell_word(monkeypatch):
         assert fileio.shell_path(bad, "RUN") == "RUN", bad
 
 
-def test_two_writers_into_one_out_folder_never_both_go_on(tmp_path):
+def test_two_writers_into_one_out_folder_never_both_go_on(tmp_path, monkeypatch):
     """Two `infer` into one --out both found it empty, both wrote, and one's files silently
     replaced the other's (2 of 5 pairs in the audit)."""
+    import socket
     import subprocess
     import sys
 
     from edgegan.errors import EdgeganError
-    from edgegan.fileio import WRITING, undo_new_files
+    from edgegan.fileio import WRITING, holds_files, process_started, undo_new_files
 
     out = tmp_path / "out"
     with undo_new_files(out) as first:
         out.mkdir()
         first.claim(out)
+        assert not holds_files(out)  # a mark is no file: "not empty" was the wrong refusal
         (out / first.file(out / "a.png")).write_bytes(b"first's")
+        (mark,) = out.glob(f".{WRITING}.*")
+        me = f"{socket.gethostname()} {os.getpid()}"
+        assert mark.read_text().startswith(me)  # host, pid and start: whose it is
         with pytest.raises(EdgeganError, match=rf"--out {out} is being written into by another "
-                           rf"process \(pid {os.getpid()}\); wait for it"):  # fmt: skip
+                           rf"process \({mark.name}: {me}"):  # fmt: skip
             with undo_new_files(out) as second:
-                second.claim(out)
+                second.claim(out, overwrite=True)
         assert (out / "a.png").read_bytes() == b"first's"  # the refused one took nothing
     assert [p.name for p in out.iterdir()] == ["a.png"]  # the mark goes with the block
-    # a killed writer's mark is no writer: removed, and the folder is written
+    # filled since it was checked: without --overwrite the claim (made first) refuses it
+    with pytest.raises(EdgeganError, match="is not empty; choose another folder or pass"):
+        with undo_new_files(out) as late:
+            late.claim(out)
+    # a killed writer's mark is no writer: removed, and the folder is written; so is one of
+    # this pid that started at another time (a container restarted: pid 1 again), while a
+    # mark of another host (a container, a machine sharing the disk) is respected
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
-    (out / f".{WRITING}.{gone}-0a0b0c0d.tmp").write_bytes(b"")
+    host = socket.gethostname()
+    (out / f".{WRITING}.{gone}-0a0b0c0d.tmp").write_text(f"{host} {gone} 1\n")
+    if process_started(os.getpid()):
+        (out / f".{WRITING}.{os.getpid()}-0e0e0e0e.tmp").write_text(f"{host} {os.getpid()} 1\n")
     with undo_new_files(out) as third:
-        third.claim(out)
+        third.claim(out, overwrite=True)
         marks = sorted(p.name for p in out.glob(f".{WRITING}.*"))
         assert len(marks) == 1 and marks[0].startswith(f".{WRITING}.{os.getpid()}-")
     assert [p.name for p in out.iterdir()] == ["a.png"]
+    elsewhere = out / f".{WRITING}.{gone}-0f0f0f0f.tmp"
+    elsewhere.write_text(f"another-{host} {gone} 1\n")
+    with pytest.raises(EdgeganError, match="being written into by another process"):
+        with undo_new_files(out) as fourth:
+            fourth.claim(out, overwrite=True)
+    elsewhere.unlink()
+    # a mark that cannot be removed (a scanner holding it) fails neither the work nor its undo
+    real_unlink = Path.unlink
+
+    def held(self, *args, **kwargs):
+        if self.name.startswith(f".{WRITING}."):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", held)
+    with undo_new_files(out) as fifth:
+        fifth.claim(out, overwrite=True)
+        (out / fifth.file(out / "b.png")).write_bytes(b"b")
+    assert (out / "b.png").read_bytes() == b"b"
+    other = tmp_path / "other"  # (out keeps fifth's mark: a live process's, this one)
+    with pytest.raises(KeyboardInterrupt):
+        with undo_new_files(other) as sixth:
+            other.mkdir()
+            sixth.claim(other, overwrite=True)
+            (other / sixth.file(other / "c.png")).write_bytes(b"c")
+            raise KeyboardInterrupt
+    assert not (other / "c.png").exists()  # taken back all the same
+
+
+def test_only_our_temporary_names_count_as_dead_temporaries(tmp_path):
+    """`.NAME.<digits>-<anything>.tmp` counted: a user's `.notes.2024-05.tmp` in a run folder
+    was a dead temporary file, to be removed."""
+    import subprocess
+    import sys
+
+    from edgegan.fileio import _dead_temp, remove_dead_temps
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert not _dead_temp(Path(".notes.2024-05.tmp")) and not _dead_temp(Path(f".x.{gone}-1.tmp"))
+    assert _dead_temp(Path(f".last.pt.{gone}.tmp"))  # the older form
+    assert _dead_temp(Path(f".last.pt.{gone}-0a1b2c3d.tmp"))
+    # under the run's lock one named with this pid is a previous process's (pid 1 again)
+    mine = tmp_path / f".last.pt.{os.getpid()}-deadbeef.tmp"
+    mine.write_bytes(b"half")
+    keep = tmp_path / ".notes.2024-05.tmp"
+    keep.write_text("mine")
+    assert not _dead_temp(mine) and remove_dead_temps(tmp_path) == [mine]
+    assert keep.exists()
 
 
 def test_a_temporary_file_that_cannot_be_made_is_said_of_the_users_path(tmp_path, monkeypatch):

@@ -2586,7 +2586,7 @@ def test_infer_refuses_an_out_folder_another_process_writes_into(bundle, tmp_pat
               "--overwrite"],
     )  # fmt: skip
     assert res.exit_code == 2
-    assert f"--out {out} is being written into by another process (pid {os.getppid()})" in (
+    assert f"--out {out} is being written into by another process (.edgegan-writing." in (
         res.stderr
     )
     assert sorted(p.name for p in out.iterdir()) == [
