@@ -153,7 +153,6 @@ def _claim(path: Path) -> Path:
                 raise _busy(path) from None
             # A start killed while building (kill -9, out of memory): take the folder over,
             # through its lock, so that one process does (held on for the run's own lock).
-            busy = _busy(path)  # said as it is before this process locks it
             lock = RunLock(path)
             try:
                 lock.acquire()
@@ -161,7 +160,8 @@ def _claim(path: Path) -> Path:
                 raise _busy(path) from None
             try:
                 if not run_dir_is_stale_start(path):  # another process took it first
-                    raise busy
+                    lock.release()  # (said as the folder is without this process's lock)
+                    raise _busy(path)
                 (path / CLAIM).unlink(missing_ok=True)
                 _write_claim(path, made)
             except BaseException:

@@ -85,7 +85,7 @@ class TrainResult:
     #: the signal that stopped the run ("SIGINT", "SIGTERM", ...; None when none did); under
     #: torchrun every process returns process 0's result: None when the signal reached
     #: another process alone. With ``stopped_by == "steps"``: one that came after the last
-    #: step, which skipped the final evaluation (``eval`` is empty)
+    #: step and stopped or skipped the final evaluation (``eval`` is empty)
     signal: str | None = None
 
 
@@ -1092,8 +1092,10 @@ class Trainer:
                         )
                         raise
                     except Exception as exc:
-                        if isinstance(exc, OSError):
-                            raise  # said below
+                        if isinstance(exc, OSError):  # said below; the report, if it can be
+                            with contextlib.suppress(OSError):
+                                self.write_report(result)
+                            raise
                         # a metric plugin's bug, a warning made an error (-W error): the
                         # training is whole all the same; report.md was missing
                         self.write_report(result)
@@ -1112,6 +1114,8 @@ class Trainer:
                     exc.args = (f"{exc}; {self._kept(stopped_by)}",)
                     raise
                 self.write_report(result)
+                if late == "stop":  # reported: now the signal ends the process, as it asked
+                    signal.raise_signal(signal.Signals[str(self.signal_name)])
             except OSError:  # eval.json or report.md unwritable: the training itself is whole
                 print(self._kept(stopped_by), file=sys.stderr, flush=True)
                 raise
@@ -1124,8 +1128,9 @@ class Trainer:
         for an FID, ran on): ``"raise"`` it to the caller's handler, now restored, when that
         is Python's (Ctrl-C's KeyboardInterrupt, the CLI's SIGTERM): it stops the evaluation
         as one a moment later does; ``"stop"`` when it is the system's default, which would
-        kill the process before its report: the evaluation is skipped and the run returns
-        with ``signal`` set; None for no such signal, or one the caller ignores."""
+        kill the process before its report: the evaluation is skipped, the report written,
+        and then the signal given back (a SIGTERM ends the process, as it asked); None for no
+        such signal, or one the caller ignores."""
         if self.signal_name is None or stopped_by == "signal" or not self.config.eval.at_end:
             return None
         handler = signal.getsignal(signal.Signals[self.signal_name])
@@ -1210,6 +1215,8 @@ class Trainer:
                          f"({BEST_CHECKPOINT})")  # fmt: skip
         if result.eval:
             lines.append("- eval: " + ", ".join(f"{k} {v:.4g}" for k, v in result.eval.items()))
+        elif result.signal and result.stopped_by != "signal" and self.config.eval.at_end:
+            lines.append(f"- eval: not done ({result.signal} after the last step)")
         text = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
         atomic_write(self.run_dir / "report.md", lambda f: f.write(text))
 
