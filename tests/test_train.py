@@ -1578,6 +1578,14 @@ def test_a_stale_lock_is_taken_over_by_one_process_only(tmp_path):
                            "container sharing the folder"):  # fmt: skip
             RunLock(tmp_path).acquire()
         lock.path.write_text(f"{socket.gethostname()} {dead}\n")
+        # held by this very process (a train() on another thread): said so
+        (tmp_path / "mine").mkdir()
+        mine = RunLock(tmp_path / "mine").acquire()
+        try:
+            with pytest.raises(ConfigError, match="is being trained by this process already"):
+                RunLock(tmp_path / "mine").acquire()
+        finally:
+            mine.release()
         out = tmp_path / "killed"
         out.mkdir()
         (out / CLAIM).write_text("")

@@ -322,6 +322,11 @@ class RunLock:
             text = os.read(fd, 4096).decode("utf-8", errors="replace")
             stale = self._stale_text(text, os.fstat(fd).st_mtime)
             if locked is False and stale and _names_this_process(text):
+                if any(_same_file(held, self.path) for held in list(_LOCK_FDS)):
+                    raise ConfigError(
+                        f"{self.path.parent} is being trained by this process already (a "
+                        "train() on another thread that has not returned)"
+                    )
                 # held by a live process that has this host name and pid: another container
                 # (each runs edgegan as pid 1) sharing the folder; waiting does not help
                 raise ConfigError(
