@@ -135,12 +135,6 @@ def note_signal(signum: int) -> None:
     _PENDING_SIGNALS.append(signum)
 
 
-def reader_gone(exc: OSError) -> bool:
-    """Whether a write failed because no one reads the stream any more: a pipe's reader
-    exited (EPIPE), or the terminal closed (EIO, after SIGHUP)."""
-    return exc.errno in (errno.EPIPE, errno.EIO)
-
-
 def hangup_signals() -> tuple[int, ...]:
     """``(SIGHUP,)`` where the system has it and it is not ignored, else ``()``: a closed
     terminal (a dropped ssh session) is handled like SIGTERM, but a command run under

@@ -423,6 +423,12 @@ def _proc_state(pid: int) -> str | None:
     return _proc_stat(pid, 0)
 
 
+def process_token() -> str:
+    """``HOST PID START``: this process, as a lock or a writer's mark names it (the start
+    tells a pid reused, as by a restarted container's pid 1, from its first owner)."""
+    return f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}".rstrip()
+
+
 def process_started(pid: int) -> str | None:
     """When process ``pid`` started, as a token that with the pid names one process even
     after the pid is reused (a reboot, a wrap-around), or None where it cannot be told:
@@ -544,17 +550,18 @@ class NewFiles:
         self.dirs: list[Path] = missing_dirs(root)
         self._mark: Path | None = None
 
-    def claim(self, folder: Path, overwrite: bool = False) -> Path:
-        """Mark ``folder`` as written into by this process until the block ends; refused when
+    def claim(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Make the output folder ``folder`` (:func:`prepare_out_dir`) and mark it as written
+        into by this process until the block ends; refused when
         another live process has marked it, or (without ``overwrite``) when it holds files.
         Two ``infer`` into one ``--out`` both checked it empty, both wrote, and one's files
         silently replaced the other's. Each makes its mark first and looks after, for
         another's mark and for files: of two at once, at most one goes on (both may be
         refused). The mark names its writer's host, pid and start: a killed writer's is
         removed; one of another host (a container, a machine sharing the disk) is respected."""
+        folder = prepare_out_dir(folder, overwrite=True)  # (its emptiness is checked below)
         self._mark = mark = temp_path(folder / WRITING)
-        me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}"
-        write_new(mark, me.rstrip() + "\n")
+        write_new(mark, process_token() + "\n")
         for other in sorted(folder.glob(f".{WRITING}.*")):
             if other == mark or not other.name.endswith(".tmp"):
                 continue
@@ -610,11 +617,10 @@ def undo_new_files(root: str | Path) -> Iterator[NewFiles]:
     try:
         yield new
     except BaseException:
-        new.release()  # best effort
+        new.release()  # before the files: the folder made for them goes too when left empty
         try:
             new.remove()
         except BaseException:  # noqa: BLE001 - the block's error is the one to report
             pass
         raise
-    finally:
-        new.release()
+    new.release()

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgegan.errors import EdgeganError
 from edgegan.export.signature import is_translation_task, only_direction
-from edgegan.fileio import atomic_write, check_out_dir, prepare_out_dir
+from edgegan.fileio import atomic_write, check_out_dir
 
 FORMATS = ("png", "npz", "grid")
 #: Images one ``grid.png`` may hold (a sheet to look at; 1,024 digits are 940x940 px).
@@ -535,12 +535,12 @@ def infer(
             finally:
                 bar.close()
             with undo_new_files(out) as new:
-                folder = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
+                folder = new.claim(out, overwrite)
                 return write_outputs(result, folder, fmt, vrange, track=new.file)
         paths: list[Path] = []
         try:
             with undo_new_files(out) as new:
-                folder = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
+                folder = new.claim(out, overwrite)
                 for batch in itertools.chain([first], batches):
                     start = len(paths)
                     paths += write_outputs(batch, folder, fmt, vrange, start, new.file)

@@ -374,7 +374,7 @@ def translate(
     import warnings
 
     from edgegan.data.transforms import load_image, save_png
-    from edgegan.fileio import check_out_dir, prepare_out_dir, undo_new_files
+    from edgegan.fileio import check_out_dir, undo_new_files
     from edgegan.runtime import open_runner
     from edgegan.sampling import check_batch_size
     from edgegan.train.logs import ProgressBar
@@ -403,7 +403,7 @@ def translate(
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
         try:
             with undo_new_files(out) as new:
-                out = new.claim(prepare_out_dir(out, overwrite=True), overwrite)
+                out = new.claim(out, overwrite)
                 # a batch's worth of files at a time: memory stays bounded for large folders
                 for k in range(0, len(files), batch_size):
                     chunk = files[k : k + batch_size]

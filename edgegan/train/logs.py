@@ -24,6 +24,7 @@ from edgegan.fileio import (
     missing_dirs,
     pid_gone,
     process_started,
+    process_token,
     remove_empty_dirs,
     write_new,
 )
@@ -285,7 +286,7 @@ class RunLock:
             fd, claimed._fd, claimed.held = claimed._fd, None, False
             self._hold(fd)
             return self
-        me = f"{socket.gethostname()} {os.getpid()} {process_started(os.getpid()) or ''}".rstrip()
+        me = process_token()
         for _ in range(3):
             try:
                 write_new(self.path, me + "\n")  # a full disk leaves no empty lock behind

@@ -1083,13 +1083,7 @@ class Trainer:
                         )
                         raise
                     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or the CLI's SIGTERM
-                        self.write_report(result)  # the training is whole: report it
-                        print(
-                            f"the final evaluation was interrupted; the trained run is saved in "
-                            f"{self.run_dir}: score it with edgegan eval {self.run_dir}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        self._evaluation_ended(result, "was interrupted")
                         raise
                     except Exception as exc:
                         if isinstance(exc, OSError):  # said below; the report, if it can be
@@ -1098,14 +1092,7 @@ class Trainer:
                             raise
                         # a metric plugin's bug, a warning made an error (-W error): the
                         # training is whole all the same; report.md was missing
-                        self.write_report(result)
-                        print(
-                            f"the final evaluation failed ({type(exc).__name__}); the trained run "
-                            f"is saved in {self.run_dir}: score it with edgegan eval "
-                            f"{self.run_dir}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        self._evaluation_ended(result, f"failed ({type(exc).__name__})")
                         raise
                 try:
                     self._notify("on_train_end")
@@ -1121,6 +1108,17 @@ class Trainer:
                 raise
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
+
+    def _evaluation_ended(self, result: TrainResult, how: str) -> None:
+        """Report a run whose final evaluation ``how`` (was interrupted, failed ...): the
+        training is whole, and where it is and how to score it is said."""
+        self.write_report(result)
+        print(
+            f"the final evaluation {how}; the trained run is saved in {self.run_dir}: score it "
+            f"with edgegan eval {self.run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _late_signal(self, stopped_by: str) -> str | None:
         """What to do with a signal the trainer caught after the last step, while the last
