@@ -622,8 +622,9 @@ def infer(
               "precision": precision, "progress": True, **options}  # fmt: skip
     with contextlib.ExitStack() as undo:
         if out is None:  # a new folder each time, as train's runs/PRESET-N: nothing overwritten
-            from edgegan.fileio import undo_new_files
+            from edgegan.fileio import check_default_root, undo_new_files
 
+            check_default_root("runs")
             # made as it is chosen, and taken back (runs/ too, if made here) on a failure
             new = undo.enter_context(undo_new_files(Path("runs")))
             out = str(_claim_folder(Path("runs"), "infer"))
@@ -729,6 +730,10 @@ def import_cmd(
 
     given = Path(source)
     name = (given.stem if given.is_file() else given.resolve().name) or "imported"
+    if out is None:
+        from edgegan.fileio import check_default_root
+
+        check_default_root("runs")
     run_dir = out if out is not None else _free_folder(Path("runs"), name)
     result = import_reference(
         source, run_dir, epoch=epoch, image_size=size, data_root=data_root, direction=direction

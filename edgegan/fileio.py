@@ -251,17 +251,39 @@ def check_writable(path: str | Path, flag: str, folder: bool = False, beside: bo
     if beside or not inside:
         places.append(next((p for p in real.parents if p.exists()), Path(".")))
     for place in places:
-        # os.access says yes to root on a read-only mount or in /proc, and no without the
-        # reason (a read-only mount was "permission denied"): make a file there, an unnamed
-        # one where the system has them (nothing left behind, none seen)
-        try:
-            with tempfile.TemporaryFile(dir=place, prefix=".edgegan-probe-"):
-                pass
-            why = None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
-        except OSError as exc:
-            why = (exc.strerror or str(exc)).lower()
+        why = _unwritable(place)
         if why is not None:
             raise EdgeganError(f"{flag} {path}: {place} is not writable ({why})")
+
+
+def _unwritable(place: Path) -> str | None:
+    """Why files cannot be made in the folder ``place``, or None when they can."""
+    # os.access says yes to root on a read-only mount or in /proc, and no without the
+    # reason (a read-only mount was "permission denied"): make a file there, an unnamed
+    # one where the system has them (nothing left behind, none seen)
+    try:
+        with tempfile.TemporaryFile(dir=place, prefix=".edgegan-probe-"):
+            pass
+        return None if os.access(place, os.W_OK | os.X_OK) else "permission denied"
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+
+
+def check_default_root(root: str | Path) -> None:
+    """The default output folder ``root`` (``runs``, made in the working folder when no
+    ``--out`` is given) can be made or written in. Said with where that is and what to do:
+    a read-only working folder said only "Permission denied: runs"."""
+    root = Path(root)
+    place = root if root.is_dir() else next((p for p in root.parents if p.exists()), Path("."))
+    if not place.is_dir():  # a file named runs: what makes it says so
+        return
+    why = _unwritable(place)
+    if why is not None:
+        where = f"{root}/" if root.is_absolute() else f"{root}/ in {Path.cwd()}"
+        raise EdgeganError(
+            f"no --out given, and the default folder {where} cannot be written ({why}): "
+            "pass --out DIR"
+        )
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, beside: bool = False) -> Path:

@@ -631,3 +631,32 @@ def test_a_temporary_file_that_cannot_be_made_is_said_of_the_users_path(tmp_path
         fileio.atomic_write(tmp_path / "r.json", lambda f: f.write(b"{}"))
     assert caught.value.filename == str(tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args", [["train", "train.steps=1"], ["infer", "some-run"], ["import", "some.pth"]]
+)
+def test_no_out_in_an_unwritable_folder_says_where_the_default_goes(tmp_path, monkeypatch, args):
+    """With no --out, train, infer and import make runs/ in the working folder: a read-only
+    one said only "Permission denied: runs" (infer) or named no way out."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: Path(p).absolute() != tmp_path and real(p, mode)
+    )
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (
+        f"error: no --out given, and the default folder runs/ in {tmp_path} cannot be written "
+        "(permission denied): pass --out DIR\n"
+    )
+    assert not list(tmp_path.iterdir())
+    # runs/ there and writable: the check passes whatever the working folder is
+    (tmp_path / "runs").mkdir()
+    from edgegan.fileio import check_default_root
+
+    check_default_root("runs")

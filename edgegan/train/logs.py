@@ -17,6 +17,7 @@ from typing import Any
 from edgegan.errors import ConfigError
 from edgegan.fileio import (
     atomic_write,
+    check_default_root,
     check_not_empty,
     check_writable,
     holds_files,
@@ -85,6 +86,7 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
                 check_writable(out, "--out", folder=True)
             return _claim(Path(out))
         root = Path(root)
+        check_default_root(root)
         # a folder name of its own under runs/: `preset=../x` wrote outside it, and `a:b`
         # is no file name on Windows
         name = re.sub(r"[^\w.+-]", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
