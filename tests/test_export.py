@@ -705,6 +705,24 @@ def test_parity_failure_raises_and_writes_nothing(runs, monkeypatch):
     assert not (runs["uncond"].parent / "new").exists()  # the folders it made are gone too
 
 
+def test_a_full_disk_during_an_export_names_the_bundle_and_writes_nothing(runs, monkeypatch):
+    """A full disk's write names no file: the line read "error: No space left on device"."""
+    import errno
+
+    from edgegan.export import api
+
+    def full(path, meta):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(api, "write_bundle", full)
+    out = runs["uncond"].parent / "full-bundle"
+    with pytest.raises(OSError) as info:
+        export(runs["uncond"], out=out)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(out)
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".full-bundle")]
+
+
 def test_an_export_removes_what_killed_exports_left_and_runs_one_at_a_time(
     runs, tmp_path, monkeypatch
 ):

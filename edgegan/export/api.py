@@ -573,6 +573,10 @@ def export(
         _check_out(out, overwrite, run_dir)  # still free? (another process may write there)
         _install(tmp, dest, overwrite)
         done = True
+    except OSError as exc:
+        if exc.filename is None:  # a full disk's write names no file: say which bundle
+            exc.filename = str(dest)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
