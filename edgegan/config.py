@@ -878,7 +878,38 @@ def load_run_config(run_dir: str | Path, overrides: str | list[str] | None = Non
                 f"{run_dir} is a run another process is starting (it has no config.yaml yet); "
                 "wait for it, or resume it once it has stopped"
             )
-        raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
-    saved = _read_config_file(path, str(path))
-    saved_config(saved, str(path))  # the file's own problems, apart from the overrides'
+        saved = _checkpoint_config(Path(run_dir))
+        if saved is None:
+            raise ConfigError(f"not a run directory (no config.yaml): {run_dir}")
+    else:
+        saved = _read_config_file(path, str(path))
+        saved_config(saved, str(path))  # the file's own problems, apart from the overrides'
     return config_from_dict(apply_overrides(saved, _override_list(overrides)))
+
+
+def _checkpoint_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config in ``run_dir``'s last checkpoint, for a run whose config.yaml was removed
+    (it blocked ``--resume`` for good, with the whole config in the checkpoint); None when
+    there is no checkpoint. The run writes config.yaml again at its next checkpoint."""
+    import warnings
+
+    from edgegan.errors import caller_stacklevel
+    from edgegan.train.logs import CHECKPOINT
+
+    checkpoint = run_dir / CHECKPOINT
+    if not checkpoint.is_file():
+        return None
+    from edgegan.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"not a run directory (no config.yaml, and {checkpoint} has no config)")
+    saved_config(saved, str(checkpoint), state.get("edgegan_version"))
+    warnings.warn(
+        f"{run_dir / 'config.yaml'} is missing: resuming with the config saved in {checkpoint} "
+        "(config.yaml is written again at the next checkpoint)",
+        UserWarning,
+        stacklevel=caller_stacklevel(),
+    )
+    return dict(saved)

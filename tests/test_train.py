@@ -1467,6 +1467,31 @@ def test_resume_with_a_damaged_config_yaml_is_one_line(tmp_path):
         assert result.exit_code == 2 and message in result.output, result.output
 
 
+def test_a_run_whose_config_yaml_was_removed_resumes_from_its_checkpoints_config(tmp_path):
+    """A removed config.yaml blocked --resume for good ("not a run directory"), with the
+    whole config in the checkpoint; the resumed run writes it again."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    kept = (run / "config.yaml").read_text()
+    (run / "config.yaml").unlink()
+    said = (
+        f"{run / 'config.yaml'} is missing: resuming with the config saved in "
+        f"{run / 'checkpoints' / 'last.pt'} (config.yaml is written again at the next checkpoint)"
+    )
+    with pytest.warns(UserWarning, match=f"^{re.escape(said)}$"):
+        result = CliRunner().invoke(cli, ["train", "--resume", str(run), "train.steps=4"])
+    assert result.exit_code == 0, result.output
+    assert (run / "config.yaml").read_text() == kept.replace("steps: 2\n", "steps: 4\n", 1)
+    # No checkpoint either: no run to resume
+    (run / "config.yaml").unlink()
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(ConfigError, match="not a run directory"):
+        load_run_config(run)
+
+
 def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over(tmp_path):
     import os
     import socket
