@@ -1389,6 +1389,27 @@ def test_an_export_of_a_named_checkpoint_names_it_when_it_cannot_be_read(runs, t
         export(run, out=tmp_path / "b", checkpoint="odd")
 
 
+def test_a_run_kept_as_a_named_checkpoint_alone_exports_it(runs, tmp_path):
+    """A run whose last.pt was removed (kept as best.pt, say) was "not a run directory"
+    even with --checkpoint best; without it, the error names the checkpoints it has."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["uncond"], run)
+    (run / "checkpoints" / "last.pt").rename(run / "checkpoints" / "best.pt")
+    with pytest.raises(
+        EdgeganError,
+        match=f"^{run} is not a run directory: no checkpoints/last.pt \\(it has best: pass "
+        "--checkpoint NAME\\)$",
+    ):
+        export(run, out=tmp_path / "b")
+    with pytest.raises(EdgeganError, match="no checkpoint 'other' in .* \\(it has: best\\)"):
+        export(run, out=tmp_path / "b", checkpoint="other")
+    assert not (tmp_path / "b").exists()
+    meta = export(run, out=tmp_path / "b", checkpoint="best")
+    assert meta["source"]["checkpoint"] == "best" and (tmp_path / "b" / "model.onnx").is_file()
+
+
 def test_an_empty_mount_point_as_out_gets_the_bundle_copied_in(runs, tmp_path, monkeypatch):
     """The bundle is built beside --out and renamed into it: an empty mount point (a docker
     volume, a card) is another device, and the export failed at its very end with 'Invalid

@@ -119,11 +119,12 @@ def _warn_if_training(run_dir: Path) -> None:
         )
 
 
-def _check_run_dir(run_dir: Path) -> None:
+def _check_run_dir(run_dir: Path, checkpoint: str | None = None) -> None:
     """One line for anything that is not a run directory (a bundle, a missing folder): said
     before ``--out`` is checked, whose complaint (a read-only bundle's ``export`` folder)
-    would name the wrong problem."""
-    from edgegan.train.logs import CHECKPOINT
+    would name the wrong problem. A run needs the ``checkpoint`` exported, not ``last.pt``
+    (a run kept as its ``best.pt`` alone was "not a run directory")."""
+    from edgegan.train.logs import CHECKPOINT, checkpoint_file
 
     if not run_dir.exists():
         raise EdgeganError(f"run directory not found: {run_dir}")
@@ -141,9 +142,17 @@ def _check_run_dir(run_dir: Path) -> None:
             f"{run_dir} is an export bundle, not a run directory; give the run it came from"
             f"{came} (--trt builds engines from a bundle's graphs)"
         )
-    if not (run_dir / CHECKPOINT).is_file():
+    if checkpoint not in (None, "last", "last.pt"):
+        checkpoint_file(run_dir, checkpoint)  # one line naming those it has
+    elif not (run_dir / CHECKPOINT).is_file():
+        others = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
         raise EdgeganError(
-            f"{run_dir} is not a run directory: no {CHECKPOINT} (train one with edgegan train)"
+            f"{run_dir} is not a run directory: no {CHECKPOINT} "
+            + (
+                f"(it has {', '.join(others)}: pass --checkpoint NAME)"
+                if others
+                else "(train one with edgegan train)"
+            )
         )
 
 
@@ -157,7 +166,7 @@ def _load_spec(
     from edgegan.train.checkpoint import load_checkpoint
     from edgegan.train.logs import checkpoint_file
 
-    _check_run_dir(run_dir)
+    _check_run_dir(run_dir, checkpoint)
     path = checkpoint_file(run_dir, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
     spec = state.get("spec")
@@ -457,7 +466,7 @@ def export(
     from edgegan.plugins.manager import get_manager
 
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir)
+    _check_run_dir(run_dir, checkpoint)
     out = default_out(run_dir, out)
     dest = out.resolve()  # "." or ".." have no name to put the temporary folder beside
     # (the bundle is made beside it; the run is read by Python alone: any name will do)
