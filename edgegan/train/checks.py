@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-import numpy as np
-
 from edgegan.config import COMPILE_MODES, GENERATOR_KINDS, TASK_CONTEXT, Config
 from edgegan.errors import ConfigError
 from edgegan.export.bundle import MAX_LATENT_DIM
@@ -17,7 +15,9 @@ from edgegan.train import schedule
 
 #: Beyond this torch's thread pool cannot start (100,000 threads crashed the process).
 MAX_THREADS = 1024
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # the optimisers keep lr in float32
+# the optimisers keep lr in float32; its largest finite value, written out: config show
+# would import NumPy for it
+FLOAT32_MAX = float.fromhex("0x1.fffffep+127")
 #: ``train.compile``: off, or a torch.compile mode
 TRAIN_COMPILE = ("off", *COMPILE_MODES)
 
