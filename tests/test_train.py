@@ -2208,6 +2208,11 @@ def test_a_final_evaluation_that_fails_unexpectedly_still_reports_the_saved_run(
     err = capsys.readouterr().err
     assert f"the final evaluation failed (ZeroDivisionError); the trained run is saved in " \
         f"{tmp_path / 'r'}" in err  # fmt: skip
+    # with no stderr (pythonw), the line is not printed on stdout, the caller's result
+    monkeypatch.setattr("sys.stderr", None)
+    with pytest.raises(ZeroDivisionError):
+        train(tiny("eval.at_end=true", steps=2), out_dir=tmp_path / "n")
+    assert capsys.readouterr().out == ""
 
 
 def test_the_report_says_what_stopped_the_run_and_no_eval_means_no_eval_json(tmp_path):

@@ -65,6 +65,26 @@ def checkpoint_file(run_dir: str | Path, name: str | None = None) -> Path:
     return folder / file
 
 
+def stderr_line(line: str) -> bool:
+    """Write ``line`` on stderr; False when stderr is gone, and later lines are best left
+    unwritten. A stderr that fails (its reader gone: ``edgegan train 2>&1 | head``, a killed
+    ``tee``, a closed terminal; a log file on a full disk) ends the lines, not the work: a
+    training run died at its next line with the steps since its last checkpoint lost."""
+    stream = sys.stderr
+    if stream is None:  # pythonw, a host that closed it: print would take stdout
+        return False
+    try:
+        stream.write(line + "\n")
+        flush = getattr(stream, "flush", None)  # a stand-in may only write
+        if flush is not None:
+            flush()
+    except BlockingIOError:  # a non-blocking stderr, full for now: this line only
+        return True
+    except (OSError, ValueError):  # ValueError: a closed stream
+        return False
+    return True
+
+
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
 CLAIM = ".edgegan-claim"
@@ -592,21 +612,7 @@ class ProgressBar:
             self.enabled = False
 
     def _print(self, line: str) -> None:
-        """A plain line on stderr. A stderr that fails (its reader gone: ``edgegan train 2>&1
-        | head``, a killed ``tee``, a closed terminal; a log file on a full disk) ends the
-        lines, not the work: a training run died at its next line with the steps since its
-        last checkpoint lost."""
-        stream = sys.stderr
-        if stream is None:  # pythonw, a host that closed it: print would take stdout
-            return
-        try:
-            stream.write(line + "\n")
-            flush = getattr(stream, "flush", None)  # a stand-in may only write
-            if flush is not None:
-                flush()
-        except BlockingIOError:  # a non-blocking stderr, full for now: this line only
-            pass
-        except (OSError, ValueError):  # ValueError: a closed stream
+        if not stderr_line(line):
             self.enabled = False
 
     def close(self) -> None:

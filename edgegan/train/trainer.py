@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -67,6 +66,7 @@ from edgegan.train.logs import (
     RunLock,
     new_run_dir,
     release_run_dir,
+    stderr_line,
 )
 from edgegan.train.stream import BatchStream
 from edgegan.train.task import Task, best_score_name, get_task
@@ -1104,7 +1104,7 @@ class Trainer:
                 if late == "stop":  # reported: now the signal ends the process, as it asked
                     signal.raise_signal(signal.Signals[str(self.signal_name)])
             except OSError:  # eval.json or report.md unwritable: the training itself is whole
-                print(self._kept(stopped_by), file=sys.stderr, flush=True)
+                stderr_line(self._kept(stopped_by))
                 raise
         # Every rank returns rank 0's result, once rank 0 has evaluated and reported.
         return self.dist.broadcast(result)
@@ -1113,11 +1113,9 @@ class Trainer:
         """Report a run whose final evaluation ``how`` (was interrupted, failed ...): the
         training is whole, and where it is and how to score it is said."""
         self.write_report(result)
-        print(
+        stderr_line(
             f"the final evaluation {how}; the trained run is saved in {self.run_dir}: score it "
-            f"with edgegan eval {self.run_dir}",
-            file=sys.stderr,
-            flush=True,
+            f"with edgegan eval {self.run_dir}"
         )
 
     def _late_signal(self, stopped_by: str) -> str | None:
