@@ -564,6 +564,35 @@ def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
 WRITING = "edgegan-writing"
 
 
+def mark_writer(folder: Path) -> Path:
+    """Mark ``folder`` as written into by this process (a ``.edgegan-writing.PID-RANDOM.tmp``
+    file holding its host, pid and start) and return the mark; refused when another live
+    process has marked it. The mark is made first and the others looked at after: of two
+    writers at once, at most one goes on. A killed writer's mark is removed; one of another
+    host (a container, a machine sharing the disk) is respected."""
+    mark = temp_path(folder / WRITING)
+    write_new(mark, process_token() + "\n")
+    for other in sorted(folder.glob(f".{WRITING}.*")):
+        if other == mark or not other.name.endswith(".tmp"):
+            continue
+        if _mark_gone(other):
+            other.unlink(missing_ok=True)
+            continue
+        release_mark(mark)
+        raise EdgeganError(
+            f"--out {folder} is being written into by another process ({other.name}: "
+            f"{_mark_text(other) or '?'}); wait for it, or choose another --out"
+        )
+    return mark
+
+
+def release_mark(mark: Path) -> None:
+    """Take back a :func:`mark_writer` mark, best effort: one that cannot be removed (a
+    scanner holding it on Windows) is a dead writer's once this process ends."""
+    with suppress(OSError):
+        mark.unlink(missing_ok=True)
+
+
 class NewFiles:
     """What a block of writes created, to take back if it fails: see :func:`undo_new_files`."""
 
@@ -582,18 +611,7 @@ class NewFiles:
         refused). The mark names its writer's host, pid and start: a killed writer's is
         removed; one of another host (a container, a machine sharing the disk) is respected."""
         folder = prepare_out_dir(folder, overwrite=True)  # (its emptiness is checked below)
-        self._mark = mark = temp_path(folder / WRITING)
-        write_new(mark, process_token() + "\n")
-        for other in sorted(folder.glob(f".{WRITING}.*")):
-            if other == mark or not other.name.endswith(".tmp"):
-                continue
-            if _mark_gone(other):
-                other.unlink(missing_ok=True)
-                continue
-            raise EdgeganError(
-                f"--out {folder} is being written into by another process ({other.name}: "
-                f"{_mark_text(other) or '?'}); wait for it, or choose another --out"
-            )
+        self._mark = mark_writer(folder)
         if not overwrite and holds_files(folder):  # filled since it was checked
             raise EdgeganError(
                 f"--out {folder} is not empty; choose another folder or pass --overwrite"
@@ -601,11 +619,9 @@ class NewFiles:
         return folder
 
     def release(self) -> None:
-        """Take back the mark of :meth:`claim`, best effort: one that cannot be removed (a
-        scanner holding it on Windows) is a dead writer's once this process ends."""
+        """Take back the mark of :meth:`claim`."""
         if self._mark is not None:
-            with suppress(OSError):
-                self._mark.unlink(missing_ok=True)
+            release_mark(self._mark)
             self._mark = None
 
     def file(self, path: str | Path) -> Path:

@@ -862,6 +862,34 @@ def test_out_may_be_the_empty_working_directory(runs, tmp_path, monkeypatch):
     meta = export(runs["uncond"], out=".")
     assert read_bundle(here) == meta and (here / "model.onnx").is_file()
     assert Path.cwd() == here and sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+    assert not [p for p in here.iterdir() if p.name.startswith(".")]  # no mark left
+
+
+def test_an_empty_out_another_process_writes_into_is_refused(runs, tmp_path):
+    """Two exports into one existing empty folder moved their files in one by one, mixed:
+    each marks the folder while its files move in, as infer does."""
+    import socket
+    import subprocess
+    import sys
+
+    from edgegan.fileio import WRITING
+
+    out = tmp_path / "mnt"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mark = out / f".{WRITING}.{sleeper.pid}-0a0b0c0d.tmp"
+        mark.write_text(f"{socket.gethostname()} {sleeper.pid}\n")
+        with pytest.raises(
+            EdgeganError, match=f"^--out {out} is being written into by another process"
+        ):
+            export(runs["uncond"], out=out)
+        assert [p.name for p in out.iterdir()] == [mark.name]  # nothing moved in
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    meta = export(runs["uncond"], out=out)  # its writer gone: the mark is a dead one's
+    assert read_bundle(out) == meta and not list(out.glob(".*"))
 
 
 def test_a_folder_holding_only_the_desktops_metadata_counts_as_empty(runs, tmp_path):

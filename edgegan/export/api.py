@@ -31,7 +31,9 @@ from edgegan.export.signature import is_translation_task, task_directions
 from edgegan.fileio import (
     holds_files,
     left_by_gone,
+    mark_writer,
     missing_dirs,
+    release_mark,
     remove_empty_dirs,
     replace,
     temp_path,
@@ -381,16 +383,22 @@ def _install(tmp: Path, out: Path, overwrite: bool = True) -> None:
     (two exports into one new --out both succeeded, the later one's bundle kept)."""
     if out.is_dir() and not holds_files(out):
         # An empty folder (maybe the shell's working directory) stays: the files move into
-        # it, edgegan.json last, so the folder is a bundle only once it is complete.
-        children = sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE)
-        if not _same_device(tmp, out):  # an empty mount point
-            _copy_into(tmp, out, children)
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        for child in children:
-            replace(child, out / child.name)
-        tmp.rmdir()
-        return
+        # it, edgegan.json last, so the folder is a bundle only once it is complete. Marked
+        # while they move: two exports into one empty folder mixed their files.
+        mark = mark_writer(out)
+        try:
+            if not holds_files(out):  # (else filled since: as a folder that holds a bundle)
+                children = sorted(tmp.iterdir(), key=lambda c: c.name == BUNDLE_FILE)
+                if not _same_device(tmp, out):  # an empty mount point
+                    _copy_into(tmp, out, children)
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return
+                for child in children:
+                    replace(child, out / child.name)
+                tmp.rmdir()
+                return
+        finally:
+            release_mark(mark)
     old = None
     if out.exists():
         if not overwrite:
