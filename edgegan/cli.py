@@ -388,7 +388,9 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
         )
         sys.exit(stopped)
     how = "time budget reached" if result.stopped_by == "max_seconds" else "done"
-    click.echo(f"{how}: {result.step} steps in {result.seconds:.0f} s -> {result.run_dir}")
+    # a resumed run's seconds are all its sessions'; train.max_seconds budgets this one
+    this = f" ({result.session_seconds:.0f} s this session)" if resume else ""
+    click.echo(f"{how}: {result.step} steps in {result.seconds:.0f} s{this} -> {result.run_dir}")
     if result.eval:
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
     for line in _next_commands(config.task, result):

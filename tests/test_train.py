@@ -2418,6 +2418,16 @@ def test_edgegan_train_says_a_time_budget_stopped_it(tmp_path):
     assert re.match(rf"time budget reached: {step} steps in \d+ s -> {re.escape(str(run))}$",
                     res.stdout.splitlines()[0])  # fmt: skip
     assert f"continue with: edgegan train --resume {run}" in res.stderr
+    # Resumed: the run's seconds are all its sessions', and this session's are said apart
+    # (train.max_seconds budgets them; "in 1080 s" after a budget of 540 read as a bug).
+    res = CliRunner().invoke(cli, ["train", "--resume", str(run), "train.max_seconds=0.000001"])
+    assert res.exit_code == 0, res.output
+    assert re.match(r"time budget reached: \d+ steps in \d+ s \(\d+ s this session\) -> ",
+                    res.stdout.splitlines()[0])  # fmt: skip
+    before = load_checkpoint(run / "checkpoints/last.pt")["elapsed"]
+    r = train(load_run_config(run, ["train.max_seconds=0.000001"]), resume=run)
+    assert 0 < r.session_seconds < r.seconds
+    assert r.seconds - r.session_seconds == pytest.approx(before)
 
 
 def test_a_runs_result_holds_absolute_paths_and_the_cli_says_them_from_here(tmp_path, monkeypatch):

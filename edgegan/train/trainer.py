@@ -78,7 +78,7 @@ class TrainResult:
 
     run_dir: Path
     step: int
-    seconds: float
+    seconds: float  # training seconds of the run, all its sessions (resumes) together
     stopped_by: str  # "steps" | "max_seconds" | "signal"
     checkpoint: Path
     eval: dict[str, float] = field(default_factory=dict)
@@ -87,6 +87,9 @@ class TrainResult:
     #: another process alone. With ``stopped_by == "steps"``: one that came after the last
     #: step and stopped or skipped the final evaluation (``eval`` is empty)
     signal: str | None = None
+    #: the training seconds of this session alone (``train.max_seconds`` budgets these):
+    #: ``seconds`` less what the run trained before it was resumed
+    session_seconds: float = 0.0
 
 
 #: The methods a callback may have (README, "The interface of each kind").
@@ -1060,8 +1063,9 @@ class Trainer:
                 log.close()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
-        seconds = self.elapsed + self._session_seconds()
-        result = TrainResult(self.run_dir, self.step, seconds, stopped_by, path)
+        session = self._session_seconds()
+        result = TrainResult(self.run_dir, self.step, self.elapsed + session, stopped_by, path)
+        result.session_seconds = session
         if stopped_by == "signal":
             result.signal = self.signal_name
         late = self._late_signal(stopped_by)
