@@ -740,6 +740,12 @@ def import_cmd(
     result = import_reference(
         source, run_dir, epoch=epoch, image_size=size, data_root=data_root, direction=direction
     )
+    # said as the user gave it: relative to here when it is under here
+    result = dataclasses.replace(
+        result,
+        run_dir=_from_here(result.run_dir),
+        options_file=result.options_file and _from_here(result.options_file),
+    )
     click.echo(f"imported a {result.task} run ({result.image_size} px) -> {result.run_dir}")
     for ours, net in result.networks.items():
         click.echo(f"  {ours}: {net.describe()} <- {net.source}")

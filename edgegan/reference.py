@@ -396,6 +396,9 @@ def _same_kind(nets: list[Network]) -> None:
 
 @dataclass
 class ImportResult:
+    """What :func:`import_reference` wrote (absolute paths: a notebook that changes folder
+    keeps them, as :class:`~edgegan.train.TrainResult`'s)."""
+
     run_dir: Path
     task: str
     networks: dict[str, Network]  # edgegan network name (g_ab, d_b, ...) -> what was read
@@ -553,4 +556,5 @@ def import_reference(
     atomic_save(state, out / CHECKPOINT)
     for note in notes:
         warnings.warn(note, UserWarning, stacklevel=caller_stacklevel())
-    return ImportResult(out, src.task, nets, src.options_file, size, notes)
+    options = None if src.options_file is None else Path(src.options_file).absolute()
+    return ImportResult(out.absolute(), src.task, nets, options, size, notes)

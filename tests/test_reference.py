@@ -158,6 +158,18 @@ def test_a_generator_file_imports_as_the_same_function(tmp_path, make, name, par
         assert torch.equal(g(x), net(x))
 
 
+def test_an_import_into_a_relative_folder_returns_absolute_paths(tmp_path, monkeypatch):
+    """ImportResult.run_dir stayed relative to the folder of the call (TrainResult's are
+    absolute); the CLI still says it as given."""
+    monkeypatch.chdir(tmp_path)
+    path = reference_file(tmp_path / "g.pth", randomised(ResnetGenerator(1, 1, ngf=4)))
+    result = import_reference("g.pth", "run", image_size=16)
+    assert result.run_dir == tmp_path / "run" and result.run_dir.is_absolute()
+    res = CliRunner().invoke(cli, ["import", str(path), "--out", "cli", "--size", "16"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("imported a pix2pix run (16 px) -> cli\n")
+
+
 @pytest.mark.parametrize(
     "net, params, keep_bias",
     [
