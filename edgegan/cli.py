@@ -32,10 +32,10 @@ from edgegan.config import COMPILE_MODES
 from edgegan.errors import (
     ConfigError,
     EdgeganError,
-    hangup_signals,
     note_signal,
     one_line,
     os_error_line,
+    stop_signals,
     take_signal,
 )
 
@@ -118,7 +118,7 @@ class _Group(_Commands):
 
     def invoke(self, ctx: click.Context) -> Any:
         main_thread = threading.current_thread() is threading.main_thread()
-        stops = (signal.SIGTERM, *hangup_signals()) if main_thread else ()
+        stops = stop_signals() if main_thread else ()
         old = {sig: signal.signal(sig, _terminate) for sig in stops}
         try:
             result = super().invoke(ctx)

@@ -135,16 +135,17 @@ def note_signal(signum: int) -> None:
     _PENDING_SIGNALS.append(signum)
 
 
-def hangup_signals() -> tuple[int, ...]:
-    """``(SIGHUP,)`` where the system has it and it is not ignored, else ``()``: a closed
-    terminal (a dropped ssh session) is handled like SIGTERM, but a command run under
-    ``nohup``, which asked to outlive its terminal, keeps ignoring it."""
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a command as SIGTERM does: SIGTERM, and where the system has
+    them and they are not ignored, SIGHUP (a closed terminal, a dropped ssh session; a
+    command under ``nohup``, which asked to outlive its terminal, keeps ignoring it), SIGUSR1
+    and SIGUSR2 (what a batch scheduler sends ahead of a job's time limit: SLURM's
+    ``--signal=USR1@120``; their default killed a run at once, with nothing saved)."""
     import signal
 
-    hangup = getattr(signal, "SIGHUP", None)
-    if hangup is None or signal.getsignal(hangup) is signal.SIG_IGN:
-        return ()
-    return (hangup,)
+    named = (getattr(signal, n, None) for n in ("SIGHUP", "SIGUSR1", "SIGUSR2"))
+    others = tuple(s for s in named if s is not None and signal.getsignal(s) is not signal.SIG_IGN)
+    return (signal.SIGTERM, *others)
 
 
 def take_signal() -> int | None:

@@ -524,10 +524,30 @@ def test_a_closed_terminal_ends_a_command_as_sigterm_does_unless_under_nohup():
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, old)
+    # SIGUSR1 and SIGUSR2, a batch scheduler's warnings, end a command as SIGTERM does
+    for signum in (signal.SIGUSR1, signal.SIGUSR2):
+        raised.clear()
+        outside = signal.signal(signum, _hangup_not_taken)  # not taken: fails, not killed
+
+        @group.command(name=f"usr{signum}")
+        def usr(signum: int = signum) -> None:
+            try:
+                os.kill(os.getpid(), signum)
+                print("went on")
+            finally:
+                raised.append("cleanup ran")
+
+        result = CliRunner().invoke(group, [f"usr{signum}"])
+        assert result.exit_code == 128 + signum and raised == ["cleanup ran"]
+        assert result.stderr.strip() == f"terminated ({signal.Signals(signum).name})"
+        assert signal.getsignal(signum) is _hangup_not_taken  # put back
+        signal.signal(signum, outside)
 
 
 def _hangup_not_taken(signum, frame):
-    raise AssertionError("SIGHUP reached the test: edgegan did not handle it")
+    raise AssertionError(
+        f"{signal.Signals(signum).name} reached the test: edgegan did not handle it"
+    )
 
 
 def test_an_os_error_of_another_rank_is_printed_with_its_rank(monkeypatch):

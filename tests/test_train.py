@@ -579,16 +579,21 @@ def test_a_closed_terminal_saves_the_run_and_exits_129_unless_under_nohup(tmp_pa
     manager = PluginManager(load_entry_points=False)
     manager.register(_StepPlugin(), name="signal-plugin")
     reset_manager(manager)
-    # a SIGHUP nothing took fails the test rather than kill pytest; `nohup pytest` holds too
-    outside = signal.signal(signal.SIGHUP, _hangup_not_taken)
+    # a SIGHUP (SIGUSR1, SIGUSR2) nothing took fails the test rather than kill pytest;
+    # `nohup pytest` holds too
+    stops = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    outside = {s: signal.signal(s, _hangup_not_taken) for s in stops}
     try:
         _closed_terminal_runs(tmp_path)
     finally:
-        signal.signal(signal.SIGHUP, outside)
+        for s, handler in outside.items():
+            signal.signal(s, handler)
 
 
 def _hangup_not_taken(signum, frame):
-    raise AssertionError("SIGHUP reached the test: edgegan did not handle it")
+    raise AssertionError(
+        f"{signal.Signals(signum).name} reached the test: edgegan did not handle it"
+    )
 
 
 def _closed_terminal_runs(tmp_path) -> None:
@@ -597,7 +602,10 @@ def _closed_terminal_runs(tmp_path) -> None:
     from edgegan.cli import cli
 
     args = ["train", "dcgan-mnist", *TINY, "train.steps=8"]
-    for signum, code in ((signal.SIGHUP, 129), (signal.SIGTERM, 143)):
+    # SIGUSR1/2: a batch scheduler's warning before the time limit (SLURM's --signal=USR1@120)
+    # killed the run at once with nothing saved
+    stops = [signal.SIGHUP, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2]
+    for signum, code in ((s, 128 + s) for s in stops):
         name, run = signal.Signals(signum).name, tmp_path / str(signum)
         callback = f"callbacks=[{{name: signal-at, at: 4, signum: {int(signum)}}}]"
         res = CliRunner().invoke(cli, [*args, callback, "--out", str(run)])

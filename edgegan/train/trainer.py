@@ -43,7 +43,7 @@ from edgegan.errors import (
     caller_stacklevel,
     did_you_mean,
     exception_line,
-    hangup_signals,
+    stop_signals,
     take_signal,
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
@@ -814,8 +814,8 @@ class Trainer:
 
         old: dict[int, Any] = {}
         # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM;
-        # SIGHUP: the terminal (an ssh session) gone
-        for sig in (signal.SIGINT, signal.SIGTERM, *_SIGBREAK, *hangup_signals()):
+        # SIGHUP: the terminal (an ssh session) gone; SIGUSR1/2: a scheduler's warning
+        for sig in (signal.SIGINT, *_SIGBREAK, *stop_signals()):
             old[sig] = signal.signal(sig, handler)
         signum = take_signal()
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
