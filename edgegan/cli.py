@@ -433,15 +433,16 @@ def _free_folder(root: Path, name: str) -> Path:
     return path
 
 
-def _claim_folder(root: Path, name: str) -> Path:
+def _claim_folder(root: Path, name: str) -> tuple[Path, list[Path]]:
     """:func:`_free_folder`, made by this process (``mkdir`` is atomic): two commands started
-    together each get their own (both wrote into ``runs/infer``, mixed, and said so)."""
-    root.mkdir(parents=True, exist_ok=True)
+    together each get their own (both wrote into ``runs/infer``, mixed, and said so). With
+    the folders made for it (``root`` too, unless another process made it)."""
+    from edgegan.fileio import make_dirs
+
     while True:
         path = _free_folder(root, name)
         try:
-            path.mkdir()
-            return path
+            return path, make_dirs(path)
         except FileExistsError:  # another process made it first: the next one
             continue
 
@@ -628,9 +629,9 @@ def infer(
 
             check_default_root("runs")
             # made as it is chosen, and taken back (runs/ too, if made here) on a failure
-            new = undo.enter_context(undo_new_files(Path("runs")))
-            out = str(_claim_folder(Path("runs"), "infer"))
-            new.dirs.append(Path(out))
+            new = undo.enter_context(undo_new_files(Path(".")))
+            claimed, new.dirs = _claim_folder(Path("runs"), "infer")
+            out = str(claimed)
         if direction or input_path:
             if not input_path:
                 raise EdgeganError("--direction translates --input images: give --input too")

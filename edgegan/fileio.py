@@ -550,6 +550,32 @@ def missing_dirs(path: str | Path) -> list[Path]:
     return out
 
 
+def make_dirs(path: str | Path, exist_ok: bool = False) -> list[Path]:
+    """``path.mkdir(parents=True, exist_ok=exist_ok)`` that returns the folders this call
+    made, deepest first, to take back if the work that needs them fails. A folder another
+    process made first is not counted, and a parent another process removes meanwhile is
+    made again: tasks of a job array started together each found ``runs/`` missing and took
+    it for their own, and one that failed removed it from under another ("cannot make the
+    run directory runs/seed6: No such file or directory")."""
+    path = Path(path)
+    made: list[Path] = []
+    for _ in range(100):  # bounded: each retry follows a removal by another process
+        try:
+            for folder in [*reversed(missing_dirs(path.parent)), path]:
+                try:
+                    folder.mkdir()
+                    made.append(folder)
+                except FileExistsError:
+                    if folder == path and not exist_ok:
+                        raise
+            break
+        except FileNotFoundError:
+            continue
+    else:
+        path.mkdir(exist_ok=exist_ok)  # what keeps failing, said by mkdir
+    return [d for d in reversed(made) if d.is_dir()]
+
+
 def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:
     """Remove each of ``dirs`` that is an empty folder, deepest first (so a folder emptied by
     removing a deeper one goes too); anything else stays."""

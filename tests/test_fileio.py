@@ -660,3 +660,44 @@ def test_no_out_in_an_unwritable_folder_says_where_the_default_goes(tmp_path, mo
     from edgegan.fileio import check_default_root
 
     check_default_root("runs")
+
+
+def test_make_dirs_counts_only_its_own_folders_and_makes_a_removed_parent_again(
+    tmp_path, monkeypatch
+):
+    """Tasks of a job array started together each found runs/ missing and took it for their
+    own; one that failed before training removed it from under another, whose run then
+    failed with "cannot make the run directory runs/seed6: No such file or directory"."""
+    from edgegan.fileio import make_dirs
+    from edgegan.train.logs import new_run_dir, release_run_dir
+
+    real_mkdir = Path.mkdir
+    runs = tmp_path / "runs"
+    events: list[str] = []
+
+    def racing(self, *args, **kwargs):
+        if self == runs / "seed6" and not events:
+            # between this task's mkdir(runs) and mkdir(runs/seed6), another task that
+            # made runs/ first fails and removes it, empty
+            events.append("removed")
+            runs.rmdir()
+        return real_mkdir(self, *args, **kwargs)
+
+    real_mkdir(runs)  # made by the other task a moment before
+    monkeypatch.setattr(Path, "mkdir", racing)
+    made = make_dirs(runs / "seed6")
+    assert events == ["removed"] and (runs / "seed6").is_dir()
+    assert made == [runs / "seed6", runs]  # runs/ made again by this call: its own now
+    monkeypatch.setattr(Path, "mkdir", real_mkdir)
+    # a folder that was there is not counted; path itself there: FileExistsError
+    assert make_dirs(runs / "seed7" / "x") == [runs / "seed7" / "x", runs / "seed7"]
+    with pytest.raises(FileExistsError):
+        make_dirs(runs / "seed7")
+    assert make_dirs(runs / "seed7", exist_ok=True) == []
+    # through the run claim: a task that fails before training takes back only its own
+    other = new_run_dir(tmp_path / "arr" / "seed1", "x")
+    mine = new_run_dir(tmp_path / "arr" / "seed2", "x")
+    release_run_dir(other)  # arr/ was made by the first task, but holds seed2: it stays
+    assert mine.is_dir() and not other.exists()
+    release_run_dir(mine)  # arr/ is not its own to remove
+    assert list((tmp_path / "arr").iterdir()) == []

@@ -31,8 +31,8 @@ from edgegan.export.signature import is_translation_task, task_directions
 from edgegan.fileio import (
     holds_files,
     left_by_gone,
+    make_dirs,
     mark_writer,
-    missing_dirs,
     release_mark,
     remove_empty_dirs,
     replace,
@@ -521,8 +521,7 @@ def export(
         exporter = registry.build(EXPORTER_NAMES[precision], {**params[precision], **extra})
         return _Announced(exporter, precision, progress) if progress else exporter
 
-    made = missing_dirs(dest.parent)  # taken back if the export fails
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    made = make_dirs(dest.parent, exist_ok=True)  # taken back if the export fails
     # The host in the name: on a shared filesystem, another machine's export (whose pid
     # means nothing here) is never taken for a killed one of this host.
     stem = f".{dest.name}.tmp-{socket.gethostname()}-"

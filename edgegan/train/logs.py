@@ -22,7 +22,7 @@ from edgegan.fileio import (
     check_writable,
     holds_files,
     is_os_metadata,
-    missing_dirs,
+    make_dirs,
     pid_gone,
     process_started,
     process_token,
@@ -112,9 +112,8 @@ def new_run_dir(out: str | Path | None, name: str, root: str | Path = "runs") ->
         name = re.sub(r"[^\w.+-]", "-", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
         path, i = root / (name or "run"), 1
         while True:
-            made = missing_dirs(path)
             try:
-                path.mkdir(parents=True)
+                made = make_dirs(path)
             except FileExistsError:
                 i += 1
                 path = root / f"{name}-{i}"
@@ -166,9 +165,8 @@ def _claim(path: Path) -> Path:
     path = Path(os.path.normpath(path))  # "a/../b" is b: mkdir would make a/ too
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; give a folder for the run")
-    made = missing_dirs(path)
     try:
-        path.mkdir(parents=True)
+        made = make_dirs(path)
     except FileExistsError:
         made = []
         if holds_files(path):
