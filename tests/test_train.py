@@ -571,6 +571,49 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_stop_signal_abandons_a_validation_and_the_final_grid(tmp_path, monkeypatch):
+    """A SIGTERM during a validation (tens of seconds with many eval.val_samples) waited for
+    it, and for samples/final.png (minutes on a CPU for a 256 px CycleGAN), past a
+    scheduler's grace period (Slurm's 30 s, torchrun's): killed with nothing saved."""
+    import json
+    import time
+
+    from edgegan.train.gan import GANTask
+
+    real = GANTask.evaluate
+    grids: list[str] = []
+
+    def slow(self, trainer, num_samples=None):
+        if trainer.step == 4:  # the scheduler's SIGTERM arrives during this validation
+            _sigterm()
+            for _ in range(200):  # 10 s of work that the signal abandons
+                time.sleep(0.05)
+            raise AssertionError("the validation ran on after the SIGTERM")
+        return real(self, trainer, num_samples)
+
+    monkeypatch.setattr(GANTask, "evaluate", slow)
+    real_preview = GANTask.preview
+    monkeypatch.setattr(
+        GANTask,
+        "preview",
+        lambda self, t, fixed: grids.append(t.step) or real_preview(self, t, fixed),
+    )
+    cfg = tiny("eval.every=2", "eval.val_samples=200", "eval.at_end=false", steps=50)
+    t0 = time.monotonic()
+    result = train(cfg, out_dir=tmp_path / "r")
+    assert time.monotonic() - t0 < 30
+    assert result.stopped_by == "signal" and result.signal == "SIGTERM" and result.step == 4
+    assert load_checkpoint(result.checkpoint)["step"] == 4
+    logged = [
+        json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in logged if "val_fd" in r] == [2]  # step 4's abandoned
+    assert 4 not in grids and not (result.run_dir / "samples/final.png").exists()
+    report = (result.run_dir / "report.md").read_text()
+    assert "- samples: samples/ (no final grid: stopped by SIGTERM)" in report
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
 def test_a_closed_terminal_saves_the_run_and_exits_129_unless_under_nohup(tmp_path):
     """SIGHUP (an ssh session dropped) killed a run without saving the steps since its

@@ -15,10 +15,10 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -109,6 +109,16 @@ def _to_cpu(obj: Any) -> Any:
 
 class CollapseWarning(UserWarning):
     """A run's sample grid is one flat colour, or its samples are all the same image."""
+
+
+T = TypeVar("T")
+
+
+class _Abandoned(Exception):
+    """A stop signal came during work that is no part of the training state (a validation,
+    a sample grid): it is dropped, and the run saves and stops at once. A validation of
+    tens of seconds ran on after a SIGTERM, past a scheduler's grace period (Slurm kills
+    after 30 s; so does torchrun), and the run was killed with nothing saved."""
 
 
 # Spread (max - min, in [-1, 1]) below which a grid or a pixel across samples counts as
@@ -311,6 +321,8 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # training seconds before this process (resumed runs)
         self._stop: str | None = None
+        self._abandonable_now = False  # doing work that a stop signal drops (_Abandoned)
+        self._final_grid = False  # samples/final.png drawn in this session
         self.signal_name: str | None = None  # of the signal that stopped the run
         self.last_checkpoint: tuple[Path, int] | None = None
         self._collapse_warned = False
@@ -811,6 +823,9 @@ class Trainer:
                 return
             self._stop = "signal"
             self.signal_name = signal.Signals(signum).name
+            if self._abandonable_now:
+                self._abandonable_now = False
+                raise _Abandoned
 
         old: dict[int, Any] = {}
         # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM;
@@ -821,6 +836,20 @@ class Trainer:
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
             handler(signum, None)
         return old
+
+    def _abandonable(self, work: Callable[[], T]) -> T | None:
+        """``work()``, which a stop signal abandons (see :class:`_Abandoned`): its result,
+        or None when a signal came during it or before."""
+        if self._stop == "signal":
+            return None
+        self._abandonable_now = True
+        try:
+            try:
+                return work()
+            finally:  # (a signal here, before the flag is down, is caught below too)
+                self._abandonable_now = False
+        except _Abandoned:
+            return None
 
     def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
         problem = next(
@@ -1001,7 +1030,7 @@ class Trainer:
                 if sample or val or keep:
                     aside_t0 = self._steps_done_clock()
                 if sample:
-                    self.save_samples(f"step_{self.step:07d}")
+                    self._abandonable(lambda: self.save_samples(f"step_{self.step:07d}"))
                 if val:
                     self.validate(log)
                 between_steps = False
@@ -1018,8 +1047,9 @@ class Trainer:
                 between_steps = False
             saved = self.last_checkpoint is not None and self.last_checkpoint[1] == self.step
             path = self.last_checkpoint[0] if saved else self.save_checkpoint()  # type: ignore[index]
-            if main:
-                self.save_samples("final")
+            # stopped by a signal: not drawn (minutes on a CPU for a 256 px CycleGAN)
+            if main and self._abandonable(lambda: self.save_samples("final")) is not None:
+                self._final_grid = True
         except Exception as exc:
             # Keep the work when the failure came between steps (a callback, a sample PNG, a
             # metric), so the state is whole, or from the data (a file that fails only when
@@ -1172,7 +1202,10 @@ class Trainer:
         """
         t0 = time.monotonic()
         with random_state_kept():  # a validated run trains the weights an unvalidated one does
-            scores = self.task.evaluate(self, num_samples=self.config.eval.val_samples)
+            n = self.config.eval.val_samples
+            scores = self._abandonable(lambda: self.task.evaluate(self, num_samples=n))
+        if scores is None:  # a stop signal came: the run stops now, unvalidated at this step
+            return {}
         if scores:
             record = {"step": self.step, **{f"val_{k}": v for k, v in scores.items()}}
             record["val_seconds"] = round(time.monotonic() - t0, 3)
@@ -1207,7 +1240,9 @@ class Trainer:
             f"- training time: {result.seconds:.1f} s "
             f"({_rate(images / max(result.seconds, 1e-9))} images/s over the run)",
             f"- checkpoint: {result.checkpoint.relative_to(self.run_dir)}",
-            "- samples: samples/final.png",
+            "- samples: samples/final.png"
+            if self._final_grid
+            else f"- samples: samples/ (no final grid: stopped by {result.signal or 'a signal'})",
         ]
         if self.best:
             b = self.best
