@@ -40,9 +40,7 @@ file is left out (or, found only when decoded, replaced by the next good file).
 
 from __future__ import annotations
 
-import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +56,6 @@ from edgegan.data.transforms import (
     convert_channels,
     hflip,
     load_image,
-    probe_image,
     resize,
     scale_width,
     to_tensor,
@@ -70,22 +67,6 @@ SPLITS = ("train", "val", "test")
 #: ``direction``: the reference's; ``BtoA`` makes the right half the input (item ``"A"``)
 DIRECTIONS = ("AtoB", "BtoA")
 _WHERE = "dataset 'aligned'"
-
-
-def _probe_sizes(paths: list[Path]) -> list[tuple[int, int] | None]:
-    """Each file's (w, h) from its header (``None``: unreadable), on threads for many files
-    (mostly I/O, as :func:`edgegan.data.folder.readable_images`)."""
-
-    def size(path: Path) -> tuple[int, int] | None:
-        try:
-            return probe_image(path)
-        except DataError:
-            return None
-
-    if len(paths) <= 64:
-        return [size(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(size, paths, chunksize=64))
 
 
 def split_pair(ab: Image.Image, path: str | Path) -> tuple[Image.Image, Image.Image]:
@@ -159,8 +140,7 @@ class AlignedImageDataset(SkipWarnings, Dataset):
     def _check_sizes(self) -> None:
         """Every pair splits in two equal halves, and (``preprocess=crop``) each half holds a
         crop: found now, not at the step that first draws the file (headers only)."""
-        sizes = _probe_sizes([self.folder / r for r in self.rel])
-        known = [(r, s) for r, s in zip(self.rel, sizes, strict=True) if s is not None]
+        known = list(zip(self.rel, self.files.sizes, strict=True))
         odd = [(r, s) for r, s in known if s[0] % 2]
         if odd:
             (first, (w, h)) = odd[0]

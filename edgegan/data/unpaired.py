@@ -122,10 +122,12 @@ class ImageFiles:
         if limit:
             rel = rel[:limit]
         paths = [folder / r for r in rel]
-        ok = set(readable_images(paths, folder, skip_bad, size=size))
+        ok = readable_images(paths, folder, skip_bad, size=size)
         self.folder = folder
         self.skip_bad = skip_bad
         self.rel: list[str] = [r for i, r in enumerate(rel) if i in ok]
+        #: each file's ``(w, h)`` as its header said, in the order of ``rel``
+        self.sizes: list[tuple[int, int]] = [ok[i] for i in range(len(rel)) if i in ok]
         self.skipped: list[str] = [str(folder / r) for i, r in enumerate(rel) if i not in ok]
         self.bad: set[int] = set()
 
@@ -209,7 +211,9 @@ class UnpairedImageDataset(SkipWarnings, Dataset):
                 self.domain_b.rel
             ) and set(stems_a) == set(by_stem_b):
                 self.paired = True
+                sizes_b = dict(zip(self.domain_b.rel, self.domain_b.sizes, strict=True))
                 self.domain_b.rel = [by_stem_b[s] for s in stems_a]  # B in A's order
+                self.domain_b.sizes = [sizes_b[r] for r in self.domain_b.rel]
 
     # -- the dataset contract ------------------------------------------------------------
     @property
@@ -292,14 +296,12 @@ class UnpairedImageDataset(SkipWarnings, Dataset):
 
 def _check_crop(domain: ImageFiles, crop_size: int) -> None:
     """``preprocess=crop`` takes crops of the images as they are: each must hold one."""
-    from edgegan.data.transforms import probe_image
-
-    small = [r for r in domain.rel if min(probe_image(domain.folder / r)) < crop_size]
+    small = [(r, s) for r, s in zip(domain.rel, domain.sizes, strict=True) if min(s) < crop_size]
     if small:
-        w, h = probe_image(domain.folder / small[0])
+        w, h = small[0][1]
         raise DataError(
             f"{len(small)} image(s) in {domain.folder} are smaller than crop_size {crop_size} "
-            f"(first: {small[0]}, {w}x{h}); preprocess=crop does not resize: use "
+            f"(first: {small[0][0]}, {w}x{h}); preprocess=crop does not resize: use "
             "resize_and_crop or scale_width_and_crop, or a smaller crop_size"
         )
 
