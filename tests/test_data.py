@@ -621,6 +621,16 @@ def test_wide_and_float_greyscale_images_are_scaled_to_8_bits():
 
     ramp16 = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16))
     assert np.asarray(convert_channels(ramp16, 1)).tolist() == [[0, 128, 255]]
+    # every 16-bit value rounds to its nearest 8-bit one (scaled in integers now: float64
+    # copies took 1.6 GB for one 8000x8000 scan); 32-bit integers clip to 0..65535 or 0..255
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    nearest = np.rint(every.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert np.array_equal(np.asarray(convert_channels(Image.fromarray(every), 1)), nearest)
+    wide = Image.fromarray(np.array([[-7, 0, 257, 65535, 90000]], dtype=np.int32))
+    assert wide.mode == "I"
+    assert np.asarray(convert_channels(wide, 1)).tolist() == [[0, 0, 1, 255, 255]]
+    narrow = Image.fromarray(np.array([[-7, 0, 128, 255]], dtype=np.int32))
+    assert np.asarray(convert_channels(narrow, 1)).tolist() == [[0, 0, 128, 255]]
     unit = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))  # a float TIFF
     assert np.asarray(convert_channels(unit, 1)).tolist() == [[0, 128, 255]]  # was all black
     hot = Image.fromarray(np.array([[0.0, 0.5, np.inf]], dtype=np.float32))  # inf: white
