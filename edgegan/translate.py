@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgegan.data.files import KNOWN_IMAGE_EXTENSIONS, DataWarning, pick_images
+from edgegan.data.files import READ_EXTENSIONS, DataWarning, list_images
 from edgegan.errors import DataError, EdgeganError, caller_stacklevel
 from edgegan.export.signature import (
     DIRECTIONS,
@@ -285,10 +285,9 @@ def _inputs(path: Path) -> list[tuple[Path, Path]]:
         return [(path, Path(path.name))]
     if not path.is_dir():
         raise EdgeganError(f"--input not found: {path}")
-    # by name first, then is_file: a folder named x.png is a folder
-    images = [p for p in path.rglob("*") if p.suffix.lower() in KNOWN_IMAGE_EXTENSIONS]
-    files = pick_images([p for p in images if p.is_file()], path, "translate",
-                        "convert them to read them")  # fmt: skip
+    # as the datasets list their folders: linked subfolders too (rglob left them out)
+    files = [path / rel for rel in list_images(path, READ_EXTENSIONS, "translate",
+                                               "convert them to read them")]  # fmt: skip
     if not files:
         raise EdgeganError(f"no images (PNG/JPEG/...) under {path}")
     return [(p, p.relative_to(path)) for p in files]

@@ -483,6 +483,18 @@ def test_a_folder_named_like_an_image_is_not_an_input(images, tmp_path):
     (folder / "c.jpg").rename(folder / "IMG_0001.JPG")
     (folder / "sub" / "b.png").rename(folder / "sub" / "B.PNG")
     assert sorted(str(rel) for _, rel in _inputs(folder)) == ["IMG_0001.JPG", "a.png", "sub/B.PNG"]
+    # A linked subfolder is read, as the datasets read theirs (rglob left it out, silently);
+    # a link up to the input itself is not followed
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(images / "sub", elsewhere)
+    (folder / "linked").symlink_to(elsewhere)
+    (folder / "sub" / "up").symlink_to(folder)
+    assert sorted(str(rel) for _, rel in _inputs(folder)) == [
+        "IMG_0001.JPG",
+        "a.png",
+        "linked/b.png",
+        "sub/B.PNG",
+    ]
 
 
 def test_int8_without_the_runs_data_is_a_clear_error(tmp_path):

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import DataWarning, check_image_params, check_limit
-from edgegan.data.files import left_out_kinds, warn_left_out
+from edgegan.data.files import list_images
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -62,47 +62,6 @@ def _extensions(value: object) -> tuple[str, ...]:
     if not out:
         raise DataError(f"{_WHERE}: extensions is empty")
     return tuple(sorted(set(out)))
-
-
-def list_images(
-    root: Path,
-    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
-    where: str | None = None,
-    hint: str = "",
-) -> list[str]:
-    """Relative POSIX paths of the image files under ``root``, recursively, sorted (regular
-    files, or links to them).
-
-    Symlinked folders are followed once (a link cycle is not entered twice), except a link
-    to an ancestor of ``root``, which would take in the root's siblings (``trainA/loop -> ..``
-    would add trainB to domain A). With ``where`` (what lists them), image files of other
-    kinds (``.gif`` when ``extensions`` has none) are not left out silently: one
-    :class:`DataWarning` counts them (``hint``: what to do)."""
-    found: list[str] = []
-    other: dict[str, int] = {}
-    seen: set[str] = set()
-    top = os.path.realpath(root)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen or (real != top and top.startswith(real.rstrip(os.sep) + os.sep)):
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = os.path.relpath(dirpath, root)
-        if where:
-            for ext, n in left_out_kinds(filenames, extensions).items():
-                other[ext] = other.get(ext, 0) + n
-        for name in filenames:
-            if name.startswith(".") or os.path.splitext(name)[1].lower() not in extensions:
-                continue
-            if not os.path.isfile(os.path.join(dirpath, name)):
-                continue  # a FIFO or device named x.png: opening it would wait forever
-            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-            found.append(Path(rel).as_posix())
-    if where:
-        warn_left_out(other, root, where, extensions, hint)
-    return sorted(found)
 
 
 #: Added to an unreadable file's error when ``skip_bad`` is off.
