@@ -383,6 +383,7 @@ def translate(
     files = _inputs(Path(input_path))
     _check_targets(files, Path(input_path), Path(out))
     check_out_dir(out, overwrite)
+    skipped = _unreadable_headers(files, skip_bad, progress)
     with open_runner(
         target, backend, precision, device=device, direction=direction, **runner_options
     ) as runner:
@@ -396,7 +397,6 @@ def translate(
             )
         how = _scaling(resize, runner.spec)
         written: list[Path] = []
-        skipped: list[Path] = []
         warned = False
         bar = ProgressBar(len(files), 0, progress and len(files) > 1, "infer", "images")
         # An unreadable image halfway (or Ctrl-C) takes back what this run created.
@@ -404,8 +404,10 @@ def translate(
             with undo_new_files(out) as new:
                 out = new.claim(out, overwrite)
                 # a batch's worth of files at a time: memory stays bounded for large folders
-                for k in range(0, len(files), batch_size):
-                    chunk = files[k : k + batch_size]
+                known_bad = set(skipped)
+                readable = [f for f in files if f[0] not in known_bad]
+                for k in range(0, len(readable), batch_size):
+                    chunk = readable[k : k + batch_size]
                     truths: list[Any] = []
 
                     def read(src: Path) -> Any:
@@ -458,6 +460,26 @@ def translate(
             stacklevel=caller_stacklevel(),
         )
     return written
+
+
+def _unreadable_headers(
+    files: list[tuple[Path, Path]], skip_bad: bool, progress: bool
+) -> list[Path]:
+    """The inputs whose headers do not read, found before any is translated (a text file
+    named .jpg, a file cut short in its header): one at input 1,250 of 2,000 stopped the
+    run after minutes and took back all it had written. An error naming the first and how
+    many, unless ``skip_bad``: then they are returned, to be left out. (A file cut short in
+    its pixels still fails only when decoded.)"""
+    from edgegan.data.files import probe_headers
+
+    probed = probe_headers([src for src, _ in files], "infer", progress)
+    bad = [(src, why) for (src, _), why in zip(files, probed, strict=True) if isinstance(why, str)]
+    if bad and not skip_bad:
+        of = f"{len(bad)} of the {len(files)} input images cannot be read; the first: "
+        raise DataError(
+            f"{of if len(bad) > 1 else ''}{bad[0][1]} (--skip-bad translates the others)"
+        )
+    return [src for src, _ in bad]
 
 
 def _read_input(

@@ -643,9 +643,9 @@ def test_checking_a_large_folder_shows_progress(tmp_path, monkeypatch, capsys):
     """A folder dataset checks every file's header before the first step: 100k files took
     20 s with nothing on the screen. From PROBE_PROGRESS_FROM files a bar shows it (lowered
     here), and the checks keep their files' order (the bad one is the one skipped)."""
-    import edgegan.data.folder as folder
+    import edgegan.data.files as files
 
-    monkeypatch.setattr(folder, "PROBE_PROGRESS_FROM", 80)
+    monkeypatch.setattr(files, "PROBE_PROGRESS_FROM", 80)
     for i in range(100):
         Image.new("L", (8, 8), i).save(tmp_path / f"{i:03d}.png")
     (tmp_path / "050.png").write_bytes(b"not a png")
@@ -653,7 +653,7 @@ def test_checking_a_large_folder_shows_progress(tmp_path, monkeypatch, capsys):
         ds = build_folder(root=str(tmp_path), image_size=8, labels=False, skip_bad=True)
     assert len(ds) == 99 and ds.skipped == [str(tmp_path / "050.png")]
     assert "data: image headers checked 100/100" in capsys.readouterr().err
-    monkeypatch.setattr(folder, "PROBE_PROGRESS_FROM", 101)
+    monkeypatch.setattr(files, "PROBE_PROGRESS_FROM", 101)
     with pytest.warns(DataWarning):
         build_folder(root=str(tmp_path), image_size=8, labels=False, skip_bad=True)
     assert "headers checked" not in capsys.readouterr().err

@@ -694,12 +694,50 @@ def test_exporter_plugin_runs_on_each_direction(runs, tmp_path):
     assert all((tmp_path / "b" / r["file"]).is_file() for r in reports.values())
 
 
+def test_unreadable_inputs_are_found_before_any_is_translated(runs, images, tmp_path, monkeypatch):
+    """A text file named .jpg at input 1,250 of 2,000 stopped the run after minutes of work
+    and took it all back: the headers are checked first, and the error counts them."""
+    import shutil
+
+    from edgegan import translate as translate_module
+
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "sub" / "notes.jpg").write_text("not an image")
+    (folder / "zz.png").write_bytes(b"")
+    batches: list[int] = []
+    real = translate_module.translate_arrays
+    monkeypatch.setattr(
+        translate_module,
+        "translate_arrays",
+        lambda runner, imgs, *a, **k: batches.append(len(imgs)) or real(runner, imgs, *a, **k),
+    )
+    with pytest.raises(
+        DataError,
+        match=r"^2 of the 5 input images cannot be read; the first: cannot read image "
+        r".*notes\.jpg: .* \(--skip-bad translates the others\)$",
+    ):
+        translate(runs["resnet"], "AtoB", folder, tmp_path / "out", batch_size=1)
+    assert batches == [] and not (tmp_path / "out").exists()
+    with pytest.warns(DataWarning, match=r"skipped 2 unreadable image\(s\) of 5 \(first: .*notes"):
+        written = translate(runs["resnet"], "AtoB", folder, tmp_path / "out", batch_size=1,
+                            skip_bad=True)  # fmt: skip
+    assert len(written) == 3 and batches == [1, 1, 1]
+
+
 def test_a_translation_that_fails_halfway_leaves_nothing(runs, images, tmp_path, capsys):
+    import io
     import shutil
 
     folder = tmp_path / "in"
     shutil.copytree(images, folder)
-    (folder / "sub" / "z.png").write_bytes(b"not an image")  # after a.png, c.jpg, sub/b.png
+    # after a.png, c.jpg, sub/b.png: cut short in its pixels, so its header reads and it
+    # fails only when decoded, halfway through the run
+    whole = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        whole, "PNG"
+    )
+    (folder / "sub" / "z.png").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
     out = tmp_path / "deep" / "out"
     res = CliRunner().invoke(cli, ["infer", str(runs["resnet"]), "--direction", "AtoB",
                                    "--input", str(folder), "--out", str(out),

@@ -400,12 +400,13 @@ def test_each_header_is_read_once_and_many_files_are_probed_in_chunks(folders, m
     (200,000 files: +365 MB and twice a plain loop's time)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from edgegan.data import folder as folder_module
+    from edgegan.data import files as files_module
+    from edgegan.data import transforms
     from edgegan.data.aligned import AlignedImageDataset
 
     read: list[str] = []
-    real = folder_module.probe_image
-    monkeypatch.setattr(folder_module, "probe_image", lambda p: read.append(str(p)) or real(p))
+    real = transforms.probe_image
+    monkeypatch.setattr(transforms, "probe_image", lambda p: read.append(str(p)) or real(p))
     ds = build_unpaired(str(folders), load_size=12, crop_size=10, preprocess="crop")
     assert len(read) == len(set(read)) == len(ds.domain_a) + len(ds.domain_b)
     read.clear()
@@ -435,8 +436,8 @@ def test_each_header_is_read_once_and_many_files_are_probed_in_chunks(folders, m
         return real_map(self, fn, chunks, **kwargs)
 
     monkeypatch.setattr(ThreadPoolExecutor, "map", counted)
-    monkeypatch.setattr(folder_module, "PROBE_CHUNK", 10)
+    monkeypatch.setattr(files_module, "PROBE_CHUNK", 10)
     files = sorted((folders / "trainB").iterdir()) * 20 + [folders / "missing.png"]
-    probed = folder_module.probe_headers(files)
+    probed = files_module.probe_headers(files)
     assert tasks == [11] and len(probed) == 101
     assert probed[:5] == [(16, 24 + i) for i in range(5)] and isinstance(probed[-1], str)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgegan.errors import caller_stacklevel
@@ -120,3 +121,58 @@ def list_images(
     if where:
         warn_left_out(other, root, where, extensions, hint)
     return sorted(found)
+
+
+def probe_headers(
+    paths: list[Path], what: str = "data", show: bool | None = None
+) -> list[tuple[int, int] | str]:
+    """The header check of each file (:func:`~edgegan.data.transforms.probe_image`, on
+    threads, with a progress bar for large folders, said by ``what``; ``show``: whether to
+    show it, None: from :data:`PROBE_PROGRESS_FROM` files on the main process): its
+    ``(w, h)`` when fine, else the error message."""
+    from edgegan.data.transforms import probe_image
+    from edgegan.errors import DataError
+
+    def check(path: Path) -> tuple[int, int] | str:
+        try:
+            return probe_image(path)
+        except DataError as exc:
+            return str(exc)
+
+    if len(paths) <= 64:
+        return [check(p) for p in paths]
+    from edgegan.train.logs import ProgressBar
+
+    # 100k files took 20 s before the first step, silently (ImageNet: minutes): a bar
+    if show is None:
+        from edgegan.train.distributed import is_main_process
+
+        show = is_main_process()
+    show = show and len(paths) >= PROBE_PROGRESS_FROM
+    bar = ProgressBar(len(paths), 0, show, what, "image headers checked")
+    results: list[tuple[int, int] | str] = []
+
+    def check_all(chunk: list[Path]) -> list[tuple[int, int] | str]:
+        return [check(p) for p in chunk]
+
+    # A task per chunk of files: one per file (Executor.map submits them all at once, and a
+    # thread pool ignores its chunksize) took 365 MB and twice a plain loop's time for
+    # 200,000 files.
+    chunks = [paths[i : i + PROBE_CHUNK] for i in range(0, len(paths), PROBE_CHUNK)]
+    try:
+        # Opening headers is mostly I/O: threads hide the latency of large or network folders.
+        with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
+            for done in pool.map(check_all, chunks):
+                results += done
+                bar.update(len(results))
+    finally:
+        bar.close()
+    return results
+
+
+#: files each thread of :func:`probe_headers` checks at a time
+PROBE_CHUNK = 256
+
+
+#: folders of this many images show a progress bar while their headers are checked
+PROBE_PROGRESS_FROM = 10_000

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,12 +29,11 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import DataWarning, check_image_params, check_limit
-from edgegan.data.files import list_images
+from edgegan.data.files import list_images, probe_headers
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
     load_image,
-    probe_image,
     resize_shorter,
     to_tensor,
 )
@@ -159,52 +157,6 @@ def readable_images(
             stacklevel=caller_stacklevel(),
         )
     return ok
-
-
-def probe_headers(paths: list[Path]) -> list[tuple[int, int] | str]:
-    """The header check of each file (:func:`probe_image`, on threads, with a progress bar
-    for large folders): its ``(w, h)`` when fine, else the error message."""
-
-    def check(path: Path) -> tuple[int, int] | str:
-        try:
-            return probe_image(path)
-        except DataError as exc:
-            return str(exc)
-
-    if len(paths) <= 64:
-        return [check(p) for p in paths]
-    from edgegan.train.distributed import is_main_process
-    from edgegan.train.logs import ProgressBar
-
-    # 100k files took 20 s before the first step, silently (ImageNet: minutes): a bar
-    show = len(paths) >= PROBE_PROGRESS_FROM and is_main_process()
-    bar = ProgressBar(len(paths), 0, show, "data", "image headers checked")
-    results: list[tuple[int, int] | str] = []
-
-    def check_all(chunk: list[Path]) -> list[tuple[int, int] | str]:
-        return [check(p) for p in chunk]
-
-    # A task per chunk of files: one per file (Executor.map submits them all at once, and a
-    # thread pool ignores its chunksize) took 365 MB and twice a plain loop's time for
-    # 200,000 files.
-    chunks = [paths[i : i + PROBE_CHUNK] for i in range(0, len(paths), PROBE_CHUNK)]
-    try:
-        # Opening headers is mostly I/O: threads hide the latency of large or network folders.
-        with ThreadPoolExecutor(max_workers=min(16, 2 * (os.cpu_count() or 1))) as pool:
-            for done in pool.map(check_all, chunks):
-                results += done
-                bar.update(len(results))
-    finally:
-        bar.close()
-    return results
-
-
-#: files each thread of :func:`probe_headers` checks at a time
-PROBE_CHUNK = 256
-
-
-#: folders of this many images show a progress bar while their headers are checked
-PROBE_PROGRESS_FROM = 10_000
 
 
 def _warn_beside_splits(root: Path, present: list[str]) -> None:

@@ -215,7 +215,7 @@ def check_reference(spec: Any, probe: bool = False) -> str:
 def _probe_folder(folder: Path) -> None:
     """What :func:`~edgegan.metrics.evaluate.read_batches` would refuse of a reference
     folder, from the files' headers: none (or no image), an unreadable one, another size."""
-    from edgegan.data.folder import probe_headers
+    from edgegan.data.files import probe_headers
     from edgegan.metrics.evaluate import folder_images, npz_of_folder, size_mismatch
 
     if npz_of_folder(folder) is not None:
