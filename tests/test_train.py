@@ -1582,6 +1582,41 @@ def test_locks_of_gone_processes_and_starts_killed_while_building_are_taken_over
         new_run_dir(starting, "x")
 
 
+def test_a_requeued_slurm_job_takes_over_the_lock_its_earlier_run_left_on_another_node(
+    tmp_path, monkeypatch
+):
+    """A run killed on one node (SIGKILL after the grace period, a node failure) left a lock
+    naming that host: the job requeued on another node was refused for good. Slurm requeues
+    a job only once its run has ended, so an earlier run's lock of the same job is stale."""
+    from edgegan.train.logs import RunLock, batch_job
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert batch_job() is None
+    run = train(tiny(steps=2), out_dir=tmp_path / "r").run_dir
+    lock = RunLock(run)
+    lock.path.write_text("node042 13444 7418022\njob 77.0\n")
+    assert not lock.stale()  # outside a job: another machine's process, respected
+    with pytest.raises(ConfigError, match=r"being trained by another process \(node042 13444 "
+                       r"7418022 job 77\.0\); wait for it"):  # fmt: skip
+        train(load_run_config(run, ["train.steps=4"]), resume=run)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert batch_job() == "77.0" and not lock.stale()  # this very run of the job: live
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert not lock.stale()  # another job's
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    assert batch_job() == "77.1" and lock.stale()  # the job's earlier run: gone
+    assert train(load_run_config(run, ["train.steps=4"]), resume=run).step == 4
+    assert not lock.path.exists()
+    # a lock names its job, for the next requeue
+    held = RunLock(tmp_path).acquire()
+    try:
+        assert held.path.read_text().splitlines()[1:] == ["job 77.1"]
+    finally:
+        held.release()
+
+
 def test_a_lock_that_is_a_link_or_no_file_is_refused(tmp_path):
     """A run from elsewhere holding `.edgegan-lock -> ~/token` (a stale-looking lock) had the
     token written over with the lock line when --resume took the lock over."""

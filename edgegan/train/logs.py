@@ -138,8 +138,38 @@ def _write_claim(path: Path, made: list[Path]) -> None:
 
 def _names_this_process(text: str) -> bool:
     """Whether a lock's ``text`` names this host and this pid."""
-    host, _, rest = text.strip().partition(" ")
+    host, _, rest = _holder(text).partition(" ")
     return host == socket.gethostname() and rest.split()[:1] == [str(os.getpid())]
+
+
+def _holder(text: str) -> str:
+    """A lock's first line, ``HOST PID START``: who holds it."""
+    return (text.strip().splitlines() or [""])[0].strip()
+
+
+def batch_job() -> str | None:
+    """This process's batch job and which run of it this is, ``JOB.RESTART`` (Slurm's
+    ``SLURM_JOB_ID`` and ``SLURM_RESTART_COUNT``, 0 before a requeue), or None outside one."""
+    job = os.environ.get("SLURM_JOB_ID", "").strip()
+    if not job or any(c.isspace() for c in job):
+        return None
+    restart = os.environ.get("SLURM_RESTART_COUNT", "").strip() or "0"
+    return f"{job}.{restart}" if restart.isdigit() else None
+
+
+def _earlier_run_of_this_job(text: str) -> bool:
+    """Whether a lock was written by an earlier run of this very batch job: Slurm requeues
+    a job (preempted, its node failed) only once that run has ended, so its lock is stale
+    whatever host it names. A requeued job landing on another node was refused for good."""
+    mine = batch_job()
+    theirs = next(
+        (line.split()[1] for line in text.splitlines()[1:] if line.split()[:1] == ["job"]),
+        None,
+    )
+    if mine is None or theirs is None or len(theirs.split(".")) != 2:
+        return False
+    (job, restart), (their_job, their_restart) = mine.split("."), theirs.split(".")
+    return job == their_job and their_restart.isdigit() and int(their_restart) < int(restart)
 
 
 def _busy(path: Path) -> ConfigError:
@@ -306,7 +336,8 @@ class RunLock:
             fd, claimed._fd, claimed.held = claimed._fd, None, False
             self._hold(fd)
             return self
-        me = process_token()
+        job = batch_job()
+        me = process_token() + (f"\njob {job}" if job else "")
         for _ in range(3):
             try:
                 write_new(self.path, me + "\n")  # a full disk leaves no empty lock behind
@@ -352,17 +383,17 @@ class RunLock:
                 # (each runs edgegan as pid 1) sharing the folder; waiting does not help
                 raise ConfigError(
                     f"{self.path.parent} is being trained by another process with this "
-                    f"process's host name and pid ({text.strip()}): another container sharing "
+                    f"process's host name and pid ({_holder(text)}): another container sharing "
                     "the folder? Wait for it, or stop it and resume"
                 )
             if locked is False and stale:  # its writer is gone, yet the lock is held
                 raise ConfigError(
                     f"{self.path.parent}'s lock is being taken over by another process, or "
-                    f"the DataLoader workers of the process that held it ({text.strip()}) "
+                    f"the DataLoader workers of the process that held it ({_holder(text)}) "
                     "still run; try again in a few seconds"
                 )
             if locked is False or not stale:
-                owner = text.strip() or "?"
+                owner = " ".join(text.split()) or "?"
                 raise ConfigError(
                     f"{self.path.parent} is being trained by another process ({owner}); "
                     f"wait for it, or stop it and resume (remove {self.path} if no process "
@@ -402,9 +433,11 @@ class RunLock:
     @staticmethod
     def _stale_text(text: str, mtime: float) -> bool:
         try:
-            host, pid, *start = text.split()
+            host, pid, *start = _holder(text).split()
             if host != socket.gethostname():
-                return False  # another machine's process: cannot tell, so respect it
+                # another machine's process: cannot tell, so respect it, unless it was an
+                # earlier run of this batch job (requeued, on another node)
+                return _earlier_run_of_this_job(text)
             if int(pid) == os.getpid():
                 return True
             if pid_gone(pid):
