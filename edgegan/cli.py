@@ -335,7 +335,14 @@ def cli() -> None:
 @click.argument("args", nargs=-1)
 @click.option("--out", type=click.Path(), help="Run directory (default: runs/PRESET[-N]).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this directory.")
-def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
+@click.option(
+    "--auto-resume",
+    is_flag=True,
+    help="With --out RUN: continue RUN when it holds a run (its own config, with the "
+    "key=value overrides), say so and exit 0 when it is finished, else start it: one "
+    "command for a job that is requeued or run again.",
+)
+def train(args: tuple[str, ...], out: str | None, resume: str | None, auto_resume: bool) -> None:
     """Train a model: edgegan train [PRESET|CONFIG.yaml] [key=value ...]
 
     With no arguments, trains the default preset (dcgan-mnist) on the bundled digits.
@@ -344,8 +351,22 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     Keys are dotted paths, e.g. train.steps=2000 loss.name=hinge model.generator.ngf=32.
     """
     from edgegan.config import load_config, load_run_config
+    from edgegan.errors import RunFinished
 
     source, overrides = _source_and_overrides(list(args))
+    if auto_resume:
+        if resume:
+            raise EdgeganError(
+                "--auto-resume continues --out RUN when it holds a run; drop --resume"
+            )
+        if not out:
+            raise EdgeganError(
+                "--auto-resume needs --out RUN: the run to continue, or to start when it holds none"
+            )
+        from edgegan.train.logs import is_run_dir
+
+        if is_run_dir(out):  # the preset or config file was for its start
+            resume, out, source = out, None, None
     if resume:
         if source:
             raise EdgeganError("--resume continues a run with its own config; drop the preset")
@@ -368,7 +389,19 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None) -> None:
     from edgegan.train import train as run_training
     from edgegan.train.distributed import resume_command
 
-    result = run_training(config, out_dir=out, resume=resume)
+    try:
+        result = run_training(config, out_dir=out, resume=resume)
+    except RunFinished as exc:
+        if not auto_resume or resume is None:
+            raise
+        if _is_main_process():
+            click.echo(f"done: {resume} is finished at step {exc.step}; nothing to train")
+            if config.eval.at_end and not Path(resume, "eval.json").is_file():
+                from edgegan.fileio import shell_path
+
+                # its final evaluation was stopped (a signal after the last step)
+                _say(f"it has no final scores: edgegan eval {shell_path(resume, 'RUN')}")
+        return
     # said as the user gave it: relative to here when it is under here
     result = dataclasses.replace(
         result, run_dir=_from_here(result.run_dir), checkpoint=_from_here(result.checkpoint)

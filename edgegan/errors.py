@@ -18,6 +18,14 @@ class ConfigError(EdgeganError):
     """An invalid preset, config file or ``key=value`` override."""
 
 
+class RunFinished(ConfigError):
+    """``--resume`` of a run already at its last step (``step``): nothing to train."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+
 class UnknownNameError(EdgeganError):
     """A plugin part, preset or key that does not exist."""
 

@@ -1617,6 +1617,37 @@ def test_a_requeued_slurm_job_takes_over_the_lock_its_earlier_run_left_on_anothe
         held.release()
 
 
+def test_auto_resume_starts_continues_and_finishes_a_run_with_one_command(tmp_path):
+    """A requeued batch job runs the same command each time: it must start the run, then
+    continue it, then do nothing once it is finished (a --resume of a finished run was an
+    error, exit 2, so the job failed; the command differs between start and resume)."""
+    from click.testing import CliRunner
+
+    from edgegan.cli import cli
+
+    run = tmp_path / "r"
+    again = ["train", "dcgan-mnist", *TINY, "--out", str(run), "--auto-resume"]
+    res = CliRunner().invoke(cli, [*again, "train.steps=2"])
+    assert res.exit_code == 0 and res.stdout.startswith("done: 2 steps in "), res.output
+    res = CliRunner().invoke(cli, [*again, "train.steps=4"])  # a longer run: continued
+    assert res.exit_code == 0 and res.stdout.startswith("done: 4 steps in "), res.output
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 4
+    res = CliRunner().invoke(cli, [*again, "train.steps=4"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"done: {run} is finished at step 4; nothing to train\n"
+    assert res.stderr == ""  # (TINY has no final evaluation)
+    # one whose final evaluation was stopped (a signal after the last step) says how to score
+    res = CliRunner().invoke(cli, [*again, "train.steps=4", "eval.at_end=true"])
+    assert res.exit_code == 0 and res.stderr == f"it has no final scores: edgegan eval {run}\n"
+    assert CliRunner().invoke(cli, ["train", "--resume", str(run)]).exit_code == 2  # as before
+    for args, said in [
+        (["--auto-resume", "--resume", str(run)], "drop --resume"),
+        (["dcgan-mnist", "--auto-resume"], "--auto-resume needs --out RUN"),
+    ]:
+        res = CliRunner().invoke(cli, ["train", *args])
+        assert res.exit_code == 2 and said in res.stderr, res.output
+
+
 def test_a_lock_that_is_a_link_or_no_file_is_refused(tmp_path):
     """A run from elsewhere holding `.edgegan-lock -> ~/token` (a stale-looking lock) had the
     token written over with the lock line when --resume took the lock over."""

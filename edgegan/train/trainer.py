@@ -39,6 +39,7 @@ from edgegan.errors import (
     DataError,
     EdgeganError,
     PluginError,
+    RunFinished,
     TrainingDiverged,
     caller_stacklevel,
     did_you_mean,
@@ -1475,8 +1476,9 @@ def _resumed(config: Config, run_dir: Path, dist: distributed.Distributed) -> Tr
     t = trainer.config.train  # its steps come from train.epochs when that is set
     if trainer.step >= t.steps:
         longer = f"train.epochs above {t.epochs:g} or " if t.epochs is not None else ""
-        raise ConfigError(
+        raise RunFinished(
             f"{run_dir} is already at step {trainer.step}; set {longer}train.steps=N with "
-            f"N > {trainer.step} to train further"
+            f"N > {trainer.step} to train further",
+            trainer.step,
         )
     return trainer
