@@ -31,13 +31,18 @@ from edgegan.export.signature import (
 
 
 def calibration_images(
-    data: Any, direction: str, samples: int, warn: bool = True
+    data: Any,
+    direction: str,
+    samples: int,
+    warn: bool = True,
+    datasets: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, str]:
     """Up to ``samples`` images ``(N, C, H, W)`` of ``direction``'s input domain from the
     run's dataset (``data``: its config's data section; the test split, else the training
     split) and a description of where they came from. With ``warn``, a handful of images
     (fewer than :data:`FEW_CALIBRATION_IMAGES` and than ``samples``) or images all of one
-    value draw a warning."""
+    value draw a warning. ``datasets``: the splits built so far, by name, to build each
+    once for several calls (building one lists and checks every file of both domains)."""
     from edgegan.plugins.manager import get_manager
     from edgegan.rng import random_state_kept, seed_all
 
@@ -49,8 +54,12 @@ def calibration_images(
         with random_state_kept():
             seed_all(0, cuda=False)
             try:
-                registry = get_manager().registry("datasets")
-                ds = registry.build(data.name, data.params, {"split": split})
+                ds = (datasets or {}).get(split)
+                if ds is None:
+                    registry = get_manager().registry("datasets")
+                    ds = registry.build(data.name, data.params, {"split": split})
+                    if datasets is not None:
+                        datasets[split] = ds
                 n = min(int(samples), len(ds))
                 if n < 1:
                     problems.append(f"its {split} split is empty")
@@ -138,9 +147,10 @@ def export_graphs(
     parts["artifacts"] = {name: {} for name in artifacts}
     weights: dict[str, str] = {}
     digests: dict[str, str] = {}
+    built: dict[str, Any] = {}  # the dataset's splits, built once for every direction
     if "int8" in precisions:  # data that cannot be read fails now, not after other graphs
         for d in todo:
-            calibration_images(data, d, 1, warn=False)
+            calibration_images(data, d, 1, warn=False, datasets=built)
     for d in todo:
         generator = load_translator(run_dir, d, device="cpu", state=state, checkpoint=checkpoint)
         gspec = generator.spec
@@ -150,7 +160,7 @@ def export_graphs(
         for precision in precisions:
             extra: dict[str, Any] = {}
             if precision == "int8":
-                images, source = calibration_images(data, d, calib_samples)
+                images, source = calibration_images(data, d, calib_samples, datasets=built)
                 extra = {"calibration": images, "calib_source": source}
             models[precision] = build(precision, **extra).export(generator.module, gspec, out_dir)
         parts["models"][d] = models
