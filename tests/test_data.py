@@ -639,6 +639,32 @@ def test_wide_and_float_greyscale_images_are_scaled_to_8_bits():
     assert np.asarray(convert_channels(byte_range, 3))[0, :, 0].tolist() == [0, 128, 255]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_unreadable_files_are_counted_and_huge_images_named(tmp_path, monkeypatch):
+    """Every header is read before the error: it said the first of 501 unreadable files
+    alone. Pillow's decompression-bomb warning named no file: the folder's line does."""
+    from PIL import Image as PILImage
+
+    for i in range(4):
+        Image.new("L", (8 + i, 8), i).save(tmp_path / f"{i}.png")
+    (tmp_path / "1.png").write_bytes(b"not a png")
+    (tmp_path / "3.png").write_bytes(b"")
+    with pytest.raises(
+        DataError,
+        match=r"^2 of 4 images cannot be read; the first: cannot read image .*1\.png: .* "
+        r"\(set data\.skip_bad=true to skip unreadable files\)$",
+    ):
+        build_folder(root=str(tmp_path), image_size=8, labels=False)
+    (tmp_path / "3.png").unlink()
+    with pytest.raises(DataError, match=r"^cannot read image .*1\.png"):  # one: not counted
+        build_folder(root=str(tmp_path), image_size=8, labels=False)
+    (tmp_path / "1.png").unlink()
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 70)  # 8x8 is within it, 10x8 not
+    said = r"^1 image\(s\) in .* are over Pillow's limit of 70 pixels \(largest 10x8: .*2\.png\)"
+    with pytest.warns(DataWarning, match=said):
+        build_folder(root=str(tmp_path), image_size=8, labels=False)
+
+
 def test_checking_a_large_folder_shows_progress(tmp_path, monkeypatch, capsys):
     """A folder dataset checks every file's header before the first step: 100k files took
     20 s with nothing on the screen. From PROBE_PROGRESS_FROM files a bar shows it (lowered

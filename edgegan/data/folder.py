@@ -128,17 +128,37 @@ def readable_images(
     warning for the folder. No readable file at all is always an error. Images whose shorter
     side is under half the ``size`` they are scaled to get one warning: they train blurred.
     """
+    from PIL import Image
+
     ok: dict[int, tuple[int, int]] = {}
-    skipped, small = [], []
+    skipped, small, huge = [], [], []
+    bad: list[str] = []  # the errors, without skip_bad
+    limit = Image.MAX_IMAGE_PIXELS
     for i, (path, probed) in enumerate(zip(paths, probe_headers(paths), strict=True)):
         if not isinstance(probed, str):  # its size: the header reads
             ok[i] = probed
             if 2 * min(probed) < size:
                 small.append((min(probed), probed, path))
+            if limit and probed[0] * probed[1] > limit:
+                huge.append((probed[0] * probed[1], probed, path))
         elif skip_bad:
             skipped.append(str(path))
         else:
-            raise DataError(f"{probed} {SKIP_BAD_HINT}")
+            bad.append(probed)
+    if bad:  # all counted: the probe read every header already
+        of = (
+            f"{len(bad)} of {len(paths)} images cannot be read; the first: " if len(bad) > 1 else ""
+        )
+        raise DataError(f"{of}{bad[0]} {SKIP_BAD_HINT}")
+    if huge:  # Pillow's own warning of each names no file
+        _, (w, h), path = max(huge)
+        warnings.warn(
+            f"{len(huge)} image(s) in {folder} are over Pillow's limit of {limit:,} pixels "
+            f"(largest {w}x{h}: {path}): each is decoded whole before it is resized (slow, "
+            "and memory in every DataLoader worker); shrink them once, beforehand",
+            DataWarning,
+            stacklevel=caller_stacklevel(),
+        )
     if not ok:
         raise DataError(f"no readable images in {folder} ({len(skipped)} unreadable)")
     if skipped:
