@@ -37,6 +37,7 @@ from edgegan.errors import (
     os_error_line,
     stop_signals,
     take_signal,
+    takes_stop_signals,
 )
 
 if TYPE_CHECKING:
@@ -319,6 +320,7 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
+@takes_stop_signals
 def _terminate(signum: int, frame: Any) -> None:
     note_signal(signum)  # in case the exception is swallowed where it lands
     raise _Terminated(128 + signum)

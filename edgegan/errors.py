@@ -6,6 +6,7 @@ import difflib
 import errno
 import re
 from collections.abc import Iterable
+from typing import Any
 
 
 class EdgeganError(Exception):
@@ -143,17 +144,27 @@ def note_signal(signum: int) -> None:
     _PENDING_SIGNALS.append(signum)
 
 
-def stop_signals() -> tuple[int, ...]:
+def stop_signals(scheduler: bool = True) -> tuple[int, ...]:
     """The signals that stop a command as SIGTERM does: SIGTERM, and where the system has
     them and they are not ignored, SIGHUP (a closed terminal, a dropped ssh session; a
-    command under ``nohup``, which asked to outlive its terminal, keeps ignoring it), SIGUSR1
-    and SIGUSR2 (what a batch scheduler sends ahead of a job's time limit: SLURM's
-    ``--signal=USR1@120``; their default killed a run at once, with nothing saved)."""
+    command under ``nohup``, which asked to outlive its terminal, keeps ignoring it) and,
+    with ``scheduler``, SIGUSR1 and SIGUSR2 (what a batch scheduler sends ahead of a job's
+    time limit: Slurm's ``--signal=USR1@120``; their default killed a run at once, with
+    nothing saved)."""
     import signal
 
-    named = (getattr(signal, n, None) for n in ("SIGHUP", "SIGUSR1", "SIGUSR2"))
+    names = ("SIGHUP", "SIGUSR1", "SIGUSR2") if scheduler else ("SIGHUP",)
+    named = (getattr(signal, n, None) for n in names)
     others = tuple(s for s in named if s is not None and signal.getsignal(s) is not signal.SIG_IGN)
     return (signal.SIGTERM, *others)
+
+
+def takes_stop_signals(handler: Any) -> Any:
+    """Mark ``handler`` (the CLI's) as one that stops the command: the trainer takes SIGUSR1
+    and SIGUSR2 over only from such a handler, not from a program that calls ``train()``
+    with handlers of its own for them (faulthandler, submitit's requeue)."""
+    handler.edgegan_stops = True
+    return handler
 
 
 def take_signal() -> int | None:

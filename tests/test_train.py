@@ -571,25 +571,67 @@ def test_sigterm_saves_and_stops_cleanly(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_train_leaves_a_programs_own_sigusr1_and_sigusr2_alone(tmp_path):
+    """The CLI stops on SIGUSR1/SIGUSR2 (a scheduler's warning); a program calling train()
+    may use them otherwise (faulthandler.register, submitit's requeue), and train() took
+    them over: its handler lost, and the default (death) put back."""
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_StepPlugin(), name="signal-plugin")
+    reset_manager(manager)
+    got: list[int] = []
+
+    def own(signum, frame):
+        got.append(signum)
+
+    outside = signal.signal(signal.SIGUSR1, own)
+    try:
+        cfg = tiny(f"callbacks=[{{name: signal-at, at: 2, signum: {int(signal.SIGUSR1)}}}]")
+        result = train(cfg, out_dir=tmp_path / "r")
+        assert result.stopped_by == "steps" and result.step == 4 and got == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) is own
+    finally:
+        signal.signal(signal.SIGUSR1, outside)
+
+
 def test_a_stop_signal_abandons_a_validation_and_the_final_grid(tmp_path, monkeypatch):
     """A SIGTERM during a validation (tens of seconds with many eval.val_samples) waited for
     it, and for samples/final.png (minutes on a CPU for a 256 px CycleGAN), past a
     scheduler's grace period (Slurm's 30 s, torchrun's): killed with nothing saved."""
     import json
+    import threading
     import time
 
+    import numpy as np
+    from PIL import Image
+
+    from edgegan.data.transforms import load_image
     from edgegan.train.gan import GANTask
+    from edgegan.train.trainer import Trainer
 
     real = GANTask.evaluate
     grids: list[str] = []
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (900, 900, 3), np.uint8)).save(big)
 
     def slow(self, trainer, num_samples=None):
-        if trainer.step == 4:  # the scheduler's SIGTERM arrives during this validation
-            _sigterm()
-            for _ in range(200):  # 10 s of work that the signal abandons
-                time.sleep(0.05)
+        if trainer.step == 4:  # the scheduler's SIGTERM arrives during this validation,
+            # while it reads images: an image reader's `except Exception` took the abandon
+            # for an unreadable file (a DataError, exit 2)
+            torch.set_grad_enabled(False)  # changed by the work: put back when abandoned
+            threading.Timer(0.3, _sigterm).start()
+            for _ in range(400):  # many seconds of work that the signal abandons
+                load_image(big)
             raise AssertionError("the validation ran on after the SIGTERM")
         return real(self, trainer, num_samples)
+
+    saved_with_grad: list[bool] = []
+    real_save = Trainer.save_checkpoint
+
+    def save(self, *args, **kwargs):
+        saved_with_grad.append(torch.is_grad_enabled())
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save)
 
     monkeypatch.setattr(GANTask, "evaluate", slow)
     real_preview = GANTask.preview
@@ -609,6 +651,7 @@ def test_a_stop_signal_abandons_a_validation_and_the_final_grid(tmp_path, monkey
     ]
     assert [r["step"] for r in logged if "val_fd" in r] == [2]  # step 4's abandoned
     assert 4 not in grids and not (result.run_dir / "samples/final.png").exists()
+    assert saved_with_grad == [True]
     report = (result.run_dir / "report.md").read_text()
     assert "- samples: samples/ (no final grid: stopped by SIGTERM)" in report
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

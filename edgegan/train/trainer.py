@@ -115,11 +115,16 @@ class CollapseWarning(UserWarning):
 T = TypeVar("T")
 
 
-class _Abandoned(Exception):
+class _Abandoned(BaseException):
     """A stop signal came during work that is no part of the training state (a validation,
     a sample grid): it is dropped, and the run saves and stops at once. A validation of
     tens of seconds ran on after a SIGTERM, past a scheduler's grace period (Slurm kills
-    after 30 s; so does torchrun), and the run was killed with nothing saved."""
+    after 30 s; so does torchrun), and the run was killed with nothing saved. Not an
+    Exception, as KeyboardInterrupt is not: an image reader's ``except Exception`` took it
+    for an unreadable file."""
+
+
+_UNSET: Any = object()
 
 
 # Spread (max - min, in [-1, 1]) below which a grid or a pixel across samples counts as
@@ -830,8 +835,13 @@ class Trainer:
 
         old: dict[int, Any] = {}
         # SIGBREAK: Ctrl-Break on Windows, where no process can send another SIGTERM;
-        # SIGHUP: the terminal (an ssh session) gone; SIGUSR1/2: a scheduler's warning
+        # SIGHUP: the terminal (an ssh session) gone; SIGUSR1/2: a scheduler's warning, when
+        # the CLI took them (a program calling train() may have handlers of its own for them
+        # that Python does not see: faulthandler.register's, which the default replaced)
+        scheduler = set(stop_signals()) - set(stop_signals(scheduler=False))
         for sig in (signal.SIGINT, *_SIGBREAK, *stop_signals()):
+            if sig in scheduler and not getattr(signal.getsignal(sig), "edgegan_stops", False):
+                continue
             old[sig] = signal.signal(sig, handler)
         signum = take_signal()
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
@@ -840,17 +850,24 @@ class Trainer:
 
     def _abandonable(self, work: Callable[[], T]) -> T | None:
         """``work()``, which a stop signal abandons (see :class:`_Abandoned`): its result,
-        or None when a signal came during it or before."""
-        if self._stop == "signal":
-            return None
-        self._abandonable_now = True
+        or None when a signal came before it or stopped it. What an abandoned block may
+        have left changed (grad mode, networks left in eval mode) is put back."""
+        nets = [m for m in vars(self.task).values() if isinstance(m, torch.nn.Module)]
+        modes = [(m, m.training) for net in nets for m in net.modules()]
+        grad = torch.is_grad_enabled()
+        result = _UNSET
+        self._abandonable_now = True  # (up first: a signal from here on abandons the work)
         try:
             try:
-                return work()
+                if self._stop != "signal":
+                    result = work()
             finally:  # (a signal here, before the flag is down, is caught below too)
                 self._abandonable_now = False
         except _Abandoned:
-            return None
+            torch.set_grad_enabled(grad)
+            for m, training in modes:
+                m.training = training
+        return None if result is _UNSET else result
 
     def _check_finite(self, values: dict[str, torch.Tensor]) -> None:
         problem = next(
