@@ -398,11 +398,6 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None, auto_resum
             raise
         if _is_main_process():
             click.echo(f"done: {resume} is finished at step {exc.step}; nothing to train")
-            if config.eval.at_end and not Path(resume, "eval.json").is_file():
-                from edgegan.fileio import shell_path
-
-                # its final evaluation was stopped (a signal after the last step)
-                _say(f"it has no final scores: edgegan eval {shell_path(resume, 'RUN')}")
         return
     # said as the user gave it: relative to here when it is under here
     result = dataclasses.replace(

@@ -907,8 +907,8 @@ def _checkpoint_config(run_dir: Path) -> dict[str, Any] | None:
         raise ConfigError(f"not a run directory (no config.yaml, and {checkpoint} has no config)")
     saved_config(saved, str(checkpoint), state.get("edgegan_version"))
     warnings.warn(
-        f"{run_dir / 'config.yaml'} is missing: resuming with the config saved in {checkpoint} "
-        "(config.yaml is written again at the next checkpoint)",
+        f"{run_dir / 'config.yaml'} is missing: the config saved in {checkpoint} is read "
+        "instead (a resumed run writes config.yaml again at its next checkpoint)",
         UserWarning,
         stacklevel=caller_stacklevel(),
     )

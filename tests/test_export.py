@@ -720,6 +720,14 @@ def test_a_full_disk_during_an_export_names_the_bundle_and_writes_nothing(runs, 
         export(runs["uncond"], out=out)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(out)
     assert not out.exists()
+
+    def timed_out(path, meta):  # no errno: its message stays (it read "[Errno None] None: ...")
+        raise TimeoutError("the network disk did not answer")
+
+    monkeypatch.setattr(api, "write_bundle", timed_out)
+    with pytest.raises(TimeoutError) as info:
+        export(runs["uncond"], out=out)
+    assert str(info.value) == "the network disk did not answer"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".full-bundle")]
 
 

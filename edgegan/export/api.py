@@ -590,8 +590,8 @@ def export(
         _install(tmp, dest, overwrite)
         done = True
     except OSError as exc:
-        if exc.filename is None:  # a full disk's write names no file: say which bundle
-            exc.filename = str(dest)
+        if exc.filename is None and exc.errno is not None:  # a full disk's write names no
+            exc.filename = str(dest)  # file: say which bundle
         raise
     finally:
         if tmp.exists():
