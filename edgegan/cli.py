@@ -365,10 +365,13 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None, auto_resum
             raise EdgeganError(
                 "--auto-resume needs --out RUN: the run to continue, or to start when it holds none"
             )
-        from edgegan.train.logs import is_run_dir
+        from edgegan.train.logs import clear_unstarted, is_run_dir
 
         if is_run_dir(out):  # the preset or config file was for its start
+            _same_run(out, source, overrides)
             resume, out, source = out, None, None
+        elif _is_main_process() and Path(out).is_dir() and clear_unstarted(Path(out)):
+            _say(f"{out} stopped before its first checkpoint (nothing to resume): it starts again")
     if resume:
         if source:
             raise EdgeganError("--resume continues a run with its own config; drop the preset")
@@ -425,6 +428,23 @@ def train(args: tuple[str, ...], out: str | None, resume: str | None, auto_resum
         click.echo("eval: " + ", ".join(f"{k}={v:.4g}" for k, v in result.eval.items()))
     for line in _next_commands(config.task, result):
         _say(line)
+
+
+def _same_run(run: str, source: str | None, overrides: list[str]) -> None:
+    """``--auto-resume`` continues ``run`` with its own config: a preset or config file of
+    another task or preset given with it names another run (an --out reused by mistake
+    would go on training the old one without a word)."""
+    if source is None:
+        return
+    from edgegan.config import load_config, load_run_config
+
+    saved, asked = load_run_config(run), load_config(source, overrides)
+    if saved.task != asked.task or (saved.preset and asked.preset and saved.preset != asked.preset):
+        what = f"{saved.task} run" + (f" of preset {saved.preset}" if saved.preset else "")
+        raise EdgeganError(
+            f"--out {run} holds a {what}, not {asked.preset or asked.task}: --auto-resume "
+            "continues the run there; choose another --out"
+        )
 
 
 def _from_here(path: Path) -> Path:

@@ -1664,6 +1664,8 @@ def test_auto_resume_starts_continues_and_finishes_a_run_with_one_command(tmp_pa
     """A requeued batch job runs the same command each time: it must start the run, then
     continue it, then do nothing once it is finished (a --resume of a finished run was an
     error, exit 2, so the job failed; the command differs between start and resume)."""
+    import socket
+
     from click.testing import CliRunner
 
     from edgegan.cli import cli
@@ -1680,6 +1682,31 @@ def test_auto_resume_starts_continues_and_finishes_a_run_with_one_command(tmp_pa
     assert res.stdout == f"done: {run} is finished at step 4; nothing to train\n"
     assert res.stderr == ""
     assert CliRunner().invoke(cli, ["train", "--resume", str(run)]).exit_code == 2  # as before
+    # an --out reused for another preset: not the old run trained on without a word
+    res = CliRunner().invoke(cli, ["train", "cyclegan-digits", "--out", str(run), "--auto-resume"])
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (
+        f"error: --out {run} holds a gan run of preset dcgan-mnist, not cyclegan-digits: "
+        "--auto-resume continues the run there; choose another --out\n"
+    )
+    # killed before its first checkpoint (SIGKILL, out of memory, a lost node): its folder
+    # could be neither resumed nor trained into, and the requeued job failed for good
+    (run / "checkpoints" / "last.pt").unlink()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (run / ".edgegan-lock").write_text(f"{socket.gethostname()} {gone} 1\n")
+    res = CliRunner().invoke(cli, [*again, "train.steps=2"])
+    assert res.exit_code == 0 and res.stdout.startswith("done: 2 steps in "), res.output
+    assert f"{run} stopped before its first checkpoint (nothing to resume): it starts again" in (
+        res.stderr
+    )
+    assert load_checkpoint(run / "checkpoints/last.pt")["step"] == 2
+    # one that holds anything else is not cleared: refused, as before
+    (run / "checkpoints" / "last.pt").unlink()
+    (run / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(cli, [*again, "train.steps=2"])
+    assert res.exit_code == 2 and "already exists and is not empty" in res.stderr, res.output
+    assert (run / "notes.txt").read_text() == "mine" and (run / "config.yaml").is_file()
     for args, said in [
         (["--auto-resume", "--resume", str(run)], "drop --resume"),
         (["dcgan-mnist", "--auto-resume"], "--auto-resume needs --out RUN"),

@@ -242,6 +242,45 @@ def release_run_dir(path: Path) -> None:
     remove_empty_dirs(made)
 
 
+def clear_unstarted(path: Path) -> bool:
+    """Remove what a run that stopped before its first checkpoint (killed: SIGKILL, out of
+    memory, a lost node) wrote in ``path``, when the folder holds nothing else and no live
+    process holds its lock: such a folder could neither be resumed nor trained into again,
+    so a requeued job's ``--auto-resume`` failed for good. False, and nothing removed,
+    otherwise (a checkpoint, a file of anyone else's, a link)."""
+    from edgegan.fileio import _dead_temp
+
+    if not (path / "config.yaml").is_file() or RunLock(path).taken():
+        return False
+    top = {"config.yaml", "metrics.jsonl", "report.md", "eval.json", CLAIM, RunLock.NAME}
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        here = Path(dirpath)
+        where = here.relative_to(path).parts
+        if where not in ((), ("samples",), ("checkpoints",), ("tensorboard",)):
+            return False
+        for name in dirnames + filenames:
+            entry = here / name
+            if entry.is_symlink():
+                return False
+            if name in dirnames:
+                continue
+            fine = (
+                is_os_metadata(entry)
+                or _dead_temp(entry)
+                or (where == () and name in top)
+                or (where == ("samples",) and name.endswith(".png"))
+                or (where == ("tensorboard",) and name.startswith("events.out.tfevents."))
+            )
+            if not fine:
+                return False
+            files.append(entry)
+    for entry in files:
+        entry.unlink(missing_ok=True)
+    remove_empty_dirs([path / "samples", path / "checkpoints", path / "tensorboard"])
+    return True
+
+
 def run_dir_is_stale_start(path: Path) -> bool:
     """Whether ``path`` holds only what a run's start leaves (its claim and lock) from a
     process that is gone, e.g. killed while it was being built."""
