@@ -573,7 +573,7 @@ def make_dirs(path: str | Path, exist_ok: bool = False) -> list[Path]:
             continue
     else:
         path.mkdir(exist_ok=exist_ok)  # what keeps failing, said by mkdir
-    return [d for d in reversed(made) if d.is_dir()]
+    return [d for d in dict.fromkeys(reversed(made)) if d.is_dir()]  # (made again: once)
 
 
 def remove_empty_dirs(dirs: list[Path] | list[str]) -> None:

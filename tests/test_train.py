@@ -1650,6 +1650,9 @@ def test_a_requeued_slurm_job_takes_over_the_lock_its_earlier_run_left_on_anothe
     assert not lock.stale()  # another job's
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     assert batch_job() == "77.1" and lock.stale()  # the job's earlier run: gone
+    lock.path.write_text("node042 13444 7418022\njob\n")  # garbled: respected
+    assert not lock.stale()
+    lock.path.write_text("node042 13444 7418022\njob 77.0\n")
     assert train(load_run_config(run, ["train.steps=4"]), resume=run).step == 4
     assert not lock.path.exists()
     # a lock names its job, for the next requeue

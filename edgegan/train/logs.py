@@ -163,7 +163,7 @@ def _earlier_run_of_this_job(text: str) -> bool:
     whatever host it names. A requeued job landing on another node was refused for good."""
     mine = batch_job()
     theirs = next(
-        (line.split()[1] for line in text.splitlines()[1:] if line.split()[:1] == ["job"]),
+        (w[1] for w in map(str.split, text.splitlines()[1:]) if len(w) == 2 and w[0] == "job"),
         None,
     )
     if mine is None or theirs is None or len(theirs.split(".")) != 2:
