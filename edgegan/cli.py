@@ -679,7 +679,7 @@ def infer(
 
             check_default_root("runs")
             # made as it is chosen, and taken back (runs/ too, if made here) on a failure
-            new = undo.enter_context(undo_new_files(Path(".")))
+            new = undo.enter_context(undo_new_files(None))
             claimed, new.dirs = _claim_folder(Path("runs"), "infer")
             out = str(claimed)
         if direction or input_path:

@@ -145,18 +145,31 @@ def note_signal(signum: int) -> None:
 
 
 def stop_signals(scheduler: bool = True) -> tuple[int, ...]:
-    """The signals that stop a command as SIGTERM does: SIGTERM, and where the system has
-    them and they are not ignored, SIGHUP (a closed terminal, a dropped ssh session; a
-    command under ``nohup``, which asked to outlive its terminal, keeps ignoring it) and,
-    with ``scheduler``, SIGUSR1 and SIGUSR2 (what a batch scheduler sends ahead of a job's
-    time limit: Slurm's ``--signal=USR1@120``; their default killed a run at once, with
-    nothing saved)."""
+    """The signals that stop a command as SIGTERM does: SIGTERM, SIGHUP where the system has
+    it and it is not ignored (a closed terminal, a dropped ssh session; a command under
+    ``nohup``, which asked to outlive its terminal, keeps ignoring it) and, with
+    ``scheduler``, :func:`scheduler_signals`."""
     import signal
 
-    names = ("SIGHUP", "SIGUSR1", "SIGUSR2") if scheduler else ("SIGHUP",)
-    named = (getattr(signal, n, None) for n in names)
-    others = tuple(s for s in named if s is not None and signal.getsignal(s) is not signal.SIG_IGN)
-    return (signal.SIGTERM, *others)
+    return (
+        signal.SIGTERM,
+        *_not_ignored(("SIGHUP",)),
+        *(scheduler_signals() if scheduler else ()),
+    )
+
+
+def scheduler_signals() -> tuple[int, ...]:
+    """SIGUSR1 and SIGUSR2 where the system has them and they are not ignored: what a batch
+    scheduler sends ahead of a job's time limit (Slurm's ``--signal=USR1@120``; their
+    default killed a run at once, with nothing saved)."""
+    return _not_ignored(("SIGUSR1", "SIGUSR2"))
+
+
+def _not_ignored(names: tuple[str, ...]) -> tuple[int, ...]:
+    import signal
+
+    found = (getattr(signal, n, None) for n in names)
+    return tuple(s for s in found if s is not None and signal.getsignal(s) is not signal.SIG_IGN)
 
 
 def takes_stop_signals(handler: Any) -> Any:
@@ -165,6 +178,11 @@ def takes_stop_signals(handler: Any) -> Any:
     with handlers of its own for them (faulthandler, submitit's requeue)."""
     handler.edgegan_stops = True
     return handler
+
+
+def stops_commands(handler: Any) -> bool:
+    """Whether ``handler`` was marked by :func:`takes_stop_signals`."""
+    return getattr(handler, "edgegan_stops", False) is True
 
 
 def take_signal() -> int | None:

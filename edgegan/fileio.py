@@ -622,20 +622,17 @@ def release_mark(mark: Path) -> None:
 class NewFiles:
     """What a block of writes created, to take back if it fails: see :func:`undo_new_files`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path | None) -> None:
         self.files: list[Path] = []
-        self.dirs: list[Path] = missing_dirs(root)
+        self.dirs: list[Path] = [] if root is None else missing_dirs(root)
         self._mark: Path | None = None
 
     def claim(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Make the output folder ``folder`` (:func:`prepare_out_dir`) and mark it as written
-        into by this process until the block ends; refused when
-        another live process has marked it, or (without ``overwrite``) when it holds files.
-        Two ``infer`` into one ``--out`` both checked it empty, both wrote, and one's files
-        silently replaced the other's. Each makes its mark first and looks after, for
-        another's mark and for files: of two at once, at most one goes on (both may be
-        refused). The mark names its writer's host, pid and start: a killed writer's is
-        removed; one of another host (a container, a machine sharing the disk) is respected."""
+        into by this process until the block ends (:func:`mark_writer`); refused, too, when
+        it holds files (without ``overwrite``), looked at after the mark. Two ``infer`` into
+        one ``--out`` both checked it empty, both wrote, and one's files silently replaced
+        the other's."""
         folder = prepare_out_dir(folder, overwrite=True)  # (its emptiness is checked below)
         self._mark = mark_writer(folder)
         if not overwrite and holds_files(folder):  # filled since it was checked
@@ -670,14 +667,14 @@ class NewFiles:
 
 
 @contextmanager
-def undo_new_files(root: str | Path) -> Iterator[NewFiles]:
+def undo_new_files(root: str | Path | None) -> Iterator[NewFiles]:
     """A block that writes under ``root`` and records what it creates with the yielded
     :class:`NewFiles`: if the block raises (Ctrl-C included), those files go, and the folders
-    it made (``root`` too) if they are left empty; then the error goes on, even if taking
-    back fails. Only what the block recorded is touched, never files others write there
-    meanwhile, so a failed run neither loses earlier files nor leaves a partial result that
-    looks whole."""
-    new = NewFiles(Path(root))
+    it made (``root`` too; None: the block records its folders itself) if they are left
+    empty; then the error goes on, even if taking back fails. Only what the block recorded
+    is touched, never files others write there meanwhile, so a failed run neither loses
+    earlier files nor leaves a partial result that looks whole."""
+    new = NewFiles(None if root is None else Path(root))
     try:
         yield new
     except BaseException:

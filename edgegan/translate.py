@@ -470,15 +470,13 @@ def _unreadable_headers(
     run after minutes and took back all it had written. An error naming the first and how
     many, unless ``skip_bad``: then they are returned, to be left out. (A file cut short in
     its pixels still fails only when decoded.)"""
-    from edgegan.data.files import probe_headers
+    from edgegan.data.files import probe_headers, unreadable_line
 
     probed = probe_headers([src for src, _ in files], "infer", progress)
     bad = [(src, why) for (src, _), why in zip(files, probed, strict=True) if isinstance(why, str)]
     if bad and not skip_bad:
-        of = f"{len(bad)} of the {len(files)} input images cannot be read; the first: "
-        raise DataError(
-            f"{of if len(bad) > 1 else ''}{bad[0][1]} (--skip-bad translates the others)"
-        )
+        line = unreadable_line([why for _, why in bad], f"the {len(files)} input images")
+        raise DataError(f"{line} (--skip-bad translates the others)")
     return [src for src, _ in bad]
 
 

@@ -176,3 +176,11 @@ PROBE_CHUNK = 256
 
 #: folders of this many images show a progress bar while their headers are checked
 PROBE_PROGRESS_FROM = 10_000
+
+
+def unreadable_line(errors: list[str], of: str) -> str:
+    """The first of the header ``errors`` (of :func:`probe_headers`), with how many of
+    ``of`` (e.g. "4 images") there are when more than one: every header was read already,
+    and 501 unreadable files read as one."""
+    many = f"{len(errors)} of {of} cannot be read; the first: " if len(errors) > 1 else ""
+    return many + errors[0]

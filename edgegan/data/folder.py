@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgegan.data.base import DataWarning, check_image_params, check_limit
-from edgegan.data.files import list_images, probe_headers
+from edgegan.data.files import list_images, probe_headers, unreadable_line
 from edgegan.data.transforms import (
     BICUBIC,
     center_crop,
@@ -145,11 +145,8 @@ def readable_images(
             skipped.append(str(path))
         else:
             bad.append(probed)
-    if bad:  # all counted: the probe read every header already
-        of = (
-            f"{len(bad)} of {len(paths)} images cannot be read; the first: " if len(bad) > 1 else ""
-        )
-        raise DataError(f"{of}{bad[0]} {SKIP_BAD_HINT}")
+    if bad:
+        raise DataError(f"{unreadable_line(bad, f'{len(paths)} images')} {SKIP_BAD_HINT}")
     if huge:  # Pillow's own warning of each names no file
         _, (w, h), path = max(huge)
         warnings.warn(

@@ -85,6 +85,10 @@ def stderr_line(line: str) -> bool:
     return True
 
 
+#: The files a run writes in its folder before its first checkpoint, besides its sample
+#: grids (what a run that failed or was killed before it leaves, to take back)
+RUN_FILES = ("config.yaml", "metrics.jsonl", "report.md")
+
 #: A file that marks a run directory as taken while its run is being built (removed once the
 #: run writes its config); it lists the folders made for the run, to remove if it fails.
 CLAIM = ".edgegan-claim"
@@ -166,9 +170,9 @@ def _earlier_run_of_this_job(text: str) -> bool:
         (w[1] for w in map(str.split, text.splitlines()[1:]) if len(w) == 2 and w[0] == "job"),
         None,
     )
-    if mine is None or theirs is None or len(theirs.split(".")) != 2:
+    if mine is None or theirs is None:
         return False
-    (job, restart), (their_job, their_restart) = mine.split("."), theirs.split(".")
+    (job, _, restart), (their_job, _, their_restart) = mine.partition("."), theirs.partition(".")
     return job == their_job and their_restart.isdigit() and int(their_restart) < int(restart)
 
 
@@ -252,7 +256,7 @@ def clear_unstarted(path: Path) -> bool:
 
     if not (path / "config.yaml").is_file() or RunLock(path).taken():
         return False
-    top = {"config.yaml", "metrics.jsonl", "report.md", "eval.json", CLAIM, RunLock.NAME}
+    top = {*RUN_FILES, "eval.json", CLAIM, RunLock.NAME}
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(path):
         here = Path(dirpath)

@@ -44,7 +44,9 @@ from edgegan.errors import (
     caller_stacklevel,
     did_you_mean,
     exception_line,
+    scheduler_signals,
     stop_signals,
+    stops_commands,
     take_signal,
 )
 from edgegan.fileio import atomic_write, remove_dead_temps, remove_empty_dirs, write_json
@@ -62,6 +64,7 @@ from edgegan.train.logs import (
     BEST_CHECKPOINT,
     CHECKPOINT,
     CLAIM,
+    RUN_FILES,
     MetricsLog,
     ProgressBar,
     RunLock,
@@ -634,7 +637,7 @@ class Trainer:
         still held (no other process may be writing there then); the lock is released
         before the empty folders go, the run's own among them."""
         try:
-            for name in ("config.yaml", "metrics.jsonl", "report.md"):
+            for name in RUN_FILES:
                 # best effort: the run's own error is the one to report, not this
                 with contextlib.suppress(OSError):
                     (self.run_dir / name).unlink(missing_ok=True)
@@ -838,10 +841,8 @@ class Trainer:
         # SIGHUP: the terminal (an ssh session) gone; SIGUSR1/2: a scheduler's warning, when
         # the CLI took them (a program calling train() may have handlers of its own for them
         # that Python does not see: faulthandler.register's, which the default replaced)
-        scheduler = set(stop_signals()) - set(stop_signals(scheduler=False))
-        for sig in (signal.SIGINT, *_SIGBREAK, *stop_signals()):
-            if sig in scheduler and not getattr(signal.getsignal(sig), "edgegan_stops", False):
-                continue
+        taken = [s for s in scheduler_signals() if stops_commands(signal.getsignal(s))]
+        for sig in (signal.SIGINT, *_SIGBREAK, *stop_signals(scheduler=False), *taken):
             old[sig] = signal.signal(sig, handler)
         signum = take_signal()
         if signum is not None:  # the CLI's SIGTERM, swallowed while the run was built
